@@ -1,0 +1,45 @@
+"""trainml_cli: turn a folder of Python model code into a production REST endpoint.
+
+Public surface: `TrainML` (the async SDK client), the error classes, and `__version__`.
+The SDK is imported on first use so that `import trainml_cli` stays cheap for the CLI.
+"""
+
+from .errors import (
+    Conflict,
+    JobFailed,
+    ModelCodeError,
+    NotFound,
+    RouteSpecError,
+    ServerError,
+    TrainMLError,
+    Unauthorized,
+    Unavailable,
+    UsageError,
+    WaitTimeout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TrainML",
+    "TrainMLError",
+    "UsageError",
+    "RouteSpecError",
+    "NotFound",
+    "Conflict",
+    "Unauthorized",
+    "ServerError",
+    "Unavailable",
+    "JobFailed",
+    "WaitTimeout",
+    "ModelCodeError",
+    "__version__",
+]
+
+
+def __getattr__(name):
+    if name == "TrainML":
+        from .sdk.client import TrainML
+
+        return TrainML
+    raise AttributeError(f"module 'trainml_cli' has no attribute {name!r}")

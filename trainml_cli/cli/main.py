@@ -1,0 +1,144 @@
+"""The `trainml` root group: global options, lazy subcommands, and the one place errors are rendered.
+
+Subcommand modules are imported only when their command runs (or when help lists them), so `trainml --help`
+never pays for the SDK, the server or the runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import TrainMLError
+
+# name -> (module, attribute, short help). The short help is here so `trainml --help` imports nothing else.
+SUBCOMMANDS = {
+    "job": ("trainml_cli.cli.job", "job", "Create endpoints and manage jobs."),
+    "model": ("trainml_cli.cli.model", "model", "Store model code and reuse it across jobs."),
+    "server": ("trainml_cli.cli.server", "server", "Run and manage the local control plane."),
+    "endpoint": ("trainml_cli.cli.endpoint", "endpoint", "Serve model code in the foreground (no control plane)."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands live in modules imported on first use."""
+
+    def __init__(self, *args, lazy: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            module_name, attribute, _ = self.lazy[name]
+            return getattr(importlib.import_module(module_name), attribute)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        # Short help from the table, so listing commands does not import them.
+        rows = [(name, self.lazy[name][2]) for name in sorted(self.lazy)]
+        rows += [(n, c.get_short_help_str()) for n, c in sorted(self.commands.items()) if n not in self.lazy]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class Context:
+    """What the global options decide, built once and handed to every subcommand as ctx.obj."""
+
+    def __init__(self, api_url=None, home=None, output_file=None, silent=False, verbose=0, debug=False):
+        self.api_url = api_url
+        self.home = home
+        self.output_file = output_file
+        self.silent = silent
+        self.verbose = verbose
+        self.debug = debug
+        self._settings = None
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            from ..settings import Settings
+
+            self._settings = Settings.from_env(home=self.home, api_url=self.api_url)
+        return self._settings
+
+    def client(self):
+        from ..sdk.client import TrainML
+
+        return TrainML(settings=self.settings)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=SUBCOMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+@click.version_option(__version__, "--version", prog_name="trainml")
+@click.option("--api-url", envvar="TRAINML_API_URL", help="Control plane URL (default: the one under --home).")
+@click.option("--home", envvar="TRAINML_HOME", type=click.Path(file_okay=False), help="State folder (default ~/.trainml).")
+@click.option("-o", "--output-file", type=click.File("w"), help="Write command output to this file.")
+@click.option("-s", "--silent", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", count=True, help="More detail; repeat for more.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx, api_url, home, output_file, silent, verbose, debug):
+    """Turn a folder of Python model code into a REST endpoint.
+
+    \b
+    trainml job create endpoint --model-dir examples/sentiment \\
+        --route '{"verb":"POST","path":"/predict","file":"predict","function":"predict",
+                  "body":[{"name":"text","type":"str"}]}' sentiment
+    """
+    ctx.obj = Context(api_url, home, output_file, silent, verbose, debug)
+
+
+def main(argv=None) -> int:
+    """Entry point: run the CLI and turn every failure into one line and an exit code."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        result = cli.main(args=argv, prog_name="trainml", standalone_mode=False)
+    except TrainMLError as exc:
+        if debug:
+            raise
+        error(str(exc))
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except BrokenPipeError:
+        # `trainml job list | head`: the reader went away; not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    # Without standalone mode click returns --help's and --version's exit code, or what a command returned.
+    return result if isinstance(result, int) else 0
+
+
+def error(message: str) -> None:
+    lines = message.splitlines() or [""]
+    click.echo(f"Error: {lines[0]}", err=True)
+    for line in lines[1:]:
+        click.echo(line, err=True)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

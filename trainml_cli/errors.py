@@ -1,0 +1,134 @@
+"""One exception root for every failure a user should see.
+
+Each subclass carries the exit code the CLI uses and the HTTP status the control plane answers with, so the
+CLI edge and the API edge render the same error without a mapping table of their own. Library code raises
+these and never prints or exits.
+"""
+
+from __future__ import annotations
+
+
+class TrainMLError(Exception):
+    """Root of all user-facing failures: one clear message, an exit code and an HTTP status."""
+
+    exit_code = 1
+    http_status = 500
+    kind = "error"
+
+    def __init__(self, message: str, *, details: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = list(details or [])
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict:
+        body = {"error": self.kind, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+    @classmethod
+    def from_dict(cls, body: dict, status: int) -> "TrainMLError":
+        """Rebuild the error the server sent, so the SDK raises the same class the server raised."""
+        kind = body.get("error", "error") if isinstance(body, dict) else "error"
+        message = body.get("message") if isinstance(body, dict) else None
+        details = body.get("details") if isinstance(body, dict) else None
+        klass = _BY_KIND.get(kind)
+        if klass is None:
+            klass = _BY_STATUS.get(status, ServerError)
+        return klass(message or f"server answered HTTP {status}", details=details)
+
+
+class UsageError(TrainMLError):
+    """The user asked for something malformed: bad options, bad JSON, a route that breaks the spec."""
+
+    exit_code = 2
+    http_status = 422
+    kind = "invalid"
+
+
+class RouteSpecError(UsageError):
+    """One or more routes break the route spec; `details` holds one line per cause."""
+
+    kind = "invalid_route"
+
+    def __init__(self, problems: list[str]):
+        message = problems[0] if len(problems) == 1 else "\n".join(problems)
+        super().__init__(message, details=problems)
+        self.problems = problems
+
+
+class NotFound(TrainMLError):
+    exit_code = 1
+    http_status = 404
+    kind = "not_found"
+
+
+class Conflict(TrainMLError):
+    """The request clashes with the current state (an illegal status move, an ambiguous name)."""
+
+    exit_code = 1
+    http_status = 409
+    kind = "conflict"
+
+
+class Unauthorized(TrainMLError):
+    exit_code = 1
+    http_status = 401
+    kind = "unauthorized"
+
+
+class ServerError(TrainMLError):
+    exit_code = 1
+    http_status = 500
+    kind = "server_error"
+
+
+class Unavailable(TrainMLError):
+    """The control plane or an endpoint cannot be reached or is overloaded; retrying later may help."""
+
+    exit_code = 1
+    http_status = 503
+    kind = "unavailable"
+
+
+class JobFailed(TrainMLError):
+    exit_code = 1
+    http_status = 409
+    kind = "job_failed"
+
+
+class WaitTimeout(TrainMLError):
+    exit_code = 1
+    http_status = 504
+    kind = "timeout"
+
+
+class ModelCodeError(TrainMLError):
+    """User model code could not be loaded (missing file or function, import error)."""
+
+    exit_code = 1
+    http_status = 422
+    kind = "model_code"
+
+
+_BY_KIND = {
+    klass.kind: klass
+    for klass in (
+        TrainMLError,
+        UsageError,
+        NotFound,
+        Conflict,
+        Unauthorized,
+        ServerError,
+        Unavailable,
+        JobFailed,
+        WaitTimeout,
+        ModelCodeError,
+    )
+}
+# RouteSpecError takes a list of problems; rebuilt from the wire it is a plain UsageError with details.
+_BY_KIND["invalid_route"] = UsageError
+_BY_STATUS = {401: Unauthorized, 404: NotFound, 409: Conflict, 422: UsageError, 400: UsageError, 503: Unavailable}

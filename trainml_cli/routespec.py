@@ -1,0 +1,347 @@
+"""The route spec: how a route is written, checked and understood, shared by the CLI, SDK, server and runtime.
+
+A route maps an HTTP verb and path to a function in a file of the user's model code, with a body template that
+says which parameters the function takes. The JSON Schema below catches the shape; `parse_routes` then adds
+the checks a schema cannot express (uniqueness, reserved paths, safe module paths, literal defaults) and
+returns frozen `Route` objects. Every problem is reported as one line naming the route and the field:
+
+    route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list
+
+This module must stay light: the CLI imports it on every start, so jsonschema is imported only when used.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import keyword
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import RouteSpecError, UsageError
+
+VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})  # the others take the template from the query string
+TYPES = ("str", "int", "float", "bool", "dict", "list")
+PYTHON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+# Served by the runtime itself on every endpoint.
+RESERVED_PATHS = ("/ping", "/docs", "/openapi.json", "/metrics")
+MAX_DEFAULT_LENGTH = 10_000  # a deeply nested literal can exhaust the parser; no real default is this long
+
+PARAM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "type"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "type": {"type": "string", "enum": list(TYPES)},
+        "optional": {"type": "boolean", "default": False},
+        "default_value": {"type": ["string", "null"]},
+    },
+}
+
+ROUTE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "trainML endpoint route",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["verb", "path", "file", "function"],
+    "properties": {
+        "verb": {"type": "string", "enum": list(VERBS)},
+        "path": {"type": "string", "pattern": r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$"},
+        "file": {"type": "string", "minLength": 1},
+        "function": {"type": "string", "minLength": 1},
+        "positional": {"type": "boolean", "default": False},
+        "body": {"type": "array", "items": PARAM_SCHEMA, "default": []},
+    },
+}
+
+ROUTES_SCHEMA: dict[str, Any] = {"type": "array", "items": ROUTE_SCHEMA}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    optional: bool = False
+    default_value: str | None = None  # as the user wrote it (a Python literal), kept for round trips
+    default: Any = None  # the parsed literal; None when the param is required or has no default
+
+    @property
+    def python_type(self) -> type:
+        return PYTHON_TYPES[self.type]
+
+    def to_dict(self) -> dict:
+        data: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.optional:
+            data["optional"] = True
+            if self.default_value is not None:
+                data["default_value"] = self.default_value
+        return data
+
+
+@dataclass(frozen=True)
+class Route:
+    verb: str
+    path: str
+    file: str
+    function: str
+    positional: bool = False
+    body: tuple[Param, ...] = field(default_factory=tuple)
+
+    @property
+    def label(self) -> str:
+        return f"{self.verb} {self.path}"
+
+    @property
+    def takes_body(self) -> bool:
+        return self.verb in BODY_VERBS
+
+    @property
+    def module_parts(self) -> tuple[str, ...]:
+        return module_parts(self.file)
+
+    @property
+    def module_name(self) -> str:
+        return ".".join(self.module_parts)
+
+    @property
+    def relative_file(self) -> str:
+        return "/".join(self.module_parts) + ".py"
+
+    def source_file(self, model_dir: str | os.PathLike) -> Path:
+        """The route's file inside `model_dir`; refuses one that a link leads out of the directory."""
+        root = Path(model_dir).resolve()
+        target = (root / self.relative_file).resolve()
+        if root != target and root not in target.parents:
+            raise UsageError(f"route {self.label}: file '{self.file}' resolves outside the model directory")
+        return target
+
+    def example_body(self) -> dict:
+        """A body with a plausible value of the right type for every param (for curl examples)."""
+        return {p.name: example_value(p) for p in self.body}
+
+    def to_dict(self) -> dict:
+        return {
+            "verb": self.verb,
+            "path": self.path,
+            "file": self.file,
+            "function": self.function,
+            "positional": self.positional,
+            "body": [p.to_dict() for p in self.body],
+        }
+
+
+_EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "list": []}
+
+
+def example_value(param: Param) -> Any:
+    if param.optional and param.default is not None:
+        return param.default
+    return _EXAMPLES[param.type]
+
+
+def module_parts(file: str) -> tuple[str, ...]:
+    """`predict`, `predict.py`, `pkg/predict` -> the module path inside the model dir. Raises ValueError."""
+    text = file[:-3] if file.endswith(".py") else file
+    if text.startswith("/") or "\\" in text:
+        raise ValueError("must be a path inside the model directory, not an absolute path")
+    parts = tuple(text.replace(".", "/").split("/")) if "/" not in text else tuple(text.split("/"))
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise ValueError("must be a path inside the model directory (no '..', no empty parts)")
+        if not part.isidentifier() or keyword.iskeyword(part):
+            raise ValueError(f"'{part}' is not a valid Python module name")
+    return parts
+
+
+def parse_default(text: str, type_name: str) -> Any:
+    """Parse a default value written as a Python literal; never evaluates code. Raises ValueError."""
+    if len(text) > MAX_DEFAULT_LENGTH:
+        raise ValueError(f"is longer than {MAX_DEFAULT_LENGTH} characters")
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        bare_word = type_name == "str" and not any(c in text for c in "()[]{}'\"")
+        hint = f" (write strings with quotes, e.g. \"'{text}'\")" if bare_word else ""
+        raise ValueError(f"{text!r} is not a Python literal{hint}") from None
+    if value is None:
+        return None
+    if type_name == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = PYTHON_TYPES[type_name]
+    if type_name == "int" and isinstance(value, bool) or not isinstance(value, expected):
+        raise ValueError(f"{text!r} is a {type(value).__name__}, not a {type_name}")
+    if type_name in ("dict", "list"):
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{text!r} cannot be sent as JSON (use only str, int, float, bool, None, lists and dicts)") from None
+    return value
+
+
+def _schema_problem(error) -> tuple[str, str]:
+    """Turn one jsonschema error into (field path, message) in our words."""
+    where = ""
+    for part in error.absolute_path:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    validator = error.validator
+    if validator == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        return where, f"{error.instance!r} is not one of {choices}"
+    if validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return (f"{where}.{missing}" if where else missing), "is required"
+    if validator == "additionalProperties":
+        allowed = ", ".join(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return where or "route", f"unknown field {', '.join(repr(e) for e in extra)} (allowed: {allowed})"
+    if validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        names = {"string": "a string", "boolean": "true or false", "array": "a list", "object": "an object"}
+        return where, f"{error.instance!r} is not {names.get(expected, expected)}"
+    if validator == "pattern" and where == "path":
+        return where, f"{error.instance!r} must start with '/' and use only URL path characters"
+    if validator == "minLength":
+        return where, "must not be empty"
+    return where, error.message
+
+
+def _route_label(index: int, raw: Any) -> str:
+    label = f"route {index + 1}"
+    if isinstance(raw, dict) and isinstance(raw.get("verb"), str) and isinstance(raw.get("path"), str):
+        label += f" ({raw['verb'].upper()} {raw['path']})"
+    return label
+
+
+def _normalize(raw: Any) -> Any:
+    # Verbs are case-insensitive in practice; accept "post" rather than make users guess.
+    if isinstance(raw, dict) and isinstance(raw.get("verb"), str):
+        raw = {**raw, "verb": raw["verb"].upper()}
+    return raw
+
+
+def parse_routes(raws: Iterable[Any]) -> list[Route]:
+    """Validate raw route dicts and build Routes; raises RouteSpecError listing every problem found."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(ROUTE_SCHEMA)
+    routes: list[Route] = []
+    problems: list[str] = []
+    seen: dict[tuple[str, str], int] = {}
+    raws = list(raws)
+    if not raws:
+        raise RouteSpecError(["at least one route is required"])
+    for index, raw in enumerate(raws):
+        raw = _normalize(raw)
+        label = _route_label(index, raw)
+        if not isinstance(raw, dict):
+            problems.append(f"{label}: must be a JSON object, got {type(raw).__name__}")
+            continue
+        errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
+        if errors:
+            for error in errors:
+                where, message = _schema_problem(error)
+                problems.append(f"{label}: {where}: {message}" if where else f"{label}: {message}")
+            continue
+        route_problems: list[str] = []
+        route = _build_route(raw, route_problems.append)
+        key = (raw["verb"], raw["path"])
+        if key in seen:
+            route_problems.append(f"path: {raw['verb']} {raw['path']} is already served by route {seen[key] + 1}")
+        else:
+            seen[key] = index
+        problems.extend(f"{label}: {p}" for p in route_problems)
+        if route is not None and not route_problems:
+            routes.append(route)
+    if problems:
+        raise RouteSpecError(problems)
+    return routes
+
+
+def _build_route(raw: dict, problem) -> Route | None:
+    if raw["path"].rstrip("/") in RESERVED_PATHS or raw["path"] in RESERVED_PATHS:
+        problem(f"path: {raw['path']} is reserved (the endpoint serves {', '.join(RESERVED_PATHS)} itself)")
+    try:
+        module_parts(raw["file"])
+    except ValueError as exc:
+        problem(f"file: {raw['file']!r} {exc}")
+    function = raw["function"]
+    if not function.isidentifier() or keyword.iskeyword(function):
+        problem(f"function: {function!r} is not a valid Python function name")
+    params: list[Param] = []
+    names: set[str] = set()
+    seen_optional = False
+    positional = raw.get("positional", False)
+    for i, p in enumerate(raw.get("body", [])):
+        where = f"body[{i}]"
+        name = p["name"]
+        if not name.isidentifier() or keyword.iskeyword(name):
+            problem(f"{where}.name: {name!r} is not a valid Python parameter name")
+        elif name in names:
+            problem(f"{where}.name: {name!r} appears twice")
+        names.add(name)
+        optional = p.get("optional", False)
+        default_value = p.get("default_value")
+        default = None
+        if default_value is not None and not optional:
+            problem(f"{where}.default_value: only optional params take a default (set \"optional\": true)")
+        elif default_value is not None:
+            try:
+                default = parse_default(default_value, p["type"])
+            except ValueError as exc:
+                problem(f"{where}.default_value: {exc}")
+        if optional:
+            seen_optional = True
+        elif seen_optional and positional:
+            problem(f"{where}: required param {name!r} comes after an optional one in a positional route")
+        params.append(Param(name, p["type"], optional, default_value, default))
+    return Route(raw["verb"], raw["path"], raw["file"], function, positional, tuple(params))
+
+
+def parse_route_json(text: str, index: int = 0) -> dict:
+    """Parse one route given as JSON text; a syntax error shows the text and where it broke."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        pointer = " " * exc.colno + "^"
+        line = text.splitlines()[exc.lineno - 1] if text.splitlines() else text
+        raise UsageError(
+            f"route {index + 1}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}\n  {line}\n {pointer}"
+        ) from None
+    if not isinstance(value, dict):
+        raise UsageError(f"route {index + 1}: must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_route_file(path: str | os.PathLike) -> list[dict]:
+    """Read a JSON or YAML file holding a list of routes (or one route)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"route file {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"route file {path}: not valid YAML: {exc}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"route file {path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise UsageError(f"route file {path}: must hold a list of routes")
+    return data
+
+
+def routes_to_json(routes: Iterable[Route]) -> str:
+    return json.dumps([r.to_dict() for r in routes])

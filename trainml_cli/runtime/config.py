@@ -1,0 +1,91 @@
+"""The endpoint runtime's settings and its command line, `python -m trainml_cli.runtime`.
+
+This command line is the contract between the control plane and the runtime: the supervisor launches it as a
+child process and never imports the runtime. `trainml endpoint serve` builds the same RuntimeConfig with click.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+# Defaults chosen for model code: a few calls at once (the GIL and the model's memory bound real parallelism),
+# a queue long enough to absorb bursts, and a timeout generous enough for a slow CPU prediction.
+DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_MAX_QUEUE = 64
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+
+EXIT_LOAD_FAILED = 3  # the model code could not be loaded; restarting will not help
+
+
+@dataclass
+class RuntimeConfig:
+    model_dir: str
+    routes: list = field(default_factory=list)  # routespec.Route objects
+    host: str = "127.0.0.1"
+    port: int = 8000
+    fd: int | None = None  # an already-listening socket handed over by the supervisor
+    workers: int = 1
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_queue: int = DEFAULT_MAX_QUEUE
+    timeout: float = DEFAULT_TIMEOUT
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    access_log: bool = True
+
+    def to_args(self) -> list[str]:
+        """Command-line arguments that rebuild this config in a worker process (routes go by file)."""
+        args = ["--model-dir", os.fspath(self.model_dir)]
+        args += ["--max-concurrency", str(self.max_concurrency), "--max-queue", str(self.max_queue)]
+        args += ["--timeout", str(self.timeout), "--max-body-size", str(self.max_body_size)]
+        if not self.access_log:
+            args.append("--no-access-log")
+        return args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainml_cli.runtime", description="Serve model code from route specs (the endpoint runtime)."
+    )
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--route", action="append", default=[], help="a route as JSON (repeatable)")
+    parser.add_argument("--route-file", help="a JSON or YAML list of routes")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--fd", type=int, default=None, help="serve on this inherited listening socket")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    parser.add_argument("--max-body-size", type=int, default=DEFAULT_MAX_BODY_SIZE)
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false")
+    return parser
+
+
+def config_from_args(argv: list[str] | None = None) -> RuntimeConfig:
+    from ..errors import UsageError
+    from ..routespec import parse_route_json, parse_routes, read_route_file
+
+    args = build_parser().parse_args(argv)
+    raws = [parse_route_json(text, i) for i, text in enumerate(args.route)]
+    if args.route_file:
+        raws += read_route_file(args.route_file)
+    for name in ("workers", "max_concurrency"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_queue < 0 or args.timeout <= 0 or args.max_body_size < 1:
+        raise UsageError("--max-queue must be >= 0, --timeout and --max-body-size > 0")
+    return RuntimeConfig(
+        model_dir=args.model_dir,
+        routes=parse_routes(raws),
+        host=args.host,
+        port=args.port,
+        fd=args.fd,
+        workers=args.workers,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+        timeout=args.timeout,
+        max_body_size=args.max_body_size,
+        access_log=args.access_log,
+    )

@@ -1,0 +1,70 @@
+"""Settings built once, from arguments first and the environment second, then passed down.
+
+Tests change `TRAINML_HOME` (and ports), never patch module globals.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("TRAINML_HOME") or Path.home() / ".trainml").expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=default_home)
+    api_url: str | None = None  # None: read from the home's server file, or start a server there
+    token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: the server picks a free port and records it in the home
+    connect_timeout: float = 5.0
+    request_timeout: float = 60.0
+    autostart: bool = True
+
+    @classmethod
+    def from_env(cls, *, home=None, api_url=None, token=None, **overrides) -> "Settings":
+        home_path = Path(home).expanduser() if home else default_home()
+        return cls(
+            home=home_path,
+            api_url=(api_url or os.environ.get("TRAINML_API_URL") or None),
+            token=(token or os.environ.get("TRAINML_API_TOKEN") or None),
+            **overrides,
+        )
+
+    # Everything the control plane keeps lives under home; these names are the one place that says where.
+    @property
+    def database_path(self) -> Path:
+        return self.home / "trainml.db"
+
+    @property
+    def token_path(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def server_file(self) -> Path:
+        """JSON with the running server's url and pid, written once it listens."""
+        return self.home / "server.json"
+
+    @property
+    def server_log(self) -> Path:
+        return self.home / "server.log"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    def read_token(self) -> str | None:
+        if self.token:
+            return self.token
+        try:
+            return self.token_path.read_text().strip() or None
+        except OSError:
+            return None
