@@ -74,6 +74,16 @@ class Context:
 
         return TrainML(settings=self.settings)
 
+    def run(self, work):
+        """Run `await work(client)` with a fresh SDK client, closed afterwards: how click commands use the async SDK."""
+        import asyncio
+
+        async def runner():
+            async with self.client() as client:
+                return await work(client)
+
+        return asyncio.run(runner())
+
 
 @click.group(
     cls=LazyGroup,
@@ -124,6 +134,12 @@ def main(argv=None) -> int:
         # `trainml job list | head`: the reader went away; not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        # A bug or an unexpected failure of the machine: still one line, the traceback only on request.
+        if debug:
+            raise
+        error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
         return 1
     # Without standalone mode click returns --help's and --version's exit code, or what a command returned.
     return result if isinstance(result, int) else 0

@@ -60,3 +60,130 @@ def validate_routes(route_values, route_file=None) -> list:
 
 ROUTE = RouteParam()
 ENV = EnvParam()
+
+
+class JsonParam(click.ParamType):
+    """`--data JSON`, `--data @file.json` or `--data -` (stdin); a syntax error shows where it broke."""
+
+    name = "JSON"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        import json
+
+        source, text = None, value
+        if value == "-":
+            source, text = "stdin", click.get_text_stream("stdin").read()
+        elif value.startswith("@"):
+            source = value[1:]
+            try:
+                with open(source, encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError as exc:
+                self.fail(f"{source}: {exc.strerror or exc}", param, ctx)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            lines = text.splitlines() or [text]
+            line = lines[min(exc.lineno, len(lines)) - 1]
+            self.fail(
+                f"{source + ': ' if source else ''}not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}\n"
+                f"  {line}\n {' ' * exc.colno}^",
+                param,
+                ctx,
+            )
+
+
+class RecordRef(click.ParamType):
+    """A job or model given by id or unique name; TAB completes names from the server when one answers."""
+
+    def __init__(self, kind: str):
+        self.kind = kind  # "jobs" or "models": the SDK collection to list
+        self.name = kind[:-1].upper()
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(value, help=help) for value, help in _server_names(ctx, self.kind, incomplete)]
+
+
+def _server_names(ctx, kind: str, incomplete: str) -> list[tuple[str, str]]:
+    """Names (then ids) starting with `incomplete`; silently nothing when no server answers quickly.
+
+    Completion runs on every TAB, so it never starts a server and gives up after a couple of seconds.
+    """
+    try:
+        import asyncio
+
+        from ..sdk.client import TrainML
+        from ..settings import Settings
+
+        root = ctx.find_root().params
+        settings = Settings.from_env(
+            home=root.get("home"), api_url=root.get("api_url"), autostart=False, connect_timeout=0.5, request_timeout=2.0
+        )
+
+        async def fetch():
+            async with TrainML(settings=settings) as client:
+                return await getattr(client, kind).list()
+
+        records = asyncio.run(asyncio.wait_for(fetch(), 3.0))
+    except Exception:  # completion must never print a traceback into the user's prompt
+        return []
+    found = []
+    for record in records:
+        status = getattr(record, "status", None) or getattr(record, "source_type", "") or ""
+        if record.name and record.name.startswith(incomplete):
+            found.append((record.name, status))
+    for record in records:
+        if incomplete and record.id.startswith(incomplete):
+            found.append((record.id, record.name or ""))
+    return found
+
+
+def model_source(model_dir=None, git_uri=None, git_ref=None, model_id=None, *, allow_stored=True) -> dict:
+    """Exactly one model source -> the SDK's `model` dict; raises click.UsageError (exit 2) otherwise."""
+    import os
+
+    given = [flag for flag, value in (("--model-dir", model_dir), ("--git-uri", git_uri), ("--model-id", model_id)) if value]
+    flags = "--model-dir, --git-uri or --model-id" if allow_stored else "--model-dir or --git-uri"
+    if not given:
+        raise click.UsageError(f"no model code: give exactly one of {flags}")
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} are both given: choose one model source")
+    if git_ref and not git_uri:
+        raise click.UsageError("--git-ref needs --git-uri")
+    if model_dir:
+        return {"source_type": "local", "source_uri": os.path.abspath(model_dir)}
+    if git_uri:
+        # A repository on this machine is cloned by the server, whose working directory is not ours.
+        uri = os.path.abspath(git_uri) if os.path.exists(git_uri) else git_uri
+        source = {"source_type": "git", "source_uri": uri}
+        if git_ref:
+            source["git_ref"] = git_ref
+        return source
+    return {"source_type": "trainml", "source_uri": model_id}
+
+
+def check_route_files(routes, model_dir) -> None:
+    """For a local model dir, every route's file must be there: a typo exits 2 before anything is uploaded."""
+    from pathlib import Path
+
+    from ..errors import RouteSpecError
+
+    problems = []
+    for index, route in enumerate(routes):
+        base = Path(model_dir).joinpath(*route.module_parts)
+        if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
+            problems.append(
+                f"route {index + 1} ({route.label}): file: {route.file!r} not found in {model_dir} "
+                f"(looked for {route.relative_file})"
+            )
+    if problems:
+        raise RouteSpecError(problems)
+
+
+DATA = JsonParam()
+JOB = RecordRef("jobs")
+MODEL = RecordRef("models")

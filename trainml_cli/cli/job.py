@@ -1,0 +1,412 @@
+"""`trainml job ...`: create endpoints and manage their jobs.
+
+Every input is checked before the first request (routes, model source, --env), so a usage error exits 2 and
+leaves no job behind. Only click and the light param/output modules are imported here: the SDK, asyncio and
+rich load inside the commands, so `trainml job create endpoint --help` stays as fast as a bare click CLI.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .output import Output, format_option
+from .params import DATA, ENV, JOB, MODEL, ROUTE, check_route_files, model_source, validate_routes
+
+ACTIVE = ("new", "waiting for data/model download", "waiting for resources", "starting")
+POLL_INTERVAL = 0.2  # seconds between status checks while a spinner shows the live status
+ATTACH_TAIL = 20  # log lines of history shown before `job attach` follows new ones
+
+
+@click.group()
+def job():
+    """Create endpoints and manage jobs.
+
+    JOB is a job's id or its unique name.
+    """
+
+
+@job.group()
+def create():
+    """Create a job."""
+
+
+@create.command("endpoint")
+@click.argument("name")
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False), help="Model code in this local folder.")
+@click.option("--git-uri", metavar="URI", help="Model code from this git repository.")
+@click.option("--git-ref", metavar="REF", help="Branch, tag or commit of --git-uri (default: its HEAD).")
+@click.option("--model-id", type=MODEL, help="Model code stored with `trainml model create` (id or name).")
+@click.option("--route", "routes", type=ROUTE, multiple=True, help="A route as JSON; repeat for more routes.")
+@click.option("--route-file", type=click.Path(exists=True, dir_okay=False), help="A JSON or YAML list of routes.")
+@click.option("--env", "env", type=ENV, multiple=True, help="An environment variable for the model; repeatable.")
+@click.option("--gpu-type", "gpu_types", multiple=True, metavar="TYPE", help="Acceptable GPU type; repeatable.")
+@click.option("--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker.")
+@click.option("--cpu-count", metavar="N", type=click.IntRange(1), help="CPUs per worker.")
+@click.option("--disk-size", type=click.IntRange(1), metavar="GB", help="Disk space in GB.")
+@click.option("--max-price", type=click.FloatRange(0), metavar="CREDITS", help="Highest price per hour to accept.")
+@click.option("--max-concurrency", metavar="N", type=click.IntRange(1), help="Calls served at once (then queued).")
+@click.option("--max-queue", metavar="N", type=click.IntRange(0), help="Calls queued before answering 503.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=300, show_default=True,
+              metavar="SECONDS", help="How long to wait for the endpoint to be running.")
+@click.option("--connect/--no-connect", default=True, show_default=True,
+              help="Wait until running, then print the URL and example calls.")
+@click.option("--attach/--no-attach", default=False, show_default=True, help="Then follow the job's logs.")
+@format_option
+@click.pass_obj
+def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, gpu_types, gpu_count,
+                    cpu_count, disk_size, max_price, max_concurrency, max_queue, timeout, connect, attach, fmt):
+    """Create an endpoint job NAME serving model code over HTTP.
+
+    Give the code with exactly one of --model-dir, --git-uri or --model-id, and at least one route (--route
+    or --route-file). A route maps a verb and path to a function in a file of the model code:
+
+    \b
+      trainml job create endpoint sentiment --model-dir examples/sentiment \\
+        --route '{"verb": "POST", "path": "/predict", "file": "predict",
+                  "function": "predict", "body": [{"name": "text", "type": "str"}]}'
+
+    Prints `Endpoint is running at: URL` and a curl command per route once the endpoint answers.
+    """
+    # Everything is checked here, before the first request: a usage error must leave no job behind.
+    source = model_source(model_dir, git_uri, git_ref, model_id)
+    parsed = validate_routes(routes, route_file)
+    if model_dir:
+        check_route_files(parsed, model_dir)
+    endpoint = {"routes": [route.to_dict() for route in parsed]}
+    if max_concurrency is not None:
+        endpoint["max_concurrency"] = max_concurrency
+    if max_queue is not None:
+        endpoint["max_queue"] = max_queue
+    resources = {
+        key: value
+        for key, value in (("gpu_types", list(gpu_types)), ("gpu_count", gpu_count), ("cpu_count", cpu_count),
+                           ("disk_size", disk_size), ("max_price", max_price))
+        if value not in (None, [])
+    }
+    environment = {"env": [{"key": key, "value": value} for key, value in env]} if env else None
+    out = Output(obj, fmt)
+
+    async def work(client):
+        with out.progress(f"Creating job {name}"):
+            created = await client.jobs.create(name, "endpoint", model=source, endpoint=endpoint,
+                                               resources=resources or None, environment=environment)
+        out.debug(f"Created job {created.name} ({created.id})")
+        if connect:
+            await wait_running(created, out, timeout)
+        if out.json_mode:
+            out.json(created.dict)
+        elif connect:
+            show_endpoint(created, out)
+        else:
+            out.line(f"Created job {created.name} ({created.id}); status: {created.status}")
+            out.note(f"`trainml job connect {created.name}` prints its URL once it is running.")
+        if attach:
+            await follow_logs(created, out, tail=None if not connect else ATTACH_TAIL)
+
+    obj.run(work)
+
+
+@job.command("list")
+@format_option
+@click.pass_obj
+def list_jobs(obj, fmt):
+    """List jobs."""
+    out = Output(obj, fmt)
+    jobs = obj.run(lambda client: client.jobs.list())
+    if out.json_mode:
+        out.json([j.dict for j in jobs])
+        return
+    out.table(
+        ["ID", "NAME", "STATUS", "URL"],
+        [(j.id, j.name, j.status, j.url or "") for j in jobs],
+        status_column="STATUS",
+        empty="No jobs yet; create one with `trainml job create endpoint`.",
+    )
+
+
+@job.command("get")
+@click.argument("job_ref", metavar="JOB", type=JOB)
+@format_option
+@click.pass_obj
+def get_job(obj, job_ref, fmt):
+    """Show a job: status, URL, routes, model source, resources, run time, credits, restarts."""
+    out = Output(obj, fmt)
+    found = obj.run(lambda client: client.jobs.get(job_ref))
+    if out.json_mode:
+        out.json(found.dict)
+    else:
+        out.fields(describe(found))
+
+
+@job.command("logs")
+@click.argument("job_ref", metavar="JOB", type=JOB)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come.")
+@click.option("--tail", type=click.IntRange(0), metavar="N", help="Only the last N lines of history.")
+@click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with its time and stream.")
+@format_option
+@click.pass_obj
+def logs(obj, job_ref, follow, tail, timestamps, fmt):
+    """Print a job's logs (--format json: one JSON object per line)."""
+    out = Output(obj, fmt)
+
+    async def work(client):
+        await follow_logs(await client.jobs.get(job_ref), out, tail=tail, follow=follow, timestamps=timestamps)
+
+    obj.run(work)
+
+
+@job.command("attach")
+@click.argument("job_ref", metavar="JOB", type=JOB)
+@click.pass_obj
+def attach_job(obj, job_ref):
+    """Follow a job's logs until it stops; exits 1 if it failed."""
+    out = Output(obj)
+
+    async def work(client):
+        await follow_logs(await client.jobs.get(job_ref), out, tail=ATTACH_TAIL)
+
+    obj.run(work)
+
+
+@job.command("connect")
+@click.argument("job_ref", metavar="JOB", type=JOB)
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=300, show_default=True,
+              metavar="SECONDS", help="How long to wait for a starting job.")
+@format_option
+@click.pass_obj
+def connect_job(obj, job_ref, timeout, fmt):
+    """Wait until an endpoint is running, then print its URL and a curl command per route."""
+    out = Output(obj, fmt)
+
+    async def work(client):
+        found = await client.jobs.get(job_ref)
+        await wait_running(found, out, timeout)
+        if out.json_mode:
+            out.json(found.dict)
+        else:
+            show_endpoint(found, out)
+
+    obj.run(work)
+
+
+@job.command("stop")
+@click.argument("job_ref", metavar="JOB", type=JOB)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it has stopped.")
+@click.pass_obj
+def stop_job(obj, job_ref, wait):
+    """Stop a job; its record and logs stay until `job remove`."""
+    out = Output(obj)
+
+    async def work(client):
+        found = await client.jobs.get(job_ref)
+        with out.progress(f"Stopping job {found.name}"):
+            await found.stop(wait=wait)
+        out.line(f"Job {found.name} stopped." if wait else f"Job {found.name} is stopping.")
+
+    obj.run(work)
+
+
+@job.command("start")
+@click.argument("job_ref", metavar="JOB", type=JOB)
+@click.option("--connect/--no-connect", default=False, show_default=True,
+              help="Wait until running, then print the URL and example calls.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=300, show_default=True,
+              metavar="SECONDS", help="How long --connect waits.")
+@click.pass_obj
+def start_job(obj, job_ref, connect, timeout):
+    """Start a stopped job again."""
+    out = Output(obj)
+
+    async def work(client):
+        found = await client.jobs.get(job_ref)
+        await found.start()
+        if connect:
+            await found.refresh()
+            await wait_running(found, out, timeout)
+            show_endpoint(found, out)
+        else:
+            out.line(f"Job {found.name} is starting.")
+
+    obj.run(work)
+
+
+@job.command("remove")
+@click.argument("job_ref", metavar="JOB", type=JOB)
+@click.option("--force", is_flag=True, help="Stop it first if it is running.")
+@click.pass_obj
+def remove_job(obj, job_ref, force):
+    """Remove a job and its logs."""
+    out = Output(obj)
+
+    async def work(client):
+        found = await client.jobs.get(job_ref)
+        await found.remove(force=force)
+        out.line(f"Removed job {found.name}.")
+
+    obj.run(work)
+
+
+@job.command("call")
+@click.argument("job_ref", metavar="JOB", type=JOB)
+@click.argument("route")
+@click.option("-d", "--data", type=DATA, help="The body as JSON, @FILE or - for stdin (default: {}).")
+@click.pass_obj
+def call_job(obj, job_ref, route, data):
+    """Call ROUTE (a path such as /predict, or 'POST /predict') of a running endpoint; prints the JSON answer.
+
+    An endpoint that is busy or not ready yet (503) is retried with backoff.
+    """
+    out = Output(obj)
+
+    async def work(client):
+        found = await client.jobs.get(job_ref)
+        return await found.call(route, data if data is not None else {})
+
+    answer = obj.run(work)
+    if out.terminal:
+        out.json(answer)
+    else:
+        out.json_line(answer)
+
+
+# -- shared by the commands above ------------------------------------------------------------------------------
+
+
+async def wait_running(job, out: Output, timeout: float) -> None:
+    """Poll until `job` is running, with its live status on screen; JobFailed / WaitTimeout otherwise."""
+    import asyncio
+    import time
+
+    from ..errors import Conflict, WaitTimeout
+
+    deadline = time.monotonic() + timeout
+    with out.progress(f"{job.name}: {job.status}") as progress:
+        while job.status != "running":
+            if job.status == "failed":
+                raise await failure(job)
+            if job.status not in ACTIVE:
+                raise Conflict(f"job {job.name} is {job.status}; start it with `trainml job start {job.name}`")
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"job {job.name} is still starting (status: {job.status}) after {timeout:g} s; "
+                    f"it keeps going: wait again with `trainml job connect {job.name}`"
+                )
+            await asyncio.sleep(POLL_INTERVAL)
+            await job.refresh()
+            progress.update(f"{job.name}: {job.status}")
+
+
+async def failure(job, lines: int = 10):
+    """A JobFailed naming the reason and the job's last log lines, the two things that explain a failure."""
+    from ..errors import JobFailed
+
+    tail = []
+    try:
+        tail = [entry.get("message", "") async for entry in job.logs(tail=lines)]
+    except Exception:  # the reason alone still says what happened
+        pass
+    message = f"job {job.name} failed: {job.reason or 'no reason recorded'}"
+    if tail:
+        message += "\nlast log lines:\n" + "\n".join(f"  {line}" for line in tail)
+    return JobFailed(message)
+
+
+async def follow_logs(job, out: Output, *, tail=None, follow=True, timestamps=False) -> None:
+    async for entry in job.logs(follow=follow, tail=tail):
+        if out.json_mode:
+            out.json_line(entry)
+        elif timestamps:
+            out.line(f"{entry.get('time', '')} {entry.get('stream', '')} {entry.get('message', '')}")
+        else:
+            out.line(entry.get("message", ""))
+    if follow:
+        await job.refresh()
+        if job.status == "failed":
+            from ..errors import JobFailed
+
+            raise JobFailed(f"job {job.name} failed: {job.reason or 'no reason recorded'}")
+
+
+def job_routes(job) -> list:
+    """The job's routes as routespec Routes (for curl examples), from wherever the record keeps them."""
+    from ..errors import UsageError
+    from ..routespec import parse_routes
+
+    record = job.dict or {}
+    raws = record.get("routes") or (record.get("endpoint") or {}).get("routes") or []
+    try:
+        return parse_routes(raws) if raws else []
+    except UsageError:  # a record the server accepted; show no examples rather than fail
+        return []
+
+
+def show_endpoint(job, out: Output) -> None:
+    """`Endpoint is running at: URL`, then one ready-to-paste curl command per route."""
+    out.line(f"Endpoint is running at: {job.url}")
+    for route in job_routes(job):
+        out.line(curl_command(job.url, route))
+
+
+def curl_command(url: str, route) -> str:
+    """A curl call with an example value of the right type for every param (query string for GET/DELETE)."""
+    import json
+    import shlex
+    from urllib.parse import urlencode
+
+    target = url.rstrip("/") + route.path
+    example = route.example_body()
+    if route.takes_body:
+        body = json.dumps(example)
+        return (f"curl -X {route.verb} {shlex.quote(target)} "
+                f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
+    if example:
+        # The runtime reads query values as text: JSON for dict/list, lower-case true/false for bool.
+        query = {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in example.items()}
+        target += "?" + urlencode(query)
+    verb = "" if route.verb == "GET" else f"-X {route.verb} "
+    return f"curl {verb}{shlex.quote(target)}"
+
+
+def describe(job) -> list[tuple[str, object]]:
+    """The `job get` fields, in the order a person reads them."""
+    record = job.dict or {}
+    model = record.get("model") or {}
+    source = model.get("source_type", "")
+    if model.get("source_uri"):
+        source += f" {model['source_uri']}"
+    if model.get("git_ref"):
+        source += f" @ {model['git_ref']}"
+    resources = record.get("resources") or {}
+    env = (record.get("environment") or {}).get("env") or record.get("env") or []
+    fields = [("ID", job.id), ("Name", job.name), ("Status", job.status)]
+    if job.reason:
+        fields.append(("Reason", job.reason))
+    fields += [
+        ("URL", job.url or "-"),
+        ("Routes", [f"{r.label} -> {r.file}:{r.function}" for r in job_routes(job)] or "-"),
+        ("Model", source.strip() or "-"),
+        ("Resources", ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, [])) or "-"),
+        ("Run time", _duration(record.get("run_time") or record.get("runtime"))),
+        ("Credits", job.credits if job.credits is not None else "-"),
+        ("Restarts", job.restarts if job.restarts is not None else 0),
+        ("Created", record.get("created") or record.get("created_at") or "-"),
+    ]
+    if env:
+        fields.append(("Env", ", ".join(e.get("key", "") for e in env)))
+    return fields
+
+
+def _text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _duration(seconds) -> str:
+    if seconds is None or seconds == "":
+        return "-"
+    try:
+        total = int(float(seconds))
+    except (TypeError, ValueError):
+        return str(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"

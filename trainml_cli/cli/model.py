@@ -1,0 +1,110 @@
+"""`trainml model ...`: store model code once (a folder or a git repository) and reuse it across jobs."""
+
+from __future__ import annotations
+
+import click
+
+from .output import Output, format_option
+from .params import MODEL, model_source
+
+
+@click.group()
+def model():
+    """Store model code and reuse it across jobs.
+
+    MODEL is a model's id or its unique name; jobs use it with `--model-id`.
+    """
+
+
+@model.command("create")
+@click.argument("name")
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False), help="Model code in this local folder.")
+@click.option("--git-uri", metavar="URI", help="Model code from this git repository.")
+@click.option("--git-ref", metavar="REF", help="Branch, tag or commit of --git-uri (default: its HEAD).")
+@format_option
+@click.pass_obj
+def create_model(obj, name, model_dir, git_uri, git_ref, fmt):
+    """Store model code as NAME, from exactly one of --model-dir or --git-uri."""
+    source = model_source(model_dir, git_uri, git_ref, allow_stored=False)
+    out = Output(obj, fmt)
+
+    async def work(client):
+        with out.progress(f"Storing model {name}"):
+            return await client.models.create(
+                name, source_type=source["source_type"], source_uri=source["source_uri"], git_ref=source.get("git_ref")
+            )
+
+    created = obj.run(work)
+    if out.json_mode:
+        out.json(created.dict)
+    else:
+        out.line(f"Created model {created.name} ({created.id}), {size(created.size)}.")
+
+
+@model.command("list")
+@format_option
+@click.pass_obj
+def list_models(obj, fmt):
+    """List stored models."""
+    out = Output(obj, fmt)
+    models = obj.run(lambda client: client.models.list())
+    if out.json_mode:
+        out.json([m.dict for m in models])
+        return
+    out.table(
+        ["ID", "NAME", "SOURCE", "SIZE", "CREATED"],
+        [(m.id, m.name, m.source_type, size(m.size), m.created or "") for m in models],
+        empty="No models yet; store one with `trainml model create`.",
+    )
+
+
+@model.command("get")
+@click.argument("model_ref", metavar="MODEL", type=MODEL)
+@format_option
+@click.pass_obj
+def get_model(obj, model_ref, fmt):
+    """Show a stored model."""
+    out = Output(obj, fmt)
+    found = obj.run(lambda client: client.models.get(model_ref))
+    if out.json_mode:
+        out.json(found.dict)
+        return
+    record = found.dict or {}
+    source = f"{found.source_type} {found.source_uri or ''}".strip()
+    if record.get("git_ref"):
+        source += f" @ {record['git_ref']}"
+    out.fields([
+        ("ID", found.id),
+        ("Name", found.name),
+        ("Source", source),
+        ("Size", size(found.size)),
+        ("Created", found.created or "-"),
+    ])
+
+
+@model.command("remove")
+@click.argument("model_ref", metavar="MODEL", type=MODEL)
+@click.pass_obj
+def remove_model(obj, model_ref):
+    """Remove a stored model."""
+    out = Output(obj)
+
+    async def work(client):
+        found = await client.models.get(model_ref)
+        await client.models.remove(found.id)
+        return found
+
+    removed = obj.run(work)
+    out.line(f"Removed model {removed.name}.")
+
+
+def size(value) -> str:
+    """Bytes as a person reads them: 1.2 MB."""
+    if value is None:
+        return "-"
+    amount = float(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if amount < 1000 or unit == "GB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1000
+    return f"{amount:.1f} GB"

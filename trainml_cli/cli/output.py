@@ -1,0 +1,206 @@
+"""Everything a command prints goes through one `Output`, so a terminal, a pipe and a script each get the right form.
+
+- Results (tables, records, the URL line, JSON) go to stdout, or to `-o/--output-file`. Progress and notes go to
+  stderr, so `url=$(trainml job connect NAME | ...)` and `--format json | jq` see only results.
+- On a terminal: one rich Console for colour, tables and the live-status spinner. `NO_COLOR` turns colour off.
+- Not a terminal (a pipe, a file, CI): plain aligned text, one status line per change, no escape codes, and rich
+  is never imported (it costs ~30 ms and nothing would use it).
+- `--silent`: nothing but errors on the terminal; an explicit `--output-file` is still written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
+
+import click
+
+FORMATS = ("text", "json")
+
+# Colour hints for statuses on a terminal; anything absent stays plain.
+STATUS_STYLES = {
+    "running": "green",
+    "failed": "bold red",
+    "stopped": "dim",
+    "stopping": "yellow",
+    "starting": "cyan",
+    "new": "cyan",
+    "waiting for data/model download": "cyan",
+    "waiting for resources": "cyan",
+}
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Output:
+    """The one way commands print. Built per command from the global options (ctx.obj) and `--format`."""
+
+    def __init__(self, obj: Any = None, fmt: str = "text"):
+        self.fmt = fmt
+        self.silent = bool(getattr(obj, "silent", False))
+        self.verbose = int(getattr(obj, "verbose", 0) or 0)
+        output_file = getattr(obj, "output_file", None)
+        self.to_file = output_file is not None
+        # Looked up now, not at import, so test runners that swap sys.stdout are honoured.
+        self.stream = output_file if output_file is not None else sys.stdout
+        self.terminal = (
+            not self.to_file and _isatty(sys.stdout) and os.environ.get("TERM", "") != "dumb"
+        )
+        self._console = None
+
+    # -- what kind of output ---------------------------------------------------------------------------------
+    @property
+    def json_mode(self) -> bool:
+        return self.fmt == "json"
+
+    @property
+    def quiet(self) -> bool:
+        """True when results would go nowhere: --silent without an output file."""
+        return self.silent and not self.to_file
+
+    @property
+    def console(self):
+        """The rich Console for the terminal; only ever built when stdout is one."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(
+                file=sys.stdout,
+                soft_wrap=True,  # never hard-wrap: a curl command must survive copy and paste
+                highlight=False,
+                no_color=bool(os.environ.get("NO_COLOR")) or None,
+            )
+        return self._console
+
+    # -- results ----------------------------------------------------------------------------------------------
+    def line(self, text: str = "", style: str | None = None) -> None:
+        if self.quiet:
+            return
+        if self.terminal and style:
+            from rich.text import Text
+
+            self.console.print(Text(text, style=style))
+            return
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def json(self, data: Any) -> None:
+        if self.quiet:
+            return
+        self.stream.write(json.dumps(data, indent=2, default=str) + "\n")
+        self.stream.flush()
+
+    def json_line(self, data: Any) -> None:
+        """One compact JSON object per line (streams such as `job logs --format json`)."""
+        if self.quiet:
+            return
+        self.stream.write(json.dumps(data, default=str) + "\n")
+        self.stream.flush()
+
+    def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, status_column: str | None = None,
+              empty: str | None = None) -> None:
+        """A table: rich on a terminal; plain space-aligned columns (header first) for pipes and `awk`."""
+        if self.quiet:
+            return
+        rows = [["" if v is None else str(v) for v in row] for row in rows]
+        if not rows and empty and self.terminal:
+            self.note(empty)
+            return
+        if self.terminal:
+            from rich import box
+            from rich.table import Table
+
+            table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+            for column in columns:
+                table.add_column(column, overflow="fold")
+            index = columns.index(status_column) if status_column in columns else None
+            for row in rows:
+                cells = list(row)
+                if index is not None and cells[index] in STATUS_STYLES:
+                    cells[index] = f"[{STATUS_STYLES[cells[index]]}]{cells[index]}[/]"
+                table.add_row(*cells)
+            self.console.print(table)
+            return
+        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+        for row in [list(columns), *rows]:
+            self.stream.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+        self.stream.flush()
+
+    def fields(self, pairs: Sequence[tuple[str, Any]]) -> None:
+        """`Label:  value` lines for one record; list values continue on indented lines."""
+        if self.quiet:
+            return
+        width = max((len(label) for label, _ in pairs), default=0) + 2
+        for label, value in pairs:
+            if isinstance(value, (list, tuple)):
+                self.line(f"{label}:")
+                for item in value:
+                    self.line(f"  {item}")
+                continue
+            text = "" if value is None else str(value)
+            head = f"{label + ':':<{width}}"
+            if self.terminal and label == "Status" and text in STATUS_STYLES:
+                from rich.text import Text
+
+                self.console.print(Text(head) + Text(text, style=STATUS_STYLES[text]))
+            else:
+                self.line(head + text)
+
+    # -- to the person at the terminal --------------------------------------------------------------------------
+    def note(self, text: str) -> None:
+        """A message for the person, not for a parser: stderr, and nothing with --silent."""
+        if self.silent:
+            return
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def debug(self, text: str) -> None:
+        if self.verbose:
+            self.note(text)
+
+    @contextmanager
+    def progress(self, text: str) -> Iterator["Progress"]:
+        """A live status: a spinner on a terminal, one stderr line per change otherwise, nothing if silent."""
+        if self.silent:
+            yield Progress(None)
+        elif self.terminal and _isatty(sys.stderr):
+            with self.console.status(text) as status:
+                yield Progress(status.update, text)
+        else:
+            progress = Progress(self.note)
+            progress.update(text)
+            yield progress
+
+
+class Progress:
+    """What a command sees of a live status: `update(text)` and nothing else."""
+
+    def __init__(self, show, text: str | None = None):
+        self._show = show
+        self.text = text
+
+    def update(self, text: str) -> None:
+        if text == self.text or self._show is None:
+            return
+        self.text = text
+        self._show(text)
+
+
+def format_option(function):
+    """`--format text|json`, shared so every command spells it the same way."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="text",
+        show_default=True,
+        help="Output format; json is stable for scripts.",
+    )(function)
