@@ -1,0 +1,22 @@
+"""`python -m trainml_cli.runtime`: the command line the control plane launches (see config.py)."""
+
+import sys
+
+from ..errors import ModelCodeError, UsageError
+from .config import EXIT_LOAD_FAILED, config_from_args
+from .server import serve
+
+
+def main(argv=None) -> int:
+    try:
+        return serve(config_from_args(argv))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModelCodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOAD_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The endpoint's ASGI app: routes from the spec, /ping, /metrics, /docs, and the overload gate.
+
+A lean ASGI path, not a framework: one dict lookup finds the route, admission is decided from the headers
+before the body is read, the body is validated by a validator built once per route, and the call runs on the
+gate's threads. The user's code is imported on a thread after the server listens, so /ping can say "loading"
+(503) instead of leaving a slow model load indistinguishable from a dead process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ModelCodeError
+from .binding import Binder, InvalidRequest
+from .config import RuntimeConfig
+from .docs import docs_page, openapi_document
+from .limits import CallPool, CallTimeout, UserExit
+from .loader import load_routes
+from .output import AccessLog, encode_result
+
+JSON = b"application/json"
+
+
+class Health(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+_HEALTH_MOVES = {Health.LOADING: {Health.READY, Health.FAILED}, Health.READY: set(), Health.FAILED: set()}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+class Endpoint:
+    """What a route needs per request, resolved once at start."""
+
+    __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body")
+
+    def __init__(self, route, binder):
+        self.route = route
+        self.binder = binder
+        self.function = None
+        self.is_async = False
+        self.label = route.label
+        self.takes_body = route.takes_body
+
+
+class EndpointApp:
+    def __init__(self, config: RuntimeConfig, root: Path, on_failed: Callable[[], None] | None = None):
+        self.config = config
+        self.root = root
+        self.on_failed = on_failed or (lambda: None)
+        self.health = Health.LOADING
+        self.pool = CallPool(config.max_concurrency, config.max_queue, config.timeout, log=self._log)
+        self.endpoints = {(r.verb, r.path): Endpoint(r, Binder(r)) for r in config.routes}
+        self.verbs_by_path: dict[str, list[str]] = {}
+        for verb, path in self.endpoints:
+            self.verbs_by_path.setdefault(path, []).append(verb)
+        title = f"{Path(root).name} endpoint"
+        document = openapi_document(title, [(e.route, e.binder.json_schema()) for e in self.endpoints.values()])
+        self.openapi = json.dumps(document).encode()
+        self.docs = docs_page(document).encode()
+        self.access_log: AccessLog | None = None
+        self.started = time.time()
+        self.requests = 0
+        self.statuses: dict[int, int] = {}
+        self.latency_ms_sum = 0.0
+        self.load_error: str | None = None
+
+    def move(self, health: Health) -> None:
+        if health not in _HEALTH_MOVES[self.health]:
+            raise RuntimeError(f"runtime health cannot move from {self.health.value} to {health.value}")
+        self.health = health
+
+    # -- lifespan --------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                loop = asyncio.get_running_loop()
+                self.access_log = AccessLog(loop, sys.stdout, enabled=self.config.access_log)
+                self.pool.start(loop)
+                # A daemon thread, not the loop's executor: a SIGTERM during a slow load must not wait for it.
+                threading.Thread(target=self._load, args=(loop,), name="load-model", daemon=True).start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.pool.stop()
+                if self.access_log:
+                    self.access_log.flush()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _load(self, loop) -> None:
+        try:
+            loaded = load_routes(self.root, self.config.routes)
+        except ModelCodeError as exc:
+            loop.call_soon_threadsafe(self._failed, str(exc))
+            return
+        except BaseException as exc:  # anything else is still the user's code failing, not ours to crash on
+            loop.call_soon_threadsafe(self._failed, f"loading model code failed: {type(exc).__name__}: {exc}")
+            return
+        loop.call_soon_threadsafe(self._ready, loaded)
+
+    def _ready(self, loaded) -> None:
+        for item in loaded:
+            endpoint = self.endpoints[(item.route.verb, item.route.path)]
+            endpoint.function = item.function
+            endpoint.is_async = item.is_async
+        self.move(Health.READY)
+        self._log(f"ready: {len(loaded)} route(s) from {self.root} (pid {os.getpid()})")
+
+    def _failed(self, message: str) -> None:
+        self.load_error = message
+        self.move(Health.FAILED)
+        self._log(f"error: {message}")
+        self.on_failed()
+
+    def _log(self, line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    # -- requests --------------------------------------------------------------------------------------------
+
+    async def http(self, scope, receive, send):
+        start = time.perf_counter()
+        method = scope["method"]
+        path = scope["path"]
+        endpoint = self.endpoints.get((method, path))
+        if endpoint is not None:
+            status = await self.call(endpoint, scope, receive, send)
+        else:
+            status = await self.builtin(method, path, send)
+            if not path.isprintable():  # a decoded %0A must not forge access-log lines
+                path = path.encode("unicode_escape").decode()
+        self.record(method, path, status, start)
+
+    def record(self, method: str, path: str, status: int, start: float) -> None:
+        ms = (time.perf_counter() - start) * 1000.0
+        self.requests += 1
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.latency_ms_sum += ms
+        self.access_log.write(method, path, status, ms)
+
+    async def call(self, endpoint: Endpoint, scope, receive, send) -> int:
+        if self.health is not Health.READY:
+            return await self.not_ready(send)
+        pool = self.pool
+        if endpoint.takes_body:
+            length = _content_length(scope["headers"])
+            if length is not None and length > self.config.max_body_size:
+                return await self.too_large(send)
+        # Decided before the body is read: a refusal must cost next to nothing.
+        if not pool.try_admit():
+            return await send_json(send, 503, json.dumps(pool.overload_report()).encode(), _RETRY)
+        try:
+            if endpoint.takes_body:
+                args, kwargs = endpoint.binder.bind_json(await read_body(receive, self.config.max_body_size))
+            else:
+                args, kwargs = endpoint.binder.bind_query(scope["query_string"])
+        except InvalidRequest as exc:
+            pool.release()
+            body = {"error": "invalid_request", "message": str(exc), "detail": exc.errors}
+            return await send_json(send, 422, json.dumps(body).encode())
+        except BodyTooLarge:
+            pool.release()
+            return await self.too_large(send)
+        except ClientGone:
+            pool.release()
+            return 499
+        future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, encode_result, endpoint.label)
+        try:
+            payload, content_type = await future
+        except CallTimeout:
+            body = {
+                "error": "timeout",
+                "message": f"{endpoint.label}: the call ran longer than {self.config.timeout:g}s; "
+                "raise the endpoint's --timeout if it needs longer",
+            }
+            return await send_json(send, 504, json.dumps(body).encode())
+        except Exception as exc:
+            original = exc.original if isinstance(exc, UserExit) else exc
+            body = {"error": "model_error", "type": type(original).__name__, "message": str(original)}
+            return await send_json(send, 500, json.dumps(body).encode())
+        return await send_json(send, 200, payload, content_type=content_type)
+
+    async def builtin(self, method: str, path: str, send) -> int:
+        if path == "/ping":
+            if self.health is Health.READY:
+                return await send_json(send, 200, b'{"status":"ready"}')
+            return await send_json(send, 503, json.dumps({"status": self.health.value}).encode(), _RETRY)
+        if method == "GET":
+            if path == "/metrics":
+                return await send_json(send, 200, json.dumps(self.metrics()).encode())
+            if path == "/openapi.json":
+                return await send_json(send, 200, self.openapi)
+            if path == "/docs":
+                return await send_json(send, 200, self.docs, content_type=b"text/html; charset=utf-8")
+        stripped = path.rstrip("/")
+        if stripped != path and stripped:
+            return await send_json(send, 404, _error("not_found", f"no route {method} {path}; did you mean {stripped}?"))
+        verbs = self.verbs_by_path.get(path)
+        if verbs:
+            allow = ", ".join(sorted(verbs))
+            body = _error("method_not_allowed", f"{path} accepts {allow}, not {method}")
+            return await send_json(send, 405, body, [(b"allow", allow.encode())])
+        return await send_json(send, 404, _error("not_found", f"no route {method} {path}; see /docs"))
+
+    async def not_ready(self, send) -> int:
+        body = _error(self.health.value, f"the model code is {self.health.value}; retry shortly")
+        return await send_json(send, 503, body, _RETRY)
+
+    async def too_large(self, send) -> int:
+        limit = self.config.max_body_size
+        body = _error("body_too_large", f"request body is larger than the endpoint's limit of {limit} bytes (--max-body-size)")
+        return await send_json(send, 413, body, [(b"connection", b"close")])
+
+    def metrics(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "status": self.health.value,
+            "uptime_s": round(time.time() - self.started, 3),
+            "requests": self.requests,
+            "responses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "errors": sum(v for k, v in self.statuses.items() if k >= 500 and k != 503),
+            "rejected": self.pool.rejected,
+            "latency_ms_sum": round(self.latency_ms_sum, 3),
+            "running": self.pool.running,
+            "waiting": self.pool.waiting,
+            "max_concurrency": self.pool.size,
+            "max_queue": self.pool.max_queue,
+        }
+
+
+_RETRY = [(b"retry-after", b"1")]
+
+
+def _error(kind: str, message: str) -> bytes:
+    return json.dumps({"error": kind, "message": message}).encode()
+
+
+def _content_length(headers) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def read_body(receive, limit: int) -> bytes:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise BodyTooLarge()
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_json(send, status: int, body: bytes, extra_headers=(), content_type: bytes = JSON) -> int:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra_headers:
+        headers.extend(extra_headers)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return status

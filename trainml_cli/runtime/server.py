@@ -1,0 +1,111 @@
+"""Run the endpoint: one uvicorn process, or N worker processes sharing one listening socket.
+
+With `--workers N` this process only supervises: it binds the socket (or takes the inherited one), starts N
+copies of `python -m trainml_cli.runtime --workers 1 --fd FD`, replaces a worker that dies, and stops them all
+when one reports that the model code cannot load (restarting would only fail again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from .config import EXIT_LOAD_FAILED, RuntimeConfig
+from .loader import check_files, enter_model_dir
+
+
+def serve(config: RuntimeConfig) -> int:
+    """Serve until stopped; returns the process exit code. Raises ModelCodeError for a missing file."""
+    root = enter_model_dir(config.model_dir)
+    config.model_dir = str(root)  # workers start in this directory; a relative path would no longer resolve
+    check_files(root, config.routes)
+    if config.workers > 1:
+        return _supervise_workers(config)
+    return _serve_one(config, root)
+
+
+def _listening_socket(config: RuntimeConfig) -> socket.socket:
+    if config.fd is not None:
+        return socket.socket(fileno=config.fd)  # family and type are read from the descriptor
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.host, config.port))
+    sock.listen(2048)
+    return sock
+
+
+def _serve_one(config: RuntimeConfig, root) -> int:
+    import uvicorn
+
+    from .app import EndpointApp, Health
+
+    sock = _listening_socket(config)
+    host, port = sock.getsockname()[:2]
+    server_box: list = []
+    app = EndpointApp(config, root, on_failed=lambda: setattr(server_box[0], "should_exit", True))
+    uv_config = uvicorn.Config(
+        app,
+        lifespan="on",
+        access_log=False,  # ours is cheaper and says what users want: verb, path, status, latency
+        log_level="warning",
+        timeout_graceful_shutdown=max(5, int(config.timeout)),
+        backlog=2048,
+    )
+    server = uvicorn.Server(uv_config)
+    server_box.append(server)
+    print(f"serving {len(config.routes)} route(s) on http://{host}:{port} (pid {os.getpid()})", flush=True)
+    server.run(sockets=[sock])
+    if app.health is Health.FAILED:
+        return EXIT_LOAD_FAILED
+    print(f"stopped (pid {os.getpid()})", flush=True)
+    return 0
+
+
+def _supervise_workers(config: RuntimeConfig) -> int:
+    sock = _listening_socket(config)
+    sock.set_inheritable(True)
+    host, port = sock.getsockname()[:2]
+    command = [sys.executable, "-m", "trainml_cli.runtime", *config.to_args(), "--workers", "1"]
+    command += ["--fd", str(sock.fileno())]
+    for route in config.routes:
+        command += ["--route", json.dumps(route.to_dict())]
+    stopping: list[int] = []
+    # Signal handlers only record the signal; the loop below does the work.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda s, _f: stopping.append(s))
+    workers = [_start_worker(command, sock) for _ in range(config.workers)]
+    print(f"serving {len(config.routes)} route(s) on http://{host}:{port} with {config.workers} workers "
+          f"(pid {os.getpid()})", flush=True)
+    code = 0
+    while not stopping:
+        time.sleep(0.2)
+        for index, worker in enumerate(workers):
+            status = worker.poll()
+            if status is None:
+                continue
+            if status == EXIT_LOAD_FAILED:
+                stopping.append(0)
+                code = EXIT_LOAD_FAILED
+                break
+            print(f"worker pid {worker.pid} exited with status {status}; starting a new one", flush=True)
+            workers[index] = _start_worker(command, sock)
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + max(5.0, config.timeout)
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    return code
+
+
+def _start_worker(command: list[str], sock: socket.socket) -> subprocess.Popen:
+    return subprocess.Popen(command, pass_fds=[sock.fileno()])
