@@ -103,7 +103,7 @@ def _check_signature(route: Route, function: Callable) -> None:
 
 
 def _inside(root: Path, filename: str | None) -> bool:
-    if not filename:
+    if not filename or not os.path.isabs(filename):  # "<frozen importlib._bootstrap>" would resolve into cwd
         return False
     try:
         Path(filename).resolve().relative_to(root)

@@ -1,0 +1,16 @@
+"""Blocks until the test creates the gate file named in the request, so saturation is deterministic."""
+
+import os
+import time
+
+
+def wait(gate, seconds=0.0):
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    time.sleep(seconds)
+    return {"released": gate}
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return {"slept": seconds}
