@@ -91,7 +91,7 @@ class Context:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 @click.version_option(__version__, "--version", prog_name="trainml")
-@click.option("--api-url", envvar="TRAINML_API_URL", help="Control plane URL (default: the one under --home).")
+@click.option("--api-url", envvar="TRAINML_API_URL", metavar="URL", help="Control plane URL (default: the one under --home).")
 @click.option("--home", envvar="TRAINML_HOME", type=click.Path(file_okay=False), help="State folder (default ~/.trainml).")
 @click.option("-o", "--output-file", type=click.File("w"), help="Write command output to this file.")
 @click.option("-s", "--silent", is_flag=True, help="Print nothing but errors.")
@@ -112,6 +112,11 @@ def cli(ctx, api_url, home, output_file, silent, verbose, debug):
 def main(argv=None) -> int:
     """Entry point: run the CLI and turn every failure into one line and an exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    if "_TRAINML_COMPLETE" in os.environ:
+        # The shell asks for completions: use the completion classes our generated scripts were made with.
+        from .docs import register
+
+        register()
     try:
         result = cli.main(args=argv, prog_name="trainml", standalone_mode=False)
     except TrainMLError as exc:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from contextlib import contextmanager
@@ -95,6 +94,8 @@ class Output:
     def json(self, data: Any) -> None:
         if self.quiet:
             return
+        import json
+
         self.stream.write(json.dumps(data, indent=2, default=str) + "\n")
         self.stream.flush()
 
@@ -102,6 +103,8 @@ class Output:
         """One compact JSON object per line (streams such as `job logs --format json`)."""
         if self.quiet:
             return
+        import json
+
         self.stream.write(json.dumps(data, default=str) + "\n")
         self.stream.flush()
 
