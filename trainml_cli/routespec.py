@@ -173,13 +173,17 @@ def parse_default(text: str, type_name: str) -> Any:
         return float(value)
     expected = PYTHON_TYPES[type_name]
     if type_name == "int" and isinstance(value, bool) or not isinstance(value, expected):
-        raise ValueError(f"{text!r} is a {type(value).__name__}, not a {type_name}")
+        raise ValueError(f"{text!r} is {_a(type(value).__name__)}, not {_a(type_name)}")
     if type_name in ("dict", "list"):
         try:
             json.dumps(value)
         except (TypeError, ValueError):
             raise ValueError(f"{text!r} cannot be sent as JSON (use only str, int, float, bool, None, lists and dicts)") from None
     return value
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _schema_problem(error) -> tuple[str, str]:

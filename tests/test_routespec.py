@@ -1,0 +1,110 @@
+"""The route spec's messages: each names the route, the field and what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainml_cli.errors import RouteSpecError, UsageError
+from trainml_cli.routespec import ROUTE_SCHEMA, parse_route_json, parse_routes, read_route_file
+
+
+def good(**overrides):
+    return {"verb": "POST", "path": "/predict", "file": "predict", "function": "predict", **overrides}
+
+
+def problems(*routes):
+    with pytest.raises(RouteSpecError) as info:
+        parse_routes(list(routes))
+    return info.value.problems
+
+
+def test_a_full_route_parses_with_literal_defaults():
+    [route] = parse_routes([good(verb="post", positional=True, body=[
+        {"name": "filename", "type": "str"},
+        {"name": "threshold", "type": "float", "optional": True, "default_value": "1"},
+        {"name": "labels", "type": "dict", "optional": True, "default_value": "{'a': [1, 2]}"},
+        {"name": "note", "type": "str", "optional": True},
+    ])])
+    assert route.verb == "POST" and route.positional
+    assert [p.default for p in route.body] == [None, 1.0, {"a": [1, 2]}, None]
+    assert route.to_dict()["body"][1] == {"name": "threshold", "type": "float", "optional": True, "default_value": "1"}
+    assert parse_routes([route.to_dict()]) == [route]
+
+
+def test_schema_errors_name_route_and_field():
+    assert problems(good(path="/a"), good(body=[{"name": "a", "type": "string"}])) == [
+        "route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list"
+    ]
+    assert problems({"path": "/a", "file": "f", "function": "g"}) == ["route 1: verb: is required"]
+    assert problems(good(extra=1))[0].startswith("route 1 (POST /predict): route: unknown field 'extra'")
+    assert problems(good(positional="yes")) == ["route 1 (POST /predict): positional: 'yes' is not true or false"]
+    assert problems("x") == ["route 1: must be a JSON object, got str"]
+
+
+@pytest.mark.parametrize(
+    "route, message",
+    [
+        (good(path="predict"), "path: 'predict' must start with '/'"),
+        (good(path="/ping"), "path: /ping is reserved"),
+        (good(file="../secrets"), "file: '../secrets' must be a path inside the model directory"),
+        (good(file="/etc/passwd"), "not an absolute path"),
+        (good(file="my-model"), "'my-model' is not a valid Python module name"),
+        (good(function="os.system"), "function: 'os.system' is not a valid Python function name"),
+        (good(body=[{"name": "a", "type": "str"}, {"name": "a", "type": "int"}]), "body[1].name: 'a' appears twice"),
+        (good(body=[{"name": "class", "type": "str"}]), "body[0].name: 'class' is not a valid Python parameter name"),
+        (good(body=[{"name": "a", "type": "int", "default_value": "1"}]), "only optional params take a default"),
+        (good(body=[{"name": "a", "type": "int", "optional": True, "default_value": "1.5"}]),
+         "body[0].default_value: '1.5' is a float, not an int"),
+        (good(body=[{"name": "a", "type": "int", "optional": True, "default_value": "True"}]), "is a bool, not an int"),
+        (good(body=[{"name": "a", "type": "str", "optional": True, "default_value": "hello"}]),
+         "'hello' is not a Python literal (write strings with quotes, e.g. \"'hello'\")"),
+        (good(body=[{"name": "a", "type": "list", "optional": True, "default_value": "[" * 5000 + "]" * 5000}]),
+         "is not a Python literal"),
+        (good(positional=True, body=[{"name": "a", "type": "str", "optional": True}, {"name": "b", "type": "int"}]),
+         "body[1]: required param 'b' comes after an optional one in a positional route"),
+    ],
+    ids=["relative-path", "reserved", "traversal", "absolute", "dash", "dotted-function", "duplicate-param",
+         "keyword-param", "default-on-required", "float-for-int", "bool-for-int", "unquoted-string",
+         "deep-literal", "positional-order"],
+)
+def test_rule_violations(route, message):
+    [problem] = problems(route)
+    assert problem.startswith(f"route 1 ({route['verb']} {route['path']}): ")
+    assert message in problem
+
+
+def test_default_value_is_never_evaluated(tmp_path):
+    marker = tmp_path / "ran"
+    code = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    problems(good(body=[{"name": "a", "type": "str", "optional": True, "default_value": code}]))
+    assert not marker.exists()
+
+
+def test_duplicate_verb_and_path_and_every_problem_reported_at_once():
+    found = problems(good(), good(), good(verb="GET", function="bad name"))
+    assert found == [
+        "route 2 (POST /predict): path: POST /predict is already served by route 1",
+        "route 3 (GET /predict): function: 'bad name' is not a valid Python function name",
+    ]
+
+
+def test_json_text_errors_show_where():
+    with pytest.raises(UsageError) as info:
+        parse_route_json('{"verb": "POST", "path": }', index=1)
+    assert str(info.value).startswith("route 2: not valid JSON: Expecting value at line 1 column 26")
+    assert "^" in str(info.value)
+
+
+def test_route_files_in_json_and_yaml(tmp_path):
+    (tmp_path / "routes.yaml").write_text("- verb: POST\n  path: /p\n  file: predict\n  function: f\n")
+    (tmp_path / "routes.json").write_text('[{"verb": "GET", "path": "/g", "file": "predict", "function": "g"}]')
+    assert parse_routes(read_route_file(tmp_path / "routes.yaml"))[0].path == "/p"
+    assert parse_routes(read_route_file(tmp_path / "routes.json"))[0].verb == "GET"
+    with pytest.raises(UsageError, match="route file .*missing.json"):
+        read_route_file(tmp_path / "missing.json")
+
+
+def test_schema_is_a_valid_json_schema():
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(ROUTE_SCHEMA)

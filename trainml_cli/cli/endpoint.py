@@ -1,0 +1,59 @@
+"""`trainml endpoint serve`: run the endpoint runtime in the foreground, without the control plane.
+
+The same server the control plane launches for a job, for trying model code locally or running it under a
+process manager of your own.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..runtime.config import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_TIMEOUT,
+    RuntimeConfig,
+)
+from .params import ROUTE, validate_routes
+
+
+@click.group()
+def endpoint():
+    """Serve model code in the foreground (no control plane)."""
+
+
+@endpoint.command()
+@click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False), help="Folder with the model code.")
+@click.option("--route", "routes", multiple=True, type=ROUTE, help="A route as JSON (repeatable).")
+@click.option("--route-file", type=click.Path(dir_okay=False), help="A JSON or YAML list of routes.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes, for CPU-bound code.")
+@click.option("--max-concurrency", default=DEFAULT_MAX_CONCURRENCY, show_default=True, type=click.IntRange(1),
+              help="Calls running at once, per worker.")
+@click.option("--max-queue", default=DEFAULT_MAX_QUEUE, show_default=True, type=click.IntRange(0),
+              help="Calls waiting, per worker; beyond it: 503 with Retry-After.")
+@click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a call may run before the client gets 504 (time in the queue not counted).")
+@click.option("--max-body-size", default=DEFAULT_MAX_BODY_SIZE, show_default=True, type=click.IntRange(1),
+              help="Largest request body in bytes; larger gets 413.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request.")
+def serve(model_dir, routes, route_file, host, port, workers, max_concurrency, max_queue, timeout, max_body_size,
+          access_log):
+    """Serve MODEL_DIR's functions as REST routes until interrupted.
+
+    \b
+    trainml endpoint serve --model-dir examples/sentiment --port 8000 \\
+      --route '{"verb":"POST","path":"/predict","file":"predict","function":"predict",
+                "body":[{"name":"text","type":"str"}]}'
+    """
+    from ..runtime.server import serve as run
+
+    config = RuntimeConfig(
+        model_dir=model_dir, routes=validate_routes(routes, route_file), host=host, port=port, workers=workers,
+        max_concurrency=max_concurrency, max_queue=max_queue, timeout=timeout, max_body_size=max_body_size,
+        access_log=access_log,
+    )
+    code = run(config)
+    return 1 if code else 0
