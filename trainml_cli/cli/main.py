@@ -121,7 +121,9 @@ def main(argv=None) -> int:
         result = cli.main(args=argv, prog_name="trainml", standalone_mode=False)
     except TrainMLError as exc:
         if debug:
-            raise
+            import traceback
+
+            traceback.print_exc()
         error(str(exc))
         return exc.exit_code
     except click.exceptions.Abort:
@@ -143,7 +145,9 @@ def main(argv=None) -> int:
     except Exception as exc:
         # A bug or an unexpected failure of the machine: still one line, the traceback only on request.
         if debug:
-            raise
+            import traceback
+
+            traceback.print_exc()
         error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
         return 1
     # Without standalone mode click returns --help's and --version's exit code, or what a command returned.
