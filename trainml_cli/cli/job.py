@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .output import Output, format_option
+from .output import Output, duration, format_option, when
 from .params import DATA, ENV, JOB, MODEL, ROUTE, check_route_files, model_source, validate_routes
 
 ACTIVE = ("new", "waiting for data/model download", "waiting for resources", "starting")
@@ -386,10 +386,10 @@ def describe(job) -> list[tuple[str, object]]:
         ("Routes", [f"{r.label} -> {r.file}:{r.function}" for r in job_routes(job)] or "-"),
         ("Model", source.strip() or "-"),
         ("Resources", ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, [])) or "-"),
-        ("Run time", _duration(record.get("run_time") or record.get("runtime"))),
+        ("Run time", duration(_first(record, "run_time", "run_seconds", "runtime"))),
         ("Credits", job.credits if job.credits is not None else "-"),
         ("Restarts", job.restarts if job.restarts is not None else 0),
-        ("Created", record.get("created") or record.get("created_at") or "-"),
+        ("Created", when(_first(record, "created", "created_at"))),
     ]
     if env:
         fields.append(("Env", ", ".join(e.get("key", "") for e in env)))
@@ -400,13 +400,5 @@ def _text(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-def _duration(seconds) -> str:
-    if seconds is None or seconds == "":
-        return "-"
-    try:
-        total = int(float(seconds))
-    except (TypeError, ValueError):
-        return str(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+def _first(record: dict, *keys):
+    return next((record[key] for key in keys if record.get(key) is not None), None)

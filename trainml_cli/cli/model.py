@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .output import Output, format_option
+from .output import Output, format_option, size, when
 from .params import MODEL, model_source
 
 
@@ -53,7 +53,7 @@ def list_models(obj, fmt):
         return
     out.table(
         ["ID", "NAME", "SOURCE", "SIZE", "CREATED"],
-        [(m.id, m.name, m.source_type, size(m.size), m.created or "") for m in models],
+        [(m.id, m.name, m.source_type, size(m.size), when(m.created)) for m in models],
         empty="No models yet; store one with `trainml model create`.",
     )
 
@@ -78,7 +78,7 @@ def get_model(obj, model_ref, fmt):
         ("Name", found.name),
         ("Source", source),
         ("Size", size(found.size)),
-        ("Created", found.created or "-"),
+        ("Created", when(found.created)),
     ])
 
 
@@ -96,15 +96,3 @@ def remove_model(obj, model_ref):
 
     removed = obj.run(work)
     out.line(f"Removed model {removed.name}.")
-
-
-def size(value) -> str:
-    """Bytes as a person reads them: 1.2 MB."""
-    if value is None:
-        return "-"
-    amount = float(value)
-    for unit in ("B", "kB", "MB", "GB"):
-        if amount < 1000 or unit == "GB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1000
-    return f"{amount:.1f} GB"

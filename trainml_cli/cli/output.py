@@ -207,3 +207,38 @@ def format_option(function):
         show_default=True,
         help="Output format; json is stable for scripts.",
     )(function)
+
+
+def when(value: Any) -> str:
+    """A timestamp as a person reads it (local time); records may carry epoch seconds or ISO text."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        import time
+
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    return str(value)
+
+
+def duration(seconds: Any) -> str:
+    if seconds is None or seconds == "":
+        return "-"
+    try:
+        total = int(float(seconds))
+    except (TypeError, ValueError):
+        return str(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def size(value: Any) -> str:
+    """Bytes as a person reads them: 1.2 MB."""
+    if value is None:
+        return "-"
+    amount = float(value)
+    for unit in ("B", "kB", "MB"):
+        if amount < 1000:
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1000
+    return f"{amount:.1f} GB"
