@@ -1,0 +1,6 @@
+"""The async SDK: `TrainML` (client.py) with `jobs` (jobs.py) and `models` (models.py), over HTTP (http.py) to a
+control plane it finds or starts (autostart.py). Imports only the shared leaves and requests."""
+
+from .client import TrainML
+
+__all__ = ["TrainML"]

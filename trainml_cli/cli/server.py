@@ -1,0 +1,160 @@
+"""`trainml server run|start|stop|status`: the local control plane for TRAINML_HOME.
+
+Other commands start it themselves when none answers, so these are for when you want control: run it in the
+foreground (logs on the terminal), on a fixed port, with declared GPUs, or stop it. Only `run` imports the
+server stack; the others talk to it over HTTP like any client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from .output import Output, format_option
+
+_server_options = [
+    click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
+    click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+                 help="Port to listen on; 0 picks a free one (recorded in TRAINML_HOME/server.json)."),
+    click.option("--gpus", envvar="TRAINML_GPUS", metavar="SPEC",
+                 help="GPUs jobs may use: 'none' or INDEX:TYPE,... (default: ask nvidia-smi)."),
+    click.option("--python", "python", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+                 help="Python interpreter that runs endpoints, e.g. a venv with your models' packages."),
+]
+
+
+def server_options(function):
+    for option in reversed(_server_options):
+        function = option(function)
+    return function
+
+
+def _settings(obj, host=None, port=None):
+    settings = obj.settings
+    if host is not None:
+        settings = dataclasses.replace(settings, host=host, port=port or 0)
+    return settings
+
+
+@click.group()
+def server():
+    """Run and manage the local control plane (one per TRAINML_HOME)."""
+
+
+@server.command("run")
+@server_options
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@click.pass_obj
+def run(obj, host, port, gpus, python, log_level):
+    """Run the control plane in the foreground until Ctrl-C (which also stops its endpoints)."""
+    from ..server.app import ServerOptions
+    from ..server.daemon import serve
+
+    serve(_settings(obj, host, port), ServerOptions(gpus=gpus, python=python), log_level=log_level)
+
+
+@server.command("start")
+@server_options
+@click.option("--timeout", type=click.FloatRange(1), default=60, show_default=True, metavar="SECONDS",
+              help="How long to wait for it to answer.")
+@format_option
+@click.pass_obj
+def start(obj, host, port, gpus, python, timeout, fmt):
+    """Start the control plane in the background; returns once it answers."""
+    from ..sdk import autostart
+
+    out = Output(obj, fmt)
+    settings = _settings(obj, host, port)
+    info = autostart.running(settings)
+    if info is None:
+        extra = (["--gpus", gpus] if gpus else []) + (["--python", python] if python else [])
+        with out.progress(f"Starting the control plane for {settings.home}"):
+            info = autostart.start(settings, extra, timeout=timeout)
+        message = f"Control plane running at: {info['url']} (pid {info['pid']})"
+    else:
+        message = f"Control plane already running at: {info['url']} (pid {info['pid']})"
+    if out.json_mode:
+        out.json(_public(info))
+    else:
+        out.line(message)
+
+
+@server.command("stop")
+@click.option("--timeout", type=click.FloatRange(1), default=30, show_default=True, metavar="SECONDS",
+              help="Grace period before it is killed.")
+@click.pass_obj
+def stop(obj, timeout):
+    """Stop the control plane and its endpoints (jobs resume on the next start)."""
+    from ..sdk import autostart
+
+    out = Output(obj)
+    settings = obj.settings
+    with out.progress(f"Stopping the control plane for {settings.home}"):
+        info = autostart.stop(settings, timeout=timeout)
+    if info is None:
+        out.line(f"No control plane runs for {settings.home}.")
+    else:
+        out.line(f"Control plane at {info['url']} stopped.")
+
+
+@server.command("status")
+@format_option
+@click.pass_obj
+def status(obj, fmt):
+    """Show whether the control plane runs, where, and its jobs by status. Exit 1 if it does not run."""
+    from ..sdk import autostart
+
+    out = Output(obj, fmt)
+    settings = obj.settings
+    if settings.api_url:
+        answer = autostart.health(settings.api_url)
+        info = {**answer, "url": settings.api_url} if answer else None
+    else:
+        info = autostart.running(settings)
+    if info is None:
+        where = settings.api_url or settings.home
+        if out.json_mode:
+            out.json({"status": "not running", "home": str(settings.home), "url": settings.api_url})
+        else:
+            out.line(f"No control plane answers for {where}.")
+        return 1
+    counts = _job_counts(settings, info["url"])
+    info = {**_public(info), "jobs": counts}
+    if out.json_mode:
+        out.json(info)
+        return 0
+    out.fields([
+        ("Status", "running"),
+        ("URL", info["url"]),
+        ("PID", info.get("pid", "-")),
+        ("Home", info.get("home", "-")),
+        ("Version", info.get("version", "-")),
+        ("Started", info.get("started", "-")),
+        ("Jobs", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if counts else "none"),
+    ])
+    return 0
+
+
+def _public(info: dict) -> dict:
+    keys = ("status", "url", "pid", "home", "version", "started")
+    return {"status": "running", **{k: info[k] for k in keys if k in info and k != "status"}}
+
+
+def _job_counts(settings, url) -> dict:
+    import asyncio
+
+    from ..errors import TrainMLError
+    from ..sdk.client import TrainML
+
+    async def count():
+        async with TrainML(settings=dataclasses.replace(settings, api_url=url)) as client:
+            counts: dict[str, int] = {}
+            for job in await client.jobs.list():
+                counts[job.status] = counts.get(job.status, 0) + 1
+            return counts
+
+    try:
+        return asyncio.run(count())
+    except TrainMLError:
+        return {}

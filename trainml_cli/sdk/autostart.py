@@ -1,0 +1,152 @@
+"""Finding the control plane, and starting it when nobody runs one: the embedded default, no set-up step.
+
+`locate(settings)` answers the control plane's URL:
+
+1. `TRAINML_API_URL` (settings.api_url) when set: used as given, never started.
+2. Else `TRAINML_HOME/server.json` (written by the server once it listens), if the server it names answers
+   `GET /api/health` for this same home.
+3. Else, unless settings.autostart is off, `python -m trainml_cli.server --home HOME` is started detached (its
+   own session, so it outlives the command that started it; output appended to `HOME/server.log`), and
+   `locate` returns once it answers. Two clients racing to start one are fine: the server holds a lock on its
+   home, the loser exits, and both find the winner through server.json.
+
+The same helpers back `trainml server start|stop|status`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from ..errors import Unavailable
+from ..settings import Settings
+
+START_TIMEOUT = 60.0
+PROBE_TIMEOUT = 2.0
+
+
+def read_server_file(settings: Settings) -> dict | None:
+    try:
+        data = json.loads(settings.server_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("url") else None
+
+
+def health(url: str, timeout: float = PROBE_TIMEOUT) -> dict | None:
+    """The server's /api/health answer, or None if nothing (or not a control plane) answers there."""
+    try:
+        response = requests.get(url.rstrip("/") + "/api/health", timeout=timeout)
+        body = response.json() if response.ok else None
+    except (requests.RequestException, ValueError):
+        return None
+    return body if isinstance(body, dict) and body.get("status") == "ok" else None
+
+
+def running(settings: Settings) -> dict | None:
+    """The server recorded under settings.home, with its health, if it answers for this home."""
+    info = read_server_file(settings)
+    if not info:
+        return None
+    answer = health(info["url"])
+    if not answer or not _same_home(answer.get("home"), settings):
+        return None
+    return {**info, **answer, "url": info["url"]}
+
+
+def locate(settings: Settings) -> str:
+    if settings.api_url:
+        return settings.api_url.rstrip("/")
+    info = running(settings)
+    if info:
+        return info["url"]
+    if not settings.autostart:
+        raise Unavailable(f"no control plane answers for {settings.home}; start one with `trainml server start`")
+    return start(settings)["url"]
+
+
+def start(settings: Settings, extra_args: list[str] | None = None, timeout: float = START_TIMEOUT) -> dict:
+    """Start the control plane for settings.home in the background; returns its server info once it answers."""
+    info = running(settings)
+    if info:
+        return info
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(settings.home),
+               "--host", settings.host, "--port", str(settings.port), *(extra_args or [])]
+    with open(settings.server_log, "ab") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=str(settings.home), start_new_session=True, close_fds=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = running(settings)
+        if info:
+            return info
+        if process.poll() is not None:
+            info = running(settings)  # it may have lost the race to another client's server
+            if info:
+                return info
+            raise Unavailable(
+                f"the control plane for {settings.home} exited with code {process.returncode} while starting; "
+                f"last lines of {settings.server_log}:\n{_tail(settings.server_log)}"
+            )
+        time.sleep(0.05)
+    raise Unavailable(f"the control plane for {settings.home} did not answer within {timeout:g}s; see {settings.server_log}")
+
+
+def stop(settings: Settings, timeout: float = 30.0) -> dict | None:
+    """Stop the control plane for settings.home (SIGTERM, then SIGKILL after `timeout`); its info, or None."""
+    info = running(settings)
+    if not info:
+        return None
+    pid = int(info["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return info
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return info
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own child that exited, not yet reaped) is not alive.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _same_home(reported, settings: Settings) -> bool:
+    try:
+        return reported is not None and os.path.realpath(reported) == os.path.realpath(settings.home)
+    except (TypeError, ValueError):
+        return False
+
+
+def _tail(path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,51 @@
+"""`TrainML`: the async SDK client, shaped like trainML's (`from trainml_cli import TrainML`).
+
+    async with TrainML() as client:
+        job = await client.jobs.create("echo", model={"source_type": "local", "source_uri": "models/echo"},
+                                       endpoint={"routes": [route]}, wait=True)
+
+The control plane is found from `api_url` / TRAINML_API_URL, else from `home` / TRAINML_HOME, where one is
+started in the background if none answers (see autostart.py). The token comes from `token` /
+TRAINML_API_TOKEN, else from the home's token file. Nothing is contacted until the first call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ..settings import Settings
+from . import packing
+from .http import Http
+from .jobs import Jobs
+from .models import Models
+
+UPLOAD_TIMEOUT = 900.0
+
+
+class TrainML:
+    def __init__(self, api_url: str | None = None, token: str | None = None, home=None, *,
+                 settings: Settings | None = None):
+        self.settings = settings or Settings.from_env(home=home, api_url=api_url, token=token)
+        self.http = Http(self.settings)
+        self.jobs = Jobs(self)
+        self.models = Models(self)
+
+    async def upload(self, folder: Path) -> dict:
+        """Pack a model folder and upload it; returns {id, size, files, unpacked_size} for a job or model."""
+        archive = await asyncio.to_thread(packing.pack, folder)
+        try:
+            return await self.http.request(
+                "POST", "/api/uploads", data=archive, headers={"Content-Type": "application/gzip"}, timeout=UPLOAD_TIMEOUT
+            )
+        finally:
+            archive.close()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def __aenter__(self) -> "TrainML":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -1,0 +1,207 @@
+"""The control plane's REST API. Every route under /api but /api/health needs `Authorization: Bearer <token>`.
+
+    GET    /api/health                         open; {status, version, pid, home, url}
+    GET    /api/prices                         the price table (credits per hour)
+    POST   /api/uploads                        body: a tar.gz of a model folder -> 201 {id, size, files, unpacked_size}
+    POST   /api/jobs                           body: JobCreate -> 201 job record (status "new")
+    GET    /api/jobs                           -> [job record], oldest first
+    GET    /api/jobs/{job}                     -> job record; {job} is an id or a unique name (409 if ambiguous)
+    DELETE /api/jobs/{job}?force=false         -> {id, removed}; 409 unless stopped or failed (or force)
+    POST   /api/jobs/{job}/stop                -> job record (stopping; stopped when the endpoint has exited)
+    POST   /api/jobs/{job}/start               -> job record; 409 unless stopped or failed
+    GET    /api/jobs/{job}/wait?status=S&timeout=T   long-poll: the job once its status is S, or it is stopped
+                                               or failed, or after T seconds (at most 60) -> job record
+    GET    /api/jobs/{job}/logs?before=C&limit=N     newest first, older than cursor C -> {logs, next}
+    GET    /api/jobs/{job}/logs?after=C&wait=T&limit=N   oldest first, newer than C; waits up to T seconds for a
+                                               first line -> {logs, last, done}
+    GET    /api/jobs/{job}/logs/stream?after=C       follow: NDJSON, one entry per line (or server-sent events
+                                               with `Accept: text/event-stream`), until the job stops or fails
+    GET    /api/jobs/{job}/metrics             the endpoint's /metrics counters, for charts
+    POST   /api/models                         body: ModelCreate -> 201 model record (after fetching the code)
+    GET    /api/models, GET|DELETE /api/models/{model}
+
+Errors are JSON `{"error": kind, "message": "...", "details": [...]}` with the status of the error class
+(errors.py): 401 unauthorized, 404 not_found, 409 conflict, 422 invalid / invalid_route, 503 unavailable.
+A job payload whose routes break the route spec gets 422 with one detail per route and field; nothing is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import StreamingResponse
+
+from .. import __version__
+from . import resources as res
+from . import schemas
+from .auth import require_auth
+from .states import parse_status
+
+MAX_WAIT = 60.0
+MAX_PAGE = 1000
+STREAM_HEARTBEAT = 15.0
+
+open_router = APIRouter(prefix="/api", tags=["health"])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
+
+
+def platform(request: Request):
+    return request.app.state.platform
+
+
+@open_router.get("/health", response_model=schemas.Health)
+async def health(request: Request):
+    p = platform(request)
+    return {"status": "ok", "version": __version__, "pid": os.getpid(), "home": str(p.settings.home), "url": p.url}
+
+
+@router.get("/prices", tags=["jobs"])
+async def prices():
+    return {"cpu": res.CPU_RATE, "gpu": res.GPU_RATES, "other_gpu": res.OTHER_GPU_RATE, "unit": "credits per hour"}
+
+
+# -- uploads ------------------------------------------------------------------------------------------------------
+
+
+@router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=schemas.Upload, tags=["models"],
+             openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
+async def upload(request: Request):
+    """A tar.gz of a model folder; refused (422) if any member is a link, a device, absolute or has `..`."""
+    return await platform(request).uploads.receive(request.stream())
+
+
+# -- jobs ---------------------------------------------------------------------------------------------------------
+
+
+@router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=schemas.Job, tags=["jobs"])
+async def create_job(payload: schemas.JobCreate, request: Request):
+    return await platform(request).jobs.create(payload.model_dump(exclude_none=True))
+
+
+@router.get("/jobs", response_model=list[schemas.Job], tags=["jobs"])
+async def list_jobs(request: Request):
+    return platform(request).jobs.list()
+
+
+@router.get("/jobs/{job}", response_model=schemas.Job, tags=["jobs"])
+async def get_job(job: str, request: Request):
+    return platform(request).jobs.get(job)
+
+
+@router.delete("/jobs/{job}", response_model=schemas.Removed, tags=["jobs"])
+async def remove_job(job: str, request: Request, force: bool = False):
+    jobs = platform(request).jobs
+    job_id = jobs.find(job)["id"]
+    await jobs.remove(job_id, force=force)
+    return {"id": job_id, "removed": True}
+
+
+@router.post("/jobs/{job}/stop", response_model=schemas.Job, tags=["jobs"])
+async def stop_job(job: str, request: Request):
+    return await platform(request).jobs.stop(job)
+
+
+@router.post("/jobs/{job}/start", response_model=schemas.Job, tags=["jobs"])
+async def start_job(job: str, request: Request):
+    return await platform(request).jobs.start(job)
+
+
+@router.get("/jobs/{job}/wait", response_model=schemas.Job, tags=["jobs"])
+async def wait_job(job: str, request: Request, status: str = Query(..., description="the status to wait for"),
+                   timeout: float = Query(30.0, ge=0, description=f"seconds, at most {MAX_WAIT:.0f}")):
+    return await platform(request).jobs.wait(job, parse_status(status), min(timeout, MAX_WAIT))
+
+
+@router.get("/jobs/{job}/metrics", response_model=schemas.Metrics, tags=["jobs"])
+async def job_metrics(job: str, request: Request):
+    return await platform(request).jobs.metrics(job)
+
+
+@router.get("/jobs/{job}/logs", response_model=schemas.LogPage, tags=["logs"])
+async def job_logs(job: str, request: Request,
+                   before: Optional[int] = Query(None, description="page back: lines older than this cursor"),
+                   after: Optional[int] = Query(None, ge=0, description="follow: lines newer than this cursor, oldest first"),
+                   limit: int = Query(100, ge=1, le=MAX_PAGE),
+                   wait: float = Query(0.0, ge=0, description=f"with after: seconds to wait for a new line (at most {MAX_WAIT:.0f})")):
+    p = platform(request)
+    job_id = p.jobs.find(job)["id"]
+    if after is None:
+        page = p.logs.page(job_id, before, limit)
+        return {"logs": page, "next": page[-1]["id"] if len(page) == limit else None}
+    deadline = asyncio.get_running_loop().time() + min(wait, MAX_WAIT)
+    while True:
+        final = p.jobs.find(job_id)["status"] in ("stopped", "failed")
+        lines = p.logs.since(job_id, after, limit)
+        remaining = deadline - asyncio.get_running_loop().time()
+        if lines or final or remaining <= 0:
+            last = lines[-1]["id"] if lines else after
+            return {"logs": lines, "last": last, "done": final and len(lines) < limit}
+        await p.logs.wait(job_id, remaining)
+
+
+@router.get("/jobs/{job}/logs/stream", tags=["logs"],
+            responses={200: {"content": {"application/x-ndjson": {}, "text/event-stream": {}}}})
+async def stream_logs(job: str, request: Request, after: int = Query(0, ge=0, description="start after this cursor (0: all)")):
+    """Follow a job's log: every entry newer than `after`, then new ones as they come, until the job stops."""
+    p = platform(request)
+    job_id = p.jobs.find(job)["id"]
+    sse = "text/event-stream" in request.headers.get("accept", "")
+    resume = request.headers.get("last-event-id")
+    if sse and resume and resume.isdigit():
+        after = int(resume)
+
+    def render(entry: dict) -> str:
+        if sse:
+            return f"id: {entry['id']}\ndata: {json.dumps(entry)}\n\n"
+        return json.dumps(entry) + "\n"
+
+    async def lines():
+        cursor = after
+        while True:
+            try:
+                final = p.jobs.find(job_id)["status"] in ("stopped", "failed")
+            except Exception:  # removed while followed
+                return
+            batch = p.logs.since(job_id, cursor, MAX_PAGE)
+            if batch:
+                cursor = batch[-1]["id"]
+                yield "".join(render(e) for e in batch)
+                continue
+            if final:
+                return
+            await p.logs.wait(job_id, STREAM_HEARTBEAT)
+            if not p.logs.since(job_id, cursor, 1):
+                yield ": keepalive\n\n" if sse else "\n"
+
+    media = "text/event-stream" if sse else "application/x-ndjson"
+    return StreamingResponse(lines(), media_type=media, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# -- models -------------------------------------------------------------------------------------------------------
+
+
+@router.post("/models", status_code=status.HTTP_201_CREATED, response_model=schemas.Model, tags=["models"])
+async def create_model(payload: schemas.ModelCreate, request: Request):
+    return await platform(request).models.create(**payload.model_dump())
+
+
+@router.get("/models", response_model=list[schemas.Model], tags=["models"])
+async def list_models(request: Request):
+    return platform(request).models.list()
+
+
+@router.get("/models/{model}", response_model=schemas.Model, tags=["models"])
+async def get_model(model: str, request: Request):
+    return platform(request).models.get(model)
+
+
+@router.delete("/models/{model}", response_model=schemas.Removed, tags=["models"])
+async def remove_model(model: str, request: Request):
+    models = platform(request).models
+    model_id = models.find(model)["id"]
+    await models.remove(model_id)
+    return {"id": model_id, "removed": True}

@@ -1,0 +1,142 @@
+"""The control plane's ASGI app: the platform's services, the API routes, and the one place errors become JSON.
+
+`create_app(settings, options)` builds a FastAPI app whose lifespan opens the platform (store, logs, GPUs,
+uploads, models, jobs), reconciles the jobs an earlier run left, and on shutdown stops every endpoint.
+
+Extending it: a package `trainml_cli.server.dashboard` that defines `install(app)` is installed automatically;
+it may add routes, mount static files, and add a way to authenticate (`app.state.auth.add_check`, see auth.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import NotFound, ServerError, TrainMLError, Unauthorized, UsageError
+from ..settings import Settings
+from . import api
+from . import resources as res
+from .auth import Authenticator, ensure_token
+from .jobs import Jobs
+from .logs import LogBook
+from .models import Models
+from .sources import Uploads
+from .store import Store
+
+log = logging.getLogger("trainml.server")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What `trainml server run` decides beyond Settings."""
+
+    gpus: Optional[str] = None  # declared GPUs ("none", "0:rtx3090,1:rtx3090"); None: ask nvidia-smi
+    python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
+
+
+class Platform:
+    """The control plane's services, opened once per process."""
+
+    def __init__(self, settings: Settings, options: ServerOptions):
+        self.settings = settings
+        self.options = options
+        self.url: str | None = None
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.database_path)
+        self.logs = LogBook(self.store)
+        self.gpus = res.detect_gpus(options.gpus)
+        self.pool = res.GpuPool(self.gpus)
+        self.uploads = Uploads(settings.home / "uploads")
+        self.uploads.collect_garbage()
+        self.models = Models(self.store, settings.models_dir, self.uploads)
+        self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
+                         host=settings.host, python=options.python)
+
+    async def close(self) -> None:
+        await self.jobs.shutdown()
+        await self.logs.close()
+        self.store.close()
+
+
+def create_app(settings: Settings, options: ServerOptions | None = None, *,
+               on_ready: Callable[[Platform], None] | None = None) -> FastAPI:
+    options = options or ServerOptions()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        platform = Platform(settings, options)
+        app.state.platform = platform
+        try:
+            await platform.jobs.reconcile()
+            found = ", ".join(f"{g.index}: {g.name}" for g in platform.gpus) or "none"
+            log.info("control plane for %s ready (GPUs: %s)", settings.home, found)
+            if on_ready is not None:
+                on_ready(platform)
+            yield
+        finally:
+            log.info("stopping endpoints")
+            await platform.close()
+
+    app = FastAPI(
+        title="trainML control plane",
+        version=__version__,
+        description=(api.__doc__ or "").strip(),
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.auth = Authenticator(ensure_token(settings.token_path))
+    app.include_router(api.open_router)
+    app.include_router(api.router)
+    _install_error_handlers(app)
+    _install_dashboard(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TrainMLError)
+    async def trainml_error(request: Request, exc: TrainMLError):
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+            problems.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+        message = problems[0] if len(problems) == 1 else f"{len(problems)} problems in the request:\n" + "\n".join(problems)
+        return JSONResponse(UsageError(message, details=problems).to_dict(), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            body = NotFound(f"no such API route: {request.method} {request.url.path}").to_dict()
+        else:
+            body = {"error": "http", "message": f"{request.method} {request.url.path}: {exc.detail}"}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        error = ServerError(f"the control plane failed on {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
+        return JSONResponse(error.to_dict(), status_code=500)
+
+
+def _install_dashboard(app: FastAPI) -> None:
+    name = __package__ + ".dashboard"
+    if importlib.util.find_spec(name) is None:
+        return
+    install = getattr(importlib.import_module(name), "install", None)
+    if install is not None:
+        install(app)

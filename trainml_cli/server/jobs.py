@@ -1,0 +1,453 @@
+"""Jobs: the service behind /api/jobs. It checks payloads, keeps records, and drives each job's life.
+
+Every job that should run has one driver task on the event loop (`_drive`): fetch the model code into
+`HOME/jobs/ID/model` (waiting for data/model download), get its GPUs (waiting for resources), then hand it to
+the supervisor (starting, running, restarts) until it is stopped or fails. All status changes go through
+`_move`, which asks `states.transition` first, writes the record, logs an event and wakes long-polls.
+
+A job record, as the API returns it (trainML's payload plus what the platform knows):
+
+    {"id", "name", "type": "endpoint", "status", "reason", "url", "port",
+     "resources": {gpu_types, gpu_count, cpu_count, disk_size, max_price},
+     "model": {source_type, source_uri, git_ref?, upload_id?, model_id?, git_commit?},
+     "endpoint": {routes: [...], max_concurrency, max_queue, timeout},
+     "environment": {env: [{key, value}]},
+     "gpus": [{index, name, type, device}], "pid", "restarts", "run_time" (seconds),
+     "hourly_rate", "credits", "created", "updated"}
+
+`url` is set while the job is starting or running. When the control plane starts it calls `reconcile`: it
+ends endpoint processes an earlier control plane left behind, closes their billing, and resumes every job
+whose status says it should be running, on the same port when it is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from ..errors import Conflict, NotFound, TrainMLError, UsageError
+from ..routespec import parse_routes, routes_to_json
+from . import resources as res
+from . import sources
+from .logs import LogBook, iso_time
+from .models import Models, check_name, new_id
+from .states import JobStatus, transition
+from .store import Store
+from .supervisor import Launch, LocalEndpoint, reap_orphans
+
+log = logging.getLogger("trainml.server")
+
+S = JobStatus
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PLATFORM_ENV = ("CUDA_VISIBLE_DEVICES",)  # set by the platform; a job may not override them
+SECRET_ENV = ("TRAINML_API_TOKEN",)  # never handed to model code
+
+
+class _Driver:
+    """What the service knows about a job's driver task while it exists."""
+
+    def __init__(self):
+        self.task: asyncio.Task | None = None
+        self.endpoint: LocalEndpoint | None = None
+        self.stopping = False
+
+
+class Jobs:
+    def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: sources.Uploads,
+                 pool: res.GpuPool, folder: Path, *, host: str = "127.0.0.1", python: str | None = None):
+        self.store = store
+        self.logs = logbook
+        self.models = models
+        self.uploads = uploads
+        self.pool = pool
+        self.folder = folder
+        self.host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        self.python = python
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._drivers: dict[str, _Driver] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+
+    # -- records ------------------------------------------------------------------------------------------------
+
+    def find(self, ref: str) -> dict:
+        """A job row by id, or by name when that name is unique."""
+        row = self.store.job(ref)
+        if row is not None:
+            return row
+        rows = self.store.jobs_named(ref)
+        if not rows:
+            raise NotFound(f"job {ref!r} not found (see the job list)")
+        if len(rows) > 1:
+            ids = ", ".join(r["id"] for r in rows)
+            raise Conflict(f"{len(rows)} jobs are named {ref!r}; use an id: {ids}", details=[r["id"] for r in rows])
+        return rows[0]
+
+    def record(self, row: dict) -> dict:
+        spec, now = row["spec"], time.time()
+        run_time, credits = row["run_seconds"], row["credits"]
+        if row["running_since"] is not None:
+            run_time += max(0.0, now - row["running_since"])
+            credits += max(0.0, now - row["running_since"]) / 3600 * row["rate"]
+        live = row["status"] in (S.STARTING.value, S.RUNNING.value)
+        url = f"http://{self.host}:{row['port']}" if live and row["port"] else None
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "type": spec["type"],
+            "status": row["status"],
+            "reason": row["reason"],
+            "url": url,
+            "port": row["port"],
+            "resources": spec["resources"],
+            "model": {**spec["model"], **row["source"]},
+            "endpoint": spec["endpoint"],
+            "environment": spec["environment"],
+            "gpus": row["gpus"],
+            "pid": row["pid"],
+            "restarts": row["restarts"],
+            "run_time": round(run_time, 3),
+            "hourly_rate": res.hourly_rate(spec["resources"], row["gpus"]),
+            "credits": round(credits, 6),
+            "created": iso_time(row["created"]),
+            "updated": iso_time(row["updated"]),
+        }
+
+    def get(self, ref: str) -> dict:
+        return self.record(self.find(ref))
+
+    def list(self) -> list[dict]:
+        return [self.record(row) for row in self.store.jobs()]
+
+    def workdir(self, job_id: str) -> Path:
+        return self.folder / job_id
+
+    # -- creating -----------------------------------------------------------------------------------------------
+
+    def check(self, payload: dict) -> dict:
+        """The payload's spec with defaults filled in; raises UsageError (422) naming the field. Creates nothing."""
+        if payload.get("type", "endpoint") != "endpoint":
+            raise UsageError(f"type: {payload.get('type')!r} is not supported; this platform runs 'endpoint' jobs")
+        endpoint = dict(payload.get("endpoint") or {})
+        routes = parse_routes(endpoint.get("routes") or [])
+        for key in ("max_concurrency", "max_queue"):
+            value = endpoint.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (key == "max_concurrency")):
+                raise UsageError(f"endpoint.{key}: {value!r} must be a whole number of at least {int(key == 'max_concurrency')}")
+        timeout = endpoint.get("timeout")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise UsageError(f"endpoint.timeout: {timeout!r} must be a positive number of seconds")
+        resources = res.normalize(payload.get("resources"))
+        self.pool.check(resources)
+        env = []
+        for i, item in enumerate((payload.get("environment") or {}).get("env") or []):
+            key, value = item.get("key"), item.get("value")
+            if not isinstance(key, str) or not ENV_KEY.match(key):
+                raise UsageError(f"environment.env[{i}].key: {key!r} must be letters, digits and _, not starting with a digit")
+            if key in PLATFORM_ENV:
+                raise UsageError(f"environment.env[{i}].key: {key} is set by the platform from the job's GPUs")
+            if not isinstance(value, str):
+                raise UsageError(f"environment.env[{i}].value: {value!r} must be a string")
+            env.append({"key": key, "value": value})
+        return {
+            "type": "endpoint",
+            "resources": resources,
+            "model": self._check_model(payload.get("model") or {}),
+            "endpoint": {
+                "routes": [r.to_dict() for r in routes],
+                "max_concurrency": endpoint.get("max_concurrency"),
+                "max_queue": endpoint.get("max_queue"),
+                "timeout": timeout,
+            },
+            "environment": {"env": env},
+        }
+
+    def _check_model(self, model: dict) -> dict:
+        kind, uri = model.get("source_type"), model.get("source_uri")
+        if kind == "local":
+            upload_id = model.get("upload_id")
+            if not upload_id:
+                raise UsageError("model.upload_id: required for source_type local (POST the packed folder to /api/uploads)")
+            self.uploads.path(upload_id)
+            return {"source_type": kind, "source_uri": uri or "", "upload_id": upload_id}
+        if kind == "git":
+            return {"source_type": kind, "source_uri": sources.check_git_uri(uri), "git_ref": sources.check_git_ref(model.get("git_ref"))}
+        if kind == "trainml":
+            if not uri:
+                raise UsageError("model.source_uri: the id or name of a stored model is required for source_type trainml")
+            stored = self.models.find(uri)
+            return {"source_type": kind, "source_uri": uri, "model_id": stored["id"]}
+        raise UsageError(f"model.source_type: {kind!r} is not one of local, git, trainml")
+
+    async def create(self, payload: dict) -> dict:
+        name = check_name(payload.get("name"), "job")
+        spec = self.check(payload)
+        job_id, now = new_id(), time.time()
+        workdir = self.workdir(job_id)
+        workdir.mkdir(parents=True)
+        routes = parse_routes(spec["endpoint"]["routes"])
+        (workdir / "routes.json").write_text(routes_to_json(routes))
+        self.store.insert_job({"id": job_id, "name": name, "status": S.NEW.value, "spec": spec, "created": now, "updated": now})
+        self.logs.event(job_id, f"job {name!r} created ({spec['model']['source_type']} model)")
+        self._launch_driver(job_id)
+        return self.get(job_id)
+
+    # -- status changes -----------------------------------------------------------------------------------------
+
+    def _move(self, job_id: str, target: JobStatus, reason: str | None = None, **fields) -> None:
+        row = self.store.job(job_id)
+        if row is None:
+            return
+        current = S(row["status"])
+        if current == target and target != S.STARTING:
+            return
+        transition(current, target, job=f"job {row['name']!r}")
+        self.store.update_job(job_id, status=target.value, reason=reason, updated=time.time(), **fields)
+        first = (reason or "").splitlines()[0] if reason else ""
+        self.logs.event(job_id, f"status: {target.value}" + (f" ({first})" if first else ""))
+        self._wake(job_id)
+
+    def _wake(self, job_id: str) -> None:
+        event = self._changed.pop(job_id, None)
+        if event is not None:
+            event.set()
+        self.logs.wake(job_id)
+
+    async def _changed_or_timeout(self, job_id: str, timeout: float) -> None:
+        event = self._changed.setdefault(job_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def _bill(self, job_id: str, on: bool) -> None:
+        row = self.store.job(job_id)
+        if row is None:
+            return
+        now = time.time()
+        if on and row["running_since"] is None:
+            self.store.update_job(job_id, running_since=now, rate=res.hourly_rate(row["spec"]["resources"], row["gpus"]))
+        elif not on and row["running_since"] is not None:
+            spent = max(0.0, now - row["running_since"])
+            self.store.update_job(
+                job_id, running_since=None, run_seconds=row["run_seconds"] + spent,
+                credits=row["credits"] + spent / 3600 * row["rate"],
+            )
+
+    # -- driving a job ------------------------------------------------------------------------------------------
+
+    def _launch_driver(self, job_id: str) -> None:
+        driver = self._drivers[job_id] = _Driver()
+        driver.task = asyncio.create_task(self._drive(job_id, driver), name=f"job-{job_id}")
+
+    async def _drive(self, job_id: str, driver: _Driver) -> None:
+        failure = None
+        try:
+            await self._fetch(job_id)
+            row = self.store.job(job_id)
+            spec = row["spec"]
+            if S(row["status"]) not in (S.STARTING, S.RUNNING):
+                self._move(job_id, S.WAITING_RESOURCES)
+            gpus = self.pool.try_take(job_id, spec["resources"])
+            if gpus is None:
+                need = res.gpus_needed(spec["resources"])
+                self.logs.event(job_id, f"waiting for {need} free GPU(s) of type {' or '.join(spec['resources']['gpu_types'])}")
+                gpus = await self.pool.acquire(job_id, spec["resources"])
+            self.store.update_job(job_id, gpus=gpus)
+            endpoint = LocalEndpoint(self._launch(job_id, spec, gpus), _Listener(self, job_id), self.host, row["port"])
+            driver.endpoint = endpoint
+            self.store.update_job(job_id, port=endpoint.port)
+            if driver.stopping:
+                endpoint.request_stop()
+            outcome = await endpoint.run()
+            if outcome.failed and not driver.stopping:
+                failure = outcome.reason
+        except asyncio.CancelledError:
+            if not driver.stopping:  # the control plane is shutting down: leave the status for reconcile
+                raise
+        except TrainMLError as exc:
+            failure = str(exc)
+        except Exception as exc:  # a bug of ours must fail this job, not the control plane
+            log.exception("job %s: driver crashed", job_id)
+            failure = f"internal error in the control plane: {type(exc).__name__}: {exc}"
+        finally:
+            self._bill(job_id, False)
+            self.store.update_job(job_id, pid=None, pid_start=None)
+            await self.pool.release(job_id)
+            if self._drivers.get(job_id) is driver:
+                del self._drivers[job_id]
+        if failure is not None:
+            self._move(job_id, S.FAILED, failure)
+        elif driver.stopping:
+            self._move(job_id, S.STOPPED)
+
+    async def _fetch(self, job_id: str) -> None:
+        """Put the model code into the job's folder, unless an earlier run already did."""
+        dest = self.workdir(job_id) / "model"
+        if dest.exists():
+            return
+        row = self.store.job(job_id)
+        self._move(job_id, S.WAITING_DOWNLOAD)
+        model = row["spec"]["model"]
+        kind = model["source_type"]
+        source: dict = {}
+        if kind == "local":
+            archive = self.uploads.path(model["upload_id"])
+            self.logs.event(job_id, "unpacking the uploaded model folder")
+            await asyncio.to_thread(sources.unpack, archive, dest)
+            self.uploads.discard(model["upload_id"])
+        elif kind == "git":
+            say = lambda line: self.logs.event(job_id, f"git: {line}")  # noqa: E731
+            source["git_commit"] = await sources.clone(model["source_uri"], model.get("git_ref"), dest, say)
+            self.logs.event(job_id, f"cloned {model['source_uri']} at {source['git_commit']}")
+        else:
+            stored = self.models.path(model["model_id"])
+            if not stored.is_dir():
+                raise NotFound(f"stored model {model['source_uri']!r} ({model['model_id']}) no longer exists")
+            await asyncio.to_thread(sources.copy_tree, stored, dest)
+        source["size"] = await asyncio.to_thread(sources.tree_size, dest)
+        self.store.update_job(job_id, source=source)
+
+    def _launch(self, job_id: str, spec: dict, gpus: list[dict]) -> Launch:
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+        env.update({item["key"]: item["value"] for item in spec["environment"]["env"]})
+        env.update(
+            PYTHONUNBUFFERED="1",  # so model code's prints reach the log as they happen
+            CUDA_VISIBLE_DEVICES=",".join(g["device"] for g in gpus),
+            TRAINML_JOB_ID=job_id,
+        )
+        endpoint = spec["endpoint"]
+        launch = Launch(
+            job_id=job_id, model_dir=self.workdir(job_id) / "model", route_file=self.workdir(job_id) / "routes.json",
+            env=env, workers=spec["resources"]["cpu_count"], max_concurrency=endpoint.get("max_concurrency"),
+            max_queue=endpoint.get("max_queue"), timeout=endpoint.get("timeout"),
+        )
+        if self.python:
+            launch.python = self.python
+        return launch
+
+    # -- user actions -------------------------------------------------------------------------------------------
+
+    async def stop(self, ref: str) -> dict:
+        row = self.find(ref)
+        status = S(row["status"])
+        if status.is_final or status == S.STOPPING:
+            return self.record(row)
+        self._move(row["id"], S.STOPPING)
+        driver = self._drivers.get(row["id"])
+        if driver is None:  # nothing runs it (should not happen); settle the record
+            self._move(row["id"], S.STOPPED)
+        else:
+            driver.stopping = True
+            if driver.endpoint is not None:
+                driver.endpoint.request_stop()
+            else:
+                driver.task.cancel()
+        return self.get(row["id"])
+
+    async def start(self, ref: str) -> dict:
+        row = self.find(ref)
+        status = S(row["status"])
+        if not status.is_final:
+            raise Conflict(f"job {row['name']!r} is {status.value}; only a stopped or failed job can be started")
+        self.store.update_job(row["id"], reason=None)
+        self.logs.event(row["id"], "start requested")
+        self._launch_driver(row["id"])
+        return self.get(row["id"])
+
+    async def remove(self, ref: str, force: bool = False) -> None:
+        row = self.find(ref)
+        status = S(row["status"])
+        if not status.is_final and not force:
+            raise Conflict(f"job {row['name']!r} is {status.value}; stop it first, or remove it with force")
+        driver = self._drivers.get(row["id"])
+        if driver is not None:
+            await self.stop(row["id"])
+            await asyncio.gather(driver.task, return_exceptions=True)
+        self.store.delete_job(row["id"])
+        self._wake(row["id"])
+        await asyncio.to_thread(shutil.rmtree, self.workdir(row["id"]), True)
+
+    async def wait(self, ref: str, status: JobStatus, timeout: float) -> dict:
+        """The job once it has `status`, or is stopped or failed, or after `timeout` seconds (long-poll)."""
+        deadline = time.monotonic() + timeout
+        job_id = self.find(ref)["id"]
+        while True:
+            row = self.store.job(job_id)
+            if row is None:
+                raise NotFound(f"job {ref!r} was removed")
+            current = S(row["status"])
+            remaining = deadline - time.monotonic()
+            if current == status or current.is_final or remaining <= 0:
+                return self.record(row)
+            await self._changed_or_timeout(job_id, remaining)
+
+    async def metrics(self, ref: str) -> dict:
+        row = self.find(ref)
+        driver = self._drivers.get(row["id"])
+        values = None
+        if driver is not None and driver.endpoint is not None and row["status"] == S.RUNNING.value:
+            values = await driver.endpoint.metrics()
+        return {"id": row["id"], "status": row["status"], "time": iso_time(time.time()), "metrics": values}
+
+    # -- control plane start and stop ---------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        rows = self.store.jobs()
+        await asyncio.gather(*(reap_orphans(r["pid"], r["pid_start"]) for r in rows if r["pid"]))
+        for row in rows:
+            self._bill(row["id"], False)
+            self.store.update_job(row["id"], pid=None, pid_start=None)
+            status = S(row["status"])
+            if status == S.STOPPING:
+                self._move(row["id"], S.STOPPED)
+            elif status.is_live:
+                if status in (S.STARTING, S.RUNNING):
+                    self.store.update_job(row["id"], restarts=row["restarts"] + 1)
+                self.logs.event(row["id"], f"control plane restarted; resuming the job (it was {status.value})")
+                self._launch_driver(row["id"])
+
+    async def shutdown(self) -> None:
+        """Stop every endpoint (their statuses stay, so the next control plane resumes them)."""
+        drivers = list(self._drivers.values())
+        for driver in drivers:
+            if driver.endpoint is not None:
+                driver.endpoint.request_stop()
+            else:
+                driver.task.cancel()
+        await asyncio.gather(*(d.task for d in drivers), return_exceptions=True)
+
+
+class _Listener:
+    """Turns what the supervisor sees into job records, statuses and log lines."""
+
+    def __init__(self, jobs: Jobs, job_id: str):
+        self.jobs = jobs
+        self.job_id = job_id
+
+    def output(self, stream: str, line: str) -> None:
+        self.jobs.logs.write(self.job_id, stream, line)
+
+    def event(self, message: str) -> None:
+        self.jobs.logs.event(self.job_id, message)
+
+    def launched(self, pid: int, pid_start: int | None, restart: bool) -> None:
+        jobs, row = self.jobs, self.jobs.store.job(self.job_id)
+        fields = {"pid": pid, "pid_start": pid_start}
+        if restart:
+            fields["restarts"] = row["restarts"] + 1
+        jobs.store.update_job(self.job_id, **fields)
+        if restart or row["status"] != S.STARTING.value:
+            jobs._move(self.job_id, S.STARTING)
+        jobs._bill(self.job_id, True)
+
+    def ready(self) -> None:
+        self.jobs._move(self.job_id, S.RUNNING)
+        self.jobs.logs.event(self.job_id, f"Endpoint is running at: {self.jobs.get(self.job_id)['url']}")
+
+    def tail(self) -> list[str]:
+        return self.jobs.logs.tail(self.job_id)

@@ -1,0 +1,206 @@
+"""Resources: which GPUs this machine has, who holds them, and what a job costs.
+
+GPUs are found with `nvidia-smi` when it is installed (limited to the control plane's own
+`CUDA_VISIBLE_DEVICES` when that is set), or declared with `--gpus` / `TRAINML_GPUS` ("none", or
+"0:rtx3090,1:rtx3090" for machines where nvidia-smi is not available, such as some containers). A job gets its
+GPUs exclusively through `CUDA_VISIBLE_DEVICES` (UUIDs when known, so CUDA's device order does not matter); a
+job that asks for more GPUs than are free waits (`waiting for resources`) until another job releases them. A
+job whose `gpu_types` is `["cpu"]` (the local default) needs no GPU and gets `CUDA_VISIBLE_DEVICES=""`.
+CPUs are not reserved: `cpu_count` sets the endpoint's worker count.
+
+Price table, in credits per hour (trainML bills endpoints by run time, like its other jobs):
+
+    each CPU (cpu_count)      0.01
+    each GPU, by type         rtx2060 0.10, rtx2070 0.12, rtx2080ti 0.25, rtx3090 0.35, rtx4090 0.50,
+                              t4 0.20, a4000 0.30, a6000 0.70, v100 0.90, a100 1.50, h100 2.50,
+                              any other type 0.50
+
+A job's credits are its run time (while its endpoint is starting or running) times its hourly rate.
+`max_price` is the most a job will pay per GPU-hour; a job whose GPU type costs more is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from ..errors import UsageError
+
+CPU_RATE = 0.01
+GPU_RATES = {
+    "rtx2060": 0.10,
+    "rtx2070": 0.12,
+    "rtx2080ti": 0.25,
+    "rtx3090": 0.35,
+    "rtx4090": 0.50,
+    "t4": 0.20,
+    "a4000": 0.30,
+    "a6000": 0.70,
+    "v100": 0.90,
+    "a100": 1.50,
+    "h100": 2.50,
+}
+OTHER_GPU_RATE = 0.50
+CPU_TYPE = "cpu"
+
+DEFAULT_RESOURCES = {"gpu_types": [CPU_TYPE], "gpu_count": 1, "cpu_count": 1, "disk_size": 10, "max_price": 10.0}
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: str
+    name: str
+    uuid: str | None = None
+
+    @property
+    def device(self) -> str:
+        """What to put in CUDA_VISIBLE_DEVICES for this GPU."""
+        return self.uuid or self.index
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def gpu_rate(gpu_type: str) -> float:
+    return GPU_RATES.get(_squash(gpu_type), OTHER_GPU_RATE)
+
+
+def matches(gpu: Gpu, gpu_type: str) -> bool:
+    """`rtx3090` matches "NVIDIA GeForce RTX 3090"."""
+    return _squash(gpu_type) in _squash(gpu.name)
+
+
+def normalize(resources: dict | None) -> dict:
+    """The job's resources with defaults filled in; raises UsageError naming the bad field."""
+    merged = {**DEFAULT_RESOURCES, **{k: v for k, v in (resources or {}).items() if v is not None}}
+    types = merged["gpu_types"]
+    if isinstance(types, str):
+        types = [types]
+    if not types or not all(isinstance(t, str) and _squash(t) for t in types):
+        raise UsageError(f"resources.gpu_types: {merged['gpu_types']!r} must be a list of GPU type names, e.g. [\"cpu\"]")
+    merged["gpu_types"] = [t.lower() for t in types]
+    for key, low in (("gpu_count", 0), ("cpu_count", 1), ("disk_size", 1)):
+        if not isinstance(merged[key], int) or isinstance(merged[key], bool) or merged[key] < low:
+            raise UsageError(f"resources.{key}: {merged[key]!r} must be a whole number of at least {low}")
+    if not isinstance(merged["max_price"], (int, float)) or merged["max_price"] < 0:
+        raise UsageError(f"resources.max_price: {merged['max_price']!r} must be a number of credits per hour")
+    if gpus_needed(merged):
+        gpu_types = [t for t in merged["gpu_types"] if t != CPU_TYPE]
+        cheapest = min(gpu_types, key=gpu_rate)
+        if gpu_rate(cheapest) > merged["max_price"]:
+            raise UsageError(
+                f"resources.max_price: {merged['max_price']} credits/hour is below the price of {cheapest} "
+                f"({gpu_rate(cheapest)} credits/hour per GPU)"
+            )
+    return merged
+
+
+def gpus_needed(resources: dict) -> int:
+    if all(t == CPU_TYPE for t in resources["gpu_types"]):
+        return 0
+    return resources["gpu_count"]
+
+
+def hourly_rate(resources: dict, gpus: list[dict]) -> float:
+    rate = resources["cpu_count"] * CPU_RATE
+    for gpu in gpus:
+        rate += gpu_rate(gpu["type"])
+    return round(rate, 6)
+
+
+def detect_gpus(declared: str | None = None) -> list[Gpu]:
+    """The GPUs jobs may use: declared ("none" or "INDEX:NAME,..."), else what nvidia-smi reports."""
+    if declared is not None:
+        return _parse_declared(declared)
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name,uuid", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if result.returncode != 0:
+        return []
+    gpus = []
+    for line in result.stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 3:
+            gpus.append(Gpu(parts[0], parts[1], parts[2]))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        allowed = {v.strip() for v in visible.split(",") if v.strip()}
+        gpus = [g for g in gpus if g.index in allowed or g.uuid in allowed]
+    return gpus
+
+
+def _parse_declared(text: str) -> list[Gpu]:
+    text = text.strip()
+    if text.lower() in ("", "none", "0"):
+        return []
+    gpus = []
+    for item in text.split(","):
+        index, sep, name = item.strip().partition(":")
+        if not sep or not index or not name:
+            raise UsageError(f"--gpus: {item.strip()!r} is not INDEX:TYPE (e.g. 0:rtx3090); use 'none' for no GPUs")
+        gpus.append(Gpu(index.strip(), name.strip()))
+    return gpus
+
+
+class GpuPool:
+    """Hands out GPUs exclusively; `acquire` waits until enough are free."""
+
+    def __init__(self, gpus: list[Gpu]):
+        self.gpus = gpus
+        self.holders: dict[str, str] = {}  # gpu index -> job id
+        self._freed = asyncio.Condition()
+
+    def check(self, resources: dict) -> None:
+        """Refuse a request this machine could never satisfy (rather than wait forever)."""
+        need = gpus_needed(resources)
+        if not need:
+            return
+        types = [t for t in resources["gpu_types"] if t != CPU_TYPE]
+        best = max(sum(1 for g in self.gpus if matches(g, t)) for t in types)
+        if best < need:
+            found = ", ".join(f"{g.index}: {g.name}" for g in self.gpus) or "none"
+            raise UsageError(
+                f"resources: asks for {need} GPU(s) of type {' or '.join(types)} but this machine has {best} "
+                f"(GPUs found: {found}; use gpu_types [\"cpu\"] to run without one)"
+            )
+
+    def try_take(self, job_id: str, resources: dict) -> list[dict] | None:
+        need = gpus_needed(resources)
+        if not need:
+            return []
+        types = sorted((t for t in resources["gpu_types"] if t != CPU_TYPE), key=gpu_rate)
+        for gpu_type in types:  # the cheapest type with enough free GPUs
+            free = [g for g in self.gpus if matches(g, gpu_type) and g.index not in self.holders]
+            if len(free) >= need:
+                chosen = free[:need]
+                for gpu in chosen:
+                    self.holders[gpu.index] = job_id
+                return [{"index": g.index, "name": g.name, "type": gpu_type, "device": g.device} for g in chosen]
+        return None
+
+    async def acquire(self, job_id: str, resources: dict) -> list[dict]:
+        async with self._freed:
+            while True:
+                taken = self.try_take(job_id, resources)
+                if taken is not None:
+                    return taken
+                await self._freed.wait()
+
+    async def release(self, job_id: str) -> None:
+        held = [index for index, holder in self.holders.items() if holder == job_id]
+        for index in held:
+            del self.holders[index]
+        if held:
+            async with self._freed:
+                self._freed.notify_all()

@@ -1,0 +1,143 @@
+"""The API's request and response shapes, as pydantic models, so /openapi.json documents them.
+
+Requests are checked here for their shape only; the meaning (routes, resources, git URIs) is checked by the
+services with the shared modules, which name the route and field in their messages. Routes are therefore typed
+loosely here: `routespec.parse_routes` reports on them in its own words.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Resources(_Strict):
+    gpu_types: Optional[list[str]] = Field(None, description='GPU types, e.g. ["rtx3090"]; ["cpu"] (default) needs none')
+    gpu_count: Optional[int] = Field(None, description="GPUs wanted (ignored for cpu)")
+    cpu_count: Optional[int] = Field(None, description="CPUs; also the endpoint's worker count (default 1)")
+    disk_size: Optional[int] = Field(None, description="GB of disk (recorded)")
+    max_price: Optional[float] = Field(None, description="most credits per GPU-hour the job may cost")
+
+
+class ModelSource(_Strict):
+    source_type: Literal["local", "git", "trainml"]
+    source_uri: str = Field("", description="local: the client's folder (informative); git: the URI; trainml: model id or name")
+    git_ref: Optional[str] = Field(None, description="git: branch or tag to clone")
+    upload_id: Optional[str] = Field(None, description="local: the id returned by POST /api/uploads")
+
+
+class EndpointSpec(_Strict):
+    routes: list[Any] = Field(..., description="route objects, see the route spec")
+    max_concurrency: Optional[int] = None
+    max_queue: Optional[int] = None
+    timeout: Optional[float] = Field(None, description="seconds a call may take")
+
+
+class EnvVar(_Strict):
+    key: str
+    value: str
+
+
+class Environment(_Strict):
+    env: list[EnvVar] = []
+
+
+class JobCreate(_Strict):
+    name: str
+    type: str = "endpoint"
+    resources: Optional[Resources] = None
+    model: ModelSource
+    endpoint: EndpointSpec
+    environment: Optional[Environment] = None
+
+
+class ModelCreate(_Strict):
+    name: str
+    source_type: Literal["local", "git"]
+    source_uri: str = ""
+    git_ref: Optional[str] = None
+    upload_id: Optional[str] = None
+
+
+class Job(_Open):
+    id: str
+    name: str
+    type: str
+    status: str = Field(..., description="new, waiting for data/model download, waiting for resources, starting, running, stopping, stopped, failed")
+    reason: Optional[str] = Field(None, description="why the job failed")
+    url: Optional[str] = Field(None, description="the endpoint's URL while starting or running")
+    port: Optional[int] = None
+    resources: dict
+    model: dict
+    endpoint: dict
+    environment: dict
+    gpus: list[dict]
+    pid: Optional[int] = None
+    restarts: int
+    run_time: float = Field(..., description="seconds billed")
+    hourly_rate: float = Field(..., description="credits per hour")
+    credits: float
+    created: str
+    updated: str
+
+
+class Model(_Open):
+    id: str
+    name: str
+    source_type: str
+    source_uri: str
+    git_ref: Optional[str] = None
+    git_commit: Optional[str] = None
+    size: int
+    created: str
+    status: str
+
+
+class LogEntry(BaseModel):
+    id: int = Field(..., description="cursor")
+    time: str = Field(..., description="ISO-8601 UTC")
+    stream: Literal["stdout", "stderr", "event"]
+    message: str
+
+
+class LogPage(BaseModel):
+    logs: list[LogEntry]
+    next: Optional[int] = Field(None, description="paging back: pass as `before` for older lines; null at the oldest")
+    last: Optional[int] = Field(None, description="following: pass as `after` for newer lines")
+    done: bool = Field(False, description="following: the job is stopped or failed and every line was sent")
+
+
+class Upload(BaseModel):
+    id: str
+    size: int
+    files: int
+    unpacked_size: int
+
+
+class Removed(BaseModel):
+    id: str
+    removed: bool = True
+
+
+class Metrics(BaseModel):
+    id: str
+    status: str
+    time: str
+    metrics: Optional[dict] = Field(None, description="the endpoint's /metrics counters; null unless running")
+
+
+class Health(_Open):
+    status: str
+    version: str
+    pid: int
+    home: str
+    url: Optional[str] = None

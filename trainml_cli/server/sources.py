@@ -1,0 +1,272 @@
+"""Model sources: uploaded archives, git repositories and stored models, fetched into a folder of their own.
+
+- Uploads (`source_type: local`): the client packs its directory as tar.gz and POSTs it to /api/uploads. The
+  archive is checked as it arrives and again as it is unpacked: only regular files and folders, no absolute
+  paths, no `..`, no links, no devices, so nothing can land outside the destination. Unused uploads are
+  deleted after a day.
+- Git (`source_type: git`): `git clone --depth 1 [--branch REF] -- URI DEST`, only https, http, ssh, git and
+  file URIs (git itself is told the same through GIT_ALLOW_PROTOCOL, which also covers submodules), nothing
+  starting with `-`, never prompting for a password. A failed clone raises with git's own message.
+- Stored models (`source_type: trainml`): copied into the job's folder with hard links (instant, and a model
+  removed later does not take the job's files with it).
+
+Every fetch writes into `DEST.partial` and renames it at the end, so a crash never leaves a half copy behind
+that looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import tarfile
+import time
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import AsyncIterator, Callable
+
+from ..errors import NotFound, UsageError
+
+MAX_UPLOAD_BYTES = 10 * 1024**3
+MAX_UNPACKED_BYTES = 50 * 1024**3  # a gzip bomb stops here
+MAX_MEMBERS = 200_000
+UPLOAD_MAX_AGE = 24 * 3600
+CLONE_TIMEOUT = 900.0
+
+GIT_SCHEMES = ("https", "http", "ssh", "git", "file")
+_GIT_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://\S+$")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s-][^\s]*$")  # git@github.com:org/repo.git (ssh)
+_GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+def check_git_uri(uri: str, field: str = "model.source_uri") -> str:
+    if not isinstance(uri, str) or not uri.strip():
+        raise UsageError(f"{field}: a git URI is required")
+    uri = uri.strip()
+    if uri.startswith("-"):
+        raise UsageError(f"{field}: {uri!r} starts with '-'; a git URI must not look like an option")
+    match = _GIT_URL.match(uri)
+    if match:
+        if match["scheme"].lower() not in GIT_SCHEMES:
+            raise UsageError(f"{field}: {uri!r} uses {match['scheme']}://; only {', '.join(GIT_SCHEMES)} URIs are allowed")
+        return uri
+    if _SCP_LIKE.match(uri):
+        return uri
+    hint = f" (for a local repository write file://{os.path.abspath(uri)})" if uri.startswith(("/", ".")) else ""
+    raise UsageError(f"{field}: {uri!r} is not a git URI; use one of {', '.join(s + '://' for s in GIT_SCHEMES)}{hint}")
+
+
+def check_git_ref(ref: str | None, field: str = "model.git_ref") -> str | None:
+    if ref is None or ref == "":
+        return None
+    if not isinstance(ref, str) or not _GIT_REF.match(ref) or ".." in ref:
+        raise UsageError(f"{field}: {ref!r} is not a branch or tag name (letters, digits, '.', '_', '/', '-'; not starting with '-')")
+    return ref
+
+
+# -- archives -----------------------------------------------------------------------------------------------------
+
+
+def check_member(member: tarfile.TarInfo) -> None:
+    """Refuse anything that could write outside the destination or is not plain data."""
+    name = member.name
+    where = f"archive member {name!r}"
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or "\\" in name:
+        raise UsageError(f"{where}: absolute paths are refused")
+    if ".." in PurePosixPath(name).parts:
+        raise UsageError(f"{where}: '..' would place it outside the model folder")
+    if member.issym() or member.islnk():
+        raise UsageError(f"{where}: links are refused (it points to {member.linkname!r}); pack the file itself")
+    if member.isdev() or member.isfifo():
+        raise UsageError(f"{where}: devices and fifos are refused")
+    if not (member.isfile() or member.isdir()):
+        raise UsageError(f"{where}: only regular files and folders are allowed")
+
+
+def scan_archive(path: Path) -> dict:
+    """Check every member of a tar.gz; returns {"files": n, "size": unpacked bytes}. Raises UsageError."""
+    files = size = 0
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for count, member in enumerate(archive, 1):
+                check_member(member)
+                files += member.isfile()
+                size += member.size
+                if count > MAX_MEMBERS or size > MAX_UNPACKED_BYTES:
+                    raise UsageError(f"archive: more than {MAX_MEMBERS} files or {MAX_UNPACKED_BYTES >> 30} GiB unpacked")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise UsageError(f"archive: not a valid tar.gz ({exc})") from None
+    return {"files": files, "size": size}
+
+
+def unpack(archive_path: Path, dest: Path) -> None:
+    """Unpack a checked tar.gz into `dest` (which must not exist yet), checking each member again."""
+    partial = _fresh_partial(dest)
+    try:
+        with tarfile.open(archive_path, "r:gz") as archive:
+            for member in archive:
+                check_member(member)
+                # "data" also drops set-uid bits and owner ids; our own check already refused links and devices.
+                archive.extract(member, partial, filter="data")
+    except (tarfile.TarError, EOFError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise UsageError(f"archive: cannot unpack ({exc})") from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(dest)
+
+
+class Uploads:
+    """Archives received over HTTP and waiting to be used by a job or a model."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, upload_id: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{32}", upload_id or ""):
+            raise UsageError(f"upload id {upload_id!r} is malformed")
+        path = self.folder / f"{upload_id}.tar.gz"
+        if not path.exists():
+            raise NotFound(f"upload {upload_id} not found (uploads are kept for {UPLOAD_MAX_AGE // 3600} hours)")
+        return path
+
+    async def receive(self, chunks: AsyncIterator[bytes]) -> dict:
+        upload_id = uuid.uuid4().hex
+        partial = self.folder / f"{upload_id}.partial"
+        received = 0
+        try:
+            with open(partial, "wb") as out:
+                async for chunk in chunks:
+                    received += len(chunk)
+                    if received > MAX_UPLOAD_BYTES:
+                        raise UsageError(f"upload: larger than {MAX_UPLOAD_BYTES >> 30} GiB")
+                    out.write(chunk)
+            if not received:
+                raise UsageError("upload: the request body is empty; send a tar.gz archive")
+            summary = await asyncio.to_thread(scan_archive, partial)
+            partial.rename(self.folder / f"{upload_id}.tar.gz")
+        finally:
+            partial.unlink(missing_ok=True)
+        return {"id": upload_id, "size": received, "files": summary["files"], "unpacked_size": summary["size"]}
+
+    def discard(self, upload_id: str) -> None:
+        (self.folder / f"{upload_id}.tar.gz").unlink(missing_ok=True)
+
+    def collect_garbage(self) -> None:
+        cutoff = time.time() - UPLOAD_MAX_AGE
+        for path in self.folder.iterdir():
+            try:
+                if path.stat().st_mtime < cutoff or path.suffix == ".partial":
+                    path.unlink()
+            except OSError:
+                pass
+
+
+# -- git ----------------------------------------------------------------------------------------------------------
+
+
+async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], None]) -> str:
+    """Clone `uri` at `ref` into `dest`; returns the commit. Every output line of git goes to `on_line`."""
+    uri = check_git_uri(uri)
+    ref = check_git_ref(ref)
+    partial = _fresh_partial(dest)
+    partial.rmdir()  # git wants to create it
+    command = ["git", "clone", "--depth", "1", *(["--branch", ref] if ref else []), "--", uri, str(partial)]
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": ":".join(GIT_SCHEMES),
+        "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        "LC_ALL": "C",
+    }
+    on_line("$ " + " ".join(command[:-1] + ["<job folder>"]))
+    lines: list[str] = []
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=env,
+        )
+    except FileNotFoundError:
+        raise UsageError("git is not installed on the control plane's machine") from None
+
+    def emit(raw: bytes) -> None:
+        if raw.strip():
+            lines.append(raw.decode(errors="replace"))
+            on_line(lines[-1])
+
+    async def follow() -> int:
+        buffer = b""
+        while chunk := await process.stdout.read(4096):
+            buffer += chunk
+            # git redraws progress with \r; treat it as a line end so progress shows without a flood.
+            *done, buffer = re.split(rb"[\r\n]", buffer)
+            for raw in done:
+                emit(raw)
+        emit(buffer)
+        return await process.wait()
+
+    try:
+        code = await asyncio.wait_for(follow(), CLONE_TIMEOUT)
+    except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, asyncio.TimeoutError):
+            raise UsageError(f"git clone {uri}: no result after {CLONE_TIMEOUT:.0f} seconds") from None
+        raise
+    if code != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        message = "\n".join(line for line in lines if not line.startswith(("Cloning into", "remote: "))) or f"exit code {code}"
+        raise UsageError(f"git clone {uri}{' --branch ' + ref if ref else ''} failed: {message}")
+    rev = await asyncio.create_subprocess_exec(
+        "git", "-C", str(partial), "rev-parse", "HEAD", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    commit = (await rev.communicate())[0].decode().strip()
+    partial.rename(dest)
+    return commit
+
+
+# -- stored models ------------------------------------------------------------------------------------------------
+
+
+def copy_tree(source: Path, dest: Path) -> None:
+    """Copy a stored model into a job's folder, with hard links where the file system allows."""
+    partial = _fresh_partial(dest)
+    partial.rmdir()
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    try:
+        shutil.copytree(source, partial, symlinks=True, copy_function=link_or_copy)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(dest)
+
+
+def tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _fresh_partial(dest: Path) -> Path:
+    if dest.exists():
+        raise FileExistsError(f"{dest} already exists")
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    return partial

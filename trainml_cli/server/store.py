@@ -1,0 +1,212 @@
+"""The control plane's state in SQLite: jobs, stored models and job logs. This module holds all the SQL.
+
+One connection in WAL mode (readers never wait for the writer), shared by the event loop and worker threads
+under a lock; each call is one short statement or transaction, so holding the lock never blocks for long.
+Rows come back as plain dicts; the JSON columns (`spec`, `gpus`, `source`) are decoded.
+
+Schema changes bump SCHEMA_VERSION and add a step to `_MIGRATIONS`; the version lives in `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS = {
+    1: """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        spec TEXT NOT NULL,             -- the accepted payload: type, resources, model, endpoint, environment
+        source TEXT NOT NULL DEFAULT '{}',  -- what was fetched: commit, size, upload id
+        port INTEGER,                   -- the endpoint's port, kept across restarts so the URL stays stable
+        pid INTEGER,                    -- the endpoint's process (leader of its own process group)
+        pid_start INTEGER,              -- its start time in clock ticks, to tell it from a reused pid
+        gpus TEXT NOT NULL DEFAULT '[]',
+        restarts INTEGER NOT NULL DEFAULT 0,
+        run_seconds REAL NOT NULL DEFAULT 0,
+        credits REAL NOT NULL DEFAULT 0,
+        running_since REAL,             -- set while billed; run time = run_seconds + (now - running_since)
+        rate REAL NOT NULL DEFAULT 0,   -- credits per hour of the current run (see resources.PRICES)
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE INDEX jobs_name ON jobs(name);
+    CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        source_type TEXT NOT NULL,
+        source_uri TEXT NOT NULL,
+        git_ref TEXT,
+        git_commit TEXT,
+        size INTEGER NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- the cursor: grows with every line, never reused
+        job_id TEXT NOT NULL,
+        time REAL NOT NULL,
+        stream TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX logs_job ON logs(job_id, id);
+    """,
+}
+
+_JSON_COLUMNS = ("spec", "source", "gpus")
+_JOB_COLUMNS = frozenset(
+    "name status reason spec source port pid pid_start gpus restarts run_seconds credits running_since rate updated".split()
+)
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        # isolation_level=None: autocommit, with explicit BEGIN for the few multi-statement changes.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes, which is what we face
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            self._db.executescript(f"BEGIN; {_MIGRATIONS[step]}; PRAGMA user_version = {step}; COMMIT;")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[dict]:
+        with self._lock:
+            return [_decode(row) for row in self._db.execute(sql, tuple(args)).fetchall()]
+
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> dict | None:
+        rows = self._all(sql, args)
+        return rows[0] if rows else None
+
+    def _run(self, sql: str, args: Iterable[Any] = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).rowcount
+
+    # -- jobs ---------------------------------------------------------------------------------------------------
+
+    def insert_job(self, job: dict) -> None:
+        row = _encode(job)
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self._run(f"INSERT INTO jobs ({columns}) VALUES ({marks})", row.values())
+
+    def job(self, job_id: str) -> dict | None:
+        return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+
+    def jobs_named(self, name: str) -> list[dict]:
+        return self._all("SELECT * FROM jobs WHERE name = ? ORDER BY created", (name,))
+
+    def jobs(self) -> list[dict]:
+        return self._all("SELECT * FROM jobs ORDER BY created")
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        unknown = set(fields) - _JOB_COLUMNS
+        if unknown:
+            raise ValueError(f"not job columns: {sorted(unknown)}")
+        row = _encode(fields)
+        sets = ", ".join(f"{column} = ?" for column in row)
+        self._run(f"UPDATE jobs SET {sets} WHERE id = ?", [*row.values(), job_id])
+
+    def delete_job(self, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("DELETE FROM logs WHERE job_id = ?", (job_id,))
+                self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # -- models -------------------------------------------------------------------------------------------------
+
+    def insert_model(self, model: dict) -> None:
+        columns = ", ".join(model)
+        marks = ", ".join("?" for _ in model)
+        try:
+            self._run(f"INSERT INTO models ({columns}) VALUES ({marks})", model.values())
+        except sqlite3.IntegrityError as exc:
+            raise KeyError(model.get("name")) from exc
+
+    def model(self, model_id: str) -> dict | None:
+        return self._one("SELECT * FROM models WHERE id = ?", (model_id,))
+
+    def model_named(self, name: str) -> dict | None:
+        return self._one("SELECT * FROM models WHERE name = ?", (name,))
+
+    def models(self) -> list[dict]:
+        return self._all("SELECT * FROM models ORDER BY created")
+
+    def delete_model(self, model_id: str) -> None:
+        self._run("DELETE FROM models WHERE id = ?", (model_id,))
+
+    # -- logs ---------------------------------------------------------------------------------------------------
+
+    def append_logs(self, rows: list[tuple[str, float, str, str]]) -> dict[str, int]:
+        """Insert (job_id, time, stream, message) rows in one transaction; returns each job's newest line id."""
+        newest: dict[str, int] = {}
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for row in rows:
+                    cursor = self._db.execute("INSERT INTO logs (job_id, time, stream, message) VALUES (?, ?, ?, ?)", row)
+                    newest[row[0]] = cursor.lastrowid
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return newest
+
+    def logs_before(self, job_id: str, before: int | None, limit: int) -> list[dict]:
+        """Newest first, older than the cursor `before` (all when None)."""
+        if before is None:
+            return self._all("SELECT * FROM logs WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, limit))
+        return self._all(
+            "SELECT * FROM logs WHERE job_id = ? AND id < ? ORDER BY id DESC LIMIT ?", (job_id, before, limit)
+        )
+
+    def logs_after(self, job_id: str, after: int, limit: int) -> list[dict]:
+        """Oldest first, newer than the cursor `after`."""
+        return self._all("SELECT * FROM logs WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?", (job_id, after, limit))
+
+    def newest_log_id(self, job_id: str) -> int:
+        row = self._one("SELECT MAX(id) AS id FROM logs WHERE job_id = ?", (job_id,))
+        return (row or {}).get("id") or 0
+
+    def prune_logs(self, job_id: str, keep: int) -> int:
+        """Delete all but the newest `keep` lines of a job."""
+        return self._run(
+            "DELETE FROM logs WHERE job_id = ? AND id <= "
+            "(SELECT id FROM logs WHERE job_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (job_id, job_id, keep),
+        )
+
+
+def _encode(fields: dict) -> dict:
+    return {k: (json.dumps(v) if k in _JSON_COLUMNS else v) for k, v in fields.items()}
+
+
+def _decode(row: sqlite3.Row) -> dict:
+    data = dict(row)
+    for column in _JSON_COLUMNS:
+        if column in data and isinstance(data[column], str):
+            data[column] = json.loads(data[column])
+    return data

@@ -1,0 +1,333 @@
+"""The supervisor: runs each endpoint as its own process group, watches it, restarts it and stops it.
+
+The endpoint is the runtime's command line (see runtime/config.py), never an import:
+
+    python -m trainml_cli.runtime --model-dir DIR --route-file ROUTES --fd FD --workers N ...
+
+The supervisor binds the endpoint's socket itself (127.0.0.1, the job's recorded port when it can have it
+again, else a free one), keeps it for the job's lifetime and hands the same socket to every restart. So the
+job's URL never changes across crashes, and requests that arrive while a crashed endpoint restarts wait in the
+socket's backlog instead of being refused.
+
+Each endpoint's life is one loop (`LocalEndpoint.run`): start the process, wait until `/ping` answers 200
+(running), wait for it to exit, decide. Exit code 3 means the model code cannot load: failed at once, with the
+last output lines as reason. A crash restarts it after a backoff (0.5 s doubling to 30 s, reset after a minute
+of good health); crashing START_ATTEMPTS times in a row before ever becoming ready marks it failed. Stopping
+sends SIGTERM to the whole group, then SIGKILL after STOP_GRACE seconds.
+
+The loop only reports what happens through an `EndpointListener`; job statuses are the job service's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+EXIT_USAGE = 2
+EXIT_LOAD_FAILED = 3
+STOP_GRACE = 10.0
+START_TIMEOUT = 300.0  # loading a big model can take minutes
+START_ATTEMPTS = 3
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+STABLE_AFTER = 60.0
+PING_INTERVAL = 0.1
+LINE_LIMIT = 1024 * 1024
+TAIL_LINES = 20
+
+
+@dataclass
+class Launch:
+    """Everything needed to start one job's endpoint."""
+
+    job_id: str
+    model_dir: Path
+    route_file: Path
+    env: dict[str, str]
+    workers: int = 1
+    max_concurrency: int | None = None
+    max_queue: int | None = None
+    timeout: float | None = None
+    python: str = sys.executable
+    extra_args: list[str] = field(default_factory=list)
+
+    def command(self, fd: int) -> list[str]:
+        runtime = [self.python, "-m", "trainml_cli.runtime", "--model-dir", str(self.model_dir)]
+        runtime += ["--route-file", str(self.route_file), "--fd", str(fd), "--workers", str(self.workers)]
+        for flag, value in (("--max-concurrency", self.max_concurrency), ("--max-queue", self.max_queue), ("--timeout", self.timeout)):
+            if value is not None:
+                runtime += [flag, str(value)]
+        tether = [sys.executable, "-m", "trainml_cli.server.tether", str(os.getpid()), "--"]
+        return tether + runtime + self.extra_args
+
+
+class EndpointListener(Protocol):
+    def output(self, stream: str, line: str) -> None: ...
+    def event(self, message: str) -> None: ...
+    def launched(self, pid: int, pid_start: int | None, restart: bool) -> None: ...
+    def ready(self) -> None: ...
+    def tail(self) -> list[str]: ...
+
+
+@dataclass
+class Outcome:
+    failed: bool
+    reason: str | None = None
+
+
+class LocalEndpoint:
+    """One job's endpoint on this machine, across all its restarts."""
+
+    def __init__(self, launch: Launch, listener: EndpointListener, host: str = "127.0.0.1", port: int | None = None):
+        self.launch = launch
+        self.listener = listener
+        self.host = host
+        self.sock = bind_socket(host, port)
+        self.port: int = self.sock.getsockname()[1]
+        self.process: asyncio.subprocess.Process | None = None
+        self._stop = asyncio.Event()
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> Outcome:
+        """Keep the endpoint up until stopped (Outcome(failed=False)) or until it cannot be (failed=True)."""
+        try:
+            return await self._supervise()
+        finally:
+            if self.process is not None and self.process.returncode is None:
+                await self._terminate(self.process)
+            self.sock.close()
+
+    async def _supervise(self) -> Outcome:
+        backoff = BACKOFF_FIRST
+        start_failures = 0
+        restart = False
+        while not self._stop.is_set():
+            process = self.process = await self._spawn(restart)
+            readers = [asyncio.create_task(self._pump(process.stdout, "stdout")), asyncio.create_task(self._pump(process.stderr, "stderr"))]
+            ready = await self._until_ready(process)
+            if ready:
+                self.listener.ready()
+                began = time.monotonic()
+                await _first(process.wait(), self._stop.wait())
+                if time.monotonic() - began > STABLE_AFTER:
+                    backoff = BACKOFF_FIRST
+                start_failures = 0
+            if self._stop.is_set():
+                await self._terminate(process)
+                await asyncio.gather(*readers)
+                return Outcome(False)
+            if process.returncode is None:  # not ready in time: counts as a failed start
+                self.listener.event(f"endpoint not ready after {START_TIMEOUT:.0f} seconds; killing it")
+                await self._terminate(process, grace=2.0)
+            else:
+                kill_group(process.pid, signal.SIGKILL)  # workers that outlived their leader still hold the socket
+            await asyncio.gather(*readers)
+            code = process.returncode
+            if not ready:
+                start_failures += 1
+            self.listener.event(f"endpoint process {process.pid} {describe_exit(code)}")
+            if code == EXIT_LOAD_FAILED:
+                return Outcome(True, "model code failed to load:\n" + "\n".join(self.listener.tail()))
+            if code == EXIT_USAGE:
+                return Outcome(True, "the endpoint runtime refused its arguments:\n" + "\n".join(self.listener.tail()))
+            if start_failures >= START_ATTEMPTS:
+                lines = "\n".join(self.listener.tail())
+                return Outcome(True, f"endpoint crashed {start_failures} times while starting; last output:\n{lines}")
+            self.restarts += 1
+            self.listener.event(f"restarting in {backoff:.1f}s (restart {self.restarts})")
+            await _first(asyncio.sleep(backoff), self._stop.wait())
+            backoff = min(backoff * 2, BACKOFF_MAX)
+            restart = True
+        return Outcome(False)
+
+    async def _spawn(self, restart: bool) -> asyncio.subprocess.Process:
+        fd = self.sock.fileno()
+        process = await asyncio.create_subprocess_exec(
+            *self.launch.command(fd),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.launch.env,
+            cwd=str(self.launch.model_dir),
+            pass_fds=(fd,),
+            start_new_session=True,  # its own process group: a stop reaches every worker it forks
+            limit=LINE_LIMIT,
+        )
+        self.listener.launched(process.pid, process_start_time(process.pid), restart)
+        self.listener.event(f"endpoint process {process.pid} started on {self.url}")
+        return process
+
+    async def _until_ready(self, process) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT
+        while process.returncode is None and not self._stop.is_set():
+            status, _ = await http_get(self.host, self.port, "/ping", timeout=1.0)
+            if status == 200:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await _first(asyncio.sleep(PING_INTERVAL), process.wait(), self._stop.wait())
+        return False
+
+    async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
+        while True:
+            try:
+                raw = await stream.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial:
+                    self.listener.output(name, exc.partial.decode(errors="replace").rstrip("\r\n"))
+                return
+            except asyncio.LimitOverrunError as exc:
+                raw = await stream.readexactly(exc.consumed)
+            self.listener.output(name, raw.decode(errors="replace").rstrip("\r\n"))
+
+    async def _terminate(self, process, grace: float = STOP_GRACE) -> None:
+        kill_group(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except asyncio.TimeoutError:
+            self.listener.event(f"endpoint process {process.pid} still running {grace:.0f}s after SIGTERM; sending SIGKILL")
+            kill_group(process.pid, signal.SIGKILL)
+            await process.wait()
+        kill_group(process.pid, signal.SIGKILL)
+
+    async def metrics(self) -> dict | None:
+        status, body = await http_get(self.host, self.port, "/metrics", timeout=2.0)
+        if status != 200:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+
+
+async def _first(*aws) -> None:
+    """Wait until the first of these finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def bind_socket(host: str, port: int | None) -> socket.socket:
+    """A listening TCP socket on `port` if it is free (the job's old URL), else on a free port."""
+    for candidate in ([port] if port else []) + [0]:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, candidate))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen(2048)
+        return sock
+    raise OSError(f"cannot bind a port on {host}")
+
+
+async def http_get(host: str, port: int, path: str, timeout: float) -> tuple[int | None, bytes]:
+    """A minimal HTTP/1.0 GET on the event loop (no thread, no client library); (None, b"") on any failure."""
+    writer = None
+    try:
+        async def exchange():
+            nonlocal writer
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+            await writer.drain()
+            return await reader.read(LINE_LIMIT)
+
+        data = await asyncio.wait_for(exchange(), timeout)
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        return status, body
+    except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+        return None, b""
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "is still running"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    if code == EXIT_LOAD_FAILED:
+        return "exited with code 3 (the model code could not be loaded)"
+    return f"exited with code {code}"
+
+
+def kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# -- processes left behind by an earlier control plane ------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...]."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def group_members(pgid: int, not_before: int | None) -> list[int]:
+    """Live processes in group `pgid` started no earlier than its leader was (a reused pid is not ours)."""
+    members = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        fields = _stat(int(entry))
+        if not fields or len(fields) < 20 or fields[0] == "Z":
+            continue
+        if int(fields[2]) == pgid and (not_before is None or int(fields[19]) >= not_before):
+            members.append(int(entry))
+    return members
+
+
+async def reap_orphans(pgid: int | None, pid_start: int | None, grace: float = STOP_GRACE) -> bool:
+    """End an endpoint's process group that an earlier control plane left running; True if one was found."""
+    if not pgid or pid_start is None or not group_members(pgid, pid_start):
+        return False
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pid in group_members(pgid, pid_start):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not group_members(pgid, pid_start):
+                return True
+            await asyncio.sleep(0.1)
+    return True
