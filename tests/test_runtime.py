@@ -332,3 +332,16 @@ def test_link_out_of_the_model_dir_is_refused(serve, tmp_path):
     ep = serve(model, [route("/p", "predict")], ready=False)
     assert ep.wait_exit() == 3
     assert "resolves outside the model directory" in ep.log()
+
+
+def test_runtime_imports_only_the_leaves_and_its_server_libraries():
+    import subprocess
+    import sys
+
+    probe = ("import trainml_cli.runtime.__main__, trainml_cli.runtime.app, sys, json; "
+             "print(json.dumps(sorted(sys.modules)))")
+    modules = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                        check=True, timeout=60).stdout)
+    forbidden = ("fastapi", "starlette", "requests", "click", "rich", "jinja2",
+                 "trainml_cli.cli", "trainml_cli.sdk", "trainml_cli.server")
+    assert [m for m in modules if m.split(".")[0] in forbidden or m.startswith(forbidden)] == []
