@@ -354,8 +354,10 @@ class Jobs:
         status = S(row["status"])
         if not status.is_final:
             raise Conflict(f"job {row['name']!r} is {status.value}; only a stopped or failed job can be started")
-        self.store.update_job(row["id"], reason=None)
         self.logs.event(row["id"], "start requested")
+        # Out of stopped/failed before answering, so a client waiting for `running` right after sees a live job.
+        fetched = (self.workdir(row["id"]) / "model").exists()
+        self._move(row["id"], S.WAITING_RESOURCES if fetched else S.WAITING_DOWNLOAD)
         self._launch_driver(row["id"])
         return self.get(row["id"])
 

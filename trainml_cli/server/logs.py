@@ -83,18 +83,21 @@ class LogBook:
         if not rows:
             return
         try:
-            newest = self.store.append_logs(rows)
+            self.store.append_logs(rows)
         except Exception:
             with self._pending_lock:
                 self._pending[:0] = rows
             raise
-        for job_id in newest:
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row[0]] = counts.get(row[0], 0) + 1
+        for job_id, added in counts.items():
             self.wake(job_id)
-            count = self._written.get(job_id, 0) + sum(1 for r in rows if r[0] == job_id)
-            if count >= PRUNE_EVERY:
+            written = self._written.get(job_id, 0) + added
+            if written >= PRUNE_EVERY:
                 self.store.prune_logs(job_id, MAX_LINES)
-                count = 0
-            self._written[job_id] = count
+                written = 0
+            self._written[job_id] = written
 
     def wake(self, job_id: str) -> None:
         """Wake everyone waiting on this job's log (new lines, or the job changed or went away)."""

@@ -160,20 +160,16 @@ class Store:
 
     # -- logs ---------------------------------------------------------------------------------------------------
 
-    def append_logs(self, rows: list[tuple[str, float, str, str]]) -> dict[str, int]:
-        """Insert (job_id, time, stream, message) rows in one transaction; returns each job's newest line id."""
-        newest: dict[str, int] = {}
+    def append_logs(self, rows: list[tuple[str, float, str, str]]) -> None:
+        """Insert (job_id, time, stream, message) rows in one transaction."""
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                for row in rows:
-                    cursor = self._db.execute("INSERT INTO logs (job_id, time, stream, message) VALUES (?, ?, ?, ?)", row)
-                    newest[row[0]] = cursor.lastrowid
+                self._db.executemany("INSERT INTO logs (job_id, time, stream, message) VALUES (?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return newest
 
     def logs_before(self, job_id: str, before: int | None, limit: int) -> list[dict]:
         """Newest first, older than the cursor `before` (all when None)."""

@@ -166,7 +166,6 @@ class LocalEndpoint:
             cwd=str(self.launch.model_dir),
             pass_fds=(fd,),
             start_new_session=True,  # its own process group: a stop reaches every worker it forks
-            limit=LINE_LIMIT,
         )
         self.listener.launched(process.pid, process_start_time(process.pid), restart)
         self.listener.event(f"endpoint process {process.pid} started on {self.url}")
@@ -184,16 +183,20 @@ class LocalEndpoint:
         return False
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
-        while True:
-            try:
-                raw = await stream.readuntil(b"\n")
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    self.listener.output(name, exc.partial.decode(errors="replace").rstrip("\r\n"))
-                return
-            except asyncio.LimitOverrunError as exc:
-                raw = await stream.readexactly(exc.consumed)
-            self.listener.output(name, raw.decode(errors="replace").rstrip("\r\n"))
+        # Chunks, not readline: an endpoint under load prints an access-log line per request.
+        emit = self.listener.output
+        buffer = b""
+        while chunk := await stream.read(65536):
+            buffer += chunk
+            if b"\n" in chunk:
+                *lines, buffer = buffer.split(b"\n")
+                for raw in lines:
+                    emit(name, raw.decode(errors="replace").rstrip("\r"))
+            if len(buffer) > LINE_LIMIT:
+                emit(name, buffer.decode(errors="replace"))
+                buffer = b""
+        if buffer:
+            emit(name, buffer.decode(errors="replace").rstrip("\r"))
 
     async def _terminate(self, process, grace: float = STOP_GRACE) -> None:
         kill_group(process.pid, signal.SIGTERM)

@@ -1,0 +1,174 @@
+"""Shared fixtures: a real control plane on an ephemeral loopback port, in a temporary TRAINML_HOME.
+
+`control_plane` starts `python -m trainml_cli.server --home TMP --port 0` as a subprocess, waits for the
+address file and the health check, and yields a ControlPlane with its url, token, home and a `client()`
+factory for the SDK. Teardown stops it and kills every process whose command line names the home (the
+endpoints), so no test leaves anything running. `start_control_plane(**options)` makes more, or with options
+(declared GPUs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from trainml_cli.settings import Settings
+
+MODELS = Path(__file__).parent / "models"
+
+
+def route(path="/predict", function="predict", body=({"name": "text", "type": "str"},), verb="POST", file="predict"):
+    return {"verb": verb, "path": path, "file": file, "function": function, "body": list(body)}
+
+
+def run(coroutine):
+    """Run an SDK coroutine from a plain test function."""
+    return asyncio.run(coroutine)
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class ControlPlane:
+    def __init__(self, home: Path, args: list[str] | None = None):
+        self.home = home
+        self.args = args or []
+        self.process: subprocess.Popen | None = None
+        self.url: str | None = None
+        self.token: str | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(home=self.home, api_url=self.url, token=self.token, autostart=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "test-server.log"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text()
+        except OSError:
+            return ""
+
+    def start(self, timeout: float = 30.0) -> "ControlPlane":
+        self.home.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "trainml_cli.server", "--home", str(self.home), "--port", "0", *self.args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINML_")}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        server_file = self.home / "server.json"
+
+        def answering():
+            if self.process.poll() is not None:
+                raise AssertionError(f"control plane exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                info = json.loads(server_file.read_text())
+            except (OSError, ValueError):
+                return None
+            if info.get("pid") != self.process.pid:
+                return None
+            try:
+                return requests.get(info["url"] + "/api/health", timeout=1).ok and info
+            except requests.RequestException:
+                return None
+
+        info = wait_until(answering, timeout, message=f"the control plane to answer\n{self.log()}")
+        self.url = info["url"]
+        self.token = (self.home / "token").read_text().strip()
+        return self
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def client(self):
+        from trainml_cli import TrainML
+
+        return TrainML(settings=self.settings)
+
+    def api(self, method: str, path: str, *, auth: bool = True, **kwargs) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return requests.request(method, self.url + path, headers=headers, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def endpoint_pids(self) -> list[int]:
+        """Live processes whose command line names this home: the endpoints (and their workers)."""
+        return processes_mentioning(str(self.home), exclude=(self.process.pid,))
+
+
+def processes_mentioning(text: str, exclude=()) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid() or int(entry) in exclude:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def kill_everything_under(home: Path) -> None:
+    for pid in processes_mentioning(str(home)):
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def start_control_plane(tmp_path):
+    started: list[ControlPlane] = []
+
+    def start(*args: str, home: Path | None = None) -> ControlPlane:
+        plane = ControlPlane(home or tmp_path / f"home{len(started) or ''}", list(args)).start()
+        started.append(plane)
+        return plane
+
+    yield start
+    for plane in started:
+        plane.stop()
+    for plane in started:
+        kill_everything_under(plane.home)
+
+
+@pytest.fixture
+def control_plane(start_control_plane) -> ControlPlane:
+    return start_control_plane()

@@ -1,0 +1,259 @@
+"""Model sources against the real control plane: uploads (and unsafe archives), git (file:// and git daemon),
+stored models; and how the SDK packs a local folder."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import MODELS, route, run, wait_until
+from trainml_cli.errors import Conflict, JobFailed, NotFound, UsageError
+from trainml_cli.sdk.packing import files_to_pack, pack
+
+ECHO_ROUTES = {"routes": [route()]}
+ECHO_CODE = (MODELS / "echo" / "predict.py").read_text()
+
+
+def git(*args, cwd):
+    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A git repository with the echo model on main and a `shout` branch whose model answers in capitals."""
+    path = tmp_path / "repos" / "echo.git"
+    path.mkdir(parents=True)
+    git("init", "-q", "-b", "main", cwd=path)
+    (path / "predict.py").write_text(ECHO_CODE)
+    git("add", "predict.py", cwd=path)
+    git("commit", "-q", "-m", "echo", cwd=path)
+    git("checkout", "-q", "-b", "shout", cwd=path)
+    (path / "predict.py").write_text("def predict(text):\n    return {'echo': text.upper()}\n")
+    git("commit", "-q", "-am", "shout", cwd=path)
+    git("checkout", "-q", "main", cwd=path)
+    return path
+
+
+@pytest.fixture
+def git_daemon(repo):
+    """`git daemon` serving the repo's parent folder on a free loopback port; yields the git:// base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = repo.parent
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--export-all", "--reuseaddr", f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+    def accepting():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(accepting, 10, message="git daemon")
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        os.killpg(daemon.pid, 9)
+        daemon.wait()
+
+
+def test_git_over_file_uri_with_and_without_ref(control_plane, repo):
+    async def scenario():
+        async with control_plane.client() as client:
+            plain = await client.jobs.create("g1", model={"source_type": "git", "source_uri": repo.as_uri()},
+                                             endpoint=ECHO_ROUTES, wait=True)
+            assert await plain.call("/predict", {"text": "hi"}) == {"echo": "hi"}
+            assert len(plain.dict["model"]["git_commit"]) == 40
+            shout = await client.jobs.create("g2", model={"source_type": "git", "source_uri": repo.as_uri(), "git_ref": "shout"},
+                                             endpoint=ECHO_ROUTES, wait=True)
+            assert await shout.call("/predict", {"text": "hi"}) == {"echo": "HI"}
+            clone_lines = [e["message"] async for e in shout.logs() if e["message"].startswith("git: ")]
+            assert clone_lines[0].startswith("git: $ git clone --depth 1 --branch shout -- file://")
+            # A local path is sent as a file:// URI by the SDK
+            by_path = await client.jobs.create("g3", model={"source_type": "git", "source_uri": str(repo)}, endpoint=ECHO_ROUTES)
+            assert by_path.dict["model"]["source_uri"] == repo.as_uri()
+            for job in (plain, shout, by_path):
+                await job.remove(force=True)
+
+    run(scenario())
+
+
+def test_git_over_git_daemon(control_plane, git_daemon):
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("daemon", model={"source_type": "git", "source_uri": f"{git_daemon}/echo.git"},
+                                           endpoint=ECHO_ROUTES, wait=True)
+            assert await job.call("/predict", {"text": "over git://"}) == {"echo": "over git://"}
+            await job.remove(force=True)
+
+    run(scenario())
+
+
+def test_a_failed_clone_fails_the_job_with_gits_message(control_plane, repo, tmp_path):
+    async def scenario():
+        async with control_plane.client() as client:
+            missing = await client.jobs.create("nope", endpoint=ECHO_ROUTES,
+                                               model={"source_type": "git", "source_uri": (tmp_path / "missing").as_uri()})
+            with pytest.raises(JobFailed):
+                await missing.wait_for("running", timeout=60)
+            assert "git clone" in missing.reason and "does not appear to be a git repository" in missing.reason
+            bad_ref = await client.jobs.create("badref", endpoint=ECHO_ROUTES,
+                                               model={"source_type": "git", "source_uri": repo.as_uri(), "git_ref": "nosuch"})
+            with pytest.raises(JobFailed):
+                await bad_ref.wait_for("running", timeout=60)
+            assert "Remote branch nosuch not found" in bad_ref.reason
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("--upload-pack=touch /tmp/pwned", "starts with '-'"),
+    ("-oProxyCommand=x", "starts with '-'"),
+    ("ext::sh -c touch% /tmp/pwned", "is not a git URI"),
+    ("ftp://example.com/repo.git", "only https, http, ssh, git, file URIs are allowed"),
+    ("/some/local/path/that/does/not/exist", "write file:///some/local/path"),
+], ids=["upload-pack", "ssh-option", "ext-transport", "ftp", "bare-path"])
+def test_unsafe_git_uris_are_refused_and_nothing_is_created(control_plane, uri, message):
+    payload = {"name": "x", "model": {"source_type": "git", "source_uri": uri}, "endpoint": ECHO_ROUTES}
+    response = control_plane.api("POST", "/api/jobs", json=payload)
+    assert response.status_code == 422
+    assert message in response.json()["message"]
+    assert "model.source_uri" in response.json()["message"]
+    assert control_plane.api("GET", "/api/jobs").json() == []
+    response = control_plane.api("POST", "/api/models", json={"name": "m", "source_type": "git", "source_uri": uri})
+    assert response.status_code == 422
+    assert control_plane.api("GET", "/api/models").json() == []
+
+
+def test_git_refs_that_look_like_options_are_refused(control_plane, repo):
+    payload = {"name": "x", "model": {"source_type": "git", "source_uri": repo.as_uri(), "git_ref": "--upload-pack=x"},
+               "endpoint": ECHO_ROUTES}
+    response = control_plane.api("POST", "/api/jobs", json=payload)
+    assert response.status_code == 422
+    assert "model.git_ref" in response.json()["message"]
+
+
+def archive(*members: tarfile.TarInfo, data: bytes = b"x = 1\n") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        ok = tarfile.TarInfo("predict.py")
+        ok.size = len(data)
+        tar.addfile(ok, io.BytesIO(data))
+        for member in members:
+            tar.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    return buffer.getvalue()
+
+
+def member(name: str, kind=tarfile.REGTYPE, linkname: str = "", size: int = 6) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.size = size if kind == tarfile.REGTYPE else 0
+    return info
+
+
+@pytest.mark.parametrize("bad, message", [
+    (member("../evil.py"), "'..' would place it outside"),
+    (member("pkg/../../evil.py"), "'..' would place it outside"),
+    (member("/etc/evil.py"), "absolute paths are refused"),
+    (member("link.py", tarfile.SYMTYPE, "/etc/passwd"), "links are refused"),
+    (member("inside.py", tarfile.SYMTYPE, "predict.py"), "links are refused"),
+    (member("hard.py", tarfile.LNKTYPE, "predict.py"), "links are refused"),
+    (member("dev", tarfile.CHRTYPE), "devices and fifos are refused"),
+    (member("pipe", tarfile.FIFOTYPE), "devices and fifos are refused"),
+], ids=["dotdot", "nested-dotdot", "absolute", "symlink-out", "symlink-in", "hardlink", "device", "fifo"])
+def test_unsafe_archives_are_refused(control_plane, bad, message, tmp_path):
+    response = control_plane.api("POST", "/api/uploads", data=archive(bad), headers={"Content-Type": "application/gzip"})
+    assert response.status_code == 422, response.text
+    assert message in response.json()["message"]
+    assert bad.name in response.json()["message"]
+    assert list((control_plane.home / "uploads").iterdir()) == []
+    assert not (tmp_path / "evil.py").exists() and not (control_plane.home / "evil.py").exists()
+
+
+def test_garbage_uploads_are_refused(control_plane):
+    response = control_plane.api("POST", "/api/uploads", data=b"not a tarball")
+    assert response.status_code == 422
+    assert "not a valid tar.gz" in response.json()["message"]
+    assert control_plane.api("POST", "/api/uploads", data=b"").status_code == 422
+
+
+def test_a_job_needs_a_real_upload(control_plane):
+    payload = {"name": "x", "model": {"source_type": "local", "upload_id": "0" * 32}, "endpoint": ECHO_ROUTES}
+    response = control_plane.api("POST", "/api/jobs", json=payload)
+    assert response.status_code == 404
+    assert "upload" in response.json()["message"]
+
+
+def test_stored_models_from_a_folder_and_from_git(control_plane, repo):
+    async def scenario():
+        async with control_plane.client() as client:
+            stored = await client.models.create("echo-model", source_type="local", source_uri=str(MODELS / "echo"))
+            assert stored.size > 0 and stored.source_type == "local"
+            from_git = await client.models.create("git-model", source_type="git", source_uri=repo.as_uri(), git_ref="shout")
+            assert from_git.dict["git_commit"]
+            assert sorted(m.name for m in await client.models.list()) == ["echo-model", "git-model"]
+            assert (await client.models.get("echo-model")).id == stored.id
+            with pytest.raises(Conflict, match="already exists"):
+                await client.models.create("echo-model", source_type="local", source_uri=str(MODELS / "echo"))
+
+            job = await client.jobs.create("from-store", model={"source_type": "trainml", "source_uri": "git-model"},
+                                           endpoint=ECHO_ROUTES, wait=True)
+            assert await job.call("/predict", {"text": "stored"}) == {"echo": "STORED"}
+            await client.models.remove("git-model")  # the job keeps its own copy
+            with pytest.raises(NotFound):
+                await client.models.get("git-model")
+            await job.stop()
+            await job.start()
+            await job.wait_for("running", timeout=60)
+            assert await job.call("/predict", {"text": "still"}) == {"echo": "STILL"}
+            await job.remove(force=True)
+            assert (await client.models.get(stored.id)).name == "echo-model"  # removing a job keeps models
+
+            with pytest.raises(UsageError, match="failed"):
+                await client.models.create("broken", source_type="git", source_uri=(repo.parent / "nothing").as_uri())
+            assert sorted(m.name for m in await client.models.list()) == ["echo-model"]
+
+    run(scenario())
+
+
+def test_packing_skips_git_caches_and_virtualenvs(tmp_path):
+    root = tmp_path / "model"
+    for path in ["predict.py", "pkg/util.py", ".git/HEAD", "__pycache__/x.pyc", "pkg/__pycache__/y.pyc",
+                 ".venv/bin/python", "venv/lib/z.py", "myenv/pyvenv.cfg", "myenv/lib/w.py", "weights/w.bin"]:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("x")
+    (root / "linked.bin").symlink_to(root / "weights" / "w.bin")
+    (root / "dangling").symlink_to(root / "nowhere")
+    (root / "linked_dir").symlink_to(root / "pkg")
+    names = sorted(name for _, name in files_to_pack(root))
+    assert names == ["linked.bin", "pkg", "pkg/util.py", "predict.py", "weights", "weights/w.bin"]
+    with tarfile.open(fileobj=pack(root), mode="r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert sorted(members) == names
+    assert members["linked.bin"].isfile()  # packed as the file it points to: the server refuses links
+    assert all(m.isfile() or m.isdir() for m in members.values())
+
+
+def test_a_local_folder_upload_lands_only_inside_the_job(control_plane):
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("echo", model={"source_type": "local", "source_uri": str(MODELS / "echo")},
+                                           endpoint=ECHO_ROUTES, wait=True)
+            folder = control_plane.home / "jobs" / job.id / "model"
+            assert (folder / "predict.py").read_text() == ECHO_CODE
+            assert list((control_plane.home / "uploads").iterdir()) == []  # consumed
+            await job.remove(force=True)
+
+    run(scenario())
