@@ -1,0 +1,54 @@
+"""The web dashboard, served by the control plane: pages under /dashboard, its API under /api/dashboard.
+
+The control plane calls `install(app)` when it builds its app (see server/app.py). Installing adds:
+
+- the pages (pages.py) and their static assets (static/, served by us: no CDN, no build step);
+- the dashboard's API routes (api.py), behind the same `require_auth` dependency as the REST API;
+- a way in for browsers: `app.state.auth.add_check` accepts a valid session cookie (sessions.py), so the pages'
+  scripts call the REST API itself for stop, start, remove and logs; the API token never reaches the browser;
+- the traffic sampler behind the charts (traffic.py), stopped with the app.
+
+Sign-in: `trainml server dashboard` (cli/dashboard.py) asks POST /api/dashboard/login-links with the API token
+and prints the one-time link; visiting it sets the session cookie.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from . import api, pages
+from .sessions import Sessions
+from .traffic import Traffic
+
+
+def install(app: FastAPI) -> None:
+    sessions = Sessions(app.state.auth.token)
+    traffic = Traffic()
+    app.state.dashboard_sessions = sessions
+    app.state.dashboard_traffic = traffic
+    app.state.auth.add_check(lambda request: "dashboard" if sessions.authorizes(request) else None)
+
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    app.mount(f"{pages.ROOT}/static", StaticFiles(directory=pages.STATIC), name="dashboard-static")
+
+    @app.get("/", include_in_schema=False)
+    async def home():
+        return RedirectResponse(f"{pages.ROOT}/", status_code=307)
+
+    # Stop the sampler with the app, after the platform's own shutdown.
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app):
+        async with inner(app) as state:
+            try:
+                yield state
+            finally:
+                await traffic.close()
+
+    app.router.lifespan_context = lifespan

@@ -1,0 +1,144 @@
+"""The dashboard's own API, under /api/dashboard, behind the control plane's one auth dependency.
+
+The pages use the REST API for everything it already does (stop, start, remove, log pages and the log
+follower). These routes add only what a browser needs on top:
+
+    POST /api/dashboard/login-links      bearer token only -> {url, expires}: a one-time sign-in link
+    GET  /api/dashboard/events?job=ID    server-sent events: `jobs` (records) whenever what a person sees changes,
+                                         `removed` when the followed job is gone
+    GET  /api/dashboard/traffic?job=ID   requests/s and latency points of running endpoints (see traffic.py)
+    GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first
+    POST /api/dashboard/check            the Create form -> {payload} or 422 {fields: [{field, message}]}
+    POST /api/dashboard/jobs             the Create form -> the created job record (201)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from ...errors import NotFound, Unauthorized
+from ..auth import require_auth
+from ..schemas import JobCreate
+from . import forms
+from .history import status_history
+from .pages import ROOT
+
+router = APIRouter(prefix="/api/dashboard", dependencies=[Depends(require_auth)], tags=["dashboard"])
+
+LIST_POLL = 0.5  # seconds between looks at the job table for the list's event stream
+HEARTBEAT = 15.0  # a comment this often keeps proxies and the browser from deciding the stream is dead
+
+
+def platform(request: Request):
+    return request.app.state.platform
+
+
+@router.post("/login-links", status_code=201)
+async def login_link(request: Request):
+    """A one-time sign-in link for `trainml server dashboard`; only the API token may ask for one."""
+    if getattr(request.state, "principal", None) != "token":
+        raise Unauthorized("login links are issued to the API token holder only (`trainml server dashboard`)")
+    token, expires = request.app.state.dashboard_sessions.new_link_token()
+    base = str(request.base_url).rstrip("/")
+    return {"url": f"{base}{ROOT}/login?token={token}", "expires_in": round(expires - time.time())}
+
+
+def _visible(job: dict) -> tuple:
+    """What a person sees of a job in a list, minus the ticking run time the page counts on its own."""
+    return (job["id"], job["name"], job["status"], job["reason"], job["url"], job["restarts"], job["pid"])
+
+
+@router.get("/events")
+async def events(request: Request, job: Optional[str] = None):
+    p = platform(request)
+    job_id = p.jobs.find(job)["id"] if job else None  # 404 at once for a job that does not exist
+
+    def snapshot() -> list[dict] | None:
+        if job_id is None:
+            return p.jobs.list()
+        try:
+            return [p.jobs.get(job_id)]
+        except NotFound:
+            return None
+
+    async def stream():
+        yield "retry: 2000\n\n"
+        last, quiet_since = None, time.monotonic()
+        while True:
+            jobs = snapshot()
+            if jobs is None:
+                yield f"event: removed\ndata: {json.dumps({'id': job_id})}\n\n"
+                return
+            seen = [_visible(j) for j in jobs]
+            if seen != last:
+                last, quiet_since = seen, time.monotonic()
+                yield f"event: jobs\ndata: {json.dumps(jobs)}\n\n"
+            elif time.monotonic() - quiet_since > HEARTBEAT:
+                quiet_since = time.monotonic()
+                yield ": keepalive\n\n"
+            if job_id is None:
+                await asyncio.sleep(LIST_POLL)
+            else:
+                # A status change logs an event line, which wakes this at once; so do other lines (cheap).
+                await p.logs.wait(job_id, HEARTBEAT / 3)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/traffic")
+async def traffic(request: Request, job: Optional[str] = None):
+    p = platform(request)
+    sampler = request.app.state.dashboard_traffic
+    sampler.watch(p)
+    rows = [p.jobs.find(job)] if job else p.store.jobs()
+    series = [{"id": r["id"], "name": r["name"], "points": sampler.points(r["id"])}
+              for r in rows if r["status"] == "running"]
+    return {"now": time.time(), "window": sampler.window, "interval": sampler.interval, "jobs": series}
+
+
+@router.get("/jobs/{job}/history")
+async def history(job: str, request: Request):
+    p = platform(request)
+    return {"history": await status_history(p.logs, p.jobs.find(job)["id"])}
+
+
+@router.post("/check")
+async def check_form(request: Request):
+    """Next: check the form with the platform's rules; nothing is created."""
+    payload = forms.check(platform(request), await _json(request))
+    return {"payload": _public(payload)}
+
+
+@router.post("/jobs", status_code=201)
+async def create_from_form(request: Request):
+    """Create: check again, pack a server-side folder if that is the source, and create the job as the API does."""
+    p = platform(request)
+    payload = forms.check(p, await _json(request))
+    model = payload["model"]
+    if model.get("directory"):
+        model["upload_id"] = await forms.upload_directory(p, model.pop("directory"))
+    try:
+        return await p.jobs.create(JobCreate(**payload).model_dump(exclude_none=True))  # as POST /api/jobs does
+    except BaseException:
+        if model.get("upload_id"):
+            p.uploads.discard(model["upload_id"])
+        raise
+
+
+async def _json(request: Request):
+    try:
+        return await request.json()
+    except ValueError:
+        raise forms.FormErrors([forms.FieldError("form", "the form must be sent as JSON")]) from None
+
+
+def _public(payload: dict) -> dict:
+    model = {k: v for k, v in payload["model"].items() if k != "directory"}
+    return {**payload, "model": model}

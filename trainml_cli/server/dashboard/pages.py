@@ -1,0 +1,244 @@
+"""The dashboard's pages: server-rendered HTML, one route per page, each guarded by the session cookie.
+
+Pages render what the platform's services return (the same job records the REST API sends), so the first paint
+is complete without JavaScript; each page's script then keeps it live through the API. A request without a
+valid session is sent to a page that says how to get one (`trainml server dashboard`).
+
+Every page is sent with a Content-Security-Policy that allows only our own scripts, styles and connections:
+with autoescaping in the templates and textContent in the scripts, user text (job names, log lines) can never
+become markup or code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader
+
+from ...errors import NotFound
+from ...routespec import TYPES, VERBS, parse_routes
+from .. import resources as res
+from .history import status_history
+from .sessions import COOKIE, cookie_options
+from .traffic import WINDOW
+
+ROOT = "/dashboard"
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+TYPE_LABELS = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean", "dict": "Object", "list": "List"}
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the login link's token must not leak to the next page
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+
+router = APIRouter(prefix=ROOT, include_in_schema=False)
+
+
+def _versions() -> dict[str, str]:
+    """A content hash per static file, added to its URL so browsers never run a stale script after an upgrade."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:10] for p in STATIC.iterdir() if p.is_file()}
+
+
+_VERSIONS = _versions()
+
+
+def static_url(name: str) -> str:
+    return f"{ROOT}/static/{name}?v={_VERSIONS.get(name, '0')}"
+
+
+def duration(seconds) -> str:
+    if seconds is None:
+        return "—"
+    total = int(float(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def filesize(size) -> str:
+    size = float(size or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+templates.filters.update(duration=duration, filesize=filesize)
+templates.globals.update(static=static_url, root=ROOT)
+
+
+def render(request: Request, name: str, *, status: int = 200, signed_in: bool = True, **context) -> HTMLResponse:
+    html = templates.get_template(name).render(signed_in=signed_in, **context)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def sessions(request: Request):
+    return request.app.state.dashboard_sessions
+
+
+def platform(request: Request):
+    return request.app.state.platform
+
+
+def signed_in(request: Request) -> bool:
+    return sessions(request).check_cookie(request.cookies.get(COOKIE))
+
+
+def to_sign_in() -> RedirectResponse:
+    return RedirectResponse(f"{ROOT}/signed-out", status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def find_job(request: Request, job_id: str) -> dict | None:
+    try:
+        return platform(request).jobs.get(job_id)
+    except NotFound:
+        return None
+
+
+def not_found(request: Request, job_id: str) -> HTMLResponse:
+    return render(request, "signed_out.html", status=404, title="Not found", page="missing",
+                  heading="No such endpoint", message=f"There is no endpoint {job_id!r}; it may have been removed.",
+                  show_command=False)
+
+
+# -- signing in and out -------------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login(request: Request, token: str = ""):
+    """The one-time link: trade its token for a session cookie, then go to the dashboard."""
+    store = sessions(request)
+    if not store.redeem(token):
+        return render(request, "signed_out.html", status=403, signed_in=False, title="Link expired", page="signed-out",
+                      heading="This sign-in link has expired or was already used",
+                      message="Each link works once and only for a few minutes.", show_command=True)
+    response = render(request, "signing_in.html", signed_in=False, target=f"{ROOT}/")
+    response.set_cookie(value=store.new_cookie(), **cookie_options(request, int(store.session_ttl)))
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request):
+    response = RedirectResponse(f"{ROOT}/signed-out?bye=1", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/signed-out")
+async def signed_out(request: Request, bye: int = 0, expired: int = 0):
+    if bye:
+        heading, message = "Signed out", "You are signed out of the dashboard."
+    elif expired:
+        heading, message = "Your session has ended", "Sign in again to keep working."
+    else:
+        heading, message = "Sign in to the dashboard", "The dashboard opens through a one-time sign-in link."
+    return render(request, "signed_out.html", signed_in=False, title=heading, page="signed-out",
+                  heading=heading, message=message, show_command=True)
+
+
+# -- pages --------------------------------------------------------------------------------------------------------
+
+
+@router.get("")
+async def root_without_slash():
+    return RedirectResponse(f"{ROOT}/", status_code=307)
+
+
+@router.get("/")
+async def jobs_page(request: Request):
+    if not signed_in(request):
+        return to_sign_in()
+    jobs = platform(request).jobs.list()
+    return render(request, "jobs.html", title="Endpoints", page="jobs", section="endpoints", jobs=jobs,
+                  running=any(j["status"] == "running" for j in jobs), window_minutes=WINDOW // 60)
+
+
+@router.get("/create")
+async def create_page(request: Request):
+    if not signed_in(request):
+        return to_sign_in()
+    p = platform(request)
+    gpu_types = ["cpu"] + sorted({_gpu_type(g.name) for g in p.gpus})
+    return render(request, "create.html", title="Create endpoint", page="create", section="create",
+                  models=p.models.list(), gpu_types=gpu_types, defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
+                  types=[(t, TYPE_LABELS[t]) for t in TYPES])
+
+
+@router.get("/jobs/{job_id}")
+async def job_page(request: Request, job_id: str):
+    if not signed_in(request):
+        return to_sign_in()
+    job = find_job(request, job_id)
+    if job is None:
+        return not_found(request, job_id)
+    endpoint = job["endpoint"]
+    limits = [(label, endpoint.get(key)) for key, label in
+              (("max_concurrency", "Max concurrency"), ("max_queue", "Max queue"), ("timeout", "Call timeout (s)"))
+              if endpoint.get(key) is not None]
+    history = await status_history(platform(request).logs, job["id"])
+    return render(request, "job.html", title=job["name"], page="job", section="endpoints", job=job, limits=limits,
+                  history=history, config_json=json.dumps(_configuration(job), indent=2),
+                  window_minutes=WINDOW // 60)
+
+
+@router.get("/jobs/{job_id}/connect")
+async def connect_page(request: Request, job_id: str):
+    if not signed_in(request):
+        return to_sign_in()
+    job = find_job(request, job_id)
+    if job is None:
+        return not_found(request, job_id)
+    url = job["url"] or f"http://{platform(request).jobs.host}:{job['port'] or 'PORT'}"
+    return render(request, "connect.html", title=f"Connect to {job['name']}", page="connect", section="endpoints",
+                  job=job, examples=examples(url, job))
+
+
+@router.get("/jobs/{job_id}/logs")
+async def logs_page(request: Request, job_id: str):
+    if not signed_in(request):
+        return to_sign_in()
+    job = find_job(request, job_id)
+    if job is None:
+        return not_found(request, job_id)
+    return render(request, "logs.html", title=f"Logs of {job['name']}", page="logs", section="endpoints", job=job)
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+
+
+def examples(url: str, job: dict) -> list[dict]:
+    """A ready-to-paste curl command per route, built by the same function the CLI prints them with."""
+    from ...cli.job import curl_command  # a pure function; click is already a dependency of the package
+
+    try:
+        routes = parse_routes(job["endpoint"]["routes"])
+    except Exception:  # a record the server accepted earlier; show no examples rather than fail the page
+        return []
+    return [{"label": r.label, "target": f"{r.file}:{r.function}", "command": curl_command(url, r)} for r in routes]
+
+
+def _configuration(job: dict) -> dict:
+    """The job's whole configuration as submitted, without live fields and without env values (may be secrets)."""
+    env = [{"key": item["key"], "value": "…"} for item in job["environment"].get("env", [])]
+    return {"name": job["name"], "type": job["type"], "resources": job["resources"], "model": job["model"],
+            "endpoint": job["endpoint"], "environment": {"env": env}}
+
+
+def _gpu_type(name: str) -> str:
+    """"NVIDIA GeForce RTX 3090" -> "rtx3090", the short form the price table and matching use."""
+    words = name.lower().replace("nvidia", "").replace("geforce", "").split()
+    return "".join(words) or name
+

@@ -1,0 +1,216 @@
+// Shared by every dashboard page: API calls, live job updates, job actions, formatting and small UI helpers.
+// User-provided text (names, log lines, errors) only ever reaches the page through textContent.
+"use strict";
+
+const TrainML = (() => {
+  const ROOT = "/dashboard";
+  const LIVE = new Set(["new", "waiting for data/model download", "waiting for resources", "starting", "running"]);
+  const BILLED = new Set(["starting", "running"]);
+
+  function pageData() {
+    const node = document.getElementById("page-data");
+    return node ? JSON.parse(node.textContent) : {};
+  }
+
+  // fetch with the dashboard's header (the server refuses cookie-authenticated changes without it) and one
+  // error shape: an Error whose message is the server's, with .status and .body for callers that map fields.
+  async function api(method, url, body) {
+    const options = { method, headers: { "X-TrainML-Dashboard": "1", Accept: "application/json" }, credentials: "same-origin" };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(url, options);
+    } catch (err) {
+      throw Object.assign(new Error("The control plane does not answer; is it still running?"), { status: 0, body: null });
+    }
+    if (response.status === 401) {
+      window.location.assign(ROOT + "/signed-out?expired=1");
+      throw Object.assign(new Error("Your session has ended."), { status: 401, body: null });
+    }
+    const text = await response.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (err) { data = null; }
+    if (!response.ok) {
+      const message = (data && data.message) || `${method} ${url} answered HTTP ${response.status}`;
+      throw Object.assign(new Error(message), { status: response.status, body: data });
+    }
+    return data;
+  }
+
+  // -- formatting ----------------------------------------------------------------------------------------------
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || isNaN(seconds)) return "—";
+    const total = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
+    const pad = (n) => String(n).padStart(2, "0");
+    return h ? `${h}h ${pad(m)}m ${pad(s)}s` : `${m}m ${pad(s)}s`;
+  }
+
+  function localTime(iso, withSeconds) {
+    if (!iso) return "—";
+    const date = new Date(iso);
+    if (isNaN(date)) return iso;
+    const options = { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+    if (withSeconds) options.second = "2-digit";
+    return date.toLocaleString(undefined, options);
+  }
+
+  // Server-rendered <time datetime=ISO> elements show UTC ISO text until this turns them into local time.
+  function localizeTimes(root, withSeconds) {
+    for (const node of (root || document).querySelectorAll("time[datetime]")) {
+      if (node.getAttribute("datetime")) node.textContent = localTime(node.getAttribute("datetime"), withSeconds);
+    }
+  }
+
+  // -- a job's fields and actions wherever they appear ----------------------------------------------------------
+
+  // Run time keeps ticking between updates while the job is billed: the record's value plus the time since.
+  const received = new Map(); // job id -> [record, time received]
+
+  function runTime(job) {
+    const entry = received.get(job.id);
+    let seconds = job.run_time;
+    if (entry && BILLED.has(job.status)) seconds += (Date.now() - entry[1]) / 1000;
+    return seconds;
+  }
+
+  function fill(container, job) {
+    received.set(job.id, [job, Date.now()]);
+    container.dataset.status = job.status;
+    for (const node of container.querySelectorAll("[data-field]")) {
+      switch (node.dataset.field) {
+        case "name": node.textContent = job.name; node.href = `${ROOT}/jobs/${encodeURIComponent(job.id)}`; break;
+        case "status": node.textContent = job.status; node.dataset.status = job.status; break;
+        case "status-text": node.textContent = job.status; break;
+        case "url": node.textContent = job.url || "—"; break;
+        case "created": node.setAttribute("datetime", job.created); node.textContent = localTime(job.created); break;
+        case "run_time": node.textContent = duration(runTime(job)); break;
+        case "restarts": node.textContent = String(job.restarts); break;
+        case "credits": node.textContent = Number(job.credits).toFixed(4); break;
+        case "pid": node.textContent = job.pid ? String(job.pid) : "—"; break;
+      }
+    }
+    for (const link of container.querySelectorAll("[data-link]")) {
+      link.href = `${ROOT}/jobs/${encodeURIComponent(job.id)}/${link.dataset.link}`;
+    }
+    showActions(container, job);
+  }
+
+  function showActions(container, job) {
+    const live = LIVE.has(job.status);
+    const final = job.status === "stopped" || job.status === "failed";
+    for (const button of container.querySelectorAll("[data-action]")) {
+      button.dataset.jobId = job.id;
+      button.dataset.jobName = job.name;
+      button.dataset.jobStatus = job.status;
+      const action = button.dataset.action;
+      button.hidden = (action === "stop" && !live) || (action === "start" && !final);
+      const label = { stop: "Stop", start: "Start", remove: "Remove" }[action];
+      button.setAttribute("aria-label", `${label} ${job.name}`);
+    }
+  }
+
+  // Keep run times ticking on screen without waiting for the server.
+  function tickRunTimes() {
+    setInterval(() => {
+      for (const [id, [job]] of received) {
+        if (!BILLED.has(job.status)) continue;
+        const selector = `[data-job-id="${CSS.escape(id)}"] [data-field="run_time"], body[data-job-id="${CSS.escape(id)}"] [data-field="run_time"]`;
+        for (const node of document.querySelectorAll(selector)) node.textContent = duration(runTime(job));
+      }
+    }, 1000);
+  }
+
+  // One click handler for Stop, Start and Remove wherever they are on the page.
+  function bindActions(onRemoved) {
+    document.addEventListener("click", async (event) => {
+      const button = event.target.closest("button[data-action]");
+      if (!button || !button.dataset.jobId) return;
+      const id = encodeURIComponent(button.dataset.jobId);
+      const name = button.dataset.jobName;
+      const action = button.dataset.action;
+      try {
+        if (action === "remove") {
+          const running = LIVE.has(button.dataset.jobStatus);
+          const text = `Remove “${name}”? ` + (running ? "Its endpoint is stopped first. " : "") +
+            "The job, its logs and its working copy are deleted; stored models stay.";
+          if (!(await confirm(text, "Remove"))) return;
+          button.disabled = true;
+          await api("DELETE", `/api/jobs/${id}?force=${running ? "true" : "false"}`);
+          toast(`Removed ${name}.`);
+          if (onRemoved) onRemoved(button.dataset.jobId);
+        } else {
+          button.disabled = true;
+          await api("POST", `/api/jobs/${id}/${action}`);
+          toast(action === "stop" ? `Stopping ${name}…` : `Starting ${name}…`);
+        }
+      } catch (err) {
+        toast(err.message);
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  // -- live updates ---------------------------------------------------------------------------------------------
+
+  // Server-sent events of job records: `jobs` (the full list, or one job with ?job=ID) whenever something a person
+  // would see changes, and `removed`. EventSource reconnects by itself; the indicator says when it is down.
+  function follow(query, handlers) {
+    const url = "/api/dashboard/events" + (query ? "?" + new URLSearchParams(query) : "");
+    const source = new EventSource(url);
+    source.addEventListener("jobs", (event) => handlers.jobs(JSON.parse(event.data)));
+    source.addEventListener("removed", (event) => handlers.removed && handlers.removed(JSON.parse(event.data)));
+    source.addEventListener("error", () => handlers.down && handlers.down());
+    source.addEventListener("open", () => handlers.up && handlers.up());
+    return source;
+  }
+
+  // -- small UI helpers -----------------------------------------------------------------------------------------
+
+  let toastTimer = null;
+  function toast(message) {
+    const node = document.getElementById("toast");
+    if (!node) return;
+    node.textContent = message;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { node.textContent = ""; }, 4000);
+  }
+
+  function confirm(text, okLabel) {
+    const dialog = document.getElementById("confirm");
+    if (!dialog || !dialog.showModal) return Promise.resolve(window.confirm(text));
+    document.getElementById("confirm-text").textContent = text;
+    document.getElementById("confirm-ok").textContent = okLabel;
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.returnValue = "";
+      dialog.showModal();
+    });
+  }
+
+  return { ROOT, LIVE, api, pageData, duration, localTime, localizeTimes, fill, bindActions, follow, toast, tickRunTimes };
+})();
+
+// Every job page (details, connect, logs) has the same head: name, status badge and actions, kept live.
+function followJobHead(onJob) {
+  const head = document.getElementById("job-head");
+  if (!head) return;
+  const jobId = head.dataset.jobId;
+  document.body.dataset.jobId = jobId;
+  TrainML.bindActions(() => window.location.assign(TrainML.ROOT + "/"));
+  TrainML.follow({ job: jobId }, {
+    jobs: (jobs) => {
+      const job = jobs[0];
+      if (!job) return;
+      TrainML.fill(document.body, job);
+      if (onJob) onJob(job);
+    },
+    removed: () => window.location.assign(TrainML.ROOT + "/"),
+  });
+  TrainML.tickRunTimes();
+}
