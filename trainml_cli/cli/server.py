@@ -158,3 +158,7 @@ def _job_counts(settings, url) -> dict:
         return asyncio.run(count())
     except TrainMLError:
         return {}
+
+
+from .dashboard import dashboard  # noqa: E402  (the web dashboard's sign-in link, cli/dashboard.py)
+server.add_command(dashboard)
