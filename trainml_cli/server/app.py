@@ -69,7 +69,8 @@ class Platform:
 
 
 def create_app(settings: Settings, options: ServerOptions | None = None, *,
-               on_ready: Callable[[Platform], None] | None = None) -> FastAPI:
+               on_ready: Callable[[Platform], None] | None = None,
+               on_stopped: Callable[[Platform], None] | None = None) -> FastAPI:
     options = options or ServerOptions()
 
     @asynccontextmanager
@@ -86,6 +87,8 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
         finally:
             log.info("stopping endpoints")
             await platform.close()
+            if on_stopped is not None:
+                on_stopped(platform)
 
     app = FastAPI(
         title="trainML control plane",

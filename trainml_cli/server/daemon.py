@@ -99,7 +99,8 @@ def serve(settings: Settings, options=None, *, log_level: str = "info") -> None:
             _write_server_file(settings, url)
             log.info("control plane listening on %s (home %s, pid %d)", url, home, os.getpid())
 
-        app = create_app(settings, options or ServerOptions(), on_ready=ready)
+        # Cleaned up here rather than after server.run: uvicorn re-raises SIGTERM/SIGINT once it has shut down.
+        app = create_app(settings, options or ServerOptions(), on_ready=ready, on_stopped=lambda _: _remove_server_file(settings))
         config = uvicorn.Config(
             app,
             log_level=log_level,

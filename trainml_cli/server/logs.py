@@ -42,8 +42,10 @@ def entry(row: dict) -> dict:
 class LogBook:
     """Writes job log lines in batches and lets readers page back or wait for new lines."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, max_lines: int = MAX_LINES, prune_every: int = PRUNE_EVERY):
         self.store = store
+        self.max_lines = max_lines
+        self.prune_every = prune_every
         self._pending: list[tuple[str, float, str, str]] = []
         self._pending_lock = threading.Lock()  # write() may be called from a worker thread
         self._dirty = asyncio.Event()
@@ -94,8 +96,8 @@ class LogBook:
         for job_id, added in counts.items():
             self.wake(job_id)
             written = self._written.get(job_id, 0) + added
-            if written >= PRUNE_EVERY:
-                self.store.prune_logs(job_id, MAX_LINES)
+            if written >= self.prune_every:
+                self.store.prune_logs(job_id, self.max_lines)
                 written = 0
             self._written[job_id] = written
 

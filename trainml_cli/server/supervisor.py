@@ -253,7 +253,10 @@ async def http_get(host: str, port: int, path: str, timeout: float) -> tuple[int
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
-            return await reader.read(LINE_LIMIT)
+            data = b""
+            while len(data) < LINE_LIMIT and (chunk := await reader.read(65536)):  # HTTP/1.0: the body ends at EOF
+                data += chunk
+            return data
 
         data = await asyncio.wait_for(exchange(), timeout)
         head, _, body = data.partition(b"\r\n\r\n")

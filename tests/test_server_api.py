@@ -1,0 +1,120 @@
+"""The control plane's HTTP surface: auth, errors as JSON, the OpenAPI document, health, metrics, files in home."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+import requests
+
+from conftest import MODELS, route, run
+
+PROTECTED = [
+    ("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/api/jobs/x"), ("DELETE", "/api/jobs/x"),
+    ("POST", "/api/jobs/x/stop"), ("POST", "/api/jobs/x/start"), ("GET", "/api/jobs/x/wait?status=running"),
+    ("GET", "/api/jobs/x/logs"), ("GET", "/api/jobs/x/logs/stream"), ("GET", "/api/jobs/x/metrics"),
+    ("POST", "/api/uploads"), ("GET", "/api/models"), ("POST", "/api/models"), ("GET", "/api/models/x"),
+    ("DELETE", "/api/models/x"), ("GET", "/api/prices"),
+]
+
+
+@pytest.mark.parametrize("method, path", PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
+def test_every_api_route_needs_the_token(control_plane, method, path):
+    missing = control_plane.api(method, path, auth=False)
+    assert missing.status_code == 401
+    assert missing.json()["error"] == "unauthorized"
+    assert "Authorization: Bearer <token>" in missing.json()["message"]
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = control_plane.api(method, path, auth=False, headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401
+    assert "the API token is wrong" in wrong.json()["message"]
+
+
+def test_the_openapi_document_lists_every_route(control_plane):
+    document = requests.get(control_plane.url + "/openapi.json", timeout=10).json()
+    paths = document["paths"]
+    for method, path in PROTECTED:
+        template = path.split("?")[0].replace("/x", "/{job}" if "/jobs/" in path else "/{model}")
+        assert method.lower() in paths[template], (method, template)
+    assert "JobCreate" in document["components"]["schemas"]
+    assert "Authorization: Bearer" in document["info"]["description"]
+
+
+def test_health_is_open_and_names_the_home(control_plane):
+    health = requests.get(control_plane.url + "/api/health", timeout=10).json()
+    assert health["status"] == "ok"
+    assert health["home"] == str(control_plane.home)
+    assert health["pid"] == control_plane.process.pid
+    assert health["url"] == control_plane.url
+
+
+def test_the_home_holds_a_private_token_and_the_servers_address(control_plane):
+    token_mode = stat.S_IMODE(os.stat(control_plane.home / "token").st_mode)
+    assert token_mode == 0o600
+    info = json.loads((control_plane.home / "server.json").read_text())
+    assert info["url"] == control_plane.url and info["pid"] == control_plane.process.pid
+    assert info["url"].startswith("http://127.0.0.1:")
+    assert (control_plane.home / "trainml.db").exists()
+
+
+def test_errors_are_json_with_their_kind(control_plane):
+    missing = control_plane.api("GET", "/api/jobs/nope")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not_found", "message": "job 'nope' not found (see the job list)"}
+    unknown = control_plane.api("GET", "/api/nothing-here")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+    bad_status = control_plane.api("GET", "/api/jobs", params={})  # fine
+    assert bad_status.status_code == 200
+    shape = control_plane.api("POST", "/api/jobs", json={"name": "x"})
+    assert shape.status_code == 422
+    assert shape.json()["error"] == "invalid"
+    assert "model: Field required" in shape.json()["details"]
+    assert "endpoint: Field required" in shape.json()["details"]
+    not_json = control_plane.api("POST", "/api/jobs", data="{", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 422
+
+
+def test_metrics_are_proxied_from_the_endpoint(control_plane):
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("echo", model={"source_type": "local", "source_uri": str(MODELS / "echo")},
+                                           endpoint={"routes": [route()]}, wait=True)
+            for _ in range(3):
+                await job.call("/predict", {"text": "m"})
+            return job.id
+
+    job_id = run(scenario())
+    body = control_plane.api("GET", f"/api/jobs/{job_id}/metrics").json()
+    assert body["status"] == "running"
+    assert body["metrics"]["requests"] >= 3
+    control_plane.api("POST", f"/api/jobs/{job_id}/stop")
+    assert control_plane.api("GET", f"/api/jobs/{job_id}/metrics").json()["metrics"] is None
+
+
+def test_the_price_table_is_published(control_plane):
+    prices = control_plane.api("GET", "/api/prices").json()
+    assert prices["cpu"] == 0.01 and prices["gpu"]["rtx3090"] == 0.35 and prices["unit"] == "credits per hour"
+
+
+def test_job_records_follow_trainmls_payload(control_plane):
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create(
+                "shape", model={"source_type": "local", "source_uri": str(MODELS / "echo")},
+                endpoint={"routes": [route()], "max_concurrency": 2, "max_queue": 5},
+                resources={"cpu_count": 1, "disk_size": 20}, environment={"env": [{"key": "A", "value": "1"}]},
+            )
+            await job.remove(force=True)
+            return job.dict
+
+    record = run(scenario())
+    assert record["type"] == "endpoint"
+    assert record["resources"] == {"gpu_types": ["cpu"], "gpu_count": 1, "cpu_count": 1, "disk_size": 20, "max_price": 10.0}
+    assert record["model"]["source_type"] == "local" and record["model"]["source_uri"] == str(MODELS / "echo")
+    assert record["endpoint"]["routes"][0]["path"] == "/predict"
+    assert record["endpoint"]["max_concurrency"] == 2 and record["endpoint"]["max_queue"] == 5
+    assert record["environment"] == {"env": [{"key": "A", "value": "1"}]}
+    for key in ("id", "name", "status", "reason", "url", "restarts", "run_time", "credits", "hourly_rate", "created"):
+        assert key in record

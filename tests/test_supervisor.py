@@ -1,0 +1,212 @@
+"""Supervision with real processes: an endpoint killed during traffic comes back on the same URL; a control plane
+killed with -9 takes its endpoints down with it and, restarted, brings every job back; leftovers are reaped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import MODELS, route, run, wait_until
+from trainml_cli.errors import Conflict
+from trainml_cli.server.states import JobStatus, can_move, transition
+from trainml_cli.server.supervisor import process_start_time, reap_orphans
+
+ECHO = {"source_type": "local", "source_uri": str(MODELS / "echo")}
+ROUTES = {"routes": [route()]}
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Traffic:
+    """Posts to an endpoint from a thread until stopped, counting answers and failures."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.ok = 0
+        self.failed = 0
+        self.last_ok = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        session = requests.Session()
+        while not self._stop.is_set():
+            try:
+                response = session.post(self.url + "/predict", json={"text": "t"}, timeout=10)
+                if response.status_code == 200:
+                    self.ok += 1
+                    self.last_ok = time.monotonic()
+                else:
+                    self.failed += 1
+            except requests.RequestException:
+                self.failed += 1
+                session = requests.Session()
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(15)
+
+
+def test_an_endpoint_killed_during_traffic_serves_again_on_the_same_url(control_plane):
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("echo", model=ECHO, endpoint=ROUTES, wait=True)
+            url, pid = job.url, job.dict["pid"]
+            with Traffic(url) as traffic:
+                wait_until(lambda: traffic.ok >= 20, message="traffic before the kill")
+                os.kill(pid, signal.SIGKILL)
+                killed = time.monotonic()
+                wait_until(lambda: traffic.last_ok > killed + 0.2, timeout=20, message="answers after the kill")
+                before = traffic.ok
+                wait_until(lambda: traffic.ok >= before + 20, message="steady traffic after the restart")
+            await job.refresh()
+            assert job.status == "running"
+            assert job.url == url
+            assert job.restarts == 1
+            assert job.dict["pid"] != pid and alive(job.dict["pid"])
+            events = [e["message"] async for e in job.logs() if e["stream"] == "event"]
+            assert f"endpoint process {pid} was killed by SIGKILL" in events
+            assert any(m.startswith("restarting in 0.5s (restart 1)") for m in events)
+            # Requests that arrived while it was down waited in the socket's backlog instead of being refused.
+            assert traffic.failed <= 8, traffic.failed
+            await job.remove(force=True)
+
+    run(scenario())
+
+
+def test_a_killed_control_plane_comes_back_with_every_job(start_control_plane):
+    plane = start_control_plane()
+
+    async def before():
+        async with plane.client() as client:
+            up = await client.jobs.create("up", model=ECHO, endpoint=ROUTES, wait=True)
+            down = await client.jobs.create("down", model=ECHO, endpoint=ROUTES, wait=True)
+            await down.stop()
+            failed = await client.jobs.create("failed", model={"source_type": "local", "source_uri": str(MODELS / "import_error")},
+                                              endpoint=ROUTES)
+            with pytest.raises(Exception):
+                await failed.wait_for("running", timeout=60)
+            return up.dict, down.dict, failed.dict
+
+    up, down, failed = run(before())
+    endpoint_pid = up["pid"]
+    plane.kill(signal.SIGKILL)
+    # The endpoint goes down with its control plane (it is told by the kernel), freeing its port.
+    wait_until(lambda: not alive(endpoint_pid), timeout=20, message="the orphaned endpoint to exit")
+    with pytest.raises(requests.ConnectionError):
+        requests.post(up["url"] + "/predict", json={"text": "x"}, timeout=5)
+
+    plane.start()
+
+    async def after():
+        async with plane.client() as client:
+            jobs = {j.name: j for j in await client.jobs.list()}
+            assert sorted(jobs) == ["down", "failed", "up"]
+            await jobs["up"].wait_for("running", timeout=60)
+            assert jobs["up"].url == up["url"]  # same port again
+            assert jobs["up"].restarts == 1
+            assert await jobs["up"].call("/predict", {"text": "back"}) == {"echo": "back"}
+            assert jobs["down"].status == "stopped" and jobs["down"].dict["created"] == down["created"]
+            assert jobs["failed"].status == "failed" and jobs["failed"].reason == failed["reason"]
+            messages = [e["message"] async for e in jobs["up"].logs()]
+            assert "echo model loaded" in messages  # the first run's lines are kept
+            assert any(m.startswith("control plane restarted; resuming the job (it was running)") for m in messages)
+            assert jobs["up"].dict["run_time"] >= up["run_time"]
+            for job in jobs.values():
+                await job.remove(force=True)
+
+    run(after())
+
+
+def test_a_stopped_control_plane_stops_its_endpoints_and_resumes_them(start_control_plane):
+    plane = start_control_plane()
+
+    async def create():
+        async with plane.client() as client:
+            return (await client.jobs.create("echo", model=ECHO, endpoint=ROUTES, wait=True)).dict
+
+    job = run(create())
+    plane.stop()  # SIGTERM: graceful
+    assert not alive(job["pid"])
+    assert not (plane.home / "server.json").exists()
+    plane.start()
+
+    async def resumed():
+        async with plane.client() as client:
+            again = await client.jobs.get(job["id"])
+            await again.wait_for("running", timeout=60)
+            assert again.url == job["url"]
+
+    run(resumed())
+
+
+def test_two_control_planes_cannot_share_a_home(control_plane):
+    result = subprocess.run([sys.executable, "-m", "trainml_cli.server", "--home", str(control_plane.home)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"a control plane already runs for {control_plane.home} at {control_plane.url}" in result.stderr
+    assert requests.get(control_plane.url + "/api/health", timeout=5).ok
+
+
+def test_leftover_process_groups_are_reaped():
+    leader = subprocess.Popen([sys.executable, "-c", "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"],
+                              start_new_session=True)
+    wait_until(lambda: len([p for p in os.listdir("/proc") if p.isdigit() and _pgrp(int(p)) == leader.pid]) >= 2)
+    started = process_start_time(leader.pid)
+    assert run(reap_orphans(leader.pid, started, grace=5)) is True
+    leader.wait(5)
+    assert [p for p in os.listdir("/proc") if p.isdigit() and _pgrp(int(p)) == leader.pid and alive(int(p))] == []
+    # A pid recorded with another start time is somebody else's now: left alone.
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert run(reap_orphans(other.pid, process_start_time(other.pid) - 1000)) is True  # started later: still ours
+        other.wait(5)
+        survivor = subprocess.Popen(["sleep", "30"], start_new_session=True)
+        assert run(reap_orphans(survivor.pid, process_start_time(survivor.pid) + 1000)) is False
+        assert survivor.poll() is None
+        survivor.kill()
+        survivor.wait()
+    finally:
+        if other.poll() is None:
+            other.kill()
+
+
+def _pgrp(pid: int):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[2])
+    except OSError:
+        return None
+
+
+def test_status_transitions_refuse_illegal_moves():
+    S = JobStatus
+    assert transition(S.NEW, S.WAITING_DOWNLOAD) is S.WAITING_DOWNLOAD
+    assert transition("running", "starting") is S.STARTING  # a restart
+    assert can_move(S.STARTING, S.STARTING)
+    for current, target in [(S.STOPPED, S.RUNNING), (S.FAILED, S.RUNNING), (S.RUNNING, S.NEW), (S.STOPPING, S.RUNNING),
+                            (S.NEW, S.RUNNING), (S.STOPPED, S.STOPPED)]:
+        with pytest.raises(Conflict, match=f"is {current.value}; it cannot become {target.value}"):
+            transition(current, target)
+    assert {s for s in S if s.is_live} == {S.NEW, S.WAITING_DOWNLOAD, S.WAITING_RESOURCES, S.STARTING, S.RUNNING}
+    assert [s.value for s in S] == ["new", "waiting for data/model download", "waiting for resources", "starting",
+                                    "running", "stopping", "stopped", "failed"]
