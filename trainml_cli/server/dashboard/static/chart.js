@@ -7,12 +7,13 @@ const TrafficChart = (() => {
   const LATENCY = "#e07a1f";
   const GRID = "#e6e9ef";
   const LABEL = "#5f6b7a";
+  const BANDS = 5;
 
   // A scale top that reads well: 1, 2, 5, 10, 20, 50, ...
   function niceMax(value) {
     if (!(value > 0)) return 1;
     const power = Math.pow(10, Math.floor(Math.log10(value)));
-    for (const step of [1, 2, 5, 10]) if (value <= step * power) return step * power;
+    for (const step of [1, 2, 5, 10]) if (value <= step * power + 1e-9) return step * power;
     return 10 * power;
   }
 
@@ -68,18 +69,18 @@ const TrafficChart = (() => {
     const yR = (v) => pad.top + plotH - (v / rpsMax) * plotH;
     const yL = (v) => pad.top + plotH - (v / latMax) * plotH;
 
-    // Grid and scales: four bands, left labels for requests/s, right labels for latency.
+    // Grid and scales: five bands (tops of 1, 2 or 5 give round labels), requests/s left, latency right.
     ctx.strokeStyle = GRID;
     ctx.lineWidth = 1;
     ctx.fillStyle = LABEL;
-    for (let i = 0; i <= 4; i++) {
-      const yy = Math.round(pad.top + (plotH * i) / 4) + 0.5;
+    for (let i = 0; i <= BANDS; i++) {
+      const yy = Math.round(pad.top + (plotH * i) / BANDS) + 0.5;
       ctx.beginPath(); ctx.moveTo(pad.left, yy); ctx.lineTo(pad.left + plotW, yy); ctx.stroke();
       ctx.textBaseline = "middle";
       ctx.textAlign = "right";
-      ctx.fillText(number(rpsMax * (1 - i / 4)), pad.left - 6, yy);
+      ctx.fillText(number(rpsMax * (1 - i / BANDS)), pad.left - 6, yy);
       ctx.textAlign = "left";
-      ctx.fillText(number(latMax * (1 - i / 4)), pad.left + plotW + 6, yy);
+      ctx.fillText(number(latMax * (1 - i / BANDS)), pad.left + plotW + 6, yy);
     }
     ctx.textBaseline = "alphabetic";
     ctx.textAlign = "left";

@@ -4,10 +4,14 @@
 (() => {
   async function copy(text) {
     if (navigator.clipboard && window.isSecureContext) {
-      await navigator.clipboard.writeText(text);
-      return;
+      try {
+        await navigator.clipboard.writeText(text);
+        return;
+      } catch (err) {
+        // The browser may refuse the clipboard API (a policy, no permission): fall through to the old way.
+      }
     }
-    // Plain http on another host is not a secure context: fall back to a selected, off-screen textarea.
+    // Plain http on another host is not a secure context: copy from a selected, off-screen textarea.
     const area = document.createElement("textarea");
     area.value = text;
     area.setAttribute("readonly", "");

@@ -9,7 +9,8 @@
   const reason = document.getElementById("job-reason");
   const traffic = document.getElementById("traffic");
   const canvas = traffic.querySelector("canvas");
-  let lastStatus = null;
+  // The status the history was rendered with: any other status seen later means the history has grown.
+  let lastStatus = document.querySelector('#job-head [data-field="status"]').dataset.status;
   let lastTraffic = null;
 
   function cell(label, child) {
@@ -19,9 +20,6 @@
     return td;
   }
 
-  function text(value) {
-    return document.createTextNode(value || "");
-  }
 
   async function refreshHistory() {
     const data = await TrainML.api("GET", `/api/dashboard/jobs/${encodeURIComponent(jobId)}/history`);
@@ -34,7 +32,10 @@
       badge.className = "badge";
       badge.dataset.status = item.status;
       badge.textContent = item.status;
-      tr.append(cell("Time", time), cell("Status", badge), cell("Detail", text(item.detail)));
+      const detail = document.createElement("td");
+      detail.dataset.label = "Detail";
+      if (item.detail) detail.textContent = item.detail; // left empty otherwise, so narrow screens can hide it
+      tr.append(cell("Time", time), cell("Status", badge), detail);
       return tr;
     });
     history.replaceChildren(...rows);
@@ -44,16 +45,17 @@
   function onJob(job) {
     reason.textContent = job.status === "failed" ? job.reason || "" : "";
     traffic.classList.toggle("hidden", job.status !== "running");
-    if (lastStatus !== null && lastStatus !== job.status) refreshHistory().catch(() => {});
+    if (lastStatus !== job.status) refreshHistory().catch(() => {});
+    if (lastStatus !== "running" && job.status === "running" && lastTraffic) draw(lastTraffic);
     lastStatus = job.status;
   }
 
   function draw(data) {
     lastTraffic = data;
-    const series = data.jobs[0];
-    if (!series || traffic.classList.contains("hidden")) return;
-    TrafficChart.draw(canvas, series.points, data.window, data.now);
-    traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(series.points);
+    if (traffic.classList.contains("hidden")) return;
+    const points = data.jobs[0] ? data.jobs[0].points : [];
+    TrafficChart.draw(canvas, points, data.window, data.now);
+    traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(points);
   }
 
   TrainML.localizeTimes(document, true);

@@ -1,0 +1,261 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium against the real control plane and real
+endpoint processes. Screenshots of every page, at 1280 and 390 px wide, go to test-output/dashboard/.
+
+Skipped when Chromium or the playwright package is missing (`apt-get install chromium`, `pip install playwright`;
+never `playwright install`: the browser is the system's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import MODELS
+
+CHROMIUM = "/usr/bin/chromium"
+ECHO_DIR = str(MODELS / "dashboard_echo")
+SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "dashboard"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+WIDE, NARROW = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed at /usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+class Dashboard:
+    """One signed-in browser context on one control plane, with the page's script errors collected."""
+
+    def __init__(self, browser, plane):
+        self.plane = plane
+        self.context = browser.new_context(viewport=WIDE, permissions=["clipboard-read", "clipboard-write"])
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(15_000)
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        # A 422 is the form answering with field errors; anything else failing to load is a bug.
+        self.page.on("response", lambda r: r.status >= 400 and r.status != 422 and self.errors.append(f"{r.status} {r.url}"))
+        self.page.on("console", lambda m: m.type == "error" and "status of" not in m.text and self.errors.append(m.text))
+        self.page.goto(login_link(plane))
+        self.page.wait_for_url(f"{plane.url}/dashboard/")
+
+    def go(self, path: str):
+        self.page.goto(self.plane.url + path)
+
+    def shoot(self, name: str, path: str | None = None) -> None:
+        """The page as it is, at 1280 px; then the same URL at 390 px in a second tab of the same session."""
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}-1280.png"), full_page=True)
+        narrow = self.context.new_page()
+        narrow.set_viewport_size(NARROW)
+        narrow.goto(self.plane.url + path if path else self.page.url)
+        narrow.wait_for_timeout(600)  # live pages never go network-idle (their event streams stay open)
+        assert narrow.evaluate("document.documentElement.scrollWidth") <= NARROW["width"], f"{name} scrolls sideways at 390 px"
+        narrow.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
+        narrow.close()
+
+    def close(self):
+        self.context.close()
+        assert not self.errors, self.errors
+
+
+def wait_for(predicate, what: str, timeout: float = 10.0) -> None:
+    """Poll from Python: the pages' CSP forbids the string evaluation page.wait_for_function relies on."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def assert_labelled(page) -> None:
+    """Every visible control has a name a screen reader can say: a <label>, aria-label, or its own text."""
+    unnamed = page.locator("input, select, textarea, button").evaluate_all("""controls => controls
+        .filter(c => c.offsetParent !== null && c.type !== "hidden")
+        .filter(c => !(c.labels && c.labels.length) && !c.getAttribute("aria-label") && !c.textContent.trim())
+        .map(c => c.outerHTML)""")
+    assert unnamed == [], unnamed
+
+
+def login_link(plane) -> str:
+    env = {**os.environ, "TRAINML_API_URL": plane.url, "TRAINML_API_TOKEN": plane.token, "TRAINML_HOME": str(plane.home)}
+    result = subprocess.run([sys.executable, "-m", "trainml_cli", "server", "dashboard", "--format", "json"],
+                            env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["url"]
+
+
+def fill_form(page, name: str, default_value: str = "2") -> None:
+    """An endpoint for tests/models/dashboard_echo: POST /predict -> echo(text, times=DEFAULT)."""
+    page.fill("#name", name)
+    page.check('input[name="source"][value="directory"]')
+    page.fill("#model-directory", ECHO_DIR)
+    page.fill('[data-input="path"]', "/predict")
+    page.fill('[data-input="file"]', "echo")
+    page.fill('[data-input="function"]', "echo")
+    page.get_by_role("button", name="Add Parameter").click()
+    page.get_by_role("button", name="Add Parameter").click()
+    first, second = page.locator("[data-param]").nth(0), page.locator("[data-param]").nth(1)
+    first.get_by_label("Name").fill("text")
+    second.get_by_label("Name").fill("times")
+    second.get_by_label("Data type").select_option(label="Integer")
+    second.get_by_label("Optional").check()
+    second.get_by_label("Default Value").fill(default_value)
+
+
+def test_create_connect_logs_chart_stop_remove(browser, control_plane):
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.shoot("endpoints-empty")
+
+    # Create through the form: Next shows the review, Create starts it and opens its page.
+    ui.go("/dashboard/create")
+    fill_form(page, "echo")
+    assert_labelled(page)
+    ui.shoot("create", "/dashboard/create")
+    page.get_by_role("button", name="Next").click()
+    review = page.locator("#review")
+    review.wait_for(state="visible")
+    assert "POST /predict → echo:echo" in review.inner_text()
+    assert "times: int = 2" in review.inner_text()
+    page.screenshot(path=str(SHOTS / "review-1280.png"), full_page=True)
+    page.set_viewport_size(NARROW)
+    page.screenshot(path=str(SHOTS / "review-390.png"), full_page=True)
+    page.set_viewport_size(WIDE)
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
+    job_id = page.url.rsplit("/", 1)[1]
+    # The status badge follows the job live, without a reload, until the endpoint answers.
+    page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=30_000)
+    page.locator('#history .badge[data-status="running"]').wait_for()
+    ui.shoot("details")
+
+    # Connect: the shown curl command, run as shown, answers with the prediction.
+    page.get_by_role("navigation", name="Endpoint").get_by_role("link", name="Connect").click()
+    command = page.locator("[data-curl]").first.inner_text()
+    assert command.startswith("curl -X POST ")
+    result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=10)
+    assert json.loads(result.stdout) == {"echo": "texttext"}, result
+    page.get_by_role("button", name="Copy the curl command for POST /predict").click()
+    page.get_by_text("Command copied").wait_for()
+    ui.shoot("connect")
+
+    # Logs: a line the model prints appears on top without a reload.
+    page.get_by_role("navigation", name="Endpoint").get_by_role("link", name="Logs").click()
+    page.locator('#live[data-state="live"]').wait_for()
+    page.evaluate("window.notReloaded = true")
+    subprocess.run(shlex.split(command), capture_output=True, timeout=10)
+    page.locator(".log-line", has_text="echo call #2 with 'text'").wait_for(timeout=5_000)
+    top = page.locator(".log-line").evaluate_all("rows => rows.slice(0, 3).map(r => r.textContent)")
+    assert any("echo call #2" in line for line in top), top
+    assert page.evaluate("window.notReloaded") is True
+
+    # Scrolling down loads older lines: make more than a page of them, then scroll to the bottom.
+    url = control_plane.api("GET", f"/api/jobs/{job_id}").json()["url"]
+    with requests.Session() as calls:
+        for _ in range(130):
+            calls.post(url + "/predict", json={"text": "x"}, timeout=5)
+    page.reload()
+    page.locator('#live[data-state="live"]').wait_for()
+    assert page.locator("#log-end").inner_text() == "Scroll for older lines"
+    shown = page.locator(".log-line").count()
+    page.locator("#log").evaluate("box => box.scrollTo(0, box.scrollHeight)")
+    wait_for(lambda: page.locator(".log-line").count() >= shown + 50, "an older page of lines")
+    page.locator("#log").evaluate("box => box.scrollTo(0, box.scrollHeight)")
+    page.get_by_text("Beginning of the log").wait_for()
+    assert page.locator(".log-line").last.inner_text().endswith("job 'echo' created (local model)")
+    ui.shoot("logs")
+
+    # The endpoint list: live status, and a traffic chart fed by the runtime's counters.
+    ui.go("/dashboard/")
+    row = page.locator(f'tr[data-job-id="{job_id}"]')
+    row.locator('.badge[data-status="running"]').wait_for()
+    card = page.locator(f'.chart-card[data-job-id="{job_id}"]')
+    card.wait_for()
+    deadline = time.monotonic() + 20
+    while "requests/s" not in card.locator(".chart-now").inner_text() and time.monotonic() < deadline:
+        requests.post(url + "/predict", json={"text": "y"}, timeout=5)
+        page.wait_for_timeout(250)
+    assert "requests/s" in card.locator(".chart-now").inner_text()
+    assert_labelled(page)
+    ui.shoot("endpoints")
+
+    # Stop, Start again, then Remove (which stops it first) with its confirmation; Cancel keeps it.
+    row.get_by_role("button", name="Stop echo").click()
+    row.locator('.badge[data-status="stopped"]').wait_for(timeout=20_000)
+    assert row.get_by_role("button", name="Stop echo").is_hidden()
+    row.get_by_role("button", name="Start echo").click()
+    row.locator('.badge[data-status="running"]').wait_for(timeout=20_000)
+    dialog = page.locator("dialog#confirm")
+    row.get_by_role("button", name="Remove echo").click()
+    dialog.get_by_role("button", name="Cancel").click()
+    dialog.wait_for(state="hidden")
+    assert control_plane.api("GET", f"/api/jobs/{job_id}").status_code == 200
+    row.get_by_role("button", name="Remove echo").click()
+    assert "Remove “echo”? Its endpoint is stopped first." in dialog.inner_text()
+    page.screenshot(path=str(SHOTS / "remove-confirm-1280.png"))
+    dialog.get_by_role("button", name="Remove").click()
+    row.wait_for(state="detached")
+    assert page.locator("#no-jobs").is_visible()
+    assert control_plane.api("GET", "/api/jobs").json() == []
+    ui.close()
+
+
+def test_bad_default_value_shows_next_to_its_field_and_creates_nothing(browser, control_plane):
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    fill_form(page, "broken", default_value="two")
+    page.get_by_role("button", name="Next").click()
+    param = page.locator("[data-param]").nth(1)
+    error = param.locator('[data-error="default_value"]')
+    error.wait_for()
+    assert error.inner_text() == "'two' is not a Python literal"
+    assert param.get_by_label("Default Value").get_attribute("aria-invalid") == "true"
+    assert page.locator("#review").is_hidden()
+    page.screenshot(path=str(SHOTS / "create-error-1280.png"), full_page=True)
+    page.set_viewport_size(NARROW)
+    page.screenshot(path=str(SHOTS / "create-error-390.png"), full_page=True)
+    assert control_plane.api("GET", "/api/jobs").json() == []
+    ui.close()
+
+
+def test_without_a_session_the_dashboard_says_how_to_sign_in(browser, control_plane):
+    context = browser.new_context(viewport=WIDE)
+    page = context.new_page()
+    page.goto(control_plane.url + "/dashboard/")
+    assert page.url == control_plane.url + "/dashboard/signed-out"
+    assert page.get_by_text("trainml server dashboard").is_visible()
+    page.screenshot(path=str(SHOTS / "signed-out-1280.png"))
+    page.set_viewport_size(NARROW)
+    page.screenshot(path=str(SHOTS / "signed-out-390.png"))
+    assert context.cookies() == []
+    context.close()
+
+
+def test_sign_out_ends_the_session(browser, control_plane):
+    ui = Dashboard(browser, control_plane)
+    assert [c["name"] for c in ui.context.cookies()] == ["trainml_session"]
+    cookie = ui.context.cookies()[0]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    ui.page.get_by_role("button", name="Sign out").click()
+    ui.page.wait_for_url(f"{control_plane.url}/dashboard/signed-out?bye=1")
+    assert ui.context.cookies() == []
+    ui.go("/dashboard/")
+    assert ui.page.url.endswith("/dashboard/signed-out")
+    ui.close()
