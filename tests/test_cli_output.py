@@ -156,4 +156,12 @@ def test_describe_lists_what_job_get_promises():
     assert fields["Resources"] == "cpu_count=2, gpu_types=rtx3090,a100"
     assert fields["Run time"] == "1h 02m 05s"
     assert fields["Env"] == "MODE"  # names only: values may be secrets
-    assert (fields["Credits"], fields["Restarts"]) == (0.5, 1)
+    assert (fields["Credits"], fields["Restarts"]) == ("0.5000", 1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", fields["Created"])  # local time, to the second
+    assert "Reason" not in fields
+
+
+def test_a_multi_line_reason_is_shown_as_lines():
+    job = SimpleNamespace(id="j1", name="demo", status="failed", url=None, reason="load failed:\nTraceback",
+                          credits=0, restarts=0, dict={})
+    assert dict(describe(job))["Reason"] == ["load failed:", "Traceback"]

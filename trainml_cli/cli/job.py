@@ -85,11 +85,13 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
     }
     environment = {"env": [{"key": key, "value": value} for key, value in env]} if env else None
     out = Output(obj, fmt)
+    made = []
 
     async def work(client):
         with out.progress(f"Creating job {name}"):
             created = await client.jobs.create(name, "endpoint", model=source, endpoint=endpoint,
                                                resources=resources or None, environment=environment)
+        made.append(created)
         out.debug(f"Created job {created.name} ({created.id})")
         if connect:
             await wait_running(created, out, timeout)
@@ -103,7 +105,12 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         if attach:
             await follow_logs(created, out, tail=None if not connect else ATTACH_TAIL)
 
-    obj.run(work)
+    try:
+        obj.run(work)
+    except KeyboardInterrupt:
+        if made:  # Ctrl-C stops this command, not the job: say where it went
+            out.note(f"\nJob {name} ({made[0].id}) keeps going; see `trainml job get {made[0].id}`.")
+        raise
 
 
 @job.command("list")
@@ -305,7 +312,7 @@ async def failure(job, lines: int = 10):
         tail = [entry.get("message", "") async for entry in job.logs(tail=lines)]
     except Exception:  # the reason alone still says what happened
         pass
-    message = f"job {job.name} failed: {job.reason or 'no reason recorded'}"
+    message = f"job {job.name} failed: {first_line(job.reason)}"
     if tail:
         message += "\nlast log lines:\n" + "\n".join(f"  {line}" for line in tail)
     return JobFailed(message)
@@ -324,7 +331,13 @@ async def follow_logs(job, out: Output, *, tail=None, follow=True, timestamps=Fa
         if job.status == "failed":
             from ..errors import JobFailed
 
-            raise JobFailed(f"job {job.name} failed: {job.reason or 'no reason recorded'}")
+            raise JobFailed(f"job {job.name} failed: {first_line(job.reason)}")
+
+
+def first_line(reason) -> str:
+    """A reason's headline; the server may append log lines to it, which the caller shows on their own."""
+    lines = [line for line in (reason or "").splitlines() if line.strip()]
+    return lines[0].rstrip(":") if lines else "no reason recorded"
 
 
 def job_routes(job) -> list:
@@ -380,14 +393,15 @@ def describe(job) -> list[tuple[str, object]]:
     env = (record.get("environment") or {}).get("env") or record.get("env") or []
     fields = [("ID", job.id), ("Name", job.name), ("Status", job.status)]
     if job.reason:
-        fields.append(("Reason", job.reason))
+        lines = job.reason.splitlines()
+        fields.append(("Reason", lines if len(lines) > 1 else job.reason))
     fields += [
         ("URL", job.url or "-"),
         ("Routes", [f"{r.label} -> {r.file}:{r.function}" for r in job_routes(job)] or "-"),
         ("Model", source.strip() or "-"),
         ("Resources", ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, [])) or "-"),
         ("Run time", duration(_first(record, "run_time", "run_seconds", "runtime"))),
-        ("Credits", job.credits if job.credits is not None else "-"),
+        ("Credits", f"{job.credits:.4f}" if isinstance(job.credits, (int, float)) else "-"),
         ("Restarts", job.restarts if job.restarts is not None else 0),
         ("Created", when(_first(record, "created", "created_at"))),
     ]

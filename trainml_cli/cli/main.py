@@ -82,7 +82,19 @@ class Context:
             async with self.client() as client:
                 return await work(client)
 
-        return asyncio.run(runner())
+        # Not asyncio.run: on Ctrl-C it waits for the SDK's worker threads, and one may sit in a 25 s long-poll
+        # (`logs -f`, waits). Closing the loop does not wait for them, and run() leaves without joining them.
+        loop = asyncio.new_event_loop()
+        interrupted = False
+        try:
+            return loop.run_until_complete(runner())
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            if not interrupted:  # close half-read log streams while their loop still runs
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
 
 @click.group(
@@ -162,7 +174,13 @@ def error(message: str) -> None:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if code == 130:
+        # Interrupted: a worker thread may still be blocked in a request; exit now instead of joining it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

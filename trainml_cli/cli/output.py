@@ -217,7 +217,12 @@ def when(value: Any) -> str:
         import time
 
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-    return str(value)
+    from datetime import datetime
+
+    try:  # ISO 8601 from the API (UTC, "Z"): shown in local time, to the second
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(value)
 
 
 def duration(seconds: Any) -> str:
