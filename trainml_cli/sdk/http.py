@@ -2,7 +2,8 @@
 
 requests is the design card's client; it blocks, so every call runs in `asyncio.to_thread`. A refused
 connection or a 503 is retried with exponential backoff and full jitter (0.1 s doubling, at most 2 s a wait,
-RETRIES tries), honouring Retry-After. When the server was found through TRAINML_HOME (not an explicit
+RETRIES tries), honouring Retry-After; so is a GET (or other idempotent call) whose pooled connection was
+dropped by a server that died. When the server was found through TRAINML_HOME (not an explicit
 URL), a refused connection first looks for it again, and starts it if it is gone (see autostart.py).
 
 Errors the server sends (`{"error": kind, "message": ...}`) are raised as the same TrainMLError subclass.
@@ -22,6 +23,7 @@ from ..settings import Settings
 from . import autostart
 
 RETRIES = 7
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
 
@@ -94,7 +96,9 @@ class Http:
                     timeout=(self.settings.connect_timeout, read_timeout), **kwargs,
                 )
             except requests.ConnectionError as exc:
-                if not _refused(exc):
+                # A reset on a pooled connection usually means the server died after its last answer; only a
+                # request that is safe to send twice is sent again then.
+                if not _refused(exc) and not (method in IDEMPOTENT and _dropped(exc)):
                     raise Unavailable(f"lost the connection to the control plane at {self.url}: {_reason(exc)}") from None
                 if not relocated and self.settings.api_url is None:
                     relocated = True  # it may have restarted on another port, or be gone: find (or start) it again
@@ -122,6 +126,11 @@ def _refused(exc: requests.ConnectionError) -> bool:
     """True when the request never reached a server (so sending it again cannot do anything twice)."""
     text = repr(exc)
     return any(mark in text for mark in ("Connection refused", "ConnectionRefusedError", "NewConnectionError", "Errno 111"))
+
+
+def _dropped(exc: requests.ConnectionError) -> bool:
+    text = repr(exc)
+    return any(mark in text for mark in ("Connection aborted", "RemoteDisconnected", "Connection reset", "Errno 104"))
 
 
 def _reason(exc: Exception) -> str:
