@@ -79,3 +79,32 @@ def test_fish_answers_one_line_per_item_with_its_help():
 def test_job_names_complete_to_nothing_when_no_server_answers(tmp_path):
     lines = complete("bash", "trainml job get ", "3", TRAINML_API_URL="http://127.0.0.1:9", TRAINML_HOME=str(tmp_path))
     assert lines == []
+
+
+@pytest.fixture
+def trainml_on_path(tmp_path):
+    """A `trainml` on PATH that runs this checkout with this interpreter, as the scripts call it by name."""
+    wrapper = tmp_path / "bin" / "trainml"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m trainml_cli "$@"\n')
+    wrapper.chmod(0o755)
+    return {**os.environ, "PATH": f"{wrapper.parent}:{os.environ['PATH']}", "TRAINML_API_URL": "http://127.0.0.1:9",
+            "TRAINML_HOME": str(tmp_path / "home")}
+
+
+def test_the_bash_script_completes_in_bash(trainml_on_path):
+    script = REPO / "completions" / "trainml.bash"
+    result = subprocess.run(
+        ["bash", "-c", f'source "{script}"; COMP_WORDS=(trainml job cr); COMP_CWORD=2; _trainml_completion trainml;'
+                       ' echo "${COMPREPLY[@]}"'],
+        capture_output=True, text=True, env=trainml_on_path, timeout=30,
+    )
+    assert result.stdout.strip() == "create", result.stderr
+
+
+@pytest.mark.skipif(not shutil.which("fish"), reason="fish not installed")
+def test_the_fish_script_completes_in_fish(trainml_on_path):
+    script = REPO / "completions" / "trainml.fish"
+    result = subprocess.run(["fish", "-c", f"source {script}; complete -C 'trainml job cr'"], capture_output=True,
+                            text=True, env=trainml_on_path, timeout=30)
+    assert result.stdout.splitlines() == ["create\tCreate a job."], result.stderr

@@ -270,7 +270,9 @@ def call_job(obj, job_ref, route, data):
         return await found.call(route, data if data is not None else {})
 
     answer = obj.run(work)
-    if out.terminal:
+    if isinstance(answer, bytes):  # the route answered something other than JSON: pass it through as text
+        out.line(answer.decode("utf-8", errors="replace").rstrip("\n"))
+    elif out.terminal:
         out.json(answer)
     else:
         out.json_line(answer)
