@@ -44,6 +44,21 @@ def test_cli_prints_a_one_time_link(control_plane):
     assert re.search(rf"^{re.escape(control_plane.url)}/dashboard/login\?token=[\w-]{{20,}}$", result.stdout, re.M)
 
 
+def test_open_hands_the_link_to_the_browser(control_plane, tmp_path):
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o755)
+    env = {**os.environ, "TRAINML_API_URL": control_plane.url, "TRAINML_API_TOKEN": control_plane.token,
+           "BROWSER": str(browser)}
+    result = subprocess.run([sys.executable, "-m", "trainml_cli", "server", "dashboard", "--open"], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    link = result.stdout.splitlines()[-1]
+    assert opened.read_text().strip() == link
+    assert requests.get(link, allow_redirects=False, timeout=10).status_code == 200
+
+
 def test_without_a_session_pages_redirect_and_api_calls_get_401(control_plane):
     for path in ("/dashboard/", "/dashboard/create", "/dashboard/jobs/abc", "/dashboard/jobs/abc/logs"):
         response = requests.get(control_plane.url + path, allow_redirects=False, timeout=10)

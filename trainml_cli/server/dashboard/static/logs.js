@@ -71,12 +71,21 @@
     return box.scrollTop + box.clientHeight > box.scrollHeight - 200;
   }
 
+  // The indicator says what a reader can expect: lines as they come, or none until the endpoint starts again.
+  let connected = false;
+  let status = null;
+  function showLive() {
+    const stopped = status === "stopped" || status === "failed";
+    live.dataset.state = connected && !stopped ? "live" : "waiting";
+    live.textContent = stopped ? `Endpoint ${status}; new lines appear when it starts again` : connected ? "Live" : "Reconnecting…";
+  }
+
   function follow(after) {
     const source = new EventSource(`${base}/stream?after=${after}`);
     source.onmessage = (event) => prepend([JSON.parse(event.data)]);
-    source.onopen = () => { live.dataset.state = "live"; live.textContent = "Live"; };
-    // The stream ends when the job stops; EventSource reconnects from the last line it saw.
-    source.onerror = () => { live.dataset.state = "waiting"; live.textContent = "Waiting for new lines…"; };
+    source.onopen = () => { connected = true; showLive(); };
+    // The stream ends when the job stops; EventSource reconnects by itself, from the last line it saw.
+    source.onerror = () => { connected = false; showLive(); };
   }
 
   async function start() {
@@ -88,6 +97,6 @@
     while (older !== null && box.scrollHeight <= box.clientHeight) await loadOlder();
   }
 
-  followJobHead();
+  followJobHead((job) => { status = job.status; showLive(); });
   start();
 })();
