@@ -174,8 +174,7 @@ def check_route_files(routes, model_dir) -> None:
 
     problems = []
     for index, route in enumerate(routes):
-        base = Path(model_dir).joinpath(*route.module_parts)
-        if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
+        if not (Path(model_dir) / route.relative_file).is_file():  # where the runtime will look for it
             problems.append(
                 f"route {index + 1} ({route.label}): file: {route.file!r} not found in {model_dir} "
                 f"(looked for {route.relative_file})"
