@@ -259,3 +259,21 @@ def test_sign_out_ends_the_session(browser, control_plane):
     ui.go("/dashboard/")
     assert ui.page.url.endswith("/dashboard/signed-out")
     ui.close()
+
+
+def test_hostile_names_and_log_lines_stay_text(browser, control_plane):
+    name = '<img src=x onerror="window.owned=1">'
+    payload = {"name": name, "model": {"source_type": "git", "source_uri": "file:///nonexistent/<b>repo</b>"},
+               "endpoint": {"routes": [{"verb": "POST", "path": "/p", "file": "predict", "function": "predict"}]}}
+    created = control_plane.api("POST", "/api/jobs", json=payload)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    ui = Dashboard(browser, control_plane)
+    row = ui.page.locator(f'tr[data-job-id="{job_id}"]')
+    row.locator('.badge[data-status="failed"]').wait_for(timeout=20_000)  # the clone fails; updated live
+    assert row.locator('[data-field="name"]').inner_text() == name
+    ui.go(f"/dashboard/jobs/{job_id}/logs")
+    ui.page.locator(".log-line", has_text="<b>repo</b>").first.wait_for()
+    assert ui.page.locator("img, b").count() == 0
+    assert ui.page.evaluate("window.owned") is None
+    ui.close()

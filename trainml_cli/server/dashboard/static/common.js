@@ -7,11 +7,6 @@ const TrainML = (() => {
   const LIVE = new Set(["new", "waiting for data/model download", "waiting for resources", "starting", "running"]);
   const BILLED = new Set(["starting", "running"]);
 
-  function pageData() {
-    const node = document.getElementById("page-data");
-    return node ? JSON.parse(node.textContent) : {};
-  }
-
   // fetch with the dashboard's header (the server refuses cookie-authenticated changes without it) and one
   // error shape: an Error whose message is the server's, with .status and .body for callers that map fields.
   async function api(method, url, body) {
@@ -164,9 +159,16 @@ const TrainML = (() => {
     const url = "/api/dashboard/events" + (query ? "?" + new URLSearchParams(query) : "");
     const source = new EventSource(url);
     source.addEventListener("jobs", (event) => handlers.jobs(JSON.parse(event.data)));
-    source.addEventListener("removed", (event) => handlers.removed && handlers.removed(JSON.parse(event.data)));
-    source.addEventListener("error", () => handlers.down && handlers.down());
-    source.addEventListener("open", () => handlers.up && handlers.up());
+    source.addEventListener("removed", (event) => {
+      source.close();
+      if (handlers.removed) handlers.removed(JSON.parse(event.data));
+    });
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED) return; // a dropped connection: it reconnects by itself
+      // Refused outright (an HTTP error, not a network one): an ended session goes to sign-in; else retry.
+      const retry = () => setTimeout(() => follow(query, handlers), 3000);
+      api("GET", "/api/jobs").then(retry, (err) => { if (err.status !== 401) retry(); });
+    });
     return source;
   }
 
@@ -193,7 +195,7 @@ const TrainML = (() => {
     });
   }
 
-  return { ROOT, LIVE, api, pageData, duration, localTime, localizeTimes, fill, bindActions, follow, toast, tickRunTimes };
+  return { ROOT, LIVE, api, duration, localTime, localizeTimes, fill, bindActions, follow, toast, tickRunTimes };
 })();
 
 // Every job page (details, connect, logs) has the same head: name, status badge and actions, kept live.
