@@ -257,7 +257,11 @@ def test_access_log_has_one_line_per_request(serve):
     ep = serve("types", [route("/sync", "shout", [param("text", "str")])])
     ep.post("/sync", {"text": "hello"})
     ep.post("/sync", {"text": 1})
+    ep.get("/ping")
     _wait_for(lambda: "POST /sync 422" in ep.log())
+    # Health checks and metrics polls are neither logged nor counted as traffic.
+    assert " /ping " not in ep.log() and " /metrics " not in ep.log()
+    assert _metrics(ep)["requests"] == 2
     lines = [line for line in ep.log().splitlines() if " /sync " in line]
     assert len(lines) == 2
     stamp, verb, path, status, latency = lines[0].split()

@@ -152,6 +152,8 @@ class EndpointApp:
             status = await self.call(endpoint, scope, receive, send)
         else:
             status = await self.builtin(method, path, send)
+            if path in _UNRECORDED:
+                return  # health checks and metrics polls would drown the traffic they are there to watch
             if not path.isprintable():  # a decoded %0A must not forge access-log lines
                 path = path.encode("unicode_escape").decode()
         self.record(method, path, status, start)
@@ -254,6 +256,7 @@ class EndpointApp:
 
 
 _RETRY = [(b"retry-after", b"1")]
+_UNRECORDED = frozenset({"/ping", "/metrics"})
 
 
 def _error(kind: str, message: str) -> bytes:

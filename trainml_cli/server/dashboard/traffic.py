@@ -6,9 +6,8 @@ port) and keeps WINDOW seconds of samples in memory. A point of the chart is the
 samples: requests per second, and the mean latency of the calls in between (None when there were none).
 
 Sampling runs only while someone looks: each chart request marks the time, and the sampler stops IDLE seconds
-after the last one. That matters because the runtime counts and access-logs its /metrics calls like any other
-request; the sampler subtracts its own call from each difference, but an unwatched endpoint should not get a
-log line every few seconds for nobody. History is kept per process: a control plane restart starts it afresh.
+after the last one: an unwatched endpoint has no reason to be polled. (The runtime neither counts nor logs its
+/metrics and /ping calls, so the samples see only real traffic.) History is kept per process: a control plane restart starts it afresh.
 """
 
 from __future__ import annotations
@@ -80,7 +79,7 @@ class Traffic:
         for (t0, pid0, req0, lat0, err0), (t1, pid1, req1, lat1, err1) in zip(series, series[1:]):
             if pid0 != pid1 or req1 < req0:
                 continue  # the endpoint restarted between the samples: its counters began again at zero
-            calls = max(0, req1 - req0 - 1)  # the previous sample's own /metrics call is in the count
+            calls = req1 - req0
             elapsed = max(t1 - t0, 1e-6)
             latency = (lat1 - lat0) / calls if calls else None
             points.append({"t": round(t1, 3), "rps": round(calls / elapsed, 3),
