@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainml_cli.cli.job import curl_command, describe
+from trainml_cli.cli.job import describe
+from trainml_cli.routespec import curl_command
 from trainml_cli.cli.output import Output
 from trainml_cli.routespec import parse_routes
 

@@ -299,7 +299,8 @@ def test_missing_function_and_missing_file_exit_naming_the_route(serve):
     assert "predict.py has no function 'predict' (it defines: predict_image)" in missing_function.log()
     missing_file = serve("no_function", [route("/predict", "predict_image", file="model")], ready=False)
     assert missing_file.wait_exit() == 3
-    assert "route POST /predict: file model.py not found" in missing_file.log()
+    assert "route 1 (POST /predict): file: 'model' not found in" in missing_file.log()
+    assert "(looked for model.py)" in missing_file.log()
 
 
 def test_function_that_cannot_take_the_template_is_refused_at_start(serve):

@@ -349,3 +349,43 @@ def read_route_file(path: str | os.PathLike) -> list[dict]:
 
 def routes_to_json(routes: Iterable[Route]) -> str:
     return json.dumps([r.to_dict() for r in routes])
+
+
+def check_route_files(routes: Iterable[Route], model_dir: str | os.PathLike) -> None:
+    """Every route's file is in the model dir (and no link leads out of it); RouteSpecError listing the rest.
+
+    Checked by the CLI and SDK before a local folder is uploaded, and by the runtime before it imports anything.
+    """
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise UsageError(f"model folder {model_dir} does not exist or is not a folder")
+    problems = []
+    for index, route in enumerate(routes):
+        where = f"route {index + 1} ({route.label}): file: {route.file!r}"
+        try:
+            path = route.source_file(folder)
+        except UsageError:
+            problems.append(f"{where} resolves outside the model directory")
+            continue
+        if not path.is_file():
+            problems.append(f"{where} not found in {model_dir} (looked for {route.relative_file})")
+    if problems:
+        raise RouteSpecError(problems)
+
+
+def curl_command(url: str, route: Route) -> str:
+    """A ready-to-paste curl call with an example value of the right type for every param."""
+    import shlex
+    from urllib.parse import urlencode
+
+    target = url.rstrip("/") + route.path
+    example = route.example_body()
+    if route.takes_body:
+        body = json.dumps(example)
+        return f"curl -X {route.verb} {shlex.quote(target)} -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    if example:
+        # The runtime reads query values as text: JSON for dict/list, lower-case true/false for bool.
+        query = {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in example.items()}
+        target += "?" + urlencode(query)
+    verb = "" if route.verb == "GET" else f"-X {route.verb} "
+    return f"curl {verb}{shlex.quote(target)}"

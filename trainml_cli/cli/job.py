@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from .output import Output, duration, format_option, when
-from .params import DATA, ENV, JOB, MODEL, ROUTE, check_route_files, model_source, validate_routes
+from .params import DATA, ENV, JOB, MODEL, ROUTE, model_source, validate_routes
 
 ACTIVE = ("new", "waiting for data/model download", "waiting for resources", "starting")
 POLL_INTERVAL = 0.2  # seconds between status checks while a spinner shows the live status
@@ -71,6 +71,8 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
     source = model_source(model_dir, git_uri, git_ref, model_id)
     parsed = validate_routes(routes, route_file)
     if model_dir:
+        from ..routespec import check_route_files
+
         check_route_files(parsed, model_dir)
     endpoint = {"routes": [route.to_dict() for route in parsed]}
     if max_concurrency is not None:
@@ -357,29 +359,11 @@ def job_routes(job) -> list:
 
 def show_endpoint(job, out: Output) -> None:
     """`Endpoint is running at: URL`, then one ready-to-paste curl command per route."""
+    from ..routespec import curl_command
+
     out.line(f"Endpoint is running at: {job.url}")
     for route in job_routes(job):
         out.line(curl_command(job.url, route))
-
-
-def curl_command(url: str, route) -> str:
-    """A curl call with an example value of the right type for every param (query string for GET/DELETE)."""
-    import json
-    import shlex
-    from urllib.parse import urlencode
-
-    target = url.rstrip("/") + route.path
-    example = route.example_body()
-    if route.takes_body:
-        body = json.dumps(example)
-        return (f"curl -X {route.verb} {shlex.quote(target)} "
-                f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
-    if example:
-        # The runtime reads query values as text: JSON for dict/list, lower-case true/false for bool.
-        query = {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in example.items()}
-        target += "?" + urlencode(query)
-    verb = "" if route.verb == "GET" else f"-X {route.verb} "
-    return f"curl {verb}{shlex.quote(target)}"
 
 
 def describe(job) -> list[tuple[str, object]]:

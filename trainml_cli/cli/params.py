@@ -166,23 +166,6 @@ def model_source(model_dir=None, git_uri=None, git_ref=None, model_id=None, *, a
     return {"source_type": "trainml", "source_uri": model_id}
 
 
-def check_route_files(routes, model_dir) -> None:
-    """For a local model dir, every route's file must be there: a typo exits 2 before anything is uploaded."""
-    from pathlib import Path
-
-    from ..errors import RouteSpecError
-
-    problems = []
-    for index, route in enumerate(routes):
-        if not (Path(model_dir) / route.relative_file).is_file():  # where the runtime will look for it
-            problems.append(
-                f"route {index + 1} ({route.label}): file: {route.file!r} not found in {model_dir} "
-                f"(looked for {route.relative_file})"
-            )
-    if problems:
-        raise RouteSpecError(problems)
-
-
 DATA = JsonParam()
 JOB = RecordRef("jobs")
 MODEL = RecordRef("models")

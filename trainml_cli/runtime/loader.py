@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ModelCodeError, UsageError
-from ..routespec import Route
+from ..routespec import Route, check_route_files
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,10 @@ def enter_model_dir(model_dir: str | os.PathLike) -> Path:
 
 def check_files(root: Path, routes: list[Route]) -> None:
     """Cheap checks before anything is imported: each route's file exists inside the model dir."""
-    for route in routes:
-        try:
-            path = route.source_file(root)
-        except UsageError as exc:
-            raise ModelCodeError(str(exc)) from None
-        if not path.is_file():
-            raise ModelCodeError(f"route {route.label}: file {route.relative_file} not found in {root}")
+    try:
+        check_route_files(routes, root)
+    except UsageError as exc:  # the model code is wrong, not the command line: exit as a load failure
+        raise ModelCodeError(str(exc)) from None
 
 
 def load_routes(root: Path, routes: list[Route]) -> list[LoadedRoute]:

@@ -112,7 +112,7 @@ def check(platform, form: dict) -> dict:
     routes = attempt("routes", lambda: parse_routes(form.get("routes") or []))
     model = attempt("model", lambda: _model(platform, form.get("model") or {}))
     if routes and model and model.get("directory"):
-        from ...cli.params import check_route_files  # the CLI's own check for a local folder
+        from ...routespec import check_route_files
 
         attempt("routes", lambda: check_route_files(routes, model["directory"]))
     if problems:

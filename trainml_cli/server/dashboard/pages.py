@@ -221,7 +221,7 @@ async def logs_page(request: Request, job_id: str):
 
 def examples(url: str, job: dict) -> list[dict]:
     """A ready-to-paste curl command per route, built by the same function the CLI prints them with."""
-    from ...cli.job import curl_command  # a pure function; click is already a dependency of the package
+    from ...routespec import curl_command
 
     try:
         routes = parse_routes(job["endpoint"]["routes"])
