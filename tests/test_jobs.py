@@ -185,11 +185,34 @@ def test_gpus_are_handed_out_exclusively_and_jobs_wait_for_them(start_control_pl
             time.sleep(0.5)
             assert (await second.refresh()).status == "waiting for resources"
 
+            third = await client.jobs.create("gpu3", model=local("environ"), endpoint=env_routes, resources=gpu)
+            await third.wait_for("waiting for resources", timeout=30)
+            await third.stop()  # stopping a job that waits gives nothing up, and takes nothing
+            assert third.status == "stopped"
+
             await first.stop()
             await second.wait_for("running", timeout=60)
             assert (await second.call("/env", {"name": "CUDA_VISIBLE_DEVICES"}))["value"] == "0"
-            for job in (first, second):
+            for job in (first, second, third):
                 await job.remove(force=True)
+
+    run(scenario())
+
+
+def test_a_job_stopped_right_after_it_was_created_is_stopped(control_plane):
+    async def scenario():
+        async with control_plane.client() as client:
+            upload = await client.upload(MODELS / "echo")
+            payload = {"name": "quick", "model": {"source_type": "local", "upload_id": upload["id"]}, "endpoint": ECHO_ROUTES}
+            for _ in range(3):
+                created = await client.http.request("POST", "/api/jobs", json=payload)
+                await client.http.request("POST", f"/api/jobs/{created['id']}/stop")
+                job = await client.jobs.get(created["id"])
+                await job.wait_for("stopped", timeout=30)
+                await job.remove()
+                upload = await client.upload(MODELS / "echo")
+                payload["model"]["upload_id"] = upload["id"]
+            assert control_plane.endpoint_pids() == []
 
     run(scenario())
 

@@ -28,6 +28,7 @@ from ..errors import Unavailable
 from ..settings import Settings
 
 START_TIMEOUT = 60.0
+EXIT_ALREADY_RUNNING = 75  # server/daemon.py: it lost the race to another control plane, which we wait for
 PROBE_TIMEOUT = 2.0
 
 
@@ -89,8 +90,8 @@ def start(settings: Settings, extra_args: list[str] | None = None, timeout: floa
         info = running(settings)
         if info:
             return info
-        if process.poll() is not None:
-            info = running(settings)  # it may have lost the race to another client's server
+        if process.poll() is not None and process.returncode != EXIT_ALREADY_RUNNING:
+            info = running(settings)
             if info:
                 return info
             raise Unavailable(

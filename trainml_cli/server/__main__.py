@@ -27,12 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from .app import ServerOptions
-    from .daemon import serve
+    from .daemon import EXIT_ALREADY_RUNNING, AlreadyRunning, serve
 
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(home=args.home, host=args.host, port=args.port)
     try:
         serve(settings, ServerOptions(gpus=args.gpus, python=args.python), log_level=args.log_level)
+    except AlreadyRunning as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return EXIT_ALREADY_RUNNING
     except TrainMLError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return exc.exit_code

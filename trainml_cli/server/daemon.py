@@ -29,6 +29,15 @@ from .logs import iso_time
 log = logging.getLogger("trainml.server")
 
 
+class AlreadyRunning(Conflict):
+    """Another control plane holds this home's lock (`python -m trainml_cli.server` exits EXIT_ALREADY_RUNNING)."""
+
+
+# The SDK's autostart knows this number: a server it started that exits with it lost a start race to another
+# client's server, which it then waits for.
+EXIT_ALREADY_RUNNING = 75
+
+
 def read_server_file(settings: Settings) -> dict | None:
     try:
         data = json.loads(settings.server_file.read_text())
@@ -58,7 +67,7 @@ def _lock(home: Path, settings: Settings) -> int:
         os.close(fd)
         info = read_server_file(settings) or {}
         where = f" at {info['url']} (pid {info.get('pid')})" if info.get("url") else ""
-        raise Conflict(f"a control plane already runs for {home}{where}") from None
+        raise AlreadyRunning(f"a control plane already runs for {home}{where}") from None
     return fd
 
 

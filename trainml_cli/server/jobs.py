@@ -55,6 +55,7 @@ class _Driver:
         self.task: asyncio.Task | None = None
         self.endpoint: LocalEndpoint | None = None
         self.stopping = False
+        self.began = False
 
 
 class Jobs:
@@ -243,8 +244,19 @@ class Jobs:
     def _launch_driver(self, job_id: str) -> None:
         driver = self._drivers[job_id] = _Driver()
         driver.task = asyncio.create_task(self._drive(job_id, driver), name=f"job-{job_id}")
+        driver.task.add_done_callback(lambda task: self._never_ran(job_id, driver, task))
+
+    def _never_ran(self, job_id: str, driver: _Driver, task: asyncio.Task) -> None:
+        """A driver cancelled before its first step never reached its own clean-up; do it here."""
+        if driver.began:
+            return
+        if self._drivers.get(job_id) is driver:
+            del self._drivers[job_id]
+        if driver.stopping:
+            self._move(job_id, S.STOPPED)
 
     async def _drive(self, job_id: str, driver: _Driver) -> None:
+        driver.began = True
         failure = None
         try:
             await self._fetch(job_id)
@@ -443,11 +455,15 @@ class _Listener:
         if restart:
             fields["restarts"] = row["restarts"] + 1
         jobs.store.update_job(self.job_id, **fields)
+        jobs._bill(self.job_id, True)
+        if row["status"] == S.STOPPING.value:  # a stop came in while it was being launched; it will end it
+            return
         if restart or row["status"] != S.STARTING.value:
             jobs._move(self.job_id, S.STARTING)
-        jobs._bill(self.job_id, True)
 
     def ready(self) -> None:
+        if self.jobs.store.job(self.job_id)["status"] == S.STOPPING.value:
+            return
         self.jobs._move(self.job_id, S.RUNNING)
         self.jobs.logs.event(self.job_id, f"Endpoint is running at: {self.jobs.get(self.job_id)['url']}")
 

@@ -39,7 +39,8 @@ START_ATTEMPTS = 3
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0
-PING_INTERVAL = 0.1
+PING_FIRST = 0.05
+PING_MAX = 0.25
 LINE_LIMIT = 1024 * 1024
 TAIL_LINES = 20
 
@@ -173,13 +174,16 @@ class LocalEndpoint:
 
     async def _until_ready(self, process) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
+        interval = PING_FIRST
         while process.returncode is None and not self._stop.is_set():
             status, _ = await http_get(self.host, self.port, "/ping", timeout=1.0)
             if status == 200:
                 return True
             if time.monotonic() > deadline:
                 return False
-            await _first(asyncio.sleep(PING_INTERVAL), process.wait(), self._stop.wait())
+            await _first(asyncio.sleep(interval), process.wait(), self._stop.wait())
+            # Each probe is an access-log line: quick at first, then sparser while a big model loads.
+            interval = min(interval * 1.5, PING_MAX)
         return False
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
