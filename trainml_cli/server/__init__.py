@@ -1,0 +1,13 @@
+"""The control plane: jobs, model sources, supervised endpoints and their logs, behind a REST API.
+
+    __main__.py   `python -m trainml_cli.server`        daemon.py     lock, token, address file, uvicorn
+    app.py        the FastAPI app and its error JSON     api.py        the routes (documented there)
+    auth.py       the one auth dependency                schemas.py    request/response shapes (OpenAPI)
+    jobs.py       job records and each job's life        payload.py    the job payload, checked
+    states.py     statuses and legal moves               supervisor.py endpoint processes, restarts, stops
+    sources.py    uploads, git, stored-model copies      models.py     stored models
+    resources.py  GPUs, the price table                  logs.py       job logs: batches, pages, followers
+    store.py      SQLite, all the SQL                    tether.py     endpoints end with their control plane
+
+It starts the endpoint runtime as a child process (`python -m trainml_cli.runtime ...`) and never imports it.
+"""

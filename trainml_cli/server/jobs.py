@@ -1,4 +1,4 @@
-"""Jobs: the service behind /api/jobs. It checks payloads, keeps records, and drives each job's life.
+"""Jobs: the service behind /api/jobs. It keeps job records and drives each job's life (payloads: payload.py).
 
 Every job that should run has one driver task on the event loop (`_drive`): fetch the model code into
 `HOME/jobs/ID/model` (waiting for data/model download), get its GPUs (waiting for resources), then hand it to
@@ -25,17 +25,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import shutil
 import time
 from pathlib import Path
 
-from ..errors import Conflict, NotFound, TrainMLError, UsageError
+from ..errors import Conflict, NotFound, TrainMLError
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
 from . import sources
 from .logs import LogBook, iso_time
 from .models import Models, check_name, new_id
+from .payload import check_job
 from .states import JobStatus, transition
 from .store import Store
 from .supervisor import Launch, LocalEndpoint, reap_orphans
@@ -43,8 +43,6 @@ from .supervisor import Launch, LocalEndpoint, reap_orphans
 log = logging.getLogger("trainml.server")
 
 S = JobStatus
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PLATFORM_ENV = ("CUDA_VISIBLE_DEVICES",)  # set by the platform; a job may not override them
 SECRET_ENV = ("TRAINML_API_TOKEN",)  # never handed to model code
 
 
@@ -129,64 +127,9 @@ class Jobs:
 
     # -- creating -----------------------------------------------------------------------------------------------
 
-    def check(self, payload: dict) -> dict:
-        """The payload's spec with defaults filled in; raises UsageError (422) naming the field. Creates nothing."""
-        if payload.get("type", "endpoint") != "endpoint":
-            raise UsageError(f"type: {payload.get('type')!r} is not supported; this platform runs 'endpoint' jobs")
-        endpoint = dict(payload.get("endpoint") or {})
-        routes = parse_routes(endpoint.get("routes") or [])
-        for key in ("max_concurrency", "max_queue"):
-            value = endpoint.get(key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (key == "max_concurrency")):
-                raise UsageError(f"endpoint.{key}: {value!r} must be a whole number of at least {int(key == 'max_concurrency')}")
-        timeout = endpoint.get("timeout")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise UsageError(f"endpoint.timeout: {timeout!r} must be a positive number of seconds")
-        resources = res.normalize(payload.get("resources"))
-        self.pool.check(resources)
-        env = []
-        for i, item in enumerate((payload.get("environment") or {}).get("env") or []):
-            key, value = item.get("key"), item.get("value")
-            if not isinstance(key, str) or not ENV_KEY.match(key):
-                raise UsageError(f"environment.env[{i}].key: {key!r} must be letters, digits and _, not starting with a digit")
-            if key in PLATFORM_ENV:
-                raise UsageError(f"environment.env[{i}].key: {key} is set by the platform from the job's GPUs")
-            if not isinstance(value, str):
-                raise UsageError(f"environment.env[{i}].value: {value!r} must be a string")
-            env.append({"key": key, "value": value})
-        return {
-            "type": "endpoint",
-            "resources": resources,
-            "model": self._check_model(payload.get("model") or {}),
-            "endpoint": {
-                "routes": [r.to_dict() for r in routes],
-                "max_concurrency": endpoint.get("max_concurrency"),
-                "max_queue": endpoint.get("max_queue"),
-                "timeout": timeout,
-            },
-            "environment": {"env": env},
-        }
-
-    def _check_model(self, model: dict) -> dict:
-        kind, uri = model.get("source_type"), model.get("source_uri")
-        if kind == "local":
-            upload_id = model.get("upload_id")
-            if not upload_id:
-                raise UsageError("model.upload_id: required for source_type local (POST the packed folder to /api/uploads)")
-            self.uploads.path(upload_id)
-            return {"source_type": kind, "source_uri": uri or "", "upload_id": upload_id}
-        if kind == "git":
-            return {"source_type": kind, "source_uri": sources.check_git_uri(uri), "git_ref": sources.check_git_ref(model.get("git_ref"))}
-        if kind == "trainml":
-            if not uri:
-                raise UsageError("model.source_uri: the id or name of a stored model is required for source_type trainml")
-            stored = self.models.find(uri)
-            return {"source_type": kind, "source_uri": uri, "model_id": stored["id"]}
-        raise UsageError(f"model.source_type: {kind!r} is not one of local, git, trainml")
-
     async def create(self, payload: dict) -> dict:
         name = check_name(payload.get("name"), "job")
-        spec = self.check(payload)
+        spec = check_job(payload, self.pool, self.uploads, self.models)
         job_id, now = new_id(), time.time()
         workdir = self.workdir(job_id)
         workdir.mkdir(parents=True)

@@ -1,0 +1,81 @@
+"""The job payload, as trainML shapes it, checked and completed before anything is created.
+
+    {name, type: "endpoint", resources: {gpu_types, gpu_count, cpu_count, disk_size, max_price},
+     model: {source_type: local|git|trainml, source_uri, git_ref?, upload_id?},
+     endpoint: {routes: [...], max_concurrency?, max_queue?, timeout?}, environment: {env: [{key, value}]}}
+
+`check_job` returns the job's spec with defaults filled in (what the job record keeps), or raises a UsageError
+naming the field (422): routes through the shared route spec (one line per route and field), resources
+against the price table and this machine's GPUs, the model source (an existing upload, a safe git URI, a
+stored model), and the environment (names, and no overriding what the platform sets).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import UsageError
+from ..routespec import parse_routes
+from . import resources as res
+from . import sources
+from .models import Models
+
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PLATFORM_ENV = ("CUDA_VISIBLE_DEVICES",)  # set by the platform from the job's GPUs; a job may not override it
+
+
+def check_job(payload: dict, pool: res.GpuPool, uploads: sources.Uploads, models: Models) -> dict:
+    """The payload's spec with defaults filled in; raises UsageError (422) naming the field. Creates nothing."""
+    if payload.get("type", "endpoint") != "endpoint":
+        raise UsageError(f"type: {payload.get('type')!r} is not supported; this platform runs 'endpoint' jobs")
+    endpoint = dict(payload.get("endpoint") or {})
+    routes = parse_routes(endpoint.get("routes") or [])
+    for key in ("max_concurrency", "max_queue"):
+        value = endpoint.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (key == "max_concurrency")):
+            raise UsageError(f"endpoint.{key}: {value!r} must be a whole number of at least {int(key == 'max_concurrency')}")
+    timeout = endpoint.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise UsageError(f"endpoint.timeout: {timeout!r} must be a positive number of seconds")
+    resources = res.normalize(payload.get("resources"))
+    pool.check(resources)
+    env = []
+    for i, item in enumerate((payload.get("environment") or {}).get("env") or []):
+        key, value = item.get("key"), item.get("value")
+        if not isinstance(key, str) or not ENV_KEY.match(key):
+            raise UsageError(f"environment.env[{i}].key: {key!r} must be letters, digits and _, not starting with a digit")
+        if key in PLATFORM_ENV:
+            raise UsageError(f"environment.env[{i}].key: {key} is set by the platform from the job's GPUs")
+        if not isinstance(value, str):
+            raise UsageError(f"environment.env[{i}].value: {value!r} must be a string")
+        env.append({"key": key, "value": value})
+    return {
+        "type": "endpoint",
+        "resources": resources,
+        "model": _check_model(payload.get("model") or {}, uploads, models),
+        "endpoint": {
+            "routes": [r.to_dict() for r in routes],
+            "max_concurrency": endpoint.get("max_concurrency"),
+            "max_queue": endpoint.get("max_queue"),
+            "timeout": timeout,
+        },
+        "environment": {"env": env},
+    }
+
+
+def _check_model(model: dict, uploads: sources.Uploads, models: Models) -> dict:
+    kind, uri = model.get("source_type"), model.get("source_uri")
+    if kind == "local":
+        upload_id = model.get("upload_id")
+        if not upload_id:
+            raise UsageError("model.upload_id: required for source_type local (POST the packed folder to /api/uploads)")
+        uploads.path(upload_id)
+        return {"source_type": kind, "source_uri": uri or "", "upload_id": upload_id}
+    if kind == "git":
+        return {"source_type": kind, "source_uri": sources.check_git_uri(uri), "git_ref": sources.check_git_ref(model.get("git_ref"))}
+    if kind == "trainml":
+        if not uri:
+            raise UsageError("model.source_uri: the id or name of a stored model is required for source_type trainml")
+        stored = models.find(uri)
+        return {"source_type": kind, "source_uri": uri, "model_id": stored["id"]}
+    raise UsageError(f"model.source_type: {kind!r} is not one of local, git, trainml")
