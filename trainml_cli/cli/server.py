@@ -51,7 +51,10 @@ def run(obj, host, port, gpus, python, log_level):
     from ..server.app import ServerOptions
     from ..server.daemon import serve
 
-    serve(_settings(obj, host, port), ServerOptions(gpus=gpus, python=python), log_level=log_level)
+    try:
+        serve(_settings(obj, host, port), ServerOptions(gpus=gpus, python=python), log_level=log_level)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly: a normal end here
+        pass
 
 
 @server.command("start")

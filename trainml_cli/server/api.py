@@ -36,6 +36,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from .. import __version__
+from ..errors import NotFound
 from . import resources as res
 from . import schemas
 from .auth import require_auth
@@ -164,7 +165,7 @@ async def stream_logs(job: str, request: Request, after: int = Query(0, ge=0, de
         while True:
             try:
                 final = p.jobs.find(job_id)["status"] in ("stopped", "failed")
-            except Exception:  # removed while followed
+            except NotFound:  # removed while followed
                 return
             batch = p.logs.since(job_id, cursor, MAX_PAGE)
             if batch:

@@ -65,7 +65,8 @@ class Jobs:
         self.uploads = uploads
         self.pool = pool
         self.folder = folder
-        self.host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        self.bind_host = host  # endpoints listen where the control plane does
+        self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # and URLs name this
         self.python = python
         self.folder.mkdir(parents=True, exist_ok=True)
         self._drivers: dict[str, _Driver] = {}
@@ -93,7 +94,8 @@ class Jobs:
             run_time += max(0.0, now - row["running_since"])
             credits += max(0.0, now - row["running_since"]) / 3600 * row["rate"]
         live = row["status"] in (S.STARTING.value, S.RUNNING.value)
-        url = f"http://{self.host}:{row['port']}" if live and row["port"] else None
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        url = f"http://{shown}:{row['port']}" if live and row["port"] else None
         return {
             "id": row["id"],
             "name": row["name"],
@@ -213,7 +215,7 @@ class Jobs:
                 self.logs.event(job_id, f"waiting for {need} free GPU(s) of type {' or '.join(spec['resources']['gpu_types'])}")
                 gpus = await self.pool.acquire(job_id, spec["resources"])
             self.store.update_job(job_id, gpus=gpus)
-            endpoint = LocalEndpoint(self._launch(job_id, spec, gpus), _Listener(self, job_id), self.host, row["port"])
+            endpoint = LocalEndpoint(self._launch(job_id, spec, gpus), _Listener(self, job_id), self.bind_host, row["port"])
             driver.endpoint = endpoint
             self.store.update_job(job_id, port=endpoint.port)
             if driver.stopping:

@@ -90,8 +90,9 @@ class LocalEndpoint:
     def __init__(self, launch: Launch, listener: EndpointListener, host: str = "127.0.0.1", port: int | None = None):
         self.launch = launch
         self.listener = listener
-        self.host = host
         self.sock = bind_socket(host, port)
+        # Probes (and the URL) go to loopback when the endpoint listens on every address.
+        self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
         self.port: int = self.sock.getsockname()[1]
         self.process: asyncio.subprocess.Process | None = None
         self._stop = asyncio.Event()
@@ -99,7 +100,7 @@ class LocalEndpoint:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://[{self.host}]:{self.port}" if ":" in self.host else f"http://{self.host}:{self.port}"
 
     def request_stop(self) -> None:
         self._stop.set()
