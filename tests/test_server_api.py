@@ -65,8 +65,11 @@ def test_errors_are_json_with_their_kind(control_plane):
     assert missing.json() == {"error": "not_found", "message": "job 'nope' not found (see the job list)"}
     unknown = control_plane.api("GET", "/api/nothing-here")
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
-    bad_status = control_plane.api("GET", "/api/jobs", params={})  # fine
-    assert bad_status.status_code == 200
+    job = control_plane.api("POST", "/api/jobs", json={"name": "w", "endpoint": {"routes": [route()]},
+                                                       "model": {"source_type": "git", "source_uri": "file:///nowhere"}}).json()
+    bad_status = control_plane.api("GET", f"/api/jobs/{job['id']}/wait", params={"status": "runing"})
+    assert bad_status.status_code == 422
+    assert bad_status.json()["message"].startswith("status: 'runing' is not one of 'new'")
     shape = control_plane.api("POST", "/api/jobs", json={"name": "x"})
     assert shape.status_code == 422
     assert shape.json()["error"] == "invalid"

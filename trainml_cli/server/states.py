@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 
-from ..errors import Conflict
+from ..errors import Conflict, UsageError
 
 
 class JobStatus(str, enum.Enum):
@@ -64,7 +64,7 @@ def parse_status(text: str) -> JobStatus:
         return JobStatus(text)
     except ValueError:
         choices = ", ".join(repr(s.value) for s in JobStatus)
-        raise Conflict(f"unknown job status {text!r} (one of {choices})") from None
+        raise UsageError(f"status: {text!r} is not one of {choices}") from None
 
 
 def can_move(current: JobStatus, target: JobStatus) -> bool:
