@@ -93,6 +93,31 @@ def test_an_endpoint_killed_during_traffic_serves_again_on_the_same_url(control_
     run(scenario())
 
 
+def test_a_hung_endpoint_is_killed_and_started_again(start_control_plane):
+    plane = start_control_plane("--unresponsive-after", "1.5")
+
+    async def scenario():
+        async with plane.client() as client:
+            job = await client.jobs.create("echo", model=ECHO, endpoint=ROUTES, wait=True)
+            pid = job.dict["pid"]
+            os.kill(pid, signal.SIGSTOP)  # alive, holding its port, answering nothing
+            try:
+                await asyncio.sleep(1)
+                assert (await job.refresh()).status == "running"
+                await job.wait_for("starting", timeout=20)
+                await job.wait_for("running", timeout=30)
+            finally:
+                if alive(pid):
+                    os.kill(pid, signal.SIGCONT)
+            assert job.restarts == 1 and job.dict["pid"] != pid and not alive(pid)
+            assert await job.call("/predict", {"text": "unstuck"}) == {"echo": "unstuck"}
+            events = [e["message"] async for e in job.logs() if e["stream"] == "event"]
+            assert f"endpoint process {pid} has not answered /ping for 1.5s; restarting it" in events
+            await job.remove(force=True)
+
+    run(scenario())
+
+
 def test_a_killed_control_plane_comes_back_with_every_job(start_control_plane):
     plane = start_control_plane()
 

@@ -42,6 +42,7 @@ class ServerOptions:
 
     gpus: Optional[str] = None  # declared GPUs ("none", "0:rtx3090,1:rtx3090"); None: ask nvidia-smi
     python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
+    unresponsive_after: Optional[float] = None  # seconds without /ping answers before an endpoint is restarted
 
 
 class Platform:
@@ -60,7 +61,7 @@ class Platform:
         self.uploads.collect_garbage()
         self.models = Models(self.store, settings.models_dir, self.uploads)
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
-                         host=settings.host, python=options.python)
+                         host=settings.host, python=options.python, unresponsive_after=options.unresponsive_after)
 
     async def close(self) -> None:
         await self.jobs.shutdown()

@@ -38,7 +38,7 @@ from .models import Models, check_name, new_id
 from .payload import check_job
 from .states import JobStatus, transition
 from .store import Store
-from .supervisor import Launch, LocalEndpoint, reap_orphans
+from .supervisor import UNRESPONSIVE_AFTER, Launch, LocalEndpoint, reap_orphans
 
 log = logging.getLogger("trainml.server")
 
@@ -58,7 +58,8 @@ class _Driver:
 
 class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: sources.Uploads,
-                 pool: res.GpuPool, folder: Path, *, host: str = "127.0.0.1", python: str | None = None):
+                 pool: res.GpuPool, folder: Path, *, host: str = "127.0.0.1", python: str | None = None,
+                 unresponsive_after: float | None = None):
         self.store = store
         self.logs = logbook
         self.models = models
@@ -68,6 +69,7 @@ class Jobs:
         self.bind_host = host  # endpoints listen where the control plane does
         self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # and URLs name this
         self.python = python
+        self.unresponsive_after = unresponsive_after or UNRESPONSIVE_AFTER
         self.folder.mkdir(parents=True, exist_ok=True)
         self._drivers: dict[str, _Driver] = {}
         self._changed: dict[str, asyncio.Event] = {}
@@ -215,7 +217,8 @@ class Jobs:
                 self.logs.event(job_id, f"waiting for {need} free GPU(s) of type {' or '.join(spec['resources']['gpu_types'])}")
                 gpus = await self.pool.acquire(job_id, spec["resources"])
             self.store.update_job(job_id, gpus=gpus)
-            endpoint = LocalEndpoint(self._launch(job_id, spec, gpus), _Listener(self, job_id), self.bind_host, row["port"])
+            endpoint = LocalEndpoint(self._launch(job_id, spec, gpus), _Listener(self, job_id), self.bind_host, row["port"],
+                                     self.unresponsive_after)
             driver.endpoint = endpoint
             self.store.update_job(job_id, port=endpoint.port)
             if driver.stopping:

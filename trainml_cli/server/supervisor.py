@@ -10,7 +10,8 @@ job's URL never changes across crashes, and requests that arrive while a crashed
 socket's backlog instead of being refused.
 
 Each endpoint's life is one loop (`LocalEndpoint.run`): start the process, wait until `/ping` answers 200
-(running), wait for it to exit, decide. Exit code 3 means the model code cannot load: failed at once, with the
+(running), then wait for it to exit, pinging it meanwhile (one that stops answering for `unresponsive_after`
+seconds is hung: it is killed and counts as a crash), decide. Exit code 3 means the model code cannot load: failed at once, with the
 last output lines as reason. A crash restarts it after a backoff (0.5 s doubling to 30 s, reset after a minute
 of good health); crashing START_ATTEMPTS times in a row before ever becoming ready marks it failed. Stopping
 sends SIGTERM to the whole group, then SIGKILL after STOP_GRACE seconds.
@@ -39,6 +40,7 @@ START_ATTEMPTS = 3
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0
+UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
 PING_FIRST = 0.05
 PING_MAX = 0.25
 LINE_LIMIT = 1024 * 1024
@@ -87,8 +89,10 @@ class Outcome:
 class LocalEndpoint:
     """One job's endpoint on this machine, across all its restarts."""
 
-    def __init__(self, launch: Launch, listener: EndpointListener, host: str = "127.0.0.1", port: int | None = None):
+    def __init__(self, launch: Launch, listener: EndpointListener, host: str = "127.0.0.1", port: int | None = None,
+                 unresponsive_after: float = UNRESPONSIVE_AFTER):
         self.launch = launch
+        self.unresponsive_after = unresponsive_after
         self.listener = listener
         self.sock = bind_socket(host, port)
         # Probes (and the URL) go to loopback when the endpoint listens on every address.
@@ -125,7 +129,11 @@ class LocalEndpoint:
             if ready:
                 self.listener.ready()
                 began = time.monotonic()
-                await _first(process.wait(), self._stop.wait())
+                await _first(process.wait(), self._stop.wait(), self._unresponsive())
+                if process.returncode is None and not self._stop.is_set():
+                    self.listener.event(f"endpoint process {process.pid} has not answered /ping for "
+                                        f"{self.unresponsive_after:g}s; restarting it")
+                    await self._terminate(process, grace=2.0)
                 if time.monotonic() - began > STABLE_AFTER:
                     backoff = BACKOFF_FIRST
                 start_failures = 0
@@ -186,6 +194,18 @@ class LocalEndpoint:
             # Each probe is an access-log line: quick at first, then sparser while a big model loads.
             interval = min(interval * 1.5, PING_MAX)
         return False
+
+    async def _unresponsive(self) -> None:
+        """Return once the running endpoint has not answered /ping for `unresponsive_after` seconds (hung)."""
+        interval = max(0.2, min(5.0, self.unresponsive_after / 3))
+        answered = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            status, _ = await http_get(self.host, self.port, "/ping", timeout=interval)
+            if status is not None:  # any answer: alive (a busy endpoint still answers /ping at once)
+                answered = time.monotonic()
+            elif time.monotonic() - answered >= self.unresponsive_after:
+                return
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
         # Chunks, not readline: an endpoint under load prints an access-log line per request.
