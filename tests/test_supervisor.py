@@ -118,6 +118,50 @@ def test_a_hung_endpoint_is_killed_and_started_again(start_control_plane):
     run(scenario())
 
 
+def test_stopping_lets_calls_finish_within_the_grace_period_then_kills(start_control_plane, tmp_path):
+    plane = start_control_plane("--stop-grace", "2")
+    routes = {"routes": [route("/sleep", "sleep", [{"name": "seconds", "type": "float"}]),
+                         route("/wait", "wait", [{"name": "gate", "type": "str"}])]}
+    blocking = {"source_type": "local", "source_uri": str(MODELS / "blocking")}
+
+    def call_in_background(url, path, body):
+        result = {}
+
+        def go():
+            try:
+                result["response"] = requests.post(url + path, json=body, timeout=30)
+            except requests.RequestException as exc:
+                result["error"] = exc
+
+        thread = threading.Thread(target=go)
+        thread.start()
+        return thread, result
+
+    async def scenario():
+        async with plane.client() as client:
+            job = await client.jobs.create("blocking", model=blocking, endpoint=routes, wait=True)
+            thread, result = call_in_background(job.url, "/sleep", {"seconds": 0.8})
+            await asyncio.sleep(0.3)
+            await job.stop()  # SIGTERM: the call in flight still gets its answer
+            thread.join(10)
+            assert result["response"].json() == {"slept": 0.8}
+
+            await job.start()
+            await job.wait_for("running", timeout=60)
+            thread, result = call_in_background(job.url, "/wait", {"gate": str(tmp_path / "never")})
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            await job.stop()  # this call never ends: killed after the grace period
+            assert 1.5 < time.monotonic() - started < 6
+            thread.join(10)
+            assert "error" in result
+            events = [e["message"] async for e in job.logs() if e["stream"] == "event"]
+            assert any(m.endswith("still running 2s after SIGTERM; sending SIGKILL") for m in events)
+            await job.remove()
+
+    run(scenario())
+
+
 def test_a_killed_control_plane_comes_back_with_every_job(start_control_plane):
     plane = start_control_plane()
 

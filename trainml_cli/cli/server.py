@@ -21,8 +21,10 @@ _server_options = [
                  help="GPUs jobs may use: 'none' or INDEX:TYPE,... (default: ask nvidia-smi)."),
     click.option("--python", "python", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
                  help="Python interpreter that runs endpoints, e.g. a venv with your models' packages."),
-    click.option("--unresponsive-after", type=click.FloatRange(1), metavar="SECONDS",
-                 help="Restart a running endpoint that has not answered /ping for this long (default 30)."),
+    click.option("--stop-grace", type=click.FloatRange(0), default=10, show_default=True, metavar="SECONDS",
+                 help="Time endpoints get to finish their calls when stopped, before they are killed."),
+    click.option("--unresponsive-after", type=click.FloatRange(1), default=30, show_default=True, metavar="SECONDS",
+                 help="Restart a running endpoint that has not answered /ping for this long."),
 ]
 
 
@@ -48,13 +50,13 @@ def server():
 @server_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.pass_obj
-def run(obj, host, port, gpus, python, unresponsive_after, log_level):
+def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, log_level):
     """Run the control plane in the foreground until Ctrl-C (which also stops its endpoints)."""
     from ..server.app import ServerOptions
     from ..server.daemon import serve
 
     try:
-        options = ServerOptions(gpus=gpus, python=python, unresponsive_after=unresponsive_after)
+        options = ServerOptions(gpus=gpus, python=python, stop_grace=stop_grace, unresponsive_after=unresponsive_after)
         serve(_settings(obj, host, port), options, log_level=log_level)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly: a normal end here
         pass
@@ -66,7 +68,7 @@ def run(obj, host, port, gpus, python, unresponsive_after, log_level):
               help="How long to wait for it to answer.")
 @format_option
 @click.pass_obj
-def start(obj, host, port, gpus, python, unresponsive_after, timeout, fmt):
+def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, timeout, fmt):
     """Start the control plane in the background; returns once it answers."""
     from ..sdk import autostart
 
@@ -75,7 +77,7 @@ def start(obj, host, port, gpus, python, unresponsive_after, timeout, fmt):
     info = autostart.running(settings)
     if info is None:
         extra = (["--gpus", gpus] if gpus else []) + (["--python", python] if python else [])
-        extra += ["--unresponsive-after", str(unresponsive_after)] if unresponsive_after else []
+        extra += ["--stop-grace", str(stop_grace), "--unresponsive-after", str(unresponsive_after)]
         with out.progress(f"Starting the control plane for {settings.home}"):
             info = autostart.start(settings, extra, timeout=timeout)
         message = f"Control plane running at: {info['url']} (pid {info['pid']})"

@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpus", default=os.environ.get("TRAINML_GPUS"),
                         help="GPUs jobs may use: 'none' or INDEX:TYPE,... (default: ask nvidia-smi)")
     parser.add_argument("--python", default=None, help="Python interpreter that runs endpoints (default: this one)")
-    parser.add_argument("--unresponsive-after", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--stop-grace", type=float, default=10.0, metavar="SECONDS",
+                        help="time endpoints get to finish their calls when stopped, before SIGKILL (default 10)")
+    parser.add_argument("--unresponsive-after", type=float, default=30.0, metavar="SECONDS",
                         help="restart a running endpoint that has not answered /ping for this long (default 30)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
@@ -34,7 +36,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(home=args.home, host=args.host, port=args.port)
     try:
-        options = ServerOptions(gpus=args.gpus, python=args.python, unresponsive_after=args.unresponsive_after)
+        options = ServerOptions(gpus=args.gpus, python=args.python, stop_grace=args.stop_grace,
+                                unresponsive_after=args.unresponsive_after)
         serve(settings, options, log_level=args.log_level)
     except AlreadyRunning as exc:
         sys.stderr.write(f"Error: {exc}\n")

@@ -32,6 +32,7 @@ from .logs import LogBook
 from .models import Models
 from .sources import Uploads
 from .store import Store
+from .supervisor import STOP_GRACE, UNRESPONSIVE_AFTER, Policy
 
 log = logging.getLogger("trainml.server")
 
@@ -42,7 +43,12 @@ class ServerOptions:
 
     gpus: Optional[str] = None  # declared GPUs ("none", "0:rtx3090,1:rtx3090"); None: ask nvidia-smi
     python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
-    unresponsive_after: Optional[float] = None  # seconds without /ping answers before an endpoint is restarted
+    stop_grace: float = STOP_GRACE  # seconds endpoints get to finish their calls when stopped, before SIGKILL
+    unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without /ping answers before an endpoint is restarted
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(stop_grace=self.stop_grace, unresponsive_after=self.unresponsive_after)
 
 
 class Platform:
@@ -61,7 +67,7 @@ class Platform:
         self.uploads.collect_garbage()
         self.models = Models(self.store, settings.models_dir, self.uploads)
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
-                         host=settings.host, python=options.python, unresponsive_after=options.unresponsive_after)
+                         host=settings.host, python=options.python, policy=options.policy)
 
     async def close(self) -> None:
         await self.jobs.shutdown()

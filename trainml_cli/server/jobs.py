@@ -38,7 +38,7 @@ from .models import Models, check_name, new_id
 from .payload import check_job
 from .states import JobStatus, transition
 from .store import Store
-from .supervisor import UNRESPONSIVE_AFTER, Launch, LocalEndpoint, reap_orphans
+from .supervisor import Launch, LocalEndpoint, Policy, reap_orphans
 
 log = logging.getLogger("trainml.server")
 
@@ -59,7 +59,7 @@ class _Driver:
 class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: sources.Uploads,
                  pool: res.GpuPool, folder: Path, *, host: str = "127.0.0.1", python: str | None = None,
-                 unresponsive_after: float | None = None):
+                 policy: Policy | None = None):
         self.store = store
         self.logs = logbook
         self.models = models
@@ -69,7 +69,7 @@ class Jobs:
         self.bind_host = host  # endpoints listen where the control plane does
         self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # and URLs name this
         self.python = python
-        self.unresponsive_after = unresponsive_after or UNRESPONSIVE_AFTER
+        self.policy = policy or Policy()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._drivers: dict[str, _Driver] = {}
         self._changed: dict[str, asyncio.Event] = {}
@@ -218,7 +218,7 @@ class Jobs:
                 gpus = await self.pool.acquire(job_id, spec["resources"])
             self.store.update_job(job_id, gpus=gpus)
             endpoint = LocalEndpoint(self._launch(job_id, spec, gpus), _Listener(self, job_id), self.bind_host, row["port"],
-                                     self.unresponsive_after)
+                                     self.policy)
             driver.endpoint = endpoint
             self.store.update_job(job_id, port=endpoint.port)
             if driver.stopping:
@@ -360,7 +360,7 @@ class Jobs:
 
     async def reconcile(self) -> None:
         rows = self.store.jobs()
-        await asyncio.gather(*(reap_orphans(r["pid"], r["pid_start"]) for r in rows if r["pid"]))
+        await asyncio.gather(*(reap_orphans(r["pid"], r["pid_start"], self.policy.stop_grace) for r in rows if r["pid"]))
         for row in rows:
             self._bill(row["id"], False)
             self.store.update_job(row["id"], pid=None, pid_start=None)

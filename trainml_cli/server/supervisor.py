@@ -14,7 +14,7 @@ Each endpoint's life is one loop (`LocalEndpoint.run`): start the process, wait 
 seconds is hung: it is killed and counts as a crash), decide. Exit code 3 means the model code cannot load: failed at once, with the
 last output lines as reason. A crash restarts it after a backoff (0.5 s doubling to 30 s, reset after a minute
 of good health); crashing START_ATTEMPTS times in a row before ever becoming ready marks it failed. Stopping
-sends SIGTERM to the whole group, then SIGKILL after STOP_GRACE seconds.
+sends SIGTERM to the whole group, then SIGKILL after a grace period (Policy.stop_grace, default 10 s).
 
 The loop only reports what happens through an `EndpointListener`; job statuses are the job service's business.
 """
@@ -45,6 +45,15 @@ PING_FIRST = 0.05
 PING_MAX = 0.25
 LINE_LIMIT = 1024 * 1024
 TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How endpoints are treated; set with `trainml server run` options."""
+
+    stop_grace: float = STOP_GRACE  # seconds between SIGTERM and SIGKILL when stopping
+    unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without a /ping answer before a running one is hung
+    start_timeout: float = START_TIMEOUT  # seconds a start may take before it counts as failed
 
 
 @dataclass
@@ -90,9 +99,9 @@ class LocalEndpoint:
     """One job's endpoint on this machine, across all its restarts."""
 
     def __init__(self, launch: Launch, listener: EndpointListener, host: str = "127.0.0.1", port: int | None = None,
-                 unresponsive_after: float = UNRESPONSIVE_AFTER):
+                 policy: Policy | None = None):
         self.launch = launch
-        self.unresponsive_after = unresponsive_after
+        self.policy = policy or Policy()
         self.listener = listener
         self.sock = bind_socket(host, port)
         # Probes (and the URL) go to loopback when the endpoint listens on every address.
@@ -132,7 +141,7 @@ class LocalEndpoint:
                 await _first(process.wait(), self._stop.wait(), self._unresponsive())
                 if process.returncode is None and not self._stop.is_set():
                     self.listener.event(f"endpoint process {process.pid} has not answered /ping for "
-                                        f"{self.unresponsive_after:g}s; restarting it")
+                                        f"{self.policy.unresponsive_after:g}s; restarting it")
                     await self._terminate(process, grace=2.0)
                 if time.monotonic() - began > STABLE_AFTER:
                     backoff = BACKOFF_FIRST
@@ -142,7 +151,7 @@ class LocalEndpoint:
                 await asyncio.gather(*readers)
                 return Outcome(False)
             if process.returncode is None:  # not ready in time: counts as a failed start
-                self.listener.event(f"endpoint not ready after {START_TIMEOUT:.0f} seconds; killing it")
+                self.listener.event(f"endpoint not ready after {self.policy.start_timeout:g} seconds; killing it")
                 await self._terminate(process, grace=2.0)
             else:
                 kill_group(process.pid, signal.SIGKILL)  # workers that outlived their leader still hold the socket
@@ -182,7 +191,7 @@ class LocalEndpoint:
         return process
 
     async def _until_ready(self, process) -> bool:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.policy.start_timeout
         interval = PING_FIRST
         while process.returncode is None and not self._stop.is_set():
             status, _ = await http_get(self.host, self.port, "/ping", timeout=1.0)
@@ -197,14 +206,14 @@ class LocalEndpoint:
 
     async def _unresponsive(self) -> None:
         """Return once the running endpoint has not answered /ping for `unresponsive_after` seconds (hung)."""
-        interval = max(0.2, min(5.0, self.unresponsive_after / 3))
+        interval = max(0.2, min(5.0, self.policy.unresponsive_after / 3))
         answered = time.monotonic()
         while True:
             await asyncio.sleep(interval)
             status, _ = await http_get(self.host, self.port, "/ping", timeout=interval)
             if status is not None:  # any answer: alive (a busy endpoint still answers /ping at once)
                 answered = time.monotonic()
-            elif time.monotonic() - answered >= self.unresponsive_after:
+            elif time.monotonic() - answered >= self.policy.unresponsive_after:
                 return
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
@@ -223,7 +232,8 @@ class LocalEndpoint:
         if buffer:
             emit(name, buffer.decode(errors="replace").rstrip("\r"))
 
-    async def _terminate(self, process, grace: float = STOP_GRACE) -> None:
+    async def _terminate(self, process, grace: float | None = None) -> None:
+        grace = self.policy.stop_grace if grace is None else grace
         kill_group(process.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), grace)
