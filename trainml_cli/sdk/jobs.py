@@ -140,7 +140,14 @@ class Job:
             await self.refresh()
         if not self.url:
             raise Conflict(f"job {self.name} is {self.status}; it has a URL only while running")
-        return await asyncio.to_thread(_call, self._client.http, self.url, route, data or {})
+        url = self.url
+        try:
+            return await asyncio.to_thread(_call, self._client.http, url, route, data or {})
+        except Unavailable:
+            # A control plane restart may have had to move the endpoint to another port.
+            if (await self.refresh()).url in (None, url):
+                raise
+            return await asyncio.to_thread(_call, self._client.http, self.url, route, data or {})
 
     def _route(self, text: str, verb: str | None):
         raws = (self.dict.get("endpoint") or {}).get("routes") or []
