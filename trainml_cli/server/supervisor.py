@@ -133,7 +133,8 @@ class LocalEndpoint:
         restart = False
         while not self._stop.is_set():
             process = self.process = await self._spawn(restart)
-            readers = [asyncio.create_task(self._pump(process.stdout, "stdout")), asyncio.create_task(self._pump(process.stderr, "stderr"))]
+            readers = [asyncio.create_task(self._pump(process.stdout, "stdout")),
+                       asyncio.create_task(self._pump(process.stderr, "stderr"))]
             ready = await self._until_ready(process)
             if ready:
                 self.listener.ready()
@@ -148,14 +149,14 @@ class LocalEndpoint:
                 start_failures = 0
             if self._stop.is_set():
                 await self._terminate(process)
-                await asyncio.gather(*readers)
+                await _drain(readers)
                 return Outcome(False)
             if process.returncode is None:  # not ready in time: counts as a failed start
                 self.listener.event(f"endpoint not ready after {self.policy.start_timeout:g} seconds; killing it")
                 await self._terminate(process, grace=2.0)
             else:
                 kill_group(process.pid, signal.SIGKILL)  # workers that outlived their leader still hold the socket
-            await asyncio.gather(*readers)
+            await _drain(readers)
             code = process.returncode
             if not ready:
                 start_failures += 1
@@ -251,6 +252,14 @@ class LocalEndpoint:
             return json.loads(body)
         except ValueError:
             return None
+
+
+async def _drain(readers: list[asyncio.Task], timeout: float = 5.0) -> None:
+    """Let the output readers take the last lines; a process that escaped the group may keep the pipes open."""
+    done, pending = await asyncio.wait(readers, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
 
 
 async def _first(*aws) -> None:
