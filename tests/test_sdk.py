@@ -125,7 +125,7 @@ def test_routes_are_checked_before_anything_is_sent(home):
             with pytest.raises(RouteSpecError, match=r"route 1 \(POST /ping\): path: /ping is reserved"):
                 await client.jobs.create("x", model={"source_type": "git", "source_uri": "https://x/y.git"},
                                          endpoint={"routes": [route("/ping")]})
-            with pytest.raises(UsageError, match="route POST /predict: file missing.py is not in"):
+            with pytest.raises(UsageError, match=r"route 1 \(POST /predict\): file: 'missing' not found in .*looked for missing.py"):
                 await client.jobs.create("x", model={"source_type": "local", "source_uri": str(MODELS / "echo")},
                                          endpoint={"routes": [route(file="missing")]})
 

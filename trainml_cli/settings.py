@@ -61,6 +61,16 @@ class Settings:
     def jobs_dir(self) -> Path:
         return self.home / "jobs"
 
+    def read_server_file(self) -> dict | None:
+        """The running control plane's record ({url, pid, home, ...}), or None if there is none to read."""
+        import json
+
+        try:
+            data = json.loads(self.server_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("url") else None
+
     def read_token(self) -> str | None:
         if self.token:
             return self.token

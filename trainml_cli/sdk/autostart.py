@@ -32,14 +32,6 @@ EXIT_ALREADY_RUNNING = 75  # server/daemon.py: it lost the race to another contr
 PROBE_TIMEOUT = 2.0
 
 
-def read_server_file(settings: Settings) -> dict | None:
-    try:
-        data = json.loads(settings.server_file.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("url") else None
-
-
 def health(url: str, timeout: float = PROBE_TIMEOUT) -> dict | None:
     """The server's /api/health answer, or None if nothing (or not a control plane) answers there."""
     try:
@@ -52,7 +44,7 @@ def health(url: str, timeout: float = PROBE_TIMEOUT) -> dict | None:
 
 def running(settings: Settings) -> dict | None:
     """The server recorded under settings.home, with its health, if it answers for this home."""
-    info = read_server_file(settings)
+    info = settings.read_server_file()
     if not info:
         return None
     answer = health(info["url"])

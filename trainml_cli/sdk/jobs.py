@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 from ..errors import Conflict, JobFailed, TrainMLError, Unavailable, UsageError, WaitTimeout
-from ..routespec import parse_routes
+from ..routespec import check_route_files, parse_routes
 
 STATUSES = ("new", "waiting for data/model download", "waiting for resources", "starting", "running", "stopping",
             "stopped", "failed")
@@ -206,7 +206,7 @@ class Jobs:
         http = self._client.http
         if model.get("source_type") == "local":
             folder = Path(model.get("source_uri") or "").expanduser()
-            _check_route_files(routes, folder)
+            check_route_files(routes, folder)
             upload = await self._client.upload(folder)
             model = {"source_type": "local", "source_uri": str(folder.resolve()), "upload_id": upload["id"]}
         elif model.get("source_type") == "git":
@@ -229,14 +229,6 @@ class Jobs:
 
     async def remove(self, id_or_name: str, force: bool = False) -> None:
         await (await self.get(id_or_name)).remove(force=force)
-
-
-def _check_route_files(routes, folder: Path) -> None:
-    if not folder.is_dir():
-        raise UsageError(f"model folder {folder} does not exist or is not a folder")
-    missing = [f"route {r.label}: file {r.relative_file} is not in {folder}" for r in routes if not (folder / r.relative_file).is_file()]
-    if missing:
-        raise UsageError("\n".join(missing), details=missing)
 
 
 def _file_uri(uri):

@@ -38,14 +38,6 @@ class AlreadyRunning(Conflict):
 EXIT_ALREADY_RUNNING = 75
 
 
-def read_server_file(settings: Settings) -> dict | None:
-    try:
-        data = json.loads(settings.server_file.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("url") else None
-
-
 def _write_server_file(settings: Settings, url: str) -> None:
     data = {"url": url, "pid": os.getpid(), "home": str(settings.home), "version": __version__, "started": iso_time(time.time())}
     partial = settings.server_file.with_suffix(".partial")
@@ -54,7 +46,7 @@ def _write_server_file(settings: Settings, url: str) -> None:
 
 
 def _remove_server_file(settings: Settings) -> None:
-    info = read_server_file(settings)
+    info = settings.read_server_file()
     if info and info.get("pid") == os.getpid():
         settings.server_file.unlink(missing_ok=True)
 
@@ -65,7 +57,7 @@ def _lock(home: Path, settings: Settings) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        info = read_server_file(settings) or {}
+        info = settings.read_server_file() or {}
         where = f" at {info['url']} (pid {info.get('pid')})" if info.get("url") else ""
         raise AlreadyRunning(f"a control plane already runs for {home}{where}") from None
     return fd

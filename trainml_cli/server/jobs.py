@@ -38,7 +38,7 @@ from .models import Models, check_name, new_id
 from .payload import check_job
 from .states import JobStatus, transition
 from .store import Store
-from .supervisor import Launch, LocalEndpoint, Policy, reap_orphans
+from .supervisor import Backend, Endpoint, Launch, LocalBackend, Policy, reap_orphans
 
 log = logging.getLogger("trainml.server")
 
@@ -51,7 +51,7 @@ class _Driver:
 
     def __init__(self):
         self.task: asyncio.Task | None = None
-        self.endpoint: LocalEndpoint | None = None
+        self.endpoint: Endpoint | None = None
         self.stopping = False
         self.began = False
 
@@ -59,17 +59,17 @@ class _Driver:
 class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: sources.Uploads,
                  pool: res.GpuPool, folder: Path, *, host: str = "127.0.0.1", python: str | None = None,
-                 policy: Policy | None = None):
+                 policy: Policy | None = None, backend: Backend | None = None):
         self.store = store
         self.logs = logbook
         self.models = models
         self.uploads = uploads
         self.pool = pool
         self.folder = folder
-        self.bind_host = host  # endpoints listen where the control plane does
         self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # and URLs name this
         self.python = python
         self.policy = policy or Policy()
+        self.backend = backend or LocalBackend(host, self.policy)  # endpoints listen where the control plane does
         self.folder.mkdir(parents=True, exist_ok=True)
         self._drivers: dict[str, _Driver] = {}
         self._changed: dict[str, asyncio.Event] = {}
@@ -217,8 +217,7 @@ class Jobs:
                 self.logs.event(job_id, f"waiting for {need} free GPU(s) of type {' or '.join(spec['resources']['gpu_types'])}")
                 gpus = await self.pool.acquire(job_id, spec["resources"])
             self.store.update_job(job_id, gpus=gpus)
-            endpoint = LocalEndpoint(self._launch(job_id, spec, gpus), _Listener(self, job_id), self.bind_host, row["port"],
-                                     self.policy)
+            endpoint = self.backend.endpoint(self._launch(job_id, spec, gpus), _Listener(self, job_id), row["port"])
             driver.endpoint = endpoint
             self.store.update_job(job_id, port=endpoint.port)
             if driver.stopping:

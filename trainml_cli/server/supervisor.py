@@ -95,6 +95,34 @@ class Outcome:
     reason: str | None = None
 
 
+class Endpoint(Protocol):
+    """One job's endpoint wherever it runs: all the job service asks of it."""
+
+    port: int
+
+    @property
+    def url(self) -> str: ...
+    def request_stop(self) -> None: ...
+    async def run(self) -> Outcome: ...
+    async def metrics(self) -> dict | None: ...
+
+
+class Backend(Protocol):
+    """Where endpoints run. The local backend starts the runtime as child processes of this machine; scale-out
+    (Ray Serve) is to be another backend that runs the same runtime command behind this same interface."""
+
+    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None) -> Endpoint: ...
+
+
+@dataclass
+class LocalBackend:
+    host: str = "127.0.0.1"
+    policy: Policy = field(default_factory=Policy)
+
+    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None) -> "LocalEndpoint":
+        return LocalEndpoint(launch, listener, self.host, port, self.policy)
+
+
 class LocalEndpoint:
     """One job's endpoint on this machine, across all its restarts."""
 
@@ -162,7 +190,7 @@ class LocalEndpoint:
                 start_failures += 1
             self.listener.event(f"endpoint process {process.pid} {describe_exit(code)}")
             if code == EXIT_LOAD_FAILED:
-                return Outcome(True, "model code failed to load:\n" + "\n".join(self.listener.tail()))
+                return Outcome(True, "model code failed to load\n" + "\n".join(self.listener.tail()))
             if code == EXIT_USAGE:
                 return Outcome(True, "the endpoint runtime refused its arguments:\n" + "\n".join(self.listener.tail()))
             if start_failures >= START_ATTEMPTS:
