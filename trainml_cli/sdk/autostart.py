@@ -15,7 +15,6 @@ The same helpers back `trainml server start|stop|status`.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
