@@ -89,6 +89,8 @@ def normalize(resources: dict | None) -> dict:
             raise UsageError(f"resources.{key}: {merged[key]!r} must be a whole number of at least {low}")
     if not isinstance(merged["max_price"], (int, float)) or merged["max_price"] < 0:
         raise UsageError(f"resources.max_price: {merged['max_price']!r} must be a number of credits per hour")
+    if all(t == CPU_TYPE for t in merged["gpu_types"]):
+        merged["gpu_count"] = 0  # a CPU job holds no GPU; recording the default 1 would say otherwise
     if gpus_needed(merged):
         gpu_types = [t for t in merged["gpu_types"] if t != CPU_TYPE]
         cheapest = min(gpu_types, key=gpu_rate)
