@@ -3,11 +3,13 @@ stored models; and how the SDK packs a local folder."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import socket
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -257,3 +259,53 @@ def test_a_local_folder_upload_lands_only_inside_the_job(control_plane):
             await job.remove(force=True)
 
     run(scenario())
+
+
+def _raw_archive(*blocks: bytes) -> bytes:
+    """A tar.gz of hand-made blocks (header bytes and data), ended as tar ends; gzip makes padding cost nothing."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb") as out:
+        for block in blocks:
+            out.write(block + b"\0" * (-len(block) % 512))
+        out.write(b"\0" * 1024)
+    return buffer.getvalue()
+
+
+def _header(name: str, kind: bytes, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, size
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def _long_name(size: int) -> list[bytes]:
+    return [_header("././@LongLink", tarfile.GNUTYPE_LONGNAME, size), b"a" * size, _header("x", tarfile.REGTYPE, 0)]
+
+
+def _pax(records: bytes) -> list[bytes]:
+    return [_header("././@PaxHeader", tarfile.XHDTYPE, len(records)), records]
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    length = len(body) + len(str(len(body)))
+    length = len(body) + len(str(length))
+    return str(length).encode() + body
+
+
+@pytest.mark.parametrize("blocks, message", [
+    # tarfile reads a long-name header whole: 16 KB of gzip would ask for 16 MiB (and 2 MB for 2 GiB).
+    (_long_name(16 * 1024**2), "extended header of 16777216 bytes is refused"),
+    # CPython < 3.11.10 parses a pax header of digits in quadratic time (CVE-2024-6232): 1 MiB is hours.
+    (_pax(b"1" * 1024**2) + [_header("x", tarfile.REGTYPE, 0)], "extended header of 1048576 bytes is refused"),
+    # A GNU 1.0 sparse map is read number by number from the data: a billion of them is a memory bomb.
+    (_pax(_pax_record("GNU.sparse.major", "1") + _pax_record("GNU.sparse.minor", "0"))
+     + [_header("x", tarfile.REGTYPE, 0), b"1000000000\n" + b"1\n" * 100_000], "sparse files are refused"),
+    ([_header("old-sparse", tarfile.GNUTYPE_SPARSE, 0)], "sparse files are refused"),
+], ids=["huge-long-name", "quadratic-pax", "pax-sparse-map", "gnu-sparse"])
+def test_archive_headers_too_big_to_read_are_refused_at_once(control_plane, blocks, message):
+    started = time.monotonic()
+    response = control_plane.api("POST", "/api/uploads", data=_raw_archive(*blocks), timeout=20)
+    assert response.status_code == 422, response.text
+    assert message in response.json()["message"]
+    assert time.monotonic() - started < 5
+    assert list((control_plane.home / "uploads").iterdir()) == []

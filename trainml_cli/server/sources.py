@@ -2,8 +2,9 @@
 
 - Uploads (`source_type: local`): the client packs its directory as tar.gz and POSTs it to /api/uploads. The
   archive is checked as it arrives and again as it is unpacked: only regular files and folders, no absolute
-  paths, no `..`, no links, no devices, so nothing can land outside the destination. Unused uploads are
-  deleted after a day.
+  paths, no `..`, no links, no devices, so nothing can land outside the destination; and no sparse files or
+  extended headers bigger than a real one, which tarfile would read whole (or parse for hours) before we could
+  look. Unused uploads are deleted after a day.
 - Git (`source_type: git`): `git clone --depth 1 [--branch REF] -- URI DEST`, only https, http, ssh, git and
   file URIs (git itself is told the same through GIT_ALLOW_PROTOCOL, which also covers submodules), nothing
   starting with `-`, never prompting for a password. A failed clone raises with git's own message.
@@ -31,6 +32,11 @@ from ..errors import NotFound, UsageError
 MAX_UPLOAD_BYTES = 10 * 1024**3
 MAX_UNPACKED_BYTES = 50 * 1024**3  # a gzip bomb stops here
 MAX_MEMBERS = 200_000
+# A pax or GNU long-name header is read whole into memory by tarfile, and parsed in quadratic time by CPython
+# before 3.11.10 (CVE-2024-6232): a few KB of gzip could ask for gigabytes or hours. Real ones are a few hundred
+# bytes (a path is at most 4 KiB); the budget bounds the sum of their squared sizes, i.e. the parsing work.
+MAX_HEADER_BYTES = 64 * 1024
+HEADER_WORK = MAX_HEADER_BYTES**2
 UPLOAD_MAX_AGE = 24 * 3600
 CLONE_TIMEOUT = 900.0
 
@@ -68,6 +74,33 @@ def check_git_ref(ref: str | None, field: str = "model.git_ref") -> str | None:
 # -- archives -----------------------------------------------------------------------------------------------------
 
 
+class _Member(tarfile.TarInfo):
+    """A TarInfo that refuses, before tarfile reads them, extended headers too big to hold and sparse maps."""
+
+    def _proc_member(self, archive):
+        where = f"archive header at byte {self.offset}"
+        if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                         tarfile.SOLARIS_XHDTYPE):
+            archive.header_work += self.size * self.size
+            if self.size > MAX_HEADER_BYTES or archive.header_work > HEADER_WORK:
+                raise UsageError(f"{where}: an extended header of {self.size} bytes is refused "
+                                 f"(at most {MAX_HEADER_BYTES >> 10} KiB each); pack the folder with `trainml`")
+        elif self.type == tarfile.GNUTYPE_SPARSE:
+            raise UsageError(f"{where}: sparse files are refused; pack the file itself")
+        return super()._proc_member(archive)
+
+    # A pax header's sparse map can list billions of blocks (a memory bomb); model folders hold no sparse files.
+    def _proc_gnusparse_00(self, *args):
+        raise UsageError(f"archive header at byte {self.offset}: sparse files are refused; pack the file itself")
+
+    _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
+
+
+class _Archive(tarfile.TarFile):
+    tarinfo = _Member
+    header_work = 0  # the sum of the squared sizes of the extended headers read so far
+
+
 def check_member(member: tarfile.TarInfo) -> None:
     """Refuse anything that could write outside the destination or is not plain data."""
     name = member.name
@@ -88,7 +121,7 @@ def scan_archive(path: Path) -> dict:
     """Check every member of a tar.gz; returns {"files": n, "size": unpacked bytes}. Raises UsageError."""
     files = size = 0
     try:
-        with tarfile.open(path, "r:gz") as archive:
+        with _Archive.open(path, "r:gz") as archive:
             for count, member in enumerate(archive, 1):
                 check_member(member)
                 files += member.isfile()
@@ -104,7 +137,7 @@ def unpack(archive_path: Path, dest: Path) -> None:
     """Unpack a checked tar.gz into `dest` (which must not exist yet), checking each member again."""
     partial = _fresh_partial(dest)
     try:
-        with tarfile.open(archive_path, "r:gz") as archive:
+        with _Archive.open(archive_path, "r:gz") as archive:
             for member in archive:
                 check_member(member)
                 # "data" also drops set-uid bits and owner ids; our own check already refused links and devices.
