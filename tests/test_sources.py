@@ -309,3 +309,24 @@ def test_archive_headers_too_big_to_read_are_refused_at_once(control_plane, bloc
     assert message in response.json()["message"]
     assert time.monotonic() - started < 5
     assert list((control_plane.home / "uploads").iterdir()) == []
+
+
+def test_a_job_writing_its_files_leaves_the_stored_model_as_it_was(control_plane, tmp_path):
+    folder = tmp_path / "writer"
+    folder.mkdir()
+    (folder / "predict.py").write_text(
+        "def predict(text):\n    with open('state.txt', 'w') as f:  # in place: same inode\n        f.write(text)\n"
+        "    return {'echo': text}\n")
+    (folder / "state.txt").write_text("original")
+
+    async def scenario():
+        async with control_plane.client() as client:
+            stored = await client.models.create("writer", source_type="local", source_uri=str(folder))
+            job = await client.jobs.create("writes", model={"source_type": "trainml", "source_uri": "writer"},
+                                           endpoint=ECHO_ROUTES, wait=True)
+            assert await job.call("/predict", {"text": "changed by the job"}) == {"echo": "changed by the job"}
+            assert (control_plane.home / "jobs" / job.id / "model" / "state.txt").read_text() == "changed by the job"
+            assert (control_plane.home / "models" / stored.id / "state.txt").read_text() == "original"
+            await job.remove(force=True)
+
+    run(scenario())

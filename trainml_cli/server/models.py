@@ -2,7 +2,8 @@
 
 A model is created from an upload (a local directory the client packed) or a git URI, fetched once into
 `HOME/models/ID/`, and referenced by jobs by id or name. Names are unique, so a name is a stable handle. Jobs
-get a hard-linked copy, so removing a model never breaks a job that uses it.
+get a copy of their own, so removing a model never breaks a job that uses it, and a job that writes its files
+never changes the model.
 
 A model record, as the API returns it:
 

@@ -8,8 +8,8 @@
 - Git (`source_type: git`): `git clone --depth 1 [--branch REF] -- URI DEST`, only https, http, ssh, git and
   file URIs (git itself is told the same through GIT_ALLOW_PROTOCOL, which also covers submodules), nothing
   starting with `-`, never prompting for a password. A failed clone raises with git's own message.
-- Stored models (`source_type: trainml`): copied into the job's folder with hard links (instant, and a model
-  removed later does not take the job's files with it).
+- Stored models (`source_type: trainml`): copied into the job's folder, file by file and never hard-linked:
+  the job's code may write its own files, and a link would write them into the stored model of every later job.
 
 Every fetch writes into `DEST.partial` and renames it at the end, so a crash never leaves a half copy behind
 that looks complete.
@@ -267,18 +267,11 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
 
 
 def copy_tree(source: Path, dest: Path) -> None:
-    """Copy a stored model into a job's folder, with hard links where the file system allows."""
+    """Copy a stored model into a job's folder (links stay links, pointing where they pointed)."""
     partial = _fresh_partial(dest)
     partial.rmdir()
-
-    def link_or_copy(src, dst):
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
     try:
-        shutil.copytree(source, partial, symlinks=True, copy_function=link_or_copy)
+        shutil.copytree(source, partial, symlinks=True, copy_function=shutil.copy2)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
