@@ -187,3 +187,11 @@ def test_status_events_are_read_back_from_the_log():
     assert parse_event("job 'x (1)' created (local model)") == ("new", "created")
     assert parse_event("status: bogus") is None
     assert parse_event("endpoint process 12 started") is None
+
+
+def test_a_cookie_that_is_not_ascii_is_refused_not_a_crash(control_plane):
+    # Starlette reads the Cookie header as latin-1; hmac.compare_digest raises TypeError on non-ASCII str.
+    headers = {"Cookie": "trainml_session=v1.9999999999.abc.\xe9"}
+    assert requests.get(control_plane.url + "/api/jobs", headers=headers, timeout=10).status_code == 401
+    page = requests.get(control_plane.url + "/dashboard/", headers=headers, timeout=10, allow_redirects=False)
+    assert page.status_code < 500

@@ -79,7 +79,7 @@ class Sessions:
         if not value or len(value) > 300:
             return False
         body, _, signature = value.rpartition(".")
-        if not hmac.compare_digest(signature, self._sign(body)):
+        if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):  # str: TypeError if not ASCII
             return False
         parts = body.split(".")
         if len(parts) != 3 or parts[0] != "v1" or not parts[1].isdigit():
