@@ -273,3 +273,18 @@ def test_ctrl_c_while_waiting_exits_130_and_leaves_the_job(env):
     assert "Traceback" not in err
     assert "interrupted" in job_names(env)
     assert run_cli(env, "job", "remove", "--force", "interrupted")[0] == 0
+
+
+def test_escape_sequences_from_model_code_reach_the_terminal_as_text(env):
+    result = trainml(env, "job", "create", "endpoint", "escapes", "--model-dir", str(MODELS / "cli_escapes"),
+                     "--route", json.dumps({"verb": "POST", "path": "/p", "file": "predict", "function": "predict"}))
+    assert result.returncode == 1
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr and "\r" not in result.stderr
+    assert r"set title \x1b]0;owned\x07 then clear \x1b[2J\x1b[H; rewrite\x0dfake line" in result.stderr
+    assert r"RuntimeError: failing \x1b[8mhidden\x1b[0m" in result.stderr
+    result = trainml(env, "job", "logs", "escapes")
+    assert result.returncode == 0
+    assert "\x1b" not in result.stdout and r"\x1b]0;owned\x07" in result.stdout
+    result = trainml(env, "job", "logs", "escapes", "--format", "json")  # JSON keeps the exact text, escaped by JSON
+    assert any("\x1b]0;owned\x07" in json.loads(line)["message"] for line in result.stdout.splitlines())
+    assert run_cli(env, "job", "remove", "escapes")[0] == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .output import Output, duration, format_option, when
+from .output import Output, duration, format_option, printable, when
 from .params import DATA, ENV, JOB, MODEL, ROUTE, model_source, validate_routes
 
 ACTIVE = ("new", "waiting for data/model download", "waiting for resources", "starting")
@@ -327,9 +327,9 @@ async def follow_logs(job, out: Output, *, tail=None, follow=True, timestamps=Fa
         if out.json_mode:
             out.json_line(entry)
         elif timestamps:
-            out.line(f"{entry.get('time', '')} {entry.get('stream', '')} {entry.get('message', '')}")
+            out.line(printable(f"{entry.get('time', '')} {entry.get('stream', '')} {entry.get('message', '')}"))
         else:
-            out.line(entry.get("message", ""))
+            out.line(printable(entry.get("message", "")))
     if follow:
         await job.refresh()
         if job.status == "failed":

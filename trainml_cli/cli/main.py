@@ -167,7 +167,9 @@ def main(argv=None) -> int:
 
 
 def error(message: str) -> None:
-    lines = message.splitlines() or [""]
+    from .output import printable
+
+    lines = printable(message).split("\n")
     click.echo(f"Error: {lines[0]}", err=True)
     for line in lines[1:]:
         click.echo(line, err=True)

@@ -6,11 +6,15 @@
 - Not a terminal (a pipe, a file, CI): plain aligned text, one status line per change, no escape codes, and rich
   is never imported (it costs ~30 ms and nothing would use it).
 - `--silent`: nothing but errors on the terminal; an explicit `--output-file` is still written.
+- Text that others wrote (model code's log lines, git's messages, failure reasons) goes through `printable`: a
+  control character shows as `\\x1b`, so it can neither drive the terminal (titles, clears, hidden text) nor
+  forge what is shown. `--format json` keeps the exact text, escaped by JSON.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
@@ -30,6 +34,14 @@ STATUS_STYLES = {
     "waiting for data/model download": "cyan",
     "waiting for resources": "cyan",
 }
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+
+
+def printable(text: str) -> str:
+    """`text` with every control character but tab and newline written as an escape (`\\x1b`), for a terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _isatty(stream) -> bool:
