@@ -330,3 +330,15 @@ def test_a_job_writing_its_files_leaves_the_stored_model_as_it_was(control_plane
             await job.remove(force=True)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("first, second", [
+    (member("pkg", tarfile.DIRTYPE), member("pkg")),
+    (member("pkg"), member("pkg", tarfile.DIRTYPE)),
+    (member("pkg"), member("pkg/inner.py")),
+], ids=["folder-then-file", "file-then-folder", "file-as-parent"])
+def test_a_name_that_is_both_a_file_and_a_folder_is_refused_at_upload(control_plane, first, second):
+    response = control_plane.api("POST", "/api/uploads", data=archive(first, second))
+    assert response.status_code == 422, response.text
+    assert "both a file and a folder" in response.json()["message"]
+    assert list((control_plane.home / "uploads").iterdir()) == []

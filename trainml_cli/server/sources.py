@@ -83,8 +83,9 @@ class _Member(tarfile.TarInfo):
                          tarfile.SOLARIS_XHDTYPE):
             archive.header_work += self.size * self.size
             if self.size > MAX_HEADER_BYTES or archive.header_work > HEADER_WORK:
+                limit = f"at most {MAX_HEADER_BYTES >> 10} KiB" if self.size > MAX_HEADER_BYTES else "too many big ones"
                 raise UsageError(f"{where}: an extended header of {self.size} bytes is refused "
-                                 f"(at most {MAX_HEADER_BYTES >> 10} KiB each); pack the folder with `trainml`")
+                                 f"({limit}); pack the folder with `trainml`")
         elif self.type == tarfile.GNUTYPE_SPARSE:
             raise UsageError(f"{where}: sparse files are refused; pack the file itself")
         return super()._proc_member(archive)
@@ -120,10 +121,12 @@ def check_member(member: tarfile.TarInfo) -> None:
 def scan_archive(path: Path) -> dict:
     """Check every member of a tar.gz; returns {"files": n, "size": unpacked bytes}. Raises UsageError."""
     files = size = 0
+    kinds: dict[PurePosixPath, bool] = {}  # name -> is a folder (a repeated file is fine: the last one wins)
     try:
         with _Archive.open(path, "r:gz") as archive:
             for count, member in enumerate(archive, 1):
                 check_member(member)
+                _check_kind(kinds, PurePosixPath(member.name), member.isdir())
                 files += member.isfile()
                 size += member.size
                 if count > MAX_MEMBERS or size > MAX_UNPACKED_BYTES:
@@ -131,6 +134,13 @@ def scan_archive(path: Path) -> dict:
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise UsageError(f"archive: not a valid tar.gz ({exc})") from None
     return {"files": files, "size": size}
+
+
+def _check_kind(kinds: dict[PurePosixPath, bool], name: PurePosixPath, is_dir: bool) -> None:
+    """Refuse a name used both as a file and as a folder (unpacking would fail half way)."""
+    for path, folder in [(parent, True) for parent in name.parents if parent.parts] + [(name, is_dir)]:
+        if kinds.setdefault(path, folder) != folder:
+            raise UsageError(f"archive member {str(name)!r}: {str(path)!r} is both a file and a folder")
 
 
 def unpack(archive_path: Path, dest: Path) -> None:
