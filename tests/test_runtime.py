@@ -350,3 +350,19 @@ def test_runtime_imports_only_the_leaves_and_its_server_libraries():
     forbidden = ("fastapi", "starlette", "requests", "click", "rich", "jinja2",
                  "trainml_cli.cli", "trainml_cli.sdk", "trainml_cli.server")
     assert [m for m in modules if m.split(".")[0] in forbidden or m.startswith(forbidden)] == []
+
+
+def test_a_linked_package_of_the_same_name_cannot_stand_in_for_the_route_file(serve, tmp_path):
+    # Python imports a package `predict/` before a module `predict.py`: the checked file must be the one imported.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "predict.py").write_text("def predict():\n    return 'inside'\n")
+    outside = tmp_path / "outside_pkg"
+    outside.mkdir()
+    marker = tmp_path / "imported"
+    (outside / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n\ndef predict():\n    return 'outside'\n")
+    (model / "predict").symlink_to(outside)
+    ep = serve(model, [route("/p", "predict", [])], ready=False)
+    assert ep.wait_exit() == 3
+    assert "resolves outside the model directory: Python would import 'predict' from" in ep.log()
+    assert not marker.exists()

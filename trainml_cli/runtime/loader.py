@@ -8,6 +8,7 @@ of the user's code only, not ours.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -72,7 +73,17 @@ def _import(root: Path, route: Route):
             f"route {route.label}: {route.relative_file} has the name of the installed module '{name}'; rename the file"
         )
     try:
+        # What Python would import may not be the file checked: a package `predict/` (perhaps a link out of the
+        # model dir) or an extension module wins over `predict.py`. It must come from the model dir too.
+        spec = importlib.util.find_spec(name)
+        if spec is None or not _inside(root, spec.origin):
+            raise ModelCodeError(
+                f"route {route.label}: file '{route.file}' resolves outside the model directory: Python would import "
+                f"'{name}' from {spec.origin if spec else 'nowhere'}"
+            )
         return importlib.import_module(name)
+    except ModelCodeError:
+        raise
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code are load failures too
         raise ModelCodeError(
             f"route {route.label}: importing {route.relative_file} failed:\n{user_traceback(exc, root)}"
