@@ -119,6 +119,25 @@ def test_a_failed_clone_fails_the_job_with_gits_message(control_plane, repo, tmp
     run(scenario())
 
 
+def test_a_password_in_a_git_uri_stays_out_of_the_log_and_the_reason(control_plane):
+    with socket.socket() as closed:  # bound, never listening: the clone is refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        uri = f"http://user:s3cret-token@127.0.0.1:{port}/models.git"
+
+        async def scenario():
+            async with control_plane.client() as client:
+                job = await client.jobs.create("private", endpoint=ECHO_ROUTES, model={"source_type": "git", "source_uri": uri})
+                with pytest.raises(JobFailed):
+                    await job.wait_for("running", timeout=60)
+                lines = [entry["message"] async for entry in job.logs()]
+                return job.reason, lines
+
+        reason, lines = run(scenario())
+    assert "user:***@127.0.0.1" in "\n".join(lines)
+    assert "s3cret-token" not in reason and not any("s3cret-token" in line for line in lines)
+
+
 @pytest.mark.parametrize("uri, message", [
     ("--upload-pack=touch /tmp/pwned", "starts with '-'"),
     ("-oProxyCommand=x", "starts with '-'"),

@@ -28,6 +28,7 @@ def ensure_token(path: Path) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        os.chmod(path, 0o600)  # a token file made some other way must not stay readable by others
         token = path.read_text().strip()
         if token:
             return token

@@ -260,9 +260,10 @@ class Jobs:
             await asyncio.to_thread(sources.unpack, archive, dest)
             self.uploads.discard(model["upload_id"])
         elif kind == "git":
-            say = lambda line: self.logs.event(job_id, f"git: {line}")  # noqa: E731
-            source["git_commit"] = await sources.clone(model["source_uri"], model.get("git_ref"), dest, say)
-            self.logs.event(job_id, f"cloned {model['source_uri']} at {source['git_commit']}")
+            uri, shown = model["source_uri"], sources.redact_uri(model["source_uri"])
+            say = lambda line: self.logs.event(job_id, f"git: {line.replace(uri, shown)}")  # noqa: E731
+            source["git_commit"] = await sources.clone(uri, model.get("git_ref"), dest, say)
+            self.logs.event(job_id, f"cloned {shown} at {source['git_commit']}")
         else:
             stored = self.models.path(model["model_id"])
             if not stored.is_dir():

@@ -46,6 +46,20 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s-][^\s]*$")  # git@
 _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
+def redact_uri(uri: str) -> str:
+    """The URI with any password or token in it replaced, for logs (https://user:TOKEN@host/x -> https://user:***@host/x)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def check_git_uri(uri: str, field: str = "model.source_uri") -> str:
     if not isinstance(uri, str) or not uri.strip():
         raise UsageError(f"{field}: a git URI is required")
@@ -259,12 +273,12 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
             await process.wait()
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(exc, asyncio.TimeoutError):
-            raise UsageError(f"git clone {uri}: no result after {CLONE_TIMEOUT:.0f} seconds") from None
+            raise UsageError(f"git clone {redact_uri(uri)}: no result after {CLONE_TIMEOUT:.0f} seconds") from None
         raise
     if code != 0:
         shutil.rmtree(partial, ignore_errors=True)
         message = "\n".join(line for line in lines if not line.startswith(("Cloning into", "remote: "))) or f"exit code {code}"
-        raise UsageError(f"git clone {uri}{' --branch ' + ref if ref else ''} failed: {message}")
+        raise UsageError(f"git clone {redact_uri(uri)}{' --branch ' + ref if ref else ''} failed: {message}")
     rev = await asyncio.create_subprocess_exec(
         "git", "-C", str(partial), "rev-parse", "HEAD", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
