@@ -191,7 +191,8 @@ def test_a_failed_job_prints_its_reason_and_last_log_lines(env):
     assert result.returncode == 1
     assert result.stdout == ""
     assert [line for line in result.stderr.splitlines() if line.startswith("Error: ")] == [
-        "Error: job fails failed: model code failed to load"
+        "Error: job fails failed: model code failed to load: route POST /p: importing predict.py failed: "
+        "RuntimeError: cli_fails refuses to load"
     ]
     assert "last log lines:" in result.stderr
     assert "RuntimeError: cli_fails refuses to load" in result.stderr

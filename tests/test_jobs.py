@@ -89,7 +89,8 @@ def test_model_code_that_cannot_load_fails_the_job_with_its_traceback(control_pl
             with pytest.raises(JobFailed) as caught:
                 await job.wait_for("running", timeout=60)
             assert "helper_that_does_not_exist" in job.reason
-            assert job.reason.startswith("model code failed to load")
+            assert job.reason.splitlines()[0] == ("model code failed to load: route POST /predict: importing predict.py "
+                                                  "failed: ModuleNotFoundError: No module named 'helper_that_does_not_exist'")
             assert "helper_that_does_not_exist" in str(caught.value) + "\n".join(caught.value.details)
             assert job.restarts == 0  # exit code 3: restarting would not help
             assert job.url is None

@@ -190,7 +190,8 @@ class LocalEndpoint:
                 start_failures += 1
             self.listener.event(f"endpoint process {process.pid} {describe_exit(code)}")
             if code == EXIT_LOAD_FAILED:
-                return Outcome(True, "model code failed to load\n" + "\n".join(self.listener.tail()))
+                tail = self.listener.tail()
+                return Outcome(True, load_failure_headline(tail) + "\n" + "\n".join(tail))
             if code == EXIT_USAGE:
                 return Outcome(True, "the endpoint runtime refused its arguments:\n" + "\n".join(self.listener.tail()))
             if start_failures >= START_ATTEMPTS:
@@ -339,6 +340,22 @@ async def http_get(host: str, port: int, path: str, timeout: float) -> tuple[int
     finally:
         if writer is not None:
             writer.close()
+
+
+def load_failure_headline(tail: list[str]) -> str:
+    """One line saying why the model code did not load, from the runtime's `error:` line in the output.
+
+    An import failure's error line ends with ':' and the traceback follows; its last line (the exception) is
+    what the user needs, so it completes the headline.
+    """
+    for index in range(len(tail) - 1, -1, -1):
+        if tail[index].startswith("error: "):
+            text = tail[index][len("error: "):].strip()
+            if text.endswith(":"):
+                rest = [line for line in tail[index + 1:] if line.strip() and not line.startswith("endpoint process ")]
+                text = f"{text[:-1]}: {rest[-1].strip()}" if rest else text[:-1]
+            return f"model code failed to load: {text}"
+    return "model code failed to load"
 
 
 def describe_exit(code: int | None) -> str:
