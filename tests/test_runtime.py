@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from endpoint_process import param, route, start
+from endpoint_process import MODELS as MODELS_DIR, param, route, start
 
 TYPES = [
     param("s", "str"),
@@ -366,3 +366,20 @@ def test_a_linked_package_of_the_same_name_cannot_stand_in_for_the_route_file(se
     assert ep.wait_exit() == 3
     assert "resolves outside the model directory: Python would import 'predict' from" in ep.log()
     assert not marker.exists()
+
+
+def test_a_port_in_use_is_a_usage_error_naming_it(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "trainml_cli", "endpoint", "serve", "--model-dir", str(MODELS_DIR / "types"),
+             "--port", str(port), "--route", json.dumps(route("/sync", "shout", [param("text", "str")]))],
+            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"Error: 127.0.0.1:{port} is already in use; choose another --port (0: any free one)"

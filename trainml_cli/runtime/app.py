@@ -197,8 +197,8 @@ class EndpointApp:
         except CallTimeout:
             body = {
                 "error": "timeout",
-                "message": f"{endpoint.label}: the call ran longer than {self.config.timeout:g}s; "
-                "raise the endpoint's --timeout if it needs longer",
+                "message": f"the call ran longer than the endpoint's timeout of {self.config.timeout:g}s "
+                "(--timeout, or endpoint.timeout in a job); its slot stays taken until the function returns",
             }
             return await send_json(send, 504, json.dumps(body).encode())
         except Exception as exc:

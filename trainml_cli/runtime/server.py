@@ -7,6 +7,7 @@ when one reports that the model code cannot load (restarting would only fail aga
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from ..errors import UsageError
 from .config import EXIT_LOAD_FAILED, RuntimeConfig
 from .loader import check_files, enter_model_dir
 
@@ -35,7 +37,13 @@ def _listening_socket(config: RuntimeConfig) -> socket.socket:
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"{config.host}:{config.port} is already in use; choose another --port (0: any free one)") from None
+        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
     sock.listen(2048)
     return sock
 
