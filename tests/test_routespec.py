@@ -108,3 +108,9 @@ def test_schema_is_a_valid_json_schema():
     from jsonschema import Draft202012Validator
 
     Draft202012Validator.check_schema(ROUTE_SCHEMA)
+
+
+def test_a_default_given_as_a_json_number_says_to_write_it_as_a_string():
+    [problem] = problems(good(body=[{"name": "t", "type": "float", "optional": True, "default_value": 0.1}]))
+    assert problem == ('route 1 (POST /predict): body[0].default_value: 0.1 is not a string: '
+                       'write the Python literal as a string, e.g. "0.1"')

@@ -206,6 +206,8 @@ def _schema_problem(error) -> tuple[str, str]:
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         names = {"string": "a string", "boolean": "true or false", "array": "a list", "object": "an object"}
+        if where.endswith(".default_value"):
+            return where, f"{json.dumps(error.instance)} is not a string: write the Python literal as a string, e.g. \"{error.instance!r}\""
         return where, f"{error.instance!r} is not {names.get(expected, expected)}"
     if validator == "pattern" and where == "path":
         return where, f"{error.instance!r} must start with '/' and use only URL path characters"

@@ -41,7 +41,7 @@ def create():
 @click.option("--env", "env", type=ENV, multiple=True, help="An environment variable for the model; repeatable.")
 @click.option("--gpu-type", "gpu_types", multiple=True, metavar="TYPE", help="Acceptable GPU type; repeatable.")
 @click.option("--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker.")
-@click.option("--cpu-count", metavar="N", type=click.IntRange(1), help="CPUs per worker.")
+@click.option("--cpu-count", metavar="N", type=click.IntRange(1), help="Worker processes serving the endpoint.")
 @click.option("--disk-size", type=click.IntRange(1), metavar="GB", help="Disk space in GB.")
 @click.option("--max-price", type=click.FloatRange(0), metavar="CREDITS", help="Highest price per hour to accept.")
 @click.option("--max-concurrency", metavar="N", type=click.IntRange(1), help="Calls served at once (then queued).")
