@@ -174,3 +174,20 @@ def test_the_sdk_does_not_load_the_server_stack():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_a_model_exception_reaches_the_caller_with_its_type(control_plane):
+    from trainml_cli.errors import ServerError
+
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("raises", model={"source_type": "local", "source_uri": str(MODELS / "raises")},
+                                           endpoint={"routes": [route("/fail", "fail")]}, wait=True)
+            try:
+                with pytest.raises(ServerError) as caught:
+                    await job.call("/fail", {"text": "x"})
+                return str(caught.value)
+            finally:
+                await job.remove(force=True)
+
+    assert run(scenario()) == "POST /fail: ValueError: cannot handle 'x'"

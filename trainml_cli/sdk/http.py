@@ -49,6 +49,9 @@ def raise_for(response: requests.Response, where: str = "") -> None:
     if not isinstance(body, dict) or "message" not in body:
         text = (response.text or "").strip()[:500]
         body = {"message": f"HTTP {response.status_code} {response.reason}" + (f": {text}" if text else "")}
+    elif body.get("error") == "model_error" and body.get("type"):
+        # An endpoint's answer when the model raised: the exception's type is half of what happened.
+        body = {**body, "message": f"{body['type']}: {body['message']}"}
     error = TrainMLError.from_dict(body, response.status_code)
     if where:
         error = type(error)(f"{where}: {error.message}", details=error.details)
