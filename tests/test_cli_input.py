@@ -201,3 +201,9 @@ def test_subprocess_exit_codes_and_no_traceback():
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr
     assert debug.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
+def test_an_api_url_without_a_scheme_is_a_usage_error():
+    code, out, err = run_cli("--api-url", "localhost:1", "job", "list")
+    assert code == 2
+    assert "Invalid value for '--api-url': 'localhost:1' must start with http:// or https://" in err

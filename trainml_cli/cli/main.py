@@ -103,8 +103,10 @@ class Context:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 @click.version_option(__version__, "--version", prog_name="trainml")
-@click.option("--api-url", envvar="TRAINML_API_URL", metavar="URL", help="Control plane URL (default: the one under --home).")
-@click.option("--home", envvar="TRAINML_HOME", type=click.Path(file_okay=False), help="State folder (default ~/.trainml).")
+@click.option("--api-url", envvar="TRAINML_API_URL", metavar="URL", callback=lambda ctx, param, value: _check_url(value),
+              help="Control plane URL (default: the one under --home).")
+@click.option("--home", envvar="TRAINML_HOME", type=click.Path(file_okay=False),
+              help="State folder (default: $TRAINML_HOME, else ~/.trainml).")
 @click.option("-o", "--output-file", type=click.File("w"), help="Write command output to this file.")
 @click.option("-s", "--silent", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="More detail; repeat for more.")
@@ -119,6 +121,12 @@ def cli(ctx, api_url, home, output_file, silent, verbose, debug):
                   "body":[{"name":"text","type":"str"}]}' sentiment
     """
     ctx.obj = Context(api_url, home, output_file, silent, verbose, debug)
+
+
+def _check_url(value):
+    if value and not value.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{value!r} must start with http:// or https://", param_hint="'--api-url'")
+    return value
 
 
 def main(argv=None) -> int:
