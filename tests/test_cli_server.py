@@ -289,3 +289,17 @@ def test_escape_sequences_from_model_code_reach_the_terminal_as_text(env):
     result = trainml(env, "job", "logs", "escapes", "--format", "json")  # JSON keeps the exact text, escaped by JSON
     assert any("\x1b]0;owned\x07" in json.loads(line)["message"] for line in result.stdout.splitlines())
     assert run_cli(env, "job", "remove", "escapes")[0] == 0
+
+
+def test_call_timeout_sets_how_long_one_call_may_run(env):
+    sleep_route = {"verb": "POST", "path": "/sleep", "file": "predict", "function": "sleep",
+                   "body": [{"name": "seconds", "type": "float"}]}
+    created = trainml(env, "job", "create", "endpoint", "short-calls", "--model-dir", str(MODELS / "blocking"),
+                      "--route", json.dumps(sleep_route), "--call-timeout", "0.5")
+    assert created.returncode == 0, created.stderr
+    quick = trainml(env, "job", "call", "short-calls", "/sleep", "--data", '{"seconds": 0.01}')
+    assert quick.returncode == 0 and json.loads(quick.stdout) == {"slept": 0.01}
+    slow = trainml(env, "job", "call", "short-calls", "/sleep", "--data", '{"seconds": 3}')
+    assert slow.returncode == 1
+    assert "ran longer than the endpoint's timeout of 0.5s" in slow.stderr
+    trainml(env, "job", "remove", "short-calls", "--force")

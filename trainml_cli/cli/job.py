@@ -46,6 +46,8 @@ def create():
 @click.option("--max-price", type=click.FloatRange(0), metavar="CREDITS", help="Highest price per hour to accept.")
 @click.option("--max-concurrency", metavar="N", type=click.IntRange(1), help="Calls served at once (then queued).")
 @click.option("--max-queue", metavar="N", type=click.IntRange(0), help="Calls queued before answering 503.")
+@click.option("--call-timeout", metavar="SECONDS", type=click.FloatRange(0, min_open=True),
+              help="How long one call may run before the caller gets 504 (default 60).")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=300, show_default=True,
               metavar="SECONDS", help="How long to wait for the endpoint to be running.")
 @click.option("--connect/--no-connect", default=True, show_default=True,
@@ -54,7 +56,8 @@ def create():
 @format_option
 @click.pass_obj
 def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, gpu_types, gpu_count,
-                    cpu_count, disk_size, max_price, max_concurrency, max_queue, timeout, connect, attach, fmt):
+                    cpu_count, disk_size, max_price, max_concurrency, max_queue, call_timeout, timeout, connect, attach,
+                    fmt):
     """Create an endpoint job NAME serving model code over HTTP.
 
     Give the code with exactly one of --model-dir, --git-uri or --model-id, and at least one route (--route
@@ -79,6 +82,8 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         endpoint["max_concurrency"] = max_concurrency
     if max_queue is not None:
         endpoint["max_queue"] = max_queue
+    if call_timeout is not None:
+        endpoint["timeout"] = call_timeout
     resources = {
         key: value
         for key, value in (("gpu_types", list(gpu_types)), ("gpu_count", gpu_count), ("cpu_count", cpu_count),
