@@ -207,3 +207,11 @@ def test_an_api_url_without_a_scheme_is_a_usage_error():
     code, out, err = run_cli("--api-url", "localhost:1", "job", "list")
     assert code == 2
     assert "Invalid value for '--api-url': 'localhost:1' must start with http:// or https://" in err
+
+
+def test_an_empty_route_file_says_so(tmp_path):
+    empty = tmp_path / "routes.json"
+    empty.write_text("[]")
+    code, out, err = create("--model-dir", ECHO, "--route-file", str(empty))
+    assert code == 2
+    assert f"route file {empty} holds no routes" in err

@@ -54,6 +54,8 @@ def validate_routes(route_values, route_file=None) -> list:
     if route_file:
         raws += read_route_file(route_file)
     if not raws:
+        if route_file:
+            raise click.UsageError(f"route file {route_file} holds no routes")
         raise click.UsageError("give at least one --route or a --route-file")
     return parse_routes(raws)
 
