@@ -61,6 +61,15 @@ class Settings:
     def jobs_dir(self) -> Path:
         return self.home / "jobs"
 
+    @property
+    def envs_dir(self) -> Path:
+        """Endpoint environments (virtualenvs), one folder per key."""
+        return self.home / "envs"
+
+    @property
+    def uv_cache_dir(self) -> Path:
+        return self.home / "uv-cache"
+
     def read_server_file(self) -> dict | None:
         """The running control plane's record ({url, pid, home, ...}), or None if there is none to read."""
         import json

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from .output import Output, duration, format_option, printable, when
-from .params import DATA, ENV, JOB, MODEL, ROUTE, model_source, validate_routes
+from .params import DATA, ENV, JOB, MODEL, ROUTE, model_source, refused, validate_routes
 
 ACTIVE = ("new", "waiting for data/model download", "waiting for resources", "starting")
 POLL_INTERVAL = 0.2  # seconds between status checks while a spinner shows the live status
@@ -39,6 +39,21 @@ def create():
 @click.option("--route", "routes", type=ROUTE, multiple=True, help="A route as JSON; repeat for more routes.")
 @click.option("--route-file", type=click.Path(exists=True, dir_okay=False), help="A JSON or YAML list of routes.")
 @click.option("--env", "env", type=ENV, multiple=True, help="An environment variable for the model; repeatable.")
+@click.option("--pip-packages", "pip_packages", multiple=True, metavar="PKGS",
+              help="pip packages for the endpoint's own environment, comma-separated ('scikit-learn,numpy==2.1'); "
+                   "repeatable. A requirements.txt at the model folder's root is used too.")
+@click.option("--requirements", metavar="PATH", help="A requirements file inside the model folder "
+              "(default: requirements.txt, when there is one).")
+@click.option("--python", "python", metavar="VERSION|PATH", help="The interpreter the endpoint runs on, e.g. 3.12 "
+              "(found on the control plane's machine; default: the control plane's own).")
+@click.option("--environment", "environment_type", metavar="NAME", help="trainML's environment name (e.g. "
+              "DEEPLEARNING_PY310): runs on that Python version when the machine has it, else the default.")
+@click.option("--apt-packages", metavar="PKGS", callback=refused("apt"), expose_value=False,
+              help="Refused: system packages are not installed.")
+@click.option("--conda-packages", metavar="PKGS", callback=refused("conda"), expose_value=False,
+              help="Refused: environments are built with pip packages.")
+@click.option("--custom-image", metavar="IMAGE", callback=refused("custom_image"), expose_value=False,
+              help="Refused: endpoints run as processes, not containers.")
 @click.option("--gpu-type", "gpu_types", multiple=True, metavar="TYPE", help="Acceptable GPU type; repeatable.")
 @click.option("--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker.")
 @click.option("--cpu-count", metavar="N", type=click.IntRange(1), help="Worker processes serving the endpoint.")
@@ -55,9 +70,9 @@ def create():
 @click.option("--attach/--no-attach", default=False, show_default=True, help="Then follow the job's logs.")
 @format_option
 @click.pass_obj
-def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, gpu_types, gpu_count,
-                    cpu_count, disk_size, max_price, max_concurrency, max_queue, call_timeout, timeout, connect, attach,
-                    fmt):
+def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, pip_packages,
+                    requirements, python, environment_type, gpu_types, gpu_count, cpu_count, disk_size, max_price,
+                    max_concurrency, max_queue, call_timeout, timeout, connect, attach, fmt):
     """Create an endpoint job NAME serving model code over HTTP.
 
     Give the code with exactly one of --model-dir, --git-uri or --model-id, and at least one route (--route
@@ -67,6 +82,10 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
       trainml job create endpoint sentiment --model-dir examples/sentiment \\
         --route '{"verb": "POST", "path": "/predict", "file": "predict",
                   "function": "predict", "body": [{"name": "text", "type": "str"}]}'
+
+    The endpoint runs in an environment of its own, built once with uv and shared by every job that asks for
+    the same packages, when it names pip packages (--pip-packages), has a requirements.txt, or picks another
+    --python; otherwise on the control plane's interpreter.
 
     Prints `Endpoint is running at: URL` and a curl command per route once the endpoint answers.
     """
@@ -90,7 +109,7 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
                            ("disk_size", disk_size), ("max_price", max_price))
         if value not in (None, [])
     }
-    environment = {"env": [{"key": key, "value": value} for key, value in env]} if env else None
+    environment = environment_payload(env, pip_packages, requirements, python, environment_type, model_dir)
     out = Output(obj, fmt)
     made = []
 
@@ -100,6 +119,8 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
                                                resources=resources or None, environment=environment)
         made.append(created)
         out.debug(f"Created job {created.name} ({created.id})")
+        if (created.dict.get("environment") or {}).get("note"):
+            out.note(created.dict["environment"]["note"])
         if connect:
             await wait_running(created, out, timeout)
         if out.json_mode:
@@ -118,6 +139,23 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         if made:  # Ctrl-C stops this command, not the job: say where it went
             out.note(f"\nJob {name} ({made[0].id}) keeps going; see `trainml job get {made[0].id}`.")
         raise
+
+
+def environment_payload(env, pip_packages, requirements, python, environment_type, model_dir) -> dict | None:
+    from ..environment import check_environment, check_requirements_file, split_pip_packages
+
+    environment: dict = {}
+    if env:
+        environment["env"] = [{"key": key, "value": value} for key, value in env]
+    if pip_packages:
+        environment["packages"] = {"pip": split_pip_packages(pip_packages)}
+    for key, value in (("requirements", requirements), ("python", python), ("type", environment_type)):
+        if value:
+            environment[key] = value
+    check_environment(environment)  # a UsageError: exit 2, nothing sent
+    if model_dir:
+        check_requirements_file(environment, model_dir)
+    return environment or None
 
 
 @job.command("list")
@@ -391,6 +429,7 @@ def describe(job) -> list[tuple[str, object]]:
         ("Routes", [f"{r.label} -> {r.file}:{r.function}" for r in job_routes(job)] or "-"),
         ("Model", source.strip() or "-"),
         ("Resources", ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, [])) or "-"),
+        ("Environment", describe_environment(record.get("environment") or {})),
         ("Run time", duration(_first(record, "run_time", "run_seconds", "runtime"))),
         ("Credits", f"{job.credits:.4f}" if isinstance(job.credits, (int, float)) else "-"),
         ("Restarts", job.restarts if job.restarts is not None else 0),
@@ -399,6 +438,22 @@ def describe(job) -> list[tuple[str, object]]:
     if env:
         fields.append(("Env", ", ".join(e.get("key", "") for e in env)))
     return fields
+
+
+def describe_environment(environment: dict) -> str:
+    """'Python 3.12.1, pip: tabulate==0.9.0, -r requirements.txt (environment 3f2a...)', or the default."""
+    interpreter = environment.get("interpreter") or {}
+    version = environment.get("python_version") or interpreter.get("version")
+    parts = [f"Python {version}" if version else "the control plane's Python"]
+    pip = (environment.get("packages") or {}).get("pip") or []
+    if pip:
+        parts.append("pip: " + " ".join(pip))
+    if environment.get("requirements"):
+        parts.append(f"-r {environment['requirements']}")
+    text = ", ".join(parts)
+    if environment.get("key"):
+        text += f" (environment {environment['key']})"
+    return text
 
 
 def _text(value) -> str:

@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "model": ("trainml_cli.cli.model", "model", "Store model code and reuse it across jobs."),
     "server": ("trainml_cli.cli.server", "server", "Run and manage the local control plane."),
     "endpoint": ("trainml_cli.cli.endpoint", "endpoint", "Serve model code in the foreground (no control plane)."),
+    "environment": ("trainml_cli.cli.environment", "environment", "Endpoint environments: their own Python packages."),
 }
 
 

@@ -46,6 +46,16 @@ class EnvParam(click.ParamType):
         return key, val
 
 
+def refused(kind: str):
+    """An option trainML has that cannot be honoured here: exit 2 with the reason, before anything is sent."""
+    def check(ctx, param, value):
+        if value:
+            from ..environment import REFUSED
+
+            raise click.BadParameter(REFUSED[kind], ctx=ctx, param=param)
+    return check
+
+
 def validate_routes(route_values, route_file=None) -> list:
     """Every route from `--route` and `--route-file`, checked as one set; raises UsageError (exit 2)."""
     from ..routespec import parse_routes, read_route_file

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..settings import Settings
 from . import packing
+from .environments import Environments
 from .http import Http
 from .jobs import Jobs
 from .models import Models
@@ -30,6 +31,7 @@ class TrainML:
         self.http = Http(self.settings)
         self.jobs = Jobs(self)
         self.models = Models(self)
+        self.environments = Environments(self)
 
     async def upload(self, folder: Path) -> dict:
         """Pack a model folder and upload it; returns {id, size, files, unpacked_size} for a job or model."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
+from ..environment import check_environment, check_requirements_file
 from ..errors import Conflict, JobFailed, TrainMLError, Unavailable, UsageError, WaitTimeout
 from ..routespec import check_route_files, parse_routes
 
@@ -197,9 +198,16 @@ class Jobs:
         self._client = client
 
     async def create(self, name: str, type: str = "endpoint", *, model: dict, endpoint: dict,
-                     resources: dict | None = None, environment: dict | None = None, wait: bool = False) -> Job:
+                     resources: dict | None = None, environment: dict | None = None, python: str | None = None,
+                     wait: bool = False) -> Job:
         """Create an endpoint job. `model`: {source_type: local|git|trainml, source_uri, git_ref?};
-        `endpoint`: {routes, max_concurrency?, max_queue?}. With `wait`, returns once it is running."""
+        `endpoint`: {routes, max_concurrency?, max_queue?}; `environment`: {env: [{key, value}],
+        packages: {pip: [...]}, requirements?, python?, type?}; `python`: the interpreter ("3.12" or a path),
+        short for environment.python. With `wait`, returns once it is running."""
+        environment = dict(environment or {})
+        if python is not None:
+            environment["python"] = python
+        check_environment(environment)  # refused packages and malformed requirements, before anything is sent
         endpoint = dict(endpoint or {})
         routes = parse_routes(endpoint.get("routes") or [])  # RouteSpecError before anything is sent
         model = dict(model or {})
@@ -207,6 +215,7 @@ class Jobs:
         if model.get("source_type") == "local":
             folder = Path(model.get("source_uri") or "").expanduser()
             check_route_files(routes, folder)
+            check_requirements_file(environment, folder)
             upload = await self._client.upload(folder)
             model = {"source_type": "local", "source_uri": str(folder.resolve()), "upload_id": upload["id"]}
         elif model.get("source_type") == "git":

@@ -19,6 +19,9 @@
     GET    /api/jobs/{job}/metrics             the endpoint's /metrics counters, for charts
     POST   /api/models                         body: ModelCreate -> 201 model record (after fetching the code)
     GET    /api/models, GET|DELETE /api/models/{model}
+    GET    /api/environments                   -> {environments, interpreters}
+    DELETE /api/environments/{key}             -> {id, removed}; 409 while a job uses it or it is being built
+    POST   /api/environments/prune             -> {removed: [keys]}: every environment no job uses
 
 Errors are JSON `{"error": kind, "message": "...", "details": [...]}` with the status of the error class
 (errors.py): 401 unauthorized, 404 not_found, 409 conflict, 422 invalid / invalid_route, 503 unavailable.
@@ -36,7 +39,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from .. import __version__
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from . import resources as res
 from . import schemas
 from .auth import require_auth
@@ -206,3 +209,52 @@ async def remove_model(model: str, request: Request):
     model_id = models.find(model)["id"]
     await models.remove(model_id)
     return {"id": model_id, "removed": True}
+
+
+# -- environments -------------------------------------------------------------------------------------------------
+
+
+def _environment_records(p) -> list[dict]:
+    from .logs import iso_time
+
+    users, jobs = p.jobs.environment_users(), p.jobs.environment_jobs()
+    records = []
+    for record in p.environments.records():
+        record = dict(record)
+        for key in ("created", "last_used"):
+            record[key] = iso_time(record[key]) if record.get(key) else None
+        record["jobs"] = jobs.get(record["key"], [])
+        record["in_use"] = users.get(record["key"], [])
+        records.append(record)
+    return records
+
+
+@router.get("/environments", response_model=schemas.EnvironmentList, tags=["environments"])
+async def list_environments(request: Request):
+    p = platform(request)
+    interpreters = await asyncio.to_thread(p.environments.interpreters.all)
+    return {"environments": _environment_records(p), "interpreters": [i.to_dict() for i in interpreters]}
+
+
+@router.delete("/environments/{key}", response_model=schemas.Removed, tags=["environments"],
+               responses={409: {"description": "a job uses it, or it is being built"}})
+async def remove_environment(key: str, request: Request):
+    p = platform(request)
+    key = p.environments.find(key)
+    await p.environments.remove(key, p.jobs.environment_users().get(key, []))
+    return {"id": key, "removed": True}
+
+
+@router.post("/environments/prune", response_model=schemas.Pruned, tags=["environments"])
+async def prune_environments(request: Request):
+    p = platform(request)
+    removed = []
+    for record in _environment_records(p):
+        if record.get("building") or record["in_use"]:
+            continue
+        try:
+            await p.environments.remove(record["key"], [])
+        except (Conflict, NotFound):  # taken or removed meanwhile
+            continue
+        removed.append(record["key"])
+    return {"removed": removed}

@@ -27,6 +27,8 @@ from ..settings import Settings
 from . import api
 from . import resources as res
 from .auth import Authenticator, ensure_token
+from .environments import Environments
+from .interpreters import Interpreters
 from .jobs import Jobs
 from .logs import LogBook
 from .models import Models
@@ -66,8 +68,9 @@ class Platform:
         self.uploads = Uploads(settings.home / "uploads")
         self.uploads.collect_garbage()
         self.models = Models(self.store, settings.models_dir, self.uploads)
+        self.environments = Environments(settings.envs_dir, Interpreters(options.python), settings.uv_cache_dir)
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
-                         host=settings.host, python=options.python, policy=options.policy)
+                         self.environments, host=settings.host, python=options.python, policy=options.policy)
 
     async def close(self) -> None:
         await self.jobs.shutdown()

@@ -11,7 +11,8 @@ A job record, as the API returns it (trainML's payload plus what the platform kn
      "resources": {gpu_types, gpu_count, cpu_count, disk_size, max_price},
      "model": {source_type, source_uri, git_ref?, upload_id?, model_id?, git_commit?},
      "endpoint": {routes: [...], max_concurrency, max_queue, timeout},
-     "environment": {env: [{key, value}]},
+     "environment": {env: [{key, value}], packages: {pip}, requirements, python, type, interpreter, note,
+                     key?, python_version?}   (key and python_version once its environment is built)
      "gpus": [{index, name, type, device}], "pid", "restarts", "run_time" (seconds),
      "hourly_rate", "credits", "created", "updated"}
 
@@ -33,6 +34,7 @@ from ..errors import Conflict, NotFound, TrainMLError
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
 from . import sources
+from .environments import Environments
 from .logs import LogBook, iso_time
 from .models import Models, check_name, new_id
 from .payload import check_job
@@ -58,13 +60,14 @@ class _Driver:
 
 class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: sources.Uploads,
-                 pool: res.GpuPool, folder: Path, *, host: str = "127.0.0.1", python: str | None = None,
-                 policy: Policy | None = None, backend: Backend | None = None):
+                 pool: res.GpuPool, folder: Path, environments: Environments, *, host: str = "127.0.0.1",
+                 python: str | None = None, policy: Policy | None = None, backend: Backend | None = None):
         self.store = store
         self.logs = logbook
         self.models = models
         self.uploads = uploads
         self.pool = pool
+        self.environments = environments
         self.folder = folder
         self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # and URLs name this
         self.python = python
@@ -107,9 +110,9 @@ class Jobs:
             "url": url,
             "port": row["port"],
             "resources": spec["resources"],
-            "model": {**spec["model"], **row["source"]},
+            "model": {**spec["model"], **{k: v for k, v in row["source"].items() if k != "environment"}},
             "endpoint": spec["endpoint"],
-            "environment": spec["environment"],
+            "environment": {**spec["environment"], **row["source"].get("environment", {})},
             "gpus": row["gpus"],
             "pid": row["pid"],
             "restarts": row["restarts"],
@@ -133,7 +136,7 @@ class Jobs:
 
     async def create(self, payload: dict) -> dict:
         name = check_name(payload.get("name"), "job")
-        spec = check_job(payload, self.pool, self.uploads, self.models)
+        spec = check_job(payload, self.pool, self.uploads, self.models, self.environments.interpreters)
         job_id, now = new_id(), time.time()
         workdir = self.workdir(job_id)
         workdir.mkdir(parents=True)
@@ -141,6 +144,8 @@ class Jobs:
         (workdir / "routes.json").write_text(routes_to_json(routes))
         self.store.insert_job({"id": job_id, "name": name, "status": S.NEW.value, "spec": spec, "created": now, "updated": now})
         self.logs.event(job_id, f"job {name!r} created ({spec['model']['source_type']} model)")
+        if spec["environment"].get("note"):
+            self.logs.event(job_id, spec["environment"]["note"])
         self._launch_driver(job_id)
         return self.get(job_id)
 
@@ -217,7 +222,8 @@ class Jobs:
                 self.logs.event(job_id, f"waiting for {need} free GPU(s) of type {' or '.join(spec['resources']['gpu_types'])}")
                 gpus = await self.pool.acquire(job_id, spec["resources"])
             self.store.update_job(job_id, gpus=gpus)
-            endpoint = self.backend.endpoint(self._launch(job_id, spec, gpus), _Listener(self, job_id), row["port"])
+            python = await self._environment(job_id, spec)
+            endpoint = self.backend.endpoint(self._launch(job_id, spec, gpus, python), _Listener(self, job_id), row["port"])
             driver.endpoint = endpoint
             self.store.update_job(job_id, port=endpoint.port)
             if driver.stopping:
@@ -272,7 +278,21 @@ class Jobs:
         source["size"] = await asyncio.to_thread(sources.tree_size, dest)
         self.store.update_job(job_id, source=source)
 
-    def _launch(self, job_id: str, spec: dict, gpus: list[dict]) -> Launch:
+    async def _environment(self, job_id: str, spec: dict) -> Path | None:
+        """The python of the job's own environment, built first if need be (status starting); None: the default."""
+        model_dir = self.workdir(job_id) / "model"
+        plan = self.environments.plan(spec["environment"], model_dir)
+        if plan is None:
+            return None
+        if self.store.job(job_id)["status"] == S.WAITING_RESOURCES.value:
+            self._move(job_id, S.STARTING)
+        python = await self.environments.prepare(job_id, plan, model_dir, lambda line: self.logs.event(job_id, line))
+        source = dict(self.store.job(job_id)["source"])
+        source["environment"] = {"key": plan.key, "python_version": plan.interpreter.version}
+        self.store.update_job(job_id, source=source)
+        return python
+
+    def _launch(self, job_id: str, spec: dict, gpus: list[dict], python: Path | None = None) -> Launch:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
         env.update({item["key"]: item["value"] for item in spec["environment"]["env"]})
         env.update(
@@ -286,9 +306,29 @@ class Jobs:
             env=env, workers=spec["resources"]["cpu_count"], max_concurrency=endpoint.get("max_concurrency"),
             max_queue=endpoint.get("max_queue"), timeout=endpoint.get("timeout"),
         )
-        if self.python:
+        if python is not None:
+            launch.python = str(python)
+        elif self.python:
             launch.python = self.python
         return launch
+
+    def environment_users(self) -> dict[str, list[str]]:
+        """Environment key -> the ids of the jobs using it that are not stopped or failed (they hold it)."""
+        users: dict[str, list[str]] = {}
+        for row in self.store.jobs():
+            key = row["source"].get("environment", {}).get("key")
+            if key and not S(row["status"]).is_final:
+                users.setdefault(key, []).append(row["id"])
+        return users
+
+    def environment_jobs(self) -> dict[str, list[str]]:
+        """Environment key -> every job that was built with it."""
+        jobs: dict[str, list[str]] = {}
+        for row in self.store.jobs():
+            key = row["source"].get("environment", {}).get("key")
+            if key:
+                jobs.setdefault(key, []).append(row["id"])
+        return jobs
 
     # -- user actions -------------------------------------------------------------------------------------------
 

@@ -2,29 +2,34 @@
 
     {name, type: "endpoint", resources: {gpu_types, gpu_count, cpu_count, disk_size, max_price},
      model: {source_type: local|git|trainml, source_uri, git_ref?, upload_id?},
-     endpoint: {routes: [...], max_concurrency?, max_queue?, timeout?}, environment: {env: [{key, value}]}}
+     endpoint: {routes: [...], max_concurrency?, max_queue?, timeout?},
+     environment: {env: [{key, value}], packages: {pip: [...]}, requirements?, python?, type?}}
 
 `check_job` returns the job's spec with defaults filled in (what the job record keeps), or raises a UsageError
 naming the field (422): routes through the shared route spec (one line per route and field), resources
 against the price table and this machine's GPUs, the model source (an existing upload, a safe git URI, a
-stored model), and the environment (names, and no overriding what the platform sets).
+stored model), and the environment (variable names, no overriding what the platform sets; packages and the
+interpreter through the shared environment module, the interpreter found on this machine).
 """
 
 from __future__ import annotations
 
 import re
 
+from ..environment import check_environment, python_of_type
 from ..errors import UsageError
 from ..routespec import parse_routes
 from . import resources as res
 from . import sources
+from .interpreters import Interpreters
 from .models import Models
 
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PLATFORM_ENV = ("CUDA_VISIBLE_DEVICES",)  # set by the platform from the job's GPUs; a job may not override it
 
 
-def check_job(payload: dict, pool: res.GpuPool, uploads: sources.Uploads, models: Models) -> dict:
+def check_job(payload: dict, pool: res.GpuPool, uploads: sources.Uploads, models: Models,
+              interpreters: Interpreters) -> dict:
     """The payload's spec with defaults filled in; raises UsageError (422) naming the field. Creates nothing."""
     if payload.get("type", "endpoint") != "endpoint":
         raise UsageError(f"type: {payload.get('type')!r} is not supported; this platform runs 'endpoint' jobs")
@@ -49,6 +54,7 @@ def check_job(payload: dict, pool: res.GpuPool, uploads: sources.Uploads, models
         if not isinstance(value, str):
             raise UsageError(f"environment.env[{i}].value: {value!r} must be a string")
         env.append({"key": key, "value": value})
+    build = check_environment(payload.get("environment"))
     return {
         "type": "endpoint",
         "resources": resources,
@@ -59,8 +65,33 @@ def check_job(payload: dict, pool: res.GpuPool, uploads: sources.Uploads, models
             "max_queue": endpoint.get("max_queue"),
             "timeout": timeout,
         },
-        "environment": {"env": env},
+        "environment": {"env": env, "packages": {"pip": build["pip"]}, "requirements": build["requirements"],
+                        "python": build["python"], "type": build["type"], **_interpreter(build, interpreters)},
     }
+
+
+def _interpreter(build: dict, interpreters: Interpreters) -> dict:
+    """{interpreter: {path, version} or None (the default), note?}: `python` must exist here; a trainML
+    environment type picks its Python version when this machine has it, else the default with a note."""
+    chosen, note = None, None
+    if build["python"]:
+        chosen = interpreters.resolve(build["python"])
+    elif build["type"]:
+        default = interpreters.default()
+        wanted = python_of_type(build["type"])
+        try:
+            chosen = interpreters.resolve(wanted) if wanted else None
+        except UsageError:
+            chosen = None
+        if chosen is not None:
+            note = f"environment {build['type']}: running on Python {chosen.version} ({chosen.path})"
+        else:
+            asked = f"asks for Python {wanted}, which this machine lacks" if wanted else "names no Python version"
+            note = (f"environment {build['type']} {asked}; running on the default Python {default.version} "
+                    f"({default.path})")
+    if chosen is not None and chosen.default:
+        chosen = None  # the default interpreter needs no environment of its own
+    return {"interpreter": {"path": chosen.path, "version": chosen.version} if chosen else None, "note": note}
 
 
 def _check_model(model: dict, uploads: sources.Uploads, models: Models) -> dict:

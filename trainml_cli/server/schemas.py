@@ -47,8 +47,21 @@ class EnvVar(_Strict):
     value: str
 
 
+class Packages(_Strict):
+    pip: Optional[list[str]] = Field(None, description="pip requirements, e.g. [\"scikit-learn\", \"numpy==2.1\"]")
+    apt: Optional[list[str]] = Field(None, description="refused: system packages are not installed")
+    conda: Optional[list[str]] = Field(None, description="refused: environments are built from PyPI")
+
+
 class Environment(_Strict):
     env: list[EnvVar] = []
+    packages: Optional[Packages] = None
+    requirements: Optional[str] = Field(None, description="a requirements file inside the model folder "
+                                        "(default: requirements.txt at its root, when there is one)")
+    python: Optional[str] = Field(None, description="a Python version found on the machine (\"3.12\") or a path")
+    type: Optional[str] = Field(None, description="trainML's environment name, e.g. DEEPLEARNING_PY310: "
+                                "picks that Python version when the machine has it")
+    custom_image: Optional[str] = Field(None, description="refused: no container runtime")
 
 
 class JobCreate(_Strict):
@@ -121,6 +134,36 @@ class Upload(BaseModel):
     size: int
     files: int
     unpacked_size: int
+
+
+class EnvironmentRecord(_Open):
+    key: str
+    python: str
+    interpreter: str
+    pip: list[str]
+    requirements_file: Optional[str] = None
+    size: Optional[int] = Field(None, description="bytes on disk; null while building")
+    building: bool = False
+    created: Optional[str] = None
+    last_used: Optional[str] = None
+    jobs: list[str] = Field(..., description="jobs built with it")
+    in_use: list[str] = Field(..., description="jobs that hold it: not stopped or failed")
+
+
+class Interpreter(BaseModel):
+    path: str
+    version: str
+    implementation: str
+    default: bool
+
+
+class EnvironmentList(BaseModel):
+    environments: list[EnvironmentRecord]
+    interpreters: list[Interpreter]
+
+
+class Pruned(BaseModel):
+    removed: list[str]
 
 
 class Removed(BaseModel):

@@ -1,0 +1,58 @@
+"""`trainml environment ...`: the virtualenvs built for endpoints' packages, and the interpreters available."""
+
+from __future__ import annotations
+
+import click
+
+from .output import Output, format_option, size, when
+
+
+@click.group()
+def environment():
+    """Endpoint environments: their own Python packages, built once and shared.
+
+    A job gets one when it names pip packages (--pip-packages), its model folder holds a requirements.txt, or
+    it picks another --python. Jobs asking for the same packages on the same Python share one.
+    """
+
+
+@environment.command("list")
+@format_option
+@click.pass_obj
+def list_environments(obj, fmt):
+    """List environments (key, Python, packages, size, jobs, last use) and the interpreters jobs can use."""
+    out = Output(obj, fmt)
+    listing = obj.run(lambda client: client.environments.list())
+    if out.json_mode:
+        out.json(listing)
+        return
+    rows = []
+    for env in listing["environments"]:
+        packages = list(env.get("pip") or []) + ([f"-r {env['requirements_file']}"] if env.get("requirements_file") else [])
+        shown = ", ".join(packages) or "(runtime only)"
+        jobs = f"{len(env['in_use'])} running" if env["in_use"] else "none running"
+        jobs += f" / {len(env['jobs'])}" if env["jobs"] else ""
+        rows.append((env["key"], env["python"], shown if len(shown) <= 40 else shown[:39] + "…",
+                     "building" if env.get("building") else size(env.get("size")), jobs, when(env.get("last_used"))))
+    out.table(["KEY", "PYTHON", "PACKAGES", "SIZE", "JOBS", "LAST USED"], rows,
+              empty="No environments yet; a job with --pip-packages or a requirements.txt builds one.")
+    pythons = ", ".join(i["version"] + (" (default)" if i["default"] else "") for i in listing["interpreters"])
+    out.note(f"Interpreters for --python: {pythons}")
+
+
+@environment.command("remove")
+@click.argument("key")
+@click.pass_obj
+def remove_environment(obj, key):
+    """Remove the environment KEY (or a unique prefix of it); refused while a job uses it."""
+    removed = obj.run(lambda client: client.environments.remove(key))
+    Output(obj).line(f"Removed environment {removed}.")
+
+
+@environment.command("prune")
+@click.pass_obj
+def prune_environments(obj):
+    """Remove every environment that no job uses (stopped and failed jobs rebuild theirs on start)."""
+    removed = obj.run(lambda client: client.environments.prune())
+    out = Output(obj)
+    out.line(f"Removed {len(removed)} environment(s)" + (f": {', '.join(removed)}." if removed else "."))

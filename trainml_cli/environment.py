@@ -1,0 +1,139 @@
+"""An endpoint's environment as data: the pip packages, requirements file and interpreter a job asks for.
+
+One module for the CLI, the SDK and the control plane, so each says the same thing about the same input:
+
+    environment: {env: [{key, value}], packages: {pip: [...], apt: [...], conda: [...]},
+                  python: "3.12" | "/path/to/python", type: "DEEPLEARNING_PY310", requirements: "path/in/model",
+                  custom_image: "..."}
+
+`check_environment` returns the part of it that describes a build (what a backend turns into a virtualenv,
+or into Ray's runtime_env); what cannot be honoured on this platform is refused with a message saying why and
+what to do instead. Stdlib only: the CLI imports this on start.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from .errors import UsageError
+
+DEFAULT_REQUIREMENTS_FILE = "requirements.txt"
+MAX_PACKAGES = 500
+MAX_REQUIREMENT_LENGTH = 1000
+
+# A requirement line names a project (or a URL): it starts with a letter or digit. Anything starting with '-'
+# would be an installer option (--index-url, -e, -r) smuggled through a package list.
+_REQUIREMENT = re.compile(r"^[A-Za-z0-9][^\x00-\x1f\x7f]*$")
+_VERSION_CONTINUATION = re.compile(r"^\s*(===|==|!=|~=|<=|>=|<|>)")
+# trainML's prebuilt environments name their Python: DEEPLEARNING_PY310, PYTORCH_PY38_113, TENSORFLOW_PY39_210 ...
+_TRAINML_TYPE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
+_TYPE_PYTHON = re.compile(r"_PY(\d)(\d{1,2})(?:_|$)")
+
+REFUSED = {
+    "apt": ("system (apt) packages are not installed: they need root and would change the machine for every "
+            "endpoint; use pip packages (most libraries ship wheels with their native code), or install the "
+            "system library on the machine yourself"),
+    "conda": ("conda packages are not supported: environments are built with uv from PyPI; use --pip-packages "
+              "or a requirements.txt (PyPI has wheels for numpy, scipy, torch, scikit-learn ...)"),
+    "custom_image": ("custom images are not supported: this platform runs endpoints as processes, without a "
+                     "container runtime; give the packages with --pip-packages or a requirements.txt instead"),
+}
+
+
+def split_pip_packages(values: Iterable[str]) -> list[str]:
+    """trainML's comma format ('a,b==1.2'), possibly repeated, as one list of requirements.
+
+    A comma also separates a requirement's version clauses ('numpy>=1.20,<2'): a piece that starts with a
+    comparison operator continues the requirement before it.
+    """
+    packages: list[str] = []
+    for value in values:
+        for piece in str(value).split(","):
+            if _VERSION_CONTINUATION.match(piece) and packages:
+                packages[-1] += "," + piece.strip()
+            elif piece.strip():
+                packages.append(piece.strip())
+    return packages
+
+
+def check_requirement(text, field: str) -> str:
+    if not isinstance(text, str):
+        raise UsageError(f"{field}: {text!r} must be a string such as 'scikit-learn' or 'numpy==2.1'")
+    text = text.strip()
+    if not text:
+        raise UsageError(f"{field}: an empty package name")
+    if len(text) > MAX_REQUIREMENT_LENGTH:
+        raise UsageError(f"{field}: longer than {MAX_REQUIREMENT_LENGTH} characters")
+    if text.startswith("-"):
+        raise UsageError(f"{field}: {text!r} looks like an installer option; give package requirements only "
+                         f"(put index settings in pip's configuration, which environments follow)")
+    if not _REQUIREMENT.match(text):
+        raise UsageError(f"{field}: {text!r} is not a package requirement (e.g. 'scikit-learn', 'numpy>=2,<3')")
+    return text
+
+
+def check_requirements_path(path, field: str = "environment.requirements") -> str:
+    """A requirements file's path inside the model folder (relative, no '..')."""
+    if not isinstance(path, str) or not path.strip() or "\x00" in path:
+        raise UsageError(f"{field}: a path inside the model folder is required, e.g. requirements.txt")
+    pure = PurePosixPath(path.strip())
+    if pure.is_absolute() or re.match(r"^[A-Za-z]:", path) or "\\" in path:
+        raise UsageError(f"{field}: {path!r} is absolute; give a path relative to the model folder")
+    if ".." in pure.parts:
+        raise UsageError(f"{field}: {path!r} leaves the model folder; the file must be inside it")
+    return str(pure)
+
+
+def python_of_type(name: str) -> str | None:
+    """The Python version a trainML environment name asks for ('DEEPLEARNING_PY310' -> '3.10'), if it says one."""
+    match = _TYPE_PYTHON.search(name)
+    return f"{match[1]}.{match[2]}" if match else None
+
+
+def check_environment(environment: dict | None) -> dict:
+    """The build part of a job's environment, checked: {pip, requirements, python, type}. Raises UsageError (422/2).
+
+    `requirements` is None when the job names no file (a requirements.txt at the model folder's root is then
+    used when there is one); `python` is the request as given (resolved by the control plane).
+    """
+    environment = environment or {}
+    if not isinstance(environment, dict):
+        raise UsageError("environment: must be an object")
+    packages = environment.get("packages") or {}
+    if not isinstance(packages, dict):
+        raise UsageError("environment.packages: must be an object {pip: [...]}")
+    for kind in ("apt", "conda"):
+        if packages.get(kind):
+            raise UsageError(f"environment.packages.{kind}: {REFUSED[kind]}")
+    unknown = sorted(set(packages) - {"pip", "apt", "conda"})
+    if unknown:
+        raise UsageError(f"environment.packages.{unknown[0]}: not a package kind; use pip")
+    if environment.get("custom_image"):
+        raise UsageError(f"environment.custom_image: {REFUSED['custom_image']}")
+    pip = packages.get("pip") or []
+    if isinstance(pip, str):
+        pip = split_pip_packages([pip])
+    if not isinstance(pip, list):
+        raise UsageError("environment.packages.pip: must be a list of requirements")
+    if len(pip) > MAX_PACKAGES:
+        raise UsageError(f"environment.packages.pip: more than {MAX_PACKAGES} packages; use a requirements file")
+    pip = [check_requirement(item, f"environment.packages.pip[{i}]") for i, item in enumerate(pip)]
+    requirements = environment.get("requirements")
+    if requirements is not None:
+        requirements = check_requirements_path(requirements)
+    python = environment.get("python")
+    if python is not None and (not isinstance(python, str) or not python.strip() or "\x00" in python):
+        raise UsageError(f"environment.python: {python!r} must be a version such as '3.12' or an interpreter's path")
+    kind = environment.get("type")
+    if kind is not None and (not isinstance(kind, str) or not _TRAINML_TYPE.match(kind)):
+        raise UsageError(f"environment.type: {kind!r} is not an environment name such as DEEPLEARNING_PY310")
+    return {"pip": pip, "requirements": requirements, "python": python.strip() if python else None, "type": kind}
+
+
+def check_requirements_file(environment: dict, folder) -> None:
+    """A requirements file the job names must be in the local model folder (checked before the upload)."""
+    named = (environment or {}).get("requirements")
+    if named and not (Path(folder) / check_requirements_path(named)).is_file():
+        raise UsageError(f"environment.requirements: {named} is not a file in {folder}")
