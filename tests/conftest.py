@@ -153,6 +153,15 @@ def kill_everything_under(home: Path) -> None:
                 pass
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_uv_cache(tmp_path_factory):
+    """One uv download cache for every control plane of the session (each has its own TRAINML_HOME), so only the
+    first environment build downloads anything. A developer's own UV_CACHE_DIR is used as it is."""
+    if not os.environ.get("UV_CACHE_DIR"):
+        os.environ["UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))
+    yield
+
+
 @pytest.fixture
 def start_control_plane(tmp_path):
     started: list[ControlPlane] = []

@@ -448,8 +448,9 @@ def describe_environment(environment: dict) -> str:
     pip = (environment.get("packages") or {}).get("pip") or []
     if pip:
         parts.append("pip: " + " ".join(pip))
-    if environment.get("requirements"):
-        parts.append(f"-r {environment['requirements']}")
+    requirements = environment.get("requirements_file") or environment.get("requirements")
+    if requirements:
+        parts.append(f"-r {requirements}")
     text = ", ".join(parts)
     if environment.get("key"):
         text += f" (environment {environment['key']})"

@@ -12,7 +12,7 @@ A job record, as the API returns it (trainML's payload plus what the platform kn
      "model": {source_type, source_uri, git_ref?, upload_id?, model_id?, git_commit?},
      "endpoint": {routes: [...], max_concurrency, max_queue, timeout},
      "environment": {env: [{key, value}], packages: {pip}, requirements, python, type, interpreter, note,
-                     key?, python_version?}   (key and python_version once its environment is built)
+                     key?, python_version?, requirements_file?}   (once its environment is built)
      "gpus": [{index, name, type, device}], "pid", "restarts", "run_time" (seconds),
      "hourly_rate", "credits", "created", "updated"}
 
@@ -288,7 +288,8 @@ class Jobs:
             self._move(job_id, S.STARTING)
         python = await self.environments.prepare(job_id, plan, model_dir, lambda line: self.logs.event(job_id, line))
         source = dict(self.store.job(job_id)["source"])
-        source["environment"] = {"key": plan.key, "python_version": plan.interpreter.version}
+        source["environment"] = {"key": plan.key, "python_version": plan.interpreter.version,
+                                 "requirements_file": plan.requirements_file}
         self.store.update_job(job_id, source=source)
         return python
 
