@@ -93,7 +93,7 @@ def test_a_requirements_txt_at_the_model_root_is_used_and_the_log_says_so(plane)
     code, out, _ = cli(plane, "job", "logs", "req-file")
     assert "using requirements.txt from the model folder" in out
     code, out, _ = cli(plane, "job", "get", "req-file")
-    assert code == 0 and "-r requirements.txt" in out and "Environment:" in out
+    assert code == 0 and "-r requirements.txt" in out and "(environment " in out
     cli(plane, "job", "remove", "req-file", "--force")
 
 

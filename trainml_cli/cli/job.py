@@ -429,7 +429,7 @@ def describe(job) -> list[tuple[str, object]]:
         ("Routes", [f"{r.label} -> {r.file}:{r.function}" for r in job_routes(job)] or "-"),
         ("Model", source.strip() or "-"),
         ("Resources", ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, [])) or "-"),
-        ("Environment", describe_environment(record.get("environment") or {})),
+        ("Python", describe_environment(record.get("environment") or {})),
         ("Run time", duration(_first(record, "run_time", "run_seconds", "runtime"))),
         ("Credits", f"{job.credits:.4f}" if isinstance(job.credits, (int, float)) else "-"),
         ("Restarts", job.restarts if job.restarts is not None else 0),
@@ -441,10 +441,10 @@ def describe(job) -> list[tuple[str, object]]:
 
 
 def describe_environment(environment: dict) -> str:
-    """'Python 3.12.1, pip: tabulate==0.9.0, -r requirements.txt (environment 3f2a...)', or the default."""
+    """'3.12.1, pip: tabulate==0.9.0, -r requirements.txt (environment 3f2a...)', or the default."""
     interpreter = environment.get("interpreter") or {}
     version = environment.get("python_version") or interpreter.get("version")
-    parts = [f"Python {version}" if version else "the control plane's Python"]
+    parts = [version or "the control plane's"]
     pip = (environment.get("packages") or {}).get("pip") or []
     if pip:
         parts.append("pip: " + " ".join(pip))
