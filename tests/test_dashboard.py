@@ -146,6 +146,108 @@ def test_a_valid_form_checks_clean_and_reports_missing_route_files(control_plane
     assert [f["field"] for f in missing.json()["fields"]] == ["routes.0.file"]
 
 
+TABULATE_DIR = str(MODELS / "tabulate_version")
+VERSION_ROUTE = {"verb": "GET", "path": "/version", "file": "predict", "function": "version"}
+DASHBOARD = {"X-TrainML-Dashboard": "1"}
+
+
+def check_form(plane, session, environment: dict, directory: str = TABULATE_DIR) -> requests.Response:
+    form = {"name": "env", "resources": {"gpu_types": ["cpu"]}, "model": {"source": "directory", "directory": directory},
+            "routes": [VERSION_ROUTE], "environment": environment}
+    return session.post(plane.url + "/api/dashboard/check", json=form, headers=DASHBOARD, timeout=60)
+
+
+def test_the_form_sends_packages_in_the_clis_comma_format_and_the_interpreter_only_when_not_the_default(control_plane):
+    session = signed_in(control_plane)
+    interpreters = control_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"]
+    default = next(i for i in interpreters if i["default"])
+    checked = check_form(control_plane, session, {"packages": {"pip": " scikit-learn, numpy>=1.20,<2 ,tabulate==0.9.0"},
+                                                  "python": "", "requirements": ""})
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["payload"]["environment"] == {
+        "packages": {"pip": ["scikit-learn", "numpy>=1.20,<2", "tabulate==0.9.0"]}}
+    # The default, chosen by path or by version, is the default: nothing to send.
+    for python in (default["path"], default["version"]):
+        checked = check_form(control_plane, session, {"packages": {"pip": ""}, "python": python})
+        assert checked.json()["payload"]["environment"] == {"packages": {"pip": []}}, python
+    others = [i for i in interpreters if not i["default"]]
+    if others:
+        checked = check_form(control_plane, session, {"packages": {"pip": ""}, "python": others[0]["path"]})
+        assert checked.json()["payload"]["environment"]["python"] == others[0]["path"]
+    # The create page lists the same interpreters, the default first and labelled so.
+    page = session.get(control_plane.url + "/dashboard/create", timeout=60).text
+    options = re.findall(r'<option value="([^"]*)" data-version="([^"]+)">([^<]*)</option>', page)
+    assert options[0] == ("", default["version"], f"Python {default['version']} (default)")
+    assert sorted(o[1] for o in options) == sorted(i["version"] for i in interpreters)
+
+
+def test_environment_problems_show_at_their_fields_and_create_nothing(control_plane):
+    session = signed_in(control_plane)
+    answer = check_form(control_plane, session, {"packages": {"pip": "tabulate, --index-url=http://example.invalid"},
+                                                 "python": "3.99", "requirements": "../outside.txt"})
+    assert answer.status_code == 422
+    fields = {f["field"]: f["message"] for f in answer.json()["fields"]}
+    assert set(fields) == {"environment.packages.pip", "environment.python", "environment.requirements"}
+    assert fields["environment.packages.pip"].startswith("'--index-url=http://example.invalid' looks like an installer option")
+    default = next(i for i in control_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"] if i["default"])
+    assert fields["environment.python"].startswith("no Python 3.99 on the control plane's machine; available: ")
+    assert f"{default['version']} (default)" in fields["environment.python"]
+    assert "leaves the model folder" in fields["environment.requirements"]
+    # A file the form names must be in the server folder; creating refuses the same way, creating nothing.
+    form = {"name": "env", "model": {"source": "directory", "directory": TABULATE_DIR}, "routes": [VERSION_ROUTE],
+            "environment": {"requirements": "missing.txt"}}
+    created = session.post(control_plane.url + "/api/dashboard/jobs", json=form, headers=DASHBOARD, timeout=60)
+    assert created.status_code == 422
+    assert created.json()["fields"] == [{"field": "environment.requirements",
+                                         "message": f"missing.txt is not a file in {TABULATE_DIR}"}]
+    assert control_plane.api("GET", "/api/jobs").json() == []
+
+
+def test_the_form_is_told_whether_a_server_folder_has_a_requirements_txt(control_plane):
+    session = signed_in(control_plane)
+
+    def ask(directory):
+        return session.get(control_plane.url + "/api/dashboard/requirements", params={"directory": directory}, timeout=10)
+
+    assert ask(str(MODELS / "requirements_file")).json() == {
+        "directory": str(MODELS / "requirements_file"), "file": "requirements.txt", "found": True}
+    assert ask(TABULATE_DIR).json()["found"] is False
+    assert ask(str(MODELS / "no-such-folder")).json()["found"] is False
+    relative = ask("tests/models/requirements_file")
+    assert relative.status_code == 422
+    assert relative.json()["fields"][0]["field"] == "model.directory" and "absolute path" in relative.json()["message"]
+    assert requests.get(control_plane.url + "/api/dashboard/requirements", params={"directory": TABULATE_DIR},
+                        timeout=10).status_code == 401
+
+
+def test_the_details_page_shows_what_the_environment_asks_before_it_is_built(control_plane):
+    session = signed_in(control_plane)
+
+    def details(name: str, environment: dict) -> tuple[dict, str]:
+        """The Environment panel's facts for a new job whose clone fails at once: it never builds anything."""
+        payload = {"name": name, "model": {"source_type": "git", "source_uri": "https://127.0.0.1:9/none.git"},
+                   "endpoint": {"routes": [route()]}, "environment": environment}
+        created = control_plane.api("POST", "/api/jobs", json=payload, timeout=60)
+        assert created.status_code == 201, created.text
+        html = session.get(control_plane.url + f"/dashboard/jobs/{created.json()['id']}", timeout=60).text
+        panel = html[html.index('id="environment"'):html.index('id="routes-heading"')]
+        return dict(re.findall(r'<dt>([^<]+)</dt>\s*<dd[^>]*data-env="\w+">([^<]*)</dd>', panel)), panel
+
+    interpreters = control_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"]
+    default = next(i for i in interpreters if i["default"])
+    facts, panel = details("env-type", {"packages": {"pip": ["tabulate==0.9.0", "numpy>=1.20,<2"]},
+                                        "type": "DEEPLEARNING_PY299", "requirements": "deps/requirements.txt"})
+    assert facts == {"Python": f"{default['version']} (default)", "Python packages": "tabulate==0.9.0, numpy&gt;=1.20,&lt;2",
+                     "Requirements file": "deps/requirements.txt", "Environment key": "not built yet"}
+    assert "environment DEEPLEARNING_PY299 asks for Python 2.99, which this machine lacks; running on the default" in panel
+    facts, _ = details("env-none", {})
+    assert facts["Environment key"] == "none: the control plane&#39;s Python" and facts["Python packages"] == "—"
+    other = next((i for i in interpreters if not i["default"]), None)
+    if other:
+        facts, _ = details("env-other", {"python": other["path"]})
+        assert facts["Python"] == other["version"] and facts["Environment key"] == "not built yet"
+
+
 # -- the pure pieces ----------------------------------------------------------------------------------------------
 
 
@@ -179,6 +281,20 @@ def test_route_problems_map_to_form_fields(problem, field, message):
     if "(POST /p)" in problem:
         raws = [{"verb": "POST", "path": "/p"}]
     assert forms.route_fields(problem, raws) == forms.FieldError(field, message)
+
+
+@pytest.mark.parametrize("message, field, text", [
+    ("environment.packages.pip[1]: '-e .' looks like an installer option", "environment.packages.pip",
+     "'-e .' looks like an installer option"),
+    ("environment.python: no Python 3.99 on the control plane's machine; available: 3.11.7 (default)",
+     "environment.python", "no Python 3.99 on the control plane's machine; available: 3.11.7 (default)"),
+    ("environment.requirements: '/etc/x' is absolute; give a path relative to the model folder",
+     "environment.requirements", "'/etc/x' is absolute; give a path relative to the model folder"),
+])
+def test_environment_problems_map_to_form_fields(message, field, text):
+    from trainml_cli.errors import UsageError
+
+    assert forms.field_of(UsageError(message), "form") == forms.FieldError(field, text)
 
 
 def test_status_events_are_read_back_from_the_log():

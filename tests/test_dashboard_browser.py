@@ -22,6 +22,7 @@ from conftest import MODELS
 
 CHROMIUM = "/usr/bin/chromium"
 ECHO_DIR = str(MODELS / "dashboard_echo")
+TABULATE_DIR = str(MODELS / "tabulate_version")
 SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "dashboard"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
@@ -214,6 +215,78 @@ def test_create_connect_logs_chart_stop_remove(browser, control_plane):
     assert page.locator("#no-jobs").is_visible()
     assert control_plane.api("GET", "/api/jobs").json() == []
     ui.close()
+
+
+def test_create_with_pip_packages_then_the_details_show_the_environment(browser, control_plane):
+    interpreters = control_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"]
+    default = next(i for i in interpreters if i["default"])
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    page.fill("#name", "tabulate")
+    page.check('input[name="source"][value="directory"]')
+    # A folder with a requirements.txt at its root says so under Requirements file; naming a file hides it.
+    note = page.locator("#requirements-found")
+    page.fill("#model-directory", str(MODELS / "requirements_file"))
+    note.wait_for()
+    assert note.inner_text() == "requirements.txt found: its packages are installed too."
+    page.get_by_label("Requirements file (optional)").fill("other.txt")
+    note.wait_for(state="hidden")
+    page.get_by_label("Requirements file (optional)").fill("")
+    note.wait_for()
+    page.fill("#model-directory", TABULATE_DIR)
+    note.wait_for(state="hidden")
+
+    page.select_option('[data-input="verb"]', "GET")
+    page.fill('[data-input="path"]', "/version")
+    page.fill('[data-input="file"]', "predict")
+    page.fill('[data-input="function"]', "version")
+    python = page.get_by_label("Python", exact=True)
+    assert python.locator("option").first.inner_text() == f"Python {default['version']} (default)"
+    assert python.locator("option").count() == len(interpreters)
+    assert_labelled(page)
+
+    # An installer option among the packages is refused next to the packages field.
+    packages = page.get_by_label("Python packages")
+    packages.fill("tabulate==0.9.0, --index-url=http://127.0.0.1:9/simple")
+    page.get_by_role("button", name="Next").click()
+    error = page.locator('[data-error-for="environment.packages.pip"]')
+    error.wait_for()
+    assert error.inner_text().startswith("'--index-url=http://127.0.0.1:9/simple' looks like an installer option")
+    assert packages.get_attribute("aria-invalid") == "true"
+    assert page.locator("#review").is_hidden()
+    ui.shoot("create-environment-error", "/dashboard/create")
+
+    packages.fill("tabulate==0.9.0")
+    page.get_by_role("button", name="Next").click()
+    review = page.locator("#review")
+    review.wait_for(state="visible")
+    facts = page.locator("#review-environment").inner_text()
+    assert "tabulate==0.9.0" in facts and f"Python {default['version']} (default)" in facts
+    assert "GET /version → predict:version" in review.inner_text()
+    page.screenshot(path=str(SHOTS / "review-environment-1280.png"), full_page=True)
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
+    job_id = page.url.rsplit("/", 1)[1]
+
+    # The environment is built (uv fetches tabulate the first time), then the endpoint runs with the package.
+    page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=300_000)
+    record = control_plane.api("GET", f"/api/jobs/{job_id}").json()
+    assert record["environment"]["packages"]["pip"] == ["tabulate==0.9.0"]
+    assert requests.get(record["url"] + "/version", timeout=10).json() == {"tabulate": "0.9.0"}
+    env = page.locator("#environment")
+    # Followed live: the key arrives with the build, without a reload; then the same once rendered by the server.
+    for reloaded in (False, True):
+        if reloaded:
+            page.reload()
+        env.locator('[data-env="key"]', has_text=record["environment"]["key"]).wait_for(timeout=20_000)
+        assert env.locator('[data-env="packages"]').inner_text() == "tabulate==0.9.0"
+        assert env.locator('[data-env="python"]').inner_text() == f"{default['version']} (default)"
+        assert env.locator('[data-env="requirements"]').inner_text() == "none"
+        assert env.locator('[data-env="note"]').is_hidden()
+    ui.shoot("details-environment")
+    ui.close()
+    assert control_plane.api("DELETE", f"/api/jobs/{job_id}", params={"force": "true"}).status_code == 200
 
 
 def test_bad_default_value_shows_next_to_its_field_and_creates_nothing(browser, control_plane):

@@ -8,6 +8,8 @@ follower). These routes add only what a browser needs on top:
                                          `removed` when the followed job is gone
     GET  /api/dashboard/traffic?job=ID   requests/s and latency points of running endpoints (see traffic.py)
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first
+    GET  /api/dashboard/requirements?directory=/abs/path   {directory, file, found}: whether a folder on the
+                                         server holds the requirements.txt an environment would install
     POST /api/dashboard/check            the Create form -> {payload} or 422 {fields: [{field, message}]}
     POST /api/dashboard/jobs             the Create form -> the created job record (201)
 """
@@ -22,7 +24,8 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from ...errors import NotFound, Unauthorized
+from ...environment import DEFAULT_REQUIREMENTS_FILE
+from ...errors import NotFound, Unauthorized, UsageError
 from ..auth import require_auth
 from ..schemas import JobCreate
 from . import forms
@@ -109,10 +112,22 @@ async def history(job: str, request: Request):
     return {"history": await status_history(p.logs, p.jobs.find(job)["id"])}
 
 
+@router.get("/requirements")
+async def requirements(directory: str = ""):
+    """The Create form's note under Requirements file: does this server folder have a requirements.txt?"""
+    try:
+        folder = forms.absolute_folder(directory)
+    except UsageError as exc:
+        raise forms.FormErrors([forms.field_of(exc, "model.directory")]) from None
+    found = await asyncio.to_thread(forms.requirements_found, folder)
+    return {"directory": str(folder), "file": DEFAULT_REQUIREMENTS_FILE, "found": found}
+
+
 @router.post("/check")
 async def check_form(request: Request):
     """Next: check the form with the platform's rules; nothing is created."""
-    payload = forms.check(platform(request), await _json(request))
+    # In a thread: finding the interpreter may run a few Pythons to ask their version.
+    payload = await asyncio.to_thread(forms.check, platform(request), await _json(request))
     return {"payload": _public(payload)}
 
 
@@ -120,7 +135,7 @@ async def check_form(request: Request):
 async def create_from_form(request: Request):
     """Create: check again, pack a server-side folder if that is the source, and create the job as the API does."""
     p = platform(request)
-    payload = forms.check(p, await _json(request))
+    payload = await asyncio.to_thread(forms.check, p, await _json(request))
     model = payload["model"]
     if model.get("directory"):
         model["upload_id"] = await forms.upload_directory(p, model.pop("directory"))

@@ -4,10 +4,13 @@ The form sends what a person filled in:
 
     {"name": "...", "resources": {gpu_types, gpu_count, cpu_count, disk_size, max_price},
      "model": {"source": "directory" | "git" | "trainml", "directory", "source_uri", "git_ref", "model"},
-     "routes": [route, ...]}
+     "routes": [route, ...],
+     "environment": {"packages": {"pip": "scikit-learn, numpy>=1.20,<2"}, "python": "" | path | version,
+                     "requirements": "" | "path/in/model"}}
 
 Every check here is one the API or the CLI already makes (job names from models.py, resources from
-resources.py, git URIs from sources.py, routes from routespec.py, route files from the CLI's own check), called
+resources.py, git URIs from sources.py, routes from routespec.py, route files from the CLI's own check, packages
+and the requirements file from environment.py, the interpreter from the machine's list), called
 section by section so that one mistake does not hide the next. Their messages name a route and a field
 (`route 1 (POST /predict): body[0].default_value: 'abc' is not a Python literal`); `field_of` turns that into
 the form's field key (`routes.0.body.0.default_value`) so the page can show each message next to its input.
@@ -22,6 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...environment import DEFAULT_REQUIREMENTS_FILE, check_environment, check_requirements_file, split_pip_packages
 from ...errors import NotFound, RouteSpecError, TrainMLError, UsageError
 from ...routespec import parse_routes
 from .. import resources as res
@@ -82,6 +86,10 @@ def field_of(error: TrainMLError, default: str) -> FieldError:
     match = _PREFIX.match(text)
     if match and (match.group(1).startswith(("resources.", "model.")) or match.group(1) == "name"):
         return FieldError(match.group(1), match.group(2))
+    if match and match.group(1).startswith("environment."):
+        # One input holds every package: `environment.packages.pip[2]: ...` is that input's problem (the message
+        # quotes the package, so which one stays clear).
+        return FieldError(re.sub(r"\[\d+\].*$", "", match.group(1)), match.group(2))
     return FieldError(default, text)
 
 
@@ -115,6 +123,7 @@ def check(platform, form: dict) -> dict:
         from ...routespec import check_route_files
 
         attempt("routes", lambda: check_route_files(routes, model["directory"]))
+    environment = _environment(platform, form.get("environment"), model, attempt)
     if problems:
         raise FormErrors(problems)
     return {
@@ -123,7 +132,65 @@ def check(platform, form: dict) -> dict:
         "resources": resources,
         "model": model,
         "endpoint": {"routes": [r.to_dict() for r in routes]},
+        "environment": environment,
     }
+
+
+def _environment(platform, raw, model: dict | None, attempt) -> dict:
+    """The payload's environment: packages, requirements file and interpreter, each checked on its own so one
+    mistake does not hide another. The interpreter is sent only when it is not the default."""
+    raw = raw if isinstance(raw, dict) else {}
+    packages = raw.get("packages") if isinstance(raw.get("packages"), dict) else {}
+    pip = packages.get("pip")
+    # The CLI's --pip-packages format: commas between packages, and between one package's version clauses.
+    pip = split_pip_packages([pip]) if isinstance(pip, str) else pip or []
+    checked = attempt("environment.packages.pip", lambda: check_environment({"packages": {"pip": pip}})["pip"])
+    environment: dict = {"packages": {"pip": checked or []}}
+
+    requirements = _text(raw.get("requirements"))
+    if requirements:
+        def check_requirements():
+            named = check_environment({"requirements": requirements})["requirements"]
+            if model and model.get("directory"):  # the folder is on this machine: look for the file now
+                check_requirements_file({"requirements": named}, model["directory"])
+            return named
+
+        environment["requirements"] = attempt("environment.requirements", check_requirements)
+
+    python = _text(raw.get("python"))
+    if python:
+        def check_python():
+            request = check_environment({"python": python})["python"]
+            return None if platform.environments.interpreters.resolve(request).default else request
+
+        chosen = attempt("environment.python", check_python)
+        if chosen:
+            environment["python"] = chosen
+    return environment
+
+
+def _text(value):
+    """A text field as typed, trimmed; anything else as it came, for the shared checks to name."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def absolute_folder(text) -> Path:
+    """A folder the form names on the server's machine: an absolute path (or ~), as the model folder must be."""
+    text = (text or "").strip() if isinstance(text, str) else ""
+    if not text:
+        raise UsageError("model.directory: the folder with the model code is required")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise UsageError(f"model.directory: {text!r} must be an absolute path on the server's machine")
+    return path
+
+
+def requirements_found(folder: Path) -> bool:
+    """Whether a folder holds the requirements.txt that environments install when the job names no file."""
+    try:
+        return (folder / DEFAULT_REQUIREMENTS_FILE).is_file()
+    except OSError:  # unreadable: the form's folder check says so when it matters
+        return False
 
 
 def _resources(raw) -> dict:
@@ -136,12 +203,8 @@ def _resources(raw) -> dict:
 def _model(platform, model: dict) -> dict:
     source = model.get("source")
     if source == "directory":
-        text = (model.get("directory") or "").strip()
-        if not text:
-            raise UsageError("model.directory: the folder with the model code is required")
-        path = Path(text).expanduser()
-        if not path.is_absolute():
-            raise UsageError(f"model.directory: {text!r} must be an absolute path on the server's machine")
+        path = absolute_folder(model.get("directory"))
+        text = str(path)
         if not path.is_dir():
             raise UsageError(f"model.directory: {text} does not exist or is not a folder")
         if not os.access(path, os.R_OK | os.X_OK):

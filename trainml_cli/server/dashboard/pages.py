@@ -11,6 +11,7 @@ become markup or code.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -19,7 +20,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader
 
-from ...errors import NotFound
+from ...environment import DEFAULT_REQUIREMENTS_FILE
+from ...errors import NotFound, UsageError
 from ...routespec import TYPES, VERBS, parse_routes
 from .. import resources as res
 from .history import status_history
@@ -174,7 +176,7 @@ async def create_page(request: Request):
     gpu_types = ["cpu"] + sorted({_gpu_type(g.name) for g in p.gpus})
     return render(request, "create.html", title="Create endpoint", page="create", section="create",
                   models=p.models.list(), gpu_types=gpu_types, defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
-                  types=[(t, TYPE_LABELS[t]) for t in TYPES])
+                  types=[(t, TYPE_LABELS[t]) for t in TYPES], interpreters=await _interpreters(p))
 
 
 @router.get("/jobs/{job_id}")
@@ -189,9 +191,11 @@ async def job_page(request: Request, job_id: str):
               (("max_concurrency", "Max concurrency"), ("max_queue", "Max queue"), ("timeout", "Call timeout (s)"))
               if endpoint.get(key) is not None]
     history = await status_history(platform(request).logs, job["id"])
+    default = next((i for i in await _interpreters(platform(request)) if i.default), None)
     return render(request, "job.html", title=job["name"], page="job", section="endpoints", job=job, limits=limits,
                   history=history, config_json=json.dumps(_configuration(job), indent=2),
-                  window_minutes=WINDOW // 60)
+                  window_minutes=WINDOW // 60, environment=environment_facts(job["environment"], default),
+                  default_python=default.version if default else "")
 
 
 @router.get("/jobs/{job_id}/connect")
@@ -230,11 +234,46 @@ def examples(url: str, job: dict) -> list[dict]:
     return [{"label": r.label, "target": f"{r.file}:{r.function}", "command": curl_command(url, r)} for r in routes]
 
 
+async def _interpreters(p) -> list:
+    """The machine's Pythons, the default first (the list probes each one: in a thread, cached a minute)."""
+    try:
+        found = await asyncio.to_thread(p.environments.interpreters.all)
+    except UsageError:  # the default interpreter does not run: the form still opens, the check will say why
+        return []
+    return sorted(found, key=lambda i: not i.default)
+
+
+def environment_facts(environment: dict, default) -> dict:
+    """What the Details page says about a job's environment (job.js says the same as the record changes).
+
+    The record holds what was asked (packages, requirements, interpreter, note) and, once built, what was built
+    (key, python_version, requirements_file); a job without a key runs on the control plane's own Python.
+    """
+    interpreter = environment.get("interpreter")  # None: the default one
+    packages = environment.get("packages", {}).get("pip") or []
+    version = (environment.get("python_version") or (interpreter or {}).get("version")
+               or (default.version if default else ""))
+    python = f"{version} (default)" if version and not interpreter else version or "the default"
+    if environment.get("key"):
+        key, requirements = environment["key"], environment.get("requirements_file") or "none"
+    else:
+        asked = packages or environment.get("requirements") or interpreter
+        key = "not built yet" if asked else "none: the control plane's Python"
+        requirements = (environment.get("requirements")
+                        or f"{DEFAULT_REQUIREMENTS_FILE} at the model root, if there is one")
+    return {"python": python, "packages": packages, "requirements": requirements, "key": key,
+            "note": environment.get("note")}
+
+
 def _configuration(job: dict) -> dict:
     """The job's whole configuration as submitted, without live fields and without env values (may be secrets)."""
-    env = [{"key": item["key"], "value": "…"} for item in job["environment"].get("env", [])]
+    environment = job["environment"]
+    env = [{"key": item["key"], "value": "…"} for item in environment.get("env", [])]
+    asked = {k: environment[k] for k in ("requirements", "python", "type") if environment.get(k)}
+    if environment.get("packages", {}).get("pip"):
+        asked["packages"] = {"pip": environment["packages"]["pip"]}
     return {"name": job["name"], "type": job["type"], "resources": job["resources"], "model": job["model"],
-            "endpoint": job["endpoint"], "environment": {"env": env}}
+            "endpoint": job["endpoint"], "environment": {"env": env, **asked}}
 
 
 def _gpu_type(name: str) -> str:

@@ -10,6 +10,7 @@
   const review = document.getElementById("review");
   const createButton = document.getElementById("create");
   const createError = document.getElementById("create-error");
+  const requirementsNote = document.getElementById("requirements-found");
   let uid = 0;
 
   // Give every input in a cloned block its own id, and its label the matching `for`: labels on every control.
@@ -82,6 +83,12 @@
         git_ref: value("#git-ref"),
         model: value("#stored-model"),
       },
+      // Packages as typed (the CLI's comma format, split by the server); python is "" for the default.
+      environment: {
+        packages: { pip: value("#pip-packages") },
+        python: value("#python"),
+        requirements: value("#requirements").trim(),
+      },
       routes: [...routesBox.children].map((route) => {
         const get = (name) => route.querySelector(`[data-input="${name}"]`);
         return {
@@ -102,6 +109,38 @@
         };
       }),
     };
+  }
+
+  // -- the requirements.txt note ---------------------------------------------------------------------------------
+
+  // Whether the server folder in the field has a requirements.txt at its root; asked as the field changes.
+  let folderHasRequirements = false;
+  let lookupTimer = null;
+
+  function source() {
+    return form.querySelector('input[name="source"]:checked').value;
+  }
+
+  // An environment installs the root requirements.txt only when no other file is named.
+  function showRequirementsNote() {
+    requirementsNote.hidden = !(folderHasRequirements && source() === "directory" && value("#requirements").trim() === "");
+  }
+
+  async function lookupRequirements() {
+    const directory = value("#model-directory").trim();
+    let found = false;
+    if (source() === "directory" && /^[\/~]/.test(directory)) { // the server answers for absolute paths only
+      try {
+        const answer = await TrainML.api("GET", `/api/dashboard/requirements?directory=${encodeURIComponent(directory)}`);
+        found = answer.found;
+      } catch (err) {
+        found = false; // the folder check at Next says what is wrong with the path
+      }
+      if (value("#model-directory").trim() !== directory) return folderHasRequirements; // typed on meanwhile
+    }
+    folderHasRequirements = found;
+    showRequirementsNote();
+    return found;
   }
 
   // -- errors next to their fields ------------------------------------------------------------------------------
@@ -176,6 +215,19 @@
     const r = payload.resources;
     fact(facts, "Resources", `GPU type ${r.gpu_types.join(", ")}, ${r.gpu_count} GPU, ${r.cpu_count} CPU, ${r.disk_size} GB disk, max ${r.max_price} credits/hour`);
 
+    const env = payload.environment || {};
+    const environment = document.getElementById("review-environment");
+    environment.replaceChildren();
+    const python = document.getElementById("python");
+    fact(environment, "Python", python.selectedIndex >= 0 ? python.options[python.selectedIndex].textContent : "The default");
+    const pip = (env.packages && env.packages.pip) || [];
+    fact(environment, "Python packages", pip.length ? pip.join(", ") : "None");
+    let requirements;
+    if (env.requirements) requirements = env.requirements;
+    else if (formData.model.source !== "directory") requirements = "requirements.txt at the model root, if there is one";
+    else requirements = folderHasRequirements ? "requirements.txt (found in the folder)" : "None";
+    fact(environment, "Requirements file", requirements);
+
     const routes = document.getElementById("review-routes");
     routes.replaceChildren(...payload.endpoint.routes.map((route) => {
       const block = document.createElement("div");
@@ -211,7 +263,7 @@
     next.disabled = true;
     const data = collect();
     try {
-      const answer = await TrainML.api("POST", "/api/dashboard/check", data);
+      const [answer] = await Promise.all([TrainML.api("POST", "/api/dashboard/check", data), lookupRequirements()]);
       clearErrors();
       checked = data;
       showReview(answer.payload, data);
@@ -265,7 +317,14 @@
   form.addEventListener("change", (event) => {
     if (event.target.name !== "source") return;
     for (const block of form.querySelectorAll("[data-source]")) block.hidden = block.dataset.source !== event.target.value;
+    showRequirementsNote();
   });
+
+  document.getElementById("model-directory").addEventListener("input", () => {
+    clearTimeout(lookupTimer);
+    lookupTimer = setTimeout(lookupRequirements, 300); // once typing pauses, not per key
+  });
+  document.getElementById("requirements").addEventListener("input", showRequirementsNote);
 
   review.querySelector("#review-heading").tabIndex = -1;
   addRoute();

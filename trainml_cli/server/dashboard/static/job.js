@@ -42,7 +42,32 @@
     noHistory.classList.toggle("hidden", rows.length > 0);
   }
 
+  // The environment panel as pages.py:environment_facts renders it: the key, Python version and requirements file
+  // used arrive once the environment is built (before the job is running), so follow the record.
+  const environment = document.getElementById("environment");
+
+  function showEnvironment(env) {
+    if (!env) return;
+    const set = (name, text) => { environment.querySelector(`[data-env="${name}"]`).textContent = text; };
+    const interpreter = env.interpreter;
+    const packages = (env.packages && env.packages.pip) || [];
+    const version = env.python_version || (interpreter && interpreter.version) || environment.dataset.defaultPython;
+    set("python", version ? version + (interpreter ? "" : " (default)") : "the default");
+    set("packages", packages.length ? packages.join(", ") : "—");
+    if (env.key) {
+      set("key", env.key);
+      set("requirements", env.requirements_file || "none");
+    } else {
+      set("key", packages.length || env.requirements || interpreter ? "not built yet" : "none: the control plane's Python");
+      set("requirements", env.requirements || "requirements.txt at the model root, if there is one");
+    }
+    const note = environment.querySelector('[data-env="note"]');
+    note.textContent = env.note || "";
+    note.hidden = !env.note;
+  }
+
   function onJob(job) {
+    showEnvironment(job.environment);
     reason.textContent = job.status === "failed" ? job.reason || "" : "";
     traffic.classList.toggle("hidden", job.status !== "running");
     if (lastStatus !== job.status) refreshHistory().catch(() => {});
