@@ -4,6 +4,7 @@ The default is the control plane's own interpreter. Others are found where Pytho
 uv's managed Pythons, /usr/bin, /usr/local/bin) and asked for their version by running them: a pyenv shim or
 a broken link fails that question and is left out. Nothing is ever downloaded. The list is cached for a
 minute; asking for a version that is missing looks again at once, so a Python installed meanwhile is found.
+Probing runs processes: callers on the event loop use a worker thread.
 """
 
 from __future__ import annotations
@@ -69,12 +70,15 @@ class Interpreters:
     def __init__(self, default: str | None = None):
         self.default_path = default or sys.executable
         self._cache: tuple[float, list[Interpreter]] | None = None
+        self._default: Interpreter | None = None
 
     def default(self) -> Interpreter:
-        found = probe(self.default_path)
-        if found is None:
-            raise UsageError(f"the endpoints' interpreter {self.default_path} does not run")
-        return Interpreter(found.path, found.version, found.implementation, True)
+        if self._default is None:  # it does not change while the control plane runs: ask once
+            found = probe(self.default_path)
+            if found is None:
+                raise UsageError(f"the endpoints' interpreter {self.default_path} does not run")
+            self._default = Interpreter(found.path, found.version, found.implementation, True)
+        return self._default
 
     def all(self, fresh: bool = False) -> list[Interpreter]:
         if not fresh and self._cache and time.monotonic() - self._cache[0] < CACHE_SECONDS:

@@ -136,7 +136,9 @@ class Jobs:
 
     async def create(self, payload: dict) -> dict:
         name = check_name(payload.get("name"), "job")
-        spec = check_job(payload, self.pool, self.uploads, self.models, self.environments.interpreters)
+        # In a thread: finding an interpreter runs processes, which must not stall the event loop.
+        spec = await asyncio.to_thread(check_job, payload, self.pool, self.uploads, self.models,
+                                       self.environments.interpreters)
         job_id, now = new_id(), time.time()
         workdir = self.workdir(job_id)
         workdir.mkdir(parents=True)
@@ -281,7 +283,7 @@ class Jobs:
     async def _environment(self, job_id: str, spec: dict) -> Path | None:
         """The python of the job's own environment, built first if need be (status starting); None: the default."""
         model_dir = self.workdir(job_id) / "model"
-        plan = self.environments.plan(spec["environment"], model_dir)
+        plan = await asyncio.to_thread(self.environments.plan, spec["environment"], model_dir)
         if plan is None:
             return None
         if self.store.job(job_id)["status"] == S.WAITING_RESOURCES.value:
@@ -309,6 +311,9 @@ class Jobs:
         )
         if python is not None:
             launch.python = str(python)
+            # As if activated: a subprocess of the model finds the environment's python and scripts first.
+            env["VIRTUAL_ENV"] = str(python.parent.parent)
+            env["PATH"] = str(python.parent) + os.pathsep + env.get("PATH", os.defpath)
         elif self.python:
             launch.python = self.python
         return launch
