@@ -33,12 +33,13 @@ def main(argv=None) -> int:
     from .app import ServerOptions
     from .daemon import EXIT_ALREADY_RUNNING, AlreadyRunning, serve
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(home=args.home, host=args.host, port=args.port)
     try:
         options = ServerOptions(gpus=args.gpus, python=args.python, stop_grace=args.stop_grace,
                                 unresponsive_after=args.unresponsive_after)
-        serve(settings, options, log_level=args.log_level)
+        serve(settings, options, log_level=args.log_level, args=argv)
     except AlreadyRunning as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return EXIT_ALREADY_RUNNING

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import AsyncIterator, Callable
 
 from ..errors import NotFound, UsageError
+from .secrets import redact
 
 MAX_UPLOAD_BYTES = 10 * 1024**3
 MAX_UNPACKED_BYTES = 50 * 1024**3  # a gzip bomb stops here
@@ -47,17 +48,8 @@ _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with any password or token in it replaced, for logs (https://user:TOKEN@host/x -> https://user:***@host/x)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password is None:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """The URI with any password or token in it replaced, for anything shown (see secrets.py)."""
+    return redact(uri)
 
 
 def check_git_uri(uri: str, field: str = "model.source_uri") -> str:
@@ -65,16 +57,16 @@ def check_git_uri(uri: str, field: str = "model.source_uri") -> str:
         raise UsageError(f"{field}: a git URI is required")
     uri = uri.strip()
     if uri.startswith("-"):
-        raise UsageError(f"{field}: {uri!r} starts with '-'; a git URI must not look like an option")
+        raise UsageError(f"{field}: {redact(uri)!r} starts with '-'; a git URI must not look like an option")
     match = _GIT_URL.match(uri)
     if match:
         if match["scheme"].lower() not in GIT_SCHEMES:
-            raise UsageError(f"{field}: {uri!r} uses {match['scheme']}://; only {', '.join(GIT_SCHEMES)} URIs are allowed")
+            raise UsageError(f"{field}: {redact(uri)!r} uses {match['scheme']}://; only {', '.join(GIT_SCHEMES)} URIs are allowed")
         return uri
     if _SCP_LIKE.match(uri):
         return uri
     hint = f" (for a local repository write file://{os.path.abspath(uri)})" if uri.startswith(("/", ".")) else ""
-    raise UsageError(f"{field}: {uri!r} is not a git URI; use one of {', '.join(s + '://' for s in GIT_SCHEMES)}{hint}")
+    raise UsageError(f"{field}: {redact(uri)!r} is not a git URI; use one of {', '.join(s + '://' for s in GIT_SCHEMES)}{hint}")
 
 
 def check_git_ref(ref: str | None, field: str = "model.git_ref") -> str | None:
@@ -251,7 +243,7 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
 
     def emit(raw: bytes) -> None:
         if raw.strip():
-            lines.append(raw.decode(errors="replace"))
+            lines.append(redact(raw.decode(errors="replace")))
             on_line(lines[-1])
 
     async def follow() -> int:
