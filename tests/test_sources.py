@@ -3,11 +3,16 @@ stored models; and how the SDK packs a local folder."""
 
 from __future__ import annotations
 
+import base64
 import gzip
+import http.server
 import io
+import json
 import os
 import socket
 import subprocess
+import sys
+import threading
 import tarfile
 import time
 from pathlib import Path
@@ -361,3 +366,82 @@ def test_a_name_that_is_both_a_file_and_a_folder_is_refused_at_upload(control_pl
     assert response.status_code == 422, response.text
     assert "both a file and a folder" in response.json()["message"]
     assert list((control_plane.home / "uploads").iterdir()) == []
+
+
+class _AuthRecorder(http.server.BaseHTTPRequestHandler):
+    """A git host that asks for credentials and records what it is sent (then knows no repository)."""
+
+    seen: list = []
+
+    def do_GET(self):
+        auth = self.headers.get("Authorization")
+        type(self).seen.append(auth)
+        self.send_response(404 if auth else 401)
+        if not auth:
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def git_host():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthRecorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_git_credentials_are_used_by_the_clone_and_shown_nowhere(control_plane, git_host):
+    from test_dashboard import signed_in
+
+    secrets = {"user": "alice:s3cret-pass", "token": "ghp_t0ken-secret"}
+    uris = {kind: f"http://{secret}@127.0.0.1:{git_host}/models.git" for kind, secret in secrets.items()}
+
+    async def scenario():
+        async with control_plane.client() as client:
+            jobs = {}
+            for kind, uri in uris.items():
+                jobs[kind] = job = await client.jobs.create(f"private-{kind}", endpoint=ECHO_ROUTES,
+                                                            model={"source_type": "git", "source_uri": uri})
+                with pytest.raises(JobFailed):
+                    await job.wait_for("running", timeout=60)
+            logs = {kind: [e["message"] async for e in job.logs()] for kind, job in jobs.items()}
+            return {kind: job.dict for kind, job in jobs.items()}, logs
+
+    records, logs = run(scenario())
+    # The clone sent the credentials (git asks for a password it may not prompt for when only a token is given).
+    assert base64.b64encode(b"alice:s3cret-pass").decode() in " ".join(a or "" for a in _AuthRecorder.seen)
+    assert records["user"]["model"]["source_uri"] == f"http://alice:***@127.0.0.1:{git_host}/models.git"
+    assert records["token"]["model"]["source_uri"] == f"http://***@127.0.0.1:{git_host}/models.git"
+    env = {**os.environ, "TRAINML_API_URL": control_plane.url, "TRAINML_API_TOKEN": control_plane.token, "NO_COLOR": "1"}
+    outputs = [json.dumps(records), json.dumps(logs), control_plane.log()]
+    for kind in uris:
+        for extra in ([], ["--format", "json"]):
+            result = subprocess.run([sys.executable, "-m", "trainml_cli", "job", "get", f"private-{kind}", *extra],
+                                    env=env, capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, result.stderr
+            outputs.append(result.stdout + result.stderr)
+    outputs.append(control_plane.api("GET", "/api/jobs").text)
+    dashboard = signed_in(control_plane)
+    for record in records.values():
+        outputs.append(control_plane.api("GET", f"/api/jobs/{record['id']}").text)
+        page = dashboard.get(f"{control_plane.url}/dashboard/jobs/{record['id']}", timeout=10)
+        assert page.status_code == 200 and "models.git" in page.text
+        outputs.append(page.text)
+        with dashboard.get(f"{control_plane.url}/api/dashboard/events", params={"job": record["id"]},
+                           stream=True, timeout=10) as events:
+            for _, line in zip(range(10), events.iter_lines(decode_unicode=True)):
+                outputs.append(line)
+                if line.startswith("data:"):
+                    assert record["id"] in line
+                    break
+    outputs.append((control_plane.home / "server.log").read_text() if (control_plane.home / "server.log").exists() else "")
+    everything = "\n".join(outputs)
+    assert "127.0.0.1" in everything and "***@" in everything
+    for secret in ("s3cret-pass", "ghp_t0ken-secret"):
+        assert secret not in everything
