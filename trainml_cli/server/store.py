@@ -180,8 +180,13 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def logs_before(self, job_id: str, before: int | None, limit: int) -> list[dict]:
-        """Newest first, older than the cursor `before` (all when None)."""
+    def logs_before(self, job_id: str, before: int | None, limit: int, stream: str | None = None) -> list[dict]:
+        """Newest first, older than the cursor `before` (all when None); only `stream`'s lines when given."""
+        if stream is not None:
+            return self._all(
+                "SELECT * FROM logs WHERE job_id = ? AND stream = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (job_id, stream, before if before is not None else 2**62, limit),
+            )
         if before is None:
             return self._all("SELECT * FROM logs WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, limit))
         return self._all(
