@@ -445,3 +445,69 @@ def test_git_credentials_are_used_by_the_clone_and_shown_nowhere(control_plane, 
     assert "127.0.0.1" in everything and "***@" in everything
     for secret in ("s3cret-pass", "ghp_t0ken-secret"):
         assert secret not in everything
+
+
+def zeros_archive(gib: int) -> bytes:
+    """A tar.gz holding one file of `gib` GiB of zeros, a few MB in all: gzip members may follow one another, and
+    after its header the whole tar stream is zeros."""
+    header = tarfile.TarInfo("zeros.bin")
+    header.size = gib * 1024**3
+    block = gzip.compress(b"\0" * 1024**2, compresslevel=9)
+    return gzip.compress(header.tobuf(format=tarfile.GNU_FORMAT)) + block * (gib * 1024) + gzip.compress(b"\0" * 1024)
+
+
+def upload_zeros(plane, gib: int) -> str:
+    response = plane.api("POST", "/api/uploads", data=zeros_archive(gib), headers={"Content-Type": "application/gzip"},
+                         timeout=120)
+    assert response.status_code == 201, response.text
+    assert response.json()["unpacked_size"] == gib * 1024**3
+    return response.json()["id"]
+
+
+def open_files(pid: int) -> list[str]:
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return found
+
+
+def test_an_archive_bigger_than_disk_size_fails_the_job_before_writing(control_plane):
+    upload = upload_zeros(control_plane, 3)
+    payload = {"name": "bomb", "resources": {"disk_size": 1}, "endpoint": ECHO_ROUTES,
+               "model": {"source_type": "local", "upload_id": upload}}
+    job = control_plane.api("POST", "/api/jobs", json=payload).json()
+    record = wait_until(lambda: (r := control_plane.api("GET", f"/api/jobs/{job['id']}").json())["status"] == "failed" and r,
+                        timeout=30, message="the job to fail")
+    assert record["reason"].startswith("the model folder unpacks to more than disk_size (1.0 GB)"), record["reason"]
+    assert len(record["reason"]) < 300
+    workdir = control_plane.home / "jobs" / job["id"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["routes.json"]  # no partial files left
+
+
+def test_removing_a_job_mid_unpack_stops_the_writer_and_frees_the_disk(control_plane):
+    upload = upload_zeros(control_plane, 3)
+    payload = {"name": "big", "endpoint": ECHO_ROUTES, "model": {"source_type": "local", "upload_id": upload}}
+    job = control_plane.api("POST", "/api/jobs", json=payload).json()
+    written = control_plane.home / "jobs" / job["id"] / "model.partial" / "zeros.bin"
+    wait_until(lambda: written.exists() and written.stat().st_size > 20 * 1024**2, timeout=30, message="unpacking to begin")
+    began = time.monotonic()
+    response = control_plane.api("DELETE", f"/api/jobs/{job['id']}", params={"force": "true"})
+    assert response.status_code in (200, 204), response.text
+    assert time.monotonic() - began < 10
+    assert not (control_plane.home / "jobs" / job["id"]).exists()
+    assert not any("zeros.bin" in path for path in open_files(control_plane.process.pid))  # nobody writes there
+    time.sleep(0.5)
+    assert not (control_plane.home / "jobs" / job["id"]).exists()
+
+
+def test_member_names_too_long_for_a_filesystem_are_refused_at_upload(control_plane):
+    for name, message in (("a" * 3000 + ".py", "a file or folder name is longer than 255 bytes"),
+                          ("/".join(["d" * 200] * 25) + "/x.py", "the path is longer than 4096 bytes")):
+        response = control_plane.api("POST", "/api/uploads", data=archive(member(name)),
+                                     headers={"Content-Type": "application/gzip"})
+        assert response.status_code == 422, response.text
+        text = response.json()["message"]
+        assert message in text and len(text) < 300, text

@@ -23,13 +23,15 @@ whose status says it should be running, on the same port when it is free.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
-from ..errors import Conflict, NotFound, TrainMLError
+from ..errors import Conflict, NotFound, TrainMLError, UsageError
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
 from . import sources
@@ -276,10 +278,11 @@ class Jobs:
         model = row["spec"]["model"]
         kind = model["source_type"]
         source: dict = {}
+        limit = row["spec"]["resources"]["disk_size"] * 1024**3
         if kind == "local":
             archive = self.uploads.path(model["upload_id"])
             self.logs.event(job_id, "unpacking the uploaded model folder")
-            await asyncio.to_thread(sources.unpack, archive, dest)
+            await _cancellable(sources.unpack, archive, dest, limit)
             self.uploads.discard(model["upload_id"])
         elif kind == "git":
             uri = row["secrets"].get("source_uri") or model["source_uri"]
@@ -293,6 +296,10 @@ class Jobs:
                 raise NotFound(f"stored model {model['source_uri']!r} ({model['model_id']}) no longer exists")
             await asyncio.to_thread(sources.copy_tree, stored, dest)
         source["size"] = await asyncio.to_thread(sources.tree_size, dest)
+        if source["size"] > limit:
+            await asyncio.to_thread(shutil.rmtree, dest, True)
+            raise UsageError(f"the model code takes {source['size'] / 1024**3:.1f} GB, more than disk_size "
+                             f"({row['spec']['resources']['disk_size']} GB)")
         self.store.update_job(job_id, source=source)
 
     def _launch(self, job_id: str, spec: dict, gpus: list[dict]) -> Launch:
@@ -421,6 +428,19 @@ class Jobs:
             else:
                 driver.task.cancel()
         await asyncio.gather(*(d.task for d in drivers), return_exceptions=True)
+
+
+async def _cancellable(function, *args):
+    """Run a fetch step in a thread that stops within moments when the job's driver is cancelled (the job was
+    stopped or removed), and wait until it has: a removal frees the disk only once nobody writes there."""
+    cancel = threading.Event()
+    future = asyncio.get_running_loop().run_in_executor(None, functools.partial(function, *args, cancel=cancel))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        cancel.set()
+        await asyncio.gather(future, return_exceptions=True)
+        raise
 
 
 class _Listener:
