@@ -94,6 +94,48 @@ def test_an_endpoint_killed_during_traffic_serves_again_on_the_same_url(control_
     run(scenario())
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def test_a_killed_worker_fails_only_the_calls_it_was_running(control_plane):
+    async def create():
+        async with control_plane.client() as client:
+            return (await client.jobs.create("two", model=ECHO, endpoint=ROUTES, resources={"cpu_count": 2},
+                                             wait=True)).dict
+
+    job = run(create())
+    workers = wait_until(lambda: len(children(job["pid"])) == 2 and children(job["pid"]), timeout=30,
+                         message="two workers")
+    clients = [Traffic(job["url"]) for _ in range(3)]
+    for traffic in clients:
+        traffic.__enter__()
+    try:
+        wait_until(lambda: all(t.ok >= 20 for t in clients), timeout=20, message="traffic to flow")
+        os.kill(workers[0], signal.SIGKILL)
+        served = sum(t.ok for t in clients)
+        wait_until(lambda: sum(t.ok for t in clients) >= served + 300, timeout=30, message="calls after the kill")
+        replaced = wait_until(lambda: len(children(job["pid"])) == 2 and workers[0] not in children(job["pid"]),
+                              timeout=20, message="the worker to be replaced")
+        assert replaced
+    finally:
+        for traffic in clients:
+            traffic.__exit__(None, None, None)
+    # Each client has one call in flight at most: only those can have been the dead worker's.
+    assert sum(t.failed for t in clients) <= len(clients), [t.failed for t in clients]
+    assert alive(job["pid"])  # the endpoint itself never went down
+
+
 def test_a_hung_endpoint_is_killed_and_started_again(start_control_plane):
     plane = start_control_plane("--unresponsive-after", "1.5")
 
