@@ -16,8 +16,10 @@ A job record, as the API returns it (trainML's payload plus what the platform kn
      "hourly_rate", "credits", "created", "updated"}
 
 `url` is set while the job is starting or running. When the control plane starts it calls `reconcile`: it
-ends endpoint processes an earlier control plane left behind, closes their billing, and resumes every job
-whose status says it should be running, on the same port when it is free.
+adopts the endpoints an earlier control plane left serving (they go on, billed, as if this one had started
+them), ends the processes of jobs that should not run, and resumes every other job whose status says it should
+be running, on the same port when it is free. A git URI's credentials live in the job's `secrets` column, never
+in the spec the API shows (secrets.py).
 """
 
 from __future__ import annotations
