@@ -251,3 +251,37 @@ def test_a_flood_of_prints_leaves_the_status_history(control_plane):
         if before is None:
             break
     assert MAX_LINES <= count <= MAX_LINES + PRUNE_EVERY
+
+
+def test_output_files_are_read_from_where_the_last_reader_stopped_and_freed_once_read(tmp_path):
+    from trainml_cli.server.tailing import PUNCH_EVERY, OutputTail
+
+    got, saved = [], {}
+    first = OutputTail(tmp_path, {}, lambda stream, line: got.append((stream, line)), saved.update)
+    files = first.open_for_child()
+    files["stdout"].write(b"one\ntwo\nhalf a li")
+    files["stderr"].write(b"oops\n")
+    files["stdout"].flush()
+    files["stderr"].flush()
+    first.catch_up()
+    first.save()
+    assert got == [("stdout", "one"), ("stdout", "two"), ("stderr", "oops")]
+    first.finish()  # the writer lives on (a control plane restart): the unfinished line waits
+    files["stdout"].write(b"ne\n" + b"x" * 99 + b"\n")
+    files["stdout"].flush()
+    got.clear()
+    second = OutputTail(tmp_path, dict(saved), lambda stream, line: got.append((stream, line)), saved.update)
+    second.catch_up()
+    assert got == [("stdout", "half a line"), ("stdout", "x" * 99)]  # nothing lost, nothing twice
+    # Once read, the bytes are freed: the file keeps its size (offsets stay valid) but not its blocks.
+    line = b"y" * 1023 + b"\n"
+    for _ in range(PUNCH_EVERY // 1024 * 2):
+        files["stdout"].write(line)
+    files["stdout"].flush()
+    second.catch_up(rounds=1000)
+    second.save()
+    stat = (tmp_path / "stdout.log").stat()
+    assert stat.st_size > 2 * PUNCH_EVERY and stat.st_blocks * 512 < PUNCH_EVERY
+    second.finish(last_lines=True)
+    for file in files.values():
+        file.close()
