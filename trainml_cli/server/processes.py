@@ -94,33 +94,54 @@ class AdoptedProcess:
         self.pid_start = pid_start
         self.returncode: int | None = None
         self._exited: asyncio.Future | None = None
+        self._watcher: asyncio.Future | None = None
 
     async def wait(self) -> int:
         if self._exited is None:
             self._exited = asyncio.get_running_loop().create_future()
-            asyncio.ensure_future(self._watch())
+            self._watcher = asyncio.ensure_future(self._watch())
         await asyncio.shield(self._exited)
         return self.returncode
 
+    def close(self) -> None:
+        """Stop watching (the control plane leaves it serving, or it is gone)."""
+        watcher = self._watcher
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+
     async def _watch(self) -> None:
+        try:
+            await self._until_gone()
+        except asyncio.CancelledError:
+            return  # closed while it runs: nobody waits any more
+        except Exception:  # whatever went wrong with the pidfd, looking at /proc still tells
+            while is_endpoint(self.pid, self.pid_start):
+                await asyncio.sleep(0.1)
+        self.returncode = UNKNOWN_EXIT
+        if not self._exited.done():
+            self._exited.set_result(UNKNOWN_EXIT)
+
+    async def _until_gone(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             fd = os.pidfd_open(self.pid)
         except ProcessLookupError:
+            return
+        except (OSError, AttributeError):  # no pidfds (an old kernel): look every 0.1 s
             fd = None
-        except (OSError, AttributeError):  # no pidfds (old kernel): look every 0.1 s
-            fd = -1
-        if fd == -1:
-            while is_endpoint(self.pid, self.pid_start):
-                await asyncio.sleep(0.1)
-        elif fd is not None:
+        if fd is not None:
             readable = loop.create_future()
-            loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
             try:
-                await readable
-            finally:
-                loop.remove_reader(fd)
+                loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+            except (OSError, NotImplementedError, ValueError):
                 os.close(fd)
-        self.returncode = UNKNOWN_EXIT
-        if not self._exited.done():
-            self._exited.set_result(UNKNOWN_EXIT)
+                fd = None
+            else:
+                try:
+                    await readable
+                    return
+                finally:
+                    loop.remove_reader(fd)
+                    os.close(fd)
+        while is_endpoint(self.pid, self.pid_start):
+            await asyncio.sleep(0.1)

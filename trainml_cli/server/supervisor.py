@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sys
@@ -193,6 +192,8 @@ class LocalEndpoint:
                 await self._terminate(self.process)
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
+            if isinstance(self.process, AdoptedProcess):
+                self.process.close()
             self.output.finish(last_lines=not self._detached)
             if self.sock is not None:
                 self.sock.close()
