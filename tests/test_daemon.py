@@ -95,7 +95,7 @@ def test_server_restart_replaces_the_control_plane_while_endpoints_serve(control
         served = traffic.ok
         wait_until(lambda: traffic.ok >= served + 50, timeout=20, message="calls after the restart")
     assert traffic.failed == 0
-    assert control_plane.process.wait(timeout=10) == 0  # the old one ended cleanly
+    assert control_plane.process.wait(timeout=10) == 76  # the old one ended for a restart (EXIT_RESTART)
     info = json.loads(restarted.stdout)
     assert info["pid"] != old and control_planes(control_plane.home) == [info["pid"]]
     # Started again with the old one's options, and it adopted the endpoint.
@@ -109,3 +109,19 @@ def test_server_restart_replaces_the_control_plane_while_endpoints_serve(control
     assert stopped.returncode == 0, stopped.stderr
     wait_until(lambda: not alive(job["pid"]), timeout=20, message="`server stop` to stop the endpoint too")
     assert control_planes(control_plane.home) == []
+
+
+def test_server_install_writes_a_systemd_user_unit_that_never_kills_endpoints(tmp_path):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TRAINML_HOME": str(tmp_path / "my home"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-m", "trainml_cli", "server", "install", "--gpus", "none"], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    unit_path = tmp_path / "config" / "systemd" / "user" / "trainml.service"
+    assert f"Wrote {unit_path}" in result.stdout and "systemctl --user enable --now trainml" in result.stdout
+    unit = unit_path.read_text()
+    assert f'ExecStart={sys.executable} -m trainml_cli.server --home "{tmp_path / "my home"}"' in unit
+    assert "--gpus none" in unit
+    for line in ("KillMode=process", "Restart=on-failure", "ExecReload=/bin/kill -USR1 $MAINPID",
+                 "RestartForceExitStatus=76", "WantedBy=default.target"):
+        assert line in unit.splitlines()

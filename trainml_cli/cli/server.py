@@ -137,6 +137,72 @@ def restart(obj, timeout, fmt):
         out.line(f"Control plane running at: {info['url']} (pid {info['pid']}); endpoints kept serving")
 
 
+UNIT = """\
+[Unit]
+Description=trainML control plane for {home}
+After=network.target
+
+[Service]
+ExecStart={command}
+# Stopping (systemctl stop) signals the control plane alone, and it stops its endpoints itself. Nothing else may
+# kill them: a crash, a kill -9 or a reload leaves them serving, and the control plane started again adopts them.
+KillMode=process
+Restart=on-failure
+RestartSec=1
+# reload: the control plane exits 76 leaving the endpoints serving, and is started again at once (an upgrade).
+ExecReload=/bin/kill -USR1 $MAINPID
+RestartForceExitStatus=76
+# 75: another control plane already serves this home.
+SuccessExitStatus=75
+TimeoutStopSec={stop_timeout}
+
+[Install]
+WantedBy=default.target
+"""
+
+
+def _unit_quote(word: str) -> str:
+    word = word.replace("%", "%%")  # systemd's specifiers
+    if word and all(c.isalnum() or c in "/._-:=,+@%" for c in word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@server.command("install")
+@server_options
+@click.option("--name", default="trainml", show_default=True, help="The unit's name (NAME.service).")
+@click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
+@click.pass_obj
+def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, name, print_only):
+    """Write a systemd user unit that runs the control plane (and restarts it if it dies).
+
+    Endpoints outlive the control plane under systemd too: `systemctl --user reload NAME` replaces the control
+    plane (an upgrade) while they keep serving; `systemctl --user stop NAME` stops them with it.
+    """
+    import os
+    import sys
+    from pathlib import Path
+
+    out = Output(obj)
+    settings = _settings(obj, host, port)
+    home = settings.home.expanduser().absolute()
+    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home),
+               *_server_args(host, port, gpus, python, stop_grace, unresponsive_after)]
+    unit = UNIT.format(home=home, command=" ".join(_unit_quote(w) for w in command),
+                       stop_timeout=int(stop_grace) + 30)
+    if print_only:
+        out.line(unit.rstrip("\n"))
+        return
+    folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "systemd" / "user"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.service"
+    path.write_text(unit)
+    out.line(f"Wrote {path}")
+    out.line(f"Start it now and at login: systemctl --user daemon-reload && systemctl --user enable --now {name}")
+    out.line(f"Upgrade without stopping endpoints: systemctl --user reload {name}")
+    out.line("Keep it running after you log out: loginctl enable-linger $USER")
+
+
 @server.command("status")
 @format_option
 @click.pass_obj

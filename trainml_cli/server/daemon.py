@@ -43,6 +43,9 @@ class AlreadyRunning(Conflict):
 # The SDK's autostart knows this number: a server it started that exits with it lost a start race to another
 # client's server, which it then waits for.
 EXIT_ALREADY_RUNNING = 75
+# It stopped for a restart and left its endpoints serving: a service manager starts it again (the systemd unit
+# of `trainml server install` says RestartForceExitStatus=76).
+EXIT_RESTART = 76
 
 
 RESTART_SIGNAL = signal.SIGUSR1  # stop, leaving the endpoints serving (sdk/autostart.py sends it)
@@ -126,10 +129,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings, options=None, *, log_level: str = "info", args: list[str] | None = None) -> None:
+def serve(settings: Settings, options=None, *, log_level: str = "info", args: list[str] | None = None) -> bool:
     """Run the control plane in this process until SIGTERM or SIGINT (or SIGUSR1: leave the endpoints serving).
 
     `args` (recorded in server.json) are the `python -m trainml_cli.server` options that start it again this way.
+    Returns True when it stopped for a restart (SIGUSR1), leaving the endpoints serving.
     """
     import uvicorn
 
@@ -183,6 +187,7 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", args: li
         server.run(sockets=[sock])
         if not server.started:
             raise ServerError(f"the control plane for {home} could not start; see the messages above")
+        return bool(getattr(app.state, "detach", False))
     finally:
         for watcher in watch:
             watcher.stop()
