@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODELS, route, run, wait_until
+from conftest import MODELS, processes_mentioning, route, run, wait_until
 from trainml_cli.errors import Conflict, JobFailed, NotFound, UsageError
 from trainml_cli.sdk.packing import files_to_pack, pack
 
@@ -511,3 +511,35 @@ def test_member_names_too_long_for_a_filesystem_are_refused_at_upload(control_pl
         assert response.status_code == 422, response.text
         text = response.json()["message"]
         assert message in text and len(text) < 300, text
+
+
+def test_stopping_or_removing_a_job_mid_clone_ends_git_at_once(control_plane):
+    with socket.socket() as silent:  # accepts the connection (the backlog does) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"git://127.0.0.1:{silent.getsockname()[1]}/models.git"
+        for action in ("stop", "remove"):
+            payload = {"name": f"clone-{action}", "endpoint": ECHO_ROUTES, "model": {"source_type": "git", "source_uri": uri}}
+            job = control_plane.api("POST", "/api/jobs", json=payload).json()
+            workdir = control_plane.home / "jobs" / job["id"]
+            wait_until(lambda: [p for p in processes_mentioning(str(workdir)) if _is_git(p)], timeout=20,
+                       message="git to start")
+            began = time.monotonic()
+            if action == "stop":
+                assert control_plane.api("POST", f"/api/jobs/{job['id']}/stop").status_code == 200
+                wait_until(lambda: control_plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "stopped",
+                           timeout=10, message="the job to stop")
+                assert not (workdir / "model.partial").exists() and not (workdir / "model").exists()
+            else:
+                assert control_plane.api("DELETE", f"/api/jobs/{job['id']}", params={"force": "true"}).status_code in (200, 204)
+                assert not workdir.exists()
+            assert time.monotonic() - began < 10
+            assert [p for p in processes_mentioning(str(workdir)) if _is_git(p)] == []
+
+
+def _is_git(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].endswith(b"git")
+    except OSError:
+        return False
