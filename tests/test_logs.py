@@ -187,3 +187,101 @@ def test_old_lines_are_pruned_past_the_limit(tmp_path):
         store.close()
 
     run(scenario())
+
+
+def test_events_have_their_own_cap_so_a_flood_of_prints_keeps_them(tmp_path):
+    from trainml_cli.server.store import Store
+
+    async def scenario():
+        store = Store(tmp_path / "db.sqlite")
+        book = LogBook(store, max_lines=50, prune_every=100, max_events=5)
+        book.event("job1", "job 'x' created (local model)")
+        book.event("job1", "status: running")
+        for i in range(1000):
+            book.write("job1", "stdout" if i % 2 else "stderr", f"line {i}")
+        book.flush()
+        kept = book.page("job1", None, 10_000)
+        output = [e for e in kept if e["stream"] != "event"]
+        assert [e["message"] for e in output] == [f"line {i}" for i in reversed(range(950, 1000))]
+        assert [e["message"] for e in kept if e["stream"] == "event"] == ["status: running", "job 'x' created (local model)"]
+        for i in range(200):
+            book.event("job1", f"status: starting ({i})")
+        book.flush()
+        events = [e["message"] for e in book.page("job1", None, 10_000) if e["stream"] == "event"]
+        assert events == [f"status: starting ({i})" for i in reversed(range(195, 200))]
+        await book.close()
+        store.close()
+
+    run(scenario())
+
+
+def test_a_flood_of_prints_leaves_the_status_history(control_plane):
+    from test_dashboard import signed_in
+
+    from trainml_cli.server.logs import MAX_LINES, PRUNE_EVERY
+
+    flood = {"verb": "POST", "path": "/flood", "file": "predict", "function": "flood", "body": [{"name": "n", "type": "int"}]}
+    lines = MAX_LINES + 50_000
+
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("flood", model={"source_type": "local", "source_uri": str(MODELS / "flood")},
+                                           endpoint={"routes": [flood]}, wait=True)
+            assert await job.call("/flood", {"n": lines}) == {"printed": lines}
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                newest = [e["message"] async for e in job.logs(tail=5)]
+                if f"flood line {lines - 1}" in newest:
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise AssertionError("the flood never reached the log")
+            return job.dict
+
+    job = run(scenario())
+    history = signed_in(control_plane).get(f"{control_plane.url}/api/dashboard/jobs/{job['id']}/history", timeout=30).json()
+    statuses = [h["status"] for h in history["history"]]
+    assert statuses[-1] == "new" and "starting" in statuses and statuses[0] == "running"
+    # The output was pruned to its cap (pruning runs every PRUNE_EVERY lines).
+    count, before = 0, None
+    for _ in range(200):
+        page = control_plane.api("GET", f"/api/jobs/{job['id']}/logs", params={"limit": 1000, **({"before": before} if before else {})}).json()
+        count += sum(1 for e in page["logs"] if e["stream"] != "event")
+        before = page["next"]
+        if before is None:
+            break
+    assert MAX_LINES <= count <= MAX_LINES + PRUNE_EVERY
+
+
+def test_output_files_are_read_from_where_the_last_reader_stopped_and_freed_once_read(tmp_path):
+    from trainml_cli.server.tailing import PUNCH_EVERY, OutputTail
+
+    got, saved = [], {}
+    first = OutputTail(tmp_path, {}, lambda stream, line: got.append((stream, line)), saved.update)
+    files = first.open_for_child()
+    files["stdout"].write(b"one\ntwo\nhalf a li")
+    files["stderr"].write(b"oops\n")
+    files["stdout"].flush()
+    files["stderr"].flush()
+    first.catch_up()
+    first.save()
+    assert got == [("stdout", "one"), ("stdout", "two"), ("stderr", "oops")]
+    first.finish()  # the writer lives on (a control plane restart): the unfinished line waits
+    files["stdout"].write(b"ne\n" + b"x" * 99 + b"\n")
+    files["stdout"].flush()
+    got.clear()
+    second = OutputTail(tmp_path, dict(saved), lambda stream, line: got.append((stream, line)), saved.update)
+    second.catch_up()
+    assert got == [("stdout", "half a line"), ("stdout", "x" * 99)]  # nothing lost, nothing twice
+    # Once read, the bytes are freed: the file keeps its size (offsets stay valid) but not its blocks.
+    line = b"y" * 1023 + b"\n"
+    for _ in range(PUNCH_EVERY // 1024 * 2):
+        files["stdout"].write(line)
+    files["stdout"].flush()
+    second.catch_up(rounds=1000)
+    second.save()
+    stat = (tmp_path / "stdout.log").stat()
+    assert stat.st_size > 2 * PUNCH_EVERY and stat.st_blocks * 512 < PUNCH_EVERY
+    second.finish(last_lines=True)
+    for file in files.values():
+        file.close()

@@ -3,18 +3,23 @@ stored models; and how the SDK packs a local folder."""
 
 from __future__ import annotations
 
+import base64
 import gzip
+import http.server
 import io
+import json
 import os
 import socket
 import subprocess
+import sys
+import threading
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import MODELS, route, run, wait_until
+from conftest import MODELS, processes_mentioning, route, run, wait_until
 from trainml_cli.errors import Conflict, JobFailed, NotFound, UsageError
 from trainml_cli.sdk.packing import files_to_pack, pack
 
@@ -361,3 +366,180 @@ def test_a_name_that_is_both_a_file_and_a_folder_is_refused_at_upload(control_pl
     assert response.status_code == 422, response.text
     assert "both a file and a folder" in response.json()["message"]
     assert list((control_plane.home / "uploads").iterdir()) == []
+
+
+class _AuthRecorder(http.server.BaseHTTPRequestHandler):
+    """A git host that asks for credentials and records what it is sent (then knows no repository)."""
+
+    seen: list = []
+
+    def do_GET(self):
+        auth = self.headers.get("Authorization")
+        type(self).seen.append(auth)
+        self.send_response(404 if auth else 401)
+        if not auth:
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def git_host():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthRecorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_git_credentials_are_used_by_the_clone_and_shown_nowhere(control_plane, git_host):
+    from test_dashboard import signed_in
+
+    secrets = {"user": "alice:s3cret-pass", "token": "ghp_t0ken-secret"}
+    uris = {kind: f"http://{secret}@127.0.0.1:{git_host}/models.git" for kind, secret in secrets.items()}
+
+    async def scenario():
+        async with control_plane.client() as client:
+            jobs = {}
+            for kind, uri in uris.items():
+                jobs[kind] = job = await client.jobs.create(f"private-{kind}", endpoint=ECHO_ROUTES,
+                                                            model={"source_type": "git", "source_uri": uri})
+                with pytest.raises(JobFailed):
+                    await job.wait_for("running", timeout=60)
+            logs = {kind: [e["message"] async for e in job.logs()] for kind, job in jobs.items()}
+            return {kind: job.dict for kind, job in jobs.items()}, logs
+
+    records, logs = run(scenario())
+    # The clone sent the credentials (git asks for a password it may not prompt for when only a token is given).
+    assert base64.b64encode(b"alice:s3cret-pass").decode() in " ".join(a or "" for a in _AuthRecorder.seen)
+    assert records["user"]["model"]["source_uri"] == f"http://alice:***@127.0.0.1:{git_host}/models.git"
+    assert records["token"]["model"]["source_uri"] == f"http://***@127.0.0.1:{git_host}/models.git"
+    env = {**os.environ, "TRAINML_API_URL": control_plane.url, "TRAINML_API_TOKEN": control_plane.token, "NO_COLOR": "1"}
+    outputs = [json.dumps(records), json.dumps(logs), control_plane.log()]
+    for kind in uris:
+        for extra in ([], ["--format", "json"]):
+            result = subprocess.run([sys.executable, "-m", "trainml_cli", "job", "get", f"private-{kind}", *extra],
+                                    env=env, capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, result.stderr
+            outputs.append(result.stdout + result.stderr)
+    outputs.append(control_plane.api("GET", "/api/jobs").text)
+    dashboard = signed_in(control_plane)
+    for record in records.values():
+        outputs.append(control_plane.api("GET", f"/api/jobs/{record['id']}").text)
+        page = dashboard.get(f"{control_plane.url}/dashboard/jobs/{record['id']}", timeout=10)
+        assert page.status_code == 200 and "models.git" in page.text
+        outputs.append(page.text)
+        with dashboard.get(f"{control_plane.url}/api/dashboard/events", params={"job": record["id"]},
+                           stream=True, timeout=10) as events:
+            for _, line in zip(range(10), events.iter_lines(decode_unicode=True)):
+                outputs.append(line)
+                if line.startswith("data:"):
+                    assert record["id"] in line
+                    break
+    outputs.append((control_plane.home / "server.log").read_text() if (control_plane.home / "server.log").exists() else "")
+    everything = "\n".join(outputs)
+    assert "127.0.0.1" in everything and "***@" in everything
+    for secret in ("s3cret-pass", "ghp_t0ken-secret"):
+        assert secret not in everything
+
+
+def zeros_archive(gib: int) -> bytes:
+    """A tar.gz holding one file of `gib` GiB of zeros, a few MB in all: gzip members may follow one another, and
+    after its header the whole tar stream is zeros."""
+    header = tarfile.TarInfo("zeros.bin")
+    header.size = gib * 1024**3
+    block = gzip.compress(b"\0" * 1024**2, compresslevel=9)
+    return gzip.compress(header.tobuf(format=tarfile.GNU_FORMAT)) + block * (gib * 1024) + gzip.compress(b"\0" * 1024)
+
+
+def upload_zeros(plane, gib: int) -> str:
+    response = plane.api("POST", "/api/uploads", data=zeros_archive(gib), headers={"Content-Type": "application/gzip"},
+                         timeout=120)
+    assert response.status_code == 201, response.text
+    assert response.json()["unpacked_size"] == gib * 1024**3
+    return response.json()["id"]
+
+
+def open_files(pid: int) -> list[str]:
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return found
+
+
+def test_an_archive_bigger_than_disk_size_fails_the_job_before_writing(control_plane):
+    upload = upload_zeros(control_plane, 3)
+    payload = {"name": "bomb", "resources": {"disk_size": 1}, "endpoint": ECHO_ROUTES,
+               "model": {"source_type": "local", "upload_id": upload}}
+    job = control_plane.api("POST", "/api/jobs", json=payload).json()
+    record = wait_until(lambda: (r := control_plane.api("GET", f"/api/jobs/{job['id']}").json())["status"] == "failed" and r,
+                        timeout=30, message="the job to fail")
+    assert record["reason"].startswith("the model folder unpacks to more than disk_size (1.0 GB)"), record["reason"]
+    assert len(record["reason"]) < 300
+    workdir = control_plane.home / "jobs" / job["id"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["routes.json"]  # no partial files left
+
+
+def test_removing_a_job_mid_unpack_stops_the_writer_and_frees_the_disk(control_plane):
+    upload = upload_zeros(control_plane, 3)
+    payload = {"name": "big", "endpoint": ECHO_ROUTES, "model": {"source_type": "local", "upload_id": upload}}
+    job = control_plane.api("POST", "/api/jobs", json=payload).json()
+    written = control_plane.home / "jobs" / job["id"] / "model.partial" / "zeros.bin"
+    wait_until(lambda: written.exists() and written.stat().st_size > 20 * 1024**2, timeout=30, message="unpacking to begin")
+    began = time.monotonic()
+    response = control_plane.api("DELETE", f"/api/jobs/{job['id']}", params={"force": "true"})
+    assert response.status_code in (200, 204), response.text
+    assert time.monotonic() - began < 10
+    assert not (control_plane.home / "jobs" / job["id"]).exists()
+    assert not any("zeros.bin" in path for path in open_files(control_plane.process.pid))  # nobody writes there
+    time.sleep(0.5)
+    assert not (control_plane.home / "jobs" / job["id"]).exists()
+
+
+def test_member_names_too_long_for_a_filesystem_are_refused_at_upload(control_plane):
+    for name, message in (("a" * 3000 + ".py", "a file or folder name is longer than 255 bytes"),
+                          ("/".join(["d" * 200] * 25) + "/x.py", "the path is longer than 4096 bytes")):
+        response = control_plane.api("POST", "/api/uploads", data=archive(member(name)),
+                                     headers={"Content-Type": "application/gzip"})
+        assert response.status_code == 422, response.text
+        text = response.json()["message"]
+        assert message in text and len(text) < 300, text
+
+
+def test_stopping_or_removing_a_job_mid_clone_ends_git_at_once(control_plane):
+    with socket.socket() as silent:  # accepts the connection (the backlog does) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"git://127.0.0.1:{silent.getsockname()[1]}/models.git"
+        for action in ("stop", "remove"):
+            payload = {"name": f"clone-{action}", "endpoint": ECHO_ROUTES, "model": {"source_type": "git", "source_uri": uri}}
+            job = control_plane.api("POST", "/api/jobs", json=payload).json()
+            workdir = control_plane.home / "jobs" / job["id"]
+            wait_until(lambda: [p for p in processes_mentioning(str(workdir)) if _is_git(p)], timeout=20,
+                       message="git to start")
+            began = time.monotonic()
+            if action == "stop":
+                assert control_plane.api("POST", f"/api/jobs/{job['id']}/stop").status_code == 200
+                wait_until(lambda: control_plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "stopped",
+                           timeout=10, message="the job to stop")
+                assert not (workdir / "model.partial").exists() and not (workdir / "model").exists()
+            else:
+                assert control_plane.api("DELETE", f"/api/jobs/{job['id']}", params={"force": "true"}).status_code in (200, 204)
+                assert not workdir.exists()
+            assert time.monotonic() - began < 10
+            assert [p for p in processes_mentioning(str(workdir)) if _is_git(p)] == []
+
+
+def _is_git(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].endswith(b"git")
+    except OSError:
+        return False

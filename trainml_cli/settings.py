@@ -70,15 +70,27 @@ class Settings:
     def uv_cache_dir(self) -> Path:
         return self.home / "uv-cache"
 
-    def read_server_file(self) -> dict | None:
-        """The running control plane's record ({url, pid, home, ...}), or None if there is none to read."""
+    @property
+    def lock_file(self) -> Path:
+        """Held by the running server, which also writes its record there (found even when server.json is lost)."""
+        return self.home / "server.lock"
+
+    def read_server_file(self, lock_fallback: bool = True) -> dict | None:
+        """The running control plane's record ({url, pid, home, ...}), or None if there is none to read.
+
+        server.json first; when it is missing or spoiled, the record the server keeps in its lock file. Either may
+        be stale (a killed server): callers check the server answers before they trust it.
+        """
         import json
 
-        try:
-            data = json.loads(self.server_file.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and data.get("url") else None
+        for path in (self.server_file, self.lock_file) if lock_fallback else (self.server_file,):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get("url"), str) and data["url"].startswith("http"):
+                return data
+        return None
 
     def read_token(self) -> str | None:
         if self.token:

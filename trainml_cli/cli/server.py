@@ -1,4 +1,4 @@
-"""`trainml server run|start|stop|status`: the local control plane for TRAINML_HOME.
+"""`trainml server run|start|stop|restart|status`: the local control plane for TRAINML_HOME.
 
 Other commands start it themselves when none answers, so these are for when you want control: run it in the
 foreground (logs on the terminal), on a fixed port, with declared GPUs, or stop it. Only `run` imports the
@@ -34,6 +34,13 @@ def server_options(function):
     return function
 
 
+def _server_args(host, port, gpus, python, stop_grace, unresponsive_after) -> list[str]:
+    """The `python -m trainml_cli.server` options for these settings (what `server restart` starts again)."""
+    args = ["--host", host, "--port", str(port or 0)] if host is not None else []
+    args += (["--gpus", gpus] if gpus else []) + (["--python", python] if python else [])
+    return args + ["--stop-grace", str(stop_grace), "--unresponsive-after", str(unresponsive_after)]
+
+
 def _settings(obj, host=None, port=None):
     settings = obj.settings
     if host is not None:
@@ -57,7 +64,8 @@ def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, log_level
 
     try:
         options = ServerOptions(gpus=gpus, python=python, stop_grace=stop_grace, unresponsive_after=unresponsive_after)
-        serve(_settings(obj, host, port), options, log_level=log_level)
+        serve(_settings(obj, host, port), options, log_level=log_level,
+              args=_server_args(host, port, gpus, python, stop_grace, unresponsive_after))
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly: a normal end here
         pass
 
@@ -76,8 +84,7 @@ def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, timeout
     settings = _settings(obj, host, port)
     info = autostart.running(settings)
     if info is None:
-        extra = (["--gpus", gpus] if gpus else []) + (["--python", python] if python else [])
-        extra += ["--stop-grace", str(stop_grace), "--unresponsive-after", str(unresponsive_after)]
+        extra = _server_args(None, None, gpus, python, stop_grace, unresponsive_after)
         with out.progress(f"Starting the control plane for {settings.home}"):
             info = autostart.start(settings, extra, timeout=timeout)
         message = f"Control plane running at: {info['url']} (pid {info['pid']})"
@@ -105,6 +112,95 @@ def stop(obj, timeout):
         out.line(f"No control plane runs for {settings.home}.")
     else:
         out.line(f"Control plane at {info['url']} stopped.")
+
+
+@server.command("restart")
+@click.option("--timeout", type=click.FloatRange(1), default=60, show_default=True, metavar="SECONDS",
+              help="How long to wait for the old one to exit, and for the new one to answer.")
+@format_option
+@click.pass_obj
+def restart(obj, timeout, fmt):
+    """Replace the control plane (after an upgrade) while the endpoints keep serving.
+
+    The new control plane starts with the old one's options and adopts every endpoint still running. With
+    none running, this starts one.
+    """
+    from ..sdk import autostart
+
+    out = Output(obj, fmt)
+    settings = obj.settings
+    with out.progress(f"Restarting the control plane for {settings.home}"):
+        info = autostart.restart(settings, timeout=timeout)
+    if out.json_mode:
+        out.json(_public(info))
+    else:
+        out.line(f"Control plane running at: {info['url']} (pid {info['pid']}); endpoints kept serving")
+
+
+UNIT = """\
+[Unit]
+Description=trainML control plane for {home}
+After=network.target
+
+[Service]
+ExecStart={command}
+# Stopping (systemctl stop) signals the control plane alone, and it stops its endpoints itself. Nothing else may
+# kill them: a crash, a kill -9 or a reload leaves them serving, and the control plane started again adopts them.
+KillMode=process
+Restart=on-failure
+RestartSec=1
+# reload: the control plane exits 76 leaving the endpoints serving, and is started again at once (an upgrade).
+ExecReload=/bin/kill -USR1 $MAINPID
+RestartForceExitStatus=76
+# 75: another control plane already serves this home.
+SuccessExitStatus=75
+TimeoutStopSec={stop_timeout}
+
+[Install]
+WantedBy=default.target
+"""
+
+
+def _unit_quote(word: str) -> str:
+    word = word.replace("%", "%%")  # systemd's specifiers
+    if word and all(c.isalnum() or c in "/._-:=,+@%" for c in word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@server.command("install")
+@server_options
+@click.option("--name", default="trainml", show_default=True, help="The unit's name (NAME.service).")
+@click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
+@click.pass_obj
+def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, name, print_only):
+    """Write a systemd user unit that runs the control plane (and restarts it if it dies).
+
+    Endpoints outlive the control plane under systemd too: `systemctl --user reload NAME` replaces the control
+    plane (an upgrade) while they keep serving; `systemctl --user stop NAME` stops them with it.
+    """
+    import os
+    import sys
+    from pathlib import Path
+
+    out = Output(obj)
+    settings = _settings(obj, host, port)
+    home = settings.home.expanduser().absolute()
+    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home),
+               *_server_args(host, port, gpus, python, stop_grace, unresponsive_after)]
+    unit = UNIT.format(home=home, command=" ".join(_unit_quote(w) for w in command),
+                       stop_timeout=int(stop_grace) + 30)
+    if print_only:
+        out.line(unit.rstrip("\n"))
+        return
+    folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "systemd" / "user"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.service"
+    path.write_text(unit)
+    out.line(f"Wrote {path}")
+    out.line(f"Start it now and at login: systemctl --user daemon-reload && systemctl --user enable --now {name}")
+    out.line(f"Upgrade without stopping endpoints: systemctl --user reload {name}")
+    out.line("Keep it running after you log out: loginctl enable-linger $USER")
 
 
 @server.command("status")

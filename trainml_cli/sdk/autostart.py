@@ -3,14 +3,15 @@
 `locate(settings)` answers the control plane's URL:
 
 1. `TRAINML_API_URL` (settings.api_url) when set: used as given, never started.
-2. Else `TRAINML_HOME/server.json` (written by the server once it listens), if the server it names answers
+2. Else `TRAINML_HOME/server.json` (written by the server once it listens), or the record the server keeps in
+   its lock file `server.lock` when server.json is lost or spoiled, if the server it names answers
    `GET /api/health` for this same home.
 3. Else, unless settings.autostart is off, `python -m trainml_cli.server --home HOME` is started detached (its
    own session, so it outlives the command that started it; output appended to `HOME/server.log`), and
    `locate` returns once it answers. Two clients racing to start one are fine: the server holds a lock on its
    home, the loser exits, and both find the winner through server.json.
 
-The same helpers back `trainml server start|stop|status`.
+The same helpers back `trainml server start|stop|restart|status`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from ..settings import Settings
 
 START_TIMEOUT = 60.0
 EXIT_ALREADY_RUNNING = 75  # server/daemon.py: it lost the race to another control plane, which we wait for
+LOSER_WAIT = 15.0  # seconds to wait for the control plane that won the race to answer
 PROBE_TIMEOUT = 2.0
+RESTART_SIGNAL = signal.SIGUSR1  # server/daemon.py: stop, leaving the endpoints serving
 
 
 def health(url: str, timeout: float = PROBE_TIMEOUT) -> dict | None:
@@ -43,13 +46,26 @@ def health(url: str, timeout: float = PROBE_TIMEOUT) -> dict | None:
 
 def running(settings: Settings) -> dict | None:
     """The server recorded under settings.home, with its health, if it answers for this home."""
-    info = settings.read_server_file()
-    if not info:
+    tried = set()
+    for info in (settings.read_server_file(lock_fallback=False), _lock_record(settings)):
+        if not info or info["url"] in tried:
+            continue
+        tried.add(info["url"])
+        answer = health(info["url"])
+        if answer and _same_home(answer.get("home"), settings):
+            return {**info, **answer, "url": info["url"]}
+    return None
+
+
+def _lock_record(settings: Settings) -> dict | None:
+    """The record the running server keeps in its lock file (see server/daemon.py)."""
+    import json
+
+    try:
+        data = json.loads(settings.lock_file.read_text())
+    except (OSError, ValueError):
         return None
-    answer = health(info["url"])
-    if not answer or not _same_home(answer.get("home"), settings):
-        return None
-    return {**info, **answer, "url": info["url"]}
+    return data if isinstance(data, dict) and isinstance(data.get("url"), str) else None
 
 
 def locate(settings: Settings) -> str:
@@ -81,7 +97,16 @@ def start(settings: Settings, extra_args: list[str] | None = None, timeout: floa
         info = running(settings)
         if info:
             return info
-        if process.poll() is not None and process.returncode != EXIT_ALREADY_RUNNING:
+        if process.poll() == EXIT_ALREADY_RUNNING:
+            # Another one holds the lock: it answers within moments (it may still be starting), or it is wedged.
+            deadline = min(deadline, time.monotonic() + LOSER_WAIT)
+            holder = _lock_record(settings) or {}
+            if time.monotonic() + 0.05 >= deadline:
+                raise Unavailable(
+                    f"a control plane holds the lock on {settings.home} (pid {holder.get('pid', '?')}) but does not "
+                    f"answer at {holder.get('url') or 'its address'}; see {settings.server_log}"
+                )
+        elif process.poll() is not None:
             info = running(settings)
             if info:
                 return info
@@ -93,14 +118,16 @@ def start(settings: Settings, extra_args: list[str] | None = None, timeout: floa
     raise Unavailable(f"the control plane for {settings.home} did not answer within {timeout:g}s; see {settings.server_log}")
 
 
-def stop(settings: Settings, timeout: float = 30.0) -> dict | None:
-    """Stop the control plane for settings.home (SIGTERM, then SIGKILL after `timeout`); its info, or None."""
+def stop(settings: Settings, timeout: float = 30.0, sig: int = signal.SIGTERM) -> dict | None:
+    """Stop the control plane for settings.home (SIGTERM, then SIGKILL after `timeout`); its info, or None.
+
+    `sig=RESTART_SIGNAL` stops it leaving its endpoints serving, for the next control plane to adopt."""
     info = running(settings)
     if not info:
         return None
     pid = int(info["pid"])
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     except ProcessLookupError:
         return info
     deadline = time.monotonic() + timeout
@@ -113,6 +140,28 @@ def stop(settings: Settings, timeout: float = 30.0) -> dict | None:
     except ProcessLookupError:
         pass
     return info
+
+
+def restart(settings: Settings, extra_args: list[str] | None = None, timeout: float = START_TIMEOUT) -> dict:
+    """Replace the running control plane with a new one (an upgrade) while its endpoints keep serving.
+
+    The new one gets the old one's options unless `extra_args` are given. Returns the new server's info."""
+    old = stop(settings, timeout=timeout, sig=RESTART_SIGNAL)
+    if extra_args is None and old:
+        extra_args = _without_home(old.get("args") or [])
+    return start(settings, extra_args, timeout=timeout)
+
+
+def _without_home(args: list[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--home":
+            skip = True
+        elif not arg.startswith("--home="):
+            kept.append(str(arg))
+    return kept
 
 
 def _alive(pid: int) -> bool:

@@ -7,7 +7,8 @@
     states.py     statuses and legal moves               supervisor.py endpoint processes, restarts, stops
     sources.py    uploads, git, stored-model copies      models.py     stored models
     resources.py  GPUs, the price table                  logs.py       job logs: batches, pages, followers
-    store.py      SQLite, all the SQL                    tether.py     endpoints end with their control plane
+    store.py      SQLite, all the SQL                    processes.py  process groups, adopting endpoints
+    tailing.py    endpoint output files, followed        secrets.py    credentials kept out of every output
 
 It starts the endpoint runtime as a child process (`python -m trainml_cli.runtime ...`) and never imports it.
 """

@@ -31,14 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from .app import ServerOptions
-    from .daemon import EXIT_ALREADY_RUNNING, AlreadyRunning, serve
+    from .daemon import EXIT_ALREADY_RUNNING, EXIT_RESTART, AlreadyRunning, serve
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(home=args.home, host=args.host, port=args.port)
     try:
         options = ServerOptions(gpus=args.gpus, python=args.python, stop_grace=args.stop_grace,
                                 unresponsive_after=args.unresponsive_after)
-        serve(settings, options, log_level=args.log_level)
+        if serve(settings, options, log_level=args.log_level, args=argv):
+            return EXIT_RESTART
     except AlreadyRunning as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return EXIT_ALREADY_RUNNING

@@ -1,7 +1,8 @@
 """The control plane's ASGI app: the platform's services, the API routes, and the one place errors become JSON.
 
 `create_app(settings, options)` builds a FastAPI app whose lifespan opens the platform (store, logs, GPUs,
-uploads, models, jobs), reconciles the jobs an earlier run left, and on shutdown stops every endpoint.
+uploads, models, jobs), reconciles the jobs an earlier run left (adopting the endpoints still serving), and on
+shutdown stops every endpoint, or leaves them serving when `app.state.detach` is set (`trainml server restart`).
 
 Extending it: a package `trainml_cli.server.dashboard` that defines `install(app)` is installed automatically;
 it may add routes, mount static files, and add a way to authenticate (`app.state.auth.add_check`, see auth.py).
@@ -72,8 +73,8 @@ class Platform:
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
                          self.environments, host=settings.host, python=options.python, policy=options.policy)
 
-    async def close(self) -> None:
-        await self.jobs.shutdown()
+    async def close(self, detach: bool = False) -> None:
+        await self.jobs.shutdown(detach=detach)
         await self.logs.close()
         self.store.close()
 
@@ -95,8 +96,9 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
                 on_ready(platform)
             yield
         finally:
-            log.info("stopping endpoints")
-            await platform.close()
+            detach = getattr(app.state, "detach", False)
+            log.info("leaving the endpoints serving for the next control plane" if detach else "stopping endpoints")
+            await platform.close(detach=detach)
             if on_stopped is not None:
                 on_stopped(platform)
 

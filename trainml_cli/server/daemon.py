@@ -4,11 +4,16 @@
 endpoint twice), makes sure the API token exists, binds the socket itself (port 0: the kernel picks a free one)
 and runs the app on uvicorn. Once the platform is ready it writes `HOME/server.json`:
 
-    {"url": "http://127.0.0.1:41234", "pid": 1234, "home": "/home/me/.trainml", "version": "0.1.0", "started": "..."}
+    {"url": "http://127.0.0.1:41234", "pid": 1234, "home": "/home/me/.trainml", "version": "0.1.0", "started": "...",
+     "args": [...]}
 
-Clients (the SDK, the CLI) read that file to find the server; it is removed on a clean exit. SIGTERM or SIGINT
-stop the server gracefully: it stops answering, then stops every endpoint (their jobs keep their status, so the
-next start resumes them).
+Clients (the SDK, the CLI) read that file to find the server; it is removed on a clean exit. The same record is
+written into the lock file, which only the lock holder writes, and server.json is rewritten within a second
+when it goes missing or is spoiled: a client always finds the running server (settings.read_server_file).
+
+SIGTERM or SIGINT stop the server gracefully: it stops answering, then stops every endpoint (their jobs keep
+their status, so the next start resumes them). SIGUSR1 (`trainml server restart`) stops it the same way but
+leaves the endpoints serving; the next control plane adopts them.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -36,13 +43,59 @@ class AlreadyRunning(Conflict):
 # The SDK's autostart knows this number: a server it started that exits with it lost a start race to another
 # client's server, which it then waits for.
 EXIT_ALREADY_RUNNING = 75
+# It stopped for a restart and left its endpoints serving: a service manager starts it again (the systemd unit
+# of `trainml server install` says RestartForceExitStatus=76).
+EXIT_RESTART = 76
 
 
-def _write_server_file(settings: Settings, url: str) -> None:
-    data = {"url": url, "pid": os.getpid(), "home": str(settings.home), "version": __version__, "started": iso_time(time.time())}
-    partial = settings.server_file.with_suffix(".partial")
+RESTART_SIGNAL = signal.SIGUSR1  # stop, leaving the endpoints serving (sdk/autostart.py sends it)
+WATCH_EVERY = 1.0  # seconds between two checks that server.json still names this server
+
+
+def _server_record(settings: Settings, url: str | None, args: list[str] | None) -> dict:
+    return {"url": url, "pid": os.getpid(), "home": str(settings.home), "version": __version__,
+            "started": iso_time(time.time()), "args": list(args or [])}
+
+
+def _write_server_file(settings: Settings, data: dict) -> None:
+    partial = settings.server_file.with_name(f"server.json.{os.getpid()}.partial")
     partial.write_text(json.dumps(data) + "\n")
     partial.rename(settings.server_file)
+
+
+def _write_lock_record(fd: int, data: dict | None) -> None:
+    """The record in the lock file: a client finds the server there when server.json is lost."""
+    text = (json.dumps(data) + "\n").encode() if data else b""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text, 0)
+    except OSError:
+        pass
+
+
+class _ServerFileWatch:
+    """Rewrites server.json whenever it no longer names this server (deleted, truncated, overwritten)."""
+
+    def __init__(self, settings: Settings, data: dict):
+        self.settings = settings
+        self.data = data
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="server-file-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(WATCH_EVERY):
+            info = self.settings.read_server_file(lock_fallback=False)
+            if not info or info.get("pid") != os.getpid() or info.get("url") != self.data["url"]:
+                try:
+                    _write_server_file(self.settings, self.data)
+                    log.warning("%s was missing or spoiled; wrote it again", self.settings.server_file)
+                except OSError:
+                    log.exception("cannot write %s", self.settings.server_file)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def _remove_server_file(settings: Settings) -> None:
@@ -57,7 +110,7 @@ def _lock(home: Path, settings: Settings) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        info = settings.read_server_file() or {}
+        info = settings.read_server_file() or {}  # (falls back to the lock file's record)
         where = f" at {info['url']} (pid {info.get('pid')})" if info.get("url") else ""
         raise AlreadyRunning(f"a control plane already runs for {home}{where}") from None
     return fd
@@ -76,8 +129,12 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings, options=None, *, log_level: str = "info") -> None:
-    """Run the control plane in this process until SIGTERM or SIGINT."""
+def serve(settings: Settings, options=None, *, log_level: str = "info", args: list[str] | None = None) -> bool:
+    """Run the control plane in this process until SIGTERM or SIGINT (or SIGUSR1: leave the endpoints serving).
+
+    `args` (recorded in server.json) are the `python -m trainml_cli.server` options that start it again this way.
+    Returns True when it stopped for a restart (SIGUSR1), leaving the endpoints serving.
+    """
     import uvicorn
 
     from .app import ServerOptions, create_app
@@ -86,7 +143,9 @@ def serve(settings: Settings, options=None, *, log_level: str = "info") -> None:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = _lock(home, settings)
+    _write_lock_record(lock, _server_record(settings, None, args))
     sock = None
+    watch: list[_ServerFileWatch] = []
     try:
         sock = _bind(settings.host, settings.port)
         host, port = sock.getsockname()[:2]
@@ -97,11 +156,19 @@ def serve(settings: Settings, options=None, *, log_level: str = "info") -> None:
 
         def ready(platform) -> None:
             platform.url = url
-            _write_server_file(settings, url)
+            record = _server_record(settings, url, args)
+            _write_lock_record(lock, record)
+            _write_server_file(settings, record)
+            watch.append(_ServerFileWatch(settings, record))
             log.info("control plane listening on %s (home %s, pid %d)", url, home, os.getpid())
 
         # Cleaned up here rather than after server.run: uvicorn re-raises SIGTERM/SIGINT once it has shut down.
-        app = create_app(settings, options or ServerOptions(), on_ready=ready, on_stopped=lambda _: _remove_server_file(settings))
+        def stopped(_platform) -> None:
+            for watcher in watch:
+                watcher.stop()
+            _remove_server_file(settings)
+
+        app = create_app(settings, options or ServerOptions(), on_ready=ready, on_stopped=stopped)
         config = uvicorn.Config(
             app,
             log_level=log_level,
@@ -111,11 +178,21 @@ def serve(settings: Settings, options=None, *, log_level: str = "info") -> None:
             timeout_graceful_shutdown=3,
         )
         server = uvicorn.Server(config)
+
+        def restart(_signum, _frame) -> None:  # only flags; uvicorn's own loop does the shutting down
+            app.state.detach = True
+            server.should_exit = True
+
+        signal.signal(RESTART_SIGNAL, restart)
         server.run(sockets=[sock])
         if not server.started:
             raise ServerError(f"the control plane for {home} could not start; see the messages above")
+        return bool(getattr(app.state, "detach", False))
     finally:
+        for watcher in watch:
+            watcher.stop()
         _remove_server_file(settings)
+        _write_lock_record(lock, None)
         if sock is not None:
             sock.close()
         os.close(lock)

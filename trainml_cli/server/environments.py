@@ -187,6 +187,8 @@ class Environments:
             if not build.listeners and not build.task.done():
                 log.info("environment %s: no job waits for it any more; cancelling its build", plan.key)
                 build.task.cancel()
+                # Until the installer is dead and the partial environment gone: a removal frees the disk.
+                await asyncio.gather(build.task, return_exceptions=True)
             raise
         finally:
             build.listeners.pop(job_id, None)

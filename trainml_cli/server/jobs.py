@@ -17,20 +17,24 @@ A job record, as the API returns it (trainML's payload plus what the platform kn
      "hourly_rate", "credits", "created", "updated"}
 
 `url` is set while the job is starting or running. When the control plane starts it calls `reconcile`: it
-ends endpoint processes an earlier control plane left behind, closes their billing, and resumes every job
-whose status says it should be running, on the same port when it is free.
+adopts the endpoints an earlier control plane left serving (they go on, billed, as if this one had started
+them), ends the processes of jobs that should not run, and resumes every other job whose status says it should
+be running, on the same port when it is free. A git URI's credentials live in the job's `secrets` column, never
+in the spec the API shows (secrets.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
-from ..errors import Conflict, NotFound, TrainMLError
+from ..errors import Conflict, NotFound, TrainMLError, UsageError
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
 from . import sources
@@ -40,12 +44,15 @@ from .models import Models, check_name, new_id
 from .payload import check_job
 from .states import JobStatus, transition
 from .store import Store
-from .supervisor import Backend, Endpoint, Launch, LocalBackend, Policy, reap_orphans
+from .secrets import redact
+from .secrets import split as split_secrets
+from .supervisor import Adoption, Backend, Endpoint, Launch, LocalBackend, Policy, is_endpoint, reap_orphans
 
 log = logging.getLogger("trainml.server")
 
 S = JobStatus
 SECRET_ENV = ("TRAINML_API_TOKEN",)  # never handed to model code
+MAX_REASON = 400  # characters of a failure reason; the whole of it goes to the job's log
 
 
 class _Driver:
@@ -56,6 +63,8 @@ class _Driver:
         self.endpoint: Endpoint | None = None
         self.stopping = False
         self.began = False
+        self.adopt: Adoption | None = None  # an endpoint an earlier control plane left serving
+        self.detached = False  # the control plane restarts and leaves the endpoint serving
 
 
 class Jobs:
@@ -110,7 +119,8 @@ class Jobs:
             "url": url,
             "port": row["port"],
             "resources": spec["resources"],
-            "model": {**spec["model"], **{k: v for k, v in row["source"].items() if k != "environment"}},
+            "model": {**spec["model"], "source_uri": redact(spec["model"].get("source_uri")),
+                      **{k: v for k, v in row["source"].items() if k != "environment"}},
             "endpoint": spec["endpoint"],
             "environment": {**spec["environment"], **row["source"].get("environment", {})},
             "gpus": row["gpus"],
@@ -144,7 +154,11 @@ class Jobs:
         workdir.mkdir(parents=True)
         routes = parse_routes(spec["endpoint"]["routes"])
         (workdir / "routes.json").write_text(routes_to_json(routes))
-        self.store.insert_job({"id": job_id, "name": name, "status": S.NEW.value, "spec": spec, "created": now, "updated": now})
+        secrets = {}
+        if spec["model"]["source_type"] == "git":  # shown redacted everywhere; only the clone reads the secret
+            spec["model"]["source_uri"], secrets = split_secrets(spec["model"]["source_uri"])
+        self.store.insert_job({"id": job_id, "name": name, "status": S.NEW.value, "spec": spec, "secrets": secrets,
+                               "created": now, "updated": now})
         self.logs.event(job_id, f"job {name!r} created ({spec['model']['source_type']} model)")
         if spec["environment"].get("note"):
             self.logs.event(job_id, spec["environment"]["note"])
@@ -161,6 +175,11 @@ class Jobs:
         if current == target and target != S.STARTING:
             return
         transition(current, target, job=f"job {row['name']!r}")
+        if reason:
+            reason = redact(reason)
+            if len(reason) > MAX_REASON:  # the record shows the gist; the log keeps the whole
+                self.logs.event(job_id, f"{target.value}: {reason}")
+                reason = reason[:MAX_REASON - 40].rstrip() + " ... (the rest is in the job's log)"
         self.store.update_job(job_id, status=target.value, reason=reason, updated=time.time(), **fields)
         first = (reason or "").splitlines()[0] if reason else ""
         self.logs.event(job_id, f"status: {target.value}" + (f" ({first})" if first else ""))
@@ -195,8 +214,9 @@ class Jobs:
 
     # -- driving a job ------------------------------------------------------------------------------------------
 
-    def _launch_driver(self, job_id: str) -> None:
+    def _launch_driver(self, job_id: str, adopt: Adoption | None = None) -> None:
         driver = self._drivers[job_id] = _Driver()
+        driver.adopt = adopt
         driver.task = asyncio.create_task(self._drive(job_id, driver), name=f"job-{job_id}")
         driver.task.add_done_callback(lambda task: self._never_ran(job_id, driver, task))
 
@@ -218,14 +238,18 @@ class Jobs:
             spec = row["spec"]
             if S(row["status"]) not in (S.STARTING, S.RUNNING):
                 self._move(job_id, S.WAITING_RESOURCES)
-            gpus = self.pool.try_take(job_id, spec["resources"])
+            if driver.adopt is not None:  # it runs on the GPUs it was given
+                gpus = self.pool.claim(job_id, row["gpus"])
+            else:
+                gpus = self.pool.try_take(job_id, spec["resources"])
             if gpus is None:
                 need = res.gpus_needed(spec["resources"])
                 self.logs.event(job_id, f"waiting for {need} free GPU(s) of type {' or '.join(spec['resources']['gpu_types'])}")
                 gpus = await self.pool.acquire(job_id, spec["resources"])
             self.store.update_job(job_id, gpus=gpus)
             python = await self._environment(job_id, spec)
-            endpoint = self.backend.endpoint(self._launch(job_id, spec, gpus, python), _Listener(self, job_id), row["port"])
+            endpoint = self.backend.endpoint(self._launch(job_id, spec, gpus, python), _Listener(self, job_id),
+                                             row["port"], adopt=driver.adopt)
             driver.endpoint = endpoint
             self.store.update_job(job_id, port=endpoint.port)
             if driver.stopping:
@@ -242,11 +266,14 @@ class Jobs:
             log.exception("job %s: driver crashed", job_id)
             failure = f"internal error in the control plane: {type(exc).__name__}: {exc}"
         finally:
-            self._bill(job_id, False)
-            self.store.update_job(job_id, pid=None, pid_start=None)
+            if not driver.detached:  # a detached endpoint serves (and is billed) on; the next control plane adopts it
+                self._bill(job_id, False)
+                self.store.update_job(job_id, pid=None, pid_start=None)
             await self.pool.release(job_id)
             if self._drivers.get(job_id) is driver:
                 del self._drivers[job_id]
+        if driver.detached:
+            return
         if failure is not None:
             self._move(job_id, S.FAILED, failure)
         elif driver.stopping:
@@ -262,13 +289,15 @@ class Jobs:
         model = row["spec"]["model"]
         kind = model["source_type"]
         source: dict = {}
+        limit = row["spec"]["resources"]["disk_size"] * 1024**3
         if kind == "local":
             archive = self.uploads.path(model["upload_id"])
             self.logs.event(job_id, "unpacking the uploaded model folder")
-            await asyncio.to_thread(sources.unpack, archive, dest)
+            await _cancellable(sources.unpack, archive, dest, limit)
             self.uploads.discard(model["upload_id"])
         elif kind == "git":
-            uri, shown = model["source_uri"], sources.redact_uri(model["source_uri"])
+            uri = row["secrets"].get("source_uri") or model["source_uri"]
+            shown = redact(uri)
             say = lambda line: self.logs.event(job_id, f"git: {line.replace(uri, shown)}")  # noqa: E731
             source["git_commit"] = await sources.clone(uri, model.get("git_ref"), dest, say)
             self.logs.event(job_id, f"cloned {shown} at {source['git_commit']}")
@@ -278,6 +307,10 @@ class Jobs:
                 raise NotFound(f"stored model {model['source_uri']!r} ({model['model_id']}) no longer exists")
             await asyncio.to_thread(sources.copy_tree, stored, dest)
         source["size"] = await asyncio.to_thread(sources.tree_size, dest)
+        if source["size"] > limit:
+            await asyncio.to_thread(shutil.rmtree, dest, True)
+            raise UsageError(f"the model code takes {source['size'] / 1024**3:.1f} GB, more than disk_size "
+                             f"({row['spec']['resources']['disk_size']} GB)")
         self.store.update_job(job_id, source=source)
 
     async def _environment(self, job_id: str, spec: dict) -> Path | None:
@@ -405,29 +438,58 @@ class Jobs:
     # -- control plane start and stop ---------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
+        """Take over from an earlier control plane: adopt the endpoints it left serving, restart those that died
+        meanwhile, end the ones that should not run, and resume every job whose status says it should be live."""
         rows = self.store.jobs()
-        await asyncio.gather(*(reap_orphans(r["pid"], r["pid_start"], self.policy.stop_grace) for r in rows if r["pid"]))
+        live = (S.STARTING, S.RUNNING)
+        adopt = {r["id"]: Adoption(r["pid"], r["pid_start"]) for r in rows
+                 if S(r["status"]) in live and is_endpoint(r["pid"], r["pid_start"])}
+        await asyncio.gather(*(reap_orphans(r["pid"], r["pid_start"], self.policy.stop_grace)
+                               for r in rows if r["pid"] and r["id"] not in adopt))
         for row in rows:
+            status = S(row["status"])
+            if row["id"] in adopt:
+                self.logs.event(row["id"], f"control plane restarted; the endpoint kept serving (it was {status.value})")
+                self._launch_driver(row["id"], adopt=adopt[row["id"]])
+                continue
             self._bill(row["id"], False)
             self.store.update_job(row["id"], pid=None, pid_start=None)
-            status = S(row["status"])
             if status == S.STOPPING:
                 self._move(row["id"], S.STOPPED)
             elif status.is_live:
-                if status in (S.STARTING, S.RUNNING):
+                gone = ""
+                if status in live:
                     self.store.update_job(row["id"], restarts=row["restarts"] + 1)
-                self.logs.event(row["id"], f"control plane restarted; resuming the job (it was {status.value})")
+                    gone = "; its endpoint process had exited"
+                self.logs.event(row["id"], f"control plane restarted; resuming the job (it was {status.value}{gone})")
                 self._launch_driver(row["id"])
 
-    async def shutdown(self) -> None:
-        """Stop every endpoint (their statuses stay, so the next control plane resumes them)."""
+    async def shutdown(self, detach: bool = False) -> None:
+        """Stop every endpoint (their statuses stay, so the next control plane resumes them); or, `detach`, leave
+        them serving for the next control plane to adopt (`trainml server restart`)."""
         drivers = list(self._drivers.values())
         for driver in drivers:
-            if driver.endpoint is not None:
+            if driver.endpoint is not None and detach:
+                driver.detached = True
+                driver.endpoint.detach()
+            elif driver.endpoint is not None:
                 driver.endpoint.request_stop()
             else:
                 driver.task.cancel()
         await asyncio.gather(*(d.task for d in drivers), return_exceptions=True)
+
+
+async def _cancellable(function, *args):
+    """Run a fetch step in a thread that stops within moments when the job's driver is cancelled (the job was
+    stopped or removed), and wait until it has: a removal frees the disk only once nobody writes there."""
+    cancel = threading.Event()
+    future = asyncio.get_running_loop().run_in_executor(None, functools.partial(function, *args, cancel=cancel))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        cancel.set()
+        await asyncio.gather(future, return_exceptions=True)
+        raise
 
 
 class _Listener:
@@ -463,3 +525,11 @@ class _Listener:
 
     def tail(self) -> list[str]:
         return self.jobs.logs.tail(self.job_id)
+
+    def log_offsets(self) -> dict:
+        row = self.jobs.store.job(self.job_id)
+        return row["log_offsets"] if row else {}
+
+    def save_log_offsets(self, offsets: dict) -> None:
+        self.jobs.logs.flush()  # the lines read up to these offsets are stored before the offsets are
+        self.jobs.store.update_job(self.job_id, log_offsets=offsets)

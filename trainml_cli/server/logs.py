@@ -9,7 +9,10 @@ A log entry, as the API returns it:
     {"id": 1234, "time": "2024-05-01T12:00:00.123Z", "stream": "stdout" | "stderr" | "event", "message": "..."}
 
 `id` is the cursor: it grows with every line, so `before=id` pages to older lines and `after=id` follows newer.
-Each job keeps its newest MAX_LINES lines; older ones are pruned.
+Each job keeps its newest MAX_LINES lines of output (stdout and stderr together) and, apart from them, its
+newest MAX_EVENTS platform events (status changes, restarts, clone and install steps, failures): a flood of
+prints prunes only older prints, never the status history. Events are redacted (secrets.redact) before they
+are stored or reach server.log: they quote git URIs and git's own messages.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from .secrets import redact
 from .store import Store
 
 log = logging.getLogger("trainml.server")
 
 STREAMS = ("stdout", "stderr", "event")
-MAX_LINES = 100_000  # per job
+MAX_LINES = 100_000  # lines of output per job
+MAX_EVENTS = 10_000  # platform events per job, kept apart from the output
 MAX_MESSAGE = 16 * 1024  # characters; a line longer than this is cut (a model printing a whole array)
 BATCH_PAUSE = 0.02  # seconds between batches while lines keep coming
 PRUNE_EVERY = 5_000  # lines written to a job between two prunes
@@ -42,16 +47,18 @@ def entry(row: dict) -> dict:
 class LogBook:
     """Writes job log lines in batches and lets readers page back or wait for new lines."""
 
-    def __init__(self, store: Store, *, max_lines: int = MAX_LINES, prune_every: int = PRUNE_EVERY):
+    def __init__(self, store: Store, *, max_lines: int = MAX_LINES, prune_every: int = PRUNE_EVERY,
+                 max_events: int = MAX_EVENTS):
         self.store = store
         self.max_lines = max_lines
+        self.max_events = max_events
         self.prune_every = prune_every
         self._pending: list[tuple[str, float, str, str]] = []
         self._pending_lock = threading.Lock()  # write() may be called from a worker thread
         self._dirty = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._changed: dict[str, asyncio.Event] = {}
-        self._written: dict[str, int] = {}
+        self._written: dict[tuple[str, bool], int] = {}  # (job, is an event) -> lines since the last prune
         self._task = asyncio.create_task(self._flusher(), name="logbook-flusher")
 
     def write(self, job_id: str, stream: str, message: str) -> None:
@@ -66,6 +73,7 @@ class LogBook:
 
     def event(self, job_id: str, message: str) -> None:
         """A platform event for the job (status change, restart, clone output); also goes to the server log."""
+        message = redact(message)
         log.info("job %s: %s", job_id, message)
         self.write(job_id, "event", message)
 
@@ -90,16 +98,18 @@ class LogBook:
             with self._pending_lock:
                 self._pending[:0] = rows
             raise
-        counts: dict[str, int] = {}
+        counts: dict[tuple[str, bool], int] = {}
         for row in rows:
-            counts[row[0]] = counts.get(row[0], 0) + 1
-        for job_id, added in counts.items():
+            key = (row[0], row[2] == "event")
+            counts[key] = counts.get(key, 0) + 1
+        for job_id in {key[0] for key in counts}:
             self.wake(job_id)
-            written = self._written.get(job_id, 0) + added
+        for (job_id, events), added in counts.items():
+            written = self._written.get((job_id, events), 0) + added
             if written >= self.prune_every:
-                self.store.prune_logs(job_id, self.max_lines)
+                self.store.prune_logs(job_id, self.max_events if events else self.max_lines, events=events)
                 written = 0
-            self._written[job_id] = written
+            self._written[(job_id, events)] = written
 
     def wake(self, job_id: str) -> None:
         """Wake everyone waiting on this job's log (new lines, or the job changed or went away)."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..errors import Conflict, NotFound, UsageError
 from . import sources
 from .logs import iso_time
+from .secrets import redact
 from .store import Store
 
 NAME_LIMIT = 100
@@ -56,7 +57,7 @@ class Models:
             "id": row["id"],
             "name": row["name"],
             "source_type": row["source_type"],
-            "source_uri": row["source_uri"],
+            "source_uri": redact(row["source_uri"]),
             "git_ref": row["git_ref"],
             "git_commit": row["git_commit"],
             "size": row["size"],
@@ -99,7 +100,8 @@ class Models:
             raise UsageError(f"model source_type: {source_type!r} is not one of local, git")
         size = await asyncio.to_thread(sources.tree_size, dest)
         row = {
-            "id": model_id, "name": name, "source_type": source_type, "source_uri": source_uri,
+            # Cloned once, now: the credentials are of no further use, and are never kept or shown.
+            "id": model_id, "name": name, "source_type": source_type, "source_uri": redact(source_uri),
             "git_ref": git_ref, "git_commit": commit, "size": size, "created": time.time(),
         }
         try:

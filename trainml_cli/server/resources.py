@@ -191,6 +191,12 @@ class GpuPool:
                 return [{"index": g.index, "name": g.name, "type": gpu_type, "device": g.device} for g in chosen]
         return None
 
+    def claim(self, job_id: str, gpus: list[dict]) -> list[dict]:
+        """Mark these GPUs as the job's: an adopted endpoint already runs on them."""
+        for gpu in gpus:
+            self.holders[gpu["index"]] = job_id
+        return gpus
+
     async def acquire(self, job_id: str, resources: dict) -> list[dict]:
         async with self._freed:
             while True:

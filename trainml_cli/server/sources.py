@@ -22,12 +22,14 @@ import os
 import re
 import shutil
 import tarfile
+import threading
 import time
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import AsyncIterator, Callable
 
 from ..errors import NotFound, UsageError
+from .secrets import redact
 
 MAX_UPLOAD_BYTES = 10 * 1024**3
 MAX_UNPACKED_BYTES = 50 * 1024**3  # a gzip bomb stops here
@@ -47,17 +49,8 @@ _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with any password or token in it replaced, for logs (https://user:TOKEN@host/x -> https://user:***@host/x)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password is None:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """The URI with any password or token in it replaced, for anything shown (see secrets.py)."""
+    return redact(uri)
 
 
 def check_git_uri(uri: str, field: str = "model.source_uri") -> str:
@@ -65,16 +58,16 @@ def check_git_uri(uri: str, field: str = "model.source_uri") -> str:
         raise UsageError(f"{field}: a git URI is required")
     uri = uri.strip()
     if uri.startswith("-"):
-        raise UsageError(f"{field}: {uri!r} starts with '-'; a git URI must not look like an option")
+        raise UsageError(f"{field}: {redact(uri)!r} starts with '-'; a git URI must not look like an option")
     match = _GIT_URL.match(uri)
     if match:
         if match["scheme"].lower() not in GIT_SCHEMES:
-            raise UsageError(f"{field}: {uri!r} uses {match['scheme']}://; only {', '.join(GIT_SCHEMES)} URIs are allowed")
+            raise UsageError(f"{field}: {redact(uri)!r} uses {match['scheme']}://; only {', '.join(GIT_SCHEMES)} URIs are allowed")
         return uri
     if _SCP_LIKE.match(uri):
         return uri
     hint = f" (for a local repository write file://{os.path.abspath(uri)})" if uri.startswith(("/", ".")) else ""
-    raise UsageError(f"{field}: {uri!r} is not a git URI; use one of {', '.join(s + '://' for s in GIT_SCHEMES)}{hint}")
+    raise UsageError(f"{field}: {redact(uri)!r} is not a git URI; use one of {', '.join(s + '://' for s in GIT_SCHEMES)}{hint}")
 
 
 def check_git_ref(ref: str | None, field: str = "model.git_ref") -> str | None:
@@ -116,10 +109,25 @@ class _Archive(tarfile.TarFile):
     header_work = 0  # the sum of the squared sizes of the extended headers read so far
 
 
+MAX_NAME_BYTES = 255  # a path component, as Linux filesystems allow
+MAX_PATH_BYTES = 4096  # a whole path (PATH_MAX)
+SHOWN_NAME = 80  # characters of a member's name quoted in a message
+
+
+def _shown(name: str) -> str:
+    return repr(name) if len(name) <= SHOWN_NAME else repr(name[:SHOWN_NAME]) + f"... ({len(name)} characters)"
+
+
 def check_member(member: tarfile.TarInfo) -> None:
-    """Refuse anything that could write outside the destination or is not plain data."""
+    """Refuse anything that could write outside the destination, is not plain data, or has a name too long to
+    create."""
     name = member.name
-    where = f"archive member {name!r}"
+    where = f"archive member {_shown(name)}"
+    if len(name.encode(errors="surrogateescape")) > MAX_PATH_BYTES:
+        raise UsageError(f"{where}: the path is longer than {MAX_PATH_BYTES} bytes")
+    for part in PurePosixPath(name).parts:
+        if len(part.encode(errors="surrogateescape")) > MAX_NAME_BYTES:
+            raise UsageError(f"{where}: a file or folder name is longer than {MAX_NAME_BYTES} bytes")
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or "\\" in name:
         raise UsageError(f"{where}: absolute paths are refused")
     if ".." in PurePosixPath(name).parts:
@@ -157,15 +165,37 @@ def _check_kind(kinds: dict[PurePosixPath, bool], name: PurePosixPath, is_dir: b
             raise UsageError(f"archive member {str(name)!r}: {str(path)!r} is both a file and a folder")
 
 
-def unpack(archive_path: Path, dest: Path) -> None:
-    """Unpack a checked tar.gz into `dest` (which must not exist yet), checking each member again."""
+class Cancelled(Exception):
+    """The job went away while its code was being fetched (see `unpack`'s `cancel`)."""
+
+
+COPY_CHUNK = 1024 * 1024
+
+
+def unpack(archive_path: Path, dest: Path, limit: int | None = None, cancel: threading.Event | None = None) -> None:
+    """Unpack a checked tar.gz into `dest` (which must not exist yet), checking each member again.
+
+    `limit` (bytes, the job's disk_size) is held twice: the sizes the members declare, summed before each one is
+    written, and the bytes actually written. `cancel`, set from another thread, stops it within one chunk. Either
+    way nothing is left behind.
+    """
     partial = _fresh_partial(dest)
+    declared = written = 0
     try:
         with _Archive.open(archive_path, "r:gz") as archive:
             for member in archive:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
                 check_member(member)
-                # "data" also drops set-uid bits and owner ids; our own check already refused links and devices.
-                archive.extract(member, partial, filter="data")
+                declared += member.size
+                if limit is not None and declared > limit:
+                    raise UsageError(f"the model folder unpacks to more than disk_size ({_size(limit)}): "
+                                     f"{_size(declared)} by member {_shown(member.name)}")
+                if not member.isfile():
+                    # "data" also drops set-uid bits and owner ids; our own check already refused links and devices.
+                    archive.extract(member, partial, filter="data")
+                    continue
+                written = _write_member(archive, member, partial, written, limit, cancel)
     except (tarfile.TarError, EOFError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise UsageError(f"archive: cannot unpack ({exc})") from None
@@ -173,6 +203,30 @@ def unpack(archive_path: Path, dest: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     partial.rename(dest)
+
+
+def _write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: Path, written: int,
+                  limit: int | None, cancel: threading.Event | None) -> int:
+    """Copy one regular file out in chunks, counting (the header's size could lie) and looking for `cancel`."""
+    target = root.joinpath(*PurePosixPath(member.name).parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = archive.extractfile(member)
+    with source, open(target, "wb") as out:
+        while chunk := source.read(COPY_CHUNK):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            written += len(chunk)
+            if limit is not None and written > limit:
+                raise UsageError(f"the model folder unpacks to more than disk_size ({_size(limit)}), "
+                                 f"in member {_shown(member.name)}")
+            out.write(chunk)
+    os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
+    os.utime(target, (member.mtime, member.mtime))
+    return written
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024**3:.1f} GB" if count >= 1024**3 else f"{count / 1024**2:.1f} MB"
 
 
 class Uploads:
@@ -251,7 +305,7 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
 
     def emit(raw: bytes) -> None:
         if raw.strip():
-            lines.append(raw.decode(errors="replace"))
+            lines.append(redact(raw.decode(errors="replace")))
             on_line(lines[-1])
 
     async def follow() -> int:

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS = {
     1: """
@@ -58,11 +58,20 @@ _MIGRATIONS = {
     );
     CREATE INDEX logs_job ON logs(job_id, id);
     """,
+    2: """
+    -- how far the control plane has read the endpoint's output files (tailing.py): {"stdout": n, "stderr": n}
+    ALTER TABLE jobs ADD COLUMN log_offsets TEXT NOT NULL DEFAULT '{}';
+    -- what must never be shown: {"source_uri": the git URI with its credentials}; spec holds it redacted
+    ALTER TABLE jobs ADD COLUMN secrets TEXT NOT NULL DEFAULT '{}';
+    -- platform events are pruned apart from the output (logs.py)
+    CREATE INDEX logs_job_stream ON logs(job_id, stream, id);
+    """,
 }
 
-_JSON_COLUMNS = ("spec", "source", "gpus")
+_JSON_COLUMNS = ("spec", "source", "gpus", "log_offsets", "secrets")
 _JOB_COLUMNS = frozenset(
-    "name status reason spec source port pid pid_start gpus restarts run_seconds credits running_since rate updated".split()
+    "name status reason spec source port pid pid_start gpus restarts run_seconds credits running_since rate updated "
+    "log_offsets secrets".split()
 )
 
 
@@ -171,8 +180,13 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def logs_before(self, job_id: str, before: int | None, limit: int) -> list[dict]:
-        """Newest first, older than the cursor `before` (all when None)."""
+    def logs_before(self, job_id: str, before: int | None, limit: int, stream: str | None = None) -> list[dict]:
+        """Newest first, older than the cursor `before` (all when None); only `stream`'s lines when given."""
+        if stream is not None:
+            return self._all(
+                "SELECT * FROM logs WHERE job_id = ? AND stream = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (job_id, stream, before if before is not None else 2**62, limit),
+            )
         if before is None:
             return self._all("SELECT * FROM logs WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, limit))
         return self._all(
@@ -187,11 +201,13 @@ class Store:
         row = self._one("SELECT MAX(id) AS id FROM logs WHERE job_id = ?", (job_id,))
         return (row or {}).get("id") or 0
 
-    def prune_logs(self, job_id: str, keep: int) -> int:
-        """Delete all but the newest `keep` lines of a job."""
+    def prune_logs(self, job_id: str, keep: int, events: bool = False) -> int:
+        """Delete all but the newest `keep` lines of a job's output (stdout and stderr), or of its platform events
+        (`events`): each kind has its own cap, so a flood of prints never erases the status history."""
+        kind = "stream = 'event'" if events else "stream <> 'event'"
         return self._run(
-            "DELETE FROM logs WHERE job_id = ? AND id <= "
-            "(SELECT id FROM logs WHERE job_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            f"DELETE FROM logs WHERE job_id = ? AND {kind} AND id <= "
+            f"(SELECT id FROM logs WHERE job_id = ? AND {kind} ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (job_id, job_id, keep),
         )
 

@@ -9,12 +9,21 @@ again, else a free one), keeps it for the job's lifetime and hands the same sock
 job's URL never changes across crashes, and requests that arrive while a crashed endpoint restarts wait in the
 socket's backlog instead of being refused.
 
-Each endpoint's life is one loop (`LocalEndpoint.run`): start the process, wait until `/ping` answers 200
-(running), then wait for it to exit, pinging it meanwhile (one that stops answering for `unresponsive_after`
-seconds is hung: it is killed and counts as a crash), decide. Exit code 3 means the model code cannot load: failed at once, with the
-last output lines as reason. A crash restarts it after a backoff (0.5 s doubling to 30 s, reset after a minute
-of good health); crashing START_ATTEMPTS times in a row before ever becoming ready marks it failed. Stopping
-sends SIGTERM to the whole group, then SIGKILL after a grace period (Policy.stop_grace, default 10 s).
+The endpoint depends on nothing of the control plane's: it holds its own copy of the socket, writes its output
+to files in the job's folder (tailing.py, never a pipe) and is no tether's child. So when the control plane dies,
+even by kill -9, every endpoint keeps serving; the next control plane adopts it (`Adoption`: recorded pid,
+process start time and port) and supervises it as if it had started it, except that it learns of its exit
+through a pidfd, without an exit code (processes.AdoptedProcess). Restarting an adopted endpoint that died
+binds its port again at once.
+
+Each endpoint's life is one loop (`LocalEndpoint.run`): start the process (or adopt it), wait until `/ping`
+answers 200 (running), then wait for it to exit, pinging it meanwhile (one that stops answering for
+`unresponsive_after` seconds is hung: it is killed and counts as a crash), decide. Exit code 3 means the model
+code cannot load: failed at once, with the last output lines as reason. A crash restarts it after a backoff
+(0.5 s doubling to 30 s, reset after a minute of good health); crashing START_ATTEMPTS times in a row before
+ever becoming ready marks it failed. Stopping sends SIGTERM to the whole group, then SIGKILL after a grace
+period (Policy.stop_grace, default 10 s). Detaching (`trainml server restart`) ends the loop and leaves the
+endpoint serving.
 
 The loop only reports what happens through an `EndpointListener`; job statuses are the job service's business.
 """
@@ -23,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sys
@@ -31,6 +39,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from .processes import (  # noqa: F401  (reap_orphans, group_members: used by the job service and the tests)
+    UNKNOWN_EXIT, AdoptedProcess, group_members, is_endpoint, kill_group, process_start_time, reap_orphans,
+)
+from .tailing import OutputTail
 
 EXIT_USAGE = 2
 EXIT_LOAD_FAILED = 3
@@ -43,7 +56,7 @@ STABLE_AFTER = 60.0
 UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
 PING_FIRST = 0.05
 PING_MAX = 0.25
-LINE_LIMIT = 1024 * 1024
+LINE_LIMIT = 1024 * 1024  # bytes of a /ping or /metrics answer we read at most
 TAIL_LINES = 20
 
 
@@ -77,8 +90,7 @@ class Launch:
         for flag, value in (("--max-concurrency", self.max_concurrency), ("--max-queue", self.max_queue), ("--timeout", self.timeout)):
             if value is not None:
                 runtime += [flag, str(value)]
-        tether = [sys.executable, "-m", "trainml_cli.server.tether", str(os.getpid()), "--"]
-        return tether + runtime + self.extra_args
+        return runtime + self.extra_args
 
 
 class EndpointListener(Protocol):
@@ -87,12 +99,22 @@ class EndpointListener(Protocol):
     def launched(self, pid: int, pid_start: int | None, restart: bool) -> None: ...
     def ready(self) -> None: ...
     def tail(self) -> list[str]: ...
+    def log_offsets(self) -> dict: ...
+    def save_log_offsets(self, offsets: dict) -> None: ...
 
 
 @dataclass
 class Outcome:
     failed: bool
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """An endpoint process left serving by an earlier control plane (see processes.is_endpoint)."""
+
+    pid: int
+    pid_start: int | None
 
 
 class Endpoint(Protocol):
@@ -103,6 +125,7 @@ class Endpoint(Protocol):
     @property
     def url(self) -> str: ...
     def request_stop(self) -> None: ...
+    def detach(self) -> None: ...
     async def run(self) -> Outcome: ...
     async def metrics(self) -> dict | None: ...
 
@@ -111,7 +134,8 @@ class Backend(Protocol):
     """Where endpoints run. The local backend starts the runtime as child processes of this machine; scale-out
     (Ray Serve) is to be another backend that runs the same runtime command behind this same interface."""
 
-    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None) -> Endpoint: ...
+    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None,
+                 adopt: Adoption | None = None) -> Endpoint: ...
 
 
 @dataclass
@@ -119,24 +143,31 @@ class LocalBackend:
     host: str = "127.0.0.1"
     policy: Policy = field(default_factory=Policy)
 
-    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None) -> "LocalEndpoint":
-        return LocalEndpoint(launch, listener, self.host, port, self.policy)
+    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None,
+                 adopt: Adoption | None = None) -> "LocalEndpoint":
+        return LocalEndpoint(launch, listener, self.host, port, self.policy, adopt=adopt)
 
 
 class LocalEndpoint:
-    """One job's endpoint on this machine, across all its restarts."""
+    """One job's endpoint on this machine, across all its restarts (and control planes)."""
 
     def __init__(self, launch: Launch, listener: EndpointListener, host: str = "127.0.0.1", port: int | None = None,
-                 policy: Policy | None = None):
+                 policy: Policy | None = None, adopt: Adoption | None = None):
         self.launch = launch
         self.policy = policy or Policy()
         self.listener = listener
-        self.sock = bind_socket(host, port)
+        self.bind_host = host
+        # An adopted endpoint holds its socket itself; we bind one again only to restart it after it died.
+        self.sock = None if adopt else bind_socket(host, port)
         # Probes (and the URL) go to loopback when the endpoint listens on every address.
         self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-        self.port: int = self.sock.getsockname()[1]
-        self.process: asyncio.subprocess.Process | None = None
+        self.port: int = self.sock.getsockname()[1] if self.sock else port
+        self.process = AdoptedProcess(adopt.pid, adopt.pid_start) if adopt else None
+        self._adopted = self.process
+        self.output = OutputTail(launch.route_file.parent, listener.log_offsets(), listener.output,
+                                 listener.save_log_offsets)
         self._stop = asyncio.Event()
+        self._detached = False
         self.restarts = 0
 
     @property
@@ -146,23 +177,40 @@ class LocalEndpoint:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def detach(self) -> None:
+        """Stop supervising but leave the endpoint serving (the control plane restarts; the next one adopts it)."""
+        self._detached = True
+        self._stop.set()
+
     async def run(self) -> Outcome:
         """Keep the endpoint up until stopped (Outcome(failed=False)) or until it cannot be (failed=True)."""
+        follower = asyncio.create_task(self.output.follow(), name=f"output-{self.launch.job_id}")
         try:
             return await self._supervise()
         finally:
-            if self.process is not None and self.process.returncode is None:
+            if not self._detached and self.process is not None and self.process.returncode is None:
                 await self._terminate(self.process)
-            self.sock.close()
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            if isinstance(self.process, AdoptedProcess):
+                self.process.close()
+            self.output.finish(last_lines=not self._detached)
+            if self.sock is not None:
+                self.sock.close()
 
     async def _supervise(self) -> Outcome:
         backoff = BACKOFF_FIRST
         start_failures = 0
         restart = False
         while not self._stop.is_set():
-            process = self.process = await self._spawn(restart)
-            readers = [asyncio.create_task(self._pump(process.stdout, "stdout")),
-                       asyncio.create_task(self._pump(process.stderr, "stderr"))]
+            if self._adopted is not None:
+                process, self._adopted = self._adopted, None
+                self.listener.event(f"adopted endpoint process {process.pid}, still serving on {self.url}")
+            else:
+                if self.sock is None:
+                    self.sock = await rebind_socket(self.bind_host, self.port)
+                    self.port = self.sock.getsockname()[1]
+                process = self.process = await self._spawn(restart)
             ready = await self._until_ready(process)
             if ready:
                 self.listener.ready()
@@ -176,15 +224,15 @@ class LocalEndpoint:
                     backoff = BACKOFF_FIRST
                 start_failures = 0
             if self._stop.is_set():
-                await self._terminate(process)
-                await _drain(readers)
+                if not self._detached:
+                    await self._terminate(process)
                 return Outcome(False)
             if process.returncode is None:  # not ready in time: counts as a failed start
                 self.listener.event(f"endpoint not ready after {self.policy.start_timeout:g} seconds; killing it")
                 await self._terminate(process, grace=2.0)
             else:
                 kill_group(process.pid, signal.SIGKILL)  # workers that outlived their leader still hold the socket
-            await _drain(readers)
+            self.output.catch_up()  # its last lines, for the reason below
             code = process.returncode
             if not ready:
                 start_failures += 1
@@ -197,6 +245,9 @@ class LocalEndpoint:
             if start_failures >= START_ATTEMPTS:
                 lines = "\n".join(self.listener.tail())
                 return Outcome(True, f"endpoint crashed {start_failures} times while starting; last output:\n{lines}")
+            if self.sock is None:  # it was adopted: take its port back at once, so callers wait instead of being refused
+                self.sock = await rebind_socket(self.bind_host, self.port)
+                self.port = self.sock.getsockname()[1]
             self.restarts += 1
             self.listener.event(f"restarting in {backoff:.1f}s (restart {self.restarts})")
             await _first(asyncio.sleep(backoff), self._stop.wait())
@@ -206,16 +257,21 @@ class LocalEndpoint:
 
     async def _spawn(self, restart: bool) -> asyncio.subprocess.Process:
         fd = self.sock.fileno()
-        process = await asyncio.create_subprocess_exec(
-            *self.launch.command(fd),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.launch.env,
-            cwd=str(self.launch.model_dir),
-            pass_fds=(fd,),
-            start_new_session=True,  # its own process group: a stop reaches every worker it forks
-        )
+        files = self.output.open_for_child()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.launch.command(fd),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=files["stdout"],
+                stderr=files["stderr"],
+                env=self.launch.env,
+                cwd=str(self.launch.model_dir),
+                pass_fds=(fd,),
+                start_new_session=True,  # its own process group: a stop reaches every worker it forks
+            )
+        finally:
+            for file in files.values():
+                file.close()
         self.listener.launched(process.pid, process_start_time(process.pid), restart)
         self.listener.event(f"endpoint process {process.pid} started on {self.url}")
         return process
@@ -246,22 +302,6 @@ class LocalEndpoint:
             elif time.monotonic() - answered >= self.policy.unresponsive_after:
                 return
 
-    async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
-        # Chunks, not readline: an endpoint under load prints an access-log line per request.
-        emit = self.listener.output
-        buffer = b""
-        while chunk := await stream.read(65536):
-            buffer += chunk
-            if b"\n" in chunk:
-                *lines, buffer = buffer.split(b"\n")
-                for raw in lines:
-                    emit(name, raw.decode(errors="replace").rstrip("\r"))
-            if len(buffer) > LINE_LIMIT:
-                emit(name, buffer.decode(errors="replace"))
-                buffer = b""
-        if buffer:
-            emit(name, buffer.decode(errors="replace").rstrip("\r"))
-
     async def _terminate(self, process, grace: float | None = None) -> None:
         grace = self.policy.stop_grace if grace is None else grace
         kill_group(process.pid, signal.SIGTERM)
@@ -281,14 +321,6 @@ class LocalEndpoint:
             return json.loads(body)
         except ValueError:
             return None
-
-
-async def _drain(readers: list[asyncio.Task], timeout: float = 5.0) -> None:
-    """Let the output readers take the last lines; a process that escaped the group may keep the pipes open."""
-    done, pending = await asyncio.wait(readers, timeout=timeout)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
 
 
 async def _first(*aws) -> None:
@@ -315,6 +347,18 @@ def bind_socket(host: str, port: int | None) -> socket.socket:
         sock.listen(2048)
         return sock
     raise OSError(f"cannot bind a port on {host}")
+
+
+async def rebind_socket(host: str, port: int, attempts: int = 20) -> socket.socket:
+    """The endpoint's own port again once the process that held it is gone (its workers may take a moment to
+    die), else a free one."""
+    for _ in range(attempts):
+        sock = bind_socket(host, port)
+        if sock.getsockname()[1] == port:
+            return sock
+        sock.close()
+        await asyncio.sleep(0.1)
+    return bind_socket(host, port)
 
 
 async def http_get(host: str, port: int, path: str, timeout: float) -> tuple[int | None, bytes]:
@@ -361,6 +405,8 @@ def load_failure_headline(tail: list[str]) -> str:
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "is still running"
+    if code == UNKNOWN_EXIT:
+        return "exited (an earlier control plane started it, so its exit code is unknown)"
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"
@@ -371,58 +417,3 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-def kill_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-# -- processes left behind by an earlier control plane ------------------------------------------------------------
-
-
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...]."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    return text.rpartition(")")[2].split()
-
-
-def process_start_time(pid: int) -> int | None:
-    fields = _stat(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def group_members(pgid: int, not_before: int | None) -> list[int]:
-    """Live processes in group `pgid` started no earlier than its leader was (a reused pid is not ours)."""
-    members = []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not entry.isdigit():
-            continue
-        fields = _stat(int(entry))
-        if not fields or len(fields) < 20 or fields[0] == "Z":
-            continue
-        if int(fields[2]) == pgid and (not_before is None or int(fields[19]) >= not_before):
-            members.append(int(entry))
-    return members
-
-
-async def reap_orphans(pgid: int | None, pid_start: int | None, grace: float = STOP_GRACE) -> bool:
-    """End an endpoint's process group that an earlier control plane left running; True if one was found."""
-    if not pgid or pid_start is None or not group_members(pgid, pid_start):
-        return False
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        for pid in group_members(pgid, pid_start):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not group_members(pgid, pid_start):
-                return True
-            await asyncio.sleep(0.1)
-    return True

@@ -28,6 +28,7 @@ from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, Unauthorized, UsageError
 from ..auth import require_auth
 from ..schemas import JobCreate
+from ..secrets import redact
 from . import forms
 from .history import status_history
 from .pages import ROOT
@@ -156,4 +157,6 @@ async def _json(request: Request):
 
 def _public(payload: dict) -> dict:
     model = {k: v for k, v in payload["model"].items() if k != "directory"}
+    if isinstance(model.get("source_uri"), str):  # the review shows a git URI's credentials as *** too
+        model["source_uri"] = redact(model["source_uri"])
     return {**payload, "model": model}

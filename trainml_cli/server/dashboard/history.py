@@ -2,9 +2,9 @@
 
 The job service logs every status change as an event line, `status: <status>` or `status: <status> (<reason>)`,
 and the creation as `job 'name' created (...)`. Those lines are the history: the dashboard keeps no second
-record of it. The log is read newest first through the store's paging, in a worker thread, and at most
-SCAN_LIMIT lines back, so a chatty endpoint (one access-log line per request) cannot make a page slow; for such
-an endpoint the history shows its most recent changes.
+record of it. Only the event lines are read (an index on the stream), newest first through the store's paging,
+in a worker thread, and at most SCAN_LIMIT of them; the output, however chatty, is never in the way. Events
+are kept apart from the output with their own cap (logs.MAX_EVENTS), so a flood of prints never erases them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _scan(logbook: LogBook, job_id: str) -> list[dict]:
     found: list[dict] = []
     before, seen = None, 0
     while seen < SCAN_LIMIT:
-        rows = logbook.store.logs_before(job_id, before, PAGE)
+        rows = logbook.store.logs_before(job_id, before, PAGE, stream="event")  # events only: prints never hide them
         if not rows:
             break
         for row in rows:
