@@ -4,11 +4,12 @@
     app.py        the FastAPI app and its error JSON     api.py        the routes (documented there)
     auth.py       the one auth dependency                schemas.py    request/response shapes (OpenAPI)
     jobs.py       job records and each job's life        payload.py    the job payload, checked
-    states.py     statuses and legal moves               supervisor.py endpoint processes, restarts, stops
+    states.py     statuses and legal moves               backends/     base (the seam), local, ray
     sources.py    uploads, git, stored-model copies      models.py     stored models
     resources.py  GPUs, the price table                  logs.py       job logs: batches, pages, followers
     store.py      SQLite, all the SQL                    processes.py  process groups, adopting endpoints
     tailing.py    endpoint output files, followed        secrets.py    credentials kept out of every output
 
-It starts the endpoint runtime as a child process (`python -m trainml_cli.runtime ...`) and never imports it.
+It starts the endpoint runtime as a child process (`python -m trainml_cli.runtime ...`), or as a Ray Serve
+application over Ray's HTTP API, and never imports it (nor ray).
 """

@@ -35,7 +35,7 @@ from .logs import LogBook
 from .models import Models
 from .sources import Uploads
 from .store import Store
-from .supervisor import STOP_GRACE, UNRESPONSIVE_AFTER, Policy
+from .backends.base import STOP_GRACE, UNRESPONSIVE_AFTER, Policy
 
 log = logging.getLogger("trainml.server")
 

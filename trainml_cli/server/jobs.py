@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from ..errors import Conflict, NotFound, TrainMLError, UsageError
+from ..launchspec import LaunchSpec
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
 from . import sources
@@ -46,7 +47,8 @@ from .states import JobStatus, transition
 from .store import Store
 from .secrets import redact
 from .secrets import split as split_secrets
-from .supervisor import Adoption, Backend, Endpoint, Launch, LocalBackend, Policy, is_endpoint, reap_orphans
+from .backends.base import Backend, Endpoint, Launch, Policy, Scaling
+from .backends.local import LocalBackend
 
 log = logging.getLogger("trainml.server")
 
@@ -63,7 +65,7 @@ class _Driver:
         self.endpoint: Endpoint | None = None
         self.stopping = False
         self.began = False
-        self.adopt: Adoption | None = None  # an endpoint an earlier control plane left serving
+        self.adopt = None  # the backend's token for an endpoint an earlier control plane left serving
         self.detached = False  # the control plane restarts and leaves the endpoint serving
 
 
@@ -81,7 +83,8 @@ class Jobs:
         self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # and URLs name this
         self.python = python
         self.policy = policy or Policy()
-        self.backend = backend or LocalBackend(host, self.policy)  # endpoints listen where the control plane does
+        # Endpoints listen where the control plane does.
+        self.backend: Backend = backend or LocalBackend(host, self.policy, pool)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._drivers: dict[str, _Driver] = {}
         self._changed: dict[str, asyncio.Event] = {}
@@ -108,8 +111,7 @@ class Jobs:
             run_time += max(0.0, now - row["running_since"])
             credits += max(0.0, now - row["running_since"]) / 3600 * row["rate"]
         live = row["status"] in (S.STARTING.value, S.RUNNING.value)
-        shown = f"[{self.host}]" if ":" in self.host else self.host
-        url = f"http://{shown}:{row['port']}" if live and row["port"] else None
+        url = self.backend.url(row) if live else None
         return {
             "id": row["id"],
             "name": row["name"],
@@ -147,7 +149,7 @@ class Jobs:
     async def create(self, payload: dict) -> dict:
         name = check_name(payload.get("name"), "job")
         # In a thread: finding an interpreter runs processes, which must not stall the event loop.
-        spec = await asyncio.to_thread(check_job, payload, self.pool, self.uploads, self.models,
+        spec = await asyncio.to_thread(check_job, payload, self.backend, self.uploads, self.models,
                                        self.environments.interpreters)
         job_id, now = new_id(), time.time()
         workdir = self.workdir(job_id)
@@ -214,7 +216,7 @@ class Jobs:
 
     # -- driving a job ------------------------------------------------------------------------------------------
 
-    def _launch_driver(self, job_id: str, adopt: Adoption | None = None) -> None:
+    def _launch_driver(self, job_id: str, adopt=None) -> None:
         driver = self._drivers[job_id] = _Driver()
         driver.adopt = adopt
         driver.task = asyncio.create_task(self._drive(job_id, driver), name=f"job-{job_id}")
@@ -238,16 +240,10 @@ class Jobs:
             spec = row["spec"]
             if S(row["status"]) not in (S.STARTING, S.RUNNING):
                 self._move(job_id, S.WAITING_RESOURCES)
-            if driver.adopt is not None:  # it runs on the GPUs it was given
-                gpus = self.pool.claim(job_id, row["gpus"])
-            else:
-                gpus = self.pool.try_take(job_id, spec["resources"])
-            if gpus is None:
-                need = res.gpus_needed(spec["resources"])
-                self.logs.event(job_id, f"waiting for {need} free GPU(s) of type {' or '.join(spec['resources']['gpu_types'])}")
-                gpus = await self.pool.acquire(job_id, spec["resources"])
+            held = row["gpus"] if driver.adopt is not None else None
+            gpus = await self.backend.place(job_id, spec["resources"], held, lambda line: self.logs.event(job_id, line))
             self.store.update_job(job_id, gpus=gpus)
-            python = await self._environment(job_id, spec)
+            python = await self._environment(job_id, spec) if self.backend.builds_environments else None
             endpoint = self.backend.endpoint(self._launch(job_id, spec, gpus, python), _Listener(self, job_id),
                                              row["port"], adopt=driver.adopt)
             driver.endpoint = endpoint
@@ -269,7 +265,7 @@ class Jobs:
             if not driver.detached:  # a detached endpoint serves (and is billed) on; the next control plane adopts it
                 self._bill(job_id, False)
                 self.store.update_job(job_id, pid=None, pid_start=None)
-            await self.pool.release(job_id)
+            await self.backend.release(job_id)
             if self._drivers.get(job_id) is driver:
                 del self._drivers[job_id]
         if driver.detached:
@@ -329,19 +325,26 @@ class Jobs:
         return python
 
     def _launch(self, job_id: str, spec: dict, gpus: list[dict], python: Path | None = None) -> Launch:
+        job_env = {item["key"]: item["value"] for item in spec["environment"]["env"]}
+        job_env["TRAINML_JOB_ID"] = job_id
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
-        env.update({item["key"]: item["value"] for item in spec["environment"]["env"]})
+        env.update(job_env)
         env.update(
             PYTHONUNBUFFERED="1",  # so model code's prints reach the log as they happen
             CUDA_VISIBLE_DEVICES=",".join(g["device"] for g in gpus),
-            TRAINML_JOB_ID=job_id,
         )
         endpoint = spec["endpoint"]
-        launch = Launch(
-            job_id=job_id, model_dir=self.workdir(job_id) / "model", route_file=self.workdir(job_id) / "routes.json",
-            env=env, workers=spec["resources"]["cpu_count"], max_concurrency=endpoint.get("max_concurrency"),
-            max_queue=endpoint.get("max_queue"), timeout=endpoint.get("timeout"),
+        scaling = Scaling(endpoint.get("replicas"), endpoint.get("min_replicas"), endpoint.get("max_replicas"))
+        # Local worker processes: --replicas when given, else cpu_count (its meaning before replicas existed).
+        workers = scaling.replicas or spec["resources"]["cpu_count"]
+        runtime = LaunchSpec(
+            model_dir=str(self.workdir(job_id) / "model"), route_file=str(self.workdir(job_id) / "routes.json"),
+            workers=workers, max_concurrency=endpoint.get("max_concurrency"), max_queue=endpoint.get("max_queue"),
+            timeout=endpoint.get("timeout"),
         )
+        launch = Launch(job_id=job_id, runtime=runtime, env=env, job_env=job_env, name=self.store.job(job_id)["name"],
+                        resources=spec["resources"], scaling=scaling, pip=list(spec["environment"]["packages"]["pip"]),
+                        requirements=spec["environment"].get("requirements"))
         if python is not None:
             launch.python = str(python)
             # As if activated: a subprocess of the model finds the environment's python and scripts first.
@@ -442,10 +445,8 @@ class Jobs:
         meanwhile, end the ones that should not run, and resume every job whose status says it should be live."""
         rows = self.store.jobs()
         live = (S.STARTING, S.RUNNING)
-        adopt = {r["id"]: Adoption(r["pid"], r["pid_start"]) for r in rows
-                 if S(r["status"]) in live and is_endpoint(r["pid"], r["pid_start"])}
-        await asyncio.gather(*(reap_orphans(r["pid"], r["pid_start"], self.policy.stop_grace)
-                               for r in rows if r["pid"] and r["id"] not in adopt))
+        adopt = await self.backend.adoptable([r for r in rows if S(r["status"]) in live])
+        await self.backend.clean_up(rows, adopt)
         for row in rows:
             status = S(row["status"])
             if row["id"] in adopt:

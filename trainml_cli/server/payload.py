@@ -2,7 +2,7 @@
 
     {name, type: "endpoint", resources: {gpu_types, gpu_count, cpu_count, disk_size, max_price},
      model: {source_type: local|git|trainml, source_uri, git_ref?, upload_id?},
-     endpoint: {routes: [...], max_concurrency?, max_queue?, timeout?},
+     endpoint: {routes: [...], max_concurrency?, max_queue?, timeout?, replicas?, min_replicas?, max_replicas?},
      environment: {env: [{key, value}], packages: {pip: [...]}, requirements?, python?, type?}}
 
 `check_job` returns the job's spec with defaults filled in (what the job record keeps), or raises a UsageError
@@ -28,7 +28,7 @@ ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PLATFORM_ENV = ("CUDA_VISIBLE_DEVICES",)  # set by the platform from the job's GPUs; a job may not override it
 
 
-def check_job(payload: dict, pool: res.GpuPool, uploads: sources.Uploads, models: Models,
+def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
               interpreters: Interpreters) -> dict:
     """The payload's spec with defaults filled in; raises UsageError (422) naming the field. Creates nothing."""
     if payload.get("type", "endpoint") != "endpoint":
@@ -43,7 +43,8 @@ def check_job(payload: dict, pool: res.GpuPool, uploads: sources.Uploads, models
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise UsageError(f"endpoint.timeout: {timeout!r} must be a positive number of seconds")
     resources = res.normalize(payload.get("resources"))
-    pool.check(resources)
+    backend.check_resources(resources)  # what this backend can ever give (GPUs here, or nothing to check on Ray)
+    scaling = _check_scaling(endpoint)
     env = []
     for i, item in enumerate((payload.get("environment") or {}).get("env") or []):
         key, value = item.get("key"), item.get("value")
@@ -64,10 +65,28 @@ def check_job(payload: dict, pool: res.GpuPool, uploads: sources.Uploads, models
             "max_concurrency": endpoint.get("max_concurrency"),
             "max_queue": endpoint.get("max_queue"),
             "timeout": timeout,
+            **scaling,
         },
         "environment": {"env": env, "packages": {"pip": build["pip"]}, "requirements": build["requirements"],
                         "python": build["python"], "type": build["type"], **_interpreter(build, interpreters)},
     }
+
+
+def _check_scaling(endpoint: dict) -> dict:
+    """{replicas, min_replicas, max_replicas}: fixed copies, or autoscaling bounds (Ray); None when not given."""
+    out = {}
+    for key in ("replicas", "min_replicas", "max_replicas"):
+        value = endpoint.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UsageError(f"endpoint.{key}: {value!r} must be a whole number of at least 1")
+        out[key] = value
+    low, high = out["min_replicas"], out["max_replicas"]
+    if out["replicas"] is not None and (low is not None or high is not None):
+        raise UsageError("endpoint.replicas: give either replicas (a fixed number) or min_replicas/max_replicas "
+                         "(autoscaling), not both")
+    if low is not None and high is not None and low > high:
+        raise UsageError(f"endpoint.min_replicas: {low} is more than max_replicas ({high})")
+    return out
 
 
 def _interpreter(build: dict, interpreters: Interpreters) -> dict:

@@ -113,7 +113,7 @@ def check(platform, form: dict) -> dict:
 
     def check_resources():
         resources = res.normalize(_resources(form.get("resources")))
-        platform.pool.check(resources)
+        platform.jobs.backend.check_resources(resources)
         return resources
 
     resources = attempt("resources.gpu_types", check_resources)

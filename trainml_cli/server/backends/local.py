@@ -1,4 +1,5 @@
-"""The supervisor: runs each endpoint as its own process group, watches it, restarts it and stops it.
+"""The local backend: runs each endpoint as its own process group on this machine, watches it, restarts it,
+stops it, and hands out this machine's GPUs.
 
 The endpoint is the runtime's command line (see runtime/config.py), never an import:
 
@@ -34,21 +35,15 @@ import asyncio
 import json
 import signal
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
-from .processes import (  # noqa: F401  (reap_orphans, group_members: used by the job service and the tests)
-    UNKNOWN_EXIT, AdoptedProcess, group_members, is_endpoint, kill_group, process_start_time, reap_orphans,
-)
-from .tailing import OutputTail
+from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE
+from .. import resources as res
+from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, process_start_time, reap_orphans
+from ..tailing import OutputTail
+from .base import EndpointListener, Launch, Outcome, Policy, Say
 
-EXIT_USAGE = 2
-EXIT_LOAD_FAILED = 3
-STOP_GRACE = 10.0
-START_TIMEOUT = 300.0  # loading a big model can take minutes
 START_ATTEMPTS = 3
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
@@ -61,55 +56,6 @@ TAIL_LINES = 20
 
 
 @dataclass(frozen=True)
-class Policy:
-    """How endpoints are treated; set with `trainml server run` options."""
-
-    stop_grace: float = STOP_GRACE  # seconds between SIGTERM and SIGKILL when stopping
-    unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without a /ping answer before a running one is hung
-    start_timeout: float = START_TIMEOUT  # seconds a start may take before it counts as failed
-
-
-@dataclass
-class Launch:
-    """Everything needed to start one job's endpoint."""
-
-    job_id: str
-    model_dir: Path
-    route_file: Path
-    env: dict[str, str]
-    workers: int = 1
-    max_concurrency: int | None = None
-    max_queue: int | None = None
-    timeout: float | None = None
-    python: str = sys.executable
-    extra_args: list[str] = field(default_factory=list)
-
-    def command(self, fd: int) -> list[str]:
-        runtime = [self.python, "-m", "trainml_cli.runtime", "--model-dir", str(self.model_dir)]
-        runtime += ["--route-file", str(self.route_file), "--fd", str(fd), "--workers", str(self.workers)]
-        for flag, value in (("--max-concurrency", self.max_concurrency), ("--max-queue", self.max_queue), ("--timeout", self.timeout)):
-            if value is not None:
-                runtime += [flag, str(value)]
-        return runtime + self.extra_args
-
-
-class EndpointListener(Protocol):
-    def output(self, stream: str, line: str) -> None: ...
-    def event(self, message: str) -> None: ...
-    def launched(self, pid: int, pid_start: int | None, restart: bool) -> None: ...
-    def ready(self) -> None: ...
-    def tail(self) -> list[str]: ...
-    def log_offsets(self) -> dict: ...
-    def save_log_offsets(self, offsets: dict) -> None: ...
-
-
-@dataclass
-class Outcome:
-    failed: bool
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
 class Adoption:
     """An endpoint process left serving by an earlier control plane (see processes.is_endpoint)."""
 
@@ -117,35 +63,52 @@ class Adoption:
     pid_start: int | None
 
 
-class Endpoint(Protocol):
-    """One job's endpoint wherever it runs: all the job service asks of it."""
-
-    port: int
-
-    @property
-    def url(self) -> str: ...
-    def request_stop(self) -> None: ...
-    def detach(self) -> None: ...
-    async def run(self) -> Outcome: ...
-    async def metrics(self) -> dict | None: ...
-
-
-class Backend(Protocol):
-    """Where endpoints run. The local backend starts the runtime as child processes of this machine; scale-out
-    (Ray Serve) is to be another backend that runs the same runtime command behind this same interface."""
-
-    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None,
-                 adopt: Adoption | None = None) -> Endpoint: ...
-
-
 @dataclass
 class LocalBackend:
+    """Endpoints as process groups on this machine; GPUs from this machine's pool."""
+
     host: str = "127.0.0.1"
     policy: Policy = field(default_factory=Policy)
+    pool: res.GpuPool = field(default_factory=lambda: res.GpuPool([]))
+    name: str = "local"
+    builds_environments: bool = True
+
+    def check_resources(self, resources: dict) -> None:
+        self.pool.check(resources)
+
+    async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:
+        if held is not None:  # an adopted endpoint runs on the GPUs it was given
+            return self.pool.claim(job_id, held)
+        gpus = self.pool.try_take(job_id, resources)
+        if gpus is None:
+            say(f"waiting for {res.gpus_needed(resources)} free GPU(s) of type {' or '.join(resources['gpu_types'])}")
+            gpus = await self.pool.acquire(job_id, resources)
+        return gpus
+
+    async def release(self, job_id: str) -> None:
+        await self.pool.release(job_id)
 
     def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None,
                  adopt: Adoption | None = None) -> "LocalEndpoint":
         return LocalEndpoint(launch, listener, self.host, port, self.policy, adopt=adopt)
+
+    def url(self, job: dict) -> str | None:
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{job['port']}" if job.get("port") else None
+
+    async def adoptable(self, jobs: list[dict]) -> dict:
+        return {j["id"]: Adoption(j["pid"], j["pid_start"]) for j in jobs if is_endpoint(j["pid"], j["pid_start"])}
+
+    async def clean_up(self, jobs: list[dict], adopted: dict) -> None:
+        await asyncio.gather(*(reap_orphans(j["pid"], j["pid_start"], self.policy.stop_grace)
+                               for j in jobs if j["pid"] and j["id"] not in adopted))
+
+    async def describe(self) -> dict:
+        import os
+
+        return {"backend": self.name, "cpus": os.cpu_count(),
+                "gpus": [{"index": g.index, "name": g.name} for g in self.pool.gpus]}
 
 
 class LocalEndpoint:

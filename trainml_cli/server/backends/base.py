@@ -1,0 +1,139 @@
+"""The backend seam: where and how a job's endpoint runs, behind one small interface.
+
+The job service (jobs.py) owns job records and statuses; a backend owns everything about running the endpoint:
+placing its resources, launching it, watching it, stopping it, its URL, its output, and adopting what an earlier
+control plane left serving. Two backends exist:
+
+- `local` (local.py): the runtime's command line as process groups on this machine, GPUs handed out here.
+- `ray` (ray.py): one Ray Serve application per job, deployed over the Ray dashboard's HTTP API.
+
+Both serve the same runtime (the same ASGI app); what it is started with is a `launchspec.LaunchSpec`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Awaitable, Callable, Protocol
+
+from ...launchspec import LaunchSpec
+
+STOP_GRACE = 10.0
+START_TIMEOUT = 300.0  # loading a big model can take minutes
+UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How endpoints are treated; set with `trainml server run` options."""
+
+    stop_grace: float = STOP_GRACE  # seconds between SIGTERM and SIGKILL when stopping
+    unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without a /ping answer before a running one is hung
+    start_timeout: float = START_TIMEOUT  # seconds a start may take before it counts as failed
+
+
+@dataclass
+class Scaling:
+    """How many copies of the endpoint serve: fixed `replicas`, or autoscaled between min and max."""
+
+    replicas: int | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.min_replicas is not None or self.max_replicas is not None
+
+
+@dataclass
+class Launch:
+    """Everything needed to start one job's endpoint, whichever backend runs it."""
+
+    job_id: str
+    runtime: LaunchSpec  # model dir, routes, limits: the runtime's own arguments
+    env: dict[str, str]  # the process environment on this machine (local backend)
+    job_env: dict[str, str] = field(default_factory=dict)  # only what the job itself sets (remote backends)
+    python: str = sys.executable
+    name: str = ""
+    resources: dict = field(default_factory=dict)  # cpu_count, gpu_count, ... as in the job's spec
+    scaling: Scaling = field(default_factory=Scaling)
+    pip: list[str] = field(default_factory=list)  # packages a remote backend installs (local: built by uv first)
+    requirements: str | None = None  # a requirements file inside the model dir, relative to it
+
+    @property
+    def model_dir(self):
+        from pathlib import Path
+
+        return Path(self.runtime.model_dir)
+
+    @property
+    def route_file(self):
+        from pathlib import Path
+
+        return Path(self.runtime.route_file)
+
+    def command(self, fd: int) -> list[str]:
+        """The local runtime's command line, serving on the inherited socket `fd`."""
+        return [self.python, "-m", "trainml_cli.runtime", *replace(self.runtime, fd=fd).to_argv()]
+
+
+class EndpointListener(Protocol):
+    def output(self, stream: str, line: str) -> None: ...
+    def event(self, message: str) -> None: ...
+    def launched(self, pid: int | None, pid_start: int | None, restart: bool) -> None: ...
+    def ready(self) -> None: ...
+    def tail(self) -> list[str]: ...
+    def log_offsets(self) -> dict: ...
+    def save_log_offsets(self, offsets: dict) -> None: ...
+
+
+@dataclass
+class Outcome:
+    failed: bool
+    reason: str | None = None
+
+
+class Endpoint(Protocol):
+    """One job's endpoint wherever it runs: all the job service asks of it."""
+
+    port: int | None
+
+    @property
+    def url(self) -> str: ...
+    def request_stop(self) -> None: ...
+    def detach(self) -> None: ...
+    async def run(self) -> Outcome: ...
+    async def metrics(self) -> dict | None: ...
+
+
+Say = Callable[[str], None]
+
+
+class Backend(Protocol):
+    """Where endpoints run."""
+
+    name: str
+    builds_environments: bool  # True: the job service builds a local environment first and passes its python
+
+    def check_resources(self, resources: dict) -> None:
+        """Raise UsageError (422) for resources this backend can never give; nothing is created."""
+
+    def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> Awaitable[list]:
+        """The job's resources (GPU records the job keeps), waiting while they are taken; `held`: what an
+        adopted endpoint already runs on."""
+
+    async def release(self, job_id: str) -> None: ...
+
+    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None, adopt=None) -> Endpoint: ...
+
+    def url(self, job: dict) -> str | None:
+        """Where a live job answers, from its record."""
+
+    async def adoptable(self, jobs: list[dict]) -> dict:
+        """Job id -> adoption token for the live jobs whose endpoints an earlier control plane left serving."""
+
+    async def clean_up(self, jobs: list[dict], adopted: dict) -> None:
+        """End what the endpoints of jobs that were not adopted left behind."""
+
+    async def describe(self) -> dict:
+        """The backend and its resources, for `trainml server status`."""
