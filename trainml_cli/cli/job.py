@@ -11,6 +11,7 @@ import click
 
 from .output import Output, duration, format_option, printable, when
 from .params import DATA, ENV, JOB, MODEL, ROUTE, model_source, refused, validate_routes
+from .scaling import scaling_options, scaling_payload
 
 ACTIVE = ("new", "waiting for data/model download", "waiting for resources", "starting")
 POLL_INTERVAL = 0.2  # seconds between status checks while a spinner shows the live status
@@ -55,8 +56,9 @@ def create():
 @click.option("--custom-image", metavar="IMAGE", callback=refused("custom_image"), expose_value=False,
               help="Refused: endpoints run as processes, not containers.")
 @click.option("--gpu-type", "gpu_types", multiple=True, metavar="TYPE", help="Acceptable GPU type; repeatable.")
-@click.option("--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker.")
-@click.option("--cpu-count", metavar="N", type=click.IntRange(1), help="Worker processes serving the endpoint.")
+@click.option("--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker (per replica on Ray).")
+@click.option("--cpu-count", metavar="N", type=click.IntRange(1), help="CPUs per replica. Local backend without "
+              "--replicas: the number of worker processes (as before replicas existed).")
 @click.option("--disk-size", type=click.IntRange(1), metavar="GB", help="Disk space in GB.")
 @click.option("--max-price", type=click.FloatRange(0), metavar="CREDITS", help="Highest price per hour to accept.")
 @click.option("--max-concurrency", metavar="N", type=click.IntRange(1), help="Calls served at once (then queued).")
@@ -68,11 +70,12 @@ def create():
 @click.option("--connect/--no-connect", default=True, show_default=True,
               help="Wait until running, then print the URL and example calls.")
 @click.option("--attach/--no-attach", default=False, show_default=True, help="Then follow the job's logs.")
+@scaling_options
 @format_option
 @click.pass_obj
 def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, pip_packages,
                     requirements, python, environment_type, gpu_types, gpu_count, cpu_count, disk_size, max_price,
-                    max_concurrency, max_queue, call_timeout, timeout, connect, attach, fmt):
+                    max_concurrency, max_queue, call_timeout, timeout, connect, attach, fmt, **scaling):
     """Create an endpoint job NAME serving model code over HTTP.
 
     Give the code with exactly one of --model-dir, --git-uri or --model-id, and at least one route (--route
@@ -103,6 +106,7 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         endpoint["max_queue"] = max_queue
     if call_timeout is not None:
         endpoint["timeout"] = call_timeout
+    endpoint.update(scaling_payload(**scaling))
     resources = {
         key: value
         for key, value in (("gpu_types", list(gpu_types)), ("gpu_count", gpu_count), ("cpu_count", cpu_count),

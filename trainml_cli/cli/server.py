@@ -28,10 +28,40 @@ _server_options = [
 ]
 
 
+# Where endpoints run. Kept apart from the options above: they travel as **backend to `_backend_args`.
+_backend_options = [
+    click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Where endpoints run: processes on this machine, or a Ray Serve cluster (see --ray-address)."),
+    click.option("--ray-address", metavar="URL",
+                 help="The Ray head's dashboard, http://HEAD:8265 (--backend ray). Never expose that port."),
+    click.option("--ray-token-file", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+                 help="File holding the Ray cluster's auth token (RAY_AUTH_MODE=token), sent as a Bearer token."),
+    click.option("--ray-serve-host", default="127.0.0.1", show_default=True,
+                 help="Where Ray Serve's HTTP proxies listen (set when Serve first starts on the cluster)."),
+    click.option("--ray-serve-port", type=click.IntRange(1, 65535), default=8000, show_default=True,
+                 help="Ray Serve's HTTP port; job URLs are http://SERVE_HOST:PORT/e/JOB_ID."),
+    click.option("--ray-deploy-timeout", type=click.FloatRange(1), default=120, show_default=True, metavar="SECONDS",
+                 help="A Ray Serve deploy not running after this long fails the job, saying why."),
+]
+
+
 def server_options(function):
-    for option in reversed(_server_options):
+    for option in reversed(_server_options + _backend_options):
         function = option(function)
     return function
+
+
+def _backend_args(backend: dict) -> list[str]:
+    """The `python -m trainml_cli.server` options for the backend (none for the default, local)."""
+    if backend.get("backend", "local") == "local":
+        return []
+    if not backend.get("ray_address"):
+        raise click.UsageError("--backend ray needs --ray-address http://HEAD:8265 (the Ray head's dashboard)")
+    args = []
+    for key, value in backend.items():
+        if value is not None:
+            args += ["--" + key.replace("_", "-"), str(value)]
+    return args
 
 
 def _server_args(host, port, gpus, python, stop_grace, unresponsive_after) -> list[str]:
@@ -57,15 +87,17 @@ def server():
 @server_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.pass_obj
-def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, log_level):
+def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, log_level, **backend):
     """Run the control plane in the foreground until Ctrl-C (which also stops its endpoints)."""
     from ..server.app import ServerOptions
     from ..server.daemon import serve
 
+    extra = _backend_args(backend)
     try:
-        options = ServerOptions(gpus=gpus, python=python, stop_grace=stop_grace, unresponsive_after=unresponsive_after)
+        options = ServerOptions(gpus=gpus, python=python, stop_grace=stop_grace, unresponsive_after=unresponsive_after,
+                                **(backend if extra else {}))
         serve(_settings(obj, host, port), options, log_level=log_level,
-              args=_server_args(host, port, gpus, python, stop_grace, unresponsive_after))
+              args=_server_args(host, port, gpus, python, stop_grace, unresponsive_after) + extra)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly: a normal end here
         pass
 
@@ -76,7 +108,7 @@ def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, log_level
               help="How long to wait for it to answer.")
 @format_option
 @click.pass_obj
-def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, timeout, fmt):
+def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, timeout, fmt, **backend):
     """Start the control plane in the background; returns once it answers."""
     from ..sdk import autostart
 
@@ -84,7 +116,7 @@ def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, timeout
     settings = _settings(obj, host, port)
     info = autostart.running(settings)
     if info is None:
-        extra = _server_args(None, None, gpus, python, stop_grace, unresponsive_after)
+        extra = _server_args(None, None, gpus, python, stop_grace, unresponsive_after) + _backend_args(backend)
         with out.progress(f"Starting the control plane for {settings.home}"):
             info = autostart.start(settings, extra, timeout=timeout)
         message = f"Control plane running at: {info['url']} (pid {info['pid']})"
@@ -173,7 +205,7 @@ def _unit_quote(word: str) -> str:
 @click.option("--name", default="trainml", show_default=True, help="The unit's name (NAME.service).")
 @click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
 @click.pass_obj
-def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, name, print_only):
+def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, name, print_only, **backend):
     """Write a systemd user unit that runs the control plane (and restarts it if it dies).
 
     Endpoints outlive the control plane under systemd too: `systemctl --user reload NAME` replaces the control
@@ -187,7 +219,7 @@ def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, name,
     settings = _settings(obj, host, port)
     home = settings.home.expanduser().absolute()
     command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home),
-               *_server_args(host, port, gpus, python, stop_grace, unresponsive_after)]
+               *_server_args(host, port, gpus, python, stop_grace, unresponsive_after), *_backend_args(backend)]
     unit = UNIT.format(home=home, command=" ".join(_unit_quote(w) for w in command),
                        stop_timeout=int(stop_grace) + 30)
     if print_only:
@@ -224,8 +256,8 @@ def status(obj, fmt):
         else:
             out.line(f"No control plane answers for {where}.")
         return 1
-    counts = _job_counts(settings, info["url"])
-    info = {**_public(info), "jobs": counts}
+    counts, backend = _job_counts(settings, info["url"])
+    info = {**_public(info), "jobs": counts, "backend": backend}
     if out.json_mode:
         out.json(info)
         return 0
@@ -237,6 +269,7 @@ def status(obj, fmt):
         ("Version", info.get("version", "-")),
         ("Started", info.get("started", "-")),
         ("Jobs", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if counts else "none"),
+        *_backend_fields(backend),
     ])
     return 0
 
@@ -246,7 +279,34 @@ def _public(info: dict) -> dict:
     return {"status": "running", **{k: info[k] for k in keys if k in info and k != "status"}}
 
 
-def _job_counts(settings, url) -> dict:
+def _backend_fields(backend: dict) -> list[tuple[str, str]]:
+    """Backend, and for Ray its head, Serve URL and the cluster's resources (used/total)."""
+    if not backend:
+        return []
+    fields = [("Backend", backend.get("backend", "-"))]
+    if backend.get("backend") == "ray":
+        fields += [("Ray head", f"{backend.get('ray_address')} (Ray {backend.get('ray_version', '?')})"),
+                   ("Serve URL", backend.get("serve_url", "-"))]
+    if backend.get("error"):
+        fields.append(("Cluster", backend["error"]))
+    resources = backend.get("resources") or {}
+    shown = []
+    for key in ("CPU", "GPU"):
+        if key in resources:
+            shown.append(f"{resources[key]['total'] - resources[key]['used']:g}/{resources[key]['total']:g} {key} free")
+    for key in ("memory", "objectStoreMemory"):
+        if key in resources:
+            free = (resources[key]["total"] - resources[key]["used"]) / 1024**3
+            shown.append(f"{free:.1f}/{resources[key]['total'] / 1024**3:.1f} GiB {key} free")
+    if shown:
+        fields.append(("Resources", ", ".join(shown)))
+    elif backend.get("backend") == "local":
+        gpus = ", ".join(f"{g['index']}: {g['name']}" for g in backend.get("gpus", [])) or "none"
+        fields.append(("Resources", f"{backend.get('cpus')} CPUs, GPUs: {gpus}"))
+    return fields
+
+
+def _job_counts(settings, url) -> tuple[dict, dict]:
     import asyncio
 
     from ..errors import TrainMLError
@@ -257,12 +317,16 @@ def _job_counts(settings, url) -> dict:
             counts: dict[str, int] = {}
             for job in await client.jobs.list():
                 counts[job.status] = counts.get(job.status, 0) + 1
-            return counts
+            try:
+                backend = await client.http.request("GET", "/api/backend", timeout=15)
+            except TrainMLError:
+                backend = {}
+            return counts, backend
 
     try:
         return asyncio.run(count())
     except TrainMLError:
-        return {}
+        return {}, {}
 
 
 from .dashboard import dashboard  # noqa: E402  (the web dashboard's sign-in link, cli/dashboard.py)

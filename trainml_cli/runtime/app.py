@@ -147,6 +147,9 @@ class EndpointApp:
         start = time.perf_counter()
         method = scope["method"]
         path = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):  # Ray Serve passes its route prefix in both (uvicorn: root_path "")
+            path = path[len(root):] or "/"
         endpoint = self.endpoints.get((method, path))
         if endpoint is not None:
             status = await self.call(endpoint, scope, receive, send)

@@ -2,6 +2,7 @@
 
     GET    /api/health                         open; {status, version, pid, home, url}
     GET    /api/prices                         the price table (credits per hour)
+    GET    /api/backend                        where endpoints run (local or ray) and the resources there
     POST   /api/uploads                        body: a tar.gz of a model folder -> 201 {id, size, files, unpacked_size}
     POST   /api/jobs                           body: JobCreate -> 201 job record (status "new")
     GET    /api/jobs                           -> [job record], oldest first
@@ -61,6 +62,12 @@ def platform(request: Request):
 async def health(request: Request):
     p = platform(request)
     return {"status": "ok", "version": __version__, "pid": os.getpid(), "home": str(p.settings.home), "url": p.url}
+
+
+@router.get("/backend", tags=["health"])
+async def backend(request: Request):
+    """Where endpoints run (`local` or `ray`) and the resources there; for Ray, the cluster's."""
+    return await platform(request).backend.describe()
 
 
 @router.get("/prices", tags=["jobs"])

@@ -48,10 +48,37 @@ class ServerOptions:
     python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
     stop_grace: float = STOP_GRACE  # seconds endpoints get to finish their calls when stopped, before SIGKILL
     unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without /ping answers before an endpoint is restarted
+    backend: str = "local"  # where endpoints run: "local" (this machine) or "ray" (a Ray Serve cluster)
+    ray_address: Optional[str] = None  # the Ray head's dashboard, http://HEAD:8265
+    ray_token_file: Optional[str] = None  # RAY_AUTH_MODE=token: the cluster's token, sent as a Bearer token
+    ray_serve_host: str = "127.0.0.1"  # where Serve's HTTP proxies listen
+    ray_serve_port: int = 8000
+    ray_deploy_timeout: float = 120.0  # seconds a Serve deploy may take before the job fails
 
     @property
     def policy(self) -> Policy:
         return Policy(stop_grace=self.stop_grace, unresponsive_after=self.unresponsive_after)
+
+    def make_backend(self, host: str, pool: res.GpuPool):
+        """The backend these options name; a usage error says what is missing."""
+        if self.backend == "local":
+            from .backends.local import LocalBackend
+
+            return LocalBackend(host, self.policy, pool)
+        if self.backend != "ray":
+            raise UsageError(f"--backend: {self.backend!r} is not one of local, ray")
+        from .backends.ray import RayBackend, RayOptions
+
+        if not self.ray_address:
+            raise UsageError("--backend ray needs --ray-address http://HEAD:8265 (the Ray head's dashboard)")
+        token = None
+        if self.ray_token_file:
+            try:
+                token = open(self.ray_token_file).read().strip()
+            except OSError as exc:
+                raise UsageError(f"--ray-token-file {self.ray_token_file}: {exc.strerror}") from None
+        return RayBackend(RayOptions(self.ray_address, token, self.ray_serve_host, self.ray_serve_port,
+                                     self.ray_deploy_timeout))
 
 
 class Platform:
@@ -70,8 +97,10 @@ class Platform:
         self.uploads.collect_garbage()
         self.models = Models(self.store, settings.models_dir, self.uploads)
         self.environments = Environments(settings.envs_dir, Interpreters(options.python), settings.uv_cache_dir)
+        self.backend = options.make_backend(settings.host, self.pool)
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
-                         self.environments, host=settings.host, python=options.python, policy=options.policy)
+                         self.environments, host=settings.host, python=options.python, policy=options.policy,
+                         backend=self.backend)
 
     async def close(self, detach: bool = False) -> None:
         await self.jobs.shutdown(detach=detach)
@@ -91,7 +120,7 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
         try:
             await platform.jobs.reconcile()
             found = ", ".join(f"{g.index}: {g.name}" for g in platform.gpus) or "none"
-            log.info("control plane for %s ready (GPUs: %s)", settings.home, found)
+            log.info("control plane for %s ready (backend %s; GPUs: %s)", settings.home, platform.backend.name, found)
             if on_ready is not None:
                 on_ready(platform)
             yield

@@ -40,6 +40,9 @@ class EndpointSpec(_Strict):
     max_concurrency: Optional[int] = None
     max_queue: Optional[int] = None
     timeout: Optional[float] = Field(None, description="seconds a call may take")
+    replicas: Optional[int] = Field(None, description="copies serving: Ray Serve replicas, or local worker processes")
+    min_replicas: Optional[int] = Field(None, description="autoscaling lower bound (Ray backend)")
+    max_replicas: Optional[int] = Field(None, description="autoscaling upper bound (Ray backend)")
 
 
 class EnvVar(_Strict):

@@ -1,0 +1,55 @@
+"""The Ray Serve deployment that hosts the endpoint: the same ASGI app as the local backend, one per replica.
+
+The control plane (server/backends/ray.py) deploys each job as a Serve application whose import path is
+`trainml_cli.runtime.serve_entry:build`, with the model folder and this very package in its working_dir zip and
+the runtime's command line (launchspec.LaunchSpec.to_argv) as the build arguments:
+
+    args = {"argv": ["--model-dir", "model", "--route-file", "routes.json", ...], "deployment": {...options}}
+
+Nothing is pickled: `@serve.ingress()` without an app plus `__serve_build_asgi_app__` builds our app on the
+replica, after `__init__`. `__init__` imports the model code first, so a model that cannot load fails the
+replica's start with its traceback (Serve then reports the application DEPLOY_FAILED with that message)
+instead of a replica that answers 503 forever. Serve calls `check_health` every few seconds; it raises once
+our app's health is failed, and Serve replaces the replica.
+
+Only this module imports ray, and only on the cluster's replicas.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ray import serve
+
+from ..errors import ModelCodeError, UsageError
+from .app import EndpointApp, Health
+from .config import config_from_args
+from .loader import enter_model_dir, load_routes
+
+
+@serve.deployment(name="endpoint")
+@serve.ingress()
+class Replica:
+    def __init__(self, argv: list[str]):
+        try:
+            config = config_from_args(argv)
+            root = enter_model_dir(config.model_dir)
+            load_routes(root, config.routes)  # the app loads again on start, from the modules imported here
+        except (ModelCodeError, UsageError) as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            raise RuntimeError(f"model code failed to load: {exc}") from None
+        self._endpoint = EndpointApp(config, root)
+        print(f"replica serving {len(config.routes)} route(s) (pid {os.getpid()})", flush=True)
+
+    def __serve_build_asgi_app__(self):
+        return self._endpoint
+
+    async def check_health(self) -> None:
+        if self._endpoint.health is Health.FAILED:
+            raise RuntimeError(f"the endpoint failed: {self._endpoint.load_error}")
+
+
+def build(args: dict):
+    """The application: one ingress deployment with the options the control plane chose."""
+    return Replica.options(**(args.get("deployment") or {})).bind(list(args["argv"]))

@@ -1,0 +1,378 @@
+"""The Ray backend: each endpoint job is one Ray Serve application on a Ray cluster, driven over HTTP.
+
+`trainml server run --backend ray --ray-address http://HEAD:8265` points the control plane at a cluster's
+dashboard (see rayhead.py: the control plane never imports ray). A job's life:
+
+- create/start: zip the model folder, the routes and our runtime (rayapps.package), upload it unless the
+  cluster has it (asking pins it for 600 s), then PUT the full list of applications with this job's in it
+  (`ep-<id>` at `/e/<id>`). Serve builds it on the cluster with `trainml_cli.runtime.serve_entry:build`.
+- watch: one GET of every application's status per poll (shared by all jobs), mapped by rayapps.job_status.
+  Serve has no deadline of its own (an unschedulable application stays DEPLOYING forever, with no message),
+  so a job not running after `deploy_timeout` seconds fails with the reason: missing resources, or what
+  Serve said.
+- stop: PUT the list without the application, then wait until it is gone. Serve has no per-application
+  DELETE (DELETE shuts Serve down), and the list we PUT keeps every other application as Serve runs it.
+- logs: each replica's stdout and stderr, followed through the head's log API (node-local files, read where
+  they are), into the job's log like a local endpoint's output.
+- a control plane that restarts adopts the applications still deployed; it removes those of jobs that should
+  not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ...errors import TrainMLError, UsageError
+from . import rayapps
+from .base import EndpointListener, Launch, Outcome, Say
+from .local import _first, http_get
+from .rayhead import RayHead
+
+log = logging.getLogger("trainml.server")
+
+POLL = 0.5  # seconds between status reads
+REMOVE_TIMEOUT = 60.0  # seconds to wait for Serve to delete an application
+_SERVE_LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
+_RAY_MARKER = (":job_id:", ":actor_name:", ":task_name:")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """`trainml server run --backend ray ...`"""
+
+    address: str  # the head's dashboard, http://HEAD:8265
+    token: str | None = None
+    serve_host: str = "127.0.0.1"  # where Serve's HTTP proxies listen (set when Serve first starts)
+    serve_port: int = 8000
+    deploy_timeout: float = 120.0  # seconds a deploy may take before the job fails
+
+    @property
+    def serve_url(self) -> str:
+        host = self.serve_host
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: callers reach it where the head is
+            host = urlsplit(self.address).hostname or "127.0.0.1"
+        return f"http://[{host}]:{self.serve_port}" if ":" in host else f"http://{host}:{self.serve_port}"
+
+
+class RayBackend:
+    name = "ray"
+    builds_environments = False  # pip packages go to Serve as the application's runtime_env
+
+    def __init__(self, options: RayOptions):
+        self.options = options
+        self.head = RayHead(options.address, options.token)
+        self._lock = asyncio.Lock()
+        self._cache: tuple[float, dict] | None = None
+        self._reading: asyncio.Future | None = None
+
+    # -- resources ----------------------------------------------------------------------------------------
+
+    def check_resources(self, resources: dict) -> None:
+        """Ray places replicas on the cluster; what it cannot place fails the job at the deploy deadline."""
+
+    async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:
+        return []  # Ray hands out CPUs and GPUs to replicas itself
+
+    async def release(self, job_id: str) -> None:
+        pass
+
+    # -- the application list ---------------------------------------------------------------------------
+
+    async def applications(self, max_age: float = POLL * 0.8) -> dict:
+        """Every application's status, read at most once per `max_age` seconds whoever asks."""
+        if self._cache is not None and time.monotonic() - self._cache[0] < max_age:
+            return self._cache[1]
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self.head.applications())
+        reading = self._reading
+        try:
+            apps = await asyncio.shield(reading)
+        finally:
+            if self._reading is reading:
+                self._reading = None
+        self._cache = (time.monotonic(), apps)
+        return apps
+
+    async def apply(self, changes: dict[str, dict | None]) -> None:
+        """PUT the full list: what Serve runs now (deployed declaratively), with these applications set (a
+        config) or removed (None). Every other application stays as it is."""
+        async with self._lock:
+            current = await self.head.applications()
+            apps = {name: app["deployed_app_config"] for name, app in current.items()
+                    if app.get("deployed_app_config") and app.get("status") != "DELETING"}
+            for name, config in changes.items():
+                if config is None:
+                    apps.pop(name, None)
+                else:
+                    apps[name] = config
+            if not apps and not current:
+                return
+            document = rayapps.deploy_document(list(apps.values()), self.options.serve_host, self.options.serve_port)
+            await self.head.deploy(document)
+            self._cache = None
+
+    async def remove(self, names: list[str], timeout: float = REMOVE_TIMEOUT) -> bool:
+        """Remove these applications and wait until Serve has deleted them; False if it has not in time."""
+        await self.apply({name: None for name in names})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            present = await self.applications(max_age=0)
+            if not any(name in present for name in names):
+                return True
+            await asyncio.sleep(POLL)
+        return False
+
+    # -- the seam -----------------------------------------------------------------------------------------
+
+    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None, adopt=None) -> "RayEndpoint":
+        return RayEndpoint(self, launch, listener, adopt)
+
+    def url(self, job: dict) -> str | None:
+        return self.options.serve_url + rayapps.route_prefix(job["id"])
+
+    async def adoptable(self, jobs: list[dict]) -> dict:
+        try:
+            apps = await self.applications(max_age=0)
+        except TrainMLError as exc:
+            log.warning("cannot read Ray Serve's applications to adopt them: %s", exc)
+            return {}
+        found = {}
+        for job in jobs:
+            app = apps.get(rayapps.app_name(job["id"]))
+            if app is not None and app.get("status") not in ("DELETING", "DEPLOY_FAILED"):
+                found[job["id"]] = app
+        return found
+
+    async def clean_up(self, jobs: list[dict], adopted: dict) -> None:
+        try:
+            apps = await self.applications(max_age=0)
+            stale = [rayapps.app_name(j["id"]) for j in jobs
+                     if j["id"] not in adopted and rayapps.app_name(j["id"]) in apps]
+            if stale:
+                await self.remove(stale)
+        except TrainMLError as exc:
+            log.warning("cannot remove Ray Serve applications of jobs that should not run: %s", exc)
+
+    async def describe(self) -> dict:
+        info: dict = {"backend": self.name, "ray_address": self.options.address, "serve_url": self.options.serve_url}
+        try:
+            usage = await self.head.resources()
+            info["ray_version"] = await self.head.version()
+        except TrainMLError as exc:
+            info["error"] = str(exc)
+            return info
+        info["resources"] = {k: {"used": v[0], "total": v[1]} for k, v in usage.items()
+                             if k in ("CPU", "GPU", "memory", "objectStoreMemory")}
+        return info
+
+    async def shortfall(self, launch: Launch) -> str | None:
+        """Why Ray cannot place this job's replicas, from the cluster's free resources; None if it could."""
+        usage = await self.head.resources()
+        options = rayapps.deployment_options(launch)
+        count = options.get("num_replicas") or options["autoscaling_config"]["min_replicas"]
+        for key, resource, unit in (("num_cpus", "CPU", "CPU"), ("num_gpus", "GPU", "GPU")):
+            each = options["ray_actor_options"][key]
+            if not each:
+                continue
+            used, total = usage.get(resource, [0.0, 0.0])
+            free = total - used
+            if each * count > free:
+                return (f"insufficient resources: {count} replica(s) of {each:g} {unit}(s) asked, the cluster has "
+                        f"{free:g} {unit}(s) free of {total:g}")
+        return None
+
+
+class RayEndpoint:
+    """One job's Serve application, from deploy (or adoption) until stopped."""
+
+    port = None
+
+    def __init__(self, backend: RayBackend, launch: Launch, listener: EndpointListener, adopt=None):
+        self.backend = backend
+        self.launch = launch
+        self.listener = listener
+        self.name = rayapps.app_name(launch.job_id)
+        self.port = backend.options.serve_port
+        self._adopted = adopt is not None
+        self._stop = asyncio.Event()
+        self._detached = False
+        self.logs = ReplicaLogs(backend.head, listener)
+
+    @property
+    def url(self) -> str:
+        return self.backend.url({"id": self.launch.job_id})
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def detach(self) -> None:
+        self._detached = True
+        self._stop.set()
+
+    async def run(self) -> Outcome:
+        try:
+            return await self._watch()
+        finally:
+            self.logs.close()
+            if not self._detached:
+                try:
+                    if not await self.backend.remove([self.name]):
+                        self.listener.event(f"Ray Serve had not deleted application {self.name} after "
+                                            f"{REMOVE_TIMEOUT:g}s")
+                except TrainMLError as exc:
+                    self.listener.event(f"could not remove Ray Serve application {self.name}: {exc}")
+
+    async def _watch(self) -> Outcome:
+        timeout = self.backend.options.deploy_timeout
+        if self._adopted:
+            self.listener.event(f"adopted Ray Serve application {self.name}, still serving at {self.url}")
+            self.listener.launched(None, None, False)
+        else:
+            await self._deploy(restart=False)
+        deadline = time.monotonic() + timeout
+        running = False
+        while not self._stop.is_set():
+            try:
+                app = (await self.backend.applications()).get(self.name)
+            except TrainMLError as exc:  # the head is away: Serve keeps serving without it; look again
+                self.listener.event(f"cannot read the application's status: {exc}")
+                app = {"status": "RUNNING"} if running else {"status": "DEPLOYING"}
+            status, message = rayapps.job_status(app)
+            self.logs.follow(rayapps.replicas(app))
+            if status == "running" and not running:
+                running = True
+                self.listener.ready()
+            elif status == "failed":
+                return Outcome(True, _failure(message))
+            elif status == "stopped" and running:  # deleted behind our back: deploy it again
+                self.listener.event(f"Ray Serve application {self.name} disappeared; deploying it again")
+                running = False
+                await self._deploy(restart=True)
+                deadline = time.monotonic() + timeout
+            elif not running and time.monotonic() > deadline:
+                reason = await self.backend.shortfall(self.launch)
+                said = f"; Ray Serve says: {message}" if message else ""
+                return Outcome(True, reason or f"not running {timeout:g}s after it was deployed{said}")
+            self.logs.save()  # so a control plane that adopts the application skips the lines already stored
+            await _first(asyncio.sleep(POLL), self._stop.wait())
+        return Outcome(False)
+
+    async def _deploy(self, restart: bool) -> None:
+        name, data = await asyncio.to_thread(rayapps.package, self.launch)
+        head = self.backend.head
+        if not await head.has_package(name):
+            self.listener.event(f"uploading the model package ({len(data) / 1024:.0f} KiB) to the Ray cluster")
+            await head.upload_package(name, data)
+            if not await head.has_package(name):  # pins it for the deploy
+                raise UsageError(f"the Ray cluster at {head.address} did not keep the uploaded package {name}")
+        config = rayapps.app_config(self.launch, name)
+        await self.backend.apply({self.name: config})
+        self.listener.launched(None, None, restart)
+        options = config["args"]["deployment"]
+        scale = (f"{options['num_replicas']} replica(s)" if "num_replicas" in options else
+                 f"{options['autoscaling_config']['min_replicas']}-{options['autoscaling_config']['max_replicas']} "
+                 "replicas (autoscaled)")
+        self.listener.event(f"deployed Ray Serve application {self.name} ({scale}) at {self.url}")
+
+    async def metrics(self) -> dict | None:
+        """The counters of one replica (whichever the proxy picks), as the local backend's /metrics gives."""
+        import json
+
+        parts = urlsplit(self.url)
+        status, body = await http_get(parts.hostname, parts.port, parts.path + "/metrics?format=json", timeout=2.0)
+        try:
+            return json.loads(body) if status == 200 else None
+        except ValueError:
+            return None
+
+
+def _failure(message: str) -> str:
+    """The useful end of Serve's failure message: our runtime's own line and the model code's traceback."""
+    marker = message.rfind("model code failed to load:")
+    if marker >= 0:
+        return message[marker:].strip()
+    lines = [line for line in message.splitlines() if line.strip()]
+    return "Ray Serve could not deploy the endpoint: " + "\n".join(lines[-15:])
+
+
+class ReplicaLogs:
+    """Follows each replica's stdout and stderr through the head (`/api/v0/logs/stream`), one thread per file.
+
+    Lines already stored are skipped by count (kept in the job's log offsets), so a control plane that adopts
+    the application does not store them twice. Ray's own markers and Serve's log records are left out.
+    """
+
+    def __init__(self, head: RayHead, listener: EndpointListener):
+        self.head = head
+        self.listener = listener
+        self.loop = asyncio.get_running_loop()
+        self.seen: dict[str, int] = dict(listener.log_offsets() or {})
+        self.saved = dict(self.seen)
+        self.followed: dict[str, object] = {}
+        self.closed = threading.Event()
+
+    def follow(self, replicas: list[dict]) -> None:
+        for replica in replicas:
+            actor = replica.get("actor_id")
+            if not actor or replica.get("state") not in ("RUNNING", "STARTING", "PENDING_MIGRATION", "RECOVERING"):
+                continue
+            for suffix, stream in (("out", "stdout"), ("err", "stderr")):
+                key = f"{actor}:{suffix}"
+                if key not in self.followed:
+                    self.followed[key] = None
+                    threading.Thread(target=self._read, args=(key, actor, suffix, stream), daemon=True,
+                                     name=f"ray-log-{actor[:8]}").start()
+
+    def _read(self, key: str, actor: str, suffix: str, stream: str) -> None:
+        import requests
+
+        url = f"{self.head.address}/api/v0/logs/stream"
+        params = {"actor_id": actor, "suffix": suffix, "lines": -1}
+        for attempt in range(30):  # the file may not exist yet right after the replica starts
+            if self.closed.is_set():
+                return
+            try:
+                with self.head._session.get(url, params=params, stream=True, timeout=(10, None)) as response:
+                    if response.status_code != 200:
+                        raise requests.RequestException(response.status_code)
+                    self.followed[key] = response
+                    count = 0
+                    for raw in response.iter_lines():
+                        if self.closed.is_set():
+                            return
+                        count += 1
+                        if count <= self.seen.get(key, 0):
+                            continue
+                        self.seen[key] = count
+                        line = raw.decode("utf-8", "replace")
+                        if line.startswith(_RAY_MARKER) or _SERVE_LOG_LINE.match(line):
+                            continue
+                        self.loop.call_soon_threadsafe(self._emit, stream, line)
+                    return  # the replica is gone
+            except (requests.RequestException, OSError, ValueError):
+                if self.closed.wait(min(2.0, 0.2 * (attempt + 1))):
+                    return
+
+    def _emit(self, stream: str, line: str) -> None:
+        if not self.closed.is_set():
+            self.listener.output(stream, line)
+
+    def close(self) -> None:
+        self.closed.set()
+        for response in self.followed.values():
+            try:
+                response.close()  # unblocks its reader thread
+            except Exception:
+                pass
+        self.save()
+
+    def save(self) -> None:
+        if self.seen != self.saved:
+            self.saved = dict(self.seen)
+            self.listener.save_log_offsets(self.saved)

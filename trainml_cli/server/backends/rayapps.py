@@ -1,0 +1,153 @@
+"""A job as a Ray Serve application, as data: its package, its config, and its status read back.
+
+Pure functions, no I/O but reading the job's folder, so the payloads and the status mapping are unit-tested
+against a fake head (tests/test_ray_backend.py) and used unchanged against a real one.
+
+- `package`: one zip holding the model folder (as `model/`), the job's routes (`routes.json`) and this version
+  of trainml_cli (what the replica imports: the runtime and its leaves), named by its content's hash, so the
+  same code is uploaded once. Entries are sorted and timestamped 1980, so the same content zips the same.
+- `app_config`: the application in Serve's declarative schema: `name=ep-<job id>`, `route_prefix=/e/<job id>`,
+  built by `trainml_cli.runtime.serve_entry:build` from the runtime's command line.
+- `job_status`: a Serve application's status as a job status (see the table in `job_status`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+from .base import Launch
+
+ENTRY = "trainml_cli.runtime.serve_entry:build"
+PREFIX = "ep-"
+SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache", "node_modules"}
+RETRY_AFTER_S = 1.0  # as our own limiter says
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the trainml_cli package itself
+
+
+def app_name(job_id: str) -> str:
+    return PREFIX + job_id
+
+
+def route_prefix(job_id: str) -> str:
+    return f"/e/{job_id}"
+
+
+def package(launch: Launch) -> tuple[str, bytes]:
+    """(`_ray_pkg_<sha>.zip`, its bytes): model folder + routes + our runtime, reproducibly zipped."""
+    files: list[tuple[str, Path]] = [("routes.json", launch.route_file)]
+    files += [(f"model/{rel}", path) for rel, path in _tree(launch.model_dir)]
+    files += [(f"trainml_cli/{rel}", path) for rel, path in _tree(_PACKAGE_ROOT) if rel.endswith(".py")]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, path in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (os.stat(path).st_mode & 0o777 | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    data = buffer.getvalue()
+    return f"_ray_pkg_{hashlib.sha256(data).hexdigest()[:32]}.zip", data
+
+
+def _tree(root: Path):
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not (Path(folder) / d / "pyvenv.cfg").exists())
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink() and not name.endswith((".pyc", ".pyo")):
+                yield path.relative_to(root).as_posix(), path
+
+
+def pip_packages(launch: Launch) -> list[str]:
+    """The job's pip packages plus the lines of its requirements file (requirements.txt when none is named)."""
+    packages = list(launch.pip)
+    file = launch.model_dir / (launch.requirements or "requirements.txt")
+    if file.is_file():
+        for line in file.read_text().splitlines():
+            line = line.split(" #")[0].strip()
+            if line and not line.startswith("#"):
+                packages.append(line)
+    return packages
+
+
+def deployment_options(launch: Launch) -> dict:
+    """Serve's options for the job's one deployment: replicas or autoscaling, resources per replica, limits."""
+    runtime = launch.runtime
+    concurrency = runtime.max_concurrency or 8
+    options: dict = {
+        "ray_actor_options": {"num_cpus": launch.resources.get("cpu_count", 1),
+                              "num_gpus": launch.resources.get("gpu_count", 0)},
+        # Serve sends a replica at most this many calls; the rest wait in the proxy, at most max_queued_requests
+        # (per proxy; Serve's default is unbounded), then 503 with Retry-After, as our own limiter answers.
+        "max_ongoing_requests": concurrency,
+        "max_queued_requests": runtime.max_queue if runtime.max_queue is not None else 64,
+        "backpressure_config": {"status_code": 503, "retry_after_s": RETRY_AFTER_S},
+        "health_check_period_s": 5.0,
+    }
+    scaling = launch.scaling
+    if scaling.autoscaled:
+        low = scaling.min_replicas or 1
+        options["autoscaling_config"] = {
+            "min_replicas": low, "initial_replicas": low, "max_replicas": max(low, scaling.max_replicas or low),
+            "target_ongoing_requests": max(1, concurrency // 2),  # scale out before calls queue in the proxy
+        }
+    else:
+        options["num_replicas"] = scaling.replicas or 1
+    return options
+
+
+def app_config(launch: Launch, package_name: str) -> dict:
+    """The Serve application for this job, in the declarative schema of `PUT /api/serve/applications/`."""
+    runtime = replace(launch.runtime, model_dir="model", route_file="routes.json", workers=None, fd=None,
+                      host=None, port=None)
+    env = dict(launch.job_env)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the replica's log file as they happen
+    runtime_env: dict = {"working_dir": f"gcs://{package_name}", "env_vars": env}
+    pip = pip_packages(launch)
+    if pip:
+        runtime_env["pip"] = {"packages": pip, "pip_check": False}
+    return {
+        "name": app_name(launch.job_id),
+        "route_prefix": route_prefix(launch.job_id),
+        "import_path": ENTRY,
+        "runtime_env": runtime_env,
+        "args": {"argv": runtime.to_argv(), "deployment": deployment_options(launch)},
+    }
+
+
+def deploy_document(apps: list[dict], host: str, port: int) -> dict:
+    """The full list Serve should run, with the one HTTP proxy port they all share."""
+    return {"proxy_location": "EveryNode", "http_options": {"host": host, "port": port}, "applications": apps}
+
+
+def job_status(app: dict | None) -> tuple[str, str]:
+    """(starting|running|failed|stopped, message) for a Serve application's status document (None: absent).
+
+    NOT_STARTED, DEPLOYING -> starting; RUNNING -> running; UNHEALTHY -> running (Serve replaces the unhealthy
+    replicas itself); DEPLOY_FAILED -> failed (the message holds the replica's traceback); DELETING or absent
+    -> stopped.
+    """
+    if app is None:
+        return "stopped", ""
+    status = app.get("status", "")
+    message = app.get("message") or ""
+    if status == "DEPLOY_FAILED":
+        details = [d.get("message") for d in (app.get("deployments") or {}).values() if d.get("message")]
+        return "failed", message or "\n".join(details) or "Ray Serve could not deploy the application"
+    if status in ("RUNNING", "UNHEALTHY"):
+        return "running", message
+    if status == "DELETING":
+        return "stopped", message
+    return "starting", message
+
+
+def replicas(app: dict | None) -> list[dict]:
+    """The application's replicas: [{replica_id, actor_id, pid, node_id, node_ip, state}]."""
+    found = []
+    for deployment in ((app or {}).get("deployments") or {}).values():
+        found += deployment.get("replicas") or []
+    return found

@@ -1,0 +1,107 @@
+"""The Ray cluster's head, as the control plane sees it: its dashboard's HTTP API (port 8265), nothing else.
+
+The control plane never imports ray (not installed with it, and a Python driver needs the cluster's exact Ray
+and Python versions). Everything it does goes through these calls:
+
+    GET/PUT /api/packages/gcs/_ray_pkg_<sha>.zip   is a package there (and pin it 600 s) / upload one
+    GET/PUT /api/serve/applications/              every application's status / the full list of applications
+    GET     /api/v0/logs/file?actor_id=..          a replica's output
+    GET     /api/cluster_status                    resources used and total
+
+With token auth on (Ray's default since 2.60) every call carries `Authorization: Bearer TOKEN`. Calls run in
+threads (requests), so a slow head never stalls the control plane's event loop; each is bounded by a timeout,
+and a failure is a TrainMLError naming the head and the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from ...errors import ServerError, Unavailable, UsageError
+
+MAX_PACKAGE = 100 * 1024 * 1024  # what the dashboard's HTTP server accepts (DASHBOARD_CLIENT_MAX_SIZE)
+
+
+@dataclass
+class RayHead:
+    address: str  # http://HEAD:8265
+    token: str | None = None
+    timeout: float = 30.0
+
+    def __post_init__(self):
+        import requests
+
+        self.address = self.address.rstrip("/")
+        self._session = requests.Session()
+        if self.token:
+            self._session.headers["Authorization"] = f"Bearer {self.token}"
+
+    async def _call(self, method: str, path: str, ok=(200,), **kwargs):
+        return await asyncio.to_thread(self._call_sync, method, path, ok, **kwargs)
+
+    def _call_sync(self, method: str, path: str, ok, **kwargs):
+        import requests
+
+        url = self.address + path
+        try:
+            response = self._session.request(method, url, timeout=kwargs.pop("timeout", self.timeout), **kwargs)
+        except requests.RequestException as exc:
+            raise Unavailable(f"the Ray head at {self.address} does not answer ({method} {path}): "
+                              f"{type(exc).__name__}") from None
+        if response.status_code in (401, 403):
+            raise UsageError(f"the Ray head at {self.address} refused our token ({response.status_code}); "
+                             "check --ray-token-file (RAY_AUTH_MODE=token on the cluster)")
+        if response.status_code not in ok:
+            text = response.text.strip().splitlines()
+            gist = text[-1] if text else ""
+            raise ServerError(f"the Ray head at {self.address} answered {method} {path} with "
+                              f"{response.status_code}: {gist[:300]}")
+        return response
+
+    # -- packages ---------------------------------------------------------------------------------------------
+
+    async def has_package(self, name: str) -> bool:
+        """Whether the package is in the cluster; asking also pins it for 600 s, long enough for a deploy."""
+        response = await self._call("GET", f"/api/packages/gcs/{name}", ok=(200, 404))
+        return response.status_code == 200
+
+    async def upload_package(self, name: str, data: bytes) -> None:
+        if len(data) > MAX_PACKAGE:
+            raise UsageError(f"the model folder zips to {len(data) / 1024**2:.0f} MiB, more than the "
+                             f"{MAX_PACKAGE // 1024**2} MiB Ray's dashboard accepts; keep large weights in object "
+                             "storage or a shared file system and load them from the model code")
+        await self._call("PUT", f"/api/packages/gcs/{name}", data=data, timeout=max(self.timeout, 120))
+
+    # -- Serve ------------------------------------------------------------------------------------------------
+
+    async def applications(self) -> dict:
+        """{name: status document} for every Serve application ({} while Serve is not running)."""
+        response = await self._call("GET", "/api/serve/applications/")
+        return (response.json() or {}).get("applications") or {}
+
+    async def serve_details(self) -> dict:
+        return (await self._call("GET", "/api/serve/applications/")).json() or {}
+
+    async def deploy(self, document: dict) -> None:
+        """PUT the full list of applications: any declarative one left out is deleted."""
+        await self._call("PUT", "/api/serve/applications/", json=document)
+
+    # -- logs and resources -----------------------------------------------------------------------------------
+
+    async def actor_log(self, actor_id: str, suffix: str = "out", lines: int = 1000) -> list[str]:
+        """The last `lines` lines an actor (a replica) wrote to its stdout (`out`) or stderr (`err`)."""
+        response = await self._call("GET", "/api/v0/logs/file", ok=(200, 404, 500), timeout=10,
+                                    params={"actor_id": actor_id, "suffix": suffix, "lines": lines})
+        if response.status_code != 200:
+            return []
+        return response.content.decode("utf-8", "replace").splitlines()
+
+    async def resources(self) -> dict:
+        """{resource: [used, total]} over the whole cluster: CPU, GPU, memory, ..."""
+        response = await self._call("GET", "/api/cluster_status")
+        data = (response.json() or {}).get("data") or {}
+        return ((data.get("clusterStatus") or {}).get("loadMetricsReport") or {}).get("usage") or {}
+
+    async def version(self) -> str:
+        return (await self._call("GET", "/api/version")).json().get("ray_version", "?")
