@@ -45,6 +45,9 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
     resources = res.normalize(payload.get("resources"))
     backend.check_resources(resources)  # what this backend can ever give (GPUs here, or nothing to check on Ray)
     scaling = _check_scaling(endpoint)
+    if getattr(backend, "name", "local") == "local" and (scaling["min_replicas"] or scaling["max_replicas"]):
+        raise UsageError("endpoint.min_replicas: autoscaling needs the Ray backend (trainml server run --backend "
+                         "ray); give replicas for a fixed number of local worker processes")
     env = []
     for i, item in enumerate((payload.get("environment") or {}).get("env") or []):
         key, value = item.get("key"), item.get("value")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -232,7 +231,6 @@ class RayEndpoint:
         timeout = self.backend.options.deploy_timeout
         if self._adopted:
             self.listener.event(f"adopted Ray Serve application {self.name}, still serving at {self.url}")
-            self.listener.launched(None, None, False)
         else:
             await self._deploy(restart=False)
         deadline = time.monotonic() + timeout
@@ -302,7 +300,7 @@ def _failure(message: str) -> str:
 
 
 class ReplicaLogs:
-    """Follows each replica's stdout and stderr through the head (`/api/v0/logs/stream`), one thread per file.
+    """Follows each replica's stdout and stderr through the head's log stream, one task per file.
 
     Lines already stored are skipped by count (kept in the job's log offsets), so a control plane that adopts
     the application does not store them twice. Ray's own markers and Serve's log records are left out.
@@ -311,11 +309,9 @@ class ReplicaLogs:
     def __init__(self, head: RayHead, listener: EndpointListener):
         self.head = head
         self.listener = listener
-        self.loop = asyncio.get_running_loop()
         self.seen: dict[str, int] = dict(listener.log_offsets() or {})
         self.saved = dict(self.seen)
-        self.followed: dict[str, object] = {}
-        self.closed = threading.Event()
+        self.tasks: dict[str, asyncio.Task] = {}
 
     def follow(self, replicas: list[dict]) -> None:
         for replica in replicas:
@@ -324,52 +320,28 @@ class ReplicaLogs:
                 continue
             for suffix, stream in (("out", "stdout"), ("err", "stderr")):
                 key = f"{actor}:{suffix}"
-                if key not in self.followed:
-                    self.followed[key] = None
-                    threading.Thread(target=self._read, args=(key, actor, suffix, stream), daemon=True,
-                                     name=f"ray-log-{actor[:8]}").start()
+                if key not in self.tasks:
+                    self.tasks[key] = asyncio.create_task(self._read(key, actor, suffix, stream),
+                                                          name=f"ray-log-{actor[:8]}-{suffix}")
 
-    def _read(self, key: str, actor: str, suffix: str, stream: str) -> None:
-        import requests
-
-        url = f"{self.head.address}/api/v0/logs/stream"
-        params = {"actor_id": actor, "suffix": suffix, "lines": -1}
+    async def _read(self, key: str, actor: str, suffix: str, stream: str) -> None:
         for attempt in range(30):  # the file may not exist yet right after the replica starts
-            if self.closed.is_set():
-                return
             try:
-                with self.head._session.get(url, params=params, stream=True, timeout=(10, None)) as response:
-                    if response.status_code != 200:
-                        raise requests.RequestException(response.status_code)
-                    self.followed[key] = response
-                    count = 0
-                    for raw in response.iter_lines():
-                        if self.closed.is_set():
-                            return
-                        count += 1
-                        if count <= self.seen.get(key, 0):
-                            continue
-                        self.seen[key] = count
-                        line = raw.decode("utf-8", "replace")
-                        if line.startswith(_RAY_MARKER) or _SERVE_LOG_LINE.match(line):
-                            continue
-                        self.loop.call_soon_threadsafe(self._emit, stream, line)
-                    return  # the replica is gone
-            except (requests.RequestException, OSError, ValueError):
-                if self.closed.wait(min(2.0, 0.2 * (attempt + 1))):
-                    return
-
-    def _emit(self, stream: str, line: str) -> None:
-        if not self.closed.is_set():
-            self.listener.output(stream, line)
+                count = 0
+                async for line in self.head.follow_log(actor, suffix):
+                    count += 1
+                    if count <= self.seen.get(key, 0):
+                        continue
+                    self.seen[key] = count
+                    if not (line.startswith(_RAY_MARKER) or _SERVE_LOG_LINE.match(line)):
+                        self.listener.output(stream, line)
+                return  # the stream ended: the replica is gone
+            except (OSError, ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
 
     def close(self) -> None:
-        self.closed.set()
-        for response in self.followed.values():
-            try:
-                response.close()  # unblocks its reader thread
-            except Exception:
-                pass
+        for task in self.tasks.values():
+            task.cancel()
         self.save()
 
     def save(self) -> None:

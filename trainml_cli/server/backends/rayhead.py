@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
 
 from ...errors import ServerError, Unavailable, UsageError
 
@@ -96,6 +97,49 @@ class RayHead:
         if response.status_code != 200:
             return []
         return response.content.decode("utf-8", "replace").splitlines()
+
+    async def follow_log(self, actor_id: str, suffix: str):
+        """Every line of an actor's `out` or `err` file, then each new one as it is written (an async iterator).
+
+        On the event loop, not in a thread: cancelling the task that iterates ends it at once (a blocking
+        reader in a thread cannot be interrupted without a lock it holds).
+        """
+        parts = urlsplit(self.address)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        query = urlencode({"actor_id": actor_id, "suffix": suffix, "lines": -1})
+        auth = f"Authorization: Bearer {self.token}\r\n" if self.token else ""
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, port, ssl=parts.scheme == "https"), self.timeout)
+        try:
+            writer.write(f"GET {parts.path}/api/v0/logs/stream?{query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                         f"{auth}Connection: close\r\n\r\n".encode())
+            await writer.drain()
+            status = (await asyncio.wait_for(reader.readline(), self.timeout)).split(b" ", 2)
+            if len(status) < 2 or status[1] != b"200":
+                raise OSError(f"log stream answered {b' '.join(status[1:]).decode(errors='replace').strip()}")
+            chunked = False
+            while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                chunked |= line.lower().startswith(b"transfer-encoding:") and b"chunked" in line.lower()
+            pending = b""
+            while True:
+                if chunked:
+                    size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        break
+                    data = await reader.readexactly(size)
+                    await reader.readexactly(2)
+                else:
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.rstrip(b"\r").decode("utf-8", "replace")
+            if pending:
+                yield pending.decode("utf-8", "replace")
+        finally:
+            writer.close()
 
     async def resources(self) -> dict:
         """{resource: [used, total]} over the whole cluster: CPU, GPU, memory, ..."""
