@@ -137,7 +137,7 @@ def job_status(app: dict | None) -> tuple[str, str]:
     message = app.get("message") or ""
     if status == "DEPLOY_FAILED":
         details = [d.get("message") for d in (app.get("deployments") or {}).values() if d.get("message")]
-        return "failed", message or "\n".join(details) or "Ray Serve could not deploy the application"
+        return "failed", "\n".join([message] + details).strip() or "Ray Serve could not deploy the application"
     if status in ("RUNNING", "UNHEALTHY"):
         return "running", message
     if status == "DELETING":

@@ -1,0 +1,253 @@
+"""The Ray backend against a real two-node Ray cluster on loopback (Ray Serve 2.58+, `pip install -e '.[ray]'`).
+
+The cluster is started once for this module: `ray start --head ... --block` and `ray start --address ...
+--block`, 2 logical CPUs and a small object store each, auth disabled (RAY_AUTH_MODE=disabled), its temp dir
+under the test's tmp path; it is ended by process group. Each test starts its own control plane with
+`--backend ray` pointed at the head's dashboard, and drives it as a user does: the trainml command, the job's
+URL, `job logs`. Without Ray installed the module is skipped, except under CI, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import MODELS, processes_mentioning, wait_until
+
+ROUTE = json.dumps({"verb": "POST", "path": "/predict", "file": "predict", "function": "predict",
+                    "body": [{"name": "text", "type": "str"}]})
+VERSION_ROUTE = json.dumps({"verb": "GET", "path": "/version", "file": "predict", "function": "version"})
+
+
+@dataclass
+class Cluster:
+    dashboard: str
+    serve_port: int
+    temp: Path
+
+    def plane_args(self, deploy_timeout: float = 120) -> list[str]:
+        return ["--backend", "ray", "--ray-address", self.dashboard, "--ray-serve-port", str(self.serve_port),
+                "--ray-deploy-timeout", str(deploy_timeout)]
+
+    def routes(self) -> dict:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.serve_port}/-/routes", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return {}
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def _end(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    ray = shutil.which("ray")
+    if ray is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Ray tests must run in CI: pip install -e '.[test,ray]'")
+        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+    temp = tmp_path_factory.mktemp("ray")  # short: Ray's socket paths live under it
+    gcs, dashboard, serve, client, metrics_head, metrics_worker = _free_ports(6)
+    # The replicas must import trainml_cli from the package we upload, not from this checkout.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("TRAINML_")}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    common = ["--num-cpus=2", "--object-store-memory=100000000", "--node-ip-address=127.0.0.1",
+              "--dashboard-agent-listen-port=0", "--block"]
+    head_cmd = [ray, "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+                "--include-dashboard=true", f"--ray-client-server-port={client}", f"--metrics-export-port={metrics_head}",
+                f"--temp-dir={temp}", *common]
+    worker_cmd = [ray, "start", f"--address=127.0.0.1:{gcs}", f"--metrics-export-port={metrics_worker}", *common]
+    processes = []
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        with open(temp / "head.log", "wb") as log:
+            processes.append(subprocess.Popen(head_cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                              start_new_session=True))
+
+        def head_answers():
+            assert processes[0].poll() is None, (temp / "head.log").read_text()
+            try:
+                return requests.get(url + "/api/version", timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(head_answers, timeout=90, interval=0.5, message="the Ray head's dashboard")
+        with open(temp / "worker.log", "wb") as log:
+            processes.append(subprocess.Popen(worker_cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                              start_new_session=True))
+
+        def two_nodes():
+            assert processes[1].poll() is None, (temp / "worker.log").read_text()
+            usage = requests.get(url + "/api/cluster_status", timeout=5).json()["data"]["clusterStatus"]
+            return usage["loadMetricsReport"]["usage"].get("CPU", [0, 0])[1] >= 4
+
+        wait_until(two_nodes, timeout=90, interval=0.5, message="the second Ray node to join")
+        yield Cluster(url, serve, temp)
+    finally:
+        for process in reversed(processes):
+            _end(process)
+        for pid in processes_mentioning(str(temp)):  # workers Ray started outside the group
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def trainml(plane, *argv, timeout=180):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TRAINML_HOME": str(plane.home),
+           "TRAINML_API_URL": plane.url, "TRAINML_API_TOKEN": plane.token, "NO_COLOR": "1"}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return subprocess.run([sys.executable, "-m", "trainml_cli", *argv], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def create(plane, name, *options, model="replica", route=ROUTE):
+    return trainml(plane, "job", "create", "endpoint", name, "--model-dir", str(MODELS / model), "--route", route,
+                   "--timeout", "150", "--format", "json", *options)
+
+
+def job(plane, name) -> dict:
+    return json.loads(trainml(plane, "job", "get", name, "--format", "json").stdout)
+
+
+def test_replicas_answer_from_two_processes_with_the_same_contract(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    result = create(plane, "two", "--replicas", "2")
+    assert result.returncode == 0, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    url = record["url"]
+    assert url == f"http://127.0.0.1:{cluster.serve_port}/e/{record['id']}"
+    assert cluster.routes().get(f"/e/{record['id']}") == f"ep-{record['id']}"
+
+    pids = set()
+    deadline = time.monotonic() + 60
+    while len(pids) < 2 and time.monotonic() < deadline:
+        answer = requests.post(url + "/predict", json={"text": "hello"}, timeout=10)
+        assert answer.status_code == 200 and answer.json()["text"] == "hello"
+        pids.add(answer.json()["pid"])
+    assert len(pids) == 2, f"every call was answered by {pids}"
+
+    bad = requests.post(url + "/predict", json={"txt": "hello"}, timeout=10)
+    assert bad.status_code == 422 and "body.text" in bad.json()["message"]
+    assert requests.get(url + "/ping", timeout=10).json() == {"status": "ready"}
+    called = trainml(plane, "job", "call", "two", "/predict", "--data", '{"text": "via job call"}')
+    assert called.returncode == 0 and '"via job call"' in called.stdout
+
+    # What the replicas print reaches `job logs`.
+    requests.post(url + "/predict", json={"text": "find-me-in-the-log"}, timeout=10)
+    wait_until(lambda: "called with find-me-in-the-log" in trainml(plane, "job", "logs", "two").stdout,
+               timeout=30, interval=0.5, message="the replica's print in job logs")
+    logs = trainml(plane, "job", "logs", "two").stdout
+    assert "POST /predict 200" in logs and "replica model loaded" in logs
+    assert ":actor_name:" not in logs
+
+
+def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    record = json.loads(create(plane, "stopme").stdout)
+    prefix = f"/e/{record['id']}"
+    assert prefix in cluster.routes()
+    stopped = trainml(plane, "job", "stop", "stopme")
+    assert stopped.returncode == 0, stopped.stderr
+    assert job(plane, "stopme")["status"] == "stopped"
+    assert prefix not in cluster.routes(), "stopped means the Serve application is gone"
+    assert requests.post(record["url"] + "/predict", json={"text": "x"}, timeout=10).status_code in (404, 503)
+
+    started = trainml(plane, "job", "start", "stopme")
+    assert started.returncode == 0, started.stderr
+    wait_until(lambda: job(plane, "stopme")["status"] == "running", timeout=90, interval=0.5, message="running again")
+    assert requests.post(record["url"] + "/predict", json={"text": "x"}, timeout=10).status_code == 200
+    removed = trainml(plane, "job", "remove", "stopme", "--force")
+    assert removed.returncode == 0, removed.stderr
+    wait_until(lambda: prefix not in cluster.routes(), timeout=30, interval=0.5, message="the application removed")
+
+
+def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    result = create(plane, "broken", model="import_error")
+    assert result.returncode == 1
+    record = job(plane, "broken")
+    assert record["status"] == "failed"
+    assert "model code failed to load" in record["reason"]
+    assert "No module named 'helper_that_does_not_exist'" in record["reason"] or "the rest is in" in record["reason"]
+    logs = trainml(plane, "job", "logs", "broken").stdout
+    assert "ModuleNotFoundError: No module named 'helper_that_does_not_exist'" in logs
+    assert f"/e/{record['id']}" not in cluster.routes()
+
+
+def test_unschedulable_request_fails_at_the_deadline_saying_what_is_missing(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args(deploy_timeout=15))
+    began = time.monotonic()
+    result = create(plane, "huge", "--cpu-count", "64")
+    took = time.monotonic() - began
+    assert result.returncode == 1
+    record = job(plane, "huge")
+    assert record["status"] == "failed"
+    assert "insufficient resources: 1 replica(s) of 64 CPU(s) asked, the cluster has" in record["reason"]
+    assert "of 4 CPU" in record["reason"] or "of 4" in record["reason"]
+    assert 14 <= took < 90, took
+    wait_until(lambda: f"/e/{record['id']}" not in cluster.routes(), timeout=30, interval=0.5,
+               message="the unschedulable application removed")
+
+
+def test_a_restarted_control_plane_adopts_the_running_application(cluster, start_control_plane, tmp_path):
+    plane = start_control_plane(*cluster.plane_args(), home=tmp_path / "adopt")
+    record = json.loads(create(plane, "keep").stdout)
+    url = record["url"]
+    before = requests.post(url + "/predict", json={"text": "before"}, timeout=10).json()["pid"]
+    plane.kill()  # kill -9: the application keeps serving without a control plane
+    assert requests.post(url + "/predict", json={"text": "meanwhile"}, timeout=10).status_code == 200
+
+    again = start_control_plane(*cluster.plane_args(), home=tmp_path / "adopt")
+    wait_until(lambda: job(again, "keep")["status"] == "running", timeout=30, interval=0.5, message="adopted")
+    after = requests.post(url + "/predict", json={"text": "after"}, timeout=10).json()["pid"]
+    assert after == before, "adopted, not deployed again"
+    logs = trainml(again, "job", "logs", "keep").stdout
+    assert "adopted Ray Serve application" in logs
+    wait_until(lambda: "called with after" in trainml(again, "job", "logs", "keep").stdout, timeout=30,
+               interval=0.5, message="logs followed after adoption")
+    assert trainml(again, "job", "logs", "keep").stdout.count("called with before") == 1, "no line stored twice"
+    status = trainml(again, "server", "status")
+    assert "Backend:" in status.stdout and "ray" in status.stdout and "CPU free" in status.stdout
+
+
+@pytest.mark.timeout(400)
+def test_pip_packages_become_the_applications_runtime_env(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args(deploy_timeout=300))
+    result = create(plane, "tab", "--pip-packages", "tabulate==0.8.10", model="tabulate_version",
+                    route=VERSION_ROUTE)
+    assert result.returncode == 0, result.stderr + result.stdout
+    url = json.loads(result.stdout)["url"]
+    assert requests.get(url + "/version", timeout=10).json() == {"tabulate": "0.8.10"}
