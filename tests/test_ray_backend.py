@@ -1,0 +1,308 @@
+"""The Ray backend's payloads and status mapping, against a fake Ray head speaking the dashboard's HTTP API.
+
+Ray is the external system here: `FakeHead` answers the calls the control plane makes (packages, Serve's
+application list, cluster status, log streams) and moves applications through Serve's statuses as a test
+scripts them. The control plane is the real one (`--backend ray --ray-address FAKE`), driven through its API and
+the trainml command. The same behaviour on a real cluster is in test_ray.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from conftest import MODELS, route, wait_until
+from trainml_cli.server.backends.rayapps import job_status
+
+REPLICA = {"replica_id": "r1", "actor_id": "a" * 32, "pid": 4242, "node_id": "n1", "state": "RUNNING"}
+LOG_LINES = [":job_id:01000000", ":actor_name:ServeReplica:ep:endpoint", "hello from the replica",
+             "INFO 2026-11-30 08:23:18,463 ep_endpoint r1 7987 -- POST /e/x 200 8.2ms", "2026 POST /predict 200 1ms"]
+
+
+class FakeHead:
+    """A Ray head as the control plane sees it. `outcome` is what a deployed application becomes after
+    `polls` status reads: "RUNNING", "DEPLOY_FAILED" (with `failure` as its deployment's message) or
+    "DEPLOYING" (unschedulable: forever)."""
+
+    def __init__(self, token: str | None = None):
+        self.token = token
+        self.packages: dict[str, bytes] = {}
+        self.uploads: list[str] = []
+        self.puts: list[dict] = []
+        self.apps: dict[str, dict] = {}
+        self.reads: dict[str, int] = {}
+        self.auth: list[str | None] = []
+        self.outcome = "RUNNING"
+        self.failure = ""
+        self.polls = 2
+        self.cpu = [1.0, 4.0]
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add_foreign_app(self, name: str) -> None:
+        config = {"name": name, "route_prefix": f"/{name}", "import_path": "theirs:app"}
+        self.apps[name] = {"name": name, "status": "RUNNING", "message": "", "deployed_app_config": config,
+                           "deployments": {}}
+
+    def last_put(self) -> dict:
+        return {app["name"]: app for app in self.puts[-1]["applications"]}
+
+    def _status(self, name: str) -> dict:
+        app = self.apps[name]
+        if app["status"] == "DELETING":
+            del self.apps[name]
+            return None
+        self.reads[name] = self.reads.get(name, 0) + 1
+        if app["status"] == "DEPLOYING" and self.reads[name] > self.polls and self.outcome != "DEPLOYING":
+            app["status"] = self.outcome
+            if self.outcome == "RUNNING":
+                app["deployments"] = {"endpoint": {"status": "HEALTHY", "message": "", "replicas": [REPLICA]}}
+            else:
+                app["message"] = "Failed to update the deployments ['endpoint']."
+                app["deployments"] = {"endpoint": {"status": "DEPLOY_FAILED", "message": self.failure, "replicas": []}}
+        return app
+
+    def _put(self, document: dict) -> None:
+        self.puts.append(document)
+        wanted = {app["name"]: app for app in document["applications"]}
+        for name in list(self.apps):
+            if name not in wanted:
+                self.apps[name]["status"] = "DELETING"
+        for name, config in wanted.items():
+            current = self.apps.get(name)
+            if current is None or current["deployed_app_config"] != config:
+                self.apps[name] = {"name": name, "status": "DEPLOYING", "message": "", "deployed_app_config": config,
+                                   "route_prefix": config.get("route_prefix"), "deployments": {}}
+                self.reads[name] = 0
+
+    def _handler(self):
+        head = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body=b"", content_type="application/json"):
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self, method: str):
+                head.auth.append(self.headers.get("Authorization"))
+                if head.token and self.headers.get("Authorization") != f"Bearer {head.token}":
+                    return self._send(401, {"error": "InvalidAuthToken"})
+                path, query = urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with head.lock:
+                    if path == "/api/version":
+                        return self._send(200, {"ray_version": "2.60.0"})
+                    if path.startswith("/api/packages/gcs/"):
+                        name = path.rsplit("/", 1)[1]
+                        if method == "PUT":
+                            head.packages[name] = body
+                            head.uploads.append(name)
+                            return self._send(200)
+                        return self._send(200 if name in head.packages else 404)
+                    if path == "/api/serve/applications/":
+                        if method == "PUT":
+                            head._put(json.loads(body))
+                            return self._send(200)
+                        apps = {n: a for n in list(head.apps) if (a := head._status(n)) is not None}
+                        return self._send(200, {"applications": apps})
+                    if path == "/api/cluster_status":
+                        usage = {"CPU": head.cpu, "memory": [0, 8 * 1024**3]}
+                        return self._send(200, {"data": {"clusterStatus": {"loadMetricsReport": {"usage": usage}}}})
+                    if path == "/api/v0/logs/stream" and query.get("suffix") == ["out"]:
+                        return self._send(200, ("\n".join(LOG_LINES) + "\n").encode(), "text/plain")
+                    if path == "/api/v0/logs/stream":
+                        return self._send(200, b"", "text/plain")
+                return self._send(404, {"error": f"no {method} {path}"})
+
+            def do_GET(self):
+                self._route("GET")
+
+            def do_PUT(self):
+                self._route("PUT")
+
+        return Handler
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def head():
+    fake = FakeHead()
+    yield fake
+    fake.close()
+
+
+def ray_plane(start_control_plane, head, *extra):
+    return start_control_plane("--backend", "ray", "--ray-address", head.url, "--ray-serve-port", "8123", *extra)
+
+
+def create(plane, name, model="echo", **endpoint):
+    upload = plane.api("POST", "/api/uploads", data=_tar(MODELS / model), headers={"Content-Type": "application/gzip"})
+    payload = {"name": name, "type": "endpoint", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
+               "endpoint": {"routes": [route()], **endpoint.pop("endpoint", {})}, **endpoint}
+    answer = plane.api("POST", "/api/jobs", json=payload)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _tar(folder):
+    from trainml_cli.sdk.packing import pack
+
+    with pack(folder) as archive:
+        return archive.read()
+
+
+def wait_status(plane, job_id, status, timeout=30):
+    return wait_until(lambda: (r := plane.api("GET", f"/api/jobs/{job_id}").json())["status"] == status and r,
+                      timeout=timeout, interval=0.1, message=f"job {job_id} {status}")
+
+
+def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_control_plane, head):
+    head.add_foreign_app("someone-else")
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "echo", endpoint={"replicas": 3, "max_concurrency": 4, "max_queue": 16},
+                 resources={"cpu_count": 2}, environment={"env": [{"key": "GREETING", "value": "hi"}]})
+    running = wait_status(plane, job["id"], "running")
+    assert running["url"] == f"http://127.0.0.1:8123/e/{job['id']}"
+
+    apps = head.last_put()
+    assert set(apps) == {"someone-else", f"ep-{job['id']}"}, "every other application is kept as it runs"
+    app = apps[f"ep-{job['id']}"]
+    assert app["route_prefix"] == f"/e/{job['id']}"
+    assert app["import_path"] == "trainml_cli.runtime.serve_entry:build"
+    assert head.puts[-1]["http_options"] == {"host": "127.0.0.1", "port": 8123}
+    package = app["runtime_env"]["working_dir"]
+    assert package.startswith("gcs://_ray_pkg_") and package.endswith(".zip")
+    names = zipfile.ZipFile(io.BytesIO(head.packages[package[len("gcs://"):]])).namelist()
+    assert {"model/predict.py", "routes.json", "trainml_cli/runtime/serve_entry.py", "trainml_cli/launchspec.py"} <= set(names)
+    assert not any("__pycache__" in n for n in names)
+    env = app["runtime_env"]["env_vars"]
+    assert env["GREETING"] == "hi" and env["TRAINML_JOB_ID"] == job["id"] and "TRAINML_API_TOKEN" not in env
+    assert "pip" not in app["runtime_env"]
+    argv = app["args"]["argv"]
+    assert argv[:4] == ["--model-dir", "model", "--route-file", "routes.json"] and "--workers" not in argv
+    options = app["args"]["deployment"]
+    assert options["num_replicas"] == 3 and options["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 0}
+    assert options["max_ongoing_requests"] == 4 and options["max_queued_requests"] == 16
+    assert options["backpressure_config"]["status_code"] == 503 and options["backpressure_config"]["retry_after_s"] > 0
+
+    # The same code is uploaded once; a second job uses the package already there.
+    second = create(plane, "echo2")
+    wait_status(plane, second["id"], "running")
+    assert len(head.uploads) == 1
+    assert set(head.last_put()) == {"someone-else", f"ep-{job['id']}", f"ep-{second['id']}"}
+
+    # What the replica printed reaches the job's log; Ray's markers and Serve's own records do not.
+    logs = lambda: [e["message"] for e in plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").json()["logs"]]  # noqa: E731
+    wait_until(lambda: "hello from the replica" in logs(), timeout=10, message="the replica's output in the log")
+    assert not any(m.startswith(":actor_name:") or m.startswith("INFO 2026") for m in logs())
+
+    # Stop: the list without it, and stopped once Serve has deleted it; the others stay.
+    plane.api("POST", f"/api/jobs/{job['id']}/stop")
+    wait_status(plane, job["id"], "stopped")
+    assert set(head.last_put()) == {"someone-else", f"ep-{second['id']}"}
+    assert f"ep-{job['id']}" not in head.apps
+
+
+def test_autoscaling_and_packages_become_serve_options_and_runtime_env(start_control_plane, head):
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "auto", model="requirements_file", endpoint={"min_replicas": 1, "max_replicas": 4,
+                                                                     "max_concurrency": 6},
+                 environment={"packages": {"pip": ["tabulate==0.8.10"]}})
+    wait_status(plane, job["id"], "running")
+    app = head.last_put()[f"ep-{job['id']}"]
+    options = app["args"]["deployment"]
+    assert "num_replicas" not in options
+    assert options["autoscaling_config"] == {"min_replicas": 1, "initial_replicas": 1, "max_replicas": 4,
+                                             "target_ongoing_requests": 3}
+    pip = app["runtime_env"]["pip"]["packages"]
+    requirements = (MODELS / "requirements_file" / "requirements.txt").read_text().split()
+    assert pip[0] == "tabulate==0.8.10" and [p for p in requirements if not p.startswith("#")][0] in pip
+
+
+def test_a_failed_deploy_fails_the_job_with_the_replicas_message(start_control_plane, head):
+    head.outcome = "DEPLOY_FAILED"
+    head.failure = ("The deployment failed to start 3 times in a row.\nTraceback (most recent call last):\n  ...\n"
+                    "RuntimeError: model code failed to load: route POST /predict: importing predict.py failed: "
+                    "ModuleNotFoundError: No module named 'nope'")
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "broken")
+    failed = wait_status(plane, job["id"], "failed")
+    assert failed["reason"].startswith("model code failed to load: route POST /predict: importing predict.py")
+    assert "No module named 'nope'" in failed["reason"]
+    wait_until(lambda: f"ep-{job['id']}" not in head.apps, timeout=10, message="the failed application removed")
+
+
+def test_an_application_deploying_past_the_deadline_fails_saying_what_is_missing(start_control_plane, head):
+    head.outcome = "DEPLOYING"
+    plane = ray_plane(start_control_plane, head, "--ray-deploy-timeout", "2")
+    job = create(plane, "huge", resources={"cpu_count": 8}, endpoint={"replicas": 2})
+    began = time.monotonic()
+    failed = wait_status(plane, job["id"], "failed", timeout=30)
+    assert time.monotonic() - began >= 1.0
+    assert failed["reason"] == "insufficient resources: 2 replica(s) of 8 CPU(s) asked, the cluster has 3 CPU(s) free of 4"
+    wait_until(lambda: f"ep-{job['id']}" not in head.apps, timeout=10, message="the stuck application removed")
+
+
+@pytest.mark.parametrize("status, expected", [
+    (None, "stopped"), ("NOT_STARTED", "starting"), ("DEPLOYING", "starting"), ("RUNNING", "running"),
+    ("UNHEALTHY", "running"), ("DEPLOY_FAILED", "failed"), ("DELETING", "stopped"),
+])
+def test_serve_statuses_map_to_job_statuses(status, expected):
+    app = None if status is None else {"status": status, "message": "why", "deployments": {}}
+    assert job_status(app)[0] == expected
+
+
+def test_the_token_goes_to_the_head_as_a_bearer_token(start_control_plane, tmp_path):
+    head = FakeHead(token="s3cret")
+    try:
+        (tmp_path / "token").write_text("s3cret\n")
+        plane = ray_plane(start_control_plane, head, "--ray-token-file", str(tmp_path / "token"))
+        job = create(plane, "auth")
+        wait_status(plane, job["id"], "running")
+        assert head.auth and set(head.auth) == {"Bearer s3cret"}
+        backend = plane.api("GET", "/api/backend").json()
+        assert backend["backend"] == "ray" and backend["resources"]["CPU"] == {"used": 1.0, "total": 4.0}
+    finally:
+        head.close()
+
+
+def test_usage_errors_for_backend_and_replica_options(control_plane, tmp_path):
+    env = {**os.environ, "TRAINML_HOME": str(tmp_path / "h")}
+    result = subprocess.run([sys.executable, "-m", "trainml_cli.server", "--home", str(tmp_path / "h"), "--backend", "ray"],
+                            capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 2 and "--backend ray needs --ray-address" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "trainml_cli", "job", "create", "endpoint", "x", "--model-dir",
+                             str(MODELS / "echo"), "--route", json.dumps(route()), "--replicas", "2",
+                             "--min-replicas", "1"], capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 2 and "not both" in result.stderr
+    # Autoscaling needs Ray; the local backend says so (422), with nothing created.
+    upload = control_plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"),
+                               headers={"Content-Type": "application/gzip"})
+    answer = control_plane.api("POST", "/api/jobs", json={
+        "name": "auto", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
+        "endpoint": {"routes": [route()], "min_replicas": 1, "max_replicas": 3}})
+    assert answer.status_code == 422 and "autoscaling needs the Ray backend" in answer.json()["message"]
+    assert control_plane.api("GET", "/api/jobs").json() == []
