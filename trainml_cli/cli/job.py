@@ -10,7 +10,8 @@ from __future__ import annotations
 import click
 
 from .output import Output, duration, format_option, printable, when
-from .params import DATA, ENV, JOB, MODEL, ROUTE, model_source, validate_routes
+from ..limits import MAX_CONCURRENCY, MAX_QUEUE
+from .params import DATA, ENV, JOB, MODEL, ROUTE, Limited, model_source, validate_routes
 
 ACTIVE = ("new", "waiting for data/model download", "waiting for resources", "starting")
 POLL_INTERVAL = 0.2  # seconds between status checks while a spinner shows the live status
@@ -41,11 +42,14 @@ def create():
 @click.option("--env", "env", type=ENV, multiple=True, help="An environment variable for the model; repeatable.")
 @click.option("--gpu-type", "gpu_types", multiple=True, metavar="TYPE", help="Acceptable GPU type; repeatable.")
 @click.option("--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker.")
-@click.option("--cpu-count", metavar="N", type=click.IntRange(1), help="Worker processes serving the endpoint.")
+@click.option("--cpu-count", metavar="N", type=click.IntRange(1),
+              help="Worker processes serving the endpoint; at most the server's CPUs.")
 @click.option("--disk-size", type=click.IntRange(1), metavar="GB", help="Disk space in GB.")
 @click.option("--max-price", type=click.FloatRange(0), metavar="CREDITS", help="Highest price per hour to accept.")
-@click.option("--max-concurrency", metavar="N", type=click.IntRange(1), help="Calls served at once (then queued).")
-@click.option("--max-queue", metavar="N", type=click.IntRange(0), help="Calls queued before answering 503.")
+@click.option("--max-concurrency", metavar="N", type=Limited(1, MAX_CONCURRENCY, "threads per worker"),
+              help="Calls (or batches) served at once per worker, then queued; at most 1024.")
+@click.option("--max-queue", metavar="N", type=Limited(0, MAX_QUEUE, "requests waiting per worker"),
+              help="Requests queued per worker before answering 503; at most 1,000,000.")
 @click.option("--call-timeout", metavar="SECONDS", type=click.FloatRange(0, min_open=True),
               help="How long one call may run before the caller gets 504 (default 60).")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=300, show_default=True,

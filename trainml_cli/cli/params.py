@@ -64,6 +64,20 @@ ROUTE = RouteParam()
 ENV = EnvParam()
 
 
+class Limited(click.IntRange):
+    """A whole number with a ceiling that the machine sets; past it, the message names the limit and why."""
+
+    def __init__(self, low: int, high: int, why: str):
+        super().__init__(low, high)
+        self.why = why
+
+    def convert(self, value, param, ctx):
+        number = click.IntRange(self.min).convert(value, param, ctx)
+        if number > self.max:
+            self.fail(f"{number} is more than {self.max:,} ({self.why})", param, ctx)
+        return number
+
+
 class JsonParam(click.ParamType):
     """`--data JSON`, `--data @file.json` or `--data -` (stdin); a syntax error shows where it broke."""
 

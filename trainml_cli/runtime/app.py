@@ -81,6 +81,7 @@ class EndpointApp:
         self.statuses: dict[int, int] = {}
         self.latency_ms_sum = 0.0
         self.load_error: str | None = None
+        self.platform_error: str | None = None  # the machine refused something (threads); never a load failure
 
     def move(self, health: Health) -> None:
         if health not in _HEALTH_MOVES[self.health]:
@@ -101,7 +102,15 @@ class EndpointApp:
             if message["type"] == "lifespan.startup":
                 loop = asyncio.get_running_loop()
                 self.access_log = AccessLog(loop, sys.stdout, enabled=self.config.access_log)
-                self.pool.start(loop)
+                try:
+                    self.pool.start(loop)
+                except RuntimeError as exc:  # "can't start new thread": the machine's limit, not the model's fault
+                    self.platform_error = (
+                        f"the machine refused the endpoint's {self.pool.size} call threads ({exc}); "
+                        "lower --max-concurrency or raise the process's thread and memory limits"
+                    )
+                    await send({"type": "lifespan.startup.failed", "message": self.platform_error})
+                    return
                 # A daemon thread, not the loop's executor: a SIGTERM during a slow load must not wait for it.
                 threading.Thread(target=self._load, args=(loop,), name="load-model", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})

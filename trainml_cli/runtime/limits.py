@@ -69,7 +69,11 @@ class CallPool:
         self._loop = loop
         for index in range(self.size):
             thread = threading.Thread(target=self._work, args=(index,), name=f"call-{index}", daemon=True)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError:
+                self.stop()  # the threads already started end; the caller reports the failure
+                raise
             self._threads.append(thread)
 
     def stop(self) -> None:

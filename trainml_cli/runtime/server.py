@@ -17,7 +17,7 @@ import sys
 import time
 
 from ..errors import UsageError
-from .config import EXIT_LOAD_FAILED, RuntimeConfig
+from .config import EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, RuntimeConfig
 from .loader import check_files, enter_model_dir
 
 
@@ -68,7 +68,14 @@ def _serve_one(config: RuntimeConfig, root) -> int:
     server = uvicorn.Server(uv_config)
     server_box.append(server)
     print(f"serving {len(config.routes)} route(s) on http://{host}:{port} (pid {os.getpid()})", flush=True)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits 3 on any startup failure; 3 is ours for "the model code did not load"
+        if app.health is Health.FAILED:
+            return EXIT_LOAD_FAILED
+        print(f"error: the endpoint could not start: {app.platform_error or 'the server failed to start'}",
+              file=sys.stderr, flush=True)
+        return EXIT_PLATFORM_FAILED
     if app.health is Health.FAILED:
         return EXIT_LOAD_FAILED
     print(f"stopped (pid {os.getpid()})", flush=True)
@@ -97,9 +104,9 @@ def _supervise_workers(config: RuntimeConfig) -> int:
             status = worker.poll()
             if status is None:
                 continue
-            if status == EXIT_LOAD_FAILED:
+            if status in (EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED):  # a new worker would fail the same way
                 stopping.append(0)
-                code = EXIT_LOAD_FAILED
+                code = status
                 break
             print(f"worker pid {worker.pid} exited with status {status}; starting a new one", flush=True)
             workers[index] = _start_worker(command, sock)
