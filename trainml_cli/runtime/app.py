@@ -13,6 +13,7 @@ import enum
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
 from .limits import CallPool, CallTimeout, UserExit
 from .loader import load_routes
+from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, wants_json
 from .output import AccessLog, encode_result
 
 JSON = b"application/json"
@@ -77,9 +79,8 @@ class EndpointApp:
         self.docs = docs_page(document).encode()
         self.access_log: AccessLog | None = None
         self.started = time.time()
-        self.requests = 0
-        self.statuses: dict[int, int] = {}
-        self.latency_ms_sum = 0.0
+        metrics_dir = config.metrics_dir or tempfile.mkdtemp(prefix="trainml-metrics-")
+        self.metrics = Metrics(metrics_dir, gauges=lambda: (self.pool.admitted, self.pool.waiting))
         self.load_error: str | None = None
         self.platform_error: str | None = None  # the machine refused something (threads); never a load failure
 
@@ -111,11 +112,13 @@ class EndpointApp:
                     )
                     await send({"type": "lifespan.startup.failed", "message": self.platform_error})
                     return
+                self.metrics.start(loop)
                 # A daemon thread, not the loop's executor: a SIGTERM during a slow load must not wait for it.
                 threading.Thread(target=self._load, args=(loop,), name="load-model", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.pool.stop()
+                self.metrics.stop()
                 if self.access_log:
                     self.access_log.flush()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -159,23 +162,21 @@ class EndpointApp:
         endpoint = self.endpoints.get((method, path))
         if endpoint is not None:
             status = await self.call(endpoint, scope, receive, send)
+            label = endpoint.label
         else:
-            status = await self.builtin(method, path, send)
+            status = await self.builtin(method, path, scope, send)
             if path in _UNRECORDED:
                 return  # health checks and metrics polls would drown the traffic they are there to watch
             if not path.isprintable():  # a decoded %0A must not forge access-log lines
                 path = path.encode("unicode_escape").decode()
-        self.record(method, path, status, start)
-
-    def record(self, method: str, path: str, status: int, start: float) -> None:
-        ms = (time.perf_counter() - start) * 1000.0
-        self.requests += 1
-        self.statuses[status] = self.statuses.get(status, 0) + 1
-        self.latency_ms_sum += ms
-        self.access_log.write(method, path, status, ms)
+            label = UNMATCHED
+        seconds = time.perf_counter() - start
+        self.metrics.request(label, status, seconds)
+        self.access_log.write(method, path, status, seconds * 1000.0)
 
     async def call(self, endpoint: Endpoint, scope, receive, send) -> int:
         if self.health is not Health.READY:
+            self.metrics.reject("loading")
             return await self.not_ready(send)
         pool = self.pool
         if endpoint.takes_body:
@@ -184,6 +185,7 @@ class EndpointApp:
                 return await self.too_large(send)
         # Decided before the body is read: a refusal must cost next to nothing.
         if not pool.try_admit():
+            self.metrics.reject("overloaded")
             return await send_json(send, 503, json.dumps(pool.overload_report()).encode(), _RETRY)
         try:
             if endpoint.takes_body:
@@ -192,6 +194,7 @@ class EndpointApp:
                 args, kwargs = endpoint.binder.bind_query(scope["query_string"])
         except InvalidRequest as exc:
             pool.release()
+            self.metrics.reject("invalid_request")
             body = {"error": "invalid_request", "message": str(exc), "detail": exc.errors}
             return await send_json(send, 422, json.dumps(body).encode())
         except BodyTooLarge:
@@ -216,14 +219,16 @@ class EndpointApp:
             return await send_json(send, 500, json.dumps(body).encode())
         return await send_json(send, 200, payload, content_type=content_type)
 
-    async def builtin(self, method: str, path: str, send) -> int:
+    async def builtin(self, method: str, path: str, scope, send) -> int:
         if path == "/ping":
             if self.health is Health.READY:
                 return await send_json(send, 200, b'{"status":"ready"}')
             return await send_json(send, 503, json.dumps({"status": self.health.value}).encode(), _RETRY)
         if method == "GET":
             if path == "/metrics":
-                return await send_json(send, 200, json.dumps(self.metrics()).encode())
+                if wants_json(scope):
+                    return await send_json(send, 200, json.dumps(self.summary()).encode())
+                return await send_json(send, 200, self.metrics.text(), content_type=PROMETHEUS_TEXT)
             if path == "/openapi.json":
                 return await send_json(send, 200, self.openapi)
             if path == "/docs":
@@ -243,22 +248,18 @@ class EndpointApp:
         return await send_json(send, 503, body, _RETRY)
 
     async def too_large(self, send) -> int:
+        self.metrics.reject("body_too_large")
         limit = self.config.max_body_size
         body = _error("body_too_large", f"request body is larger than the endpoint's limit of {limit} bytes (--max-body-size)")
         return await send_json(send, 413, body, [(b"connection", b"close")])
 
-    def metrics(self) -> dict:
+    def summary(self) -> dict:
+        """/metrics as JSON for the control plane: every worker's counts summed; the limits are per worker."""
         return {
             "pid": os.getpid(),
             "status": self.health.value,
             "uptime_s": round(time.time() - self.started, 3),
-            "requests": self.requests,
-            "responses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "errors": sum(v for k, v in self.statuses.items() if k >= 500 and k != 503),
-            "rejected": self.pool.rejected,
-            "latency_ms_sum": round(self.latency_ms_sum, 3),
-            "running": self.pool.running,
-            "waiting": self.pool.waiting,
+            **self.metrics.totals(),
             "max_concurrency": self.pool.size,
             "max_queue": self.pool.max_queue,
         }

@@ -10,15 +10,18 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from ..errors import UsageError
 from .config import EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, RuntimeConfig
 from .loader import check_files, enter_model_dir
+from .metrics import mark_dead
 
 
 def serve(config: RuntimeConfig) -> int:
@@ -26,9 +29,16 @@ def serve(config: RuntimeConfig) -> int:
     root = enter_model_dir(config.model_dir)
     config.model_dir = str(root)  # workers start in this directory; a relative path would no longer resolve
     check_files(root, config.routes)
-    if config.workers > 1:
-        return _supervise_workers(config)
-    return _serve_one(config, root)
+    owned = None
+    if config.metrics_dir is None:  # the first process of a group makes the directory its workers share
+        config.metrics_dir = owned = tempfile.mkdtemp(prefix="trainml-metrics-")
+    try:
+        if config.workers > 1:
+            return _supervise_workers(config)
+        return _serve_one(config, root)
+    finally:
+        if owned:
+            shutil.rmtree(owned, ignore_errors=True)
 
 
 def _listening_socket(config: RuntimeConfig) -> socket.socket:
@@ -109,6 +119,7 @@ def _supervise_workers(config: RuntimeConfig) -> int:
                 code = status
                 break
             print(f"worker pid {worker.pid} exited with status {status}; starting a new one", flush=True)
+            mark_dead(worker.pid, config.metrics_dir)
             workers[index] = _start_worker(command, sock)
     for worker in workers:
         if worker.poll() is None:
