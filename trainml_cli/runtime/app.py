@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ModelCodeError
+from .batching import Batcher
 from .binding import Binder, InvalidRequest
 from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
@@ -51,7 +52,7 @@ class ClientGone(Exception):
 class Endpoint:
     """What a route needs per request, resolved once at start."""
 
-    __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body")
+    __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body", "batcher")
 
     def __init__(self, route, binder):
         self.route = route
@@ -60,6 +61,7 @@ class Endpoint:
         self.is_async = False
         self.label = route.label
         self.takes_body = route.takes_body
+        self.batcher = None  # a Batcher when the route is batched, once the code is loaded
 
 
 class EndpointApp:
@@ -140,6 +142,9 @@ class EndpointApp:
             endpoint = self.endpoints[(item.route.verb, item.route.path)]
             endpoint.function = item.function
             endpoint.is_async = item.is_async
+            if item.route.batch is not None:
+                endpoint.batcher = Batcher(item.route, item.function, item.is_async, encode_result, self.pool,
+                                           observe=self.metrics.batch)
         self.move(Health.READY)
         self._log(f"ready: {len(loaded)} route(s) from {self.root} (pid {os.getpid()})")
 
@@ -203,7 +208,10 @@ class EndpointApp:
         except ClientGone:
             pool.release()
             return 499
-        future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, encode_result, endpoint.label)
+        if endpoint.batcher is not None:
+            future = endpoint.batcher.submit(args, kwargs)
+        else:
+            future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, encode_result, endpoint.label)
         try:
             payload, content_type = await future
         except CallTimeout:
