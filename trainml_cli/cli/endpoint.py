@@ -34,10 +34,10 @@ def endpoint():
               help="Processes, for CPU-bound code; at most one per CPU.")
 @click.option("--max-concurrency", default=DEFAULT_MAX_CONCURRENCY, show_default=True,
               type=Limited(1, MAX_CONCURRENCY, "threads per worker"),
-              help="Calls running at once, per worker.")
+              help="Calls (or batches) running at once, per worker; at most 1024.")
 @click.option("--max-queue", default=DEFAULT_MAX_QUEUE, show_default=True,
               type=Limited(0, MAX_QUEUE, "requests waiting per worker"),
-              help="Calls waiting, per worker; beyond it: 503 with Retry-After.")
+              help="Requests waiting, per worker; beyond it: 503 with Retry-After. At most 1,000,000.")
 @click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds a call may run before the client gets 504 (time in the queue not counted).")
 @click.option("--max-body-size", default=DEFAULT_MAX_BODY_SIZE, show_default=True, type=click.IntRange(1),
@@ -51,6 +51,10 @@ def serve(model_dir, routes, route_file, host, port, workers, max_concurrency, m
     trainml endpoint serve --model-dir examples/sentiment --port 8000 \\
       --route '{"verb":"POST","path":"/predict","file":"predict","function":"predict",
                 "body":[{"name":"text","type":"str"}]}'
+
+    A route with "batch": {"max_size": 32, "max_wait_ms": 5} is batched: its function gets up to 32 requests
+    in one call, one list per param, and returns one result per request, in order. GET /metrics answers
+    Prometheus' text format, summed over all workers.
     """
     from ..runtime.server import serve as run
 

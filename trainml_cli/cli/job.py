@@ -72,6 +72,9 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         --route '{"verb": "POST", "path": "/predict", "file": "predict",
                   "function": "predict", "body": [{"name": "text", "type": "str"}]}'
 
+    A route with "batch": {"max_size": 32, "max_wait_ms": 5} is batched: its function gets up to 32 requests
+    in one call, one list per param (text=[t1, t2, ...]), and returns one result per request, in order.
+
     Prints `Endpoint is running at: URL` and a curl command per route once the endpoint answers.
     """
     # Everything is checked here, before the first request: a usage error must leave no job behind.

@@ -64,17 +64,24 @@ ROUTE = RouteParam()
 ENV = EnvParam()
 
 
-class Limited(click.IntRange):
-    """A whole number with a ceiling that the machine sets; past it, the message names the limit and why."""
+class Limited(click.ParamType):
+    """A whole number with a ceiling; past it, the message names the limit and why.
+
+    Not a click.IntRange: click would print the range in --help, and a ceiling set by this machine's CPU count
+    must not end up in the generated man pages.
+    """
+
+    name = "integer"
 
     def __init__(self, low: int, high: int, why: str):
-        super().__init__(low, high)
+        self.low = low
+        self.high = high
         self.why = why
 
     def convert(self, value, param, ctx):
-        number = click.IntRange(self.min).convert(value, param, ctx)
-        if number > self.max:
-            self.fail(f"{number} is more than {self.max:,} ({self.why})", param, ctx)
+        number = click.IntRange(self.low).convert(value, param, ctx)
+        if number > self.high:
+            self.fail(f"{number} is more than {self.high:,} ({self.why})", param, ctx)
         return number
 
 
