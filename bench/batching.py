@@ -17,6 +17,7 @@ import argparse
 import json
 import random
 import sys
+import time
 
 from harness import ROOT, free_port, require_wrk, server, wrk
 
@@ -24,6 +25,7 @@ ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
               "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1"}
 BODY_PARAMS = [{"name": "x", "type": "list"}]
 CONNECTIONS = 64
+DRAIN_SECONDS = 3
 
 
 def route(function: str, batch: dict | None = None) -> dict:
@@ -65,6 +67,9 @@ def main() -> None:
             with server(command, port, ready_path=ready, env=ONE_THREAD):
                 url = f"http://127.0.0.1:{port}/predict"
                 wrk(url, body, CONNECTIONS, 2)  # warm up
+                # wrk closes its connections with requests still queued; a server finishes those first (none drops
+                # a queued call whose client left), so let it drain before the measured run.
+                time.sleep(DRAIN_SECONDS)
                 results[name] = wrk(url, body, CONNECTIONS, args.seconds)
         rounds.append(results)
         print(f"round {number + 1}: c={CONNECTIONS}, {args.seconds} s per server")
