@@ -39,7 +39,8 @@ def main() -> None:
         ratios: dict[int, list[float]] = {c: [] for c in connections}
         for number in range(args.rounds):
             rps = {}
-            for name, tree in trees.items():
+            order = list(trees.items()) if number % 2 == 0 else list(reversed(trees.items()))  # neither always first
+            for name, tree in order:
                 port = free_port()
                 command = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir", str(ROOT / "bench" / "model"),
                            "--port", str(port), "--route", json.dumps(ROUTE)]

@@ -9,7 +9,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from endpoint_process import param, route, start
+from endpoint_process import MODELS, param, route, start
 
 IDS = [param("request_id", "int"), param("text", "str")]
 
@@ -169,3 +169,39 @@ def _until(predicate, timeout=10.0):
             return
         time.sleep(0.02)
     raise AssertionError("condition not reached")
+
+
+def test_a_job_serves_a_batched_route_through_the_control_plane(control_plane):
+    from conftest import run
+
+    spec = batched("/echo", "echo", max_size=8, max_wait_ms=200)
+
+    async def scenario():
+        async with control_plane.client() as client:
+            return await client.jobs.create("batched", model={"source_type": "local", "source_uri": str(MODELS / "batched")},
+                                            endpoint={"routes": [spec]}, wait=True)
+
+    job = run(scenario())
+    assert control_plane.api("GET", f"/api/jobs/{job.id}").json()["endpoint"]["routes"][0]["batch"] == {
+        "max_size": 8, "max_wait_ms": 200.0}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: requests.post(job.url + "/echo", json={"request_id": i, "text": "x"},
+                                                        timeout=30), range(8)))
+    assert [a.json()["id"] for a in answers] == list(range(8))
+    assert max(a.json()["batch"] for a in answers) > 1
+    page = requests.Session()
+    assert "batched, up to 8 per call, waiting up to 200 ms" in _job_page(control_plane, job.id, page)
+
+
+def _job_page(control_plane, job_id, session) -> str:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRAINML_API_URL": control_plane.url, "TRAINML_API_TOKEN": control_plane.token,
+           "TRAINML_HOME": str(control_plane.home)}
+    link = json.loads(subprocess.run([sys.executable, "-m", "trainml_cli", "server", "dashboard", "--format", "json"],
+                                     env=env, capture_output=True, text=True, timeout=30, check=True).stdout)["url"]
+    session.get(link, timeout=10)
+    return session.get(f"{control_plane.url}/dashboard/jobs/{job_id}", timeout=10).text

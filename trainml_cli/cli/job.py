@@ -395,7 +395,8 @@ def describe(job) -> list[tuple[str, object]]:
         fields.append(("Reason", lines if len(lines) > 1 else job.reason))
     fields += [
         ("URL", job.url or "-"),
-        ("Routes", [f"{r.label} -> {r.file}:{r.function}" for r in job_routes(job)] or "-"),
+        ("Routes", [f"{r.label} -> {r.file}:{r.function}" + (f" (batched, up to {r.batch.max_size})" if r.batch else "")
+                    for r in job_routes(job)] or "-"),
         ("Model", source.strip() or "-"),
         ("Resources", ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, [])) or "-"),
         ("Run time", duration(_first(record, "run_time", "run_seconds", "runtime"))),

@@ -61,6 +61,7 @@ class Batcher:
         pool = self.pool
         future = pool._loop.create_future()
         call = Call(self.function, args, kwargs, self.is_async, self.encode, future, self.label)
+        call.queued = time.monotonic()
         pool.arm(call)
         with self.cond:
             self.pending.append(call)

@@ -45,7 +45,7 @@ class Call:
         self.started = 0.0  # set by the worker thread when the call starts running
         self.done = False
         self.timer = None
-        self.queued = time.monotonic()  # when it joined a batch's queue: max_wait_ms counts from the oldest
+        # `queued` is set by a batcher only: when the call joined its queue (max_wait_ms counts from the oldest)
 
 
 class CallPool:
@@ -166,7 +166,7 @@ class CallPool:
     # -- worker thread side ----------------------------------------------------------------------------------
 
     def _work(self, index: int) -> None:
-        queue, busy, loop = self._queue, self._busy, self._loop
+        queue, busy, serving, loop = self._queue, self._busy, self._serving, self._loop
         while True:
             call = queue.get()
             if call is None:
@@ -175,7 +175,7 @@ class CallPool:
                 call.run(index, self)
                 continue
             busy[index] = True
-            self._serving[index] = 1
+            serving[index] = 1
             call.started = time.monotonic()
             try:
                 if call.is_async:
@@ -191,5 +191,5 @@ class CallPool:
                 self._log(f"{call.label}: {type(exc).__name__}: {exc}\n{''.join(lines).rstrip()}")
             finally:
                 busy[index] = False
-                self._serving[index] = 0
+                serving[index] = 0
             loop.call_soon_threadsafe(self._finish, call, value, error)
