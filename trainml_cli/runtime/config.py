@@ -18,6 +18,9 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 
 EXIT_LOAD_FAILED = 3  # the model code could not be loaded; restarting will not help
+# The machine refused what the endpoint needs (threads, the socket): not the model code's fault. Distinct from
+# 3 because uvicorn exits 3 on any startup failure, which the control plane would report as a load failure.
+EXIT_PLATFORM_FAILED = 4
 
 
 @dataclass
@@ -33,6 +36,7 @@ class RuntimeConfig:
     timeout: float = DEFAULT_TIMEOUT
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     access_log: bool = True
+    metrics_dir: str | None = None  # shared by a worker group for prometheus_client's multiprocess files
 
     def to_args(self) -> list[str]:
         """Command-line arguments that rebuild this config in a worker process (routes go by file)."""
@@ -41,6 +45,8 @@ class RuntimeConfig:
         args += ["--timeout", str(self.timeout), "--max-body-size", str(self.max_body_size)]
         if not self.access_log:
             args.append("--no-access-log")
+        if self.metrics_dir:
+            args += ["--metrics-dir", self.metrics_dir]
         return args
 
 
@@ -60,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     parser.add_argument("--max-body-size", type=int, default=DEFAULT_MAX_BODY_SIZE)
     parser.add_argument("--no-access-log", dest="access_log", action="store_false")
+    parser.add_argument("--metrics-dir", help=argparse.SUPPRESS)  # set by the worker supervisor for its workers
     return parser
 
 
@@ -76,6 +83,9 @@ def config_from_args(argv: list[str] | None = None) -> RuntimeConfig:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_queue < 0 or args.timeout <= 0 or args.max_body_size < 1:
         raise UsageError("--max-queue must be >= 0, --timeout and --max-body-size > 0")
+    problem = limit_problem(args.workers, args.max_concurrency, args.max_queue)
+    if problem:
+        raise UsageError(problem)
     return RuntimeConfig(
         model_dir=args.model_dir,
         routes=parse_routes(raws),
@@ -88,4 +98,18 @@ def config_from_args(argv: list[str] | None = None) -> RuntimeConfig:
         timeout=args.timeout,
         max_body_size=args.max_body_size,
         access_log=args.access_log,
+        metrics_dir=args.metrics_dir,
     )
+
+
+def limit_problem(workers: int, max_concurrency: int, max_queue: int) -> str | None:
+    """What is past the machine's limits, as one line naming the option and the limit; None when all fit."""
+    from ..limits import MAX_CONCURRENCY, MAX_QUEUE, cpu_count
+
+    if workers > cpu_count():
+        return f"--workers: {workers} is more than this machine's {cpu_count()} CPUs"
+    if max_concurrency > MAX_CONCURRENCY:
+        return f"--max-concurrency: {max_concurrency} is more than {MAX_CONCURRENCY} (threads per worker)"
+    if max_queue > MAX_QUEUE:
+        return f"--max-queue: {max_queue} is more than {MAX_QUEUE:,} (requests waiting per worker)"
+    return None

@@ -6,7 +6,7 @@ GPUs are found with `nvidia-smi` when it is installed (limited to the control pl
 GPUs exclusively through `CUDA_VISIBLE_DEVICES` (UUIDs when known, so CUDA's device order does not matter); a
 job that asks for more GPUs than are free waits (`waiting for resources`) until another job releases them. A
 job whose `gpu_types` is `["cpu"]` (the local default) needs no GPU and gets `CUDA_VISIBLE_DEVICES=""`.
-CPUs are not reserved: `cpu_count` sets the endpoint's worker count.
+CPUs are not reserved: `cpu_count` sets the endpoint's worker count, at most this machine's CPU count.
 
 Price table, in credits per hour (trainML bills endpoints by run time, like its other jobs):
 
@@ -29,6 +29,7 @@ import subprocess
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..limits import cpu_count
 
 CPU_RATE = 0.01
 GPU_RATES = {
@@ -87,6 +88,8 @@ def normalize(resources: dict | None) -> dict:
     for key, low in (("gpu_count", 0), ("cpu_count", 1), ("disk_size", 1)):
         if not isinstance(merged[key], int) or isinstance(merged[key], bool) or merged[key] < low:
             raise UsageError(f"resources.{key}: {merged[key]!r} must be a whole number of at least {low}")
+    if merged["cpu_count"] > cpu_count():  # more workers than CPUs only compete, and take long to start and stop
+        raise UsageError(f"resources.cpu_count: {merged['cpu_count']} is more than this machine's {cpu_count()} CPUs")
     if not isinstance(merged["max_price"], (int, float)) or merged["max_price"] < 0:
         raise UsageError(f"resources.max_price: {merged['max_price']!r} must be a number of credits per hour")
     if all(t == CPU_TYPE for t in merged["gpu_types"]):

@@ -314,7 +314,7 @@ class LocalEndpoint:
         kill_group(process.pid, signal.SIGKILL)
 
     async def metrics(self) -> dict | None:
-        status, body = await http_get(self.host, self.port, "/metrics", timeout=2.0)
+        status, body = await http_get(self.host, self.port, "/metrics?format=json", timeout=2.0)  # JSON, not Prometheus text
         if status != 200:
             return None
         try:
