@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -34,14 +35,15 @@ def pinned(command: list[str], core: str) -> list[str]:
 
 
 @contextmanager
-def server(command: list[str], port: int, cwd: Path = ROOT):
+def server(command: list[str], port: int, cwd: Path = ROOT, ready_path: str = "/ping", env: dict | None = None):
     log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)
-    proc = subprocess.Popen(pinned(command, SERVER_CORE), cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(pinned(command, SERVER_CORE), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=1) as r:
                     if r.status == 200:
                         break
             except OSError:
@@ -51,11 +53,17 @@ def server(command: list[str], port: int, cwd: Path = ROOT):
             time.sleep(0.1)
         yield proc
     finally:
-        proc.terminate()
+        # The whole group: some servers (LitServe) run their work in child processes.
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
+        except ProcessLookupError:
+            pass
         os.unlink(log.name)
 
 

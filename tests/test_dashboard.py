@@ -141,6 +141,13 @@ def test_a_valid_form_checks_clean_and_reports_missing_route_files(control_plane
     checked = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
     assert checked.status_code == 200, checked.text
     assert checked.json()["payload"]["model"] == {"source_type": "local", "source_uri": ECHO_DIR}
+    form["routes"] = [{**route(file="echo", function="echo"), "batch": {"max_size": 16, "max_wait_ms": 2}}]
+    batched = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
+    assert batched.json()["payload"]["endpoint"]["routes"][0]["batch"] == {"max_size": 16, "max_wait_ms": 2.0}
+    form["routes"] = [{**route(file="echo", function="echo"), "batch": {"max_size": 0, "max_wait_ms": 0}}]
+    refused = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
+    assert [(f["field"], f["message"]) for f in refused.json()["fields"]] == [
+        ("routes.0.batch_max_size", "0 is less than 1 (allowed: 1 to 1024)")]
     form["routes"] = [route(file="missing", function="echo")]
     missing = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
     assert [f["field"] for f in missing.json()["fields"]] == ["routes.0.file"]
@@ -275,6 +282,10 @@ def test_session_cookies_are_signed_and_expire():
      "required param 'x' comes after an optional one"),
     ("route 1: verb: 'FETCH' is not one of GET, POST", "routes.0.verb", "'FETCH' is not one of GET, POST"),
     ("at least one route is required", "routes", "at least one route is required"),
+    ("route 1 (POST /p): batch.max_size: 2000 is more than 1024 (allowed: 1 to 1024)", "routes.0.batch_max_size",
+     "2000 is more than 1024 (allowed: 1 to 1024)"),
+    ("route 1 (POST /p): batch: a batched route needs at least one body param", "routes.0.batch",
+     "a batched route needs at least one body param"),
 ])
 def test_route_problems_map_to_form_fields(problem, field, message):
     raws = [{"verb": "POST", "path": "/predict"}, {"verb": "GET", "path": "/a: b"}]

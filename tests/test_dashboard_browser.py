@@ -308,6 +308,31 @@ def test_bad_default_value_shows_next_to_its_field_and_creates_nothing(browser, 
     ui.close()
 
 
+def test_the_batch_section_of_a_route_is_checked_and_reviewed(browser, control_plane):
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    fill_form(page, "batched")
+    route = page.locator("[data-route]").nth(0)
+    size = route.get_by_label("Max batch size")
+    assert size.is_disabled()  # only a batched route has batch settings
+    route.get_by_label("Batch requests", exact=False).check()
+    assert_labelled(page)
+    size.fill("2000")
+    page.get_by_role("button", name="Next").click()
+    error = route.locator('[data-error="batch_max_size"]')
+    error.wait_for()
+    assert error.inner_text() == "2000 is more than 1024 (allowed: 1 to 1024)"
+    assert size.get_attribute("aria-invalid") == "true"
+    size.fill("16")
+    route.get_by_label("Max wait (ms)").fill("5")
+    page.get_by_role("button", name="Next").click()
+    page.locator("#review").wait_for()
+    assert "Batched: up to 16 requests per call, waiting up to 5 ms to fill a batch" in page.locator("#review").inner_text()
+    assert control_plane.api("GET", "/api/jobs").json() == []
+    ui.close()
+
+
 def test_without_a_session_the_dashboard_says_how_to_sign_in(browser, control_plane):
     context = browser.new_context(viewport=WIDE)
     page = context.new_page()

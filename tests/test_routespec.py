@@ -114,3 +114,30 @@ def test_a_default_given_as_a_json_number_says_to_write_it_as_a_string():
     [problem] = problems(good(body=[{"name": "t", "type": "float", "optional": True, "default_value": 0.1}]))
     assert problem == ('route 1 (POST /predict): body[0].default_value: 0.1 is not a string: '
                        'write the Python literal as a string, e.g. "0.1"')
+
+
+@pytest.mark.parametrize("batch, message", [
+    ({"max_size": 2000}, "batch.max_size: 2000 is more than 1024 (allowed: 1 to 1024)"),
+    ({"max_size": 0}, "batch.max_size: 0 is less than 1 (allowed: 1 to 1024)"),
+    ({"max_size": 8, "max_wait_ms": 5000}, "batch.max_wait_ms: 5000 is more than 1000 (allowed: 0 to 1000)"),
+    ({"max_size": 8, "max_wait_ms": -1}, "batch.max_wait_ms: -1 is less than 0 (allowed: 0 to 1000)"),
+    ({"max_wait_ms": 5}, "batch.max_size: is required"),
+    ({"max_size": "8"}, "batch.max_size: '8' is not a whole number"),
+    ({"max_size": 8, "size": 1}, "batch: unknown field 'size' (allowed: max_size, max_wait_ms)"),
+    (32, 'batch: 32 is not an object like {"max_size": 32, "max_wait_ms": 5}'),
+], ids=["too-big", "zero", "wait-too-long", "negative-wait", "no-size", "string", "unknown-field", "not-object"])
+def test_batch_problems_name_the_route_and_the_limit(batch, message):
+    body = [{"name": "text", "type": "str"}]
+    assert problems(good(body=body, batch=batch)) == [f"route 1 (POST /predict): {message}"]
+
+
+def test_a_batched_route_round_trips_and_needs_a_param():
+    [route] = parse_routes([good(body=[{"name": "text", "type": "str"}], batch={"max_size": 32, "max_wait_ms": 5})])
+    assert (route.batch.max_size, route.batch.max_wait_ms) == (32, 5.0)
+    assert route.to_dict()["batch"] == {"max_size": 32, "max_wait_ms": 5.0}
+    assert parse_routes([route.to_dict()]) == [route]
+    assert "batch" not in parse_routes([good()])[0].to_dict()  # unbatched routes read as they always did
+    assert parse_routes([good(batch=None)])[0].batch is None
+    assert problems(good(batch={"max_size": 4})) == [
+        "route 1 (POST /predict): batch: a batched route needs at least one body param (each arrives as a list, one "
+        "item per request)"]

@@ -155,7 +155,7 @@ def test_user_exception_is_a_500_and_the_endpoint_keeps_serving(serve):
 
 
 def _metrics(ep):
-    return ep.get("/metrics").json()
+    return ep.get("/metrics", headers={"Accept": "application/json"}).json()  # the control plane's view
 
 
 def _wait_for(predicate, timeout=10.0):

@@ -16,7 +16,7 @@ PROTECTED = [
     ("POST", "/api/jobs/x/stop"), ("POST", "/api/jobs/x/start"), ("GET", "/api/jobs/x/wait?status=running"),
     ("GET", "/api/jobs/x/logs"), ("GET", "/api/jobs/x/logs/stream"), ("GET", "/api/jobs/x/metrics"),
     ("POST", "/api/uploads"), ("GET", "/api/models"), ("POST", "/api/models"), ("GET", "/api/models/x"),
-    ("DELETE", "/api/models/x"), ("GET", "/api/prices"),
+    ("DELETE", "/api/models/x"), ("GET", "/api/prices"), ("GET", "/api/prometheus/targets"),
 ]
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import RouteSpecError, UsageError
+from .limits import MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})  # the others take the template from the query string
@@ -29,6 +30,16 @@ PYTHON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool":
 # Served by the runtime itself on every endpoint.
 RESERVED_PATHS = ("/ping", "/docs", "/openapi.json", "/metrics")
 MAX_DEFAULT_LENGTH = 10_000  # a deeply nested literal can exhaust the parser; no real default is this long
+
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["max_size"],
+    "properties": {
+        "max_size": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE},
+        "max_wait_ms": {"type": "number", "minimum": 0, "maximum": MAX_BATCH_WAIT_MS, "default": 0},
+    },
+}
 
 PARAM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -55,6 +66,7 @@ ROUTE_SCHEMA: dict[str, Any] = {
         "function": {"type": "string", "minLength": 1},
         "positional": {"type": "boolean", "default": False},
         "body": {"type": "array", "items": PARAM_SCHEMA, "default": []},
+        "batch": {"oneOf": [{"type": "null"}, BATCH_SCHEMA]},
     },
 }
 
@@ -83,6 +95,17 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """A batched route: the function gets up to `max_size` requests at once, as one list per param."""
+
+    max_size: int
+    max_wait_ms: float = 0
+
+    def to_dict(self) -> dict:
+        return {"max_size": self.max_size, "max_wait_ms": self.max_wait_ms}
+
+
+@dataclass(frozen=True)
 class Route:
     verb: str
     path: str
@@ -90,6 +113,7 @@ class Route:
     function: str
     positional: bool = False
     body: tuple[Param, ...] = field(default_factory=tuple)
+    batch: Batch | None = None
 
     @property
     def label(self) -> str:
@@ -124,7 +148,7 @@ class Route:
         return {p.name: example_value(p) for p in self.body}
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "verb": self.verb,
             "path": self.path,
             "file": self.file,
@@ -132,6 +156,9 @@ class Route:
             "positional": self.positional,
             "body": [p.to_dict() for p in self.body],
         }
+        if self.batch is not None:  # absent rather than null, so unbatched routes read as they always did
+            data["batch"] = self.batch.to_dict()
+        return data
 
 
 _EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "list": []}
@@ -205,7 +232,8 @@ def _schema_problem(error) -> tuple[str, str]:
     if validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        names = {"string": "a string", "boolean": "true or false", "array": "a list", "object": "an object"}
+        names = {"string": "a string", "boolean": "true or false", "array": "a list", "object": "an object",
+                 "integer": "a whole number", "number": "a number"}
         if where.endswith(".default_value"):
             return where, f"{json.dumps(error.instance)} is not a string: write the Python literal as a string, e.g. \"{error.instance!r}\""
         return where, f"{error.instance!r} is not {names.get(expected, expected)}"
@@ -213,7 +241,32 @@ def _schema_problem(error) -> tuple[str, str]:
         return where, f"{error.instance!r} must start with '/' and use only URL path characters"
     if validator == "minLength":
         return where, "must not be empty"
+    if validator in ("minimum", "maximum"):
+        word = "less" if validator == "minimum" else "more"
+        return where, f"{error.instance!r} is {word} than {error.validator_value} (allowed: {_range(where)})"
+    if validator == "oneOf" and where == "batch":
+        return _batch_problem(error.instance)
     return where, error.message
+
+
+def _range(where: str) -> str:
+    bounds = BATCH_SCHEMA["properties"].get(where.rpartition(".")[2], {})
+    return f"{bounds.get('minimum')} to {bounds.get('maximum')}" if bounds else "see the route spec"
+
+
+def _batch_problem(batch: Any) -> tuple[str, str]:
+    """The batch field failed oneOf (null or an object): find the one thing wrong, in our words."""
+    from jsonschema import Draft202012Validator
+
+    if not isinstance(batch, dict):
+        return "batch", f"{batch!r} is not an object like {{\"max_size\": 32, \"max_wait_ms\": 5}}"
+    errors = sorted(Draft202012Validator(BATCH_SCHEMA).iter_errors(batch), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return "batch", "is not valid"
+    where, message = _schema_problem(errors[0])
+    if where == "route":
+        where = ""
+    return (f"batch.{where}" if where else "batch"), message
 
 
 def _route_label(index: int, raw: Any) -> str:
@@ -305,7 +358,12 @@ def _build_route(raw: dict, problem) -> Route | None:
         elif seen_optional and positional:
             problem(f"{where}: required param {name!r} comes after an optional one in a positional route")
         params.append(Param(name, p["type"], optional, default_value, default))
-    return Route(raw["verb"], raw["path"], raw["file"], function, positional, tuple(params))
+    batch = None
+    if raw.get("batch") is not None:
+        batch = Batch(int(raw["batch"]["max_size"]), float(raw["batch"].get("max_wait_ms", 0)))
+        if not params:  # the function learns how many requests it got from the length of its columns
+            problem("batch: a batched route needs at least one body param (each arrives as a list, one item per request)")
+    return Route(raw["verb"], raw["path"], raw["file"], function, positional, tuple(params), batch)
 
 
 def parse_route_json(text: str, index: int = 0) -> dict:

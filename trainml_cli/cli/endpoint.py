@@ -15,7 +15,8 @@ from ..runtime.config import (
     DEFAULT_TIMEOUT,
     RuntimeConfig,
 )
-from .params import ROUTE, validate_routes
+from ..limits import MAX_CONCURRENCY, MAX_QUEUE, cpu_count
+from .params import ROUTE, Limited, validate_routes
 
 
 @click.group()
@@ -29,11 +30,14 @@ def endpoint():
 @click.option("--route-file", type=click.Path(dir_okay=False), help="A JSON or YAML list of routes.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes, for CPU-bound code.")
-@click.option("--max-concurrency", default=DEFAULT_MAX_CONCURRENCY, show_default=True, type=click.IntRange(1),
-              help="Calls running at once, per worker.")
-@click.option("--max-queue", default=DEFAULT_MAX_QUEUE, show_default=True, type=click.IntRange(0),
-              help="Calls waiting, per worker; beyond it: 503 with Retry-After.")
+@click.option("--workers", default=1, show_default=True, type=Limited(1, cpu_count(), "this machine's CPUs"),
+              help="Processes, for CPU-bound code; at most one per CPU.")
+@click.option("--max-concurrency", default=DEFAULT_MAX_CONCURRENCY, show_default=True,
+              type=Limited(1, MAX_CONCURRENCY, "threads per worker"),
+              help="Calls (or batches) running at once, per worker; at most 1024.")
+@click.option("--max-queue", default=DEFAULT_MAX_QUEUE, show_default=True,
+              type=Limited(0, MAX_QUEUE, "requests waiting per worker"),
+              help="Requests waiting, per worker; beyond it: 503 with Retry-After. At most 1,000,000.")
 @click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds a call may run before the client gets 504 (time in the queue not counted).")
 @click.option("--max-body-size", default=DEFAULT_MAX_BODY_SIZE, show_default=True, type=click.IntRange(1),
@@ -47,6 +51,10 @@ def serve(model_dir, routes, route_file, host, port, workers, max_concurrency, m
     trainml endpoint serve --model-dir examples/sentiment --port 8000 \\
       --route '{"verb":"POST","path":"/predict","file":"predict","function":"predict",
                 "body":[{"name":"text","type":"str"}]}'
+
+    A route with "batch": {"max_size": 32, "max_wait_ms": 5} is batched: its function gets up to 32 requests
+    in one call, one list per param, and returns one result per request, in order. GET /metrics answers
+    Prometheus' text format, summed over all workers.
     """
     from ..runtime.server import serve as run
 

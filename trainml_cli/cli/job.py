@@ -10,7 +10,8 @@ from __future__ import annotations
 import click
 
 from .output import Output, duration, format_option, printable, when
-from .params import DATA, ENV, JOB, MODEL, ROUTE, model_source, refused, validate_routes
+from ..limits import MAX_CONCURRENCY, MAX_QUEUE
+from .params import DATA, ENV, JOB, MODEL, ROUTE, Limited, model_source, refused, validate_routes
 from .scaling import scaling_options, scaling_payload
 
 ACTIVE = ("new", "waiting for data/model download", "waiting for resources", "starting")
@@ -58,11 +59,13 @@ def create():
 @click.option("--gpu-type", "gpu_types", multiple=True, metavar="TYPE", help="Acceptable GPU type; repeatable.")
 @click.option("--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker (per replica on Ray).")
 @click.option("--cpu-count", metavar="N", type=click.IntRange(1), help="CPUs per replica. Local backend without "
-              "--replicas: the number of worker processes (as before replicas existed).")
+              "--replicas: the number of worker processes (as before replicas existed), at most the server's CPUs.")
 @click.option("--disk-size", type=click.IntRange(1), metavar="GB", help="Disk space in GB.")
 @click.option("--max-price", type=click.FloatRange(0), metavar="CREDITS", help="Highest price per hour to accept.")
-@click.option("--max-concurrency", metavar="N", type=click.IntRange(1), help="Calls served at once (then queued).")
-@click.option("--max-queue", metavar="N", type=click.IntRange(0), help="Calls queued before answering 503.")
+@click.option("--max-concurrency", metavar="N", type=Limited(1, MAX_CONCURRENCY, "threads per worker"),
+              help="Calls (or batches) served at once per worker, then queued; at most 1024.")
+@click.option("--max-queue", metavar="N", type=Limited(0, MAX_QUEUE, "requests waiting per worker"),
+              help="Requests queued per worker before answering 503; at most 1,000,000.")
 @click.option("--call-timeout", metavar="SECONDS", type=click.FloatRange(0, min_open=True),
               help="How long one call may run before the caller gets 504 (default 60).")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=300, show_default=True,
@@ -89,6 +92,9 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
     The endpoint runs in an environment of its own, built once with uv and shared by every job that asks for
     the same packages, when it names pip packages (--pip-packages), has a requirements.txt, or picks another
     --python; otherwise on the control plane's interpreter.
+
+    A route with "batch": {"max_size": 32, "max_wait_ms": 5} is batched: its function gets up to 32 requests
+    in one call, one list per param (text=[t1, t2, ...]), and returns one result per request, in order.
 
     Prints `Endpoint is running at: URL` and a curl command per route once the endpoint answers.
     """
@@ -430,7 +436,8 @@ def describe(job) -> list[tuple[str, object]]:
         fields.append(("Reason", lines if len(lines) > 1 else job.reason))
     fields += [
         ("URL", job.url or "-"),
-        ("Routes", [f"{r.label} -> {r.file}:{r.function}" for r in job_routes(job)] or "-"),
+        ("Routes", [f"{r.label} -> {r.file}:{r.function}" + (f" (batched, up to {r.batch.max_size})" if r.batch else "")
+                    for r in job_routes(job)] or "-"),
         ("Model", source.strip() or "-"),
         ("Resources", ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, [])) or "-"),
         ("Python", describe_environment(record.get("environment") or {})),

@@ -74,6 +74,27 @@ ROUTE = RouteParam()
 ENV = EnvParam()
 
 
+class Limited(click.ParamType):
+    """A whole number with a ceiling; past it, the message names the limit and why.
+
+    Not a click.IntRange: click would print the range in --help, and a ceiling set by this machine's CPU count
+    must not end up in the generated man pages.
+    """
+
+    name = "integer"
+
+    def __init__(self, low: int, high: int, why: str):
+        self.low = low
+        self.high = high
+        self.why = why
+
+    def convert(self, value, param, ctx):
+        number = click.IntRange(self.low).convert(value, param, ctx)
+        if number > self.high:
+            self.fail(f"{number} is more than {self.high:,} ({self.why})", param, ctx)
+        return number
+
+
 class JsonParam(click.ParamType):
     """`--data JSON`, `--data @file.json` or `--data -` (stdin); a syntax error shows where it broke."""
 

@@ -3,7 +3,8 @@
 import sys
 
 from ..errors import ModelCodeError, UsageError
-from .config import EXIT_LOAD_FAILED, config_from_args
+from ..launchspec import EXIT_LOAD_FAILED, EXIT_USAGE
+from .config import config_from_args
 from .server import serve
 
 
@@ -12,7 +13,7 @@ def main(argv=None) -> int:
         return serve(config_from_args(argv))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except ModelCodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOAD_FAILED

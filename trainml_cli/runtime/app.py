@@ -13,17 +13,20 @@ import enum
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from ..errors import ModelCodeError
+from .batching import Batcher
 from .binding import Binder, InvalidRequest
 from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
 from .limits import CallPool, CallTimeout, UserExit
 from .loader import load_routes
+from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, wants_json
 from .output import AccessLog, encode_result
 
 JSON = b"application/json"
@@ -49,7 +52,7 @@ class ClientGone(Exception):
 class Endpoint:
     """What a route needs per request, resolved once at start."""
 
-    __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body")
+    __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body", "batcher")
 
     def __init__(self, route, binder):
         self.route = route
@@ -58,6 +61,7 @@ class Endpoint:
         self.is_async = False
         self.label = route.label
         self.takes_body = route.takes_body
+        self.batcher = None  # a Batcher when the route is batched, once the code is loaded
 
 
 class EndpointApp:
@@ -77,10 +81,10 @@ class EndpointApp:
         self.docs = docs_page(document).encode()
         self.access_log: AccessLog | None = None
         self.started = time.time()
-        self.requests = 0
-        self.statuses: dict[int, int] = {}
-        self.latency_ms_sum = 0.0
+        metrics_dir = config.metrics_dir or tempfile.mkdtemp(prefix="trainml-metrics-")
+        self.metrics = Metrics(metrics_dir, gauges=lambda: (self.pool.admitted, self.pool.waiting))
         self.load_error: str | None = None
+        self.platform_error: str | None = None  # the machine refused something (threads); never a load failure
 
     def move(self, health: Health) -> None:
         if health not in _HEALTH_MOVES[self.health]:
@@ -101,12 +105,22 @@ class EndpointApp:
             if message["type"] == "lifespan.startup":
                 loop = asyncio.get_running_loop()
                 self.access_log = AccessLog(loop, sys.stdout, enabled=self.config.access_log)
-                self.pool.start(loop)
+                try:
+                    self.pool.start(loop)
+                except RuntimeError as exc:  # "can't start new thread": the machine's limit, not the model's fault
+                    self.platform_error = (
+                        f"the machine refused the endpoint's {self.pool.size} call threads ({exc}); "
+                        "lower --max-concurrency or raise the process's thread and memory limits"
+                    )
+                    await send({"type": "lifespan.startup.failed", "message": self.platform_error})
+                    return
+                self.metrics.start(loop)
                 # A daemon thread, not the loop's executor: a SIGTERM during a slow load must not wait for it.
                 threading.Thread(target=self._load, args=(loop,), name="load-model", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.pool.stop()
+                self.metrics.stop()
                 if self.access_log:
                     self.access_log.flush()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -128,6 +142,9 @@ class EndpointApp:
             endpoint = self.endpoints[(item.route.verb, item.route.path)]
             endpoint.function = item.function
             endpoint.is_async = item.is_async
+            if item.route.batch is not None:
+                endpoint.batcher = Batcher(item.route, item.function, item.is_async, encode_result, self.pool,
+                                           observe=self.metrics.batch)
         self.move(Health.READY)
         self._log(f"ready: {len(loaded)} route(s) from {self.root} (pid {os.getpid()})")
 
@@ -153,23 +170,21 @@ class EndpointApp:
         endpoint = self.endpoints.get((method, path))
         if endpoint is not None:
             status = await self.call(endpoint, scope, receive, send)
+            label = endpoint.label
         else:
-            status = await self.builtin(method, path, send)
+            status = await self.builtin(method, path, scope, send)
             if path in _UNRECORDED:
                 return  # health checks and metrics polls would drown the traffic they are there to watch
             if not path.isprintable():  # a decoded %0A must not forge access-log lines
                 path = path.encode("unicode_escape").decode()
-        self.record(method, path, status, start)
-
-    def record(self, method: str, path: str, status: int, start: float) -> None:
-        ms = (time.perf_counter() - start) * 1000.0
-        self.requests += 1
-        self.statuses[status] = self.statuses.get(status, 0) + 1
-        self.latency_ms_sum += ms
-        self.access_log.write(method, path, status, ms)
+            label = UNMATCHED
+        seconds = time.perf_counter() - start
+        self.metrics.request(label, status, seconds)
+        self.access_log.write(method, path, status, seconds * 1000.0)
 
     async def call(self, endpoint: Endpoint, scope, receive, send) -> int:
         if self.health is not Health.READY:
+            self.metrics.reject("loading")
             return await self.not_ready(send)
         pool = self.pool
         if endpoint.takes_body:
@@ -178,6 +193,7 @@ class EndpointApp:
                 return await self.too_large(send)
         # Decided before the body is read: a refusal must cost next to nothing.
         if not pool.try_admit():
+            self.metrics.reject("overloaded")
             return await send_json(send, 503, json.dumps(pool.overload_report()).encode(), _RETRY)
         try:
             if endpoint.takes_body:
@@ -186,6 +202,7 @@ class EndpointApp:
                 args, kwargs = endpoint.binder.bind_query(scope["query_string"])
         except InvalidRequest as exc:
             pool.release()
+            self.metrics.reject("invalid_request")
             body = {"error": "invalid_request", "message": str(exc), "detail": exc.errors}
             return await send_json(send, 422, json.dumps(body).encode())
         except BodyTooLarge:
@@ -194,7 +211,10 @@ class EndpointApp:
         except ClientGone:
             pool.release()
             return 499
-        future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, encode_result, endpoint.label)
+        if endpoint.batcher is not None:
+            future = endpoint.batcher.submit(args, kwargs)
+        else:
+            future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, encode_result, endpoint.label)
         try:
             payload, content_type = await future
         except CallTimeout:
@@ -210,14 +230,16 @@ class EndpointApp:
             return await send_json(send, 500, json.dumps(body).encode())
         return await send_json(send, 200, payload, content_type=content_type)
 
-    async def builtin(self, method: str, path: str, send) -> int:
+    async def builtin(self, method: str, path: str, scope, send) -> int:
         if path == "/ping":
             if self.health is Health.READY:
                 return await send_json(send, 200, b'{"status":"ready"}')
             return await send_json(send, 503, json.dumps({"status": self.health.value}).encode(), _RETRY)
         if method == "GET":
             if path == "/metrics":
-                return await send_json(send, 200, json.dumps(self.metrics()).encode())
+                if wants_json(scope):
+                    return await send_json(send, 200, json.dumps(self.summary()).encode())
+                return await send_json(send, 200, self.metrics.text(), content_type=PROMETHEUS_TEXT)
             if path == "/openapi.json":
                 return await send_json(send, 200, self.openapi)
             if path == "/docs":
@@ -237,22 +259,18 @@ class EndpointApp:
         return await send_json(send, 503, body, _RETRY)
 
     async def too_large(self, send) -> int:
+        self.metrics.reject("body_too_large")
         limit = self.config.max_body_size
         body = _error("body_too_large", f"request body is larger than the endpoint's limit of {limit} bytes (--max-body-size)")
         return await send_json(send, 413, body, [(b"connection", b"close")])
 
-    def metrics(self) -> dict:
+    def summary(self) -> dict:
+        """/metrics as JSON for the control plane: every worker's counts summed; the limits are per worker."""
         return {
             "pid": os.getpid(),
             "status": self.health.value,
             "uptime_s": round(time.time() - self.started, 3),
-            "requests": self.requests,
-            "responses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "errors": sum(v for k, v in self.statuses.items() if k >= 500 and k != 503),
-            "rejected": self.pool.rejected,
-            "latency_ms_sum": round(self.latency_ms_sum, 3),
-            "running": self.pool.running,
-            "waiting": self.pool.waiting,
+            **self.metrics.totals(),
             "max_concurrency": self.pool.size,
             "max_queue": self.pool.max_queue,
         }

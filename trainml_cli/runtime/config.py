@@ -1,23 +1,19 @@
-"""The endpoint runtime's settings and its command line, `python -m trainml_cli.runtime`.
+"""The endpoint runtime's settings, from its command line `python -m trainml_cli.runtime`.
 
-This command line is the contract between the control plane and the runtime: the supervisor launches it as a
-child process and never imports the runtime. `trainml endpoint serve` builds the same RuntimeConfig with click.
+The command line itself is defined once, in the shared leaf `launchspec.py` (LaunchSpec, its parser and the
+runtime's exit codes): the local backend launches it as a child process, the Ray backend sends the same
+arguments to `serve_entry.py` on its replicas, and this module turns them into a RuntimeConfig with the
+runtime's defaults. `trainml endpoint serve` builds the same RuntimeConfig with click.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 from dataclasses import dataclass, field
 
-# Defaults chosen for model code: a few calls at once (the GIL and the model's memory bound real parallelism),
-# a queue long enough to absorb bursts, and a timeout generous enough for a slow CPU prediction.
-DEFAULT_MAX_CONCURRENCY = 8
-DEFAULT_MAX_QUEUE = 64
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
-
-EXIT_LOAD_FAILED = 3  # the model code could not be loaded; restarting will not help
+from ..launchspec import (  # noqa: F401  (the defaults and exit codes, where the runtime's modules look for them)
+    DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE, DEFAULT_TIMEOUT, EXIT_LOAD_FAILED,
+    EXIT_PLATFORM_FAILED, LaunchSpec, parser,
+)
 
 
 @dataclass
@@ -33,59 +29,49 @@ class RuntimeConfig:
     timeout: float = DEFAULT_TIMEOUT
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     access_log: bool = True
+    metrics_dir: str | None = None  # shared by a worker group for prometheus_client's multiprocess files
 
     def to_args(self) -> list[str]:
         """Command-line arguments that rebuild this config in a worker process (routes go by file)."""
-        args = ["--model-dir", os.fspath(self.model_dir)]
-        args += ["--max-concurrency", str(self.max_concurrency), "--max-queue", str(self.max_queue)]
-        args += ["--timeout", str(self.timeout), "--max-body-size", str(self.max_body_size)]
-        if not self.access_log:
-            args.append("--no-access-log")
-        return args
+        spec = LaunchSpec(model_dir=self.model_dir, max_concurrency=self.max_concurrency, max_queue=self.max_queue,
+                          timeout=self.timeout, max_body_size=self.max_body_size, access_log=self.access_log,
+                          metrics_dir=self.metrics_dir or None)
+        return spec.to_argv()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m trainml_cli.runtime", description="Serve model code from route specs (the endpoint runtime)."
-    )
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--route", action="append", default=[], help="a route as JSON (repeatable)")
-    parser.add_argument("--route-file", help="a JSON or YAML list of routes")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--fd", type=int, default=None, help="serve on this inherited listening socket")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
-    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE)
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
-    parser.add_argument("--max-body-size", type=int, default=DEFAULT_MAX_BODY_SIZE)
-    parser.add_argument("--no-access-log", dest="access_log", action="store_false")
-    return parser
+build_parser = parser  # the runtime's command line (launchspec.parser)
 
 
 def config_from_args(argv: list[str] | None = None) -> RuntimeConfig:
     from ..errors import UsageError
     from ..routespec import parse_route_json, parse_routes, read_route_file
 
-    args = build_parser().parse_args(argv)
-    raws = [parse_route_json(text, i) for i, text in enumerate(args.route)]
-    if args.route_file:
-        raws += read_route_file(args.route_file)
+    spec = LaunchSpec.from_argv(argv)
+    given = {k: v for k, v in vars(spec).items() if v is not None and k not in ("routes", "route_file")}
+    config = RuntimeConfig(**given)  # the runtime's defaults for what the command line left out
+    raws = [parse_route_json(text, i) for i, text in enumerate(spec.routes)]
+    if spec.route_file:
+        raws += read_route_file(spec.route_file)
     for name in ("workers", "max_concurrency"):
-        if getattr(args, name) < 1:
+        if getattr(config, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.max_queue < 0 or args.timeout <= 0 or args.max_body_size < 1:
+    if config.max_queue < 0 or config.timeout <= 0 or config.max_body_size < 1:
         raise UsageError("--max-queue must be >= 0, --timeout and --max-body-size > 0")
-    return RuntimeConfig(
-        model_dir=args.model_dir,
-        routes=parse_routes(raws),
-        host=args.host,
-        port=args.port,
-        fd=args.fd,
-        workers=args.workers,
-        max_concurrency=args.max_concurrency,
-        max_queue=args.max_queue,
-        timeout=args.timeout,
-        max_body_size=args.max_body_size,
-        access_log=args.access_log,
-    )
+    problem = limit_problem(config.workers, config.max_concurrency, config.max_queue)
+    if problem:
+        raise UsageError(problem)
+    config.routes = parse_routes(raws)
+    return config
+
+
+def limit_problem(workers: int, max_concurrency: int, max_queue: int) -> str | None:
+    """What is past the machine's limits, as one line naming the option and the limit; None when all fit."""
+    from ..limits import MAX_CONCURRENCY, MAX_QUEUE, cpu_count
+
+    if workers > cpu_count():
+        return f"--workers: {workers} is more than this machine's {cpu_count()} CPUs"
+    if max_concurrency > MAX_CONCURRENCY:
+        return f"--max-concurrency: {max_concurrency} is more than {MAX_CONCURRENCY} (threads per worker)"
+    if max_queue > MAX_QUEUE:
+        return f"--max-queue: {max_queue} is more than {MAX_QUEUE:,} (requests waiting per worker)"
+    return None

@@ -32,7 +32,7 @@ class UserExit(Exception):
 class Call:
     """One admitted call: what to run, and where its outcome goes."""
 
-    __slots__ = ("fn", "args", "kwargs", "is_async", "encode", "future", "started", "done", "label", "timer")
+    __slots__ = ("fn", "args", "kwargs", "is_async", "encode", "future", "started", "done", "label", "timer", "queued")
 
     def __init__(self, fn, args, kwargs, is_async, encode, future, label):
         self.fn = fn
@@ -45,6 +45,7 @@ class Call:
         self.started = 0.0  # set by the worker thread when the call starts running
         self.done = False
         self.timer = None
+        # `queued` is set by a batcher only: when the call joined its queue (max_wait_ms counts from the oldest)
 
 
 class CallPool:
@@ -57,7 +58,9 @@ class CallPool:
         self.timeout = timeout
         self.admitted = 0  # running + waiting; touched only on the event loop
         self.rejected = 0
+        self.batched = False  # set when a batched route uses the pool: admission then counts batches
         self._busy = [False] * size
+        self._serving = [0] * size  # requests each thread is serving: 1 for a call, the batch's size for a batch
         self._queue: SimpleQueue = SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,7 +72,11 @@ class CallPool:
         self._loop = loop
         for index in range(self.size):
             thread = threading.Thread(target=self._work, args=(index,), name=f"call-{index}", daemon=True)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError:
+                self.stop()  # the threads already started end; the caller reports the failure
+                raise
             self._threads.append(thread)
 
     def stop(self) -> None:
@@ -82,14 +89,19 @@ class CallPool:
 
     @property
     def waiting(self) -> int:
-        return max(0, self.admitted - self.running)
+        return max(0, self.admitted - sum(self._serving))
 
     def try_admit(self) -> bool:
-        if self.admitted >= self.capacity:
+        if self.admitted >= self.capacity and not (self.batched and self._batch_room()):
             self.rejected += 1
             return False
         self.admitted += 1
         return True
+
+    def _batch_room(self) -> bool:
+        # A running batch serves many requests on one thread, so running + waiting may exceed the capacity
+        # counted in calls. What max_queue bounds is the requests still waiting: each free thread takes one more.
+        return self.admitted - sum(self._serving) < self.max_queue + self.size - sum(self._busy)
 
     def release(self) -> None:
         """Give back an admission that never reached a thread (bad body, client gone)."""
@@ -129,6 +141,14 @@ class CallPool:
         elif not call.future.done():
             call.future.set_exception(CallTimeout())
 
+    def arm(self, call: Call) -> None:
+        """Start the timeout clock's checks for a call queued outside `submit` (a batch's request)."""
+        call.timer = self._loop.call_later(self.timeout, self._check_timeout, call)
+
+    def put(self, work) -> None:
+        """Queue work for the threads: a Call, or anything with `run(index, pool)` (a batcher's turn)."""
+        self._queue.put(work)
+
     def _finish(self, call: Call, value: Any, error: BaseException | None) -> None:
         call.done = True
         self.admitted -= 1
@@ -146,12 +166,16 @@ class CallPool:
     # -- worker thread side ----------------------------------------------------------------------------------
 
     def _work(self, index: int) -> None:
-        queue, busy, loop = self._queue, self._busy, self._loop
+        queue, busy, serving, loop = self._queue, self._busy, self._serving, self._loop
         while True:
             call = queue.get()
             if call is None:
                 return
+            if call.__class__ is not Call:  # a batched route's turn: it takes its own queued requests
+                call.run(index, self)
+                continue
             busy[index] = True
+            serving[index] = 1
             call.started = time.monotonic()
             try:
                 if call.is_async:
@@ -167,4 +191,5 @@ class CallPool:
                 self._log(f"{call.label}: {type(exc).__name__}: {exc}\n{''.join(lines).rstrip()}")
             finally:
                 busy[index] = False
+                serving[index] = 0
             loop.call_soon_threadsafe(self._finish, call, value, error)

@@ -103,10 +103,12 @@ def _check_signature(route: Route, function: Callable) -> None:
         else:
             signature.bind(**{n: None for n in names})
     except TypeError as exc:
-        how = "positional" if route.positional else "keyword"
+        how = ("positional" if route.positional else "keyword") + " arguments"
+        if route.batch is not None:  # the same names arrive, each holding a list: one value per request
+            how += ", one list each (the route is batched)"
         raise ModelCodeError(
             f"route {route.label}: {route.function}{signature} cannot take the body params "
-            f"({', '.join(names) or 'none'}) as {how} arguments: {exc}"
+            f"({', '.join(names) or 'none'}) as {how}: {exc}"
         ) from None
 
 

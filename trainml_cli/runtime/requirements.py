@@ -10,4 +10,5 @@ RUNTIME_REQUIREMENTS = (
     "httptools>=0.5",
     "pydantic>=2.4",
     "jsonschema>=4",  # the route spec checks the route file at start, as every other part does
+    "prometheus_client>=0.17",  # /metrics, summed over worker processes
 )

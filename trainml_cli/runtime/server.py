@@ -10,15 +10,18 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from ..errors import UsageError
-from .config import EXIT_LOAD_FAILED, RuntimeConfig
+from .config import EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, RuntimeConfig
 from .loader import check_files, enter_model_dir
+from .metrics import mark_dead
 
 
 def serve(config: RuntimeConfig) -> int:
@@ -26,9 +29,16 @@ def serve(config: RuntimeConfig) -> int:
     root = enter_model_dir(config.model_dir)
     config.model_dir = str(root)  # workers start in this directory; a relative path would no longer resolve
     check_files(root, config.routes)
-    if config.workers > 1:
-        return _supervise_workers(config)
-    return _serve_one(config, root)
+    owned = None
+    if config.metrics_dir is None:  # the first process of a group makes the directory its workers share
+        config.metrics_dir = owned = tempfile.mkdtemp(prefix="trainml-metrics-")
+    try:
+        if config.workers > 1:
+            return _supervise_workers(config)
+        return _serve_one(config, root)
+    finally:
+        if owned:
+            shutil.rmtree(owned, ignore_errors=True)
 
 
 def _listening_socket(config: RuntimeConfig) -> socket.socket:
@@ -68,7 +78,14 @@ def _serve_one(config: RuntimeConfig, root) -> int:
     server = uvicorn.Server(uv_config)
     server_box.append(server)
     print(f"serving {len(config.routes)} route(s) on http://{host}:{port} (pid {os.getpid()})", flush=True)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits 3 on any startup failure; 3 is ours for "the model code did not load"
+        if app.health is Health.FAILED:
+            return EXIT_LOAD_FAILED
+        print(f"error: the endpoint could not start: {app.platform_error or 'the server failed to start'}",
+              file=sys.stderr, flush=True)
+        return EXIT_PLATFORM_FAILED
     if app.health is Health.FAILED:
         return EXIT_LOAD_FAILED
     print(f"stopped (pid {os.getpid()})", flush=True)
@@ -97,11 +114,12 @@ def _supervise_workers(config: RuntimeConfig) -> int:
             status = worker.poll()
             if status is None:
                 continue
-            if status == EXIT_LOAD_FAILED:
+            if status in (EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED):  # a new worker would fail the same way
                 stopping.append(0)
-                code = EXIT_LOAD_FAILED
+                code = status
                 break
             print(f"worker pid {worker.pid} exited with status {status}; starting a new one", flush=True)
+            mark_dead(worker.pid, config.metrics_dir)
             workers[index] = _start_worker(command, sock)
     for worker in workers:
         if worker.poll() is None:

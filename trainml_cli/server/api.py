@@ -17,7 +17,9 @@
                                                first line -> {logs, last, done}
     GET    /api/jobs/{job}/logs/stream?after=C       follow: NDJSON, one entry per line (or server-sent events
                                                with `Accept: text/event-stream`), until the job stops or fails
-    GET    /api/jobs/{job}/metrics             the endpoint's /metrics counters, for charts
+    GET    /api/jobs/{job}/metrics             the endpoint's /metrics counters (all its workers), for charts
+    GET    /api/prometheus/targets             Prometheus HTTP service discovery: every running endpoint's
+                                               /metrics (labels job_id, job_name) and the control plane's own
     POST   /api/models                         body: ModelCreate -> 201 model record (after fetching the code)
     GET    /api/models, GET|DELETE /api/models/{model}
     GET    /api/environments                   -> {environments, interpreters}

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import NotFound, ServerError, TrainMLError, Unauthorized, UsageError
 from ..settings import Settings
-from . import api
+from . import api, prometheus
 from . import resources as res
 from .auth import Authenticator, ensure_token
 from .environments import Environments
@@ -142,6 +142,8 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
     app.state.auth = Authenticator(ensure_token(settings.token_path))
     app.include_router(api.open_router)
     app.include_router(api.router)
+    app.include_router(prometheus.targets_router)
+    app.include_router(prometheus.metrics_router)
     _install_error_handlers(app)
     _install_dashboard(app)
     return app

@@ -18,6 +18,7 @@ import re
 
 from ..environment import check_environment, python_of_type
 from ..errors import UsageError
+from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from ..routespec import parse_routes
 from . import resources as res
 from . import sources
@@ -35,16 +36,19 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
         raise UsageError(f"type: {payload.get('type')!r} is not supported; this platform runs 'endpoint' jobs")
     endpoint = dict(payload.get("endpoint") or {})
     routes = parse_routes(endpoint.get("routes") or [])
-    for key in ("max_concurrency", "max_queue"):
+    for key, high, why in (("max_concurrency", MAX_CONCURRENCY, "threads per worker"),
+                           ("max_queue", MAX_QUEUE, "requests waiting per worker")):
         value = endpoint.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (key == "max_concurrency")):
             raise UsageError(f"endpoint.{key}: {value!r} must be a whole number of at least {int(key == 'max_concurrency')}")
+        if value is not None and value > high:
+            raise UsageError(f"endpoint.{key}: {value} is more than {high:,} ({why})")
     timeout = endpoint.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise UsageError(f"endpoint.timeout: {timeout!r} must be a positive number of seconds")
     resources = res.normalize(payload.get("resources"))
-    backend.check_resources(resources)  # what this backend can ever give (GPUs here, or nothing to check on Ray)
     scaling = _check_scaling(endpoint)
+    backend.check_resources(resources, scaling["replicas"])  # what this backend can ever give (GPUs, CPUs here)
     if getattr(backend, "name", "local") == "local" and (scaling["min_replicas"] or scaling["max_replicas"]):
         raise UsageError("endpoint.min_replicas: autoscaling needs the Ray backend (trainml server run --backend "
                          "ray); give replicas for a fixed number of local worker processes")

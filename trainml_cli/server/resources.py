@@ -6,7 +6,8 @@ GPUs are found with `nvidia-smi` when it is installed (limited to the control pl
 GPUs exclusively through `CUDA_VISIBLE_DEVICES` (UUIDs when known, so CUDA's device order does not matter); a
 job that asks for more GPUs than are free waits (`waiting for resources`) until another job releases them. A
 job whose `gpu_types` is `["cpu"]` (the local default) needs no GPU and gets `CUDA_VISIBLE_DEVICES=""`.
-CPUs are not reserved: `cpu_count` sets the endpoint's worker count.
+CPUs are not reserved: `cpu_count` sets the endpoint's worker count, at most this machine's CPU count
+(`check_workers`, asked by the local backend; on Ray `cpu_count` is per replica, placed by Ray).
 
 Price table, in credits per hour (trainML bills endpoints by run time, like its other jobs):
 
@@ -29,6 +30,16 @@ import subprocess
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..limits import cpu_count
+
+
+def check_workers(resources: dict, replicas: int | None = None) -> None:
+    """Local worker processes (replicas, else cpu_count) fit this machine: more than its CPUs only compete,
+    and take long to start and stop."""
+    if replicas is not None and replicas > cpu_count():
+        raise UsageError(f"endpoint.replicas: {replicas} is more than this machine's {cpu_count()} CPUs")
+    if replicas is None and resources["cpu_count"] > cpu_count():
+        raise UsageError(f"resources.cpu_count: {resources['cpu_count']} is more than this machine's {cpu_count()} CPUs")
 
 CPU_RATE = 0.01
 GPU_RATES = {

@@ -115,7 +115,7 @@ class Backend(Protocol):
     name: str
     builds_environments: bool  # True: the job service builds a local environment first and passes its python
 
-    def check_resources(self, resources: dict) -> None:
+    def check_resources(self, resources: dict, replicas: int | None = None) -> None:
         """Raise UsageError (422) for resources this backend can never give; nothing is created."""
 
     def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> Awaitable[list]:

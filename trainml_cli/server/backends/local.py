@@ -73,8 +73,9 @@ class LocalBackend:
     name: str = "local"
     builds_environments: bool = True
 
-    def check_resources(self, resources: dict) -> None:
+    def check_resources(self, resources: dict, replicas: int | None = None) -> None:
         self.pool.check(resources)
+        res.check_workers(resources, replicas)
 
     async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:
         if held is not None:  # an adopted endpoint runs on the GPUs it was given
@@ -277,7 +278,7 @@ class LocalEndpoint:
         kill_group(process.pid, signal.SIGKILL)
 
     async def metrics(self) -> dict | None:
-        status, body = await http_get(self.host, self.port, "/metrics", timeout=2.0)
+        status, body = await http_get(self.host, self.port, "/metrics?format=json", timeout=2.0)  # JSON, not Prometheus text
         if status != 200:
             return None
         try:

@@ -72,7 +72,7 @@ class RayBackend:
 
     # -- resources ----------------------------------------------------------------------------------------
 
-    def check_resources(self, resources: dict) -> None:
+    def check_resources(self, resources: dict, replicas: int | None = None) -> None:
         """Ray places replicas on the cluster; what it cannot place fails the job at the deploy deadline."""
 
     async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:

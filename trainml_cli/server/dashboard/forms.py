@@ -33,7 +33,7 @@ from .. import sources
 from ..models import check_name
 
 SOURCES = ("directory", "git", "trainml")
-_ROUTE_FIELD = re.compile(r"^(verb|path|file|function|positional|body)(?:\[(\d+)\](?:\.(\w+))?)?: (.*)$", re.S)
+_ROUTE_FIELD = re.compile(r"^(verb|path|file|function|positional|body|batch)(?:\[(\d+)\](?:\.(\w+))?|\.(\w+))?: (.*)$", re.S)
 _PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*(?:\[\d+\](?:\.[a-z_]+)?)?): (.*)$", re.S)
 
 
@@ -72,7 +72,9 @@ def route_fields(problem: str, raws: list) -> FieldError:
     found = _ROUTE_FIELD.match(rest)
     if not found:
         return FieldError(f"routes.{index}", rest)
-    part, param, attribute, message = found.groups()
+    part, param, attribute, batch_field, message = found.groups()
+    if part == "batch" and batch_field:  # batch.max_size -> the route's "batch_max_size" input
+        return FieldError(f"routes.{index}.batch_{batch_field}", message)
     if part != "body" or param is None:
         return FieldError(f"routes.{index}.{part}", message)
     return FieldError(f"routes.{index}.body.{param}.{attribute or 'param'}", message)

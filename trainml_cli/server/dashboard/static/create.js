@@ -65,6 +65,13 @@
     return Number.isFinite(n) ? n : text;
   }
 
+  function numberIn(input) {
+    const text = input.value.trim();
+    if (text === "") return null;
+    const n = Number(text);
+    return Number.isFinite(n) ? n : text;
+  }
+
   function collect() {
     const source = form.querySelector('input[name="source"]:checked').value;
     return {
@@ -97,6 +104,9 @@
           file: get("file").value.trim(),
           function: get("function").value.trim(),
           positional: get("positional").checked,
+          ...(get("batch").checked ? {
+            batch: { max_size: numberIn(get("batch_max_size")), max_wait_ms: numberIn(get("batch_max_wait_ms")) ?? 0 },
+          } : {}),
           body: [...route.querySelectorAll("[data-param]")].map((param) => {
             const item = (name) => param.querySelector(`[data-input="${name}"]`);
             const entry = { name: item("name").value.trim(), type: item("type").value };
@@ -243,7 +253,14 @@
       params.textContent = route.body.length
         ? route.body.map((p) => `${p.name}: ${p.type}` + (p.optional ? ` = ${p.default_value ?? "None"}` : "")).join(", ")
         : "No parameters";
-      block.append(head, how, params);
+      block.append(head, how);
+      if (route.batch) {
+        const batch = document.createElement("p");
+        batch.className = "muted";
+        batch.textContent = `Batched: up to ${route.batch.max_size} requests per call, waiting up to ${route.batch.max_wait_ms} ms to fill a batch`;
+        block.append(batch);
+      }
+      block.append(params);
       return block;
     }));
     form.hidden = true;
@@ -308,6 +325,15 @@
   });
 
   // Default Value applies to optional parameters only, as the route spec says.
+  // The batch settings apply to a batched route only.
+  routesBox.addEventListener("change", (event) => {
+    if (event.target.dataset.input !== "batch") return;
+    const route = event.target.closest("[data-route]");
+    for (const name of ["batch_max_size", "batch_max_wait_ms"]) {
+      route.querySelector(`[data-input="${name}"]`).disabled = !event.target.checked;
+    }
+  });
+
   routesBox.addEventListener("change", (event) => {
     if (event.target.dataset.input !== "optional") return;
     const input = event.target.closest("[data-param]").querySelector('[data-input="default_value"]');

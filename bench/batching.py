@@ -1,0 +1,89 @@
+"""Batching: a numpy MLP served four ways, at 64 connections, in one run.
+
+    python bench/batching.py [--seconds 10] [--rounds 1] [--only NAME,...]
+
+The model (bench/mlp/predict.py) reads about 19 MB of weights per call, whatever the batch size. Compared:
+our batched route (max_size 32) and our unbatched route, both with default settings (8 threads); our
+unbatched route with one thread (--max-concurrency 1, its best on one core: eight forward passes at once only
+evict each other's weights from the cache); LitServe with its own batching (max_batch_size 32, batch_timeout
+5 ms) and a hand-written FastAPI app. Each server runs on core 0 (with all its processes), wrk on core 1;
+BLAS uses one thread everywhere. Targets (issue 11): batched >= 2x our unbatched route and >= 4x LitServe's
+batching, p99 no worse than our unbatched route, no non-2xx answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+
+from harness import ROOT, free_port, require_wrk, server, wrk
+
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1"}
+BODY_PARAMS = [{"name": "x", "type": "list"}]
+CONNECTIONS = 64
+DRAIN_SECONDS = 3
+
+
+def route(function: str, batch: dict | None = None) -> dict:
+    spec = {"verb": "POST", "path": "/predict", "file": "predict", "function": function, "body": BODY_PARAMS}
+    if batch:
+        spec["batch"] = batch
+    return spec
+
+
+def servers(port: int) -> dict[str, tuple[list[str], str]]:
+    runtime = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir", str(ROOT / "bench" / "mlp"), "--port", str(port)]
+    return {
+        "trainml batched": (runtime + ["--route", json.dumps(route("predict_batch", {"max_size": 32}))], "/ping"),
+        "trainml unbatched": (runtime + ["--route", json.dumps(route("predict"))], "/ping"),
+        "unbatched 1 thread": (runtime + ["--route", json.dumps(route("predict")), "--max-concurrency", "1"], "/ping"),
+        "litserve batched": ([sys.executable, str(ROOT / "bench" / "mlp_litserve.py"), str(port)], "/health"),
+        "fastapi": ([sys.executable, "-m", "uvicorn", "bench.mlp_apps:app", "--port", str(port), "--log-level",
+                     "warning", "--no-access-log"], "/ping"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--only", help="comma-separated server names to run")
+    args = parser.parse_args()
+    require_wrk()
+    rng = random.Random(0)
+    body = json.dumps({"x": [round(rng.uniform(-1, 1), 3) for _ in range(256)]})
+    port = free_port()
+    chosen = servers(port)
+    if args.only:
+        chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
+    rounds = []
+    for number in range(args.rounds):
+        results = {}
+        for name, (command, ready) in chosen.items():
+            with server(command, port, ready_path=ready, env=ONE_THREAD):
+                url = f"http://127.0.0.1:{port}/predict"
+                wrk(url, body, CONNECTIONS, 2)  # warm up
+                # wrk closes its connections with requests still queued; a server finishes those first (none drops
+                # a queued call whose client left), so let it drain before the measured run.
+                time.sleep(DRAIN_SECONDS)
+                results[name] = wrk(url, body, CONNECTIONS, args.seconds)
+        rounds.append(results)
+        print(f"round {number + 1}: c={CONNECTIONS}, {args.seconds} s per server")
+        print(f"{'server':18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
+        for name, r in results.items():
+            print(f"{name:18} {r['rps']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non2xx']:8d} {r['socket_errors']:7d}")
+        ours = results.get("trainml batched")
+        if ours:
+            for name, r in results.items():
+                if name != "trainml batched":
+                    print(f"batched vs {name}: {ours['rps'] / r['rps']:.2f}x throughput, "
+                          f"p99 {ours['p99_ms']:.1f} ms vs {r['p99_ms']:.1f} ms")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
