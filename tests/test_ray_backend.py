@@ -48,7 +48,8 @@ class FakeHead:
         self.cpu = [1.0, 4.0]
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.port = str(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def add_foreign_app(self, name: str) -> None:
@@ -103,10 +104,11 @@ class FakeHead:
                 self.wfile.write(data)
 
             def _route(self, method: str):
-                head.auth.append(self.headers.get("Authorization"))
-                if head.token and self.headers.get("Authorization") != f"Bearer {head.token}":
-                    return self._send(401, {"error": "InvalidAuthToken"})
                 path, query = urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)
+                if path.startswith("/api/"):  # the dashboard's API needs the token; Serve's port does not
+                    head.auth.append(self.headers.get("Authorization"))
+                    if head.token and self.headers.get("Authorization") != f"Bearer {head.token}":
+                        return self._send(401, {"error": "InvalidAuthToken"})
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with head.lock:
@@ -132,6 +134,10 @@ class FakeHead:
                         return self._send(200, ("\n".join(LOG_LINES) + "\n").encode(), "text/plain")
                     if path == "/api/v0/logs/stream":
                         return self._send(200, b"", "text/plain")
+                    if path.startswith("/e/") and path.endswith("/ping"):  # Serve's proxy (the same port here)
+                        app = head.apps.get("ep-" + path.split("/")[2])
+                        running = app is not None and app["status"] == "RUNNING"
+                        return self._send(200 if running else 404, {"status": "ready"} if running else {})
                 return self._send(404, {"error": f"no {method} {path}"})
 
             def do_GET(self):
@@ -154,7 +160,7 @@ def head():
 
 
 def ray_plane(start_control_plane, head, *extra):
-    return start_control_plane("--backend", "ray", "--ray-address", head.url, "--ray-serve-port", "8123", *extra)
+    return start_control_plane("--backend", "ray", "--ray-address", head.url, "--ray-serve-port", head.port, *extra)
 
 
 def create(plane, name, model="echo", **endpoint):
@@ -184,14 +190,14 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     job = create(plane, "echo", endpoint={"replicas": 3, "max_concurrency": 4, "max_queue": 16},
                  resources={"cpu_count": 2}, environment={"env": [{"key": "GREETING", "value": "hi"}]})
     running = wait_status(plane, job["id"], "running")
-    assert running["url"] == f"http://127.0.0.1:8123/e/{job['id']}"
+    assert running["url"] == f"http://127.0.0.1:{head.port}/e/{job['id']}"
 
     apps = head.last_put()
     assert set(apps) == {"someone-else", f"ep-{job['id']}"}, "every other application is kept as it runs"
     app = apps[f"ep-{job['id']}"]
     assert app["route_prefix"] == f"/e/{job['id']}"
     assert app["import_path"] == "trainml_cli.runtime.serve_entry:build"
-    assert head.puts[-1]["http_options"] == {"host": "127.0.0.1", "port": 8123}
+    assert head.puts[-1]["http_options"] == {"host": "127.0.0.1", "port": int(head.port)}
     package = app["runtime_env"]["working_dir"]
     assert package.startswith("gcs://_ray_pkg_") and package.endswith(".zip")
     names = zipfile.ZipFile(io.BytesIO(head.packages[package[len("gcs://"):]])).namelist()

@@ -41,7 +41,9 @@ async def targets(request: Request) -> list[dict]:
             continue
         groups.append({
             "targets": [_address(job["url"])],
-            "labels": {"__metrics_path__": "/metrics", "component": "endpoint", "job_id": job["id"],
+            # A Ray Serve endpoint answers under its route prefix (/e/ID), a local one at its root.
+            "labels": {"__metrics_path__": urlsplit(job["url"]).path + "/metrics", "component": "endpoint",
+                       "job_id": job["id"],
                        "job_name": job["name"]},
         })
     return groups

@@ -1,7 +1,7 @@
 """The local backend: runs each endpoint as its own process group on this machine, watches it, restarts it,
 stops it, and hands out this machine's GPUs.
 
-The endpoint is the runtime's command line (see runtime/config.py), never an import:
+The endpoint is the runtime's command line (launchspec.LaunchSpec.to_argv), never an import:
 
     python -m trainml_cli.runtime --model-dir DIR --route-file ROUTES --fd FD --workers N ...
 

@@ -244,8 +244,13 @@ class RayEndpoint:
             status, message = rayapps.job_status(app)
             self.logs.follow(rayapps.replicas(app))
             if status == "running" and not running:
-                running = True
-                self.listener.ready()
+                # Serve says RUNNING before its proxies route the prefix: running means callers get answers.
+                if await self._answers():
+                    running = True
+                    self.listener.ready()
+                elif time.monotonic() > deadline:
+                    return Outcome(True, f"Ray Serve runs application {self.name}, but {self.url}/ping did not "
+                                         f"answer within {timeout:g}s")
             elif status == "failed":
                 return Outcome(True, _failure(message))
             elif status == "stopped" and running:  # deleted behind our back: deploy it again
@@ -277,6 +282,11 @@ class RayEndpoint:
                  f"{options['autoscaling_config']['min_replicas']}-{options['autoscaling_config']['max_replicas']} "
                  "replicas (autoscaled)")
         self.listener.event(f"deployed Ray Serve application {self.name} ({scale}) at {self.url}")
+
+    async def _answers(self) -> bool:
+        parts = urlsplit(self.url)
+        status, _ = await http_get(parts.hostname, parts.port, parts.path + "/ping", timeout=2.0)
+        return status == 200
 
     async def metrics(self) -> dict | None:
         """The counters of one replica (whichever the proxy picks), as the local backend's /metrics gives."""
