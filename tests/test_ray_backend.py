@@ -312,3 +312,9 @@ def test_usage_errors_for_backend_and_replica_options(control_plane, tmp_path):
         "endpoint": {"routes": [route()], "min_replicas": 1, "max_replicas": 3}})
     assert answer.status_code == 422 and "autoscaling needs the Ray backend" in answer.json()["message"]
     assert control_plane.api("GET", "/api/jobs").json() == []
+
+
+def test_the_control_plane_never_imports_ray():
+    code = ("import sys, trainml_cli.server.app, trainml_cli.server.backends.ray, trainml_cli.server.backends.rayapps; "
+            "sys.exit('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
