@@ -251,3 +251,20 @@ def test_pip_packages_become_the_applications_runtime_env(cluster, start_control
     assert result.returncode == 0, result.stderr + result.stdout
     url = json.loads(result.stdout)["url"]
     assert requests.get(url + "/version", timeout=10).json() == {"tabulate": "0.8.10"}
+
+
+def test_overload_answers_503_with_retry_after_through_serve(cluster, start_control_plane):
+    from concurrent.futures import ThreadPoolExecutor
+
+    plane = start_control_plane(*cluster.plane_args())
+    sleep_route = json.dumps({"verb": "POST", "path": "/sleep", "file": "predict", "function": "sleep",
+                              "body": [{"name": "seconds", "type": "float"}]})
+    result = create(plane, "busy", "--max-concurrency", "1", "--max-queue", "1", model="blocking", route=sleep_route)
+    assert result.returncode == 0, result.stderr + result.stdout
+    url = json.loads(result.stdout)["url"] + "/sleep"
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: requests.post(url, json={"seconds": 1.5}, timeout=60), range(12)))
+    codes = sorted(a.status_code for a in answers)
+    assert 200 in codes and 503 in codes, codes
+    assert set(codes) <= {200, 503}, codes
+    assert all(a.headers.get("Retry-After") for a in answers if a.status_code == 503)
