@@ -35,6 +35,7 @@ from .logs import LogBook
 from .models import Models
 from .sources import Uploads
 from .store import Store
+from .vault import Vault
 from .supervisor import STOP_GRACE, UNRESPONSIVE_AFTER, Policy
 
 log = logging.getLogger("trainml.server")
@@ -70,8 +71,10 @@ class Platform:
         self.uploads.collect_garbage()
         self.models = Models(self.store, settings.models_dir, self.uploads)
         self.environments = Environments(settings.envs_dir, Interpreters(options.python), settings.uv_cache_dir)
+        self.vault = Vault(settings.home / "secrets")
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
-                         self.environments, host=settings.host, python=options.python, policy=options.policy)
+                         self.environments, host=settings.host, python=options.python, policy=options.policy,
+                         vault=self.vault)
 
     async def close(self, detach: bool = False) -> None:
         await self.jobs.shutdown(detach=detach)
