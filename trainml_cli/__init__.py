@@ -5,6 +5,7 @@ The SDK is imported on first use so that `import trainml_cli` stays cheap for th
 """
 
 from .errors import (
+    Ambiguous,
     Conflict,
     JobFailed,
     ModelCodeError,
@@ -30,6 +31,7 @@ __all__ = [
     "RouteSpecError",
     "NotFound",
     "Conflict",
+    "Ambiguous",
     "Unauthorized",
     "ServerError",
     "Unavailable",

@@ -150,8 +150,9 @@ def main(argv=None) -> int:
             traceback.print_exc()
         error(str(exc))
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort as exc:
+        # Ctrl-C reaches us as Abort (click wraps KeyboardInterrupt) or bare: the same word either way.
+        click.echo("Interrupted." if isinstance(exc.__cause__, KeyboardInterrupt) else "Aborted.", err=True)
         return 130
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

@@ -95,10 +95,11 @@ def validate_routes(route_values, route_file=None) -> list:
 
     raws = list(route_values or ())
     if route_file:
-        raws += read_route_file(route_file)
-    if not raws:
-        if route_file:
+        from_file = read_route_file(route_file)
+        if not from_file:  # a 0-byte file, an empty YAML document and `[]` alike
             raise click.UsageError(f"route file {route_file} holds no routes")
+        raws += from_file
+    if not raws:
         raise click.UsageError("give at least one --route or a --route-file")
     return parse_routes(raws)
 

@@ -186,7 +186,8 @@ class Job:
         labels = ", ".join(r.label for r in routes) or "none"
         if not found:
             raise UsageError(f"job {self.name} has no route {text!r} (its routes: {labels})")
-        raise UsageError(f"{wanted_path} has several verbs ({', '.join(r.verb for r in found)}); give one, e.g. 'POST {wanted_path}'")
+        raise UsageError(f"{wanted_path} has several verbs ({', '.join(r.verb for r in found)}); give one, "
+                         f"e.g. '{found[0].verb} {wanted_path}'")
 
 
 def _call(http, url: str, route, data: dict) -> Any:

@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import Conflict, NotFound, TrainMLError, UsageError
+from ..errors import Ambiguous, Conflict, NotFound, TrainMLError, UsageError
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
 from . import sources
@@ -101,7 +101,7 @@ class Jobs:
             raise NotFound(f"job {ref!r} not found (see the job list)")
         if len(rows) > 1:
             ids = ", ".join(r["id"] for r in rows)
-            raise Conflict(f"{len(rows)} jobs are named {ref!r}; use an id: {ids}", details=[r["id"] for r in rows])
+            raise Ambiguous(f"{len(rows)} jobs are named {ref!r}; use an id: {ids}", details=[r["id"] for r in rows])
         return rows[0]
 
     def record(self, row: dict) -> dict:
