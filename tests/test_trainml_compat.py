@@ -135,6 +135,12 @@ def test_trainml_cli_example_with_a_git_uri_a_commit_sha_and_a_positional_route(
         assert result.returncode == 0, result.stderr
         assert call(env, name, "/predict", {"text": "hi"}) == {"version": version, "text": "hi"}
         assert run_cli(env, "job", "remove", "--force", name)[0] == 0
+    # A branch whose name looks like a commit is still found.
+    subprocess.run(["git", "-C", str(repo), "branch", "cafe1234", first], check=True)
+    assert trainml(env, "job", "create", "endpoint", "git-hexbranch", "--git-uri", str(repo), "--git-ref", "cafe1234",
+                   "--route", route).returncode == 0
+    assert call(env, "git-hexbranch", "/predict", {"text": "x"})["version"] == 1
+    assert run_cli(env, "job", "remove", "--force", "git-hexbranch")[0] == 0
     code, _, err = run_cli(env, "job", "create", "endpoint", "git-bad", "--git-uri", str(repo), "--git-ref", "deadbeef1",
                            "--route", route)
     assert code == 1 and "commit deadbeef1 not found" in err
@@ -164,6 +170,22 @@ def test_model_create_name_path_source_rename_and_use(env, tmp_path):
     assert run_cli(env, "job", "remove", "--force", "from-model")[0] == 0
     for name in ("m-renamed", "m-git"):
         assert run_cli(env, "model", "remove", name)[0] == 0
+
+
+def test_readme_env_threshold_example_changes_what_the_example_model_answers(env):
+    sentiment = str(ROOT / "examples" / "sentiment")
+    assert run_cli(env, "model", "create", "sentiment-v1", sentiment)[0] == 0
+    routes = str(ROOT / "examples" / "sentiment" / "routes.json")
+    for name, extra in (("s-default", []), ("s-strict", ["--env", "THRESHOLD=100"])):
+        code, _, err = run_cli(env, "job", "create", "endpoint", name, "--model-id", "sentiment-v1",
+                               "--route-file", routes, *extra)
+        assert code == 0, err
+    assert call(env, "s-default", "/predict", {"text": "I loved this movie"})["label"] == "positive"
+    assert call(env, "s-strict", "/predict", {"text": "I loved this movie"})["label"] == "neutral"
+    assert call(env, "s-strict", "/predict", {"text": "I loved this movie", "threshold": 0})["label"] == "positive"
+    for name in ("s-default", "s-strict"):
+        assert run_cli(env, "job", "remove", "--force", name)[0] == 0
+    assert run_cli(env, "model", "remove", "sentiment-v1")[0] == 0
 
 
 def test_secret_is_injected_and_never_shown(env, plane):
