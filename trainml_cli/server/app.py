@@ -36,14 +36,15 @@ from .models import Models
 from .sources import Uploads
 from .store import Store
 from .vault import Vault
-from .supervisor import STOP_GRACE, UNRESPONSIVE_AFTER, Policy
+from ..serveroptions import STOP_GRACE, UNRESPONSIVE_AFTER
+from .supervisor import Policy
 
 log = logging.getLogger("trainml.server")
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """What `trainml server run` decides beyond Settings."""
+    """What `trainml server run` decides beyond Settings: one field per row of serveroptions.OPTIONS."""
 
     gpus: Optional[str] = None  # declared GPUs ("none", "0:rtx3090,1:rtx3090"); None: ask nvidia-smi
     python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
