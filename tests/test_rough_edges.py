@@ -201,3 +201,27 @@ def test_an_api_url_whose_host_does_not_resolve_says_so(tmp_path):
                            "http://no-such-host.invalid:8080", "job", "list")
     assert code == 1 and "Error: cannot resolve no-such-host.invalid" in err
     assert time.monotonic() - started < 20  # no retries for a name that will not resolve
+
+
+def test_server_options_are_defined_once_for_click_argparse_and_restart(tmp_path):
+    from trainml_cli.server.__main__ import build_parser
+    from trainml_cli.serveroptions import OPTIONS, option_fields
+
+    code, out, err = offline("--home", str(tmp_path), "server", "install", "--print", "--stop-grace", "2.5",
+                             "--gpus", "0:rtx3090", "--unresponsive-after", "7", tmp_home=tmp_path)
+    assert code == 0, err
+    command = shlex.split(next(line for line in out.splitlines() if line.startswith("ExecStart=")))
+    argv = command[command.index("trainml_cli.server") + 1:]
+    parsed = vars(build_parser().parse_args(argv))  # what the unit starts reads back what was asked
+    assert (parsed["stop_grace"], parsed["gpus"], parsed["unresponsive_after"], parsed["port"]) == \
+        (2.5, "0:rtx3090", 7.0, 0)
+    code, out, _ = offline("server", "run", "--help", tmp_home=tmp_path)
+    assert all(option.flag in out for option in OPTIONS)
+    assert option_fields() == ["gpus", "python", "stop_grace", "unresponsive_after"]
+
+
+def test_short_debug_flag_shows_the_traceback_but_job_call_d_is_data(env):
+    code, _, err = run_cli(env, "-d", "job", "get", "no-such-job-d")
+    assert code == 1 and "Traceback (most recent call last)" in err
+    code, _, err = run_cli(env, "job", "call", "no-such-job-d", "/p", "-d", "{}")
+    assert code == 1 and "Traceback" not in err
