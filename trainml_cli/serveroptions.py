@@ -2,17 +2,20 @@
 `python -m trainml_cli.server` (argparse), the command line `server restart` starts again, and `ServerOptions`
 are all built from the table below. Adding an option is adding a row.
 
-A leaf (standard library only), so the CLI builds its options without importing the server stack.
+A leaf (the standard library and settings.py only), so the CLI builds its options without importing the server stack.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Optional
+
+from .settings import Settings
 
 STOP_GRACE = 10.0  # seconds endpoints get to finish their calls when stopped, before SIGKILL
 UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
+_SETTINGS = {f.name: f.default for f in fields(Settings)}  # --host and --port default to what Settings says
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,8 @@ class ServerOption:
 
 
 OPTIONS: tuple[ServerOption, ...] = (
-    ServerOption("--host", str, "127.0.0.1", "Address to listen on.", setting=True),
-    ServerOption("--port", int, 0, "Port to listen on; 0 picks a free one (recorded in TRAINML_HOME/server.json).",
+    ServerOption("--host", str, _SETTINGS["host"], "Address to listen on.", setting=True),
+    ServerOption("--port", int, _SETTINGS["port"], "Port to listen on; 0 picks a free one (recorded in TRAINML_HOME/server.json).",
                  low=0, high=65535, setting=True),
     ServerOption("--gpus", str, None, "GPUs jobs may use: 'none' or INDEX:TYPE,... (default: ask nvidia-smi).",
                  metavar="SPEC", env="TRAINML_GPUS"),

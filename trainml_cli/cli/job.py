@@ -10,7 +10,8 @@ from __future__ import annotations
 import click
 
 from .output import Output, duration, format_option, printable, when
-from ..hints import failure_headline, shell_quote
+from ..hints import shell_quote
+from ..states import JobStatus
 from .params import (CREDENTIAL_KINDS, DATA, ENV, FINITE_PRICE, JOB, MODEL, ROUTE, SECONDS, SECRET, model_source,
                      refused, validate_routes)
 
@@ -370,7 +371,6 @@ async def wait_running(job, out: Output, timeout: float) -> None:
     """Wait (the SDK's long-poll) until `job` is running, with its live status on screen; JobFailed (with the
     reason and last log lines, from the SDK) or WaitTimeout otherwise."""
     from ..errors import Conflict, WaitTimeout
-    from ..states import JobStatus
 
     name = shell_quote(job.name)
     with out.progress(f"{job.name}: {job.status}") as progress:
@@ -390,19 +390,21 @@ async def wait_running(job, out: Output, timeout: float) -> None:
 
 
 async def follow_logs(job, out: Output, *, tail=None, follow=True, timestamps=False) -> None:
-    async for entry in job.logs(follow=follow, tail=tail):
+    """Print the job's log (the last `tail` lines); with `follow`, the SDK's attach: new lines until the job
+    stops, JobFailed if it failed, nothing more if it was removed meanwhile."""
+    def show(entry: dict) -> None:
         if out.json_mode:
             out.json_line(entry)
         elif timestamps:
             out.line(printable(f"{entry.get('time', '')} {entry.get('stream', '')} {entry.get('message', '')}"))
         else:
             out.line(printable(entry.get("message", "")))
-    if follow:
-        await job.refresh()
-        if job.status == "failed":
-            from ..errors import JobFailed
 
-            raise JobFailed(f"job {job.name} failed: {failure_headline(job.reason)}")
+    if follow:
+        await job.attach(callback=show, tail=tail)
+        return
+    async for entry in job.logs(tail=tail):
+        show(entry)
 
 
 def job_routes(job) -> list:

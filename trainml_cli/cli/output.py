@@ -21,18 +21,20 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import click
 
+from ..states import JobStatus
+
 FORMATS = ("text", "json")
 
 # Colour hints for statuses on a terminal; anything absent stays plain.
 STATUS_STYLES = {
-    "running": "green",
-    "failed": "bold red",
-    "stopped": "dim",
-    "stopping": "yellow",
-    "starting": "cyan",
-    "new": "cyan",
-    "waiting for data/model download": "cyan",
-    "waiting for resources": "cyan",
+    JobStatus.RUNNING.value: "green",
+    JobStatus.FAILED.value: "bold red",
+    JobStatus.STOPPED.value: "dim",
+    JobStatus.STOPPING.value: "yellow",
+    JobStatus.STARTING.value: "cyan",
+    JobStatus.NEW.value: "cyan",
+    JobStatus.WAITING_DOWNLOAD.value: "cyan",
+    JobStatus.WAITING_RESOURCES.value: "cyan",
 }
 
 

@@ -223,13 +223,14 @@ class Jobs:
     def __init__(self, client):
         self._client = client
 
-    async def create(self, name: str, type: str = "endpoint", gpu_type: str | None = None,
-                     gpu_types: list[str] | None = None, gpu_count: int | None = None, cpu_count: int | None = None,
-                     disk_size: int | None = None, max_price: float | None = None, *, model: dict,
-                     endpoint: dict, environment: dict | None = None, resources: dict | None = None,
+    async def create(self, name: str, type: str = "endpoint", gpu_types: list[str] | str | None = None,
+                     gpu_count: int | None = None, cpu_count: int | None = None, disk_size: int | None = None,
+                     max_price: float | None = None, *, model: dict, endpoint: dict,
+                     environment: dict | None = None, resources: dict | None = None, gpu_type: str | None = None,
                      python: str | None = None, wait: bool = False, data: dict | None = None,
                      workers: list | None = None, **unsupported) -> Job:
-        """Create an endpoint job, with trainML's signature: `gpu_type`/`gpu_types`, `gpu_count`,
+        """Create an endpoint job, with trainML's signature (positional as trainML's: name, type, gpu_types,
+        gpu_count, cpu_count, disk_size, max_price): `gpu_types` (or older trainML's `gpu_type`), `gpu_count`,
         `cpu_count`, `disk_size`, `max_price` (or the same as `resources={...}`); `model`: {source_type:
         local|git|trainml, source_uri, git_ref?}; `endpoint`: {routes, max_concurrency?, max_queue?, timeout?};
         `environment`: {env: [{key, value}], packages: {pip: [...]}, requirements?, python?, type?, secrets:
@@ -242,7 +243,7 @@ class Jobs:
         for key, value in (("gpu_types", gpu_types), ("gpu_count", gpu_count), ("cpu_count", cpu_count),
                            ("disk_size", disk_size), ("max_price", max_price)):
             if value is not None:
-                resources[key] = list(value) if key == "gpu_types" and not isinstance(value, str) else value
+                resources[key] = ([value] if isinstance(value, str) else list(value)) if key == "gpu_types" else value
         environment = dict(environment or {})
         if python is not None:
             environment["python"] = python
