@@ -20,9 +20,9 @@ from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 from ..environment import check_environment, check_requirements_file
-from ..hints import failure_headline, failure_message, shell_quote
-from ..errors import Conflict, JobFailed, NotFound, TrainMLError, Unavailable, UsageError, WaitTimeout
 from ..credentials import credential_env
+from ..errors import Conflict, JobFailed, NotFound, TrainMLError, Unavailable, UsageError, WaitTimeout
+from ..hints import failure_headline, failure_message, shell_quote
 from ..routespec import check_route_files, parse_routes
 from ..states import STATUSES, JobStatus
 
@@ -247,8 +247,7 @@ class Jobs:
         environment = dict(environment or {})
         if python is not None:
             environment["python"] = python
-        kinds = environment.pop("worker_key_types", None) or []
-        kinds += environment.pop("credentials", None) or []
+        kinds = [*(environment.pop("worker_key_types", None) or []), *(environment.pop("credentials", None) or [])]
         if kinds:  # the user's own credential files, found here, handed over by path (credentials.py)
             environment["env"] = list(environment.get("env") or []) + credential_env(kinds, "environment.worker_key_types")
         check_environment(environment)  # refused packages and malformed requirements, before anything is sent

@@ -340,21 +340,28 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
         message = "\n".join(line for line in lines if not line.startswith(("Cloning into", "remote: "))) or f"exit code {code}"
         raise UsageError(f"git clone {redact_uri(uri)}{' --branch ' + ref if ref else ''} failed: {message}")
     if by_commit:
-        output = ""
+        first_error = ""
         for candidate in (ref, f"origin/{ref}"):  # a commit (or tag); else a branch whose name looks like one
             checkout = await asyncio.create_subprocess_exec(
                 "git", "-C", str(partial), "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach",
                 f"{candidate}^{{commit}}", "--", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, env=env,
             )
-            output = output or (await checkout.communicate())[0].decode(errors="replace").strip()
-            await checkout.wait()
+            try:
+                output = (await checkout.communicate())[0].decode(errors="replace").strip()
+            except asyncio.CancelledError:  # the job was stopped or removed: leave nothing behind
+                if checkout.returncode is None:
+                    checkout.kill()
+                    await checkout.wait()
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
             if checkout.returncode == 0:
                 break
+            first_error = first_error or output
         else:
             shutil.rmtree(partial, ignore_errors=True)
-            raise UsageError(f"git clone {redact_uri(uri)}: commit {ref} not found in the repository "
-                             f"({redact(output.splitlines()[0]) if output else 'git checkout failed'})")
+            reason = redact(first_error.splitlines()[0]) if first_error else "git checkout failed"
+            raise UsageError(f"git clone {redact_uri(uri)}: commit {ref} not found in the repository ({reason})")
         on_line(f"$ git checkout --detach {ref}")
     rev = await asyncio.create_subprocess_exec(
         "git", "-C", str(partial), "rev-parse", "HEAD", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
