@@ -157,6 +157,8 @@ class Jobs:
         secrets_asked = (payload.get("environment") or {}).get("secrets")
         spec["environment"]["secrets"] = self.vault.check(secrets_asked) if self.vault else []
         job_id, now = new_id(), time.time()
+        while self.store.jobs_named(job_id) or self.store.job(job_id):  # an id must not hide a job's name either
+            job_id = new_id()
         workdir = self.workdir(job_id)
         workdir.mkdir(parents=True)
         routes = parse_routes(spec["endpoint"]["routes"])
