@@ -13,62 +13,46 @@ import click
 
 from .output import Output, format_option
 
-_server_options = [
-    click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
-    click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-                 help="Port to listen on; 0 picks a free one (recorded in TRAINML_HOME/server.json)."),
-    click.option("--gpus", envvar="TRAINML_GPUS", metavar="SPEC",
-                 help="GPUs jobs may use: 'none' or INDEX:TYPE,... (default: ask nvidia-smi)."),
-    click.option("--python", "python", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
-                 help="Python interpreter that runs endpoints, e.g. a venv with your models' packages."),
-    click.option("--stop-grace", type=click.FloatRange(0), default=10, show_default=True, metavar="SECONDS",
-                 help="Time endpoints get to finish their calls when stopped, before they are killed."),
-    click.option("--unresponsive-after", type=click.FloatRange(1), default=30, show_default=True, metavar="SECONDS",
-                 help="Restart a running endpoint that has not answered /ping for this long."),
-]
-
-
-# Where endpoints run. Kept apart from the options above: they travel as **backend to `_backend_args`.
-_backend_options = [
-    click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                 help="Where endpoints run: processes on this machine, or a Ray Serve cluster (see --ray-address)."),
-    click.option("--ray-address", metavar="URL",
-                 help="The Ray head's dashboard, http://HEAD:8265 (--backend ray). Never expose that port."),
-    click.option("--ray-token-file", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
-                 help="File holding the Ray cluster's auth token (RAY_AUTH_MODE=token), sent as a Bearer token."),
-    click.option("--ray-serve-host", default="127.0.0.1", show_default=True,
-                 help="Where Ray Serve's HTTP proxies listen (set when Serve first starts on the cluster)."),
-    click.option("--ray-serve-port", type=click.IntRange(1, 65535), default=8000, show_default=True,
-                 help="Ray Serve's HTTP port; job URLs are http://SERVE_HOST:PORT/e/JOB_ID."),
-    click.option("--ray-deploy-timeout", type=click.FloatRange(1), default=120, show_default=True, metavar="SECONDS",
-                 help="A Ray Serve deploy not running after this long fails the job, saying why."),
-]
+def _click_option(option):
+    """One row of serveroptions.OPTIONS as a click option."""
+    if option.choices:
+        kind = click.Choice(option.choices)
+    elif option.existing_file:
+        kind = click.Path(exists=True, dir_okay=False)
+    elif option.kind is int:
+        kind = click.IntRange(option.low, option.high)
+    elif option.kind is float:
+        kind = click.FloatRange(option.low, option.high)
+    else:
+        kind = str
+    return click.option(option.flag, option.dest, type=kind, default=option.default, envvar=option.env,
+                        show_default=option.default is not None, metavar=option.metavar, help=option.help)
 
 
 def server_options(function):
-    for option in reversed(_server_options + _backend_options):
-        function = option(function)
+    """Every control plane option (serveroptions.OPTIONS, defined once), passed to the command as **options."""
+    from ..serveroptions import OPTIONS
+
+    for option in reversed(OPTIONS):
+        function = _click_option(option)(function)
     return function
 
 
-def _backend_args(backend: dict) -> list[str]:
-    """The `python -m trainml_cli.server` options for the backend (none for the default, local)."""
-    if backend.get("backend", "local") == "local":
-        return []
-    if not backend.get("ray_address"):
-        raise click.UsageError("--backend ray needs --ray-address http://HEAD:8265 (the Ray head's dashboard)")
-    args = []
-    for key, value in backend.items():
-        if value is not None:
-            args += ["--" + key.replace("_", "-"), str(value)]
-    return args
-
-
-def _server_args(host, port, gpus, python, stop_grace, unresponsive_after) -> list[str]:
+def _server_args(options: dict, settings: bool = True) -> list[str]:
     """The `python -m trainml_cli.server` options for these settings (what `server restart` starts again)."""
-    args = ["--host", host, "--port", str(port or 0)] if host is not None else []
-    args += (["--gpus", gpus] if gpus else []) + (["--python", python] if python else [])
-    return args + ["--stop-grace", str(stop_grace), "--unresponsive-after", str(unresponsive_after)]
+    from ..serveroptions import option_problem, to_argv
+
+    problem = option_problem(options)  # e.g. --backend ray without --ray-address: exit 2, nothing started
+    if problem:
+        raise click.UsageError(problem)
+    return to_argv(options, settings=settings)
+
+
+def _server_options(options: dict):
+    from ..serveroptions import option_fields
+    from ..server.app import ServerOptions
+
+    return ServerOptions(**{field: options[field] for field in option_fields()})
 
 
 def _settings(obj, host=None, port=None):
@@ -87,17 +71,13 @@ def server():
 @server_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.pass_obj
-def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, log_level, **backend):
+def run(obj, log_level, **options):
     """Run the control plane in the foreground until Ctrl-C (which also stops its endpoints)."""
-    from ..server.app import ServerOptions
     from ..server.daemon import serve
 
-    extra = _backend_args(backend)
     try:
-        options = ServerOptions(gpus=gpus, python=python, stop_grace=stop_grace, unresponsive_after=unresponsive_after,
-                                **(backend if extra else {}))
-        serve(_settings(obj, host, port), options, log_level=log_level,
-              args=_server_args(host, port, gpus, python, stop_grace, unresponsive_after) + extra)
+        serve(_settings(obj, options["host"], options["port"]), _server_options(options), log_level=log_level,
+              args=_server_args(options))
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly: a normal end here
         pass
 
@@ -108,15 +88,15 @@ def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, log_level
               help="How long to wait for it to answer.")
 @format_option
 @click.pass_obj
-def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, timeout, fmt, **backend):
+def start(obj, timeout, fmt, **options):
     """Start the control plane in the background; returns once it answers."""
     from ..sdk import autostart
 
     out = Output(obj, fmt)
-    settings = _settings(obj, host, port)
+    settings = _settings(obj, options["host"], options["port"])
     info = autostart.running(settings)
     if info is None:
-        extra = _server_args(None, None, gpus, python, stop_grace, unresponsive_after) + _backend_args(backend)
+        extra = _server_args(options, settings=False)
         with out.progress(f"Starting the control plane for {settings.home}"):
             info = autostart.start(settings, extra, timeout=timeout)
         message = f"Control plane running at: {info['url']} (pid {info['pid']})"
@@ -205,7 +185,7 @@ def _unit_quote(word: str) -> str:
 @click.option("--name", default="trainml", show_default=True, help="The unit's name (NAME.service).")
 @click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
 @click.pass_obj
-def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, name, print_only, **backend):
+def install(obj, name, print_only, **options):
     """Write a systemd user unit that runs the control plane (and restarts it if it dies).
 
     Endpoints outlive the control plane under systemd too: `systemctl --user reload NAME` replaces the control
@@ -216,12 +196,11 @@ def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, name,
     from pathlib import Path
 
     out = Output(obj)
-    settings = _settings(obj, host, port)
+    settings = _settings(obj, options["host"], options["port"])
     home = settings.home.expanduser().absolute()
-    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home),
-               *_server_args(host, port, gpus, python, stop_grace, unresponsive_after), *_backend_args(backend)]
+    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home), *_server_args(options)]
     unit = UNIT.format(home=home, command=" ".join(_unit_quote(w) for w in command),
-                       stop_timeout=int(stop_grace) + 30)
+                       stop_timeout=int(options["stop_grace"]) + 30)
     if print_only:
         out.line(unit.rstrip("\n"))
         return
@@ -280,7 +259,7 @@ def _public(info: dict) -> dict:
 
 
 def _backend_fields(backend: dict) -> list[tuple[str, str]]:
-    """Backend, and for Ray its head, Serve URL and the cluster's resources (used/total)."""
+    """Backend, and for Ray its head, Serve URL and the cluster's resources (free/total)."""
     if not backend:
         return []
     fields = [("Backend", backend.get("backend", "-"))]

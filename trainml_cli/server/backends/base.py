@@ -17,10 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import Awaitable, Callable, Protocol
 
 from ...launchspec import LaunchSpec
+from ...serveroptions import STOP_GRACE, UNRESPONSIVE_AFTER  # defined once, with the options
 
-STOP_GRACE = 10.0
 START_TIMEOUT = 300.0  # loading a big model can take minutes
-UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
 
 
 @dataclass(frozen=True)

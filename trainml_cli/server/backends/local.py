@@ -48,7 +48,6 @@ START_ATTEMPTS = 3
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0
-UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
 PING_FIRST = 0.05
 PING_MAX = 0.25
 LINE_LIMIT = 1024 * 1024  # bytes of a /ping or /metrics answer we read at most
