@@ -235,11 +235,17 @@ class RayEndpoint:
             await self._deploy(restart=False)
         deadline = time.monotonic() + timeout
         running = False
+        head_away = False
         while not self._stop.is_set():
             try:
                 app = (await self.backend.applications()).get(self.name)
+                if head_away:
+                    self.listener.event("the Ray head answers again")
+                head_away = False
             except TrainMLError as exc:  # the head is away: Serve keeps serving without it; look again
-                self.listener.event(f"cannot read the application's status: {exc}")
+                if not head_away:  # once per outage, not every poll
+                    self.listener.event(f"cannot read the application's status: {exc}")
+                head_away = True
                 app = {"status": "RUNNING"} if running else {"status": "DEPLOYING"}
             status, message = rayapps.job_status(app)
             self.logs.follow(rayapps.replicas(app))
