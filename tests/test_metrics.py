@@ -5,6 +5,9 @@ Parsed with prometheus_client's own parser, against real endpoint processes and 
 
 from __future__ import annotations
 
+import glob
+import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -146,3 +149,16 @@ def test_service_discovery_lists_running_endpoints_and_the_control_plane(control
     control_plane.api("POST", f"/api/jobs/{job.id}/stop")
     wait_until(lambda: control_plane.api("GET", f"/api/jobs/{job.id}").json()["status"] == "stopped")
     assert len(control_plane.api("GET", "/api/prometheus/targets").json()) == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_metrics_directory_goes_when_the_endpoint_stops(serve, tmp_path, workers):
+    ep = serve("types", [route("/sync", "shout", [param("text", "str")])], "--workers", workers)
+    pattern = os.path.join(tempfile.gettempdir(), f"trainml-metrics-{ep.proc.pid}-*")
+    assert len(glob.glob(pattern)) == 1
+    ep.stop()
+    assert glob.glob(pattern) == []
+    # One left by a process that was killed outright is removed by the next endpoint to start.
+    left = tempfile.mkdtemp(prefix="trainml-metrics-999999999-")
+    serve("types", [route("/sync", "shout", [param("text", "str")])])
+    assert not os.path.exists(left)
