@@ -102,9 +102,9 @@ def test_in_flight_queue_depth_and_overload_show_in_the_scrape(serve, tmp_path):
     with ThreadPoolExecutor(2) as pool:
         admitted = [pool.submit(requests.post, ep.url + "/wait", json={"gate": str(gate)}, timeout=20)
                     for _ in range(2)]
-        found = wait_until(lambda: (f := samples(ep.get("/metrics").text))
-                           and value(f, "trainml_requests_in_flight") == 2 and f, message="2 in flight")
-        assert value(found, "trainml_queue_depth") == 1
+        # Admitted first, then taken by the thread: wait for the moment both are in and one runs.
+        wait_until(lambda: (f := samples(ep.get("/metrics").text)) and value(f, "trainml_requests_in_flight") == 2
+                   and value(f, "trainml_queue_depth") == 1, message="2 in flight, 1 of them waiting")
         assert ep.post("/wait", {"gate": str(gate)}).status_code == 503
         gate.touch()
         assert [f.result().status_code for f in admitted] == [200, 200]
