@@ -14,7 +14,6 @@ import requests
 
 from conftest import MODELS, route
 from trainml_cli.server.dashboard import forms
-from trainml_cli.server.dashboard.history import parse_event
 from trainml_cli.server.dashboard.sessions import Sessions
 
 ECHO_DIR = str(MODELS / "dashboard_echo")
@@ -308,12 +307,24 @@ def test_environment_problems_map_to_form_fields(message, field, text):
     assert forms.field_of(UsageError(message), "form") == forms.FieldError(field, text)
 
 
-def test_status_events_are_read_back_from_the_log():
-    assert parse_event("status: waiting for data/model download") == ("waiting for data/model download", None)
-    assert parse_event("status: failed (exit code 3 (model code))") == ("failed", "exit code 3 (model code)")
-    assert parse_event("job 'x (1)' created (local model)") == ("new", "created")
-    assert parse_event("status: bogus") is None
-    assert parse_event("endpoint process 12 started") is None
+def test_a_database_from_before_keeps_its_status_history(tmp_path):
+    """Migration 3 turns the `status: X (detail)` lines of older jobs into status events, once."""
+    import sqlite3
+
+    from trainml_cli.server.store import _MIGRATIONS, Store
+
+    db = sqlite3.connect(tmp_path / "trainml.db")
+    db.executescript(f"{_MIGRATIONS[1]}; {_MIGRATIONS[2]}; PRAGMA user_version = 2;")
+    lines = [("j", 1.0, "event", "job 'x (1)' created (local model)"), ("j", 2.0, "stdout", "status: printed"),
+             ("j", 3.0, "event", "status: waiting for data/model download"),
+             ("j", 4.0, "event", "status: failed (exit code 3 (model code))"), ("j", 5.0, "event", "cloned x")]
+    db.executemany("INSERT INTO logs (job_id, time, stream, message) VALUES (?, ?, ?, ?)", lines)
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "trainml.db")
+    assert [(e["status"], e["detail"]) for e in store.job_events("j")] == [
+        ("failed", "exit code 3 (model code)"), ("waiting for data/model download", None), ("new", "created")]
+    store.close()
 
 
 def test_a_cookie_that_is_not_ascii_is_refused_not_a_crash(control_plane):

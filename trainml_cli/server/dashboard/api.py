@@ -110,7 +110,7 @@ async def traffic(request: Request, job: Optional[str] = None):
 @router.get("/jobs/{job}/history")
 async def history(job: str, request: Request):
     p = platform(request)
-    return {"history": await status_history(p.logs, p.jobs.find(job)["id"])}
+    return {"history": await status_history(p.store, p.jobs.find(job)["id"])}
 
 
 @router.get("/requirements")

@@ -190,7 +190,7 @@ async def job_page(request: Request, job_id: str):
     limits = [(label, endpoint.get(key)) for key, label in
               (("max_concurrency", "Max concurrency"), ("max_queue", "Max queue"), ("timeout", "Call timeout (s)"))
               if endpoint.get(key) is not None]
-    history = await status_history(platform(request).logs, job["id"])
+    history = await status_history(platform(request).store, job["id"])
     default = next((i for i in await _interpreters(platform(request)) if i.default), None)
     return render(request, "job.html", title=job["name"], page="job", section="endpoints", job=job, limits=limits,
                   history=history, config_json=json.dumps(_configuration(job), indent=2),
