@@ -6,7 +6,8 @@ follower). These routes add only what a browser needs on top:
     POST /api/dashboard/login-links      bearer token only -> {url, expires}: a one-time sign-in link
     GET  /api/dashboard/events?job=ID    server-sent events: `jobs` (records) whenever what a person sees changes,
                                          `removed` when the followed job is gone
-    GET  /api/dashboard/traffic?job=ID   requests/s and latency points of running endpoints (see traffic.py)
+    GET  /api/dashboard/traffic?span=5m|1h|24h&job=ID   requests/s, latency, p50/p99 points per endpoint,
+                                         from the history the control plane keeps (see traffic.py)
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first
     GET  /api/dashboard/requirements?directory=/abs/path   {directory, file, found}: whether a folder on the
                                          server holds the requirements.txt an environment would install
@@ -32,6 +33,7 @@ from ..secrets import redact
 from . import forms
 from .history import status_history
 from .pages import ROOT
+from .traffic import RANGES
 
 router = APIRouter(prefix="/api/dashboard", dependencies=[Depends(require_auth)], tags=["dashboard"])
 
@@ -97,14 +99,16 @@ async def events(request: Request, job: Optional[str] = None):
 
 
 @router.get("/traffic")
-async def traffic(request: Request, job: Optional[str] = None):
+async def traffic(request: Request, job: Optional[str] = None, span: str = "5m"):
     p = platform(request)
-    sampler = request.app.state.dashboard_traffic
-    sampler.watch(p)
+    if span not in RANGES:
+        raise UsageError(f"span: {span!r} is not one of {', '.join(RANGES)}")
     rows = [p.jobs.find(job)] if job else p.store.jobs()
-    series = [{"id": r["id"], "name": r["name"], "points": sampler.points(r["id"])}
-              for r in rows if r["status"] == "running"]
-    return {"now": time.time(), "window": sampler.window, "interval": sampler.interval, "jobs": series}
+    sampler = request.app.state.dashboard_traffic
+    found = await asyncio.to_thread(sampler.series, p.store, [r["id"] for r in rows], span)
+    found["jobs"] = [{"id": r["id"], "name": r["name"], "status": r["status"], "points": found["jobs"][r["id"]]}
+                     for r in rows]
+    return found
 
 
 @router.get("/jobs/{job}/history")

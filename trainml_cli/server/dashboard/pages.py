@@ -26,7 +26,6 @@ from ...routespec import TYPES, VERBS, parse_routes
 from .. import resources as res
 from .history import status_history
 from .sessions import COOKIE, cookie_options
-from .traffic import WINDOW
 
 ROOT = "/dashboard"
 HERE = Path(__file__).parent
@@ -165,7 +164,7 @@ async def jobs_page(request: Request):
         return to_sign_in()
     jobs = platform(request).jobs.list()
     return render(request, "jobs.html", title="Endpoints", page="jobs", section="endpoints", jobs=jobs,
-                  running=any(j["status"] == "running" for j in jobs), window_minutes=WINDOW // 60)
+                  running=any(j["status"] == "running" for j in jobs))
 
 
 @router.get("/create")
@@ -194,7 +193,7 @@ async def job_page(request: Request, job_id: str):
     default = next((i for i in await _interpreters(platform(request)) if i.default), None)
     return render(request, "job.html", title=job["name"], page="job", section="endpoints", job=job, limits=limits,
                   history=history, config_json=json.dumps(_configuration(job), indent=2),
-                  window_minutes=WINDOW // 60, environment=environment_facts(job["environment"], default),
+                  environment=environment_facts(job["environment"], default),
                   default_python=default.version if default else "")
 
 

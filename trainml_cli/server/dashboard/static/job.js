@@ -69,7 +69,6 @@
   function onJob(job) {
     showEnvironment(job.environment);
     reason.textContent = job.status === "failed" ? job.reason || "" : "";
-    traffic.classList.toggle("hidden", job.status !== "running");
     if (lastStatus !== job.status) refreshHistory().catch(() => {});
     if (lastStatus !== "running" && job.status === "running" && lastTraffic) draw(lastTraffic);
     lastStatus = job.status;
@@ -79,12 +78,13 @@
     lastTraffic = data;
     if (traffic.classList.contains("hidden")) return;
     const points = data.jobs[0] ? data.jobs[0].points : [];
-    TrafficChart.draw(canvas, points, data.window, data.now);
-    traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(points);
+    TrafficChart.draw(canvas, points, data);
+    traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(points, data);
   }
 
   TrainML.localizeTimes(document, true);
   followJobHead(onJob);
-  pollTraffic({ job: jobId }, draw);
+  const span = spanPicker(document.getElementById("span"), () => refresh());
+  const refresh = pollTraffic(() => ({ job: jobId, span: span() }), draw);
   window.addEventListener("resize", () => lastTraffic && draw(lastTraffic));
 })();
