@@ -333,3 +333,25 @@ def test_a_cookie_that_is_not_ascii_is_refused_not_a_crash(control_plane):
     assert requests.get(control_plane.url + "/api/jobs", headers=headers, timeout=10).status_code == 401
     page = requests.get(control_plane.url + "/dashboard/", headers=headers, timeout=10, allow_redirects=False)
     assert page.status_code < 500
+
+
+def test_traffic_history_has_gaps_where_nothing_was_sampled_and_quantiles_from_buckets(tmp_path):
+    from trainml_cli.server.dashboard.traffic import COARSE, FINE, Traffic, quantile
+    from trainml_cli.server.store import Store
+
+    store = Store(tmp_path / "trainml.db")
+    now = 1_000_000.0
+    # 100 calls in the 1-2.5 ms bucket (index 2), 10 in the 0.5-1 s bucket (index 10).
+    buckets = [0, 0, 100] + [0] * 7 + [10] + [0] * 6
+    for t in (now - 100, now - 95, now - 20):  # a minute and more with no samples in between
+        for resolution in (FINE, COARSE):
+            store.add_traffic("j", resolution, (t // resolution) * resolution, 5.0, 110, 0, 0, 800.0, buckets)
+    data = Traffic().series(store, ["j"], "5m", now=now)
+    times = [p["t"] for p in data["jobs"]["j"]]
+    assert len(times) == 3 and times[2] - times[1] > 60  # the gap stays a gap: no invented points inside it
+    point = data["jobs"]["j"][0]
+    assert point["requests"] == 110 and point["rps"] == 22.0
+    assert 1.0 < point["p50_ms"] < 2.5 and 500 < point["p99_ms"] <= 1000
+    assert quantile(0.5, []) is None and quantile(0.99, [0] * 16 + [3]) == 60_000.0
+    assert Traffic().series(store, ["j"], "24h", now=now)["jobs"]["j"][0]["requests"] == 330
+    store.close()

@@ -375,3 +375,47 @@ def test_hostile_names_and_log_lines_stay_text(browser, control_plane):
     assert ui.page.locator("img, b").count() == 0
     assert ui.page.evaluate("window.owned") is None
     ui.close()
+
+
+def create_echo(plane, name: str) -> dict:
+    """An echo endpoint made through the SDK (as a script would), running. In a thread of its own: Playwright's
+    sync API keeps an event loop running in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import run
+
+    echo_route = {"verb": "POST", "path": "/predict", "file": "echo", "function": "echo",
+                  "body": [{"name": "text", "type": "str"}]}
+
+    async def scenario():
+        async with plane.client() as client:
+            job = await client.jobs.create(name, model={"source_type": "local", "source_uri": ECHO_DIR},
+                                           endpoint={"routes": [echo_route]}, wait=True)
+            return job.dict
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: run(scenario())).result(timeout=120)
+
+
+def test_traffic_sent_before_the_page_opens_shows_in_the_chart(browser, control_plane):
+    job = create_echo(control_plane, "early")
+    with requests.Session() as calls:
+        for _ in range(200):
+            assert calls.post(job["url"] + "/predict", json={"text": "x"}, timeout=5).ok
+    # Nobody watches: the control plane samples anyway (every 5 s); wait until its history holds all 200.
+    def recorded():
+        data = control_plane.api("GET", "/api/dashboard/traffic", params={"job": job["id"]}).json()
+        return sum(p["requests"] for p in data["jobs"][0]["points"])
+    wait_for(lambda: recorded() == 200, "the sampler to record the 200 calls", timeout=30)
+
+    ui = Dashboard(browser, control_plane)
+    card = ui.page.locator(f'.chart-card[data-job-id="{job["id"]}"]')
+    card.locator(".chart-now", has_text="200 requests in the last 5 minutes").wait_for()
+    assert "p50 " in card.locator(".chart-now").inner_text()
+    # The other spans read the same history at a coarser step.
+    ui.page.get_by_role("button", name="24 h").click()
+    card.locator(".chart-now", has_text="200 requests in the last 24 hours").wait_for()
+    ui.shoot("endpoints-traffic")
+    ui.go(f"/dashboard/jobs/{job['id']}")
+    ui.page.locator("#traffic .chart-now", has_text="200 requests in the last 5 minutes").wait_for()
+    ui.close()

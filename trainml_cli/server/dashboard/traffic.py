@@ -28,6 +28,7 @@ INTERVAL = 5.0  # seconds between readings
 FINE, COARSE = 5, 60  # the two row resolutions, in seconds
 KEEP = {FINE: 3600 + 600, COARSE: 86400 + 3600}  # seconds of rows kept per resolution (a margin over the charts)
 PRUNE_EVERY = 60.0
+MAX_GAP = 120.0  # seconds between two readings past which their difference is not recorded
 # A chart's span -> (seconds shown, rows read, seconds per point)
 RANGES = {"5m": (300, FINE, FINE), "1h": (3600, COARSE, COARSE), "24h": (86400, COARSE, 600)}
 BOUNDS_MS = [b * 1000.0 for b in LATENCY_BUCKETS]
@@ -38,6 +39,8 @@ class Traffic:
         self.interval = interval
         self._last: dict[str, tuple] = {}  # job id -> (time, pid, counters) of the previous reading
         self._pruned = 0.0
+        self._tick: float | None = None  # when the previous round of readings was taken
+        self._running: set[str] = set()  # the jobs running then
         self._task: asyncio.Task | None = None
 
     def start(self, platform) -> None:
@@ -68,19 +71,22 @@ class Traffic:
         for job, answer in zip(running, answers):
             values = answer.get("metrics") if isinstance(answer, dict) else None
             if not values:
-                self._last.pop(job["id"], None)  # no reading: whatever comes next starts afresh
-                continue
+                continue  # no reading this time; the next one is compared with the last we had
             counters = _counters(values)
             previous = self._last.get(job["id"])
             self._last[job["id"]] = (now, job.get("pid"), counters)
             if previous is None:
-                continue
+                if self._tick is None or job["id"] in self._running:
+                    continue  # counting since before this control plane looked: only a baseline
+                # It began running since the last tick, counting from zero: all of it came since then.
+                previous = (self._tick, job.get("pid"), (0, 0, 0, 0.0, []))
             then, pid, before = previous
-            if now - then > 3 * self.interval:
+            if now - then > MAX_GAP:
                 continue  # a long pause (a suspended machine): spread over it, the numbers would be invented
             restarted = pid != job.get("pid") or counters[0] < before[0]
             delta = counters if restarted else _minus(counters, before)
             rows.append((job["id"], then, now, delta))
+        self._tick, self._running = now, {j["id"] for j in running}
         gone = set(self._last) - {j["id"] for j in running}
         for job_id in gone:
             del self._last[job_id]
