@@ -76,7 +76,8 @@ async def prices():
 @router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=schemas.Upload, tags=["models"],
              openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload(request: Request):
-    """A tar.gz of a model folder; refused (422) if any member is a link, a device, absolute or has `..`."""
+    """A tar.gz (or a zip) of a model folder; refused (422) if any member is a link, a device, absolute or has
+    `..`. A zip is converted to a tar.gz with the same checks."""
     return await platform(request).uploads.receive(request.stream())
 
 
