@@ -419,3 +419,70 @@ def test_traffic_sent_before_the_page_opens_shows_in_the_chart(browser, control_
     ui.go(f"/dashboard/jobs/{job['id']}")
     ui.page.locator("#traffic .chart-now", has_text="200 requests in the last 5 minutes").wait_for()
     ui.close()
+
+
+def fill_echo_route(page, name: str) -> None:
+    page.fill("#name", name)
+    page.fill('[data-input="path"]', "/predict")
+    page.fill('[data-input="file"]', "echo")
+    page.fill('[data-input="function"]', "echo")
+    page.get_by_role("button", name="Add Parameter").click()
+    page.locator("[data-param]").nth(0).get_by_label("Name").fill("text")
+
+
+def test_upload_a_folder_and_a_tar_gz_from_the_browser_and_reach_running(browser, control_plane, tmp_path):
+    import shutil
+    import tarfile
+
+    folder = tmp_path / "echo-model"
+    shutil.copytree(ECHO_DIR, folder)
+    for skipped in (".git", "__pycache__", "env"):  # env holds a pyvenv.cfg: a virtualenv
+        (folder / skipped).mkdir(exist_ok=True)
+        (folder / skipped / "big.bin").write_bytes(b"x" * 1000)
+    (folder / "env" / "pyvenv.cfg").write_text("home = /usr\n")
+    (folder / "pkg").mkdir()
+    (folder / "pkg" / "helper.py").write_text("X = 1\n")
+
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    zone = page.locator("#model-upload")
+    assert "Up to 10.0 GB" in zone.inner_text()  # the limit, before anything is sent
+    fill_echo_route(page, "uploaded")
+    page.fill('[data-input="file"]', "missing")
+    page.set_input_files("#model-folder", str(folder))
+    zone.locator("[data-upload-status]", has_text="echo-model: 2 files").wait_for()  # .git, __pycache__, env skipped
+    assert zone.locator("progress").evaluate("bar => bar.value === bar.max && bar.max > 0")
+    assert_labelled(page)
+    ui.shoot("create-uploaded", "/dashboard/create")
+    # The route's file is checked against the uploaded tree, as the CLI checks the folder.
+    page.get_by_role("button", name="Next").click()
+    error = page.locator("[data-route]").nth(0).locator('[data-error="file"]')
+    error.wait_for()
+    assert error.inner_text() == "'missing' not found in the uploaded folder (looked for missing.py)"
+    page.fill('[data-input="file"]', "echo")
+    page.get_by_role("button", name="Next").click()
+    page.locator("#review").wait_for()
+    assert "Uploaded: echo-model (uploaded from the browser)" in page.locator("#review").inner_text()
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
+    page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=30_000)
+    job_id = page.url.rsplit("/", 1)[1]
+    url = control_plane.api("GET", f"/api/jobs/{job_id}").json()["url"]
+    assert requests.post(url + "/predict", json={"text": "hi"}, timeout=10).json() == {"echo": "hi"}
+    assert not (control_plane.home / "jobs" / job_id / "model" / ".git").exists()
+    assert (control_plane.home / "jobs" / job_id / "model" / "pkg" / "helper.py").exists()
+
+    # A .tar.gz goes as it is.
+    archive = tmp_path / "echo.tar.gz"
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(Path(ECHO_DIR) / "echo.py", arcname="echo.py")
+    ui.go("/dashboard/create")
+    fill_echo_route(page, "from-archive")
+    page.set_input_files("#model-archive", str(archive))
+    page.locator("#model-upload [data-upload-status]", has_text="echo.tar.gz: 1 file,").wait_for()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
+    page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=30_000)
+    ui.close()

@@ -32,7 +32,7 @@ from .. import resources as res
 from .. import sources
 from ..models import check_name
 
-SOURCES = ("directory", "git", "trainml")
+SOURCES = ("upload", "directory", "git", "trainml")
 _ROUTE_FIELD = re.compile(r"^(verb|path|file|function|positional|body|batch)(?:\[(\d+)\](?:\.(\w+))?|\.(\w+))?: (.*)$", re.S)
 _PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*(?:\[\d+\](?:\.[a-z_]+)?)?): (.*)$", re.S)
 
@@ -125,6 +125,8 @@ def check(platform, form: dict) -> dict:
         from ...routespec import check_route_files
 
         attempt("routes", lambda: check_route_files(routes, model["directory"]))
+    if routes and model and model.get("upload_id"):
+        attempt("routes", lambda: check_uploaded_route_files(routes, uploaded_files(platform, model["upload_id"])))
     environment = _environment(platform, form.get("environment"), model, attempt)
     if problems:
         raise FormErrors(problems)
@@ -155,6 +157,8 @@ def _environment(platform, raw, model: dict | None, attempt) -> dict:
             named = check_environment({"requirements": requirements})["requirements"]
             if model and model.get("directory"):  # the folder is on this machine: look for the file now
                 check_requirements_file({"requirements": named}, model["directory"])
+            if model and model.get("upload_id") and named not in uploaded_files(platform, model["upload_id"]):
+                raise UsageError(f"environment.requirements: {named!r} is not in the uploaded folder")
             return named
 
         environment["requirements"] = attempt("environment.requirements", check_requirements)
@@ -212,6 +216,16 @@ def _model(platform, model: dict) -> dict:
         if not os.access(path, os.R_OK | os.X_OK):
             raise UsageError(f"model.directory: the control plane may not read {text}")
         return {"source_type": "local", "source_uri": str(path), "directory": str(path)}
+    if source == "upload":
+        upload_id = model.get("upload_id") or ""
+        if not upload_id:
+            raise UsageError("model.upload: pick a folder or drop an archive, and wait until it is uploaded")
+        try:
+            platform.uploads.path(upload_id)
+        except (NotFound, UsageError) as exc:
+            raise UsageError(f"model.upload: {exc.message}; send the folder again") from None
+        name = (model.get("upload_name") or "").strip()[:200] or "a folder"
+        return {"source_type": "local", "source_uri": f"{name} (uploaded from the browser)", "upload_id": upload_id}
     if source == "git":
         return {"source_type": "git", "source_uri": sources.check_git_uri(model.get("source_uri") or ""),
                 "git_ref": sources.check_git_ref((model.get("git_ref") or "").strip() or None)}
@@ -225,6 +239,40 @@ def _model(platform, model: dict) -> dict:
             raise UsageError(f"model.model: {exc.message}") from None
         return {"source_type": "trainml", "source_uri": stored["id"]}
     raise UsageError(f"model.source: {source!r} is not one of {', '.join(SOURCES)}")
+
+
+_UPLOADED: dict[str, frozenset] = {}  # upload id -> its file names; an upload never changes once stored
+
+
+def uploaded_files(platform, upload_id: str) -> frozenset:
+    """The names of the files in an upload (read once per upload: Next may be clicked many times)."""
+    if upload_id not in _UPLOADED:
+        import tarfile
+
+        names = set()
+        with tarfile.open(platform.uploads.path(upload_id), "r:gz") as archive:  # already checked when received
+            for member in archive:
+                if member.isfile():
+                    names.add(member.name[2:] if member.name.startswith("./") else member.name)
+        if len(_UPLOADED) > 64:
+            _UPLOADED.clear()
+        _UPLOADED[upload_id] = frozenset(names)
+    return _UPLOADED[upload_id]
+
+
+def check_uploaded_route_files(routes, names: frozenset) -> None:
+    """Every route's file is in the uploaded tree, as the CLI checks a folder before it uploads it."""
+    problems = []
+    for index, route in enumerate(routes):
+        if route.relative_file not in names:
+            tops = {n.split("/", 1)[0] for n in names}
+            hint = ""
+            if len(tops) == 1 and f"{next(iter(tops))}/{route.relative_file}" in names:
+                hint = f"; the archive holds everything in the folder {next(iter(tops))!r}: pack what is inside it"
+            problems.append(f"route {index + 1} ({route.label}): file: {route.file!r} not found in the uploaded "
+                            f"folder (looked for {route.relative_file}){hint}")
+    if problems:
+        raise RouteSpecError(problems)
 
 
 async def upload_directory(platform, directory: str) -> str:

@@ -24,6 +24,7 @@ from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, UsageError
 from ...routespec import TYPES, VERBS, parse_routes
 from .. import resources as res
+from ..sources import MAX_UPLOAD_BYTES
 from .history import status_history
 from .sessions import COOKIE, cookie_options
 
@@ -168,13 +169,15 @@ async def jobs_page(request: Request):
 
 
 @router.get("/create")
-async def create_page(request: Request):
+async def create_page(request: Request, model: str = ""):
     if not signed_in(request):
         return to_sign_in()
     p = platform(request)
+    models = p.models.list()
+    chosen = next((m["id"] for m in models if model in (m["id"], m["name"])), "") if model else ""
     gpu_types = ["cpu"] + sorted({_gpu_type(g.name) for g in p.gpus})
     return render(request, "create.html", title="Create endpoint", page="create", section="create",
-                  models=p.models.list(), gpu_types=gpu_types, defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
+                  models=models, chosen_model=chosen, max_upload=MAX_UPLOAD_BYTES, gpu_types=gpu_types, defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
                   types=[(t, TYPE_LABELS[t]) for t in TYPES], interpreters=await _interpreters(p))
 
 

@@ -89,6 +89,8 @@
         source_uri: value("#git-uri"),
         git_ref: value("#git-ref"),
         model: value("#stored-model"),
+        upload_id: uploaded ? uploaded.id : "",
+        upload_name: uploaded ? uploaded.name : "",
       },
       // Packages as typed (the CLI's comma format, split by the server); python is "" for the default.
       environment: {
@@ -220,7 +222,7 @@
     facts.replaceChildren();
     fact(facts, "Name", payload.name);
     const model = payload.model;
-    const from = { directory: "Directory on the server", git: "Git repository", trainml: "Stored model" }[formData.model.source];
+    const from = { upload: "Uploaded", directory: "Folder on the server", git: "Git repository", trainml: "Stored model" }[formData.model.source];
     fact(facts, "Model", `${from}: ${model.source_uri}${model.git_ref ? " @ " + model.git_ref : ""}`);
     const r = payload.resources;
     fact(facts, "Resources", `GPU type ${r.gpu_types.join(", ")}, ${r.gpu_count} GPU, ${r.cpu_count} CPU, ${r.disk_size} GB disk, max ${r.max_price} credits/hour`);
@@ -351,6 +353,10 @@
     lookupTimer = setTimeout(lookupRequirements, 300); // once typing pauses, not per key
   });
   document.getElementById("requirements").addEventListener("input", showRequirementsNote);
+
+  // A folder from this computer: uploaded as soon as it is picked or dropped; Next checks routes against it.
+  let uploaded = null;
+  ModelUpload.attach(document.getElementById("model-upload"), (upload) => { uploaded = upload; });
 
   review.querySelector("#review-heading").tabIndex = -1;
   addRoute();
