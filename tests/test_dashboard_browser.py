@@ -486,3 +486,47 @@ def test_upload_a_folder_and_a_tar_gz_from_the_browser_and_reach_running(browser
     page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
     page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=30_000)
     ui.close()
+
+
+def test_a_traceback_reads_top_down_as_one_entry(browser, control_plane):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import run
+
+    crash_route = {"verb": "POST", "path": "/crash", "file": "crash", "function": "crash",
+                   "body": [{"name": "value", "type": "str"}]}
+
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("tracer", model={"source_type": "local",
+                                           "source_uri": str(MODELS / "dashboard_traceback")},
+                                           endpoint={"routes": [crash_route]}, wait=True)
+            return job.dict
+
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(lambda: run(scenario())).result(timeout=120)
+    assert requests.post(job["url"] + "/crash", json={"value": "x"}, timeout=10).ok
+    assert requests.post(job["url"] + "/nowhere", json={}, timeout=10).status_code == 404
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go(f"/dashboard/jobs/{job['id']}/logs")
+    entry = page.locator(".log-line", has_text="Traceback (most recent call last):")
+    entry.wait_for()
+    text = entry.locator(".msg").inner_text()
+    lines = text.splitlines()
+    # One entry, in the order Python printed it: the header first, the frames, the exception last.
+    assert lines[0] == "Traceback (most recent call last):", text
+    assert lines[-1] == "ValueError: bad value 'x'", text
+    assert text.index('in crash') < text.index('in inner')
+    assert entry.get_attribute("data-stream") == "stderr"
+    block = page.locator(".log-line", has_text="summary for x:").locator(".msg").inner_text()
+    assert block == "summary for x:\n  first: 1\n  second: 2"
+    # Newest entry first: the access-log line of the 404 is above the traceback, marked, with one timestamp.
+    missing = page.locator('.log-line[data-http="4xx"]')
+    assert missing.locator(".msg").inner_text() == "POST /nowhere 404 " + missing.locator(".msg").inner_text().split(" 404 ")[1]
+    assert missing.evaluate("(row) => row.compareDocumentPosition(document.querySelector('.log-line.multi')) & 4") == 4
+    assert page.locator('.log-line[data-stream="event"]').count() > 0
+    # Everything fits on the page: the log is the only thing that would scroll.
+    assert page.locator("#log-end").inner_text() == "Beginning of the log"
+    ui.shoot("logs-traceback")
+    ui.close()

@@ -137,8 +137,9 @@ async def job_logs(job: str, request: Request,
     p = platform(request)
     job_id = p.jobs.find(job)["id"]
     if after is None:
-        page = p.logs.page(job_id, before, limit)
-        return {"logs": page, "next": page[-1]["id"] if len(page) == limit else None}
+        page = p.logs.page(job_id, before, limit + 1)  # one more: `next` only when older lines exist
+        page, more = page[:limit], len(page) > limit
+        return {"logs": page, "next": page[-1]["id"] if more else None}
     deadline = asyncio.get_running_loop().time() + min(wait, MAX_WAIT)
     while True:
         final = p.jobs.find(job_id)["status"] in ("stopped", "failed")
