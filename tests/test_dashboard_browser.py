@@ -530,3 +530,64 @@ def test_a_traceback_reads_top_down_as_one_entry(browser, control_plane):
     assert page.locator("#log-end").inner_text() == "Beginning of the log"
     ui.shoot("logs-traceback")
     ui.close()
+
+
+def test_the_models_page_adds_shows_uses_and_removes_stored_models(browser, control_plane, tmp_path):
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ECHO_DIR, repo)
+    for command in (["init", "-q", "-b", "main"], ["add", "."],
+                    ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "echo"]):
+        subprocess.run(["git", *command], cwd=repo, check=True, capture_output=True, timeout=30)
+
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Models").click()
+    page.get_by_text("No stored models yet.").wait_for()
+    ui.shoot("models-empty", "/dashboard/models")
+
+    # From a folder on this computer: the name comes from the folder; Add opens the model's page.
+    page.set_input_files("#stored-folder", ECHO_DIR)
+    page.locator("#stored-upload [data-upload-status]", has_text="uploaded").wait_for()
+    assert page.get_by_label("Name").input_value() == "dashboard_echo"
+    page.get_by_role("button", name="Add model").click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/models/*")
+    assert page.locator("#model-files").inner_text().startswith("echo.py")
+    assert "local: dashboard_echo (uploaded from the browser)" in page.locator("dl.facts").inner_text()
+    ui.shoot("model")
+
+    # From git.
+    ui.go("/dashboard/models")
+    page.get_by_label("A git repository").check()
+    page.get_by_label("Name").fill("from-git")
+    page.get_by_label("Git URI").fill(repo.as_uri())
+    page.get_by_role("button", name="Add model").click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/models/*")
+    assert "Commit" in page.locator("dl.facts").inner_text()
+    ui.go("/dashboard/models")
+    assert page.locator("#model-rows tr").count() == 2
+    assert_labelled(page)
+    ui.shoot("models", "/dashboard/models")
+
+    # Create an endpoint from it: the form opens with the stored model chosen.
+    page.locator("#model-rows tr", has_text="dashboard_echo").get_by_role("link", name="Create an endpoint from dashboard_echo").click()
+    assert page.get_by_label("A stored model").is_checked()
+    assert page.locator("#stored-model option:checked").inner_text().startswith("dashboard_echo")
+    fill_echo_route(page, "from-stored")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
+    page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=30_000)
+
+    # Remove, confirmed; the endpoint made from it keeps running its own copy.
+    ui.go("/dashboard/models")
+    row = page.locator("#model-rows tr", has_text="dashboard_echo")
+    row.get_by_role("button", name="Remove dashboard_echo").click()
+    dialog = page.locator("dialog#confirm")
+    assert "The endpoint made from it keeps running its own copy." in dialog.inner_text()
+    dialog.get_by_role("button", name="Remove").click()
+    row.wait_for(state="detached")
+    assert [m["name"] for m in control_plane.api("GET", "/api/models").json()] == ["from-git"]
+    assert control_plane.api("GET", "/api/jobs").json()[0]["status"] == "running"
+    ui.close()

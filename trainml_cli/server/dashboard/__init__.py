@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import api, pages
+from . import api, model_pages, pages
 from .sessions import Sessions
 from .traffic import Traffic
 
@@ -34,6 +34,7 @@ def install(app: FastAPI) -> None:
     app.state.auth.add_check(lambda request: "dashboard" if sessions.authorizes(request) else None)
 
     app.include_router(pages.router)
+    app.include_router(model_pages.router)
     app.include_router(api.router)
     app.mount(f"{pages.ROOT}/static", StaticFiles(directory=pages.STATIC), name="dashboard-static")
 

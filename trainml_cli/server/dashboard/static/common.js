@@ -183,9 +183,10 @@ const TrainML = (() => {
     toastTimer = setTimeout(() => { node.textContent = ""; }, 4000);
   }
 
-  function confirm(text, okLabel) {
+  function confirm(text, okLabel, title) {
     const dialog = document.getElementById("confirm");
     if (!dialog || !dialog.showModal) return Promise.resolve(window.confirm(text));
+    document.getElementById("confirm-title").textContent = title || "Remove endpoint?";
     document.getElementById("confirm-text").textContent = text;
     document.getElementById("confirm-ok").textContent = okLabel;
     return new Promise((resolve) => {
@@ -195,7 +196,7 @@ const TrainML = (() => {
     });
   }
 
-  return { ROOT, LIVE, api, duration, localTime, localizeTimes, fill, bindActions, follow, toast, tickRunTimes };
+  return { ROOT, LIVE, api, duration, localTime, localizeTimes, fill, bindActions, follow, toast, confirm, tickRunTimes };
 })();
 
 // Every job page (details, connect, logs) has the same head: name, status badge and actions, kept live.
