@@ -115,7 +115,7 @@ def test_form_errors_name_their_fields_and_create_nothing(control_plane):
     session = signed_in(control_plane)
     form = {
         "name": "",
-        "resources": {"gpu_types": ["cpu"], "cpu_count": 0},
+        "resources": {"gpu_types": ["cpu"], "cpu_count": 0, "disk_size": "ten", "max_price": -5},
         "model": {"source": "directory", "directory": "relative/dir"},
         "routes": [{"verb": "POST", "path": "/predict", "file": "echo", "function": "echo", "positional": False,
                     "body": [{"name": "text", "type": "str"},
@@ -126,7 +126,10 @@ def test_form_errors_name_their_fields_and_create_nothing(control_plane):
     assert response.status_code == 422
     fields = {f["field"]: f["message"] for f in response.json()["fields"]}
     assert fields["name"] == "must not be empty"
-    assert fields["resources.cpu_count"].startswith("0 must be a whole number")
+    # Every resource problem at once, each saying what the rule is.
+    assert fields["resources.cpu_count"] == "0 is too small; CPU count must be a whole number, 1 or more"
+    assert fields["resources.disk_size"] == "'ten' is not a whole number; disk size must be a whole number, 1 or more"
+    assert fields["resources.max_price"] == "-5 is too small; max price must be 0 or more (credits per hour)"
     assert "absolute path" in fields["model.directory"]
     assert fields["routes.0.body.1.default_value"] == "'abc' is not a Python literal"
     assert control_plane.api("GET", "/api/jobs").json() == []

@@ -591,3 +591,46 @@ def test_the_models_page_adds_shows_uses_and_removes_stored_models(browser, cont
     assert [m["name"] for m in control_plane.api("GET", "/api/models").json()] == ["from-git"]
     assert control_plane.api("GET", "/api/jobs").json()[0]["status"] == "running"
     ui.close()
+
+
+def test_a_fresh_create_form_shows_every_error_at_once_beside_its_field(browser, control_plane):
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    gpu_count = page.get_by_label("GPU count")
+    assert gpu_count.input_value() == "0" and gpu_count.is_disabled()  # a cpu job holds no GPU
+    style = lambda selector, pseudo="": page.locator(selector).first.evaluate(  # noqa: E731
+        f"(node) => {{ const s = getComputedStyle(node, {pseudo!r} || null); return [s.backgroundColor, s.color, s.fontStyle]; }}")
+    # Placeholders read as hints, and a disabled field looks unlike an enabled one.
+    assert style("#name", "::placeholder")[2] == "italic"
+    assert page.locator("#name").get_attribute("placeholder").startswith("e.g. ")
+    assert style("#gpu-count")[0] != style("#cpu-count")[0]
+
+    page.get_by_label("CPU count").fill("0")
+    page.get_by_label("Max price (credits/hour)").fill("-5")
+    page.get_by_role("button", name="Next").click()
+    page.locator('[data-error-for="name"]').wait_for()
+    errors = {
+        "name": page.locator('[data-error-for="name"]').inner_text(),
+        "cpu": page.locator('[data-error-for="resources.cpu_count"]').inner_text(),
+        "price": page.locator('[data-error-for="resources.max_price"]').inner_text(),
+        "upload": page.locator('[data-error-for="model.upload"]').inner_text(),
+        "file": page.locator('[data-route] [data-error="file"]').inner_text(),
+        "function": page.locator('[data-route] [data-error="function"]').inner_text(),
+    }
+    assert errors["name"] == "must not be empty"
+    assert errors["cpu"] == "0 is too small; CPU count must be a whole number, 1 or more"
+    assert errors["price"] == "-5 is too small; max price must be 0 or more (credits per hour)"
+    assert errors["upload"] == "pick a folder or drop an archive, and wait until it is uploaded"
+    assert errors["file"] and errors["function"], errors
+    assert page.locator("[aria-invalid=true]").count() >= 5
+    ui.shoot("create-errors", "/dashboard/create")
+
+    # Picking a GPU type would enable the count; back to cpu sets it to 0 again. The review says "no GPU".
+    page.get_by_label("CPU count").fill("1")
+    page.get_by_label("Max price (credits/hour)").fill("1")
+    fill_form(page, "fixed")
+    page.get_by_role("button", name="Next").click()
+    page.locator("#review").wait_for()
+    assert "no GPU, 1 CPU, 10 GB disk" in page.locator("#review-facts").inner_text()
+    ui.close()

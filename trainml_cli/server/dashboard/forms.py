@@ -108,7 +108,10 @@ def check(platform, form: dict) -> dict:
             raws = form.get("routes") if isinstance(form.get("routes"), list) else []
             problems.extend(route_fields(p, raws) for p in exc.problems)
         except TrainMLError as exc:
-            problems.append(field_of(exc, default_field))
+            if len(exc.details) > 1:  # several problems in one section (resources): each beside its field
+                problems.extend(field_of(UsageError(detail), default_field) for detail in exc.details)
+            else:
+                problems.append(field_of(exc, default_field))
         return None
 
     name = attempt("name", lambda: check_name(form.get("name"), "job"))

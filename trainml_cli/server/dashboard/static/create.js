@@ -225,7 +225,9 @@
     const from = { upload: "Uploaded", directory: "Folder on the server", git: "Git repository", trainml: "Stored model" }[formData.model.source];
     fact(facts, "Model", `${from}: ${model.source_uri}${model.git_ref ? " @ " + model.git_ref : ""}`);
     const r = payload.resources;
-    fact(facts, "Resources", `GPU type ${r.gpu_types.join(", ")}, ${r.gpu_count} GPU, ${r.cpu_count} CPU, ${r.disk_size} GB disk, max ${r.max_price} credits/hour`);
+    const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+    const gpus = r.gpu_count ? `${count(r.gpu_count, "GPU", "GPUs")} of type ${r.gpu_types.join(" or ")}` : "no GPU";
+    fact(facts, "Resources", `${gpus}, ${count(r.cpu_count, "CPU", "CPUs")}, ${r.disk_size} GB disk, at most ${r.max_price} credits/hour`);
 
     const env = payload.environment || {};
     const environment = document.getElementById("review-environment");
@@ -340,6 +342,15 @@
     if (event.target.dataset.input !== "optional") return;
     const input = event.target.closest("[data-param]").querySelector('[data-input="default_value"]');
     input.disabled = !event.target.checked;
+  });
+
+  // A CPU job holds no GPU: the count is 0 and fixed; a GPU type asks for at least one.
+  const gpuType = document.getElementById("gpu-type"), gpuCount = document.getElementById("gpu-count");
+  gpuType.addEventListener("change", () => {
+    const cpu = gpuType.value === "cpu";
+    gpuCount.disabled = cpu;
+    if (cpu) gpuCount.value = "0";
+    else if (gpuCount.value === "0" || gpuCount.value === "") gpuCount.value = "1";
   });
 
   form.addEventListener("change", (event) => {
