@@ -1,5 +1,6 @@
 """The dashboard in a real browser: Playwright driving Debian's Chromium against the real control plane and real
-endpoint processes. Screenshots of every page, at 1280 and 390 px wide, go to test-output/dashboard/.
+endpoint processes. Screenshots of every page, at 1366 and 390 px wide, go to test-output/dashboard/;
+each is also checked for layout faults (check_layout).
 
 Skipped when Chromium or the playwright package is missing (`apt-get install chromium`, `pip install playwright`;
 never `playwright install`: the browser is the system's).
@@ -26,7 +27,7 @@ TABULATE_DIR = str(MODELS / "tabulate_version")
 SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "dashboard"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-WIDE, NARROW = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
+WIDE, NARROW = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed at /usr/bin/chromium")
@@ -60,20 +61,63 @@ class Dashboard:
         self.page.goto(self.plane.url + path)
 
     def shoot(self, name: str, path: str | None = None) -> None:
-        """The page as it is, at 1280 px; then the same URL at 390 px in a second tab of the same session."""
+        """The page as it is, at 1366 px; then the same URL at 390 px in a second tab of the same session. Both are
+        checked for layout faults first."""
         SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}-1280.png"), full_page=True)
+        check_layout(self.page, name)
+        self.page.screenshot(path=str(SHOTS / f"{name}-1366.png"), full_page=True)
         narrow = self.context.new_page()
         narrow.set_viewport_size(NARROW)
         narrow.goto(self.plane.url + path if path else self.page.url)
         narrow.wait_for_timeout(600)  # live pages never go network-idle (their event streams stay open)
-        assert narrow.evaluate("document.documentElement.scrollWidth") <= NARROW["width"], f"{name} scrolls sideways at 390 px"
+        check_layout(narrow, name)
         narrow.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
         narrow.close()
 
     def close(self):
         self.context.close()
         assert not self.errors, self.errors
+
+
+def check_layout(page, name: str) -> None:
+    """What a person would see as broken: the page scrolling sideways, a phone card's label squeezed narrower than
+    its word ("Na / m / e"), a URL broken inside host:port, a button's text wrapped, a table row's actions on two
+    lines."""
+    width = page.viewport_size["width"]
+    faults = page.evaluate("""() => {
+        const visible = (n) => n.offsetParent !== null;
+        const faults = [];
+        const scroll = document.documentElement.scrollWidth;
+        if (scroll > window.innerWidth) faults.push(`scrolls sideways: ${scroll} px wide`);
+        const ruler = document.createElement("span");
+        ruler.style.cssText = "position:absolute;visibility:hidden;white-space:nowrap";
+        document.body.appendChild(ruler);
+        for (const cell of document.querySelectorAll("td[data-label]")) {
+            if (!visible(cell)) continue;
+            const before = getComputedStyle(cell, "::before");
+            if (before.content === "none" || before.display === "none") continue;
+            ruler.style.font = before.font;
+            ruler.textContent = cell.dataset.label;
+            const shown = parseFloat(before.width);
+            if (shown + 0.5 < ruler.getBoundingClientRect().width) faults.push(`label ${cell.dataset.label} squeezed to ${shown} px`);
+        }
+        ruler.remove();
+        for (const url of document.querySelectorAll(".url")) {
+            if (visible(url) && url.getClientRects().length === 1 && url.getBoundingClientRect().height > 1.6 * parseFloat(getComputedStyle(url).lineHeight || 20))
+                faults.push(`URL ${url.textContent} broken over lines`);
+        }
+        for (const button of document.querySelectorAll("button, .button")) {
+            if (visible(button) && button.scrollWidth > button.clientWidth + 1) faults.push(`button ${button.textContent.trim()} cut`);
+        }
+        if (window.innerWidth > 720) {
+            for (const group of document.querySelectorAll("td .action-group")) {
+                const tops = new Set([...group.children].filter(visible).map((c) => c.getBoundingClientRect().top));
+                if (tops.size > 1) faults.push("a row's actions take two lines");
+            }
+        }
+        return faults;
+    }""")
+    assert faults == [], f"{name} at {width} px: {faults}"
 
 
 def wait_for(predicate, what: str, timeout: float = 10.0) -> None:
@@ -134,7 +178,7 @@ def test_create_connect_logs_chart_stop_remove(browser, control_plane):
     review.wait_for(state="visible")
     assert "POST /predict → echo:echo" in review.inner_text()
     assert "times: int = 2" in review.inner_text()
-    page.screenshot(path=str(SHOTS / "review-1280.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "review-1366.png"), full_page=True)
     page.set_viewport_size(NARROW)
     page.screenshot(path=str(SHOTS / "review-390.png"), full_page=True)
     page.set_viewport_size(WIDE)
@@ -209,7 +253,7 @@ def test_create_connect_logs_chart_stop_remove(browser, control_plane):
     assert control_plane.api("GET", f"/api/jobs/{job_id}").status_code == 200
     row.get_by_role("button", name="Remove echo").click()
     assert "Remove “echo”? Its endpoint is stopped first." in dialog.inner_text()
-    page.screenshot(path=str(SHOTS / "remove-confirm-1280.png"))
+    page.screenshot(path=str(SHOTS / "remove-confirm-1366.png"))
     dialog.get_by_role("button", name="Remove").click()
     row.wait_for(state="detached")
     assert page.locator("#no-jobs").is_visible()
@@ -264,7 +308,7 @@ def test_create_with_pip_packages_then_the_details_show_the_environment(browser,
     facts = page.locator("#review-environment").inner_text()
     assert "tabulate==0.9.0" in facts and f"Python {default['version']} (default)" in facts
     assert "GET /version → predict:version" in review.inner_text()
-    page.screenshot(path=str(SHOTS / "review-environment-1280.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "review-environment-1366.png"), full_page=True)
     page.get_by_role("button", name="Create", exact=True).click()
     page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
     job_id = page.url.rsplit("/", 1)[1]
@@ -301,7 +345,7 @@ def test_bad_default_value_shows_next_to_its_field_and_creates_nothing(browser, 
     assert error.inner_text() == "'two' is not a Python literal"
     assert param.get_by_label("Default Value").get_attribute("aria-invalid") == "true"
     assert page.locator("#review").is_hidden()
-    page.screenshot(path=str(SHOTS / "create-error-1280.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "create-error-1366.png"), full_page=True)
     page.set_viewport_size(NARROW)
     page.screenshot(path=str(SHOTS / "create-error-390.png"), full_page=True)
     assert control_plane.api("GET", "/api/jobs").json() == []
@@ -339,7 +383,7 @@ def test_without_a_session_the_dashboard_says_how_to_sign_in(browser, control_pl
     page.goto(control_plane.url + "/dashboard/")
     assert page.url == control_plane.url + "/dashboard/signed-out"
     assert page.get_by_text("trainml server dashboard").is_visible()
-    page.screenshot(path=str(SHOTS / "signed-out-1280.png"))
+    page.screenshot(path=str(SHOTS / "signed-out-1366.png"))
     page.set_viewport_size(NARROW)
     page.screenshot(path=str(SHOTS / "signed-out-390.png"))
     assert context.cookies() == []
@@ -633,4 +677,16 @@ def test_a_fresh_create_form_shows_every_error_at_once_beside_its_field(browser,
     page.get_by_role("button", name="Next").click()
     page.locator("#review").wait_for()
     assert "no GPU, 1 CPU, 10 GB disk" in page.locator("#review-facts").inner_text()
+    ui.close()
+
+
+def test_the_endpoint_list_fits_a_phone_and_a_laptop(browser, control_plane):
+    long_name = "sentiment-analysis-production-eu-west-1"
+    job = create_echo(control_plane, long_name)
+    ui = Dashboard(browser, control_plane)
+    row = ui.page.locator(f'tr[data-job-id="{job["id"]}"]')
+    row.locator('.badge[data-status="running"]').wait_for()
+    # The list uses the page's width at 1366 px: more than the old 1066 px cap.
+    assert ui.page.locator("#jobs").evaluate("t => t.getBoundingClientRect().width") > 1250
+    ui.shoot("endpoints-long-name")  # check_layout: no sideways scroll, labels whole, URL and actions on one line
     ui.close()
