@@ -690,3 +690,51 @@ def test_the_endpoint_list_fits_a_phone_and_a_laptop(browser, control_plane):
     assert ui.page.locator("#jobs").evaluate("t => t.getBoundingClientRect().width") > 1250
     ui.shoot("endpoints-long-name")  # check_layout: no sideways scroll, labels whole, URL and actions on one line
     ui.close()
+
+
+def test_connect_and_details_of_a_stopped_and_a_failed_endpoint(browser, control_plane):
+    job = create_echo(control_plane, "pauses")
+    port = str(job["port"])
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go(f"/dashboard/jobs/{job['id']}/connect")
+    assert page.locator("#endpoint-url").inner_text() == job["url"]
+    page.get_by_role("button", name="Copy the URL").click()
+    page.get_by_text("URL copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == job["url"]
+    pre = page.locator("[data-curl]").first
+    assert job["url"] in pre.inner_text()
+    assert pre.evaluate("p => [getComputedStyle(p).wordBreak, getComputedStyle(p).overflowWrap]") == ["normal", "normal"]
+
+    # Stopped: no URL, and no command with the port it had; the page says so in words.
+    control_plane.api("POST", f"/api/jobs/{job['id']}/stop")
+    page.locator('#job-head .badge[data-status="stopped"]').wait_for(timeout=20_000)
+    assert page.locator("#endpoint-url").inner_text() == "—"
+    assert page.get_by_role("button", name="Copy the URL").is_hidden()
+    assert all(port not in text for text in page.locator("[data-curl]").all_inner_texts())
+    assert page.locator("#not-running").inner_text().startswith("The endpoint is stopped;")
+    ui.shoot("connect-stopped")
+    page.reload()  # the same when rendered by the server
+    assert all(port not in text for text in page.locator("[data-curl]").all_inner_texts())
+    assert "http://ENDPOINT_URL/predict" in pre.inner_text()
+
+    # Details: the size once known; a failed endpoint's reason is its error line, in monospace, the log one click away.
+    ui.go(f"/dashboard/jobs/{job['id']}")
+    assert page.locator('[data-field="model_size"]').inner_text().endswith(" B")
+    assert page.locator('[data-field="model_size"]').inner_text() != "0 B"
+    payload = {"name": "broken", "model": {"source_type": "git", "source_uri": "file:///nonexistent/repo"},
+               "endpoint": {"routes": [{"verb": "POST", "path": "/p", "file": "predict", "function": "predict"}]}}
+    failed = control_plane.api("POST", "/api/jobs", json=payload).json()
+    ui.go(f"/dashboard/jobs/{failed['id']}")
+    page.locator('#job-head .badge[data-status="failed"]').wait_for(timeout=20_000)
+    reason = page.locator("#job-reason")
+    reason.wait_for()
+    assert "monospace" in reason.evaluate("r => getComputedStyle(r).fontFamily") or "Mono" in reason.evaluate("r => getComputedStyle(r).fontFamily")
+    assert reason.inner_text() == control_plane.api("GET", f"/api/jobs/{failed['id']}").json()["reason"].splitlines()[0]
+    page.get_by_role("link", name="Open the log").click()
+    page.wait_for_url(f"**/jobs/{failed['id']}/logs")
+    ui.go(f"/dashboard/jobs/{failed['id']}/connect")
+    assert page.locator("#not-running").inner_text().startswith("The endpoint failed;")
+    ui.go(f"/dashboard/jobs/{failed['id']}")
+    ui.shoot("details-failed")
+    ui.close()

@@ -207,9 +207,11 @@ async def connect_page(request: Request, job_id: str):
     job = find_job(request, job_id)
     if job is None:
         return not_found(request, job_id)
-    url = job["url"] or f"http://{platform(request).jobs.host}:{job['port'] or 'PORT'}"
+    # Commands are written for a stand-in URL that the page swaps for the live one: a stopped endpoint has none,
+    # and showing the port it last had would invite calls that cannot answer.
     return render(request, "connect.html", title=f"Connect to {job['name']}", page="connect", section="endpoints",
-                  job=job, examples=examples(url, job))
+                  job=job, examples=examples(URL_STAND_IN, job), stand_in=URL_STAND_IN,
+                  status_sentence=status_sentence(job["status"]))
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -223,6 +225,14 @@ async def logs_page(request: Request, job_id: str):
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
+
+URL_STAND_IN = "http://ENDPOINT_URL"  # shell-safe as it is, so it is never quoted apart from the path after it
+
+
+def status_sentence(status: str) -> str:
+    """"The endpoint failed", "The endpoint is stopped": a sentence for a status (connect.js says the same)."""
+    return {"failed": "The endpoint failed", "new": "The endpoint was just created"}.get(status, f"The endpoint is {status}")
+
 
 
 def examples(url: str, job: dict) -> list[dict]:

@@ -45,6 +45,16 @@ const TrainML = (() => {
     return h ? `${h}h ${pad(m)}m ${pad(s)}s` : `${m}m ${pad(s)}s`;
   }
 
+  // As the pages' filesize filter writes it: "286 B", "26.5 KB".
+  function fileSize(bytes) {
+    let value = Number(bytes) || 0;
+    for (const unit of ["B", "KB", "MB", "GB"]) {
+      if (value < 1024 || unit === "GB") return unit === "B" ? `${Math.round(value)} B` : `${value.toFixed(1)} ${unit}`;
+      value /= 1024;
+    }
+    return `${value.toFixed(1)} GB`;
+  }
+
   function localTime(iso, withSeconds) {
     if (!iso) return "—";
     const date = new Date(iso);
@@ -196,7 +206,7 @@ const TrainML = (() => {
     });
   }
 
-  return { ROOT, LIVE, api, duration, localTime, localizeTimes, fill, bindActions, follow, toast, confirm, tickRunTimes };
+  return { ROOT, LIVE, api, duration, fileSize, localTime, localizeTimes, fill, bindActions, follow, toast, confirm, tickRunTimes };
 })();
 
 // Every job page (details, connect, logs) has the same head: name, status badge and actions, kept live.

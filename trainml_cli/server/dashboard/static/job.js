@@ -7,6 +7,10 @@
   const history = document.getElementById("history");
   const noHistory = document.getElementById("no-history");
   const reason = document.getElementById("job-reason");
+  const failure = document.getElementById("failure");
+  const reasonRest = document.getElementById("reason-rest");
+  const reasonMore = document.getElementById("reason-more");
+  const size = document.querySelector('[data-field="model_size"]');
   const traffic = document.getElementById("traffic");
   const canvas = traffic.querySelector("canvas");
   // The status the history was rendered with: any other status seen later means the history has grown.
@@ -68,7 +72,13 @@
 
   function onJob(job) {
     showEnvironment(job.environment);
-    reason.textContent = job.status === "failed" ? job.reason || "" : "";
+    // The reason's first line is the error; the output lines after it are one click away, and so is the log.
+    const [headline, ...rest] = (job.status === "failed" && job.reason ? job.reason : "").split("\n");
+    failure.hidden = job.status !== "failed";
+    reason.textContent = headline;
+    reasonRest.textContent = rest.join("\n");
+    reasonMore.hidden = !rest.length;
+    if (job.model && job.model.size) size.textContent = TrainML.fileSize(job.model.size);
     if (lastStatus !== job.status) refreshHistory().catch(() => {});
     if (lastStatus !== "running" && job.status === "running" && lastTraffic) draw(lastTraffic);
     lastStatus = job.status;
