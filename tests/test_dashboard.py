@@ -276,24 +276,38 @@ def test_session_cookies_are_signed_and_expire():
     assert not sessions.check_cookie(cookie)
 
 
-@pytest.mark.parametrize("problem, field, message", [
-    ("route 1 (POST /predict): body[1].default_value: 'abc' is not a Python literal",
+def _route(**changes):
+    return {"verb": "POST", "path": "/p", "file": "predict", "function": "predict",
+            "body": [{"name": "x", "type": "str"}], **changes}
+
+
+@pytest.mark.parametrize("routes, field, message", [
+    ([_route(body=[{"name": "a", "type": "str"}, {"name": "b", "type": "float", "optional": True, "default_value": "abc"}])],
      "routes.0.body.1.default_value", "'abc' is not a Python literal"),
-    ("route 2 (GET /a: b): path: /a: b must start with '/'", "routes.1.path", "/a: b must start with '/'"),
-    ("route 1 (POST /p): body[0]: required param 'x' comes after an optional one", "routes.0.body.0.param",
-     "required param 'x' comes after an optional one"),
-    ("route 1: verb: 'FETCH' is not one of GET, POST", "routes.0.verb", "'FETCH' is not one of GET, POST"),
-    ("at least one route is required", "routes", "at least one route is required"),
-    ("route 1 (POST /p): batch.max_size: 2000 is more than 1024 (allowed: 1 to 1024)", "routes.0.batch_max_size",
-     "2000 is more than 1024 (allowed: 1 to 1024)"),
-    ("route 1 (POST /p): batch: a batched route needs at least one body param", "routes.0.batch",
-     "a batched route needs at least one body param"),
-])
-def test_route_problems_map_to_form_fields(problem, field, message):
-    raws = [{"verb": "POST", "path": "/predict"}, {"verb": "GET", "path": "/a: b"}]
-    if "(POST /p)" in problem:
-        raws = [{"verb": "POST", "path": "/p"}]
-    assert forms.route_fields(problem, raws) == forms.FieldError(field, message)
+    ([_route(), _route(verb="GET", path="/a: b")], "routes.1.path", "'/a: b' must start with '/' and use only URL path characters"),
+    ([_route(positional=True, body=[{"name": "a", "type": "str", "optional": True}, {"name": "b", "type": "str"}])],
+     "routes.0.body.1.param", "required param 'b' comes after an optional one in a positional route"),
+    ([_route(verb="FETCH")], "routes.0.verb", "'FETCH' is not one of GET, POST, PUT, PATCH, DELETE"),
+    ([], "routes", "at least one route is required"),
+    ([_route(batch={"max_size": 2000})], "routes.0.batch_max_size", "2000 is more than 1024 (allowed: 1 to 1024)"),
+    ([_route(body=[], batch={"max_size": 8})], "routes.0.batch",
+     "a batched route needs at least one body param (each arrives as a list, one item per request)"),
+], ids=["default", "path-with-colon", "positional-order", "verb", "none", "batch-size", "batch-without-body"])
+def test_route_problems_come_as_data_and_map_to_form_fields(routes, field, message):
+    from trainml_cli.errors import RouteSpecError
+    from trainml_cli.routespec import parse_routes
+
+    with pytest.raises(RouteSpecError) as info:
+        parse_routes(routes)
+    assert [forms.route_field(p) for p in info.value.fields] == [forms.FieldError(field, message)]
+
+
+def test_the_api_returns_route_problems_as_data(control_plane):
+    payload = {"name": "x", "model": {"source_type": "git", "source_uri": "file:///nowhere"},
+               "endpoint": {"routes": [_route(), _route(path="/q", function="not valid")]}}
+    body = control_plane.api("POST", "/api/jobs", json=payload).json()
+    assert body["fields"] == [{"route": 1, "field": "function", "message": "'not valid' is not a valid Python function name"}]
+    assert body["details"] == ["route 2 (POST /q): function: 'not valid' is not a valid Python function name"]
 
 
 @pytest.mark.parametrize("message, field, text", [

@@ -12,8 +12,9 @@ Every check here is one the API or the CLI already makes (job names from models.
 resources.py, git URIs from sources.py, routes from routespec.py, route files from the CLI's own check, packages
 and the requirements file from environment.py, the interpreter from the machine's list), called
 section by section so that one mistake does not hide the next. Their messages name a route and a field
-(`route 1 (POST /predict): body[0].default_value: 'abc' is not a Python literal`); `field_of` turns that into
-the form's field key (`routes.0.body.0.default_value`) so the page can show each message next to its input.
+(`route 1 (POST /predict): body[0].default_value: 'abc' is not a Python literal`), and route problems come as
+data too (RouteSpecError.fields: route index, field, message), which `route_field` turns into the form's field
+key (`routes.0.body.0.default_value`) so the page can show each message next to its input.
 The payload that is finally created goes through the API's own schema and `Jobs.create`, which checks it all
 once more: the form never decides alone what is valid.
 """
@@ -33,7 +34,6 @@ from .. import sources
 from ..models import check_name
 
 SOURCES = ("upload", "directory", "git", "trainml")
-_ROUTE_FIELD = re.compile(r"^(verb|path|file|function|positional|body|batch)(?:\[(\d+)\](?:\.(\w+))?|\.(\w+))?: (.*)$", re.S)
 _PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*(?:\[\d+\](?:\.[a-z_]+)?)?): (.*)$", re.S)
 
 
@@ -57,27 +57,20 @@ class FormErrors(UsageError):
         return {**super().to_dict(), "fields": [f.to_dict() for f in self.fields]}
 
 
-def route_fields(problem: str, raws: list) -> FieldError:
-    """`route 2 (POST /p): body[0].type: ...` -> FieldError("routes.1.body.0.type", "...")."""
-    match = re.match(r"^route (\d+)", problem)
-    if not match:
-        return FieldError("routes", problem)
-    index = int(match.group(1)) - 1
-    raw = raws[index] if 0 <= index < len(raws) and isinstance(raws[index], dict) else {}
-    rest = problem[match.end():]
-    label = f" ({str(raw.get('verb', '')).upper()} {raw.get('path', '')})"
-    if rest.startswith(label):  # the label's path may itself hold ': ', so strip it by what it must be
-        rest = rest[len(label):]
-    rest = rest[2:] if rest.startswith(": ") else rest
-    found = _ROUTE_FIELD.match(rest)
-    if not found:
-        return FieldError(f"routes.{index}", rest)
-    part, param, attribute, batch_field, message = found.groups()
-    if part == "batch" and batch_field:  # batch.max_size -> the route's "batch_max_size" input
-        return FieldError(f"routes.{index}.batch_{batch_field}", message)
-    if part != "body" or param is None:
-        return FieldError(f"routes.{index}.{part}", message)
-    return FieldError(f"routes.{index}.body.{param}.{attribute or 'param'}", message)
+def route_field(problem: dict) -> FieldError:
+    """A route-spec problem as data ({route, field, message}, see RouteSpecError) -> the form's field key:
+    route 1's `body[0].type` -> `routes.0.body.0.type`; `batch.max_size` -> the route's `batch_max_size` input."""
+    index, field, message = problem.get("route"), problem.get("field") or "", problem["message"]
+    if index is None:
+        return FieldError("routes", message)
+    head, _, rest = field.partition(".")
+    if not head or head == "route":
+        return FieldError(f"routes.{index}", message)
+    if head.startswith("body[") and head.endswith("]"):
+        return FieldError(f"routes.{index}.body.{head[5:-1]}.{rest or 'param'}", message)
+    if head == "batch" and rest:
+        return FieldError(f"routes.{index}.batch_{rest}", message)
+    return FieldError(f"routes.{index}.{head}", message)
 
 
 def field_of(error: TrainMLError, default: str) -> FieldError:
@@ -105,8 +98,7 @@ def check(platform, form: dict) -> dict:
         try:
             return step()
         except RouteSpecError as exc:
-            raws = form.get("routes") if isinstance(form.get("routes"), list) else []
-            problems.extend(route_fields(p, raws) for p in exc.problems)
+            problems.extend(route_field(p) for p in exc.fields)
         except TrainMLError as exc:
             if len(exc.details) > 1:  # several problems in one section (resources): each beside its field
                 problems.extend(field_of(UsageError(detail), default_field) for detail in exc.details)
@@ -265,17 +257,17 @@ def uploaded_files(platform, upload_id: str) -> frozenset:
 
 def check_uploaded_route_files(routes, names: frozenset) -> None:
     """Every route's file is in the uploaded tree, as the CLI checks a folder before it uploads it."""
-    problems = []
+    found = []
     for index, route in enumerate(routes):
         if route.relative_file not in names:
             tops = {n.split("/", 1)[0] for n in names}
             hint = ""
             if len(tops) == 1 and f"{next(iter(tops))}/{route.relative_file}" in names:
                 hint = f"; the archive holds everything in the folder {next(iter(tops))!r}: pack what is inside it"
-            problems.append(f"route {index + 1} ({route.label}): file: {route.file!r} not found in the uploaded "
-                            f"folder (looked for {route.relative_file}){hint}")
-    if problems:
-        raise RouteSpecError(problems)
+            found.append((index, f"route {index + 1} ({route.label})", "file",
+                          f"{route.file!r} not found in the uploaded folder (looked for {route.relative_file}){hint}"))
+    if found:
+        raise RouteSpecError.of(found)
 
 
 async def upload_directory(platform, directory: str) -> str:
