@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, UsageError
 from ...routespec import TYPES, VERBS, parse_routes
+from ...states import FINAL, LIVE, JobStatus
 from .. import resources as res
 from ..sources import MAX_UPLOAD_BYTES
 from .history import status_history
@@ -79,7 +80,11 @@ def filesize(size) -> str:
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True)
 templates.filters.update(duration=duration, filesize=filesize)
-templates.globals.update(static=static_url, root=ROOT)
+# The statuses' sets, from the one enum, for the page scripts (a data attribute: the CSP allows no inline script).
+STATUS_SETS = {"live": sorted(s.value for s in LIVE), "final": sorted(s.value for s in FINAL),
+               "billed": [JobStatus.STARTING.value, JobStatus.RUNNING.value],
+               "names": {status.name.lower(): status.value for status in JobStatus}}
+templates.globals.update(static=static_url, root=ROOT, status_sets=STATUS_SETS)
 
 
 def render(request: Request, name: str, *, status: int = 200, signed_in: bool = True, **context) -> HTMLResponse:
@@ -231,7 +236,8 @@ URL_STAND_IN = "http://ENDPOINT_URL"  # shell-safe as it is, so it is never quot
 
 def status_sentence(status: str) -> str:
     """"The endpoint failed", "The endpoint is stopped": a sentence for a status (connect.js says the same)."""
-    return {"failed": "The endpoint failed", "new": "The endpoint was just created"}.get(status, f"The endpoint is {status}")
+    return {JobStatus.FAILED.value: "The endpoint failed",
+            JobStatus.NEW.value: "The endpoint was just created"}.get(status, f"The endpoint is {status}")
 
 
 

@@ -21,6 +21,7 @@ import logging
 import time
 
 from ...limits import LATENCY_BUCKETS
+from ...states import JobStatus
 
 log = logging.getLogger("trainml.server")
 
@@ -64,7 +65,7 @@ class Traffic:
     async def sample(self, platform) -> None:
         store = platform.store
         jobs = await asyncio.to_thread(store.jobs)
-        running = [j for j in jobs if j["status"] == "running"]
+        running = [j for j in jobs if j["status"] == JobStatus.RUNNING.value]
         answers = await asyncio.gather(*(platform.jobs.metrics(j["id"]) for j in running), return_exceptions=True)
         now = time.time()
         rows = []

@@ -43,9 +43,9 @@
   // The commands are written for a stand-in URL: the live one replaces it while the endpoint has one.
   const standIn = document.getElementById("examples").dataset.standIn;
   const notRunning = document.getElementById("not-running");
-  const sentence = (status) => ({ failed: "The endpoint failed", new: "The endpoint was just created" }[status] || `The endpoint is ${status}`);
+  const sentence = (status) => ({ [TrainML.STATUS.failed]: "The endpoint failed", [TrainML.STATUS.new]: "The endpoint was just created" }[status] || `The endpoint is ${status}`);
   followJobHead((job) => {
-    notRunning.hidden = job.status === "running";
+    notRunning.hidden = job.status === TrainML.STATUS.running;
     document.getElementById("status-sentence").textContent = sentence(job.status);
     for (const pre of document.querySelectorAll("pre[data-template]")) {
       pre.textContent = job.url ? pre.dataset.template.split(standIn).join(job.url) : pre.dataset.template;

@@ -73,14 +73,14 @@
   function onJob(job) {
     showEnvironment(job.environment);
     // The reason's first line is the error; the output lines after it are one click away, and so is the log.
-    const [headline, ...rest] = (job.status === "failed" && job.reason ? job.reason : "").split("\n");
-    failure.hidden = job.status !== "failed";
+    const [headline, ...rest] = (job.status === TrainML.STATUS.failed && job.reason ? job.reason : "").split("\n");
+    failure.hidden = job.status !== TrainML.STATUS.failed;
     reason.textContent = headline;
     reasonRest.textContent = rest.join("\n");
     reasonMore.hidden = !rest.length;
     if (job.model && job.model.size) size.textContent = TrainML.fileSize(job.model.size);
     if (lastStatus !== job.status) refreshHistory().catch(() => {});
-    if (lastStatus !== "running" && job.status === "running" && lastTraffic) draw(lastTraffic);
+    if (lastStatus !== TrainML.STATUS.running && job.status === TrainML.STATUS.running && lastTraffic) draw(lastTraffic);
     lastStatus = job.status;
   }
 

@@ -49,7 +49,7 @@
   // A chart for every running endpoint, and for a stopped one whose traffic still falls in the span.
   function showTraffic(data) {
     lastTraffic = data;
-    const shown = data.jobs.filter((j) => j.status === "running" || j.points.length);
+    const shown = data.jobs.filter((j) => j.status === TrainML.STATUS.running || j.points.length);
     const ids = new Set(shown.map((j) => j.id));
     for (const card of [...charts.children]) if (!ids.has(card.dataset.jobId)) card.remove();
     for (const job of shown) {
