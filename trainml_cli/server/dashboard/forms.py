@@ -22,7 +22,6 @@ once more: the form never decides alone what is valid.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from .. import sources
 from ..models import check_name
 
 SOURCES = ("upload", "directory", "git", "trainml")
-_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*(?:\[\d+\](?:\.[a-z_]+)?)?): (.*)$", re.S)
 
 
 @dataclass
@@ -74,17 +72,21 @@ def route_field(problem: dict) -> FieldError:
 
 
 def field_of(error: TrainMLError, default: str) -> FieldError:
-    """A usage error from the platform's checks (`resources.cpu_count: ...`) as a form field and message."""
+    """A usage error from the platform's checks as a form field and message. Those checks name their field first
+    (`resources.cpu_count: ...`, `job name: ...`); that head, when it is one of the form's sections, is the field.
+    (Route problems need none of this: they come as data, see route_field.)"""
     text = error.message
     if text.startswith("job name: "):
         return FieldError("name", text[len("job name: "):])
-    match = _PREFIX.match(text)
-    if match and (match.group(1).startswith(("resources.", "model.")) or match.group(1) == "name"):
-        return FieldError(match.group(1), match.group(2))
-    if match and match.group(1).startswith("environment."):
+    head, separator, rest = text.partition(": ")
+    if not separator or " " in head:
+        return FieldError(default, text)
+    if head.startswith(("resources.", "model.")) or head == "name":
+        return FieldError(head, rest)
+    if head.startswith("environment."):
         # One input holds every package: `environment.packages.pip[2]: ...` is that input's problem (the message
         # quotes the package, so which one stays clear).
-        return FieldError(re.sub(r"\[\d+\].*$", "", match.group(1)), match.group(2))
+        return FieldError(head.partition("[")[0], rest)
     return FieldError(default, text)
 
 
