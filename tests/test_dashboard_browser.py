@@ -529,6 +529,20 @@ def test_upload_a_folder_and_a_tar_gz_from_the_browser_and_reach_running(browser
     page.get_by_role("button", name="Create", exact=True).click()
     page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
     page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=30_000)
+
+    # A .zip goes as it is too; the server turns it into a tar.gz, and the route file is found in it.
+    import zipfile
+
+    zipped = tmp_path / "echo.zip"
+    with zipfile.ZipFile(zipped, "w") as out:
+        out.write(Path(ECHO_DIR) / "echo.py", "echo.py")
+    ui.go("/dashboard/create")
+    fill_echo_route(page, "from-zip")
+    page.set_input_files("#model-archive", str(zipped))
+    page.locator("#model-upload [data-upload-status]", has_text="echo.zip: 1 file,").wait_for()
+    page.get_by_role("button", name="Next").click()
+    page.locator("#review").wait_for()
+    assert "Uploaded: echo.zip (uploaded from the browser)" in page.locator("#review").inner_text()
     ui.close()
 
 
