@@ -37,6 +37,7 @@ class RuntimeConfig:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     access_log: bool = True
     metrics_dir: str | None = None  # shared by a worker group for prometheus_client's multiprocess files
+    metrics_dir_owned: bool = False  # this process made it and removes it when it stops (not a command-line flag)
 
     def to_args(self) -> list[str]:
         """Command-line arguments that rebuild this config in a worker process (routes go by file)."""

@@ -38,6 +38,12 @@ def openapi_document(title: str, routes: list[tuple[Route, dict]]) -> dict:
                 "504": {"description": "The call ran longer than the endpoint's timeout"},
             },
         }
+        if route.batch is not None:  # clients send one request's body; batching is the server's business
+            operation["description"] = (
+                f"Batched: up to {route.batch.max_size} requests are answered by one call of the function "
+                f"(waiting up to {route.batch.max_wait_ms:g} ms to fill a batch). Each request has its own body "
+                "and gets its own answer."
+            )
         if route.takes_body:
             operation["requestBody"] = {"required": bool(route.body), "content": _json_ref(name)}
         else:
