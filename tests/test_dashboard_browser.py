@@ -752,3 +752,37 @@ def test_connect_and_details_of_a_stopped_and_a_failed_endpoint(browser, control
     ui.go(f"/dashboard/jobs/{failed['id']}")
     ui.shoot("details-failed")
     ui.close()
+
+
+def test_an_archive_dropped_on_the_drop_zone_is_uploaded(browser, control_plane, tmp_path):
+    import base64
+    import tarfile
+
+    archive = tmp_path / "dropped.tgz"
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(Path(ECHO_DIR) / "echo.py", arcname="echo.py")
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    zone = page.locator("#model-upload")
+    data = base64.b64encode(archive.read_bytes()).decode()
+    # What a browser does when a file is dropped: a drop event whose DataTransfer holds the File.
+    transfer = page.evaluate_handle("""(data) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.tgz", { type: "application/gzip" }));
+        return transfer;
+    }""", data)
+    zone.dispatch_event("dragover", {"dataTransfer": transfer})
+    zone.dispatch_event("drop", {"dataTransfer": transfer})
+    zone.locator("[data-upload-status]", has_text="dropped.tgz: 1 file,").wait_for()
+    # Anything else is refused before it is sent, saying what would do.
+    other = page.evaluate_handle("""() => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(["x"], "notes.txt", { type: "text/plain" }));
+        return transfer;
+    }""")
+    zone.dispatch_event("drop", {"dataTransfer": other})
+    assert zone.locator("[data-upload-error]").inner_text() == \
+        "notes.txt is not a .tar.gz, .tgz or .zip; drop one of those, or pick a folder."
+    ui.close()
