@@ -1,4 +1,5 @@
-"""The control plane's state in SQLite: jobs, stored models and job logs. This module holds all the SQL.
+"""The control plane's state in SQLite: jobs, stored models, job logs, status events and traffic history. This
+module holds all the SQL.
 
 One connection in WAL mode (readers never wait for the writer), shared by the event loop and worker threads
 under a lock; each call is one short statement or transaction, so holding the lock never blocks for long.

@@ -8,11 +8,12 @@ follower). These routes add only what a browser needs on top:
                                          `removed` when the followed job is gone
     GET  /api/dashboard/traffic?span=5m|1h|24h&job=ID   requests/s, latency, p50/p99 points per endpoint,
                                          from the history the control plane keeps (see traffic.py)
-    GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first
+    GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
     GET  /api/dashboard/requirements?directory=/abs/path   {directory, file, found}: whether a folder on the
                                          server holds the requirements.txt an environment would install
     POST /api/dashboard/check            the Create form -> {payload} or 422 {fields: [{field, message}]}
-    POST /api/dashboard/jobs             the Create form -> the created job record (201)
+    POST /api/dashboard/jobs             the Create form -> the created job record (201); the model from a folder
+                                         on this computer comes as the id of an upload the page made already
 """
 
 from __future__ import annotations
