@@ -372,3 +372,29 @@ def test_traffic_history_has_gaps_where_nothing_was_sampled_and_quantiles_from_b
     assert quantile(0.5, []) is None and quantile(0.99, [0] * 16 + [3]) == 60_000.0
     assert Traffic().series(store, ["j"], "24h", now=now)["jobs"]["j"][0]["requests"] == 330
     store.close()
+
+
+def test_traffic_history_outlives_a_control_plane_restart(control_plane):
+    """The samples are in SQLite: a new control plane (after a kill -9) still charts the calls made before."""
+    from conftest import run, wait_until
+
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("kept", model={"source_type": "local", "source_uri": ECHO_DIR},
+                                           endpoint={"routes": [route(file="echo", function="echo")]}, wait=True)
+            return job.dict
+
+    job = run(scenario())
+    with requests.Session() as calls:
+        for _ in range(50):
+            assert calls.post(job["url"] + "/predict", json={"text": "x"}, timeout=5).ok
+
+    def recorded():
+        data = control_plane.api("GET", "/api/dashboard/traffic", params={"job": job["id"], "span": "1h"}).json()
+        return sum(p["requests"] for p in data["jobs"][0]["points"])
+
+    wait_until(lambda: recorded() == 50, timeout=30, message="the sampler to record 50 calls")
+    control_plane.kill()
+    control_plane.start()
+    assert recorded() == 50
+    assert control_plane.api("GET", "/api/dashboard/traffic", params={"span": "week"}).status_code == 422
