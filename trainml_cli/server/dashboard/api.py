@@ -143,12 +143,14 @@ async def create_from_form(request: Request):
     p = platform(request)
     payload = await asyncio.to_thread(forms.check, p, await _json(request))
     model = payload["model"]
-    if model.get("directory"):
+    packed_here = bool(model.get("directory"))
+    if packed_here:
         model["upload_id"] = await forms.upload_directory(p, model.pop("directory"))
     try:
         return await p.jobs.create(JobCreate(**payload).model_dump(exclude_none=True))  # as POST /api/jobs does
     except BaseException:
-        if model.get("upload_id"):
+        # Only what we packed: an upload the browser sent stays, so Create can be tried again without resending.
+        if packed_here:
             p.uploads.discard(model["upload_id"])
         raise
 
