@@ -786,3 +786,21 @@ def test_an_archive_dropped_on_the_drop_zone_is_uploaded(browser, control_plane,
     assert zone.locator("[data-upload-error]").inner_text() == \
         "notes.txt is not a .tar.gz, .tgz or .zip; drop one of those, or pick a folder."
     ui.close()
+
+
+def test_an_uploaded_folder_with_a_requirements_txt_says_so(browser, control_plane):
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    note = page.locator("#requirements-found")
+    page.set_input_files("#model-folder", str(MODELS / "requirements_file"))
+    note.wait_for()
+    assert note.inner_text() == "requirements.txt found: its packages are installed too."
+    page.get_by_label("Requirements file (optional)").fill("other.txt")
+    note.wait_for(state="hidden")
+    page.set_input_files("#model-folder", ECHO_DIR)  # no requirements.txt there
+    page.get_by_label("Requirements file (optional)").fill("")
+    page.locator("#model-upload [data-upload-status]", has_text="dashboard_echo:").wait_for()
+    page.wait_for_timeout(500)
+    assert note.is_hidden()
+    ui.close()

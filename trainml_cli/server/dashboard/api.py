@@ -9,8 +9,8 @@ follower). These routes add only what a browser needs on top:
     GET  /api/dashboard/traffic?span=5m|1h|24h&job=ID   requests/s, latency, p50/p99 points per endpoint,
                                          from the history the control plane keeps (see traffic.py)
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
-    GET  /api/dashboard/requirements?directory=/abs/path   {directory, file, found}: whether a folder on the
-                                         server holds the requirements.txt an environment would install
+    GET  /api/dashboard/requirements?directory=/abs/path|upload=ID   {file, found}: whether a folder on the
+                                         server (or an upload) holds the requirements.txt an environment would install
     POST /api/dashboard/check            the Create form -> {payload} or 422 {fields: [{field, message}]}
     POST /api/dashboard/jobs             the Create form -> the created job record (201); the model from a folder
                                          on this computer comes as the id of an upload the page made already
@@ -119,8 +119,15 @@ async def history(job: str, request: Request):
 
 
 @router.get("/requirements")
-async def requirements(directory: str = ""):
-    """The Create form's note under Requirements file: does this server folder have a requirements.txt?"""
+async def requirements(request: Request, directory: str = "", upload: str = ""):
+    """The Create form's note under Requirements file: does this server folder (or this upload) have a
+    requirements.txt at its root?"""
+    if upload:
+        try:
+            names = await asyncio.to_thread(forms.uploaded_files, platform(request), upload)
+        except (NotFound, UsageError) as exc:
+            raise forms.FormErrors([forms.FieldError("model.upload", exc.message)]) from None
+        return {"upload": upload, "file": DEFAULT_REQUIREMENTS_FILE, "found": DEFAULT_REQUIREMENTS_FILE in names}
     try:
         folder = forms.absolute_folder(directory)
     except UsageError as exc:

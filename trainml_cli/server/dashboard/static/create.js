@@ -135,10 +135,24 @@
 
   // An environment installs the root requirements.txt only when no other file is named.
   function showRequirementsNote() {
-    requirementsNote.hidden = !(folderHasRequirements && source() === "directory" && value("#requirements").trim() === "");
+    const known = source() === "directory" || (source() === "upload" && uploaded !== null);
+    requirementsNote.hidden = !(folderHasRequirements && known && value("#requirements").trim() === "");
   }
 
   async function lookupRequirements() {
+    if (source() === "upload") {
+      let found = false;
+      if (uploaded) {
+        try {
+          found = (await TrainML.api("GET", `/api/dashboard/requirements?upload=${encodeURIComponent(uploaded.id)}`)).found;
+        } catch (err) {
+          found = false; // the check at Next says what is wrong with the upload
+        }
+      }
+      folderHasRequirements = found;
+      showRequirementsNote();
+      return found;
+    }
     const directory = value("#model-directory").trim();
     let found = false;
     if (source() === "directory" && /^[\/~]/.test(directory)) { // the server answers for absolute paths only
@@ -238,7 +252,7 @@
     fact(environment, "Python packages", pip.length ? pip.join(", ") : "None");
     let requirements;
     if (env.requirements) requirements = env.requirements;
-    else if (formData.model.source !== "directory") requirements = "requirements.txt at the model root, if there is one";
+    else if (!["directory", "upload"].includes(formData.model.source)) requirements = "requirements.txt at the model root, if there is one";
     else requirements = folderHasRequirements ? "requirements.txt (found in the folder)" : "None";
     fact(environment, "Requirements file", requirements);
 
@@ -356,7 +370,7 @@
   form.addEventListener("change", (event) => {
     if (event.target.name !== "source") return;
     for (const block of form.querySelectorAll("[data-source]")) block.hidden = block.dataset.source !== event.target.value;
-    showRequirementsNote();
+    lookupRequirements();
   });
 
   document.getElementById("model-directory").addEventListener("input", () => {
@@ -367,7 +381,7 @@
 
   // A folder from this computer: uploaded as soon as it is picked or dropped; Next checks routes against it.
   let uploaded = null;
-  ModelUpload.attach(document.getElementById("model-upload"), (upload) => { uploaded = upload; });
+  ModelUpload.attach(document.getElementById("model-upload"), (upload) => { uploaded = upload; lookupRequirements(); });
 
   review.querySelector("#review-heading").tabIndex = -1;
   addRoute();
