@@ -435,6 +435,7 @@ class Jobs:
             await self.stop(row["id"])
             await asyncio.gather(driver.task, return_exceptions=True)
         self.store.delete_job(row["id"])
+        self._events_written.pop(row["id"], None)
         self._wake(row["id"])
         await asyncio.to_thread(shutil.rmtree, self.workdir(row["id"]), True)
 
