@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import json
 import keyword
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,11 +202,16 @@ def parse_default(text: str, type_name: str) -> Any:
     expected = PYTHON_TYPES[type_name]
     if type_name == "int" and isinstance(value, bool) or not isinstance(value, expected):
         raise ValueError(f"{text!r} is {_a(type(value).__name__)}, not {_a(type_name)}")
+    # A non-finite default would reach the model as inf or nan, which requests themselves may not send (422).
+    if type_name == "float" and not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number (requests may not send inf or nan either)")
     if type_name in ("dict", "list"):
         try:
-            json.dumps(value)
-        except (TypeError, ValueError):
+            json.dumps(value, allow_nan=False)
+        except TypeError:
             raise ValueError(f"{text!r} cannot be sent as JSON (use only str, int, float, bool, None, lists and dicts)") from None
+        except ValueError:
+            raise ValueError(f"{text!r} holds a number that is not finite (requests may not send inf or nan either)") from None
     return value
 
 

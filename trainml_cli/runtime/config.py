@@ -21,6 +21,7 @@ EXIT_LOAD_FAILED = 3  # the model code could not be loaded; restarting will not 
 # The machine refused what the endpoint needs (threads, the socket): not the model code's fault. Distinct from
 # 3 because uvicorn exits 3 on any startup failure, which the control plane would report as a load failure.
 EXIT_PLATFORM_FAILED = 4
+DEFAULT_MAX_CONNECTIONS = 1000  # per worker; below the usual limit of 1024 open files
 
 
 @dataclass
@@ -37,6 +38,10 @@ class RuntimeConfig:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     access_log: bool = True
     metrics_dir: str | None = None  # shared by a worker group for prometheus_client's multiprocess files
+    key_file: str | None = None  # the endpoint's key (runtime/auth.py); None: anyone who can connect may call
+    tls_certfile: str | None = None  # serve HTTPS with this certificate (PEM) and key
+    tls_keyfile: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def to_args(self) -> list[str]:
         """Command-line arguments that rebuild this config in a worker process (routes go by file)."""
@@ -47,6 +52,11 @@ class RuntimeConfig:
             args.append("--no-access-log")
         if self.metrics_dir:
             args += ["--metrics-dir", self.metrics_dir]
+        for flag, value in (("--key-file", self.key_file), ("--tls-certfile", self.tls_certfile),
+                            ("--tls-keyfile", self.tls_keyfile)):
+            if value:
+                args += [flag, value]
+        args += ["--max-connections", str(self.max_connections)]
         return args
 
 
@@ -67,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-body-size", type=int, default=DEFAULT_MAX_BODY_SIZE)
     parser.add_argument("--no-access-log", dest="access_log", action="store_false")
     parser.add_argument("--metrics-dir", help=argparse.SUPPRESS)  # set by the worker supervisor for its workers
+    parser.add_argument("--key-file", help="callers must send 'Authorization: Bearer KEY' with the key in this file")
+    parser.add_argument("--tls-certfile", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-keyfile", help="the certificate's private key (PEM)")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        help=f"open connections per worker; past it requests get 503 (default {DEFAULT_MAX_CONNECTIONS})")
     return parser
 
 
@@ -81,8 +96,10 @@ def config_from_args(argv: list[str] | None = None) -> RuntimeConfig:
     for name in ("workers", "max_concurrency"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.max_queue < 0 or args.timeout <= 0 or args.max_body_size < 1:
-        raise UsageError("--max-queue must be >= 0, --timeout and --max-body-size > 0")
+    if args.max_queue < 0 or args.timeout <= 0 or args.max_body_size < 1 or args.max_connections < 1:
+        raise UsageError("--max-queue must be >= 0, --timeout, --max-body-size and --max-connections > 0")
+    if bool(args.tls_certfile) != bool(args.tls_keyfile):
+        raise UsageError("--tls-certfile and --tls-keyfile go together")
     problem = limit_problem(args.workers, args.max_concurrency, args.max_queue)
     if problem:
         raise UsageError(problem)
@@ -99,6 +116,10 @@ def config_from_args(argv: list[str] | None = None) -> RuntimeConfig:
         max_body_size=args.max_body_size,
         access_log=args.access_log,
         metrics_dir=args.metrics_dir,
+        key_file=args.key_file,
+        tls_certfile=args.tls_certfile,
+        tls_keyfile=args.tls_keyfile,
+        max_connections=args.max_connections,
     )
 
 
