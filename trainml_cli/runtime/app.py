@@ -213,7 +213,7 @@ class EndpointApp:
                     pool.release()
                     return await self.wrong_type(send, None)
                 if len(body) > OFF_LOOP_BYTES:
-                    args, kwargs = await self.validate_off_loop(endpoint.binder.bind_json, body)
+                    args, kwargs = await self.validate_off_loop(endpoint.binder.bind_large_json, body)
                 else:
                     args, kwargs = endpoint.binder.bind_json(body)
             else:

@@ -9,8 +9,7 @@ Stricter than FastAPI where a hostile or sloppy client could hurt the model or t
   since the model's answer would then fail as JSON (500) or be silently wrong;
 - an explicit `null` for an optional param means "use the default", as leaving it out does;
 - a 422 lists at most MAX_ERRORS problems plus "... and N more": a body of a million unknown keys would
-  otherwise get an answer ten times its size. For such a body the validator's own error list is never
-  materialised (that alone held the GIL for seconds); see `_bounded`.
+  otherwise get an answer ten times its size, and never reaches pydantic (see bind_large_json).
 """
 
 from __future__ import annotations
@@ -18,10 +17,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
+from json.decoder import scanstring
 from typing import Any, Optional
 from urllib.parse import parse_qsl
 
-import pydantic_core
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from ..routespec import Route
@@ -37,10 +37,11 @@ ANNOTATIONS: dict[str, Any] = {
 
 
 MAX_ERRORS = 20  # problems listed in one 422; the rest are counted
-# Past this many problems the validator's error list is not built: errors() makes a dict per problem, under
-# the GIL (1.5 s for 883,071 unknown keys), which would stall the event loop's thread too.
+# A large body with more unknown keys than this is refused from a scan, never given to pydantic: see
+# bind_large_json.
 _MANY_ERRORS = 1000
-_PEEK_BYTES = 64 * 1024  # how much of a body is read again to name its first unknown keys
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_SCAN = json.JSONDecoder().scan_once  # the C scanner: one JSON value from a position
 
 
 class InvalidRequest(Exception):
@@ -74,8 +75,6 @@ class Binder:
         name = "".join(part.capitalize() for part in route.function.split("_")) + "Body"
         self.model = create_model(name, __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields)
         self._validator = self.model.__pydantic_validator__
-        self._lenient = None  # the same model ignoring unknown keys, built when a body has too many problems
-        self._fields = fields
         self._attributes = [(f"p{i}", p.name) for i, p in enumerate(route.body)]
         self._names = {p.name for p in route.body}
         self._json_params = {p.name for p in route.body if p.type in ("dict", "list")}
@@ -94,40 +93,61 @@ class Binder:
         try:
             values = self._validator.validate_json(body)
         except ValidationError as exc:
-            count = exc.error_count()
-            if count > _MANY_ERRORS:
-                raise self._bounded(body, count) from None
-            raise InvalidRequest(self._errors(exc), count) from None
+            raise InvalidRequest(self._errors(exc), exc.error_count()) from None
         return self._arguments(values)
 
-    def _bounded(self, body: bytes, count: int) -> InvalidRequest:
-        """The 422 for a body with very many problems, without building the validator's list of them.
+    def bind_large_json(self, body: bytes) -> tuple[tuple, dict]:
+        """bind_json for a large body, on a thread of its own; its cost stays bounded for the event loop.
 
-        Beyond one per param (and one for a body that is not an object), problems can only be unknown keys. So
-        the params' own problems come from a validator that ignores unknown keys, and the first unknown keys
-        are named from the body's first 64 KiB, parsed as partial JSON.
+        pydantic holds the GIL while it parses an object of many keys (about a second for 10 MiB of them), which
+        would stall the event loop's thread as well. Such a body is refused from a scan of its top-level keys
+        in Python instead, which yields the GIL every few milliseconds: past _MANY_ERRORS unknown keys it can
+        only be a 422, and the scan has counted them and named the first. Only a body with many colons is
+        scanned; large lists, strings and nested values go to pydantic at once.
         """
-        if self._lenient is None:
-            self._lenient = create_model(
-                self.model.__name__, __config__=ConfigDict(extra="ignore", allow_inf_nan=False), **self._fields
-            ).__pydantic_validator__
+        if body.count(b":") > _MANY_ERRORS:
+            problems = self._scan_top_level(body)
+            if problems is not None:
+                raise problems
+        return self.bind_json(body)
+
+    def _scan_top_level(self, body: bytes) -> InvalidRequest | None:
         try:
-            self._lenient.validate_json(body)
-            errors = []
-        except ValidationError as exc:
-            errors = self._errors(exc)
+            text = body.decode()
+        except UnicodeDecodeError:
+            return None  # pydantic says what is wrong
+        match, scan = _WHITESPACE.match, _SCAN
+        i = match(text, 0).end()
+        if text[i:i + 1] != "{":
+            return None
+        i = match(text, i + 1).end()
+        seen, unknown, first_unknown = set(), 0, []
         try:
-            head = pydantic_core.from_json(body[:_PEEK_BYTES], allow_partial=True)
-        except ValueError:
-            head = {}
-        if isinstance(head, dict):
-            for key in head:
-                if len(errors) >= MAX_ERRORS:
+            while text[i:i + 1] == '"':
+                key, i = scanstring(text, i + 1)
+                i = match(text, i).end()
+                if text[i:i + 1] != ":":
+                    return None
+                _value, i = scan(text, match(text, i + 1).end())
+                if key in self._names:
+                    seen.add(key)
+                else:
+                    unknown += 1
+                    if len(first_unknown) < MAX_ERRORS:
+                        first_unknown.append(key)
+                i = match(text, i).end()
+                if text[i:i + 1] != ",":
                     break
-                if key not in self._names:
-                    errors.append({"loc": [self.location, key], "msg": "Extra inputs are not permitted",
-                                   "type": "extra_forbidden"})
-        return InvalidRequest(errors, count)
+                i = match(text, i + 1).end()
+        except (StopIteration, ValueError):
+            return None
+        if unknown <= _MANY_ERRORS:
+            return None
+        errors = [{"loc": [self.location, p.name], "msg": "Field required", "type": "missing"}
+                  for p in self.route.body if not p.optional and p.name not in seen]
+        errors += [{"loc": [self.location, key], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+                   for key in first_unknown]
+        return InvalidRequest(errors, len(errors) - len(first_unknown) + unknown)
 
     def bind_query(self, query_string: bytes) -> tuple[tuple, dict]:
         """GET/DELETE: the same template from the query string; dict and list params are JSON text."""
