@@ -439,19 +439,22 @@ def check_route_files(routes: Iterable[Route], model_dir: str | os.PathLike) -> 
         raise RouteSpecError(problems)
 
 
-def curl_command(url: str, route: Route) -> str:
-    """A ready-to-paste curl call with an example value of the right type for every param."""
+def curl_command(url: str, route: Route, key: str | None = None) -> str:
+    """A ready-to-paste curl call with an example value of the right type for every param (and the endpoint's
+    key, for an endpoint that has one)."""
     import shlex
     from urllib.parse import urlencode
 
     target = url.rstrip("/") + route.path
     example = route.example_body()
+    auth = f" -H {shlex.quote('Authorization: Bearer ' + key)}" if key else ""
     if route.takes_body:
         body = json.dumps(example)
-        return f"curl -X {route.verb} {shlex.quote(target)} -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+        return (f"curl -X {route.verb} {shlex.quote(target)}{auth} -H 'Content-Type: application/json' "
+                f"-d {shlex.quote(body)}")
     if example:
         # The runtime reads query values as text: JSON for dict/list, lower-case true/false for bool.
         query = {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in example.items()}
         target += "?" + urlencode(query)
     verb = "" if route.verb == "GET" else f"-X {route.verb} "
-    return f"curl {verb}{shlex.quote(target)}"
+    return f"curl {verb}{shlex.quote(target)}{auth}"

@@ -38,6 +38,7 @@ from ..errors import Conflict, NotFound, TrainMLError, UsageError
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
 from . import sources
+from . import endpointkeys
 from .environments import Environments
 from .logs import LogBook, iso_time
 from .models import Models, check_name, new_id
@@ -157,6 +158,9 @@ class Jobs:
         secrets = {}
         if spec["model"]["source_type"] == "git":  # shown redacted everywhere; only the clone reads the secret
             spec["model"]["source_uri"], secrets = split_secrets(spec["model"]["source_uri"])
+        if spec["endpoint"].get("auth"):
+            secrets[endpointkeys.SECRET] = endpointkeys.new_key()
+            endpointkeys.write_key(workdir, secrets[endpointkeys.SECRET])
         self.store.insert_job({"id": job_id, "name": name, "status": S.NEW.value, "spec": spec, "secrets": secrets,
                                "created": now, "updated": now})
         self.logs.event(job_id, f"job {name!r} created ({spec['model']['source_type']} model)")
@@ -342,6 +346,9 @@ class Jobs:
             env=env, workers=spec["resources"]["cpu_count"], max_concurrency=endpoint.get("max_concurrency"),
             max_queue=endpoint.get("max_queue"), timeout=endpoint.get("timeout"),
         )
+        key_file = endpointkeys.key_file(self.workdir(job_id), self.store.job(job_id)["secrets"])
+        if key_file is not None:
+            launch.extra_args += ["--key-file", str(key_file)]
         if python is not None:
             launch.python = str(python)
             # As if activated: a subprocess of the model finds the environment's python and scripts first.
@@ -387,6 +394,28 @@ class Jobs:
             else:
                 driver.task.cancel()
         return self.get(row["id"])
+
+    def connection(self, ref: str) -> dict:
+        """What a caller needs: the URL and, for a job with a key, the key (only with the control plane's token)."""
+        row = self.find(ref)
+        record = self.record(row)
+        return {"id": row["id"], "name": row["name"], "status": row["status"], "url": record["url"],
+                "routes": record["endpoint"]["routes"], "auth": bool(record["endpoint"].get("auth")),
+                "key": row["secrets"].get(endpointkeys.SECRET)}
+
+    def rotate_key(self, ref: str) -> dict:
+        """A new key for a job with one; the running endpoint takes it within a second, the old one stops working."""
+        row = self.find(ref)
+        if not row["spec"]["endpoint"].get("auth"):
+            raise Conflict(f"job {row['name']!r} has no endpoint key (create it with --auth)")
+        key = endpointkeys.new_key()
+        secrets = {**row["secrets"], endpointkeys.SECRET: key}
+        workdir = self.workdir(row["id"])
+        workdir.mkdir(parents=True, exist_ok=True)
+        endpointkeys.write_key(workdir, key)
+        self.store.update_job(row["id"], secrets=secrets)
+        self.logs.event(row["id"], "endpoint key rotated; the previous key no longer works")
+        return self.connection(row["id"])
 
     async def start(self, ref: str) -> dict:
         row = self.find(ref)
