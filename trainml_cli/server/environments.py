@@ -39,6 +39,7 @@ from ..errors import Conflict, NotFound, TrainMLError
 from ..runtime.requirements import RUNTIME_REQUIREMENTS
 from . import pipconfig
 from .interpreters import Interpreter, Interpreters
+from .sources import tree_size
 
 log = logging.getLogger("trainml.server")
 
@@ -215,7 +216,7 @@ class Environments:
             await asyncio.to_thread(shutil.rmtree, env_dir, True)
             raise
         seconds = time.monotonic() - began
-        size = await asyncio.to_thread(_tree_size, env_dir)
+        size = await asyncio.to_thread(tree_size, env_dir)
         record = {
             "key": plan.key, "python": plan.interpreter.version, "interpreter": plan.interpreter.path,
             "pip": list(plan.pip), "requirements_file": plan.requirements_file,
@@ -366,14 +367,3 @@ def _copy_runtime(dest: Path) -> None:
     shutil.copytree(source, dest, ignore=lambda folder, names: [
         n for n in names if n == "__pycache__" or (Path(folder) == source and n in RUNTIME_EXCLUDE)
         or n.endswith((".pyc", ".js", ".css", ".html"))])
-
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
