@@ -25,6 +25,10 @@ _server_options = [
                  help="Time endpoints get to finish their calls when stopped, before they are killed."),
     click.option("--unresponsive-after", type=click.FloatRange(1), default=30, show_default=True, metavar="SECONDS",
                  help="Restart a running endpoint that has not answered /ping for this long."),
+    click.option("--tls-certfile", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                 help="Serve the API, the dashboard and every endpoint over HTTPS with this certificate (PEM)."),
+    click.option("--tls-keyfile", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                 help="The certificate's private key (PEM, unencrypted)."),
 ]
 
 
@@ -34,11 +38,29 @@ def server_options(function):
     return function
 
 
-def _server_args(host, port, gpus, python, stop_grace, unresponsive_after) -> list[str]:
+def _server_args(host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile=None, tls_keyfile=None) -> list[str]:
     """The `python -m trainml_cli.server` options for these settings (what `server restart` starts again)."""
     args = ["--host", host, "--port", str(port or 0)] if host is not None else []
     args += (["--gpus", gpus] if gpus else []) + (["--python", python] if python else [])
+    pair = _tls(tls_certfile, tls_keyfile)
+    if pair:
+        args += ["--tls-certfile", pair[0], "--tls-keyfile", pair[1]]
     return args + ["--stop-grace", str(stop_grace), "--unresponsive-after", str(unresponsive_after)]
+
+
+def _tls(certfile, keyfile):
+    """The certificate pair as absolute paths once it loads (exit 2 naming the file otherwise); None without."""
+    from ..tls import check_pair
+
+    return check_pair(certfile, keyfile)
+
+
+def _warn_exposure(host, tls: bool) -> None:
+    """Beyond loopback: say what is exposed (no TLS; endpoints without keys), on stderr."""
+    from ..tls import exposure_warnings
+
+    for line in exposure_warnings(host, tls):
+        click.echo(line, err=True)
 
 
 def _settings(obj, host=None, port=None):
@@ -57,15 +79,17 @@ def server():
 @server_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.pass_obj
-def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, log_level):
+def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile, log_level):
     """Run the control plane in the foreground until Ctrl-C (which also stops its endpoints)."""
     from ..server.app import ServerOptions
     from ..server.daemon import serve
 
     try:
-        options = ServerOptions(gpus=gpus, python=python, stop_grace=stop_grace, unresponsive_after=unresponsive_after)
+        pair = _tls(tls_certfile, tls_keyfile) or (None, None)
+        options = ServerOptions(gpus=gpus, python=python, stop_grace=stop_grace, unresponsive_after=unresponsive_after,
+                                tls_certfile=pair[0], tls_keyfile=pair[1])
         serve(_settings(obj, host, port), options, log_level=log_level,
-              args=_server_args(host, port, gpus, python, stop_grace, unresponsive_after))
+              args=_server_args(host, port, gpus, python, stop_grace, unresponsive_after, *pair))
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly: a normal end here
         pass
 
@@ -76,7 +100,7 @@ def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, log_level
               help="How long to wait for it to answer.")
 @format_option
 @click.pass_obj
-def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, timeout, fmt):
+def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile, timeout, fmt):
     """Start the control plane in the background; returns once it answers."""
     from ..sdk import autostart
 
@@ -84,7 +108,8 @@ def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, timeout
     settings = _settings(obj, host, port)
     info = autostart.running(settings)
     if info is None:
-        extra = _server_args(None, None, gpus, python, stop_grace, unresponsive_after)
+        extra = _server_args(None, None, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile)
+        _warn_exposure(settings.host, bool(tls_certfile))
         with out.progress(f"Starting the control plane for {settings.home}"):
             info = autostart.start(settings, extra, timeout=timeout)
         message = f"Control plane running at: {info['url']} (pid {info['pid']})"
@@ -173,7 +198,7 @@ def _unit_quote(word: str) -> str:
 @click.option("--name", default="trainml", show_default=True, help="The unit's name (NAME.service).")
 @click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
 @click.pass_obj
-def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, name, print_only):
+def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile, name, print_only):
     """Write a systemd user unit that runs the control plane (and restarts it if it dies).
 
     Endpoints outlive the control plane under systemd too: `systemctl --user reload NAME` replaces the control
@@ -187,7 +212,7 @@ def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, name,
     settings = _settings(obj, host, port)
     home = settings.home.expanduser().absolute()
     command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home),
-               *_server_args(host, port, gpus, python, stop_grace, unresponsive_after)]
+               *_server_args(host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile)]
     unit = UNIT.format(home=home, command=" ".join(_unit_quote(w) for w in command),
                        stop_timeout=int(stop_grace) + 30)
     if print_only:
@@ -213,7 +238,7 @@ def status(obj, fmt):
     out = Output(obj, fmt)
     settings = obj.settings
     if settings.api_url:
-        answer = autostart.health(settings.api_url)
+        answer = autostart.health(settings.api_url, verify=settings.verify(settings.api_url))
         info = {**answer, "url": settings.api_url} if answer else None
     else:
         info = autostart.running(settings)

@@ -190,7 +190,12 @@ def _call(http, url: str, route, data: dict, key: str | None = None) -> Any:
     session = http.session
     for attempt in range(CALL_RETRIES):
         try:
-            response = session.request(route.verb, target, timeout=(http.settings.connect_timeout, None), **request)
+            response = session.request(route.verb, target, timeout=(http.settings.connect_timeout, None),
+                                       verify=http.verify, **request)
+        except requests.exceptions.SSLError as exc:
+            from .http import untrusted
+
+            raise Unavailable(untrusted(f"the endpoint of job {route.label}", url, exc)) from None
         except requests.ConnectionError as exc:
             if attempt == CALL_RETRIES - 1:
                 raise Unavailable(f"{route.label}: cannot reach the endpoint at {url}: {exc}") from None

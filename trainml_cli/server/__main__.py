@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time endpoints get to finish their calls when stopped, before SIGKILL (default 10)")
     parser.add_argument("--unresponsive-after", type=float, default=30.0, metavar="SECONDS",
                         help="restart a running endpoint that has not answered /ping for this long (default 30)")
+    parser.add_argument("--tls-certfile", help="serve the API, the dashboard and every endpoint over HTTPS with this "
+                        "certificate (PEM)")
+    parser.add_argument("--tls-keyfile", help="the certificate's private key (PEM, unencrypted)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -38,7 +41,8 @@ def main(argv=None) -> int:
     settings = Settings.from_env(home=args.home, host=args.host, port=args.port)
     try:
         options = ServerOptions(gpus=args.gpus, python=args.python, stop_grace=args.stop_grace,
-                                unresponsive_after=args.unresponsive_after)
+                                unresponsive_after=args.unresponsive_after, tls_certfile=args.tls_certfile,
+                                tls_keyfile=args.tls_keyfile)
         if serve(settings, options, log_level=args.log_level, args=argv):
             return EXIT_RESTART
     except AlreadyRunning as exc:

@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
+from .. import __version__, tls
 from ..errors import NotFound, ServerError, TrainMLError, Unauthorized, UsageError
 from ..settings import Settings
 from . import api, prometheus
@@ -48,6 +48,8 @@ class ServerOptions:
     python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
     stop_grace: float = STOP_GRACE  # seconds endpoints get to finish their calls when stopped, before SIGKILL
     unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without /ping answers before an endpoint is restarted
+    tls_certfile: Optional[str] = None  # HTTPS for the API, the dashboard and every endpoint (tls.py)
+    tls_keyfile: Optional[str] = None
 
     @property
     def policy(self) -> Policy:
@@ -71,7 +73,8 @@ class Platform:
         self.models = Models(self.store, settings.models_dir, self.uploads)
         self.environments = Environments(settings.envs_dir, Interpreters(options.python), settings.uv_cache_dir)
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
-                         self.environments, host=settings.host, python=options.python, policy=options.policy)
+                         self.environments, host=settings.host, python=options.python, policy=options.policy,
+                         tls=tls.check_pair(options.tls_certfile, options.tls_keyfile))
 
     async def close(self, detach: bool = False) -> None:
         await self.jobs.shutdown(detach=detach)

@@ -71,7 +71,8 @@ class _Driver:
 class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: sources.Uploads,
                  pool: res.GpuPool, folder: Path, environments: Environments, *, host: str = "127.0.0.1",
-                 python: str | None = None, policy: Policy | None = None, backend: Backend | None = None):
+                 python: str | None = None, policy: Policy | None = None, backend: Backend | None = None,
+                 tls: tuple[str, str] | None = None):
         self.store = store
         self.logs = logbook
         self.models = models
@@ -82,7 +83,10 @@ class Jobs:
         self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # and URLs name this
         self.python = python
         self.policy = policy or Policy()
-        self.backend = backend or LocalBackend(host, self.policy)  # endpoints listen where the control plane does
+        self.tls = tls  # (certfile, keyfile): every endpoint serves HTTPS with the control plane's certificate
+        self.scheme = "https" if tls else "http"
+        # Endpoints listen where the control plane does.
+        self.backend = backend or LocalBackend(host, self.policy, tls=tls is not None)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._drivers: dict[str, _Driver] = {}
         self._changed: dict[str, asyncio.Event] = {}
@@ -110,7 +114,7 @@ class Jobs:
             credits += max(0.0, now - row["running_since"]) / 3600 * row["rate"]
         live = row["status"] in (S.STARTING.value, S.RUNNING.value)
         shown = f"[{self.host}]" if ":" in self.host else self.host
-        url = f"http://{shown}:{row['port']}" if live and row["port"] else None
+        url = f"{self.scheme}://{shown}:{row['port']}" if live and row["port"] else None
         return {
             "id": row["id"],
             "name": row["name"],
@@ -349,6 +353,8 @@ class Jobs:
         key_file = endpointkeys.key_file(self.workdir(job_id), self.store.job(job_id)["secrets"])
         if key_file is not None:
             launch.extra_args += ["--key-file", str(key_file)]
+        if self.tls:
+            launch.extra_args += ["--tls-certfile", self.tls[0], "--tls-keyfile", self.tls[1]]
         if python is not None:
             launch.python = str(python)
             # As if activated: a subprocess of the model finds the environment's python and scripts first.

@@ -34,15 +34,16 @@ async def targets(request: Request) -> list[dict]:
     platform = request.app.state.platform
     groups = [{
         "targets": [_address(platform.url)],
-        "labels": {"__metrics_path__": "/metrics", "component": "control-plane"},
+        "labels": {"__metrics_path__": "/metrics", "__scheme__": urlsplit(platform.url).scheme,
+                   "component": "control-plane"},
     }]
     for job in platform.jobs.list():
         if job["status"] != JobStatus.RUNNING.value or not job.get("url"):
             continue
         groups.append({
             "targets": [_address(job["url"])],
-            "labels": {"__metrics_path__": "/metrics", "component": "endpoint", "job_id": job["id"],
-                       "job_name": job["name"]},
+            "labels": {"__metrics_path__": "/metrics", "__scheme__": urlsplit(job["url"]).scheme,
+                       "component": "endpoint", "job_id": job["id"], "job_name": job["name"]},
         })
     return groups
 

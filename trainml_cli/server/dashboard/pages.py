@@ -205,7 +205,8 @@ async def connect_page(request: Request, job_id: str):
     job = find_job(request, job_id)
     if job is None:
         return not_found(request, job_id)
-    url = job["url"] or f"http://{platform(request).jobs.host}:{job['port'] or 'PORT'}"
+    jobs = platform(request).jobs
+    url = job["url"] or f"{jobs.scheme}://{jobs.host}:{job['port'] or 'PORT'}"
     return render(request, "connect.html", title=f"Connect to {job['name']}", page="connect", section="endpoints",
                   job=job, examples=examples(url, job))
 
