@@ -84,7 +84,8 @@ class EndpointApp:
         self.keys = KeyFile(config.key_file) if config.key_file else None
         self._validation = None  # one thread for large bodies, made on first use
         title = f"{Path(root).name} endpoint"
-        document = openapi_document(title, [(e.route, e.binder.json_schema()) for e in self.endpoints.values()])
+        document = openapi_document(title, [(e.route, e.binder.json_schema()) for e in self.endpoints.values()],
+                                    auth=bool(config.key_file))
         self.openapi = json.dumps(document).encode()
         self.docs = docs_page(document).encode()
         self.access_log: AccessLog | None = None
@@ -263,7 +264,7 @@ class EndpointApp:
             return 204
         if method == "HEAD":
             method = "GET"
-        if path == "/ping":
+        if path == "/ping" and method == "GET":
             if self.health is Health.READY:
                 return await send_json(send, 200, b'{"status":"ready"}')
             return await send_json(send, 503, json.dumps({"status": self.health.value}).encode(), _RETRY)
@@ -287,9 +288,7 @@ class EndpointApp:
 
     def allowed(self, path: str) -> str | None:
         """The Allow header's value for a path (HEAD wherever GET is), or None when nothing serves it."""
-        if path == "/ping":
-            return "GET, HEAD, OPTIONS, POST"
-        if path in _BUILTIN_GET:
+        if path == "/ping" or path in _BUILTIN_GET:
             verbs = {"GET"}
         else:
             verbs = set(self.verbs_by_path.get(path, ()))

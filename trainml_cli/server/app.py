@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__, tls
 from ..errors import NotFound, ServerError, TrainMLError, Unauthorized, UsageError
 from ..settings import Settings
-from . import api, prometheus
+from . import api, openapi, prometheus
 from . import resources as res
 from .auth import Authenticator, ensure_token
 from .environments import Environments
@@ -120,6 +120,7 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
     app.include_router(prometheus.metrics_router)
     _install_error_handlers(app)
     _install_dashboard(app)
+    openapi.install(app)
     return app
 
 
@@ -140,17 +141,34 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404:
             body = NotFound(f"no such API route: {request.method} {request.url.path}").to_dict()
+        elif exc.status_code == 405:
+            # Starlette's Allow names the first route matching the path only; a path served by two routes
+            # (GET and DELETE /api/jobs/{job}) allows both.
+            allow = _allowed(request)
+            headers = {**(headers or {}), "Allow": allow}
+            body = {"error": "method_not_allowed", "message": f"{request.url.path} accepts {allow}, not {request.method}"}
         else:
             body = {"error": "http", "message": f"{request.method} {request.url.path}: {exc.detail}"}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         error = ServerError(f"the control plane failed on {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
         return JSONResponse(error.to_dict(), status_code=500)
+
+
+def _allowed(request: Request) -> str:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex, verbs = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and verbs and regex.match(request.url.path):
+            methods |= set(verbs)
+    methods.discard("HEAD")  # implied by GET; the API documents GET only
+    return ", ".join(sorted(methods))
 
 
 def _install_dashboard(app: FastAPI) -> None:
