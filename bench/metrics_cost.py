@@ -1,15 +1,15 @@
-"""What the Prometheus metrics cost: this tree's endpoint against the same endpoint before them, same bench.
+"""What the Prometheus metrics cost: this tree's endpoint against the same endpoint before them, side by side.
 
     python bench/metrics_cost.py [--baseline af67aa3] [--seconds 8] [--rounds 3]
 
 The baseline commit is exported with `git archive` to a temporary folder and run from there (PYTHONPATH), so both
-servers are the runtime as committed; rounds alternate which goes first. Same route, body and settings as
-throughput.py (access log on), server on core 0, wrk on core 1. Target (issue 11): the metrics cost at most 10%
-of the throughput.
+servers are the runtime as committed. Same route, body and settings as throughput.py (access log on).
 
-Besides requests/s, it reports the server's CPU time per request (from /proc): on a machine shared with other
-work, requests/s swings with whatever else runs on the core, while the CPU a request costs barely moves. On a
-core of its own a server's throughput is 1 / (CPU per request), so the CPU ratio is the throughput cost.
+Both servers run at the same time on core 0, each loaded by its own wrk on core 1. The kernel gives two busy
+processes on one core equal CPU time, so each one's requests/s is its share divided by its CPU cost per request:
+the ratio of their requests/s is the ratio of their costs, and whatever else loads the machine loads both alike.
+(Run one after the other, on a machine shared with other work, the same two servers swing by 30% either way.)
+The server's CPU time per request (from /proc) is reported too. Target (issue 11): the metrics cost at most 10%.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 from harness import ROOT, free_port, require_wrk, server, wrk
 from throughput import BODY, ROUTE
@@ -46,36 +48,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as baseline:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", baseline], input=archive.stdout, check=True)
-        trees = {f"baseline {args.baseline}": baseline, "this tree": str(ROOT)}
-        ratios: dict[int, list[float]] = {c: [] for c in connections}
-        cpu_ratios: dict[int, list[float]] = {c: [] for c in connections}
-        cpu: dict = {}
+        trees = {"baseline": baseline, "this tree": str(ROOT)}
+        ratios = {c: [] for c in connections}
+        cpu_ratios = {c: [] for c in connections}
         for number in range(args.rounds):
-            rps = {}
-            order = list(trees.items()) if number % 2 == 0 else list(reversed(trees.items()))  # neither always first
-            for name, tree in order:
-                port = free_port()
-                command = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir", str(ROOT / "bench" / "model"),
-                           "--port", str(port), "--route", json.dumps(ROUTE)]
-                with server(command, port, env={"PYTHONPATH": tree}) as proc:
-                    wrk(f"http://127.0.0.1:{port}/predict", BODY, 8, 2)  # warm up
-                    for c in connections:
-                        before = cpu_seconds(proc.pid)
-                        result = wrk(f"http://127.0.0.1:{port}/predict", BODY, c, args.seconds)
-                        cpu_us = (cpu_seconds(proc.pid) - before) / result["requests"] * 1e6
-                        rps[(name, c)] = result["rps"]
-                        cpu[(name, c)] = cpu_us
-                        print(f"round {number + 1} {name:18} c={c:<3} {result['rps']:8.0f} req/s "
-                              f"p99 {result['p99_ms']:6.2f} ms  {cpu_us:6.1f} us CPU/request", flush=True)
-            base = f"baseline {args.baseline}"
-            for c in connections:
-                ratios[c].append(rps[("this tree", c)] / rps[(base, c)])
-                cpu_ratios[c].append(cpu[("this tree", c)] / cpu[(base, c)])
+            with ExitStack() as stack, ThreadPoolExecutor(2) as pool:
+                urls, pids = {}, {}
+                for name, tree in trees.items():
+                    port = free_port()
+                    command = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir", str(ROOT / "bench" / "model"),
+                               "--port", str(port), "--route", json.dumps(ROUTE)]
+                    pids[name] = stack.enter_context(server(command, port, env={"PYTHONPATH": tree})).pid
+                    urls[name] = f"http://127.0.0.1:{port}/predict"
+                list(pool.map(lambda name: wrk(urls[name], BODY, 8, 2, threads=1), trees))  # warm up
+                for c in connections:
+                    before = {name: cpu_seconds(pids[name]) for name in trees}
+                    results = dict(zip(trees, pool.map(lambda name: wrk(urls[name], BODY, c, args.seconds, threads=1),
+                                                        trees)))
+                    cpu = {name: (cpu_seconds(pids[name]) - before[name]) / results[name]["requests"] * 1e6
+                           for name in trees}
+                    for name in trees:
+                        print(f"round {number + 1} c={c:<3} {name:10} {results[name]['rps']:8.0f} req/s "
+                              f"{cpu[name]:6.1f} us CPU/request", flush=True)
+                    ratios[c].append(results["this tree"]["rps"] / results["baseline"]["rps"])
+                    cpu_ratios[c].append(cpu["this tree"] / cpu["baseline"])
         for c in connections:
-            values, costs = ratios[c], cpu_ratios[c]
-            print(f"c={c}: requests/s this tree / baseline {min(values):.3f} .. {max(values):.3f}; CPU per request "
-                  f"{min(costs):.3f} .. {max(costs):.3f} (median {sorted(costs)[len(costs) // 2]:.3f}) "
-                  f"over {len(values)} rounds")
+            values, costs = sorted(ratios[c]), sorted(cpu_ratios[c])
+            print(f"c={c}: requests/s this tree / baseline {values[0]:.3f} .. {values[-1]:.3f} "
+                  f"(median {values[len(values) // 2]:.3f}); CPU per request {costs[0]:.3f} .. {costs[-1]:.3f} "
+                  f"(median {costs[len(costs) // 2]:.3f}), {len(values)} rounds, baseline {args.baseline}")
 
 
 if __name__ == "__main__":

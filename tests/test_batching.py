@@ -153,6 +153,7 @@ def test_batch_sizes_are_in_the_prometheus_scrape_and_openapi_shows_one_request(
     ref = document["paths"]["/echo"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert schema["properties"]["request_id"]["type"] == "integer"  # one request's body, not lists
+    assert document["paths"]["/echo"]["post"]["description"].startswith("Batched: up to 4 requests are answered by one call")
 
 
 def test_a_function_that_cannot_take_the_columns_is_refused_at_start(serve):

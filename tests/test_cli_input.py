@@ -151,7 +151,7 @@ def test_model_dir_must_exist(tmp_path):
 def test_numbers_out_of_range(option, value):
     code, _, err = create("--model-dir", ECHO, "--route", ROUTE, option, value)
     assert code == 2
-    assert f"Invalid value for '{option}'" in err
+    assert "Invalid value for " in err and f"'{option}'" in err
 
 
 def test_call_data_must_be_json():

@@ -219,7 +219,7 @@ def test_unknown_and_ambiguous_jobs(env):
         assert code == 0
         ids.append(json.loads(out)["id"])
     code, _, err = run_cli(env, "job", "stop", "twin")
-    assert code == 1
+    assert code == 2  # ambiguous: a usage error, say which
     assert all(job_id in err for job_id in ids) and err.startswith("Error: 2 jobs are named 'twin'")
     for job_id in ids:
         assert run_cli(env, "job", "remove", "--force", job_id)[0] == 0

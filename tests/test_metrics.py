@@ -5,6 +5,9 @@ Parsed with prometheus_client's own parser, against real endpoint processes and 
 
 from __future__ import annotations
 
+import glob
+import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -99,9 +102,9 @@ def test_in_flight_queue_depth_and_overload_show_in_the_scrape(serve, tmp_path):
     with ThreadPoolExecutor(2) as pool:
         admitted = [pool.submit(requests.post, ep.url + "/wait", json={"gate": str(gate)}, timeout=20)
                     for _ in range(2)]
-        found = wait_until(lambda: (f := samples(ep.get("/metrics").text))
-                           and value(f, "trainml_requests_in_flight") == 2 and f, message="2 in flight")
-        assert value(found, "trainml_queue_depth") == 1
+        # Admitted first, then taken by the thread: wait for the moment both are in and one runs.
+        wait_until(lambda: (f := samples(ep.get("/metrics").text)) and value(f, "trainml_requests_in_flight") == 2
+                   and value(f, "trainml_queue_depth") == 1, message="2 in flight, 1 of them waiting")
         assert ep.post("/wait", {"gate": str(gate)}).status_code == 503
         gate.touch()
         assert [f.result().status_code for f in admitted] == [200, 200]
@@ -146,3 +149,16 @@ def test_service_discovery_lists_running_endpoints_and_the_control_plane(control
     control_plane.api("POST", f"/api/jobs/{job.id}/stop")
     wait_until(lambda: control_plane.api("GET", f"/api/jobs/{job.id}").json()["status"] == "stopped")
     assert len(control_plane.api("GET", "/api/prometheus/targets").json()) == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_metrics_directory_goes_when_the_endpoint_stops(serve, tmp_path, workers):
+    ep = serve("types", [route("/sync", "shout", [param("text", "str")])], "--workers", workers)
+    pattern = os.path.join(tempfile.gettempdir(), f"trainml-metrics-{ep.proc.pid}-*")
+    assert len(glob.glob(pattern)) == 1
+    ep.stop()
+    assert glob.glob(pattern) == []
+    # One left by a process that was killed outright is removed by the next endpoint to start.
+    left = tempfile.mkdtemp(prefix="trainml-metrics-999999999-")
+    serve("types", [route("/sync", "shout", [param("text", "str")])])
+    assert not os.path.exists(left)

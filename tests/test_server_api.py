@@ -119,6 +119,6 @@ def test_job_records_follow_trainmls_payload(control_plane):
     assert record["endpoint"]["routes"][0]["path"] == "/predict"
     assert record["endpoint"]["max_concurrency"] == 2 and record["endpoint"]["max_queue"] == 5
     assert record["environment"] == {"env": [{"key": "A", "value": "1"}], "packages": {"pip": []}, "requirements": None,
-                                     "python": None, "type": None, "interpreter": None, "note": None}
+                                     "python": None, "type": None, "interpreter": None, "note": None, "secrets": []}
     for key in ("id", "name", "status", "reason", "url", "restarts", "run_time", "credits", "hourly_rate", "created"):
         assert key in record

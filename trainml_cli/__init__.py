@@ -1,10 +1,11 @@
 """trainml_cli: turn a folder of Python model code into a production REST endpoint.
 
-Public surface: `TrainML` (the async SDK client), the error classes, and `__version__`.
+Public surface: `TrainML` (the async SDK client), `JobStatus`, the error classes, and `__version__`.
 The SDK is imported on first use so that `import trainml_cli` stays cheap for the CLI.
 """
 
 from .errors import (
+    Ambiguous,
     Conflict,
     JobFailed,
     ModelCodeError,
@@ -18,15 +19,19 @@ from .errors import (
     WaitTimeout,
 )
 
+from .states import JobStatus
+
 __version__ = "0.1.0"
 
 __all__ = [
     "TrainML",
+    "JobStatus",
     "TrainMLError",
     "UsageError",
     "RouteSpecError",
     "NotFound",
     "Conflict",
+    "Ambiguous",
     "Unauthorized",
     "ServerError",
     "Unavailable",

@@ -39,6 +39,8 @@ REFUSED = {
               "or a requirements.txt (PyPI has wheels for numpy, scipy, torch, scikit-learn ...)"),
     "custom_image": ("custom images are not supported: this platform runs endpoints as processes, without a "
                      "container runtime; give the packages with --pip-packages or a requirements.txt instead"),
+    "checkpoint": ("checkpoints are not supported: there is no checkpoint store to attach them from; put the "
+                   "files in the model folder (or the git repository) and load them from there"),
 }
 
 

@@ -74,6 +74,13 @@ class Conflict(TrainMLError):
     kind = "conflict"
 
 
+class Ambiguous(Conflict):
+    """A name that several jobs share: the user must say which (an id), so it is a usage error (exit 2)."""
+
+    exit_code = 2
+    kind = "ambiguous"
+
+
 class Unauthorized(TrainMLError):
     exit_code = 1
     http_status = 401
@@ -121,6 +128,7 @@ _BY_KIND = {
         UsageError,
         NotFound,
         Conflict,
+        Ambiguous,
         Unauthorized,
         ServerError,
         Unavailable,

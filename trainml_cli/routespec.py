@@ -308,8 +308,12 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
             continue
         errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
         if errors:
+            reported: set[str] = set()
             for error in errors:
                 where, message = _schema_problem(error)
+                if where in reported:  # one message per field: `"verb": 5` is not a string, so not a verb either
+                    continue
+                reported.add(where)
                 problems.append(f"{label}: {where}: {message}" if where else f"{label}: {message}")
             continue
         route_problems: list[str] = []
@@ -401,11 +405,15 @@ def read_route_file(path: str | os.PathLike) -> list[dict]:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise UsageError(f"route file {path}: not valid YAML: {exc}") from None
+    elif not text.strip():
+        data = None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UsageError(f"route file {path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if data is None:  # an empty file (JSON or YAML) holds no routes, as `[]` does: the caller says so once
+        return []
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):

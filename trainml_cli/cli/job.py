@@ -10,11 +10,12 @@ from __future__ import annotations
 import click
 
 from .output import Output, duration, format_option, printable, when
+from ..hints import shell_quote
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
-from .params import DATA, ENV, JOB, MODEL, ROUTE, Limited, model_source, refused, validate_routes
+from ..states import JobStatus
+from .params import (CREDENTIAL_KINDS, DATA, ENV, FINITE_PRICE, JOB, MODEL, ROUTE, SECONDS, SECRET, Limited,
+                     model_source, refused, validate_routes)
 
-ACTIVE = ("new", "waiting for data/model download", "waiting for resources", "starting")
-POLL_INTERVAL = 0.2  # seconds between status checks while a spinner shows the live status
 ATTACH_TAIL = 20  # log lines of history shown before `job attach` follows new ones
 
 
@@ -34,12 +35,20 @@ def create():
 @create.command("endpoint")
 @click.argument("name")
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False), help="Model code in this local folder.")
-@click.option("--git-uri", metavar="URI", help="Model code from this git repository.")
-@click.option("--git-ref", metavar="REF", help="Branch, tag or commit of --git-uri (default: its HEAD).")
+@click.option("--git-uri", metavar="URI", help="Model code from this git repository (a URI, or a path to a "
+              "repository on this machine).")
+@click.option("--git-ref", metavar="REF", help="Branch, tag or commit SHA of --git-uri (default: its HEAD).")
 @click.option("--model-id", type=MODEL, help="Model code stored with `trainml model create` (id or name).")
 @click.option("--route", "routes", type=ROUTE, multiple=True, help="A route as JSON; repeat for more routes.")
 @click.option("--route-file", type=click.Path(exists=True, dir_okay=False), help="A JSON or YAML list of routes.")
 @click.option("--env", "env", type=ENV, multiple=True, help="An environment variable for the model; repeatable.")
+@click.option("--secret", "secrets", type=SECRET, multiple=True, metavar="NAME",
+              help="A secret stored with `trainml secret create NAME`, set as the environment variable NAME; "
+                   "repeatable.")
+@click.option("--credential", "credentials", multiple=True, metavar="KIND",
+              type=click.Choice(CREDENTIAL_KINDS, case_sensitive=False),
+              help=f"Your local {'/'.join(CREDENTIAL_KINDS)} credential files, made known to the endpoint by "
+                   "their standard variable (e.g. AWS_SHARED_CREDENTIALS_FILE); repeatable.")
 @click.option("--pip-packages", "pip_packages", multiple=True, metavar="PKGS",
               help="pip packages for the endpoint's own environment, comma-separated ('scikit-learn,numpy==2.1'); "
                    "repeatable. A requirements.txt at the model folder's root is used too.")
@@ -55,19 +64,24 @@ def create():
               help="Refused: environments are built with pip packages.")
 @click.option("--custom-image", metavar="IMAGE", callback=refused("custom_image"), expose_value=False,
               help="Refused: endpoints run as processes, not containers.")
-@click.option("--gpu-type", "gpu_types", multiple=True, metavar="TYPE", help="Acceptable GPU type; repeatable.")
-@click.option("--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker.")
-@click.option("--cpu-count", metavar="N", type=click.IntRange(1),
+@click.option("--checkpoint", metavar="ID", multiple=True, callback=refused("checkpoint"), expose_value=False,
+              help="Refused: no checkpoint store; put the files in the model code.")
+@click.option("--public-checkpoint", metavar="ID", multiple=True, callback=refused("checkpoint"),
+              expose_value=False, help="Refused: no checkpoint store; put the files in the model code.")
+@click.option("-gt", "--gpu-type", "gpu_types", multiple=True, metavar="TYPE",
+              help="Acceptable GPU type (rtx3090, a100, ... or cpu; see `trainml gpu list`); repeatable.")
+@click.option("-gc", "--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker.")
+@click.option("-cc", "--cpu-count", metavar="N", type=click.IntRange(1),
               help="Worker processes serving the endpoint; at most the server's CPUs.")
-@click.option("--disk-size", type=click.IntRange(1), metavar="GB", help="Disk space in GB.")
-@click.option("--max-price", type=click.FloatRange(0), metavar="CREDITS", help="Highest price per hour to accept.")
+@click.option("-ds", "--disk-size", type=click.IntRange(1), metavar="GB", help="Disk space in GB.")
+@click.option("-mp", "--max-price", type=FINITE_PRICE, metavar="CREDITS", help="Highest price per GPU-hour to accept.")
 @click.option("--max-concurrency", metavar="N", type=Limited(1, MAX_CONCURRENCY, "threads per worker"),
               help="Calls (or batches) served at once per worker, then queued; at most 1024.")
 @click.option("--max-queue", metavar="N", type=Limited(0, MAX_QUEUE, "requests waiting per worker"),
               help="Requests queued per worker before answering 503; at most 1,000,000.")
-@click.option("--call-timeout", metavar="SECONDS", type=click.FloatRange(0, min_open=True),
+@click.option("--call-timeout", metavar="SECONDS", type=SECONDS,
               help="How long one call may run before the caller gets 504 (default 60).")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=300, show_default=True,
+@click.option("--timeout", type=SECONDS, default=300, show_default=True,
               metavar="SECONDS", help="How long to wait for the endpoint to be running.")
 @click.option("--auth/--no-auth", default=False, show_default=True,
               help="Give the endpoint a key: calls without 'Authorization: Bearer KEY' get 401 (/ping stays open). "
@@ -77,7 +91,8 @@ def create():
 @click.option("--attach/--no-attach", default=False, show_default=True, help="Then follow the job's logs.")
 @format_option
 @click.pass_obj
-def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, pip_packages,
+def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, secrets, credentials,
+                    pip_packages,
                     requirements, python, environment_type, gpu_types, gpu_count, cpu_count, disk_size, max_price,
                     max_concurrency, max_queue, call_timeout, timeout, auth, connect, attach, fmt):
     """Create an endpoint job NAME serving model code over HTTP.
@@ -98,6 +113,9 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
     in one call, one list per param (text=[t1, t2, ...]), and returns one result per request, in order.
 
     Prints `Endpoint is running at: URL` and a curl command per route once the endpoint answers.
+
+    Every option of trainML's CLI 1.0.2 is taken with its name and short form (-gt, -gc, -cc, -ds, -mp);
+    --apt-packages, --conda-packages, --custom-image, --checkpoint and --public-checkpoint exit 2 saying why.
     """
     # Everything is checked here, before the first request: a usage error must leave no job behind.
     source = model_source(model_dir, git_uri, git_ref, model_id)
@@ -122,8 +140,17 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         if value not in (None, [])
     }
     environment = environment_payload(env, pip_packages, requirements, python, environment_type, model_dir)
+    if secrets:
+        environment = {**(environment or {}), "secrets": list(dict.fromkeys(secrets))}
+    if credentials:
+        from ..credentials import credential_env
+
+        found = credential_env(credentials)  # a UsageError (exit 2) naming what is missing, before anything is sent
+        environment = {**(environment or {}), "env": list((environment or {}).get("env") or []) + found}
     out = Output(obj, fmt)
     made = []
+
+    from ..errors import JobFailed
 
     async def work(client):
         with out.progress(f"Creating job {name}"):
@@ -134,7 +161,12 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         if (created.dict.get("environment") or {}).get("note"):
             out.note(created.dict["environment"]["note"])
         if connect:
-            await wait_running(created, out, timeout)
+            try:
+                await wait_running(created, out, timeout)
+            except JobFailed:
+                if out.json_mode:  # a script still gets the failed job's record, and exit 1
+                    out.json(created.dict)
+                raise
         key = await endpoint_key(created)
         if out.json_mode:
             out.json({**created.dict, "key": key} if key else created.dict)
@@ -142,7 +174,7 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
             show_endpoint(created, out, key)
         else:
             out.line(f"Created job {created.name} ({created.id}); status: {created.status}")
-            out.note(f"`trainml job connect {created.name}` prints its URL once it is running.")
+            out.note(f"`trainml job connect {shell_quote(created.name)}` prints its URL once it is running.")
         if attach:
             await follow_logs(created, out, tail=None if not connect else ATTACH_TAIL)
 
@@ -181,9 +213,18 @@ def list_jobs(obj, fmt):
     if out.json_mode:
         out.json([j.dict for j in jobs])
         return
+    columns, rows = ["ID", "NAME", "STATUS", "URL"], [[j.id, j.name, j.status, j.url or ""] for j in jobs]
+    if out.verbose:  # -v: what each job holds; -vv: where its code came from and what it costs
+        columns += ["RESOURCES", "CREATED"]
+        for row, j in zip(rows, jobs):
+            row += [resources_text(j.dict.get("resources") or {}), when(j.dict.get("created"))]
+    if out.verbose > 1:
+        columns += ["MODEL", "RATE"]
+        for row, j in zip(rows, jobs):
+            row += [model_text(j.dict.get("model") or {}), f"{j.dict.get('hourly_rate', 0):g}/h"]
     out.table(
-        ["ID", "NAME", "STATUS", "URL"],
-        [(j.id, j.name, j.status, j.url or "") for j in jobs],
+        columns,
+        rows,
         status_column="STATUS",
         empty="No jobs yet; create one with `trainml job create endpoint`.",
     )
@@ -200,7 +241,7 @@ def get_job(obj, job_ref, fmt):
     if out.json_mode:
         out.json(found.dict)
     else:
-        out.fields(describe(found))
+        out.fields(describe(found, out.verbose))
 
 
 @job.command("logs")
@@ -235,7 +276,7 @@ def attach_job(obj, job_ref):
 
 @job.command("connect")
 @click.argument("job_ref", metavar="JOB", type=JOB)
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=300, show_default=True,
+@click.option("--timeout", type=SECONDS, default=300, show_default=True,
               metavar="SECONDS", help="How long to wait for a starting job.")
 @format_option
 @click.pass_obj
@@ -297,7 +338,7 @@ def stop_job(obj, job_ref, wait):
 @click.argument("job_ref", metavar="JOB", type=JOB)
 @click.option("--connect/--no-connect", default=False, show_default=True,
               help="Wait until running, then print the URL and example calls.")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=300, show_default=True,
+@click.option("--timeout", type=SECONDS, default=300, show_default=True,
               metavar="SECONDS", help="How long --connect waits.")
 @click.pass_obj
 def start_job(obj, job_ref, connect, timeout):
@@ -362,64 +403,43 @@ def call_job(obj, job_ref, route, data):
 
 
 async def wait_running(job, out: Output, timeout: float) -> None:
-    """Poll until `job` is running, with its live status on screen; JobFailed / WaitTimeout otherwise."""
-    import asyncio
-    import time
-
+    """Wait (the SDK's long-poll) until `job` is running, with its live status on screen; JobFailed (with the
+    reason and last log lines, from the SDK) or WaitTimeout otherwise."""
     from ..errors import Conflict, WaitTimeout
 
-    deadline = time.monotonic() + timeout
+    name = shell_quote(job.name)
     with out.progress(f"{job.name}: {job.status}") as progress:
-        while job.status != "running":
-            if job.status == "failed":
-                raise await failure(job)
-            if job.status not in ACTIVE:
-                raise Conflict(f"job {job.name} is {job.status}; start it with `trainml job start {job.name}`")
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    f"job {job.name} is still starting (status: {job.status}) after {timeout:g} s; "
-                    f"it keeps going: wait again with `trainml job connect {job.name}`"
-                )
-            await asyncio.sleep(POLL_INTERVAL)
-            await job.refresh()
-            progress.update(f"{job.name}: {job.status}")
-
-
-async def failure(job, lines: int = 10):
-    """A JobFailed naming the reason and the job's last log lines, the two things that explain a failure."""
-    from ..errors import JobFailed
-
-    tail = []
-    try:
-        tail = [entry.get("message", "") async for entry in job.logs(tail=lines)]
-    except Exception:  # the reason alone still says what happened
-        pass
-    message = f"job {job.name} failed: {first_line(job.reason)}"
-    if tail:
-        message += "\nlast log lines:\n" + "\n".join(f"  {line}" for line in tail)
-    return JobFailed(message)
+        if not JobStatus(job.status).is_live:
+            if job.status == JobStatus.FAILED:
+                raise await job.failure()
+            raise Conflict(f"job {job.name} is {job.status}; start it with `trainml job start {name}`")
+        try:
+            await job.wait_for(JobStatus.RUNNING, timeout, on_status=lambda j: progress.update(f"{j.name}: {j.status}"))
+        except WaitTimeout:
+            raise WaitTimeout(
+                f"job {job.name} is still starting (status: {job.status}) after {timeout:g} s; "
+                f"it keeps going: wait again with `trainml job connect {name}`"
+            ) from None
+        except Conflict:
+            raise Conflict(f"job {job.name} is {job.status}; start it with `trainml job start {name}`") from None
 
 
 async def follow_logs(job, out: Output, *, tail=None, follow=True, timestamps=False) -> None:
-    async for entry in job.logs(follow=follow, tail=tail):
+    """Print the job's log (the last `tail` lines); with `follow`, the SDK's attach: new lines until the job
+    stops, JobFailed if it failed, nothing more if it was removed meanwhile."""
+    def show(entry: dict) -> None:
         if out.json_mode:
             out.json_line(entry)
         elif timestamps:
             out.line(printable(f"{entry.get('time', '')} {entry.get('stream', '')} {entry.get('message', '')}"))
         else:
             out.line(printable(entry.get("message", "")))
+
     if follow:
-        await job.refresh()
-        if job.status == "failed":
-            from ..errors import JobFailed
-
-            raise JobFailed(f"job {job.name} failed: {first_line(job.reason)}")
-
-
-def first_line(reason) -> str:
-    """A reason's headline; the server may append log lines to it, which the caller shows on their own."""
-    lines = [line for line in (reason or "").splitlines() if line.strip()]
-    return lines[0].rstrip(":") if lines else "no reason recorded"
+        await job.attach(callback=show, tail=tail)
+        return
+    async for entry in job.logs(tail=tail):
+        show(entry)
 
 
 def job_routes(job) -> list:
@@ -454,17 +474,12 @@ def show_endpoint(job, out: Output, key: str | None = None) -> None:
         out.line(curl_command(job.url, route, key))
 
 
-def describe(job) -> list[tuple[str, object]]:
-    """The `job get` fields, in the order a person reads them."""
+def describe(job, verbose: int = 0) -> list[tuple[str, object]]:
+    """The `job get` fields, in the order a person reads them; -v adds GPUs, rate, pid and port, -vv the
+    environment variables' values."""
     record = job.dict or {}
-    model = record.get("model") or {}
-    source = model.get("source_type", "")
-    if model.get("source_uri"):
-        source += f" {model['source_uri']}"
-    if model.get("git_ref"):
-        source += f" @ {model['git_ref']}"
-    resources = record.get("resources") or {}
-    env = (record.get("environment") or {}).get("env") or record.get("env") or []
+    environment = record.get("environment") or {}
+    env = environment.get("env") or record.get("env") or []
     fields = [("ID", job.id), ("Name", job.name), ("Status", job.status)]
     if job.reason:
         lines = job.reason.splitlines()
@@ -473,17 +488,44 @@ def describe(job) -> list[tuple[str, object]]:
         ("URL", job.url or "-"),
         ("Routes", [f"{r.label} -> {r.file}:{r.function}" + (f" (batched, up to {r.batch.max_size})" if r.batch else "")
                     for r in job_routes(job)] or "-"),
-        ("Model", source.strip() or "-"),
-        ("Resources", ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, [])) or "-"),
-        ("Python", describe_environment(record.get("environment") or {})),
+        ("Model", model_text(record.get("model") or {}) or "-"),
+        ("Resources", resources_text(record.get("resources") or {}) or "-"),
+        ("Python", describe_environment(environment)),
         ("Run time", duration(_first(record, "run_time", "run_seconds", "runtime"))),
         ("Credits", f"{job.credits:.4f}" if isinstance(job.credits, (int, float)) else "-"),
         ("Restarts", job.restarts if job.restarts is not None else 0),
         ("Created", when(_first(record, "created", "created_at"))),
     ]
     if env:
-        fields.append(("Env", ", ".join(e.get("key", "") for e in env)))
+        if verbose > 1:
+            fields.append(("Env", [f"{e.get('key', '')}={e.get('value', '')}" for e in env]))
+        else:
+            fields.append(("Env", ", ".join(e.get("key", "") for e in env)))
+    if environment.get("secrets"):
+        fields.append(("Secrets", ", ".join(environment["secrets"])))
+    if verbose:
+        gpus = record.get("gpus") or []
+        fields += [
+            ("GPUs", ", ".join(f"{g.get('index')}: {g.get('name')}" for g in gpus) or "none"),
+            ("Hourly rate", f"{record.get('hourly_rate', 0):g} credits"),
+            ("PID", record.get("pid") or "-"),
+            ("Port", record.get("port") or "-"),
+            ("Updated", when(record.get("updated"))),
+        ]
     return fields
+
+
+def model_text(model: dict) -> str:
+    source = model.get("source_type", "")
+    if model.get("source_uri"):
+        source += f" {model['source_uri']}"
+    if model.get("git_ref"):
+        source += f" @ {model['git_ref']}"
+    return source.strip()
+
+
+def resources_text(resources: dict) -> str:
+    return ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, []))
 
 
 def describe_environment(environment: dict) -> str:

@@ -22,7 +22,10 @@ SUBCOMMANDS = {
     "server": ("trainml_cli.cli.server", "server", "Run and manage the local control plane."),
     "endpoint": ("trainml_cli.cli.endpoint", "endpoint", "Serve model code in the foreground (no control plane)."),
     "environment": ("trainml_cli.cli.environment", "environment", "Endpoint environments: their own Python packages."),
+    "gpu": ("trainml_cli.cli.gpu", "gpu", "GPU types, their prices, and this machine's GPUs."),
+    "secret": ("trainml_cli.cli.secret", "secret", "Secrets handed to endpoints as environment variables."),
 }
+GLOBAL_VALUE_OPTIONS = ("--api-url", "--home", "-o", "--output-file")
 
 
 class LazyGroup(click.Group):
@@ -115,7 +118,7 @@ class Context:
 @click.option("-o", "--output-file", type=click.File("w"), help="Write command output to this file.")
 @click.option("-s", "--silent", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="More detail; repeat for more.")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("-d", "--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
 def cli(ctx, api_url, home, ca_file, output_file, silent, verbose, debug):
     """Turn a folder of Python model code into a REST endpoint.
@@ -136,7 +139,7 @@ def _check_url(value):
 
 def main(argv=None) -> int:
     """Entry point: run the CLI and turn every failure into one line and an exit code."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    debug = _asks_debug(argv if argv is not None else sys.argv[1:])
     if "_TRAINML_COMPLETE" in os.environ:
         # The shell asks for completions: use the completion classes our generated scripts were made with.
         from .docs import register
@@ -151,8 +154,9 @@ def main(argv=None) -> int:
             traceback.print_exc()
         error(str(exc))
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort as exc:
+        # Ctrl-C reaches us as Abort (click wraps KeyboardInterrupt) or bare: the same word either way.
+        click.echo("Interrupted." if isinstance(exc.__cause__, KeyboardInterrupt) else "Aborted.", err=True)
         return 130
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -177,6 +181,21 @@ def main(argv=None) -> int:
         return 1
     # Without standalone mode click returns --help's and --version's exit code, or what a command returned.
     return result if isinstance(result, int) else 0
+
+
+def _asks_debug(argv: list[str]) -> bool:
+    """Whether the global -d/--debug is given: only before the command, where `job call -d` cannot be meant."""
+    taking_value = False
+    for arg in argv:
+        if taking_value:
+            taking_value = False
+        elif arg in ("-d", "--debug"):
+            return True
+        elif arg in GLOBAL_VALUE_OPTIONS:
+            taking_value = True
+        elif not arg.startswith("-"):
+            return False
+    return False
 
 
 def error(message: str) -> None:

@@ -18,13 +18,39 @@ def model():
 
 @model.command("create")
 @click.argument("name")
-@click.option("--model-dir", type=click.Path(exists=True, file_okay=False), help="Model code in this local folder.")
-@click.option("--git-uri", metavar="URI", help="Model code from this git repository.")
-@click.option("--git-ref", metavar="REF", help="Branch, tag or commit of --git-uri (default: its HEAD).")
+@click.argument("path", required=False)
+@click.option("--source", type=click.Choice(["local", "git"]), help="What PATH is (trainML's option): a local "
+              "folder or a git URI (default: local when PATH is a folder, else git).")
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False), help="Model code in this local folder "
+              "(the same as PATH with --source local).")
+@click.option("--git-uri", metavar="URI", help="Model code from this git repository (the same as PATH with "
+              "--source git).")
+@click.option("--git-ref", metavar="REF", help="Branch, tag or commit SHA of the repository (default: its HEAD).")
 @format_option
 @click.pass_obj
-def create_model(obj, name, model_dir, git_uri, git_ref, fmt):
-    """Store model code as NAME, from exactly one of --model-dir or --git-uri."""
+def create_model(obj, name, path, source, model_dir, git_uri, git_ref, fmt):
+    """Store model code as NAME, from PATH (trainML's form: a folder or a git URI) or --model-dir / --git-uri.
+
+    \b
+      trainml model create sentiment-v1 examples/sentiment
+      trainml model create sentiment-git https://example.com/models.git --source git --git-ref v2
+    """
+    if path is not None:
+        import os
+
+        if model_dir or git_uri:
+            raise click.UsageError(f"PATH {path!r} and {'--model-dir' if model_dir else '--git-uri'} are both "
+                                   "given: choose one model source")
+        kind = source or ("local" if os.path.isdir(path) else "git")
+        if kind == "local":
+            if not os.path.isdir(path):
+                raise click.BadParameter(f"{path!r} is not a folder (for a git URI add --source git)",
+                                         param_hint="'PATH'")
+            model_dir = path
+        else:
+            git_uri = path
+    elif source:
+        raise click.UsageError("--source says what PATH is: give PATH too, e.g. `trainml model create NAME ./model`")
     source = model_source(model_dir, git_uri, git_ref, allow_stored=False)
     out = Output(obj, fmt)
 
@@ -39,6 +65,16 @@ def create_model(obj, name, model_dir, git_uri, git_ref, fmt):
         out.json(created.dict)
     else:
         out.line(f"Created model {created.name} ({created.id}), {size(created.size)}.")
+
+
+@model.command("rename")
+@click.argument("model_ref", metavar="MODEL", type=MODEL)
+@click.argument("new_name", metavar="NEW_NAME")
+@click.pass_obj
+def rename_model(obj, model_ref, new_name):
+    """Rename a stored model (jobs made from it keep running)."""
+    renamed = obj.run(lambda client: client.models.rename(model_ref, new_name))
+    Output(obj).line(f"Renamed model {model_ref} to {renamed.name}.")
 
 
 @model.command("list")

@@ -21,18 +21,20 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import click
 
+from ..states import JobStatus
+
 FORMATS = ("text", "json")
 
 # Colour hints for statuses on a terminal; anything absent stays plain.
 STATUS_STYLES = {
-    "running": "green",
-    "failed": "bold red",
-    "stopped": "dim",
-    "stopping": "yellow",
-    "starting": "cyan",
-    "new": "cyan",
-    "waiting for data/model download": "cyan",
-    "waiting for resources": "cyan",
+    JobStatus.RUNNING.value: "green",
+    JobStatus.FAILED.value: "bold red",
+    JobStatus.STOPPED.value: "dim",
+    JobStatus.STOPPING.value: "yellow",
+    JobStatus.STARTING.value: "cyan",
+    JobStatus.NEW.value: "cyan",
+    JobStatus.WAITING_DOWNLOAD.value: "cyan",
+    JobStatus.WAITING_RESOURCES.value: "cyan",
 }
 
 
@@ -42,6 +44,19 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newlin
 def printable(text: str) -> str:
     """`text` with every control character but tab and newline written as an escape (`\\x1b`), for a terminal."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def cell_width(text: str) -> int:
+    """Columns `text` takes on a terminal: wide (East Asian, emoji) characters take two, combining marks none.
+    len() would count 'modèle-情感' (decomposed or not) wrongly and shift every column after it."""
+    import unicodedata
+
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
 
 
 def _isatty(stream) -> bool:
@@ -144,9 +159,11 @@ class Output:
                 table.add_row(*cells)
             self.console.print(table)
             return
-        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+        widths = [max(cell_width(c), *(cell_width(r[i]) for r in rows)) if rows else cell_width(c)
+                  for i, c in enumerate(columns)]
         for row in [list(columns), *rows]:
-            self.stream.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+            line = "  ".join(v + " " * (w - cell_width(v)) for v, w in zip(row, widths))
+            self.stream.write(line.rstrip() + "\n")
         self.stream.flush()
 
     def fields(self, pairs: Sequence[tuple[str, Any]]) -> None:

@@ -46,6 +46,39 @@ class EnvParam(click.ParamType):
         return key, val
 
 
+class FiniteFloat(click.ParamType):
+    """A finite number at least `low` (above it when `open_low`): nan and inf are usage errors, not JSON trouble."""
+
+    name = "float"
+
+    def __init__(self, low: float = 0.0, open_low: bool = False):
+        self.low, self.open_low = low, open_low
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < self.low or (self.open_low and number == self.low):
+            self.fail(f"{value!r} must be {'above' if self.open_low else 'at least'} {self.low:g}", param, ctx)
+        return number
+
+
+class SecretName(click.ParamType):
+    """`--secret NAME`: the name of a stored secret, which becomes the endpoint's environment variable."""
+
+    name = "NAME"
+
+    def convert(self, value, param, ctx):
+        if not value or not (value[0].isalpha() or value[0] == "_") or not all(c.isalnum() or c == "_" for c in value):
+            self.fail(f"{value!r} is not a secret name: letters, digits and _, not starting with a digit", param, ctx)
+        return value
+
+
 def refused(kind: str):
     """An option trainML has that cannot be honoured here: exit 2 with the reason, before anything is sent."""
     def check(ctx, param, value):
@@ -62,16 +95,21 @@ def validate_routes(route_values, route_file=None) -> list:
 
     raws = list(route_values or ())
     if route_file:
-        raws += read_route_file(route_file)
-    if not raws:
-        if route_file:
+        from_file = read_route_file(route_file)
+        if not from_file:  # a 0-byte file, an empty YAML document and `[]` alike
             raise click.UsageError(f"route file {route_file} holds no routes")
+        raws += from_file
+    if not raws:
         raise click.UsageError("give at least one --route or a --route-file")
     return parse_routes(raws)
 
 
 ROUTE = RouteParam()
 ENV = EnvParam()
+SECRET = SecretName()
+SECONDS = FiniteFloat(0, open_low=True)
+FINITE_PRICE = FiniteFloat(0)
+CREDENTIAL_KINDS = ("aws", "gcp", "kaggle", "azure", "wasabi")  # credentials.KINDS, without importing it for --help
 
 
 class Limited(click.ParamType):

@@ -13,46 +13,52 @@ import click
 
 from .output import Output, format_option
 
-_server_options = [
-    click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
-    click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-                 help="Port to listen on; 0 picks a free one (recorded in TRAINML_HOME/server.json)."),
-    click.option("--gpus", envvar="TRAINML_GPUS", metavar="SPEC",
-                 help="GPUs jobs may use: 'none' or INDEX:TYPE,... (default: ask nvidia-smi)."),
-    click.option("--python", "python", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
-                 help="Python interpreter that runs endpoints, e.g. a venv with your models' packages."),
-    click.option("--stop-grace", type=click.FloatRange(0), default=10, show_default=True, metavar="SECONDS",
-                 help="Time endpoints get to finish their calls when stopped, before they are killed."),
-    click.option("--unresponsive-after", type=click.FloatRange(1), default=30, show_default=True, metavar="SECONDS",
-                 help="Restart a running endpoint that has not answered /ping for this long."),
-    click.option("--tls-certfile", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-                 help="Serve the API, the dashboard and every endpoint over HTTPS with this certificate (PEM)."),
-    click.option("--tls-keyfile", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-                 help="The certificate's private key (PEM, unencrypted)."),
-]
+def _click_option(option):
+    """One row of serveroptions.OPTIONS as a click option."""
+    if option.existing_file:
+        kind = click.Path(exists=True, dir_okay=False)
+    elif option.kind is int:
+        kind = click.IntRange(option.low, option.high)
+    elif option.kind is float:
+        kind = click.FloatRange(option.low, option.high)
+    else:
+        kind = str
+    return click.option(option.flag, option.dest, type=kind, default=option.default, envvar=option.env,
+                        show_default=option.default is not None, metavar=option.metavar, help=option.help)
 
 
 def server_options(function):
-    for option in reversed(_server_options):
-        function = option(function)
+    """Every control plane option (serveroptions.OPTIONS, defined once), passed to the command as **options."""
+    from ..serveroptions import OPTIONS
+
+    for option in reversed(OPTIONS):
+        function = _click_option(option)(function)
     return function
 
 
-def _server_args(host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile=None, tls_keyfile=None) -> list[str]:
+def _server_args(options: dict, settings: bool = True) -> list[str]:
     """The `python -m trainml_cli.server` options for these settings (what `server restart` starts again)."""
-    args = ["--host", host, "--port", str(port or 0)] if host is not None else []
-    args += (["--gpus", gpus] if gpus else []) + (["--python", python] if python else [])
-    pair = _tls(tls_certfile, tls_keyfile)
-    if pair:
-        args += ["--tls-certfile", pair[0], "--tls-keyfile", pair[1]]
-    return args + ["--stop-grace", str(stop_grace), "--unresponsive-after", str(unresponsive_after)]
+    from ..serveroptions import to_argv
+
+    return to_argv(options, settings=settings)
 
 
-def _tls(certfile, keyfile):
-    """The certificate pair as absolute paths once it loads (exit 2 naming the file otherwise); None without."""
+def _server_options(options: dict):
+    from ..serveroptions import option_fields
+    from ..server.app import ServerOptions
+
+    return ServerOptions(**{field: options[field] for field in option_fields()})
+
+
+def _checked_tls(options: dict) -> bool:
+    """Check the certificate pair before anything starts (exit 2 naming the file), and make its paths absolute:
+    a background control plane runs in TRAINML_HOME, and `server restart` reuses the command line."""
     from ..tls import check_pair
 
-    return check_pair(certfile, keyfile)
+    pair = check_pair(options.get("tls_certfile"), options.get("tls_keyfile"))
+    if pair:
+        options["tls_certfile"], options["tls_keyfile"] = pair
+    return pair is not None
 
 
 def _warn_exposure(host, tls: bool) -> None:
@@ -79,17 +85,14 @@ def server():
 @server_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.pass_obj
-def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile, log_level):
+def run(obj, log_level, **options):
     """Run the control plane in the foreground until Ctrl-C (which also stops its endpoints)."""
-    from ..server.app import ServerOptions
     from ..server.daemon import serve
 
     try:
-        pair = _tls(tls_certfile, tls_keyfile) or (None, None)
-        options = ServerOptions(gpus=gpus, python=python, stop_grace=stop_grace, unresponsive_after=unresponsive_after,
-                                tls_certfile=pair[0], tls_keyfile=pair[1])
-        serve(_settings(obj, host, port), options, log_level=log_level,
-              args=_server_args(host, port, gpus, python, stop_grace, unresponsive_after, *pair))
+        _checked_tls(options)
+        serve(_settings(obj, options["host"], options["port"]), _server_options(options), log_level=log_level,
+              args=_server_args(options))
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly: a normal end here
         pass
 
@@ -100,16 +103,16 @@ def run(obj, host, port, gpus, python, stop_grace, unresponsive_after, tls_certf
               help="How long to wait for it to answer.")
 @format_option
 @click.pass_obj
-def start(obj, host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile, timeout, fmt):
+def start(obj, timeout, fmt, **options):
     """Start the control plane in the background; returns once it answers."""
     from ..sdk import autostart
 
     out = Output(obj, fmt)
-    settings = _settings(obj, host, port)
+    settings = _settings(obj, options["host"], options["port"])
     info = autostart.running(settings)
     if info is None:
-        extra = _server_args(None, None, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile)
-        _warn_exposure(settings.host, bool(tls_certfile))
+        _warn_exposure(settings.host, _checked_tls(options))
+        extra = _server_args(options, settings=False)
         with out.progress(f"Starting the control plane for {settings.home}"):
             info = autostart.start(settings, extra, timeout=timeout)
         message = f"Control plane running at: {info['url']} (pid {info['pid']})"
@@ -198,7 +201,7 @@ def _unit_quote(word: str) -> str:
 @click.option("--name", default="trainml", show_default=True, help="The unit's name (NAME.service).")
 @click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
 @click.pass_obj
-def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile, name, print_only):
+def install(obj, name, print_only, **options):
     """Write a systemd user unit that runs the control plane (and restarts it if it dies).
 
     Endpoints outlive the control plane under systemd too: `systemctl --user reload NAME` replaces the control
@@ -209,12 +212,12 @@ def install(obj, host, port, gpus, python, stop_grace, unresponsive_after, tls_c
     from pathlib import Path
 
     out = Output(obj)
-    settings = _settings(obj, host, port)
+    _checked_tls(options)
+    settings = _settings(obj, options["host"], options["port"])
     home = settings.home.expanduser().absolute()
-    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home),
-               *_server_args(host, port, gpus, python, stop_grace, unresponsive_after, tls_certfile, tls_keyfile)]
+    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home), *_server_args(options)]
     unit = UNIT.format(home=home, command=" ".join(_unit_quote(w) for w in command),
-                       stop_timeout=int(stop_grace) + 30)
+                       stop_timeout=int(options["stop_grace"]) + 30)
     if print_only:
         out.line(unit.rstrip("\n"))
         return

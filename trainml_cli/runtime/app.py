@@ -13,8 +13,8 @@ import concurrent.futures
 import enum
 import json
 import os
+import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,7 +28,7 @@ from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
 from .limits import CallPool, CallTimeout, UserExit
 from .loader import load_routes
-from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, wants_json
+from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, make_directory, wants_json
 from .output import AccessLog, encode_result
 
 JSON = b"application/json"
@@ -90,8 +90,9 @@ class EndpointApp:
         self.docs = docs_page(document).encode()
         self.access_log: AccessLog | None = None
         self.started = time.time()
-        metrics_dir = config.metrics_dir or tempfile.mkdtemp(prefix="trainml-metrics-")
-        self.metrics = Metrics(metrics_dir, gauges=lambda: (self.pool.admitted, self.pool.waiting))
+        if config.metrics_dir is None:  # hosted without server.serve(), which makes it for a worker group
+            config.metrics_dir, config.metrics_dir_owned = make_directory(), True
+        self.metrics = Metrics(config.metrics_dir, gauges=lambda: (self.pool.admitted, self.pool.waiting))
         self.load_error: str | None = None
         self.platform_error: str | None = None  # the machine refused something (threads); never a load failure
 
@@ -130,6 +131,9 @@ class EndpointApp:
             elif message["type"] == "lifespan.shutdown":
                 self.pool.stop()
                 self.metrics.stop()
+                if self.config.metrics_dir_owned:
+                    # Here, not after the server returns: uvicorn ends the process by re-raising SIGTERM.
+                    shutil.rmtree(self.config.metrics_dir, ignore_errors=True)
                 if self.access_log:
                     self.access_log.flush()
                 await send({"type": "lifespan.shutdown.complete"})

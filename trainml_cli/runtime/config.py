@@ -38,6 +38,7 @@ class RuntimeConfig:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     access_log: bool = True
     metrics_dir: str | None = None  # shared by a worker group for prometheus_client's multiprocess files
+    metrics_dir_owned: bool = False  # this process made it and removes it when it stops (not a command-line flag)
     key_file: str | None = None  # the endpoint's key (runtime/auth.py); None: anyone who can connect may call
     tls_certfile: str | None = None  # serve HTTPS with this certificate (PEM) and key
     tls_keyfile: str | None = None

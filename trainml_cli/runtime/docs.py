@@ -67,6 +67,12 @@ def openapi_document(title: str, routes: list[tuple[Route, dict]], auth: bool = 
             "operationId": operation_id,
             "responses": _responses(route, auth),
         }
+        if route.batch is not None:  # clients send one request's body; batching is the server's business
+            operation["description"] = (
+                f"Batched: up to {route.batch.max_size} requests are answered by one call of the function "
+                f"(waiting up to {route.batch.max_wait_ms:g} ms to fill a batch). Each request has its own body "
+                "and gets its own answer."
+            )
         if route.takes_body:
             operation["requestBody"] = {"required": bool(route.body), "content": _json_ref(name)}
         else:

@@ -4,6 +4,10 @@ Calls run on a fixed set of threads that take work from one FIFO queue. A thread
 the next queued call itself, so a freed slot is refilled without waiting for the event loop. That matters under
 overload: the loop is then busy refusing the flood, and a handoff through it would leave slots idle. The loop
 only decides admission (a counter, before the body is read) and delivers results.
+
+A batched route (batching.py) puts its turn in the same queue; the thread that takes it runs one call for many
+requests. Running calls then serve more requests than there are threads, so admission counts what max_queue is
+about: the requests still waiting.
 """
 
 from __future__ import annotations

@@ -27,6 +27,37 @@ UNMATCHED = "unmatched"  # the route label of requests no route serves: one labe
 PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
 
 
+DIRECTORY_PREFIX = "trainml-metrics-"
+
+
+def make_directory() -> str:
+    """A new directory for a worker group's metrics, named after this process; removes those of dead processes.
+
+    The owner removes its directory when it stops, but a process killed outright (SIGKILL) cannot: the next
+    endpoint to start on this machine clears what such processes left behind.
+    """
+    import re
+    import shutil
+    import tempfile
+
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        found = re.fullmatch(re.escape(DIRECTORY_PREFIX) + r"(\d+)-\w+", name)
+        if found and not _alive(int(found.group(1))):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{DIRECTORY_PREFIX}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 def use_directory(directory: str) -> None:
     """Make prometheus_client write this process's values to `directory`. Call before creating any metric."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory

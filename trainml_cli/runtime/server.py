@@ -15,13 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 from ..errors import UsageError
 from .config import EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, RuntimeConfig
 from .loader import check_files, enter_model_dir
-from .metrics import mark_dead
+from .metrics import make_directory, mark_dead
 
 
 def serve(config: RuntimeConfig) -> int:
@@ -31,7 +30,8 @@ def serve(config: RuntimeConfig) -> int:
     check_files(root, config.routes)
     owned = None
     if config.metrics_dir is None:  # the first process of a group makes the directory its workers share
-        config.metrics_dir = owned = tempfile.mkdtemp(prefix="trainml-metrics-")
+        config.metrics_dir = owned = make_directory()
+        config.metrics_dir_owned = True
     try:
         if config.workers > 1:
             return _supervise_workers(config)

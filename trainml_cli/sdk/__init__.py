@@ -1,6 +1,7 @@
 """The async SDK: `TrainML` (client.py) with `jobs` (jobs.py) and `models` (models.py), over HTTP (http.py) to a
 control plane it finds or starts (autostart.py). Imports only the shared leaves and requests."""
 
+from ..states import JobStatus
 from .client import TrainML
 
-__all__ = ["TrainML"]
+__all__ = ["TrainML", "JobStatus"]

@@ -20,6 +20,7 @@ from .environments import Environments
 from .http import Http
 from .jobs import Jobs
 from .models import Models
+from .secrets import Gpus, Secrets
 
 UPLOAD_TIMEOUT = 900.0
 
@@ -32,6 +33,8 @@ class TrainML:
         self.jobs = Jobs(self)
         self.models = Models(self)
         self.environments = Environments(self)
+        self.secrets = Secrets(self)
+        self.gpus = Gpus(self)
 
     async def upload(self, folder: Path) -> dict:
         """Pack a model folder and upload it; returns {id, size, files, unpacked_size} for a job or model."""

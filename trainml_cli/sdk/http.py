@@ -81,6 +81,11 @@ class Http:
         """Send a request to the control plane and return its decoded JSON (None for an empty body)."""
         await self._ensure()
         response = await asyncio.to_thread(self._send, method, path, timeout, kwargs)
+        if not _ours(response):
+            where = "--api-url / TRAINML_API_URL" if self.settings.api_url else "server.json under TRAINML_HOME"
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise Unavailable(f"{self.url} did not answer like a trainml control plane (HTTP {response.status_code}, "
+                              f"{kind}, to {method} {path}); check {where}")
         raise_for(response)
         if not response.content:
             return None
@@ -104,6 +109,9 @@ class Http:
             except requests.exceptions.SSLError as exc:
                 raise Unavailable(untrusted("the control plane", self.url, exc)) from None
             except requests.ConnectionError as exc:
+                host = _unresolved(exc, self.url)
+                if host:  # a typo in the host name: retrying will not fix it
+                    raise Unavailable(f"cannot resolve {host} (the control plane URL is {self.url})") from None
                 # A reset on a pooled connection usually means the server died after its last answer; only a
                 # request that is safe to send twice is sent again then.
                 if not _refused(exc) and not (method in IDEMPOTENT and _dropped(exc)):
@@ -134,6 +142,34 @@ def _refused(exc: requests.ConnectionError) -> bool:
     """True when the request never reached a server (so sending it again cannot do anything twice)."""
     text = repr(exc)
     return any(mark in text for mark in ("Connection refused", "ConnectionRefusedError", "NewConnectionError", "Errno 111"))
+
+
+def _ours(response: requests.Response) -> bool:
+    """Whether the answer looks like our control plane's: JSON, and errors shaped {error, message}."""
+    if not response.content:
+        return response.ok
+    if "json" not in response.headers.get("content-type", ""):
+        return False
+    if response.ok:
+        return True
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "message" in body and "error" in body
+
+
+_DNS_MARKS = ("Name or service not known", "nodename nor servname", "Failed to resolve", "getaddrinfo failed",
+              "Temporary failure in name resolution", "No address associated with hostname")
+
+
+def _unresolved(exc: requests.ConnectionError, url: str | None) -> str | None:
+    """The host name that did not resolve, or None when the failure was something else."""
+    if not any(mark in repr(exc) for mark in _DNS_MARKS):
+        return None
+    from urllib.parse import urlsplit
+
+    return urlsplit(url or "").hostname or url
 
 
 def _dropped(exc: requests.ConnectionError) -> bool:

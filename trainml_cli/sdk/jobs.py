@@ -20,11 +20,12 @@ from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 from ..environment import check_environment, check_requirements_file
-from ..errors import Conflict, JobFailed, TrainMLError, Unavailable, UsageError, WaitTimeout
+from ..credentials import credential_env
+from ..errors import Conflict, JobFailed, NotFound, TrainMLError, Unavailable, UsageError, WaitTimeout
+from ..hints import failure_headline, failure_message, shell_quote
 from ..routespec import check_route_files, parse_routes
+from ..states import STATUSES, JobStatus
 
-STATUSES = ("new", "waiting for data/model download", "waiting for resources", "starting", "running", "stopping",
-            "stopped", "failed")
 LONG_POLL = 25.0  # seconds per wait request; the server caps it at 60
 LOG_PAGE = 1000
 CALL_RETRIES = 8
@@ -64,38 +65,62 @@ class Job:
         self.dict = await self._client.http.request("GET", self._path)
         return self
 
-    async def wait_for(self, status: str, timeout: float = 300) -> "Job":
+    async def wait_for(self, status: str, timeout: float = 300, on_status=None) -> "Job":
         """Return once the job has `status`. JobFailed if it fails instead, Conflict if it stops instead,
-        WaitTimeout after `timeout` seconds."""
+        WaitTimeout after `timeout` seconds. `on_status(job)` is called at each status the job passes."""
         if status not in STATUSES:
             raise UsageError(f"status {status!r} is not one of {', '.join(STATUSES)}")
         deadline = time.monotonic() + timeout
         while True:
             if self.status == status:
                 return self
-            if self.status == "failed":
-                raise await self._failed()
-            if self.status == "stopped":
-                raise Conflict(f"job {self.name} is stopped, so it will not become {status}; start it first")
+            if self.status == JobStatus.FAILED:
+                raise await self.failure()
+            if self.status == JobStatus.STOPPED:
+                raise Conflict(f"job {self.name} is stopped, so it will not become {status}; "
+                               f"start it with `trainml job start {shell_quote(self.name)}`")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WaitTimeout(f"job {self.name} is still {self.status} after {timeout:g}s (waiting for {status})")
             poll = min(remaining, LONG_POLL)
-            self.dict = await self._client.http.request(
-                "GET", self._path + "/wait", params={"status": status, "timeout": poll}, timeout=poll + 15
-            )
+            params = {"status": str(status), "timeout": poll}
+            if on_status is not None:
+                params["since"] = self.status
+            before = self.status
+            self.dict = await self._client.http.request("GET", self._path + "/wait", params=params, timeout=poll + 15)
+            if on_status is not None and self.status != before:
+                on_status(self)
 
-    async def _failed(self) -> JobFailed:
-        lines = []
+    async def connect(self, timeout: float = 300) -> str:
+        """trainML's `connect()` for an endpoint: its URL, once it is running."""
+        await self.wait_for(JobStatus.RUNNING, timeout)
+        return self.url
+
+    async def attach(self, callback=None, tail: int | None = 20) -> None:
+        """trainML's `attach()`: print (or hand to `callback`) the job's log lines until it stops or fails;
+        JobFailed if it failed."""
+        async for entry in self.logs(follow=True, tail=tail):
+            (callback or print)(entry.get("message", "") if callback is None else entry)
         try:
-            lines = [entry["message"] async for entry in self.logs(tail=10)]
-        except TrainMLError:
+            await self.refresh()
+        except NotFound:  # removed while attached: nothing failed
+            return
+        if self.status == JobStatus.FAILED:
+            raise JobFailed(f"job {self.name} failed: {failure_headline(self.reason)}")
+
+    async def failure(self, lines: int = 10) -> JobFailed:
+        """The JobFailed for this failed job: its reason's headline, then its last `lines` log lines (also in
+        `details`). What the CLI prints when a job fails."""
+        tail = []
+        try:
+            tail = [entry.get("message", "") async for entry in self.logs(tail=lines)]
+        except TrainMLError:  # the reason alone still says what happened
             pass
-        return JobFailed(f"job {self.name} failed: {self.reason or 'no reason recorded'}", details=lines)
+        return JobFailed(failure_message(self.name, self.reason, tail), details=tail)
 
     async def stop(self, wait: bool = True) -> None:
         self.dict = await self._client.http.request("POST", self._path + "/stop")
-        if wait and self.status not in ("stopped", "failed"):
+        if wait and self.status not in (JobStatus.STOPPED, JobStatus.FAILED):
             await self.wait_for("stopped", timeout=120)
 
     async def start(self) -> None:
@@ -172,7 +197,8 @@ class Job:
         labels = ", ".join(r.label for r in routes) or "none"
         if not found:
             raise UsageError(f"job {self.name} has no route {text!r} (its routes: {labels})")
-        raise UsageError(f"{wanted_path} has several verbs ({', '.join(r.verb for r in found)}); give one, e.g. 'POST {wanted_path}'")
+        raise UsageError(f"{wanted_path} has several verbs ({', '.join(r.verb for r in found)}); give one, "
+                         f"e.g. '{found[0].verb} {wanted_path}'")
 
 
 def _call(http, url: str, route, data: dict, key: str | None = None) -> Any:
@@ -215,20 +241,38 @@ class Jobs:
     def __init__(self, client):
         self._client = client
 
-    async def create(self, name: str, type: str = "endpoint", *, model: dict, endpoint: dict,
-                     resources: dict | None = None, environment: dict | None = None, python: str | None = None,
-                     wait: bool = False) -> Job:
-        """Create an endpoint job. `model`: {source_type: local|git|trainml, source_uri, git_ref?};
-        `endpoint`: {routes, max_concurrency?, max_queue?}; `environment`: {env: [{key, value}],
-        packages: {pip: [...]}, requirements?, python?, type?}; `python`: the interpreter ("3.12" or a path),
-        short for environment.python. With `wait`, returns once it is running."""
+    async def create(self, name: str, type: str = "endpoint", gpu_types: list[str] | str | None = None,
+                     gpu_count: int | None = None, cpu_count: int | None = None, disk_size: int | None = None,
+                     max_price: float | None = None, *, model: dict, endpoint: dict,
+                     environment: dict | None = None, resources: dict | None = None, gpu_type: str | None = None,
+                     python: str | None = None, wait: bool = False, data: dict | None = None,
+                     workers: list | None = None, **unsupported) -> Job:
+        """Create an endpoint job, with trainML's signature (positional as trainML's: name, type, gpu_types,
+        gpu_count, cpu_count, disk_size, max_price): `gpu_types` (or older trainML's `gpu_type`), `gpu_count`,
+        `cpu_count`, `disk_size`, `max_price` (or the same as `resources={...}`); `model`: {source_type:
+        local|git|trainml, source_uri, git_ref?}; `endpoint`: {routes, max_concurrency?, max_queue?, timeout?};
+        `environment`: {env: [{key, value}], packages: {pip: [...]}, requirements?, python?, type?, secrets:
+        [names], worker_key_types: [aws|gcp|kaggle|azure|wasabi]}; `python`: short for environment.python.
+        With `wait`, returns once it is running."""
+        _refuse_unsupported(data, workers, unsupported, model)
+        resources = dict(resources or {})
+        if gpu_type is not None:
+            resources["gpu_types"] = [gpu_type]
+        for key, value in (("gpu_types", gpu_types), ("gpu_count", gpu_count), ("cpu_count", cpu_count),
+                           ("disk_size", disk_size), ("max_price", max_price)):
+            if value is not None:
+                resources[key] = ([value] if isinstance(value, str) else list(value)) if key == "gpu_types" else value
         environment = dict(environment or {})
         if python is not None:
             environment["python"] = python
+        kinds = [*(environment.pop("worker_key_types", None) or []), *(environment.pop("credentials", None) or [])]
+        if kinds:  # the user's own credential files, found here, handed over by path (credentials.py)
+            environment["env"] = list(environment.get("env") or []) + credential_env(kinds, "environment.worker_key_types")
         check_environment(environment)  # refused packages and malformed requirements, before anything is sent
         endpoint = dict(endpoint or {})
         routes = parse_routes(endpoint.get("routes") or [])  # RouteSpecError before anything is sent
         model = dict(model or {})
+        model.pop("checkpoints", None)  # trainML's default []; anything in it was refused above
         http = self._client.http
         if model.get("source_type") == "local":
             folder = Path(model.get("source_uri") or "").expanduser()
@@ -263,3 +307,18 @@ def _file_uri(uri):
     if isinstance(uri, str) and uri.startswith("/") and Path(uri).exists():
         return Path(uri).resolve().as_uri()
     return uri
+
+
+def _refuse_unsupported(data, workers, unsupported: dict, model: dict) -> None:
+    """trainML arguments that mean nothing for a local endpoint are accepted when empty, refused otherwise."""
+    if data and any(v not in (None, [], "", {}) for v in data.values()):
+        raise UsageError(f"data: {sorted(k for k, v in data.items() if v)} is not supported: endpoints read "
+                         "their data themselves (datasets and outputs are training-job features)")
+    if workers:
+        raise UsageError("workers: worker commands are for training jobs; an endpoint serves its routes")
+    for key in ("checkpoints", "checkpoint"):
+        if (model or {}).get(key):
+            raise UsageError(f"model.{key}: checkpoints are not supported; put the files in the model code")
+    given = sorted(k for k, v in unsupported.items() if v is not None)
+    if given:
+        raise UsageError(f"jobs.create: {', '.join(given)} {'is' if len(given) == 1 else 'are'} not supported here")

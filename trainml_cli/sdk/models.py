@@ -37,6 +37,11 @@ class Model:
     async def remove(self) -> None:
         await self._client.http.request("DELETE", f"/api/models/{quote(self.id, safe='')}")
 
+    async def rename(self, name: str) -> "Model":
+        self.dict = await self._client.http.request("PATCH", f"/api/models/{quote(self.id, safe='')}",
+                                                    json={"name": name})
+        return self
+
 
 class Models:
     def __init__(self, client):
@@ -66,3 +71,6 @@ class Models:
 
     async def remove(self, id_or_name: str) -> None:
         await self._client.http.request("DELETE", f"/api/models/{quote(id_or_name, safe='')}")
+
+    async def rename(self, id_or_name: str, name: str) -> Model:
+        return await (await self.get(id_or_name)).rename(name)

@@ -9,6 +9,8 @@
     resources.py  GPUs, the price table                  logs.py       job logs: batches, pages, followers
     store.py      SQLite, all the SQL                    processes.py  process groups, adopting endpoints
     tailing.py    endpoint output files, followed        secrets.py    credentials kept out of every output
+    vault.py      named secrets (0600), for endpoints'   (options: ../serveroptions.py, one table)
+                  environments only
 
 It starts the endpoint runtime as a child process (`python -m trainml_cli.runtime ...`) and never imports it.
 """

@@ -10,24 +10,14 @@ import os
 import sys
 
 from ..errors import TrainMLError
+from ..serveroptions import add_arguments, option_fields
 from ..settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainml_cli.server", description="Run the trainML control plane.")
     parser.add_argument("--home", help="state folder (default: TRAINML_HOME or ~/.trainml)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 (default): any free port, recorded in HOME/server.json")
-    parser.add_argument("--gpus", default=os.environ.get("TRAINML_GPUS"),
-                        help="GPUs jobs may use: 'none' or INDEX:TYPE,... (default: ask nvidia-smi)")
-    parser.add_argument("--python", default=None, help="Python interpreter that runs endpoints (default: this one)")
-    parser.add_argument("--stop-grace", type=float, default=10.0, metavar="SECONDS",
-                        help="time endpoints get to finish their calls when stopped, before SIGKILL (default 10)")
-    parser.add_argument("--unresponsive-after", type=float, default=30.0, metavar="SECONDS",
-                        help="restart a running endpoint that has not answered /ping for this long (default 30)")
-    parser.add_argument("--tls-certfile", help="serve the API, the dashboard and every endpoint over HTTPS with this "
-                        "certificate (PEM)")
-    parser.add_argument("--tls-keyfile", help="the certificate's private key (PEM, unencrypted)")
+    add_arguments(parser)  # --host, --port, --gpus, ...: the one table in serveroptions.py
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -40,9 +30,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(home=args.home, host=args.host, port=args.port)
     try:
-        options = ServerOptions(gpus=args.gpus, python=args.python, stop_grace=args.stop_grace,
-                                unresponsive_after=args.unresponsive_after, tls_certfile=args.tls_certfile,
-                                tls_keyfile=args.tls_keyfile)
+        options = ServerOptions(**{field: getattr(args, field) for field in option_fields()})
         if serve(settings, options, log_level=args.log_level, args=argv):
             return EXIT_RESTART
     except AlreadyRunning as exc:

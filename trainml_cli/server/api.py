@@ -9,8 +9,9 @@
     DELETE /api/jobs/{job}?force=false         -> {id, removed}; 409 unless stopped or failed (or force)
     POST   /api/jobs/{job}/stop                -> job record (stopping; stopped when the endpoint has exited)
     POST   /api/jobs/{job}/start               -> job record; 409 unless stopped or failed
-    GET    /api/jobs/{job}/wait?status=S&timeout=T   long-poll: the job once its status is S, or it is stopped
-                                               or failed, or after T seconds (at most 60) -> job record
+    GET    /api/jobs/{job}/wait?status=S&timeout=T[&since=P]   long-poll: the job once its status is S, or it
+                                               is stopped or failed (or no longer P), or after T seconds (at
+                                               most 60) -> job record
     GET    /api/jobs/{job}/logs?before=C&limit=N     newest first, older than cursor C -> {logs, next}
     GET    /api/jobs/{job}/logs?after=C&wait=T&limit=N   oldest first, newer than C; waits up to T seconds for a
                                                first line -> {logs, last, done}
@@ -22,7 +23,9 @@
     GET    /api/prometheus/targets             Prometheus HTTP service discovery: every running endpoint's
                                                /metrics (labels job_id, job_name) and the control plane's own
     POST   /api/models                         body: ModelCreate -> 201 model record (after fetching the code)
-    GET    /api/models, GET|DELETE /api/models/{model}
+    GET    /api/models, GET|DELETE /api/models/{model}, PATCH /api/models/{model} {name}: rename
+    GET    /api/gpus                           -> [{type, price, count, free}]: GPU types, this machine's GPUs
+    GET    /api/secrets, PUT|DELETE /api/secrets/{name}   names and times only; PUT body {value}
     GET    /api/environments                   -> {environments, interpreters}
     DELETE /api/environments/{key}             -> {id, removed}; 409 while a job uses it or it is being built
     POST   /api/environments/prune             -> {removed: [keys]}: every environment no job uses
@@ -47,6 +50,7 @@ from ..errors import Conflict, NotFound
 from . import resources as res
 from . import schemas
 from .auth import require_auth
+from ..states import JobStatus
 from .states import parse_status
 
 MAX_WAIT = 60.0
@@ -70,6 +74,32 @@ async def health(request: Request):
 @router.get("/prices", tags=["jobs"])
 async def prices():
     return {"cpu": res.CPU_RATE, "gpu": res.GPU_RATES, "other_gpu": res.OTHER_GPU_RATE, "unit": "credits per hour"}
+
+
+@router.get("/gpus", tags=["jobs"])
+async def gpus(request: Request):
+    """Every GPU type with its price, and how many of each this machine has and how many are free."""
+    pool = platform(request).pool
+    return res.gpu_listing(pool)
+
+
+# -- secrets ------------------------------------------------------------------------------------------------------
+
+
+@router.get("/secrets", response_model=list[schemas.Secret], tags=["secrets"])
+async def list_secrets(request: Request):
+    return platform(request).vault.list()
+
+
+@router.put("/secrets/{name}", response_model=schemas.Secret, tags=["secrets"])
+async def put_secret(name: str, payload: schemas.SecretValue, request: Request):
+    return platform(request).vault.put(name, payload.value)
+
+
+@router.delete("/secrets/{name}", response_model=schemas.Removed, tags=["secrets"])
+async def remove_secret(name: str, request: Request):
+    platform(request).vault.remove(name)
+    return {"id": name, "removed": True}
 
 
 # -- uploads ------------------------------------------------------------------------------------------------------
@@ -133,8 +163,11 @@ async def start_job(job: str, request: Request):
 
 @router.get("/jobs/{job}/wait", response_model=schemas.Job, tags=["jobs"])
 async def wait_job(job: str, request: Request, status: str = Query(..., description="the status to wait for"),
-                   timeout: float = Query(30.0, ge=0, description=f"seconds, at most {MAX_WAIT:.0f}")):
-    return await platform(request).jobs.wait(job, parse_status(status), min(timeout, MAX_WAIT))
+                   timeout: float = Query(30.0, ge=0, description=f"seconds, at most {MAX_WAIT:.0f}"),
+                   since: Optional[str] = Query(None, description="also answer as soon as the status is no "
+                                                "longer this one")):
+    return await platform(request).jobs.wait(job, parse_status(status), min(timeout, MAX_WAIT),
+                                             parse_status(since) if since else None)
 
 
 @router.get("/jobs/{job}/metrics", response_model=schemas.Metrics, tags=["jobs"])
@@ -155,7 +188,7 @@ async def job_logs(job: str, request: Request,
         return {"logs": page, "next": page[-1]["id"] if len(page) == limit else None}
     deadline = asyncio.get_running_loop().time() + min(wait, MAX_WAIT)
     while True:
-        final = p.jobs.find(job_id)["status"] in ("stopped", "failed")
+        final = JobStatus(p.jobs.find(job_id)["status"]).is_final
         lines = p.logs.since(job_id, after, limit)
         remaining = deadline - asyncio.get_running_loop().time()
         if lines or final or remaining <= 0:
@@ -184,7 +217,7 @@ async def stream_logs(job: str, request: Request, after: int = Query(0, ge=0, de
         cursor = after
         while True:
             try:
-                final = p.jobs.find(job_id)["status"] in ("stopped", "failed")
+                final = JobStatus(p.jobs.find(job_id)["status"]).is_final
             except NotFound:  # removed while followed
                 return
             batch = p.logs.since(job_id, cursor, MAX_PAGE)
@@ -218,6 +251,11 @@ async def list_models(request: Request):
 @router.get("/models/{model}", response_model=schemas.Model, tags=["models"])
 async def get_model(model: str, request: Request):
     return platform(request).models.get(model)
+
+
+@router.patch("/models/{model}", response_model=schemas.Model, tags=["models"])
+async def rename_model(model: str, payload: schemas.ModelRename, request: Request):
+    return platform(request).models.rename(model, payload.name)
 
 
 @router.delete("/models/{model}", response_model=schemas.Removed, tags=["models"])

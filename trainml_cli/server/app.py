@@ -35,14 +35,16 @@ from .logs import LogBook
 from .models import Models
 from .sources import Uploads
 from .store import Store
-from .supervisor import STOP_GRACE, UNRESPONSIVE_AFTER, Policy
+from .vault import Vault
+from ..serveroptions import STOP_GRACE, UNRESPONSIVE_AFTER
+from .supervisor import Policy
 
 log = logging.getLogger("trainml.server")
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """What `trainml server run` decides beyond Settings."""
+    """What `trainml server run` decides beyond Settings: one field per row of serveroptions.OPTIONS."""
 
     gpus: Optional[str] = None  # declared GPUs ("none", "0:rtx3090,1:rtx3090"); None: ask nvidia-smi
     python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
@@ -72,9 +74,10 @@ class Platform:
         self.uploads.collect_garbage()
         self.models = Models(self.store, settings.models_dir, self.uploads)
         self.environments = Environments(settings.envs_dir, Interpreters(options.python), settings.uv_cache_dir)
+        self.vault = Vault(settings.home / "secrets")
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
                          self.environments, host=settings.host, python=options.python, policy=options.policy,
-                         tls=tls.check_pair(options.tls_certfile, options.tls_keyfile))
+                         vault=self.vault, tls=tls.check_pair(options.tls_certfile, options.tls_keyfile))
 
     async def close(self, detach: bool = False) -> None:
         await self.jobs.shutdown(detach=detach)

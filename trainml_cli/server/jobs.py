@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import Conflict, NotFound, TrainMLError, UsageError
+from ..errors import Ambiguous, Conflict, NotFound, TrainMLError, UsageError
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
 from . import sources
@@ -43,6 +43,7 @@ from .environments import Environments
 from .logs import LogBook, iso_time
 from .models import Models, check_name, new_id
 from .payload import check_job
+from .vault import Vault
 from .states import JobStatus, transition
 from .store import Store
 from .secrets import redact
@@ -72,8 +73,9 @@ class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: sources.Uploads,
                  pool: res.GpuPool, folder: Path, environments: Environments, *, host: str = "127.0.0.1",
                  python: str | None = None, policy: Policy | None = None, backend: Backend | None = None,
-                 tls: tuple[str, str] | None = None):
+                 vault: Vault | None = None, tls: tuple[str, str] | None = None):
         self.store = store
+        self.vault = vault
         self.logs = logbook
         self.models = models
         self.uploads = uploads
@@ -103,7 +105,7 @@ class Jobs:
             raise NotFound(f"job {ref!r} not found (see the job list)")
         if len(rows) > 1:
             ids = ", ".join(r["id"] for r in rows)
-            raise Conflict(f"{len(rows)} jobs are named {ref!r}; use an id: {ids}", details=[r["id"] for r in rows])
+            raise Ambiguous(f"{len(rows)} jobs are named {ref!r}; use an id: {ids}", details=[r["id"] for r in rows])
         return rows[0]
 
     def record(self, row: dict) -> dict:
@@ -151,10 +153,16 @@ class Jobs:
 
     async def create(self, payload: dict) -> dict:
         name = check_name(payload.get("name"), "job")
+        if self.store.job(name) is not None:  # the name would hide that job from everything that finds by name
+            raise Conflict(f"job name {name!r} is another job's id; choose another name")
         # In a thread: finding an interpreter runs processes, which must not stall the event loop.
         spec = await asyncio.to_thread(check_job, payload, self.pool, self.uploads, self.models,
                                        self.environments.interpreters)
+        secrets_asked = (payload.get("environment") or {}).get("secrets")
+        spec["environment"]["secrets"] = self.vault.check(secrets_asked) if self.vault else []
         job_id, now = new_id(), time.time()
+        while self.store.jobs_named(job_id) or self.store.job(job_id):  # an id must not hide a job's name either
+            job_id = new_id()
         workdir = self.workdir(job_id)
         workdir.mkdir(parents=True)
         routes = parse_routes(spec["endpoint"]["routes"])
@@ -339,6 +347,13 @@ class Jobs:
     def _launch(self, job_id: str, spec: dict, gpus: list[dict], python: Path | None = None) -> Launch:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
         env.update({item["key"]: item["value"] for item in spec["environment"]["env"]})
+        names = spec["environment"].get("secrets") or []
+        if names and self.vault is not None:
+            values = self.vault.values(names)
+            env.update(values)
+            for name in names:
+                if name not in values:
+                    self.logs.event(job_id, f"secret {name} no longer exists; the endpoint runs without it")
         env.update(
             PYTHONUNBUFFERED="1",  # so model code's prints reach the log as they happen
             CUDA_VISIBLE_DEVICES=",".join(g["device"] for g in gpus),
@@ -448,8 +463,9 @@ class Jobs:
         self._wake(row["id"])
         await asyncio.to_thread(shutil.rmtree, self.workdir(row["id"]), True)
 
-    async def wait(self, ref: str, status: JobStatus, timeout: float) -> dict:
-        """The job once it has `status`, or is stopped or failed, or after `timeout` seconds (long-poll)."""
+    async def wait(self, ref: str, status: JobStatus, timeout: float, since: JobStatus | None = None) -> dict:
+        """The job once it has `status`, or is stopped or failed, or no longer has status `since` (so a waiter
+        can show each step), or after `timeout` seconds (long-poll)."""
         deadline = time.monotonic() + timeout
         job_id = self.find(ref)["id"]
         while True:
@@ -458,7 +474,7 @@ class Jobs:
                 raise NotFound(f"job {ref!r} was removed")
             current = S(row["status"])
             remaining = deadline - time.monotonic()
-            if current == status or current.is_final or remaining <= 0:
+            if current == status or current.is_final or remaining <= 0 or (since is not None and current != since):
                 return self.record(row)
             await self._changed_or_timeout(job_id, remaining)
 

@@ -111,6 +111,18 @@ class Models:
             raise Conflict(f"a model named {name!r} already exists; remove it or choose another name") from None
         return self.record(row)
 
+    def rename(self, ref: str, name: str) -> dict:
+        row = self.find(ref)
+        name = check_name(name, "model")
+        taken = self.store.model_named(name)
+        if taken is not None and taken["id"] != row["id"]:
+            raise Conflict(f"a model named {name!r} already exists; remove it or choose another name")
+        try:
+            self.store.rename_model(row["id"], name)
+        except KeyError:
+            raise Conflict(f"a model named {name!r} already exists; remove it or choose another name") from None
+        return self.get(row["id"])
+
     async def remove(self, ref: str) -> None:
         row = self.find(ref)
         self.store.delete_model(row["id"])

@@ -215,3 +215,22 @@ class GpuPool:
         if held:
             async with self._freed:
                 self._freed.notify_all()
+
+
+def gpu_listing(pool: "GpuPool") -> list[dict]:
+    """[{type, name, price, count, free}]: the price table's types, then any other type this machine has."""
+    rows = []
+    for gpu_type, price in GPU_RATES.items():
+        mine = [g for g in pool.gpus if matches(g, gpu_type)]
+        rows.append({"type": gpu_type, "names": sorted({g.name for g in mine}), "price": price, "count": len(mine),
+                     "free": sum(1 for g in mine if g.index not in pool.holders)})
+    for gpu in pool.gpus:
+        if not any(matches(gpu, t) for t in GPU_RATES):
+            key = _squash(gpu.name)
+            row = next((r for r in rows if r["type"] == key), None)
+            if row is None:
+                row = {"type": key, "names": [gpu.name], "price": OTHER_GPU_RATE, "count": 0, "free": 0}
+                rows.append(row)
+            row["count"] += 1
+            row["free"] += gpu.index not in pool.holders
+    return rows

@@ -31,7 +31,7 @@ class Resources(_Strict):
 class ModelSource(_Strict):
     source_type: Literal["local", "git", "trainml"]
     source_uri: str = Field("", description="local: the client's folder (informative); git: the URI; trainml: model id or name")
-    git_ref: Optional[str] = Field(None, description="git: branch or tag to clone")
+    git_ref: Optional[str] = Field(None, description="git: branch, tag or commit SHA to check out")
     upload_id: Optional[str] = Field(None, description="local: the id returned by POST /api/uploads")
 
 
@@ -64,6 +64,21 @@ class Environment(_Strict):
     type: Optional[str] = Field(None, description="trainML's environment name, e.g. DEEPLEARNING_PY310: "
                                 "picks that Python version when the machine has it")
     custom_image: Optional[str] = Field(None, description="refused: no container runtime")
+    secrets: Optional[list[str]] = Field(None, description="names stored with `trainml secret create`, each "
+                                         "set as an environment variable of the endpoint")
+
+
+class SecretValue(_Strict):
+    value: str = Field(..., description="the secret; never returned by any call")
+
+
+class Secret(BaseModel):
+    name: str
+    updated: str
+
+
+class ModelRename(_Strict):
+    name: str
 
 
 class JobCreate(_Strict):

@@ -5,7 +5,8 @@
   paths, no `..`, no links, no devices, so nothing can land outside the destination; and no sparse files or
   extended headers bigger than a real one, which tarfile would read whole (or parse for hours) before we could
   look. Unused uploads are deleted after a day.
-- Git (`source_type: git`): `git clone --depth 1 [--branch REF] -- URI DEST`, only https, http, ssh, git and
+- Git (`source_type: git`): `git clone --depth 1 [--branch REF] -- URI DEST`, or for a commit SHA (7 to
+  40 hex digits) `git clone --no-checkout` then `git checkout --detach SHA`; only https, http, ssh, git and
   file URIs (git itself is told the same through GIT_ALLOW_PROTOCOL, which also covers submodules), nothing
   starting with `-`, never prompting for a password. A failed clone raises with git's own message.
 - Stored models (`source_type: trainml`): copied into the job's folder, file by file and never hard-linked:
@@ -43,6 +44,7 @@ UPLOAD_MAX_AGE = 24 * 3600
 CLONE_TIMEOUT = 900.0
 
 GIT_SCHEMES = ("https", "http", "ssh", "git", "file")
+COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")  # a --git-ref that is a commit SHA (full or abbreviated)
 _GIT_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://\S+$")
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s-][^\s]*$")  # git@github.com:org/repo.git (ssh)
 _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
@@ -74,7 +76,7 @@ def check_git_ref(ref: str | None, field: str = "model.git_ref") -> str | None:
     if ref is None or ref == "":
         return None
     if not isinstance(ref, str) or not _GIT_REF.match(ref) or ".." in ref:
-        raise UsageError(f"{field}: {ref!r} is not a branch or tag name (letters, digits, '.', '_', '/', '-'; not starting with '-')")
+        raise UsageError(f"{field}: {ref!r} is not a branch, tag or commit SHA (letters, digits, '.', '_', '/', '-'; not starting with '-')")
     return ref
 
 
@@ -285,7 +287,11 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
     ref = check_git_ref(ref)
     partial = _fresh_partial(dest)
     partial.rmdir()  # git wants to create it
-    command = ["git", "clone", "--depth", "1", *(["--branch", ref] if ref else []), "--", uri, str(partial)]
+    by_commit = bool(ref and COMMIT.match(ref))
+    if by_commit:  # `clone --branch` takes branches and tags only: clone without checking out, then the commit
+        command = ["git", "clone", "--no-checkout", "--", uri, str(partial)]
+    else:
+        command = ["git", "clone", "--depth", "1", *(["--branch", ref] if ref else []), "--", uri, str(partial)]
     env = {
         **os.environ,
         "GIT_TERMINAL_PROMPT": "0",
@@ -333,6 +339,30 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
         shutil.rmtree(partial, ignore_errors=True)
         message = "\n".join(line for line in lines if not line.startswith(("Cloning into", "remote: "))) or f"exit code {code}"
         raise UsageError(f"git clone {redact_uri(uri)}{' --branch ' + ref if ref else ''} failed: {message}")
+    if by_commit:
+        first_error = ""
+        for candidate in (ref, f"origin/{ref}"):  # a commit (or tag); else a branch whose name looks like one
+            checkout = await asyncio.create_subprocess_exec(
+                "git", "-C", str(partial), "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach",
+                f"{candidate}^{{commit}}", "--", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, env=env,
+            )
+            try:
+                output = (await checkout.communicate())[0].decode(errors="replace").strip()
+            except asyncio.CancelledError:  # the job was stopped or removed: leave nothing behind
+                if checkout.returncode is None:
+                    checkout.kill()
+                    await checkout.wait()
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
+            if checkout.returncode == 0:
+                break
+            first_error = first_error or output
+        else:
+            shutil.rmtree(partial, ignore_errors=True)
+            reason = redact(first_error.splitlines()[0]) if first_error else "git checkout failed"
+            raise UsageError(f"git clone {redact_uri(uri)}: commit {ref} not found in the repository ({reason})")
+        on_line(f"$ git checkout --detach {ref}")
     rev = await asyncio.create_subprocess_exec(
         "git", "-C", str(partial), "rev-parse", "HEAD", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )

@@ -12,38 +12,9 @@ Removal deletes the record, so it is not a status.
 
 from __future__ import annotations
 
-import enum
-
 from ..errors import Conflict, UsageError
+from ..states import LIVE, JobStatus  # noqa: F401  (the enum lives in the shared leaf)
 
-
-class JobStatus(str, enum.Enum):
-    NEW = "new"
-    WAITING_DOWNLOAD = "waiting for data/model download"
-    WAITING_RESOURCES = "waiting for resources"
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def is_live(self) -> bool:
-        """The job should have (or be getting) an endpoint process: a control plane restart resumes it."""
-        return self in LIVE
-
-    @property
-    def is_final(self) -> bool:
-        """Nothing happens to the job until a user starts or removes it."""
-        return self in (JobStatus.STOPPED, JobStatus.FAILED)
-
-
-LIVE = frozenset(
-    {JobStatus.NEW, JobStatus.WAITING_DOWNLOAD, JobStatus.WAITING_RESOURCES, JobStatus.STARTING, JobStatus.RUNNING}
-)
 
 _S = JobStatus
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {

@@ -164,6 +164,12 @@ class Store:
     def models(self) -> list[dict]:
         return self._all("SELECT * FROM models ORDER BY created")
 
+    def rename_model(self, model_id: str, name: str) -> None:
+        try:
+            self._run("UPDATE models SET name = ? WHERE id = ?", (name, model_id))
+        except sqlite3.IntegrityError as exc:
+            raise KeyError(name) from exc
+
     def delete_model(self, model_id: str) -> None:
         self._run("DELETE FROM models WHERE id = ?", (model_id,))
 

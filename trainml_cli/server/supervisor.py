@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ..serveroptions import STOP_GRACE, UNRESPONSIVE_AFTER  # noqa: F401  (defined once, with the options)
 from .processes import (  # noqa: F401  (reap_orphans, group_members: used by the job service and the tests)
     UNKNOWN_EXIT, AdoptedProcess, group_members, is_endpoint, kill_group, process_start_time, reap_orphans,
 )
@@ -47,13 +48,11 @@ from .tailing import OutputTail
 
 EXIT_USAGE = 2
 EXIT_LOAD_FAILED = 3
-STOP_GRACE = 10.0
 START_TIMEOUT = 300.0  # loading a big model can take minutes
 START_ATTEMPTS = 3
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0
-UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
 PING_FIRST = 0.05
 PING_MAX = 0.25
 LINE_LIMIT = 1024 * 1024  # bytes of a /ping or /metrics answer we read at most

@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, UsageError
 from ...routespec import TYPES, VERBS, parse_routes
+from ...states import FINAL, LIVE, JobStatus
 from .. import resources as res
 from .history import status_history
 from .sessions import COOKIE, cookie_options
@@ -79,7 +80,10 @@ def filesize(size) -> str:
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True)
 templates.filters.update(duration=duration, filesize=filesize)
-templates.globals.update(static=static_url, root=ROOT)
+# The statuses' sets, from the one enum, for the page scripts (a data attribute: the CSP allows no inline script).
+STATUS_SETS = {"live": sorted(s.value for s in LIVE), "final": sorted(s.value for s in FINAL),
+               "billed": [JobStatus.STARTING.value, JobStatus.RUNNING.value]}
+templates.globals.update(static=static_url, root=ROOT, status_sets=STATUS_SETS)
 
 
 def render(request: Request, name: str, *, status: int = 200, signed_in: bool = True, **context) -> HTMLResponse:

@@ -4,8 +4,11 @@
 
 const TrainML = (() => {
   const ROOT = "/dashboard";
-  const LIVE = new Set(["new", "waiting for data/model download", "waiting for resources", "starting", "running"]);
-  const BILLED = new Set(["starting", "running"]);
+  // Status names come from the server's one enum (trainml_cli/states.py), via <body data-statuses>.
+  const STATUSES = JSON.parse(document.body.dataset.statuses || "{}");
+  const LIVE = new Set(STATUSES.live || []);
+  const BILLED = new Set(STATUSES.billed || []);
+  const FINAL = new Set(STATUSES.final || []);
 
   // fetch with the dashboard's header (the server refuses cookie-authenticated changes without it) and one
   // error shape: an Error whose message is the server's, with .status and .body for callers that map fields.
@@ -97,7 +100,7 @@ const TrainML = (() => {
 
   function showActions(container, job) {
     const live = LIVE.has(job.status);
-    const final = job.status === "stopped" || job.status === "failed";
+    const final = FINAL.has(job.status);
     for (const button of container.querySelectorAll("[data-action]")) {
       button.dataset.jobId = job.id;
       button.dataset.jobName = job.name;
@@ -195,7 +198,7 @@ const TrainML = (() => {
     });
   }
 
-  return { ROOT, LIVE, api, duration, localTime, localizeTimes, fill, bindActions, follow, toast, tickRunTimes };
+  return { ROOT, LIVE, FINAL, api, duration, localTime, localizeTimes, fill, bindActions, follow, toast, tickRunTimes };
 })();
 
 // Every job page (details, connect, logs) has the same head: name, status badge and actions, kept live.

@@ -75,7 +75,7 @@
   let connected = false;
   let status = null;
   function showLive() {
-    const stopped = status === "stopped" || status === "failed";
+    const stopped = TrainML.FINAL.has(status);
     live.dataset.state = connected && !stopped ? "live" : "waiting";
     live.textContent = stopped ? `Endpoint ${status}; new lines appear when it starts again` : connected ? "Live" : "Reconnecting…";
   }

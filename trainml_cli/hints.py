@@ -1,0 +1,29 @@
+"""Text that tells a user what to run next: names quoted for the shell, failure headlines.
+
+A leaf (standard library only) shared by the CLI and the SDK, so a hint pasted into a shell runs as printed:
+`trainml job connect 'my model'`, and `trainml job get -- -x` for a name that would read as an option.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+
+def shell_quote(name: str) -> str:
+    """`name` as one shell word, preceded by `--` when it starts with `-` (so click takes it for an argument)."""
+    quoted = shlex.quote(str(name))
+    return f"-- {quoted}" if str(name).startswith("-") else quoted
+
+
+def failure_headline(reason) -> str:
+    """A failure reason's first line: the server may append log lines, which are shown on their own."""
+    lines = [line for line in (reason or "").splitlines() if line.strip()]
+    return lines[0].rstrip(":") if lines else "no reason recorded"
+
+
+def failure_message(name: str, reason, log_lines: list[str]) -> str:
+    """`job NAME failed: HEADLINE`, then the job's last log lines: the two things that explain a failure."""
+    message = f"job {name} failed: {failure_headline(reason)}"
+    if log_lines:
+        message += "\nlast log lines:\n" + "\n".join(f"  {line}" for line in log_lines)
+    return message
