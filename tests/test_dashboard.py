@@ -322,3 +322,18 @@ def test_a_cookie_that_is_not_ascii_is_refused_not_a_crash(control_plane):
     assert requests.get(control_plane.url + "/api/jobs", headers=headers, timeout=10).status_code == 401
     page = requests.get(control_plane.url + "/dashboard/", headers=headers, timeout=10, allow_redirects=False)
     assert page.status_code < 500
+
+
+def test_the_create_form_can_ask_for_a_key_and_the_connect_page_shows_it(control_plane):
+    session = signed_in(control_plane)
+    form = {"name": "keyed", "auth": True, "resources": {"gpu_types": ["cpu"]},
+            "model": {"source": "directory", "directory": ECHO_DIR}, "routes": [route(file="echo", function="echo")]}
+    created = session.post(control_plane.url + "/api/dashboard/jobs", json=form, headers=DASHBOARD, timeout=60)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    assert created.json()["endpoint"]["auth"] is True
+    key = control_plane.api("GET", f"/api/jobs/{job_id}/connect").json()["key"]
+    assert key and key not in created.text
+    page = session.get(control_plane.url + f"/dashboard/jobs/{job_id}/connect", timeout=10).text
+    assert key in page and f"Authorization: Bearer {key}" in page
+    assert key not in session.get(control_plane.url + f"/dashboard/jobs/{job_id}", timeout=10).text

@@ -211,8 +211,10 @@ async def connect_page(request: Request, job_id: str):
         return not_found(request, job_id)
     jobs = platform(request).jobs
     url = job["url"] or f"{jobs.scheme}://{jobs.host}:{job['port'] or 'PORT'}"
+    # The key, for a job that has one: a signed-in user holds the control plane, which may read it anyway.
+    key = platform(request).jobs.connection(job["id"])["key"]
     return render(request, "connect.html", title=f"Connect to {job['name']}", page="connect", section="endpoints",
-                  job=job, examples=examples(url, job))
+                  job=job, examples=examples(url, job, key), key=key)
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -228,7 +230,7 @@ async def logs_page(request: Request, job_id: str):
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 
-def examples(url: str, job: dict) -> list[dict]:
+def examples(url: str, job: dict, key: str | None = None) -> list[dict]:
     """A ready-to-paste curl command per route, built by the same function the CLI prints them with."""
     from ...routespec import curl_command
 
@@ -236,7 +238,7 @@ def examples(url: str, job: dict) -> list[dict]:
         routes = parse_routes(job["endpoint"]["routes"])
     except Exception:  # a record the server accepted earlier; show no examples rather than fail the page
         return []
-    return [{"label": r.label, "target": f"{r.file}:{r.function}", "command": curl_command(url, r)} for r in routes]
+    return [{"label": r.label, "target": f"{r.file}:{r.function}", "command": curl_command(url, r, key)} for r in routes]
 
 
 async def _interpreters(p) -> list:
