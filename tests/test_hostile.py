@@ -251,3 +251,13 @@ def test_an_endpoint_key_guards_every_call_but_ping(serve, tmp_path):
     assert ep.post("/echo", {"text": "x"}, headers=good).status_code == 401
     assert ep.post("/echo", {"text": "x"}, headers={"authorization": "Bearer " + "n" * 32}).status_code == 200
     assert "k" * 32 not in ep.log() and "n" * 32 not in ep.log()
+
+
+def test_a_key_file_that_is_missing_or_too_short_stops_the_runtime_naming_it(tmp_path):
+    short = tmp_path / "short.key"
+    short.write_text("abc")
+    for path, message in ((short, "the key must be at least 16 characters"),
+                          (tmp_path / "missing.key", "No such file or directory")):
+        endpoint = start("types", [route("/echo", "echo", ECHO)], "--key-file", str(path), tmp_path=tmp_path)
+        assert endpoint.wait_exit() == 2
+        assert f"--key-file {path}: {message}" in endpoint.log() and "Traceback" not in endpoint.log()

@@ -25,6 +25,7 @@ from .metrics import make_directory, mark_dead
 
 def serve(config: RuntimeConfig) -> int:
     """Serve until stopped; returns the process exit code. Raises ModelCodeError for a missing file."""
+    _check_security_files(config)  # before chdir: relative paths are the caller's
     root = enter_model_dir(config.model_dir)
     config.model_dir = str(root)  # workers start in this directory; a relative path would no longer resolve
     check_files(root, config.routes)
@@ -141,6 +142,20 @@ def _supervise_workers(config: RuntimeConfig) -> int:
 
 def _start_worker(command: list[str], sock: socket.socket) -> subprocess.Popen:
     return subprocess.Popen(command, pass_fds=[sock.fileno()])
+
+
+def _check_security_files(config: RuntimeConfig) -> None:
+    """A certificate pair that does not load, or a key file that cannot be read, is a usage error naming the
+    file, before anything listens (never a traceback from uvicorn or a worker)."""
+    from ..tls import check_pair
+    from .auth import KeyFile
+
+    pair = check_pair(config.tls_certfile, config.tls_keyfile)
+    if pair:
+        config.tls_certfile, config.tls_keyfile = pair
+    if config.key_file:
+        config.key_file = os.path.abspath(config.key_file)
+        KeyFile(config.key_file)
 
 
 def _scheme(config: RuntimeConfig) -> str:
