@@ -266,6 +266,7 @@ class EndpointApp:
             await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", allow.encode())]})
             await send({"type": "http.response.body", "body": b""})
             return 204
+        asked = method  # named in the messages below
         if method == "HEAD":
             method = "GET"
         if path == "/ping" and method == "GET":
@@ -283,12 +284,12 @@ class EndpointApp:
                 return await send_json(send, 200, self.docs, content_type=b"text/html; charset=utf-8")
         stripped = path.rstrip("/")
         if stripped != path and stripped:
-            return await send_json(send, 404, _error("not_found", f"no route {method} {path}; did you mean {stripped}?"))
+            return await send_json(send, 404, _error("not_found", f"no route {asked} {path}; did you mean {stripped}?"))
         allow = self.allowed(path)
         if allow is not None:
-            body = _error("method_not_allowed", f"{path} accepts {allow}, not {method}")
+            body = _error("method_not_allowed", f"{path} accepts {allow}, not {asked}")
             return await send_json(send, 405, body, [(b"allow", allow.encode())])
-        return await send_json(send, 404, _error("not_found", f"no route {method} {path}; see /docs"))
+        return await send_json(send, 404, _error("not_found", f"no route {asked} {path}; see /docs"))
 
     def allowed(self, path: str) -> str | None:
         """The Allow header's value for a path (HEAD wherever GET is), or None when nothing serves it."""
