@@ -14,7 +14,6 @@ import requests
 
 from conftest import MODELS, route
 from trainml_cli.server.dashboard import forms
-from trainml_cli.server.dashboard.history import parse_event
 from trainml_cli.server.dashboard.sessions import Sessions
 
 ECHO_DIR = str(MODELS / "dashboard_echo")
@@ -116,7 +115,7 @@ def test_form_errors_name_their_fields_and_create_nothing(control_plane):
     session = signed_in(control_plane)
     form = {
         "name": "",
-        "resources": {"gpu_types": ["cpu"], "cpu_count": 0},
+        "resources": {"gpu_types": ["cpu"], "cpu_count": 0, "disk_size": "ten", "max_price": -5},
         "model": {"source": "directory", "directory": "relative/dir"},
         "routes": [{"verb": "POST", "path": "/predict", "file": "echo", "function": "echo", "positional": False,
                     "body": [{"name": "text", "type": "str"},
@@ -127,7 +126,10 @@ def test_form_errors_name_their_fields_and_create_nothing(control_plane):
     assert response.status_code == 422
     fields = {f["field"]: f["message"] for f in response.json()["fields"]}
     assert fields["name"] == "must not be empty"
-    assert fields["resources.cpu_count"].startswith("0 must be a whole number")
+    # Every resource problem at once, each saying what the rule is.
+    assert fields["resources.cpu_count"] == "0 is too small; CPU count must be a whole number, 1 or more"
+    assert fields["resources.disk_size"] == "'ten' is not a whole number; disk size must be a whole number, 1 or more"
+    assert fields["resources.max_price"] == "-5 is too small; max price must be 0 or more (credits per hour)"
     assert "absolute path" in fields["model.directory"]
     assert fields["routes.0.body.1.default_value"] == "'abc' is not a Python literal"
     assert control_plane.api("GET", "/api/jobs").json() == []
@@ -274,24 +276,38 @@ def test_session_cookies_are_signed_and_expire():
     assert not sessions.check_cookie(cookie)
 
 
-@pytest.mark.parametrize("problem, field, message", [
-    ("route 1 (POST /predict): body[1].default_value: 'abc' is not a Python literal",
+def _route(**changes):
+    return {"verb": "POST", "path": "/p", "file": "predict", "function": "predict",
+            "body": [{"name": "x", "type": "str"}], **changes}
+
+
+@pytest.mark.parametrize("routes, field, message", [
+    ([_route(body=[{"name": "a", "type": "str"}, {"name": "b", "type": "float", "optional": True, "default_value": "abc"}])],
      "routes.0.body.1.default_value", "'abc' is not a Python literal"),
-    ("route 2 (GET /a: b): path: /a: b must start with '/'", "routes.1.path", "/a: b must start with '/'"),
-    ("route 1 (POST /p): body[0]: required param 'x' comes after an optional one", "routes.0.body.0.param",
-     "required param 'x' comes after an optional one"),
-    ("route 1: verb: 'FETCH' is not one of GET, POST", "routes.0.verb", "'FETCH' is not one of GET, POST"),
-    ("at least one route is required", "routes", "at least one route is required"),
-    ("route 1 (POST /p): batch.max_size: 2000 is more than 1024 (allowed: 1 to 1024)", "routes.0.batch_max_size",
-     "2000 is more than 1024 (allowed: 1 to 1024)"),
-    ("route 1 (POST /p): batch: a batched route needs at least one body param", "routes.0.batch",
-     "a batched route needs at least one body param"),
-])
-def test_route_problems_map_to_form_fields(problem, field, message):
-    raws = [{"verb": "POST", "path": "/predict"}, {"verb": "GET", "path": "/a: b"}]
-    if "(POST /p)" in problem:
-        raws = [{"verb": "POST", "path": "/p"}]
-    assert forms.route_fields(problem, raws) == forms.FieldError(field, message)
+    ([_route(), _route(verb="GET", path="/a: b")], "routes.1.path", "'/a: b' must start with '/' and use only URL path characters"),
+    ([_route(positional=True, body=[{"name": "a", "type": "str", "optional": True}, {"name": "b", "type": "str"}])],
+     "routes.0.body.1.param", "required param 'b' comes after an optional one in a positional route"),
+    ([_route(verb="FETCH")], "routes.0.verb", "'FETCH' is not one of GET, POST, PUT, PATCH, DELETE"),
+    ([], "routes", "at least one route is required"),
+    ([_route(batch={"max_size": 2000})], "routes.0.batch_max_size", "2000 is more than 1024 (allowed: 1 to 1024)"),
+    ([_route(body=[], batch={"max_size": 8})], "routes.0.batch",
+     "a batched route needs at least one body param (each arrives as a list, one item per request)"),
+], ids=["default", "path-with-colon", "positional-order", "verb", "none", "batch-size", "batch-without-body"])
+def test_route_problems_come_as_data_and_map_to_form_fields(routes, field, message):
+    from trainml_cli.errors import RouteSpecError
+    from trainml_cli.routespec import parse_routes
+
+    with pytest.raises(RouteSpecError) as info:
+        parse_routes(routes)
+    assert [forms.route_field(p) for p in info.value.fields] == [forms.FieldError(field, message)]
+
+
+def test_the_api_returns_route_problems_as_data(control_plane):
+    payload = {"name": "x", "model": {"source_type": "git", "source_uri": "file:///nowhere"},
+               "endpoint": {"routes": [_route(), _route(path="/q", function="not valid")]}}
+    body = control_plane.api("POST", "/api/jobs", json=payload).json()
+    assert body["fields"] == [{"route": 1, "field": "function", "message": "'not valid' is not a valid Python function name"}]
+    assert body["details"] == ["route 2 (POST /q): function: 'not valid' is not a valid Python function name"]
 
 
 @pytest.mark.parametrize("message, field, text", [
@@ -308,12 +324,24 @@ def test_environment_problems_map_to_form_fields(message, field, text):
     assert forms.field_of(UsageError(message), "form") == forms.FieldError(field, text)
 
 
-def test_status_events_are_read_back_from_the_log():
-    assert parse_event("status: waiting for data/model download") == ("waiting for data/model download", None)
-    assert parse_event("status: failed (exit code 3 (model code))") == ("failed", "exit code 3 (model code)")
-    assert parse_event("job 'x (1)' created (local model)") == ("new", "created")
-    assert parse_event("status: bogus") is None
-    assert parse_event("endpoint process 12 started") is None
+def test_a_database_from_before_keeps_its_status_history(tmp_path):
+    """Migration 3 turns the `status: X (detail)` lines of older jobs into status events, once."""
+    import sqlite3
+
+    from trainml_cli.server.store import _MIGRATIONS, Store
+
+    db = sqlite3.connect(tmp_path / "trainml.db")
+    db.executescript(f"{_MIGRATIONS[1]}; {_MIGRATIONS[2]}; PRAGMA user_version = 2;")
+    lines = [("j", 1.0, "event", "job 'x (1)' created (local model)"), ("j", 2.0, "stdout", "status: printed"),
+             ("j", 3.0, "event", "status: waiting for data/model download"),
+             ("j", 4.0, "event", "status: failed (exit code 3 (model code))"), ("j", 5.0, "event", "cloned x")]
+    db.executemany("INSERT INTO logs (job_id, time, stream, message) VALUES (?, ?, ?, ?)", lines)
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "trainml.db")
+    assert [(e["status"], e["detail"]) for e in store.job_events("j")] == [
+        ("failed", "exit code 3 (model code)"), ("waiting for data/model download", None), ("new", "created")]
+    store.close()
 
 
 def test_a_cookie_that_is_not_ascii_is_refused_not_a_crash(control_plane):
@@ -323,6 +351,53 @@ def test_a_cookie_that_is_not_ascii_is_refused_not_a_crash(control_plane):
     page = requests.get(control_plane.url + "/dashboard/", headers=headers, timeout=10, allow_redirects=False)
     assert page.status_code < 500
 
+
+def test_traffic_history_has_gaps_where_nothing_was_sampled_and_quantiles_from_buckets(tmp_path):
+    from trainml_cli.server.dashboard.traffic import COARSE, FINE, Traffic, quantile
+    from trainml_cli.server.store import Store
+
+    store = Store(tmp_path / "trainml.db")
+    now = 1_000_000.0
+    # 100 calls in the 1-2.5 ms bucket (index 2), 10 in the 0.5-1 s bucket (index 10).
+    buckets = [0, 0, 100] + [0] * 7 + [10] + [0] * 6
+    for t in (now - 100, now - 95, now - 20):  # a minute and more with no samples in between
+        for resolution in (FINE, COARSE):
+            store.add_traffic("j", resolution, (t // resolution) * resolution, 5.0, 110, 0, 0, 800.0, buckets)
+    data = Traffic().series(store, ["j"], "5m", now=now)
+    times = [p["t"] for p in data["jobs"]["j"]]
+    assert len(times) == 3 and times[2] - times[1] > 60  # the gap stays a gap: no invented points inside it
+    point = data["jobs"]["j"][0]
+    assert point["requests"] == 110 and point["rps"] == 22.0
+    assert 1.0 < point["p50_ms"] < 2.5 and 500 < point["p99_ms"] <= 1000
+    assert quantile(0.5, []) is None and quantile(0.99, [0] * 16 + [3]) == 60_000.0
+    assert Traffic().series(store, ["j"], "24h", now=now)["jobs"]["j"][0]["requests"] == 330
+    store.close()
+
+
+def test_traffic_history_outlives_a_control_plane_restart(control_plane):
+    """The samples are in SQLite: a new control plane (after a kill -9) still charts the calls made before."""
+    from conftest import run, wait_until
+
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("kept", model={"source_type": "local", "source_uri": ECHO_DIR},
+                                           endpoint={"routes": [route(file="echo", function="echo")]}, wait=True)
+            return job.dict
+
+    job = run(scenario())
+    with requests.Session() as calls:
+        for _ in range(50):
+            assert calls.post(job["url"] + "/predict", json={"text": "x"}, timeout=5).ok
+
+    def recorded():
+        data = control_plane.api("GET", "/api/dashboard/traffic", params={"job": job["id"], "span": "1h"}).json()
+        return sum(p["requests"] for p in data["jobs"][0]["points"])
+
+    wait_until(lambda: recorded() == 50, timeout=30, message="the sampler to record 50 calls")
+    control_plane.kill()
+    control_plane.start()
+    assert recorded() == 50
+    assert control_plane.api("GET", "/api/dashboard/traffic", params={"span": "week"}).status_code == 422
 
 def test_the_create_form_can_ask_for_a_key_and_the_connect_page_shows_it(control_plane):
     session = signed_in(control_plane)

@@ -1,5 +1,6 @@
 """The dashboard in a real browser: Playwright driving Debian's Chromium against the real control plane and real
-endpoint processes. Screenshots of every page, at 1280 and 390 px wide, go to test-output/dashboard/.
+endpoint processes. Screenshots of every page, at 1366 and 390 px wide, go to test-output/dashboard/;
+each is also checked for layout faults (check_layout).
 
 Skipped when Chromium or the playwright package is missing (`apt-get install chromium`, `pip install playwright`;
 never `playwright install`: the browser is the system's).
@@ -26,7 +27,7 @@ TABULATE_DIR = str(MODELS / "tabulate_version")
 SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "dashboard"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-WIDE, NARROW = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
+WIDE, NARROW = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed at /usr/bin/chromium")
@@ -60,20 +61,63 @@ class Dashboard:
         self.page.goto(self.plane.url + path)
 
     def shoot(self, name: str, path: str | None = None) -> None:
-        """The page as it is, at 1280 px; then the same URL at 390 px in a second tab of the same session."""
+        """The page as it is, at 1366 px; then the same URL at 390 px in a second tab of the same session. Both are
+        checked for layout faults first."""
         SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}-1280.png"), full_page=True)
+        check_layout(self.page, name)
+        self.page.screenshot(path=str(SHOTS / f"{name}-1366.png"), full_page=True)
         narrow = self.context.new_page()
         narrow.set_viewport_size(NARROW)
         narrow.goto(self.plane.url + path if path else self.page.url)
         narrow.wait_for_timeout(600)  # live pages never go network-idle (their event streams stay open)
-        assert narrow.evaluate("document.documentElement.scrollWidth") <= NARROW["width"], f"{name} scrolls sideways at 390 px"
+        check_layout(narrow, name)
         narrow.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
         narrow.close()
 
     def close(self):
         self.context.close()
         assert not self.errors, self.errors
+
+
+def check_layout(page, name: str) -> None:
+    """What a person would see as broken: the page scrolling sideways, a phone card's label squeezed narrower than
+    its word ("Na / m / e"), a URL broken inside host:port, a button's text wrapped, a table row's actions on two
+    lines."""
+    width = page.viewport_size["width"]
+    faults = page.evaluate("""() => {
+        const visible = (n) => n.offsetParent !== null;
+        const faults = [];
+        const scroll = document.documentElement.scrollWidth;
+        if (scroll > window.innerWidth) faults.push(`scrolls sideways: ${scroll} px wide`);
+        const ruler = document.createElement("span");
+        ruler.style.cssText = "position:absolute;visibility:hidden;white-space:nowrap";
+        document.body.appendChild(ruler);
+        for (const cell of document.querySelectorAll("td[data-label]")) {
+            if (!visible(cell)) continue;
+            const before = getComputedStyle(cell, "::before");
+            if (before.content === "none" || before.display === "none") continue;
+            ruler.style.font = before.font;
+            ruler.textContent = cell.dataset.label;
+            const shown = parseFloat(before.width);
+            if (shown + 0.5 < ruler.getBoundingClientRect().width) faults.push(`label ${cell.dataset.label} squeezed to ${shown} px`);
+        }
+        ruler.remove();
+        for (const url of document.querySelectorAll(".url")) {
+            if (visible(url) && url.getClientRects().length === 1 && url.getBoundingClientRect().height > 1.6 * parseFloat(getComputedStyle(url).lineHeight || 20))
+                faults.push(`URL ${url.textContent} broken over lines`);
+        }
+        for (const button of document.querySelectorAll("button, .button")) {
+            if (visible(button) && button.scrollWidth > button.clientWidth + 1) faults.push(`button ${button.textContent.trim()} cut`);
+        }
+        if (window.innerWidth > 720) {
+            for (const group of document.querySelectorAll("td .action-group")) {
+                const tops = new Set([...group.children].filter(visible).map((c) => c.getBoundingClientRect().top));
+                if (tops.size > 1) faults.push("a row's actions take two lines");
+            }
+        }
+        return faults;
+    }""")
+    assert faults == [], f"{name} at {width} px: {faults}"
 
 
 def wait_for(predicate, what: str, timeout: float = 10.0) -> None:
@@ -134,7 +178,7 @@ def test_create_connect_logs_chart_stop_remove(browser, control_plane):
     review.wait_for(state="visible")
     assert "POST /predict → echo:echo" in review.inner_text()
     assert "times: int = 2" in review.inner_text()
-    page.screenshot(path=str(SHOTS / "review-1280.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "review-1366.png"), full_page=True)
     page.set_viewport_size(NARROW)
     page.screenshot(path=str(SHOTS / "review-390.png"), full_page=True)
     page.set_viewport_size(WIDE)
@@ -209,7 +253,7 @@ def test_create_connect_logs_chart_stop_remove(browser, control_plane):
     assert control_plane.api("GET", f"/api/jobs/{job_id}").status_code == 200
     row.get_by_role("button", name="Remove echo").click()
     assert "Remove “echo”? Its endpoint is stopped first." in dialog.inner_text()
-    page.screenshot(path=str(SHOTS / "remove-confirm-1280.png"))
+    page.screenshot(path=str(SHOTS / "remove-confirm-1366.png"))
     dialog.get_by_role("button", name="Remove").click()
     row.wait_for(state="detached")
     assert page.locator("#no-jobs").is_visible()
@@ -264,7 +308,7 @@ def test_create_with_pip_packages_then_the_details_show_the_environment(browser,
     facts = page.locator("#review-environment").inner_text()
     assert "tabulate==0.9.0" in facts and f"Python {default['version']} (default)" in facts
     assert "GET /version → predict:version" in review.inner_text()
-    page.screenshot(path=str(SHOTS / "review-environment-1280.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "review-environment-1366.png"), full_page=True)
     page.get_by_role("button", name="Create", exact=True).click()
     page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
     job_id = page.url.rsplit("/", 1)[1]
@@ -301,7 +345,7 @@ def test_bad_default_value_shows_next_to_its_field_and_creates_nothing(browser, 
     assert error.inner_text() == "'two' is not a Python literal"
     assert param.get_by_label("Default Value").get_attribute("aria-invalid") == "true"
     assert page.locator("#review").is_hidden()
-    page.screenshot(path=str(SHOTS / "create-error-1280.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "create-error-1366.png"), full_page=True)
     page.set_viewport_size(NARROW)
     page.screenshot(path=str(SHOTS / "create-error-390.png"), full_page=True)
     assert control_plane.api("GET", "/api/jobs").json() == []
@@ -339,7 +383,7 @@ def test_without_a_session_the_dashboard_says_how_to_sign_in(browser, control_pl
     page.goto(control_plane.url + "/dashboard/")
     assert page.url == control_plane.url + "/dashboard/signed-out"
     assert page.get_by_text("trainml server dashboard").is_visible()
-    page.screenshot(path=str(SHOTS / "signed-out-1280.png"))
+    page.screenshot(path=str(SHOTS / "signed-out-1366.png"))
     page.set_viewport_size(NARROW)
     page.screenshot(path=str(SHOTS / "signed-out-390.png"))
     assert context.cookies() == []
@@ -374,4 +418,389 @@ def test_hostile_names_and_log_lines_stay_text(browser, control_plane):
     ui.page.locator(".log-line", has_text="<b>repo</b>").first.wait_for()
     assert ui.page.locator("img, b").count() == 0
     assert ui.page.evaluate("window.owned") is None
+    ui.close()
+
+
+def create_echo(plane, name: str) -> dict:
+    """An echo endpoint made through the SDK (as a script would), running. In a thread of its own: Playwright's
+    sync API keeps an event loop running in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import run
+
+    echo_route = {"verb": "POST", "path": "/predict", "file": "echo", "function": "echo",
+                  "body": [{"name": "text", "type": "str"}]}
+
+    async def scenario():
+        async with plane.client() as client:
+            job = await client.jobs.create(name, model={"source_type": "local", "source_uri": ECHO_DIR},
+                                           endpoint={"routes": [echo_route]}, wait=True)
+            return job.dict
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: run(scenario())).result(timeout=120)
+
+
+def test_traffic_sent_before_the_page_opens_shows_in_the_chart(browser, control_plane):
+    job = create_echo(control_plane, "early")
+    with requests.Session() as calls:
+        for _ in range(200):
+            assert calls.post(job["url"] + "/predict", json={"text": "x"}, timeout=5).ok
+    # Nobody watches: the control plane samples anyway (every 5 s); wait until its history holds all 200.
+    def recorded():
+        data = control_plane.api("GET", "/api/dashboard/traffic", params={"job": job["id"]}).json()
+        return sum(p["requests"] for p in data["jobs"][0]["points"])
+    wait_for(lambda: recorded() == 200, "the sampler to record the 200 calls", timeout=30)
+
+    ui = Dashboard(browser, control_plane)
+    card = ui.page.locator(f'.chart-card[data-job-id="{job["id"]}"]')
+    card.locator(".chart-now", has_text="200 requests in the last 5 minutes").wait_for()
+    assert "p50 " in card.locator(".chart-now").inner_text()
+    # The other spans read the same history at a coarser step.
+    ui.page.get_by_role("button", name="24 h").click()
+    card.locator(".chart-now", has_text="200 requests in the last 24 hours").wait_for()
+    ui.shoot("endpoints-traffic")
+    ui.go(f"/dashboard/jobs/{job['id']}")
+    ui.page.locator("#traffic .chart-now", has_text="200 requests in the last 5 minutes").wait_for()
+    ui.close()
+
+
+def fill_echo_route(page, name: str) -> None:
+    page.fill("#name", name)
+    page.fill('[data-input="path"]', "/predict")
+    page.fill('[data-input="file"]', "echo")
+    page.fill('[data-input="function"]', "echo")
+    page.get_by_role("button", name="Add Parameter").click()
+    page.locator("[data-param]").nth(0).get_by_label("Name").fill("text")
+
+
+def test_upload_a_folder_and_a_tar_gz_from_the_browser_and_reach_running(browser, control_plane, tmp_path):
+    import shutil
+    import tarfile
+
+    folder = tmp_path / "echo-model"
+    shutil.copytree(ECHO_DIR, folder)
+    for skipped in (".git", "__pycache__", "env"):  # env holds a pyvenv.cfg: a virtualenv
+        (folder / skipped).mkdir(exist_ok=True)
+        (folder / skipped / "big.bin").write_bytes(b"x" * 1000)
+    (folder / "env" / "pyvenv.cfg").write_text("home = /usr\n")
+    (folder / "pkg").mkdir()
+    (folder / "pkg" / "helper.py").write_text("X = 1\n")
+
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    zone = page.locator("#model-upload")
+    assert "Up to 10.0 GB" in zone.inner_text()  # the limit, before anything is sent
+    fill_echo_route(page, "uploaded")
+    page.fill('[data-input="file"]', "missing")
+    page.set_input_files("#model-folder", str(folder))
+    zone.locator("[data-upload-status]", has_text="echo-model: 2 files").wait_for()  # .git, __pycache__, env skipped
+    assert zone.locator("progress").evaluate("bar => bar.value === bar.max && bar.max > 0")
+    assert_labelled(page)
+    ui.shoot("create-uploaded", "/dashboard/create")
+    # The route's file is checked against the uploaded tree, as the CLI checks the folder.
+    page.get_by_role("button", name="Next").click()
+    error = page.locator("[data-route]").nth(0).locator('[data-error="file"]')
+    error.wait_for()
+    assert error.inner_text() == "'missing' not found in the uploaded folder (looked for missing.py)"
+    page.fill('[data-input="file"]', "echo")
+    page.get_by_role("button", name="Next").click()
+    page.locator("#review").wait_for()
+    assert "Uploaded: echo-model (uploaded from the browser)" in page.locator("#review").inner_text()
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
+    page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=30_000)
+    job_id = page.url.rsplit("/", 1)[1]
+    url = control_plane.api("GET", f"/api/jobs/{job_id}").json()["url"]
+    assert requests.post(url + "/predict", json={"text": "hi"}, timeout=10).json() == {"echo": "hi"}
+    assert not (control_plane.home / "jobs" / job_id / "model" / ".git").exists()
+    assert (control_plane.home / "jobs" / job_id / "model" / "pkg" / "helper.py").exists()
+
+    # A .tar.gz goes as it is.
+    archive = tmp_path / "echo.tar.gz"
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(Path(ECHO_DIR) / "echo.py", arcname="echo.py")
+    ui.go("/dashboard/create")
+    fill_echo_route(page, "from-archive")
+    page.set_input_files("#model-archive", str(archive))
+    page.locator("#model-upload [data-upload-status]", has_text="echo.tar.gz: 1 file,").wait_for()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
+    page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=30_000)
+
+    # A .zip goes as it is too; the server turns it into a tar.gz, and the route file is found in it.
+    import zipfile
+
+    zipped = tmp_path / "echo.zip"
+    with zipfile.ZipFile(zipped, "w") as out:
+        out.write(Path(ECHO_DIR) / "echo.py", "echo.py")
+    ui.go("/dashboard/create")
+    fill_echo_route(page, "from-zip")
+    page.set_input_files("#model-archive", str(zipped))
+    page.locator("#model-upload [data-upload-status]", has_text="echo.zip: 1 file,").wait_for()
+    page.get_by_role("button", name="Next").click()
+    page.locator("#review").wait_for()
+    assert "Uploaded: echo.zip (uploaded from the browser)" in page.locator("#review").inner_text()
+    ui.close()
+
+
+def test_a_traceback_reads_top_down_as_one_entry(browser, control_plane):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import run
+
+    crash_route = {"verb": "POST", "path": "/crash", "file": "crash", "function": "crash",
+                   "body": [{"name": "value", "type": "str"}]}
+
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("tracer", model={"source_type": "local",
+                                           "source_uri": str(MODELS / "dashboard_traceback")},
+                                           endpoint={"routes": [crash_route]}, wait=True)
+            return job.dict
+
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(lambda: run(scenario())).result(timeout=120)
+    assert requests.post(job["url"] + "/crash", json={"value": "x"}, timeout=10).ok
+    assert requests.post(job["url"] + "/nowhere", json={}, timeout=10).status_code == 404
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go(f"/dashboard/jobs/{job['id']}/logs")
+    entry = page.locator(".log-line", has_text="Traceback (most recent call last):")
+    entry.wait_for()
+    text = entry.locator(".msg").inner_text()
+    lines = text.splitlines()
+    # One entry, in the order Python printed it: the header first, the frames, the exception last.
+    assert lines[0] == "Traceback (most recent call last):", text
+    assert lines[-1] == "ValueError: bad value 'x'", text
+    assert text.index('in crash') < text.index('in inner')
+    assert entry.get_attribute("data-stream") == "stderr"
+    block = page.locator(".log-line", has_text="summary for x:").locator(".msg").inner_text()
+    assert block == "summary for x:\n  first: 1\n  second: 2"
+    # Newest entry first: the access-log line of the 404 is above the traceback, marked, with one timestamp.
+    missing = page.locator('.log-line[data-http="4xx"]')
+    assert missing.locator(".msg").inner_text() == "POST /nowhere 404 " + missing.locator(".msg").inner_text().split(" 404 ")[1]
+    assert missing.evaluate("(row) => row.compareDocumentPosition(document.querySelector('.log-line.multi')) & 4") == 4
+    assert page.locator('.log-line[data-stream="event"]').count() > 0
+    # Everything fits on the page: the log is the only thing that would scroll.
+    assert page.locator("#log-end").inner_text() == "Beginning of the log"
+    ui.shoot("logs-traceback")
+    ui.close()
+
+
+def test_the_models_page_adds_shows_uses_and_removes_stored_models(browser, control_plane, tmp_path):
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ECHO_DIR, repo)
+    for command in (["init", "-q", "-b", "main"], ["add", "."],
+                    ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "echo"]):
+        subprocess.run(["git", *command], cwd=repo, check=True, capture_output=True, timeout=30)
+
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Models").click()
+    page.get_by_text("No stored models yet.").wait_for()
+    ui.shoot("models-empty", "/dashboard/models")
+
+    # From a folder on this computer: the name comes from the folder; Add opens the model's page.
+    page.set_input_files("#stored-folder", ECHO_DIR)
+    page.locator("#stored-upload [data-upload-status]", has_text="uploaded").wait_for()
+    assert page.get_by_label("Name").input_value() == "dashboard_echo"
+    page.get_by_role("button", name="Add model").click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/models/*")
+    assert page.locator("#model-files").inner_text().startswith("echo.py")
+    assert "local: dashboard_echo (uploaded from the browser)" in page.locator("dl.facts").inner_text()
+    ui.shoot("model")
+
+    # From git.
+    ui.go("/dashboard/models")
+    page.get_by_label("A git repository").check()
+    page.get_by_label("Name").fill("from-git")
+    page.get_by_label("Git URI").fill(repo.as_uri())
+    page.get_by_role("button", name="Add model").click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/models/*")
+    assert "Commit" in page.locator("dl.facts").inner_text()
+    ui.go("/dashboard/models")
+    assert page.locator("#model-rows tr").count() == 2
+    assert_labelled(page)
+    ui.shoot("models", "/dashboard/models")
+
+    # Create an endpoint from it: the form opens with the stored model chosen.
+    page.locator("#model-rows tr", has_text="dashboard_echo").get_by_role("link", name="Create an endpoint from dashboard_echo").click()
+    assert page.get_by_label("A stored model").is_checked()
+    assert page.locator("#stored-model option:checked").inner_text().startswith("dashboard_echo")
+    fill_echo_route(page, "from-stored")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(f"{control_plane.url}/dashboard/jobs/*")
+    page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=30_000)
+
+    # Remove, confirmed; the endpoint made from it keeps running its own copy.
+    ui.go("/dashboard/models")
+    row = page.locator("#model-rows tr", has_text="dashboard_echo")
+    row.get_by_role("button", name="Remove dashboard_echo").click()
+    dialog = page.locator("dialog#confirm")
+    assert "The endpoint made from it keeps running its own copy." in dialog.inner_text()
+    dialog.get_by_role("button", name="Remove").click()
+    row.wait_for(state="detached")
+    assert [m["name"] for m in control_plane.api("GET", "/api/models").json()] == ["from-git"]
+    assert control_plane.api("GET", "/api/jobs").json()[0]["status"] == "running"
+    ui.close()
+
+
+def test_a_fresh_create_form_shows_every_error_at_once_beside_its_field(browser, control_plane):
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    gpu_count = page.get_by_label("GPU count")
+    assert gpu_count.input_value() == "0" and gpu_count.is_disabled()  # a cpu job holds no GPU
+    style = lambda selector, pseudo="": page.locator(selector).first.evaluate(  # noqa: E731
+        f"(node) => {{ const s = getComputedStyle(node, {pseudo!r} || null); return [s.backgroundColor, s.color, s.fontStyle]; }}")
+    # Placeholders read as hints, and a disabled field looks unlike an enabled one.
+    assert style("#name", "::placeholder")[2] == "italic"
+    assert page.locator("#name").get_attribute("placeholder").startswith("e.g. ")
+    assert style("#gpu-count")[0] != style("#cpu-count")[0]
+
+    page.get_by_label("CPU count").fill("0")
+    page.get_by_label("Max price (credits/hour)").fill("-5")
+    page.get_by_role("button", name="Next").click()
+    page.locator('[data-error-for="name"]').wait_for()
+    errors = {
+        "name": page.locator('[data-error-for="name"]').inner_text(),
+        "cpu": page.locator('[data-error-for="resources.cpu_count"]').inner_text(),
+        "price": page.locator('[data-error-for="resources.max_price"]').inner_text(),
+        "upload": page.locator('[data-error-for="model.upload"]').inner_text(),
+        "file": page.locator('[data-route] [data-error="file"]').inner_text(),
+        "function": page.locator('[data-route] [data-error="function"]').inner_text(),
+    }
+    assert errors["name"] == "must not be empty"
+    assert errors["cpu"] == "0 is too small; CPU count must be a whole number, 1 or more"
+    assert errors["price"] == "-5 is too small; max price must be 0 or more (credits per hour)"
+    assert errors["upload"] == "pick a folder or drop an archive, and wait until it is uploaded"
+    assert errors["file"] and errors["function"], errors
+    assert page.locator("[aria-invalid=true]").count() >= 5
+    ui.shoot("create-errors", "/dashboard/create")
+
+    # Picking a GPU type would enable the count; back to cpu sets it to 0 again. The review says "no GPU".
+    page.get_by_label("CPU count").fill("1")
+    page.get_by_label("Max price (credits/hour)").fill("1")
+    fill_form(page, "fixed")
+    page.get_by_role("button", name="Next").click()
+    page.locator("#review").wait_for()
+    assert "no GPU, 1 CPU, 10 GB disk" in page.locator("#review-facts").inner_text()
+    ui.close()
+
+
+def test_the_endpoint_list_fits_a_phone_and_a_laptop(browser, control_plane):
+    long_name = "sentiment-analysis-production-eu-west-1"
+    job = create_echo(control_plane, long_name)
+    ui = Dashboard(browser, control_plane)
+    row = ui.page.locator(f'tr[data-job-id="{job["id"]}"]')
+    row.locator('.badge[data-status="running"]').wait_for()
+    # The list uses the page's width at 1366 px: more than the old 1066 px cap.
+    assert ui.page.locator("#jobs").evaluate("t => t.getBoundingClientRect().width") > 1250
+    ui.shoot("endpoints-long-name")  # check_layout: no sideways scroll, labels whole, URL and actions on one line
+    ui.close()
+
+
+def test_connect_and_details_of_a_stopped_and_a_failed_endpoint(browser, control_plane):
+    job = create_echo(control_plane, "pauses")
+    port = str(job["port"])
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go(f"/dashboard/jobs/{job['id']}/connect")
+    assert page.locator("#endpoint-url").inner_text() == job["url"]
+    page.get_by_role("button", name="Copy the URL").click()
+    page.get_by_text("URL copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == job["url"]
+    pre = page.locator("[data-curl]").first
+    assert job["url"] in pre.inner_text()
+    assert pre.evaluate("p => [getComputedStyle(p).wordBreak, getComputedStyle(p).overflowWrap]") == ["normal", "normal"]
+
+    # Stopped: no URL, and no command with the port it had; the page says so in words.
+    control_plane.api("POST", f"/api/jobs/{job['id']}/stop")
+    page.locator('#job-head .badge[data-status="stopped"]').wait_for(timeout=20_000)
+    assert page.locator("#endpoint-url").inner_text() == "—"
+    assert page.get_by_role("button", name="Copy the URL").is_hidden()
+    assert all(port not in text for text in page.locator("[data-curl]").all_inner_texts())
+    assert page.locator("#not-running").inner_text().startswith("The endpoint is stopped;")
+    ui.shoot("connect-stopped")
+    page.reload()  # the same when rendered by the server
+    assert all(port not in text for text in page.locator("[data-curl]").all_inner_texts())
+    assert "http://ENDPOINT_URL/predict" in pre.inner_text()
+
+    # Details: the size once known; a failed endpoint's reason is its error line, in monospace, the log one click away.
+    ui.go(f"/dashboard/jobs/{job['id']}")
+    assert page.locator('[data-field="model_size"]').inner_text().endswith(" B")
+    assert page.locator('[data-field="model_size"]').inner_text() != "0 B"
+    payload = {"name": "broken", "model": {"source_type": "git", "source_uri": "file:///nonexistent/repo"},
+               "endpoint": {"routes": [{"verb": "POST", "path": "/p", "file": "predict", "function": "predict"}]}}
+    failed = control_plane.api("POST", "/api/jobs", json=payload).json()
+    ui.go(f"/dashboard/jobs/{failed['id']}")
+    page.locator('#job-head .badge[data-status="failed"]').wait_for(timeout=20_000)
+    reason = page.locator("#job-reason")
+    reason.wait_for()
+    assert "monospace" in reason.evaluate("r => getComputedStyle(r).fontFamily") or "Mono" in reason.evaluate("r => getComputedStyle(r).fontFamily")
+    assert reason.inner_text() == control_plane.api("GET", f"/api/jobs/{failed['id']}").json()["reason"].splitlines()[0]
+    page.get_by_role("link", name="Open the log").click()
+    page.wait_for_url(f"**/jobs/{failed['id']}/logs")
+    ui.go(f"/dashboard/jobs/{failed['id']}/connect")
+    assert page.locator("#not-running").inner_text().startswith("The endpoint failed;")
+    ui.go(f"/dashboard/jobs/{failed['id']}")
+    ui.shoot("details-failed")
+    ui.close()
+
+
+def test_an_archive_dropped_on_the_drop_zone_is_uploaded(browser, control_plane, tmp_path):
+    import base64
+    import tarfile
+
+    archive = tmp_path / "dropped.tgz"
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(Path(ECHO_DIR) / "echo.py", arcname="echo.py")
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    zone = page.locator("#model-upload")
+    data = base64.b64encode(archive.read_bytes()).decode()
+    # What a browser does when a file is dropped: a drop event whose DataTransfer holds the File.
+    transfer = page.evaluate_handle("""(data) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.tgz", { type: "application/gzip" }));
+        return transfer;
+    }""", data)
+    zone.dispatch_event("dragover", {"dataTransfer": transfer})
+    zone.dispatch_event("drop", {"dataTransfer": transfer})
+    zone.locator("[data-upload-status]", has_text="dropped.tgz: 1 file,").wait_for()
+    # Anything else is refused before it is sent, saying what would do.
+    other = page.evaluate_handle("""() => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(["x"], "notes.txt", { type: "text/plain" }));
+        return transfer;
+    }""")
+    zone.dispatch_event("drop", {"dataTransfer": other})
+    assert zone.locator("[data-upload-error]").inner_text() == \
+        "notes.txt is not a .tar.gz, .tgz or .zip; drop one of those, or pick a folder."
+    ui.close()
+
+
+def test_an_uploaded_folder_with_a_requirements_txt_says_so(browser, control_plane):
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    note = page.locator("#requirements-found")
+    page.set_input_files("#model-folder", str(MODELS / "requirements_file"))
+    note.wait_for()
+    assert note.inner_text() == "requirements.txt found: its packages are installed too."
+    page.get_by_label("Requirements file (optional)").fill("other.txt")
+    note.wait_for(state="hidden")
+    page.set_input_files("#model-folder", ECHO_DIR)  # no requirements.txt there
+    page.get_by_label("Requirements file (optional)").fill("")
+    page.locator("#model-upload [data-upload-status]", has_text="dashboard_echo:").wait_for()
+    page.wait_for_timeout(500)
+    assert note.is_hidden()
     ui.close()

@@ -134,7 +134,7 @@ def test_invalid_routes_are_refused_before_sending_and_by_the_server(control_pla
 
 @pytest.mark.parametrize("payload, message", [
     ({"type": "training"}, "type: 'training' is not supported"),
-    ({"resources": {"cpu_count": 0}}, "resources.cpu_count: 0 must be a whole number of at least 1"),
+    ({"resources": {"cpu_count": 0}}, "resources.cpu_count: 0 is too small; CPU count must be a whole number, 1 or more"),
     ({"resources": {"gpu_types": ["rtx3090"], "gpu_count": 1}}, "asks for 1 GPU(s) of type rtx3090 but this machine has 0"),
     ({"resources": {"gpu_types": ["a100"], "gpu_count": 1, "max_price": 0.5}}, "resources.max_price: 0.5 credits/hour is below the price of a100"),
     ({"environment": {"env": [{"key": "1BAD", "value": "x"}]}}, "environment.env[0].key: '1BAD'"),

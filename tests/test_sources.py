@@ -215,6 +215,61 @@ def test_garbage_uploads_are_refused(control_plane):
     assert control_plane.api("POST", "/api/uploads", data=b"").status_code == 422
 
 
+def zipped(*members: tuple[str, bytes | None, int]) -> bytes:
+    """A zip of (name, data or None for a folder, unix mode) members, as any zip tool writes them."""
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data, mode in members:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            archive.writestr(info, data or b"")
+    return buffer.getvalue()
+
+
+def test_a_zip_upload_is_converted_and_unpacked_like_a_tar_gz(control_plane):
+    import stat
+
+    code = (MODELS / "echo" / "predict.py").read_bytes()
+    body = zipped(("pkg/", None, stat.S_IFDIR | 0o755), ("predict.py", code, stat.S_IFREG | 0o644),
+                  ("pkg\\helper.py", b"X = 1\n", stat.S_IFREG | 0o644), ("__MACOSX/._predict.py", b"junk", 0o644))
+    response = control_plane.api("POST", "/api/uploads", data=body, headers={"Content-Type": "application/zip"})
+    assert response.status_code == 201, response.text
+    assert response.json()["files"] == 2  # predict.py and pkg/helper.py; the macOS resource fork is left out
+    payload = {"name": "zipped", "model": {"source_type": "local", "upload_id": response.json()["id"]},
+               "endpoint": ECHO_ROUTES}
+    job = control_plane.api("POST", "/api/jobs", json=payload).json()
+    record = control_plane.api("GET", f"/api/jobs/{job['id']}/wait", params={"status": "running", "timeout": 60}).json()
+    assert record["status"] == "running", record
+    assert (control_plane.home / "jobs" / job["id"] / "model" / "pkg" / "helper.py").read_text() == "X = 1\n"
+    assert control_plane.api("DELETE", f"/api/jobs/{job['id']}", params={"force": "true"}).status_code == 200
+
+
+@pytest.mark.parametrize("bad, message", [
+    (("../evil.py", b"x", 0o100644), "'..' would place it outside"),
+    (("/etc/evil.py", b"x", 0o100644), "absolute paths are refused"),
+    (("link.py", b"/etc/passwd", 0o120777), "links are refused"),
+], ids=["dotdot", "absolute", "symlink"])
+def test_unsafe_zips_are_refused(control_plane, bad, message):
+    response = control_plane.api("POST", "/api/uploads", data=zipped(bad))
+    assert response.status_code == 422, response.text
+    assert message in response.json()["message"] and bad[0] in response.json()["message"]
+    assert list((control_plane.home / "uploads").iterdir()) == []
+
+
+def test_a_zip_bomb_stops_at_the_bytes_inflated():
+    import tempfile
+
+    from trainml_cli.server.zipped import zip_to_tar_gz
+
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "bomb.zip"
+        source.write_bytes(zipped(("zeros.bin", bytes(4 * 1024 * 1024), 0o100644)))
+        with pytest.raises(UsageError, match="more than 1 MiB unpacked"):
+            zip_to_tar_gz(source, Path(folder) / "out.tar.gz", max_bytes=1024 * 1024)
+
+
 def test_a_job_needs_a_real_upload(control_plane):
     payload = {"name": "x", "model": {"source_type": "local", "upload_id": "0" * 32}, "endpoint": ECHO_ROUTES}
     response = control_plane.api("POST", "/api/jobs", json=payload)

@@ -50,14 +50,27 @@ class UsageError(TrainMLError):
 
 
 class RouteSpecError(UsageError):
-    """One or more routes break the route spec; `details` holds one line per cause."""
+    """One or more routes break the route spec; `details` holds one line per cause, and `fields` the same causes
+    as data: {"route": 0-based index or None, "field": "body[1].default_value" or "" for the route as a whole,
+    "message": "..."}, so a form can put each beside its input without reading the sentence back."""
 
     kind = "invalid_route"
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], *, fields: list[dict] | None = None):
         message = problems[0] if len(problems) == 1 else "\n".join(problems)
         super().__init__(message, details=problems)
         self.problems = problems
+        self.fields = list(fields) if fields is not None else [{"route": None, "field": "", "message": p} for p in problems]
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "fields": self.fields}
+
+    @classmethod
+    def of(cls, found: list[tuple[int | None, str, str, str]]) -> "RouteSpecError":
+        """From (route index or None, route label, field, message): the sentence and the data from one source."""
+        lines = [": ".join(part for part in (label, field, message) if part) for _, label, field, message in found]
+        return cls(lines, fields=[{"route": index, "field": field, "message": message}
+                                  for index, _, field, message in found])
 
 
 class NotFound(TrainMLError):

@@ -295,16 +295,16 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
 
     validator = Draft202012Validator(ROUTE_SCHEMA)
     routes: list[Route] = []
-    problems: list[str] = []
+    found: list[tuple[int | None, str, str, str]] = []  # (route index, its label, field, message)
     seen: dict[tuple[str, str], int] = {}
     raws = list(raws)
     if not raws:
-        raise RouteSpecError(["at least one route is required"])
+        raise RouteSpecError.of([(None, "", "", "at least one route is required")])
     for index, raw in enumerate(raws):
         raw = _normalize(raw)
         label = _route_label(index, raw)
         if not isinstance(raw, dict):
-            problems.append(f"{label}: must be a JSON object, got {type(raw).__name__}")
+            found.append((index, label, "", f"must be a JSON object, got {type(raw).__name__}"))
             continue
         errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
         if errors:
@@ -314,33 +314,33 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
                 if where in reported:  # one message per field: `"verb": 5` is not a string, so not a verb either
                     continue
                 reported.add(where)
-                problems.append(f"{label}: {where}: {message}" if where else f"{label}: {message}")
+                found.append((index, label, where, message))
             continue
-        route_problems: list[str] = []
-        route = _build_route(raw, route_problems.append)
+        route_problems: list[tuple[str, str]] = []
+        route = _build_route(raw, lambda field, message: route_problems.append((field, message)))
         key = (raw["verb"], raw["path"])
         if key in seen:
-            route_problems.append(f"path: {raw['verb']} {raw['path']} is already served by route {seen[key] + 1}")
+            route_problems.append(("path", f"{raw['verb']} {raw['path']} is already served by route {seen[key] + 1}"))
         else:
             seen[key] = index
-        problems.extend(f"{label}: {p}" for p in route_problems)
+        found.extend((index, label, field, message) for field, message in route_problems)
         if route is not None and not route_problems:
             routes.append(route)
-    if problems:
-        raise RouteSpecError(problems)
+    if found:
+        raise RouteSpecError.of(found)
     return routes
 
 
 def _build_route(raw: dict, problem) -> Route | None:
     if raw["path"].rstrip("/") in RESERVED_PATHS or raw["path"] in RESERVED_PATHS:
-        problem(f"path: {raw['path']} is reserved (the endpoint serves {', '.join(RESERVED_PATHS)} itself)")
+        problem("path", f"{raw['path']} is reserved (the endpoint serves {', '.join(RESERVED_PATHS)} itself)")
     try:
         module_parts(raw["file"])
     except ValueError as exc:
-        problem(f"file: {raw['file']!r} {exc}")
+        problem("file", f"{raw['file']!r} {exc}")
     function = raw["function"]
     if not function.isidentifier() or keyword.iskeyword(function):
-        problem(f"function: {function!r} is not a valid Python function name")
+        problem("function", f"{function!r} is not a valid Python function name")
     params: list[Param] = []
     names: set[str] = set()
     seen_optional = False
@@ -349,30 +349,30 @@ def _build_route(raw: dict, problem) -> Route | None:
         where = f"body[{i}]"
         name = p["name"]
         if not name.isidentifier() or keyword.iskeyword(name):
-            problem(f"{where}.name: {name!r} is not a valid Python parameter name")
+            problem(f"{where}.name", f"{name!r} is not a valid Python parameter name")
         elif name in names:
-            problem(f"{where}.name: {name!r} appears twice")
+            problem(f"{where}.name", f"{name!r} appears twice")
         names.add(name)
         optional = p.get("optional", False)
         default_value = p.get("default_value")
         default = None
         if default_value is not None and not optional:
-            problem(f"{where}.default_value: only optional params take a default (set \"optional\": true)")
+            problem(f"{where}.default_value", "only optional params take a default (set \"optional\": true)")
         elif default_value is not None:
             try:
                 default = parse_default(default_value, p["type"])
             except ValueError as exc:
-                problem(f"{where}.default_value: {exc}")
+                problem(f"{where}.default_value", str(exc))
         if optional:
             seen_optional = True
         elif seen_optional and positional:
-            problem(f"{where}: required param {name!r} comes after an optional one in a positional route")
+            problem(where, f"required param {name!r} comes after an optional one in a positional route")
         params.append(Param(name, p["type"], optional, default_value, default))
     batch = None
     if raw.get("batch") is not None:
         batch = Batch(int(raw["batch"]["max_size"]), float(raw["batch"].get("max_wait_ms", 0)))
         if not params:  # the function learns how many requests it got from the length of its columns
-            problem("batch: a batched route needs at least one body param (each arrives as a list, one item per request)")
+            problem("batch", "a batched route needs at least one body param (each arrives as a list, one item per request)")
     return Route(raw["verb"], raw["path"], raw["file"], function, positional, tuple(params), batch)
 
 
@@ -433,18 +433,18 @@ def check_route_files(routes: Iterable[Route], model_dir: str | os.PathLike) -> 
     folder = Path(model_dir)
     if not folder.is_dir():
         raise UsageError(f"model folder {model_dir} does not exist or is not a folder")
-    problems = []
+    found = []
     for index, route in enumerate(routes):
-        where = f"route {index + 1} ({route.label}): file: {route.file!r}"
+        label = f"route {index + 1} ({route.label})"
         try:
             path = route.source_file(folder)
         except UsageError:
-            problems.append(f"{where} resolves outside the model directory")
+            found.append((index, label, "file", f"{route.file!r} resolves outside the model directory"))
             continue
         if not path.is_file():
-            problems.append(f"{where} not found in {model_dir} (looked for {route.relative_file})")
-    if problems:
-        raise RouteSpecError(problems)
+            found.append((index, label, "file", f"{route.file!r} not found in {model_dir} (looked for {route.relative_file})"))
+    if found:
+        raise RouteSpecError.of(found)
 
 
 def curl_command(url: str, route: Route, key: str | None = None) -> str:

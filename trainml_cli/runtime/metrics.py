@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 
+from ..limits import LATENCY_BUCKETS
+
 FLUSH_INTERVAL = 0.5  # seconds; how late another worker's counts may be in a scrape
-# Seconds. Finer than prometheus_client's defaults at the low end: a trivial call is answered in under 1 ms.
-DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+DURATION_BUCKETS = LATENCY_BUCKETS  # seconds; shared with the control plane's charts
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 UNMATCHED = "unmatched"  # the route label of requests no route serves: one label, not one per path tried
 PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
@@ -173,6 +174,7 @@ class Metrics:
         out = {"requests": 0, "responses": {}, "errors": 0, "rejected": 0, "rejected_by_reason": {},
                "latency_ms_sum": 0.0, "in_flight": 0, "waiting": 0, "batches": 0, "batched_requests": 0}
         responses: dict[int, int] = {}
+        cumulative: dict[float, int] = {}  # latency bucket bound -> calls at most that long, over every route
         for family in self.registry.collect():
             for sample in family.samples:
                 name, labels, value = sample.name, sample.labels, sample.value
@@ -181,6 +183,9 @@ class Metrics:
                     responses[status] = responses.get(status, 0) + int(value)
                 elif name == "trainml_request_duration_seconds_sum":
                     out["latency_ms_sum"] += value * 1000.0
+                elif name == "trainml_request_duration_seconds_bucket":
+                    le = float(labels["le"])  # "+Inf" too
+                    cumulative[le] = cumulative.get(le, 0) + int(value)
                 elif name == "trainml_rejected_total":
                     by_reason = out["rejected_by_reason"]
                     by_reason[labels["reason"]] = by_reason.get(labels["reason"], 0) + int(value)
@@ -198,6 +203,9 @@ class Metrics:
         out["rejected"] = out["rejected_by_reason"].get("overloaded", 0)
         out["latency_ms_sum"] = round(out["latency_ms_sum"], 3)
         out["running"] = max(0, out["in_flight"] - out["waiting"])
+        # Calls per latency bucket (DURATION_BUCKETS, then over the last): what the dashboard's p50/p99 come from.
+        counts = [cumulative.get(float(le), 0) for le in (*DURATION_BUCKETS, "inf")]
+        out["latency_buckets"] = [b - a for a, b in zip([0, *counts], counts)]
         return out
 
 

@@ -108,7 +108,8 @@ async def remove_secret(name: str, request: Request):
 @router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=schemas.Upload, tags=["models"],
              openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload(request: Request):
-    """A tar.gz of a model folder; refused (422) if any member is a link, a device, absolute or has `..`."""
+    """A tar.gz (or a zip) of a model folder; refused (422) if any member is a link, a device, absolute or has
+    `..`. A zip is converted to a tar.gz with the same checks."""
     return await platform(request).uploads.receive(request.stream())
 
 
@@ -184,8 +185,9 @@ async def job_logs(job: str, request: Request,
     p = platform(request)
     job_id = p.jobs.find(job)["id"]
     if after is None:
-        page = p.logs.page(job_id, before, limit)
-        return {"logs": page, "next": page[-1]["id"] if len(page) == limit else None}
+        page = p.logs.page(job_id, before, limit + 1)  # one more: `next` only when older lines exist
+        page, more = page[:limit], len(page) > limit
+        return {"logs": page, "next": page[-1]["id"] if more else None}
     deadline = asyncio.get_running_loop().time() + min(wait, MAX_WAIT)
     while True:
         final = JobStatus(p.jobs.find(job_id)["status"]).is_final

@@ -55,6 +55,7 @@ log = logging.getLogger("trainml.server")
 S = JobStatus
 SECRET_ENV = ("TRAINML_API_TOKEN",)  # never handed to model code
 MAX_REASON = 400  # characters of a failure reason; the whole of it goes to the job's log
+MAX_STATUS_EVENTS = 1_000  # status changes kept per job (the Details page's history)
 
 
 class _Driver:
@@ -92,6 +93,7 @@ class Jobs:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._drivers: dict[str, _Driver] = {}
         self._changed: dict[str, asyncio.Event] = {}
+        self._events_written: dict[str, int] = {}
 
     # -- records ------------------------------------------------------------------------------------------------
 
@@ -175,6 +177,7 @@ class Jobs:
             endpointkeys.write_key(workdir, secrets[endpointkeys.SECRET])
         self.store.insert_job({"id": job_id, "name": name, "status": S.NEW.value, "spec": spec, "secrets": secrets,
                                "created": now, "updated": now})
+        self.store.add_job_event(job_id, now, S.NEW.value, "created")
         self.logs.event(job_id, f"job {name!r} created ({spec['model']['source_type']} model)")
         if spec["environment"].get("note"):
             self.logs.event(job_id, spec["environment"]["note"])
@@ -196,8 +199,14 @@ class Jobs:
             if len(reason) > MAX_REASON:  # the record shows the gist; the log keeps the whole
                 self.logs.event(job_id, f"{target.value}: {reason}")
                 reason = reason[:MAX_REASON - 40].rstrip() + " ... (the rest is in the job's log)"
-        self.store.update_job(job_id, status=target.value, reason=reason, updated=time.time(), **fields)
+        now = time.time()
+        self.store.update_job(job_id, status=target.value, reason=reason, updated=now, **fields)
         first = (reason or "").splitlines()[0] if reason else ""
+        # The status history as data (the dashboard's Details), besides the line in the log that people read.
+        self.store.add_job_event(job_id, now, target.value, first or None)
+        self._events_written[job_id] = self._events_written.get(job_id, 0) + 1
+        if self._events_written[job_id] % 100 == 0:  # a crash loop must not grow it forever
+            self.store.prune_job_events(job_id, MAX_STATUS_EVENTS)
         self.logs.event(job_id, f"status: {target.value}" + (f" ({first})" if first else ""))
         self._wake(job_id)
 
@@ -460,6 +469,7 @@ class Jobs:
             await self.stop(row["id"])
             await asyncio.gather(driver.task, return_exceptions=True)
         self.store.delete_job(row["id"])
+        self._events_written.pop(row["id"], None)
         self._wake(row["id"])
         await asyncio.to_thread(shutil.rmtree, self.workdir(row["id"]), True)
 

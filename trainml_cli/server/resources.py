@@ -76,6 +76,9 @@ def matches(gpu: Gpu, gpu_type: str) -> bool:
     return _squash(gpu_type) in _squash(gpu.name)
 
 
+_LABELS = {"gpu_count": "GPU count", "cpu_count": "CPU count", "disk_size": "disk size"}
+
+
 def normalize(resources: dict | None) -> dict:
     """The job's resources with defaults filled in; raises UsageError naming the bad field."""
     merged = {**DEFAULT_RESOURCES, **{k: v for k, v in (resources or {}).items() if v is not None}}
@@ -85,13 +88,21 @@ def normalize(resources: dict | None) -> dict:
     if not types or not all(isinstance(t, str) and _squash(t) for t in types):
         raise UsageError(f"resources.gpu_types: {merged['gpu_types']!r} must be a list of GPU type names, e.g. [\"cpu\"]")
     merged["gpu_types"] = [t.lower() for t in types]
+    # Every problem at once (the dashboard shows each beside its field), each saying what the rule is.
+    problems = []
     for key, low in (("gpu_count", 0), ("cpu_count", 1), ("disk_size", 1)):
-        if not isinstance(merged[key], int) or isinstance(merged[key], bool) or merged[key] < low:
-            raise UsageError(f"resources.{key}: {merged[key]!r} must be a whole number of at least {low}")
-    if merged["cpu_count"] > cpu_count():  # more workers than CPUs only compete, and take long to start and stop
-        raise UsageError(f"resources.cpu_count: {merged['cpu_count']} is more than this machine's {cpu_count()} CPUs")
-    if not isinstance(merged["max_price"], (int, float)) or merged["max_price"] < 0:
-        raise UsageError(f"resources.max_price: {merged['max_price']!r} must be a number of credits per hour")
+        value = merged[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            what = "is too small" if isinstance(value, int) and not isinstance(value, bool) else "is not a whole number"
+            problems.append(f"resources.{key}: {value!r} {what}; {_LABELS[key]} must be a whole number, {low} or more")
+    if not problems and merged["cpu_count"] > cpu_count():  # more workers than CPUs only compete, and are slow to start
+        problems.append(f"resources.cpu_count: {merged['cpu_count']} is more than this machine's {cpu_count()} CPUs")
+    price = merged["max_price"]
+    if not isinstance(price, (int, float)) or isinstance(price, bool) or price < 0:
+        what = "is too small" if isinstance(price, (int, float)) and not isinstance(price, bool) else "is not a number"
+        problems.append(f"resources.max_price: {price!r} {what}; max price must be 0 or more (credits per hour)")
+    if problems:
+        raise UsageError("\n".join(problems), details=problems)
     if all(t == CPU_TYPE for t in merged["gpu_types"]):
         merged["gpu_count"] = 0  # a CPU job holds no GPU; recording the default 1 would say otherwise
     if gpus_needed(merged):

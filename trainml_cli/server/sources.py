@@ -1,6 +1,7 @@
 """Model sources: uploaded archives, git repositories and stored models, fetched into a folder of their own.
 
-- Uploads (`source_type: local`): the client packs its directory as tar.gz and POSTs it to /api/uploads. The
+- Uploads (`source_type: local`): the client packs its directory as tar.gz and POSTs it to /api/uploads (a zip
+  is converted to a tar.gz first, with the same checks: zipped.py). The
   archive is checked as it arrives and again as it is unpacked: only regular files and folders, no absolute
   paths, no `..`, no links, no devices, so nothing can land outside the destination; and no sparse files or
   extended headers bigger than a real one, which tarfile would read whole (or parse for hours) before we could
@@ -258,7 +259,8 @@ class Uploads:
                         raise UsageError(f"upload: larger than {MAX_UPLOAD_BYTES >> 30} GiB")
                     out.write(chunk)
             if not received:
-                raise UsageError("upload: the request body is empty; send a tar.gz archive")
+                raise UsageError("upload: the request body is empty; send a tar.gz (or zip) archive")
+            await asyncio.to_thread(_unzip_if_zip, partial)
             summary = await asyncio.to_thread(scan_archive, partial)
             partial.rename(self.folder / f"{upload_id}.tar.gz")
         finally:
@@ -272,10 +274,24 @@ class Uploads:
         cutoff = time.time() - UPLOAD_MAX_AGE
         for path in self.folder.iterdir():
             try:
-                if path.stat().st_mtime < cutoff or path.suffix == ".partial":
+                if path.stat().st_mtime < cutoff or path.suffix in (".partial", ".converting"):
                     path.unlink()
             except OSError:
                 pass
+
+
+def _unzip_if_zip(path: Path) -> None:
+    """A zip (the dashboard sends a dropped one as it is) becomes a tar.gz in place, checked as it is converted."""
+    from .zipped import is_zip, zip_to_tar_gz
+
+    if not is_zip(path):
+        return
+    converted = path.with_suffix(".converting")
+    try:
+        zip_to_tar_gz(path, converted)
+        converted.replace(path)
+    finally:
+        converted.unlink(missing_ok=True)
 
 
 # -- git ----------------------------------------------------------------------------------------------------------

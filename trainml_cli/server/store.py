@@ -1,4 +1,5 @@
-"""The control plane's state in SQLite: jobs, stored models and job logs. This module holds all the SQL.
+"""The control plane's state in SQLite: jobs, stored models, job logs, status events and traffic history. This
+module holds all the SQL.
 
 One connection in WAL mode (readers never wait for the writer), shared by the event loop and worker threads
 under a lock; each call is one short statement or transaction, so holding the lock never blocks for long.
@@ -15,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS = {
     1: """
@@ -65,6 +66,42 @@ _MIGRATIONS = {
     ALTER TABLE jobs ADD COLUMN secrets TEXT NOT NULL DEFAULT '{}';
     -- platform events are pruned apart from the output (logs.py)
     CREATE INDEX logs_job_stream ON logs(job_id, stream, id);
+    """,
+    3: """
+    -- each status change as data (the dashboard's status history); before this, only `status: X` log lines
+    CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        time REAL NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX job_events_job ON job_events(job_id, id);
+    -- carry over the history of jobs made before: `status: X` or `status: X (detail)`, and the creation line
+    INSERT INTO job_events (job_id, time, status, detail)
+    SELECT job_id, time,
+           CASE WHEN instr(rest, ' (') > 0 AND rest LIKE '%)' THEN substr(rest, 1, instr(rest, ' (') - 1) ELSE rest END,
+           CASE WHEN instr(rest, ' (') > 0 AND rest LIKE '%)'
+                THEN substr(rest, instr(rest, ' (') + 2, length(rest) - instr(rest, ' (') - 2) END
+    FROM (SELECT id, job_id, time, substr(message, 9) AS rest FROM logs
+          WHERE stream = 'event' AND message LIKE 'status: %'
+          UNION ALL
+          SELECT id, job_id, time, 'new (created)' FROM logs
+          WHERE stream = 'event' AND message LIKE 'job %' AND message LIKE '% created (%')
+    ORDER BY id;
+    -- traffic history (dashboard/traffic.py): one row per endpoint and period, at two resolutions (seconds)
+    CREATE TABLE traffic (
+        job_id TEXT NOT NULL,
+        resolution INTEGER NOT NULL,    -- 5 (kept an hour) or 60 (kept a day)
+        t REAL NOT NULL,                -- the start of the period, a multiple of the resolution
+        seconds REAL NOT NULL,          -- how much of the period was sampled
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,        -- 5xx answers other than 503
+        rejected INTEGER NOT NULL,      -- 503s: overloaded
+        latency_ms_sum REAL NOT NULL,
+        buckets TEXT NOT NULL DEFAULT '[]',  -- calls per latency bucket (runtime DURATION_BUCKETS, then +Inf)
+        PRIMARY KEY (job_id, resolution, t)
+    );
     """,
 }
 
@@ -139,6 +176,8 @@ class Store:
             self._db.execute("BEGIN")
             try:
                 self._db.execute("DELETE FROM logs WHERE job_id = ?", (job_id,))
+                self._db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+                self._db.execute("DELETE FROM traffic WHERE job_id = ?", (job_id,))
                 self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -216,6 +255,69 @@ class Store:
             f"(SELECT id FROM logs WHERE job_id = ? AND {kind} ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (job_id, job_id, keep),
         )
+
+    # -- status events ------------------------------------------------------------------------------------------
+
+    def add_job_event(self, job_id: str, time: float, status: str, detail: str | None) -> None:
+        self._run("INSERT INTO job_events (job_id, time, status, detail) VALUES (?, ?, ?, ?)",
+                  (job_id, time, status, detail))
+
+    def job_events(self, job_id: str, limit: int = 1000) -> list[dict]:
+        """Status changes, newest first."""
+        return self._all("SELECT time, status, detail FROM job_events WHERE job_id = ? ORDER BY id DESC LIMIT ?",
+                         (job_id, limit))
+
+    def prune_job_events(self, job_id: str, keep: int) -> int:
+        return self._run(
+            "DELETE FROM job_events WHERE job_id = ? AND id <= "
+            "(SELECT id FROM job_events WHERE job_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)", (job_id, job_id, keep))
+
+    # -- traffic ------------------------------------------------------------------------------------------------
+
+    def add_traffic(self, job_id: str, resolution: int, t: float, seconds: float, requests: int, errors: int,
+                    rejected: int, latency_ms_sum: float, buckets: list[int]) -> None:
+        """Add a sample's counts to the period starting at `t` (made if new): one read and one write, atomic."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                row = self._db.execute("SELECT buckets FROM traffic WHERE job_id = ? AND resolution = ? AND t = ?",
+                                       (job_id, resolution, t)).fetchone()
+                if row is not None:
+                    old = json.loads(row[0])
+                    size = max(len(old), len(buckets))
+                    old += [0] * (size - len(old))
+                    merged = [a + b for a, b in zip(old, buckets + [0] * (size - len(buckets)))]
+                    self._db.execute(
+                        "UPDATE traffic SET seconds = seconds + ?, requests = requests + ?, errors = errors + ?, "
+                        "rejected = rejected + ?, latency_ms_sum = latency_ms_sum + ?, buckets = ? "
+                        "WHERE job_id = ? AND resolution = ? AND t = ?",
+                        (seconds, requests, errors, rejected, latency_ms_sum, json.dumps(merged), job_id,
+                         resolution, t))
+                else:
+                    self._db.execute("INSERT INTO traffic VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                     (job_id, resolution, t, seconds, requests, errors, rejected, latency_ms_sum,
+                                      json.dumps(buckets)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def traffic(self, job_ids: list[str], resolution: int, since: float) -> list[dict]:
+        """Periods of these jobs at this resolution from `since` on, oldest first."""
+        marks = ", ".join("?" for _ in job_ids)
+        rows = self._all(f"SELECT * FROM traffic WHERE job_id IN ({marks}) AND resolution = ? AND t >= ? "
+                         "ORDER BY job_id, t", [*job_ids, resolution, since])
+        for row in rows:
+            row["buckets"] = json.loads(row["buckets"])
+        return rows
+
+    def prune_traffic(self, resolution: int, before: float) -> int:
+        return self._run("DELETE FROM traffic WHERE resolution = ? AND t < ?", (resolution, before))
+
+    def forget_traffic(self, keep_job_ids: list[str]) -> int:
+        """Drop the history of jobs that no longer exist."""
+        marks = ", ".join("?" for _ in keep_job_ids) or "NULL"
+        return self._run(f"DELETE FROM traffic WHERE job_id NOT IN ({marks})", keep_job_ids)
 
 
 def _encode(fields: dict) -> dict:

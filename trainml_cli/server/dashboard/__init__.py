@@ -6,7 +6,8 @@ The control plane calls `install(app)` when it builds its app (see server/app.py
 - the dashboard's API routes (api.py), behind the same `require_auth` dependency as the REST API;
 - a way in for browsers: `app.state.auth.add_check` accepts a valid session cookie (sessions.py), so the pages'
   scripts call the REST API itself for stop, start, remove and logs; the API token never reaches the browser;
-- the traffic sampler behind the charts (traffic.py), stopped with the app.
+- the traffic sampler behind the charts (traffic.py): it samples from start-up on, whether or not anyone
+  watches, and stops with the app.
 
 Sign-in: `trainml server dashboard` (cli/dashboard.py) asks POST /api/dashboard/login-links with the API token
 and prints the one-time link; visiting it sets the session cookie.
@@ -20,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import api, pages
+from . import api, model_pages, pages
 from .sessions import Sessions
 from .traffic import Traffic
 
@@ -33,6 +34,7 @@ def install(app: FastAPI) -> None:
     app.state.auth.add_check(lambda request: "dashboard" if sessions.authorizes(request) else None)
 
     app.include_router(pages.router)
+    app.include_router(model_pages.router)
     app.include_router(api.router)
     app.mount(f"{pages.ROOT}/static", StaticFiles(directory=pages.STATIC), name="dashboard-static")
 
@@ -40,12 +42,13 @@ def install(app: FastAPI) -> None:
     async def home():
         return RedirectResponse(f"{pages.ROOT}/", status_code=307)
 
-    # Stop the sampler with the app, after the platform's own shutdown.
+    # Start the sampler once the platform is up; stop it before the platform's own shutdown.
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(app):
         async with inner(app) as state:
+            traffic.start(app.state.platform)
             try:
                 yield state
             finally:

@@ -6,12 +6,14 @@ follower). These routes add only what a browser needs on top:
     POST /api/dashboard/login-links      bearer token only -> {url, expires}: a one-time sign-in link
     GET  /api/dashboard/events?job=ID    server-sent events: `jobs` (records) whenever what a person sees changes,
                                          `removed` when the followed job is gone
-    GET  /api/dashboard/traffic?job=ID   requests/s and latency points of running endpoints (see traffic.py)
-    GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first
-    GET  /api/dashboard/requirements?directory=/abs/path   {directory, file, found}: whether a folder on the
-                                         server holds the requirements.txt an environment would install
+    GET  /api/dashboard/traffic?span=5m|1h|24h&job=ID   requests/s, latency, p50/p99 points per endpoint,
+                                         from the history the control plane keeps (see traffic.py)
+    GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
+    GET  /api/dashboard/requirements?directory=/abs/path|upload=ID   {file, found}: whether a folder on the
+                                         server (or an upload) holds the requirements.txt an environment would install
     POST /api/dashboard/check            the Create form -> {payload} or 422 {fields: [{field, message}]}
-    POST /api/dashboard/jobs             the Create form -> the created job record (201)
+    POST /api/dashboard/jobs             the Create form -> the created job record (201); the model from a folder
+                                         on this computer comes as the id of an upload the page made already
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..secrets import redact
 from . import forms
 from .history import status_history
 from .pages import ROOT
+from .traffic import RANGES
 
 router = APIRouter(prefix="/api/dashboard", dependencies=[Depends(require_auth)], tags=["dashboard"])
 
@@ -97,25 +100,34 @@ async def events(request: Request, job: Optional[str] = None):
 
 
 @router.get("/traffic")
-async def traffic(request: Request, job: Optional[str] = None):
+async def traffic(request: Request, job: Optional[str] = None, span: str = "5m"):
     p = platform(request)
-    sampler = request.app.state.dashboard_traffic
-    sampler.watch(p)
+    if span not in RANGES:
+        raise UsageError(f"span: {span!r} is not one of {', '.join(RANGES)}")
     rows = [p.jobs.find(job)] if job else p.store.jobs()
-    series = [{"id": r["id"], "name": r["name"], "points": sampler.points(r["id"])}
-              for r in rows if r["status"] == "running"]
-    return {"now": time.time(), "window": sampler.window, "interval": sampler.interval, "jobs": series}
+    sampler = request.app.state.dashboard_traffic
+    found = await asyncio.to_thread(sampler.series, p.store, [r["id"] for r in rows], span)
+    found["jobs"] = [{"id": r["id"], "name": r["name"], "status": r["status"], "points": found["jobs"][r["id"]]}
+                     for r in rows]
+    return found
 
 
 @router.get("/jobs/{job}/history")
 async def history(job: str, request: Request):
     p = platform(request)
-    return {"history": await status_history(p.logs, p.jobs.find(job)["id"])}
+    return {"history": await status_history(p.store, p.jobs.find(job)["id"])}
 
 
 @router.get("/requirements")
-async def requirements(directory: str = ""):
-    """The Create form's note under Requirements file: does this server folder have a requirements.txt?"""
+async def requirements(request: Request, directory: str = "", upload: str = ""):
+    """The Create form's note under Requirements file: does this server folder (or this upload) have a
+    requirements.txt at its root?"""
+    if upload:
+        try:
+            names = await asyncio.to_thread(forms.uploaded_files, platform(request), upload)
+        except (NotFound, UsageError) as exc:
+            raise forms.FormErrors([forms.FieldError("model.upload", exc.message)]) from None
+        return {"upload": upload, "file": DEFAULT_REQUIREMENTS_FILE, "found": DEFAULT_REQUIREMENTS_FILE in names}
     try:
         folder = forms.absolute_folder(directory)
     except UsageError as exc:
@@ -138,12 +150,14 @@ async def create_from_form(request: Request):
     p = platform(request)
     payload = await asyncio.to_thread(forms.check, p, await _json(request))
     model = payload["model"]
-    if model.get("directory"):
+    packed_here = bool(model.get("directory"))
+    if packed_here:
         model["upload_id"] = await forms.upload_directory(p, model.pop("directory"))
     try:
         return await p.jobs.create(JobCreate(**payload).model_dump(exclude_none=True))  # as POST /api/jobs does
     except BaseException:
-        if model.get("upload_id"):
+        # Only what we packed: an upload the browser sent stays, so Create can be tried again without resending.
+        if packed_here:
             p.uploads.discard(model["upload_id"])
         raise
 

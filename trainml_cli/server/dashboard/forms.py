@@ -12,8 +12,9 @@ Every check here is one the API or the CLI already makes (job names from models.
 resources.py, git URIs from sources.py, routes from routespec.py, route files from the CLI's own check, packages
 and the requirements file from environment.py, the interpreter from the machine's list), called
 section by section so that one mistake does not hide the next. Their messages name a route and a field
-(`route 1 (POST /predict): body[0].default_value: 'abc' is not a Python literal`); `field_of` turns that into
-the form's field key (`routes.0.body.0.default_value`) so the page can show each message next to its input.
+(`route 1 (POST /predict): body[0].default_value: 'abc' is not a Python literal`), and route problems come as
+data too (RouteSpecError.fields: route index, field, message), which `route_field` turns into the form's field
+key (`routes.0.body.0.default_value`) so the page can show each message next to its input.
 The payload that is finally created goes through the API's own schema and `Jobs.create`, which checks it all
 once more: the form never decides alone what is valid.
 """
@@ -21,7 +22,6 @@ once more: the form never decides alone what is valid.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +32,7 @@ from .. import resources as res
 from .. import sources
 from ..models import check_name
 
-SOURCES = ("directory", "git", "trainml")
-_ROUTE_FIELD = re.compile(r"^(verb|path|file|function|positional|body|batch)(?:\[(\d+)\](?:\.(\w+))?|\.(\w+))?: (.*)$", re.S)
-_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*(?:\[\d+\](?:\.[a-z_]+)?)?): (.*)$", re.S)
+SOURCES = ("upload", "directory", "git", "trainml")
 
 
 @dataclass
@@ -57,41 +55,38 @@ class FormErrors(UsageError):
         return {**super().to_dict(), "fields": [f.to_dict() for f in self.fields]}
 
 
-def route_fields(problem: str, raws: list) -> FieldError:
-    """`route 2 (POST /p): body[0].type: ...` -> FieldError("routes.1.body.0.type", "...")."""
-    match = re.match(r"^route (\d+)", problem)
-    if not match:
-        return FieldError("routes", problem)
-    index = int(match.group(1)) - 1
-    raw = raws[index] if 0 <= index < len(raws) and isinstance(raws[index], dict) else {}
-    rest = problem[match.end():]
-    label = f" ({str(raw.get('verb', '')).upper()} {raw.get('path', '')})"
-    if rest.startswith(label):  # the label's path may itself hold ': ', so strip it by what it must be
-        rest = rest[len(label):]
-    rest = rest[2:] if rest.startswith(": ") else rest
-    found = _ROUTE_FIELD.match(rest)
-    if not found:
-        return FieldError(f"routes.{index}", rest)
-    part, param, attribute, batch_field, message = found.groups()
-    if part == "batch" and batch_field:  # batch.max_size -> the route's "batch_max_size" input
-        return FieldError(f"routes.{index}.batch_{batch_field}", message)
-    if part != "body" or param is None:
-        return FieldError(f"routes.{index}.{part}", message)
-    return FieldError(f"routes.{index}.body.{param}.{attribute or 'param'}", message)
+def route_field(problem: dict) -> FieldError:
+    """A route-spec problem as data ({route, field, message}, see RouteSpecError) -> the form's field key:
+    route 1's `body[0].type` -> `routes.0.body.0.type`; `batch.max_size` -> the route's `batch_max_size` input."""
+    index, field, message = problem.get("route"), problem.get("field") or "", problem["message"]
+    if index is None:
+        return FieldError("routes", message)
+    head, _, rest = field.partition(".")
+    if not head or head == "route":
+        return FieldError(f"routes.{index}", message)
+    if head.startswith("body[") and head.endswith("]"):
+        return FieldError(f"routes.{index}.body.{head[5:-1]}.{rest or 'param'}", message)
+    if head == "batch" and rest:
+        return FieldError(f"routes.{index}.batch_{rest}", message)
+    return FieldError(f"routes.{index}.{head}", message)
 
 
 def field_of(error: TrainMLError, default: str) -> FieldError:
-    """A usage error from the platform's checks (`resources.cpu_count: ...`) as a form field and message."""
+    """A usage error from the platform's checks as a form field and message. Those checks name their field first
+    (`resources.cpu_count: ...`, `job name: ...`); that head, when it is one of the form's sections, is the field.
+    (Route problems need none of this: they come as data, see route_field.)"""
     text = error.message
     if text.startswith("job name: "):
         return FieldError("name", text[len("job name: "):])
-    match = _PREFIX.match(text)
-    if match and (match.group(1).startswith(("resources.", "model.")) or match.group(1) == "name"):
-        return FieldError(match.group(1), match.group(2))
-    if match and match.group(1).startswith("environment."):
+    head, separator, rest = text.partition(": ")
+    if not separator or " " in head:
+        return FieldError(default, text)
+    if head.startswith(("resources.", "model.")) or head == "name":
+        return FieldError(head, rest)
+    if head.startswith("environment."):
         # One input holds every package: `environment.packages.pip[2]: ...` is that input's problem (the message
         # quotes the package, so which one stays clear).
-        return FieldError(re.sub(r"\[\d+\].*$", "", match.group(1)), match.group(2))
+        return FieldError(head.partition("[")[0], rest)
     return FieldError(default, text)
 
 
@@ -105,10 +100,12 @@ def check(platform, form: dict) -> dict:
         try:
             return step()
         except RouteSpecError as exc:
-            raws = form.get("routes") if isinstance(form.get("routes"), list) else []
-            problems.extend(route_fields(p, raws) for p in exc.problems)
+            problems.extend(route_field(p) for p in exc.fields)
         except TrainMLError as exc:
-            problems.append(field_of(exc, default_field))
+            if len(exc.details) > 1:  # several problems in one section (resources): each beside its field
+                problems.extend(field_of(UsageError(detail), default_field) for detail in exc.details)
+            else:
+                problems.append(field_of(exc, default_field))
         return None
 
     name = attempt("name", lambda: check_name(form.get("name"), "job"))
@@ -125,6 +122,8 @@ def check(platform, form: dict) -> dict:
         from ...routespec import check_route_files
 
         attempt("routes", lambda: check_route_files(routes, model["directory"]))
+    if routes and model and model.get("upload_id"):
+        attempt("routes", lambda: check_uploaded_route_files(routes, uploaded_files(platform, model["upload_id"])))
     environment = _environment(platform, form.get("environment"), model, attempt)
     if problems:
         raise FormErrors(problems)
@@ -155,6 +154,8 @@ def _environment(platform, raw, model: dict | None, attempt) -> dict:
             named = check_environment({"requirements": requirements})["requirements"]
             if model and model.get("directory"):  # the folder is on this machine: look for the file now
                 check_requirements_file({"requirements": named}, model["directory"])
+            if model and model.get("upload_id") and named not in uploaded_files(platform, model["upload_id"]):
+                raise UsageError(f"environment.requirements: {named!r} is not in the uploaded folder")
             return named
 
         environment["requirements"] = attempt("environment.requirements", check_requirements)
@@ -212,6 +213,16 @@ def _model(platform, model: dict) -> dict:
         if not os.access(path, os.R_OK | os.X_OK):
             raise UsageError(f"model.directory: the control plane may not read {text}")
         return {"source_type": "local", "source_uri": str(path), "directory": str(path)}
+    if source == "upload":
+        upload_id = model.get("upload_id") or ""
+        if not upload_id:
+            raise UsageError("model.upload: pick a folder or drop an archive, and wait until it is uploaded")
+        try:
+            platform.uploads.path(upload_id)
+        except (NotFound, UsageError) as exc:
+            raise UsageError(f"model.upload: {exc.message}; send the folder again") from None
+        name = (model.get("upload_name") or "").strip()[:200] or "a folder"
+        return {"source_type": "local", "source_uri": f"{name} (uploaded from the browser)", "upload_id": upload_id}
     if source == "git":
         return {"source_type": "git", "source_uri": sources.check_git_uri(model.get("source_uri") or ""),
                 "git_ref": sources.check_git_ref((model.get("git_ref") or "").strip() or None)}
@@ -225,6 +236,40 @@ def _model(platform, model: dict) -> dict:
             raise UsageError(f"model.model: {exc.message}") from None
         return {"source_type": "trainml", "source_uri": stored["id"]}
     raise UsageError(f"model.source: {source!r} is not one of {', '.join(SOURCES)}")
+
+
+_UPLOADED: dict[str, frozenset] = {}  # upload id -> its file names; an upload never changes once stored
+
+
+def uploaded_files(platform, upload_id: str) -> frozenset:
+    """The names of the files in an upload (read once per upload: Next may be clicked many times)."""
+    if upload_id not in _UPLOADED:
+        import tarfile
+
+        names = set()
+        with tarfile.open(platform.uploads.path(upload_id), "r:gz") as archive:  # already checked when received
+            for member in archive:
+                if member.isfile():
+                    names.add(member.name[2:] if member.name.startswith("./") else member.name)
+        if len(_UPLOADED) > 64:
+            _UPLOADED.clear()
+        _UPLOADED[upload_id] = frozenset(names)
+    return _UPLOADED[upload_id]
+
+
+def check_uploaded_route_files(routes, names: frozenset) -> None:
+    """Every route's file is in the uploaded tree, as the CLI checks a folder before it uploads it."""
+    found = []
+    for index, route in enumerate(routes):
+        if route.relative_file not in names:
+            tops = {n.split("/", 1)[0] for n in names}
+            hint = ""
+            if len(tops) == 1 and f"{next(iter(tops))}/{route.relative_file}" in names:
+                hint = f"; the archive holds everything in the folder {next(iter(tops))!r}: pack what is inside it"
+            found.append((index, f"route {index + 1} ({route.label})", "file",
+                          f"{route.file!r} not found in the uploaded folder (looked for {route.relative_file}){hint}"))
+    if found:
+        raise RouteSpecError.of(found)
 
 
 async def upload_directory(platform, directory: str) -> str:

@@ -25,9 +25,9 @@ from ...errors import NotFound, UsageError
 from ...routespec import TYPES, VERBS, parse_routes
 from ...states import FINAL, LIVE, JobStatus
 from .. import resources as res
+from ..sources import MAX_UPLOAD_BYTES
 from .history import status_history
 from .sessions import COOKIE, cookie_options
-from .traffic import WINDOW
 
 ROOT = "/dashboard"
 HERE = Path(__file__).parent
@@ -82,7 +82,8 @@ templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=
 templates.filters.update(duration=duration, filesize=filesize)
 # The statuses' sets, from the one enum, for the page scripts (a data attribute: the CSP allows no inline script).
 STATUS_SETS = {"live": sorted(s.value for s in LIVE), "final": sorted(s.value for s in FINAL),
-               "billed": [JobStatus.STARTING.value, JobStatus.RUNNING.value]}
+               "billed": [JobStatus.STARTING.value, JobStatus.RUNNING.value],
+               "names": {status.name.lower(): status.value for status in JobStatus}}
 templates.globals.update(static=static_url, root=ROOT, status_sets=STATUS_SETS)
 
 
@@ -169,17 +170,19 @@ async def jobs_page(request: Request):
         return to_sign_in()
     jobs = platform(request).jobs.list()
     return render(request, "jobs.html", title="Endpoints", page="jobs", section="endpoints", jobs=jobs,
-                  running=any(j["status"] == "running" for j in jobs), window_minutes=WINDOW // 60)
+                  running=any(j["status"] == "running" for j in jobs))
 
 
 @router.get("/create")
-async def create_page(request: Request):
+async def create_page(request: Request, model: str = ""):
     if not signed_in(request):
         return to_sign_in()
     p = platform(request)
+    models = p.models.list()
+    chosen = next((m["id"] for m in models if model in (m["id"], m["name"])), "") if model else ""
     gpu_types = ["cpu"] + sorted({_gpu_type(g.name) for g in p.gpus})
     return render(request, "create.html", title="Create endpoint", page="create", section="create",
-                  models=p.models.list(), gpu_types=gpu_types, defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
+                  models=models, chosen_model=chosen, max_upload=MAX_UPLOAD_BYTES, gpu_types=gpu_types, defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
                   types=[(t, TYPE_LABELS[t]) for t in TYPES], interpreters=await _interpreters(p))
 
 
@@ -194,11 +197,11 @@ async def job_page(request: Request, job_id: str):
     limits = [(label, endpoint.get(key)) for key, label in
               (("max_concurrency", "Max concurrency"), ("max_queue", "Max queue"), ("timeout", "Call timeout (s)"))
               if endpoint.get(key) is not None]
-    history = await status_history(platform(request).logs, job["id"])
+    history = await status_history(platform(request).store, job["id"])
     default = next((i for i in await _interpreters(platform(request)) if i.default), None)
     return render(request, "job.html", title=job["name"], page="job", section="endpoints", job=job, limits=limits,
                   history=history, config_json=json.dumps(_configuration(job), indent=2),
-                  window_minutes=WINDOW // 60, environment=environment_facts(job["environment"], default),
+                  environment=environment_facts(job["environment"], default),
                   default_python=default.version if default else "")
 
 
@@ -209,12 +212,13 @@ async def connect_page(request: Request, job_id: str):
     job = find_job(request, job_id)
     if job is None:
         return not_found(request, job_id)
-    jobs = platform(request).jobs
-    url = job["url"] or f"{jobs.scheme}://{jobs.host}:{job['port'] or 'PORT'}"
+    # Commands are written for a stand-in URL that the page swaps for the live one: a stopped endpoint has none,
+    # and showing the port it last had would invite calls that cannot answer.
     # The key, for a job that has one: a signed-in user holds the control plane, which may read it anyway.
     key = platform(request).jobs.connection(job["id"])["key"]
     return render(request, "connect.html", title=f"Connect to {job['name']}", page="connect", section="endpoints",
-                  job=job, examples=examples(url, job, key), key=key)
+                  job=job, examples=examples(URL_STAND_IN, job, key), stand_in=URL_STAND_IN,
+                  status_sentence=status_sentence(job["status"]), key=key)
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -228,6 +232,15 @@ async def logs_page(request: Request, job_id: str):
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
+
+URL_STAND_IN = "http://ENDPOINT_URL"  # shell-safe as it is, so it is never quoted apart from the path after it
+
+
+def status_sentence(status: str) -> str:
+    """"The endpoint failed", "The endpoint is stopped": a sentence for a status (connect.js says the same)."""
+    return {JobStatus.FAILED.value: "The endpoint failed",
+            JobStatus.NEW.value: "The endpoint was just created"}.get(status, f"The endpoint is {status}")
+
 
 
 def examples(url: str, job: dict, key: str | None = None) -> list[dict]:

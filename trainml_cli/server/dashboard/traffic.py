@@ -1,13 +1,17 @@
-"""Traffic over the last minutes: samples of each running endpoint's counters, turned into rates for the charts.
+"""Traffic history kept by the control plane: every running endpoint's counters, sampled whether or not anyone
+watches, stored in SQLite at two resolutions and turned into points for the dashboard's charts.
 
-The runtime exposes cumulative counters at GET /metrics (requests, latency_ms_sum, errors, ...). Every INTERVAL
-seconds the sampler reads them for every running job (through the job service, which knows each endpoint's
-port) and keeps WINDOW seconds of samples in memory. A point of the chart is the difference between two
-samples: requests per second, and the mean latency of the calls in between (None when there were none).
+Every INTERVAL seconds the sampler reads each running endpoint's JSON metrics (summed over its workers by the
+runtime) and stores the difference from the previous reading: requests, errors, rejections, the latency sum and
+calls per latency bucket. Each difference is added to a 5-second row (kept an hour) and a 1-minute row (kept a
+day), so the store holds at most 720 + 1440 rows per endpoint and day; older rows are pruned every minute.
 
-Sampling runs only while someone looks: each chart request marks the time, and the sampler stops IDLE seconds
-after the last one: an unwatched endpoint has no reason to be polled. (The runtime neither counts nor logs its
-/metrics and /ping calls, so the samples see only real traffic.) History is kept per process: a control plane restart starts it afresh.
+An endpoint that restarted between two readings began counting at zero (its counters went down, or its process
+is another one): everything it counted since then came within the interval, so the new reading is the
+difference. Time with no reading (the endpoint stopped, or no control plane ran) has no row: the chart shows a
+gap, not a line. An endpoint that runs but gets no calls has rows of zero requests: a flat line at zero.
+
+p50 and p99 come from the latency buckets as Prometheus' histogram_quantile does: linear within the bucket.
 """
 
 from __future__ import annotations
@@ -15,27 +19,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+
+from ...limits import LATENCY_BUCKETS
+from ...states import JobStatus
 
 log = logging.getLogger("trainml.server")
 
-INTERVAL = 5  # seconds between samples
-WINDOW = 300  # seconds of history kept and drawn
-IDLE = 60.0  # seconds without a viewer before sampling stops
+INTERVAL = 5.0  # seconds between readings
+FINE, COARSE = 5, 60  # the two row resolutions, in seconds
+KEEP = {FINE: 3600 + 600, COARSE: 86400 + 3600}  # seconds of rows kept per resolution (a margin over the charts)
+PRUNE_EVERY = 60.0
+MAX_GAP = 120.0  # seconds between two readings past which their difference is not recorded
+# A chart's span -> (seconds shown, rows read, seconds per point)
+RANGES = {"5m": (300, FINE, FINE), "1h": (3600, COARSE, COARSE), "24h": (86400, COARSE, 600)}
+BOUNDS_MS = [b * 1000.0 for b in LATENCY_BUCKETS]
 
 
 class Traffic:
-    def __init__(self, interval: float = INTERVAL, window: float = WINDOW, idle: float = IDLE):
+    def __init__(self, interval: float = INTERVAL):
         self.interval = interval
-        self.window = window
-        self.idle = idle
-        self._samples: dict[str, deque] = {}  # job id -> (time, pid, requests, latency_ms_sum, errors)
-        self._viewed = 0.0
+        self._last: dict[str, tuple] = {}  # job id -> (time, pid, counters) of the previous reading
+        self._pruned = 0.0
+        self._tick: float | None = None  # when the previous round of readings was taken
+        self._running: set[str] = set()  # the jobs running then
         self._task: asyncio.Task | None = None
 
-    def watch(self, platform) -> None:
-        """A viewer asked for charts: (re)start sampling if it had stopped."""
-        self._viewed = time.monotonic()
+    def start(self, platform) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(platform), name="dashboard-traffic")
 
@@ -45,44 +54,125 @@ class Traffic:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self, platform) -> None:
-        while time.monotonic() - self._viewed < self.idle:
+        while True:
             started = time.monotonic()
             try:
                 await self.sample(platform)
             except Exception:  # the chart is a convenience; never let it take anything else down
                 log.exception("dashboard: sampling endpoint metrics failed")
-            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.5, self.interval - (time.monotonic() - started)))
 
     async def sample(self, platform) -> None:
-        jobs = [j for j in platform.store.jobs() if j["status"] == "running"]
-        answers = await asyncio.gather(*(platform.jobs.metrics(j["id"]) for j in jobs), return_exceptions=True)
+        store = platform.store
+        jobs = await asyncio.to_thread(store.jobs)
+        running = [j for j in jobs if j["status"] == JobStatus.RUNNING.value]
+        answers = await asyncio.gather(*(platform.jobs.metrics(j["id"]) for j in running), return_exceptions=True)
         now = time.time()
-        running = set()
-        for job, answer in zip(jobs, answers):
+        rows = []
+        for job, answer in zip(running, answers):
             values = answer.get("metrics") if isinstance(answer, dict) else None
             if not values:
-                continue
-            running.add(job["id"])
-            series = self._samples.setdefault(job["id"], deque())
-            series.append((now, values.get("pid"), values.get("requests", 0), values.get("latency_ms_sum", 0.0),
-                           values.get("errors", 0)))
-            while series and series[0][0] < now - self.window - self.interval:
-                series.popleft()
-        for job_id in list(self._samples):
-            if job_id not in running and not any(j["id"] == job_id for j in jobs):
-                del self._samples[job_id]  # stopped or removed: its history is over
+                continue  # no reading this time; the next one is compared with the last we had
+            counters = _counters(values)
+            previous = self._last.get(job["id"])
+            self._last[job["id"]] = (now, job.get("pid"), counters)
+            if previous is None:
+                if self._tick is None or job["id"] in self._running:
+                    continue  # counting since before this control plane looked: only a baseline
+                # It began running since the last tick, counting from zero: all of it came since then.
+                previous = (self._tick, job.get("pid"), (0, 0, 0, 0.0, []))
+            then, pid, before = previous
+            if now - then > MAX_GAP:
+                continue  # a long pause (a suspended machine): spread over it, the numbers would be invented
+            restarted = pid != job.get("pid") or counters[0] < before[0]
+            delta = counters if restarted else _minus(counters, before)
+            rows.append((job["id"], then, now, delta))
+        self._tick, self._running = now, {j["id"] for j in running}
+        gone = set(self._last) - {j["id"] for j in running}
+        for job_id in gone:
+            del self._last[job_id]
+        if rows:
+            await asyncio.to_thread(self._store, store, rows)
+        if now - self._pruned > PRUNE_EVERY:
+            self._pruned = now
+            await asyncio.to_thread(self._prune, store, [j["id"] for j in jobs], now)
 
-    def points(self, job_id: str) -> list[dict]:
-        """[{t, rps, latency_ms, errors}] oldest first, one per pair of consecutive samples."""
-        series = list(self._samples.get(job_id, ()))
-        points = []
-        for (t0, pid0, req0, lat0, err0), (t1, pid1, req1, lat1, err1) in zip(series, series[1:]):
-            if pid0 != pid1 or req1 < req0:
-                continue  # the endpoint restarted between the samples: its counters began again at zero
-            calls = req1 - req0
-            elapsed = max(t1 - t0, 1e-6)
-            latency = (lat1 - lat0) / calls if calls else None
-            points.append({"t": round(t1, 3), "rps": round(calls / elapsed, 3),
-                           "latency_ms": round(latency, 3) if latency is not None else None,
-                           "errors": max(0, err1 - err0)})
-        return points
+    @staticmethod
+    def _store(store, rows) -> None:
+        for job_id, then, now, (requests, errors, rejected, latency, buckets) in rows:
+            for resolution in (FINE, COARSE):
+                # The reading belongs to the period it ends in: a 5 s reading never straddles two rows.
+                store.add_traffic(job_id, resolution, (now // resolution) * resolution, now - then,
+                                  requests, errors, rejected, latency, buckets)
+
+    @staticmethod
+    def _prune(store, job_ids: list[str], now: float) -> None:
+        for resolution, keep in KEEP.items():
+            store.prune_traffic(resolution, now - keep)
+        store.forget_traffic(job_ids)
+
+    def series(self, store, job_ids: list[str], span: str, now: float | None = None) -> dict:
+        """{span, seconds, step, jobs: {id: [point, ...]}} with points oldest first:
+        {t (end of the step), requests, rps, errors, latency_ms (mean), p50_ms, p99_ms}."""
+        seconds, resolution, step = RANGES[span]
+        now = time.time() if now is None else now
+        start = now - seconds
+        found: dict[str, list[dict]] = {job_id: [] for job_id in job_ids}
+        if job_ids:
+            groups: dict[tuple[str, float], dict] = {}
+            for row in store.traffic(job_ids, resolution, start - step):
+                key = (row["job_id"], (row["t"] // step) * step)
+                group = groups.setdefault(key, {"seconds": 0.0, "requests": 0, "errors": 0, "rejected": 0,
+                                                "latency": 0.0, "buckets": []})
+                group["seconds"] += row["seconds"]
+                group["requests"] += row["requests"]
+                group["errors"] += row["errors"]
+                group["rejected"] += row["rejected"]
+                group["latency"] += row["latency_ms_sum"]
+                group["buckets"] = _add(group["buckets"], row["buckets"])
+            for (job_id, t), g in sorted(groups.items()):
+                end = min(t + step, now)
+                if end <= start:
+                    continue
+                calls = g["requests"]
+                found[job_id].append({
+                    "t": round(end, 3), "requests": calls, "rps": round(calls / max(g["seconds"], 1e-6), 3),
+                    "errors": g["errors"], "rejected": g["rejected"],
+                    "latency_ms": round(g["latency"] / calls, 3) if calls else None,
+                    "p50_ms": quantile(0.5, g["buckets"]), "p99_ms": quantile(0.99, g["buckets"]),
+                })
+        return {"span": span, "seconds": seconds, "step": step, "interval": self.interval, "now": now,
+                "jobs": found}
+
+
+def quantile(q: float, buckets: list[int]) -> float | None:
+    """The q-quantile in ms of calls counted per bucket (BOUNDS_MS, then past the last), linear within its
+    bucket; None without calls. Past the last bound it says the last bound: the histogram knows no more."""
+    total = sum(buckets)
+    if not total:
+        return None
+    rank, seen = q * total, 0
+    for index, count in enumerate(buckets):
+        if count and seen + count >= rank:
+            if index >= len(BOUNDS_MS):
+                return BOUNDS_MS[-1]
+            low = BOUNDS_MS[index - 1] if index else 0.0
+            return round(low + (BOUNDS_MS[index] - low) * (rank - seen) / count, 3)
+        seen += count
+    return BOUNDS_MS[-1]
+
+
+def _counters(values: dict) -> tuple:
+    return (int(values.get("requests", 0)), int(values.get("errors", 0)), int(values.get("rejected", 0)),
+            float(values.get("latency_ms_sum", 0.0)), list(values.get("latency_buckets") or []))
+
+
+def _minus(now: tuple, before: tuple) -> tuple:
+    buckets = [max(0, a - b) for a, b in zip(now[4], before[4] + [0] * (len(now[4]) - len(before[4])))]
+    return (now[0] - before[0], max(0, now[1] - before[1]), max(0, now[2] - before[2]),
+            max(0.0, now[3] - before[3]), buckets)
+
+
+def _add(a: list[int], b: list[int]) -> list[int]:
+    size = max(len(a), len(b))
+    return [x + y for x, y in zip(a + [0] * (size - len(a)), b + [0] * (size - len(b)))]

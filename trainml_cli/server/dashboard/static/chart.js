@@ -1,10 +1,12 @@
-// Traffic charts on a plain <canvas>: requests per second (left scale) and mean latency in ms (right scale)
-// over the last minutes, from the points /api/dashboard/traffic computes out of the runtime's counters.
+// Traffic charts on a plain <canvas>: requests per second (left scale) and p50/p99 latency in ms (right scale)
+// over 5 minutes, an hour or a day, from the history the control plane keeps (/api/dashboard/traffic).
+// Time without a sample (the endpoint stopped, no control plane ran) is a gap, never a line across it.
 "use strict";
 
 const TrafficChart = (() => {
   const RPS = "#3559d6";
   const LATENCY = "#e07a1f";
+  const TAIL = "#b0413e";
   const GRID = "#e6e9ef";
   const LABEL = "#5f6b7a";
   const BANDS = 5;
@@ -23,19 +25,24 @@ const TrafficChart = (() => {
     return value.toFixed(2).replace(/\.?0+$/, "") || "0";
   }
 
-  function line(ctx, points, key, x, y, color) {
+  function line(ctx, points, key, x, y, color, maxGap, dashed) {
     ctx.strokeStyle = color;
-    ctx.lineWidth = 2;
+    ctx.lineWidth = dashed ? 1.5 : 2;
+    ctx.setLineDash(dashed ? [4, 3] : []);
     ctx.lineJoin = "round";
     ctx.beginPath();
-    let drawing = false;
+    let drawing = false, previous = null;
     for (const point of points) {
       const value = point[key];
-      if (value === null || value === undefined) { drawing = false; continue; } // a gap: no calls to measure
+      // A gap: no calls to measure, or no sample at all for longer than a step.
+      if (previous !== null && point.t - previous > maxGap) drawing = false;
+      previous = point.t;
+      if (value === null || value === undefined) { drawing = false; continue; }
       if (drawing) ctx.lineTo(x(point.t), y(value)); else ctx.moveTo(x(point.t), y(value));
       drawing = true;
     }
     ctx.stroke();
+    ctx.setLineDash([]);
     // A lone point between gaps would be invisible as a line; mark every point lightly.
     ctx.fillStyle = color;
     for (const point of points) {
@@ -46,8 +53,11 @@ const TrafficChart = (() => {
     }
   }
 
-  // points: [{t: unix seconds, rps: number, latency_ms: number|null}], oldest first; now: unix seconds.
-  function draw(canvas, points, windowSeconds, now) {
+  const latencyOf = (p) => (p.p50_ms !== null && p.p50_ms !== undefined ? p.p50_ms : p.latency_ms);
+
+  // data: the server's answer ({seconds, step, now, ...}); points: [{t, rps, p50_ms, p99_ms, ...}], oldest first.
+  function draw(canvas, points, data) {
+    const windowSeconds = data.seconds, now = data.now;
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth, height = canvas.clientHeight;
     if (!width || !height) return;
@@ -64,7 +74,7 @@ const TrafficChart = (() => {
     const plotW = width - pad.left - pad.right, plotH = height - pad.top - pad.bottom;
     const start = now - windowSeconds;
     const rpsMax = niceMax(Math.max(0, ...points.map((p) => p.rps || 0)));
-    const latMax = niceMax(Math.max(0, ...points.map((p) => p.latency_ms || 0)));
+    const latMax = niceMax(Math.max(0, ...points.map((p) => Math.max(p.p99_ms || 0, latencyOf(p) || 0))));
     const x = (t) => pad.left + ((t - start) / windowSeconds) * plotW;
     const yR = (v) => pad.top + plotH - (v / rpsMax) * plotH;
     const yL = (v) => pad.top + plotH - (v / latMax) * plotH;
@@ -84,7 +94,8 @@ const TrafficChart = (() => {
     }
     ctx.textBaseline = "alphabetic";
     ctx.textAlign = "left";
-    ctx.fillText(`-${Math.round(windowSeconds / 60)} min`, pad.left, height - 4);
+    ctx.fillText(windowSeconds >= 3600 ? `-${Math.round(windowSeconds / 3600)} h` : `-${Math.round(windowSeconds / 60)} min`,
+                 pad.left, height - 4);
     ctx.textAlign = "right";
     ctx.fillText("now", pad.left + plotW, height - 4);
 
@@ -93,28 +104,53 @@ const TrafficChart = (() => {
     ctx.beginPath();
     ctx.rect(pad.left, pad.top - 2, plotW, plotH + 4);
     ctx.clip();
-    line(ctx, visible, "latency_ms", x, yL, LATENCY);
-    line(ctx, visible, "rps", x, yR, RPS);
+    const maxGap = data.step * 1.5 + (data.interval || 5);
+    const withLatency = visible.map((p) => ({ t: p.t, latency: latencyOf(p), p99: p.p99_ms }));
+    line(ctx, withLatency, "p99", x, yL, TAIL, maxGap, true);
+    line(ctx, withLatency, "latency", x, yL, LATENCY, maxGap, false);
+    line(ctx, visible, "rps", x, yR, RPS, maxGap, false);
     ctx.restore();
   }
 
-  // The one-line reading under a chart: the latest values in words, for people and screen readers alike.
-  function summary(points) {
-    const last = points[points.length - 1];
-    if (!last) return "Waiting for the first samples…";
-    const latency = last.latency_ms === null || last.latency_ms === undefined ? "no calls" : `${number(last.latency_ms)} ms mean latency`;
-    return `Now: ${number(last.rps)} requests/s, ${latency}.`;
+  // "1 request", "2 requests", "0.5 requests": the singular only for exactly one.
+  function plural(value, one, many) {
+    return `${number(value)} ${Number(number(value)) === 1 ? one : many}`;
   }
 
-  return { draw, summary };
+  const SPANS = { "5m": "the last 5 minutes", "1h": "the last hour", "24h": "the last 24 hours" };
+
+  // The reading under a chart in words, for people and screen readers alike: the span's totals, then now.
+  function summary(points, data) {
+    const span = SPANS[data.span] || "this span";
+    if (!points.length) return `No traffic recorded in ${span}.`;
+    let calls = 0, errors = 0;
+    for (const p of points) { calls += p.requests || 0; errors += p.errors || 0; }
+    const parts = [`${plural(calls, "request", "requests")} in ${span}`];
+    if (errors) parts.push(plural(errors, "error", "errors"));
+    const last = points[points.length - 1];
+    const fresh = data.now - last.t <= data.step * 1.5 + (data.interval || 5);
+    parts.push(fresh ? `now ${plural(last.rps, "request", "requests")}/s` : "no samples lately");
+    const withCalls = points.filter((p) => p.requests);
+    const recent = withCalls[withCalls.length - 1];
+    if (recent && recent.p50_ms !== null && recent.p50_ms !== undefined) {
+      parts.push(`p50 ${number(recent.p50_ms)} ms, p99 ${number(recent.p99_ms)} ms`);
+    } else if (recent && recent.latency_ms !== null && recent.latency_ms !== undefined) {
+      parts.push(`${number(recent.latency_ms)} ms mean latency`);
+    }
+    return parts.join(" · ") + ".";
+  }
+
+  return { draw, summary, plural };
 })();
 
-// Poll the traffic series every few seconds and redraw; `render(series, now)` gets the server's answer.
+// Poll the traffic series every few seconds and redraw; `query()` says what to ask for (job, span), and
+// `render(data)` gets the server's answer. Returns `refresh()`, to ask at once (a span was picked).
 function pollTraffic(query, render) {
   let timer = null;
   async function tick() {
+    clearTimeout(timer);
     try {
-      const url = "/api/dashboard/traffic" + (query ? "?" + new URLSearchParams(query) : "");
+      const url = "/api/dashboard/traffic?" + new URLSearchParams(query());
       const data = await TrainML.api("GET", url);
       render(data);
       timer = setTimeout(tick, data.interval * 1000);
@@ -123,5 +159,20 @@ function pollTraffic(query, render) {
     }
   }
   tick();
-  return () => clearTimeout(timer);
+  return tick;
+}
+
+// The 5 min / 1 h / 24 h picker: buttons with aria-pressed; calls `onPick(span)` when one is chosen.
+function spanPicker(container, onPick) {
+  let span = "5m";
+  if (container) {
+    for (const button of container.querySelectorAll("button[data-span]")) {
+      button.addEventListener("click", () => {
+        span = button.dataset.span;
+        for (const b of container.querySelectorAll("button[data-span]")) b.setAttribute("aria-pressed", String(b === button));
+        onPick(span);
+      });
+    }
+  }
+  return () => span;
 }

@@ -9,6 +9,7 @@ const TrainML = (() => {
   const LIVE = new Set(STATUSES.live || []);
   const BILLED = new Set(STATUSES.billed || []);
   const FINAL = new Set(STATUSES.final || []);
+  const STATUS = STATUSES.names || {}; // STATUS.running, STATUS.failed, ...: the enum's members by name
 
   // fetch with the dashboard's header (the server refuses cookie-authenticated changes without it) and one
   // error shape: an Error whose message is the server's, with .status and .body for callers that map fields.
@@ -46,6 +47,16 @@ const TrainML = (() => {
     const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
     const pad = (n) => String(n).padStart(2, "0");
     return h ? `${h}h ${pad(m)}m ${pad(s)}s` : `${m}m ${pad(s)}s`;
+  }
+
+  // As the pages' filesize filter writes it: "286 B", "26.5 KB".
+  function fileSize(bytes) {
+    let value = Number(bytes) || 0;
+    for (const unit of ["B", "KB", "MB", "GB"]) {
+      if (value < 1024 || unit === "GB") return unit === "B" ? `${Math.round(value)} B` : `${value.toFixed(1)} ${unit}`;
+      value /= 1024;
+    }
+    return `${value.toFixed(1)} GB`;
   }
 
   function localTime(iso, withSeconds) {
@@ -186,9 +197,10 @@ const TrainML = (() => {
     toastTimer = setTimeout(() => { node.textContent = ""; }, 4000);
   }
 
-  function confirm(text, okLabel) {
+  function confirm(text, okLabel, title) {
     const dialog = document.getElementById("confirm");
     if (!dialog || !dialog.showModal) return Promise.resolve(window.confirm(text));
+    document.getElementById("confirm-title").textContent = title || "Remove endpoint?";
     document.getElementById("confirm-text").textContent = text;
     document.getElementById("confirm-ok").textContent = okLabel;
     return new Promise((resolve) => {
@@ -198,7 +210,7 @@ const TrainML = (() => {
     });
   }
 
-  return { ROOT, LIVE, FINAL, api, duration, localTime, localizeTimes, fill, bindActions, follow, toast, tickRunTimes };
+  return { ROOT, LIVE, FINAL, STATUS, api, duration, fileSize, localTime, localizeTimes, fill, bindActions, follow, toast, confirm, tickRunTimes };
 })();
 
 // Every job page (details, connect, logs) has the same head: name, status badge and actions, kept live.

@@ -1,4 +1,5 @@
-// Connect: the head follows the job live; each curl command has a copy button.
+// Connect: the head, the URL and the commands follow the job live; the URL and each curl command have a Copy
+// button.
 "use strict";
 
 (() => {
@@ -28,19 +29,31 @@
     const button = event.target.closest("button[data-copy]");
     if (!button) return;
     const source = document.getElementById(button.dataset.copy);
+    const what = source.classList.contains("url") ? "URL" : "Command";
     try {
       await copy(source.textContent);
       button.textContent = "Copied";
-      TrainML.toast("Command copied to the clipboard.");
+      TrainML.toast(`${what} copied to the clipboard.`);
     } catch (err) {
-      TrainML.toast("Could not copy; select the command and copy it yourself.");
+      TrainML.toast(`Could not copy; select the ${what.toLowerCase()} and copy it yourself.`);
     }
     setTimeout(() => { button.textContent = "Copy"; }, 2000);
   });
 
+  // The commands are written for a stand-in URL: the live one replaces it while the endpoint has one.
+  const standIn = document.getElementById("examples").dataset.standIn;
   const notRunning = document.getElementById("not-running");
+  const sentence = (status) => ({ [TrainML.STATUS.failed]: "The endpoint failed", [TrainML.STATUS.new]: "The endpoint was just created" }[status] || `The endpoint is ${status}`);
   followJobHead((job) => {
-    notRunning.hidden = job.status === "running";
-    // The URL is known only while the endpoint is up; commands keep the port it had or will have again.
+    notRunning.hidden = job.status === TrainML.STATUS.running;
+    document.getElementById("status-sentence").textContent = sentence(job.status);
+    for (const pre of document.querySelectorAll("pre[data-template]")) {
+      pre.textContent = job.url ? pre.dataset.template.split(standIn).join(job.url) : pre.dataset.template;
+    }
+    for (const button of document.querySelectorAll("#examples button[data-copy]")) button.disabled = !job.url;
+    document.querySelector('button[data-copy="endpoint-url"]').hidden = !job.url;
+    const docs = document.getElementById("docs-link");
+    docs.hidden = !job.url;
+    if (job.url) docs.querySelector("a").href = `${job.url}/docs`;
   });
 })();

@@ -90,6 +90,8 @@
         source_uri: value("#git-uri"),
         git_ref: value("#git-ref"),
         model: value("#stored-model"),
+        upload_id: uploaded ? uploaded.id : "",
+        upload_name: uploaded ? uploaded.name : "",
       },
       // Packages as typed (the CLI's comma format, split by the server); python is "" for the default.
       environment: {
@@ -134,10 +136,24 @@
 
   // An environment installs the root requirements.txt only when no other file is named.
   function showRequirementsNote() {
-    requirementsNote.hidden = !(folderHasRequirements && source() === "directory" && value("#requirements").trim() === "");
+    const known = source() === "directory" || (source() === "upload" && uploaded !== null);
+    requirementsNote.hidden = !(folderHasRequirements && known && value("#requirements").trim() === "");
   }
 
   async function lookupRequirements() {
+    if (source() === "upload") {
+      let found = false;
+      if (uploaded) {
+        try {
+          found = (await TrainML.api("GET", `/api/dashboard/requirements?upload=${encodeURIComponent(uploaded.id)}`)).found;
+        } catch (err) {
+          found = false; // the check at Next says what is wrong with the upload
+        }
+      }
+      folderHasRequirements = found;
+      showRequirementsNote();
+      return found;
+    }
     const directory = value("#model-directory").trim();
     let found = false;
     if (source() === "directory" && /^[\/~]/.test(directory)) { // the server answers for absolute paths only
@@ -221,10 +237,12 @@
     facts.replaceChildren();
     fact(facts, "Name", payload.name);
     const model = payload.model;
-    const from = { directory: "Directory on the server", git: "Git repository", trainml: "Stored model" }[formData.model.source];
+    const from = { upload: "Uploaded", directory: "Folder on the server", git: "Git repository", trainml: "Stored model" }[formData.model.source];
     fact(facts, "Model", `${from}: ${model.source_uri}${model.git_ref ? " @ " + model.git_ref : ""}`);
     const r = payload.resources;
-    fact(facts, "Resources", `GPU type ${r.gpu_types.join(", ")}, ${r.gpu_count} GPU, ${r.cpu_count} CPU, ${r.disk_size} GB disk, max ${r.max_price} credits/hour`);
+    const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+    const gpus = r.gpu_count ? `${count(r.gpu_count, "GPU", "GPUs")} of type ${r.gpu_types.join(" or ")}` : "no GPU";
+    fact(facts, "Resources", `${gpus}, ${count(r.cpu_count, "CPU", "CPUs")}, ${r.disk_size} GB disk, at most ${r.max_price} credits/hour`);
 
     const env = payload.environment || {};
     const environment = document.getElementById("review-environment");
@@ -235,7 +253,7 @@
     fact(environment, "Python packages", pip.length ? pip.join(", ") : "None");
     let requirements;
     if (env.requirements) requirements = env.requirements;
-    else if (formData.model.source !== "directory") requirements = "requirements.txt at the model root, if there is one";
+    else if (!["directory", "upload"].includes(formData.model.source)) requirements = "requirements.txt at the model root, if there is one";
     else requirements = folderHasRequirements ? "requirements.txt (found in the folder)" : "None";
     fact(environment, "Requirements file", requirements);
 
@@ -341,10 +359,19 @@
     input.disabled = !event.target.checked;
   });
 
+  // A CPU job holds no GPU: the count is 0 and fixed; a GPU type asks for at least one.
+  const gpuType = document.getElementById("gpu-type"), gpuCount = document.getElementById("gpu-count");
+  gpuType.addEventListener("change", () => {
+    const cpu = gpuType.value === "cpu";
+    gpuCount.disabled = cpu;
+    if (cpu) gpuCount.value = "0";
+    else if (gpuCount.value === "0" || gpuCount.value === "") gpuCount.value = "1";
+  });
+
   form.addEventListener("change", (event) => {
     if (event.target.name !== "source") return;
     for (const block of form.querySelectorAll("[data-source]")) block.hidden = block.dataset.source !== event.target.value;
-    showRequirementsNote();
+    lookupRequirements();
   });
 
   document.getElementById("model-directory").addEventListener("input", () => {
@@ -352,6 +379,10 @@
     lookupTimer = setTimeout(lookupRequirements, 300); // once typing pauses, not per key
   });
   document.getElementById("requirements").addEventListener("input", showRequirementsNote);
+
+  // A folder from this computer: uploaded as soon as it is picked or dropped; Next checks routes against it.
+  let uploaded = null;
+  ModelUpload.attach(document.getElementById("model-upload"), (upload) => { uploaded = upload; lookupRequirements(); });
 
   review.querySelector("#review-heading").tabIndex = -1;
   addRoute();

@@ -7,6 +7,10 @@
   const history = document.getElementById("history");
   const noHistory = document.getElementById("no-history");
   const reason = document.getElementById("job-reason");
+  const failure = document.getElementById("failure");
+  const reasonRest = document.getElementById("reason-rest");
+  const reasonMore = document.getElementById("reason-more");
+  const size = document.querySelector('[data-field="model_size"]');
   const traffic = document.getElementById("traffic");
   const canvas = traffic.querySelector("canvas");
   // The status the history was rendered with: any other status seen later means the history has grown.
@@ -68,10 +72,15 @@
 
   function onJob(job) {
     showEnvironment(job.environment);
-    reason.textContent = job.status === "failed" ? job.reason || "" : "";
-    traffic.classList.toggle("hidden", job.status !== "running");
+    // The reason's first line is the error; the output lines after it are one click away, and so is the log.
+    const [headline, ...rest] = (job.status === TrainML.STATUS.failed && job.reason ? job.reason : "").split("\n");
+    failure.hidden = job.status !== TrainML.STATUS.failed;
+    reason.textContent = headline;
+    reasonRest.textContent = rest.join("\n");
+    reasonMore.hidden = !rest.length;
+    if (job.model && job.model.size) size.textContent = TrainML.fileSize(job.model.size);
     if (lastStatus !== job.status) refreshHistory().catch(() => {});
-    if (lastStatus !== "running" && job.status === "running" && lastTraffic) draw(lastTraffic);
+    if (lastStatus !== TrainML.STATUS.running && job.status === TrainML.STATUS.running && lastTraffic) draw(lastTraffic);
     lastStatus = job.status;
   }
 
@@ -79,12 +88,13 @@
     lastTraffic = data;
     if (traffic.classList.contains("hidden")) return;
     const points = data.jobs[0] ? data.jobs[0].points : [];
-    TrafficChart.draw(canvas, points, data.window, data.now);
-    traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(points);
+    TrafficChart.draw(canvas, points, data);
+    traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(points, data);
   }
 
   TrainML.localizeTimes(document, true);
   followJobHead(onJob);
-  pollTraffic({ job: jobId }, draw);
+  const span = spanPicker(document.getElementById("span"), () => refresh());
+  const refresh = pollTraffic(() => ({ job: jobId, span: span() }), draw);
   window.addEventListener("resize", () => lastTraffic && draw(lastTraffic));
 })();

@@ -46,16 +46,18 @@
     return card;
   }
 
+  // A chart for every running endpoint, and for a stopped one whose traffic still falls in the span.
   function showTraffic(data) {
     lastTraffic = data;
-    const ids = new Set(data.jobs.map((j) => j.id));
+    const shown = data.jobs.filter((j) => j.status === TrainML.STATUS.running || j.points.length);
+    const ids = new Set(shown.map((j) => j.id));
     for (const card of [...charts.children]) if (!ids.has(card.dataset.jobId)) card.remove();
-    for (const job of data.jobs) {
+    for (const job of shown) {
       const card = cardFor(job.id, job.name);
-      TrafficChart.draw(card.querySelector("canvas"), job.points, data.window, data.now);
-      card.querySelector('[data-field="now"]').textContent = TrafficChart.summary(job.points);
+      TrafficChart.draw(card.querySelector("canvas"), job.points, data);
+      card.querySelector('[data-field="now"]').textContent = TrafficChart.summary(job.points, data);
     }
-    noCharts.classList.toggle("hidden", data.jobs.length > 0);
+    noCharts.classList.toggle("hidden", shown.length > 0);
   }
 
   TrainML.localizeTimes(rows);
@@ -66,6 +68,7 @@
   });
   TrainML.follow(null, { jobs: showJobs });
   TrainML.tickRunTimes();
-  pollTraffic(null, showTraffic);
+  const span = spanPicker(document.getElementById("span"), () => refresh());
+  const refresh = pollTraffic(() => ({ span: span() }), showTraffic);
   window.addEventListener("resize", () => lastTraffic && showTraffic(lastTraffic));
 })();

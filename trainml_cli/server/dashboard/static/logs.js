@@ -1,63 +1,154 @@
-// Logs: newest line on top. New lines arrive through the REST API's log stream (server-sent events) and go on
-// top without a reload; scrolling towards the bottom loads older pages through the same API's cursor.
+// Logs: newest entry on top. An entry is one record: a line, or a multi-line one (a traceback, an indented
+// printed block) kept together and in its own order, top-down. New lines arrive through the REST API's log
+// stream (server-sent events) and go on top without a reload; scrolling down loads older pages through the
+// same API's cursor. Each entry shows one timestamp (the date too when it is not today): an access-log line's
+// own timestamp is dropped, since the stored one says the same. Platform events, stderr and 4xx/5xx answers
+// are each styled apart.
 "use strict";
 
 (() => {
   const jobId = document.getElementById("job-head").dataset.jobId;
   const base = `/api/jobs/${encodeURIComponent(jobId)}/logs`;
   const box = document.getElementById("log");
-  const lines = document.getElementById("log-lines");
+  const list = document.getElementById("log-lines");
   const end = document.getElementById("log-end");
   const live = document.getElementById("live");
   const PAGE = 200;
-  const MAX_LINES = 3000; // lines kept on the page; older ones are dropped and loaded again on scroll
+  const MAX_ENTRIES = 3000; // entries kept on the page; older ones are dropped and loaded again on scroll
+  const JOIN_WITHIN = 2000; // ms: lines further apart than this are never one record
+  // The runtime's access log: "2026-11-27T04:01:35Z POST /predict 200 0.43ms".
+  const ACCESS = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) ([A-Z]+ \S+ (\d{3}) \S+)$/;
+  const TRACEBACK = "Traceback (most recent call last):";
+  const CHAINED = /^(During handling of the above exception|The above exception was the direct cause)/;
 
   let older = null; // cursor for the next older page; null when the oldest line is on the page
   let loading = false;
 
-  function lineNode(entry, fresh) {
-    const row = document.createElement("div");
-    row.className = "log-line" + (fresh ? " fresh" : "");
-    row.dataset.id = entry.id;
+  // -- records --------------------------------------------------------------------------------------------------
+
+  // Does `line` continue the record `entry` (oldest line first)? Only output of the same stream, close in time:
+  // an indented line, the last line of a traceback (the exception, right after its indented frames), or a
+  // chained traceback's joining lines.
+  function continues(entry, line) {
+    if (!entry || line.stream === "event" || entry.stream !== line.stream) return false;
+    if (ACCESS.test(line.message) || Date.parse(line.time) - entry.lastTime > JOIN_WITHIN) return false;
+    const text = line.message, last = entry.lines[entry.lines.length - 1];
+    if (/^[ \t]+\S/.test(text)) return true;
+    const traceback = entry.lines[0].startsWith(TRACEBACK);
+    if (!traceback) return false;
+    if (/^[ \t]/.test(last) || text === "" || CHAINED.test(text)) return true;
+    return (last === "" || CHAINED.test(last)) && (text.startsWith(TRACEBACK) || CHAINED.test(text) || text === "");
+  }
+
+  function newEntry(line) {
+    return { firstId: line.id, lastId: line.id, stream: line.stream, time: line.time,
+             lastTime: Date.parse(line.time), lines: [line.message], node: null };
+  }
+
+  function extend(entry, line) {
+    entry.lines.push(line.message);
+    entry.lastId = line.id;
+    entry.lastTime = Date.parse(line.time);
+  }
+
+  // Lines oldest first -> records oldest first.
+  function fold(lines) {
+    const entries = [];
+    for (const line of lines) {
+      const lastEntry = entries[entries.length - 1];
+      if (continues(lastEntry, line)) extend(lastEntry, line);
+      else entries.push(newEntry(line));
+    }
+    return entries;
+  }
+
+  // -- showing --------------------------------------------------------------------------------------------------
+
+  const today = () => new Date().toDateString();
+
+  function stamp(iso) {
+    const date = new Date(iso);
+    const clock = date.toLocaleTimeString(undefined, { hour12: false });
+    if (date.toDateString() === today()) return clock;
+    return `${date.toLocaleDateString(undefined, { month: "short", day: "numeric", year: date.getFullYear() === new Date().getFullYear() ? undefined : "numeric" })} ${clock}`;
+  }
+
+  function render(entry, fresh) {
+    const row = entry.node || document.createElement("div");
+    entry.node = row;
+    row.className = "log-line" + (fresh ? " fresh" : "") + (entry.lines.length > 1 ? " multi" : "");
+    row.dataset.id = entry.lastId;
+    row.dataset.firstId = entry.firstId;
     row.dataset.stream = entry.stream;
+    row.entry = entry;
     const time = document.createElement("time");
     time.setAttribute("datetime", entry.time);
-    time.textContent = new Date(entry.time).toLocaleTimeString(undefined, { hour12: false });
+    time.textContent = stamp(entry.time);
     time.title = entry.time;
     const message = document.createElement("span");
     message.className = "msg";
-    message.textContent = entry.message;
-    row.append(time, message);
+    let text = entry.lines.join("\n");
+    const access = entry.lines.length === 1 && ACCESS.exec(text);
+    if (access) {
+      text = access[2]; // its own timestamp is the entry's: one per line
+      const code = Number(access[3]);
+      row.dataset.http = code >= 500 ? "5xx" : code >= 400 ? "4xx" : "ok";
+    }
+    message.textContent = text;
+    const kind = document.createElement("span");
+    kind.className = "kind";
+    kind.textContent = { stderr: "err", event: "platform" }[entry.stream] || "";
+    row.replaceChildren(time, kind, message);
     return row;
   }
 
   function showEnd() {
-    end.textContent = older === null ? (lines.children.length ? "Beginning of the log" : "No log lines yet") : "Scroll for older lines";
+    end.textContent = older === null ? (list.children.length ? "Beginning of the log" : "No log lines yet") : "Scroll for older lines";
   }
 
-  // Newer lines go on top; if the reader has scrolled down, keep what they are reading where it is.
-  function prepend(entries) {
+  // Newer lines (oldest first) go on top; if the reader has scrolled down, keep what they read where it is.
+  function prepend(lines) {
     const before = box.scrollHeight;
-    const fragment = document.createDocumentFragment();
-    for (let i = entries.length - 1; i >= 0; i--) fragment.appendChild(lineNode(entries[i], true));
-    lines.insertBefore(fragment, lines.firstChild);
+    for (const line of lines) {
+      const top = list.firstChild && list.firstChild.entry;
+      if (continues(top, line)) {
+        extend(top, line);
+        render(top, true);
+      } else {
+        list.insertBefore(render(newEntry(line), true), list.firstChild);
+      }
+    }
     if (box.scrollTop > 0) box.scrollTop += box.scrollHeight - before;
-    while (lines.children.length > MAX_LINES) {
-      lines.lastChild.remove();
-      older = Number(lines.lastChild.dataset.id);
+    while (list.children.length > MAX_ENTRIES) {
+      list.lastChild.remove();
+      older = Number(list.lastChild.dataset.firstId);
     }
     showEnd();
   }
 
+  // An older page (newest first from the API) goes at the bottom; the record the page cut in two is joined.
+  function append(page) {
+    const entries = fold([...page].reverse());
+    const bottom = list.lastChild && list.lastChild.entry;
+    const newest = entries[entries.length - 1];
+    if (bottom && newest && continues(newest, { stream: bottom.stream, time: bottom.time, message: bottom.lines[0] })) {
+      for (const text of bottom.lines) newest.lines.push(text);
+      newest.lastId = bottom.lastId;
+      newest.lastTime = bottom.lastTime;
+      list.lastChild.remove();
+    }
+    for (let i = entries.length - 1; i >= 0; i--) list.appendChild(render(entries[i], false));
+  }
+
   async function loadOlder() {
-    if (loading || (older === null && lines.children.length)) return;
+    if (loading || (older === null && list.children.length)) return;
     loading = true;
     end.textContent = "Loading…";
     try {
       const query = new URLSearchParams({ limit: PAGE });
       if (older !== null) query.set("before", older);
       const page = await TrainML.api("GET", `${base}?${query}`);
-      for (const entry of page.logs) lines.appendChild(lineNode(entry, false));
+      append(page.logs);
       older = page.next;
     } catch (err) {
       TrainML.toast(err.message);
@@ -90,7 +181,7 @@
 
   async function start() {
     await loadOlder();
-    const newest = lines.firstChild ? Number(lines.firstChild.dataset.id) : 0;
+    const newest = list.firstChild ? Number(list.firstChild.dataset.id) : 0;
     follow(newest);
     box.addEventListener("scroll", () => { if (nearBottom()) loadOlder(); });
     // A short first page may not fill the box; keep loading until it scrolls or the log's beginning shows.
