@@ -570,6 +570,10 @@ def test_a_traceback_reads_top_down_as_one_entry(browser, control_plane):
     ui.go(f"/dashboard/jobs/{job['id']}/logs")
     entry = page.locator(".log-line", has_text="Traceback (most recent call last):")
     entry.wait_for()
+    # The output is tailed from files in chunks: a record's later lines may join its entry a moment later.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.log-line .msg')].some(m => m.innerText.includes(\"ValueError: bad value 'x'\")"
+        " && m.innerText.includes('Traceback (most recent call last):'))", timeout=20000)
     text = entry.locator(".msg").inner_text()
     lines = text.splitlines()
     # One entry, in the order Python printed it: the header first, the frames, the exception last.
