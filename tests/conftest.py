@@ -51,6 +51,7 @@ class ControlPlane:
         self.args = args or []
         self.process: subprocess.Popen | None = None
         self.url: str | None = None
+        self.verify = True  # what requests verifies it with: its certificate when it serves HTTPS
         self.token: str | None = None
 
     @property
@@ -86,12 +87,14 @@ class ControlPlane:
             if info.get("pid") != self.process.pid:
                 return None
             try:
-                return requests.get(info["url"] + "/api/health", timeout=1).ok and info
+                # A TLS control plane's own (self-signed) certificate vouches for it, as clients of its home see it.
+                return requests.get(info["url"] + "/api/health", timeout=1, verify=info.get("tls_certfile", True)).ok and info
             except requests.RequestException:
                 return None
 
         info = wait_until(answering, timeout, message=f"the control plane to answer\n{self.log()}")
         self.url = info["url"]
+        self.verify = info.get("tls_certfile", True)
         self.token = (self.home / "token").read_text().strip()
         return self
 
@@ -118,6 +121,7 @@ class ControlPlane:
         headers = kwargs.pop("headers", {})
         if auth:
             headers["Authorization"] = f"Bearer {self.token}"
+        kwargs.setdefault("verify", self.verify)
         return requests.request(method, self.url + path, headers=headers, timeout=kwargs.pop("timeout", 30), **kwargs)
 
     def endpoint_pids(self) -> list[int]:

@@ -398,3 +398,17 @@ def test_traffic_history_outlives_a_control_plane_restart(control_plane):
     control_plane.start()
     assert recorded() == 50
     assert control_plane.api("GET", "/api/dashboard/traffic", params={"span": "week"}).status_code == 422
+
+def test_the_create_form_can_ask_for_a_key_and_the_connect_page_shows_it(control_plane):
+    session = signed_in(control_plane)
+    form = {"name": "keyed", "auth": True, "resources": {"gpu_types": ["cpu"]},
+            "model": {"source": "directory", "directory": ECHO_DIR}, "routes": [route(file="echo", function="echo")]}
+    created = session.post(control_plane.url + "/api/dashboard/jobs", json=form, headers=DASHBOARD, timeout=60)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    assert created.json()["endpoint"]["auth"] is True
+    key = control_plane.api("GET", f"/api/jobs/{job_id}/connect").json()["key"]
+    assert key and key not in created.text
+    page = session.get(control_plane.url + f"/dashboard/jobs/{job_id}/connect", timeout=10).text
+    assert key in page and f"Authorization: Bearer {key}" in page
+    assert key not in session.get(control_plane.url + f"/dashboard/jobs/{job_id}", timeout=10).text

@@ -126,11 +126,11 @@ def test_service_discovery_lists_running_endpoints_and_the_control_plane(control
     job = run(scenario())
     groups = control_plane.api("GET", "/api/prometheus/targets").json()
     host_port = control_plane.url.split("://")[1]
-    assert groups[0] == {"targets": [host_port], "labels": {"__metrics_path__": "/metrics", "component": "control-plane"}}
+    assert groups[0] == {"targets": [host_port], "labels": {"__metrics_path__": "/metrics", "__scheme__": "http", "component": "control-plane"}}
     endpoint_url = job.url
     [endpoint] = groups[1:]
     assert endpoint["targets"] == [endpoint_url.split("://")[1]]
-    assert endpoint["labels"] == {"__metrics_path__": "/metrics", "component": "endpoint", "job_id": job.id,
+    assert endpoint["labels"] == {"__metrics_path__": "/metrics", "__scheme__": "http", "component": "endpoint", "job_id": job.id,
                                   "job_name": "two-workers"}
 
     # Every target answers Prometheus text; the control plane's needs no token (scrapes must not carry it).

@@ -113,7 +113,7 @@ def test_same_path_with_two_verbs_and_query_params_for_get(serve):
     bad = ep.get("/items", params={"item_id": "seven"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "item_id"]
     wrong_verb = ep.session.delete(ep.url + "/items")
-    assert wrong_verb.status_code == 405 and "GET, PUT" in wrong_verb.json()["message"]
+    assert wrong_verb.status_code == 405 and "GET, HEAD, OPTIONS, PUT" in wrong_verb.json()["message"]
     assert ep.get("/nowhere").status_code == 404
 
 

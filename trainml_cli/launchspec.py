@@ -47,6 +47,10 @@ class LaunchSpec:
     max_body_size: int | None = None
     access_log: bool = True
     metrics_dir: str | None = None  # shared by a worker group (set by the runtime for its own workers)
+    key_file: str | None = None  # callers must send 'Authorization: Bearer KEY' with the key in this file
+    tls_certfile: str | None = None  # serve HTTPS with this certificate (PEM) and key
+    tls_keyfile: str | None = None
+    max_connections: int | None = None  # open connections per worker; past it requests get 503
 
     def to_argv(self) -> list[str]:
         argv = ["--model-dir", os.fspath(self.model_dir)]
@@ -89,4 +93,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-size", type=int, help=f"bytes (default {DEFAULT_MAX_BODY_SIZE})")
     p.add_argument("--no-access-log", dest="access_log", action="store_false")
     p.add_argument("--metrics-dir", help=argparse.SUPPRESS)
+    p.add_argument("--key-file", help="callers must send 'Authorization: Bearer KEY' with the key in this file")
+    p.add_argument("--tls-certfile", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-keyfile", help="the certificate's private key (PEM)")
+    p.add_argument("--max-connections", type=int,
+                   help="open connections per worker; past it requests get 503 (default 1000)")
     return p

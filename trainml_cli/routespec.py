@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import json
 import keyword
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,11 +202,16 @@ def parse_default(text: str, type_name: str) -> Any:
     expected = PYTHON_TYPES[type_name]
     if type_name == "int" and isinstance(value, bool) or not isinstance(value, expected):
         raise ValueError(f"{text!r} is {_a(type(value).__name__)}, not {_a(type_name)}")
+    # A non-finite default would reach the model as inf or nan, which requests themselves may not send (422).
+    if type_name == "float" and not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number (requests may not send inf or nan either)")
     if type_name in ("dict", "list"):
         try:
-            json.dumps(value)
-        except (TypeError, ValueError):
+            json.dumps(value, allow_nan=False)
+        except TypeError:
             raise ValueError(f"{text!r} cannot be sent as JSON (use only str, int, float, bool, None, lists and dicts)") from None
+        except ValueError:
+            raise ValueError(f"{text!r} holds a number that is not finite (requests may not send inf or nan either)") from None
     return value
 
 
@@ -441,19 +447,22 @@ def check_route_files(routes: Iterable[Route], model_dir: str | os.PathLike) -> 
         raise RouteSpecError.of(found)
 
 
-def curl_command(url: str, route: Route) -> str:
-    """A ready-to-paste curl call with an example value of the right type for every param."""
+def curl_command(url: str, route: Route, key: str | None = None) -> str:
+    """A ready-to-paste curl call with an example value of the right type for every param (and the endpoint's
+    key, for an endpoint that has one)."""
     import shlex
     from urllib.parse import urlencode
 
     target = url.rstrip("/") + route.path
     example = route.example_body()
+    auth = f" -H {shlex.quote('Authorization: Bearer ' + key)}" if key else ""
     if route.takes_body:
         body = json.dumps(example)
-        return f"curl -X {route.verb} {shlex.quote(target)} -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+        return (f"curl -X {route.verb} {shlex.quote(target)}{auth} -H 'Content-Type: application/json' "
+                f"-d {shlex.quote(body)}")
     if example:
         # The runtime reads query values as text: JSON for dict/list, lower-case true/false for bool.
         query = {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in example.items()}
         target += "?" + urlencode(query)
     verb = "" if route.verb == "GET" else f"-X {route.verb} "
-    return f"curl {verb}{shlex.quote(target)}"
+    return f"curl {verb}{shlex.quote(target)}{auth}"

@@ -55,6 +55,11 @@ OPTIONS: tuple[ServerOption, ...] = (
                  "they are killed.", metavar="SECONDS", low=0),
     ServerOption("--unresponsive-after", float, UNRESPONSIVE_AFTER, "Restart a running endpoint that has not "
                  "answered /ping for this long.", metavar="SECONDS", low=1),
+    # HTTPS for the API, the dashboard and every endpoint (tls.py); both or neither.
+    ServerOption("--tls-certfile", str, None, "Serve the API, the dashboard and every endpoint over HTTPS with this "
+                 "certificate (PEM).", metavar="FILE", existing_file=True),
+    ServerOption("--tls-keyfile", str, None, "The certificate's private key (PEM, unencrypted).", metavar="FILE",
+                 existing_file=True),
     # Where endpoints run (server/backends/): this machine, or a Ray Serve cluster driven over its HTTP API.
     ServerOption("--backend", str, "local", "Where endpoints run: processes on this machine, or a Ray Serve "
                  "cluster (see --ray-address).", choices=("local", "ray")),

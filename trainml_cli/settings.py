@@ -24,16 +24,25 @@ class Settings:
     connect_timeout: float = 5.0
     request_timeout: float = 60.0
     autostart: bool = True
+    ca_file: str | None = None  # verify an HTTPS control plane and endpoints with these CAs (see tls.py)
 
     @classmethod
-    def from_env(cls, *, home=None, api_url=None, token=None, **overrides) -> "Settings":
+    def from_env(cls, *, home=None, api_url=None, token=None, ca_file=None, **overrides) -> "Settings":
         home_path = Path(home).expanduser() if home else default_home()
         return cls(
             home=home_path,
             api_url=(api_url or os.environ.get("TRAINML_API_URL") or None),
             token=(token or os.environ.get("TRAINML_API_TOKEN") or None),
+            ca_file=(ca_file or os.environ.get("TRAINML_CA_FILE") or None),
             **overrides,
         )
+
+    def verify(self, url: str | None = None):
+        """What requests verifies the control plane at `url` (and its endpoints) with: see tls.client_verify."""
+        from .tls import client_verify
+
+        info = self.read_server_file()
+        return client_verify(self.ca_file, info if info and (url is None or info.get("url") == url) else None)
 
     # Everything the control plane keeps lives under home; these names are the one place that says where.
     @property

@@ -10,6 +10,7 @@ import click
 
 from ..runtime.config import (
     DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_QUEUE,
     DEFAULT_TIMEOUT,
@@ -43,8 +44,15 @@ def endpoint():
 @click.option("--max-body-size", default=DEFAULT_MAX_BODY_SIZE, show_default=True, type=click.IntRange(1),
               help="Largest request body in bytes; larger gets 413.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request.")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False),
+              help="Callers must send 'Authorization: Bearer KEY' with the key in this file (read again when it "
+                   "changes); /ping and /metrics stay open.")
+@click.option("--tls-certfile", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this certificate (PEM).")
+@click.option("--tls-keyfile", type=click.Path(exists=True, dir_okay=False), help="The certificate's private key (PEM).")
+@click.option("--max-connections", default=DEFAULT_MAX_CONNECTIONS, show_default=True, type=click.IntRange(1),
+              help="Open connections per worker; past it requests get 503.")
 def serve(model_dir, routes, route_file, host, port, workers, max_concurrency, max_queue, timeout, max_body_size,
-          access_log):
+          access_log, key_file, tls_certfile, tls_keyfile, max_connections):
     """Serve MODEL_DIR's functions as REST routes until interrupted.
 
     \b
@@ -61,7 +69,8 @@ def serve(model_dir, routes, route_file, host, port, workers, max_concurrency, m
     config = RuntimeConfig(
         model_dir=model_dir, routes=validate_routes(routes, route_file), host=host, port=port, workers=workers,
         max_concurrency=max_concurrency, max_queue=max_queue, timeout=timeout, max_body_size=max_body_size,
-        access_log=access_log,
+        access_log=access_log, key_file=key_file, tls_certfile=tls_certfile, tls_keyfile=tls_keyfile,
+        max_connections=max_connections,
     )
     code = run(config)
     return 1 if code else 0

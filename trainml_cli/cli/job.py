@@ -84,6 +84,9 @@ def create():
               help="How long one call may run before the caller gets 504 (default 60).")
 @click.option("--timeout", type=SECONDS, default=300, show_default=True,
               metavar="SECONDS", help="How long to wait for the endpoint to be running.")
+@click.option("--auth/--no-auth", default=False, show_default=True,
+              help="Give the endpoint a key: calls without 'Authorization: Bearer KEY' get 401 (/ping stays open). "
+                   "`trainml job connect` shows the key; `trainml job rotate-key` replaces it.")
 @click.option("--connect/--no-connect", default=True, show_default=True,
               help="Wait until running, then print the URL and example calls.")
 @click.option("--attach/--no-attach", default=False, show_default=True, help="Then follow the job's logs.")
@@ -93,7 +96,7 @@ def create():
 def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, secrets, credentials,
                     pip_packages,
                     requirements, python, environment_type, gpu_types, gpu_count, cpu_count, disk_size, max_price,
-                    max_concurrency, max_queue, call_timeout, timeout, connect, attach, fmt, **scaling):
+                    max_concurrency, max_queue, call_timeout, timeout, auth, connect, attach, fmt, **scaling):
     """Create an endpoint job NAME serving model code over HTTP.
 
     Give the code with exactly one of --model-dir, --git-uri or --model-id, and at least one route (--route
@@ -130,6 +133,8 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         endpoint["max_queue"] = max_queue
     if call_timeout is not None:
         endpoint["timeout"] = call_timeout
+    if auth:
+        endpoint["auth"] = True
     endpoint.update(scaling_payload(**scaling))
     resources = {
         key: value
@@ -165,10 +170,11 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
                 if out.json_mode:  # a script still gets the failed job's record, and exit 1
                     out.json(created.dict)
                 raise
+        key = await endpoint_key(created)
         if out.json_mode:
-            out.json(created.dict)
+            out.json({**created.dict, "key": key} if key else created.dict)
         elif connect:
-            show_endpoint(created, out)
+            show_endpoint(created, out, key)
         else:
             out.line(f"Created job {created.name} ({created.id}); status: {created.status}")
             out.note(f"`trainml job connect {shell_quote(created.name)}` prints its URL once it is running.")
@@ -284,10 +290,32 @@ def connect_job(obj, job_ref, timeout, fmt):
     async def work(client):
         found = await client.jobs.get(job_ref)
         await wait_running(found, out, timeout)
+        key = await endpoint_key(found)
         if out.json_mode:
-            out.json(found.dict)
+            out.json({**found.dict, "key": key} if key else found.dict)
         else:
-            show_endpoint(found, out)
+            show_endpoint(found, out, key)
+
+    obj.run(work)
+
+
+@job.command("rotate-key")
+@click.argument("job_ref", metavar="JOB", type=JOB)
+@format_option
+@click.pass_obj
+def rotate_key(obj, job_ref, fmt):
+    """Replace an endpoint's key (a job created with --auth); the old key stops working within a second."""
+    out = Output(obj, fmt)
+
+    async def work(client):
+        found = await client.jobs.get(job_ref)
+        connection = await found.rotate_key()
+        if out.json_mode:
+            out.json(connection)
+            return
+        out.line(f"New key for job {found.name}: {connection['key']}")
+        if found.url:
+            show_endpoint(found, out, connection["key"])
 
     obj.run(work)
 
@@ -326,7 +354,7 @@ def start_job(obj, job_ref, connect, timeout):
         if connect:
             await found.refresh()
             await wait_running(found, out, timeout)
-            show_endpoint(found, out)
+            show_endpoint(found, out, await endpoint_key(found))
         else:
             out.line(f"Job {found.name} is starting.")
 
@@ -430,13 +458,23 @@ def job_routes(job) -> list:
         return []
 
 
-def show_endpoint(job, out: Output) -> None:
+async def endpoint_key(job) -> str | None:
+    """The endpoint's key for a job created with --auth (asked of the control plane, which never puts it in a
+    job record); None otherwise."""
+    if not ((job.dict or {}).get("endpoint") or {}).get("auth"):
+        return None
+    return (await job.connection()).get("key")
+
+
+def show_endpoint(job, out: Output, key: str | None = None) -> None:
     """`Endpoint is running at: URL`, then one ready-to-paste curl command per route."""
     from ..routespec import curl_command
 
     out.line(f"Endpoint is running at: {job.url}")
+    if key:
+        out.line(f"Endpoint key: {key} (send it as 'Authorization: Bearer KEY'; /ping needs none)")
     for route in job_routes(job):
-        out.line(curl_command(job.url, route))
+        out.line(curl_command(job.url, route, key))
 
 
 def describe(job, verbose: int = 0) -> list[tuple[str, object]]:

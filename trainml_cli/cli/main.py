@@ -56,8 +56,9 @@ class LazyGroup(click.Group):
 class Context:
     """What the global options decide, built once and handed to every subcommand as ctx.obj."""
 
-    def __init__(self, api_url=None, home=None, output_file=None, silent=False, verbose=0, debug=False):
+    def __init__(self, api_url=None, home=None, output_file=None, silent=False, verbose=0, debug=False, ca_file=None):
         self.api_url = api_url
+        self.ca_file = ca_file
         self.home = home
         self.output_file = output_file
         self.silent = silent
@@ -70,7 +71,7 @@ class Context:
         if self._settings is None:
             from ..settings import Settings
 
-            self._settings = Settings.from_env(home=self.home, api_url=self.api_url)
+            self._settings = Settings.from_env(home=self.home, api_url=self.api_url, ca_file=self.ca_file)
         return self._settings
 
     def client(self):
@@ -111,12 +112,15 @@ class Context:
               help="Control plane URL (default: the one under --home).")
 @click.option("--home", envvar="TRAINML_HOME", type=click.Path(file_okay=False),
               help="State folder (default: $TRAINML_HOME, else ~/.trainml).")
+@click.option("--ca-file", envvar="TRAINML_CA_FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Verify an HTTPS control plane and its endpoints with the CA certificates in this PEM file "
+                   "(default: REQUESTS_CA_BUNDLE, else the system's).")
 @click.option("-o", "--output-file", type=click.File("w"), help="Write command output to this file.")
 @click.option("-s", "--silent", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="More detail; repeat for more.")
 @click.option("-d", "--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
-def cli(ctx, api_url, home, output_file, silent, verbose, debug):
+def cli(ctx, api_url, home, ca_file, output_file, silent, verbose, debug):
     """Turn a folder of Python model code into a REST endpoint.
 
     \b
@@ -124,7 +128,7 @@ def cli(ctx, api_url, home, output_file, silent, verbose, debug):
         --route '{"verb":"POST","path":"/predict","file":"predict","function":"predict",
                   "body":[{"name":"text","type":"str"}]}' sentiment
     """
-    ctx.obj = Context(api_url, home, output_file, silent, verbose, debug)
+    ctx.obj = Context(api_url, home, output_file, silent, verbose, debug, ca_file=ca_file)
 
 
 def _check_url(value):

@@ -55,6 +55,25 @@ def _server_options(options: dict):
     return ServerOptions(**{field: options[field] for field in option_fields()})
 
 
+def _checked_tls(options: dict) -> bool:
+    """Check the certificate pair before anything starts (exit 2 naming the file), and make its paths absolute:
+    a background control plane runs in TRAINML_HOME, and `server restart` reuses the command line."""
+    from ..tls import check_pair
+
+    pair = check_pair(options.get("tls_certfile"), options.get("tls_keyfile"))
+    if pair:
+        options["tls_certfile"], options["tls_keyfile"] = pair
+    return pair is not None
+
+
+def _warn_exposure(host, tls: bool) -> None:
+    """Beyond loopback: say what is exposed (no TLS; endpoints without keys), on stderr."""
+    from ..tls import exposure_warnings
+
+    for line in exposure_warnings(host, tls):
+        click.echo(line, err=True)
+
+
 def _settings(obj, host=None, port=None):
     settings = obj.settings
     if host is not None:
@@ -76,6 +95,7 @@ def run(obj, log_level, **options):
     from ..server.daemon import serve
 
     try:
+        _checked_tls(options)
         serve(_settings(obj, options["host"], options["port"]), _server_options(options), log_level=log_level,
               args=_server_args(options))
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly: a normal end here
@@ -96,6 +116,7 @@ def start(obj, timeout, fmt, **options):
     settings = _settings(obj, options["host"], options["port"])
     info = autostart.running(settings)
     if info is None:
+        _warn_exposure(settings.host, _checked_tls(options))
         extra = _server_args(options, settings=False)
         with out.progress(f"Starting the control plane for {settings.home}"):
             info = autostart.start(settings, extra, timeout=timeout)
@@ -196,6 +217,7 @@ def install(obj, name, print_only, **options):
     from pathlib import Path
 
     out = Output(obj)
+    _checked_tls(options)
     settings = _settings(obj, options["host"], options["port"])
     home = settings.home.expanduser().absolute()
     command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home), *_server_args(options)]
@@ -224,7 +246,7 @@ def status(obj, fmt):
     out = Output(obj, fmt)
     settings = obj.settings
     if settings.api_url:
-        answer = autostart.health(settings.api_url)
+        answer = autostart.health(settings.api_url, verify=settings.verify(settings.api_url))
         info = {**answer, "url": settings.api_url} if answer else None
     else:
         info = autostart.running(settings)

@@ -9,6 +9,7 @@ gate's threads. The user's code is imported on a thread after the server listens
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import enum
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ModelCodeError
+from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
 from .batching import Batcher
 from .binding import Binder, InvalidRequest
 from .config import RuntimeConfig
@@ -30,6 +32,10 @@ from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, make_directory, wants_
 from .output import AccessLog, encode_result
 
 JSON = b"application/json"
+# Bodies larger than this are validated on a thread of their own: pydantic releases the GIL while it parses, so
+# the event loop keeps answering (/ping within 1 s while a hostile 10 MiB body is checked). Smaller bodies are
+# validated inline, where a thread hop would cost more than the validation (about 10 us).
+OFF_LOOP_BYTES = 64 * 1024
 
 
 class Health(enum.Enum):
@@ -75,8 +81,11 @@ class EndpointApp:
         self.verbs_by_path: dict[str, list[str]] = {}
         for verb, path in self.endpoints:
             self.verbs_by_path.setdefault(path, []).append(verb)
+        self.keys = KeyFile(config.key_file) if config.key_file else None
+        self._validation = None  # one thread for large bodies, made on first use
         title = f"{Path(root).name} endpoint"
-        document = openapi_document(title, [(e.route, e.binder.json_schema()) for e in self.endpoints.values()])
+        document = openapi_document(title, [(e.route, e.binder.json_schema()) for e in self.endpoints.values()],
+                                    auth=bool(config.key_file))
         self.openapi = json.dumps(document).encode()
         self.docs = docs_page(document).encode()
         self.access_log: AccessLog | None = None
@@ -171,8 +180,12 @@ class EndpointApp:
         root = scope.get("root_path")
         if root and path.startswith(root):  # Ray Serve passes its route prefix in both (uvicorn: root_path "")
             path = path[len(root):] or "/"
-        endpoint = self.endpoints.get((method, path))
-        if endpoint is not None:
+        # HEAD is GET without the body (uvicorn leaves the body out and keeps its content-length).
+        endpoint = self.endpoints.get(("GET" if method == "HEAD" else method, path))
+        if self.keys is not None and path not in _OPEN and not self.keys.allows(scope["headers"]):
+            status = await send_json(send, 401, UNAUTHORIZED, CHALLENGE)
+            label = endpoint.label if endpoint is not None else UNMATCHED
+        elif endpoint is not None:
             status = await self.call(endpoint, scope, receive, send)
             label = endpoint.label
         else:
@@ -192,7 +205,9 @@ class EndpointApp:
             return await self.not_ready(send)
         pool = self.pool
         if endpoint.takes_body:
-            length = _content_length(scope["headers"])
+            length, content_type = _body_headers(scope["headers"])
+            if content_type is not None and not _is_json(content_type):
+                return await self.wrong_type(send, content_type)
             if length is not None and length > self.config.max_body_size:
                 return await self.too_large(send)
         # Decided before the body is read: a refusal must cost next to nothing.
@@ -201,7 +216,14 @@ class EndpointApp:
             return await send_json(send, 503, json.dumps(pool.overload_report()).encode(), _RETRY)
         try:
             if endpoint.takes_body:
-                args, kwargs = endpoint.binder.bind_json(await read_body(receive, self.config.max_body_size))
+                body = await read_body(receive, self.config.max_body_size)
+                if content_type is None and body.strip():  # a body must say it is JSON, see wrong_type
+                    pool.release()
+                    return await self.wrong_type(send, None)
+                if len(body) > OFF_LOOP_BYTES:
+                    args, kwargs = await self.validate_off_loop(endpoint.binder.bind_large_json, body)
+                else:
+                    args, kwargs = endpoint.binder.bind_json(body)
             else:
                 args, kwargs = endpoint.binder.bind_query(scope["query_string"])
         except InvalidRequest as exc:
@@ -234,8 +256,23 @@ class EndpointApp:
             return await send_json(send, 500, json.dumps(body).encode())
         return await send_json(send, 200, payload, content_type=content_type)
 
+    async def validate_off_loop(self, bind, body: bytes):
+        if self._validation is None:
+            self._validation = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="validate")
+        return await asyncio.get_running_loop().run_in_executor(self._validation, bind, body)
+
     async def builtin(self, method: str, path: str, scope, send) -> int:
-        if path == "/ping":
+        if method == "OPTIONS":
+            allow = self.allowed(path)
+            if allow is None:
+                return await send_json(send, 404, _error("not_found", f"no route {path}; see /docs"))
+            await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", allow.encode())]})
+            await send({"type": "http.response.body", "body": b""})
+            return 204
+        asked = method  # named in the messages below
+        if method == "HEAD":
+            method = "GET"
+        if path == "/ping" and method == "GET":
             if self.health is Health.READY:
                 return await send_json(send, 200, b'{"status":"ready"}')
             return await send_json(send, 503, json.dumps({"status": self.health.value}).encode(), _RETRY)
@@ -250,13 +287,32 @@ class EndpointApp:
                 return await send_json(send, 200, self.docs, content_type=b"text/html; charset=utf-8")
         stripped = path.rstrip("/")
         if stripped != path and stripped:
-            return await send_json(send, 404, _error("not_found", f"no route {method} {path}; did you mean {stripped}?"))
-        verbs = self.verbs_by_path.get(path)
-        if verbs:
-            allow = ", ".join(sorted(verbs))
-            body = _error("method_not_allowed", f"{path} accepts {allow}, not {method}")
+            return await send_json(send, 404, _error("not_found", f"no route {asked} {path}; did you mean {stripped}?"))
+        allow = self.allowed(path)
+        if allow is not None:
+            body = _error("method_not_allowed", f"{path} accepts {allow}, not {asked}")
             return await send_json(send, 405, body, [(b"allow", allow.encode())])
-        return await send_json(send, 404, _error("not_found", f"no route {method} {path}; see /docs"))
+        return await send_json(send, 404, _error("not_found", f"no route {asked} {path}; see /docs"))
+
+    def allowed(self, path: str) -> str | None:
+        """The Allow header's value for a path (HEAD wherever GET is), or None when nothing serves it."""
+        if path == "/ping" or path in _BUILTIN_GET:
+            verbs = {"GET"}
+        else:
+            verbs = set(self.verbs_by_path.get(path, ()))
+            if not verbs:
+                return None
+        if "GET" in verbs:
+            verbs.add("HEAD")
+        verbs.add("OPTIONS")
+        return ", ".join(sorted(verbs))
+
+    async def wrong_type(self, send, content_type: bytes | None) -> int:
+        self.metrics.reject("unsupported_media_type")
+        given = f"Content-Type {content_type.decode('latin-1')!r}" if content_type is not None else "no Content-Type"
+        body = _error("unsupported_media_type", f"the body must be JSON, sent with Content-Type: application/json "
+                      f"(or another */*+json type); this request has {given}")
+        return await send_json(send, 415, body)
 
     async def not_ready(self, send) -> int:
         body = _error(self.health.value, f"the model code is {self.health.value}; retry shortly")
@@ -282,20 +338,34 @@ class EndpointApp:
 
 _RETRY = [(b"retry-after", b"1")]
 _UNRECORDED = frozenset({"/ping", "/metrics"})
+# Open without the endpoint's key: health checks, and the counts the control plane and Prometheus scrape.
+_OPEN = frozenset({"/ping", "/metrics"})
+_BUILTIN_GET = frozenset({"/metrics", "/openapi.json", "/docs"})
 
 
 def _error(kind: str, message: str) -> bytes:
     return json.dumps({"error": kind, "message": message}).encode()
 
 
-def _content_length(headers) -> int | None:
+def _body_headers(headers) -> tuple[int | None, bytes | None]:
+    """(content-length, content-type) in one pass over the headers."""
+    length = content_type = None
     for name, value in headers:
         if name == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                pass
+        elif name == b"content-type":
+            content_type = value
+    return length, content_type
+
+
+def _is_json(content_type: bytes) -> bool:
+    """application/json or any */*+json, with or without parameters. Refusing the rest closes the door on blind
+    cross-site POSTs: a web page can send text/plain or a form to a local endpoint without asking, never JSON."""
+    media = content_type.partition(b";")[0].strip().lower()
+    return media == JSON or media.endswith(b"+json")
 
 
 async def read_body(receive, limit: int) -> bytes:

@@ -1,13 +1,24 @@
-"""Request body -> function arguments, validated as FastAPI validates request bodies.
+"""Request body -> function arguments, validated as FastAPI validates request bodies, and stricter.
 
 One pydantic model is built per route at start, from the route's body template, and its compiled validator
 parses and checks the JSON in one step. Fields use internal names with the user's names as aliases, so a param
 called `model_config` or `schema` cannot collide with pydantic's own attributes.
+
+Stricter than FastAPI where a hostile or sloppy client could hurt the model or the endpoint:
+- non-finite numbers (`NaN`, `Infinity`, `1e999`, `?x=nan`) are refused, also inside dict and list params,
+  since the model's answer would then fail as JSON (500) or be silently wrong;
+- an explicit `null` for an optional param means "use the default", as leaving it out does;
+- a 422 lists at most MAX_ERRORS problems plus "... and N more": a body of a million unknown keys would
+  otherwise get an answer ten times its size, and never reaches pydantic (see bind_large_json).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
+import re
+from json.decoder import scanstring
 from typing import Any, Optional
 from urllib.parse import parse_qsl
 
@@ -25,12 +36,27 @@ ANNOTATIONS: dict[str, Any] = {
 }
 
 
-class InvalidRequest(Exception):
-    """The request does not fit the route's body template; `errors` is FastAPI-shaped detail."""
+MAX_ERRORS = 20  # problems listed in one 422; the rest are counted
+# A large body with more unknown keys than this is refused from a scan, never given to pydantic: see
+# bind_large_json.
+_MANY_ERRORS = 1000
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_SCAN = json.JSONDecoder().scan_once  # the C scanner: one JSON value from a position
 
-    def __init__(self, errors: list[dict]):
-        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+
+class InvalidRequest(Exception):
+    """The request does not fit the route's body template; `errors` is FastAPI-shaped detail, at most
+    MAX_ERRORS of `total` problems."""
+
+    def __init__(self, errors: list[dict], total: int | None = None):
+        total = len(errors) if total is None else total
+        errors = errors[:MAX_ERRORS]
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        if total > len(errors):
+            message += f"; ... and {total - len(errors):,} more"
+        super().__init__(message)
         self.errors = errors
+        self.total = total
 
 
 class Binder:
@@ -47,11 +73,16 @@ class Binder:
             else:
                 fields[f"p{index}"] = (annotation, Field(alias=param.name))
         name = "".join(part.capitalize() for part in route.function.split("_")) + "Body"
-        self.model = create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+        self.model = create_model(name, __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields)
         self._validator = self.model.__pydantic_validator__
         self._attributes = [(f"p{i}", p.name) for i, p in enumerate(route.body)]
+        self._names = {p.name for p in route.body}
         self._json_params = {p.name for p in route.body if p.type in ("dict", "list")}
-        self._empty = not route.body
+        # dict and list params hold any JSON, which pydantic does not check for finiteness: we walk them.
+        self._nested = [(f"p{i}", p.name) for i, p in enumerate(route.body) if p.type in ("dict", "list")]
+        # Optional params whose default is not None: an explicit null there means the default.
+        self._defaults = [(f"p{i}", p.name, p.default, isinstance(p.default, (dict, list)))
+                          for i, p in enumerate(route.body) if p.optional and p.default is not None]
 
     def json_schema(self) -> dict:
         return self.model.model_json_schema(by_alias=True)
@@ -62,8 +93,61 @@ class Binder:
         try:
             values = self._validator.validate_json(body)
         except ValidationError as exc:
-            raise InvalidRequest(self._errors(exc)) from None
+            raise InvalidRequest(self._errors(exc), exc.error_count()) from None
         return self._arguments(values)
+
+    def bind_large_json(self, body: bytes) -> tuple[tuple, dict]:
+        """bind_json for a large body, on a thread of its own; its cost stays bounded for the event loop.
+
+        pydantic holds the GIL while it parses an object of many keys (about a second for 10 MiB of them), which
+        would stall the event loop's thread as well. Such a body is refused from a scan of its top-level keys
+        in Python instead, which yields the GIL every few milliseconds: past _MANY_ERRORS unknown keys it can
+        only be a 422, and the scan has counted them and named the first. Only a body with many colons is
+        scanned; large lists, strings and nested values go to pydantic at once.
+        """
+        if body.count(b":") > _MANY_ERRORS:
+            problems = self._scan_top_level(body)
+            if problems is not None:
+                raise problems
+        return self.bind_json(body)
+
+    def _scan_top_level(self, body: bytes) -> InvalidRequest | None:
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            return None  # pydantic says what is wrong
+        match, scan = _WHITESPACE.match, _SCAN
+        i = match(text, 0).end()
+        if text[i:i + 1] != "{":
+            return None
+        i = match(text, i + 1).end()
+        seen, unknown, first_unknown = set(), 0, []
+        try:
+            while text[i:i + 1] == '"':
+                key, i = scanstring(text, i + 1)
+                i = match(text, i).end()
+                if text[i:i + 1] != ":":
+                    return None
+                _value, i = scan(text, match(text, i + 1).end())
+                if key in self._names:
+                    seen.add(key)
+                else:
+                    unknown += 1
+                    if len(first_unknown) < MAX_ERRORS:
+                        first_unknown.append(key)
+                i = match(text, i).end()
+                if text[i:i + 1] != ",":
+                    break
+                i = match(text, i + 1).end()
+        except (StopIteration, ValueError):
+            return None
+        if unknown <= _MANY_ERRORS:
+            return None
+        errors = [{"loc": [self.location, p.name], "msg": "Field required", "type": "missing"}
+                  for p in self.route.body if not p.optional and p.name not in seen]
+        errors += [{"loc": [self.location, key], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+                   for key in first_unknown]
+        return InvalidRequest(errors, len(errors) - len(first_unknown) + unknown)
 
     def bind_query(self, query_string: bytes) -> tuple[tuple, dict]:
         """GET/DELETE: the same template from the query string; dict and list params are JSON text."""
@@ -81,17 +165,25 @@ class Binder:
         try:
             values = self._validator.validate_python(raw)
         except ValidationError as exc:
-            raise InvalidRequest(self._errors(exc)) from None
+            raise InvalidRequest(self._errors(exc), exc.error_count()) from None
         return self._arguments(values)
 
     def _arguments(self, values) -> tuple[tuple, dict]:
+        for attribute, name, default, mutable in self._defaults:
+            if getattr(values, attribute) is None:
+                setattr(values, attribute, copy.deepcopy(default) if mutable else default)
+        for attribute, name in self._nested:
+            where = _non_finite(getattr(values, attribute))
+            if where is not None:
+                loc = [self.location, name, *where]
+                raise InvalidRequest([{"loc": loc, "msg": "Input should be a finite number", "type": "finite_number"}])
         if self.route.positional:
             return tuple(getattr(values, attribute) for attribute, _ in self._attributes), {}
         return (), {name: getattr(values, attribute) for attribute, name in self._attributes}
 
     def _errors(self, exc: ValidationError) -> list[dict]:
         errors = []
-        for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)[:MAX_ERRORS]:
             loc = [self.location, *error["loc"]]
             if error["type"] == "model_type" or error["type"] == "model_attributes_type":
                 msg = "must be a JSON object with the route's params"
@@ -99,3 +191,19 @@ class Binder:
                 msg = error["msg"]
             errors.append({"loc": loc, "msg": msg, "type": error["type"]})
         return errors
+
+
+def _non_finite(value, _isfinite=math.isfinite) -> list | None:
+    """Where in a JSON value a float is inf or nan (a path of keys and indexes), or None. Iterative: a deeply
+    nested body must not exhaust the stack."""
+    stack = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float):
+            if not _isfinite(item):
+                return list(path)
+        elif isinstance(item, dict):
+            stack.extend(((*path, k), v) for k, v in item.items() if not isinstance(v, (str, int)))
+        elif isinstance(item, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(item) if not isinstance(v, (str, int)))
+    return None

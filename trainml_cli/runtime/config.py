@@ -14,6 +14,7 @@ from ..launchspec import (  # noqa: F401  (the defaults and exit codes, where th
     DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE, DEFAULT_TIMEOUT, EXIT_LOAD_FAILED,
     EXIT_PLATFORM_FAILED, LaunchSpec, parser,
 )
+DEFAULT_MAX_CONNECTIONS = 1000  # per worker; below the usual limit of 1024 open files
 
 
 @dataclass
@@ -31,12 +32,18 @@ class RuntimeConfig:
     access_log: bool = True
     metrics_dir: str | None = None  # shared by a worker group for prometheus_client's multiprocess files
     metrics_dir_owned: bool = False  # this process made it and removes it when it stops (not a command-line flag)
+    key_file: str | None = None  # the endpoint's key (runtime/auth.py); None: anyone who can connect may call
+    tls_certfile: str | None = None  # serve HTTPS with this certificate (PEM) and key
+    tls_keyfile: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def to_args(self) -> list[str]:
         """Command-line arguments that rebuild this config in a worker process (routes go by file)."""
         spec = LaunchSpec(model_dir=self.model_dir, max_concurrency=self.max_concurrency, max_queue=self.max_queue,
                           timeout=self.timeout, max_body_size=self.max_body_size, access_log=self.access_log,
-                          metrics_dir=self.metrics_dir or None)
+                          metrics_dir=self.metrics_dir or None, key_file=self.key_file,
+                          tls_certfile=self.tls_certfile, tls_keyfile=self.tls_keyfile,
+                          max_connections=self.max_connections)
         return spec.to_argv()
 
 
@@ -56,8 +63,10 @@ def config_from_args(argv: list[str] | None = None) -> RuntimeConfig:
     for name in ("workers", "max_concurrency"):
         if getattr(config, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if config.max_queue < 0 or config.timeout <= 0 or config.max_body_size < 1:
-        raise UsageError("--max-queue must be >= 0, --timeout and --max-body-size > 0")
+    if config.max_queue < 0 or config.timeout <= 0 or config.max_body_size < 1 or config.max_connections < 1:
+        raise UsageError("--max-queue must be >= 0, --timeout, --max-body-size and --max-connections > 0")
+    if bool(config.tls_certfile) != bool(config.tls_keyfile):
+        raise UsageError("--tls-certfile and --tls-keyfile go together")
     problem = limit_problem(config.workers, config.max_concurrency, config.max_queue)
     if problem:
         raise UsageError(problem)

@@ -16,27 +16,56 @@ ERROR_SCHEMA = {
     "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
     "required": ["error", "message"],
 }
+INVALID_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"const": "invalid_request"},
+        "message": {"type": "string", "description": "every problem listed, at most 20, then '... and N more'"},
+        "detail": {"type": "array", "maxItems": 20, "items": {
+            "type": "object", "required": ["loc", "msg", "type"],
+            "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}, "type": {"type": "string"}},
+        }},
+    },
+    "required": ["error", "message", "detail"],
+}
+READY_SCHEMA = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
 
 
-def openapi_document(title: str, routes: list[tuple[Route, dict]]) -> dict:
+def _responses(route: Route, auth: bool) -> dict:
+    """Every status the runtime answers for a route, so a client (or a fuzzer) knows them all."""
+    error = {"content": _json_ref("Error")}
+    responses = {
+        "200": {"description": "The function's return value as JSON (bytes as application/octet-stream)"},
+        "422": {"description": "The request does not fit the body template, or holds a non-finite number",
+                "content": _json_ref("InvalidRequest")},
+        "500": {"description": "The function raised (error: model_error, with the exception's type)", **error},
+        "503": {"description": "Overloaded or still loading; retry after Retry-After seconds", **error},
+        "504": {"description": "The call ran longer than the endpoint's timeout", **error},
+    }
+    if route.takes_body:
+        responses["413"] = {"description": "The body is larger than the endpoint's --max-body-size", **error}
+        responses["415"] = {"description": "The body is not sent as application/json (or */*+json)", **error}
+    if auth:
+        responses["401"] = {"description": "No 'Authorization: Bearer KEY' with the endpoint's key", **error}
+    return responses
+
+
+def openapi_document(title: str, routes: list[tuple[Route, dict]], auth: bool = False) -> dict:
     """`routes` pairs each Route with the JSON Schema of its body model."""
     paths: dict = {}
-    components: dict = {"Error": ERROR_SCHEMA}
+    components: dict = {"Error": ERROR_SCHEMA, "InvalidRequest": INVALID_SCHEMA}
     for route, schema in routes:
         defs = schema.pop("$defs", {})
         components.update(defs)
+        operation_id = f"{route.verb.lower()}_{route.path.strip('/').replace('/', '_') or 'root'}"
         name = schema.get("title", route.function)
+        if name in components:  # two routes may call the same function with different templates
+            name = f"{name}_{operation_id}"
         components[name] = schema
         operation: dict = {
             "summary": f"{route.function}() from {route.relative_file}",
-            "operationId": f"{route.verb.lower()}_{route.path.strip('/').replace('/', '_') or 'root'}",
-            "responses": {
-                "200": {"description": "The function's return value as JSON"},
-                "422": {"description": "The request does not fit the body template"},
-                "500": {"description": "The function raised", "content": _json_ref("Error")},
-                "503": {"description": "Overloaded or still loading; retry after Retry-After seconds"},
-                "504": {"description": "The call ran longer than the endpoint's timeout"},
-            },
+            "operationId": operation_id,
+            "responses": _responses(route, auth),
         }
         if route.batch is not None:  # clients send one request's body; batching is the server's business
             operation["description"] = (
@@ -47,20 +76,14 @@ def openapi_document(title: str, routes: list[tuple[Route, dict]]) -> dict:
         if route.takes_body:
             operation["requestBody"] = {"required": bool(route.body), "content": _json_ref(name)}
         else:
-            operation["parameters"] = [
-                {
-                    "name": p.name,
-                    "in": "query",
-                    "required": not p.optional,
-                    "schema": schema.get("properties", {}).get(p.name, {}),
-                }
-                for p in route.body
-            ]
+            operation["parameters"] = [_query_parameter(p, schema) for p in route.body]
         paths.setdefault(route.path, {})[route.verb.lower()] = operation
+    ready = {"description": "ready", "content": {"application/json": {"schema": READY_SCHEMA}}}
+    loading = {"description": "loading", "content": {"application/json": {"schema": READY_SCHEMA}}}
     paths["/ping"] = {
         "get": {
-            "summary": "Readiness: 200 once the model code is loaded, 503 while loading",
-            "responses": {"200": {"description": "ready"}, "503": {"description": "loading"}},
+            "summary": "Readiness: 200 once the model code is loaded, 503 while loading (never needs a key)",
+            "responses": {"200": ready, "503": loading},
         }
     }
     return {
@@ -69,6 +92,17 @@ def openapi_document(title: str, routes: list[tuple[Route, dict]]) -> dict:
         "paths": paths,
         "components": {"schemas": components},
     }
+
+
+def _query_parameter(param, schema: dict) -> dict:
+    """A query parameter; dict and list params travel as JSON text, which OpenAPI says with `content`."""
+    spec = {"name": param.name, "in": "query", "required": not param.optional}
+    property_schema = schema.get("properties", {}).get(param.name, {})
+    if param.type in ("dict", "list"):
+        spec["content"] = {"application/json": {"schema": property_schema}}
+    else:
+        spec["schema"] = property_schema
+    return spec
 
 
 def _json_ref(name: str) -> dict:

@@ -25,6 +25,7 @@ from .metrics import make_directory, mark_dead
 
 def serve(config: RuntimeConfig) -> int:
     """Serve until stopped; returns the process exit code. Raises ModelCodeError for a missing file."""
+    _check_security_files(config)  # before chdir: relative paths are the caller's
     root = enter_model_dir(config.model_dir)
     config.model_dir = str(root)  # workers start in this directory; a relative path would no longer resolve
     check_files(root, config.routes)
@@ -67,17 +68,23 @@ def _serve_one(config: RuntimeConfig, root) -> int:
     host, port = sock.getsockname()[:2]
     server_box: list = []
     app = EndpointApp(config, root, on_failed=lambda: setattr(server_box[0], "should_exit", True))
+    from .connections import GuardedProtocol
+
     uv_config = uvicorn.Config(
         app,
+        http=GuardedProtocol,  # httptools with a header size cap and a header-read timeout
         lifespan="on",
         access_log=False,  # ours is cheaper and says what users want: verb, path, status, latency
         log_level="warning",
         timeout_graceful_shutdown=max(5, int(config.timeout)),
         backlog=2048,
+        limit_concurrency=config.max_connections,
+        ssl_certfile=config.tls_certfile,
+        ssl_keyfile=config.tls_keyfile,
     )
     server = uvicorn.Server(uv_config)
     server_box.append(server)
-    print(f"serving {len(config.routes)} route(s) on http://{host}:{port} (pid {os.getpid()})", flush=True)
+    print(f"serving {len(config.routes)} route(s) on {_scheme(config)}://{host}:{port} (pid {os.getpid()})", flush=True)
     try:
         server.run(sockets=[sock])
     except SystemExit:  # uvicorn exits 3 on any startup failure; 3 is ours for "the model code did not load"
@@ -105,7 +112,7 @@ def _supervise_workers(config: RuntimeConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda s, _f: stopping.append(s))
     workers = [_start_worker(command, sock) for _ in range(config.workers)]
-    print(f"serving {len(config.routes)} route(s) on http://{host}:{port} with {config.workers} workers "
+    print(f"serving {len(config.routes)} route(s) on {_scheme(config)}://{host}:{port} with {config.workers} workers "
           f"(pid {os.getpid()})", flush=True)
     code = 0
     while not stopping:
@@ -135,3 +142,21 @@ def _supervise_workers(config: RuntimeConfig) -> int:
 
 def _start_worker(command: list[str], sock: socket.socket) -> subprocess.Popen:
     return subprocess.Popen(command, pass_fds=[sock.fileno()])
+
+
+def _check_security_files(config: RuntimeConfig) -> None:
+    """A certificate pair that does not load, or a key file that cannot be read, is a usage error naming the
+    file, before anything listens (never a traceback from uvicorn or a worker)."""
+    from ..tls import check_pair
+    from .auth import KeyFile
+
+    pair = check_pair(config.tls_certfile, config.tls_keyfile)
+    if pair:
+        config.tls_certfile, config.tls_keyfile = pair
+    if config.key_file:
+        config.key_file = os.path.abspath(config.key_file)
+        KeyFile(config.key_file)
+
+
+def _scheme(config: RuntimeConfig) -> str:
+    return "https" if config.tls_certfile else "http"

@@ -26,6 +26,7 @@ import requests
 
 from ..errors import Unavailable
 from ..settings import Settings
+from ..tls import client_verify
 
 START_TIMEOUT = 60.0
 EXIT_ALREADY_RUNNING = 75  # server/daemon.py: it lost the race to another control plane, which we wait for
@@ -34,10 +35,10 @@ PROBE_TIMEOUT = 2.0
 RESTART_SIGNAL = signal.SIGUSR1  # server/daemon.py: stop, leaving the endpoints serving
 
 
-def health(url: str, timeout: float = PROBE_TIMEOUT) -> dict | None:
+def health(url: str, timeout: float = PROBE_TIMEOUT, verify=True) -> dict | None:
     """The server's /api/health answer, or None if nothing (or not a control plane) answers there."""
     try:
-        response = requests.get(url.rstrip("/") + "/api/health", timeout=timeout)
+        response = requests.get(url.rstrip("/") + "/api/health", timeout=timeout, verify=verify)
         body = response.json() if response.ok else None
     except (requests.RequestException, ValueError):
         return None
@@ -51,7 +52,7 @@ def running(settings: Settings) -> dict | None:
         if not info or info["url"] in tried:
             continue
         tried.add(info["url"])
-        answer = health(info["url"])
+        answer = health(info["url"], verify=client_verify(settings.ca_file, info))
         if answer and _same_home(answer.get("home"), settings):
             return {**info, **answer, "url": info["url"]}
     return None

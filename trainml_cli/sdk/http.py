@@ -66,6 +66,7 @@ class Http:
         self.url: str | None = None
         self.token: str | None = None
         self.session = requests.Session()
+        self.verify = True  # a CA file to verify HTTPS with (tls.client_verify), passed with every request
         self._located = asyncio.Lock()
 
     async def _ensure(self) -> None:
@@ -73,6 +74,8 @@ class Http:
             if self.url is None:
                 self.url = await asyncio.to_thread(autostart.locate, self.settings)
                 self.token = self.settings.read_token()
+                # Endpoints serve the control plane's certificate, so one setting verifies both.
+                self.verify = self.settings.verify(self.url)
 
     async def request(self, method: str, path: str, *, timeout: float | None = None, **kwargs) -> Any:
         """Send a request to the control plane and return its decoded JSON (None for an empty body)."""
@@ -101,8 +104,10 @@ class Http:
             try:
                 response = self.session.request(
                     method, self.url + path, headers={**headers, **extra_headers},
-                    timeout=(self.settings.connect_timeout, read_timeout), **kwargs,
+                    timeout=(self.settings.connect_timeout, read_timeout), verify=self.verify, **kwargs,
                 )
+            except requests.exceptions.SSLError as exc:
+                raise Unavailable(untrusted("the control plane", self.url, exc)) from None
             except requests.ConnectionError as exc:
                 host = _unresolved(exc, self.url)
                 if host:  # a typo in the host name: retrying will not fix it
@@ -170,6 +175,14 @@ def _unresolved(exc: requests.ConnectionError, url: str | None) -> str | None:
 def _dropped(exc: requests.ConnectionError) -> bool:
     text = repr(exc)
     return any(mark in text for mark in ("Connection aborted", "RemoteDisconnected", "Connection reset", "Errno 104"))
+
+
+def untrusted(what: str, url: str, exc: Exception) -> str:
+    """The message for a certificate that does not verify: what failed, and what to do."""
+    text = str(exc)
+    reason = text.split("certificate verify failed: ", 1)[1].split(" (_ssl", 1)[0] if "verify failed: " in text else _reason(exc)
+    return (f"cannot verify {what}'s certificate at {url}: {reason}; give its CA with --ca-file "
+            "(or TRAINML_CA_FILE, REQUESTS_CA_BUNDLE)")
 
 
 def _reason(exc: Exception) -> str:

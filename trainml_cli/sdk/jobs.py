@@ -53,6 +53,14 @@ class Job:
     def _path(self) -> str:
         return f"/api/jobs/{quote(self.id, safe='')}"
 
+    async def connection(self) -> dict:
+        """{url, routes, auth, key}: how to call the endpoint; `key` is its endpoint key (None without one)."""
+        return await self._client.http.request("GET", self._path + "/connect")
+
+    async def rotate_key(self) -> dict:
+        """A new endpoint key (the old one stops working within a second); returns connection()'s answer."""
+        return await self._client.http.request("POST", self._path + "/rotate-key")
+
     async def refresh(self) -> "Job":
         self.dict = await self._client.http.request("GET", self._path)
         return self
@@ -167,13 +175,16 @@ class Job:
         if not self.url:
             raise Conflict(f"job {self.name} is {self.status}; it has a URL only while running")
         url = self.url
+        key = None
+        if (self.dict.get("endpoint") or {}).get("auth"):
+            key = (await self.connection()).get("key")
         try:
-            return await asyncio.to_thread(_call, self._client.http, url, route, data or {})
+            return await asyncio.to_thread(_call, self._client.http, url, route, data or {}, key)
         except Unavailable:
             # A control plane restart may have had to move the endpoint to another port.
             if (await self.refresh()).url in (None, url):
                 raise
-            return await asyncio.to_thread(_call, self._client.http, self.url, route, data or {})
+            return await asyncio.to_thread(_call, self._client.http, self.url, route, data or {}, key)
 
     def _route(self, text: str, verb: str | None):
         raws = (self.dict.get("endpoint") or {}).get("routes") or []
@@ -190,7 +201,7 @@ class Job:
                          f"e.g. '{found[0].verb} {wanted_path}'")
 
 
-def _call(http, url: str, route, data: dict) -> Any:
+def _call(http, url: str, route, data: dict, key: str | None = None) -> Any:
     import requests
 
     from .http import backoff, raise_for
@@ -200,10 +211,17 @@ def _call(http, url: str, route, data: dict) -> Any:
         request = {"json": data}
     else:  # the runtime reads query values as text: JSON for dicts, lists and booleans
         request = {"params": {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in data.items()}}
+    if key:
+        request["headers"] = {"Authorization": f"Bearer {key}"}
     session = http.session
     for attempt in range(CALL_RETRIES):
         try:
-            response = session.request(route.verb, target, timeout=(http.settings.connect_timeout, None), **request)
+            response = session.request(route.verb, target, timeout=(http.settings.connect_timeout, None),
+                                       verify=http.verify, **request)
+        except requests.exceptions.SSLError as exc:
+            from .http import untrusted
+
+            raise Unavailable(untrusted(f"the endpoint of job {route.label}", url, exc)) from None
         except requests.ConnectionError as exc:
             if attempt == CALL_RETRIES - 1:
                 raise Unavailable(f"{route.label}: cannot reach the endpoint at {url}: {exc}") from None

@@ -19,6 +19,8 @@
     GET    /api/jobs/{job}/logs/stream?after=C       follow: NDJSON, one entry per line (or server-sent events
                                                with `Accept: text/event-stream`), until the job stops or fails
     GET    /api/jobs/{job}/metrics             the endpoint's /metrics counters (all its workers), for charts
+    GET    /api/jobs/{job}/connect             -> {url, routes, auth, key}: the endpoint key is only ever here
+    POST   /api/jobs/{job}/rotate-key          -> the same, with a new key; 409 for a job without one
     GET    /api/prometheus/targets             Prometheus HTTP service discovery: every running endpoint's
                                                /metrics (labels job_id, job_name) and the control plane's own
     POST   /api/models                         body: ModelCreate -> 201 model record (after fetching the code)
@@ -142,6 +144,19 @@ async def remove_job(job: str, request: Request, force: bool = False):
     job_id = jobs.find(job)["id"]
     await jobs.remove(job_id, force=force)
     return {"id": job_id, "removed": True}
+
+
+@router.get("/jobs/{job}/connect", response_model=schemas.Connection, tags=["jobs"])
+async def connect_job(job: str, request: Request):
+    """The endpoint's URL, routes and, when it has one, its key: what `trainml job connect` shows."""
+    return platform(request).jobs.connection(job)
+
+
+@router.post("/jobs/{job}/rotate-key", response_model=schemas.Connection, tags=["jobs"],
+             responses={409: {"description": "the job has no endpoint key"}})
+async def rotate_key(job: str, request: Request):
+    """Replace the endpoint's key; the old one stops working within a second."""
+    return platform(request).jobs.rotate_key(job)
 
 
 @router.post("/jobs/{job}/stop", response_model=schemas.Job, tags=["jobs"])

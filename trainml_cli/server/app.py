@@ -22,10 +22,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
+from .. import __version__, tls
 from ..errors import NotFound, ServerError, TrainMLError, Unauthorized, UsageError
 from ..settings import Settings
-from . import api, prometheus
+from . import api, openapi, prometheus
 from . import resources as res
 from .auth import Authenticator, ensure_token
 from .environments import Environments
@@ -50,6 +50,8 @@ class ServerOptions:
     python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
     stop_grace: float = STOP_GRACE  # seconds endpoints get to finish their calls when stopped, before SIGKILL
     unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without /ping answers before an endpoint is restarted
+    tls_certfile: Optional[str] = None  # HTTPS for the API, the dashboard and every endpoint (tls.py)
+    tls_keyfile: Optional[str] = None
     backend: str = "local"  # where endpoints run: "local" (this machine) or "ray" (a Ray Serve cluster)
     ray_address: Optional[str] = None  # the Ray head's dashboard, http://HEAD:8265
     ray_token_file: Optional[str] = None  # RAY_AUTH_MODE=token: the cluster's token, sent as a Bearer token
@@ -66,7 +68,7 @@ class ServerOptions:
         if self.backend == "local":
             from .backends.local import LocalBackend
 
-            return LocalBackend(host, self.policy, pool)
+            return LocalBackend(host, self.policy, pool, tls=self.tls_certfile is not None)
         if self.backend != "ray":
             raise UsageError(f"--backend: {self.backend!r} is not one of local, ray")
         from .backends.ray import RayBackend, RayOptions
@@ -103,7 +105,8 @@ class Platform:
         self.backend = options.make_backend(settings.host, self.pool)
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
                          self.environments, host=settings.host, python=options.python, policy=options.policy,
-                         vault=self.vault, backend=self.backend)
+                         vault=self.vault, tls=tls.check_pair(options.tls_certfile, options.tls_keyfile),
+                         backend=self.backend)
 
     async def close(self, detach: bool = False) -> None:
         await self.jobs.shutdown(detach=detach)
@@ -149,6 +152,7 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
     app.include_router(prometheus.metrics_router)
     _install_error_handlers(app)
     _install_dashboard(app)
+    openapi.install(app)
     return app
 
 
@@ -169,17 +173,34 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404:
             body = NotFound(f"no such API route: {request.method} {request.url.path}").to_dict()
+        elif exc.status_code == 405:
+            # Starlette's Allow names the first route matching the path only; a path served by two routes
+            # (GET and DELETE /api/jobs/{job}) allows both.
+            allow = _allowed(request)
+            headers = {**(headers or {}), "Allow": allow}
+            body = {"error": "method_not_allowed", "message": f"{request.url.path} accepts {allow}, not {request.method}"}
         else:
             body = {"error": "http", "message": f"{request.method} {request.url.path}: {exc.detail}"}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         error = ServerError(f"the control plane failed on {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
         return JSONResponse(error.to_dict(), status_code=500)
+
+
+def _allowed(request: Request) -> str:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex, verbs = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and verbs and regex.match(request.url.path):
+            methods |= set(verbs)
+    methods.discard("HEAD")  # implied by GET; the API documents GET only
+    return ", ".join(sorted(methods))
 
 
 def _install_dashboard(app: FastAPI) -> None:

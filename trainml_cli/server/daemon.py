@@ -19,6 +19,7 @@ leaves the endpoints serving; the next control plane adopts them.
 from __future__ import annotations
 
 import fcntl
+import dataclasses
 import json
 import logging
 import os
@@ -52,9 +53,12 @@ RESTART_SIGNAL = signal.SIGUSR1  # stop, leaving the endpoints serving (sdk/auto
 WATCH_EVERY = 1.0  # seconds between two checks that server.json still names this server
 
 
-def _server_record(settings: Settings, url: str | None, args: list[str] | None) -> dict:
-    return {"url": url, "pid": os.getpid(), "home": str(settings.home), "version": __version__,
-            "started": iso_time(time.time()), "args": list(args or [])}
+def _server_record(settings: Settings, url: str | None, args: list[str] | None, certfile: str | None = None) -> dict:
+    record = {"url": url, "pid": os.getpid(), "home": str(settings.home), "version": __version__,
+              "started": iso_time(time.time()), "args": list(args or [])}
+    if certfile:  # clients of this home trust it when it is self-signed (tls.client_verify)
+        record["tls_certfile"] = certfile
+    return record
 
 
 def _write_server_file(settings: Settings, data: dict) -> None:
@@ -137,9 +141,15 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", args: li
     """
     import uvicorn
 
+    from ..tls import check_pair, exposure_warnings
     from .app import ServerOptions, create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = options or ServerOptions()
+    pair = check_pair(options.tls_certfile, options.tls_keyfile)  # before anything is created
+    if pair:
+        options = dataclasses.replace(options, tls_certfile=pair[0], tls_keyfile=pair[1])
+    scheme = "https" if pair else "http"
     home = settings.home
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = _lock(home, settings)
@@ -150,13 +160,13 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", args: li
         sock = _bind(settings.host, settings.port)
         host, port = sock.getsockname()[:2]
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            log.warning("listening on %s: anyone who can reach it and has the token can run code on this machine", host)
+        url = f"{scheme}://[{shown}]:{port}" if ":" in shown else f"{scheme}://{shown}:{port}"
+        for line in exposure_warnings(host, tls=bool(pair)):
+            log.warning("%s", line.removeprefix("warning: "))
 
         def ready(platform) -> None:
             platform.url = url
-            record = _server_record(settings, url, args)
+            record = _server_record(settings, url, args, pair[0] if pair else None)
             _write_lock_record(lock, record)
             _write_server_file(settings, record)
             watch.append(_ServerFileWatch(settings, record))
@@ -168,7 +178,7 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", args: li
                 watcher.stop()
             _remove_server_file(settings)
 
-        app = create_app(settings, options or ServerOptions(), on_ready=ready, on_stopped=stopped)
+        app = create_app(settings, options, on_ready=ready, on_stopped=stopped)
         config = uvicorn.Config(
             app,
             log_level=log_level,
@@ -176,6 +186,8 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", args: li
             lifespan="on",
             # Long-polls and log followers would hold a graceful shutdown open forever.
             timeout_graceful_shutdown=3,
+            ssl_certfile=pair[0] if pair else None,
+            ssl_keyfile=pair[1] if pair else None,
         )
         server = uvicorn.Server(config)
 

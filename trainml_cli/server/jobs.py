@@ -39,6 +39,7 @@ from ..launchspec import LaunchSpec
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
 from . import sources
+from . import endpointkeys
 from .environments import Environments
 from .logs import LogBook, iso_time
 from .models import Models, check_name, new_id
@@ -75,7 +76,7 @@ class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: sources.Uploads,
                  pool: res.GpuPool, folder: Path, environments: Environments, *, host: str = "127.0.0.1",
                  python: str | None = None, policy: Policy | None = None, backend: Backend | None = None,
-                 vault: Vault | None = None):
+                 vault: Vault | None = None, tls: tuple[str, str] | None = None):
         self.store = store
         self.vault = vault
         self.logs = logbook
@@ -87,8 +88,10 @@ class Jobs:
         self.host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # and URLs name this
         self.python = python
         self.policy = policy or Policy()
+        self.tls = tls  # (certfile, keyfile): every endpoint serves HTTPS with the control plane's certificate
+        self.scheme = "https" if tls else "http"
         # Endpoints listen where the control plane does.
-        self.backend: Backend = backend or LocalBackend(host, self.policy, pool)
+        self.backend: Backend = backend or LocalBackend(host, self.policy, pool, tls=tls is not None)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._drivers: dict[str, _Driver] = {}
         self._changed: dict[str, asyncio.Event] = {}
@@ -170,6 +173,9 @@ class Jobs:
         secrets = {}
         if spec["model"]["source_type"] == "git":  # shown redacted everywhere; only the clone reads the secret
             spec["model"]["source_uri"], secrets = split_secrets(spec["model"]["source_uri"])
+        if spec["endpoint"].get("auth"):
+            secrets[endpointkeys.SECRET] = endpointkeys.new_key()
+            endpointkeys.write_key(workdir, secrets[endpointkeys.SECRET])
         self.store.insert_job({"id": job_id, "name": name, "status": S.NEW.value, "spec": spec, "secrets": secrets,
                                "created": now, "updated": now})
         self.store.add_job_event(job_id, now, S.NEW.value, "created")
@@ -370,6 +376,11 @@ class Jobs:
         launch = Launch(job_id=job_id, runtime=runtime, env=env, job_env=job_env, name=self.store.job(job_id)["name"],
                         resources=spec["resources"], scaling=scaling, pip=list(spec["environment"]["packages"]["pip"]),
                         requirements=spec["environment"].get("requirements"))
+        key_file = endpointkeys.key_file(self.workdir(job_id), self.store.job(job_id)["secrets"])
+        if key_file is not None:
+            runtime.key_file = str(key_file)
+        if self.tls:
+            runtime.tls_certfile, runtime.tls_keyfile = self.tls
         if python is not None:
             launch.python = str(python)
             # As if activated: a subprocess of the model finds the environment's python and scripts first.
@@ -415,6 +426,28 @@ class Jobs:
             else:
                 driver.task.cancel()
         return self.get(row["id"])
+
+    def connection(self, ref: str) -> dict:
+        """What a caller needs: the URL and, for a job with a key, the key (only with the control plane's token)."""
+        row = self.find(ref)
+        record = self.record(row)
+        return {"id": row["id"], "name": row["name"], "status": row["status"], "url": record["url"],
+                "routes": record["endpoint"]["routes"], "auth": bool(record["endpoint"].get("auth")),
+                "key": row["secrets"].get(endpointkeys.SECRET)}
+
+    def rotate_key(self, ref: str) -> dict:
+        """A new key for a job with one; the running endpoint takes it within a second, the old one stops working."""
+        row = self.find(ref)
+        if not row["spec"]["endpoint"].get("auth"):
+            raise Conflict(f"job {row['name']!r} has no endpoint key (create it with --auth)")
+        key = endpointkeys.new_key()
+        secrets = {**row["secrets"], endpointkeys.SECRET: key}
+        workdir = self.workdir(row["id"])
+        workdir.mkdir(parents=True, exist_ok=True)
+        endpointkeys.write_key(workdir, key)
+        self.store.update_job(row["id"], secrets=secrets)
+        self.logs.event(row["id"], "endpoint key rotated; the previous key no longer works")
+        return self.connection(row["id"])
 
     async def start(self, ref: str) -> dict:
         row = self.find(ref)

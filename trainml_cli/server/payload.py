@@ -46,6 +46,9 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
     timeout = endpoint.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise UsageError(f"endpoint.timeout: {timeout!r} must be a positive number of seconds")
+    auth = endpoint.get("auth", False)
+    if not isinstance(auth, bool):
+        raise UsageError(f"endpoint.auth: {auth!r} must be true or false")
     resources = res.normalize(payload.get("resources"))
     scaling = _check_scaling(endpoint)
     backend.check_resources(resources, scaling["replicas"])  # what this backend can ever give (GPUs, CPUs here)
@@ -72,6 +75,7 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
             "max_concurrency": endpoint.get("max_concurrency"),
             "max_queue": endpoint.get("max_queue"),
             "timeout": timeout,
+            "auth": auth,  # the key itself is a secret of the job's, never in its spec (endpointkeys.py)
             **scaling,
         },
         "environment": {"env": env, "packages": {"pip": build["pip"]}, "requirements": build["requirements"],

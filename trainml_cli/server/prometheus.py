@@ -34,7 +34,8 @@ async def targets(request: Request) -> list[dict]:
     platform = request.app.state.platform
     groups = [{
         "targets": [_address(platform.url)],
-        "labels": {"__metrics_path__": "/metrics", "component": "control-plane"},
+        "labels": {"__metrics_path__": "/metrics", "__scheme__": urlsplit(platform.url).scheme,
+                   "component": "control-plane"},
     }]
     for job in platform.jobs.list():
         if job["status"] != JobStatus.RUNNING.value or not job.get("url"):
@@ -42,9 +43,9 @@ async def targets(request: Request) -> list[dict]:
         groups.append({
             "targets": [_address(job["url"])],
             # A Ray Serve endpoint answers under its route prefix (/e/ID), a local one at its root.
-            "labels": {"__metrics_path__": urlsplit(job["url"]).path + "/metrics", "component": "endpoint",
-                       "job_id": job["id"],
-                       "job_name": job["name"]},
+            "labels": {"__metrics_path__": urlsplit(job["url"]).path + "/metrics",
+                       "__scheme__": urlsplit(job["url"]).scheme,
+                       "component": "endpoint", "job_id": job["id"], "job_name": job["name"]},
         })
     return groups
 

@@ -40,6 +40,8 @@ class EndpointSpec(_Strict):
     max_concurrency: Optional[int] = None
     max_queue: Optional[int] = None
     timeout: Optional[float] = Field(None, description="seconds a call may take")
+    auth: bool = Field(False, description="give the endpoint a key: calls without 'Authorization: Bearer KEY' "
+                       "get 401 (/ping stays open); GET /api/jobs/{job}/connect shows it")
     replicas: Optional[int] = Field(None, description="copies serving: Ray Serve replicas, or local worker processes")
     min_replicas: Optional[int] = Field(None, description="autoscaling lower bound (Ray backend)")
     max_replicas: Optional[int] = Field(None, description="autoscaling upper bound (Ray backend)")
@@ -187,6 +189,16 @@ class Pruned(BaseModel):
 class Removed(BaseModel):
     id: str
     removed: bool = True
+
+
+class Connection(BaseModel):
+    id: str
+    name: str
+    status: str
+    url: Optional[str] = Field(None, description="the endpoint's URL while starting or running")
+    routes: list[dict]
+    auth: bool = Field(..., description="whether calls need 'Authorization: Bearer KEY'")
+    key: Optional[str] = Field(None, description="the endpoint's key; null for an endpoint without one")
 
 
 class Metrics(BaseModel):

@@ -69,6 +69,7 @@ class LocalBackend:
     host: str = "127.0.0.1"
     policy: Policy = field(default_factory=Policy)
     pool: res.GpuPool = field(default_factory=lambda: res.GpuPool([]))
+    tls: bool = False  # endpoints serve HTTPS (their launch says with which certificate); probes use TLS too
     name: str = "local"
     builds_environments: bool = True
 
@@ -90,12 +91,18 @@ class LocalBackend:
 
     def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None,
                  adopt: Adoption | None = None) -> "LocalEndpoint":
-        return LocalEndpoint(launch, listener, self.host, port, self.policy, adopt=adopt)
+        endpoint = LocalEndpoint(launch, listener, self.host, port, self.policy, adopt=adopt)
+        if self.tls:
+            from ..tls import loopback_client_context
+
+            endpoint.ssl = loopback_client_context()
+        return endpoint
 
     def url(self, job: dict) -> str | None:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
         shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{job['port']}" if job.get("port") else None
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{shown}:{job['port']}" if job.get("port") else None
 
     async def adoptable(self, jobs: list[dict]) -> dict:
         return {j["id"]: Adoption(j["pid"], j["pid_start"]) for j in jobs if is_endpoint(j["pid"], j["pid_start"])}
@@ -132,10 +139,12 @@ class LocalEndpoint:
         self._stop = asyncio.Event()
         self._detached = False
         self.restarts = 0
+        self.ssl = None  # a client SSLContext when the endpoint serves HTTPS
 
     @property
     def url(self) -> str:
-        return f"http://[{self.host}]:{self.port}" if ":" in self.host else f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl else "http"
+        return f"{scheme}://[{self.host}]:{self.port}" if ":" in self.host else f"{scheme}://{self.host}:{self.port}"
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -243,7 +252,7 @@ class LocalEndpoint:
         deadline = time.monotonic() + self.policy.start_timeout
         interval = PING_FIRST
         while process.returncode is None and not self._stop.is_set():
-            status, _ = await http_get(self.host, self.port, "/ping", timeout=1.0)
+            status, _ = await http_get(self.host, self.port, "/ping", timeout=1.0, ssl=self.ssl)
             if status == 200:
                 return True
             if time.monotonic() > deadline:
@@ -259,7 +268,7 @@ class LocalEndpoint:
         answered = time.monotonic()
         while True:
             await asyncio.sleep(interval)
-            status, _ = await http_get(self.host, self.port, "/ping", timeout=interval)
+            status, _ = await http_get(self.host, self.port, "/ping", timeout=interval, ssl=self.ssl)
             if status is not None:  # any answer: alive (a busy endpoint still answers /ping at once)
                 answered = time.monotonic()
             elif time.monotonic() - answered >= self.policy.unresponsive_after:
@@ -277,7 +286,7 @@ class LocalEndpoint:
         kill_group(process.pid, signal.SIGKILL)
 
     async def metrics(self) -> dict | None:
-        status, body = await http_get(self.host, self.port, "/metrics?format=json", timeout=2.0)  # JSON, not Prometheus text
+        status, body = await http_get(self.host, self.port, "/metrics?format=json", timeout=2.0, ssl=self.ssl)  # JSON, not Prometheus text
         if status != 200:
             return None
         try:
@@ -324,13 +333,13 @@ async def rebind_socket(host: str, port: int, attempts: int = 20) -> socket.sock
     return bind_socket(host, port)
 
 
-async def http_get(host: str, port: int, path: str, timeout: float) -> tuple[int | None, bytes]:
+async def http_get(host: str, port: int, path: str, timeout: float, ssl=None) -> tuple[int | None, bytes]:
     """A minimal HTTP/1.0 GET on the event loop (no thread, no client library); (None, b"") on any failure."""
     writer = None
     try:
         async def exchange():
             nonlocal writer
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
             writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
             data = b""

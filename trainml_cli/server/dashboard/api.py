@@ -61,7 +61,7 @@ def _visible(job: dict) -> tuple:
     return (job["id"], job["name"], job["status"], job["reason"], job["url"], job["restarts"], job["pid"])
 
 
-@router.get("/events")
+@router.get("/events", responses={200: {"content": {"text/event-stream": {}}}})
 async def events(request: Request, job: Optional[str] = None):
     p = platform(request)
     job_id = p.jobs.find(job)["id"] if job else None  # 404 at once for a job that does not exist

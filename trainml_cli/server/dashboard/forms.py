@@ -132,7 +132,7 @@ def check(platform, form: dict) -> dict:
         "type": "endpoint",
         "resources": resources,
         "model": model,
-        "endpoint": {"routes": [r.to_dict() for r in routes]},
+        "endpoint": {"routes": [r.to_dict() for r in routes], "auth": form.get("auth") is True},
         "environment": environment,
     }
 

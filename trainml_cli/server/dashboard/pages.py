@@ -214,9 +214,11 @@ async def connect_page(request: Request, job_id: str):
         return not_found(request, job_id)
     # Commands are written for a stand-in URL that the page swaps for the live one: a stopped endpoint has none,
     # and showing the port it last had would invite calls that cannot answer.
+    # The key, for a job that has one: a signed-in user holds the control plane, which may read it anyway.
+    key = platform(request).jobs.connection(job["id"])["key"]
     return render(request, "connect.html", title=f"Connect to {job['name']}", page="connect", section="endpoints",
-                  job=job, examples=examples(URL_STAND_IN, job), stand_in=URL_STAND_IN,
-                  status_sentence=status_sentence(job["status"]))
+                  job=job, examples=examples(URL_STAND_IN, job, key), stand_in=URL_STAND_IN,
+                  status_sentence=status_sentence(job["status"]), key=key)
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -241,7 +243,7 @@ def status_sentence(status: str) -> str:
 
 
 
-def examples(url: str, job: dict) -> list[dict]:
+def examples(url: str, job: dict, key: str | None = None) -> list[dict]:
     """A ready-to-paste curl command per route, built by the same function the CLI prints them with."""
     from ...routespec import curl_command
 
@@ -249,7 +251,7 @@ def examples(url: str, job: dict) -> list[dict]:
         routes = parse_routes(job["endpoint"]["routes"])
     except Exception:  # a record the server accepted earlier; show no examples rather than fail the page
         return []
-    return [{"label": r.label, "target": f"{r.file}:{r.function}", "command": curl_command(url, r)} for r in routes]
+    return [{"label": r.label, "target": f"{r.file}:{r.function}", "command": curl_command(url, r, key)} for r in routes]
 
 
 async def _interpreters(p) -> list:

@@ -76,6 +76,7 @@
     const source = form.querySelector('input[name="source"]:checked').value;
     return {
       name: value("#name"),
+      auth: document.getElementById("auth").checked,
       resources: {
         gpu_types: [value("#gpu-type")],
         gpu_count: number("#gpu-count"),

@@ -1,0 +1,263 @@
+"""The endpoint runtime against hostile and sloppy clients: what an attacker on the network would try.
+
+Real runtime processes on loopback; each test says the status a client gets and the bound that holds (answer
+size, /ping latency, connection lifetime).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from endpoint_process import param, route, start
+
+ECHO = [param("text", "str"), param("f", "float", optional=True, default_value="0.5"),
+        param("d", "dict", optional=True), param("l", "list", optional=True, default_value="[1]")]
+
+
+@pytest.fixture
+def serve(tmp_path):
+    started = []
+
+    def _serve(routes, *args):
+        endpoint = start("types", routes, *args, tmp_path=tmp_path)
+        started.append(endpoint)
+        return endpoint.wait_ready()
+
+    yield _serve
+    for endpoint in started:
+        endpoint.stop()
+
+
+def raw_post(ep, path, body: bytes, content_type: str | None, **kwargs):
+    headers = {"content-type": content_type} if content_type is not None else {}
+    return ep.session.post(ep.url + path, data=body, headers=headers, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
+def test_a_body_that_does_not_say_json_is_415_naming_the_expected_type(serve, content_type):
+    ep = serve([route("/echo", "echo", ECHO)])
+    answer = raw_post(ep, "/echo", b'{"text": "x"}', content_type)
+    assert answer.status_code == 415
+    assert answer.json()["error"] == "unsupported_media_type"
+    assert "application/json" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON",
+                                          "application/vnd.example+json"])
+def test_json_content_types_are_accepted(serve, content_type):
+    ep = serve([route("/echo", "echo", ECHO)])
+    answer = raw_post(ep, "/echo", b'{"text": "x"}', content_type)
+    assert answer.status_code == 200 and answer.json()["text"] == ["x", "str"]
+
+
+def test_an_empty_body_needs_no_content_type(serve):
+    ep = serve([route("/opt", "echo", [param("f", "float", optional=True, default_value="0.5")])])
+    assert raw_post(ep, "/opt", b"", None).json() == {"f": [0.5, "float"]}
+
+
+@pytest.mark.parametrize("body, loc", [
+    (b'{"text": "x", "f": NaN}', ["body", "f"]),
+    (b'{"text": "x", "f": Infinity}', ["body", "f"]),
+    (b'{"text": "x", "f": -Infinity}', ["body", "f"]),
+    (b'{"text": "x", "f": 1e999}', ["body", "f"]),
+    (b'{"text": "x", "d": {"a": [1, NaN]}}', ["body", "d", "a", 1]),
+    (b'{"text": "x", "l": [1e999]}', ["body", "l", 0]),
+])
+def test_non_finite_numbers_are_422_naming_where(serve, body, loc):
+    ep = serve([route("/echo", "echo", ECHO)])
+    answer = raw_post(ep, "/echo", body, "application/json")
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == loc
+    assert "finite" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("query", ["f=nan", "f=inf", "f=-Infinity", "f=1e999", 'l=[NaN]'])
+def test_non_finite_numbers_in_a_query_are_422(serve, query):
+    ep = serve([route("/q", "echo", ECHO[1:], verb="GET")])
+    answer = ep.get("/q?" + query)
+    assert answer.status_code == 422, answer.text
+
+
+def test_a_non_finite_default_is_refused_before_anything_runs(tmp_path):
+    bad = route("/echo", "echo", [param("f", "float", optional=True, default_value="1e999")])
+    endpoint = start("types", [bad], tmp_path=tmp_path)
+    assert endpoint.wait_exit() == 2
+    assert "body[0].default_value: '1e999' is not a finite number" in endpoint.log()
+
+
+def test_an_explicit_null_means_the_default(serve):
+    ep = serve([route("/echo", "echo", ECHO), route("/q", "echo", ECHO[1:], verb="GET")])
+    answer = ep.post("/echo", {"text": "x", "f": None, "d": None, "l": None})
+    assert answer.json() == {"text": ["x", "str"], "f": [0.5, "float"], "d": [None, "NoneType"], "l": [[1], "list"]}
+    assert ep.post("/echo", {"text": None}).status_code == 422  # a required param has no default to stand in
+
+
+def test_head_and_options(serve):
+    ep = serve([route("/q", "echo", ECHO[1:], verb="GET"), route("/echo", "echo", ECHO)])
+    get = ep.get("/q?f=2")
+    head = ep.session.head(ep.url + "/q?f=2", timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert ep.session.head(ep.url + "/ping", timeout=10).status_code == 200
+    assert ep.session.head(ep.url + "/openapi.json", timeout=10).status_code == 200
+    options = ep.session.options(ep.url + "/q", timeout=10)
+    assert options.status_code == 204 and options.headers["allow"] == "GET, HEAD, OPTIONS"
+    assert ep.session.options(ep.url + "/echo", timeout=10).headers["allow"] == "OPTIONS, POST"
+    assert ep.session.options(ep.url + "/nowhere", timeout=10).status_code == 404
+
+
+def hostile_body(size=10 * 1024 * 1024) -> bytes:
+    """A JSON object of unknown keys filling `size` bytes: 883,071 of them at 10 MiB."""
+    parts, total, i = [], 2, 0
+    while True:
+        item = f'"k{i}": 1'
+        if total + len(item) + 2 > size:
+            break
+        parts.append(item)
+        total += len(item) + 2
+        i += 1
+    return ("{" + ", ".join(parts) + "}").encode()
+
+
+def test_a_body_of_a_million_unknown_keys_gets_a_small_422_and_never_stalls_the_endpoint(serve):
+    ep = serve([route("/echo", "echo", ECHO)])
+    body = hostile_body()
+    keys = body.count(b":")
+    pings: list[float] = []
+    done = threading.Event()
+
+    def ping_meanwhile():
+        session = requests.Session()
+        while not done.is_set() and len(pings) < 500:
+            began = time.monotonic()
+            assert session.get(ep.url + "/ping", timeout=10).status_code == 200
+            pings.append(time.monotonic() - began)
+            time.sleep(0.02)
+
+    pinger = threading.Thread(target=ping_meanwhile)
+    pinger.start()
+    began = time.monotonic()
+    try:
+        answer = raw_post(ep, "/echo", body, "application/json", timeout=60)
+    finally:
+        done.set()
+        pinger.join(30)
+    took = time.monotonic() - began
+    assert answer.status_code == 422
+    assert len(answer.content) < 8 * 1024, len(answer.content)
+    detail = answer.json()["detail"]
+    assert len(detail) == 20
+    assert detail[0] == {"loc": ["body", "text"], "msg": "Field required", "type": "missing"}
+    assert detail[1]["loc"] == ["body", "k0"] and detail[1]["type"] == "extra_forbidden"
+    assert answer.json()["message"].endswith(f"... and {keys + 1 - 20:,} more")
+    assert pings and max(pings) < 1.0, (max(pings), len(pings))
+    # The same body again: the endpoint is unharmed, and its memory stays bounded.
+    assert raw_post(ep, "/echo", body, "application/json", timeout=60).status_code == 422
+    assert ep.post("/echo", {"text": "fine"}).status_code == 200
+    peak_mb = _peak_rss_mb(ep.proc.pid)
+    print(f"hostile 10 MiB body ({keys:,} unknown keys): 422 of {len(answer.content)} bytes in {took:.2f}s; "
+          f"/ping worst {max(pings) * 1000:.0f} ms over {len(pings)} pings; endpoint peak RSS {peak_mb} MB")
+    assert peak_mb < 1000
+
+
+def _peak_rss_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def test_thousands_of_unknown_query_params_get_a_small_422(serve):
+    ep = serve([route("/q", "echo", ECHO[1:], verb="GET")])
+    query = "&".join(f"u{i}=1" for i in range(5000))
+    answer = ep.get("/q?" + query)
+    assert answer.status_code == 422
+    assert len(answer.content) < 8 * 1024
+    assert len(answer.json()["detail"]) == 20 and answer.json()["message"].endswith("... and 4,980 more")
+
+
+def test_headers_past_64_kib_get_431(serve):
+    ep = serve([route("/echo", "echo", ECHO)])
+    headers = {f"x-filler-{i}": "v" * 1000 for i in range(70)}
+    answer = ep.session.post(ep.url + "/echo", json={"text": "x"}, headers=headers, timeout=10)
+    assert answer.status_code == 431
+    assert ep.post("/echo", {"text": "x"}, headers={f"x-filler-{i}": "v" * 1000 for i in range(50)}).status_code == 200
+
+
+def test_a_slowloris_connection_is_closed_and_others_are_served(serve):
+    ep = serve([route("/echo", "echo", ECHO)])
+    sock = socket.create_connection(("127.0.0.1", ep.port), timeout=30)
+    began = time.monotonic()
+    sock.sendall(b"POST /echo HTTP/1.1\r\nhost: x\r\n")
+    closed_after = None
+    for i in range(40):  # a header byte every 0.5 s, for up to 20 s
+        assert ep.post("/echo", {"text": "x"}).status_code == 200
+        try:
+            sock.sendall(b"x")
+            sock.settimeout(0.5)
+            if sock.recv(1024) == b"":
+                closed_after = time.monotonic() - began
+                break
+        except socket.timeout:
+            continue
+        except OSError:
+            closed_after = time.monotonic() - began
+            break
+    sock.close()
+    assert closed_after is not None and 8 < closed_after < 16, closed_after
+
+
+def test_connections_past_the_cap_get_503(serve):
+    ep = serve([route("/echo", "echo", ECHO)], "--max-connections", "4")
+    idle = [socket.create_connection(("127.0.0.1", ep.port), timeout=10) for _ in range(4)]
+    try:
+        time.sleep(0.3)
+        assert requests.post(ep.url + "/echo", json={"text": "x"}, timeout=10).status_code == 503
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.3)
+    assert requests.post(ep.url + "/echo", json={"text": "x"}, timeout=10).status_code == 200
+
+
+def test_an_endpoint_key_guards_every_call_but_ping(serve, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("k" * 32)
+    os.chmod(key_file, 0o600)
+    ep = serve([route("/echo", "echo", ECHO), route("/q", "echo", ECHO[1:], verb="GET")], "--key-file", str(key_file))
+    for answer in (ep.post("/echo", {"text": "x"}), ep.get("/q"), ep.get("/openapi.json"), ep.get("/nowhere"),
+                   ep.post("/echo", {"text": "x"}, headers={"authorization": "Bearer " + "k" * 31 + "j"}),
+                   ep.post("/echo", {"text": "x"}, headers={"authorization": "k" * 32})):
+        assert answer.status_code == 401
+        assert answer.json()["error"] == "unauthorized" and "Authorization: Bearer" in answer.json()["message"]
+    good = {"authorization": "Bearer " + "k" * 32}
+    assert ep.post("/echo", {"text": "x"}, headers=good).status_code == 200
+    assert ep.get("/ping").status_code == 200
+    # A new key in the file replaces the old one within a second or two, without a restart.
+    replacement = tmp_path / "key.new"
+    replacement.write_text("n" * 32)
+    os.replace(replacement, key_file)
+    deadline = time.monotonic() + 10
+    while ep.post("/echo", {"text": "x"}, headers=good).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ep.post("/echo", {"text": "x"}, headers=good).status_code == 401
+    assert ep.post("/echo", {"text": "x"}, headers={"authorization": "Bearer " + "n" * 32}).status_code == 200
+    assert "k" * 32 not in ep.log() and "n" * 32 not in ep.log()
+
+
+def test_a_key_file_that_is_missing_or_too_short_stops_the_runtime_naming_it(tmp_path):
+    short = tmp_path / "short.key"
+    short.write_text("abc")
+    for path, message in ((short, "the key must be at least 16 characters"),
+                          (tmp_path / "missing.key", "No such file or directory")):
+        endpoint = start("types", [route("/echo", "echo", ECHO)], "--key-file", str(path), tmp_path=tmp_path)
+        assert endpoint.wait_exit() == 2
+        assert f"--key-file {path}: {message}" in endpoint.log() and "Traceback" not in endpoint.log()

@@ -1,0 +1,68 @@
+"""Endpoint keys: `Authorization: Bearer KEY` on every call but /ping and /metrics.
+
+The key is never on the runtime's command line (any local user can read /proc/PID/cmdline): the control plane
+writes it to a file only its user can read (0600) and passes the file's path (`--key-file`). The file is read
+again when it changes, checked at most once a second, so `trainml job rotate-key` takes effect in every worker
+within a second without a restart.
+
+Keys are compared with hmac.compare_digest, whose time does not depend on where the first difference is.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+
+from ..errors import UsageError
+
+_RECHECK_SECONDS = 1.0
+_PREFIX = b"bearer "
+MIN_KEY_LENGTH = 16  # a key anyone could guess in a few tries is no key
+
+
+class KeyFile:
+    def __init__(self, path: str):
+        self.path = path
+        self._stamp = None
+        self._checked = 0.0
+        self.key = b""
+        self._reload(force=True)
+
+    def _reload(self, force: bool = False) -> None:
+        try:
+            stat = os.stat(self.path)
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            if not force and stamp == self._stamp:
+                return
+            with open(self.path, "rb") as f:
+                key = f.read().strip()
+        except OSError as exc:
+            if force:
+                raise UsageError(f"--key-file {self.path}: {exc.strerror}") from None
+            return  # mid-rotation (the file is replaced by a rename): keep the key we have
+        if len(key) < MIN_KEY_LENGTH:
+            if force:
+                raise UsageError(f"--key-file {self.path}: the key must be at least {MIN_KEY_LENGTH} characters")
+            return
+        self.key = key
+        self._stamp = stamp
+
+    def allows(self, headers) -> bool:
+        now = time.monotonic()
+        if now - self._checked > _RECHECK_SECONDS:
+            self._checked = now
+            self._reload()
+        for name, value in headers:
+            if name == b"authorization":
+                if value[:7].lower() != _PREFIX:
+                    return False
+                return hmac.compare_digest(value[7:].strip(), self.key)
+        return False
+
+
+UNAUTHORIZED = (
+    b'{"error":"unauthorized","message":"this endpoint needs its key: send the header '
+    b"'Authorization: Bearer KEY' (trainml job connect JOB shows the key)\"}"
+)
+CHALLENGE = [(b"www-authenticate", b'Bearer realm="trainml endpoint"')]

@@ -1,0 +1,47 @@
+"""Endpoint keys: made, kept and handed to the runtime for jobs created with `endpoint.auth: true`.
+
+The key lives in two places only: the job's `secrets` column (what the API's connect and rotate-key answers
+read) and `HOME/jobs/ID/endpoint.key`, mode 0600, whose path the runtime gets as `--key-file`. It is never in
+the job's spec, so never in a job record, a list, an event, the access log or a process's command line.
+
+Rotation writes the new key to a temporary file and renames it over the old one: the runtime (runtime/auth.py)
+sees a whole key or the previous one, never half a file, and picks the new one up within a second.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+KEY_FILE = "endpoint.key"
+SECRET = "endpoint_key"  # its name in the job's secrets column
+
+
+def new_key() -> str:
+    return "tmlk_" + secrets.token_urlsafe(32)  # 256 random bits; the prefix makes a leaked key easy to spot
+
+
+def write_key(workdir: Path, key: str) -> Path:
+    """Write the key where the runtime reads it, readable by this user only; atomic."""
+    path = workdir / KEY_FILE
+    temporary = workdir / (KEY_FILE + ".new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file of that name may have had other bits
+        os.write(fd, key.encode() + b"\n")
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    return path
+
+
+def key_file(workdir: Path, row_secrets: dict) -> Path | None:
+    """The key file for a job's launch, rewritten from its record when missing; None for a job without a key."""
+    key = row_secrets.get(SECRET)
+    if not key:
+        return None
+    path = workdir / KEY_FILE
+    if not path.exists():
+        write_key(workdir, key)
+    return path
