@@ -93,7 +93,7 @@ class LocalBackend:
                  adopt: Adoption | None = None) -> "LocalEndpoint":
         endpoint = LocalEndpoint(launch, listener, self.host, port, self.policy, adopt=adopt)
         if self.tls:
-            from ..tls import loopback_client_context
+            from ...tls import loopback_client_context
 
             endpoint.ssl = loopback_client_context()
         return endpoint
