@@ -40,11 +40,16 @@ class Cluster:
         return ["--backend", "ray", "--ray-address", self.dashboard, "--ray-serve-port", str(self.serve_port),
                 "--ray-deploy-timeout", str(deploy_timeout)]
 
-    def routes(self) -> dict:
+    def routes(self) -> dict | None:
+        """The proxy's route table; None when the proxy did not answer (a loaded machine), never a false empty."""
         try:
             return requests.get(f"http://127.0.0.1:{self.serve_port}/-/routes", timeout=5).json()
         except (requests.RequestException, ValueError):
-            return {}
+            return None
+
+    def routed(self, prefix: str) -> bool | None:
+        routes = self.routes()
+        return None if routes is None else prefix in routes
 
 
 def _free_ports(count: int) -> list[int]:
@@ -149,7 +154,8 @@ def test_replicas_answer_from_two_processes_with_the_same_contract(cluster, star
     record = json.loads(result.stdout)
     url = record["url"]
     assert url == f"http://127.0.0.1:{cluster.serve_port}/e/{record['id']}"
-    assert cluster.routes().get(f"/e/{record['id']}") == f"ep-{record['id']}"
+    wait_until(lambda: (cluster.routes() or {}).get(f"/e/{record['id']}") == f"ep-{record['id']}", timeout=30,
+               interval=0.5, message="the proxy to route the job to its application")
 
     pids = set()
     deadline = time.monotonic() + 60
@@ -178,11 +184,12 @@ def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_
     plane = start_control_plane(*cluster.plane_args())
     record = json.loads(create(plane, "stopme").stdout)
     prefix = f"/e/{record['id']}"
-    assert prefix in cluster.routes()
+    wait_until(lambda: cluster.routed(prefix), timeout=30, interval=0.5, message="the proxy to route the job")
     stopped = trainml(plane, "job", "stop", "stopme")
     assert stopped.returncode == 0, stopped.stderr
     assert job(plane, "stopme")["status"] == "stopped"
-    assert prefix not in cluster.routes(), "stopped means the Serve application is gone"
+    # Stopped means the Serve application is gone (asked until the proxy answers).
+    wait_until(lambda: cluster.routed(prefix) is False, timeout=30, interval=0.5, message="the application gone")
     assert requests.post(record["url"] + "/predict", json={"text": "x"}, timeout=10).status_code in (404, 503)
 
     started = trainml(plane, "job", "start", "stopme")
@@ -191,7 +198,7 @@ def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_
     assert requests.post(record["url"] + "/predict", json={"text": "x"}, timeout=10).status_code == 200
     removed = trainml(plane, "job", "remove", "stopme", "--force")
     assert removed.returncode == 0, removed.stderr
-    wait_until(lambda: prefix not in cluster.routes(), timeout=30, interval=0.5, message="the application removed")
+    wait_until(lambda: cluster.routed(prefix) is False, timeout=30, interval=0.5, message="the application removed")
 
 
 def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, start_control_plane):
@@ -204,7 +211,8 @@ def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, st
     assert "No module named 'helper_that_does_not_exist'" in record["reason"] or "the rest is in" in record["reason"]
     logs = trainml(plane, "job", "logs", "broken").stdout
     assert "ModuleNotFoundError: No module named 'helper_that_does_not_exist'" in logs
-    assert f"/e/{record['id']}" not in cluster.routes()
+    wait_until(lambda: cluster.routed(f"/e/{record['id']}") is False, timeout=30, interval=0.5,
+               message="no route for the failed job")
 
 
 def test_unschedulable_request_fails_at_the_deadline_saying_what_is_missing(cluster, start_control_plane):
@@ -218,7 +226,7 @@ def test_unschedulable_request_fails_at_the_deadline_saying_what_is_missing(clus
     assert "insufficient resources: 1 replica(s) of 64 CPU(s) asked, the cluster has" in record["reason"]
     assert "of 4 CPU" in record["reason"] or "of 4" in record["reason"]
     assert 14 <= took < 90, took
-    wait_until(lambda: f"/e/{record['id']}" not in cluster.routes(), timeout=30, interval=0.5,
+    wait_until(lambda: cluster.routed(f"/e/{record['id']}") is False, timeout=30, interval=0.5,
                message="the unschedulable application removed")
 
 

@@ -318,3 +318,15 @@ def test_the_control_plane_never_imports_ray():
     code = ("import sys, trainml_cli.server.app, trainml_cli.server.backends.ray, trainml_cli.server.backends.rayapps; "
             "sys.exit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_what_ray_replicas_cannot_honour_is_refused_not_ignored(start_control_plane, head):
+    plane = ray_plane(start_control_plane, head)
+    upload = plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"), headers={"Content-Type": "application/gzip"})
+    base = {"name": "refused", "model": {"source_type": "local", "upload_id": upload.json()["id"]}}
+    for extra, message in (({"endpoint": {"routes": [route()], "auth": True}}, "endpoint keys are not carried"),
+                           ({"endpoint": {"routes": [route()]}, "environment": {"python": "3.11"}},
+                            "replicas run on the Ray cluster's own Python")):
+        answer = plane.api("POST", "/api/jobs", json={**base, **extra})
+        assert answer.status_code == 422 and message in answer.json()["message"], answer.text
+    assert plane.api("GET", "/api/jobs").json() == [] and head.puts == []

@@ -52,9 +52,7 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
     resources = res.normalize(payload.get("resources"))
     scaling = _check_scaling(endpoint)
     backend.check_resources(resources, scaling["replicas"])  # what this backend can ever give (GPUs, CPUs here)
-    if getattr(backend, "name", "local") == "local" and (scaling["min_replicas"] or scaling["max_replicas"]):
-        raise UsageError("endpoint.min_replicas: autoscaling needs the Ray backend (trainml server run --backend "
-                         "ray); give replicas for a fixed number of local worker processes")
+    backend.check_features(scaling, auth, payload.get("environment") or {})
     env = []
     for i, item in enumerate((payload.get("environment") or {}).get("env") or []):
         key, value = item.get("key"), item.get("value")

@@ -117,6 +117,10 @@ class Backend(Protocol):
     def check_resources(self, resources: dict, replicas: int | None = None) -> None:
         """Raise UsageError (422) for resources this backend can never give; nothing is created."""
 
+    def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
+        """Raise UsageError (422) for what a job asks that this backend cannot honour (autoscaling, endpoint keys,
+        an interpreter of its own), rather than run it without; nothing is created."""
+
     def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> Awaitable[list]:
         """The job's resources (GPU records the job keeps), waiting while they are taken; `held`: what an
         adopted endpoint already runs on."""

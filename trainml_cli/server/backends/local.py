@@ -42,6 +42,7 @@ from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE
 from .. import resources as res
 from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, process_start_time, reap_orphans
 from ..tailing import OutputTail
+from ...errors import UsageError
 from .base import EndpointListener, Launch, Outcome, Policy, Say
 
 START_ATTEMPTS = 3
@@ -76,6 +77,11 @@ class LocalBackend:
     def check_resources(self, resources: dict, replicas: int | None = None) -> None:
         self.pool.check(resources)
         res.check_workers(resources, replicas)
+
+    def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
+        if scaling["min_replicas"] or scaling["max_replicas"]:
+            raise UsageError("endpoint.min_replicas: autoscaling needs the Ray backend (trainml server run --backend "
+                             "ray); give replicas for a fixed number of local worker processes")
 
     async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:
         if held is not None:  # an adopted endpoint runs on the GPUs it was given
