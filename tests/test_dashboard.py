@@ -412,3 +412,20 @@ def test_the_create_form_can_ask_for_a_key_and_the_connect_page_shows_it(control
     page = session.get(control_plane.url + f"/dashboard/jobs/{job_id}/connect", timeout=10).text
     assert key in page and f"Authorization: Bearer {key}" in page
     assert key not in session.get(control_plane.url + f"/dashboard/jobs/{job_id}", timeout=10).text
+
+
+def test_the_create_form_sends_replicas_and_names_a_bad_count_at_its_field(control_plane):
+    session = signed_in(control_plane)
+    form = {"name": "copies", "resources": {"gpu_types": ["cpu"]}, "replicas": 1,
+            "model": {"source": "directory", "directory": TABULATE_DIR}, "routes": [VERSION_ROUTE]}
+    checked = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=DASHBOARD, timeout=60)
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["payload"]["endpoint"]["replicas"] == 1
+    for bad in (0, "two"):
+        refused = session.post(control_plane.url + "/api/dashboard/check", json={**form, "replicas": bad},
+                               headers=DASHBOARD, timeout=60)
+        assert refused.status_code == 422
+        assert {f["field"] for f in refused.json()["fields"]} == {"replicas"}
+        assert "must be a whole number of at least 1" in refused.json()["fields"][0]["message"]
+    page = session.get(control_plane.url + "/dashboard/create", timeout=60).text
+    assert 'id="replicas"' in page

@@ -50,7 +50,7 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
     if not isinstance(auth, bool):
         raise UsageError(f"endpoint.auth: {auth!r} must be true or false")
     resources = res.normalize(payload.get("resources"))
-    scaling = _check_scaling(endpoint)
+    scaling = check_scaling(endpoint)
     backend.check_resources(resources, scaling["replicas"])  # what this backend can ever give (GPUs, CPUs here)
     backend.check_features(scaling, auth, payload.get("environment") or {})
     env = []
@@ -81,7 +81,7 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
     }
 
 
-def _check_scaling(endpoint: dict) -> dict:
+def check_scaling(endpoint: dict) -> dict:
     """{replicas, min_replicas, max_replicas}: fixed copies, or autoscaling bounds (Ray); None when not given."""
     out = {}
     for key in ("replicas", "min_replicas", "max_replicas"):

@@ -31,6 +31,7 @@ from ...routespec import parse_routes
 from .. import resources as res
 from .. import sources
 from ..models import check_name
+from ..payload import check_scaling
 
 SOURCES = ("upload", "directory", "git", "trainml")
 
@@ -83,6 +84,8 @@ def field_of(error: TrainMLError, default: str) -> FieldError:
         return FieldError(default, text)
     if head.startswith(("resources.", "model.")) or head == "name":
         return FieldError(head, rest)
+    if head == "endpoint.replicas":
+        return FieldError("replicas", rest)
     if head.startswith("environment."):
         # One input holds every package: `environment.packages.pip[2]: ...` is that input's problem (the message
         # quotes the package, so which one stays clear).
@@ -116,6 +119,15 @@ def check(platform, form: dict) -> dict:
         return resources
 
     resources = attempt("resources.gpu_types", check_resources)
+    replicas = form.get("replicas")
+
+    def check_replicas():
+        scaling = check_scaling({"replicas": replicas})
+        if resources is not None:
+            platform.jobs.backend.check_resources(resources, scaling["replicas"])
+        return scaling
+
+    scaling = attempt("replicas", check_replicas) or {}
     routes = attempt("routes", lambda: parse_routes(form.get("routes") or []))
     model = attempt("model", lambda: _model(platform, form.get("model") or {}))
     if routes and model and model.get("directory"):
@@ -132,7 +144,8 @@ def check(platform, form: dict) -> dict:
         "type": "endpoint",
         "resources": resources,
         "model": model,
-        "endpoint": {"routes": [r.to_dict() for r in routes], "auth": form.get("auth") is True},
+        "endpoint": {"routes": [r.to_dict() for r in routes], "auth": form.get("auth") is True,
+                     **({"replicas": scaling["replicas"]} if scaling.get("replicas") else {})},
         "environment": environment,
     }
 

@@ -77,6 +77,7 @@
     return {
       name: value("#name"),
       auth: document.getElementById("auth").checked,
+      replicas: number("#replicas"),
       resources: {
         gpu_types: [value("#gpu-type")],
         gpu_count: number("#gpu-count"),
@@ -243,6 +244,7 @@
     const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
     const gpus = r.gpu_count ? `${count(r.gpu_count, "GPU", "GPUs")} of type ${r.gpu_types.join(" or ")}` : "no GPU";
     fact(facts, "Resources", `${gpus}, ${count(r.cpu_count, "CPU", "CPUs")}, ${r.disk_size} GB disk, at most ${r.max_price} credits/hour`);
+    if (payload.endpoint.replicas) fact(facts, "Replicas", count(payload.endpoint.replicas, "replica", "replicas"));
 
     const env = payload.environment || {};
     const environment = document.getElementById("review-environment");
