@@ -83,16 +83,22 @@ def cluster(tmp_path_factory):
             pytest.fail("the Ray tests must run in CI: pip install -e '.[test,ray]'")
         pytest.skip("Ray is not installed (pip install -e '.[ray]')")
     temp = tmp_path_factory.mktemp("ray")  # short: Ray's socket paths live under it
-    gcs, dashboard, serve, client, metrics_head, metrics_worker = _free_ports(6)
+    gcs, dashboard, serve, worker_serve, client, metrics_head, metrics_worker = _free_ports(7)
     # The replicas must import trainml_cli from the package we upload, not from this checkout.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("TRAINML_")}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    # Serve's proxies prefer replicas on their own node; the replica test wants calls spread over both nodes'
+    # replicas through the one proxy it calls, as a load balancer in front of every node would spread them.
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING="0")
     common = ["--num-cpus=2", "--object-store-memory=100000000", "--node-ip-address=127.0.0.1",
               "--dashboard-agent-listen-port=0", "--block"]
     head_cmd = [ray, "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
                 "--include-dashboard=true", f"--ray-client-server-port={client}", f"--metrics-export-port={metrics_head}",
                 f"--temp-dir={temp}", *common]
     worker_cmd = [ray, "start", f"--address=127.0.0.1:{gcs}", f"--metrics-export-port={metrics_worker}", *common]
+    # Both nodes share one address here, and Serve's proxies bind with SO_REUSEPORT: the kernel would spread our
+    # calls over the head's proxy and a worker proxy that may not have the newest routes yet (a 404 for a job that
+    # is running). On a real cluster each node has its own address; a port of its own gives the same here.
+    worker_env = dict(env, RAY_SERVE_WORKER_PROXY_HTTP_PORT=str(worker_serve))
     processes = []
     url = f"http://127.0.0.1:{dashboard}"
     try:
@@ -109,7 +115,7 @@ def cluster(tmp_path_factory):
 
         wait_until(head_answers, timeout=90, interval=0.5, message="the Ray head's dashboard")
         with open(temp / "worker.log", "wb") as log:
-            processes.append(subprocess.Popen(worker_cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+            processes.append(subprocess.Popen(worker_cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env,
                                               start_new_session=True))
 
         def two_nodes():
