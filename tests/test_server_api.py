@@ -122,3 +122,34 @@ def test_job_records_follow_trainmls_payload(control_plane):
                                      "python": None, "type": None, "interpreter": None, "note": None, "secrets": []}
     for key in ("id", "name", "status", "reason", "url", "restarts", "run_time", "credits", "hourly_rate", "created"):
         assert key in record
+
+
+def test_the_control_plane_answers_431_past_64_kib_of_headers_and_closes_slow_headers(control_plane):
+    """With --host the control plane faces the endpoints' clients: the same header cap and header-read timeout."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    huge = control_plane.api("GET", "/api/jobs", headers={f"x-filler-{i}": "v" * 1000 for i in range(70)})
+    assert huge.status_code == 431
+    assert huge.json()["error"] == "headers_too_large" and "control plane's limit" in huge.json()["message"]
+    assert control_plane.api("GET", "/api/jobs", headers={f"x-filler-{i}": "v" * 1000 for i in range(50)}).ok
+
+    address = urlsplit(control_plane.url)
+    sock = socket.create_connection((address.hostname, address.port), timeout=30)
+    began = time.monotonic()
+    sock.sendall(b"GET /api/health HTTP/1.1\r\nhost: x\r\n")
+    closed_after = None
+    while closed_after is None and time.monotonic() - began < 30:  # a header byte every 0.5 s
+        assert control_plane.api("GET", "/api/health").ok, "other clients are served meanwhile"
+        try:
+            sock.sendall(b"x")
+            sock.settimeout(0.5)
+            if sock.recv(1024) == b"":
+                closed_after = time.monotonic() - began
+        except socket.timeout:
+            continue
+        except OSError:
+            closed_after = time.monotonic() - began
+    sock.close()
+    assert closed_after is not None and 8 < closed_after < 20, closed_after

@@ -19,15 +19,17 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 MAX_HEADER_BYTES = 64 * 1024  # the request line and every header, together
 HEADER_TIMEOUT = 10.0
 
-_TOO_LARGE = (
-    b'{"error":"headers_too_large","message":"the request line and headers are larger than the endpoint\'s '
-    b'limit of 65536 bytes"}'
-)
+
+
+def too_large_body(owner: str) -> bytes:
+    return (f'{{"error":"headers_too_large","message":"the request line and headers are larger than the {owner}\'s '
+            f'limit of {MAX_HEADER_BYTES} bytes"}}').encode()
 
 
 class GuardedProtocol(HttpToolsProtocol):
     header_timeout = HEADER_TIMEOUT
     max_header_bytes = MAX_HEADER_BYTES
+    too_large_answer = too_large_body("endpoint")  # the control plane says its own name
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -69,9 +71,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         head = (
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            b"content-length: " + str(len(_TOO_LARGE)).encode() + b"\r\nconnection: close\r\n\r\n"
+            b"content-length: " + str(len(self.too_large_answer)).encode() + b"\r\nconnection: close\r\n\r\n"
         )
-        self.transport.write(head + _TOO_LARGE)
+        self.transport.write(head + self.too_large_answer)
         self.transport.close()
 
     def _headers_too_slow(self) -> None:

@@ -141,8 +141,12 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", args: li
     """
     import uvicorn
 
+    from ..runtime.connections import GuardedProtocol, too_large_body
     from ..tls import check_pair, exposure_warnings
     from .app import ServerOptions, create_app
+
+    class ControlPlaneProtocol(GuardedProtocol):
+        too_large_answer = too_large_body("control plane")
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = options or ServerOptions()
@@ -181,6 +185,9 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", args: li
         app = create_app(settings, options, on_ready=ready, on_stopped=stopped)
         config = uvicorn.Config(
             app,
+            # The endpoints' header cap and header-read timeout: with --host the control plane faces the same
+            # clients (an 8 MiB header, slowloris) and must not be the easier target.
+            http=ControlPlaneProtocol,
             log_level=log_level,
             access_log=False,
             lifespan="on",
