@@ -172,6 +172,25 @@ def test_model_create_name_path_source_rename_and_use(env, tmp_path):
         assert run_cli(env, "model", "remove", name)[0] == 0
 
 
+def test_trainml_model_upload_steps_run_unchanged(env):
+    """trainML's scripts create a local model without uploading, then connect, attach and disconnect."""
+    code, out, err = run_cli(env, "model", "create", "m-steps", ECHO, "--no-connect", "--no-attach")
+    assert code == 0, err
+    assert out.startswith("Created model m-steps (")
+    for step in ("connect", "attach", "disconnect"):
+        code, out, err = run_cli(env, "model", step, "m-steps")
+        assert code == 0, err
+        assert out.startswith("Model m-steps (") and "is stored" in out and "from local" in out, (step, out)
+    code, out, err = run_cli(env, "model", "attach", "no-such-model")
+    assert code != 0 and "no-such-model" in err and "Traceback" not in err
+    code, out, err = run_cli(env, "job", "create", "endpoint", "from-steps", "--model-id", "m-steps",
+                             "--route", ECHO_ROUTE)
+    assert code == 0, err
+    assert call(env, "from-steps", "/echo", {"text": "b"}) == {"echo": "b"}
+    assert run_cli(env, "job", "remove", "--force", "from-steps")[0] == 0
+    assert run_cli(env, "model", "remove", "m-steps")[0] == 0
+
+
 def test_readme_env_threshold_example_changes_what_the_example_model_answers(env):
     sentiment = str(ROOT / "examples" / "sentiment")
     assert run_cli(env, "model", "create", "sentiment-v1", sentiment)[0] == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import click
 
 from .output import Output, format_option, size, when
@@ -26,9 +28,16 @@ def model():
 @click.option("--git-uri", metavar="URI", help="Model code from this git repository (the same as PATH with "
               "--source git).")
 @click.option("--git-ref", metavar="REF", help="Branch, tag or commit SHA of the repository (default: its HEAD).")
+# trainML uploads a local model in a second step (`model connect`) and streams its creation log (`--attach`).
+# Here the code is stored before create returns, so both flags are accepted for trainML's scripts and change
+# nothing: `--attach` shows the progress create shows anyway.
+@click.option("--attach/--no-attach", default=True, show_default=True,
+              help="trainML's flag: show the creation's progress (here it always finishes before create returns).")
+@click.option("--connect/--no-connect", default=True, show_default=True,
+              help="trainML's flag: upload the local source now (here always: a later `model connect` is a no-op).")
 @format_option
 @click.pass_obj
-def create_model(obj, name, path, source, model_dir, git_uri, git_ref, fmt):
+def create_model(obj, name, path, source, model_dir, git_uri, git_ref, attach, connect, fmt):
     """Store model code as NAME, from PATH (trainML's form: a folder or a git URI) or --model-dir / --git-uri.
 
     \b
@@ -55,7 +64,7 @@ def create_model(obj, name, path, source, model_dir, git_uri, git_ref, fmt):
     out = Output(obj, fmt)
 
     async def work(client):
-        with out.progress(f"Storing model {name}"):
+        with out.progress(f"Storing model {name}") if attach else nullcontext():
             return await client.models.create(
                 name, source_type=source["source_type"], source_uri=source["source_uri"], git_ref=source.get("git_ref")
             )
@@ -65,6 +74,39 @@ def create_model(obj, name, path, source, model_dir, git_uri, git_ref, fmt):
         out.json(created.dict)
     else:
         out.line(f"Created model {created.name} ({created.id}), {size(created.size)}.")
+
+
+@model.command("attach")
+@click.argument("model_ref", metavar="MODEL", type=MODEL)
+@click.pass_obj
+def attach_model(obj, model_ref):
+    """Show a model's creation (trainML's command; here it is complete once `model create` returns)."""
+    found = obj.run(lambda client: client.models.get(model_ref))
+    Output(obj).line(_stored_line(found))
+
+
+@model.command("connect")
+@click.argument("model_ref", metavar="MODEL", type=MODEL)
+@click.option("--attach/--no-attach", default=True, show_default=True, help="trainML's flag; nothing to follow here.")
+@click.pass_obj
+def connect_model(obj, model_ref, attach):
+    """Upload a model's local source (trainML's command; here `model create` already stored it)."""
+    found = obj.run(lambda client: client.models.get(model_ref))
+    Output(obj).line(_stored_line(found))
+
+
+@model.command("disconnect")
+@click.argument("model_ref", metavar="MODEL", type=MODEL)
+@click.pass_obj
+def disconnect_model(obj, model_ref):
+    """End a model's upload (trainML's command; here nothing is left open once `model create` returns)."""
+    found = obj.run(lambda client: client.models.get(model_ref))
+    Output(obj).line(_stored_line(found))
+
+
+def _stored_line(found) -> str:
+    return (f"Model {found.name} ({found.id}) is stored: {size(found.size)} from {found.source_type}, "
+            f"created {when(found.created)}. Nothing to follow.")
 
 
 @model.command("rename")
