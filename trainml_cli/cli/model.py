@@ -81,8 +81,7 @@ def create_model(obj, name, path, source, model_dir, git_uri, git_ref, attach, c
 @click.pass_obj
 def attach_model(obj, model_ref):
     """Show a model's creation (trainML's command; here it is complete once `model create` returns)."""
-    found = obj.run(lambda client: client.models.get(model_ref))
-    Output(obj).line(_stored_line(found))
+    _say_stored(obj, model_ref)
 
 
 @model.command("connect")
@@ -91,8 +90,7 @@ def attach_model(obj, model_ref):
 @click.pass_obj
 def connect_model(obj, model_ref, attach):
     """Upload a model's local source (trainML's command; here `model create` already stored it)."""
-    found = obj.run(lambda client: client.models.get(model_ref))
-    Output(obj).line(_stored_line(found))
+    _say_stored(obj, model_ref)
 
 
 @model.command("disconnect")
@@ -100,13 +98,13 @@ def connect_model(obj, model_ref, attach):
 @click.pass_obj
 def disconnect_model(obj, model_ref):
     """End a model's upload (trainML's command; here nothing is left open once `model create` returns)."""
+    _say_stored(obj, model_ref)
+
+
+def _say_stored(obj, model_ref) -> None:
     found = obj.run(lambda client: client.models.get(model_ref))
-    Output(obj).line(_stored_line(found))
-
-
-def _stored_line(found) -> str:
-    return (f"Model {found.name} ({found.id}) is stored: {size(found.size)} from {found.source_type}, "
-            f"created {when(found.created)}. Nothing to follow.")
+    Output(obj).line(f"Model {found.name} ({found.id}) is stored: {size(found.size)} from {found.source_type}, "
+                     f"created {when(found.created)}. Nothing to follow.")
 
 
 @model.command("rename")
