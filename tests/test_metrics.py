@@ -15,6 +15,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from trainml_cli.runtime.metrics import flatten_totals, sum_totals
+
 from conftest import MODELS, route as cp_route, run, wait_until
 from endpoint_process import param, route, start
 
@@ -93,6 +95,12 @@ def test_prometheus_counts_every_request_across_two_workers(serve):
     assert summary["responses"]["200"] >= 180 + pid_calls and summary["responses"]["422"] == 20
     assert summary["errors"] == 0 and summary["status"] == "ready"
     assert ep.get("/metrics?format=json").json()["responses"]["422"] == 20
+
+    # What a Ray replica publishes (flat fields) sums back to the same shape: two replicas count twice.
+    twice = sum_totals([flatten_totals(summary), flatten_totals(summary)])
+    assert twice["responses"] == {k: 2 * v for k, v in summary["responses"].items()}
+    assert twice["latency_buckets"] == [2 * n for n in summary["latency_buckets"]]
+    assert twice["requests"] == 2 * summary["requests"] and "status" not in twice
 
 
 def test_in_flight_queue_depth_and_overload_show_in_the_scrape(serve, tmp_path):

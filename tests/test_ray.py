@@ -163,12 +163,13 @@ def test_replicas_answer_from_two_processes_with_the_same_contract(cluster, star
     wait_until(lambda: (cluster.routes() or {}).get(f"/e/{record['id']}") == f"ep-{record['id']}", timeout=30,
                interval=0.5, message="the proxy to route the job to its application")
 
-    pids = set()
+    answered = []  # the pid of each call's replica
     deadline = time.monotonic() + 60
-    while len(pids) < 2 and time.monotonic() < deadline:
+    while len(set(answered)) < 2 and time.monotonic() < deadline:
         answer = requests.post(url + "/predict", json={"text": "hello"}, timeout=10)
         assert answer.status_code == 200 and answer.json()["text"] == "hello"
-        pids.add(answer.json()["pid"])
+        answered.append(answer.json()["pid"])
+    pids = set(answered)
     assert len(pids) == 2, f"every call was answered by {pids}"
 
     bad = requests.post(url + "/predict", json={"txt": "hello"}, timeout=10)
@@ -184,6 +185,17 @@ def test_replicas_answer_from_two_processes_with_the_same_contract(cluster, star
     logs = trainml(plane, "job", "logs", "two").stdout
     assert "POST /predict 200" in logs and "replica model loaded" in logs
     assert ":actor_name:" not in logs
+
+    # The job's metrics count every call, whichever replica answered it (summed from what Ray's agents export).
+    calls = len(answered) + 3  # the 422, `job call` and the logged one; /ping is not counted
+
+    def summed():
+        metrics = plane.api("GET", f"/api/jobs/{record['id']}/metrics").json()["metrics"] or {}
+        return metrics if metrics.get("requests") == calls else None
+
+    metrics = wait_until(summed, timeout=90, interval=1, message=f"the job's metrics to count {calls} calls")
+    assert metrics["responses"] == {"200": calls - 1, "422": 1}
+    assert sum(metrics["latency_buckets"]) == calls
 
 
 def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_control_plane):

@@ -209,6 +209,43 @@ class Metrics:
         return out
 
 
+def flatten_totals(totals: dict) -> dict[str, float]:
+    """`totals()` as flat fields ("requests", "responses.200", "latency_buckets.3"): what a Ray replica publishes
+    as one tagged gauge, since every field is a sum over workers and so also over replicas."""
+    flat: dict[str, float] = {}
+    for name, value in totals.items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{key}": v for key, v in value.items()})
+        elif isinstance(value, list):
+            flat.update({f"{name}.{index}": v for index, v in enumerate(value)})
+        elif isinstance(value, (int, float)):  # not the app's "status" word, which is no sum
+            flat[name] = value
+    return flat
+
+
+def sum_totals(replicas: list[dict[str, float]]) -> dict:
+    """The flat fields of several replicas summed, in `totals()`' shape (the inverse of flatten_totals)."""
+    summed: dict[str, float] = {}
+    for flat in replicas:
+        for field, value in flat.items():
+            summed[field] = summed.get(field, 0) + value
+    out: dict = {}
+    buckets: dict[int, float] = {}
+    for field, value in summed.items():
+        name, dot, key = field.partition(".")
+        number = round(value, 3) if name == "latency_ms_sum" else int(value)
+        if name == "latency_buckets" and dot:
+            buckets[int(key)] = number
+        elif dot:
+            out.setdefault(name, {})[key] = number
+        else:
+            out[name] = number
+    out.setdefault("responses", {})
+    out.setdefault("rejected_by_reason", {})
+    out["latency_buckets"] = [buckets.get(i, 0) for i in range(len(DURATION_BUCKETS) + 1)]
+    return out
+
+
 def _add(child, sums: list) -> None:
     # Histogram has no public "add n observations to bucket i": its per-bucket values (non-cumulative, as the
     # multiprocess collector expects) and its sum are the fields observe() itself increments.

@@ -12,11 +12,17 @@ replica's start with its traceback (Serve then reports the application DEPLOY_FA
 instead of a replica that answers 503 forever. Serve calls `check_health` every few seconds; it raises once
 our app's health is failed, and Serve replaces the replica.
 
+Each replica also publishes its metric totals (flatten_totals) as one Ray gauge, tagged with the application
+and the replica, every PUBLISH_INTERVAL seconds. Ray's metrics agent on each node exports it with the node's
+other metrics, and the control plane sums the replicas of an application from there: a scrape through Serve's
+proxy would reach one replica only.
+
 Only this module imports ray, and only on the cluster's replicas.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -26,6 +32,10 @@ from ..errors import ModelCodeError, UsageError
 from .app import EndpointApp, Health
 from .config import config_from_args
 from .loader import enter_model_dir, load_routes
+from .metrics import flatten_totals
+
+PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own interval (10 s by default)
+TOTALS_GAUGE = "trainml_replica_totals"  # exported as ray_trainml_replica_totals; read by server/backends/ray.py
 
 
 @serve.deployment(name="endpoint")
@@ -43,11 +53,40 @@ class Replica:
         print(f"replica serving {len(config.routes)} route(s) (pid {os.getpid()})", flush=True)
 
     def __serve_build_asgi_app__(self):
-        return self._endpoint
+        return _Published(self._endpoint)
 
     async def check_health(self) -> None:
         if self._endpoint.health is Health.FAILED:
             raise RuntimeError(f"the endpoint failed: {self._endpoint.load_error}")
+
+
+class _Published:
+    """The endpoint app, plus a task on its own event loop (the only loop that may read its metrics) that
+    publishes the replica's totals while the app runs."""
+
+    def __init__(self, endpoint: EndpointApp):
+        self.endpoint = endpoint
+        self.task = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan" and self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._publish())
+        await self.endpoint(scope, receive, send)
+
+    async def _publish(self) -> None:
+        from ray.util.metrics import Gauge
+
+        context = serve.get_replica_context()
+        gauge = Gauge(TOTALS_GAUGE, description="A trainml endpoint replica's metric totals, by field",
+                      tag_keys=("application", "replica", "field"))
+        tags = {"application": context.app_name, "replica": context.replica_id.unique_id}
+        while True:
+            try:
+                for field, value in flatten_totals(self.endpoint.metrics.totals()).items():
+                    gauge.set(value, tags={**tags, "field": field})
+            except Exception as exc:  # the metrics are a convenience; serving goes on without them
+                print(f"warning: publishing metrics failed: {exc!r}", file=sys.stderr, flush=True)
+            await asyncio.sleep(PUBLISH_INTERVAL)
 
 
 def build(args: dict):

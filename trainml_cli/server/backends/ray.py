@@ -32,6 +32,7 @@ from . import rayapps
 from .base import EndpointListener, Launch, Outcome, Say
 from .local import _first, http_get
 from .rayhead import RayHead
+from .raymetrics import ReplicaTotals
 
 log = logging.getLogger("trainml.server")
 
@@ -66,6 +67,7 @@ class RayBackend:
     def __init__(self, options: RayOptions):
         self.options = options
         self.head = RayHead(options.address, options.token)
+        self.replica_totals = ReplicaTotals(self.head)
         self._lock = asyncio.Lock()
         self._cache: tuple[float, dict] | None = None
         self._reading: asyncio.Future | None = None
@@ -208,6 +210,7 @@ class RayEndpoint:
         self.name = rayapps.app_name(launch.job_id)
         self.port = backend.options.serve_port
         self._adopted = adopt is not None
+        self._summed = False  # the replicas' summed totals were read once: never fall back to one replica's
         self._stop = asyncio.Event()
         self._detached = False
         self.logs = ReplicaLogs(backend.head, listener)
@@ -304,8 +307,19 @@ class RayEndpoint:
         return status == 200
 
     async def metrics(self) -> dict | None:
-        """The counters of one replica (whichever the proxy picks), as the local backend's /metrics gives."""
+        """Every replica's counters summed (raymetrics), in the shape the local backend's /metrics gives.
+
+        Until Ray has exported them (a few seconds after deploy, or on a cluster whose nodes' metrics ports this
+        machine cannot reach), one replica's counters through Serve's proxy stand in.
+        """
         import json
+
+        summed = await self.backend.replica_totals.of(self.name)
+        if summed is not None:
+            self._summed = True
+            return summed
+        if self._summed:
+            return None  # a missed reading: one replica's lower counts would read as a restart to the charts
 
         parts = urlsplit(self.url)
         status, body = await http_get(parts.hostname, parts.port, parts.path + "/metrics?format=json", timeout=2.0)

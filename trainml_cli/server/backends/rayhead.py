@@ -7,6 +7,7 @@ and Python versions). Everything it does goes through these calls:
     GET/PUT /api/serve/applications/              every application's status / the full list of applications
     GET     /api/v0/logs/file?actor_id=..          a replica's output
     GET     /api/cluster_status                    resources used and total
+    GET     /nodes?view=summary                    each live node's address and metrics export port
 
 With token auth on (Ray's default since 2.60) every call carries `Authorization: Bearer TOKEN`. Calls run in
 threads (requests), so a slow head never stalls the control plane's event loop; each is bounded by a timeout,
@@ -146,6 +147,17 @@ class RayHead:
         response = await self._call("GET", "/api/cluster_status")
         data = (response.json() or {}).get("data") or {}
         return ((data.get("clusterStatus") or {}).get("loadMetricsReport") or {}).get("usage") or {}
+
+    async def metrics_addresses(self) -> list[tuple[str, int]]:
+        """(address, metrics export port) of every live node: where Ray's agent exports the node's metrics."""
+        response = await self._call("GET", "/nodes?view=summary")
+        nodes = ((response.json() or {}).get("data") or {}).get("summary") or []
+        addresses = []
+        for node in nodes:
+            raylet = node.get("raylet") or {}
+            if raylet.get("state") == "ALIVE" and raylet.get("metricsExportPort"):
+                addresses.append((raylet.get("nodeManagerAddress") or node.get("ip"), int(raylet["metricsExportPort"])))
+        return addresses
 
     async def version(self) -> str:
         return (await self._call("GET", "/api/version")).json().get("ray_version", "?")
