@@ -121,7 +121,10 @@ def cluster(tmp_path_factory):
 
         def two_nodes():
             assert processes[1].poll() is None, (temp / "worker.log").read_text()
-            usage = requests.get(url + "/api/cluster_status", timeout=5).json()["data"]["clusterStatus"]
+            try:  # the dashboard may drop a connection while the node registers: ask again
+                usage = requests.get(url + "/api/cluster_status", timeout=5).json()["data"]["clusterStatus"]
+            except (requests.RequestException, ValueError):
+                return False
             return usage["loadMetricsReport"]["usage"].get("CPU", [0, 0])[1] >= 4
 
         wait_until(two_nodes, timeout=90, interval=0.5, message="the second Ray node to join")
