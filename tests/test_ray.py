@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from conftest import MODELS, processes_mentioning, wait_until
+from test_environments import make_wheel
 
 ROUTE = json.dumps({"verb": "POST", "path": "/predict", "file": "predict", "function": "predict",
                     "body": [{"name": "text", "type": "str"}]})
@@ -120,7 +121,10 @@ def cluster(tmp_path_factory):
 
         def two_nodes():
             assert processes[1].poll() is None, (temp / "worker.log").read_text()
-            usage = requests.get(url + "/api/cluster_status", timeout=5).json()["data"]["clusterStatus"]
+            try:  # the dashboard may drop a connection while the node registers: ask again
+                usage = requests.get(url + "/api/cluster_status", timeout=5).json()["data"]["clusterStatus"]
+            except (requests.RequestException, ValueError):
+                return False
             return usage["loadMetricsReport"]["usage"].get("CPU", [0, 0])[1] >= 4
 
         wait_until(two_nodes, timeout=90, interval=0.5, message="the second Ray node to join")
@@ -145,7 +149,8 @@ def trainml(plane, *argv, timeout=180):
 
 
 def create(plane, name, *options, model="replica", route=ROUTE):
-    return trainml(plane, "job", "create", "endpoint", name, "--model-dir", str(MODELS / model), "--route", route,
+    folder = model if isinstance(model, Path) else MODELS / model
+    return trainml(plane, "job", "create", "endpoint", name, "--model-dir", str(folder), "--route", route,
                    "--timeout", "150", "--format", "json", *options)
 
 
@@ -294,3 +299,37 @@ def test_overload_answers_503_with_retry_after_through_serve(cluster, start_cont
     assert 200 in codes and 503 in codes, codes
     assert set(codes) <= {200, 503}, codes
     assert all(a.headers.get("Retry-After") for a in answers if a.status_code == 503)
+
+
+@pytest.mark.timeout(400)
+def test_a_package_that_cannot_be_installed_fails_the_job_naming_it(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args(deploy_timeout=240))
+    result = create(plane, "nopkg", "--pip-packages", "trainml-no-such-package-xyz==1.0", model="tabulate_version",
+                    route=VERSION_ROUTE)
+    assert result.returncode == 1, result.stdout
+    record = job(plane, "nopkg")
+    assert record["status"] == "failed"
+    assert record["reason"].startswith("installing the job's packages on the Ray cluster failed:")
+    assert "trainml-no-such-package-xyz" in record["reason"]
+    assert "after it was deployed" not in record["reason"], "failed by uv's answer, not by the deploy deadline"
+
+
+@pytest.mark.timeout(400)
+def test_a_requirements_file_naming_files_installs_from_the_uploaded_model_folder(cluster, start_control_plane,
+                                                                                   tmp_path):
+    # As on the local backend: `-r` against the file naming it, a path against the model folder.
+    model = tmp_path / "model"
+    (model / "deps").mkdir(parents=True)
+    (model / "wheels").mkdir()
+    make_wheel(model / "wheels", "trainml-fixture-pkg", "1.0", "trainml_fixture_pkg", "HELLO = 'from a local wheel'\n")
+    (model / "requirements.txt").write_text("-r deps/more.txt\n./wheels/trainml_fixture_pkg-1.0-py3-none-any.whl\n")
+    (model / "deps" / "more.txt").write_text("tabulate==0.8.10\n")
+    (model / "predict.py").write_text(
+        "import tabulate\nimport trainml_fixture_pkg\n\n\ndef hello():\n"
+        "    return {'hello': trainml_fixture_pkg.HELLO, 'tabulate': tabulate.__version__}\n")
+    plane = start_control_plane(*cluster.plane_args(deploy_timeout=300))
+    hello = json.dumps({"verb": "GET", "path": "/hello", "file": "predict", "function": "hello"})
+    result = create(plane, "files", model=model, route=hello)
+    assert result.returncode == 0, result.stderr + result.stdout
+    url = json.loads(result.stdout)["url"]
+    assert requests.get(url + "/hello", timeout=10).json() == {"hello": "from a local wheel", "tabulate": "0.8.10"}

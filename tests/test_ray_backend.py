@@ -11,12 +11,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -164,12 +166,23 @@ def ray_plane(start_control_plane, head, *extra):
 
 
 def create(plane, name, model="echo", **endpoint):
-    upload = plane.api("POST", "/api/uploads", data=_tar(MODELS / model), headers={"Content-Type": "application/gzip"})
+    folder = model if isinstance(model, Path) else MODELS / model
+    upload = plane.api("POST", "/api/uploads", data=_tar(folder), headers={"Content-Type": "application/gzip"})
     payload = {"name": name, "type": "endpoint", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
                "endpoint": {"routes": [route()], **endpoint.pop("endpoint", {})}, **endpoint}
     answer = plane.api("POST", "/api/jobs", json=payload)
     assert answer.status_code == 201, answer.text
     return answer.json()
+
+
+def _model(tmp_path, files: dict[str, str]) -> Path:
+    """The echo model with these files beside it (path: text)."""
+    model = tmp_path / "model"
+    shutil.copytree(MODELS / "echo", model)
+    for name, text in files.items():
+        (model / name).parent.mkdir(parents=True, exist_ok=True)
+        (model / name).write_text(text)
+    return model
 
 
 def _tar(folder):
@@ -242,9 +255,68 @@ def test_autoscaling_and_packages_become_serve_options_and_runtime_env(start_con
     assert "num_replicas" not in options
     assert options["autoscaling_config"] == {"min_replicas": 1, "initial_replicas": 1, "max_replicas": 4,
                                              "target_ongoing_requests": 3}
-    pip = app["runtime_env"]["pip"]["packages"]
-    requirements = (MODELS / "requirements_file" / "requirements.txt").read_text().split()
-    assert pip[0] == "tabulate==0.8.10" and [p for p in requirements if not p.startswith("#")][0] in pip
+    # requirements.txt says "tabulate==0.9.0  # read automatically": its requirement, without the comment.
+    assert app["runtime_env"]["uv"] == {"packages": ["tabulate==0.8.10", "tabulate==0.9.0"], "uv_check": False,
+                                        "uv_pip_install_options": []}, "plain lines, so Ray keys the build by them"
+    assert "pip" not in app["runtime_env"]
+
+
+def test_a_requirements_file_naming_files_is_read_from_the_uploaded_model_folder(start_control_plane, head,
+                                                                                    tmp_path):
+    model = _model(tmp_path, {"requirements.txt": "-r deps/more.txt\n./wheels/pkg-1.0-py3-none-any.whl\n",
+                              "deps/more.txt": "tabulate==0.8.10\n", "wheels/pkg-1.0-py3-none-any.whl": ""})
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "files", model=model, environment={"packages": {"pip": ["tabulate==0.8.10"]}})
+    wait_status(plane, job["id"], "running")
+    app = head.last_put()[f"ep-{job['id']}"]
+    names = zipfile.ZipFile(io.BytesIO(head.packages[app["runtime_env"]["working_dir"][len("gcs://"):]])).namelist()
+    assert {"model/requirements.txt", "model/deps/more.txt", "model/wheels/pkg-1.0-py3-none-any.whl"} <= set(names)
+    # Ray expands the variable to the node's copy of the package while it builds; uv reads the file there and
+    # resolves the wheel's path against the model folder, as it does on the local backend.
+    assert app["runtime_env"]["uv"] == {
+        "packages": ["tabulate==0.8.10", "-r ${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/model/requirements.txt"],
+        "uv_check": False, "uv_pip_install_options": ["--directory", "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/model"]}
+
+
+@pytest.mark.parametrize("files, reason", [
+    ({"requirements.txt": "tabulate\n-r ../shared.txt\n"},
+     "requirements.txt line 2: '-r ../shared.txt': ../shared.txt is outside the model folder"),
+    ({"requirements.txt": "# pinned\n-e ./mypkg\n"},
+     "requirements.txt line 2: '-e ./mypkg': ./mypkg is not in the model folder"),
+    ({"requirements.txt": "-r deps/more.txt\n", "deps/more.txt": "\n--constraint=../../pins.txt\n"},
+     "deps/more.txt line 2: '--constraint=../../pins.txt': ../../pins.txt is outside the model folder"),
+], ids=["include-outside", "missing-editable", "nested-constraint-outside"])
+def test_a_requirements_line_naming_a_file_the_upload_lacks_fails_the_job_before_deploying(
+        start_control_plane, head, tmp_path, files, reason):
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "lacks", model=_model(tmp_path, files))
+    failed = wait_status(plane, job["id"], "failed")
+    assert failed["reason"].startswith(reason), failed["reason"]
+    assert head.puts == [] and head.uploads == [], "nothing sent to the cluster"
+
+
+def test_a_package_uv_cannot_install_fails_the_job_with_uvs_own_lines(start_control_plane, head):
+    # Serve's message for a runtime_env that Ray could not build with uv, as Ray 2.60 words it (abridged).
+    head.outcome = "DEPLOY_FAILED"
+    head.failure = (
+        "Deploying the replica failed.\nray.exceptions.RuntimeEnvSetupError: Failed to set up runtime environment.\n"
+        "Traceback (most recent call last):\n"
+        '  File "/site-packages/ray/_private/runtime_env/uv.py", line 240, in _install_uv_packages\n'
+        "    await check_output_cmd(uv_install_cmd, logger=logger, cwd=cwd, env=pip_env)\n"
+        "ray._private.runtime_env.utils.SubprocessCalledProcessError: Run cmd[12] failed with the following details.\n"
+        "Command '['/tmp/ray/uv/9c6c/virtualenv/bin/python', '-m', 'uv', 'pip', 'install', '-r', "
+        "'/tmp/ray/uv/9c6c/ray_runtime_env_internal_pip_requirements.txt']' returned non-zero exit status 1.\n"
+        "Last 50 lines of stdout:\n    Using Python 3.11.7 environment at: /tmp/ray/uv/9c6c/virtualenv\n"
+        "    error: No solution found when resolving dependencies\n      cause: Because trainml-no-such-package-xyz "
+        "was not found in the package registry and you require trainml-no-such-package-xyz==1.0, we can conclude "
+        "that your requirements are unsatisfiable.\n")
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "nopkg", environment={"packages": {"pip": ["trainml-no-such-package-xyz==1.0"]}})
+    failed = wait_status(plane, job["id"], "failed")
+    assert failed["reason"] == (
+        "installing the job's packages on the Ray cluster failed:\nerror: No solution found when resolving "
+        "dependencies\ncause: Because trainml-no-such-package-xyz was not found in the package registry and you "
+        "require trainml-no-such-package-xyz==1.0, we can conclude that your requirements are unsatisfiable.")
 
 
 def test_a_failed_deploy_fails_the_job_with_the_replicas_message(start_control_plane, head):

@@ -5,7 +5,8 @@ dashboard (see rayhead.py: the control plane never imports ray). A job's life:
 
 - create/start: zip the model folder, the routes and our runtime (rayapps.package), upload it unless the
   cluster has it (asking pins it for 600 s), then PUT the full list of applications with this job's in it
-  (`ep-<id>` at `/e/<id>`). Serve builds it on the cluster with `trainml_cli.runtime.serve_entry:build`.
+  (`ep-<id>` at `/e/<id>`). Serve builds it on the cluster with `trainml_cli.runtime.serve_entry:build`,
+  after Ray has installed the job's packages with uv on the node (runtime_env `uv`).
 - watch: one GET of every application's status per poll (shared by all jobs), mapped by rayapps.job_status.
   Serve has no deadline of its own (an unschedulable application stays DEPLOYING forever, with no message),
   so a job not running after `deploy_timeout` seconds fails with the reason: missing resources, or what
@@ -40,6 +41,8 @@ POLL = 0.5  # seconds between status reads
 REMOVE_TIMEOUT = 60.0  # seconds to wait for Serve to delete an application
 _SERVE_LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
 _RAY_MARKER = (":job_id:", ":actor_name:", ":task_name:")
+# How Ray's runtime_env setup error quotes a failed installer (ray/_private/runtime_env/utils.py).
+_INSTALLER_OUTPUT = re.compile(r"Last \d+ lines of stdout:\n")
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class RayOptions:
 
 class RayBackend:
     name = "ray"
-    builds_environments = False  # pip packages go to Serve as the application's runtime_env
+    builds_environments = False  # Ray builds each node's environment with uv, from the application's runtime_env
 
     def __init__(self, options: RayOptions):
         self.options = options
@@ -285,6 +288,7 @@ class RayEndpoint:
         return Outcome(False)
 
     async def _deploy(self, restart: bool) -> None:
+        packages = await asyncio.to_thread(rayapps.uv_packages, self.launch)  # a bad line fails before any upload
         name, data = await asyncio.to_thread(rayapps.package, self.launch)
         head = self.backend.head
         if not await head.has_package(name):
@@ -292,7 +296,7 @@ class RayEndpoint:
             await head.upload_package(name, data)
             if not await head.has_package(name):  # pins it for the deploy
                 raise UsageError(f"the Ray cluster at {head.address} did not keep the uploaded package {name}")
-        config = rayapps.app_config(self.launch, name)
+        config = rayapps.app_config(self.launch, name, packages)
         await self.backend.apply({self.name: config})
         self.listener.launched(None, None, restart)
         options = config["args"]["deployment"]
@@ -330,10 +334,17 @@ class RayEndpoint:
 
 
 def _failure(message: str) -> str:
-    """The useful end of Serve's failure message: our runtime's own line and the model code's traceback."""
+    """The useful end of Serve's failure message: our runtime's own line and the model code's traceback, or
+    the installer's own lines when Ray could not build the job's environment."""
     marker = message.rfind("model code failed to load:")
     if marker >= 0:
         return message[marker:].strip()
+    output = _INSTALLER_OUTPUT.search(message)
+    if output and "runtime_env" in message[:output.start()]:
+        # Ray's traceback ends with the installer's output; uv's own lines from its first error name the package.
+        lines = [line.strip() for line in message[output.end():].splitlines() if line.strip()]
+        start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "×", "ERROR:"))), 0)
+        return "installing the job's packages on the Ray cluster failed:\n" + "\n".join(lines[start:start + 6])
     lines = [line for line in message.splitlines() if line.strip()]
     return "Ray Serve could not deploy the endpoint: " + "\n".join(lines[-15:])
 

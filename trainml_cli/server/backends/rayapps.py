@@ -6,6 +6,8 @@ against a fake head (tests/test_ray_backend.py) and used unchanged against a rea
 - `package`: one zip holding the model folder (as `model/`), the job's routes (`routes.json`) and this version
   of trainml_cli (what the replica imports: the runtime and its leaves), named by its content's hash, so the
   same code is uploaded once. Entries are sorted and timestamped 1980, so the same content zips the same.
+- `uv_packages`: the job's pip packages and requirements file as Ray's `uv` runtime_env field (Ray builds a
+  virtualenv with uv on each node, as the local backend builds one here).
 - `app_config`: the application in Serve's declarative schema: `name=ep-<job id>`, `route_prefix=/e/<job id>`,
   built by `trainml_cli.runtime.serve_entry:build` from the runtime's command line.
 - `job_status`: a Serve application's status as a job status (see the table in `job_status`).
@@ -20,12 +22,17 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+from ...environment import DEFAULT_REQUIREMENTS_FILE
+from ...errors import UsageError
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
 PREFIX = "ep-"
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache", "node_modules"}
 RETRY_AFTER_S = 1.0  # as our own limiter says
+# While it builds an application's environment on a node, Ray sets this to the node's copy of the working_dir
+# (our package) and expands it in the `uv` field's packages and options.
+WORKING_DIR = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the trainml_cli package itself
 
 
@@ -62,16 +69,95 @@ def _tree(root: Path):
                 yield path.relative_to(root).as_posix(), path
 
 
-def pip_packages(launch: Launch) -> list[str]:
-    """The job's pip packages plus the lines of its requirements file (requirements.txt when none is named)."""
-    packages = list(launch.pip)
-    file = launch.model_dir / (launch.requirements or "requirements.txt")
+def uv_packages(launch: Launch) -> dict | None:
+    """The job's packages as Ray's `uv` runtime_env field, installed as the local backend installs them.
+
+    Plain lines (`--pip-packages` and the requirements file's requirements, index options) are listed as they
+    are, so the environment is keyed by them alone and reused by the next version of the code. A line that
+    names a file (`-r`, `-c`, `-e`, `-f`, a path, `file:`) is read by uv from Ray's copy of the uploaded model
+    folder instead, with paths resolved against that folder as the local backend resolves them against its
+    own. Raises UsageError for a line naming a file the upload lacks (outside the model folder, or missing).
+    """
+    model_dir = launch.model_dir
+    named = launch.requirements
+    file = model_dir / (named or DEFAULT_REQUIREMENTS_FILE)
+    lines: list[tuple[int, str]] = []
     if file.is_file():
-        for line in file.read_text().splitlines():
-            line = line.split(" #")[0].strip()
-            if line and not line.startswith("#"):
-                packages.append(line)
-    return packages
+        if not _inside(file, model_dir):
+            raise UsageError(f"environment.requirements: {named or DEFAULT_REQUIREMENTS_FILE} points outside the "
+                             "model folder; only the model folder is uploaded to the Ray cluster")
+        lines = _requirement_lines(file)
+    elif named:
+        raise UsageError(f"environment.requirements: {named} is not a file in the model folder")
+    pip = list(launch.pip)
+    if not pip and not lines:
+        return None
+    where = file.relative_to(model_dir).as_posix()
+    # No options rather than Ray's default (--no-cache): uv's cache on the node, as the local backend keeps one
+    # here, so the next environment with these packages links them instead of downloading them again.
+    if not any(_names_a_file(line) for line in pip + [line for _, line in lines]):
+        return {"packages": pip + [line for _, line in lines], "uv_check": False, "uv_pip_install_options": []}
+    _check_files(model_dir, [("--pip-packages", i + 1, p) for i, p in enumerate(pip)], set())
+    _check_files(model_dir, [(where, n, line) for n, line in lines], {file.resolve()})
+    packages = pip + ([f"-r {WORKING_DIR}/model/{where}"] if lines else [])
+    # uv resolves `-r` and `-c` against the file naming them, but paths against its working directory: Ray's
+    # scratch directory unless told the model folder's copy (a global option, accepted after the subcommand).
+    return {"packages": packages, "uv_check": False, "uv_pip_install_options": ["--directory", f"{WORKING_DIR}/model"]}
+
+
+def _requirement_lines(file: Path) -> list[tuple[int, str]]:
+    """(line number, text) of each requirement or option in a requirements file, comments left out."""
+    found = []
+    for number, line in enumerate(file.read_text(errors="replace").splitlines(), 1):
+        line = line.split(" #")[0].strip()
+        if line and not line.startswith("#"):
+            found.append((number, line))
+    return found
+
+
+_FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-f", "--find-links")
+
+
+def _option(line: str) -> tuple[str, str] | None:
+    """(option, value) for a line starting with one of the options naming files, else None."""
+    for option in _FILE_OPTIONS:
+        if line == option or line.startswith(option + " ") or line.startswith(option + "="):
+            return option, line[len(option):].lstrip(" =").strip()
+        if len(option) == 2 and line.startswith(option) and not line.startswith("--"):  # -rother.txt
+            return option, line[2:].strip()
+    return None
+
+
+def _names_a_file(line: str) -> bool:
+    return _option(line) is not None or line.startswith((".", "/", "~")) or "file:" in line
+
+
+def _check_files(model_dir: Path, lines: list[tuple[str, int, str]], seen: set[Path]) -> None:
+    """Every file a line names, if relative, is in the model folder (following `-r` and `-c` into the files)."""
+    for where, number, line in lines:
+        option = _option(line)
+        value = option[1] if option else line
+        if "://" in value or value.startswith(("/", "~")) or (not option and not value.startswith(".")):
+            continue  # a URL, a path on the nodes themselves, or a requirement
+        including = option is not None and option[0] in ("-r", "--requirement", "-c", "--constraint")
+        # As uv reads them: an included file against the file including it, any other path against the folder.
+        base = (model_dir / where).parent if including and where != "--pip-packages" else model_dir
+        path = base / value
+        shown = f"{where} line {number}: {line!r}"
+        if not _inside(path, model_dir):
+            raise UsageError(f"{shown}: {value} is outside the model folder; only the model folder is uploaded to "
+                             "the Ray cluster, so move the file into it")
+        if not path.exists():
+            raise UsageError(f"{shown}: {value} is not in the model folder")
+        if including and path.is_file() and path.resolve() not in seen:
+            seen.add(path.resolve())
+            rel = path.resolve().relative_to(model_dir.resolve()).as_posix()
+            _check_files(model_dir, [(rel, n, text) for n, text in _requirement_lines(path)], seen)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, root = path.resolve(), folder.resolve()
+    return real == root or root in real.parents
 
 
 def deployment_options(launch: Launch) -> dict:
@@ -100,16 +186,16 @@ def deployment_options(launch: Launch) -> dict:
     return options
 
 
-def app_config(launch: Launch, package_name: str) -> dict:
-    """The Serve application for this job, in the declarative schema of `PUT /api/serve/applications/`."""
+def app_config(launch: Launch, package_name: str, packages: dict | None) -> dict:
+    """The Serve application for this job, in the declarative schema of `PUT /api/serve/applications/`, with
+    `packages` (from `uv_packages`) as its runtime_env's `uv` field."""
     runtime = replace(launch.runtime, model_dir="model", route_file="routes.json", workers=None, fd=None,
                       host=None, port=None)
     env = dict(launch.job_env)
     env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the replica's log file as they happen
     runtime_env: dict = {"working_dir": f"gcs://{package_name}", "env_vars": env}
-    pip = pip_packages(launch)
-    if pip:
-        runtime_env["pip"] = {"packages": pip, "pip_check": False}
+    if packages:
+        runtime_env["uv"] = packages
     return {
         "name": app_name(launch.job_id),
         "route_prefix": route_prefix(launch.job_id),
