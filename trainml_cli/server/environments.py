@@ -2,7 +2,8 @@
 
 An environment is data (trainml_cli/environment.py): an interpreter, pip requirements from the payload and a
 requirements file in the model folder. Its key hashes the interpreter, the requirements (the file's contents
-included), the runtime's own requirements (runtime/requirements.py) and the runtime's source, so a job gets an
+included, and the contents of every file and folder of the model's they install: localpaths.py), the runtime's
+own requirements (runtime/requirements.py) and the runtime's source, so a job gets an
 environment holding exactly its packages, what the runtime needs to serve, and this very version of the
 runtime. It lives in `HOME/envs/KEY`:
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .. import localpaths
 from ..environment import DEFAULT_REQUIREMENTS_FILE
 from ..errors import Conflict, NotFound, TrainMLError
 from ..runtime.requirements import RUNTIME_REQUIREMENTS
@@ -159,6 +161,10 @@ class Environments:
             "runtime": list(RUNTIME_REQUIREMENTS),
             "runtime_source": self._runtime_digest,
         }
+        # Only when there are local paths: the keys of environments built before stay as they were.
+        local = localpaths.local_digest(model_dir, file, pip)
+        if local is not None:
+            material["local"] = local
         key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
         return Plan(interpreter, pip, file, text, key)
 
