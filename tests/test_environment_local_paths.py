@@ -19,6 +19,7 @@ import pytest
 from conftest import MODELS, ControlPlane, kill_everything_under, run
 from test_environments import cli, messages
 from trainml_cli.errors import JobFailed
+from trainml_cli.sdk.packing import pack
 
 ANSWER_ROUTE = {"verb": "GET", "path": "/answer", "file": "predict", "function": "answer"}
 LIBRARY = Path("mylib", "trainml_fixture_mylib", "__init__.py")
@@ -143,3 +144,22 @@ def test_a_git_model_whose_link_leads_out_fails_naming_the_line_and_builds_nothi
 
     run(scenario())
     assert sorted((plane.home / "envs").iterdir()) == envs_before
+
+
+def test_the_api_refuses_a_requirement_leading_out_with_422_before_creating_the_job(plane, tmp_path):
+    model = model_copy(tmp_path)
+    (model / "reqs").mkdir()
+    (model / "reqs" / "serve.txt").write_text("tabulate==0.9.0\n./mylib\n-r ../../../etc/pip.conf\n")
+    upload = plane.api("POST", "/api/uploads", data=pack(model).read(), headers={"Content-Type": "application/gzip"})
+    assert upload.status_code == 201, upload.text
+    base = {"name": "api-escapes", "endpoint": {"routes": [ANSWER_ROUTE]}}
+    uploaded = {"source_type": "local", "source_uri": str(model), "upload_id": upload.json()["id"]}
+    git = {"source_type": "git", "source_uri": "https://example.invalid/model.git"}
+    for model_source, environment, message in (
+            (uploaded, {"requirements": "reqs/serve.txt"},
+             "reqs/serve.txt line 3: ../../../etc/pip.conf leaves the model folder"),
+            (git, {"packages": {"pip": ["mylib @ file:///etc/passwd"]}},
+             "environment.packages.pip[0]: /etc/passwd is absolute and leaves the model folder")):
+        answer = plane.api("POST", "/api/jobs", json={**base, "model": model_source, "environment": environment})
+        assert answer.status_code == 422 and message in answer.json()["message"], answer.text
+    assert "api-escapes" not in [job["name"] for job in plane.api("GET", "/api/jobs").json()]

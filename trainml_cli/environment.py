@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from .errors import UsageError
-from .localpaths import local_digest
+from .localpaths import local_digest, references
 
 DEFAULT_REQUIREMENTS_FILE = "requirements.txt"
 MAX_PACKAGES = 500
@@ -123,6 +123,7 @@ def check_environment(environment: dict | None) -> dict:
     if len(pip) > MAX_PACKAGES:
         raise UsageError(f"environment.packages.pip: more than {MAX_PACKAGES} packages; use a requirements file")
     pip = [check_requirement(item, f"environment.packages.pip[{i}]") for i, item in enumerate(pip)]
+    references(None, pip, lambda name, where: None)  # a package from a path must name one inside the model folder
     requirements = environment.get("requirements")
     if requirements is not None:
         requirements = check_requirements_path(requirements)
