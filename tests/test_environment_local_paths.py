@@ -163,3 +163,27 @@ def test_the_api_refuses_a_requirement_leading_out_with_422_before_creating_the_
         answer = plane.api("POST", "/api/jobs", json={**base, "model": model_source, "environment": environment})
         assert answer.status_code == 422 and message in answer.json()["message"], answer.text
     assert "api-escapes" not in [job["name"] for job in plane.api("GET", "/api/jobs").json()]
+
+
+def test_an_editable_local_package_outlives_the_job_that_built_its_environment(plane, tmp_path):
+    """`-e ./mylib` in an environment shared by two jobs: removing the first (and its folder) must not break the
+    second when it starts again."""
+    model = model_copy(tmp_path)
+    (model / "requirements.txt").write_text("-e ./mylib\n")
+    (model / LIBRARY).write_text("ANSWER = 'editable'\n")
+
+    async def scenario():
+        async with plane.client() as client:
+            builder = await client.jobs.create("editable-1", model=local(model), endpoint={"routes": [ANSWER_ROUTE]})
+            await builder.wait_for("running", timeout=300)
+            sharer = await client.jobs.create("editable-2", model=local(model), endpoint={"routes": [ANSWER_ROUTE]})
+            await sharer.wait_for("running", timeout=300)
+            assert sharer.dict["environment"]["key"] == builder.dict["environment"]["key"]
+            await builder.remove(force=True)
+            await sharer.stop()
+            await sharer.start()
+            await sharer.wait_for("running", timeout=300)
+            assert await sharer.call("GET /answer") == {"answer": "editable"}
+            await sharer.remove(force=True)
+
+    run(scenario())

@@ -238,7 +238,11 @@ class Environments:
         for skipped in options.skipped:
             say(f"pip configuration: leaving out {skipped}")
         env = {**os.environ, **options.env, "UV_CACHE_DIR": str(self.cache), "UV_PYTHON_DOWNLOADS": "never",
-               "NO_COLOR": "1", "VIRTUAL_ENV": str(env_dir)}
+               "NO_COLOR": "1", "VIRTUAL_ENV": str(env_dir),
+               # `-e ./mylib` is installed as a copy: the environment is shared by every job with its key and
+               # outlives the job whose folder an editable install would point into. (The key follows the
+               # package's contents, so an edit still gets a new environment.) An older uv ignores the variable.
+               "UV_NO_EDITABLE": "1"}
         env.pop("PYTHONPATH", None)
         await self._run([uv, "venv", "--no-config", "--python", plan.interpreter.path, str(env_dir)], env, model_dir, say)
         spec_dir = env_dir / "trainml"
