@@ -18,7 +18,8 @@ import pytest
 
 from conftest import MODELS, ControlPlane, kill_everything_under, run
 from test_environments import cli, messages
-from trainml_cli.errors import JobFailed
+from trainml_cli.errors import JobFailed, UsageError
+from trainml_cli.localpaths import local_digest
 from trainml_cli.sdk.packing import pack
 
 ANSWER_ROUTE = {"verb": "GET", "path": "/answer", "file": "predict", "function": "answer"}
@@ -122,7 +123,7 @@ def test_a_requirement_leading_out_of_the_model_folder_is_exit_2_and_nothing_is_
     assert sorted((plane.home / "uploads").iterdir()) == uploads, "the folder was uploaded all the same"
 
 
-def test_a_git_model_whose_link_leads_out_fails_naming_the_line_and_builds_nothing(plane, tmp_path):
+def test_a_git_model_whose_link_leads_out_fails_naming_the_line_and_as_a_stored_model_is_422(plane, tmp_path):
     """A repository can hold symbolic links, which an upload cannot: the control plane checks its own copy."""
     repo = model_copy(tmp_path, "repo")
     shutil.rmtree(repo / "mylib")
@@ -141,6 +142,15 @@ def test_a_git_model_whose_link_leads_out_fails_naming_the_line_and_builds_nothi
             assert "requirements.txt line 2: ./mylib leaves the model folder through a symbolic link (mylib)" in \
                 str(failed.value)
             await job.remove(force=True)
+
+            stored = await client.models.create("escapes", source_type="git", source_uri=repo.as_uri())
+            answer = plane.api("POST", "/api/jobs", json={
+                "name": "stored-escapes", "endpoint": {"routes": [ANSWER_ROUTE]},
+                "model": {"source_type": "trainml", "source_uri": stored.id}})
+            assert answer.status_code == 422, answer.text
+            assert "requirements.txt line 2: ./mylib leaves the model folder through a symbolic link (mylib)" in \
+                answer.json()["message"]
+            assert "stored-escapes" not in [job["name"] for job in plane.api("GET", "/api/jobs").json()]
 
     run(scenario())
     assert sorted((plane.home / "envs").iterdir()) == envs_before
@@ -187,3 +197,15 @@ def test_an_editable_local_package_outlives_the_job_that_built_its_environment(p
             await sharer.remove(force=True)
 
     run(scenario())
+
+
+def test_hashing_stops_past_its_cap_naming_the_line(tmp_path):
+    """What the control plane reads for a key is bounded (MAX_FILES, MAX_BYTES; smaller here, not to write 1 GiB)."""
+    model = model_copy(tmp_path)
+    for i in range(5):
+        (model / "mylib" / f"data{i}.bin").write_bytes(b"x" * 1000)
+    with pytest.raises(UsageError, match=r"requirements.txt line 2: the local paths .* hold more than 4 files, "):
+        local_digest(model, "requirements.txt", [], max_files=4)
+    with pytest.raises(UsageError, match=r"requirements.txt line 2: .* more than 4,096 bytes, "):
+        local_digest(model, "requirements.txt", [], max_bytes=4096)
+    assert local_digest(model, "requirements.txt", []) == local_digest(model, "requirements.txt", [])

@@ -30,13 +30,14 @@ from .errors import UsageError
 MAX_FILES = 50_000
 MAX_BYTES = 1024**3
 MAX_INCLUDES = 100
+MAX_REQUIREMENTS_BYTES = 1024**2  # one requirements file: read whole, so `-r weights.bin` must not be
 # Made by building or running the package, not part of what it installs: hashing them would give a job that
 # restarts on its own folder (where a build may have left them) a new environment each time.
 SKIPPED_DIRS = {".git", ".hg", ".svn", "__pycache__", "build", ".eggs", ".tox", ".nox", ".venv", ".mypy_cache",
                 ".pytest_cache", ".ruff_cache", "node_modules"}
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 
-_INCLUDE = {"-r": "include", "--requirement": "include", "-c": "include", "--constraint": "include"}
+_INCLUDE = {"-r", "--requirement", "-c", "--constraint"}
 _PATH_OPTIONS = {"-e", "--editable", "-f", "--find-links", "-i", "--index-url", "--extra-index-url"}
 _NAMED_URL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\])?\s*@\s*(\S+)")
 _ARCHIVE = re.compile(r"\.(whl|tar\.gz|tgz|tar\.bz2|tar\.xz|tar|zip)$", re.IGNORECASE)
@@ -83,6 +84,7 @@ def _local_target(spec: str) -> str | None:
         if url.netloc not in ("", "localhost"):
             return f"//{url.netloc}{unquote(url.path)}"
         return unquote(url.path) or "."
+    spec = spec.split("#", 1)[0]  # '#egg=name'
     if named:
         return spec  # 'name @ ./path' is a path to uv
     spec = re.sub(r"\[[^\]]*\]$", "", spec)  # extras
@@ -141,7 +143,7 @@ def references(requirements_file: str | None, pip, read: Callable[[str, str], st
             option, _, value = line.partition(" ")
             if "=" in option and option.startswith("--"):
                 option, _, value = option.partition("=")
-            elif len(option) > 2 and option[:2] in ("-r", "-c", "-e", "-f", "-i") and option[1] != "-":
+            elif len(option) > 2 and option[:2] in ("-r", "-c", "-e", "-f", "-i"):  # '-rother.txt'
                 option, value = option[:2], option[2:]
             value = value.strip()
             if option in _INCLUDE and value:
@@ -165,7 +167,7 @@ def _option_path(value: str) -> str | None:
         return _local_target(value)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", value):
         return None
-    return re.sub(r"\[[^\]]*\]$", "", re.split(r"\s*;", value, maxsplit=1)[0].strip())
+    return re.sub(r"\[[^\]]*\]$", "", re.split(r"\s*;|#", value, maxsplit=1)[0].strip())
 
 
 class _Budget:
@@ -176,10 +178,11 @@ class _Budget:
         self.files += 1
         self.bytes += size
         if self.files > self.max_files or self.bytes > self.max_bytes:
-            raise UsageError(
-                f"{self.where}: the local packages and files the requirements install hold more than "
-                f"{self.max_files:,} files or {self.max_bytes / 1024**3:g} GiB, the most that is read to tell whether "
-                f"an environment can be reused; keep data, models and build artefacts out of those folders")
+            amount = (f"{self.max_files:,} files" if self.files > self.max_files else
+                      f"{self.max_bytes / 1024**3:g} GiB" if self.max_bytes >= 1024**3 else f"{self.max_bytes:,} bytes")
+            raise UsageError(f"{self.where}: the local paths the requirements install hold more than {amount}, the "
+                             f"most read to tell whether an environment can be reused; keep data, weights and build "
+                             f"artefacts out of them")
 
 
 def _checked_real(model_dir: Path, path: Path, ref: Reference, packed_links: bool = False) -> Path:
@@ -239,14 +242,28 @@ def local_digest(model_dir: Path, requirements_file: str | None, pip, *, hash_co
     def read(name: str, where: str) -> str | None:
         path = model_dir / name
         _checked_real(model_dir, path, Reference(where, name, name), packed_links)
-        return path.read_text(errors="replace") if path.is_file() else None
+        if not path.is_file():
+            return None
+        with open(path, "rb") as f:
+            data = f.read(MAX_REQUIREMENTS_BYTES + 1)
+        if len(data) > MAX_REQUIREMENTS_BYTES:
+            raise UsageError(f"{where}: {name} is larger than {MAX_REQUIREMENTS_BYTES >> 20} MiB, too large for a "
+                             f"requirements file")
+        return data.decode(errors="replace")
 
     found = references(requirements_file, pip, read)
     if not found:
         return None
+    first: dict[str, Reference] = {}
+    for ref in found:
+        first.setdefault(ref.path, ref)  # the same path named twice is read once
     digest = hashlib.sha256() if hash_contents else None
     budget = _Budget(found[0].where, max_files, max_bytes)
-    for ref in sorted(set(found), key=lambda r: (r.path, r.where)):
-        budget.where = ref.where
-        _entries(model_dir, ref, budget, digest, packed_links)
+    for path in sorted(first):
+        budget.where = first[path].where
+        try:
+            _entries(model_dir, first[path], budget, digest, packed_links)
+        except OSError as exc:  # unreadable (permissions), or changed while read
+            shown = Path(exc.filename).name if exc.filename else path
+            raise UsageError(f"{first[path].where}: {first[path].text}: cannot read {shown} ({exc.strerror})") from None
     return digest.hexdigest() if digest is not None else ""
