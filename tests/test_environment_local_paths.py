@@ -101,7 +101,8 @@ def test_a_nested_requirements_file_and_a_pip_package_from_the_folder_count_by_t
 
 
 @pytest.mark.parametrize("lines, message", [
-    (["tabulate==0.9.0", "# a comment is a line too", "./../x"], "requirements.txt line 3: ./../x leaves the model folder"),
+    (["tabulate==0.9.0", "# a comment is a line too", "./../x"],
+     "requirements.txt line 3: ./../x leaves the model folder"),
     (["-e ../../etc"], "requirements.txt line 1: ../../etc leaves the model folder"),
     (["mylib @ file:///etc/passwd"], "requirements.txt line 1: /etc/passwd is absolute and leaves the model folder"),
     (["-r ../other.txt"], "requirements.txt line 1: ../other.txt leaves the model folder"),
@@ -209,3 +210,37 @@ def test_hashing_stops_past_its_cap_naming_the_line(tmp_path):
     with pytest.raises(UsageError, match=r"requirements.txt line 2: .* more than 4,096 bytes, "):
         local_digest(model, "requirements.txt", [], max_bytes=4096)
     assert local_digest(model, "requirements.txt", []) == local_digest(model, "requirements.txt", [])
+
+
+def test_a_pip_package_from_the_folder_is_keyed_by_its_contents_too(plane, tmp_path):
+    model = model_copy(tmp_path)
+    (model / "requirements.txt").unlink()
+    argv = ["--model-dir", str(model), "--route", json.dumps(ANSWER_ROUTE), "--timeout", "300", "--format", "json",
+            "--pip-packages", "trainml-fixture-mylib @ file:./mylib"]
+    code, out, err = cli(plane, "job", "create", "endpoint", "pip-path", *argv)
+    assert code == 0, err
+    first = json.loads(out)["environment"]["key"]
+    (model / LIBRARY).write_text("ANSWER = 'from --pip-packages'\n")
+    code, out, err = cli(plane, "job", "create", "endpoint", "pip-path-edited", *argv)
+    assert code == 0, err
+    assert json.loads(out)["environment"]["key"] != first
+    code, out, _ = cli(plane, "job", "call", "pip-path-edited", "/answer")
+    assert code == 0 and json.loads(out) == {"answer": "from --pip-packages"}
+    for name in ("pip-path", "pip-path-edited"):
+        cli(plane, "job", "remove", name, "--force")
+
+
+def test_a_local_wheel_and_an_included_file_count_by_their_bytes(tmp_path):
+    model = model_copy(tmp_path)
+    (model / "wheels").mkdir()
+    wheel = model / "wheels" / "trainml_fixture_other-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"first build")
+    (model / "requirements.txt").write_text("\ufeff-r constraints/all.txt\n" + wheel.relative_to(model).as_posix() + "\n")
+    (model / "constraints").mkdir()
+    (model / "constraints" / "all.txt").write_text("tabulate==0.9.0\n")
+    keys = [local_digest(model, "requirements.txt", [])]
+    wheel.write_bytes(b"second build")
+    keys.append(local_digest(model, "requirements.txt", []))
+    (model / "constraints" / "all.txt").write_text("tabulate==0.8.10\n")
+    keys.append(local_digest(model, "requirements.txt", []))
+    assert len(set(keys)) == 3

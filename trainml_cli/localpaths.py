@@ -55,7 +55,7 @@ class Reference:
 def _logical_lines(text: str):
     """(line number, line) with comments dropped and backslash continuations joined, as pip reads them."""
     pending, start = "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):  # (a BOM, as editors save one)
         if not pending:
             start = number
         line = re.sub(r"(^|\s)#.*$", "", raw)
