@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from .errors import UsageError
+from .localpaths import local_digest, references
 
 DEFAULT_REQUIREMENTS_FILE = "requirements.txt"
 MAX_PACKAGES = 500
@@ -122,6 +123,7 @@ def check_environment(environment: dict | None) -> dict:
     if len(pip) > MAX_PACKAGES:
         raise UsageError(f"environment.packages.pip: more than {MAX_PACKAGES} packages; use a requirements file")
     pip = [check_requirement(item, f"environment.packages.pip[{i}]") for i, item in enumerate(pip)]
+    references(None, pip, lambda name, where: None)  # a package from a path must name one inside the model folder
     requirements = environment.get("requirements")
     if requirements is not None:
         requirements = check_requirements_path(requirements)
@@ -135,7 +137,13 @@ def check_environment(environment: dict | None) -> dict:
 
 
 def check_requirements_file(environment: dict, folder) -> None:
-    """A requirements file the job names must be in the local model folder (checked before the upload)."""
-    named = (environment or {}).get("requirements")
+    """Before the upload: a requirements file the job names must be in the local model folder, and every local
+    path the requirements install from (`./mylib`, `-r other.txt`) must be in it too, not lead out of it."""
+    environment = environment or {}
+    named = environment.get("requirements")
     if named and not (Path(folder) / check_requirements_path(named)).is_file():
         raise UsageError(f"environment.requirements: {named} is not a file in {folder}")
+    file = named or (DEFAULT_REQUIREMENTS_FILE if (Path(folder) / DEFAULT_REQUIREMENTS_FILE).is_file() else None)
+    pip = (environment.get("packages") or {}).get("pip") or []
+    local_digest(Path(folder), file, split_pip_packages([pip]) if isinstance(pip, str) else pip, hash_contents=False,
+                 packed_links=True)

@@ -2,7 +2,8 @@
 
 An environment is data (trainml_cli/environment.py): an interpreter, pip requirements from the payload and a
 requirements file in the model folder. Its key hashes the interpreter, the requirements (the file's contents
-included), the runtime's own requirements (runtime/requirements.py) and the runtime's source, so a job gets an
+included, and the contents of every file and folder of the model's they install: localpaths.py), the runtime's
+own requirements (runtime/requirements.py) and the runtime's source, so a job gets an
 environment holding exactly its packages, what the runtime needs to serve, and this very version of the
 runtime. It lives in `HOME/envs/KEY`:
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .. import localpaths
 from ..environment import DEFAULT_REQUIREMENTS_FILE
 from ..errors import Conflict, NotFound, TrainMLError
 from ..runtime.requirements import RUNTIME_REQUIREMENTS
@@ -159,6 +161,10 @@ class Environments:
             "runtime": list(RUNTIME_REQUIREMENTS),
             "runtime_source": self._runtime_digest,
         }
+        # Only when there are local paths: the keys of environments built before stay as they were.
+        local = localpaths.local_digest(model_dir, file, pip)
+        if local is not None:
+            material["local"] = local
         key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
         return Plan(interpreter, pip, file, text, key)
 
@@ -232,7 +238,11 @@ class Environments:
         for skipped in options.skipped:
             say(f"pip configuration: leaving out {skipped}")
         env = {**os.environ, **options.env, "UV_CACHE_DIR": str(self.cache), "UV_PYTHON_DOWNLOADS": "never",
-               "NO_COLOR": "1", "VIRTUAL_ENV": str(env_dir)}
+               "NO_COLOR": "1", "VIRTUAL_ENV": str(env_dir),
+               # `-e ./mylib` is installed as a copy: the environment is shared by every job with its key and
+               # outlives the job whose folder an editable install would point into. (The key follows the
+               # package's contents, so an edit still gets a new environment.) An older uv ignores the variable.
+               "UV_NO_EDITABLE": "1"}
         env.pop("PYTHONPATH", None)
         await self._run([uv, "venv", "--no-config", "--python", plan.interpreter.path, str(env_dir)], env, model_dir, say)
         spec_dir = env_dir / "trainml"

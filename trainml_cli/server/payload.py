@@ -9,14 +9,16 @@
 naming the field (422): routes through the shared route spec (one line per route and field), resources
 against the price table and this machine's GPUs, the model source (an existing upload, a safe git URI, a
 stored model), and the environment (variable names, no overriding what the platform sets; packages and the
-interpreter through the shared environment module, the interpreter found on this machine).
+interpreter through the shared environment module, the interpreter found on this machine; no requirement
+leading out of the model folder, where the model's files are at hand: localpaths.py).
 """
 
 from __future__ import annotations
 
 import re
 
-from ..environment import check_environment, python_of_type
+from .. import localpaths
+from ..environment import DEFAULT_REQUIREMENTS_FILE, check_environment, python_of_type
 from ..errors import UsageError
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from ..routespec import parse_routes
@@ -64,10 +66,12 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
             raise UsageError(f"environment.env[{i}].value: {value!r} must be a string")
         env.append({"key": key, "value": value})
     build = check_environment(payload.get("environment"))
+    model = _check_model(payload.get("model") or {}, uploads, models)
+    _check_local_paths(model, build, uploads, models)
     return {
         "type": "endpoint",
         "resources": resources,
-        "model": _check_model(payload.get("model") or {}, uploads, models),
+        "model": model,
         "endpoint": {
             "routes": [r.to_dict() for r in routes],
             "max_concurrency": endpoint.get("max_concurrency"),
@@ -120,6 +124,25 @@ def _interpreter(build: dict, interpreters: Interpreters) -> dict:
     if chosen is not None and chosen.default:
         chosen = None  # the default interpreter needs no environment of its own
     return {"interpreter": {"path": chosen.path, "version": chosen.version} if chosen else None, "note": note}
+
+
+def _check_local_paths(model: dict, build: dict, uploads: sources.Uploads, models: Models) -> None:
+    """Refuse a requirement leading out of the model folder now, before anything is created, when the model's
+    files are at hand: an upload's requirements files (kept as it was received; an upload holds no links, so
+    the paths are checked as written) or a stored model's folder. A git model is checked once it is cloned."""
+    if model["source_type"] == "local":
+        texts = uploads.texts(model["upload_id"])
+        if texts is None:
+            return
+        file = build["requirements"] or (DEFAULT_REQUIREMENTS_FILE if DEFAULT_REQUIREMENTS_FILE in texts else None)
+        # A file not kept (large, or not .txt/.in) reads as empty here: the job checks its own copy in full.
+        localpaths.references(file, build["pip"], lambda name, where: texts.get(name, ""))
+    elif model["source_type"] == "trainml":
+        folder = models.path(model["model_id"])
+        file = build["requirements"] or (DEFAULT_REQUIREMENTS_FILE if (folder / DEFAULT_REQUIREMENTS_FILE).is_file()
+                                         else None)
+        if folder.is_dir():
+            localpaths.local_digest(folder, file, build["pip"], hash_contents=False)
 
 
 def _check_model(model: dict, uploads: sources.Uploads, models: Models) -> dict:

@@ -20,6 +20,7 @@ that looks complete.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -42,6 +43,11 @@ MAX_MEMBERS = 200_000
 MAX_HEADER_BYTES = 64 * 1024
 HEADER_WORK = MAX_HEADER_BYTES**2
 UPLOAD_MAX_AGE = 24 * 3600
+# Requirements files kept from an upload as it is scanned, so a job's requirements can be checked when it is
+# created (localpaths.py) without reading the whole archive again.
+TEXT_SUFFIXES = (".txt", ".in")
+MAX_TEXT_BYTES = 256 * 1024
+MAX_TEXTS_BYTES = 4 * 1024**2
 CLONE_TIMEOUT = 900.0
 
 GIT_SCHEMES = ("https", "http", "ssh", "git", "file")
@@ -143,9 +149,12 @@ def check_member(member: tarfile.TarInfo) -> None:
         raise UsageError(f"{where}: only regular files and folders are allowed")
 
 
-def scan_archive(path: Path) -> dict:
-    """Check every member of a tar.gz; returns {"files": n, "size": unpacked bytes}. Raises UsageError."""
-    files = size = 0
+def scan_archive(path: Path, texts: dict[str, str] | None = None) -> dict:
+    """Check every member of a tar.gz; returns {"files": n, "size": unpacked bytes}. Raises UsageError.
+
+    `texts` receives the small .txt and .in files by name (requirements files), up to MAX_TEXTS_BYTES in all.
+    """
+    files = size = kept = 0
     kinds: dict[PurePosixPath, bool] = {}  # name -> is a folder (a repeated file is fine: the last one wins)
     try:
         with _Archive.open(path, "r:gz") as archive:
@@ -154,6 +163,12 @@ def scan_archive(path: Path) -> dict:
                 _check_kind(kinds, PurePosixPath(member.name), member.isdir())
                 files += member.isfile()
                 size += member.size
+                if (texts is not None and member.isfile() and member.name.endswith(TEXT_SUFFIXES)
+                        and member.size <= MAX_TEXT_BYTES and kept + member.size <= MAX_TEXTS_BYTES):
+                    # The member's data comes next in the stream: reading it now costs no seek back.
+                    with archive.extractfile(member) as data:
+                        texts[str(PurePosixPath(member.name))] = data.read(MAX_TEXT_BYTES).decode(errors="replace")
+                    kept += member.size
                 if count > MAX_MEMBERS or size > MAX_UNPACKED_BYTES:
                     raise UsageError(f"archive: more than {MAX_MEMBERS} files or {MAX_UNPACKED_BYTES >> 30} GiB unpacked")
     except (tarfile.TarError, EOFError, OSError) as exc:
@@ -261,14 +276,24 @@ class Uploads:
             if not received:
                 raise UsageError("upload: the request body is empty; send a tar.gz (or zip) archive")
             await asyncio.to_thread(_unzip_if_zip, partial)
-            summary = await asyncio.to_thread(scan_archive, partial)
+            texts: dict[str, str] = {}
+            summary = await asyncio.to_thread(scan_archive, partial, texts)
+            (self.folder / f"{upload_id}.texts.json").write_text(json.dumps(texts))
             partial.rename(self.folder / f"{upload_id}.tar.gz")
         finally:
             partial.unlink(missing_ok=True)
         return {"id": upload_id, "size": received, "files": summary["files"], "unpacked_size": summary["size"]}
 
+    def texts(self, upload_id: str) -> dict[str, str] | None:
+        """The upload's small .txt and .in files by name (see scan_archive); None for an upload made before."""
+        try:
+            return json.loads((self.folder / f"{upload_id}.texts.json").read_text())
+        except (OSError, ValueError):
+            return None
+
     def discard(self, upload_id: str) -> None:
         (self.folder / f"{upload_id}.tar.gz").unlink(missing_ok=True)
+        (self.folder / f"{upload_id}.texts.json").unlink(missing_ok=True)
 
     def collect_garbage(self) -> None:
         cutoff = time.time() - UPLOAD_MAX_AGE
