@@ -6,11 +6,13 @@ The form sends what a person filled in:
      "model": {"source": "directory" | "git" | "trainml", "directory", "source_uri", "git_ref", "model"},
      "routes": [route, ...],
      "environment": {"packages": {"pip": "scikit-learn, numpy>=1.20,<2"}, "python": "" | path | version,
-                     "requirements": "" | "path/in/model"}}
+                     "requirements": "" | "path/in/model", "secrets": [NAME, ...],
+                     "credentials": ["aws" | "gcp" | "kaggle" | "azure" | "wasabi", ...]}}
 
 Every check here is one the API or the CLI already makes (job names from models.py, resources from
 resources.py, git URIs from sources.py, routes from routespec.py, route files from the CLI's own check, packages
-and the requirements file from environment.py, the interpreter from the machine's list), called
+and the requirements file from environment.py, the interpreter from the machine's list, secrets from the vault,
+credentials from credentials.py as the CLI resolves them), called
 section by section so that one mistake does not hide the next. Their sentences (`route 1 (POST /predict):
 body[0].default_value: 'abc' is not a Python literal`) are for the CLI; the form reads the same problems as data
 (UsageError.fields: the location in the payload and the message; a route's with its index), which `form_field`
@@ -26,6 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...credentials import credential_env
 from ...environment import DEFAULT_REQUIREMENTS_FILE, check_environment, check_requirements_file, split_pip_packages
 from ...errors import FieldProblem, NotFound, RouteSpecError, TrainMLError, UsageError
 from ...routespec import parse_routes
@@ -186,6 +189,18 @@ def _environment(platform, raw, model: dict | None, attempt) -> dict:
         chosen = attempt("environment.python", check_python)
         if chosen:
             environment["python"] = chosen
+
+    secrets = raw.get("secrets")
+    if secrets:  # names only; the job's endpoint gets the values, nothing else does
+        environment["secrets"] = attempt("environment.secrets", lambda: platform.vault.check(secrets))
+    kinds = raw.get("credentials")
+    if kinds:
+        # As the CLI does on the user's machine: this control plane runs there, as the user, so it finds the same
+        # files (where the tools' variables point in its environment, else the default paths) and hands the
+        # endpoint their paths. The CLI's wording too: the checkboxes are its --credential.
+        found = attempt("environment.credentials", lambda: credential_env(kinds))
+        if found:
+            environment["env"] = found
     return environment
 
 
