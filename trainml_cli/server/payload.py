@@ -91,8 +91,8 @@ def check_scaling(endpoint: dict) -> dict:
         out[key] = value
     low, high = out["min_replicas"], out["max_replicas"]
     if out["replicas"] is not None and (low is not None or high is not None):
-        raise UsageError.at(("endpoint", "replicas"), "give either replicas (a fixed number) or min_replicas/max_replicas "
-                         "(autoscaling), not both")
+        raise UsageError.at(("endpoint", "replicas"), "give either replicas (a fixed number) or "
+                            "min_replicas/max_replicas (autoscaling), not both")
     if low is not None and high is not None and low > high:
         raise UsageError.at(("endpoint", "min_replicas"), f"{low} is more than max_replicas ({high})")
     return out
