@@ -310,18 +310,24 @@ def test_the_api_returns_route_problems_as_data(control_plane):
     assert body["details"] == ["route 2 (POST /q): function: 'not valid' is not a valid Python function name"]
 
 
-@pytest.mark.parametrize("message, field, text", [
-    ("environment.packages.pip[1]: '-e .' looks like an installer option", "environment.packages.pip",
-     "'-e .' looks like an installer option"),
-    ("environment.python: no Python 3.99 on the control plane's machine; available: 3.11.7 (default)",
-     "environment.python", "no Python 3.99 on the control plane's machine; available: 3.11.7 (default)"),
-    ("environment.requirements: '/etc/x' is absolute; give a path relative to the model folder",
-     "environment.requirements", "'/etc/x' is absolute; give a path relative to the model folder"),
-])
-def test_environment_problems_map_to_form_fields(message, field, text):
+@pytest.mark.parametrize("environment, field, sentence", [
+    ({"packages": {"pip": ["tabulate", "-e ."]}}, "environment.packages.pip",
+     "environment.packages.pip[1]: '-e .' looks like an installer option; give package requirements only "
+     "(put index settings in pip's configuration, which environments follow)"),
+    ({"requirements": "/etc/x"}, "environment.requirements",
+     "environment.requirements: '/etc/x' is absolute; give a path relative to the model folder"),
+    ({"python": " "}, "environment.python", "environment.python: ' ' must be a version such as '3.12' or an interpreter's path"),
+], ids=["package", "requirements", "python"])
+def test_environment_problems_carry_their_field_as_data(environment, field, sentence):
+    """The CLI's sentence is unchanged; the form's field and message come from the same data, not from it."""
+    from trainml_cli.environment import check_environment
     from trainml_cli.errors import UsageError
 
-    assert forms.field_of(UsageError(message), "form") == forms.FieldError(field, text)
+    with pytest.raises(UsageError) as info:
+        check_environment(environment)
+    assert str(info.value) == sentence
+    [problem] = info.value.fields
+    assert forms.form_field(problem, "form") == forms.FieldError(field, sentence.split(": ", 1)[1])
 
 
 def test_a_database_from_before_keeps_its_status_history(tmp_path):

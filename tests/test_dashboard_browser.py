@@ -808,3 +808,96 @@ def test_an_uploaded_folder_with_a_requirements_txt_says_so(browser, control_pla
     page.wait_for_timeout(500)
     assert note.is_hidden()
     ui.close()
+
+
+ENVIRON_DIR = str(MODELS / "environ")
+GETENV_ROUTE = {"verb": "POST", "path": "/getenv", "file": "predict", "function": "getenv",
+                "body": [{"name": "name", "type": "str"}]}
+
+
+def test_secrets_and_credentials_chosen_on_the_form_reach_the_endpoint_and_no_page_shows_a_value(
+        browser, start_control_plane, tmp_path, monkeypatch):
+    # The user's own home, with AWS credentials and no Kaggle ones; the control plane runs as that user, as
+    # `trainml` would start it, and the CLI below looks in the same place.
+    user = tmp_path / "user"
+    (user / ".aws").mkdir(parents=True)
+    (user / ".aws" / "credentials").write_text("[default]\naws_access_key_id = AKIAEXAMPLE\n")
+    with monkeypatch.context() as patched:
+        patched.setenv("HOME", str(user))
+        plane = start_control_plane()
+    env = {**os.environ, "TRAINML_API_URL": plane.url, "TRAINML_API_TOKEN": plane.token,
+           "TRAINML_HOME": str(plane.home), "HOME": str(user), "NO_COLOR": "1"}
+
+    def cli(*argv, input=None):
+        return subprocess.run([sys.executable, "-m", "trainml_cli", *argv], env=env, input=input,
+                              capture_output=True, text=True, timeout=60)
+
+    value = "hf-9f2c-never-on-a-page"
+    for name in ("HF_TOKEN", "GONE_SOON"):
+        assert cli("secret", "create", name, input=value + "\n").returncode == 0
+    ui = Dashboard(browser, plane)
+    page = ui.page
+    ui.go("/dashboard/create")
+    page.fill("#name", "with-secrets")
+    page.check('input[name="source"][value="directory"]')
+    page.fill("#model-directory", ENVIRON_DIR)
+    page.fill('[data-input="path"]', "/getenv")
+    page.fill('[data-input="file"]', "predict")
+    page.fill('[data-input="function"]', "getenv")
+    page.get_by_role("button", name="Add Parameter").click()
+    page.locator("[data-param]").get_by_label("Name").fill("name")
+    secrets = page.get_by_role("group", name="Secrets")
+    credentials = page.get_by_role("group", name="Credentials")
+    secrets.get_by_label("HF_TOKEN").check()
+    secrets.get_by_label("GONE_SOON").check()
+    credentials.get_by_label("aws").check()
+    credentials.get_by_label("kaggle").check()
+    assert_labelled(page)
+    ui.shoot("create-secrets", "/dashboard/create")
+
+    # A secret removed since the page was opened, and credentials that are not there: each beside its group,
+    # in the words the CLI uses for the same mistake.
+    assert cli("secret", "remove", "GONE_SOON").returncode == 0
+    page.get_by_role("button", name="Next").click()
+    secret_error = page.locator('[data-error-for="environment.secrets"]')
+    credential_error = page.locator('[data-error-for="environment.credentials"]')
+    secret_error.wait_for()
+    assert secret_error.inner_text() == ("no secret named 'GONE_SOON'; store it first with "
+                                         "`trainml secret create GONE_SOON`")
+    assert credential_error.inner_text().startswith(
+        "no kaggle credentials found at ~/.kaggle/kaggle.json; save kaggle.json from your Kaggle account page")
+    route = ["--model-dir", ENVIRON_DIR, "--route", json.dumps(GETENV_ROUTE), "--no-connect"]
+    by_cli = cli("job", "create", "endpoint", "x", "--secret", "GONE_SOON", *route)
+    assert by_cli.returncode == 2 and f"environment.secrets[0]: {secret_error.inner_text()}" in by_cli.stderr
+    by_cli = cli("job", "create", "endpoint", "x", "--credential", "kaggle", *route)
+    assert by_cli.returncode == 2 and f"--credential kaggle: {credential_error.inner_text()}" in by_cli.stderr
+    assert page.locator("#secrets[aria-invalid=true], #credentials[aria-invalid=true]").count() == 2
+    page.screenshot(path=str(SHOTS / "create-secrets-errors-1366.png"), full_page=True)
+
+    # Without them, the review names the secret and where the AWS credentials are; Create runs the endpoint.
+    secrets.get_by_label("GONE_SOON").uncheck()
+    credentials.get_by_label("kaggle").uncheck()
+    page.get_by_role("button", name="Next").click()
+    review = page.locator("#review-environment")
+    review.wait_for(state="visible")
+    aws = str((user / ".aws" / "credentials").resolve())
+    assert "HF_TOKEN (as $HF_TOKEN)" in review.inner_text()
+    assert f"aws: AWS_SHARED_CREDENTIALS_FILE={aws}" in review.inner_text()
+    assert value not in page.content()
+    page.screenshot(path=str(SHOTS / "review-secrets-1366.png"), full_page=True)
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.wait_for_url(f"{plane.url}/dashboard/jobs/*")
+    job_id = page.url.rsplit("/", 1)[1]
+    page.locator('#job-head .badge[data-status="running"]').wait_for(timeout=60_000)
+    url = plane.api("GET", f"/api/jobs/{job_id}").json()["url"]
+    assert requests.post(url + "/getenv", json={"name": "HF_TOKEN"}, timeout=10).json()["value"] == value
+    assert requests.post(url + "/getenv", json={"name": "AWS_SHARED_CREDENTIALS_FILE"},
+                         timeout=10).json()["value"] == aws
+
+    # The name is on the details page; the value on none of the dashboard's pages.
+    assert "HF_TOKEN" in page.content()
+    for path in ("/dashboard/", f"/dashboard/jobs/{job_id}", f"/dashboard/jobs/{job_id}/connect",
+                 f"/dashboard/jobs/{job_id}/logs", "/dashboard/create", "/dashboard/models"):
+        ui.go(path)
+        assert value not in page.content(), path
+    ui.close()

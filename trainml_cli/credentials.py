@@ -27,16 +27,17 @@ KINDS = {
 _MARKER = {"kaggle": "kaggle.json"}  # a folder counts only when it holds this
 
 
-def check_kind(kind, field: str = "--credential") -> str:
+def check_kind(kind, field: str = "--credential", loc: tuple = ("environment", "credentials")) -> str:
     if not isinstance(kind, str) or kind.lower() not in KINDS:
-        raise UsageError(f"{field}: {kind!r} is not one of {', '.join(KINDS)}")
+        raise UsageError.at(loc, f"{kind!r} is not one of {', '.join(KINDS)}", label=field)
     return kind.lower()
 
 
-def credential_env(kinds, field: str = "--credential") -> list[dict]:
-    """[{key, value}] environment entries pointing the endpoint at each kind's local file or folder."""
+def credential_env(kinds, field: str = "--credential", loc: tuple = ("environment", "credentials")) -> list[dict]:
+    """[{key, value}] environment entries pointing the endpoint at each kind's local file or folder. `field` is
+    what the user wrote (the CLI's option, the SDK's argument); a missing kind's problem is at `loc` + (kind,)."""
     env = []
-    for kind in dict.fromkeys(check_kind(k, field) for k in kinds or ()):
+    for kind in dict.fromkeys(check_kind(k, field, loc) for k in kinds or ()):
         variable, default, folder, advice = KINDS[kind]
         given = os.environ.get(variable)
         path = Path(given or default).expanduser()
@@ -45,7 +46,7 @@ def credential_env(kinds, field: str = "--credential") -> list[dict]:
             found = (path / _MARKER[kind]).is_file()
         if not found:
             where = f"${variable} ({given})" if given else default + (f"/{_MARKER[kind]}" if kind in _MARKER else "")
-            raise UsageError(f"{field} {kind}: no {kind} credentials found at {where}; {advice}, or leave out "
-                             f"{field} {kind}")
+            raise UsageError.at((*loc, kind), f"no {kind} credentials found at {where}; {advice}, or leave out "
+                                f"{field} {kind}", label=f"{field} {kind}")
         env.append({"key": variable, "value": str(path.resolve())})
     return env

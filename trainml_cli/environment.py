@@ -61,31 +61,31 @@ def split_pip_packages(values: Iterable[str]) -> list[str]:
     return packages
 
 
-def check_requirement(text, field: str) -> str:
+def check_requirement(text, loc: tuple) -> str:
     if not isinstance(text, str):
-        raise UsageError(f"{field}: {text!r} must be a string such as 'scikit-learn' or 'numpy==2.1'")
+        raise UsageError.at(loc, f"{text!r} must be a string such as 'scikit-learn' or 'numpy==2.1'")
     text = text.strip()
     if not text:
-        raise UsageError(f"{field}: an empty package name")
+        raise UsageError.at(loc, "an empty package name")
     if len(text) > MAX_REQUIREMENT_LENGTH:
-        raise UsageError(f"{field}: longer than {MAX_REQUIREMENT_LENGTH} characters")
+        raise UsageError.at(loc, f"longer than {MAX_REQUIREMENT_LENGTH} characters")
     if text.startswith("-"):
-        raise UsageError(f"{field}: {text!r} looks like an installer option; give package requirements only "
+        raise UsageError.at(loc, f"{text!r} looks like an installer option; give package requirements only "
                          f"(put index settings in pip's configuration, which environments follow)")
     if not _REQUIREMENT.match(text):
-        raise UsageError(f"{field}: {text!r} is not a package requirement (e.g. 'scikit-learn', 'numpy>=2,<3')")
+        raise UsageError.at(loc, f"{text!r} is not a package requirement (e.g. 'scikit-learn', 'numpy>=2,<3')")
     return text
 
 
-def check_requirements_path(path, field: str = "environment.requirements") -> str:
+def check_requirements_path(path, loc: tuple = ("environment", "requirements")) -> str:
     """A requirements file's path inside the model folder (relative, no '..')."""
     if not isinstance(path, str) or not path.strip() or "\x00" in path:
-        raise UsageError(f"{field}: a path inside the model folder is required, e.g. requirements.txt")
+        raise UsageError.at(loc, "a path inside the model folder is required, e.g. requirements.txt")
     pure = PurePosixPath(path.strip())
     if pure.is_absolute() or re.match(r"^[A-Za-z]:", path) or "\\" in path:
-        raise UsageError(f"{field}: {path!r} is absolute; give a path relative to the model folder")
+        raise UsageError.at(loc, f"{path!r} is absolute; give a path relative to the model folder")
     if ".." in pure.parts:
-        raise UsageError(f"{field}: {path!r} leaves the model folder; the file must be inside it")
+        raise UsageError.at(loc, f"{path!r} leaves the model folder; the file must be inside it")
     return str(pure)
 
 
@@ -103,36 +103,36 @@ def check_environment(environment: dict | None) -> dict:
     """
     environment = environment or {}
     if not isinstance(environment, dict):
-        raise UsageError("environment: must be an object")
+        raise UsageError.at(("environment",), "must be an object")
     packages = environment.get("packages") or {}
     if not isinstance(packages, dict):
-        raise UsageError("environment.packages: must be an object {pip: [...]}")
+        raise UsageError.at(("environment", "packages"), "must be an object {pip: [...]}")
     for kind in ("apt", "conda"):
         if packages.get(kind):
-            raise UsageError(f"environment.packages.{kind}: {REFUSED[kind]}")
+            raise UsageError.at(("environment", "packages", kind), REFUSED[kind])
     unknown = sorted(set(packages) - {"pip", "apt", "conda"})
     if unknown:
-        raise UsageError(f"environment.packages.{unknown[0]}: not a package kind; use pip")
+        raise UsageError.at(("environment", "packages", unknown[0]), "not a package kind; use pip")
     if environment.get("custom_image"):
-        raise UsageError(f"environment.custom_image: {REFUSED['custom_image']}")
+        raise UsageError.at(("environment", "custom_image"), REFUSED["custom_image"])
     pip = packages.get("pip") or []
     if isinstance(pip, str):
         pip = split_pip_packages([pip])
     if not isinstance(pip, list):
-        raise UsageError("environment.packages.pip: must be a list of requirements")
+        raise UsageError.at(("environment", "packages", "pip"), "must be a list of requirements")
     if len(pip) > MAX_PACKAGES:
-        raise UsageError(f"environment.packages.pip: more than {MAX_PACKAGES} packages; use a requirements file")
-    pip = [check_requirement(item, f"environment.packages.pip[{i}]") for i, item in enumerate(pip)]
+        raise UsageError.at(("environment", "packages", "pip"), f"more than {MAX_PACKAGES} packages; use a requirements file")
+    pip = [check_requirement(item, ("environment", "packages", "pip", i)) for i, item in enumerate(pip)]
     references(None, pip, lambda name, where: None)  # a package from a path must name one inside the model folder
     requirements = environment.get("requirements")
     if requirements is not None:
         requirements = check_requirements_path(requirements)
     python = environment.get("python")
     if python is not None and (not isinstance(python, str) or not python.strip() or "\x00" in python):
-        raise UsageError(f"environment.python: {python!r} must be a version such as '3.12' or an interpreter's path")
+        raise UsageError.at(("environment", "python"), f"{python!r} must be a version such as '3.12' or an interpreter's path")
     kind = environment.get("type")
     if kind is not None and (not isinstance(kind, str) or not _TRAINML_TYPE.match(kind)):
-        raise UsageError(f"environment.type: {kind!r} is not an environment name such as DEEPLEARNING_PY310")
+        raise UsageError.at(("environment", "type"), f"{kind!r} is not an environment name such as DEEPLEARNING_PY310")
     return {"pip": pip, "requirements": requirements, "python": python.strip() if python else None, "type": kind}
 
 
@@ -142,7 +142,7 @@ def check_requirements_file(environment: dict, folder) -> None:
     environment = environment or {}
     named = environment.get("requirements")
     if named and not (Path(folder) / check_requirements_path(named)).is_file():
-        raise UsageError(f"environment.requirements: {named} is not a file in {folder}")
+        raise UsageError.at(("environment", "requirements"), f"{named} is not a file in {folder}")
     file = named or (DEFAULT_REQUIREMENTS_FILE if (Path(folder) / DEFAULT_REQUIREMENTS_FILE).is_file() else None)
     pip = (environment.get("packages") or {}).get("pip") or []
     local_digest(Path(folder), file, split_pip_packages([pip]) if isinstance(pip, str) else pip, hash_contents=False,

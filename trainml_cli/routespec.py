@@ -219,60 +219,59 @@ def _a(noun: str) -> str:
     return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
-def _schema_problem(error) -> tuple[str, str]:
-    """Turn one jsonschema error into (field path, message) in our words."""
-    where = ""
-    for part in error.absolute_path:
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+def _schema_problem(error) -> tuple[tuple, str]:
+    """Turn one jsonschema error into (location in the route, message) in our words."""
+    loc = tuple(error.absolute_path)
+    last = loc[-1] if loc else None
     validator = error.validator
     if validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
-        return where, f"{error.instance!r} is not one of {choices}"
+        return loc, f"{error.instance!r} is not one of {choices}"
     if validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return (f"{where}.{missing}" if where else missing), "is required"
+        return (*loc, missing), "is required"
     if validator == "additionalProperties":
         allowed = ", ".join(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return where or "route", f"unknown field {', '.join(repr(e) for e in extra)} (allowed: {allowed})"
+        return loc or ("route",), f"unknown field {', '.join(repr(e) for e in extra)} (allowed: {allowed})"
     if validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         names = {"string": "a string", "boolean": "true or false", "array": "a list", "object": "an object",
                  "integer": "a whole number", "number": "a number"}
-        if where.endswith(".default_value"):
-            return where, f"{json.dumps(error.instance)} is not a string: write the Python literal as a string, e.g. \"{error.instance!r}\""
-        return where, f"{error.instance!r} is not {names.get(expected, expected)}"
-    if validator == "pattern" and where == "path":
-        return where, f"{error.instance!r} must start with '/' and use only URL path characters"
+        if last == "default_value":
+            return loc, f"{json.dumps(error.instance)} is not a string: write the Python literal as a string, e.g. \"{error.instance!r}\""
+        return loc, f"{error.instance!r} is not {names.get(expected, expected)}"
+    if validator == "pattern" and loc == ("path",):
+        return loc, f"{error.instance!r} must start with '/' and use only URL path characters"
     if validator == "minLength":
-        return where, "must not be empty"
+        return loc, "must not be empty"
     if validator in ("minimum", "maximum"):
         word = "less" if validator == "minimum" else "more"
-        return where, f"{error.instance!r} is {word} than {error.validator_value} (allowed: {_range(where)})"
-    if validator == "oneOf" and where == "batch":
+        return loc, f"{error.instance!r} is {word} than {error.validator_value} (allowed: {_range(last)})"
+    if validator == "oneOf" and loc == ("batch",):
         return _batch_problem(error.instance)
-    return where, error.message
+    return loc, error.message
 
 
-def _range(where: str) -> str:
-    bounds = BATCH_SCHEMA["properties"].get(where.rpartition(".")[2], {})
+def _range(key) -> str:
+    bounds = BATCH_SCHEMA["properties"].get(key, {})
     return f"{bounds.get('minimum')} to {bounds.get('maximum')}" if bounds else "see the route spec"
 
 
-def _batch_problem(batch: Any) -> tuple[str, str]:
+def _batch_problem(batch: Any) -> tuple[tuple, str]:
     """The batch field failed oneOf (null or an object): find the one thing wrong, in our words."""
     from jsonschema import Draft202012Validator
 
     if not isinstance(batch, dict):
-        return "batch", f"{batch!r} is not an object like {{\"max_size\": 32, \"max_wait_ms\": 5}}"
+        return ("batch",), f"{batch!r} is not an object like {{\"max_size\": 32, \"max_wait_ms\": 5}}"
     errors = sorted(Draft202012Validator(BATCH_SCHEMA).iter_errors(batch), key=lambda e: list(map(str, e.absolute_path)))
     if not errors:
-        return "batch", "is not valid"
-    where, message = _schema_problem(errors[0])
-    if where == "route":
-        where = ""
-    return (f"batch.{where}" if where else "batch"), message
+        return ("batch",), "is not valid"
+    loc, message = _schema_problem(errors[0])
+    if loc == ("route",):
+        loc = ()
+    return ("batch", *loc), message
 
 
 def _route_label(index: int, raw: Any) -> str:
@@ -295,20 +294,20 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
 
     validator = Draft202012Validator(ROUTE_SCHEMA)
     routes: list[Route] = []
-    found: list[tuple[int | None, str, str, str]] = []  # (route index, its label, field, message)
+    found: list[tuple[int | None, str, tuple, str]] = []  # (route index, its label, location in it, message)
     seen: dict[tuple[str, str], int] = {}
     raws = list(raws)
     if not raws:
-        raise RouteSpecError.of([(None, "", "", "at least one route is required")])
+        raise RouteSpecError.of([(None, "", (), "at least one route is required")])
     for index, raw in enumerate(raws):
         raw = _normalize(raw)
         label = _route_label(index, raw)
         if not isinstance(raw, dict):
-            found.append((index, label, "", f"must be a JSON object, got {type(raw).__name__}"))
+            found.append((index, label, (), f"must be a JSON object, got {type(raw).__name__}"))
             continue
         errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
         if errors:
-            reported: set[str] = set()
+            reported: set[tuple] = set()
             for error in errors:
                 where, message = _schema_problem(error)
                 if where in reported:  # one message per field: `"verb": 5` is not a string, so not a verb either
@@ -316,11 +315,11 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
                 reported.add(where)
                 found.append((index, label, where, message))
             continue
-        route_problems: list[tuple[str, str]] = []
+        route_problems: list[tuple[tuple, str]] = []
         route = _build_route(raw, lambda field, message: route_problems.append((field, message)))
         key = (raw["verb"], raw["path"])
         if key in seen:
-            route_problems.append(("path", f"{raw['verb']} {raw['path']} is already served by route {seen[key] + 1}"))
+            route_problems.append((("path",), f"{raw['verb']} {raw['path']} is already served by route {seen[key] + 1}"))
         else:
             seen[key] = index
         found.extend((index, label, field, message) for field, message in route_problems)
@@ -333,36 +332,36 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
 
 def _build_route(raw: dict, problem) -> Route | None:
     if raw["path"].rstrip("/") in RESERVED_PATHS or raw["path"] in RESERVED_PATHS:
-        problem("path", f"{raw['path']} is reserved (the endpoint serves {', '.join(RESERVED_PATHS)} itself)")
+        problem(("path",), f"{raw['path']} is reserved (the endpoint serves {', '.join(RESERVED_PATHS)} itself)")
     try:
         module_parts(raw["file"])
     except ValueError as exc:
-        problem("file", f"{raw['file']!r} {exc}")
+        problem(("file",), f"{raw['file']!r} {exc}")
     function = raw["function"]
     if not function.isidentifier() or keyword.iskeyword(function):
-        problem("function", f"{function!r} is not a valid Python function name")
+        problem(("function",), f"{function!r} is not a valid Python function name")
     params: list[Param] = []
     names: set[str] = set()
     seen_optional = False
     positional = raw.get("positional", False)
     for i, p in enumerate(raw.get("body", [])):
-        where = f"body[{i}]"
+        where = ("body", i)
         name = p["name"]
         if not name.isidentifier() or keyword.iskeyword(name):
-            problem(f"{where}.name", f"{name!r} is not a valid Python parameter name")
+            problem((*where, "name"), f"{name!r} is not a valid Python parameter name")
         elif name in names:
-            problem(f"{where}.name", f"{name!r} appears twice")
+            problem((*where, "name"), f"{name!r} appears twice")
         names.add(name)
         optional = p.get("optional", False)
         default_value = p.get("default_value")
         default = None
         if default_value is not None and not optional:
-            problem(f"{where}.default_value", "only optional params take a default (set \"optional\": true)")
+            problem((*where, "default_value"), "only optional params take a default (set \"optional\": true)")
         elif default_value is not None:
             try:
                 default = parse_default(default_value, p["type"])
             except ValueError as exc:
-                problem(f"{where}.default_value", str(exc))
+                problem((*where, "default_value"), str(exc))
         if optional:
             seen_optional = True
         elif seen_optional and positional:
@@ -372,7 +371,7 @@ def _build_route(raw: dict, problem) -> Route | None:
     if raw.get("batch") is not None:
         batch = Batch(int(raw["batch"]["max_size"]), float(raw["batch"].get("max_wait_ms", 0)))
         if not params:  # the function learns how many requests it got from the length of its columns
-            problem("batch", "a batched route needs at least one body param (each arrives as a list, one item per request)")
+            problem(("batch",), "a batched route needs at least one body param (each arrives as a list, one item per request)")
     return Route(raw["verb"], raw["path"], raw["file"], function, positional, tuple(params), batch)
 
 
@@ -439,10 +438,10 @@ def check_route_files(routes: Iterable[Route], model_dir: str | os.PathLike) -> 
         try:
             path = route.source_file(folder)
         except UsageError:
-            found.append((index, label, "file", f"{route.file!r} resolves outside the model directory"))
+            found.append((index, label, ("file",), f"{route.file!r} resolves outside the model directory"))
             continue
         if not path.is_file():
-            found.append((index, label, "file", f"{route.file!r} not found in {model_dir} (looked for {route.relative_file})"))
+            found.append((index, label, ("file",), f"{route.file!r} not found in {model_dir} (looked for {route.relative_file})"))
     if found:
         raise RouteSpecError.of(found)
 

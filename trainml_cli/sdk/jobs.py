@@ -267,7 +267,8 @@ class Jobs:
             environment["python"] = python
         kinds = [*(environment.pop("worker_key_types", None) or []), *(environment.pop("credentials", None) or [])]
         if kinds:  # the user's own credential files, found here, handed over by path (credentials.py)
-            environment["env"] = list(environment.get("env") or []) + credential_env(kinds, "environment.worker_key_types")
+            found = credential_env(kinds, "environment.worker_key_types", ("environment", "worker_key_types"))
+            environment["env"] = list(environment.get("env") or []) + found
         check_environment(environment)  # refused packages and malformed requirements, before anything is sent
         endpoint = dict(endpoint or {})
         routes = parse_routes(endpoint.get("routes") or [])  # RouteSpecError before anything is sent

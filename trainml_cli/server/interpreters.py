@@ -93,7 +93,7 @@ class Interpreters:
         self._cache = (time.monotonic(), listed)
         return listed
 
-    def resolve(self, request: str | None, field: str = "environment.python") -> Interpreter:
+    def resolve(self, request: str | None, loc: tuple = ("environment", "python")) -> Interpreter:
         """The interpreter for a request: None (the default), a version ('3.12', '3.12.1') or a path."""
         if not request:
             return self.default()
@@ -102,18 +102,18 @@ class Interpreters:
             if found is not None and found.path == self.default().path:
                 return self.default()
             if found is None:
-                raise UsageError(f"{field}: {request} is not a Python {MIN_VERSION[0]}.{MIN_VERSION[1]} or newer "
+                raise UsageError.at(loc, f"{request} is not a Python {MIN_VERSION[0]}.{MIN_VERSION[1]} or newer "
                                  f"that runs here; {self.describe()}")
             return found
         parts = request.removeprefix("python").split(".")
         if not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
-            raise UsageError(f"{field}: {request!r} is not a version such as 3.12 or a path to an interpreter")
+            raise UsageError.at(loc, f"{request!r} is not a version such as 3.12 or a path to an interpreter")
         for fresh in (False, True):
             matches = [i for i in self.all(fresh) if i.version.split(".")[:len(parts)] == parts]
             if matches:
                 # The default interpreter when it matches, else the newest patch release.
                 return next((i for i in matches if i.default), max(matches, key=lambda i: i.version_tuple))
-        raise UsageError(f"{field}: no Python {request} on the control plane's machine; {self.describe()}")
+        raise UsageError.at(loc, f"no Python {request} on the control plane's machine; {self.describe()}")
 
     def describe(self) -> str:
         versions = ", ".join(i.version + (" (default)" if i.default else "") for i in self.all())

@@ -31,10 +31,11 @@ NAME_LIMIT = 100
 
 def check_name(name, what: str) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise UsageError(f"{what} name: must not be empty")
+        raise UsageError.at(("name",), "must not be empty", label=f"{what} name")
     name = name.strip()
     if len(name) > NAME_LIMIT or "/" in name or any(ord(c) < 32 for c in name):
-        raise UsageError(f"{what} name: {name!r} must be at most {NAME_LIMIT} characters, without '/' or control characters")
+        raise UsageError.at(("name",), f"{name!r} must be at most {NAME_LIMIT} characters, without '/' or control characters",
+                             label=f"{what} name")
     return name
 
 
@@ -93,8 +94,8 @@ class Models:
             await asyncio.to_thread(sources.unpack, archive, dest)
             self.uploads.discard(upload_id)
         elif source_type == "git":
-            git_ref = sources.check_git_ref(git_ref, "git_ref")
-            sources.check_git_uri(source_uri, "source_uri")
+            git_ref = sources.check_git_ref(git_ref, ("git_ref",))
+            sources.check_git_uri(source_uri, ("source_uri",))
             commit = await sources.clone(source_uri, git_ref, dest, lambda line: None)
         else:
             raise UsageError(f"model source_type: {source_type!r} is not one of local, git")

@@ -3,8 +3,8 @@
 FastAPI documents what a route declares (its 2xx and the 422 of its own validation), but the error handlers in
 app.py answer 401, 404, 409, 413, 422 and 503 for any route: a missing token, an unknown job, a job in the wrong
 status. A client generated from the document, and the schemathesis run in CI (tests/test_fuzz.py), need them
-all, each with the one error body `{"error", "message", "details"?}` (errors.py). Added once here, when the
-document is first built, instead of on every route.
+all, each with the one error body `{"error", "message", "details"?, "fields"?}` (errors.py). Added once here,
+when the document is first built, instead of on every route.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ ERROR = {
         "error": {"type": "string", "description": "the kind: unauthorized, not_found, conflict, invalid, ..."},
         "message": {"type": "string"},
         "details": {"type": "array"},
+        "fields": {"type": "array", "description": "a 422's problems with where each is: {field, message}, and "
+                                                   "route (its index) for a route's",
+                   "items": {"type": "object"}},
     },
     "required": ["error", "message"],
 }

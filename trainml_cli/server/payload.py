@@ -35,22 +35,22 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
               interpreters: Interpreters) -> dict:
     """The payload's spec with defaults filled in; raises UsageError (422) naming the field. Creates nothing."""
     if payload.get("type", "endpoint") != "endpoint":
-        raise UsageError(f"type: {payload.get('type')!r} is not supported; this platform runs 'endpoint' jobs")
+        raise UsageError.at(("type",), f"{payload.get('type')!r} is not supported; this platform runs 'endpoint' jobs")
     endpoint = dict(payload.get("endpoint") or {})
     routes = parse_routes(endpoint.get("routes") or [])
     for key, high, why in (("max_concurrency", MAX_CONCURRENCY, "threads per worker"),
                            ("max_queue", MAX_QUEUE, "requests waiting per worker")):
         value = endpoint.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (key == "max_concurrency")):
-            raise UsageError(f"endpoint.{key}: {value!r} must be a whole number of at least {int(key == 'max_concurrency')}")
+            raise UsageError.at(("endpoint", key), f"{value!r} must be a whole number of at least {int(key == 'max_concurrency')}")
         if value is not None and value > high:
-            raise UsageError(f"endpoint.{key}: {value} is more than {high:,} ({why})")
+            raise UsageError.at(("endpoint", key), f"{value} is more than {high:,} ({why})")
     timeout = endpoint.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise UsageError(f"endpoint.timeout: {timeout!r} must be a positive number of seconds")
+        raise UsageError.at(("endpoint", "timeout"), f"{timeout!r} must be a positive number of seconds")
     auth = endpoint.get("auth", False)
     if not isinstance(auth, bool):
-        raise UsageError(f"endpoint.auth: {auth!r} must be true or false")
+        raise UsageError.at(("endpoint", "auth"), f"{auth!r} must be true or false")
     resources = res.normalize(payload.get("resources"))
     scaling = check_scaling(endpoint)
     backend.check_resources(resources, scaling["replicas"])  # what this backend can ever give (GPUs, CPUs here)
@@ -59,11 +59,11 @@ def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
     for i, item in enumerate((payload.get("environment") or {}).get("env") or []):
         key, value = item.get("key"), item.get("value")
         if not isinstance(key, str) or not ENV_KEY.match(key):
-            raise UsageError(f"environment.env[{i}].key: {key!r} must be letters, digits and _, not starting with a digit")
+            raise UsageError.at(("environment", "env", i, "key"), f"{key!r} must be letters, digits and _, not starting with a digit")
         if key in PLATFORM_ENV:
-            raise UsageError(f"environment.env[{i}].key: {key} is set by the platform from the job's GPUs")
+            raise UsageError.at(("environment", "env", i, "key"), f"{key} is set by the platform from the job's GPUs")
         if not isinstance(value, str):
-            raise UsageError(f"environment.env[{i}].value: {value!r} must be a string")
+            raise UsageError.at(("environment", "env", i, "value"), f"{value!r} must be a string")
         env.append({"key": key, "value": value})
     build = check_environment(payload.get("environment"))
     model = _check_model(payload.get("model") or {}, uploads, models)
@@ -91,14 +91,14 @@ def check_scaling(endpoint: dict) -> dict:
     for key in ("replicas", "min_replicas", "max_replicas"):
         value = endpoint.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise UsageError(f"endpoint.{key}: {value!r} must be a whole number of at least 1")
+            raise UsageError.at(("endpoint", key), f"{value!r} must be a whole number of at least 1")
         out[key] = value
     low, high = out["min_replicas"], out["max_replicas"]
     if out["replicas"] is not None and (low is not None or high is not None):
-        raise UsageError("endpoint.replicas: give either replicas (a fixed number) or min_replicas/max_replicas "
-                         "(autoscaling), not both")
+        raise UsageError.at(("endpoint", "replicas"), "give either replicas (a fixed number) or "
+                            "min_replicas/max_replicas (autoscaling), not both")
     if low is not None and high is not None and low > high:
-        raise UsageError(f"endpoint.min_replicas: {low} is more than max_replicas ({high})")
+        raise UsageError.at(("endpoint", "min_replicas"), f"{low} is more than max_replicas ({high})")
     return out
 
 
@@ -150,14 +150,14 @@ def _check_model(model: dict, uploads: sources.Uploads, models: Models) -> dict:
     if kind == "local":
         upload_id = model.get("upload_id")
         if not upload_id:
-            raise UsageError("model.upload_id: required for source_type local (POST the packed folder to /api/uploads)")
+            raise UsageError.at(("model", "upload_id"), "required for source_type local (POST the packed folder to /api/uploads)")
         uploads.path(upload_id)
         return {"source_type": kind, "source_uri": uri or "", "upload_id": upload_id}
     if kind == "git":
         return {"source_type": kind, "source_uri": sources.check_git_uri(uri), "git_ref": sources.check_git_ref(model.get("git_ref"))}
     if kind == "trainml":
         if not uri:
-            raise UsageError("model.source_uri: the id or name of a stored model is required for source_type trainml")
+            raise UsageError.at(("model", "source_uri"), "the id or name of a stored model is required for source_type trainml")
         stored = models.find(uri)
         return {"source_type": kind, "source_uri": uri, "model_id": stored["id"]}
-    raise UsageError(f"model.source_type: {kind!r} is not one of local, git, trainml")
+    raise UsageError.at(("model", "source_type"), f"{kind!r} is not one of local, git, trainml")

@@ -37,9 +37,9 @@ def check_workers(resources: dict, replicas: int | None = None) -> None:
     """Local worker processes (replicas, else cpu_count) fit this machine: more than its CPUs only compete,
     and take long to start and stop."""
     if replicas is not None and replicas > cpu_count():
-        raise UsageError(f"endpoint.replicas: {replicas} is more than this machine's {cpu_count()} CPUs")
+        raise UsageError.at(("endpoint", "replicas"), f"{replicas} is more than this machine's {cpu_count()} CPUs")
     if replicas is None and resources["cpu_count"] > cpu_count():
-        raise UsageError(f"resources.cpu_count: {resources['cpu_count']} is more than this machine's {cpu_count()} CPUs")
+        raise UsageError.at(("resources", "cpu_count"), f"{resources['cpu_count']} is more than this machine's {cpu_count()} CPUs")
 
 CPU_RATE = 0.01
 GPU_RATES = {
@@ -96,7 +96,7 @@ def normalize(resources: dict | None) -> dict:
     if isinstance(types, str):
         types = [types]
     if not types or not all(isinstance(t, str) and _squash(t) for t in types):
-        raise UsageError(f"resources.gpu_types: {merged['gpu_types']!r} must be a list of GPU type names, e.g. [\"cpu\"]")
+        raise UsageError.at(("resources", "gpu_types"), f"{merged['gpu_types']!r} must be a list of GPU type names, e.g. [\"cpu\"]")
     merged["gpu_types"] = [t.lower() for t in types]
     # Every problem at once (the dashboard shows each beside its field), each saying what the rule is.
     problems = []
@@ -104,22 +104,22 @@ def normalize(resources: dict | None) -> dict:
         value = merged[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             what = "is too small" if isinstance(value, int) and not isinstance(value, bool) else "is not a whole number"
-            problems.append(f"resources.{key}: {value!r} {what}; {_LABELS[key]} must be a whole number, {low} or more")
+            problems.append((("resources", key), f"{value!r} {what}; {_LABELS[key]} must be a whole number, {low} or more"))
     # cpu_count against this machine's CPUs: check_workers, the local backend's (on Ray it is per replica).
     price = merged["max_price"]
     if not isinstance(price, (int, float)) or isinstance(price, bool) or price < 0:
         what = "is too small" if isinstance(price, (int, float)) and not isinstance(price, bool) else "is not a number"
-        problems.append(f"resources.max_price: {price!r} {what}; max price must be 0 or more (credits per hour)")
+        problems.append((("resources", "max_price"), f"{price!r} {what}; max price must be 0 or more (credits per hour)"))
     if problems:
-        raise UsageError("\n".join(problems), details=problems)
+        raise UsageError.of(problems)
     if all(t == CPU_TYPE for t in merged["gpu_types"]):
         merged["gpu_count"] = 0  # a CPU job holds no GPU; recording the default 1 would say otherwise
     if gpus_needed(merged):
         gpu_types = [t for t in merged["gpu_types"] if t != CPU_TYPE]
         cheapest = min(gpu_types, key=gpu_rate)
         if gpu_rate(cheapest) > merged["max_price"]:
-            raise UsageError(
-                f"resources.max_price: {merged['max_price']} credits/hour is below the price of {cheapest} "
+            raise UsageError.at(
+                ("resources", "max_price"), f"{merged['max_price']} credits/hour is below the price of {cheapest} "
                 f"({gpu_rate(cheapest)} credits/hour per GPU)"
             )
     return merged
@@ -195,8 +195,8 @@ class GpuPool:
         best = max(sum(1 for g in self.gpus if matches(g, t)) for t in types)
         if best < need:
             found = ", ".join(f"{g.index}: {g.name}" for g in self.gpus) or "none"
-            raise UsageError(
-                f"resources: asks for {need} GPU(s) of type {' or '.join(types)} but this machine has {best} "
+            raise UsageError.at(
+                ("resources",), f"asks for {need} GPU(s) of type {' or '.join(types)} but this machine has {best} "
                 f"(GPUs found: {found}; use gpu_types [\"cpu\"] to run without one)"
             )
 

@@ -62,28 +62,28 @@ def redact_uri(uri: str) -> str:
     return redact(uri)
 
 
-def check_git_uri(uri: str, field: str = "model.source_uri") -> str:
+def check_git_uri(uri: str, loc: tuple = ("model", "source_uri")) -> str:
     if not isinstance(uri, str) or not uri.strip():
-        raise UsageError(f"{field}: a git URI is required")
+        raise UsageError.at(loc, "a git URI is required")
     uri = uri.strip()
     if uri.startswith("-"):
-        raise UsageError(f"{field}: {redact(uri)!r} starts with '-'; a git URI must not look like an option")
+        raise UsageError.at(loc, f"{redact(uri)!r} starts with '-'; a git URI must not look like an option")
     match = _GIT_URL.match(uri)
     if match:
         if match["scheme"].lower() not in GIT_SCHEMES:
-            raise UsageError(f"{field}: {redact(uri)!r} uses {match['scheme']}://; only {', '.join(GIT_SCHEMES)} URIs are allowed")
+            raise UsageError.at(loc, f"{redact(uri)!r} uses {match['scheme']}://; only {', '.join(GIT_SCHEMES)} URIs are allowed")
         return uri
     if _SCP_LIKE.match(uri):
         return uri
     hint = f" (for a local repository write file://{os.path.abspath(uri)})" if uri.startswith(("/", ".")) else ""
-    raise UsageError(f"{field}: {redact(uri)!r} is not a git URI; use one of {', '.join(s + '://' for s in GIT_SCHEMES)}{hint}")
+    raise UsageError.at(loc, f"{redact(uri)!r} is not a git URI; use one of {', '.join(s + '://' for s in GIT_SCHEMES)}{hint}")
 
 
-def check_git_ref(ref: str | None, field: str = "model.git_ref") -> str | None:
+def check_git_ref(ref: str | None, loc: tuple = ("model", "git_ref")) -> str | None:
     if ref is None or ref == "":
         return None
     if not isinstance(ref, str) or not _GIT_REF.match(ref) or ".." in ref:
-        raise UsageError(f"{field}: {ref!r} is not a branch, tag or commit SHA (letters, digits, '.', '_', '/', '-'; not starting with '-')")
+        raise UsageError.at(loc, f"{ref!r} is not a branch, tag or commit SHA (letters, digits, '.', '_', '/', '-'; not starting with '-')")
     return ref
 
 

@@ -18,10 +18,10 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # it becomes an environment vari
 MAX_VALUE = 64 * 1024
 
 
-def check_secret_name(name, field: str = "secret name") -> str:
+def check_secret_name(name, loc: tuple = (), label: str | None = "secret name") -> str:
     if not isinstance(name, str) or not NAME.match(name):
-        raise UsageError(f"{field}: {name!r} must be letters, digits and _, not starting with a digit "
-                         "(it becomes the endpoint's environment variable)")
+        raise UsageError.at(loc, f"{name!r} must be letters, digits and _, not starting with a digit "
+                            "(it becomes the endpoint's environment variable)", label=label)
     return name
 
 
@@ -62,17 +62,17 @@ class Vault:
         self.record(name)  # NotFound when missing
         self._path(name).unlink()
 
-    def check(self, names, field: str = "environment.secrets") -> list[str]:
+    def check(self, names, loc: tuple = ("environment", "secrets")) -> list[str]:
         """The names a job asks for, each existing; UsageError naming the first that does not."""
         if names is None:
             return []
         if not isinstance(names, list):
-            raise UsageError(f"{field}: {names!r} must be a list of secret names")
+            raise UsageError.at(loc, f"{names!r} must be a list of secret names")
         for i, name in enumerate(names):
-            check_secret_name(name, f"{field}[{i}]")
+            check_secret_name(name, (*loc, i), label=None)
             if not self._path(name).is_file():
-                raise UsageError(f"{field}[{i}]: no secret named {name!r}; store it first with "
-                                 f"`trainml secret create {name}`")
+                raise UsageError.at((*loc, i), f"no secret named {name!r}; store it first with "
+                                    f"`trainml secret create {name}`")
         return list(dict.fromkeys(names))
 
     def values(self, names: list[str]) -> dict[str, str]:

@@ -80,8 +80,8 @@ class LocalBackend:
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         if scaling["min_replicas"] or scaling["max_replicas"]:
-            raise UsageError("endpoint.min_replicas: autoscaling needs the Ray backend (trainml server run --backend "
-                             "ray); give replicas for a fixed number of local worker processes")
+            raise UsageError.at(("endpoint", "min_replicas"), "autoscaling needs the Ray backend (trainml server run "
+                                "--backend ray); give replicas for a fixed number of local worker processes")
 
     async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:
         if held is not None:  # an adopted endpoint runs on the GPUs it was given

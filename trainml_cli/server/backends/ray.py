@@ -83,11 +83,11 @@ class RayBackend:
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         # Refused rather than ignored: a job that asked for a key must never run open on the cluster.
         if auth:
-            raise UsageError("endpoint.auth: endpoint keys are not carried to Ray Serve replicas yet; put the Serve "
-                             "proxy behind an authenticating gateway, or run the job on the local backend")
+            raise UsageError.at(("endpoint", "auth"), "endpoint keys are not carried to Ray Serve replicas yet; put the "
+                                "Serve proxy behind an authenticating gateway, or run the job on the local backend")
         if environment.get("python"):
-            raise UsageError("environment.python: replicas run on the Ray cluster's own Python; leave it out, or "
-                             "run the job on the local backend")
+            raise UsageError.at(("environment", "python"), "replicas run on the Ray cluster's own Python; leave it out, "
+                                "or run the job on the local backend")
 
     async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:
         return []  # Ray hands out CPUs and GPUs to replicas itself

@@ -131,7 +131,7 @@ async def requirements(request: Request, directory: str = "", upload: str = ""):
     try:
         folder = forms.absolute_folder(directory)
     except UsageError as exc:
-        raise forms.FormErrors([forms.field_of(exc, "model.directory")]) from None
+        raise forms.FormErrors([forms.form_field(p, "model.directory") for p in exc.fields]) from None
     found = await asyncio.to_thread(forms.requirements_found, folder)
     return {"directory": str(folder), "file": DEFAULT_REQUIREMENTS_FILE, "found": found}
 

@@ -6,15 +6,18 @@ The form sends what a person filled in:
      "model": {"source": "directory" | "git" | "trainml", "directory", "source_uri", "git_ref", "model"},
      "routes": [route, ...],
      "environment": {"packages": {"pip": "scikit-learn, numpy>=1.20,<2"}, "python": "" | path | version,
-                     "requirements": "" | "path/in/model"}}
+                     "requirements": "" | "path/in/model", "secrets": [NAME, ...],
+                     "credentials": ["aws" | "gcp" | "kaggle" | "azure" | "wasabi", ...]}}
 
 Every check here is one the API or the CLI already makes (job names from models.py, resources from
 resources.py, git URIs from sources.py, routes from routespec.py, route files from the CLI's own check, packages
-and the requirements file from environment.py, the interpreter from the machine's list), called
-section by section so that one mistake does not hide the next. Their messages name a route and a field
-(`route 1 (POST /predict): body[0].default_value: 'abc' is not a Python literal`), and route problems come as
-data too (RouteSpecError.fields: route index, field, message), which `route_field` turns into the form's field
-key (`routes.0.body.0.default_value`) so the page can show each message next to its input.
+and the requirements file from environment.py, the interpreter from the machine's list, secrets from the vault,
+credentials from credentials.py as the CLI resolves them), called
+section by section so that one mistake does not hide the next. Their sentences (`route 1 (POST /predict):
+body[0].default_value: 'abc' is not a Python literal`) are for the CLI; the form reads the same problems as data
+(UsageError.fields: the location in the payload and the message; a route's with its index), which `form_field`
+and `route_field` turn into the form's field key (`resources.cpu_count`, `routes.0.body.0.default_value`) so the
+page can show each message next to its input, whatever the wording.
 The payload that is finally created goes through the API's own schema and `Jobs.create`, which checks it all
 once more: the form never decides alone what is valid.
 """
@@ -25,8 +28,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...credentials import credential_env
 from ...environment import DEFAULT_REQUIREMENTS_FILE, check_environment, check_requirements_file, split_pip_packages
-from ...errors import NotFound, RouteSpecError, TrainMLError, UsageError
+from ...errors import FieldProblem, NotFound, RouteSpecError, TrainMLError, UsageError
 from ...routespec import parse_routes
 from .. import resources as res
 from .. import sources
@@ -56,41 +60,42 @@ class FormErrors(UsageError):
         return {**super().to_dict(), "fields": [f.to_dict() for f in self.fields]}
 
 
-def route_field(problem: dict) -> FieldError:
-    """A route-spec problem as data ({route, field, message}, see RouteSpecError) -> the form's field key:
-    route 1's `body[0].type` -> `routes.0.body.0.type`; `batch.max_size` -> the route's `batch_max_size` input."""
-    index, field, message = problem.get("route"), problem.get("field") or "", problem["message"]
+# The form's inputs, each named by the payload location it fills (a list's items share their list's input: one
+# input holds every package, one group every secret); the Replicas input fills endpoint.replicas.
+FIELDS = frozenset({"name", "replicas", "resources.gpu_types", "resources.gpu_count", "resources.cpu_count",
+                    "resources.disk_size", "resources.max_price", "model.source", "model.upload", "model.directory",
+                    "model.source_uri", "model.git_ref", "model.model", "environment.packages.pip",
+                    "environment.python", "environment.requirements", "environment.secrets",
+                    "environment.credentials"})
+ALIASES = {("endpoint", "replicas"): "replicas"}
+
+
+def route_field(problem: FieldProblem) -> FieldError:
+    """A route-spec problem (route index, location in the route, message) -> the form's field key: route 1's
+    ("body", 0, "type") -> `routes.0.body.0.type`; ("batch", "max_size") -> the route's `batch_max_size` input."""
+    index, loc, message = problem.route, problem.loc, problem.message
     if index is None:
         return FieldError("routes", message)
-    head, _, rest = field.partition(".")
-    if not head or head == "route":
+    if not loc or loc == ("route",):
         return FieldError(f"routes.{index}", message)
-    if head.startswith("body[") and head.endswith("]"):
-        return FieldError(f"routes.{index}.body.{head[5:-1]}.{rest or 'param'}", message)
-    if head == "batch" and rest:
-        return FieldError(f"routes.{index}.batch_{rest}", message)
-    return FieldError(f"routes.{index}.{head}", message)
+    if loc[0] == "body" and len(loc) > 1:
+        return FieldError(f"routes.{index}.body.{loc[1]}.{loc[2] if len(loc) > 2 else 'param'}", message)
+    if loc[0] == "batch" and len(loc) > 1:
+        return FieldError(f"routes.{index}.batch_{loc[1]}", message)
+    return FieldError(f"routes.{index}.{loc[0]}", message)
 
 
-def field_of(error: TrainMLError, default: str) -> FieldError:
-    """A usage error from the platform's checks as a form field and message. Those checks name their field first
-    (`resources.cpu_count: ...`, `job name: ...`); that head, when it is one of the form's sections, is the field.
-    (Route problems need none of this: they come as data, see route_field.)"""
-    text = error.message
-    if text.startswith("job name: "):
-        return FieldError("name", text[len("job name: "):])
-    head, separator, rest = text.partition(": ")
-    if not separator or " " in head:
-        return FieldError(default, text)
-    if head.startswith(("resources.", "model.")) or head == "name":
-        return FieldError(head, rest)
-    if head == "endpoint.replicas":
-        return FieldError("replicas", rest)
-    if head.startswith("environment."):
-        # One input holds every package: `environment.packages.pip[2]: ...` is that input's problem (the message
-        # quotes the package, so which one stays clear).
-        return FieldError(head.partition("[")[0], rest)
-    return FieldError(default, text)
+def form_field(problem: FieldProblem, default: str) -> FieldError:
+    """A problem the platform's checks located in the payload -> the form input for that location: the nearest
+    enclosing location the form has an input for (`environment.packages.pip[2]` is the packages input's, and
+    its message quotes the package). One the form has no input for goes beside `default`, with its location."""
+    loc = problem.loc
+    for end in range(len(loc), 0, -1):
+        named = loc[:end]
+        key = ALIASES.get(named) or (".".join(named) if all(isinstance(p, str) for p in named) else None)
+        if key in FIELDS:
+            return FieldError(key, problem.message)
+    return FieldError(default, f"{problem.field}: {problem.message}" if loc else problem.message)
 
 
 def check(platform, form: dict) -> dict:
@@ -104,11 +109,13 @@ def check(platform, form: dict) -> dict:
             return step()
         except RouteSpecError as exc:
             problems.extend(route_field(p) for p in exc.fields)
-        except TrainMLError as exc:
-            if len(exc.details) > 1:  # several problems in one section (resources): each beside its field
-                problems.extend(field_of(UsageError(detail), default_field) for detail in exc.details)
+        except UsageError as exc:
+            if exc.fields:  # each beside its own input (resources may have several at once)
+                problems.extend(form_field(p, default_field) for p in exc.fields)
             else:
-                problems.append(field_of(exc, default_field))
+                problems.append(FieldError(default_field, exc.message))
+        except TrainMLError as exc:
+            problems.append(FieldError(default_field, exc.message))
         return None
 
     name = attempt("name", lambda: check_name(form.get("name"), "job"))
@@ -168,7 +175,7 @@ def _environment(platform, raw, model: dict | None, attempt) -> dict:
             if model and model.get("directory"):  # the folder is on this machine: look for the file now
                 check_requirements_file({"requirements": named}, model["directory"])
             if model and model.get("upload_id") and named not in uploaded_files(platform, model["upload_id"]):
-                raise UsageError(f"environment.requirements: {named!r} is not in the uploaded folder")
+                raise UsageError.at(("environment", "requirements"), f"{named!r} is not in the uploaded folder")
             return named
 
         environment["requirements"] = attempt("environment.requirements", check_requirements)
@@ -182,6 +189,18 @@ def _environment(platform, raw, model: dict | None, attempt) -> dict:
         chosen = attempt("environment.python", check_python)
         if chosen:
             environment["python"] = chosen
+
+    secrets = raw.get("secrets")
+    if secrets:  # names only; the job's endpoint gets the values, nothing else does
+        environment["secrets"] = attempt("environment.secrets", lambda: platform.vault.check(secrets))
+    kinds = raw.get("credentials")
+    if kinds:
+        # As the CLI does on the user's machine: this control plane runs there, as the user, so it finds the same
+        # files (where the tools' variables point in its environment, else the default paths) and hands the
+        # endpoint their paths. The CLI's wording too: the checkboxes are its --credential.
+        found = attempt("environment.credentials", lambda: credential_env(kinds))
+        if found:
+            environment["env"] = found
     return environment
 
 
@@ -194,10 +213,10 @@ def absolute_folder(text) -> Path:
     """A folder the form names on the server's machine: an absolute path (or ~), as the model folder must be."""
     text = (text or "").strip() if isinstance(text, str) else ""
     if not text:
-        raise UsageError("model.directory: the folder with the model code is required")
+        raise UsageError.at(("model", "directory"), "the folder with the model code is required")
     path = Path(text).expanduser()
     if not path.is_absolute():
-        raise UsageError(f"model.directory: {text!r} must be an absolute path on the server's machine")
+        raise UsageError.at(("model", "directory"), f"{text!r} must be an absolute path on the server's machine")
     return path
 
 
@@ -222,18 +241,18 @@ def _model(platform, model: dict) -> dict:
         path = absolute_folder(model.get("directory"))
         text = str(path)
         if not path.is_dir():
-            raise UsageError(f"model.directory: {text} does not exist or is not a folder")
+            raise UsageError.at(("model", "directory"), f"{text} does not exist or is not a folder")
         if not os.access(path, os.R_OK | os.X_OK):
-            raise UsageError(f"model.directory: the control plane may not read {text}")
+            raise UsageError.at(("model", "directory"), f"the control plane may not read {text}")
         return {"source_type": "local", "source_uri": str(path), "directory": str(path)}
     if source == "upload":
         upload_id = model.get("upload_id") or ""
         if not upload_id:
-            raise UsageError("model.upload: pick a folder or drop an archive, and wait until it is uploaded")
+            raise UsageError.at(("model", "upload"), "pick a folder or drop an archive, and wait until it is uploaded")
         try:
             platform.uploads.path(upload_id)
         except (NotFound, UsageError) as exc:
-            raise UsageError(f"model.upload: {exc.message}; send the folder again") from None
+            raise UsageError.at(("model", "upload"), f"{exc.message}; send the folder again") from None
         name = (model.get("upload_name") or "").strip()[:200] or "a folder"
         return {"source_type": "local", "source_uri": f"{name} (uploaded from the browser)", "upload_id": upload_id}
     if source == "git":
@@ -242,13 +261,13 @@ def _model(platform, model: dict) -> dict:
     if source == "trainml":
         ref = model.get("model") or ""
         if not ref:
-            raise UsageError("model.model: choose a stored model (create one with `trainml model create`)")
+            raise UsageError.at(("model", "model"), "choose a stored model (create one with `trainml model create`)")
         try:
             stored = platform.models.find(ref)
         except NotFound as exc:
-            raise UsageError(f"model.model: {exc.message}") from None
+            raise UsageError.at(("model", "model"), exc.message) from None
         return {"source_type": "trainml", "source_uri": stored["id"]}
-    raise UsageError(f"model.source: {source!r} is not one of {', '.join(SOURCES)}")
+    raise UsageError.at(("model", "source"), f"{source!r} is not one of {', '.join(SOURCES)}")
 
 
 _UPLOADED: dict[str, frozenset] = {}  # upload id -> its file names; an upload never changes once stored
@@ -279,7 +298,7 @@ def check_uploaded_route_files(routes, names: frozenset) -> None:
             hint = ""
             if len(tops) == 1 and f"{next(iter(tops))}/{route.relative_file}" in names:
                 hint = f"; the archive holds everything in the folder {next(iter(tops))!r}: pack what is inside it"
-            found.append((index, f"route {index + 1} ({route.label})", "file",
+            found.append((index, f"route {index + 1} ({route.label})", ("file",),
                           f"{route.file!r} not found in the uploaded folder (looked for {route.relative_file}){hint}"))
     if found:
         raise RouteSpecError.of(found)

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader
 
+from ...credentials import KINDS as CREDENTIAL_KINDS
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, UsageError
 from ...routespec import TYPES, VERBS, parse_routes
@@ -183,7 +184,9 @@ async def create_page(request: Request, model: str = ""):
     gpu_types = ["cpu"] + sorted({_gpu_type(g.name) for g in p.gpus})
     return render(request, "create.html", title="Create endpoint", page="create", section="create",
                   models=models, chosen_model=chosen, max_upload=MAX_UPLOAD_BYTES, gpu_types=gpu_types, defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
-                  types=[(t, TYPE_LABELS[t]) for t in TYPES], interpreters=await _interpreters(p))
+                  types=[(t, TYPE_LABELS[t]) for t in TYPES], interpreters=await _interpreters(p),
+                  secrets=p.vault.list(),  # names only: a value never reaches a page
+                  credential_kinds=[(kind, variable) for kind, (variable, *_) in CREDENTIAL_KINDS.items()])
 
 
 @router.get("/jobs/{job_id}")
@@ -289,7 +292,7 @@ def _configuration(job: dict) -> dict:
     """The job's whole configuration as submitted, without live fields and without env values (may be secrets)."""
     environment = job["environment"]
     env = [{"key": item["key"], "value": "…"} for item in environment.get("env", [])]
-    asked = {k: environment[k] for k in ("requirements", "python", "type") if environment.get(k)}
+    asked = {k: environment[k] for k in ("requirements", "python", "type", "secrets") if environment.get(k)}
     if environment.get("packages", {}).get("pip"):
         asked["packages"] = {"pip": environment["packages"]["pip"]}
     return {"name": job["name"], "type": job["type"], "resources": job["resources"], "model": job["model"],

@@ -72,6 +72,10 @@
     return Number.isFinite(n) ? n : text;
   }
 
+  function checkedValues(name) {
+    return [...form.querySelectorAll(`input[name="${name}"]:checked`)].map((input) => input.value);
+  }
+
   function collect() {
     const source = form.querySelector('input[name="source"]:checked').value;
     return {
@@ -99,6 +103,8 @@
         packages: { pip: value("#pip-packages") },
         python: value("#python"),
         requirements: value("#requirements").trim(),
+        secrets: checkedValues("secret"),
+        credentials: checkedValues("credential"),
       },
       routes: [...routesBox.children].map((route) => {
         const get = (name) => route.querySelector(`[data-input="${name}"]`);
@@ -258,6 +264,15 @@
     else if (!["directory", "upload"].includes(formData.model.source)) requirements = "requirements.txt at the model root, if there is one";
     else requirements = folderHasRequirements ? "requirements.txt (found in the folder)" : "None";
     fact(environment, "Requirements file", requirements);
+    fact(environment, "Secrets", env.secrets && env.secrets.length
+      ? env.secrets.map((name) => `${name} (as $${name})`).join(", ") : "None");
+    // Each credential as the endpoint will see it: its tools' variable and the path the server found.
+    const paths = new Map((env.env || []).map((item) => [item.key, item.value]));
+    const credentials = formData.environment.credentials.map((kind) => {
+      const variable = form.querySelector(`input[name="credential"][value="${kind}"]`).dataset.variable;
+      return `${kind}: ${variable}=${paths.get(variable)}`;
+    });
+    fact(environment, "Credentials", credentials.length ? credentials.join(", ") : "None");
 
     const routes = document.getElementById("review-routes");
     routes.replaceChildren(...payload.endpoint.routes.map((route) => {
