@@ -278,20 +278,31 @@ def test_a_requirements_file_naming_files_is_read_from_the_uploaded_model_folder
         "uv_check": False, "uv_pip_install_options": ["--directory", "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/model"]}
 
 
-@pytest.mark.parametrize("files, reason", [
-    ({"requirements.txt": "tabulate\n-r ../shared.txt\n"},
-     "requirements.txt line 2: '-r ../shared.txt': ../shared.txt is outside the model folder"),
-    ({"requirements.txt": "# pinned\n-e ./mypkg\n"},
-     "requirements.txt line 2: '-e ./mypkg': ./mypkg is not in the model folder"),
-    ({"requirements.txt": "-r deps/more.txt\n", "deps/more.txt": "\n--constraint=../../pins.txt\n"},
-     "deps/more.txt line 2: '--constraint=../../pins.txt': ../../pins.txt is outside the model folder"),
-], ids=["include-outside", "missing-editable", "nested-constraint-outside"])
-def test_a_requirements_line_naming_a_file_the_upload_lacks_fails_the_job_before_deploying(
-        start_control_plane, head, tmp_path, files, reason):
+def test_a_requirements_line_leading_out_of_the_model_folder_is_refused_at_create(start_control_plane, head, tmp_path):
+    # The same check as on the local backend (localpaths): 422, nothing created, nothing sent to the cluster.
     plane = ray_plane(start_control_plane, head)
-    job = create(plane, "lacks", model=_model(tmp_path, files))
+    for files, reason in [
+        ({"requirements.txt": "tabulate\n-r ../shared.txt\n"}, "requirements.txt line 2: ../shared.txt leaves"),
+        ({"requirements.txt": "-r deps/more.txt\n", "deps/more.txt": "\n--constraint=../../pins.txt\n"},
+         "deps/more.txt line 2: ../../pins.txt leaves"),
+    ]:
+        model = _model(tmp_path / str(len(files)), files)
+        upload = plane.api("POST", "/api/uploads", data=_tar(model), headers={"Content-Type": "application/gzip"})
+        answer = plane.api("POST", "/api/jobs", json={
+            "name": "outside", "type": "endpoint", "endpoint": {"routes": [route()]},
+            "model": {"source_type": "local", "upload_id": upload.json()["id"]}})
+        assert answer.status_code == 422 and answer.json()["message"].startswith(reason), answer.text
+    assert plane.api("GET", "/api/jobs").json() == []
+    assert head.puts == [] and head.uploads == [], "nothing sent to the cluster"
+
+
+def test_a_requirements_line_naming_a_file_the_upload_lacks_fails_the_job_before_deploying(
+        start_control_plane, head, tmp_path):
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "lacks", model=_model(tmp_path, {"requirements.txt": "# pinned\n-e ./mypkg\n"}))
     failed = wait_status(plane, job["id"], "failed")
-    assert failed["reason"].startswith(reason), failed["reason"]
+    assert failed["reason"].startswith("requirements.txt line 2: '-e ./mypkg': ./mypkg is not in the model folder"), \
+        failed["reason"]
     assert head.puts == [] and head.uploads == [], "nothing sent to the cluster"
 
 
