@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import UsageError
+from ...localpaths import references
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
@@ -73,91 +74,63 @@ def uv_packages(launch: Launch) -> dict | None:
     """The job's packages as Ray's `uv` runtime_env field, installed as the local backend installs them.
 
     Plain lines (`--pip-packages` and the requirements file's requirements, index options) are listed as they
-    are, so the environment is keyed by them alone and reused by the next version of the code. A line that
-    names a file (`-r`, `-c`, `-e`, `-f`, a path, `file:`) is read by uv from Ray's copy of the uploaded model
-    folder instead, with paths resolved against that folder as the local backend resolves them against its
-    own. Raises UsageError for a line naming a file the upload lacks (outside the model folder, or missing).
+    are, so the environment is keyed by them alone and reused by the next version of the code. When a line names
+    a file of the model folder (localpaths.references: `-r`, `-c`, `-e ./pkg`, a wheel, `file:`), uv reads the
+    requirements file from Ray's copy of the uploaded model folder instead, with paths resolved against that
+    folder as the local backend resolves them against its own. Raises UsageError for a named file the upload
+    lacks (those leading out of the folder were refused when the job was created).
     """
     model_dir = launch.model_dir
     named = launch.requirements
-    file = model_dir / (named or DEFAULT_REQUIREMENTS_FILE)
-    lines: list[tuple[int, str]] = []
-    if file.is_file():
-        if not _inside(file, model_dir):
-            raise UsageError(f"environment.requirements: {named or DEFAULT_REQUIREMENTS_FILE} points outside the "
-                             "model folder; only the model folder is uploaded to the Ray cluster")
-        lines = _requirement_lines(file)
-    elif named:
+    where = named or DEFAULT_REQUIREMENTS_FILE
+    has_file = (model_dir / where).is_file()
+    if named and not has_file:
         raise UsageError(f"environment.requirements: {named} is not a file in the model folder")
+    if has_file:
+        _check_inside(model_dir / where, model_dir, "environment.requirements")
     pip = list(launch.pip)
+    lines = _requirement_lines(model_dir / where) if has_file else []
     if not pip and not lines:
         return None
-    where = file.relative_to(model_dir).as_posix()
-    # No options rather than Ray's default (--no-cache): uv's cache on the node, as the local backend keeps one
-    # here, so the next environment with these packages links them instead of downloading them again.
-    if not any(_names_a_file(line) for line in pip + [line for _, line in lines]):
-        return {"packages": pip + [line for _, line in lines], "uv_check": False, "uv_pip_install_options": []}
-    _check_files(model_dir, [("--pip-packages", i + 1, p) for i, p in enumerate(pip)], set())
-    _check_files(model_dir, [(where, n, line) for n, line in lines], {file.resolve()})
+
+    def read(path: str, at: str) -> str | None:
+        file = model_dir / path
+        if not file.is_file():
+            return None
+        _check_inside(file, model_dir, at)
+        return file.read_text(errors="replace")
+
+    named_files = references(where if has_file else None, pip, read)
+    if not named_files:
+        # No options rather than Ray's default (--no-cache): uv's cache on the node, as the local backend keeps
+        # one here, so the next environment with these packages links them instead of downloading them again.
+        return {"packages": pip + lines, "uv_check": False, "uv_pip_install_options": []}
+    for ref in named_files:
+        if not (model_dir / ref.path).exists():
+            raise UsageError(f"{ref.where}: {ref.text} is not in the model folder, so not in what is uploaded to "
+                             "the Ray cluster")
     packages = pip + ([f"-r {WORKING_DIR}/model/{where}"] if lines else [])
     # uv resolves `-r` and `-c` against the file naming them, but paths against its working directory: Ray's
     # scratch directory unless told the model folder's copy (a global option, accepted after the subcommand).
     return {"packages": packages, "uv_check": False, "uv_pip_install_options": ["--directory", f"{WORKING_DIR}/model"]}
 
 
-def _requirement_lines(file: Path) -> list[tuple[int, str]]:
-    """(line number, text) of each requirement or option in a requirements file, comments left out."""
+def _check_inside(file: Path, model_dir: Path, at: str) -> None:
+    # A git checkout may hold a symbolic link: its target must not reach the cluster's configuration.
+    real, root = file.resolve(), model_dir.resolve()
+    if root not in real.parents:
+        raise UsageError(f"{at}: {file.relative_to(model_dir).as_posix()} leads outside the model folder; only the "
+                         "model folder is uploaded to the Ray cluster")
+
+
+def _requirement_lines(file: Path) -> list[str]:
+    """Each requirement or option in a requirements file, comments left out."""
     found = []
-    for number, line in enumerate(file.read_text(errors="replace").splitlines(), 1):
+    for line in file.read_text(errors="replace").splitlines():
         line = line.split(" #")[0].strip()
         if line and not line.startswith("#"):
-            found.append((number, line))
+            found.append(line)
     return found
-
-
-_FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-f", "--find-links")
-
-
-def _option(line: str) -> tuple[str, str] | None:
-    """(option, value) for a line starting with one of the options naming files, else None."""
-    for option in _FILE_OPTIONS:
-        if line == option or line.startswith(option + " ") or line.startswith(option + "="):
-            return option, line[len(option):].lstrip(" =").strip()
-        if len(option) == 2 and line.startswith(option) and not line.startswith("--"):  # -rother.txt
-            return option, line[2:].strip()
-    return None
-
-
-def _names_a_file(line: str) -> bool:
-    return _option(line) is not None or line.startswith((".", "/", "~")) or "file:" in line
-
-
-def _check_files(model_dir: Path, lines: list[tuple[str, int, str]], seen: set[Path]) -> None:
-    """Every file a line names, if relative, is in the model folder (following `-r` and `-c` into the files)."""
-    for where, number, line in lines:
-        option = _option(line)
-        value = option[1] if option else line
-        if "://" in value or value.startswith(("/", "~")) or (not option and not value.startswith(".")):
-            continue  # a URL, a path on the nodes themselves, or a requirement
-        including = option is not None and option[0] in ("-r", "--requirement", "-c", "--constraint")
-        # As uv reads them: an included file against the file including it, any other path against the folder.
-        base = (model_dir / where).parent if including and where != "--pip-packages" else model_dir
-        path = base / value
-        shown = f"{where} line {number}: {line!r}"
-        if not _inside(path, model_dir):
-            raise UsageError(f"{shown}: {value} is outside the model folder; only the model folder is uploaded to "
-                             "the Ray cluster, so move the file into it")
-        if not path.exists():
-            raise UsageError(f"{shown}: {value} is not in the model folder")
-        if including and path.is_file() and path.resolve() not in seen:
-            seen.add(path.resolve())
-            rel = path.resolve().relative_to(model_dir.resolve()).as_posix()
-            _check_files(model_dir, [(rel, n, text) for n, text in _requirement_lines(path)], seen)
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    real, root = path.resolve(), folder.resolve()
-    return real == root or root in real.parents
 
 
 def deployment_options(launch: Launch) -> dict:
