@@ -412,3 +412,23 @@ def test_what_ray_replicas_cannot_honour_is_refused_not_ignored(start_control_pl
         answer = plane.api("POST", "/api/jobs", json={**base, **extra})
         assert answer.status_code == 422 and message in answer.json()["message"], answer.text
     assert plane.api("GET", "/api/jobs").json() == [] and head.puts == []
+
+
+def test_a_requirements_file_linked_out_of_a_git_model_never_reaches_the_cluster(start_control_plane, head, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top-secret-token\n")
+    repo = tmp_path / "repo"
+    shutil.copytree(MODELS / "echo", repo)
+    (repo / "requirements.txt").symlink_to(secret)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "a link out"], check=True)
+    plane = ray_plane(start_control_plane, head)
+    answer = plane.api("POST", "/api/jobs", json={"name": "linked", "type": "endpoint",
+                                                  "model": {"source_type": "git", "source_uri": repo.as_uri()},
+                                                  "endpoint": {"routes": [route()]}})
+    assert answer.status_code == 201, answer.text
+    failed = wait_status(plane, answer.json()["id"], "failed")
+    assert "requirements.txt" in failed["reason"] and "outside the model folder" in failed["reason"], failed["reason"]
+    assert head.puts == [] and head.uploads == [], "nothing sent to the cluster"
