@@ -33,7 +33,7 @@ from .interpreters import Interpreters
 from .jobs import Jobs
 from .logs import LogBook
 from .models import Models
-from .sources import Uploads
+from .archives import Uploads
 from .store import Store
 from .vault import Vault
 from ..serveroptions import STOP_GRACE, UNRESPONSIVE_AFTER

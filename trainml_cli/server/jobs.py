@@ -38,7 +38,7 @@ from ..errors import Ambiguous, Conflict, NotFound, TrainMLError, UsageError
 from ..launchspec import LaunchSpec
 from ..routespec import parse_routes, routes_to_json
 from . import resources as res
-from . import sources
+from . import archives, sources
 from . import endpointkeys
 from .environments import Environments
 from .logs import LogBook, iso_time
@@ -73,7 +73,7 @@ class _Driver:
 
 
 class Jobs:
-    def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: sources.Uploads,
+    def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: archives.Uploads,
                  pool: res.GpuPool, folder: Path, environments: Environments, *, host: str = "127.0.0.1",
                  python: str | None = None, policy: Policy | None = None, backend: Backend | None = None,
                  vault: Vault | None = None, tls: tuple[str, str] | None = None):
@@ -313,7 +313,7 @@ class Jobs:
         if kind == "local":
             archive = self.uploads.path(model["upload_id"])
             self.logs.event(job_id, "unpacking the uploaded model folder")
-            await _cancellable(sources.unpack, archive, dest, limit)
+            await _cancellable(archives.unpack, archive, dest, limit)
             self.uploads.discard(model["upload_id"])
         elif kind == "git":
             uri = row["secrets"].get("source_uri") or model["source_uri"]

@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import Conflict, NotFound, UsageError
-from . import sources
+from . import archives, sources
 from .logs import iso_time
 from .secrets import redact
 from .store import Store
@@ -44,7 +44,7 @@ def new_id() -> str:
 
 
 class Models:
-    def __init__(self, store: Store, folder: Path, uploads: sources.Uploads):
+    def __init__(self, store: Store, folder: Path, uploads: archives.Uploads):
         self.store = store
         self.folder = folder
         self.uploads = uploads
@@ -91,7 +91,7 @@ class Models:
             if not upload_id:
                 raise UsageError("model: source_type local needs an upload_id (POST the packed folder to /api/uploads)")
             archive = self.uploads.path(upload_id)
-            await asyncio.to_thread(sources.unpack, archive, dest)
+            await asyncio.to_thread(archives.unpack, archive, dest)
             self.uploads.discard(upload_id)
         elif source_type == "git":
             git_ref = sources.check_git_ref(git_ref, ("git_ref",))

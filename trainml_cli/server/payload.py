@@ -23,7 +23,7 @@ from ..errors import UsageError
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from ..routespec import parse_routes
 from . import resources as res
-from . import sources
+from . import archives, sources
 from .interpreters import Interpreters
 from .models import Models
 
@@ -31,7 +31,7 @@ ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PLATFORM_ENV = ("CUDA_VISIBLE_DEVICES",)  # set by the platform from the job's GPUs; a job may not override it
 
 
-def check_job(payload: dict, backend, uploads: sources.Uploads, models: Models,
+def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
               interpreters: Interpreters) -> dict:
     """The payload's spec with defaults filled in; raises UsageError (422) naming the field. Creates nothing."""
     if payload.get("type", "endpoint") != "endpoint":
@@ -126,7 +126,7 @@ def _interpreter(build: dict, interpreters: Interpreters) -> dict:
     return {"interpreter": {"path": chosen.path, "version": chosen.version} if chosen else None, "note": note}
 
 
-def _check_local_paths(model: dict, build: dict, uploads: sources.Uploads, models: Models) -> None:
+def _check_local_paths(model: dict, build: dict, uploads: archives.Uploads, models: Models) -> None:
     """Refuse a requirement leading out of the model folder now, before anything is created, when the model's
     files are at hand: an upload's requirements files (kept as it was received; an upload holds no links, so
     the paths are checked as written) or a stored model's folder. A git model is checked once it is cloned."""
@@ -145,7 +145,7 @@ def _check_local_paths(model: dict, build: dict, uploads: sources.Uploads, model
             localpaths.local_digest(folder, file, build["pip"], hash_contents=False)
 
 
-def _check_model(model: dict, uploads: sources.Uploads, models: Models) -> dict:
+def _check_model(model: dict, uploads: archives.Uploads, models: Models) -> dict:
     kind, uri = model.get("source_type"), model.get("source_uri")
     if kind == "local":
         upload_id = model.get("upload_id")

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import UsageError
-from .sources import MAX_MEMBERS, MAX_UNPACKED_BYTES
+from .archives import MAX_MEMBERS, MAX_UNPACKED_BYTES
 
 SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members; an empty zip
 CHUNK = 1024 * 1024

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 
 from ...errors import NotFound
-from ..sources import MAX_UPLOAD_BYTES
+from ..archives import MAX_UPLOAD_BYTES
 from .pages import ROOT, platform, render, signed_in, to_sign_in
 
 router = APIRouter(prefix=ROOT, include_in_schema=False)

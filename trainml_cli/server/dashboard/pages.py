@@ -26,7 +26,7 @@ from ...errors import NotFound, UsageError
 from ...routespec import TYPES, VERBS, parse_routes
 from ...states import FINAL, LIVE, JobStatus
 from .. import resources as res
-from ..sources import MAX_UPLOAD_BYTES
+from ..archives import MAX_UPLOAD_BYTES
 from .history import status_history
 from .sessions import COOKIE, cookie_options
 
