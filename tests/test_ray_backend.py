@@ -430,5 +430,5 @@ def test_a_requirements_file_linked_out_of_a_git_model_never_reaches_the_cluster
                                                   "endpoint": {"routes": [route()]}})
     assert answer.status_code == 201, answer.text
     failed = wait_status(plane, answer.json()["id"], "failed")
-    assert "requirements.txt" in failed["reason"] and "outside the model folder" in failed["reason"], failed["reason"]
+    assert "requirements.txt" in failed["reason"] and "leaves the model folder" in failed["reason"], failed["reason"]
     assert head.puts == [] and head.uploads == [], "nothing sent to the cluster"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import UsageError
-from ...localpaths import references
+from ...localpaths import local_digest
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
@@ -75,52 +75,32 @@ def uv_packages(launch: Launch) -> dict | None:
 
     Plain lines (`--pip-packages` and the requirements file's requirements, index options) are listed as they
     are, so the environment is keyed by them alone and reused by the next version of the code. When a line names
-    a file of the model folder (localpaths.references: `-r`, `-c`, `-e ./pkg`, a wheel, `file:`), uv reads the
+    a file of the model folder (localpaths: `-r`, `-c`, `-e ./pkg`, a wheel, `file:`), uv reads the
     requirements file from Ray's copy of the uploaded model folder instead, with paths resolved against that
     folder as the local backend resolves them against its own. Raises UsageError for a named file the upload
-    lacks (those leading out of the folder were refused when the job was created).
+    lacks, or a link out of the folder (its target's text would reach the cluster's configuration).
     """
     model_dir = launch.model_dir
     named = launch.requirements
     where = named or DEFAULT_REQUIREMENTS_FILE
-    has_file = (model_dir / where).is_file()
+    has_file = (model_dir / where).is_file() or (model_dir / where).is_symlink()
     if named and not has_file:
         raise UsageError(f"environment.requirements: {named} is not a file in the model folder")
-    if has_file:
-        _check_inside(model_dir / where, model_dir, "environment.requirements")
     pip = list(launch.pip)
+    # The local backend's check, on the job's own copy (a git checkout may hold links): every file the lines
+    # name exists inside the folder, no link leads out, and no file is read past localpaths' caps.
+    names_files = local_digest(model_dir, where if has_file else None, pip, hash_contents=False) is not None
     lines = _requirement_lines(model_dir / where) if has_file else []
     if not pip and not lines:
         return None
-
-    def read(path: str, at: str) -> str | None:
-        file = model_dir / path
-        if not file.is_file():
-            return None
-        _check_inside(file, model_dir, at)
-        return file.read_text(errors="replace")
-
-    named_files = references(where if has_file else None, pip, read)
-    if not named_files:
+    if not names_files:
         # No options rather than Ray's default (--no-cache): uv's cache on the node, as the local backend keeps
         # one here, so the next environment with these packages links them instead of downloading them again.
         return {"packages": pip + lines, "uv_check": False, "uv_pip_install_options": []}
-    for ref in named_files:
-        if not (model_dir / ref.path).exists():
-            raise UsageError(f"{ref.where}: {ref.text} is not in the model folder, so not in what is uploaded to "
-                             "the Ray cluster")
     packages = pip + ([f"-r {WORKING_DIR}/model/{where}"] if lines else [])
     # uv resolves `-r` and `-c` against the file naming them, but paths against its working directory: Ray's
     # scratch directory unless told the model folder's copy (a global option, accepted after the subcommand).
     return {"packages": packages, "uv_check": False, "uv_pip_install_options": ["--directory", f"{WORKING_DIR}/model"]}
-
-
-def _check_inside(file: Path, model_dir: Path, at: str) -> None:
-    # A git checkout may hold a symbolic link: its target must not reach the cluster's configuration.
-    real, root = file.resolve(), model_dir.resolve()
-    if root not in real.parents:
-        raise UsageError(f"{at}: {file.relative_to(model_dir).as_posix()} leads outside the model folder; only the "
-                         "model folder is uploaded to the Ray cluster")
 
 
 def _requirement_lines(file: Path) -> list[str]:
