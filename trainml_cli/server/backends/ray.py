@@ -41,8 +41,6 @@ POLL = 0.5  # seconds between status reads
 REMOVE_TIMEOUT = 60.0  # seconds to wait for Serve to delete an application
 _SERVE_LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
 _RAY_MARKER = (":job_id:", ":actor_name:", ":task_name:")
-# How Ray's runtime_env setup error quotes a failed installer (ray/_private/runtime_env/utils.py).
-_INSTALLER_OUTPUT = re.compile(r"Last \d+ lines of stdout:\n")
 
 
 @dataclass(frozen=True)
@@ -273,7 +271,7 @@ class RayEndpoint:
                     return Outcome(True, f"Ray Serve runs application {self.name}, but {self.url}/ping did not "
                                          f"answer within {timeout:g}s")
             elif status == "failed":
-                return Outcome(True, _failure(message))
+                return Outcome(True, rayapps.failure_reason(message))
             elif status == "stopped" and running:  # deleted behind our back: deploy it again
                 self.listener.event(f"Ray Serve application {self.name} disappeared; deploying it again")
                 running = False
@@ -331,22 +329,6 @@ class RayEndpoint:
             return json.loads(body) if status == 200 else None
         except ValueError:
             return None
-
-
-def _failure(message: str) -> str:
-    """The useful end of Serve's failure message: our runtime's own line and the model code's traceback, or
-    the installer's own lines when Ray could not build the job's environment."""
-    marker = message.rfind("model code failed to load:")
-    if marker >= 0:
-        return message[marker:].strip()
-    output = _INSTALLER_OUTPUT.search(message)
-    if output and "runtime_env" in message[:output.start()]:
-        # Ray's traceback ends with the installer's output; uv's own lines from its first error name the package.
-        lines = [line.strip() for line in message[output.end():].splitlines() if line.strip()]
-        start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "×", "ERROR:"))), 0)
-        return "installing the job's packages on the Ray cluster failed:\n" + "\n".join(lines[start:start + 6])
-    lines = [line for line in message.splitlines() if line.strip()]
-    return "Ray Serve could not deploy the endpoint: " + "\n".join(lines[-15:])
 
 
 class ReplicaLogs:

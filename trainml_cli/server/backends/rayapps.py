@@ -10,7 +10,8 @@ against a fake head (tests/test_ray_backend.py) and used unchanged against a rea
   virtualenv with uv on each node, as the local backend builds one here).
 - `app_config`: the application in Serve's declarative schema: `name=ep-<job id>`, `route_prefix=/e/<job id>`,
   built by `trainml_cli.runtime.serve_entry:build` from the runtime's command line.
-- `job_status`: a Serve application's status as a job status (see the table in `job_status`).
+- `job_status`: a Serve application's status as a job status (see the table in `job_status`), and
+  `failure_reason`: the useful end of a failed deploy's message.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +36,8 @@ RETRY_AFTER_S = 1.0  # as our own limiter says
 # (our package) and expands it in the `uv` field's packages and options.
 WORKING_DIR = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the trainml_cli package itself
+# How Ray's runtime_env setup error quotes a failed installer (ray/_private/runtime_env/utils.py).
+_INSTALLER_OUTPUT = re.compile(r"Last \d+ lines of stdout:\n")
 
 
 def app_name(job_id: str) -> str:
@@ -229,6 +233,22 @@ def job_status(app: dict | None) -> tuple[str, str]:
     if status == "DELETING":
         return "stopped", message
     return "starting", message
+
+
+def failure_reason(message: str) -> str:
+    """The useful end of Serve's failure message: our runtime's own line and the model code's traceback, or
+    the installer's own lines when Ray could not build the job's environment."""
+    marker = message.rfind("model code failed to load:")
+    if marker >= 0:
+        return message[marker:].strip()
+    output = _INSTALLER_OUTPUT.search(message)
+    if output and "runtime_env" in message[:output.start()]:
+        # Ray's traceback ends with the installer's output; uv's own lines from its first error name the package.
+        lines = [line.strip() for line in message[output.end():].splitlines() if line.strip()]
+        start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "×", "ERROR:"))), 0)
+        return "installing the job's packages on the Ray cluster failed:\n" + "\n".join(lines[start:start + 6])
+    lines = [line for line in message.splitlines() if line.strip()]
+    return "Ray Serve could not deploy the endpoint: " + "\n".join(lines[-15:])
 
 
 def replicas(app: dict | None) -> list[dict]:
