@@ -26,9 +26,11 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from ...errors import TrainMLError, UsageError
+from ...errors import TrainMLError, Unavailable, UsageError
+from .. import endpointkeys
 from . import rayapps
 from .base import EndpointListener, Launch, Outcome, Say
 from .local import _first, http_get
@@ -79,10 +81,7 @@ class RayBackend:
         """Ray places replicas on the cluster; what it cannot place fails the job at the deploy deadline."""
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
-        # Refused rather than ignored: a job that asked for a key must never run open on the cluster.
-        if auth:
-            raise UsageError.at(("endpoint", "auth"), "endpoint keys are not carried to Ray Serve replicas yet; put the "
-                                "Serve proxy behind an authenticating gateway, or run the job on the local backend")
+        # Refused rather than ignored: the job would run on an interpreter it did not ask for.
         if environment.get("python"):
             raise UsageError.at(("environment", "python"), "replicas run on the Ray cluster's own Python; leave it out, "
                                 "or run the job on the local backend")
@@ -146,6 +145,19 @@ class RayBackend:
 
     def url(self, job: dict) -> str | None:
         return self.options.serve_url + rayapps.route_prefix(job["id"])
+
+    async def rotate_key(self, workdir: Path, key: str, endpoint: "RayEndpoint | None") -> str:
+        # Replicas read the key from the job's package (rayapps.package), built from this file: a new package,
+        # deployed again. The old replicas keep the old key until Serve has replaced them.
+        endpointkeys.write_key(workdir, key)
+        if endpoint is not None:
+            try:
+                await endpoint.redeploy("the endpoint key was rotated")
+            except TrainMLError as exc:
+                raise Unavailable(f"the new key is saved (trainml job connect shows it), but the replicas still "
+                                  f"have the old one: deploying it to the Ray cluster failed: {exc}; rotate the key "
+                                  "again, or stop and start the job") from exc
+        return "once Ray Serve has replaced the replicas (seconds)"
 
     async def adoptable(self, jobs: list[dict]) -> dict:
         try:
@@ -214,6 +226,10 @@ class RayEndpoint:
         self._summed = False  # the replicas' summed totals were read once: never fall back to one replica's
         self._stop = asyncio.Event()
         self._detached = False
+        # One deploy or removal at a time: a key rotation's deploy must neither be overtaken by an older one nor
+        # bring back an application that is being removed.
+        self._deploying = asyncio.Lock()
+        self._deployed = adopt is not None
         self.logs = ReplicaLogs(backend.head, listener)
 
     @property
@@ -233,12 +249,14 @@ class RayEndpoint:
         finally:
             self.logs.close()
             if not self._detached:
-                try:
-                    if not await self.backend.remove([self.name]):
-                        self.listener.event(f"Ray Serve had not deleted application {self.name} after "
-                                            f"{REMOVE_TIMEOUT:g}s")
-                except TrainMLError as exc:
-                    self.listener.event(f"could not remove Ray Serve application {self.name}: {exc}")
+                async with self._deploying:
+                    self._deployed = False
+                    try:
+                        if not await self.backend.remove([self.name]):
+                            self.listener.event(f"Ray Serve had not deleted application {self.name} after "
+                                                f"{REMOVE_TIMEOUT:g}s")
+                    except TrainMLError as exc:
+                        self.listener.event(f"could not remove Ray Serve application {self.name}: {exc}")
 
     async def _watch(self) -> Outcome:
         timeout = self.backend.options.deploy_timeout
@@ -286,6 +304,24 @@ class RayEndpoint:
         return Outcome(False)
 
     async def _deploy(self, restart: bool) -> None:
+        async with self._deploying:
+            config = await self._send()
+        self.listener.launched(None, None, restart)
+        scale = rayapps.scale_text(config["args"]["deployment"])
+        self.listener.event(f"deployed Ray Serve application {self.name} ({scale}) at {self.url}")
+
+    async def redeploy(self, why: str) -> None:
+        """Deploy the application again from the job's folder as it is now; Serve replaces the replicas one by one
+        and the job stays running. Nothing to do before the first deploy (it reads the folder then) or once the
+        endpoint is stopping (it must not come back)."""
+        async with self._deploying:
+            if not self._deployed or self._stop.is_set():
+                return
+            await self._send()
+        self.listener.event(f"deployed Ray Serve application {self.name} again ({why}); Serve replaces its replicas")
+
+    async def _send(self) -> dict:
+        """Upload the job's package unless the cluster has it, and put its application in Serve's list."""
         packages = await asyncio.to_thread(rayapps.uv_packages, self.launch)  # a bad line fails before any upload
         name, data = await asyncio.to_thread(rayapps.package, self.launch)
         head = self.backend.head
@@ -296,12 +332,8 @@ class RayEndpoint:
                 raise UsageError(f"the Ray cluster at {head.address} did not keep the uploaded package {name}")
         config = rayapps.app_config(self.launch, name, packages)
         await self.backend.apply({self.name: config})
-        self.listener.launched(None, None, restart)
-        options = config["args"]["deployment"]
-        scale = (f"{options['num_replicas']} replica(s)" if "num_replicas" in options else
-                 f"{options['autoscaling_config']['min_replicas']}-{options['autoscaling_config']['max_replicas']} "
-                 "replicas (autoscaled)")
-        self.listener.event(f"deployed Ray Serve application {self.name} ({scale}) at {self.url}")
+        self._deployed = True
+        return config
 
     async def _answers(self) -> bool:
         parts = urlsplit(self.url)

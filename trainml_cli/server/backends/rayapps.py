@@ -6,6 +6,9 @@ against a fake head (tests/test_ray_backend.py) and used unchanged against a rea
 - `package`: one zip holding the model folder (as `model/`), the job's routes (`routes.json`) and this version
   of trainml_cli (what the replica imports: the runtime and its leaves), named by its content's hash, so the
   same code is uploaded once. Entries are sorted and timestamped 1980, so the same content zips the same.
+  A job with an endpoint key also gets its key file (`endpoint.key`, mode 0600, which Ray keeps when it
+  unpacks): the package is then the job's own, and the key never enters the application's config, which
+  Ray's dashboard shows to anyone who can open it.
 - `uv_packages`: the job's pip packages and requirements file as Ray's `uv` runtime_env field (Ray builds a
   virtualenv with uv on each node, as the local backend builds one here).
 - `app_config`: the application in Serve's declarative schema: `name=ep-<job id>`, `route_prefix=/e/<job id>`,
@@ -29,6 +32,7 @@ from ...errors import UsageError
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
+KEY_FILE = "endpoint.key"  # the key file's place in the package, relative to the replica's working dir
 PREFIX = "ep-"
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache", "node_modules"}
 RETRY_AFTER_S = 1.0  # as our own limiter says
@@ -51,6 +55,8 @@ def route_prefix(job_id: str) -> str:
 def package(launch: Launch) -> tuple[str, bytes]:
     """(`_ray_pkg_<sha>.zip`, its bytes): model folder + routes + our runtime, reproducibly zipped."""
     files: list[tuple[str, Path]] = [("routes.json", launch.route_file)]
+    if launch.runtime.key_file:
+        files.append((KEY_FILE, Path(launch.runtime.key_file)))
     files += [(f"model/{rel}", path) for rel, path in _tree(launch.model_dir)]
     files += [(f"trainml_cli/{rel}", path) for rel, path in _tree(_PACKAGE_ROOT) if rel.endswith(".py")]
     buffer = io.BytesIO()
@@ -190,11 +196,22 @@ def deployment_options(launch: Launch) -> dict:
     return options
 
 
+def scale_text(options: dict) -> str:
+    """How many replicas deployment options ask for, as the job's log says it."""
+    if "num_replicas" in options:
+        return f"{options['num_replicas']} replica(s)"
+    scaling = options["autoscaling_config"]
+    return f"{scaling['min_replicas']}-{scaling['max_replicas']} replicas (autoscaled)"
+
+
 def app_config(launch: Launch, package_name: str, packages: dict | None) -> dict:
     """The Serve application for this job, in the declarative schema of `PUT /api/serve/applications/`, with
     `packages` (from `uv_packages`) as its runtime_env's `uv` field."""
+    # Paths as the replica sees them in its working dir (the package). Serve's proxy speaks plain HTTP to the
+    # replicas, so the control plane's TLS files stay here.
     runtime = replace(launch.runtime, model_dir="model", route_file="routes.json", workers=None, fd=None,
-                      host=None, port=None)
+                      host=None, port=None, key_file=KEY_FILE if launch.runtime.key_file else None,
+                      tls_certfile=None, tls_keyfile=None)
     env = dict(launch.job_env)
     env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the replica's log file as they happen
     runtime_env: dict = {"working_dir": f"gcs://{package_name}", "env_vars": env}
