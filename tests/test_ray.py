@@ -224,6 +224,37 @@ def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_
     wait_until(lambda: cluster.routed(prefix) is False, timeout=30, interval=0.5, message="the application removed")
 
 
+@pytest.mark.timeout(300)
+def test_an_endpoint_key_guards_the_replicas_and_a_rotated_key_replaces_it(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    result = create(plane, "keyed", "--auth")
+    assert result.returncode == 0, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    url, key = record["url"], record["key"]
+    assert json.loads(trainml(plane, "job", "connect", "keyed", "--format", "json").stdout)["key"] == key
+
+    def call(with_key=None):
+        headers = {"Authorization": f"Bearer {with_key}"} if with_key else {}
+        return requests.post(url + "/predict", json={"text": "hi"}, headers=headers, timeout=10)
+
+    missing = call()
+    assert missing.status_code == 401 and missing.json()["error"] == "unauthorized", missing.text
+    assert call(key).status_code == 200
+    assert requests.get(url + "/ping", timeout=10).status_code == 200, "health checks need no key"
+    unpacked = [path for path in cluster.temp.rglob("endpoint.key") if path.read_text().strip() == key]
+    assert unpacked and all(path.stat().st_mode & 0o777 == 0o600 for path in unpacked), "each node's copy: 0600"
+
+    rotated = trainml(plane, "job", "rotate-key", "keyed", "--format", "json")
+    assert rotated.returncode == 0, rotated.stderr
+    new_key = json.loads(rotated.stdout)["key"]
+    # Serve replaces the replica with one from the new package: seconds, so asked until both hold.
+    wait_until(lambda: call(key).status_code == 401 and call(new_key).status_code == 200, timeout=120, interval=1,
+               message="the new key to work and the old one to be refused")
+    assert job(plane, "keyed")["status"] == "running"
+    logs = trainml(plane, "job", "logs", "keyed").stdout
+    assert "endpoint key rotated" in logs and key not in logs and new_key not in logs
+
+
 def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, start_control_plane):
     plane = start_control_plane(*cluster.plane_args())
     result = create(plane, "broken", model="import_error")

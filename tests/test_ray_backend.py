@@ -405,12 +405,10 @@ def test_the_control_plane_never_imports_ray():
 def test_what_ray_replicas_cannot_honour_is_refused_not_ignored(start_control_plane, head):
     plane = ray_plane(start_control_plane, head)
     upload = plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"), headers={"Content-Type": "application/gzip"})
-    base = {"name": "refused", "model": {"source_type": "local", "upload_id": upload.json()["id"]}}
-    for extra, message in (({"endpoint": {"routes": [route()], "auth": True}}, "endpoint keys are not carried"),
-                           ({"endpoint": {"routes": [route()]}, "environment": {"python": "3.11"}},
-                            "replicas run on the Ray cluster's own Python")):
-        answer = plane.api("POST", "/api/jobs", json={**base, **extra})
-        assert answer.status_code == 422 and message in answer.json()["message"], answer.text
+    answer = plane.api("POST", "/api/jobs", json={
+        "name": "refused", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
+        "endpoint": {"routes": [route()]}, "environment": {"python": "3.11"}})
+    assert answer.status_code == 422 and "replicas run on the Ray cluster's own Python" in answer.json()["message"]
     assert plane.api("GET", "/api/jobs").json() == [] and head.puts == []
 
 
@@ -432,3 +430,46 @@ def test_a_requirements_file_linked_out_of_a_git_model_never_reaches_the_cluster
     failed = wait_status(plane, answer.json()["id"], "failed")
     assert "requirements.txt" in failed["reason"] and "leaves the model folder" in failed["reason"], failed["reason"]
     assert head.puts == [] and head.uploads == [], "nothing sent to the cluster"
+
+
+def _package(head, app) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(head.packages[app["runtime_env"]["working_dir"][len("gcs://"):]]))
+
+
+def test_an_endpoint_key_travels_in_the_package_never_in_serves_config_and_rotation_deploys_it_again(
+        start_control_plane, head):
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "keyed", endpoint={"auth": True})
+    wait_status(plane, job["id"], "running")
+    key = plane.api("GET", f"/api/jobs/{job['id']}/connect").json()["key"]
+    app = head.last_put()[f"ep-{job['id']}"]
+    argv = app["args"]["argv"]
+    assert argv[argv.index("--key-file") + 1] == "endpoint.key", "relative to the replica's working dir"
+    package = _package(head, app)
+    assert package.read("endpoint.key").decode().strip() == key
+    assert (package.getinfo("endpoint.key").external_attr >> 16) & 0o777 == 0o600, "Ray unpacks it with this mode"
+    # Ray's dashboard shows every application's config: the key must not be in what we PUT.
+    assert key not in json.dumps(head.puts)
+
+    rotated = plane.api("POST", f"/api/jobs/{job['id']}/rotate-key")
+    assert rotated.status_code == 200, rotated.text
+    new_key = rotated.json()["key"]
+    assert new_key != key and new_key not in json.dumps(head.puts) and key not in json.dumps(head.puts)
+    app = head.last_put()[f"ep-{job['id']}"]
+    assert _package(head, app).read("endpoint.key").decode().strip() == new_key, "deployed again with the new key"
+    assert len(head.uploads) == 2
+    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running", "Serve rolls the replicas"
+    logs = plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").text
+    assert "key rotated; the previous key stops working once Ray Serve has replaced the replicas" in logs
+    for text in (logs, plane.api("GET", f"/api/jobs/{job['id']}").text, plane.log()):
+        assert key not in text and new_key not in text
+
+    # A stopped job's application stays gone; its next start deploys the newest key.
+    plane.api("POST", f"/api/jobs/{job['id']}/stop")
+    wait_status(plane, job["id"], "stopped")
+    puts = len(head.puts)
+    newest = plane.api("POST", f"/api/jobs/{job['id']}/rotate-key").json()["key"]
+    assert len(head.puts) == puts and f"ep-{job['id']}" not in head.apps
+    plane.api("POST", f"/api/jobs/{job['id']}/start")
+    wait_status(plane, job["id"], "running")
+    assert _package(head, head.last_put()[f"ep-{job['id']}"]).read("endpoint.key").decode().strip() == newest

@@ -44,6 +44,8 @@ class Replica:
     def __init__(self, argv: list[str]):
         try:
             config = config_from_args(argv)
+            if config.key_file:  # in the package, beside model/: resolved before we enter the model folder
+                config.key_file = os.path.abspath(config.key_file)
             root = enter_model_dir(config.model_dir)
             load_routes(root, config.routes)  # the app loads again on start, from the modules imported here
         except (ModelCodeError, UsageError) as exc:

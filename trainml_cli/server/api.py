@@ -155,8 +155,9 @@ async def connect_job(job: str, request: Request):
 @router.post("/jobs/{job}/rotate-key", response_model=schemas.Connection, tags=["jobs"],
              responses={409: {"description": "the job has no endpoint key"}})
 async def rotate_key(job: str, request: Request):
-    """Replace the endpoint's key; the old one stops working within a second."""
-    return platform(request).jobs.rotate_key(job)
+    """Replace the endpoint's key; the old one stops working within a second (on Ray, once Serve has replaced
+    the replicas: seconds)."""
+    return await platform(request).jobs.rotate_key(job)
 
 
 @router.post("/jobs/{job}/stop", response_model=schemas.Job, tags=["jobs"])

@@ -2,10 +2,14 @@
 
 The key lives in two places only: the job's `secrets` column (what the API's connect and rotate-key answers
 read) and `HOME/jobs/ID/endpoint.key`, mode 0600, whose path the runtime gets as `--key-file`. It is never in
-the job's spec, so never in a job record, a list, an event, the access log or a process's command line.
+the job's spec, so never in a job record, a list, an event, the access log or a process's command line. On the
+Ray backend the file travels in the job's package to the replicas (backends/rayapps.py), never in the
+application's config.
 
 Rotation writes the new key to a temporary file and renames it over the old one: the runtime (runtime/auth.py)
-sees a whole key or the previous one, never half a file, and picks the new one up within a second.
+sees a whole key or the previous one, never half a file, and picks the new one up within a second. The backend
+decides how the new key reaches a running endpoint (`Backend.rotate_key`): the local one only rewrites the
+file; the Ray one deploys the job's package again.
 """
 
 from __future__ import annotations

@@ -435,18 +435,19 @@ class Jobs:
                 "routes": record["endpoint"]["routes"], "auth": bool(record["endpoint"].get("auth")),
                 "key": row["secrets"].get(endpointkeys.SECRET)}
 
-    def rotate_key(self, ref: str) -> dict:
-        """A new key for a job with one; the running endpoint takes it within a second, the old one stops working."""
+    async def rotate_key(self, ref: str) -> dict:
+        """A new key for a job with one, handed to its endpoint by the backend; the old one then stops working."""
         row = self.find(ref)
         if not row["spec"]["endpoint"].get("auth"):
             raise Conflict(f"job {row['name']!r} has no endpoint key (create it with --auth)")
         key = endpointkeys.new_key()
-        secrets = {**row["secrets"], endpointkeys.SECRET: key}
+        # The record first: it is what `job connect` shows, and what a launch rewrites a missing key file from.
+        self.store.update_job(row["id"], secrets={**row["secrets"], endpointkeys.SECRET: key})
         workdir = self.workdir(row["id"])
         workdir.mkdir(parents=True, exist_ok=True)
-        endpointkeys.write_key(workdir, key)
-        self.store.update_job(row["id"], secrets=secrets)
-        self.logs.event(row["id"], "endpoint key rotated; the previous key no longer works")
+        driver = self._drivers.get(row["id"])
+        when = await self.backend.rotate_key(workdir, key, driver.endpoint if driver else None)
+        self.logs.event(row["id"], f"endpoint key rotated; the previous key stops working {when}")
         return self.connection(row["id"])
 
     async def start(self, ref: str) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
 from ...launchspec import LaunchSpec
@@ -61,14 +62,10 @@ class Launch:
 
     @property
     def model_dir(self):
-        from pathlib import Path
-
         return Path(self.runtime.model_dir)
 
     @property
     def route_file(self):
-        from pathlib import Path
-
         return Path(self.runtime.route_file)
 
     def command(self, fd: int) -> list[str]:
@@ -131,6 +128,10 @@ class Backend(Protocol):
 
     def url(self, job: dict) -> str | None:
         """Where a live job answers, from its record."""
+
+    async def rotate_key(self, workdir: Path, key: str, endpoint: Endpoint | None) -> str:
+        """Hand a job's new endpoint key to where its endpoint reads it (`workdir`: the job's folder; `endpoint`:
+        the live one, None when nothing runs). Returns when the old key stops working, for the job's log."""
 
     async def adoptable(self, jobs: list[dict]) -> dict:
         """Job id -> adoption token for the live jobs whose endpoints an earlier control plane left serving."""

@@ -37,8 +37,10 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE
+from .. import endpointkeys
 from .. import resources as res
 from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, process_start_time, reap_orphans
 from ..tailing import OutputTail
@@ -109,6 +111,11 @@ class LocalBackend:
         shown = f"[{host}]" if ":" in host else host
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{shown}:{job['port']}" if job.get("port") else None
+
+    async def rotate_key(self, workdir: Path, key: str, endpoint: "LocalEndpoint | None") -> str:
+        # Every worker reads the file again when it changes (runtime/auth.py): nothing to restart.
+        endpointkeys.write_key(workdir, key)
+        return "within a second"
 
     async def adoptable(self, jobs: list[dict]) -> dict:
         return {j["id"]: Adoption(j["pid"], j["pid_start"]) for j in jobs if is_endpoint(j["pid"], j["pid_start"])}

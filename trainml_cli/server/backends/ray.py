@@ -13,8 +13,8 @@ dashboard (see rayhead.py: the control plane never imports ray). A job's life:
   Serve said.
 - stop: PUT the list without the application, then wait until it is gone. Serve has no per-application
   DELETE (DELETE shuts Serve down), and the list we PUT keeps every other application as Serve runs it.
-- logs: each replica's stdout and stderr, followed through the head's log API (node-local files, read where
-  they are), into the job's log like a local endpoint's output.
+- logs: each replica's stdout and stderr, followed through the head's log API (raylogs.py), into the job's
+  log like a local endpoint's output.
 - a control plane that restarts adopts the applications still deployed; it removes those of jobs that should
   not run.
 """
@@ -23,26 +23,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from ...errors import TrainMLError, UsageError
+from ...errors import TrainMLError, Unavailable, UsageError
+from .. import endpointkeys
 from . import rayapps
 from .base import EndpointListener, Launch, Outcome, Say
 from .local import _first, http_get
 from .rayhead import RayHead
+from .raylogs import ReplicaLogs
 from .raymetrics import ReplicaTotals
 
 log = logging.getLogger("trainml.server")
 
 POLL = 0.5  # seconds between status reads
 REMOVE_TIMEOUT = 60.0  # seconds to wait for Serve to delete an application
-_SERVE_LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
-_RAY_MARKER = (":job_id:", ":actor_name:", ":task_name:")
-# How Ray's runtime_env setup error quotes a failed installer (ray/_private/runtime_env/utils.py).
-_INSTALLER_OUTPUT = re.compile(r"Last \d+ lines of stdout:\n")
 
 
 @dataclass(frozen=True)
@@ -81,10 +79,7 @@ class RayBackend:
         """Ray places replicas on the cluster; what it cannot place fails the job at the deploy deadline."""
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
-        # Refused rather than ignored: a job that asked for a key must never run open on the cluster.
-        if auth:
-            raise UsageError.at(("endpoint", "auth"), "endpoint keys are not carried to Ray Serve replicas yet; put the "
-                                "Serve proxy behind an authenticating gateway, or run the job on the local backend")
+        # Refused rather than ignored: the job would run on an interpreter it did not ask for.
         if environment.get("python"):
             raise UsageError.at(("environment", "python"), "replicas run on the Ray cluster's own Python; leave it out, "
                                 "or run the job on the local backend")
@@ -148,6 +143,19 @@ class RayBackend:
 
     def url(self, job: dict) -> str | None:
         return self.options.serve_url + rayapps.route_prefix(job["id"])
+
+    async def rotate_key(self, workdir: Path, key: str, endpoint: "RayEndpoint | None") -> str:
+        # Replicas read the key from the job's package (rayapps.package), built from this file: a new package,
+        # deployed again. The old replicas keep the old key until Serve has replaced them.
+        endpointkeys.write_key(workdir, key)
+        if endpoint is not None:
+            try:
+                await endpoint.redeploy("the endpoint key was rotated")
+            except TrainMLError as exc:
+                raise Unavailable(f"the new key is saved (trainml job connect shows it), but the replicas still "
+                                  f"have the old one: deploying it to the Ray cluster failed: {exc}; rotate the key "
+                                  "again, or stop and start the job") from exc
+        return "once Ray Serve has replaced the replicas (seconds)"
 
     async def adoptable(self, jobs: list[dict]) -> dict:
         try:
@@ -216,6 +224,10 @@ class RayEndpoint:
         self._summed = False  # the replicas' summed totals were read once: never fall back to one replica's
         self._stop = asyncio.Event()
         self._detached = False
+        # One deploy or removal at a time: a key rotation's deploy must neither be overtaken by an older one nor
+        # bring back an application that is being removed.
+        self._deploying = asyncio.Lock()
+        self._deployed = adopt is not None
         self.logs = ReplicaLogs(backend.head, listener)
 
     @property
@@ -235,12 +247,14 @@ class RayEndpoint:
         finally:
             self.logs.close()
             if not self._detached:
-                try:
-                    if not await self.backend.remove([self.name]):
-                        self.listener.event(f"Ray Serve had not deleted application {self.name} after "
-                                            f"{REMOVE_TIMEOUT:g}s")
-                except TrainMLError as exc:
-                    self.listener.event(f"could not remove Ray Serve application {self.name}: {exc}")
+                async with self._deploying:
+                    self._deployed = False
+                    try:
+                        if not await self.backend.remove([self.name]):
+                            self.listener.event(f"Ray Serve had not deleted application {self.name} after "
+                                                f"{REMOVE_TIMEOUT:g}s")
+                    except TrainMLError as exc:
+                        self.listener.event(f"could not remove Ray Serve application {self.name}: {exc}")
 
     async def _watch(self) -> Outcome:
         timeout = self.backend.options.deploy_timeout
@@ -273,7 +287,7 @@ class RayEndpoint:
                     return Outcome(True, f"Ray Serve runs application {self.name}, but {self.url}/ping did not "
                                          f"answer within {timeout:g}s")
             elif status == "failed":
-                return Outcome(True, _failure(message))
+                return Outcome(True, rayapps.failure_reason(message))
             elif status == "stopped" and running:  # deleted behind our back: deploy it again
                 self.listener.event(f"Ray Serve application {self.name} disappeared; deploying it again")
                 running = False
@@ -288,6 +302,24 @@ class RayEndpoint:
         return Outcome(False)
 
     async def _deploy(self, restart: bool) -> None:
+        async with self._deploying:
+            config = await self._send()
+        self.listener.launched(None, None, restart)
+        scale = rayapps.scale_text(config["args"]["deployment"])
+        self.listener.event(f"deployed Ray Serve application {self.name} ({scale}) at {self.url}")
+
+    async def redeploy(self, why: str) -> None:
+        """Deploy the application again from the job's folder as it is now; Serve replaces the replicas one by one
+        and the job stays running. Nothing to do before the first deploy (it reads the folder then) or once the
+        endpoint is stopping (it must not come back)."""
+        async with self._deploying:
+            if not self._deployed or self._stop.is_set():
+                return
+            await self._send()
+        self.listener.event(f"deployed Ray Serve application {self.name} again ({why}); Serve replaces its replicas")
+
+    async def _send(self) -> dict:
+        """Upload the job's package unless the cluster has it, and put its application in Serve's list."""
         packages = await asyncio.to_thread(rayapps.uv_packages, self.launch)  # a bad line fails before any upload
         name, data = await asyncio.to_thread(rayapps.package, self.launch)
         head = self.backend.head
@@ -298,12 +330,8 @@ class RayEndpoint:
                 raise UsageError(f"the Ray cluster at {head.address} did not keep the uploaded package {name}")
         config = rayapps.app_config(self.launch, name, packages)
         await self.backend.apply({self.name: config})
-        self.listener.launched(None, None, restart)
-        options = config["args"]["deployment"]
-        scale = (f"{options['num_replicas']} replica(s)" if "num_replicas" in options else
-                 f"{options['autoscaling_config']['min_replicas']}-{options['autoscaling_config']['max_replicas']} "
-                 "replicas (autoscaled)")
-        self.listener.event(f"deployed Ray Serve application {self.name} ({scale}) at {self.url}")
+        self._deployed = True
+        return config
 
     async def _answers(self) -> bool:
         parts = urlsplit(self.url)
@@ -331,70 +359,3 @@ class RayEndpoint:
             return json.loads(body) if status == 200 else None
         except ValueError:
             return None
-
-
-def _failure(message: str) -> str:
-    """The useful end of Serve's failure message: our runtime's own line and the model code's traceback, or
-    the installer's own lines when Ray could not build the job's environment."""
-    marker = message.rfind("model code failed to load:")
-    if marker >= 0:
-        return message[marker:].strip()
-    output = _INSTALLER_OUTPUT.search(message)
-    if output and "runtime_env" in message[:output.start()]:
-        # Ray's traceback ends with the installer's output; uv's own lines from its first error name the package.
-        lines = [line.strip() for line in message[output.end():].splitlines() if line.strip()]
-        start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "×", "ERROR:"))), 0)
-        return "installing the job's packages on the Ray cluster failed:\n" + "\n".join(lines[start:start + 6])
-    lines = [line for line in message.splitlines() if line.strip()]
-    return "Ray Serve could not deploy the endpoint: " + "\n".join(lines[-15:])
-
-
-class ReplicaLogs:
-    """Follows each replica's stdout and stderr through the head's log stream, one task per file.
-
-    Lines already stored are skipped by count (kept in the job's log offsets), so a control plane that adopts
-    the application does not store them twice. Ray's own markers and Serve's log records are left out.
-    """
-
-    def __init__(self, head: RayHead, listener: EndpointListener):
-        self.head = head
-        self.listener = listener
-        self.seen: dict[str, int] = dict(listener.log_offsets() or {})
-        self.saved = dict(self.seen)
-        self.tasks: dict[str, asyncio.Task] = {}
-
-    def follow(self, replicas: list[dict]) -> None:
-        for replica in replicas:
-            actor = replica.get("actor_id")
-            if not actor or replica.get("state") not in ("RUNNING", "STARTING", "PENDING_MIGRATION", "RECOVERING"):
-                continue
-            for suffix, stream in (("out", "stdout"), ("err", "stderr")):
-                key = f"{actor}:{suffix}"
-                if key not in self.tasks:
-                    self.tasks[key] = asyncio.create_task(self._read(key, actor, suffix, stream),
-                                                          name=f"ray-log-{actor[:8]}-{suffix}")
-
-    async def _read(self, key: str, actor: str, suffix: str, stream: str) -> None:
-        for attempt in range(30):  # the file may not exist yet right after the replica starts
-            try:
-                count = 0
-                async for line in self.head.follow_log(actor, suffix):
-                    count += 1
-                    if count <= self.seen.get(key, 0):
-                        continue
-                    self.seen[key] = count
-                    if not (line.startswith(_RAY_MARKER) or _SERVE_LOG_LINE.match(line)):
-                        self.listener.output(stream, line)
-                return  # the stream ended: the replica is gone
-            except (OSError, ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError):
-                await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
-
-    def close(self) -> None:
-        for task in self.tasks.values():
-            task.cancel()
-        self.save()
-
-    def save(self) -> None:
-        if self.seen != self.saved:
-            self.saved = dict(self.seen)
-            self.listener.save_log_offsets(self.saved)

@@ -6,11 +6,15 @@ against a fake head (tests/test_ray_backend.py) and used unchanged against a rea
 - `package`: one zip holding the model folder (as `model/`), the job's routes (`routes.json`) and this version
   of trainml_cli (what the replica imports: the runtime and its leaves), named by its content's hash, so the
   same code is uploaded once. Entries are sorted and timestamped 1980, so the same content zips the same.
+  A job with an endpoint key also gets its key file (`endpoint.key`, mode 0600, which Ray keeps when it
+  unpacks): the package is then the job's own, and the key never enters the application's config, which
+  Ray's dashboard shows to anyone who can open it.
 - `uv_packages`: the job's pip packages and requirements file as Ray's `uv` runtime_env field (Ray builds a
   virtualenv with uv on each node, as the local backend builds one here).
 - `app_config`: the application in Serve's declarative schema: `name=ep-<job id>`, `route_prefix=/e/<job id>`,
   built by `trainml_cli.runtime.serve_entry:build` from the runtime's command line.
-- `job_status`: a Serve application's status as a job status (see the table in `job_status`).
+- `job_status`: a Serve application's status as a job status (see the table in `job_status`), and
+  `failure_reason`: the useful end of a failed deploy's message.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +33,7 @@ from ...localpaths import local_digest
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
+KEY_FILE = "endpoint.key"  # the key file's place in the package, relative to the replica's working dir
 PREFIX = "ep-"
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache", "node_modules"}
 RETRY_AFTER_S = 1.0  # as our own limiter says
@@ -35,6 +41,8 @@ RETRY_AFTER_S = 1.0  # as our own limiter says
 # (our package) and expands it in the `uv` field's packages and options.
 WORKING_DIR = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the trainml_cli package itself
+# How Ray's runtime_env setup error quotes a failed installer (ray/_private/runtime_env/utils.py).
+_INSTALLER_OUTPUT = re.compile(r"Last \d+ lines of stdout:\n")
 
 
 def app_name(job_id: str) -> str:
@@ -48,6 +56,8 @@ def route_prefix(job_id: str) -> str:
 def package(launch: Launch) -> tuple[str, bytes]:
     """(`_ray_pkg_<sha>.zip`, its bytes): model folder + routes + our runtime, reproducibly zipped."""
     files: list[tuple[str, Path]] = [("routes.json", launch.route_file)]
+    if launch.runtime.key_file:
+        files.append((KEY_FILE, Path(launch.runtime.key_file)))
     files += [(f"model/{rel}", path) for rel, path in _tree(launch.model_dir)]
     files += [(f"trainml_cli/{rel}", path) for rel, path in _tree(_PACKAGE_ROOT) if rel.endswith(".py")]
     buffer = io.BytesIO()
@@ -139,11 +149,22 @@ def deployment_options(launch: Launch) -> dict:
     return options
 
 
+def scale_text(options: dict) -> str:
+    """How many replicas deployment options ask for, as the job's log says it."""
+    if "num_replicas" in options:
+        return f"{options['num_replicas']} replica(s)"
+    scaling = options["autoscaling_config"]
+    return f"{scaling['min_replicas']}-{scaling['max_replicas']} replicas (autoscaled)"
+
+
 def app_config(launch: Launch, package_name: str, packages: dict | None) -> dict:
     """The Serve application for this job, in the declarative schema of `PUT /api/serve/applications/`, with
     `packages` (from `uv_packages`) as its runtime_env's `uv` field."""
+    # Paths as the replica sees them in its working dir (the package). Serve's proxy speaks plain HTTP to the
+    # replicas, so the control plane's TLS files stay here.
     runtime = replace(launch.runtime, model_dir="model", route_file="routes.json", workers=None, fd=None,
-                      host=None, port=None)
+                      host=None, port=None, key_file=KEY_FILE if launch.runtime.key_file else None,
+                      tls_certfile=None, tls_keyfile=None)
     env = dict(launch.job_env)
     env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the replica's log file as they happen
     runtime_env: dict = {"working_dir": f"gcs://{package_name}", "env_vars": env}
@@ -182,6 +203,22 @@ def job_status(app: dict | None) -> tuple[str, str]:
     if status == "DELETING":
         return "stopped", message
     return "starting", message
+
+
+def failure_reason(message: str) -> str:
+    """The useful end of Serve's failure message: our runtime's own line and the model code's traceback, or
+    the installer's own lines when Ray could not build the job's environment."""
+    marker = message.rfind("model code failed to load:")
+    if marker >= 0:
+        return message[marker:].strip()
+    output = _INSTALLER_OUTPUT.search(message)
+    if output and "runtime_env" in message[:output.start()]:
+        # Ray's traceback ends with the installer's output; uv's own lines from its first error name the package.
+        lines = [line.strip() for line in message[output.end():].splitlines() if line.strip()]
+        start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "×", "ERROR:"))), 0)
+        return "installing the job's packages on the Ray cluster failed:\n" + "\n".join(lines[start:start + 6])
+    lines = [line for line in message.splitlines() if line.strip()]
+    return "Ray Serve could not deploy the endpoint: " + "\n".join(lines[-15:])
 
 
 def replicas(app: dict | None) -> list[dict]:
