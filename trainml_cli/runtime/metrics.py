@@ -26,6 +26,9 @@ DURATION_BUCKETS = LATENCY_BUCKETS  # seconds; shared with the control plane's c
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 UNMATCHED = "unmatched"  # the route label of requests no route serves: one label, not one per path tried
 PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
+# A Ray replica's totals, as one gauge tagged (application, replica, field): set by runtime/serve_entry.py,
+# exported by Ray's agents with a "ray_" prefix, summed by server/backends/raymetrics.py.
+REPLICA_TOTALS_GAUGE = "trainml_replica_totals"
 
 
 DIRECTORY_PREFIX = "trainml-metrics-"

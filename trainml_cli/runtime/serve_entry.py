@@ -32,10 +32,9 @@ from ..errors import ModelCodeError, UsageError
 from .app import EndpointApp, Health
 from .config import config_from_args
 from .loader import enter_model_dir, load_routes
-from .metrics import flatten_totals
+from .metrics import REPLICA_TOTALS_GAUGE, flatten_totals
 
 PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own interval (10 s by default)
-TOTALS_GAUGE = "trainml_replica_totals"  # exported as ray_trainml_replica_totals; read by server/backends/ray.py
 
 
 @serve.deployment(name="endpoint")
@@ -79,7 +78,7 @@ class _Published:
         from ray.util.metrics import Gauge
 
         context = serve.get_replica_context()
-        gauge = Gauge(TOTALS_GAUGE, description="A trainml endpoint replica's metric totals, by field",
+        gauge = Gauge(REPLICA_TOTALS_GAUGE, description="A trainml endpoint replica's metric totals, by field",
                       tag_keys=("application", "replica", "field"))
         tags = {"application": context.app_name, "replica": context.replica_id.unique_id}
         while True:

@@ -17,12 +17,12 @@ import asyncio
 import logging
 import time
 
-from ...runtime.metrics import sum_totals
+from ...runtime.metrics import REPLICA_TOTALS_GAUGE, sum_totals
 from .rayhead import RayHead
 
 log = logging.getLogger("trainml.server")
 
-GAUGE = "ray_trainml_replica_totals"  # serve_entry.TOTALS_GAUGE, as Ray's exporter names it
+GAUGE = "ray_" + REPLICA_TOTALS_GAUGE  # as Ray's exporter names it
 FRESH = 2.0  # seconds one reading of the nodes is used for
 NODES_FRESH = 30.0  # seconds the list of nodes is used for
 SCRAPE_TIMEOUT = 3.0
