@@ -84,20 +84,24 @@ def test_a_nested_requirements_file_and_a_pip_package_from_the_folder_count_by_t
     (model / "reqs").mkdir()
     (model / "reqs" / "serve.txt").write_text("# paths on a line are relative to the model folder, as uv reads them\n"
                                               "./mylib\n")
-    route = json.dumps(ANSWER_ROUTE)
-    code, out, err = cli(plane, "job", "create", "endpoint", "nested", "--model-dir", str(model), "--route", route,
-                         "--timeout", "300", "--format", "json")
+    _an_edit_of_the_library_is_served(plane, model, "nested", "from the nested file")
+
+
+def _an_edit_of_the_library_is_served(plane, model, name, answer, *options):
+    """Create NAME from the folder, edit the library, create NAME-edited: a new environment answers the edit."""
+    argv = ["--model-dir", str(model), "--route", json.dumps(ANSWER_ROUTE), "--timeout", "300", "--format", "json",
+            *options]
+    code, out, err = cli(plane, "job", "create", "endpoint", name, *argv)
     assert code == 0, err
     first = json.loads(out)["environment"]["key"]
-    (model / LIBRARY).write_text("ANSWER = 'from the nested file'\n")
-    code, out, err = cli(plane, "job", "create", "endpoint", "nested-edited", "--model-dir", str(model),
-                         "--route", route, "--timeout", "300", "--format", "json")
+    (model / LIBRARY).write_text(f"ANSWER = {answer!r}\n")
+    code, out, err = cli(plane, "job", "create", "endpoint", f"{name}-edited", *argv)
     assert code == 0, err
     assert json.loads(out)["environment"]["key"] != first
-    code, out, _ = cli(plane, "job", "call", "nested-edited", "/answer")
-    assert code == 0 and json.loads(out) == {"answer": "from the nested file"}
-    for name in ("nested", "nested-edited"):
-        cli(plane, "job", "remove", name, "--force")
+    code, out, _ = cli(plane, "job", "call", f"{name}-edited", "/answer")
+    assert code == 0 and json.loads(out) == {"answer": answer}
+    for job in (name, f"{name}-edited"):
+        cli(plane, "job", "remove", job, "--force")
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -215,19 +219,8 @@ def test_hashing_stops_past_its_cap_naming_the_line(tmp_path):
 def test_a_pip_package_from_the_folder_is_keyed_by_its_contents_too(plane, tmp_path):
     model = model_copy(tmp_path)
     (model / "requirements.txt").unlink()
-    argv = ["--model-dir", str(model), "--route", json.dumps(ANSWER_ROUTE), "--timeout", "300", "--format", "json",
-            "--pip-packages", "trainml-fixture-mylib @ file:./mylib"]
-    code, out, err = cli(plane, "job", "create", "endpoint", "pip-path", *argv)
-    assert code == 0, err
-    first = json.loads(out)["environment"]["key"]
-    (model / LIBRARY).write_text("ANSWER = 'from --pip-packages'\n")
-    code, out, err = cli(plane, "job", "create", "endpoint", "pip-path-edited", *argv)
-    assert code == 0, err
-    assert json.loads(out)["environment"]["key"] != first
-    code, out, _ = cli(plane, "job", "call", "pip-path-edited", "/answer")
-    assert code == 0 and json.loads(out) == {"answer": "from --pip-packages"}
-    for name in ("pip-path", "pip-path-edited"):
-        cli(plane, "job", "remove", name, "--force")
+    _an_edit_of_the_library_is_served(plane, model, "pip-path", "from --pip-packages",
+                                      "--pip-packages", "trainml-fixture-mylib @ file:./mylib")
 
 
 def test_a_local_wheel_and_an_included_file_count_by_their_bytes(tmp_path):
