@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -76,6 +77,34 @@ def _end(process: subprocess.Popen) -> None:
             continue
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+SLOT = "trainml_test_slot"  # a custom resource each node has one of
+# What the tests change in the README's recipe, and why; nothing else. The tests share no token (token auth is
+# Ray's own). HAProxy mode makes every replica listen on all interfaces, and the tests stay on loopback: they
+# run Serve's own proxy, which HAProxy mode also keeps as its fallback.
+TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled", "RAY_SERVE_ENABLE_HA_PROXY": "0"}
+
+
+def readme_recipe() -> tuple[dict[str, str], list[str], list[str]]:
+    """The README's cluster commands (Scale out on Ray, step 1): (the exported variables, the head's `ray start`
+    arguments, a worker's), read from the README itself so the cluster the tests run is the one users start."""
+    text = README.read_text()
+    block = text[text.index("## Scale out on Ray"):]
+    block = block[block.index("```sh\n") + 6:]
+    block = block[:block.index("```")]
+    variables, head, worker = {}, None, None
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["export"]:
+            variables.update(word.split("=", 1) for word in words[1:])
+        elif words[:3] == ["ray", "start", "--head"]:
+            head = words[2:]
+        elif words[:2] == ["ray", "start"]:
+            worker = words[2:]
+    assert variables and head and worker, f"the README's cluster recipe is not where the tests read it:\n{block}"
+    return variables, head, worker
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     ray = shutil.which("ray")
@@ -85,17 +114,20 @@ def cluster(tmp_path_factory):
         pytest.skip("Ray is not installed (pip install -e '.[ray]')")
     temp = tmp_path_factory.mktemp("ray")  # short: Ray's socket paths live under it
     gcs, dashboard, serve, worker_serve, client, metrics_head, metrics_worker = _free_ports(7)
+    variables, head_args, worker_args = readme_recipe()
     # The replicas must import trainml_cli from the package we upload, not from this checkout.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("TRAINML_")}
-    # Serve's proxies prefer replicas on their own node; the replica test wants calls spread over both nodes'
-    # replicas through the one proxy it calls, as a load balancer in front of every node would spread them.
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING="0")
+    env.update(variables, RAY_USAGE_STATS_ENABLED="0", **TEST_OVERRIDES)
+    # The README's commands, then what one shared machine needs (later flags win): free ports, a small node, the
+    # temp dir under the test's tmp path.
+    # A custom resource of one per node lets a test place one replica on each (--ray-actor-options).
     common = ["--num-cpus=2", "--object-store-memory=100000000", "--node-ip-address=127.0.0.1",
-              "--dashboard-agent-listen-port=0", "--block"]
-    head_cmd = [ray, "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+              f"--resources={json.dumps({SLOT: 1})}", "--dashboard-agent-listen-port=0", "--block"]
+    head_cmd = [ray, "start", *head_args, f"--port={gcs}", f"--dashboard-port={dashboard}",
                 "--include-dashboard=true", f"--ray-client-server-port={client}", f"--metrics-export-port={metrics_head}",
                 f"--temp-dir={temp}", *common]
-    worker_cmd = [ray, "start", f"--address=127.0.0.1:{gcs}", f"--metrics-export-port={metrics_worker}", *common]
+    worker_cmd = [ray, "start", *[a.replace("HEAD:6379", f"127.0.0.1:{gcs}") for a in worker_args],
+                  f"--metrics-export-port={metrics_worker}", *common]
     # Both nodes share one address here, and Serve's proxies bind with SO_REUSEPORT: the kernel would spread our
     # calls over the head's proxy and a worker proxy that may not have the newest routes yet (a 404 for a job that
     # is running). On a real cluster each node has its own address; a port of its own gives the same here.
@@ -364,3 +396,40 @@ def test_a_requirements_file_naming_files_installs_from_the_uploaded_model_folde
     assert result.returncode == 0, result.stderr + result.stdout
     url = json.loads(result.stdout)["url"]
     assert requests.get(url + "/hello", timeout=10).json() == {"hello": "from a local wheel", "tabulate": "0.8.10"}
+
+
+@pytest.mark.timeout(300)
+def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_answers_through_the_url(
+        cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    # One replica per node (each has one SLOT), both kept by autoscaling bounds of 2 and 2.
+    options = {"memory": 104857600, "resources": {SLOT: 1}}
+    result = create(plane, "tuned", "--min-replicas", "2", "--max-replicas", "2", "--upscale-delay", "3",
+                    "--downscale-delay", "20", "--target-ongoing", "2", "--ray-actor-options", json.dumps(options))
+    assert result.returncode == 0, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    url = record["url"]
+
+    # What Serve deployed, read back from Serve's own API.
+    app = requests.get(cluster.dashboard + "/api/serve/applications/", timeout=10).json()["applications"][f"ep-{record['id']}"]
+    deployment = next(iter(app["deployments"].values()))
+    config = deployment["deployment_config"]
+    assert {k: config["autoscaling_config"][k] for k in ("min_replicas", "max_replicas", "upscale_delay_s",
+                                                        "downscale_delay_s", "target_ongoing_requests")} == {
+        "min_replicas": 2, "max_replicas": 2, "upscale_delay_s": 3.0, "downscale_delay_s": 20.0,
+        "target_ongoing_requests": 2.0}
+    assert config["ray_actor_options"]["memory"] == 104857600
+    assert config["ray_actor_options"]["resources"] == {SLOT: 1}
+
+    # Every replica serves through the job's URL (the head's proxy), the other node's too: 20 calls one after
+    # another, as one client makes them, reach both (spread evenly, each is missed with odds 2**-19).
+    pids = [requests.post(url + "/predict", json={"text": "hi"}, timeout=10).json()["pid"] for _ in range(20)]
+    assert len(set(pids)) == 2, f"all 20 calls were answered by {set(pids)}"
+
+    # `job get` shows the configured replicas and the live ones.
+    live = wait_until(lambda: (r := job(plane, "tuned").get("replicas")) and len(r) == 2 and r, timeout=30,
+                      interval=0.5, message="two live replicas in the job's record")
+    assert {r["state"] for r in live} == {"RUNNING"} and {r["pid"] for r in live} == set(pids)
+    shown = trainml(plane, "job", "get", "tuned").stdout
+    assert "configured: 2-2 autoscaled: aiming at 2 call(s) in flight per replica, adding one after 3s" in shown
+    assert "live: 2 running" in shown

@@ -254,7 +254,8 @@ def test_autoscaling_and_packages_become_serve_options_and_runtime_env(start_con
     options = app["args"]["deployment"]
     assert "num_replicas" not in options
     assert options["autoscaling_config"] == {"min_replicas": 1, "initial_replicas": 1, "max_replicas": 4,
-                                             "target_ongoing_requests": 3}
+                                             "target_ongoing_requests": 3, "upscale_delay_s": 30.0,
+                                             "downscale_delay_s": 600.0}
     # requirements.txt says "tabulate==0.9.0  # read automatically": its requirement, without the comment.
     assert app["runtime_env"]["uv"] == {"packages": ["tabulate==0.8.10", "tabulate==0.9.0"], "uv_check": False,
                                         "uv_pip_install_options": []}, "plain lines, so Ray keys the build by them"
@@ -376,6 +377,80 @@ def test_the_token_goes_to_the_head_as_a_bearer_token(start_control_plane, tmp_p
         head.close()
 
 
+def test_autoscaling_settings_and_ray_actor_options_reach_serve_and_job_get_shows_the_replicas(
+        start_control_plane, head, tmp_path):
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "tuned", endpoint={"min_replicas": 1, "max_replicas": 3, "upscale_delay": 2,
+                                           "downscale_delay": 15, "target_ongoing": 1.5,
+                                           "ray_actor_options": {"memory": 268435456, "resources": {"fast_disk": 1}}})
+    running = wait_status(plane, job["id"], "running")
+    options = head.last_put()[f"ep-{job['id']}"]["args"]["deployment"]
+    assert options["autoscaling_config"] == {"min_replicas": 1, "initial_replicas": 1, "max_replicas": 3,
+                                             "target_ongoing_requests": 1.5, "upscale_delay_s": 2,
+                                             "downscale_delay_s": 15}
+    assert options["ray_actor_options"] == {"memory": 268435456, "resources": {"fast_disk": 1}, "num_cpus": 1,
+                                            "num_gpus": 0}
+    assert running["endpoint"]["upscale_delay"] == 2 and running["endpoint"]["target_ongoing"] == 1.5
+    # Live replicas as Serve reports them, in the record and in `job get`.
+    record = wait_until(lambda: (r := plane.api("GET", f"/api/jobs/{job['id']}").json())["replicas"] and r,
+                        timeout=10, interval=0.1, message="the live replicas in the record")
+    assert record["replicas"] == [{"replica_id": "r1", "state": "RUNNING", "pid": 4242, "node_ip": None}]
+    env = {**os.environ, "TRAINML_HOME": str(plane.home), "TRAINML_API_URL": plane.url,
+           "TRAINML_API_TOKEN": plane.token, "NO_COLOR": "1"}
+    shown = subprocess.run([sys.executable, "-m", "trainml_cli", "job", "get", "tuned"], capture_output=True,
+                           text=True, timeout=60, env=env)
+    assert "configured: 1-3 autoscaled: aiming at 1.5 call(s) in flight per replica, adding one after 2s" in shown.stdout
+    assert "removing one after 15s below" in shown.stdout and "live: 1 running" in shown.stdout
+    assert "RUNNING pid 4242" in shown.stdout and '"memory": 268435456' in shown.stdout
+    traffic = plane.api("GET", f"/api/dashboard/traffic?job={job['id']}&span=5m").json()
+    assert traffic["jobs"][0]["replicas"][0]["pid"] == 4242, "the dashboard's chart shows the live count"
+
+
+@pytest.mark.parametrize("endpoint, field, words", [
+    ({"ray_actor_options": {"memroy": 1}}, "endpoint.ray_actor_options.memroy", "not one of Ray Serve's replica options"),
+    ({"ray_actor_options": {"num_cpus": 0.5}}, "endpoint.ray_actor_options.num_cpus", "give --cpu-count"),
+    ({"ray_actor_options": {"memory": "2G"}}, "endpoint.ray_actor_options.memory", "must be a number of bytes"),
+    ({"ray_actor_options": {"resources": {"GPU": 1}}}, "endpoint.ray_actor_options.resources", "not a custom resource"),
+    ({"ray_actor_options": ["memory"]}, "endpoint.ray_actor_options", "valid dictionary"),
+    ({"min_replicas": 1, "upscale_delay": -1}, "endpoint.upscale_delay", "between 0 and 86400 seconds"),
+    ({"min_replicas": 1, "downscale_delay": "soon"}, "endpoint.downscale_delay", "valid number"),
+    ({"min_replicas": 1, "target_ongoing": 0}, "endpoint.target_ongoing", "must be above 0"),
+    ({"min_replicas": 1, "target_ongoing": 9}, "endpoint.target_ongoing", "more than max_concurrency (8)"),
+    ({"replicas": 2, "downscale_delay": 5}, "endpoint.downscale_delay", "give min_replicas and/or max_replicas"),
+])
+def test_bad_scaling_settings_and_actor_options_are_422_naming_the_field(start_control_plane, head, endpoint, field,
+                                                                         words):
+    plane = ray_plane(start_control_plane, head)
+    upload = plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"), headers={"Content-Type": "application/gzip"})
+    answer = plane.api("POST", "/api/jobs", json={
+        "name": "bad", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
+        "endpoint": {"routes": [route()], **endpoint}})
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["message"].startswith(field + ": ") and words in body["message"], body["message"]
+    # Where, as data, for the checks of our own (the request's shape is pydantic's, which says it in the message).
+    assert body.get("fields", [{"field": field}])[0]["field"] == field
+    assert plane.api("GET", "/api/jobs").json() == [] and head.puts == []
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--ray-actor-options", '{"memroy": 1}'], "memroy: not one of Ray Serve's replica options taken here: memory,"),
+    (["--ray-actor-options", '{"num_gpus": 1}'], "num_gpus: give --gpu-count"),
+    (["--ray-actor-options", "{memory: 1}"], "not JSON"),
+    (["--min-replicas", "1", "--upscale-delay", "-5"], "'--upscale-delay': '-5' must be at least 0"),
+    (["--min-replicas", "1", "--downscale-delay", "1e9"], "--downscale-delay: 1e+09 must be between 0 and 86400"),
+    (["--upscale-delay", "5"], "--upscale-delay: an autoscaling setting: give --min-replicas and/or --max-replicas"),
+    (["--min-replicas", "1", "--target-ongoing", "20"], "--target-ongoing: 20 is more than --max-concurrency (8)"),
+])
+def test_bad_scaling_settings_and_actor_options_exit_2_at_the_cli(tmp_path, options, words):
+    env = {**os.environ, "TRAINML_HOME": str(tmp_path / "h"), "NO_COLOR": "1"}
+    result = subprocess.run([sys.executable, "-m", "trainml_cli", "job", "create", "endpoint", "x", "--model-dir",
+                             str(MODELS / "echo"), "--route", json.dumps(route()), *options],
+                            capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "h" / "server.json").exists(), "nothing was started"
+
+
 def test_usage_errors_for_backend_and_replica_options(control_plane, tmp_path):
     env = {**os.environ, "TRAINML_HOME": str(tmp_path / "h")}
     result = subprocess.run([sys.executable, "-m", "trainml_cli.server", "--home", str(tmp_path / "h"), "--backend", "ray"],
@@ -393,6 +468,14 @@ def test_usage_errors_for_backend_and_replica_options(control_plane, tmp_path):
         "name": "auto", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
         "endpoint": {"routes": [route()], "min_replicas": 1, "max_replicas": 3}})
     assert answer.status_code == 422 and "autoscaling needs the Ray backend" in answer.json()["message"]
+    # So do the autoscaling settings and Ray's replica options.
+    for endpoint, words in (({"min_replicas": 1, "upscale_delay": 5}, "autoscaling needs the Ray backend"),
+                            ({"ray_actor_options": {"memory": 1024}}, "endpoint.ray_actor_options: Ray's replica "
+                                                                      "options need the Ray backend")):
+        answer = control_plane.api("POST", "/api/jobs", json={
+            "name": "ray-only", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
+            "endpoint": {"routes": [route()], **endpoint}})
+        assert answer.status_code == 422 and words in answer.json()["message"], answer.text
     assert control_plane.api("GET", "/api/jobs").json() == []
 
 

@@ -135,7 +135,7 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         endpoint["timeout"] = call_timeout
     if auth:
         endpoint["auth"] = True
-    endpoint.update(scaling_payload(**scaling))
+    endpoint.update(scaling_payload(max_concurrency, **scaling))
     resources = {
         key: value
         for key, value in (("gpu_types", list(gpu_types)), ("gpu_count", gpu_count), ("cpu_count", cpu_count),
@@ -494,6 +494,11 @@ def describe(job, verbose: int = 0) -> list[tuple[str, object]]:
                     for r in job_routes(job)] or "-"),
         ("Model", model_text(record.get("model") or {}) or "-"),
         ("Resources", resources_text(record.get("resources") or {}) or "-"),
+    ]
+    replicas = replicas_text(record.get("endpoint") or {}, record.get("replicas"))
+    if replicas:
+        fields.append(("Replicas", replicas))
+    fields += [
         ("Python", describe_environment(environment)),
         ("Run time", duration(_first(record, "run_time", "run_seconds", "runtime"))),
         ("Credits", f"{job.credits:.4f}" if isinstance(job.credits, (int, float)) else "-"),
@@ -517,6 +522,25 @@ def describe(job, verbose: int = 0) -> list[tuple[str, object]]:
             ("Updated", when(record.get("updated"))),
         ]
     return fields
+
+
+def replicas_text(endpoint: dict, live: list[dict] | None) -> list[str] | str | None:
+    """The configured replicas, then the live ones as the backend reports them (Ray: Serve's replicas)."""
+    from ..scaling import describe as configured
+
+    lines = []
+    asked = configured(endpoint)
+    if asked:
+        lines.append(f"configured: {asked}")
+    if endpoint.get("ray_actor_options"):
+        import json
+
+        lines.append("ray_actor_options: " + json.dumps(endpoint["ray_actor_options"], sort_keys=True))
+    if live is not None:
+        running = sum(1 for r in live if r.get("state") == "RUNNING")
+        lines.append(f"live: {running} running" + (f" of {len(live)}" if len(live) != running else ""))
+        lines += [f"  {r.get('state')} pid {r.get('pid') or '-'} on {r.get('node_ip') or '-'}" for r in live]
+    return lines if len(lines) > 1 else (lines[0] if lines else None)
 
 
 def model_text(model: dict) -> str:

@@ -68,6 +68,24 @@ class FiniteFloat(click.ParamType):
         return number
 
 
+class ActorOptionsParam(click.ParamType):
+    """`--ray-actor-options JSON`: Ray's placement options per replica, checked as the API checks them."""
+
+    name = "JSON"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        from ..actoroptions import parse_actor_options
+
+        try:
+            return parse_actor_options(value)
+        except UsageError as exc:
+            where = exc.fields[0] if exc.fields else None
+            key = where.loc[2] if where is not None and len(where.loc) > 2 else None
+            self.fail(f"{key}: {where.message}" if key else (where.message if where else str(exc)), param, ctx)
+
+
 class SecretName(click.ParamType):
     """`--secret NAME`: the name of a stored secret, which becomes the endpoint's environment variable."""
 

@@ -1,13 +1,18 @@
-"""`--replicas`, `--min-replicas`, `--max-replicas` of `trainml job create endpoint`: how many copies serve.
+"""`--replicas`, `--min-replicas`, `--max-replicas`, the autoscaling settings and `--ray-actor-options` of
+`trainml job create endpoint`: how many copies serve, and where Ray places them.
 
 Kept apart from the other options so the meaning stays in one place: on Ray, Serve replicas (autoscaled between
-min and max, `--cpu-count` and `--gpu-count` per replica); on the local backend, worker processes sharing the
-endpoint's port (autoscaling needs Ray).
+min and max as the settings say, `--cpu-count` and `--gpu-count` per replica); on the local backend, worker
+processes sharing the endpoint's port (autoscaling and Ray's replica options need Ray). The settings' names,
+defaults and checks are trainml_cli/scaling.py's and trainml_cli/actoroptions.py's, shared with the API.
 """
 
 from __future__ import annotations
 
 import click
+
+from ..scaling import AUTOSCALING, check_scaling
+from .params import ActorOptionsParam, FiniteFloat
 
 _options = [
     click.option("--replicas", metavar="N", type=click.IntRange(1),
@@ -16,6 +21,13 @@ _options = [
                  help="Autoscaling (Ray backend): at least this many replicas, scaled with the calls in flight."),
     click.option("--max-replicas", metavar="N", type=click.IntRange(1),
                  help="Autoscaling (Ray backend): at most this many replicas."),
+    *[click.option(setting.option, setting.key, metavar="N" if setting.default is None else "SECONDS",
+                   type=FiniteFloat(0.0, open_low=setting.default is None), help=setting.help)
+      for setting in AUTOSCALING],
+    click.option("--ray-actor-options", "ray_actor_options", type=ActorOptionsParam(),
+                 help='Ray backend: each replica\'s placement, as JSON: {"memory": BYTES, "resources": {"NAME": '
+                      'AMOUNT}, "accelerator_type": "A100", "label_selector": {...}} (CPUs and GPUs: --cpu-count, '
+                      '--gpu-count).'),
 ]
 
 
@@ -25,12 +37,14 @@ def scaling_options(function):
     return function
 
 
-def scaling_payload(replicas=None, min_replicas=None, max_replicas=None) -> dict:
-    """The `endpoint` fields for these options; a usage error (exit 2) for a contradiction."""
-    if replicas is not None and (min_replicas is not None or max_replicas is not None):
-        raise click.UsageError("give --replicas (a fixed number) or --min-replicas/--max-replicas (autoscaling), "
-                               "not both")
-    if min_replicas is not None and max_replicas is not None and min_replicas > max_replicas:
-        raise click.UsageError(f"--min-replicas {min_replicas} is more than --max-replicas {max_replicas}")
-    fields = {"replicas": replicas, "min_replicas": min_replicas, "max_replicas": max_replicas}
-    return {key: value for key, value in fields.items() if value is not None}
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def scaling_payload(max_concurrency=None, ray_actor_options=None, **given) -> dict:
+    """The `endpoint` fields for these options; a usage error (exit 2) naming the option for a contradiction."""
+    fields = {key: value for key, value in given.items() if value is not None}
+    check_scaling({**fields, "max_concurrency": max_concurrency}, name=_option)  # UsageError: exit 2
+    if ray_actor_options:
+        fields["ray_actor_options"] = ray_actor_options
+    return fields

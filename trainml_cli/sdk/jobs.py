@@ -23,7 +23,9 @@ from ..environment import check_environment, check_requirements_file
 from ..credentials import credential_env
 from ..errors import Conflict, JobFailed, NotFound, TrainMLError, Unavailable, UsageError, WaitTimeout
 from ..hints import failure_headline, failure_message, shell_quote
+from ..actoroptions import check_actor_options
 from ..routespec import check_route_files, parse_routes
+from ..scaling import check_scaling
 from ..states import STATUSES, JobStatus
 
 LONG_POLL = 25.0  # seconds per wait request; the server caps it at 60
@@ -251,7 +253,8 @@ class Jobs:
         """Create an endpoint job, with trainML's signature (positional as trainML's: name, type, gpu_types,
         gpu_count, cpu_count, disk_size, max_price): `gpu_types` (or older trainML's `gpu_type`), `gpu_count`,
         `cpu_count`, `disk_size`, `max_price` (or the same as `resources={...}`); `model`: {source_type:
-        local|git|trainml, source_uri, git_ref?}; `endpoint`: {routes, max_concurrency?, max_queue?, timeout?};
+        local|git|trainml, source_uri, git_ref?}; `endpoint`: {routes, max_concurrency?, max_queue?, timeout?, replicas?, min_replicas?, max_replicas?,
+        upscale_delay?, downscale_delay?, target_ongoing?, ray_actor_options?};
         `environment`: {env: [{key, value}], packages: {pip: [...]}, requirements?, python?, type?, secrets:
         [names], worker_key_types: [aws|gcp|kaggle|azure|wasabi]}; `python`: short for environment.python.
         With `wait`, returns once it is running."""
@@ -273,6 +276,8 @@ class Jobs:
         check_environment(environment)  # refused packages and malformed requirements, before anything is sent
         endpoint = dict(endpoint or {})
         routes = parse_routes(endpoint.get("routes") or [])  # RouteSpecError before anything is sent
+        check_scaling(endpoint)  # replicas, autoscaling settings and Ray's replica options: UsageError before sending
+        check_actor_options(endpoint.get("ray_actor_options"))
         model = dict(model or {})
         model.pop("checkpoints", None)  # trainML's default []; anything in it was refused above
         http = self._client.http

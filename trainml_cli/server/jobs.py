@@ -13,7 +13,8 @@ A job record, as the API returns it (trainML's payload plus what the platform kn
      "endpoint": {routes: [...], max_concurrency, max_queue, timeout},
      "environment": {env: [{key, value}], packages: {pip}, requirements, python, type, interpreter, note,
                      key?, python_version?, requirements_file?}   (once its environment is built)
-     "gpus": [{index, name, type, device}], "pid", "restarts", "run_time" (seconds),
+     "gpus": [{index, name, type, device}], "pid", "replicas" (Ray: the live replicas, [{replica_id, state, pid,
+     node_ip}]), "restarts", "run_time" (seconds),
      "hourly_rate", "credits", "created", "updated"}
 
 `url` is set while the job is starting or running. When the control plane starts it calls `reconcile`: it
@@ -135,6 +136,7 @@ class Jobs:
             "environment": {**spec["environment"], **row["source"].get("environment", {})},
             "gpus": row["gpus"],
             "pid": row["pid"],
+            "replicas": self.live_replicas(row["id"]) if live else None,
             "restarts": row["restarts"],
             "run_time": round(run_time, 3),
             "hourly_rate": res.hourly_rate(spec["resources"], row["gpus"]),
@@ -142,6 +144,11 @@ class Jobs:
             "created": iso_time(row["created"]),
             "updated": iso_time(row["updated"]),
         }
+
+    def live_replicas(self, job_id: str) -> list[dict] | None:
+        """The replicas a backend that places them reports (Ray: Serve's, at the last poll); None elsewhere."""
+        driver = self._drivers.get(job_id)
+        return getattr(driver.endpoint, "live_replicas", None) if driver is not None else None
 
     def get(self, ref: str) -> dict:
         return self.record(self.find(ref))
@@ -365,7 +372,7 @@ class Jobs:
             CUDA_VISIBLE_DEVICES=",".join(g["device"] for g in gpus),
         )
         endpoint = spec["endpoint"]
-        scaling = Scaling(endpoint.get("replicas"), endpoint.get("min_replicas"), endpoint.get("max_replicas"))
+        scaling = Scaling.of(endpoint)
         # Local worker processes: --replicas when given, else cpu_count (its meaning before replicas existed).
         workers = scaling.replicas or spec["resources"]["cpu_count"]
         runtime = LaunchSpec(

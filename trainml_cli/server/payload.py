@@ -2,7 +2,8 @@
 
     {name, type: "endpoint", resources: {gpu_types, gpu_count, cpu_count, disk_size, max_price},
      model: {source_type: local|git|trainml, source_uri, git_ref?, upload_id?},
-     endpoint: {routes: [...], max_concurrency?, max_queue?, timeout?, replicas?, min_replicas?, max_replicas?},
+     endpoint: {routes: [...], max_concurrency?, max_queue?, timeout?, replicas?, min_replicas?, max_replicas?,
+                upscale_delay?, downscale_delay?, target_ongoing?, ray_actor_options?},
      environment: {env: [{key, value}], packages: {pip: [...]}, requirements?, python?, type?}}
 
 `check_job` returns the job's spec with defaults filled in (what the job record keeps), or raises a UsageError
@@ -18,10 +19,12 @@ from __future__ import annotations
 import re
 
 from .. import localpaths
+from ..actoroptions import check_actor_options
 from ..environment import DEFAULT_REQUIREMENTS_FILE, check_environment, python_of_type
 from ..errors import UsageError
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from ..routespec import parse_routes
+from ..scaling import check_scaling
 from . import resources as res
 from . import archives, sources
 from .interpreters import Interpreters
@@ -53,8 +56,9 @@ def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
         raise UsageError.at(("endpoint", "auth"), f"{auth!r} must be true or false")
     resources = res.normalize(payload.get("resources"))
     scaling = check_scaling(endpoint)
+    actor_options = check_actor_options(endpoint.get("ray_actor_options"))
     backend.check_resources(resources, scaling["replicas"])  # what this backend can ever give (GPUs, CPUs here)
-    backend.check_features(scaling, auth, payload.get("environment") or {})
+    backend.check_features({**scaling, "ray_actor_options": actor_options}, auth, payload.get("environment") or {})
     env = []
     for i, item in enumerate((payload.get("environment") or {}).get("env") or []):
         key, value = item.get("key"), item.get("value")
@@ -79,27 +83,11 @@ def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
             "timeout": timeout,
             "auth": auth,  # the key itself is a secret of the job's, never in its spec (endpointkeys.py)
             **scaling,
+            **({"ray_actor_options": actor_options} if actor_options else {}),
         },
         "environment": {"env": env, "packages": {"pip": build["pip"]}, "requirements": build["requirements"],
                         "python": build["python"], "type": build["type"], **_interpreter(build, interpreters)},
     }
-
-
-def check_scaling(endpoint: dict) -> dict:
-    """{replicas, min_replicas, max_replicas}: fixed copies, or autoscaling bounds (Ray); None when not given."""
-    out = {}
-    for key in ("replicas", "min_replicas", "max_replicas"):
-        value = endpoint.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise UsageError.at(("endpoint", key), f"{value!r} must be a whole number of at least 1")
-        out[key] = value
-    low, high = out["min_replicas"], out["max_replicas"]
-    if out["replicas"] is not None and (low is not None or high is not None):
-        raise UsageError.at(("endpoint", "replicas"), "give either replicas (a fixed number) or "
-                            "min_replicas/max_replicas (autoscaling), not both")
-    if low is not None and high is not None and low > high:
-        raise UsageError.at(("endpoint", "min_replicas"), f"{low} is more than max_replicas ({high})")
-    return out
 
 
 def _interpreter(build: dict, interpreters: Interpreters) -> dict:

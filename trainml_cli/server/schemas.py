@@ -45,6 +45,15 @@ class EndpointSpec(_Strict):
     replicas: Optional[int] = Field(None, description="copies serving: Ray Serve replicas, or local worker processes")
     min_replicas: Optional[int] = Field(None, description="autoscaling lower bound (Ray backend)")
     max_replicas: Optional[int] = Field(None, description="autoscaling upper bound (Ray backend)")
+    upscale_delay: Optional[float] = Field(None, description="autoscaling: seconds above target_ongoing before a "
+                                           "replica is added (default 30)")
+    downscale_delay: Optional[float] = Field(None, description="autoscaling: seconds below it before a replica is "
+                                             "removed (default 600)")
+    target_ongoing: Optional[float] = Field(None, description="autoscaling: calls in flight per replica to aim at "
+                                            "(default: half of max_concurrency, at least 1)")
+    ray_actor_options: Optional[dict[str, Any]] = Field(
+        None, description="Ray backend: each replica's memory (bytes), resources ({name: amount}), accelerator_type, "
+        "label_selector, as Ray Serve's ray_actor_options; CPUs and GPUs come from resources")
 
 
 class EnvVar(_Strict):
@@ -115,6 +124,8 @@ class Job(_Open):
     environment: dict
     gpus: list[dict]
     pid: Optional[int] = None
+    replicas: Optional[list[dict]] = Field(None, description="Ray backend: the live replicas as Ray Serve reports "
+                                           "them, [{replica_id, state, pid, node_ip}]; null elsewhere")
     restarts: int
     run_time: float = Field(..., description="seconds billed")
     hourly_rate: float = Field(..., description="credits per hour")

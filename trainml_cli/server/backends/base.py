@@ -13,7 +13,7 @@ Both serve the same runtime (the same ASGI app); what it is started with is a `l
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
@@ -34,15 +34,28 @@ class Policy:
 
 @dataclass
 class Scaling:
-    """How many copies of the endpoint serve: fixed `replicas`, or autoscaled between min and max."""
+    """How many copies of the endpoint serve: fixed `replicas`, or autoscaled between min and max (reacting as the
+    autoscaling settings say: trainml_cli/scaling.py); and where Ray places them (`ray_actor_options`)."""
 
     replicas: int | None = None
     min_replicas: int | None = None
     max_replicas: int | None = None
+    upscale_delay: float | None = None
+    downscale_delay: float | None = None
+    target_ongoing: float | None = None
+    ray_actor_options: dict = field(default_factory=dict)
 
     @property
     def autoscaled(self) -> bool:
         return self.min_replicas is not None or self.max_replicas is not None
+
+    @classmethod
+    def of(cls, endpoint: dict) -> "Scaling":
+        """From a job's `endpoint` spec."""
+        return cls(**{f.name: endpoint.get(f.name) for f in fields(cls) if endpoint.get(f.name) is not None})
+
+    def as_endpoint(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -115,8 +128,9 @@ class Backend(Protocol):
         """Raise UsageError (422) for resources this backend can never give; nothing is created."""
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
-        """Raise UsageError (422) for what a job asks that this backend cannot honour (autoscaling, endpoint keys,
-        an interpreter of its own), rather than run it without; nothing is created."""
+        """Raise UsageError (422) for what a job asks that this backend cannot honour (autoscaling, Ray's replica
+        options, endpoint keys, an interpreter of its own), rather than run it without; nothing is created.
+        `scaling`: how its copies are counted and placed (scaling.check_scaling's fields and ray_actor_options)."""
 
     def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> Awaitable[list]:
         """The job's resources (GPU records the job keeps), waiting while they are taken; `held`: what an

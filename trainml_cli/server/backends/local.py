@@ -84,6 +84,9 @@ class LocalBackend:
         if scaling["min_replicas"] or scaling["max_replicas"]:
             raise UsageError.at(("endpoint", "min_replicas"), "autoscaling needs the Ray backend (trainml server run "
                                 "--backend ray); give replicas for a fixed number of local worker processes")
+        if scaling.get("ray_actor_options"):
+            raise UsageError.at(("endpoint", "ray_actor_options"), "Ray's replica options need the Ray backend "
+                                "(trainml server run --backend ray)")
 
     async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:
         if held is not None:  # an adopted endpoint runs on the GPUs it was given

@@ -229,6 +229,7 @@ class RayEndpoint:
         self._deploying = asyncio.Lock()
         self._deployed = adopt is not None
         self.logs = ReplicaLogs(backend.head, listener)
+        self.live_replicas: list[dict] | None = None  # as Serve reported them at the last poll (rayapps.live)
 
     @property
     def url(self) -> str:
@@ -277,6 +278,8 @@ class RayEndpoint:
                 head_away = True
                 app = {"status": "RUNNING"} if running else {"status": "DEPLOYING"}
             status, message = rayapps.job_status(app)
+            if not head_away:
+                self.live_replicas = rayapps.live(app)
             self.logs.follow(rayapps.replicas(app))
             if status == "running" and not running:
                 # Serve says RUNNING before its proxies route the prefix: running means callers get answers.

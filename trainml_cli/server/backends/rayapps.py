@@ -30,6 +30,7 @@ from pathlib import Path
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import UsageError
 from ...localpaths import local_digest
+from ...scaling import serve_autoscaling
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
@@ -127,8 +128,11 @@ def deployment_options(launch: Launch) -> dict:
     """Serve's options for the job's one deployment: replicas or autoscaling, resources per replica, limits."""
     runtime = launch.runtime
     concurrency = runtime.max_concurrency or 8
+    scaling = launch.scaling
     options: dict = {
-        "ray_actor_options": {"num_cpus": launch.resources.get("cpu_count", 1),
+        # The job's own placement options (memory, custom resources, ...: actoroptions.py), never CPUs or GPUs,
+        # which come from its resources.
+        "ray_actor_options": {**scaling.ray_actor_options, "num_cpus": launch.resources.get("cpu_count", 1),
                               "num_gpus": launch.resources.get("gpu_count", 0)},
         # Serve sends a replica at most this many calls; the rest wait in the proxy, at most max_queued_requests
         # (per proxy; Serve's default is unbounded), then 503 with Retry-After, as our own limiter answers.
@@ -137,13 +141,8 @@ def deployment_options(launch: Launch) -> dict:
         "backpressure_config": {"status_code": 503, "retry_after_s": RETRY_AFTER_S},
         "health_check_period_s": 5.0,
     }
-    scaling = launch.scaling
     if scaling.autoscaled:
-        low = scaling.min_replicas or 1
-        options["autoscaling_config"] = {
-            "min_replicas": low, "initial_replicas": low, "max_replicas": max(low, scaling.max_replicas or low),
-            "target_ongoing_requests": max(1, concurrency // 2),  # scale out before calls queue in the proxy
-        }
+        options["autoscaling_config"] = serve_autoscaling({**scaling.as_endpoint(), "max_concurrency": concurrency})
     else:
         options["num_replicas"] = scaling.replicas or 1
     return options
@@ -227,3 +226,9 @@ def replicas(app: dict | None) -> list[dict]:
     for deployment in ((app or {}).get("deployments") or {}).values():
         found += deployment.get("replicas") or []
     return found
+
+
+def live(app: dict | None) -> list[dict]:
+    """The replicas as `job get` and the dashboard show them: [{replica_id, state, pid, node_ip}], RUNNING first."""
+    found = [{key: replica.get(key) for key in ("replica_id", "state", "pid", "node_ip")} for replica in replicas(app)]
+    return sorted(found, key=lambda r: (r["state"] != "RUNNING", str(r["replica_id"])))

@@ -7,7 +7,8 @@ follower). These routes add only what a browser needs on top:
     GET  /api/dashboard/events?job=ID    server-sent events: `jobs` (records) whenever what a person sees changes,
                                          `removed` when the followed job is gone
     GET  /api/dashboard/traffic?span=5m|1h|24h&job=ID   requests/s, latency, p50/p99 points per endpoint,
-                                         from the history the control plane keeps (see traffic.py)
+                                         from the history the control plane keeps (see traffic.py), and the
+                                         live replicas where the backend reports them (Ray)
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
     GET  /api/dashboard/requirements?directory=/abs/path|upload=ID   {file, found}: whether a folder on the
                                          server (or an upload) holds the requirements.txt an environment would install
@@ -31,10 +32,13 @@ from ...errors import NotFound, Unauthorized, UsageError
 from ..auth import require_auth
 from ..schemas import JobCreate
 from ..secrets import redact
+from ..states import JobStatus
 from . import forms
 from .history import status_history
 from .pages import ROOT
 from .traffic import RANGES
+
+_LIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
 
 router = APIRouter(prefix="/api/dashboard", dependencies=[Depends(require_auth)], tags=["dashboard"])
 
@@ -107,7 +111,9 @@ async def traffic(request: Request, job: Optional[str] = None, span: str = "5m")
     rows = [p.jobs.find(job)] if job else p.store.jobs()
     sampler = request.app.state.dashboard_traffic
     found = await asyncio.to_thread(sampler.series, p.store, [r["id"] for r in rows], span)
-    found["jobs"] = [{"id": r["id"], "name": r["name"], "status": r["status"], "points": found["jobs"][r["id"]]}
+    # With the live replicas where the backend reports them (Ray), shown beside the chart as they scale.
+    found["jobs"] = [{"id": r["id"], "name": r["name"], "status": r["status"], "points": found["jobs"][r["id"]],
+                      "replicas": p.jobs.live_replicas(r["id"]) if r["status"] in _LIVE else None}
                      for r in rows]
     return found
 

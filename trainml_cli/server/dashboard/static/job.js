@@ -90,6 +90,15 @@
     const points = data.jobs[0] ? data.jobs[0].points : [];
     TrafficChart.draw(canvas, points, data);
     traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(points, data);
+    // The live replicas, as Ray Serve reports them (absent on the local backend): the count moves as it scales.
+    const replicas = data.jobs[0] ? data.jobs[0].replicas : null;
+    const line = traffic.querySelector('[data-field="replicas"]');
+    line.hidden = !replicas;
+    if (replicas) {
+      const running = replicas.filter((r) => r.state === "RUNNING").length;
+      const others = replicas.length - running;
+      line.textContent = `Replicas: ${running} running` + (others ? `, ${others} starting or stopping` : "");
+    }
   }
 
   TrainML.localizeTimes(document, true);
