@@ -9,8 +9,8 @@
 3. Else, unless settings.autostart is off, `python -m trainml_cli.server --home HOME` is started detached (its
    own session, so it outlives the command that started it; output appended to `HOME/server.log`), and
    `locate` returns once it answers. It runs with the options saved for the home (HOME/server-options.json,
-   serveroptions.py): TLS, GPUs, the backend and the rest survive a crash. Two clients racing to start one are fine: the server holds a lock on its
-   home, the loser exits, and both find the winner through server.json.
+   serveroptions.py): TLS, GPUs, the backend and the rest survive a crash. Two clients racing to start one are fine:
+   the server holds a lock on its home, the loser exits, and both find the winner through server.json.
 
 The same helpers back `trainml server start|stop|restart|status`.
 """
