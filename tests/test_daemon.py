@@ -98,9 +98,9 @@ def test_server_restart_replaces_the_control_plane_while_endpoints_serve(control
     assert control_plane.process.wait(timeout=10) == 76  # the old one ended for a restart (EXIT_RESTART)
     info = json.loads(restarted.stdout)
     assert info["pid"] != old and control_planes(control_plane.home) == [info["pid"]]
-    # Started again with the old one's options, and it adopted the endpoint.
-    with open(f"/proc/{info['pid']}/cmdline", "rb") as f:
-        assert b"--port\x000" in f.read()  # the fixture's own option
+    # Started again with the old one's options (saved for the home), and it adopted the endpoint.
+    assert json.loads((control_plane.home / "server-options.json").read_text())["options"] == {"port": 0}
+    assert info["options"]["port"] == 0 and info["options"]["gpus"] is None
     token = (control_plane.home / "token").read_text().strip()
     record = requests.get(f"{info['url']}/api/jobs/{job['id']}", headers={"Authorization": f"Bearer {token}"},
                           timeout=10).json()
@@ -120,8 +120,10 @@ def test_server_install_writes_a_systemd_user_unit_that_never_kills_endpoints(tm
     unit_path = tmp_path / "config" / "systemd" / "user" / "trainml.service"
     assert f"Wrote {unit_path}" in result.stdout and "systemctl --user enable --now trainml" in result.stdout
     unit = unit_path.read_text()
-    assert f'ExecStart={sys.executable} -m trainml_cli.server --home "{tmp_path / "my home"}"' in unit
-    assert "--gpus none" in unit
+    # Only the home: the options are the saved ones, so a later `server restart --gpus ...` holds for the service.
+    assert f'ExecStart={sys.executable} -m trainml_cli.server --home "{tmp_path / "my home"}"\n' in unit
+    saved = json.loads((tmp_path / "my home" / "server-options.json").read_text())
+    assert saved["options"] == {"gpus": "none"}
     for line in ("KillMode=process", "Restart=on-failure", "ExecReload=/bin/kill -USR1 $MAINPID",
                  "RestartForceExitStatus=76", "WantedBy=default.target"):
         assert line in unit.splitlines()

@@ -337,6 +337,30 @@ def test_a_restarted_control_plane_adopts_the_running_application(cluster, start
     assert "Backend:" in status.stdout and "ray" in status.stdout and "CPU free" in status.stdout
 
 
+def test_after_a_kill_9_the_next_cli_call_brings_back_a_ray_control_plane(cluster, start_control_plane, tmp_path):
+    plane = start_control_plane(*cluster.plane_args(), home=tmp_path / "crash")
+    record = json.loads(create(plane, "stays").stdout)
+    url = record["url"]
+    before = requests.post(url + "/predict", json={"text": "before"}, timeout=10).json()["pid"]
+    plane.kill()
+
+    # No TRAINML_API_URL: the CLI finds no control plane for the home and starts one, with the saved options.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TRAINML_HOME": str(plane.home), "NO_COLOR": "1",
+           "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    cli = lambda *argv: subprocess.run([sys.executable, "-m", "trainml_cli", *argv], capture_output=True,  # noqa: E731
+                                       text=True, env=env, timeout=180)
+    listed = cli("job", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(j["name"], j["status"], j["url"]) for j in json.loads(listed.stdout)] == [("stays", "running", url)]
+    assert requests.post(url + "/predict", json={"text": "after"}, timeout=10).json()["pid"] == before
+    status = cli("server", "status")
+    assert "Backend:   ray" in status.stdout and "--backend ray" in status.stdout, status.stdout
+    server_pid = json.loads((plane.home / "server.json").read_text())["pid"]
+    assert processes_mentioning(str(plane.home), exclude=(server_pid,)) == [], "nothing launched on this machine"
+    logs = cli("job", "logs", "stays").stdout
+    assert "adopted Ray Serve application" in logs
+
+
 @pytest.mark.timeout(400)
 def test_pip_packages_become_the_applications_runtime_env(cluster, start_control_plane):
     plane = start_control_plane(*cluster.plane_args(deploy_timeout=300))

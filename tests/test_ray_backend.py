@@ -556,3 +556,30 @@ def test_an_endpoint_key_travels_in_the_package_never_in_serves_config_and_rotat
     plane.api("POST", f"/api/jobs/{job['id']}/start")
     wait_status(plane, job["id"], "running")
     assert _package(head, head.last_put()[f"ep-{job['id']}"]).read("endpoint.key").decode().strip() == newest
+
+
+def test_a_control_plane_on_another_backend_leaves_a_ray_job_alone(start_control_plane, head):
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "far")
+    url = wait_status(plane, job["id"], "running")["url"]
+    puts = len(head.puts)
+    plane.kill()  # kill -9: the application serves on
+
+    local = start_control_plane("--backend", "local", home=plane.home)
+    record = local.api("GET", f"/api/jobs/{job['id']}").json()
+    assert (record["status"], record["url"], record["pid"], record.get("backend")) == ("running", None, None, "ray")
+    assert "launched on the ray backend" in record["reason"] and "--backend ray" in record["reason"]
+    assert local.endpoint_pids() == [], "not launched again on this machine"
+    stopped = local.api("POST", f"/api/jobs/{job['id']}/stop")
+    assert stopped.status_code == 409 and "launched on the ray backend" in stopped.json()["message"]
+    assert local.api("DELETE", f"/api/jobs/{job['id']}?force=true").status_code == 409
+    logs = [e["message"] for e in local.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").json()["logs"]]
+    assert any("left as it is" in m for m in logs)
+    local.stop()
+
+    # Its own backend's control plane adopts it: the application was never removed nor deployed again.
+    assert len(head.puts) == puts and f"ep-{job['id']}" in head.apps
+    back = start_control_plane("--backend", "ray", home=plane.home)  # the Ray address: the saved one
+    adopted = wait_status(back, job["id"], "running")
+    assert (adopted["url"], adopted["reason"], adopted["backend"]) == (url, None, "ray")
+    assert len(head.puts) == puts

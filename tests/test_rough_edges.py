@@ -205,18 +205,22 @@ def test_an_api_url_whose_host_does_not_resolve_says_so(tmp_path):
 
 def test_server_options_are_defined_once_for_click_argparse_and_restart(tmp_path):
     from trainml_cli.server.__main__ import build_parser
-    from trainml_cli.serveroptions import OPTIONS, option_fields
+    from trainml_cli.serveroptions import OPTIONS, option_fields, resolve
+    from trainml_cli.settings import Settings
 
     code, out, err = offline("--home", str(tmp_path), "server", "install", "--print", "--stop-grace", "2.5",
                              "--gpus", "0:rtx3090", "--unresponsive-after", "7", tmp_home=tmp_path)
     assert code == 0, err
     command = shlex.split(next(line for line in out.splitlines() if line.startswith("ExecStart=")))
     argv = command[command.index("trainml_cli.server") + 1:]
-    parsed = vars(build_parser().parse_args(argv))  # what the unit starts reads back what was asked
-    assert (parsed["stop_grace"], parsed["gpus"], parsed["unresponsive_after"], parsed["port"]) == \
+    given = vars(build_parser().parse_args(argv))
+    assert given == {"home": str(tmp_path), "log_level": "info"}  # the options are the saved ones
+    _chosen, values = resolve(Settings(home=tmp_path), {})  # what the unit starts reads back what was asked
+    assert (values["stop_grace"], values["gpus"], values["unresponsive_after"], values["port"]) == \
         (2.5, "0:rtx3090", 7.0, 0)
-    code, out, _ = offline("server", "run", "--help", tmp_home=tmp_path)
-    assert all(option.flag in out for option in OPTIONS)
+    for command in ("run", "start", "restart", "install"):
+        code, out, _ = offline("server", command, "--help", tmp_home=tmp_path)
+        assert all(option.flag in out for option in OPTIONS), command
     assert option_fields() == ["gpus", "python", "stop_grace", "unresponsive_after", "tls_certfile", "tls_keyfile",
                                "backend", "ray_address", "ray_token_file", "ray_serve_host", "ray_serve_port",
                                "ray_deploy_timeout"]

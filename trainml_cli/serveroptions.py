@@ -1,17 +1,34 @@
-"""The control plane's options, each defined once: `trainml server run|start|install` (click),
-`python -m trainml_cli.server` (argparse), the command line `server restart` starts again, and `ServerOptions`
-are all built from the table below. Adding an option is adding a row.
+"""The control plane's options, each defined once: `trainml server run|start|restart|install` (click),
+`python -m trainml_cli.server` (argparse), the saved options file and `ServerOptions` are all built from the
+table below. Adding an option is adding a row.
 
-A leaf (the standard library and settings.py only), so the CLI builds its options without importing the server stack.
+The options a home's control plane was started with are data that persists: `TRAINML_HOME/server-options.json`
+(Settings.options_file), written by the one writer `save_options` once a control plane is up (and by `server
+install`), read by the one reader `saved_options` at every start, whoever starts it (the auto-start of any CLI
+or SDK call, `server restart`, the systemd unit, the start after a crash). Its shape:
+
+    {"version": 1, "options": {"gpus": "0:rtx3090", "tls_certfile": "/abs/cert.pem", "port": 0, ...}}
+
+It holds the options someone chose (on a command line, then or before), never the defaults: an option never
+chosen takes its default (or its environment variable) at each start. What a command line gives overrides what
+is saved, and is saved in turn.
+
+A leaf (the standard library, settings.py and errors.py only), so the CLI builds its options without importing
+the server stack.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
+from .errors import UsageError
 from .settings import Settings
+
+OPTIONS_FILE_VERSION = 1
 
 STOP_GRACE = 10.0  # seconds endpoints get to finish their calls when stopped, before SIGKILL
 UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
@@ -89,15 +106,100 @@ def option_fields() -> list[str]:
 
 
 def add_arguments(parser) -> None:
-    """Every option on an argparse parser (`python -m trainml_cli.server`)."""
+    """Every option on an argparse parser (`python -m trainml_cli.server`). Only the options given appear in the
+    parsed namespace: the others come from the saved options, then the defaults (see `resolve`)."""
+    import argparse
+
     for option in OPTIONS:
-        parser.add_argument(option.flag, type=option.kind, default=option.default_value(), metavar=option.metavar,
+        parser.add_argument(option.flag, type=option.kind, default=argparse.SUPPRESS, metavar=option.metavar,
                             help=option.help, choices=option.choices)
 
 
+def given_in(argv: list[str]) -> dict:
+    """The options an old control plane's command line gave (server.json's `args`, before the options file)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    try:
+        known, _rest = parser.parse_known_args([str(a) for a in argv])
+    except SystemExit:  # argparse's way of saying the line does not parse: nothing usable in it
+        return {}
+    return vars(known)
+
+
+def defaults() -> dict:
+    """Every option's value when nobody chose it: its default, or its environment variable."""
+    return {option.dest: option.default_value() for option in OPTIONS}
+
+
+def resolve(settings: Settings, given: dict) -> tuple[dict, dict]:
+    """(chosen, effective): the saved options overridden by `given` (what a command line says), and every option's
+    value with the defaults for those never chosen. Paths are made absolute (a background control plane runs in
+    TRAINML_HOME). Raises UsageError when the saved file is spoiled."""
+    chosen = {**saved_options(settings), **{k: v for k, v in given.items() if v is not None}}
+    for option in OPTIONS:
+        if option.existing_file and chosen.get(option.dest):
+            chosen[option.dest] = os.path.abspath(os.path.expanduser(chosen[option.dest]))
+    return chosen, {**defaults(), **chosen}
+
+
+def saved_options(settings: Settings) -> dict:
+    """The options saved for this home (the one reader of Settings.options_file); {} when none were saved."""
+    path = settings.options_file
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.strerror}); fix it or remove it") from None
+    except ValueError:
+        raise UsageError(f"{path}: not JSON; fix it or remove it (every option then takes its default)") from None
+    values = data.get("options") if isinstance(data, dict) else None
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: no \"options\" object; fix it or remove it")
+    by_dest = {option.dest: option for option in OPTIONS}
+    # An option this version does not know (saved by a newer one) is left out rather than refused.
+    return {dest: _checked(by_dest[dest], value, path) for dest, value in values.items() if dest in by_dest}
+
+
+def _checked(option: ServerOption, value: Any, path) -> Any:
+    if value is None:
+        return None
+    kind = option.kind
+    ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+    if not ok or isinstance(value, bool):
+        raise UsageError(f"{path}: {option.dest}: {value!r} is not a{'n' if kind is int else ''} {kind.__name__}; "
+                         "fix it or remove it")
+    value = kind(value)
+    if (option.choices and value not in option.choices) or (option.low is not None and value < option.low) or (
+            option.high is not None and value > option.high):
+        raise UsageError(f"{path}: {option.dest}: {value!r} is out of range for {option.flag}; fix it or remove it")
+    return value
+
+
+def save_options(settings: Settings, chosen: dict) -> None:
+    """Write the chosen options for this home (the one writer): a whole file or none (a temporary file renamed
+    over it), readable by its owner only."""
+    path = settings.options_file
+    text = json.dumps({"version": OPTIONS_FILE_VERSION,
+                       "options": {o.dest: chosen[o.dest] for o in OPTIONS if chosen.get(o.dest) is not None}},
+                      indent=2) + "\n"
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
+
+
 def to_argv(values: dict, *, settings: bool = True) -> list[str]:
-    """The `python -m trainml_cli.server` arguments for these values (what `server restart` starts again).
-    `settings=False` leaves out --host and --port (a background start picks its own)."""
+    """The `python -m trainml_cli.server` arguments for these values, each option once.
+    `settings=False` leaves out --host and --port."""
     argv: list[str] = []
     for option in OPTIONS:
         value = values.get(option.dest)

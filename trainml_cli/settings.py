@@ -59,6 +59,11 @@ class Settings:
         return self.home / "server.json"
 
     @property
+    def options_file(self) -> Path:
+        """The control plane's options, saved for every later start (serveroptions.saved_options)."""
+        return self.home / "server-options.json"
+
+    @property
     def server_log(self) -> Path:
         return self.home / "server.log"
 

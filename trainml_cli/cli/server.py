@@ -3,6 +3,9 @@
 Other commands start it themselves when none answers, so these are for when you want control: run it in the
 foreground (logs on the terminal), on a fixed port, with declared GPUs, or stop it. Only `run` imports the
 server stack; the others talk to it over HTTP like any client.
+
+The options given to `run`, `start`, `restart` and `install` are saved for the home (serveroptions.py) and
+every later start has them, whoever starts it; an option not given keeps its saved value.
 """
 
 from __future__ import annotations
@@ -38,32 +41,31 @@ def server_options(function):
     return function
 
 
-def _server_args(options: dict, settings: bool = True) -> list[str]:
-    """The `python -m trainml_cli.server` options for these settings (what `server restart` starts again)."""
-    from ..serveroptions import option_problem, to_argv
+def _resolved(settings, options: dict) -> tuple[dict, dict, dict]:
+    """(given, chosen, effective): the options this command line gives (not those left at their defaults), the
+    saved ones they override (serveroptions.resolve), and every option's value. Checked before anything
+    starts: a bad combination or certificate pair exits 2 naming it, nothing started or saved."""
+    from ..serveroptions import option_problem, resolve
+    from ..tls import check_pair
 
-    problem = option_problem(options)  # e.g. --backend ray without --ray-address: exit 2, nothing started
+    context = click.get_current_context()
+    given = {name: value for name, value in options.items()
+             if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    chosen, effective = resolve(settings, given)
+    problem = option_problem(effective)  # e.g. --backend ray without --ray-address
     if problem:
         raise click.UsageError(problem)
-    return to_argv(options, settings=settings)
+    pair = check_pair(effective["tls_certfile"], effective["tls_keyfile"])
+    if pair:  # absolute: a background control plane runs in TRAINML_HOME
+        effective["tls_certfile"], effective["tls_keyfile"] = pair
+    return {name: chosen[name] for name in given if name in chosen}, chosen, effective
 
 
-def _server_options(options: dict):
+def _server_options(effective: dict):
     from ..serveroptions import option_fields
     from ..server.app import ServerOptions
 
-    return ServerOptions(**{field: options[field] for field in option_fields()})
-
-
-def _checked_tls(options: dict) -> bool:
-    """Check the certificate pair before anything starts (exit 2 naming the file), and make its paths absolute:
-    a background control plane runs in TRAINML_HOME, and `server restart` reuses the command line."""
-    from ..tls import check_pair
-
-    pair = check_pair(options.get("tls_certfile"), options.get("tls_keyfile"))
-    if pair:
-        options["tls_certfile"], options["tls_keyfile"] = pair
-    return pair is not None
+    return ServerOptions(**{field: effective[field] for field in option_fields()})
 
 
 def _warn_exposure(host, tls: bool) -> None:
@@ -74,11 +76,8 @@ def _warn_exposure(host, tls: bool) -> None:
         click.echo(line, err=True)
 
 
-def _settings(obj, host=None, port=None):
-    settings = obj.settings
-    if host is not None:
-        settings = dataclasses.replace(settings, host=host, port=port or 0)
-    return settings
+def _settings(obj, effective: dict):
+    return dataclasses.replace(obj.settings, host=effective["host"], port=effective["port"])
 
 
 @click.group()
@@ -95,9 +94,8 @@ def run(obj, log_level, **options):
     from ..server.daemon import serve
 
     try:
-        _checked_tls(options)
-        serve(_settings(obj, options["host"], options["port"]), _server_options(options), log_level=log_level,
-              args=_server_args(options))
+        _given, chosen, effective = _resolved(obj.settings, options)
+        serve(_settings(obj, effective), _server_options(effective), log_level=log_level, chosen=chosen)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly: a normal end here
         pass
 
@@ -113,16 +111,17 @@ def start(obj, timeout, fmt, **options):
     from ..sdk import autostart
 
     out = Output(obj, fmt)
-    settings = _settings(obj, options["host"], options["port"])
+    settings = obj.settings
+    given, _chosen, effective = _resolved(settings, options)
     info = autostart.running(settings)
     if info is None:
-        _warn_exposure(settings.host, _checked_tls(options))
-        extra = _server_args(options, settings=False)
+        _warn_exposure(effective["host"], effective["tls_certfile"] is not None)
         with out.progress(f"Starting the control plane for {settings.home}"):
-            info = autostart.start(settings, extra, timeout=timeout)
+            info = autostart.start(settings, given, timeout=timeout)
         message = f"Control plane running at: {info['url']} (pid {info['pid']})"
     else:
         message = f"Control plane already running at: {info['url']} (pid {info['pid']})"
+        _warn_different(info, given)
     if out.json_mode:
         out.json(_public(info))
     else:
@@ -147,23 +146,38 @@ def stop(obj, timeout):
         out.line(f"Control plane at {info['url']} stopped.")
 
 
+def _warn_different(info: dict, given: dict) -> None:
+    """`server start --gpus ...` while one runs with other options: say how to apply them, on stderr."""
+    from ..serveroptions import to_argv
+
+    running = info.get("options") or {}
+    differ = {name: value for name, value in given.items() if name in running and running[name] != value}
+    if differ:
+        flags = " ".join(to_argv(differ))
+        click.echo(f"warning: it runs with other options; `trainml server restart {flags}` replaces it with "
+                   "these (its endpoints keep serving)", err=True)
+
+
 @server.command("restart")
+@server_options
 @click.option("--timeout", type=click.FloatRange(1), default=60, show_default=True, metavar="SECONDS",
               help="How long to wait for the old one to exit, and for the new one to answer.")
 @format_option
 @click.pass_obj
-def restart(obj, timeout, fmt):
+def restart(obj, timeout, fmt, **options):
     """Replace the control plane (after an upgrade) while the endpoints keep serving.
 
-    The new control plane starts with the old one's options and adopts every endpoint still running. With
-    none running, this starts one.
+    The new control plane starts with the saved options (the old one's), overridden by the options given here
+    (which are saved in turn), and adopts every endpoint still running. With none running, this starts one.
     """
     from ..sdk import autostart
 
     out = Output(obj, fmt)
     settings = obj.settings
+    given, _chosen, effective = _resolved(settings, options)
+    _warn_exposure(effective["host"], effective["tls_certfile"] is not None)
     with out.progress(f"Restarting the control plane for {settings.home}"):
-        info = autostart.restart(settings, timeout=timeout)
+        info = autostart.restart(settings, given, timeout=timeout)
     if out.json_mode:
         out.json(_public(info))
     else:
@@ -176,6 +190,7 @@ Description=trainML control plane for {home}
 After=network.target
 
 [Service]
+# The options are the ones saved in {options_file} (`trainml server install|start|restart` save them).
 ExecStart={command}
 # Stopping (systemctl stop) signals the control plane alone, and it stops its endpoints itself. Nothing else may
 # kill them: a crash, a kill -9 or a reload leaves them serving, and the control plane started again adopts them.
@@ -216,13 +231,20 @@ def install(obj, name, print_only, **options):
     import sys
     from pathlib import Path
 
+    from ..serveroptions import save_options
+
     out = Output(obj)
-    _checked_tls(options)
-    settings = _settings(obj, options["host"], options["port"])
-    home = settings.home.expanduser().absolute()
-    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home), *_server_args(options)]
+    settings = dataclasses.replace(obj.settings, home=obj.settings.home.expanduser().absolute())
+    _given, chosen, effective = _resolved(settings, options)
+    home = settings.home
+    # The unit names only the home: the options live in the saved file, so that `server restart --gpus ...`
+    # holds for the service's later starts too, rather than the unit's command line undoing it.
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    save_options(settings, chosen)
+    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home)]
     unit = UNIT.format(home=home, command=" ".join(_unit_quote(w) for w in command),
-                       stop_timeout=int(options["stop_grace"]) + 30)
+                       options_file=str(settings.options_file).replace("%", "%%"),
+                       stop_timeout=int(effective["stop_grace"]) + 30)
     if print_only:
         out.line(unit.rstrip("\n"))
         return
@@ -269,6 +291,7 @@ def status(obj, fmt):
         ("Home", info.get("home", "-")),
         ("Version", info.get("version", "-")),
         ("Started", info.get("started", "-")),
+        ("Options", _options_text(info.get("options"))),
         ("Jobs", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if counts else "none"),
         *_backend_fields(backend),
     ])
@@ -276,8 +299,18 @@ def status(obj, fmt):
 
 
 def _public(info: dict) -> dict:
-    keys = ("status", "url", "pid", "home", "version", "started")
+    keys = ("status", "url", "pid", "home", "version", "started", "options")
     return {"status": "running", **{k: info[k] for k in keys if k in info and k != "status"}}
+
+
+def _options_text(options: dict | None) -> str:
+    """The effective options that differ from the defaults, as a command line; all of them are in --format json."""
+    from ..serveroptions import OPTIONS, to_argv
+
+    if options is None:  # a control plane from before options were recorded, or one reached by TRAINML_API_URL
+        return "-"
+    changed = {o.dest: options.get(o.dest) for o in OPTIONS if options.get(o.dest) != o.default}
+    return " ".join(to_argv(changed)) or "the defaults"
 
 
 def _backend_fields(backend: dict) -> list[tuple[str, str]]:

@@ -8,8 +8,9 @@
    `GET /api/health` for this same home.
 3. Else, unless settings.autostart is off, `python -m trainml_cli.server --home HOME` is started detached (its
    own session, so it outlives the command that started it; output appended to `HOME/server.log`), and
-   `locate` returns once it answers. Two clients racing to start one are fine: the server holds a lock on its
-   home, the loser exits, and both find the winner through server.json.
+   `locate` returns once it answers. It runs with the options saved for the home (HOME/server-options.json,
+   serveroptions.py): TLS, GPUs, the backend and the rest survive a crash. Two clients racing to start one are fine:
+   the server holds a lock on its home, the loser exits, and both find the winner through server.json.
 
 The same helpers back `trainml server start|stop|restart|status`.
 """
@@ -80,14 +81,23 @@ def locate(settings: Settings) -> str:
     return start(settings)["url"]
 
 
-def start(settings: Settings, extra_args: list[str] | None = None, timeout: float = START_TIMEOUT) -> dict:
-    """Start the control plane for settings.home in the background; returns its server info once it answers."""
+def start(settings: Settings, options: dict | None = None, timeout: float = START_TIMEOUT) -> dict:
+    """Start the control plane for settings.home in the background; returns its server info once it answers.
+
+    `options` (serveroptions dests) override the ones saved for the home, and are saved in turn; the control
+    plane takes every other option from the saved file."""
+    from ..serveroptions import to_argv
+
     info = running(settings)
     if info:
         return info
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(settings.home),
-               "--host", settings.host, "--port", str(settings.port), *(extra_args or [])]
+    given = dict(options or {})
+    # Settings that say where to listen, other than the defaults, count as chosen (an SDK caller's Settings).
+    for name in ("host", "port"):
+        if getattr(settings, name) != getattr(Settings, name):
+            given.setdefault(name, getattr(settings, name))
+    command = [sys.executable, "-m", "trainml_cli.server", "--home", str(settings.home), *to_argv(given)]
     with open(settings.server_log, "ab") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -143,26 +153,18 @@ def stop(settings: Settings, timeout: float = 30.0, sig: int = signal.SIGTERM) -
     return info
 
 
-def restart(settings: Settings, extra_args: list[str] | None = None, timeout: float = START_TIMEOUT) -> dict:
+def restart(settings: Settings, options: dict | None = None, timeout: float = START_TIMEOUT) -> dict:
     """Replace the running control plane with a new one (an upgrade) while its endpoints keep serving.
 
-    The new one gets the old one's options unless `extra_args` are given. Returns the new server's info."""
+    The new one gets the saved options, overridden by `options`. Returns the new server's info."""
+    from ..serveroptions import given_in
+
     old = stop(settings, timeout=timeout, sig=RESTART_SIGNAL)
-    if extra_args is None and old:
-        extra_args = _without_home(old.get("args") or [])
-    return start(settings, extra_args, timeout=timeout)
-
-
-def _without_home(args: list[str]) -> list[str]:
-    kept, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--home":
-            skip = True
-        elif not arg.startswith("--home="):
-            kept.append(str(arg))
-    return kept
+    given = dict(options or {})
+    if old and old.get("args") and not settings.options_file.exists():
+        # A control plane from before the options file: its command line said what it was started with.
+        given = {**given_in(old["args"]), **given}
+    return start(settings, given, timeout=timeout)
 
 
 def _alive(pid: int) -> bool:

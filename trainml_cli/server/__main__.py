@@ -1,6 +1,7 @@
 """`python -m trainml_cli.server`: run the control plane in the foreground (what `trainml server run` does).
 
-The SDK starts it this way, detached, when no control plane answers for its TRAINML_HOME.
+The SDK starts it this way, detached, when no control plane answers for its TRAINML_HOME. The options given
+here override the ones saved for the home (serveroptions.resolve); the rest come from the saved file.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import sys
 
 from ..errors import TrainMLError
-from ..serveroptions import add_arguments, option_fields, option_problem
+from ..serveroptions import OPTIONS, add_arguments, option_fields, option_problem, resolve
 from ..settings import Settings
 
 
@@ -29,15 +30,20 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    problem = option_problem(vars(args))
+    given = {option.dest: getattr(args, option.dest) for option in OPTIONS if hasattr(args, option.dest)}
+    try:
+        chosen, values = resolve(Settings.from_env(home=args.home), given)
+    except TrainMLError as exc:
+        parser.error(str(exc))
+    problem = option_problem(values)
     if problem:
         parser.error(problem)
-    if args.ray_token_file and not os.access(args.ray_token_file, os.R_OK):
-        parser.error(f"--ray-token-file {args.ray_token_file}: cannot be read")
-    settings = Settings.from_env(home=args.home, host=args.host, port=args.port)
+    if values["ray_token_file"] and not os.access(values["ray_token_file"], os.R_OK):
+        parser.error(f"--ray-token-file {values['ray_token_file']}: cannot be read")
+    settings = Settings.from_env(home=args.home, host=values["host"], port=values["port"])
     try:
-        options = ServerOptions(**{field: getattr(args, field) for field in option_fields()})
-        if serve(settings, options, log_level=args.log_level, args=argv):
+        options = ServerOptions(**{field: values[field] for field in option_fields()})
+        if serve(settings, options, log_level=args.log_level, chosen=chosen):
             return EXIT_RESTART
     except AlreadyRunning as exc:
         sys.stderr.write(f"Error: {exc}\n")

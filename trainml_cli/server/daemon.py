@@ -5,7 +5,10 @@ endpoint twice), makes sure the API token exists, binds the socket itself (port 
 and runs the app on uvicorn. Once the platform is ready it writes `HOME/server.json`:
 
     {"url": "http://127.0.0.1:41234", "pid": 1234, "home": "/home/me/.trainml", "version": "0.1.0", "started": "...",
-     "args": [...]}
+     "options": {"host": "127.0.0.1", "port": 0, "gpus": null, "backend": "local", ...}}
+
+`options` are the effective ones (every option, `trainml server status` shows them). The ones chosen for this
+home are saved then too, in `HOME/server-options.json` (serveroptions.save_options), for every later start.
 
 Clients (the SDK, the CLI) read that file to find the server; it is removed on a clean exit. The same record is
 written into the lock file, which only the lock holder writes, and server.json is rewritten within a second
@@ -18,6 +21,7 @@ leaves the endpoints serving; the next control plane adopts them.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import dataclasses
 import json
@@ -31,6 +35,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import Conflict, ServerError, UsageError
+from ..serveroptions import save_options
 from ..settings import Settings
 from .logs import iso_time
 
@@ -51,11 +56,12 @@ EXIT_RESTART = 76
 
 RESTART_SIGNAL = signal.SIGUSR1  # stop, leaving the endpoints serving (sdk/autostart.py sends it)
 WATCH_EVERY = 1.0  # seconds between two checks that server.json still names this server
+_REPEAT_COUNTS = (10, 100, 1000)  # failed rewrites of server.json that are logged again (then every 1000th)
 
 
-def _server_record(settings: Settings, url: str | None, args: list[str] | None, certfile: str | None = None) -> dict:
+def _server_record(settings: Settings, url: str | None, options: dict, certfile: str | None = None) -> dict:
     record = {"url": url, "pid": os.getpid(), "home": str(settings.home), "version": __version__,
-              "started": iso_time(time.time()), "args": list(args or [])}
+              "started": iso_time(time.time()), "options": options}
     if certfile:  # clients of this home trust it when it is self-signed (tls.client_verify)
         record["tls_certfile"] = certfile
     return record
@@ -63,8 +69,13 @@ def _server_record(settings: Settings, url: str | None, args: list[str] | None, 
 
 def _write_server_file(settings: Settings, data: dict) -> None:
     partial = settings.server_file.with_name(f"server.json.{os.getpid()}.partial")
-    partial.write_text(json.dumps(data) + "\n")
-    partial.rename(settings.server_file)
+    try:
+        partial.write_text(json.dumps(data) + "\n")
+        partial.rename(settings.server_file)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
 
 
 def _write_lock_record(fd: int, data: dict | None) -> None:
@@ -88,18 +99,40 @@ class _ServerFileWatch:
         self._thread.start()
 
     def _run(self) -> None:
+        failures = 0  # attempts in a row that could not write it: said once, then counted, not every second
         while not self._stop.wait(WATCH_EVERY):
             info = self.settings.read_server_file(lock_fallback=False)
-            if not info or info.get("pid") != os.getpid() or info.get("url") != self.data["url"]:
-                try:
-                    _write_server_file(self.settings, self.data)
-                    log.warning("%s was missing or spoiled; wrote it again", self.settings.server_file)
-                except OSError:
-                    log.exception("cannot write %s", self.settings.server_file)
+            if info and info.get("pid") == os.getpid() and info.get("url") == self.data["url"]:
+                continue
+            path = self.settings.server_file
+            try:
+                _write_server_file(self.settings, self.data)
+            except OSError as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("%s was missing or spoiled and cannot be written again (%s); clients still find "
+                                "this server through %s; retrying every %gs", path, exc.strerror or exc,
+                                self.settings.lock_file, WATCH_EVERY)
+                elif failures in _REPEAT_COUNTS or failures % _REPEAT_COUNTS[-1] == 0:
+                    log.warning("%s still cannot be written (%d attempts)", path, failures)
+                continue
+            if failures:
+                log.warning("%s written again after %d failed attempts", path, failures)
+            else:
+                log.warning("%s was missing or spoiled; wrote it again", path)
+            failures = 0
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def _save_options(settings: Settings, chosen: dict) -> None:
+    try:
+        save_options(settings, chosen)
+    except OSError as exc:  # it serves all the same; only a later start will not know these options
+        log.warning("cannot save the options to %s (%s): a start after a crash will not have them",
+                    settings.options_file, exc.strerror or exc)
 
 
 def _remove_server_file(settings: Settings) -> None:
@@ -133,10 +166,10 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings, options=None, *, log_level: str = "info", args: list[str] | None = None) -> bool:
+def serve(settings: Settings, options=None, *, log_level: str = "info", chosen: dict | None = None) -> bool:
     """Run the control plane in this process until SIGTERM or SIGINT (or SIGUSR1: leave the endpoints serving).
 
-    `args` (recorded in server.json) are the `python -m trainml_cli.server` options that start it again this way.
+    `chosen` (serveroptions.resolve) are saved for the home once it is up, so every later start has them.
     Returns True when it stopped for a restart (SIGUSR1), leaving the endpoints serving.
     """
     import uvicorn
@@ -154,10 +187,11 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", args: li
     if pair:
         options = dataclasses.replace(options, tls_certfile=pair[0], tls_keyfile=pair[1])
     scheme = "https" if pair else "http"
+    effective = {"host": settings.host, "port": settings.port, **dataclasses.asdict(options)}
     home = settings.home
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = _lock(home, settings)
-    _write_lock_record(lock, _server_record(settings, None, args))
+    _write_lock_record(lock, _server_record(settings, None, effective))
     sock = None
     watch: list[_ServerFileWatch] = []
     try:
@@ -170,9 +204,11 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", args: li
 
         def ready(platform) -> None:
             platform.url = url
-            record = _server_record(settings, url, args, pair[0] if pair else None)
+            record = _server_record(settings, url, effective, pair[0] if pair else None)
             _write_lock_record(lock, record)
             _write_server_file(settings, record)
+            if chosen is not None:
+                _save_options(settings, {**chosen, **({"tls_certfile": pair[0], "tls_keyfile": pair[1]} if pair else {})})
             watch.append(_ServerFileWatch(settings, record))
             log.info("control plane listening on %s (home %s, pid %d)", url, home, os.getpid())
 

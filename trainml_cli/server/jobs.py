@@ -50,7 +50,7 @@ from .states import JobStatus, transition
 from .store import Store
 from .secrets import redact
 from .secrets import split as split_secrets
-from .backends.base import Backend, Endpoint, Launch, Policy, Scaling
+from .backends.base import Backend, Endpoint, Launch, Policy, Scaling, elsewhere
 from .backends.local import LocalBackend
 
 log = logging.getLogger("trainml.server")
@@ -120,15 +120,17 @@ class Jobs:
             run_time += max(0.0, now - row["running_since"])
             credits += max(0.0, now - row["running_since"]) / 3600 * row["rate"]
         live = row["status"] in (S.STARTING.value, S.RUNNING.value)
-        url = self.backend.url(row) if live else None
+        foreign = elsewhere(row, self.backend.name)  # its URL is its own backend's, unknown here
+        url = self.backend.url(row) if live and not foreign else None
         return {
             "id": row["id"],
             "name": row["name"],
             "type": spec["type"],
             "status": row["status"],
-            "reason": row["reason"],
+            "reason": foreign or row["reason"],
             "url": url,
             "port": row["port"],
+            "backend": row["backend"] or self.backend.name,
             "resources": spec["resources"],
             "model": {**spec["model"], "source_uri": redact(spec["model"].get("source_uri")),
                       **{k: v for k, v in row["source"].items() if k != "environment"}},
@@ -248,6 +250,7 @@ class Jobs:
     # -- driving a job ------------------------------------------------------------------------------------------
 
     def _launch_driver(self, job_id: str, adopt=None) -> None:
+        self.store.update_job(job_id, backend=self.backend.name)  # so another backend never launches it again
         driver = self._drivers[job_id] = _Driver()
         driver.adopt = adopt
         driver.task = asyncio.create_task(self._drive(job_id, driver), name=f"job-{job_id}")
@@ -417,8 +420,15 @@ class Jobs:
 
     # -- user actions -------------------------------------------------------------------------------------------
 
+    def _own(self, row: dict) -> None:
+        """Refuse to act on a job another backend runs: its endpoint is out of this control plane's reach."""
+        foreign = elsewhere(row, self.backend.name)
+        if foreign:
+            raise Conflict(f"job {row['name']!r} was {foreign}")
+
     async def stop(self, ref: str) -> dict:
         row = self.find(ref)
+        self._own(row)
         status = S(row["status"])
         if status.is_final or status == S.STOPPING:
             return self.record(row)
@@ -445,6 +455,7 @@ class Jobs:
     async def rotate_key(self, ref: str) -> dict:
         """A new key for a job with one, handed to its endpoint by the backend; the old one then stops working."""
         row = self.find(ref)
+        self._own(row)
         if not row["spec"]["endpoint"].get("auth"):
             raise Conflict(f"job {row['name']!r} has no endpoint key (create it with --auth)")
         key = endpointkeys.new_key()
@@ -471,6 +482,7 @@ class Jobs:
 
     async def remove(self, ref: str, force: bool = False) -> None:
         row = self.find(ref)
+        self._own(row)  # even with force: what it runs elsewhere would serve on with no record of it
         status = S(row["status"])
         if not status.is_final and not force:
             raise Conflict(f"job {row['name']!r} is {status.value}; stop it first, or remove it with force")
@@ -511,8 +523,14 @@ class Jobs:
     async def reconcile(self) -> None:
         """Take over from an earlier control plane: adopt the endpoints it left serving, restart those that died
         meanwhile, end the ones that should not run, and resume every job whose status says it should be live."""
-        rows = self.store.jobs()
-        live = (S.STARTING, S.RUNNING)
+        rows, live = [], (S.STARTING, S.RUNNING)
+        for row in self.store.jobs():
+            foreign = elsewhere(row, self.backend.name)
+            if foreign:  # neither adopted, nor relaunched here, nor cleaned up: its own backend's control plane will
+                log.warning("job %s: %s", row["id"], foreign)
+                self.logs.event(row["id"], f"control plane restarted; this job was {foreign}")
+            else:
+                rows.append(row)
         adopt = await self.backend.adoptable([r for r in rows if S(r["status"]) in live])
         await self.backend.clean_up(rows, adopt)
         for row in rows:

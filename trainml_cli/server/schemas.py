@@ -118,6 +118,7 @@ class Job(_Open):
     reason: Optional[str] = Field(None, description="why the job failed")
     url: Optional[str] = Field(None, description="the endpoint's URL while starting or running")
     port: Optional[int] = None
+    backend: Optional[str] = Field(None, description="where its endpoint was launched: local or ray")
     resources: dict
     model: dict
     endpoint: dict

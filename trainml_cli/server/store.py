@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS = {
     1: """
@@ -103,12 +103,17 @@ _MIGRATIONS = {
         PRIMARY KEY (job_id, resolution, t)
     );
     """,
+    4: """
+    -- the backend its endpoint was launched on (local, ray): a control plane on another one leaves the job alone
+    -- rather than launch it a second time where it does not run (NULL: from before, taken as this one's)
+    ALTER TABLE jobs ADD COLUMN backend TEXT;
+    """,
 }
 
 _JSON_COLUMNS = ("spec", "source", "gpus", "log_offsets", "secrets")
 _JOB_COLUMNS = frozenset(
     "name status reason spec source port pid pid_start gpus restarts run_seconds credits running_since rate updated "
-    "log_offsets secrets".split()
+    "log_offsets secrets backend".split()
 )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
 from ...launchspec import LaunchSpec
+from ...states import JobStatus
 from ...serveroptions import STOP_GRACE, UNRESPONSIVE_AFTER  # defined once, with the options
 
 START_TIMEOUT = 300.0  # loading a big model can take minutes
@@ -84,6 +85,18 @@ class Launch:
     def command(self, fd: int) -> list[str]:
         """The local runtime's command line, serving on the inherited socket `fd`."""
         return [self.python, "-m", "trainml_cli.runtime", *replace(self.runtime, fd=fd).to_argv()]
+
+
+def elsewhere(job: dict, backend: str) -> str | None:
+    """Why a control plane on `backend` must leave this job alone: it was launched on another backend and is not
+    stopped or failed, so its endpoint may still serve there (a Ray application, a process on this machine).
+    Launching it here would run it twice; ending it there is not this backend's to do. None: it is this one's."""
+    recorded = job.get("backend")
+    if not recorded or recorded == backend or JobStatus(job["status"]).is_final:
+        return None
+    return (f"launched on the {recorded} backend, and this control plane runs the {backend} backend: left as it "
+            f"is (still serving there if it was); restart the control plane with --backend {recorded} (trainml "
+            f"server restart --backend {recorded} ...) to manage it")
 
 
 class EndpointListener(Protocol):
