@@ -51,6 +51,7 @@ from ..errors import Conflict, NotFound
 from . import resources as res
 from . import schemas
 from .auth import require_auth
+from .bodies import JsonRoute
 from ..states import JobStatus
 from .states import parse_status
 
@@ -59,7 +60,8 @@ MAX_PAGE = 1000
 STREAM_HEARTBEAT = 15.0
 
 open_router = APIRouter(prefix="/api", tags=["health"])
-router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], route_class=JsonRoute)
+upload_router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])  # its own cap (archives.py)
 
 
 def platform(request: Request):
@@ -112,7 +114,7 @@ async def remove_secret(name: str, request: Request):
 # -- uploads ------------------------------------------------------------------------------------------------------
 
 
-@router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=schemas.Upload, tags=["models"],
+@upload_router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=schemas.Upload, tags=["models"],
              openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload(request: Request):
     """A tar.gz (or a zip) of a model folder; refused (422) if any member is a link, a device, absolute or has
