@@ -32,8 +32,10 @@
     POST   /api/environments/prune             -> {removed: [keys]}: every environment no job uses
 
 Errors are JSON `{"error": kind, "message": "...", "details": [...]}` with the status of the error class
-(errors.py): 401 unauthorized, 404 not_found, 409 conflict, 422 invalid / invalid_route, 503 unavailable.
-A job payload whose routes break the route spec gets 422 with one detail per route and field; nothing is created.
+(errors.py): 401 unauthorized, 404 not_found, 409 conflict, 413 body_too_large, 422 invalid / invalid_route,
+503 unavailable. A job payload whose routes break the route spec gets 422 with one detail per route and field;
+nothing is created. A JSON body is at most 1 MiB, 10,000 keys and array items and 100 levels deep, and a 422
+lists its first 20 problems and counts the rest (bodies.py).
 """
 
 from __future__ import annotations
