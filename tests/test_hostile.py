@@ -384,6 +384,10 @@ def test_a_body_over_the_control_planes_cap_is_413_without_a_content_length(cont
 
     answer = control_plane.api("PUT", "/api/secrets/big", data=chunks(), headers={"content-type": "application/json"})
     assert answer.status_code == 413 and answer.json()["error"] == "body_too_large"
+    # A stranger's body is not read at all: 401 before the cap or the parser see it.
+    stranger = control_plane.api("PUT", "/api/secrets/big", auth=False, data=chunks(),
+                                 headers={"content-type": "application/json"})
+    assert stranger.status_code == 401
     assert control_plane.api("GET", "/api/secrets").json() == []
     fine = control_plane.api("PUT", "/api/secrets/fine", json={"value": "v" * 60_000})
     assert fine.status_code == 200, fine.text
