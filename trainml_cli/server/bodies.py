@@ -124,7 +124,8 @@ def bounded(body: dict) -> dict:
     if isinstance(message, str):
         lines = message.split("\n")
         if len(lines) > jsonbody.MAX_ERRORS + 1:  # a heading ("N problems ...:") and 20 problems
-            message = "\n".join(lines[:jsonbody.MAX_ERRORS + 1]) + f"\n... and {len(lines) - jsonbody.MAX_ERRORS - 1:,} more"
+            kept = jsonbody.MAX_ERRORS + 1
+            message = "\n".join(lines[:kept]) + f"\n... and {len(lines) - kept:,} more"
         if len(message) > _MAX_MESSAGE:
             message = message[:_MAX_MESSAGE] + f"... ({len(message) - _MAX_MESSAGE:,} more characters)"
         body["message"] = message
