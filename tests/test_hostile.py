@@ -261,3 +261,148 @@ def test_a_key_file_that_is_missing_or_too_short_stops_the_runtime_naming_it(tmp
         endpoint = start("types", [route("/echo", "echo", ECHO)], "--key-file", str(path), tmp_path=tmp_path)
         assert endpoint.wait_exit() == 2
         assert f"--key-file {path}: {message}" in endpoint.log() and "Traceback" not in endpoint.log()
+
+
+# -- nesting depth, on both servers ------------------------------------------------------------------------------
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def padding(size: int, keys: bool) -> str:
+    """JSON members (after a comma) filling `size` bytes: many unknown keys (the large-body scan's path) or one
+    long string (pydantic's)."""
+    if keys:
+        return "".join(f', "u{i:07}": 1' for i in range(size // 14 + 1))
+    return ', "pad": "' + "x" * size + '"'
+
+
+DEEP = [  # (levels, bytes of padding, padded with keys): small, and over 64 KiB both ways
+    pytest.param(5_000, 0, False, id="5000-small"),
+    pytest.param(5_000, 100_000, False, id="5000-large-string"),
+    pytest.param(5_000, 100_000, True, id="5000-large-keys"),
+    pytest.param(100_000, 0, False, id="100000"),
+    pytest.param(100_000, 100_000, True, id="100000-large-keys"),
+]
+
+
+@pytest.mark.parametrize("levels, pad, keys", DEEP)
+def test_a_body_nested_past_the_bound_is_a_json_422_naming_it_on_an_endpoint(serve, levels, pad, keys):
+    ep = serve([route("/echo", "echo", ECHO)])
+    for body in ('{"text": "x", "l": ' + nested(levels) + (padding(pad, keys) if pad else "") + "}",
+                 '{"text": "x"' + (padding(pad, keys) if pad else "") + ', "d": {"a": ' + nested(levels) + "}}"):
+        assert (len(body) > 64 * 1024) == bool(pad or levels > 30_000)
+        answer = raw_post(ep, "/echo", body.encode(), "application/json")
+        assert answer.status_code == 422, answer.text[:300]
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["detail"][0]["type"] == "too_deep"
+        assert "more than 100 levels deep" in answer.json()["message"], answer.json()["message"]
+    assert ep.post("/echo", {"text": "fine"}).status_code == 200
+
+
+def test_the_endpoints_depth_bound_is_100_levels(serve):
+    ep = serve([route("/echo", "echo", ECHO), route("/q", "echo", ECHO[1:], verb="GET")])
+    assert raw_post(ep, "/echo", b'{"text": "x", "l": ' + nested(99).encode() + b"}", "application/json").status_code == 200
+    deeper = raw_post(ep, "/echo", b'{"text": "x", "l": ' + nested(100).encode() + b"}", "application/json")
+    assert deeper.status_code == 422 and deeper.json()["detail"][0]["loc"] == ["body", "l"]
+    assert ep.get("/q?l=" + nested(99)).status_code == 200  # a param's value is level 2, as in a body
+    for levels in (100, 5_000):
+        answer = ep.get("/q?l=" + nested(levels))
+        assert answer.status_code == 422 and answer.json()["detail"][0] == {
+            "loc": ["query", "l"], "msg": "objects and arrays nested more than 100 levels deep; the limit is 100",
+            "type": "too_deep"}
+
+
+# -- the control plane's API -------------------------------------------------------------------------------------
+
+
+def health_meanwhile(url: str):
+    """Pings /api/health from another thread until the returned stop() is called; stop() gives the latencies."""
+    pings: list[float] = []
+    done = threading.Event()
+
+    def ping():
+        session = requests.Session()
+        while not done.is_set() and len(pings) < 1000:
+            began = time.monotonic()
+            assert session.get(url + "/api/health", timeout=10).status_code == 200
+            pings.append(time.monotonic() - began)
+            time.sleep(0.02)
+
+    pinger = threading.Thread(target=ping)
+    pinger.start()
+
+    def stop() -> list[float]:
+        done.set()
+        pinger.join(30)
+        return pings
+
+    return stop
+
+
+JOB = '{"name": "hostile", "model": {"source_type": "git", "source_uri": "https://example.com/x.git"}, ' \
+      '"endpoint": {"routes": []}'
+
+
+@pytest.mark.parametrize("size, status", [(10 * 1024 * 1024, 413), (1024 * 1024 - 64, 422)],
+                         ids=["10MiB-over-the-cap", "just-under-the-1MiB-cap"])
+def test_the_control_planes_hostile_body_gets_a_small_answer_and_never_stalls_its_health(control_plane, size, status):
+    unknown = hostile_body(size - len(JOB) - 2)
+    body = JOB.encode() + b", " + unknown[1:]
+    assert len(body) <= size
+    keys = unknown.count(b":")
+    stop = health_meanwhile(control_plane.url)
+    began = time.monotonic()
+    try:
+        answer = control_plane.api("POST", "/api/jobs", data=body, headers={"content-type": "application/json"},
+                                   timeout=60)
+    finally:
+        pings = stop()
+    took = time.monotonic() - began
+    assert answer.status_code == status, answer.text[:500]
+    assert len(answer.content) <= 64 * 1024, len(answer.content)
+    assert took < 15, took
+    assert pings and max(pings) < 1.0, (max(pings), len(pings))
+    if status == 413:
+        assert answer.json()["error"] == "body_too_large" and "1,048,576 bytes" in answer.json()["message"]
+    else:
+        details = answer.json()["details"]
+        assert len(details) == 21 and details[0] == "k0: Extra inputs are not permitted"
+        assert details[-1] == f"... and {keys - 20:,} more"
+        assert answer.json()["message"].startswith(f"{keys:,} problems in the request:")
+    assert control_plane.api("GET", "/api/jobs").json() == []
+    print(f"control plane, {len(body):,} byte body ({keys:,} unknown keys): {status} of {len(answer.content)} "
+          f"bytes in {took:.2f}s; /api/health worst {max(pings) * 1000:.0f} ms over {len(pings)} pings; "
+          f"peak RSS {_peak_rss_mb(control_plane.process.pid)} MB")
+
+
+def test_a_body_over_the_control_planes_cap_is_413_without_a_content_length(control_plane):
+    def chunks():
+        for _ in range(20):
+            yield b" " * 64 * 1024  # 1.25 MiB in all, sent chunked: no Content-Length to refuse it by
+
+    answer = control_plane.api("PUT", "/api/secrets/big", data=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["error"] == "body_too_large"
+    # A stranger's body is not read at all: 401 before the cap or the parser see it.
+    stranger = control_plane.api("PUT", "/api/secrets/big", auth=False, data=chunks(),
+                                 headers={"content-type": "application/json"})
+    assert stranger.status_code == 401
+    assert control_plane.api("GET", "/api/secrets").json() == []
+    fine = control_plane.api("PUT", "/api/secrets/fine", json={"value": "v" * 60_000})
+    assert fine.status_code == 200, fine.text
+
+
+@pytest.mark.parametrize("levels, pad, keys", DEEP)
+def test_a_body_nested_past_the_bound_is_a_json_422_naming_it_on_the_control_plane(control_plane, levels, pad, keys):
+    for path, body in (("/api/jobs", JOB[:-1] + ', "routes": ' + nested(levels) + "}"
+                        + (padding(pad, keys) if pad else "") + "}"),
+                       ("/api/dashboard/check", '{"name": ' + nested(levels) + (padding(pad, keys) if pad else "") + "}")):
+        assert (len(body) > 64 * 1024) == bool(pad or levels > 30_000)
+        answer = control_plane.api("POST", path, data=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 422, answer.text[:300]
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["error"] == "invalid"
+        assert "more than 100 levels deep" in answer.json()["message"], answer.json()["message"]
+    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert control_plane.api("GET", "/api/health").status_code == 200

@@ -129,6 +129,13 @@ class RouteSpecError(UsageError):
         return cls(lines, fields=[FieldProblem(tuple(loc), message, index) for index, _, loc, message in found])
 
 
+class TooLarge(UsageError):
+    """A request body over the size its receiver takes (413); the same kind as an endpoint's 413."""
+
+    http_status = 413
+    kind = "body_too_large"
+
+
 class NotFound(TrainMLError):
     exit_code = 1
     http_status = 404
@@ -195,6 +202,7 @@ _BY_KIND = {
     for klass in (
         TrainMLError,
         UsageError,
+        TooLarge,
         NotFound,
         Conflict,
         Ambiguous,
@@ -208,4 +216,5 @@ _BY_KIND = {
 }
 # RouteSpecError takes a list of problems; rebuilt from the wire it is a plain UsageError with details.
 _BY_KIND["invalid_route"] = UsageError
-_BY_STATUS = {401: Unauthorized, 404: NotFound, 409: Conflict, 422: UsageError, 400: UsageError, 503: Unavailable}
+_BY_STATUS = {401: Unauthorized, 404: NotFound, 409: Conflict, 413: TooLarge, 422: UsageError, 400: UsageError,
+              503: Unavailable}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ModelCodeError
+from ..jsonbody import OFF_LOOP_BYTES
 from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
 from .batching import Batcher
 from .binding import Binder, InvalidRequest
@@ -32,10 +33,9 @@ from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, make_directory, wants_
 from .output import AccessLog, encode_result
 
 JSON = b"application/json"
-# Bodies larger than this are validated on a thread of their own: pydantic releases the GIL while it parses, so
-# the event loop keeps answering (/ping within 1 s while a hostile 10 MiB body is checked). Smaller bodies are
-# validated inline, where a thread hop would cost more than the validation (about 10 us).
-OFF_LOOP_BYTES = 64 * 1024
+# Bodies larger than OFF_LOOP_BYTES are validated on a thread of their own: pydantic releases the GIL while it
+# parses, so the event loop keeps answering (/ping within 1 s while a hostile 10 MiB body is checked). Smaller
+# bodies are validated inline, where a thread hop would cost more than the validation (about 10 us).
 
 
 class Health(enum.Enum):

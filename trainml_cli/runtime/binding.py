@@ -9,7 +9,10 @@ Stricter than FastAPI where a hostile or sloppy client could hurt the model or t
   since the model's answer would then fail as JSON (500) or be silently wrong;
 - an explicit `null` for an optional param means "use the default", as leaving it out does;
 - a 422 lists at most MAX_ERRORS problems plus "... and N more": a body of a million unknown keys would
-  otherwise get an answer ten times its size, and never reaches pydantic (see bind_large_json).
+  otherwise get an answer ten times its size, and never reaches pydantic (see bind_large_json);
+- a body nested deeper than MAX_DEPTH (jsonbody.py) is a 422 naming the bound, however deep: pydantic's parser
+  stops at 200 levels with an error we rename, the walk over dict and list params counts the levels below that,
+  and the scan of a large body (json's C scanner, which recurses) turns its RecursionError into the same 422.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from urllib.parse import parse_qsl
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
+from .. import jsonbody
+from ..jsonbody import MAX_DEPTH, MAX_ERRORS, TOO_DEEP
 from ..routespec import Route
 
 ANNOTATIONS: dict[str, Any] = {
@@ -36,7 +41,6 @@ ANNOTATIONS: dict[str, Any] = {
 }
 
 
-MAX_ERRORS = 20  # problems listed in one 422; the rest are counted
 # A large body with more unknown keys than this is refused from a scan, never given to pydantic: see
 # bind_large_json.
 _MANY_ERRORS = 1000
@@ -51,10 +55,7 @@ class InvalidRequest(Exception):
     def __init__(self, errors: list[dict], total: int | None = None):
         total = len(errors) if total is None else total
         errors = errors[:MAX_ERRORS]
-        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-        if total > len(errors):
-            message += f"; ... and {total - len(errors):,} more"
-        super().__init__(message)
+        super().__init__(jsonbody.summary([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors], total))
         self.errors = errors
         self.total = total
 
@@ -93,7 +94,7 @@ class Binder:
         try:
             values = self._validator.validate_json(body)
         except ValidationError as exc:
-            raise InvalidRequest(self._errors(exc), exc.error_count()) from None
+            raise self._invalid(exc) from None
         return self._arguments(values)
 
     def bind_large_json(self, body: bytes) -> tuple[tuple, dict]:
@@ -122,7 +123,7 @@ class Binder:
             return None
         i = match(text, i + 1).end()
         seen, unknown, first_unknown = set(), 0, []
-        try:
+        try:  # json's scanner recurses per level: its RecursionError is a body nested past MAX_DEPTH
             while text[i:i + 1] == '"':
                 key, i = scanstring(text, i + 1)
                 i = match(text, i).end()
@@ -141,6 +142,8 @@ class Binder:
                 i = match(text, i + 1).end()
         except (StopIteration, ValueError):
             return None
+        except RecursionError:
+            return _too_deep(self.location)
         if unknown <= _MANY_ERRORS:
             return None
         errors = [{"loc": [self.location, p.name], "msg": "Field required", "type": "missing"}
@@ -156,7 +159,9 @@ class Binder:
         for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
             if key in self._json_params:
                 try:
-                    value = json.loads(value)
+                    value = jsonbody.loads(value)
+                except jsonbody.TooDeep:
+                    errors.append({"loc": ["query", key], "msg": TOO_DEEP, "type": "too_deep"})
                 except ValueError:
                     errors.append({"loc": ["query", key], "msg": "must be JSON text", "type": "json_invalid"})
             raw[key] = value
@@ -165,7 +170,7 @@ class Binder:
         try:
             values = self._validator.validate_python(raw)
         except ValidationError as exc:
-            raise InvalidRequest(self._errors(exc), exc.error_count()) from None
+            raise self._invalid(exc) from None
         return self._arguments(values)
 
     def _arguments(self, values) -> tuple[tuple, dict]:
@@ -173,13 +178,23 @@ class Binder:
             if getattr(values, attribute) is None:
                 setattr(values, attribute, copy.deepcopy(default) if mutable else default)
         for attribute, name in self._nested:
-            where = _non_finite(getattr(values, attribute))
-            if where is not None:
+            found = _nested_problem(getattr(values, attribute))
+            if found is not None:
+                where, too_deep = found
+                if too_deep:  # the param names it: a path of a hundred indexes would not help more
+                    raise _too_deep(self.location, (name,))
                 loc = [self.location, name, *where]
                 raise InvalidRequest([{"loc": loc, "msg": "Input should be a finite number", "type": "finite_number"}])
         if self.route.positional:
             return tuple(getattr(values, attribute) for attribute, _ in self._attributes), {}
         return (), {name: getattr(values, attribute) for attribute, name in self._attributes}
+
+    def _invalid(self, exc: ValidationError) -> InvalidRequest:
+        errors = self._errors(exc)
+        # pydantic's parser stops at 200 levels: past our bound either way, and said in our words
+        if errors[0]["type"] == "json_invalid" and "recursion limit" in errors[0]["msg"]:
+            return _too_deep(self.location)
+        return InvalidRequest(errors, exc.error_count())
 
     def _errors(self, exc: ValidationError) -> list[dict]:
         errors = []
@@ -193,17 +208,29 @@ class Binder:
         return errors
 
 
-def _non_finite(value, _isfinite=math.isfinite) -> list | None:
-    """Where in a JSON value a float is inf or nan (a path of keys and indexes), or None. Iterative: a deeply
-    nested body must not exhaust the stack."""
+def _too_deep(location: str, loc=()) -> InvalidRequest:
+    return InvalidRequest([{"loc": [location, *loc], "msg": TOO_DEEP, "type": "too_deep"}])
+
+
+# A param's value sits at level 2 of the body (the body's object is level 1): its containers may go this deep.
+_PARAM_DEPTH = MAX_DEPTH - 2
+
+
+def _nested_problem(value, _isfinite=math.isfinite) -> tuple[list, bool] | None:
+    """In a dict or list param's value: where a float is inf or nan, or a container sits past MAX_DEPTH (a path of
+    keys and indexes, and whether it is the depth), or None. Iterative: a deep value must not exhaust the stack."""
     stack = [((), value)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, float):
             if not _isfinite(item):
-                return list(path)
+                return list(path), False
         elif isinstance(item, dict):
+            if len(path) > _PARAM_DEPTH:
+                return list(path), True
             stack.extend(((*path, k), v) for k, v in item.items() if not isinstance(v, (str, int)))
         elif isinstance(item, list):
+            if len(path) > _PARAM_DEPTH:
+                return list(path), True
             stack.extend(((*path, i), v) for i, v in enumerate(item) if not isinstance(v, (str, int)))
     return None

@@ -32,8 +32,10 @@
     POST   /api/environments/prune             -> {removed: [keys]}: every environment no job uses
 
 Errors are JSON `{"error": kind, "message": "...", "details": [...]}` with the status of the error class
-(errors.py): 401 unauthorized, 404 not_found, 409 conflict, 422 invalid / invalid_route, 503 unavailable.
-A job payload whose routes break the route spec gets 422 with one detail per route and field; nothing is created.
+(errors.py): 401 unauthorized, 404 not_found, 409 conflict, 413 body_too_large, 422 invalid / invalid_route,
+503 unavailable. A job payload whose routes break the route spec gets 422 with one detail per route and field;
+nothing is created. A JSON body is at most 1 MiB, 10,000 keys and array items and 100 levels deep, and a 422
+lists its first 20 problems and counts the rest (bodies.py).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from ..errors import Conflict, NotFound
 from . import resources as res
 from . import schemas
 from .auth import require_auth
+from .bodies import JsonRoute
 from ..states import JobStatus
 from .states import parse_status
 
@@ -59,7 +62,8 @@ MAX_PAGE = 1000
 STREAM_HEARTBEAT = 15.0
 
 open_router = APIRouter(prefix="/api", tags=["health"])
-router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
+router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], route_class=JsonRoute)
+upload_router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])  # its own cap (archives.py)
 
 
 def platform(request: Request):
@@ -112,7 +116,7 @@ async def remove_secret(name: str, request: Request):
 # -- uploads ------------------------------------------------------------------------------------------------------
 
 
-@router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=schemas.Upload, tags=["models"],
+@upload_router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=schemas.Upload, tags=["models"],
              openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload(request: Request):
     """A tar.gz (or a zip) of a model folder; refused (422) if any member is a link, a device, absolute or has

@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, tls
-from ..errors import NotFound, ServerError, TrainMLError, Unauthorized, UsageError
+from ..errors import NotFound, ServerError, TooLarge, TrainMLError, Unauthorized, UsageError
+from ..jsonbody import MAX_ERRORS
 from ..settings import Settings
-from . import api, openapi, prometheus
+from . import api, bodies, openapi, prometheus
 from . import resources as res
 from .auth import Authenticator, ensure_token
 from .environments import Environments
@@ -148,6 +149,7 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
     app.state.auth = Authenticator(ensure_token(settings.token_path))
     app.include_router(api.open_router)
     app.include_router(api.router)
+    app.include_router(api.upload_router)
     app.include_router(prometheus.targets_router)
     app.include_router(prometheus.metrics_router)
     _install_error_handlers(app)
@@ -159,17 +161,19 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TrainMLError)
     async def trainml_error(request: Request, exc: TrainMLError):
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+        headers = None
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, TooLarge):  # the rest of the body is not read: the connection cannot be reused
+            headers = {"Connection": "close"}
+        return JSONResponse(bodies.bounded(exc.to_dict()), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-            problems.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
-        message = problems[0] if len(problems) == 1 else f"{len(problems)} problems in the request:\n" + "\n".join(problems)
-        return JSONResponse(UsageError(message, details=problems).to_dict(), status_code=422)
+        errors = exc.errors()
+        shown = errors[:MAX_ERRORS]
+        error = bodies.invalid([e.get("loc", ()) for e in shown], [e.get("msg") for e in shown], len(errors))
+        return JSONResponse(bodies.bounded(error.to_dict()), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -184,13 +188,13 @@ def _install_error_handlers(app: FastAPI) -> None:
             body = {"error": "method_not_allowed", "message": f"{request.url.path} accepts {allow}, not {request.method}"}
         else:
             body = {"error": "http", "message": f"{request.method} {request.url.path}: {exc.detail}"}
-        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+        return JSONResponse(bodies.bounded(body), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         error = ServerError(f"the control plane failed on {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
-        return JSONResponse(error.to_dict(), status_code=500)
+        return JSONResponse(bodies.bounded(error.to_dict()), status_code=500)
 
 
 def _allowed(request: Request) -> str:

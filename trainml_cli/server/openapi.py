@@ -12,6 +12,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from .bodies import MAX_JSON_BODY
+
 ERROR = {
     "type": "object",
     "properties": {
@@ -34,6 +36,7 @@ COMMON = {
     "503": "The control plane is not ready, or a resource it needs is busy",
 }
 NEEDS_TOKEN = "401"
+TOO_LARGE = f"The JSON body is larger than the API's limit of {MAX_JSON_BODY:,} bytes (bodies.py)"
 OPEN = frozenset({"/api/health", "/metrics"})
 
 
@@ -55,6 +58,8 @@ def install(app: FastAPI) -> None:
                     if operation is operations.get("post") and path == "/api/uploads":
                         responses.setdefault("413", {"description": "The upload is larger than allowed",
                                                      "content": _REF})
+                    elif any(operation is operations.get(verb) for verb in ("post", "put", "patch")):
+                        responses.setdefault("413", {"description": TOO_LARGE, "content": _REF})
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -30,6 +30,7 @@ from fastapi.responses import StreamingResponse
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, Unauthorized, UsageError
 from ..auth import require_auth
+from ..bodies import JsonRoute
 from ..schemas import JobCreate
 from ..secrets import redact
 from ..states import JobStatus
@@ -40,7 +41,8 @@ from .traffic import RANGES
 
 _LIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
 
-router = APIRouter(prefix="/api/dashboard", dependencies=[Depends(require_auth)], tags=["dashboard"])
+router = APIRouter(prefix="/api/dashboard", dependencies=[Depends(require_auth)], tags=["dashboard"],
+                   route_class=JsonRoute)  # bodies capped and checked as the API's (bodies.py)
 
 LIST_POLL = 0.5  # seconds between looks at the job table for the list's event stream
 HEARTBEAT = 15.0  # a comment this often keeps proxies and the browser from deciding the stream is dead
