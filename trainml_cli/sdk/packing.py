@@ -33,7 +33,7 @@ def check_link(root: Path, path: str) -> None:
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
         name = os.path.relpath(path, root)
         raise UsageError(f"model folder {root}: {name} is a symbolic link to {os.readlink(path)}, outside the "
-                         "folder; copy what it points to into the folder, or remove the link")
+                         "folder; copy what it points to into the folder (cp -L), or remove the link")
 
 
 def files_to_pack(root: Path) -> list[tuple[str, str]]:
