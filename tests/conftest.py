@@ -46,9 +46,10 @@ def wait_until(predicate, timeout=10.0, interval=0.05, message="condition"):
 
 
 class ControlPlane:
-    def __init__(self, home: Path, args: list[str] | None = None):
+    def __init__(self, home: Path, args: list[str] | None = None, env: dict[str, str] | None = None):
         self.home = home
         self.args = args or []
+        self.env = env or {}  # set in its environment besides this process's own (TRAINML_* left out)
         self.process: subprocess.Popen | None = None
         self.url: str | None = None
         self.verify = True  # what requests verifies it with: its certificate when it serves HTTPS
@@ -71,7 +72,7 @@ class ControlPlane:
     def start(self, timeout: float = 30.0) -> "ControlPlane":
         self.home.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "trainml_cli.server", "--home", str(self.home), "--port", "0", *self.args]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINML_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINML_")} | self.env
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
@@ -170,8 +171,8 @@ def shared_uv_cache(tmp_path_factory):
 def start_control_plane(tmp_path):
     started: list[ControlPlane] = []
 
-    def start(*args: str, home: Path | None = None) -> ControlPlane:
-        plane = ControlPlane(home or tmp_path / f"home{len(started) or ''}", list(args)).start()
+    def start(*args: str, home: Path | None = None, env: dict[str, str] | None = None) -> ControlPlane:
+        plane = ControlPlane(home or tmp_path / f"home{len(started) or ''}", list(args), env).start()
         started.append(plane)
         return plane
 

@@ -147,6 +147,16 @@ def test_model_dir_must_exist(tmp_path):
     assert "Directory" in err and "does not exist" in err
 
 
+def test_a_symbolic_link_out_of_the_model_dir_is_refused_naming_it(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "predict.py").write_text((MODELS / "cli_echo" / "predict.py").read_text())
+    (model / "passwd").symlink_to("/etc/passwd")
+    code, _, err = create("--model-dir", str(model), "--route", ROUTE)
+    assert code == 2, err  # exit 1 would mean a request was sent (TRAINML_API_URL is closed): nothing was
+    assert "passwd is a symbolic link to /etc/passwd, outside the folder" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("option, value", [("--gpu-count", "-1"), ("--max-concurrency", "0"), ("--timeout", "0")])
 def test_numbers_out_of_range(option, value):
     code, _, err = create("--model-dir", ECHO, "--route", ROUTE, option, value)

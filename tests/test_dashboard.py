@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -418,6 +419,23 @@ def test_the_create_form_can_ask_for_a_key_and_the_connect_page_shows_it(control
     page = session.get(control_plane.url + f"/dashboard/jobs/{job_id}/connect", timeout=10).text
     assert key in page and f"Authorization: Bearer {key}" in page
     assert key not in session.get(control_plane.url + f"/dashboard/jobs/{job_id}", timeout=10).text
+
+
+def test_a_server_folder_with_a_link_out_of_it_is_refused_naming_the_link(control_plane, tmp_path):
+    """The server packs a folder on its machine with the SDK's packer: a link to the control plane's own files
+    (its token, an operator's credentials) must not go into a job."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "echo.py").write_text((Path(ECHO_DIR) / "echo.py").read_text())
+    (folder / "token").symlink_to(control_plane.home / "token")
+    session = signed_in(control_plane)
+    form = {"name": "escapes", "resources": {"gpu_types": ["cpu"]}, "model": {"source": "directory",
+            "directory": str(folder)}, "routes": [route(file="echo", function="echo")]}
+    refused = session.post(control_plane.url + "/api/dashboard/jobs", json=form, headers=DASHBOARD, timeout=60)
+    assert refused.status_code == 422, refused.text
+    assert "token is a symbolic link to" in refused.json()["message"] and "outside the folder" in refused.text
+    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert list((control_plane.home / "uploads").iterdir()) == []
 
 
 def test_the_create_form_sends_replicas_and_names_a_bad_count_at_its_field(control_plane):

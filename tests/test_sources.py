@@ -327,6 +327,51 @@ def test_packing_skips_git_caches_and_virtualenvs(tmp_path):
     assert all(m.isfile() or m.isdir() for m in members.values())
 
 
+@pytest.mark.parametrize("target", ["file", "folder", "dangling", "relative"])
+def test_packing_refuses_a_symbolic_link_out_of_the_folder_naming_it(tmp_path, target):
+    root = tmp_path / "model"
+    (root / "pkg").mkdir(parents=True)
+    (root / "predict.py").write_text(ECHO_CODE)
+    (tmp_path / "secret.txt").write_text("operator's secret\n")
+    (tmp_path / "cache").mkdir()
+    link = root / "pkg" / "weights"
+    link.symlink_to({"file": tmp_path / "secret.txt", "folder": tmp_path / "cache", "dangling": tmp_path / "gone",
+                     "relative": Path("..") / ".." / "secret.txt"}[target])
+    with pytest.raises(UsageError, match=r"pkg/weights is a symbolic link to .*, outside the folder"):
+        pack(root)
+
+
+def test_the_sdk_refuses_a_link_out_of_the_folder_before_any_upload_and_a_link_inside_still_works(control_plane,
+                                                                                                   tmp_path):
+    root = tmp_path / "model"
+    (root / "impl").mkdir(parents=True)
+    (root / "impl" / "echo.py").write_text(ECHO_CODE)
+    (root / "predict.py").symlink_to(Path("impl") / "echo.py")  # inside: packed as the file's content
+    (root / "alias").symlink_to(root / "impl")  # a folder inside: left out, as before
+    (tmp_path / "credentials").write_text("aws_secret_access_key = x\n")
+    model = {"source_type": "local", "source_uri": str(root)}
+
+    async def scenario():
+        async with control_plane.client() as client:
+            (root / "creds").symlink_to(tmp_path / "credentials")
+            with pytest.raises(UsageError, match="creds is a symbolic link to .*credentials, outside the folder"):
+                await client.jobs.create("escapes", model=model, endpoint=ECHO_ROUTES)
+            with pytest.raises(UsageError, match="creds is a symbolic link"):
+                await client.models.create("escapes", source_type="local", source_uri=str(root))
+            assert await client.jobs.list() == [] and await client.models.list() == []
+            assert list((control_plane.home / "uploads").iterdir()) == []  # nothing was sent
+
+            (root / "creds").unlink()
+            job = await client.jobs.create("inside", model=model, endpoint=ECHO_ROUTES, wait=True)
+            assert await job.call("/predict", {"text": "linked"}) == {"echo": "linked"}
+            folder = control_plane.home / "jobs" / job.id / "model"
+            assert not (folder / "predict.py").is_symlink() and (folder / "predict.py").read_text() == ECHO_CODE
+            assert not (folder / "alias").exists()
+            await job.remove(force=True)
+
+    run(scenario())
+
+
 def test_a_local_folder_upload_lands_only_inside_the_job(control_plane):
     async def scenario():
         async with control_plane.client() as client:

@@ -29,6 +29,11 @@ EXIT_LOAD_FAILED = 3  # the model code could not be loaded; restarting will not 
 # 3 because uvicorn exits 3 on any startup failure, which the control plane would report as a load failure.
 EXIT_PLATFORM_FAILED = 4
 
+# How stale a worker's copy of its --key-file may be: it looks at the file again at its first call this long
+# after its last look (and at once when a call brings a key it does not hold). After rotating a key the
+# control plane waits this long, so the old key is refused by every worker once rotate-key returns.
+KEY_RECHECK_SECONDS = 1.0
+
 
 @dataclass
 class LaunchSpec:

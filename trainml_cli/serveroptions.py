@@ -13,8 +13,8 @@ It holds the options someone chose (on a command line, then or before), never th
 chosen takes its default (or its environment variable) at each start. What a command line gives overrides what
 is saved, and is saved in turn.
 
-A leaf (the standard library, settings.py and errors.py only), so the CLI builds its options without importing
-the server stack.
+A leaf (the standard library, settings.py, errors.py and endpointenv.py only), so the CLI builds its options
+without importing the server stack.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
+from .endpointenv import parse_names
 from .errors import UsageError
 from .settings import Settings
 
@@ -72,6 +73,10 @@ OPTIONS: tuple[ServerOption, ...] = (
                  "they are killed.", metavar="SECONDS", low=0),
     ServerOption("--unresponsive-after", float, UNRESPONSIVE_AFTER, "Restart a running endpoint that has not "
                  "answered /ping for this long.", metavar="SECONDS", low=1),
+    # Endpoints inherit an allowlist of the control plane's environment (endpointenv.py); these names join it.
+    ServerOption("--pass-env", str, None, "Variables of the control plane's environment that endpoints inherit "
+                 "besides the allowlist (PATH, HOME, LANG, LC_*, TZ, TMPDIR, CUDA_*, NVIDIA_*, proxies, CA "
+                 "bundles), e.g. HF_HOME,LD_LIBRARY_PATH.", metavar="NAME[,NAME...]", env="TRAINML_PASS_ENV"),
     # HTTPS for the API, the dashboard and every endpoint (tls.py); both or neither.
     ServerOption("--tls-certfile", str, None, "Serve the API, the dashboard and every endpoint over HTTPS with this "
                  "certificate (PEM).", metavar="FILE", existing_file=True),
@@ -97,6 +102,10 @@ def option_problem(values: dict) -> str | None:
     """What is wrong with a combination of options, as one line; None when they fit together."""
     if values.get("backend") == "ray" and not values.get("ray_address"):
         return "--backend ray needs --ray-address http://HEAD:8265 (the Ray head's dashboard)"
+    try:
+        parse_names(values.get("pass_env"))
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

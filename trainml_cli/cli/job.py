@@ -304,8 +304,8 @@ def connect_job(obj, job_ref, timeout, fmt):
 @format_option
 @click.pass_obj
 def rotate_key(obj, job_ref, fmt):
-    """Replace an endpoint's key (a job created with --auth); the old key stops working within a second (on
-    Ray, once Serve has replaced the replicas)."""
+    """Replace an endpoint's key (a job created with --auth); returns once the endpoint takes the new key and
+    refuses the old one (on Ray, the old one works until Serve has replaced the replicas)."""
     out = Output(obj, fmt)
 
     async def work(client):

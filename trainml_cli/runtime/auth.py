@@ -2,8 +2,9 @@
 
 The key is never on the runtime's command line (any local user can read /proc/PID/cmdline): the control plane
 writes it to a file only its user can read (0600) and passes the file's path (`--key-file`). The file is read
-again when it changes, checked at most once a second, so `trainml job rotate-key` takes effect in every worker
-within a second without a restart.
+again when it changes, looked at once a second at most (launchspec.KEY_RECHECK_SECONDS), and at once when a
+call brings a key this worker does not hold (one stat per refused call), so a rotated key works in every worker
+from its first call, and the old one stops within the interval, without a restart.
 
 Keys are compared with hmac.compare_digest, whose time does not depend on where the first difference is.
 """
@@ -15,8 +16,7 @@ import os
 import time
 
 from ..errors import UsageError
-
-_RECHECK_SECONDS = 1.0
+from ..launchspec import KEY_RECHECK_SECONDS
 _PREFIX = b"bearer "
 MIN_KEY_LENGTH = 16  # a key anyone could guess in a few tries is no key
 
@@ -50,14 +50,20 @@ class KeyFile:
 
     def allows(self, headers) -> bool:
         now = time.monotonic()
-        if now - self._checked > _RECHECK_SECONDS:
+        if now - self._checked > KEY_RECHECK_SECONDS:
             self._checked = now
             self._reload()
         for name, value in headers:
             if name == b"authorization":
                 if value[:7].lower() != _PREFIX:
                     return False
-                return hmac.compare_digest(value[7:].strip(), self.key)
+                given = value[7:].strip()
+                if hmac.compare_digest(given, self.key):
+                    return True
+                # Perhaps a key rotated since our last look: look now, so a new key never waits for the interval.
+                before = self._stamp
+                self._reload()
+                return self._stamp != before and hmac.compare_digest(given, self.key)
         return False
 
 

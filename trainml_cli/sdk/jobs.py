@@ -60,8 +60,8 @@ class Job:
         return await self._client.http.request("GET", self._path + "/connect")
 
     async def rotate_key(self) -> dict:
-        """A new endpoint key (the old one stops working within a second; on Ray, once Serve has replaced the
-        replicas); returns connection()'s answer."""
+        """A new endpoint key, once the endpoint takes it and refuses the old one (on Ray, the old one works until
+        Serve has replaced the replicas); returns connection()'s answer."""
         return await self._client.http.request("POST", self._path + "/rotate-key")
 
     async def refresh(self) -> "Job":

@@ -1,9 +1,12 @@
 """Packing a local model folder as tar.gz for upload (`model.source_type: local`).
 
 Skipped: `.git`, `__pycache__`, and virtualenvs (`.venv`, `venv`, and any folder holding a `pyvenv.cfg`), which
-are large, machine-specific and never model code. A link to a file is packed as the file it points to (the
-server refuses links, and weights are often linked from a cache); links to folders, dangling links, sockets
-and devices are left out. Members are stored relative to the folder, so the server unpacks them in place.
+are large, machine-specific and never model code. A symbolic link that leads out of the folder is refused,
+naming it, before anything is packed: packing it would send a file the user never meant to (a link to
+/etc/passwd, to ~/.aws/credentials), and a server-side folder (the dashboard's) must not read the control
+plane's files either. A link inside the folder to a file is packed as the file it points to (the server refuses
+links in an archive); links to folders, dangling links, sockets and devices are left out. Members are stored
+relative to the folder, so the server unpacks them in place.
 """
 
 from __future__ import annotations
@@ -23,20 +26,36 @@ def is_virtualenv(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "pyvenv.cfg"))
 
 
+def check_link(root: Path, path: str) -> None:
+    """Refuse a symbolic link whose target (all links followed) is outside the folder; UsageError naming it."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        name = os.path.relpath(path, root)
+        raise UsageError(f"model folder {root}: {name} is a symbolic link to {os.readlink(path)}, outside the "
+                         "folder; copy what it points to into the folder (cp -L), or remove the link")
+
+
 def files_to_pack(root: Path) -> list[tuple[str, str]]:
-    """(absolute path, name in the archive) for every file to pack, folders included, sorted."""
+    """(absolute path, name in the archive) for every file to pack, folders included, sorted. Raises UsageError
+    for a symbolic link leading out of the folder."""
     entries: list[tuple[str, str]] = []
     for folder, dirs, files in os.walk(root):
         keep = []
         for name in sorted(dirs):
             path = os.path.join(folder, name)
-            if name in SKIP_DIRS or os.path.islink(path) or is_virtualenv(path):
+            if name in SKIP_DIRS or is_virtualenv(path):
+                continue
+            if os.path.islink(path):
+                check_link(root, path)
                 continue
             keep.append(name)
             entries.append((path, os.path.relpath(path, root)))
         dirs[:] = keep
         for name in sorted(files):
             path = os.path.join(folder, name)
+            if os.path.islink(path):
+                check_link(root, path)
             try:
                 mode = os.stat(path).st_mode  # follows links: a linked file counts as the file
             except OSError:
@@ -51,10 +70,11 @@ def pack(folder: str | os.PathLike):
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise UsageError(f"model folder {root} does not exist or is not a folder")
+    entries = files_to_pack(root)  # first: a link out of the folder is refused before anything is written
     out = tempfile.TemporaryFile()
     # dereference: a linked file goes in as a regular file, and hard-linked files as copies, never as links.
     with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6, dereference=True) as archive:
-        for path, name in files_to_pack(root):
+        for path, name in entries:
             info = archive.gettarinfo(path, arcname=name)
             info.uid = info.gid = 0
             info.uname = info.gname = ""

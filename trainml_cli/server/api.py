@@ -159,8 +159,8 @@ async def connect_job(job: str, request: Request):
 @router.post("/jobs/{job}/rotate-key", response_model=schemas.Connection, tags=["jobs"],
              responses={409: {"description": "the job has no endpoint key"}})
 async def rotate_key(job: str, request: Request):
-    """Replace the endpoint's key; the old one stops working within a second (on Ray, once Serve has replaced
-    the replicas: seconds)."""
+    """Replace the endpoint's key; answers once the endpoint takes the new key and refuses the old one (on Ray,
+    the old one works until Serve has replaced the replicas: seconds)."""
     return await platform(request).jobs.rotate_key(job)
 
 

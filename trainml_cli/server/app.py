@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, tls
+from ..endpointenv import parse_names
 from ..errors import NotFound, ServerError, TooLarge, TrainMLError, Unauthorized, UsageError
 from ..jsonbody import MAX_ERRORS
 from ..settings import Settings
@@ -49,6 +50,7 @@ class ServerOptions:
 
     gpus: Optional[str] = None  # declared GPUs ("none", "0:rtx3090,1:rtx3090"); None: ask nvidia-smi
     python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
+    pass_env: Optional[str] = None  # "NAME,NAME": the control plane's variables endpoints inherit beyond the allowlist
     stop_grace: float = STOP_GRACE  # seconds endpoints get to finish their calls when stopped, before SIGKILL
     unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without /ping answers before an endpoint is restarted
     tls_certfile: Optional[str] = None  # HTTPS for the API, the dashboard and every endpoint (tls.py)
@@ -59,6 +61,13 @@ class ServerOptions:
     ray_serve_host: str = "127.0.0.1"  # where Serve's HTTP proxies listen
     ray_serve_port: int = 8000
     ray_deploy_timeout: float = 120.0  # seconds a Serve deploy may take before the job fails
+
+    @property
+    def pass_env_names(self) -> tuple[str, ...]:
+        try:
+            return parse_names(self.pass_env)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     @property
     def policy(self) -> Policy:
@@ -107,7 +116,7 @@ class Platform:
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
                          self.environments, host=settings.host, python=options.python, policy=options.policy,
                          vault=self.vault, tls=tls.check_pair(options.tls_certfile, options.tls_keyfile),
-                         backend=self.backend)
+                         backend=self.backend, pass_env=options.pass_env_names)
 
     async def close(self, detach: bool = False) -> None:
         await self.jobs.shutdown(detach=detach)

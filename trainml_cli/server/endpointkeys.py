@@ -7,9 +7,10 @@ Ray backend the file travels in the job's package to the replicas (backends/raya
 application's config.
 
 Rotation writes the new key to a temporary file and renames it over the old one: the runtime (runtime/auth.py)
-sees a whole key or the previous one, never half a file, and picks the new one up within a second. The backend
-decides how the new key reaches a running endpoint (`Backend.rotate_key`): the local one only rewrites the
-file; the Ray one deploys the job's package again.
+sees a whole key or the previous one, never half a file; it accepts the new key from its first call with it and
+refuses the old one within launchspec.KEY_RECHECK_SECONDS. The backend decides how the new key reaches a running
+endpoint (`Backend.rotate_key`): the local one rewrites the file and waits that interval out, so both hold when
+rotate-key answers; the Ray one deploys the job's package again.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 
+from .. import endpointenv
 from ..errors import Ambiguous, Conflict, NotFound, TrainMLError, UsageError
 from ..launchspec import LaunchSpec
 from ..routespec import parse_routes, routes_to_json
@@ -56,7 +57,6 @@ from .backends.local import LocalBackend
 log = logging.getLogger("trainml.server")
 
 S = JobStatus
-SECRET_ENV = ("TRAINML_API_TOKEN",)  # never handed to model code
 MAX_REASON = 400  # characters of a failure reason; the whole of it goes to the job's log
 MAX_STATUS_EVENTS = 1_000  # status changes kept per job (the Details page's history)
 
@@ -77,8 +77,9 @@ class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: archives.Uploads,
                  pool: res.GpuPool, folder: Path, environments: Environments, *, host: str = "127.0.0.1",
                  python: str | None = None, policy: Policy | None = None, backend: Backend | None = None,
-                 vault: Vault | None = None, tls: tuple[str, str] | None = None):
+                 vault: Vault | None = None, tls: tuple[str, str] | None = None, pass_env: tuple[str, ...] = ()):
         self.store = store
+        self.pass_env = pass_env  # the control plane's variables endpoints inherit beyond the allowlist
         self.vault = vault
         self.logs = logbook
         self.models = models
@@ -361,7 +362,7 @@ class Jobs:
     def _launch(self, job_id: str, spec: dict, gpus: list[dict], python: Path | None = None) -> Launch:
         job_env = {item["key"]: item["value"] for item in spec["environment"]["env"]}
         job_env["TRAINML_JOB_ID"] = job_id
-        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+        env = endpointenv.inherited(os.environ, self.pass_env)  # not the operator's secrets (endpointenv.py)
         names = spec["environment"].get("secrets") or []
         if names and self.vault is not None:
             values = self.vault.values(names)
@@ -396,8 +397,13 @@ class Jobs:
             # As if activated: a subprocess of the model finds the environment's python and scripts first.
             env["VIRTUAL_ENV"] = str(python.parent.parent)
             env["PATH"] = str(python.parent) + os.pathsep + env.get("PATH", os.defpath)
-        elif self.python:
-            launch.python = self.python
+        else:
+            if self.python:
+                launch.python = self.python
+            # On an interpreter the platform did not build, the runtime imports trainml_cli as the control plane did.
+            import_path = endpointenv.runtime_import_path(os.environ)
+            if import_path and "PYTHONPATH" not in env:
+                env["PYTHONPATH"] = import_path
         return launch
 
     def environment_users(self) -> dict[str, list[str]]:

@@ -158,7 +158,8 @@ class Backend(Protocol):
 
     async def rotate_key(self, workdir: Path, key: str, endpoint: Endpoint | None) -> str:
         """Hand a job's new endpoint key to where its endpoint reads it (`workdir`: the job's folder; `endpoint`:
-        the live one, None when nothing runs). Returns when the old key stops working, for the job's log."""
+        the live one, None when nothing runs). Local: returns once every worker accepts the new key and refuses the
+        old one. Returns when the old key stops working, for the job's log."""
 
     async def adoptable(self, jobs: list[dict]) -> dict:
         """Job id -> adoption token for the live jobs whose endpoints an earlier control plane left serving."""

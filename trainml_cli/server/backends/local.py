@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE
+from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
 from .. import endpointkeys
 from .. import resources as res
 from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, process_start_time, reap_orphans
@@ -116,9 +116,13 @@ class LocalBackend:
         return f"{scheme}://{shown}:{job['port']}" if job.get("port") else None
 
     async def rotate_key(self, workdir: Path, key: str, endpoint: "LocalEndpoint | None") -> str:
-        # Every worker reads the file again when it changes (runtime/auth.py): nothing to restart.
+        # Every worker reads the file again when it changes (runtime/auth.py): nothing to restart. A worker takes
+        # the new key at its first call with it; it lets go of the old one at its first call once
+        # KEY_RECHECK_SECONDS have passed, so waiting them out means the old key is refused when we return.
         endpointkeys.write_key(workdir, key)
-        return "within a second"
+        if endpoint is not None:
+            await asyncio.sleep(KEY_RECHECK_SECONDS + 0.1)
+        return "now"
 
     async def adoptable(self, jobs: list[dict]) -> dict:
         return {j["id"]: Adoption(j["pid"], j["pid_start"]) for j in jobs if is_endpoint(j["pid"], j["pid_start"])}
