@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -215,17 +217,103 @@ def test_a_slowloris_connection_is_closed_and_others_are_served(serve):
     assert closed_after is not None and 8 < closed_after < 16, closed_after
 
 
-def test_connections_past_the_cap_get_503(serve):
+def test_connections_past_the_cap_get_503_when_every_one_is_busy(tmp_path):
+    endpoint = start("blocking", [route("/wait", "wait", [param("gate", "str"), param("started", "str")])],
+                     "--max-connections", "4", tmp_path=tmp_path)
+    ep = endpoint.wait_ready()
+    gate = tmp_path / "gate"
+    started = [tmp_path / f"started-{i}" for i in range(3)]
+    busy = [threading.Thread(target=requests.post, args=(ep.url + "/wait",),
+                             kwargs={"json": {"gate": str(gate), "started": str(mark)}, "timeout": 30})
+            for mark in started]
+    try:
+        for thread in busy:
+            thread.start()
+        wait_for(lambda: all(mark.exists() for mark in started))
+        # Three calls in flight: a fourth connection is past the cap (uvicorn counts the caller's own), and
+        # busy connections are never closed to make room.
+        assert requests.get(ep.url + "/ping", timeout=10).status_code == 503
+        assert requests.post(ep.url + "/wait", json={"gate": str(gate), "started": ""}, timeout=10).status_code == 503
+    finally:
+        gate.touch()
+        for thread in busy:
+            thread.join(30)
+    assert requests.get(ep.url + "/ping", timeout=10).status_code == 200
+    endpoint.stop()
+
+
+def test_idle_connections_at_the_cap_make_room_oldest_first(serve):
     ep = serve([route("/echo", "echo", ECHO)], "--max-connections", "4")
     idle = [socket.create_connection(("127.0.0.1", ep.port), timeout=10) for _ in range(4)]
     try:
-        time.sleep(0.3)
-        assert requests.post(ep.url + "/echo", json={"text": "x"}, timeout=10).status_code == 503
+        assert requests.post(ep.url + "/echo", json={"text": "x"}, timeout=10).status_code == 200
+        idle[0].settimeout(10)
+        assert idle[0].recv(1) == b""  # the oldest idle connection was closed to admit the caller
     finally:
         for sock in idle:
             sock.close()
-    time.sleep(0.3)
-    assert requests.post(ep.url + "/echo", json={"text": "x"}, timeout=10).status_code == 200
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@contextmanager
+def open_files(soft: int):
+    """This process's soft open-file limit set to `soft` (children started meanwhile inherit it)."""
+    before, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < soft:
+        pytest.skip(f"the hard open-file limit ({hard}) is below {soft}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (before, hard))
+
+
+@contextmanager
+def idle_sockets(port: int, count: int):
+    """`count` loopback connections that never send a byte, all closed at the end."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def answered_within(call, bound=5.0):
+    began = time.monotonic()
+    answer = call(timeout=bound)
+    return answer.status_code, time.monotonic() - began
+
+
+def test_a_thousand_idle_connections_do_not_lock_callers_out(serve):
+    ep = serve([route("/predict", "echo", ECHO)])  # one worker, the default --max-connections (1000)
+    with open_files(4096), idle_sockets(ep.port, 1000):
+        for _ in range(3):
+            status, took = answered_within(lambda **kw: requests.post(ep.url + "/predict", json={"text": "x"}, **kw))
+            assert status == 200 and took < 5, (status, took)
+            status, took = answered_within(lambda **kw: requests.get(ep.url + "/ping", **kw))
+            assert status == 200 and took < 5, (status, took)
+
+
+def test_idle_connections_do_not_lock_callers_out_of_the_control_plane(start_control_plane):
+    # The usual soft open-file limit (systemd, most shells): 2,000 idle sockets were more than the control
+    # plane could hold, and uvloop closed every new connection unanswered.
+    with open_files(1024):
+        plane = start_control_plane()
+    with open_files(4096), idle_sockets(int(plane.url.rsplit(":", 1)[1]), 2000):
+        for _ in range(3):
+            status, took = answered_within(lambda **kw: requests.get(plane.url + "/api/health", **kw))
+            assert status == 200 and took < 5, (status, took)
+            status, took = answered_within(lambda **kw: plane.api("GET", "/api/jobs", **kw))
+            assert status == 200 and took < 5, (status, took)
 
 
 def test_an_endpoint_key_guards_every_call_but_ping(serve, tmp_path):

@@ -221,7 +221,8 @@ def test_server_options_are_defined_once_for_click_argparse_and_restart(tmp_path
     for command in ("run", "start", "restart", "install"):
         code, out, _ = offline("server", command, "--help", tmp_home=tmp_path)
         assert all(option.flag in out for option in OPTIONS), command
-    assert option_fields() == ["gpus", "python", "stop_grace", "unresponsive_after", "tls_certfile", "tls_keyfile",
+    assert option_fields() == ["gpus", "python", "stop_grace", "unresponsive_after", "pass_env", "max_connections",
+                               "tls_certfile", "tls_keyfile",
                                "backend", "ray_address", "ray_token_file", "ray_serve_host", "ray_serve_port",
                                "ray_deploy_timeout"]
 

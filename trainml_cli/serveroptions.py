@@ -33,6 +33,7 @@ OPTIONS_FILE_VERSION = 1
 
 STOP_GRACE = 10.0  # seconds endpoints get to finish their calls when stopped, before SIGKILL
 UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
+MAX_CONNECTIONS = 1000  # the control plane's open connections, as an endpoint worker's (runtime/connections.py)
 _SETTINGS = {f.name: f.default for f in fields(Settings)}  # --host and --port default to what Settings says
 
 
@@ -77,6 +78,9 @@ OPTIONS: tuple[ServerOption, ...] = (
     ServerOption("--pass-env", str, None, "Variables of the control plane's environment that endpoints inherit "
                  "besides the allowlist (PATH, HOME, LANG, LC_*, TZ, TMPDIR, CUDA_*, NVIDIA_*, proxies, CA "
                  "bundles), e.g. HF_HOME,LD_LIBRARY_PATH.", metavar="NAME[,NAME...]", env="TRAINML_PASS_ENV"),
+    ServerOption("--max-connections", int, MAX_CONNECTIONS, "Open connections to the API and dashboard; at the cap "
+                 "the oldest idle ones are closed to admit new ones, and with every one busy requests get 503.",
+                 metavar="N", low=1),
     # HTTPS for the API, the dashboard and every endpoint (tls.py); both or neither.
     ServerOption("--tls-certfile", str, None, "Serve the API, the dashboard and every endpoint over HTTPS with this "
                  "certificate (PEM).", metavar="FILE", existing_file=True),

@@ -1,4 +1,5 @@
-"""Connection limits uvicorn's httptools protocol does not have: a cap on header bytes and a header-read timeout.
+"""Connection limits uvicorn's httptools protocol does not have: a cap on header bytes, a header-read timeout, and
+room for new callers when idle connections fill the connection cap.
 
 uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) and, with `limit_concurrency`, answers 503 past
 a number of connections; but once a request's first byte arrives it waits for the rest of the headers forever
@@ -10,15 +11,31 @@ the timer is armed once per request and cancelled when the headers are complete.
 Past MAX_HEADER_BYTES: 431 and the connection is closed. Headers not complete HEADER_TIMEOUT seconds after the
 request's first byte (or after the connection opened): the connection is closed without an answer, which is
 what a slowloris client gets from nginx too.
+
+At the cap (uvicorn's `limit_concurrency`, our --max-connections), uvicorn answers 503 to every request, /ping
+included, however many of the open connections are only waiting: 1,000 sockets that never send a byte lock
+every caller out until the header timeout closes them, and the attacker reconnects. So a connection is
+"waiting" from the moment it opens, or its last answer was sent, until its next request's headers are complete
+(nothing sent yet, idle keep-alive, or headers still arriving); when a new connection finds the cap reached, the
+oldest waiting connections are closed to make room. A connection whose request is being served is never
+closed for room: with every connection busy, new requests still get 503. The waiting connections are an
+insertion-ordered dict shared by the server's protocols: two dict operations per request.
+
+The cap must fit under the process's open-file limit, or accept() fails (EMFILE) and uvloop closes new
+connections unanswered, idle or not. `fit_open_files` raises the soft limit as far as the cap needs (up to the
+hard limit) and otherwise lowers the cap to what fits.
 """
 
 from __future__ import annotations
+
+import resource
+from collections import OrderedDict
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEADER_BYTES = 64 * 1024  # the request line and every header, together
 HEADER_TIMEOUT = 10.0
-
+FILES_KEPT = 64  # open files left for everything but client connections: sockets, logs, the model's own files
 
 
 def too_large_body(owner: str) -> bytes:
@@ -36,9 +53,25 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._too_large = False
         self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+        waiting = getattr(self.server_state, "waiting", None)
+        if waiting is None:  # one per server: every protocol of this uvicorn.Server shares it
+            waiting = self.server_state.waiting = OrderedDict()
+        self._waiting = waiting
+        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
+            self._make_room()
+        waiting[self] = None
+
+    def _make_room(self) -> None:
+        # uvicorn refuses a request while len(connections) >= the cap, counting the caller's own connection.
+        waiting, connections = self._waiting, self.connections
+        while len(connections) >= self.limit_concurrency and waiting:
+            oldest, _ = waiting.popitem(last=False)
+            connections.discard(oldest)  # its connection_lost comes on a later loop turn; the count cannot wait
+            oldest.transport.close()
 
     def connection_lost(self, exc) -> None:
         self._cancel_header_timer()
+        self._waiting.pop(self, None)
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -57,7 +90,13 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
+        self._waiting.pop(self, None)
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.pipeline and not self.transport.is_closing():  # idle keep-alive until the next request
+            self._waiting[self] = None
 
     def _count(self, size: int) -> None:
         self._header_bytes += size
@@ -85,3 +124,24 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+
+def fit_open_files(cap: int) -> tuple[int, str | None]:
+    """The connection cap this process can hold open: the soft open-file limit is raised (as far as the hard limit
+    allows) to the cap plus FILES_KEPT; if that is not enough, the cap is lowered. Returns (cap, a line saying it
+    was lowered or None)."""
+    needed = cap + FILES_KEPT
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return cap, None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    except (ValueError, OSError):
+        pass
+    if soft >= needed:
+        return cap, None
+    fitted = max(1, soft - FILES_KEPT)
+    return fitted, (f"--max-connections {cap} lowered to {fitted}: this process may open {soft} files "
+                    f"(ulimit -n; {FILES_KEPT} kept for the rest)")

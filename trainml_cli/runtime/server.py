@@ -68,17 +68,20 @@ def _serve_one(config: RuntimeConfig, root) -> int:
     host, port = sock.getsockname()[:2]
     server_box: list = []
     app = EndpointApp(config, root, on_failed=lambda: setattr(server_box[0], "should_exit", True))
-    from .connections import GuardedProtocol
+    from .connections import GuardedProtocol, fit_open_files
 
+    max_connections, lowered = fit_open_files(config.max_connections)
+    if lowered:
+        print(f"warning: {lowered}", file=sys.stderr, flush=True)
     uv_config = uvicorn.Config(
         app,
-        http=GuardedProtocol,  # httptools with a header size cap and a header-read timeout
+        http=GuardedProtocol,  # httptools with a header size cap, a header-read timeout, idle connections evicted
         lifespan="on",
         access_log=False,  # ours is cheaper and says what users want: verb, path, status, latency
         log_level="warning",
         timeout_graceful_shutdown=max(5, int(config.timeout)),
         backlog=2048,
-        limit_concurrency=config.max_connections,
+        limit_concurrency=max_connections,
         ssl_certfile=config.tls_certfile,
         ssl_keyfile=config.tls_keyfile,
     )

@@ -174,7 +174,7 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", chosen: 
     """
     import uvicorn
 
-    from ..runtime.connections import GuardedProtocol, too_large_body
+    from ..runtime.connections import GuardedProtocol, fit_open_files, too_large_body
     from ..tls import check_pair, exposure_warnings
     from .app import ServerOptions, create_app
 
@@ -219,11 +219,16 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", chosen: 
             _remove_server_file(settings)
 
         app = create_app(settings, options, on_ready=ready, on_stopped=stopped)
+        max_connections, lowered = fit_open_files(options.max_connections)
+        if lowered:
+            log.warning("%s", lowered)
         config = uvicorn.Config(
             app,
-            # The endpoints' header cap and header-read timeout: with --host the control plane faces the same
-            # clients (an 8 MiB header, slowloris) and must not be the easier target.
+            # The endpoints' header cap, header-read timeout and connection cap (idle connections make room):
+            # with --host the control plane faces the same clients (an 8 MiB header, slowloris, 10,000 idle
+            # sockets) and must not be the easier target.
             http=ControlPlaneProtocol,
+            limit_concurrency=max_connections,
             log_level=log_level,
             access_log=False,
             lifespan="on",

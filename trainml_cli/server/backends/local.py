@@ -20,11 +20,11 @@ binds its port again at once.
 Each endpoint's life is one loop (`LocalEndpoint.run`): start the process (or adopt it), wait until `/ping`
 answers 200 (running), then wait for it to exit, pinging it meanwhile (one that stops answering for
 `unresponsive_after` seconds is hung: it is killed and counts as a crash), decide. Exit code 3 means the model
-code cannot load: failed at once, with the last output lines as reason. A crash restarts it after a backoff
-(0.5 s doubling to 30 s, reset after a minute of good health); crashing START_ATTEMPTS times in a row before
-ever becoming ready marks it failed. Stopping sends SIGTERM to the whole group, then SIGKILL after a grace
-period (Policy.stop_grace, default 10 s). Detaching (`trainml server restart`) ends the loop and leaves the
-endpoint serving.
+code cannot load: failed at once, with the last output lines as reason. A serving endpoint that crashes is
+restarted at once; a crash loop backs off (0.5 s doubling to 30 s, reset after a minute of good health); crashing
+START_ATTEMPTS times in a row before ever becoming ready marks it failed. Stopping sends SIGTERM to the whole
+group, then SIGKILL after a grace period (Policy.stop_grace, default 10 s). Detaching (`trainml server restart`)
+ends the loop and leaves the endpoint serving.
 
 The loop only reports what happens through an `EndpointListener`; job statuses are the job service's business.
 """
@@ -192,6 +192,7 @@ class LocalEndpoint:
 
     async def _supervise(self) -> Outcome:
         backoff = BACKOFF_FIRST
+        at_once = True  # the first crash after serving restarts without a backoff
         start_failures = 0
         restart = False
         while not self._stop.is_set():
@@ -213,7 +214,7 @@ class LocalEndpoint:
                                         f"{self.policy.unresponsive_after:g}s; restarting it")
                     await self._terminate(process, grace=2.0)
                 if time.monotonic() - began > STABLE_AFTER:
-                    backoff = BACKOFF_FIRST
+                    backoff, at_once = BACKOFF_FIRST, True
                 start_failures = 0
             if self._stop.is_set():
                 if not self._detached:
@@ -241,9 +242,13 @@ class LocalEndpoint:
                 self.sock = await rebind_socket(self.bind_host, self.port)
                 self.port = self.sock.getsockname()[1]
             self.restarts += 1
-            self.listener.event(f"restarting in {backoff:.1f}s (restart {self.restarts})")
-            await _first(asyncio.sleep(backoff), self._stop.wait())
-            backoff = min(backoff * 2, BACKOFF_MAX)
+            if ready and at_once:  # callers wait in the socket's backlog; the downtime is the start-up
+                at_once = False
+                self.listener.event(f"restarting at once (restart {self.restarts})")
+            else:
+                self.listener.event(f"restarting in {backoff:.1f}s (restart {self.restarts})")
+                await _first(asyncio.sleep(backoff), self._stop.wait())
+                backoff = min(backoff * 2, BACKOFF_MAX)
             restart = True
         return Outcome(False)
 
