@@ -93,7 +93,7 @@ def readme_recipe() -> tuple[dict[str, str], list[str], list[str]]:
     block = block[block.index("```sh\n") + 6:]
     block = block[:block.index("```")]
     variables, head, worker = {}, None, None
-    for line in block.splitlines():
+    for line in block.replace("\\\n", " ").splitlines():  # a command continued over lines is one command
         words = shlex.split(line, comments=True)
         if words[:1] == ["export"]:
             variables.update(word.split("=", 1) for word in words[1:])
@@ -457,3 +457,53 @@ def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_an
     shown = trainml(plane, "job", "get", "tuned").stdout
     assert "configured: 2-2 autoscaled: aiming at 2 call(s) in flight per replica, adding one after 3s" in shown
     assert "live: 2 running" in shown
+
+
+def test_gpus_are_the_clusters_a_count_it_lacks_is_refused_at_create_and_gpu_list_shows_them(cluster,
+                                                                                            start_control_plane):
+    # This machine declares a GPU; the cluster has none. The cluster's count is what holds on Ray.
+    plane = start_control_plane(*cluster.plane_args(), "--gpus", "0:rtx3090")
+    listed = trainml(plane, "gpu", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["type"]: row for row in json.loads(listed.stdout)}
+    assert rows["rtx3090"]["count"] == 0 and rows["rtx3090"]["where"] == "the Ray cluster"
+    assert "The Ray cluster has 0 GPU(s) for jobs" in trainml(plane, "gpu", "list").stderr
+
+    for count in ("1", "0.5"):
+        result = create(plane, "gpu", "--gpu-type", "rtx3090", "--gpu-count", count)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"1 replica(s) of {count} GPU(s) of type rtx3090 do not fit the Ray cluster: it has 0 GPUs" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert json.loads(trainml(plane, "job", "list", "--format", "json").stdout) == [], "nothing created"
+
+
+def test_status_and_job_get_say_the_clusters_python_and_one_hosts_memory_and_serve_keeps_its_address(
+        cluster, start_control_plane):
+    import platform
+
+    plane = start_control_plane(*cluster.plane_args())
+    result = create(plane, "py")
+    assert result.returncode == 0, result.stderr + result.stdout
+    python = f"the Ray cluster's ({platform.python_version()})"  # the nodes run this interpreter
+    got = trainml(plane, "job", "get", "py")
+    assert f"Python: {python}" in " ".join(got.stdout.split()), got.stdout
+
+    # Both nodes run on this one machine and each reports its memory: status counts it once.
+    report = requests.get(cluster.dashboard + "/api/cluster_status", timeout=10).json()["data"]["clusterStatus"]
+    by_node = report["loadMetricsReport"]["usageByNode"]
+    assert len(by_node) == 2
+    one_host = max(node["memory"][1] for node in by_node.values())
+    status = " ".join(trainml(plane, "server", "status").stdout.split())
+    assert f"/{one_host / 1024**3:.1f} GiB memory free" in status, status
+    assert f"Python: {python}" in status
+
+    # Serve keeps the address it first started on: a control plane told another is refused, not misled.
+    elsewhere = start_control_plane("--backend", "ray", "--ray-address", cluster.dashboard, "--ray-serve-host",
+                                    "127.0.0.2", "--ray-serve-port", str(cluster.serve_port), "--ray-deploy-timeout",
+                                    "30", home=plane.home.parent / "elsewhere")
+    result = create(elsewhere, "elsewhere")
+    assert result.returncode == 1
+    record = job(elsewhere, "elsewhere")
+    assert record["status"] == "failed"
+    assert (f"Ray Serve on the cluster listens on 127.0.0.1:{cluster.serve_port} (fixed when Serve first started), "
+            f"not on 127.0.0.2:{cluster.serve_port}") in record["reason"]

@@ -48,6 +48,9 @@ class FakeHead:
         self.failure = ""
         self.polls = 2
         self.cpu = [1.0, 4.0]
+        self.http_options = None  # what Serve listens on once started; None: as the control plane asks
+        # Each node: (host name, its resources' totals). GPUs a test gives a node are free.
+        self.nodes: list[tuple[str, dict]] = [("node-a", {"CPU": 4.0, "memory": 8.0 * 1024**3})]
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = str(self.server.server_address[1])
@@ -58,6 +61,13 @@ class FakeHead:
         config = {"name": name, "route_prefix": f"/{name}", "import_path": "theirs:app"}
         self.apps[name] = {"name": name, "status": "RUNNING", "message": "", "deployed_app_config": config,
                            "deployments": {}}
+
+    def node_summary(self) -> list[dict]:
+        hosts = sorted({host for host, _ in self.nodes})  # nodes of one host share its address
+        return [{"hostname": host, "ip": f"10.0.0.{hosts.index(host) + 1}",
+                 "raylet": {"state": "ALIVE", "nodeId": f"n{i}", "isHeadNode": i == 0, "resourcesTotal": total,
+                            "nodeManagerAddress": "127.0.0.1", "metricsExportPort": int(self.port)}}
+                for i, (host, total) in enumerate(self.nodes)]
 
     def last_put(self) -> dict:
         return {app["name"]: app for app in self.puts[-1]["applications"]}
@@ -128,10 +138,19 @@ class FakeHead:
                             head._put(json.loads(body))
                             return self._send(200)
                         apps = {n: a for n in list(head.apps) if (a := head._status(n)) is not None}
-                        return self._send(200, {"applications": apps})
+                        started = head.http_options or (head.puts[0]["http_options"] if head.puts else None)
+                        return self._send(200, {"applications": apps, **({"http_options": started} if started else {})})
                     if path == "/api/cluster_status":
                         usage = {"CPU": head.cpu, "memory": [0, 8 * 1024**3]}
-                        return self._send(200, {"data": {"clusterStatus": {"loadMetricsReport": {"usage": usage}}}})
+                        by_node = {f"n{i}": {k: [head.cpu[0] if (k, i) == ("CPU", 0) else 0.0, v]
+                                             for k, v in total.items()} for i, (_, total) in enumerate(head.nodes)}
+                        report = {"usage": usage, "usageByNode": by_node}
+                        return self._send(200, {"data": {"clusterStatus": {"loadMetricsReport": report}}})
+                    if path == "/nodes":
+                        return self._send(200, {"data": {"summary": head.node_summary()}})
+                    if path == "/metrics":  # a node's metrics export (the same port here)
+                        return self._send(200, b'python_info{implementation="CPython",version="3.11.7"} 1.0\n',
+                                          "text/plain")
                     if path == "/api/v0/logs/stream" and query.get("suffix") == ["out"]:
                         return self._send(200, ("\n".join(LOG_LINES) + "\n").encode(), "text/plain")
                     if path == "/api/v0/logs/stream":
@@ -583,3 +602,106 @@ def test_a_control_plane_on_another_backend_leaves_a_ray_job_alone(start_control
     adopted = wait_status(back, job["id"], "running")
     assert (adopted["url"], adopted["reason"], adopted["backend"]) == (url, None, "ray")
     assert len(head.puts) == puts
+
+
+def _upload(plane):
+    return plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"),
+                     headers={"Content-Type": "application/gzip"}).json()["id"]
+
+
+def test_gpus_are_the_clusters_checked_at_create_and_asked_of_ray_by_accelerator_type(start_control_plane, head):
+    head.nodes = [("node-a", {"CPU": 8.0, "GPU": 2.0, "accelerator_type:A100": 1.0, "memory": 8.0 * 1024**3}),
+                  ("node-b", {"CPU": 8.0, "GPU": 1.0, "accelerator_type:GeForce-RTX-3090": 1.0,
+                              "memory": 8.0 * 1024**3})]
+    plane = ray_plane(start_control_plane, head, "--gpus", "none")
+
+    # `gpu list` is the cluster's GPUs, not this machine's (none declared here).
+    rows = {row["type"]: row for row in plane.api("GET", "/api/gpus").json()}
+    assert (rows["a100"]["count"], rows["a100"]["names"], rows["rtx3090"]["count"]) == (2, ["A100"], 1)
+    assert rows["a100"]["where"] == "the Ray cluster" and rows["h100"]["count"] == 0
+
+    # Our type names become Ray's accelerator types; a fraction of a GPU is Ray's to share.
+    job = create(plane, "big", resources={"gpu_types": ["a100"], "gpu_count": 2})
+    wait_status(plane, job["id"], "running")
+    actor = head.last_put()[f"ep-{job['id']}"]["args"]["deployment"]["ray_actor_options"]
+    assert (actor["num_gpus"], actor["accelerator_type"]) == (2, "A100")
+    half = create(plane, "half", resources={"gpu_types": ["rtx3090", "a100"], "gpu_count": 0.5},
+                  endpoint={"replicas": 2})
+    wait_status(plane, half["id"], "running")
+    actor = head.last_put()[f"ep-{half['id']}"]["args"]["deployment"]["ray_actor_options"]
+    assert (actor["num_gpus"], actor["accelerator_type"]) == (0.5, "GeForce-RTX-3090"), "the cheaper type that fits"
+    assert half["resources"]["gpu_count"] == 0.5
+
+    # What no node could hold is refused at create, naming what the cluster has, with nothing created.
+    jobs_before = [j["id"] for j in plane.api("GET", "/api/jobs").json()]
+    for resources, replicas in (({"gpu_types": ["a100"], "gpu_count": 3}, 1),
+                                ({"gpu_types": ["h100"], "gpu_count": 1}, 1),
+                                ({"gpu_types": ["rtx3090"], "gpu_count": 1}, 2)):
+        answer = plane.api("POST", "/api/jobs", json={
+            "name": "nofit", "resources": resources, "model": {"source_type": "local", "upload_id": _upload(plane)},
+            "endpoint": {"routes": [route()], "replicas": replicas}})
+        assert answer.status_code == 422, answer.text
+        message = answer.json()["message"]
+        assert "do not fit the Ray cluster: it has 3 GPUs: 2 A100 on 10.0.0.1, 1 GeForce-RTX-3090 on 10.0.0.2" in message
+        assert answer.json()["fields"][0]["field"] == "resources.gpu_count"
+    assert [j["id"] for j in plane.api("GET", "/api/jobs").json()] == jobs_before
+
+
+def test_a_fraction_of_a_gpu_is_refused_on_the_local_backend_saying_why(control_plane):
+    upload = control_plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"),
+                               headers={"Content-Type": "application/gzip"}).json()["id"]
+    answer = control_plane.api("POST", "/api/jobs", json={
+        "name": "half", "resources": {"gpu_types": ["rtx3090"], "gpu_count": 0.5},
+        "model": {"source_type": "local", "upload_id": upload}, "endpoint": {"routes": [route()]}})
+    assert answer.status_code == 422
+    assert "0.5 is not a whole number: this machine hands out whole GPUs" in answer.json()["message"]
+    assert control_plane.api("GET", "/api/jobs").json() == []
+
+
+def test_serve_listening_elsewhere_than_the_control_plane_was_told_refuses_the_deploy(start_control_plane, head):
+    head.http_options = {"host": "0.0.0.0", "port": int(head.port)}  # Serve started earlier, by someone else
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "elsewhere")
+    failed = wait_status(plane, job["id"], "failed")
+    assert (f"Ray Serve on the cluster listens on 0.0.0.0:{head.port} (fixed when Serve first started), not on "
+            f"127.0.0.1:{head.port}") in failed["reason"]
+    assert not head.puts, "nothing deployed"
+
+
+def test_status_counts_one_machines_memory_once_and_names_the_clusters_python(start_control_plane, head):
+    head.nodes = [("same-host", {"CPU": 2.0, "memory": 8.0 * 1024**3}),
+                  ("same-host", {"CPU": 2.0, "memory": 8.0 * 1024**3}),
+                  ("other-host", {"CPU": 2.0, "memory": 4.0 * 1024**3})]
+    plane = ray_plane(start_control_plane, head)
+    backend = plane.api("GET", "/api/backend").json()
+    assert backend["resources"]["memory"]["total"] == 12 * 1024**3, "8 GiB of the shared host once, and 4 GiB"
+    assert backend["resources"]["CPU"]["total"] == 6.0, "CPUs are each node's own"
+    assert backend["python"] == "the Ray cluster's (3.11.7)"
+    job = create(plane, "py")
+    wait_status(plane, job["id"], "running")
+    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["environment"]["default_python"] == \
+        "the Ray cluster's (3.11.7)"
+
+
+def test_server_start_on_ray_says_what_serve_exposes_and_the_readme_says_what_listens_where(head, tmp_path):
+    home = tmp_path / "warned"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINML_")}
+    env.update(TRAINML_HOME=str(home), NO_COLOR="1")
+    base = [sys.executable, "-m", "trainml_cli", "server"]
+    started = subprocess.run(base + ["start", "--backend", "ray", "--ray-address", head.url, "--ray-serve-host",
+                                     "0.0.0.0", "--ray-serve-port", head.port], capture_output=True, text=True,
+                             timeout=120, env=env)
+    try:
+        assert started.returncode == 0, started.stderr
+        warning = " ".join(started.stderr.split())
+        assert ("warning: Ray Serve listens on 0.0.0.0 on every node, in plain HTTP: anyone who can reach a node can "
+                "call every endpoint created without --auth") in warning
+        assert ("HAProxy listens on every interface of every node for its stats page (port "
+                "RAY_SERVE_HAPROXY_STATS_PORT, default 8404) and its metrics (RAY_SERVE_HAPROXY_METRICS_PORT, "
+                "default 9101), whatever --ray-serve-host says") in warning
+    finally:
+        subprocess.run(base + ["stop"], capture_output=True, text=True, timeout=60, env=env)
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert ("| HAProxy's stats page (8404) and Prometheus metrics (9101) | **every interface**, whatever "
+            "`--ray-serve-host` says |") in readme
+    assert "RAY_SERVE_HAPROXY_SOCKET_PATH=" in readme and "UV_OFFLINE=1 UV_FIND_LINKS=" in readme

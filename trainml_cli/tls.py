@@ -95,3 +95,16 @@ def exposure_warnings(host: str, tls: bool) -> list[str]:
     lines.append(f"warning: listening on {host}: anyone who can reach this machine can call every endpoint "
                  "created without --auth; create endpoints with --auth to give them a key")
     return lines
+
+
+def ray_exposure_warnings(serve_host: str) -> list[str]:
+    """What endpoints on a Ray cluster expose (server/backends/rayexposure.py has what listens where)."""
+    lines = []
+    if not is_loopback(serve_host):
+        lines.append(f"warning: Ray Serve listens on {serve_host} on every node, in plain HTTP: anyone who can reach "
+                     "a node can call every endpoint created without --auth (put a TLS gateway in front)")
+    lines.append("warning: in HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY=1) Ray Serve's HAProxy listens on every "
+                 "interface of every node for its stats page (port RAY_SERVE_HAPROXY_STATS_PORT, default 8404) and "
+                 "its metrics (RAY_SERVE_HAPROXY_METRICS_PORT, default 9101), whatever --ray-serve-host says: "
+                 "Ray 2.60 cannot bind them elsewhere, so firewall them")
+    return lines

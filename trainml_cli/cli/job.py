@@ -13,8 +13,8 @@ from .output import Output, duration, format_option, printable, when
 from ..hints import shell_quote
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from ..states import JobStatus
-from .params import (CREDENTIAL_KINDS, DATA, ENV, FINITE_PRICE, JOB, MODEL, ROUTE, SECONDS, SECRET, Limited,
-                     model_source, refused, validate_routes)
+from .params import (CREDENTIAL_KINDS, DATA, ENV, FINITE_PRICE, GPU_COUNT, JOB, MODEL, ROUTE, SECONDS, SECRET,
+                     Limited, model_source, refused, validate_routes)
 from .scaling import scaling_options, scaling_payload
 
 ATTACH_TAIL = 20  # log lines of history shown before `job attach` follows new ones
@@ -71,7 +71,8 @@ def create():
               expose_value=False, help="Refused: no checkpoint store; put the files in the model code.")
 @click.option("-gt", "--gpu-type", "gpu_types", multiple=True, metavar="TYPE",
               help="Acceptable GPU type (rtx3090, a100, ... or cpu; see `trainml gpu list`); repeatable.")
-@click.option("-gc", "--gpu-count", metavar="N", type=click.IntRange(0), help="GPUs per worker (per replica on Ray).")
+@click.option("-gc", "--gpu-count", metavar="N", type=GPU_COUNT, help="GPUs per worker (per replica on Ray, where "
+              "a fraction such as 0.5 shares a GPU).")
 @click.option("-cc", "--cpu-count", metavar="N", type=click.IntRange(1), help="CPUs per replica. Local backend without "
               "--replicas: the number of worker processes (as before replicas existed), at most the server's CPUs.")
 @click.option("-ds", "--disk-size", type=click.IntRange(1), metavar="GB", help="Disk space in GB.")
@@ -560,7 +561,7 @@ def describe_environment(environment: dict) -> str:
     """'3.12.1, pip: tabulate==0.9.0, -r requirements.txt (environment 3f2a...)', or the default."""
     interpreter = environment.get("interpreter") or {}
     version = environment.get("python_version") or interpreter.get("version")
-    parts = [version or "the control plane's"]
+    parts = [version or environment.get("default_python") or "the control plane's"]
     pip = (environment.get("packages") or {}).get("pip") or []
     if pip:
         parts.append("pip: " + " ".join(pip))

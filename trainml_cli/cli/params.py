@@ -125,6 +125,15 @@ def validate_routes(route_values, route_file=None) -> list:
 ROUTE = RouteParam()
 ENV = EnvParam()
 SECRET = SecretName()
+class GpuCount(FiniteFloat):
+    """GPUs per worker or replica: a whole number, or a fraction (0.5), which only the Ray backend gives."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        return int(number) if number.is_integer() else number
+
+
+GPU_COUNT = GpuCount(0)
 SECONDS = FiniteFloat(0, open_low=True)
 FINITE_PRICE = FiniteFloat(0)
 CREDENTIAL_KINDS = ("aws", "gcp", "kaggle", "azure", "wasabi")  # credentials.KINDS, without importing it for --help

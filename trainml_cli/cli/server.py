@@ -68,11 +68,15 @@ def _server_options(effective: dict):
     return ServerOptions(**{field: effective[field] for field in option_fields()})
 
 
-def _warn_exposure(host, tls: bool) -> None:
-    """Beyond loopback: say what is exposed (no TLS; endpoints without keys), on stderr."""
-    from ..tls import exposure_warnings
+def _warn_exposure(host, tls: bool, options: dict | None = None) -> None:
+    """Beyond loopback: say what is exposed (no TLS; endpoints without keys), on stderr; on the Ray backend,
+    what Ray Serve exposes on the cluster's nodes."""
+    from ..tls import exposure_warnings, ray_exposure_warnings
 
-    for line in exposure_warnings(host, tls):
+    lines = exposure_warnings(host, tls)
+    if options and options.get("backend") == "ray":
+        lines += ray_exposure_warnings(options.get("ray_serve_host") or "127.0.0.1")
+    for line in lines:
         click.echo(line, err=True)
 
 
@@ -115,7 +119,7 @@ def start(obj, timeout, fmt, **options):
     given, _chosen, effective = _resolved(settings, options)
     info = autostart.running(settings)
     if info is None:
-        _warn_exposure(effective["host"], effective["tls_certfile"] is not None)
+        _warn_exposure(effective["host"], effective["tls_certfile"] is not None, effective)
         with out.progress(f"Starting the control plane for {settings.home}"):
             info = autostart.start(settings, given, timeout=timeout)
         message = f"Control plane running at: {info['url']} (pid {info['pid']})"
@@ -321,6 +325,8 @@ def _backend_fields(backend: dict) -> list[tuple[str, str]]:
     if backend.get("backend") == "ray":
         fields += [("Ray head", f"{backend.get('ray_address')} (Ray {backend.get('ray_version', '?')})"),
                    ("Serve URL", backend.get("serve_url", "-"))]
+        if backend.get("python"):
+            fields.append(("Python", backend["python"]))
     if backend.get("error"):
         fields.append(("Cluster", backend["error"]))
     resources = backend.get("resources") or {}

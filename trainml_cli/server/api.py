@@ -25,7 +25,7 @@
                                                /metrics (labels job_id, job_name) and the control plane's own
     POST   /api/models                         body: ModelCreate -> 201 model record (after fetching the code)
     GET    /api/models, GET|DELETE /api/models/{model}, PATCH /api/models/{model} {name}: rename
-    GET    /api/gpus                           -> [{type, price, count, free}]: GPU types, this machine's GPUs
+    GET    /api/gpus                           -> [{type, price, count, free, where}]: GPU types, the backend's GPUs
     GET    /api/secrets, PUT|DELETE /api/secrets/{name}   names and times only; PUT body {value}
     GET    /api/environments                   -> {environments, interpreters}
     DELETE /api/environments/{key}             -> {id, removed}; 409 while a job uses it or it is being built
@@ -89,9 +89,9 @@ async def prices():
 
 @router.get("/gpus", tags=["jobs"])
 async def gpus(request: Request):
-    """Every GPU type with its price, and how many of each this machine has and how many are free."""
-    pool = platform(request).pool
-    return res.gpu_listing(pool)
+    """Every GPU type with its price, and how many of each the backend has (this machine's, or the Ray cluster's)
+    and how many are free."""
+    return await platform(request).backend.gpus()
 
 
 # -- secrets ------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ A job's credits are its run time (while its endpoint is starting or running) tim
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import shutil
@@ -100,7 +101,14 @@ def normalize(resources: dict | None) -> dict:
     merged["gpu_types"] = [t.lower() for t in types]
     # Every problem at once (the dashboard shows each beside its field), each saying what the rule is.
     problems = []
-    for key, low in (("gpu_count", 0), ("cpu_count", 1), ("disk_size", 1)):
+    gpus = merged["gpu_count"]  # a fraction is the Ray backend's to give (a share of one GPU); GpuPool refuses it
+    if not isinstance(gpus, (int, float)) or isinstance(gpus, bool) or not math.isfinite(gpus) or gpus < 0:
+        what = "is too small" if isinstance(gpus, (int, float)) and not isinstance(gpus, bool) else "is not a number"
+        problems.append((("resources", "gpu_count"), f"{gpus!r} {what}; GPU count must be a number, 0 or more "
+                         "(a fraction such as 0.5 on the Ray backend)"))
+    elif isinstance(gpus, float) and gpus.is_integer():
+        merged["gpu_count"] = int(gpus)
+    for key, low in (("cpu_count", 1), ("disk_size", 1)):
         value = merged[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             what = "is too small" if isinstance(value, int) and not isinstance(value, bool) else "is not a whole number"
@@ -191,6 +199,9 @@ class GpuPool:
         need = gpus_needed(resources)
         if not need:
             return
+        if not float(need).is_integer():
+            raise UsageError.at(("resources", "gpu_count"), f"{need:g} is not a whole number: this machine hands out "
+                                "whole GPUs (a fraction of one is for the Ray backend, trainml server run --backend ray)")
         types = [t for t in resources["gpu_types"] if t != CPU_TYPE]
         best = max(sum(1 for g in self.gpus if matches(g, t)) for t in types)
         if best < need:

@@ -7,7 +7,7 @@ loosely here: `routespec.parse_routes` reports on them in its own words.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,7 +22,8 @@ class _Open(BaseModel):
 
 class Resources(_Strict):
     gpu_types: Optional[list[str]] = Field(None, description='GPU types, e.g. ["rtx3090"]; ["cpu"] (default) needs none')
-    gpu_count: Optional[int] = Field(None, description="GPUs wanted (ignored for cpu)")
+    gpu_count: Optional[Union[int, float]] = Field(None, description="GPUs wanted (ignored for cpu); a fraction "
+                                                   "(0.5: half a GPU) on the Ray backend only")
     cpu_count: Optional[int] = Field(None, description="CPUs; also the endpoint's worker count (default 1)")
     disk_size: Optional[int] = Field(None, description="GB of disk (recorded)")
     max_price: Optional[float] = Field(None, description="most credits per GPU-hour the job may cost")

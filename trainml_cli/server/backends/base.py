@@ -136,9 +136,14 @@ class Backend(Protocol):
 
     name: str
     builds_environments: bool  # True: the job service builds a local environment first and passes its python
+    # What runs a job that has no environment of its own, as `job get` says it; None: the control plane's Python.
+    default_python: str | None
 
     def check_resources(self, resources: dict, replicas: int | None = None) -> None:
         """Raise UsageError (422) for resources this backend can never give; nothing is created."""
+
+    async def gpus(self) -> list[dict]:
+        """[{type, names, price, count, free, where}]: every GPU type, and how many of each this backend has."""
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         """Raise UsageError (422) for what a job asks that this backend cannot honour (autoscaling, Ray's replica

@@ -75,10 +75,14 @@ class LocalBackend:
     tls: bool = False  # endpoints serve HTTPS (their launch says with which certificate); probes use TLS too
     name: str = "local"
     builds_environments: bool = True
+    default_python = None  # the control plane's own (or its --python)
 
     def check_resources(self, resources: dict, replicas: int | None = None) -> None:
         self.pool.check(resources)
         res.check_workers(resources, replicas)
+
+    async def gpus(self) -> list[dict]:
+        return [{**row, "where": "this machine"} for row in res.gpu_listing(self.pool)]
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         if scaling["min_replicas"] or scaling["max_replicas"]:

@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 
 from ...errors import TrainMLError, Unavailable, UsageError
 from .. import endpointkeys
-from . import rayapps
+from .. import resources as res
+from . import rayapps, raycluster, rayexposure
 from .base import EndpointListener, Launch, Outcome, Say
 from .local import _first, http_get
 from .rayhead import RayHead
@@ -72,11 +73,26 @@ class RayBackend:
         self._lock = asyncio.Lock()
         self._cache: tuple[float, dict] | None = None
         self._reading: asyncio.Future | None = None
+        self._python: str | None = None  # the cluster's Python version, once a node's metrics export said it
 
     # -- resources ----------------------------------------------------------------------------------------
 
     def check_resources(self, resources: dict, replicas: int | None = None) -> None:
-        """Ray places replicas on the cluster; what it cannot place fails the job at the deploy deadline."""
+        """GPUs the cluster could never hold are refused (asking the head, in the caller's thread); what is merely
+        busy, and CPUs, are Ray's to place: what it cannot place fails the job at the deploy deadline."""
+        if res.gpus_needed(resources):
+            raycluster.check_gpus(raycluster.nodes(*self.head.cluster_sync()), resources, replicas or 1)
+
+    async def gpus(self) -> list[dict]:
+        return raycluster.gpu_listing(raycluster.nodes(*await self.head.cluster()))
+
+    @property
+    def default_python(self) -> str:
+        """What a job's Python is: the cluster's (Ray needs one Python on every node)."""
+        return f"the Ray cluster's ({self._python})" if self._python else "the Ray cluster's"
+
+    async def _read_python(self, summary: list) -> None:
+        self._python = self._python or await raycluster.head_python(summary)
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         # Refused rather than ignored: the job would run on an interpreter it did not ask for.
@@ -111,7 +127,10 @@ class RayBackend:
         """PUT the full list: what Serve runs now (deployed declaratively), with these applications set (a
         config) or removed (None). Every other application stays as it is."""
         async with self._lock:
-            current = await self.head.applications()
+            details = await self.head.serve_details()
+            if any(config is not None for config in changes.values()):  # removing works wherever Serve listens
+                rayexposure.check_listening(details, self.options.serve_host, self.options.serve_port)
+            current = details.get("applications") or {}
             apps = {name: app["deployed_app_config"] for name, app in current.items()
                     if app.get("deployed_app_config") and app.get("status") != "DELETING"}
             for name, config in changes.items():
@@ -183,13 +202,14 @@ class RayBackend:
     async def describe(self) -> dict:
         info: dict = {"backend": self.name, "ray_address": self.options.address, "serve_url": self.options.serve_url}
         try:
-            usage = await self.head.resources()
+            summary, by_node = await self.head.cluster()
             info["ray_version"] = await self.head.version()
         except TrainMLError as exc:
             info["error"] = str(exc)
             return info
-        info["resources"] = {k: {"used": v[0], "total": v[1]} for k, v in usage.items()
-                             if k in ("CPU", "GPU", "memory", "objectStoreMemory")}
+        await self._read_python(summary)
+        info["python"] = self.default_python
+        info["resources"] = raycluster.totals(raycluster.nodes(summary, by_node))
         return info
 
     async def shortfall(self, launch: Launch) -> str | None:
@@ -331,7 +351,12 @@ class RayEndpoint:
             await head.upload_package(name, data)
             if not await head.has_package(name):  # pins it for the deploy
                 raise UsageError(f"the Ray cluster at {head.address} did not keep the uploaded package {name}")
-        config = rayapps.app_config(self.launch, name, packages)
+        summary, by_node = await head.cluster()
+        await self.backend._read_python(summary)
+        scaling = self.launch.scaling  # the accelerator: the cluster's name for the job's GPU type, chosen now
+        accelerator = raycluster.check_gpus(raycluster.nodes(summary, by_node), self.launch.resources,
+                                            scaling.min_replicas or scaling.replicas or 1)
+        config = rayapps.app_config(self.launch, name, packages, accelerator)
         await self.backend.apply({self.name: config})
         self._deployed = True
         return config

@@ -124,16 +124,20 @@ def _requirement_lines(file: Path) -> list[str]:
     return found
 
 
-def deployment_options(launch: Launch) -> dict:
-    """Serve's options for the job's one deployment: replicas or autoscaling, resources per replica, limits."""
+def deployment_options(launch: Launch, accelerator: str | None = None) -> dict:
+    """Serve's options for the job's one deployment: replicas or autoscaling, resources per replica (GPUs may be
+    fractional; `accelerator`: Ray's name for their type, see raycluster), limits."""
     runtime = launch.runtime
     concurrency = runtime.max_concurrency or 8
     scaling = launch.scaling
+    # The job's own placement options (memory, custom resources, ...: actoroptions.py), never CPUs or GPUs, which
+    # come from its resources; an accelerator_type given there wins over the one --gpu-type maps to.
+    actor = {**scaling.ray_actor_options, "num_cpus": launch.resources.get("cpu_count", 1),
+             "num_gpus": launch.resources.get("gpu_count", 0)}
+    if accelerator:
+        actor.setdefault("accelerator_type", accelerator)
     options: dict = {
-        # The job's own placement options (memory, custom resources, ...: actoroptions.py), never CPUs or GPUs,
-        # which come from its resources.
-        "ray_actor_options": {**scaling.ray_actor_options, "num_cpus": launch.resources.get("cpu_count", 1),
-                              "num_gpus": launch.resources.get("gpu_count", 0)},
+        "ray_actor_options": actor,
         # Serve sends a replica at most this many calls; the rest wait in the proxy, at most max_queued_requests
         # (per proxy; Serve's default is unbounded), then 503 with Retry-After, as our own limiter answers.
         "max_ongoing_requests": concurrency,
@@ -156,7 +160,7 @@ def scale_text(options: dict) -> str:
     return f"{scaling['min_replicas']}-{scaling['max_replicas']} replicas (autoscaled)"
 
 
-def app_config(launch: Launch, package_name: str, packages: dict | None) -> dict:
+def app_config(launch: Launch, package_name: str, packages: dict | None, accelerator: str | None = None) -> dict:
     """The Serve application for this job, in the declarative schema of `PUT /api/serve/applications/`, with
     `packages` (from `uv_packages`) as its runtime_env's `uv` field."""
     # Paths as the replica sees them in its working dir (the package). Serve's proxy speaks plain HTTP to the
@@ -174,7 +178,7 @@ def app_config(launch: Launch, package_name: str, packages: dict | None) -> dict
         "route_prefix": route_prefix(launch.job_id),
         "import_path": ENTRY,
         "runtime_env": runtime_env,
-        "args": {"argv": runtime.to_argv(), "deployment": deployment_options(launch)},
+        "args": {"argv": runtime.to_argv(), "deployment": deployment_options(launch, accelerator)},
     }
 
 

@@ -7,7 +7,7 @@ and Python versions). Everything it does goes through these calls:
     GET/PUT /api/serve/applications/              every application's status / the full list of applications
     GET     /api/v0/logs/file?actor_id=..          a replica's output
     GET     /api/cluster_status                    resources used and total
-    GET     /nodes?view=summary                    each live node's address and metrics export port
+    GET     /nodes?view=summary                    each live node's address, host, totals and metrics export port
 
 With token auth on (Ray's default since 2.60) every call carries `Authorization: Bearer TOKEN`. Calls run in
 threads (requests), so a slow head never stalls the control plane's event loop; each is bounded by a timeout,
@@ -147,6 +147,17 @@ class RayHead:
         response = await self._call("GET", "/api/cluster_status")
         data = (response.json() or {}).get("data") or {}
         return ((data.get("clusterStatus") or {}).get("loadMetricsReport") or {}).get("usage") or {}
+
+    def cluster_sync(self) -> tuple[list, dict]:
+        """(each node's summary, {node id: {resource: [used, total]}}), in the caller's thread: what
+        raycluster.nodes reads the cluster's GPUs and memory from."""
+        summary = ((self._call_sync("GET", "/nodes?view=summary", (200,)).json() or {}).get("data") or {}).get("summary")
+        data = (self._call_sync("GET", "/api/cluster_status", (200,)).json() or {}).get("data") or {}
+        report = (data.get("clusterStatus") or {}).get("loadMetricsReport") or {}
+        return summary or [], report.get("usageByNode") or {}
+
+    async def cluster(self) -> tuple[list, dict]:
+        return await asyncio.to_thread(self.cluster_sync)
 
     async def metrics_addresses(self) -> list[tuple[str, int]]:
         """(address, metrics export port) of every live node: where Ray's agent exports the node's metrics."""

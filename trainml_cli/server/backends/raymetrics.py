@@ -58,7 +58,7 @@ class ReplicaTotals:
         except Exception as exc:  # the head is down or refuses: no reading this time
             log.debug("ray metrics: the node list is unavailable: %s", exc)
             return None
-        texts = await asyncio.gather(*(asyncio.to_thread(_scrape, host, port) for host, port in self._nodes[1]))
+        texts = await asyncio.gather(*(asyncio.to_thread(scrape, host, port) for host, port in self._nodes[1]))
         if all(text is None for text in texts):
             self._nodes = None  # ask for the nodes again next time: they may have changed
             return None
@@ -69,7 +69,8 @@ class ReplicaTotals:
         return apps
 
 
-def _scrape(host: str, port: int) -> str | None:
+def scrape(host: str, port: int) -> str | None:
+    """A node's whole metrics export (None when it does not answer, or is larger than MAX_EXPORT)."""
     import requests
 
     try:

@@ -277,6 +277,8 @@ def environment_facts(environment: dict, default) -> dict:
     version = (environment.get("python_version") or (interpreter or {}).get("version")
                or (default.version if default else ""))
     python = f"{version} (default)" if version and not interpreter else version or "the default"
+    if environment.get("default_python") and not environment.get("python_version"):
+        python = environment["default_python"]  # the backend's, not the control plane's: the Ray cluster's
     if environment.get("key"):
         key, requirements = environment["key"], environment.get("requirements_file") or "none"
     else:
