@@ -88,7 +88,8 @@ def start(settings: Settings, extra_args: list[str] | None = None, timeout: floa
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     command = [sys.executable, "-m", "trainml_cli.server", "--home", str(settings.home),
                "--host", settings.host, "--port", str(settings.port), *(extra_args or [])]
-    with open(settings.server_log, "ab") as log:
+    # 0600: the log quotes job names, paths and requests; the home it sits in is the user's alone too.
+    with open(settings.server_log, "ab", opener=lambda path, flags: os.open(path, flags, 0o600)) as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=str(settings.home), start_new_session=True, close_fds=True,
