@@ -280,3 +280,13 @@ def test_credentials_an_earlier_version_kept_in_clear_are_moved_out_on_start(sta
     wait_until(lambda: plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running", timeout=90,
                message="the job to run again")
     assert "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode() in git_host.seen[seen:]
+
+
+def test_credentials_that_would_add_lines_to_gits_credential_answer_are_refused(control_plane):
+    uri = "http://alice:pw%0Ahost=elsewhere@127.0.0.1:9/private.git"
+    response = control_plane.api("POST", "/api/jobs", json={"name": "x", "endpoint": ROUTES,
+                                                            "model": {"source_type": "git", "source_uri": uri}})
+    assert response.status_code == 422, response.text
+    message = response.json()["message"]
+    assert "model.source_uri" in message and "control character" in message and "elsewhere" not in message
+    assert control_plane.api("GET", "/api/jobs").json() == []
