@@ -81,6 +81,16 @@ class Settings:
         return self.home / "envs"
 
     @property
+    def secrets_dir(self) -> Path:
+        """`trainml secret create` values, one file each (server/vault.py)."""
+        return self.home / "secrets"
+
+    @property
+    def git_credentials_dir(self) -> Path:
+        """Each job's git URI with its credentials, for its clones (server/gitcredentials.py)."""
+        return self.home / "git-credentials"
+
+    @property
     def uv_cache_dir(self) -> Path:
         return self.home / "uv-cache"
 

@@ -98,7 +98,8 @@ def start(settings: Settings, options: dict | None = None, timeout: float = STAR
         if getattr(settings, name) != getattr(Settings, name):
             given.setdefault(name, getattr(settings, name))
     command = [sys.executable, "-m", "trainml_cli.server", "--home", str(settings.home), *to_argv(given)]
-    with open(settings.server_log, "ab") as log:
+    # 0600: the log quotes job names, paths and requests; the home it sits in is the user's alone too.
+    with open(settings.server_log, "ab", opener=lambda path, flags: os.open(path, flags, 0o600)) as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=str(settings.home), start_new_session=True, close_fds=True,

@@ -31,10 +31,12 @@ from . import api, bodies, openapi, prometheus
 from . import resources as res
 from .auth import Authenticator, ensure_token
 from .environments import Environments
+from .gitcredentials import GitCredentials
 from .interpreters import Interpreters
 from .jobs import Jobs
 from .logs import LogBook
 from .models import Models
+from .private import secure_home
 from .archives import Uploads
 from .store import Store
 from .vault import Vault
@@ -103,7 +105,7 @@ class Platform:
         self.settings = settings
         self.options = options
         self.url: str | None = None
-        settings.home.mkdir(parents=True, exist_ok=True)
+        secure_home(settings)
         self.store = Store(settings.database_path)
         self.logs = LogBook(self.store)
         self.gpus = res.detect_gpus(options.gpus)
@@ -112,12 +114,15 @@ class Platform:
         self.uploads.collect_garbage()
         self.models = Models(self.store, settings.models_dir, self.uploads)
         self.environments = Environments(settings.envs_dir, Interpreters(options.python), settings.uv_cache_dir)
-        self.vault = Vault(settings.home / "secrets")
+        self.vault = Vault(settings.secrets_dir)
+        git_credentials = GitCredentials(settings.git_credentials_dir)
+        git_credentials.migrate(self.store, [*settings.jobs_dir.glob("*/model"), *settings.models_dir.glob("*")])
         self.backend = options.make_backend(settings.host, self.pool)
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
                          self.environments, host=settings.host, python=options.python, policy=options.policy,
-                         vault=self.vault, tls=tls.check_pair(options.tls_certfile, options.tls_keyfile),
-                         backend=self.backend, pass_env=options.pass_env_names)
+                         vault=self.vault, git_credentials=git_credentials,
+                         tls=tls.check_pair(options.tls_certfile, options.tls_keyfile), backend=self.backend,
+                         pass_env=options.pass_env_names)
 
     async def close(self, detach: bool = False) -> None:
         await self.jobs.shutdown(detach=detach)

@@ -20,8 +20,8 @@ A job record, as the API returns it (trainML's payload plus what the platform kn
 `url` is set while the job is starting or running. When the control plane starts it calls `reconcile`: it
 adopts the endpoints an earlier control plane left serving (they go on, billed, as if this one had started
 them), ends the processes of jobs that should not run, and resumes every other job whose status says it should
-be running, on the same port when it is free. A git URI's credentials live in the job's `secrets` column, never
-in the spec the API shows (secrets.py).
+be running, on the same port when it is free. A git URI's credentials are kept apart, readable by this user
+only, and reach git through its environment (gitcredentials.py); the spec keeps the URI redacted (secrets.py).
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ from .logs import LogBook, iso_time
 from .models import Models, check_name, new_id
 from .payload import check_job
 from .vault import Vault
+from .gitcredentials import GitCredentials
 from .states import JobStatus, transition
 from .store import Store
 from .secrets import redact
-from .secrets import split as split_secrets
 from .backends.base import Backend, Endpoint, Launch, Policy, Scaling, elsewhere
 from .backends.local import LocalBackend
 
@@ -77,10 +77,12 @@ class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: archives.Uploads,
                  pool: res.GpuPool, folder: Path, environments: Environments, *, host: str = "127.0.0.1",
                  python: str | None = None, policy: Policy | None = None, backend: Backend | None = None,
-                 vault: Vault | None = None, tls: tuple[str, str] | None = None, pass_env: tuple[str, ...] = ()):
+                 vault: Vault | None = None, git_credentials: GitCredentials, tls: tuple[str, str] | None = None,
+                 pass_env: tuple[str, ...] = ()):
         self.store = store
         self.pass_env = pass_env  # the control plane's variables endpoints inherit beyond the allowlist
         self.vault = vault
+        self.git_credentials = git_credentials
         self.logs = logbook
         self.models = models
         self.uploads = uploads
@@ -94,7 +96,7 @@ class Jobs:
         self.scheme = "https" if tls else "http"
         # Endpoints listen where the control plane does.
         self.backend: Backend = backend or LocalBackend(host, self.policy, pool, tls=tls is not None)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._drivers: dict[str, _Driver] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._events_written: dict[str, int] = {}
@@ -178,12 +180,13 @@ class Jobs:
         while self.store.jobs_named(job_id) or self.store.job(job_id):  # an id must not hide a job's name either
             job_id = new_id()
         workdir = self.workdir(job_id)
-        workdir.mkdir(parents=True)
+        workdir.mkdir(mode=0o700, parents=True)
         routes = parse_routes(spec["endpoint"]["routes"])
         (workdir / "routes.json").write_text(routes_to_json(routes))
         secrets = {}
         if spec["model"]["source_type"] == "git":  # shown redacted everywhere; only the clone reads the secret
-            spec["model"]["source_uri"], secrets = split_secrets(spec["model"]["source_uri"])
+            self.git_credentials.keep(job_id, spec["model"]["source_uri"])
+            spec["model"]["source_uri"] = redact(spec["model"]["source_uri"])
         if spec["endpoint"].get("auth"):
             secrets[endpointkeys.SECRET] = endpointkeys.new_key()
             endpointkeys.write_key(workdir, secrets[endpointkeys.SECRET])
@@ -328,7 +331,7 @@ class Jobs:
             await _cancellable(archives.unpack, archive, dest, limit)
             self.uploads.discard(model["upload_id"])
         elif kind == "git":
-            uri = row["secrets"].get("source_uri") or model["source_uri"]
+            uri = self.git_credentials.uri(job_id) or model["source_uri"]
             shown = redact(uri)
             say = lambda line: self.logs.event(job_id, f"git: {line.replace(uri, shown)}")  # noqa: E731
             source["git_commit"] = await sources.clone(uri, model.get("git_ref"), dest, say)
@@ -498,6 +501,7 @@ class Jobs:
             await self.stop(row["id"])
             await asyncio.gather(driver.task, return_exceptions=True)
         self.store.delete_job(row["id"])
+        self.git_credentials.forget(row["id"])
         self._events_written.pop(row["id"], None)
         self._wake(row["id"])
         await asyncio.to_thread(shutil.rmtree, self.workdir(row["id"]), True)

@@ -2,9 +2,9 @@
 
 A git URI may carry a secret: `https://alice:PASSWORD@host/repo.git`, or a token alone,
 `https://TOKEN@host/repo.git` (how GitHub and GitLab tokens are usually passed). The job keeps the URI
-redacted in its spec (what the API, the CLI and the dashboard show) and the full one in its `secrets` column,
-which only the clone reads (`split`). Anything else that may quote a URI (events, git's messages, failure
-reasons, server.log) goes through `redact`.
+redacted in its spec (what the API, the CLI and the dashboard show) and the full one apart, for its clones only
+(gitcredentials.py). Anything else that may quote a URI (events, git's messages, failure reasons, server.log)
+goes through `redact`.
 
 Over http(s), git and ftp a user name alone is taken for a token and hidden too; over ssh it is a login
 (`ssh://git@host/...`, `git@host:org/repo`), the key does the authenticating, and it stays.
@@ -16,8 +16,9 @@ import re
 
 HIDDEN = "***"
 _TOKEN_SCHEMES = ("http", "https", "git", "ftp", "ftps")
-# scheme://userinfo@ ; userinfo stops at the first '/', whitespace, quote or '@' (its last '@' ends it)
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/\s@'\"<>]+)@")
+# scheme://userinfo@ ; the userinfo ends at the last '@' before a '/', '?', '#', whitespace or quote (as git and
+# urllib read it: an unencoded '@' in a password stays hidden)
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/?#\s'\"<>]+)@")
 
 
 def _hide(match: re.Match) -> str:
@@ -38,8 +39,3 @@ def redact(text: str) -> str:
         return text
     return _USERINFO.sub(_hide, text)
 
-
-def split(uri: str) -> tuple[str, dict]:
-    """(the URI to show, the secrets to keep apart: {"source_uri": full URI} or {})."""
-    shown = redact(uri)
-    return shown, ({"source_uri": uri} if shown != uri else {})

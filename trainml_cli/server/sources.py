@@ -4,7 +4,9 @@ Uploads (`source_type: local`) are archives.py.
 - Git (`source_type: git`): `git clone --depth 1 [--branch REF] -- URI DEST`, or for a commit SHA (7 to
   40 hex digits) `git clone --no-checkout` then `git checkout --detach SHA`; only https, http, ssh, git and
   file URIs (git itself is told the same through GIT_ALLOW_PROTOCOL, which also covers submodules), nothing
-  starting with `-`, never prompting for a password. A failed clone raises with git's own message.
+  starting with `-`, never prompting for a password. Credentials in the URI never reach git's command line or
+  the clone: git gets the URI without them and finds them through its environment (gitcredentials.py). A
+  failed clone raises with git's own message.
 - Stored models (`source_type: trainml`): copied into the job's folder, file by file and never hard-linked:
   the job's code may write its own files, and a link would write them into the stored model of every later job.
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UsageError
+from . import gitcredentials
 from .secrets import redact
 
 CLONE_TIMEOUT = 900.0
@@ -48,6 +51,7 @@ def check_git_uri(uri: str, loc: tuple = ("model", "source_uri")) -> str:
     if match:
         if match["scheme"].lower() not in GIT_SCHEMES:
             raise UsageError.at(loc, f"{redact(uri)!r} uses {match['scheme']}://; only {', '.join(GIT_SCHEMES)} URIs are allowed")
+        gitcredentials.take(uri, loc)  # refuses credentials git could not be handed
         return uri
     if _SCP_LIKE.match(uri):
         return uri
@@ -70,19 +74,21 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
     """Clone `uri` at `ref` into `dest`; returns the commit. Every output line of git goes to `on_line`."""
     uri = check_git_uri(uri)
     ref = check_git_ref(ref)
+    bare, credentials = gitcredentials.take(uri)  # git sees `bare` only; the credentials go in its environment
     partial = fresh_partial(dest)
     partial.rmdir()  # git wants to create it
     by_commit = bool(ref and COMMIT.match(ref))
     if by_commit:  # `clone --branch` takes branches and tags only: clone without checking out, then the commit
-        command = ["git", "clone", "--no-checkout", "--", uri, str(partial)]
+        command = ["git", "clone", "--no-checkout", "--", bare, str(partial)]
     else:
-        command = ["git", "clone", "--depth", "1", *(["--branch", ref] if ref else []), "--", uri, str(partial)]
+        command = ["git", "clone", "--depth", "1", *(["--branch", ref] if ref else []), "--", bare, str(partial)]
     env = {
         **os.environ,
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ALLOW_PROTOCOL": ":".join(GIT_SCHEMES),
         "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
         "LC_ALL": "C",
+        **gitcredentials.environment(credentials),
     }
     on_line("$ " + " ".join(command[:-1] + ["<job folder>"]))
     lines: list[str] = []

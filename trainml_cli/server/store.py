@@ -11,6 +11,7 @@ Schema changes bump SCHEMA_VERSION and add a step to `_MIGRATIONS`; the version 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -121,6 +122,7 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
+        _private(self.path)
         # isolation_level=None: autocommit, with explicit BEGIN for the few multi-statement changes.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.row_factory = sqlite3.Row
@@ -175,6 +177,21 @@ class Store:
         row = _encode(fields)
         sets = ", ".join(f"{column} = ?" for column in row)
         self._run(f"UPDATE jobs SET {sets} WHERE id = ?", [*row.values(), job_id])
+
+    def erase_job_secret(self, job_id: str, key: str) -> None:
+        """Take `key` out of a job's secrets so that the old value is left in neither file: SQLite zeroes what it
+        frees (secure_delete), and the WAL, which held the page before, is checkpointed and emptied."""
+        with self._lock:
+            row = self._db.execute("SELECT secrets FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return
+            kept = {k: v for k, v in json.loads(row[0]).items() if k != key}
+            self._db.execute("PRAGMA secure_delete = ON")
+            try:
+                self._db.execute("UPDATE jobs SET secrets = ? WHERE id = ?", (json.dumps(kept), job_id))
+            finally:
+                self._db.execute("PRAGMA secure_delete = OFF")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def delete_job(self, job_id: str) -> None:
         with self._lock:
@@ -323,6 +340,17 @@ class Store:
         """Drop the history of jobs that no longer exist."""
         marks = ", ".join("?" for _ in keep_job_ids) or "NULL"
         return self._run(f"DELETE FROM traffic WHERE job_id NOT IN ({marks})", keep_job_ids)
+
+
+def _private(path: Path) -> None:
+    """The database readable by this user only: made 0600 before SQLite opens it (SQLite gives its -wal and -shm
+    the database's mode), and put back to 0600 with the -wal and -shm an earlier version left readable."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def _encode(fields: dict) -> dict:
