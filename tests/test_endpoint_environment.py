@@ -71,3 +71,24 @@ def test_a_bad_pass_env_name_is_exit_2_before_anything_starts(tmp_path):
             assert done.returncode == 2 and message in done.stderr, (command, done.stderr)
             assert "Traceback" not in done.stderr
     assert not (tmp_path / "server.json").exists()
+
+
+def test_an_environments_build_sees_the_allowlist_and_the_installers_settings_but_not_the_operators_secrets(
+        start_control_plane):
+    # The model's own package runs its setup.py in the build: model code, with the operator's variables in reach.
+    operator = {k: v for k, v in OPERATOR.items() if k != "https_proxy"}  # the build reaches the real index
+    plane = start_control_plane(env={**operator, "UV_HTTP_TIMEOUT": "120"})
+
+    async def scenario():
+        async with plane.client() as client:
+            job = await client.jobs.create("built", model={"source_type": "local",
+                                                           "source_uri": str(MODELS / "build_environ")},
+                                           endpoint={"routes": [route("/names", "names", [], verb="GET")]})
+            await job.wait_for("running", timeout=300)
+            seen = await job.call("/names")
+            await job.remove(force=True)
+            return seen
+
+    seen = run(scenario())
+    assert "PATH" in seen and "UV_HTTP_TIMEOUT" in seen, seen  # what a build needs, and the installer's settings
+    assert "AWS_SECRET_ACCESS_KEY" not in seen and "TRAINML_TEST_LEAK" not in seen and "GITHUB_TOKEN" not in seen

@@ -60,6 +60,19 @@ def inherited(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str
     return {k: v for k, v in environ.items() if (allowed(k) or k in extra) and k not in NEVER}
 
 
+# An environment's build (uv, and the setup.py of a model's own packages, which it runs) gets the same allowlist,
+# plus the installer's own settings: an index URL, find-links, a private index's credentials the operator set for
+# uv or pip. Model code never sees those; only a build that needs them does.
+INSTALLER_PREFIXES = ("UV_", "PIP_")
+
+
+def installer_inherited(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
+    """The part of `environ` an environment's build inherits: what an endpoint does, and the installer's settings."""
+    kept = inherited(environ, extra)
+    kept.update((k, v) for k, v in environ.items() if k.startswith(INSTALLER_PREFIXES))
+    return kept
+
+
 def runtime_import_path(environ: Mapping[str, str]) -> str | None:
     """The PYTHONPATH entry the control plane's trainml_cli was imported from, or None when it came from the
     interpreter's own paths (an installed package)."""

@@ -113,7 +113,8 @@ class Platform:
         self.uploads = Uploads(settings.home / "uploads")
         self.uploads.collect_garbage()
         self.models = Models(self.store, settings.models_dir, self.uploads)
-        self.environments = Environments(settings.envs_dir, Interpreters(options.python), settings.uv_cache_dir)
+        self.environments = Environments(settings.envs_dir, Interpreters(options.python), settings.uv_cache_dir,
+                                         pass_env=options.pass_env_names)
         self.vault = Vault(settings.secrets_dir)
         git_credentials = GitCredentials(settings.git_credentials_dir)
         git_credentials.migrate(self.store, [*settings.jobs_dir.glob("*/model"), *settings.models_dir.glob("*")])

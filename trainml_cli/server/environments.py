@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import localpaths
+from ..endpointenv import installer_inherited
 from ..environment import DEFAULT_REQUIREMENTS_FILE
 from ..errors import Conflict, NotFound, TrainMLError
 from ..runtime.requirements import RUNTIME_REQUIREMENTS
@@ -121,8 +122,9 @@ def find_uv() -> str:
 
 
 class Environments:
-    def __init__(self, folder: Path, interpreters: Interpreters, cache: Path):
+    def __init__(self, folder: Path, interpreters: Interpreters, cache: Path, pass_env: tuple[str, ...] = ()):
         self.folder = folder
+        self.pass_env = pass_env  # the control plane's variables builds inherit beyond the allowlist
         self.interpreters = interpreters
         self.cache = Path(os.environ["UV_CACHE_DIR"]) if os.environ.get("UV_CACHE_DIR") else cache
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -237,7 +239,8 @@ class Environments:
         options = pipconfig.uv_options()
         for skipped in options.skipped:
             say(f"pip configuration: leaving out {skipped}")
-        env = {**os.environ, **options.env, "UV_CACHE_DIR": str(self.cache), "UV_PYTHON_DOWNLOADS": "never",
+        # Never the control plane's whole environment: a model's own package runs its setup.py in this build.
+        env = {**installer_inherited(os.environ, self.pass_env), **options.env, "UV_CACHE_DIR": str(self.cache), "UV_PYTHON_DOWNLOADS": "never",
                "NO_COLOR": "1", "VIRTUAL_ENV": str(env_dir),
                # `-e ./mylib` is installed as a copy: the environment is shared by every job with its key and
                # outlives the job whose folder an editable install would point into. (The key follows the
