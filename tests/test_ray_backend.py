@@ -225,6 +225,9 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     assert options["num_replicas"] == 3 and options["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 0}
     assert options["max_ongoing_requests"] == 4 and options["max_queued_requests"] == 16
     assert options["backpressure_config"]["status_code"] == 503 and options["backpressure_config"]["retry_after_s"] > 0
+    # Replica output on stdout and stderr whatever the cluster's logging variables; stops bounded by our grace.
+    assert env["RAY_SERVE_LOG_TO_STDERR"] == "1" and float(env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]) <= 2
+    assert options["graceful_shutdown_timeout_s"] == 10 and options["graceful_shutdown_wait_loop_s"] < 1
 
     # The same code is uploaded once; a second job uses the package already there.
     second = create(plane, "echo2")
@@ -323,22 +326,27 @@ def test_a_package_uv_cannot_install_fails_the_job_with_uvs_own_lines(start_cont
     plane = ray_plane(start_control_plane, head)
     job = create(plane, "nopkg", environment={"packages": {"pip": ["trainml-no-such-package-xyz==1.0"]}})
     failed = wait_status(plane, job["id"], "failed")
-    assert failed["reason"] == (
-        "installing the job's packages on the Ray cluster failed:\nerror: No solution found when resolving "
-        "dependencies\ncause: Because trainml-no-such-package-xyz was not found in the package registry and you "
+    assert failed["reason"] == (  # uv's lines on the first line, the CLI's error line
+        "installing the job's packages on the Ray cluster failed: error: No solution found when resolving "
+        "dependencies; cause: Because trainml-no-such-package-xyz was not found in the package registry and you "
         "require trainml-no-such-package-xyz==1.0, we can conclude that your requirements are unsatisfiable.")
 
 
 def test_a_failed_deploy_fails_the_job_with_the_replicas_message(start_control_plane, head):
     head.outcome = "DEPLOY_FAILED"
-    head.failure = ("The deployment failed to start 3 times in a row.\nTraceback (most recent call last):\n  ...\n"
-                    "RuntimeError: model code failed to load: route POST /predict: importing predict.py failed: "
+    # As Ray 2.60 words it (abridged): the traceback's first line coloured, our error's traceback at the end.
+    head.failure = ("The deployment failed to start 3 times in a row.\n\x1b[36mray::ServeReplica:ep-x:endpoint."
+                    "initialize_and_get_metadata()\x1b[39m (pid=7, ip=127.0.0.1)\nTraceback (most recent call last):\n"
+                    "  ...\nRuntimeError: model code failed to load: route POST /predict: importing predict.py failed:\n"
+                    "Traceback (most recent call last):\n  File \"predict.py\", line 3, in <module>\n    import nope\n"
                     "ModuleNotFoundError: No module named 'nope'")
     plane = ray_plane(start_control_plane, head)
     job = create(plane, "broken")
     failed = wait_status(plane, job["id"], "failed")
-    assert failed["reason"].startswith("model code failed to load: route POST /predict: importing predict.py")
-    assert "No module named 'nope'" in failed["reason"]
+    # The cause on the first line (the CLI's error line), as the local backend's reason has it; no escapes.
+    assert failed["reason"].splitlines()[0] == ("model code failed to load: route POST /predict: importing "
+                                                "predict.py failed: ModuleNotFoundError: No module named 'nope'")
+    assert "\x1b" not in failed["reason"]
     wait_until(lambda: f"ep-{job['id']}" not in head.apps, timeout=10, message="the failed application removed")
 
 
@@ -436,7 +444,17 @@ def _package(head, app) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(head.packages[app["runtime_env"]["working_dir"][len("gcs://"):]]))
 
 
-def test_an_endpoint_key_travels_in_the_package_never_in_serves_config_and_rotation_deploys_it_again(
+def _key_package(head, app) -> str:
+    """The key in the package the deployment's user_config names (what the replicas' reconfigure reads)."""
+    [deployment] = app["deployments"]
+    assert deployment["name"] == "endpoint" and set(deployment["user_config"]) == {"key_package"}
+    name = deployment["user_config"]["key_package"][len("gcs://"):]
+    member = zipfile.ZipFile(io.BytesIO(head.packages[name]))
+    assert member.namelist() == ["endpoint.key"]
+    return member.read("endpoint.key").decode().strip()
+
+
+def test_an_endpoint_key_travels_in_packages_never_in_serves_config_and_rotation_reconfigures_the_replicas(
         start_control_plane, head):
     plane = ray_plane(start_control_plane, head)
     job = create(plane, "keyed", endpoint={"auth": True})
@@ -448,19 +466,23 @@ def test_an_endpoint_key_travels_in_the_package_never_in_serves_config_and_rotat
     package = _package(head, app)
     assert package.read("endpoint.key").decode().strip() == key
     assert (package.getinfo("endpoint.key").external_attr >> 16) & 0o777 == 0o600, "Ray unpacks it with this mode"
+    assert _key_package(head, app) == key
     # Ray's dashboard shows every application's config: the key must not be in what we PUT.
     assert key not in json.dumps(head.puts)
+    working_dir, uploads = app["runtime_env"]["working_dir"], len(head.uploads)
 
     rotated = plane.api("POST", f"/api/jobs/{job['id']}/rotate-key")
     assert rotated.status_code == 200, rotated.text
     new_key = rotated.json()["key"]
     assert new_key != key and new_key not in json.dumps(head.puts) and key not in json.dumps(head.puts)
     app = head.last_put()[f"ep-{job['id']}"]
-    assert _package(head, app).read("endpoint.key").decode().strip() == new_key, "deployed again with the new key"
-    assert len(head.uploads) == 2
-    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running", "Serve rolls the replicas"
+    # Only the user_config changes (a lightweight update: Serve reconfigures the replicas, replaces none).
+    assert app["runtime_env"]["working_dir"] == working_dir and app["args"] == head.puts[0]["applications"][0]["args"]
+    assert _key_package(head, app) == new_key
+    assert len(head.uploads) == uploads + 1, "the new key's package alone"
+    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running"
     logs = plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").text
-    assert "key rotated; the previous key stops working once Ray Serve has replaced the replicas" in logs
+    assert "key rotated; the previous key stops working once Ray Serve has reconfigured the replicas" in logs
     for text in (logs, plane.api("GET", f"/api/jobs/{job['id']}").text, plane.log()):
         assert key not in text and new_key not in text
 
@@ -472,4 +494,5 @@ def test_an_endpoint_key_travels_in_the_package_never_in_serves_config_and_rotat
     assert len(head.puts) == puts and f"ep-{job['id']}" not in head.apps
     plane.api("POST", f"/api/jobs/{job['id']}/start")
     wait_status(plane, job["id"], "running")
-    assert _package(head, head.last_put()[f"ep-{job['id']}"]).read("endpoint.key").decode().strip() == newest
+    app = head.last_put()[f"ep-{job['id']}"]
+    assert _package(head, app).read("endpoint.key").decode().strip() == newest == _key_package(head, app)
