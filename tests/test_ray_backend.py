@@ -48,6 +48,8 @@ class FakeHead:
         self.failure = ""
         self.polls = 2
         self.cpu = [1.0, 4.0]
+        self.actors: dict[str, dict] = {}  # actor id -> the state API's record (a test scripts deaths)
+        self.actor_reads: list[str] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = str(self.server.server_address[1])
@@ -132,6 +134,11 @@ class FakeHead:
                     if path == "/api/cluster_status":
                         usage = {"CPU": head.cpu, "memory": [0, 8 * 1024**3]}
                         return self._send(200, {"data": {"clusterStatus": {"loadMetricsReport": {"usage": usage}}}})
+                    if path == "/api/v0/actors":
+                        wanted = query.get("filter_values", [""])[0]
+                        head.actor_reads.append(wanted)
+                        found = [head.actors[wanted]] if wanted in head.actors else []
+                        return self._send(200, {"data": {"result": {"result": found}}})
                     if path == "/api/v0/logs/stream" and query.get("suffix") == ["out"]:
                         return self._send(200, ("\n".join(LOG_LINES) + "\n").encode(), "text/plain")
                     if path == "/api/v0/logs/stream":
@@ -496,3 +503,31 @@ def test_an_endpoint_key_travels_in_packages_never_in_serves_config_and_rotation
     wait_status(plane, job["id"], "running")
     app = head.last_put()[f"ep-{job['id']}"]
     assert _package(head, app).read("endpoint.key").decode().strip() == newest == _key_package(head, app)
+
+
+def test_a_replica_that_died_counts_as_a_restart_and_one_serve_stopped_does_not(start_control_plane, head):
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "crashy")
+    wait_status(plane, job["id"], "running")
+    deployment = head.apps[f"ep-{job['id']}"]["deployments"]["endpoint"]
+    new = {"replica_id": "r2", "actor_id": "b" * 32, "pid": 5151, "node_id": "n2", "node_ip": "10.0.0.5",
+           "state": "RUNNING"}
+    with head.lock:  # the replica's process was killed; Serve runs a new one in its place
+        head.actors["a" * 32] = {"state": "DEAD", "death_cause": {"actor_died_error_context": {
+            "reason": "WORKER_DIED", "error_message": "The actor is dead because its worker process has died."}}}
+        deployment["replicas"] = [new]
+    record = lambda: plane.api("GET", f"/api/jobs/{job['id']}").json()  # noqa: E731
+    wait_until(lambda: record()["restarts"] == 1, timeout=10, message="the death counted")
+    logs = lambda: plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").text  # noqa: E731
+    wait_until(lambda: "is serving again" in logs(), timeout=10, message="the replacement logged")
+    assert ("replica r1 (pid 4242) on node n1 died: The actor is dead because its worker process has died.; "
+            "Ray Serve replaces it") in logs()
+    assert "replica r2 (pid 5151) on node 10.0.0.5 is serving again in place of r1" in logs()
+    assert record()["status"] == "running"
+
+    # A replica Serve stopped itself (scaled down, replaced by a new version) is not a restart.
+    with head.lock:
+        head.actors["b" * 32] = {"state": "DEAD", "death_cause": {"actor_died_error_context": {"reason": "RAY_KILL"}}}
+        deployment["replicas"] = []
+    wait_until(lambda: "b" * 32 in head.actor_reads, timeout=10, message="the stopped replica looked up")
+    assert record()["restarts"] == 1

@@ -289,7 +289,7 @@ class RayEndpoint:
             status, message = rayapps.job_status(app)
             self.logs.follow(rayapps.replicas(app))
             await self.replicas.see(rayapps.replicas(app))
-            await self.key.pin()
+            await self.key.pin(app)
             if status == "running" and not running:
                 # Serve says RUNNING before its proxies route the prefix: running means callers get answers.
                 if await self._answers():
@@ -324,10 +324,8 @@ class RayEndpoint:
         """Upload the job's package unless the cluster has it, and put its application in Serve's list."""
         packages = await asyncio.to_thread(rayapps.uv_packages, self.launch)  # a bad line fails before any upload
         name, data = await asyncio.to_thread(rayapps.package, self.launch)
-        head = self.backend.head
-        if not await head.has_package(name):
-            self.listener.event(f"uploading the model package ({len(data) / 1024:.0f} KiB) to the Ray cluster")
-        await head.keep_package(name, data)
+        if await self.backend.head.keep_package(name, data):
+            self.listener.event(f"uploaded the model package ({len(data) / 1024:.0f} KiB) to the Ray cluster")
         key_package = await self.key.upload()
         config = rayapps.app_config(self.launch, name, packages, self.backend.options.stop_grace, key_package)
         await self.backend.apply({self.name: config})

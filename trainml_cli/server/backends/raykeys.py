@@ -28,7 +28,7 @@ class KeyPackage:
         self.head = head
         self.key_file = key_file
         self.name: str | None = None  # the current key's package, once uploaded
-        self._pinned = 0.0
+        self._pinned = float("-inf")  # an adopted endpoint pins at once
 
     async def upload(self) -> str | None:
         """Upload the key file as it is now (unless the cluster has it); the package's name, None without a key."""
@@ -39,7 +39,13 @@ class KeyPackage:
         self.name, self._pinned = name, time.monotonic()
         return name
 
-    async def pin(self) -> None:
+    async def pin(self, app: dict | None) -> None:
+        """Ask for the key package every PIN_EVERY seconds; `app`: the application's status, where an adopted
+        endpoint finds the package an earlier control plane deployed."""
+        if self.name is None and self.key_file:
+            for deployment in ((app or {}).get("deployed_app_config") or {}).get("deployments") or []:
+                uri = (deployment.get("user_config") or {}).get(rayapps.KEY_PACKAGE) or ""
+                self.name = uri[len("gcs://"):] or None
         if self.name and time.monotonic() - self._pinned > PIN_EVERY:
             try:
                 await self.head.has_package(self.name)

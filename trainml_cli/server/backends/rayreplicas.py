@@ -52,7 +52,9 @@ class ReplicaWatch:
         self.listener = listener
         self.running: dict[str, dict] = {}  # replica id -> its record, while RUNNING
         self.left: dict[str, tuple[dict, float, float]] = {}  # left RUNNING: (record, since, next look)
-        self.died: list[dict] = []  # dead, not yet replaced (oldest first)
+        self.died: list[tuple[dict, float]] = []  # dead, not yet replaced, with when it left (oldest first)
+        self.fresh: list[tuple[dict, float]] = []  # started, no death known yet to pair it with (Serve may start
+        # the replacement before the head's actor table says the old one died)
         self._first = True
 
     async def see(self, replicas: list[dict]) -> None:
@@ -66,11 +68,17 @@ class ReplicaWatch:
             if replica_id not in current and replica.get("actor_id"):
                 self.left[replica_id] = (replica, now, now)
         for replica_id, replica in current.items():
-            if replica_id not in self.running and self.died:
-                gone = self.died.pop(0)
-                self.listener.event(f"{_where(replica)} is serving again in place of {_short(gone['replica_id'])}")
+            if replica_id not in self.running:
+                self.fresh.append((replica, now))
+        self.fresh = [(replica, since) for replica, since in self.fresh if now - since < LOOK_FOR]
         self.running = current
         await self._look(now)
+        for gone, left in list(self.died):  # paired with the first replica that started since it left
+            started = next((entry for entry in self.fresh if entry[1] >= left), None)
+            if started is not None:
+                self.died.remove((gone, left))
+                self.fresh.remove(started)
+                self.listener.event(f"{_where(started[0])} is serving again in place of {_short(gone['replica_id'])}")
 
     async def _look(self, now: float) -> None:
         for replica_id, (replica, since, next_look) in list(self.left.items()):
@@ -83,7 +91,7 @@ class ReplicaWatch:
             cause = death(actor)
             if cause is not None:
                 del self.left[replica_id]
-                self.died.append(replica)
+                self.died.append((replica, since))
                 self.listener.restarted(f"{_where(replica)} died: {cause}; Ray Serve replaces it")
             elif (actor or {}).get("state") == "DEAD" or now - since > LOOK_FOR:
                 del self.left[replica_id]  # stopped by Serve, or nothing known in time: not counted
