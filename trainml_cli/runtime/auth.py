@@ -17,6 +17,11 @@ import time
 from ..errors import UsageError
 
 _RECHECK_SECONDS = 1.0
+# On Ray, a rotated key reaches running replicas in a package of its own: the deployment's user_config names it
+# under KEY_PACKAGE_FIELD, the key is its member KEY_PACKAGE_MEMBER (server/backends/rayapps.py writes both,
+# runtime/serve_entry.py reads them).
+KEY_PACKAGE_FIELD = "key_package"
+KEY_PACKAGE_MEMBER = "endpoint.key"
 _PREFIX = b"bearer "
 MIN_KEY_LENGTH = 16  # a key anyone could guess in a few tries is no key
 

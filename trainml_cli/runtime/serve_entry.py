@@ -38,12 +38,10 @@ from ray import serve
 
 from ..errors import ModelCodeError, UsageError
 from .app import EndpointApp, Health
+from .auth import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .config import config_from_args
 from .loader import enter_model_dir, load_routes
 from .metrics import REPLICA_TOTALS_GAUGE, flatten_totals
-
-KEY_PACKAGE = "key_package"  # the user_config field naming the package that holds the current endpoint key
-KEY_MEMBER = "endpoint.key"  # the key's name inside that package
 
 PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own interval (10 s by default)
 
@@ -66,7 +64,7 @@ class Replica:
         print(f"replica serving {len(config.routes)} route(s) (pid {os.getpid()})", flush=True)
 
     def reconfigure(self, user_config: dict) -> None:
-        uri = (user_config or {}).get(KEY_PACKAGE)
+        uri = (user_config or {}).get(KEY_PACKAGE_FIELD)
         if not uri or not self._key_file:
             return
         from ray.experimental.internal_kv import _internal_kv_get
@@ -74,7 +72,7 @@ class Replica:
         data = _internal_kv_get(uri)
         if data is None:  # fail closed: never keep serving a key that was rotated away
             raise RuntimeError(f"the endpoint key's package {uri} is not in the Ray cluster")
-        key = zipfile.ZipFile(io.BytesIO(data)).read(KEY_MEMBER)
+        key = zipfile.ZipFile(io.BytesIO(data)).read(KEY_PACKAGE_MEMBER)
         # Written whole under a name of this process's own, then renamed over the file the app re-reads: the
         # replicas of this job on one node share the package's folder, and each writes the same key.
         temporary = f"{self._key_file}.{os.getpid()}.new"

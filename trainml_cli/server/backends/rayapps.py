@@ -34,6 +34,7 @@ from pathlib import Path
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import UsageError
 from ...localpaths import local_digest
+from ...runtime.auth import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
@@ -48,7 +49,6 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the trainml_cli package i
 # How Ray's runtime_env setup error quotes a failed installer (ray/_private/runtime_env/utils.py).
 _INSTALLER_OUTPUT = re.compile(r"Last \d+ lines of stdout:\n")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # Ray colours the traceback's first line, whatever NO_COLOR says
-KEY_PACKAGE = "key_package"  # the user_config field serve_entry reads (serve_entry.KEY_PACKAGE: it imports ray)
 DEPLOYMENT = "endpoint"  # the deployment's name in serve_entry
 # Serve's variables each replica runs with, whatever the cluster was started with: they are read in the replica's
 # own process, so the application's runtime_env sets them there.
@@ -94,7 +94,7 @@ def key_package(key_file: Path) -> tuple[str, bytes]:
     """(`_ray_pkg_<sha>.zip`, its bytes): the job's current endpoint key, the one member `endpoint.key`."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo(KEY_FILE, date_time=(1980, 1, 1, 0, 0, 0))
+        info = zipfile.ZipInfo(KEY_PACKAGE_MEMBER, date_time=(1980, 1, 1, 0, 0, 0))
         info.external_attr = 0o100600 << 16
         archive.writestr(info, key_file.read_bytes())
     data = buffer.getvalue()
@@ -105,7 +105,7 @@ def with_key_package(config: dict, package_name: str) -> dict:
     """The application's config with its deployment's user_config naming this key package: the only change a
     rotation makes, a lightweight update for Serve (no replica is replaced)."""
     config = dict(config)
-    config["deployments"] = [{"name": DEPLOYMENT, "user_config": {KEY_PACKAGE: f"gcs://{package_name}"}}]
+    config["deployments"] = [{"name": DEPLOYMENT, "user_config": {KEY_PACKAGE_FIELD: f"gcs://{package_name}"}}]
     return config
 
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ...errors import TrainMLError
+from ...runtime.auth import KEY_PACKAGE_FIELD
 from . import rayapps
 from .rayhead import RayHead
 
@@ -44,7 +45,7 @@ class KeyPackage:
         endpoint finds the package an earlier control plane deployed."""
         if self.name is None and self.key_file:
             for deployment in ((app or {}).get("deployed_app_config") or {}).get("deployments") or []:
-                uri = (deployment.get("user_config") or {}).get(rayapps.KEY_PACKAGE) or ""
+                uri = (deployment.get("user_config") or {}).get(KEY_PACKAGE_FIELD) or ""
                 self.name = uri[len("gcs://"):] or None
         if self.name and time.monotonic() - self._pinned > PIN_EVERY:
             try:
