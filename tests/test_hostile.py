@@ -6,7 +6,6 @@ size, /ping latency, connection lifetime).
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import socket

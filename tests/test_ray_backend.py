@@ -51,6 +51,8 @@ class FakeHead:
         self.http_options = None  # what Serve listens on once started; None: as the control plane asks
         # Each node: (host name, its resources' totals). GPUs a test gives a node are free.
         self.nodes: list[tuple[str, dict]] = [("node-a", {"CPU": 4.0, "memory": 8.0 * 1024**3})]
+        self.actors: dict[str, dict] = {}  # actor id -> the state API's record (a test scripts deaths)
+        self.actor_reads: list[str] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = str(self.server.server_address[1])
@@ -151,6 +153,11 @@ class FakeHead:
                     if path == "/metrics":  # a node's metrics export (the same port here)
                         return self._send(200, b'python_info{implementation="CPython",version="3.11.7"} 1.0\n',
                                           "text/plain")
+                    if path == "/api/v0/actors":
+                        wanted = query.get("filter_values", [""])[0]
+                        head.actor_reads.append(wanted)
+                        found = [head.actors[wanted]] if wanted in head.actors else []
+                        return self._send(200, {"data": {"result": {"result": found}}})
                     if path == "/api/v0/logs/stream" and query.get("suffix") == ["out"]:
                         return self._send(200, ("\n".join(LOG_LINES) + "\n").encode(), "text/plain")
                     if path == "/api/v0/logs/stream":
@@ -244,6 +251,9 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     assert options["num_replicas"] == 3 and options["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 0}
     assert options["max_ongoing_requests"] == 4 and options["max_queued_requests"] == 16
     assert options["backpressure_config"]["status_code"] == 503 and options["backpressure_config"]["retry_after_s"] > 0
+    # Replica output on stdout and stderr whatever the cluster's logging variables; stops bounded by our grace.
+    assert env["RAY_SERVE_LOG_TO_STDERR"] == "1" and float(env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]) <= 2
+    assert options["graceful_shutdown_timeout_s"] == 10 and options["graceful_shutdown_wait_loop_s"] < 1
 
     # The same code is uploaded once; a second job uses the package already there.
     second = create(plane, "echo2")
@@ -343,22 +353,27 @@ def test_a_package_uv_cannot_install_fails_the_job_with_uvs_own_lines(start_cont
     plane = ray_plane(start_control_plane, head)
     job = create(plane, "nopkg", environment={"packages": {"pip": ["trainml-no-such-package-xyz==1.0"]}})
     failed = wait_status(plane, job["id"], "failed")
-    assert failed["reason"] == (
-        "installing the job's packages on the Ray cluster failed:\nerror: No solution found when resolving "
-        "dependencies\ncause: Because trainml-no-such-package-xyz was not found in the package registry and you "
+    assert failed["reason"] == (  # uv's lines on the first line, the CLI's error line
+        "installing the job's packages on the Ray cluster failed: error: No solution found when resolving "
+        "dependencies; cause: Because trainml-no-such-package-xyz was not found in the package registry and you "
         "require trainml-no-such-package-xyz==1.0, we can conclude that your requirements are unsatisfiable.")
 
 
 def test_a_failed_deploy_fails_the_job_with_the_replicas_message(start_control_plane, head):
     head.outcome = "DEPLOY_FAILED"
-    head.failure = ("The deployment failed to start 3 times in a row.\nTraceback (most recent call last):\n  ...\n"
-                    "RuntimeError: model code failed to load: route POST /predict: importing predict.py failed: "
+    # As Ray 2.60 words it (abridged): the traceback's first line coloured, our error's traceback at the end.
+    head.failure = ("The deployment failed to start 3 times in a row.\n\x1b[36mray::ServeReplica:ep-x:endpoint."
+                    "initialize_and_get_metadata()\x1b[39m (pid=7, ip=127.0.0.1)\nTraceback (most recent call last):\n"
+                    "  ...\nRuntimeError: model code failed to load: route POST /predict: importing predict.py failed:\n"
+                    "Traceback (most recent call last):\n  File \"predict.py\", line 3, in <module>\n    import nope\n"
                     "ModuleNotFoundError: No module named 'nope'")
     plane = ray_plane(start_control_plane, head)
     job = create(plane, "broken")
     failed = wait_status(plane, job["id"], "failed")
-    assert failed["reason"].startswith("model code failed to load: route POST /predict: importing predict.py")
-    assert "No module named 'nope'" in failed["reason"]
+    # The cause on the first line (the CLI's error line), as the local backend's reason has it; no escapes.
+    assert failed["reason"].splitlines()[0] == ("model code failed to load: route POST /predict: importing "
+                                                "predict.py failed: ModuleNotFoundError: No module named 'nope'")
+    assert "\x1b" not in failed["reason"]
     wait_until(lambda: f"ep-{job['id']}" not in head.apps, timeout=10, message="the failed application removed")
 
 
@@ -538,7 +553,17 @@ def _package(head, app) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(head.packages[app["runtime_env"]["working_dir"][len("gcs://"):]]))
 
 
-def test_an_endpoint_key_travels_in_the_package_never_in_serves_config_and_rotation_deploys_it_again(
+def _key_package(head, app) -> str:
+    """The key in the package the deployment's user_config names (what the replicas' reconfigure reads)."""
+    [deployment] = app["deployments"]
+    assert deployment["name"] == "endpoint" and set(deployment["user_config"]) == {"key_package"}
+    name = deployment["user_config"]["key_package"][len("gcs://"):]
+    member = zipfile.ZipFile(io.BytesIO(head.packages[name]))
+    assert member.namelist() == ["endpoint.key"]
+    return member.read("endpoint.key").decode().strip()
+
+
+def test_an_endpoint_key_travels_in_packages_never_in_serves_config_and_rotation_reconfigures_the_replicas(
         start_control_plane, head):
     plane = ray_plane(start_control_plane, head)
     job = create(plane, "keyed", endpoint={"auth": True})
@@ -550,19 +575,23 @@ def test_an_endpoint_key_travels_in_the_package_never_in_serves_config_and_rotat
     package = _package(head, app)
     assert package.read("endpoint.key").decode().strip() == key
     assert (package.getinfo("endpoint.key").external_attr >> 16) & 0o777 == 0o600, "Ray unpacks it with this mode"
+    assert _key_package(head, app) == key
     # Ray's dashboard shows every application's config: the key must not be in what we PUT.
     assert key not in json.dumps(head.puts)
+    working_dir, uploads = app["runtime_env"]["working_dir"], len(head.uploads)
 
     rotated = plane.api("POST", f"/api/jobs/{job['id']}/rotate-key")
     assert rotated.status_code == 200, rotated.text
     new_key = rotated.json()["key"]
     assert new_key != key and new_key not in json.dumps(head.puts) and key not in json.dumps(head.puts)
     app = head.last_put()[f"ep-{job['id']}"]
-    assert _package(head, app).read("endpoint.key").decode().strip() == new_key, "deployed again with the new key"
-    assert len(head.uploads) == 2
-    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running", "Serve rolls the replicas"
+    # Only the user_config changes (a lightweight update: Serve reconfigures the replicas, replaces none).
+    assert app["runtime_env"]["working_dir"] == working_dir and app["args"] == head.puts[0]["applications"][0]["args"]
+    assert _key_package(head, app) == new_key
+    assert len(head.uploads) == uploads + 1, "the new key's package alone"
+    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running"
     logs = plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").text
-    assert "key rotated; the previous key stops working once Ray Serve has replaced the replicas" in logs
+    assert "key rotated; the previous key stops working once Ray Serve has reconfigured the replicas" in logs
     for text in (logs, plane.api("GET", f"/api/jobs/{job['id']}").text, plane.log()):
         assert key not in text and new_key not in text
 
@@ -574,7 +603,8 @@ def test_an_endpoint_key_travels_in_the_package_never_in_serves_config_and_rotat
     assert len(head.puts) == puts and f"ep-{job['id']}" not in head.apps
     plane.api("POST", f"/api/jobs/{job['id']}/start")
     wait_status(plane, job["id"], "running")
-    assert _package(head, head.last_put()[f"ep-{job['id']}"]).read("endpoint.key").decode().strip() == newest
+    app = head.last_put()[f"ep-{job['id']}"]
+    assert _package(head, app).read("endpoint.key").decode().strip() == newest == _key_package(head, app)
 
 
 def test_a_control_plane_on_another_backend_leaves_a_ray_job_alone(start_control_plane, head):
@@ -705,3 +735,33 @@ def test_server_start_on_ray_says_what_serve_exposes_and_the_readme_says_what_li
     assert ("| HAProxy's stats page (8404) and Prometheus metrics (9101) | **every interface**, whatever "
             "`--ray-serve-host` says |") in readme
     assert "RAY_SERVE_HAPROXY_SOCKET_PATH=" in readme and "UV_OFFLINE=1 UV_FIND_LINKS=" in readme
+
+
+
+
+def test_a_replica_that_died_counts_as_a_restart_and_one_serve_stopped_does_not(start_control_plane, head):
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "crashy")
+    wait_status(plane, job["id"], "running")
+    deployment = head.apps[f"ep-{job['id']}"]["deployments"]["endpoint"]
+    new = {"replica_id": "r2", "actor_id": "b" * 32, "pid": 5151, "node_id": "n2", "node_ip": "10.0.0.5",
+           "state": "RUNNING"}
+    with head.lock:  # the replica's process was killed; Serve runs a new one in its place
+        head.actors["a" * 32] = {"state": "DEAD", "death_cause": {"actor_died_error_context": {
+            "reason": "WORKER_DIED", "error_message": "The actor is dead because its worker process has died."}}}
+        deployment["replicas"] = [new]
+    record = lambda: plane.api("GET", f"/api/jobs/{job['id']}").json()  # noqa: E731
+    wait_until(lambda: record()["restarts"] == 1, timeout=10, message="the death counted")
+    logs = lambda: plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").text  # noqa: E731
+    wait_until(lambda: "is serving again" in logs(), timeout=10, message="the replacement logged")
+    assert ("replica r1 (pid 4242) on node n1 died: The actor is dead because its worker process has died.; "
+            "Ray Serve replaces it") in logs()
+    assert "replica r2 (pid 5151) on node 10.0.0.5 is serving again in place of r1" in logs()
+    assert record()["status"] == "running"
+
+    # A replica Serve stopped itself (scaled down, replaced by a new version) is not a restart.
+    with head.lock:
+        head.actors["b" * 32] = {"state": "DEAD", "death_cause": {"actor_died_error_context": {"reason": "RAY_KILL"}}}
+        deployment["replicas"] = []
+    wait_until(lambda: "b" * 32 in head.actor_reads, timeout=10, message="the stopped replica looked up")
+    assert record()["restarts"] == 1

@@ -33,6 +33,11 @@ EXIT_PLATFORM_FAILED = 4
 # after its last look (and at once when a call brings a key it does not hold). After rotating a key the
 # control plane waits this long, so the old key is refused by every worker once rotate-key returns.
 KEY_RECHECK_SECONDS = 1.0
+# On Ray, a rotated key reaches running replicas in a package of its own: the deployment's user_config names it
+# under KEY_PACKAGE_FIELD, the key is its member KEY_PACKAGE_MEMBER (server/backends/rayapps.py writes both,
+# runtime/serve_entry.py reads them).
+KEY_PACKAGE_FIELD = "key_package"
+KEY_PACKAGE_MEMBER = "endpoint.key"
 
 
 @dataclass

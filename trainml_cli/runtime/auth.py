@@ -17,6 +17,7 @@ import time
 
 from ..errors import UsageError
 from ..launchspec import KEY_RECHECK_SECONDS
+
 _PREFIX = b"bearer "
 MIN_KEY_LENGTH = 16  # a key anyone could guess in a few tries is no key
 

@@ -12,6 +12,12 @@ replica's start with its traceback (Serve then reports the application DEPLOY_FA
 instead of a replica that answers 503 forever. Serve calls `check_health` every few seconds; it raises once
 our app's health is failed, and Serve replaces the replica.
 
+A rotated endpoint key reaches running replicas without replacing them: the control plane uploads the key in a
+package of its own and sets the deployment's `user_config` to that package's name (a digest: the key itself is
+never in Serve's config, which Ray's dashboard shows). Serve calls `reconfigure` with it on every replica, and on
+each new one before it serves; the replica reads the package from the cluster's store and writes the key over its
+key file, which the runtime re-reads within a second (runtime/auth.py), as a local endpoint's workers do.
+
 Each replica also publishes its metric totals (flatten_totals) as one Ray gauge, tagged with the application
 and the replica, every PUBLISH_INTERVAL seconds. Ray's metrics agent on each node exports it with the node's
 other metrics, and the control plane sums the replicas of an application from there: a scrape through Serve's
@@ -23,13 +29,16 @@ Only this module imports ray, and only on the cluster's replicas.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
+import zipfile
 
 from ray import serve
 
 from ..errors import ModelCodeError, UsageError
 from .app import EndpointApp, Health
+from ..launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .config import config_from_args
 from .loader import enter_model_dir, load_routes
 from .metrics import REPLICA_TOTALS_GAUGE, flatten_totals
@@ -50,8 +59,31 @@ class Replica:
         except (ModelCodeError, UsageError) as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             raise RuntimeError(f"model code failed to load: {exc}") from None
+        self._key_file = config.key_file
         self._endpoint = EndpointApp(config, root)
         print(f"replica serving {len(config.routes)} route(s) (pid {os.getpid()})", flush=True)
+
+    def reconfigure(self, user_config: dict) -> None:
+        uri = (user_config or {}).get(KEY_PACKAGE_FIELD)
+        if not uri or not self._key_file:
+            return
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        data = _internal_kv_get(uri)
+        if data is None:  # fail closed: never keep serving a key that was rotated away
+            raise RuntimeError(f"the endpoint key's package {uri} is not in the Ray cluster")
+        key = zipfile.ZipFile(io.BytesIO(data)).read(KEY_PACKAGE_MEMBER)
+        # Written whole under a name of this process's own, then renamed over the file the app re-reads: the
+        # replicas of this job on one node share the package's folder, and each writes the same key.
+        temporary = f"{self._key_file}.{os.getpid()}.new"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, key.strip() + b"\n")
+        finally:
+            os.close(fd)
+        os.replace(temporary, self._key_file)
+        if self._endpoint.keys is not None:  # at once, rather than at the app's next look at the file
+            self._endpoint.keys.key = key.strip()
 
     def __serve_build_asgi_app__(self):
         return _Published(self._endpoint)

@@ -95,7 +95,7 @@ class ServerOptions:
             except OSError as exc:
                 raise UsageError(f"--ray-token-file {self.ray_token_file}: {exc.strerror}") from None
         return RayBackend(RayOptions(self.ray_address, token, self.ray_serve_host, self.ray_serve_port,
-                                     self.ray_deploy_timeout))
+                                     self.ray_deploy_timeout, stop_grace=self.stop_grace))
 
 
 class Platform:

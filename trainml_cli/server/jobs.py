@@ -615,6 +615,12 @@ class _Listener:
         if restart or row["status"] != S.STARTING.value:
             jobs._move(self.job_id, S.STARTING)
 
+    def restarted(self, message: str) -> None:
+        row = self.jobs.store.job(self.job_id)
+        if row is not None:
+            self.jobs.store.update_job(self.job_id, restarts=row["restarts"] + 1)
+            self.jobs.logs.event(self.job_id, message)
+
     def ready(self) -> None:
         if self.jobs.store.job(self.job_id)["status"] == S.STOPPING.value:
             return

@@ -12,7 +12,11 @@ dashboard (see rayhead.py: the control plane never imports ray). A job's life:
   so a job not running after `deploy_timeout` seconds fails with the reason: missing resources, or what
   Serve said.
 - stop: PUT the list without the application, then wait until it is gone. Serve has no per-application
-  DELETE (DELETE shuts Serve down), and the list we PUT keeps every other application as Serve runs it.
+  DELETE (DELETE shuts Serve down), and the list we PUT keeps every other application as Serve runs it. Replicas
+  get our own stop grace for their calls, and Serve's 30 s HAProxy drain is cut short (rayapps.REPLICA_ENV).
+- rotate-key: the new key in a package of its own, named in the deployment's user_config; the replicas read it
+  in `reconfigure` and keep serving (runtime/serve_entry.py).
+- crashes: a replica whose process died is counted as a restart and logged (rayreplicas.py).
 - logs: each replica's stdout and stderr, followed through the head's log API (raylogs.py), into the job's
   log like a local endpoint's output.
 - a control plane that restarts adopts the applications still deployed; it removes those of jobs that should
@@ -29,14 +33,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ...errors import TrainMLError, Unavailable, UsageError
+from ...serveroptions import STOP_GRACE
 from .. import endpointkeys
 from .. import resources as res
 from . import rayapps, raycluster, rayexposure
 from .base import EndpointListener, Launch, Outcome, Say
 from .local import _first, http_get
 from .rayhead import RayHead
+from .raykeys import KeyPackage
 from .raylogs import ReplicaLogs
 from .raymetrics import ReplicaTotals
+from .rayreplicas import ReplicaWatch
 
 log = logging.getLogger("trainml.server")
 
@@ -53,6 +60,7 @@ class RayOptions:
     serve_host: str = "127.0.0.1"  # where Serve's HTTP proxies listen (set when Serve first starts)
     serve_port: int = 8000
     deploy_timeout: float = 120.0  # seconds a deploy may take before the job fails
+    stop_grace: float = STOP_GRACE  # seconds a stopping replica's calls get to finish (Serve's graceful shutdown)
 
     @property
     def serve_url(self) -> str:
@@ -164,17 +172,17 @@ class RayBackend:
         return self.options.serve_url + rayapps.route_prefix(job["id"])
 
     async def rotate_key(self, workdir: Path, key: str, endpoint: "RayEndpoint | None") -> str:
-        # Replicas read the key from the job's package (rayapps.package), built from this file: a new package,
-        # deployed again. The old replicas keep the old key until Serve has replaced them.
+        # The next deploy packs this file; running replicas get it through their user_config (a lightweight
+        # update: Serve calls their reconfigure, none is replaced).
         endpointkeys.write_key(workdir, key)
         if endpoint is not None:
             try:
-                await endpoint.redeploy("the endpoint key was rotated")
+                await endpoint.send_key()
             except TrainMLError as exc:
                 raise Unavailable(f"the new key is saved (trainml job connect shows it), but the replicas still "
-                                  f"have the old one: deploying it to the Ray cluster failed: {exc}; rotate the key "
+                                  f"have the old one: handing it to the Ray cluster failed: {exc}; rotate the key "
                                   "again, or stop and start the job") from exc
-        return "once Ray Serve has replaced the replicas (seconds)"
+        return "once Ray Serve has reconfigured the replicas (about a second)"
 
     async def adoptable(self, jobs: list[dict]) -> dict:
         try:
@@ -250,6 +258,8 @@ class RayEndpoint:
         self._deployed = adopt is not None
         self.logs = ReplicaLogs(backend.head, listener)
         self.live_replicas: list[dict] | None = None  # as Serve reported them at the last poll (rayapps.live)
+        self.replicas = ReplicaWatch(backend.head, listener)
+        self.key = KeyPackage(backend.head, launch.runtime.key_file)
 
     @property
     def url(self) -> str:
@@ -301,6 +311,8 @@ class RayEndpoint:
             if not head_away:
                 self.live_replicas = rayapps.live(app)
             self.logs.follow(rayapps.replicas(app))
+            await self.replicas.see(rayapps.replicas(app))
+            await self.key.pin(app)
             if status == "running" and not running:
                 # Serve says RUNNING before its proxies route the prefix: running means callers get answers.
                 if await self._answers():
@@ -331,35 +343,39 @@ class RayEndpoint:
         scale = rayapps.scale_text(config["args"]["deployment"])
         self.listener.event(f"deployed Ray Serve application {self.name} ({scale}) at {self.url}")
 
-    async def redeploy(self, why: str) -> None:
-        """Deploy the application again from the job's folder as it is now; Serve replaces the replicas one by one
-        and the job stays running. Nothing to do before the first deploy (it reads the folder then) or once the
-        endpoint is stopping (it must not come back)."""
-        async with self._deploying:
-            if not self._deployed or self._stop.is_set():
-                return
-            await self._send()
-        self.listener.event(f"deployed Ray Serve application {self.name} again ({why}); Serve replaces its replicas")
-
     async def _send(self) -> dict:
         """Upload the job's package unless the cluster has it, and put its application in Serve's list."""
         packages = await asyncio.to_thread(rayapps.uv_packages, self.launch)  # a bad line fails before any upload
         name, data = await asyncio.to_thread(rayapps.package, self.launch)
         head = self.backend.head
-        if not await head.has_package(name):
-            self.listener.event(f"uploading the model package ({len(data) / 1024:.0f} KiB) to the Ray cluster")
-            await head.upload_package(name, data)
-            if not await head.has_package(name):  # pins it for the deploy
-                raise UsageError(f"the Ray cluster at {head.address} did not keep the uploaded package {name}")
         summary, by_node = await head.cluster()
         await self.backend._read_python(summary)
         scaling = self.launch.scaling  # the accelerator: the cluster's name for the job's GPU type, chosen now
         accelerator = raycluster.check_gpus(raycluster.nodes(summary, by_node), self.launch.resources,
                                             scaling.min_replicas or scaling.replicas or 1)
-        config = rayapps.app_config(self.launch, name, packages, accelerator)
+        if await head.keep_package(name, data):
+            self.listener.event(f"uploaded the model package ({len(data) / 1024:.0f} KiB) to the Ray cluster")
+        key_package = await self.key.upload()
+        config = rayapps.app_config(self.launch, name, packages, accelerator, self.backend.options.stop_grace,
+                                    key_package)
         await self.backend.apply({self.name: config})
         self._deployed = True
         return config
+
+    async def send_key(self) -> None:
+        """Hand the rotated key to the running replicas: only the deployment's user_config changes (the new key
+        package's name), so Serve calls each replica's reconfigure and replaces none. Before the first deploy
+        (which packs the new key) or once stopping, nothing to do."""
+        async with self._deploying:
+            if not self._deployed or self._stop.is_set():
+                return
+            key_package = await self.key.upload()
+            deployed = (await self.backend.applications(max_age=0)).get(self.name) or {}
+            config = deployed.get("deployed_app_config")
+            if not config or not key_package:
+                raise Unavailable(f"Ray Serve does not run application {self.name}")
+            await self.backend.apply({self.name: rayapps.with_key_package(config, key_package)})
+        self.listener.event("the endpoint key was handed to the running replicas")
 
     async def _answers(self) -> bool:
         parts = urlsplit(self.url)

@@ -13,8 +13,12 @@ against a fake head (tests/test_ray_backend.py) and used unchanged against a rea
   virtualenv with uv on each node, as the local backend builds one here).
 - `app_config`: the application in Serve's declarative schema: `name=ep-<job id>`, `route_prefix=/e/<job id>`,
   built by `trainml_cli.runtime.serve_entry:build` from the runtime's command line.
+- `key_package`: a keyed job's current key alone, zipped, named by its hash: the deployment's `user_config`
+  names it (a digest, never the key), and a rotation changes only that, so Serve calls the replicas'
+  `reconfigure` instead of replacing them (runtime/serve_entry.py).
 - `job_status`: a Serve application's status as a job status (see the table in `job_status`), and
-  `failure_reason`: the useful end of a failed deploy's message.
+  `failure_reason`: the useful end of a failed deploy's message, its cause on the first line, as the local
+  backend's reason has it, and without the colour escapes Ray puts in tracebacks.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import UsageError
 from ...localpaths import local_digest
 from ...scaling import serve_autoscaling
+from ...launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
@@ -44,6 +49,20 @@ WORKING_DIR = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the trainml_cli package itself
 # How Ray's runtime_env setup error quotes a failed installer (ray/_private/runtime_env/utils.py).
 _INSTALLER_OUTPUT = re.compile(r"Last \d+ lines of stdout:\n")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # Ray colours the traceback's first line, whatever NO_COLOR says
+DEPLOYMENT = "endpoint"  # the deployment's name in serve_entry
+# Serve's variables each replica runs with, whatever the cluster was started with: they are read in the replica's
+# own process, so the application's runtime_env sets them there.
+REPLICA_ENV = {
+    # Throughput-optimized mode (the README's recommended cluster) turns this off, and Serve then writes prints
+    # and errors to its own replica log file instead of the replica's stdout and stderr, which job logs follows.
+    "RAY_SERVE_LOG_TO_STDERR": "1",
+    # In HAProxy (direct ingress) mode a stopping replica stays in service 30 s so that HAProxy drops it first:
+    # every stop, remove and key rotation took half a minute. HAProxy reloads within a second, and retries a
+    # replica that refuses the connection.
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+}
+SHUTDOWN_LOOP_S = 0.2  # how often a stopping replica looks whether its calls have finished (Serve: 2 s)
 
 
 def app_name(job_id: str) -> str:
@@ -70,6 +89,25 @@ def package(launch: Launch) -> tuple[str, bytes]:
             archive.writestr(info, path.read_bytes())
     data = buffer.getvalue()
     return f"_ray_pkg_{hashlib.sha256(data).hexdigest()[:32]}.zip", data
+
+
+def key_package(key_file: Path) -> tuple[str, bytes]:
+    """(`_ray_pkg_<sha>.zip`, its bytes): the job's current endpoint key, the one member `endpoint.key`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo(KEY_PACKAGE_MEMBER, date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o100600 << 16
+        archive.writestr(info, key_file.read_bytes())
+    data = buffer.getvalue()
+    return f"_ray_pkg_{hashlib.sha256(data).hexdigest()[:32]}.zip", data
+
+
+def with_key_package(config: dict, package_name: str) -> dict:
+    """The application's config with its deployment's user_config naming this key package: the only change a
+    rotation makes, a lightweight update for Serve (no replica is replaced)."""
+    config = dict(config)
+    config["deployments"] = [{"name": DEPLOYMENT, "user_config": {KEY_PACKAGE_FIELD: f"gcs://{package_name}"}}]
+    return config
 
 
 def _tree(root: Path):
@@ -160,9 +198,18 @@ def scale_text(options: dict) -> str:
     return f"{scaling['min_replicas']}-{scaling['max_replicas']} replicas (autoscaled)"
 
 
-def app_config(launch: Launch, package_name: str, packages: dict | None, accelerator: str | None = None) -> dict:
+def shutdown_options(stop_grace: float) -> dict:
+    """How a replica stops: our own stop grace (`--stop-grace`) for its calls to finish, looked at often."""
+    return {"graceful_shutdown_timeout_s": stop_grace, "graceful_shutdown_wait_loop_s": SHUTDOWN_LOOP_S,
+            # Our runtime writes its own access log line per call; Serve's would be a second one, filtered out.
+            "logging_config": {"enable_access_log": False}}
+
+
+def app_config(launch: Launch, package_name: str, packages: dict | None, accelerator: str | None = None,
+               stop_grace: float = 10.0, key_package_name: str | None = None) -> dict:
     """The Serve application for this job, in the declarative schema of `PUT /api/serve/applications/`, with
-    `packages` (from `uv_packages`) as its runtime_env's `uv` field."""
+    `packages` (from `uv_packages`) as its runtime_env's `uv` field, and for a keyed job the key package that
+    holds its current key (`key_package`)."""
     # Paths as the replica sees them in its working dir (the package). Serve's proxy speaks plain HTTP to the
     # replicas, so the control plane's TLS files stay here.
     runtime = replace(launch.runtime, model_dir="model", route_file="routes.json", workers=None, fd=None,
@@ -170,16 +217,19 @@ def app_config(launch: Launch, package_name: str, packages: dict | None, acceler
                       tls_certfile=None, tls_keyfile=None)
     env = dict(launch.job_env)
     env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the replica's log file as they happen
+    env.update(REPLICA_ENV)
     runtime_env: dict = {"working_dir": f"gcs://{package_name}", "env_vars": env}
     if packages:
         runtime_env["uv"] = packages
-    return {
+    config = {
         "name": app_name(launch.job_id),
         "route_prefix": route_prefix(launch.job_id),
         "import_path": ENTRY,
         "runtime_env": runtime_env,
-        "args": {"argv": runtime.to_argv(), "deployment": deployment_options(launch, accelerator)},
+        "args": {"argv": runtime.to_argv(),
+                 "deployment": {**deployment_options(launch, accelerator), **shutdown_options(stop_grace)}},
     }
+    return with_key_package(config, key_package_name) if key_package_name else config
 
 
 def deploy_document(apps: list[dict], host: str, port: int) -> dict:
@@ -197,9 +247,9 @@ def job_status(app: dict | None) -> tuple[str, str]:
     if app is None:
         return "stopped", ""
     status = app.get("status", "")
-    message = app.get("message") or ""
+    message = plain(app.get("message") or "")
     if status == "DEPLOY_FAILED":
-        details = [d.get("message") for d in (app.get("deployments") or {}).values() if d.get("message")]
+        details = [plain(d["message"]) for d in (app.get("deployments") or {}).values() if d.get("message")]
         return "failed", "\n".join([message] + details).strip() or "Ray Serve could not deploy the application"
     if status in ("RUNNING", "UNHEALTHY"):
         return "running", message
@@ -211,17 +261,33 @@ def job_status(app: dict | None) -> tuple[str, str]:
 def failure_reason(message: str) -> str:
     """The useful end of Serve's failure message: our runtime's own line and the model code's traceback, or
     the installer's own lines when Ray could not build the job's environment."""
+    message = plain(message)
     marker = message.rfind("model code failed to load:")
     if marker >= 0:
-        return message[marker:].strip()
+        text = message[marker:].strip()
+        first, _, rest = text.partition("\n")
+        if first.endswith(":") and rest.strip():
+            # An import failure: the traceback follows, and its last line (the exception) completes the headline,
+            # as the local backend's does (local.load_failure_headline).
+            cause = [line.strip() for line in rest.splitlines() if line.strip()][-1]
+            return f"{first[:-1]}: {cause}\n{rest}"
+        return text
     output = _INSTALLER_OUTPUT.search(message)
     if output and "runtime_env" in message[:output.start()]:
         # Ray's traceback ends with the installer's output; uv's own lines from its first error name the package.
         lines = [line.strip() for line in message[output.end():].splitlines() if line.strip()]
         start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "×", "ERROR:"))), 0)
-        return "installing the job's packages on the Ray cluster failed:\n" + "\n".join(lines[start:start + 6])
+        quoted = [line.lstrip("×╰─▶ ").strip() for line in lines[start:start + 6]]
+        # The first line is the CLI's error line: uv's first two lines on it, as they name the package.
+        return "installing the job's packages on the Ray cluster failed: " + "; ".join(line.rstrip(":") for line in quoted[:2]) + "".join(
+            f"\n{line}" for line in quoted[2:])
     lines = [line for line in message.splitlines() if line.strip()]
     return "Ray Serve could not deploy the endpoint: " + "\n".join(lines[-15:])
+
+
+def plain(text: str) -> str:
+    """Text without terminal escapes (colours), as every surface should show it."""
+    return _ANSI.sub("", text)
 
 
 def replicas(app: dict | None) -> list[dict]:

@@ -6,6 +6,7 @@ and Python versions). Everything it does goes through these calls:
     GET/PUT /api/packages/gcs/_ray_pkg_<sha>.zip   is a package there (and pin it 600 s) / upload one
     GET/PUT /api/serve/applications/              every application's status / the full list of applications
     GET     /api/v0/logs/file?actor_id=..          a replica's output
+    GET     /api/v0/actors?filter_keys=actor_id..  a replica's actor: alive or dead, and why it died
     GET     /api/cluster_status                    resources used and total
     GET     /nodes?view=summary                    each live node's address, host, totals and metrics export port
 
@@ -75,6 +76,16 @@ class RayHead:
                              "storage or a shared file system and load them from the model code")
         await self._call("PUT", f"/api/packages/gcs/{name}", data=data, timeout=max(self.timeout, 120))
 
+    async def keep_package(self, name: str, data: bytes) -> bool:
+        """Make sure the cluster holds this package, pinned for a deploy: upload it unless it is there. True if
+        it was uploaded."""
+        if await self.has_package(name):
+            return False
+        await self.upload_package(name, data)
+        if not await self.has_package(name):  # pins it for the deploy
+            raise UsageError(f"the Ray cluster at {self.address} did not keep the uploaded package {name}")
+        return True
+
     # -- Serve ------------------------------------------------------------------------------------------------
 
     async def applications(self) -> dict:
@@ -141,6 +152,13 @@ class RayHead:
                 yield pending.decode("utf-8", "replace")
         finally:
             writer.close()
+
+    async def actor(self, actor_id: str) -> dict | None:
+        """The state API's record of an actor (state ALIVE, DEAD, ...; death_cause), None if it has none."""
+        response = await self._call("GET", "/api/v0/actors", timeout=10, params={
+            "filter_keys": "actor_id", "filter_predicates": "=", "filter_values": actor_id, "detail": "true"})
+        found = (((response.json() or {}).get("data") or {}).get("result") or {}).get("result") or []
+        return found[0] if found else None
 
     async def resources(self) -> dict:
         """{resource: [used, total]} over the whole cluster: CPU, GPU, memory, ..."""
