@@ -35,6 +35,13 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
+def default_sigint() -> None:
+    """preexec_fn for a child a test interrupts with SIGINT: run from a background job (`pytest ... &`), the shell
+    starts pytest with SIGINT ignored, children inherit that, and Python then installs no KeyboardInterrupt
+    handler, so the child would never see the Ctrl-C the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_until(predicate, timeout=10.0, interval=0.05, message="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
