@@ -24,6 +24,21 @@ import requests
 from trainml_cli.settings import Settings
 
 MODELS = Path(__file__).parent / "models"
+UNIT = Path(__file__).parent / "unit"
+# A real two-node Ray cluster (test_ray_backend.py's Ray is a fake head: integration) or Chromium.
+E2E = frozenset({"test_ray.py", "test_dashboard_browser.py"})
+
+
+def pytest_collection_modifyitems(items):
+    """Each test's tier from where it lives, so `pytest -m unit` (or `-m "not e2e"`) needs no marker in any file."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if UNIT in path.parents:
+            item.add_marker(pytest.mark.unit)
+        elif path.name in E2E:
+            item.add_marker(pytest.mark.e2e)
+        else:
+            item.add_marker(pytest.mark.integration)
 
 
 def route(path="/predict", function="predict", body=({"name": "text", "type": "str"},), verb="POST", file="predict"):
