@@ -218,10 +218,16 @@ async def test_a_result_that_is_not_json_is_500_saying_so(raises):
 
 async def test_a_call_past_the_timeout_is_504_naming_the_option(endpoint):
     ep = await endpoint("blocking", [route("/sleep", "sleep", [param("seconds", "float")])], timeout=0.2)
-    answer = await ep.post("/sleep", json={"seconds": 1.5})
+    answer = await ep.post("/sleep", json={"seconds": 0.8})
     assert answer.status_code == 504
     assert answer.json()["error"] == "timeout"
     assert "timeout of 0.2s (--timeout, or endpoint.timeout in a job)" in answer.json()["message"]
+    assert ep.app.pool.running == 1  # the function still runs: its slot stays taken until it returns
+    for _ in range(500):
+        if ep.app.pool.admitted == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert ep.app.pool.admitted == 0
 
 
 async def test_past_capacity_each_call_is_503_at_once_and_ping_answers(endpoint, tmp_path):
