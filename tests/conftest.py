@@ -5,6 +5,9 @@ address file and the health check, and yields a ControlPlane with its url, token
 factory for the SDK. Teardown stops it and kills every process whose command line names the home (the
 endpoints), so no test leaves anything running. `start_control_plane(**options)` makes more, or with options
 (declared GPUs).
+
+Every test gets its tier's marker from where it lives (pytest_collection_modifyitems): tests/unit/ `unit` (in
+process, see unit/conftest.py), the two-node Ray cluster and Chromium `e2e`, the rest `integration`.
 """
 
 from __future__ import annotations
