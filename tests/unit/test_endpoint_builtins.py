@@ -16,10 +16,10 @@ from .conftest import param, route
 pytestmark = pytest.mark.anyio
 
 KEY = "k" * 8 + "-endpoint-key-0123"
+IDS = (param("request_id", "int"), param("text", "str"))
 
 
-def batched(path, function, body=(param("request_id", "int"), param("text", "str")), max_size=8, max_wait_ms=None,
-            **extra):
+def batched(path, function, body=IDS, max_size=8, max_wait_ms=None, **extra):
     spec = route(path, function, body, **extra)
     spec["batch"] = {"max_size": max_size} if max_wait_ms is None else {"max_size": max_size, "max_wait_ms": max_wait_ms}
     return spec
