@@ -5,6 +5,9 @@ address file and the health check, and yields a ControlPlane with its url, token
 factory for the SDK. Teardown stops it and kills every process whose command line names the home (the
 endpoints), so no test leaves anything running. `start_control_plane(**options)` makes more, or with options
 (declared GPUs).
+
+Every test gets its tier's marker from where it lives (pytest_collection_modifyitems): tests/unit/ `unit` (in
+process, see unit/conftest.py), the two-node Ray cluster and Chromium `e2e`, the rest `integration`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,21 @@ import requests
 from trainml_cli.settings import Settings
 
 MODELS = Path(__file__).parent / "models"
+UNIT = Path(__file__).parent / "unit"
+# A real two-node Ray cluster (test_ray_backend.py's Ray is a fake head: integration) or Chromium.
+E2E = frozenset({"test_ray.py", "test_dashboard_browser.py"})
+
+
+def pytest_collection_modifyitems(items):
+    """Each test's tier from where it lives, so `pytest -m unit` (or `-m "not e2e"`) needs no marker in any file."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if UNIT in path.parents:
+            item.add_marker(pytest.mark.unit)
+        elif path.name in E2E:
+            item.add_marker(pytest.mark.e2e)
+        else:
+            item.add_marker(pytest.mark.integration)
 
 
 def route(path="/predict", function="predict", body=({"name": "text", "type": "str"},), verb="POST", file="predict"):
@@ -33,6 +51,13 @@ def route(path="/predict", function="predict", body=({"name": "text", "type": "s
 def run(coroutine):
     """Run an SDK coroutine from a plain test function."""
     return asyncio.run(coroutine)
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child a test interrupts with SIGINT: run from a background job (`pytest ... &`), the shell
+    starts pytest with SIGINT ignored, children inherit that, and Python then installs no KeyboardInterrupt
+    handler, so the child would never see the Ctrl-C the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until(predicate, timeout=10.0, interval=0.05, message="condition"):

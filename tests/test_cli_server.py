@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ControlPlane, kill_everything_under
+from conftest import ControlPlane, default_sigint, kill_everything_under
 
 from trainml_cli.cli.main import main
 
@@ -258,7 +258,7 @@ def test_job_names_complete_from_the_server(env):
 def test_ctrl_c_while_waiting_exits_130_and_leaves_the_job(env):
     waiting = subprocess.Popen([sys.executable, "-m", "trainml_cli", "job", "create", "endpoint", "interrupted",
                                 "--model-dir", ECHO, *ROUTES, "--attach"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 30
         while "interrupted" not in job_names(env) and time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from conftest import ControlPlane, kill_everything_under
+from conftest import ControlPlane, default_sigint, kill_everything_under
 
 from trainml_cli.cli.main import main
 from trainml_cli.cli.output import Output, cell_width
@@ -171,7 +171,8 @@ def test_ctrl_c_says_interrupted_for_logs_and_attach(env, argv):
     if "ctrlc" not in run_cli(env, "job", "list")[1]:
         assert run_cli(env, "job", "create", "endpoint", "ctrlc", "--model-dir", ECHO, "--route", ROUTE)[0] == 0
     following = subprocess.Popen([sys.executable, "-m", "trainml_cli", *argv, "ctrlc"], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=default_sigint)
     try:
         time.sleep(2)
         following.send_signal(signal.SIGINT)

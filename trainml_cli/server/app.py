@@ -215,12 +215,22 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _allowed(request: Request) -> str:
     methods: set[str] = set()
-    for route in request.app.routes:
+    for route in _route_table(request.app):
         regex, verbs = getattr(route, "path_regex", None), getattr(route, "methods", None)
         if regex is not None and verbs and regex.match(request.url.path):
             methods |= set(verbs)
     methods.discard("HEAD")  # implied by GET; the API documents GET only
     return ", ".join(sorted(methods))
+
+
+def _route_table(app: FastAPI) -> list:
+    """Every route, included routers flattened: FastAPI 0.16x keeps each included router as one entry of
+    app.routes (with no path or methods of its own); earlier versions copied the router's routes there."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:
+        return list(app.routes)
+    return list(iter_route_contexts(app.routes))
 
 
 def _install_dashboard(app: FastAPI) -> None:
