@@ -6,7 +6,6 @@ import json
 import os
 import stat
 
-import pytest
 import requests
 
 from conftest import MODELS, route, run
