@@ -1,7 +1,7 @@
 """Shell completions, man pages and the docs site's CLI reference, generated from the click app so they can
 never drift from the code.
 
-    python -m trainml_cli.cli.docs                 # (re)write completions/, man/ and docs/cli/ under the current directory
+    python -m trainml_cli.cli.docs                 # (re)write completions/, man/ and docs/cli/ in the current folder
     python -m trainml_cli.cli.docs --check         # exit 1 naming every stale or missing file
     python -m trainml_cli.cli.docs --install       # into ~/.local (or --prefix DIR), where shells and man look
 
