@@ -1,4 +1,4 @@
-"""Fault figures for the README's Supervision section: real control plane, real endpoints, loopback.
+"""Fault figures for docs/control-plane.md ("What survives what"): real control plane, real endpoints, loopback.
 
     python bench/faults.py [--kills 5] [--events]
 

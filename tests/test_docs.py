@@ -1,6 +1,9 @@
-"""Completions and man pages are generated from the click app; these tests fail when the checked-in copies drift."""
+"""Completions, man pages and the manual's CLI reference are generated from the click app; these tests fail when the
+checked-in copies drift. The manual itself (mkdocs.yml, docs/) is built with `mkdocs build --strict`."""
 
+import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +32,23 @@ def test_there_is_a_man_page_per_command():
         assert f"man/{page}.1" in pages
 
 
+def test_there_is_a_reference_page_per_command_group_with_every_command():
+    files, _ = docs.generate()
+    pages = {path: text for path, text in files.items() if path.startswith("docs/cli/")}
+    assert set(pages) == {f"docs/cli/{name}.md" for name in ("index", "job", "model", "server", "secret", "gpu",
+                                                               "environment", "endpoint")}
+    import click
+
+    from trainml_cli.cli.main import cli
+
+    root = click.Context(cli, info_name="trainml")
+    for ctx, _command in docs.walk(cli, root, []):
+        words = ctx.command_path.split()
+        if len(words) > 1:  # every command has its section, under its group's page
+            assert re.search(rf"^#+ {re.escape(ctx.command_path)}$", pages[f"docs/cli/{words[1]}.md"], re.M), words
+    assert "- `--model-dir DIRECTORY`: Model code in this local folder." in pages["docs/cli/job.md"]
+
+
 def test_check_mode_reports_a_stale_file(tmp_path):
     assert docs.main(["--out", str(tmp_path)]) == 0
     assert docs.main(["--out", str(tmp_path), "--check"]) == 0
@@ -37,6 +57,8 @@ def test_check_mode_reports_a_stale_file(tmp_path):
     assert docs.main(["--out", str(tmp_path), "--check"]) == 1
     problems = docs.stale(tmp_path, docs.generate()[0])
     assert problems == ["man/trainml-job-list.1", "man/trainml-job-gone.1 (no such command any more)"]
+    (tmp_path / "docs" / "cli" / "job.md").write_text("old\n")
+    assert "docs/cli/job.md" in docs.stale(tmp_path, docs.generate()[0])
 
 
 def test_install_puts_files_where_shells_and_man_look(tmp_path):
@@ -108,3 +130,49 @@ def test_the_fish_script_completes_in_fish(trainml_on_path):
     result = subprocess.run(["fish", "-c", f"source {script}; complete -C 'trainml job cr'"], capture_output=True,
                             text=True, env=trainml_on_path, timeout=30)
     assert result.stdout.splitlines() == ["create\tCreate a job."], result.stderr
+
+
+# -- the manual ----------------------------------------------------------------------------------------------------
+
+
+def mkdocs_build(root: Path, site: Path) -> subprocess.CompletedProcess:
+    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
+        if os.environ.get("CI"):
+            pytest.fail("the manual must be built in CI: pip install -e '.[test,ray,docs]'")
+        pytest.skip("MkDocs Material is not installed (pip install -e '.[docs]')")
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)], cwd=root,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+
+
+def test_the_manual_builds_strict_every_page_in_the_nav_and_every_link_whole(tmp_path):
+    result = mkdocs_build(REPO, tmp_path / "site")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "site" / "cli" / "job" / "index.html").is_file()
+    assert "Aborted" not in result.stderr and "WARNING" not in result.stderr, result.stderr
+
+
+def test_a_broken_anchor_or_a_page_left_out_of_the_nav_fails_the_build(tmp_path):
+    for name in ("mkdocs.yml", "CHANGELOG.md"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "docs", tmp_path / "docs")
+    page = tmp_path / "docs" / "streaming-files.md"
+    text = page.read_text()
+    page.write_text(text.replace("(model-code.md#batched-routes)", "(model-code.md#no-such-section)"))
+    result = mkdocs_build(tmp_path, tmp_path / "site")
+    assert result.returncode != 0 and "no-such-section" in result.stdout + result.stderr
+    page.write_text(text)
+    (tmp_path / "docs" / "orphan.md").write_text("# Not in the nav\n")
+    result = mkdocs_build(tmp_path, tmp_path / "site")
+    assert result.returncode != 0 and "orphan.md" in result.stdout + result.stderr
+
+
+def test_the_readme_keeps_its_two_commands_and_links_into_the_manual():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    assert "pip install -e . && trainml job create endpoint --model-dir examples/sentiment" in readme
+    assert "pip install -e '.[test,ray,docs]' && python3 -m pytest -q" in readme
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    local = [link for link in links if "://" not in link]
+    assert {"docs/model-code.md", "docs/ray.md", "docs/cli/index.md", "CHANGELOG.md"} <= set(local)
+    for link in local:
+        assert (REPO / link).is_file(), f"README links to {link}, which does not exist"

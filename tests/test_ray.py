@@ -1,7 +1,7 @@
 """The Ray backend against a real two-node Ray cluster on loopback (Ray Serve 2.58+, `pip install -e '.[ray]'`).
 
 The cluster is started once for this module: `ray start --head ... --block` and `ray start --address ...
---block`, 2 logical CPUs and a small object store each, with the README's recommended variables (HAProxy mode,
+--block`, 2 logical CPUs and a small object store each, with the recommended variables of docs/ray.md (HAProxy mode,
 throughput-optimized) but auth disabled (RAY_AUTH_MODE=disabled), its temp dir
 under the test's tmp path; it is ended by process group. Each test starts its own control plane with
 `--backend ray` pointed at the head's dashboard, and drives it as a user does: the trainml command, the job's
@@ -79,18 +79,18 @@ def _end(process: subprocess.Popen) -> None:
             continue
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+RAY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "ray.md"
 SLOT = "trainml_test_slot"  # a custom resource each node has one of
-# What the tests change in the README's recipe, and why; nothing else but ports and HAProxy's folders (below).
+# What the tests change in the docs' recipe (docs/ray.md), and why; nothing else but ports and HAProxy's folders (below).
 # The tests share no token (token auth is Ray's own).
 TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled"}
 
 
 def readme_recipe() -> tuple[dict[str, str], list[str], list[str]]:
-    """The README's cluster commands (Scale out on Ray, step 1): (the exported variables, the head's `ray start`
-    arguments, a worker's), read from the README itself so the cluster the tests run is the one users start."""
-    text = README.read_text()
-    block = text[text.index("## Scale out on Ray"):]
+    """The manual's cluster commands (docs/ray.md, step 1): (the exported variables, the head's `ray start`
+    arguments, a worker's), read from the page itself so the cluster the tests run is the one users start."""
+    text = RAY_PAGE.read_text()
+    block = text[text.index("## 1. A cluster"):]
     block = block[block.index("```sh\n") + 6:]
     block = block[:block.index("```")]
     variables, head, worker = {}, None, None
@@ -102,7 +102,7 @@ def readme_recipe() -> tuple[dict[str, str], list[str], list[str]]:
             head = words[2:]
         elif words[:2] == ["ray", "start"]:
             worker = words[2:]
-    assert variables and head and worker, f"the README's cluster recipe is not where the tests read it:\n{block}"
+    assert variables and head and worker, f"docs/ray.md's cluster recipe is not where the tests read it:\n{block}"
     return variables, head, worker
 
 
@@ -111,7 +111,7 @@ def cluster(tmp_path_factory):
     ray = shutil.which("ray")
     if ray is None:
         if os.environ.get("CI"):
-            pytest.fail("the Ray tests must run in CI: pip install -e '.[test,ray]'")
+            pytest.fail("the Ray tests must run in CI: pip install -e '.[test,ray,docs]'")
         pytest.skip("Ray is not installed (pip install -e '.[ray]')")
     temp = tmp_path_factory.mktemp("ray")  # short: Ray's socket paths live under it
     gcs, dashboard, serve, worker_serve, client, metrics_head, metrics_worker = _free_ports(7)
@@ -122,7 +122,7 @@ def cluster(tmp_path_factory):
                      "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
     ports = [str(port) for port in _free_ports(2 * len(haproxy_ports))]
     head_ports, worker_ports = (dict(zip(haproxy_ports, ports[i::2])) for i in range(2))
-    # HAProxy's files in folders of this cluster's own, as the README's recipe has them: the config under our temp
+    # HAProxy's files in folders of this cluster's own, as the recipe in docs/ray.md has them: the config under our temp
     # dir (which names HAProxy's command line for the clean-up), its sockets under a short one (HAProxy takes socket
     # paths of at most 97 characters, and Ray adds a 56-character node id).
     sockets = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
@@ -131,11 +131,11 @@ def cluster(tmp_path_factory):
                      "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(sockets),
                      "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(sockets / "server-state"),
                      "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock")}
-    assert set(haproxy_files) <= set(variables), "the README's recipe names HAProxy's files"
+    assert set(haproxy_files) <= set(variables), "docs/ray.md's recipe names HAProxy's files"
     # The replicas must import trainml_cli from the package we upload, not from this checkout.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("TRAINML_")}
     env.update(variables, RAY_USAGE_STATS_ENABLED="0", **TEST_OVERRIDES, **haproxy_files)
-    # The README's commands, then what one shared machine needs (later flags win): free ports, a small node, the
+    # The manual's commands, then what one shared machine needs (later flags win): free ports, a small node, the
     # temp dir under the test's tmp path.
     # A custom resource of one per node lets a test place one replica on each (--ray-actor-options).
     common = ["--num-cpus=2", "--object-store-memory=100000000", "--node-ip-address=127.0.0.1",

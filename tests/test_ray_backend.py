@@ -713,7 +713,7 @@ def test_status_counts_one_machines_memory_once_and_names_the_clusters_python(st
         "the Ray cluster's (3.11.7)"
 
 
-def test_server_start_on_ray_says_what_serve_exposes_and_the_readme_says_what_listens_where(head, tmp_path):
+def test_server_start_on_ray_says_what_serve_exposes_and_the_docs_say_what_listens_where(head, tmp_path):
     home = tmp_path / "warned"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINML_")}
     env.update(TRAINML_HOME=str(home), NO_COLOR="1")
@@ -731,10 +731,10 @@ def test_server_start_on_ray_says_what_serve_exposes_and_the_readme_says_what_li
                 "default 9101), whatever --ray-serve-host says") in warning
     finally:
         subprocess.run(base + ["stop"], capture_output=True, text=True, timeout=60, env=env)
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "ray.md").read_text().split())
     assert ("| HAProxy's stats page (8404) and Prometheus metrics (9101) | **every interface**, whatever "
-            "`--ray-serve-host` says |") in readme
-    assert "RAY_SERVE_HAPROXY_SOCKET_PATH=" in readme and "UV_OFFLINE=1 UV_FIND_LINKS=" in readme
+            "`--ray-serve-host` says |") in page
+    assert "RAY_SERVE_HAPROXY_SOCKET_PATH=" in page and "UV_OFFLINE=1 UV_FIND_LINKS=" in page
 
 
 

@@ -1,6 +1,7 @@
-"""Shell completions and man pages, generated from the click app so they can never drift from the code.
+"""Shell completions, man pages and the docs site's CLI reference, generated from the click app so they can
+never drift from the code.
 
-    python -m trainml_cli.cli.docs                 # (re)write completions/ and man/ under the current directory
+    python -m trainml_cli.cli.docs                 # (re)write completions/, man/ and docs/cli/ in the current folder
     python -m trainml_cli.cli.docs --check         # exit 1 naming every stale or missing file
     python -m trainml_cli.cli.docs --install       # into ~/.local (or --prefix DIR), where shells and man look
 
@@ -103,7 +104,14 @@ def page_name(ctx: click.Context) -> str:
 
 def roff(text: str) -> str:
     """Escape text for roff: backslashes, hyphens (so options paste as ASCII) and leading dots or quotes."""
-    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return _lead(_escape(text))
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\e").replace("-", "\\-")
+
+
+def _lead(text: str) -> str:
     return "\n".join("\\&" + line if line[:1] in (".", "'") else line for line in text.split("\n"))
 
 
@@ -153,7 +161,7 @@ def man_page(ctx: click.Context, command: click.Command) -> str:
             children.append(child)
             lines += [".TP", f"\\fB{roff(sub_name)}\\fR", f"{roff(sub.get_short_help_str(limit=200))} See \\fB{roff(child)}\\fR(1)."]
     if ctx.parent is None:
-        lines += _ROOT_SECTIONS
+        lines += _root_sections()
     see_also = ([page_name(ctx.parent)] if ctx.parent else []) + children
     if ctx.parent is not None and ctx.parent.parent is not None:
         see_also.insert(0, PROG)
@@ -162,21 +170,40 @@ def man_page(ctx: click.Context, command: click.Command) -> str:
     return "\n".join(lines) + "\n"
 
 
-_ROOT_SECTIONS = [
-    ".SH ENVIRONMENT",
-    ".TP", "\\fBTRAINML_HOME\\fR", "State folder: database, stored models, logs (default ~/.trainml); same as \\fB\\-\\-home\\fR.",
-    ".TP", "\\fBTRAINML_API_URL\\fR", "Control plane URL; same as \\fB\\-\\-api\\-url\\fR.",
-    ".TP", "\\fBNO_COLOR\\fR", "When set and not empty, no colour in terminal output.",
-    ".SH OUTPUT",
-    "Results go to standard output (or \\fB\\-\\-output\\-file\\fR); progress and notes go to standard error. "
-    "On a terminal, tables and a live status spinner; otherwise plain text and one status line per change. "
-    "Commands that show records take \\fB\\-\\-format json\\fR for scripts.",
-    ".SH EXIT STATUS",
-    ".TP", "0", "Done.",
-    ".TP", "1", "The operation failed: the job failed, a wait timed out, or the server refused or could not be reached.",
-    ".TP", "2", "Usage or validation error (bad options, bad route JSON, a route that breaks the spec); nothing was sent.",
-    ".TP", "130", "Interrupted.",
+# What the root page says beyond the click app, as data: the man page and the docs site are both made from it.
+# Text in backticks is an option or a name, set in bold in roff and as code in Markdown.
+ENVIRONMENT = [
+    ("TRAINML_HOME", "State folder: database, stored models, logs (default ~/.trainml); same as `--home`."),
+    ("TRAINML_API_URL", "Control plane URL; same as `--api-url`."),
+    ("NO_COLOR", "When set and not empty, no colour in terminal output."),
 ]
+OUTPUT = (
+    "Results go to standard output (or `--output-file`); progress and notes go to standard error. "
+    "On a terminal, tables and a live status spinner; otherwise plain text and one status line per change. "
+    "Commands that show records take `--format json` for scripts."
+)
+EXIT_STATUS = [
+    ("0", "Done."),
+    ("1", "The operation failed: the job failed, a wait timed out, or the server refused or could not be reached."),
+    ("2", "Usage or validation error (bad options, bad route JSON, a route that breaks the spec); nothing was sent."),
+    ("130", "Interrupted."),
+]
+
+
+def roff_marked(text: str) -> str:
+    """roff for text whose backticked parts are names: those in bold."""
+    parts = text.split("`")
+    return _lead("".join(f"\\fB{_escape(part)}\\fR" if i % 2 else _escape(part) for i, part in enumerate(parts)))
+
+
+def _root_sections() -> list[str]:
+    lines = [".SH ENVIRONMENT"]
+    for name, text in ENVIRONMENT:
+        lines += [".TP", f"\\fB{roff(name)}\\fR", roff_marked(text)]
+    lines += [".SH OUTPUT", roff_marked(OUTPUT), ".SH EXIT STATUS"]
+    for code, text in EXIT_STATUS:
+        lines += [".TP", code, roff_marked(text)]
+    return lines
 
 
 def man_pages() -> tuple[dict[str, str], list[str]]:
@@ -193,13 +220,16 @@ def generate() -> tuple[dict[str, str], list[str]]:
     files = {f"completions/{file}": completion_script(shell) for shell, file in SHELLS.items()}
     pages, skipped = man_pages()
     files.update({f"man/{name}": text for name, text in pages.items()})
+    from .docspages import pages as markdown_pages
+
+    files.update(markdown_pages())
     return files, skipped
 
 
 def stale(root: Path, files: dict[str, str]) -> list[str]:
     """Paths under root that differ from `files`, are missing, or are generated leftovers of a removed command."""
     problems = [path for path, text in files.items() if not (root / path).is_file() or (root / path).read_text() != text]
-    for folder, pattern in (("completions", "trainml.*"), ("man", "*.1")):
+    for folder, pattern in (("completions", "trainml.*"), ("man", "*.1"), ("docs/cli", "*.md")):
         for path in sorted((root / folder).glob(pattern)):
             if f"{folder}/{path.name}" not in files:
                 problems.append(f"{folder}/{path.name} (no such command any more)")
@@ -220,7 +250,7 @@ def install_targets(prefix: Path, user: bool) -> dict[str, Path]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainml_cli.cli.docs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=".", help="folder that holds completions/ and man/ (default: .)")
+    parser.add_argument("--out", default=".", help="folder that holds completions/, man/ and docs/cli/ (default: .)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file is stale")
     parser.add_argument("--install", action="store_true", help="install completions and man pages under --prefix")
     parser.add_argument("--prefix", default=None, help="install prefix (default: ~/.local)")
@@ -239,6 +269,8 @@ def main(argv=None) -> int:
         user = args.prefix is None
         targets = install_targets(Path(args.prefix or Path.home() / ".local").expanduser(), user)
         for path, text in files.items():
+            if path.startswith("docs/"):  # the site's pages are for the site, not for shells or man
+                continue
             target = targets["man"] / Path(path).name if path.startswith("man/") else targets[path]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)

@@ -4,7 +4,7 @@
                                   and this control plane's /metrics, in Prometheus' http_sd_configs format
     GET /metrics                  open; jobs by status and this process's own metrics, Prometheus text
 
-One scrape config then covers every endpoint, present and future (see the README). The targets need a token
+One scrape config then covers every endpoint, present and future (see docs/runtime.md). The targets need a token
 because they name the jobs; the scrapes themselves must not carry it, since an endpoint runs the user's code and
 would see the token. So the control plane's /metrics is open, and says nothing a job count does not.
 """

@@ -54,7 +54,7 @@ DEPLOYMENT = "endpoint"  # the deployment's name in serve_entry
 # Serve's variables each replica runs with, whatever the cluster was started with: they are read in the replica's
 # own process, so the application's runtime_env sets them there.
 REPLICA_ENV = {
-    # Throughput-optimized mode (the README's recommended cluster) turns this off, and Serve then writes prints
+    # Throughput-optimized mode (the recommended cluster of docs/ray.md) turns this off, and Serve then writes prints
     # and errors to its own replica log file instead of the replica's stdout and stderr, which job logs follows.
     "RAY_SERVE_LOG_TO_STDERR": "1",
     # In HAProxy (direct ingress) mode a stopping replica stays in service 30 s so that HAProxy drops it first:

@@ -10,7 +10,7 @@ control plane with `--ray-serve-host 127.0.0.1`:
   we send wins.
 - on every interface whatever the Serve host: HAProxy's stats page (`RAY_SERVE_HAPROXY_STATS_PORT`, 8404)
   and its Prometheus metrics (`RAY_SERVE_HAPROXY_METRICS_PORT`, 9101). Ray's template binds them to `*`; only
-  their ports can be set, where the cluster starts, so the README says to firewall them, and `server start
+  their ports can be set, where the cluster starts, so docs/ray.md says to firewall them, and `server start
   --backend ray` warns (tls.ray_exposure_warnings).
 - HAProxy's files (config, admin socket, server state) go under /tmp/haproxy-serve/NODE_ID unless
   `RAY_SERVE_HAPROXY_CONFIG_FILE_LOC`, `_SOCKET_PATH`, `_SERVER_STATE_BASE`, `_SERVER_STATE_FILE` and
