@@ -143,8 +143,11 @@ def cluster(tmp_path_factory):
     head_cmd = [ray, "start", *head_args, f"--port={gcs}", f"--dashboard-port={dashboard}",
                 "--include-dashboard=true", f"--ray-client-server-port={client}", f"--metrics-export-port={metrics_head}",
                 f"--temp-dir={temp}", *common]
+    # The worker's own temp dir, as a second machine has: Ray builds each job's uv environment under the node's
+    # session folder with a lock held per node, so two nodes sharing one folder race on the same environment
+    # (`OSError: Directory not empty`) when replicas of a job start on both at once.
     worker_cmd = [ray, "start", *[a.replace("HEAD:6379", f"127.0.0.1:{gcs}") for a in worker_args],
-                  f"--metrics-export-port={metrics_worker}", *common]
+                  f"--metrics-export-port={metrics_worker}", f"--temp-dir={temp / 'w'}", *common]
     # Both nodes share one address here, and Serve's proxies bind with SO_REUSEPORT: the kernel would spread our
     # calls over the head's proxy and a worker proxy that may not have the newest routes yet (a 404 for a job that
     # is running). On a real cluster each node has its own address; a port of its own gives the same here.
