@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, tls
 from ..endpointenv import parse_names
-from ..errors import NotFound, ServerError, TooLarge, TrainMLError, Unauthorized, UsageError
+from ..errors import MethodNotAllowed, NotFound, ServerError, TooLarge, TrainMLError, Unauthorized, UsageError
 from ..jsonbody import MAX_ERRORS
 from ..settings import Settings
 from . import api, bodies, openapi, prometheus
@@ -167,7 +167,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         shown = errors[:MAX_ERRORS]
         error = bodies.invalid([e.get("loc", ()) for e in shown], [e.get("msg") for e in shown], len(errors))
-        return JSONResponse(bodies.bounded(error.to_dict()), status_code=422)
+        return JSONResponse(bodies.bounded(error.to_dict()), status_code=error.http_status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -179,7 +179,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             # (GET and DELETE /api/jobs/{job}) allows both.
             allow = _allowed(request)
             headers = {**(headers or {}), "Allow": allow}
-            body = {"error": "method_not_allowed", "message": f"{request.url.path} accepts {allow}, not {request.method}"}
+            body = MethodNotAllowed(f"{request.url.path} accepts {allow}, not {request.method}").to_dict()
         else:
             body = {"error": "http", "message": f"{request.method} {request.url.path}: {exc.detail}"}
         return JSONResponse(bodies.bounded(body), status_code=exc.status_code, headers=headers)
