@@ -191,3 +191,44 @@ def test_a_model_exception_reaches_the_caller_with_its_type(control_plane):
                 await job.remove(force=True)
 
     assert run(scenario()) == "POST /fail: ValueError: cannot handle 'x'"
+
+
+def test_an_endpoints_errors_reach_the_caller_as_their_classes(control_plane, tmp_path):
+    """A model that raises, a call past the endpoint's timeout, an endpoint at capacity: each raises the class of
+    errors.py its kind names, with that kind and status, and still the class callers caught before."""
+    from trainml_cli.errors import CallTimeout, ModelError, Overloaded, ServerError, WaitTimeout
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "predict.py").write_text(
+        "import os, time\n\n\ndef fail(text):\n    raise ValueError(f'cannot handle {text!r}')\n\n\n"
+        "def block(gate):\n    while not os.path.exists(gate):\n        time.sleep(0.01)\n    return {}\n")
+    gate = tmp_path / "gate"
+
+    async def scenario():
+        async with control_plane.client() as client:
+            job = await client.jobs.create(
+                "kinds", model={"source_type": "local", "source_uri": str(model)},
+                endpoint={"routes": [route("/fail", "fail"), route("/block", "block", body=[{"name": "gate", "type": "str"}])],
+                          "timeout": 1, "max_concurrency": 1, "max_queue": 0}, wait=True)
+            caught = {}
+            try:
+                for name, path, data in (("raises", "/fail", {"text": "x"}), ("times out", "/block", {"gate": str(gate)}),
+                                         ("overloaded", "/fail", {"text": "x"})):  # /block still holds the one slot
+                    with pytest.raises(TrainMLError) as error:
+                        await job.call(path, data)
+                    caught[name] = error.value
+            finally:
+                gate.touch()
+                await job.remove(force=True)
+            return caught
+
+    from trainml_cli.errors import TrainMLError
+
+    caught = run(scenario())
+    assert [(type(e), e.kind, e.http_status) for e in caught.values()] == [
+        (ModelError, "model_error", 500), (CallTimeout, "timeout", 504), (Overloaded, "overloaded", 503)]
+    assert str(caught["raises"]) == "POST /fail: ValueError: cannot handle 'x'" and caught["raises"].type == "ValueError"
+    assert "timeout of 1s" in str(caught["times out"])
+    assert isinstance(caught["raises"], ServerError) and isinstance(caught["times out"], WaitTimeout)
+    assert isinstance(caught["overloaded"], Unavailable)

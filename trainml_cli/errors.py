@@ -20,6 +20,17 @@ def field_name(loc: Loc) -> str:
     return name
 
 
+def parse_field(name: str) -> Loc:
+    """A location back from its name, as a client reads the API's `field`: "body[0].type" -> ("body", 0, "type")."""
+    loc: list = []
+    for part in name.replace("[", ".[").split("."):
+        if part.startswith("[") and part.endswith("]") and part[1:-1].isdigit():
+            loc.append(int(part[1:-1]))
+        elif part:
+            loc.append(part)
+    return tuple(loc)
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     """One problem and where it is: the location as data, the message without it (what a form shows beside its
@@ -59,15 +70,22 @@ class TrainMLError(Exception):
         return body
 
     @classmethod
-    def from_dict(cls, body: dict, status: int) -> "TrainMLError":
-        """Rebuild the error the server sent, so the SDK raises the same class the server raised."""
-        kind = body.get("error", "error") if isinstance(body, dict) else "error"
-        message = body.get("message") if isinstance(body, dict) else None
-        details = body.get("details") if isinstance(body, dict) else None
-        klass = _BY_KIND.get(kind)
-        if klass is None:
-            klass = _BY_STATUS.get(status, ServerError)
-        return klass(message or f"server answered HTTP {status}", details=details)
+    def from_dict(cls, body: dict, status: int, where: str = "") -> "TrainMLError":
+        """Rebuild the error a server (the control plane or an endpoint) sent, so the SDK raises the class the
+        server meant: by its kind, else by its HTTP status. `where` prefixes the message ("POST /predict: ...")."""
+        body = body if isinstance(body, dict) else {}
+        klass = _BY_KIND.get(body.get("error")) or _BY_STATUS.get(status, ServerError)
+        message = klass._message(str(body.get("message") or f"server answered HTTP {status}"), body)
+        return klass._rebuilt(f"{where}: {message}" if where else message, body)
+
+    @classmethod
+    def _message(cls, message: str, body: dict) -> str:
+        return message
+
+    @classmethod
+    def _rebuilt(cls, message: str, body: dict) -> "TrainMLError":
+        details = body.get("details")
+        return cls(message, details=details if isinstance(details, list) else None)
 
 
 class UsageError(TrainMLError):
@@ -91,6 +109,13 @@ class UsageError(TrainMLError):
         if self.fields:
             body["fields"] = [f.to_dict() for f in self.fields]
         return body
+
+    @classmethod
+    def _rebuilt(cls, message: str, body: dict) -> "UsageError":
+        error = super()._rebuilt(message, body)
+        error.fields = [FieldProblem(parse_field(item["field"]), str(item.get("message", "")), item.get("route"))
+                        for item in _items(body.get("fields")) if isinstance(item.get("field"), str)]
+        return error
 
     @classmethod
     def at(cls, loc: Loc, message: str, *, label: str | None = None) -> "UsageError":
@@ -197,6 +222,88 @@ class ModelCodeError(TrainMLError):
     kind = "model_code"
 
 
+# What an endpoint answers besides the classes above (401 Unauthorized, 404 NotFound, 413 TooLarge): the runtime
+# writes these kinds, and the SDK raises these classes from an endpoint's answers (job.call). Each subclasses
+# what callers caught before these existed, so those `except` clauses still hold.
+
+
+class InvalidRequest(UsageError):
+    """An endpoint refused a call's body or query (422); `fields` says where, from the answer's `detail`
+    (pydantic-shaped: [{"loc": ["body", "n"], "msg": ...}])."""
+
+    kind = "invalid_request"
+
+    @classmethod
+    def _rebuilt(cls, message: str, body: dict) -> "InvalidRequest":
+        error = super()._rebuilt(message, body)
+        error.fields += [FieldProblem(tuple(item["loc"]), str(item.get("msg", "")))
+                         for item in _items(body.get("detail")) if isinstance(item.get("loc"), list)]
+        return error
+
+
+class MethodNotAllowed(UsageError):
+    http_status = 405
+    kind = "method_not_allowed"
+
+
+class UnsupportedMediaType(UsageError):
+    """A body not sent as JSON (415)."""
+
+    http_status = 415
+    kind = "unsupported_media_type"
+
+
+class HeadersTooLarge(TooLarge):
+    """The request line and headers past the server's bound (431)."""
+
+    http_status = 431
+    kind = "headers_too_large"
+
+
+class ModelError(ServerError):
+    """The model's function raised (500); `type` is its exception's type name, as the message starts."""
+
+    kind = "model_error"
+
+    def __init__(self, message: str, *, details: list[str] | None = None, type: str | None = None):
+        super().__init__(message, details=details)
+        self.type = type
+
+    @classmethod
+    def _message(cls, message: str, body: dict) -> str:
+        return f"{body['type']}: {message}" if isinstance(body.get("type"), str) else message
+
+    @classmethod
+    def _rebuilt(cls, message: str, body: dict) -> "ModelError":
+        error = super()._rebuilt(message, body)
+        error.type = body.get("type") if isinstance(body.get("type"), str) else None
+        return error
+
+
+class CallTimeout(WaitTimeout):
+    """A call ran past the endpoint's timeout (504); the function may still be running there. A WaitTimeout,
+    as the SDK raised for it before this class: waiting for an answer that did not come in time."""
+
+    kind = "timeout"
+
+
+class Overloaded(Unavailable):
+    """The endpoint is at capacity (503, after the SDK's retries): every slot running, the queue full."""
+
+    kind = "overloaded"
+
+
+class NotReady(Unavailable):
+    """The endpoint's model code is still loading (503, after the SDK's retries)."""
+
+    kind = "loading"
+
+
+def _items(value) -> list[dict]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+# By kind, the last class listed wins: CallTimeout, after WaitTimeout (which never crosses the wire), is "timeout".
 _BY_KIND = {
     klass.kind: klass
     for klass in (
@@ -212,9 +319,17 @@ _BY_KIND = {
         JobFailed,
         WaitTimeout,
         ModelCodeError,
+        InvalidRequest,
+        MethodNotAllowed,
+        UnsupportedMediaType,
+        HeadersTooLarge,
+        ModelError,
+        CallTimeout,
+        Overloaded,
+        NotReady,
     )
 }
-# RouteSpecError takes a list of problems; rebuilt from the wire it is a plain UsageError with details.
+# RouteSpecError takes a list of problems; rebuilt from the wire it is a plain UsageError with details and fields.
 _BY_KIND["invalid_route"] = UsageError
-_BY_STATUS = {401: Unauthorized, 404: NotFound, 409: Conflict, 413: TooLarge, 422: UsageError, 400: UsageError,
-              503: Unavailable}
+_BY_STATUS = {400: UsageError, 401: Unauthorized, 404: NotFound, 405: MethodNotAllowed, 409: Conflict, 413: TooLarge,
+              415: UnsupportedMediaType, 422: UsageError, 431: HeadersTooLarge, 503: Unavailable, 504: CallTimeout}

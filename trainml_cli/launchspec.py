@@ -1,18 +1,25 @@
-"""What the endpoint runtime is started with: one dataclass, its command line, and the runtime's exit codes.
+"""What the endpoint runtime is started with: its options, each defined once, and the runtime's exit codes.
 
-This is the contract between the control plane and the runtime, written once. The local backend turns a
-LaunchSpec into `python -m trainml_cli.runtime ARGV` (to_argv); the Ray backend sends the same ARGV as the Serve
-application's build arguments, and `runtime/serve_entry.py` reads it back on the replica (from_argv). The
-runtime's own command line parses with `parser()`, so a flag added here exists everywhere at once.
+This is the contract between the control plane and the runtime, written once. Every option is a row of OPTIONS,
+and every surface is built from the table: the LaunchSpec dataclass the control plane fills in, its command line
+`python -m trainml_cli.runtime ARGV` (to_argv, and `parser()` that reads it back), the runtime's RuntimeConfig
+with its defaults (runtime/config.py) and `trainml endpoint serve`'s click options (cli/endpoint.py). The local
+backend launches the ARGV as a child process; the Ray backend sends it as the Serve application's build
+arguments, and `runtime/serve_entry.py` reads it back on the replica. Adding an option is adding a row.
 
-A leaf: it imports the standard library only, so the CLI, the control plane and a Ray replica can all use it.
+A leaf: it imports the standard library and limits.py only, so the CLI, the control plane and a Ray replica can
+all use it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Callable, Optional, Union
+
+from .limits import MAX_CONCURRENCY, MAX_QUEUE, cpu_count
 
 # Defaults chosen for model code: a few calls at once (the GIL and the model's memory bound real parallelism),
 # a queue long enough to absorb bursts, and a timeout generous enough for a slow CPU prediction.
@@ -20,6 +27,7 @@ DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 1000  # per worker; below the usual limit of 1024 open files
 
 # The runtime's exit codes, as the control plane reads them.
 EXIT_OK = 0
@@ -40,72 +48,147 @@ KEY_PACKAGE_FIELD = "key_package"
 KEY_PACKAGE_MEMBER = "endpoint.key"
 
 
-@dataclass
-class LaunchSpec:
-    """One endpoint runtime's arguments. None means "the runtime's default" and is left off the command line."""
+@dataclass(frozen=True)
+class RuntimeOption:
+    flag: str  # "--max-queue"
+    kind: type  # str, int or float; bool is a --NAME/--no-NAME switch
+    default: Any  # the runtime's own default (RuntimeConfig's); None: none
+    help: str
+    metavar: Optional[str] = None
+    low: Optional[float] = None  # smallest value allowed
+    low_open: bool = False  # `low` itself refused (a timeout of 0 s)
+    high: Union[int, Callable[[], int], None] = None  # largest value allowed; a function when the machine says
+    why: Optional[str] = None  # what sets `high`, named when a value passes it
+    path: Optional[str] = None  # "file" or "dir": a path (the CLI checks it exists when `exists`)
+    exists: bool = True
+    required: bool = False
+    repeat: bool = False  # given any number of times: a list
+    internal: bool = False  # set by the control plane or the runtime itself: hidden, not on `endpoint serve`
+    group: bool = False  # where and how many processes listen: a worker of a group is not given it (to_args)
+    name: Optional[str] = None  # the field's name, when not the flag's
 
-    model_dir: str
-    route_file: str | None = None
-    routes: list[str] = field(default_factory=list)  # routes as JSON texts (repeatable --route)
-    host: str | None = None
-    port: int | None = None
-    fd: int | None = None  # an already-listening socket handed over by the supervisor
-    workers: int | None = None
-    max_concurrency: int | None = None
-    max_queue: int | None = None
-    timeout: float | None = None
-    max_body_size: int | None = None
-    access_log: bool = True
-    metrics_dir: str | None = None  # shared by a worker group (set by the runtime for its own workers)
-    key_file: str | None = None  # callers must send 'Authorization: Bearer KEY' with the key in this file
-    tls_certfile: str | None = None  # serve HTTPS with this certificate (PEM) and key
-    tls_keyfile: str | None = None
-    max_connections: int | None = None  # open connections per worker; past it requests get 503
+    @property
+    def dest(self) -> str:
+        return self.name or self.flag.lstrip("-").replace("-", "_")
+
+    def ceiling(self) -> Optional[int]:
+        return self.high() if callable(self.high) else self.high
+
+    def problem(self, value: Any) -> Optional[str]:
+        """What is wrong with a value given for this option, as one line naming it; None when it fits."""
+        if value is None or self.kind not in (int, float):
+            return None
+        if self.kind is float and not math.isfinite(value):
+            return f"{self.flag}: {value} is not a finite number"
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return f"{self.flag}: {value:g} must be {'more than' if self.low_open else 'at least'} {self.low:g}"
+        high = self.ceiling()
+        if high is not None and value > high:
+            return f"{self.flag}: {value} is more than {high:,} ({self.why})" if self.why else f"{self.flag}: {value} is more than {high}"
+        return None
+
+
+OPTIONS: tuple[RuntimeOption, ...] = (
+    RuntimeOption("--model-dir", str, None, "Folder with the model code.", path="dir", required=True),
+    RuntimeOption("--route", str, None, "A route as JSON (repeatable).", repeat=True, name="routes"),
+    RuntimeOption("--route-file", str, None, "A JSON or YAML list of routes.", path="file", exists=False),
+    RuntimeOption("--host", str, "127.0.0.1", "Address to listen on.", group=True),
+    RuntimeOption("--port", int, 8000, "Port (0: any free one).", low=0, high=65535, group=True),
+    RuntimeOption("--fd", int, None, "Serve on this inherited listening socket.", low=0, internal=True, group=True),
+    RuntimeOption("--workers", int, 1, "Processes, for CPU-bound code; at most one per CPU.", low=1, high=cpu_count,
+                  why="this machine's CPUs", group=True),
+    RuntimeOption("--max-concurrency", int, DEFAULT_MAX_CONCURRENCY, "Calls (or batches) running at once, per "
+                  f"worker; at most {MAX_CONCURRENCY}.", low=1, high=MAX_CONCURRENCY, why="threads per worker"),
+    RuntimeOption("--max-queue", int, DEFAULT_MAX_QUEUE, "Requests waiting, per worker; beyond it: 503 with "
+                  f"Retry-After. At most {MAX_QUEUE:,}.", low=0, high=MAX_QUEUE, why="requests waiting per worker"),
+    RuntimeOption("--timeout", float, DEFAULT_TIMEOUT, "Seconds a call may run before the client gets 504 (time in "
+                  "the queue not counted).", low=0, low_open=True),
+    RuntimeOption("--max-body-size", int, DEFAULT_MAX_BODY_SIZE, "Largest request body in bytes; larger gets 413.",
+                  low=1),
+    RuntimeOption("--access-log", bool, True, "One line per request."),
+    # Shared by a worker group for prometheus_client's multiprocess files; the runtime sets it for its workers.
+    RuntimeOption("--metrics-dir", str, None, "Where a worker group keeps its metrics.", internal=True),
+    RuntimeOption("--key-file", str, None, "Callers must send 'Authorization: Bearer KEY' with the key in this file "
+                  "(read again when it changes); /ping and /metrics stay open.", path="file"),
+    RuntimeOption("--tls-certfile", str, None, "Serve HTTPS with this certificate (PEM).", path="file"),
+    RuntimeOption("--tls-keyfile", str, None, "The certificate's private key (PEM).", path="file"),
+    RuntimeOption("--max-connections", int, DEFAULT_MAX_CONNECTIONS, "Open connections per worker; past it "
+                  "requests get 503.", low=1),
+)
+
+
+def defaults() -> dict:
+    """Every option's value when nobody chose it."""
+    return {option.dest: option.default for option in OPTIONS}
+
+
+def record(name: str, *, defaults: bool, doc: str) -> type:
+    """A dataclass with one field per row: the runtime's defaults (`defaults=True`), or None ("the runtime's
+    default", left off the command line) for every option but the required ones."""
+
+    def spec(option: RuntimeOption) -> tuple:
+        if option.required:
+            return option.dest, option.kind
+        if option.repeat:
+            return option.dest, list, field(default_factory=list)
+        return option.dest, Optional[option.kind], field(default=option.default if defaults else None)
+
+    return make_dataclass(name, [spec(option) for option in OPTIONS], namespace={"__doc__": doc})
+
+
+def option_problem(values: dict) -> str | None:
+    """What is wrong with these values (a RuntimeConfig's), as one line naming the option; None when they fit."""
+    for option in OPTIONS:
+        problem = option.problem(values.get(option.dest))
+        if problem:
+            return problem
+    if bool(values.get("tls_certfile")) != bool(values.get("tls_keyfile")):
+        return "--tls-certfile and --tls-keyfile go together"
+    return None
+
+
+class LaunchSpec(record("LaunchSpec", defaults=False, doc="")):
+    """One endpoint runtime's arguments, a field per row of OPTIONS (routes as JSON texts). None means "the
+    runtime's default" and is left off the command line."""
 
     def to_argv(self) -> list[str]:
-        argv = ["--model-dir", os.fspath(self.model_dir)]
-        if self.route_file is not None:
-            argv += ["--route-file", os.fspath(self.route_file)]
-        for text in self.routes:
-            argv += ["--route", text]
-        for item in fields(self):
-            if item.name in ("model_dir", "route_file", "routes", "access_log"):
-                continue
-            value = getattr(self, item.name)
-            if value is not None:
-                argv += ["--" + item.name.replace("_", "-"), str(value)]
-        if not self.access_log:
-            argv.append("--no-access-log")
+        argv: list[str] = []
+        for option in OPTIONS:
+            value = getattr(self, option.dest)
+            if option.repeat:
+                for item in value:
+                    argv += [option.flag, str(item)]
+            elif option.kind is bool:
+                if value is not None:
+                    argv.append(option.flag if value else "--no-" + option.flag[2:])
+            elif value is not None:
+                argv += [option.flag, os.fspath(value) if option.path else str(value)]
         return argv
 
     @classmethod
     def from_argv(cls, argv: list[str]) -> "LaunchSpec":
         """The spec back from to_argv's output; argparse exits 2 with its message on a bad argument."""
         args = parser().parse_args(argv)
-        return cls(**{item.name: getattr(args, item.name) for item in fields(cls)})
+        return cls(**{option.dest: getattr(args, option.dest) for option in OPTIONS})
 
 
 def parser() -> argparse.ArgumentParser:
-    """The runtime's command line. Defaults are None here; RuntimeConfig fills in the runtime's own."""
+    """The runtime's command line. Defaults are None here ("not given"); RuntimeConfig fills in the runtime's own."""
     p = argparse.ArgumentParser(
         prog="python -m trainml_cli.runtime", description="Serve model code from route specs (the endpoint runtime)."
     )
-    p.add_argument("--model-dir", required=True)
-    p.add_argument("--route", dest="routes", action="append", default=[], help="a route as JSON (repeatable)")
-    p.add_argument("--route-file", help="a JSON or YAML list of routes")
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    p.add_argument("--fd", type=int, help="serve on this inherited listening socket")
-    p.add_argument("--workers", type=int, help="worker processes sharing the socket (default 1)")
-    p.add_argument("--max-concurrency", type=int, help=f"calls running at once per worker (default {DEFAULT_MAX_CONCURRENCY})")
-    p.add_argument("--max-queue", type=int, help=f"calls waiting per worker (default {DEFAULT_MAX_QUEUE})")
-    p.add_argument("--timeout", type=float, help=f"seconds a call may run (default {DEFAULT_TIMEOUT:g})")
-    p.add_argument("--max-body-size", type=int, help=f"bytes (default {DEFAULT_MAX_BODY_SIZE})")
-    p.add_argument("--no-access-log", dest="access_log", action="store_false")
-    p.add_argument("--metrics-dir", help=argparse.SUPPRESS)
-    p.add_argument("--key-file", help="callers must send 'Authorization: Bearer KEY' with the key in this file")
-    p.add_argument("--tls-certfile", help="serve HTTPS with this certificate (PEM)")
-    p.add_argument("--tls-keyfile", help="the certificate's private key (PEM)")
-    p.add_argument("--max-connections", type=int,
-                   help="open connections per worker; past it requests get 503 (default 1000)")
+    for option in OPTIONS:
+        shown = option.help if option.default is None else f"{option.help} (default: {_shown(option)})"
+        extra: dict = {"help": argparse.SUPPRESS if option.internal else shown}
+        if option.kind is bool:
+            extra.update(action=argparse.BooleanOptionalAction, default=None)
+        elif option.repeat:
+            extra.update(action="append", default=[])
+        else:
+            extra.update(type=option.kind, required=option.required, metavar=option.metavar)
+        p.add_argument(option.flag, dest=option.dest, **extra)
     return p
+
+
+def _shown(option: RuntimeOption) -> str:
+    return f"{option.default:g}" if option.kind is float else str(option.default)

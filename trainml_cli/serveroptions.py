@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Optional
 
 from .endpointenv import parse_names
@@ -116,6 +116,19 @@ def option_problem(values: dict) -> str | None:
 def option_fields() -> list[str]:
     """The ServerOptions fields: every option but where the server listens."""
     return [o.dest for o in OPTIONS if not o.setting]
+
+
+def default(dest: str) -> Any:
+    """One option's default as the table says (not its environment variable): for the classes that take an
+    option under a name of their own (the Ray backend's serve_host is ray_serve_host)."""
+    return next(option.default for option in OPTIONS if option.dest == dest)
+
+
+def record(name: str) -> type:
+    """A frozen dataclass with a field per option but where the server listens, at the table's defaults: the
+    base of server/app.py's ServerOptions."""
+    return make_dataclass(name, [(o.dest, Optional[o.kind], field(default=o.default)) for o in OPTIONS if not o.setting],
+                          frozen=True)
 
 
 def add_arguments(parser) -> None:

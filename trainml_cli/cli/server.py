@@ -71,11 +71,12 @@ def _server_options(effective: dict):
 def _warn_exposure(host, tls: bool, options: dict | None = None) -> None:
     """Beyond loopback: say what is exposed (no TLS; endpoints without keys), on stderr; on the Ray backend,
     what Ray Serve exposes on the cluster's nodes."""
+    from ..serveroptions import default
     from ..tls import exposure_warnings, ray_exposure_warnings
 
     lines = exposure_warnings(host, tls)
     if options and options.get("backend") == "ray":
-        lines += ray_exposure_warnings(options.get("ray_serve_host") or "127.0.0.1")
+        lines += ray_exposure_warnings(options.get("ray_serve_host") or default("ray_serve_host"))
     for line in lines:
         click.echo(line, err=True)
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .. import errors
 from ..errors import ModelCodeError
 from ..jsonbody import OFF_LOOP_BYTES
 from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
@@ -183,7 +184,7 @@ class EndpointApp:
         # HEAD is GET without the body (uvicorn leaves the body out and keeps its content-length).
         endpoint = self.endpoints.get(("GET" if method == "HEAD" else method, path))
         if self.keys is not None and path not in _OPEN and not self.keys.allows(scope["headers"]):
-            status = await send_json(send, 401, UNAUTHORIZED, CHALLENGE)
+            status = await send_json(send, errors.Unauthorized.http_status, UNAUTHORIZED, CHALLENGE)
             label = endpoint.label if endpoint is not None else UNMATCHED
         elif endpoint is not None:
             status = await self.call(endpoint, scope, receive, send)
@@ -213,7 +214,7 @@ class EndpointApp:
         # Decided before the body is read: a refusal must cost next to nothing.
         if not pool.try_admit():
             self.metrics.reject("overloaded")
-            return await send_json(send, 503, json.dumps(pool.overload_report()).encode(), _RETRY)
+            return await send_json(send, errors.Overloaded.http_status, json.dumps(pool.overload_report()).encode(), _RETRY)
         try:
             if endpoint.takes_body:
                 body = await read_body(receive, self.config.max_body_size)
@@ -229,8 +230,8 @@ class EndpointApp:
         except InvalidRequest as exc:
             pool.release()
             self.metrics.reject("invalid_request")
-            body = {"error": "invalid_request", "message": str(exc), "detail": exc.errors}
-            return await send_json(send, 422, json.dumps(body).encode())
+            body = {"error": errors.InvalidRequest.kind, "message": str(exc), "detail": exc.errors}
+            return await send_json(send, errors.InvalidRequest.http_status, json.dumps(body).encode())
         except BodyTooLarge:
             pool.release()
             return await self.too_large(send)
@@ -245,15 +246,15 @@ class EndpointApp:
             payload, content_type = await future
         except CallTimeout:
             body = {
-                "error": "timeout",
+                "error": errors.CallTimeout.kind,
                 "message": f"the call ran longer than the endpoint's timeout of {self.config.timeout:g}s "
                 "(--timeout, or endpoint.timeout in a job); its slot stays taken until the function returns",
             }
-            return await send_json(send, 504, json.dumps(body).encode())
+            return await send_json(send, errors.CallTimeout.http_status, json.dumps(body).encode())
         except Exception as exc:
             original = exc.original if isinstance(exc, UserExit) else exc
-            body = {"error": "model_error", "type": type(original).__name__, "message": str(original)}
-            return await send_json(send, 500, json.dumps(body).encode())
+            body = {"error": errors.ModelError.kind, "type": type(original).__name__, "message": str(original)}
+            return await send_json(send, errors.ModelError.http_status, json.dumps(body).encode())
         return await send_json(send, 200, payload, content_type=content_type)
 
     async def validate_off_loop(self, bind, body: bytes):
@@ -265,7 +266,7 @@ class EndpointApp:
         if method == "OPTIONS":
             allow = self.allowed(path)
             if allow is None:
-                return await send_json(send, 404, _error("not_found", f"no route {path}; see /docs"))
+                return await self.refuse(send, errors.NotFound, f"no route {path}; see /docs")
             await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", allow.encode())]})
             await send({"type": "http.response.body", "body": b""})
             return 204
@@ -287,12 +288,12 @@ class EndpointApp:
                 return await send_json(send, 200, self.docs, content_type=b"text/html; charset=utf-8")
         stripped = path.rstrip("/")
         if stripped != path and stripped:
-            return await send_json(send, 404, _error("not_found", f"no route {asked} {path}; did you mean {stripped}?"))
+            return await self.refuse(send, errors.NotFound, f"no route {asked} {path}; did you mean {stripped}?")
         allow = self.allowed(path)
         if allow is not None:
-            body = _error("method_not_allowed", f"{path} accepts {allow}, not {asked}")
-            return await send_json(send, 405, body, [(b"allow", allow.encode())])
-        return await send_json(send, 404, _error("not_found", f"no route {asked} {path}; see /docs"))
+            return await self.refuse(send, errors.MethodNotAllowed, f"{path} accepts {allow}, not {asked}",
+                                     [(b"allow", allow.encode())])
+        return await self.refuse(send, errors.NotFound, f"no route {asked} {path}; see /docs")
 
     def allowed(self, path: str) -> str | None:
         """The Allow header's value for a path (HEAD wherever GET is), or None when nothing serves it."""
@@ -310,19 +311,22 @@ class EndpointApp:
     async def wrong_type(self, send, content_type: bytes | None) -> int:
         self.metrics.reject("unsupported_media_type")
         given = f"Content-Type {content_type.decode('latin-1')!r}" if content_type is not None else "no Content-Type"
-        body = _error("unsupported_media_type", f"the body must be JSON, sent with Content-Type: application/json "
-                      f"(or another */*+json type); this request has {given}")
-        return await send_json(send, 415, body)
+        return await self.refuse(send, errors.UnsupportedMediaType, "the body must be JSON, sent with Content-Type: "
+                                 f"application/json (or another */*+json type); this request has {given}")
 
     async def not_ready(self, send) -> int:
-        body = _error(self.health.value, f"the model code is {self.health.value}; retry shortly")
-        return await send_json(send, 503, body, _RETRY)
+        body = json.dumps({"error": self.health.value, "message": f"the model code is {self.health.value}; retry shortly"})
+        return await send_json(send, errors.NotReady.http_status, body.encode(), _RETRY)
 
     async def too_large(self, send) -> int:
         self.metrics.reject("body_too_large")
         limit = self.config.max_body_size
-        body = _error("body_too_large", f"request body is larger than the endpoint's limit of {limit} bytes (--max-body-size)")
-        return await send_json(send, 413, body, [(b"connection", b"close")])
+        return await self.refuse(send, errors.TooLarge, f"request body is larger than the endpoint's limit of {limit} "
+                                 "bytes (--max-body-size)", [(b"connection", b"close")])
+
+    async def refuse(self, send, error: type[errors.TrainMLError], message: str, headers=None) -> int:
+        body = json.dumps({"error": error.kind, "message": message}).encode()  # kind and status: errors.py's
+        return await send_json(send, error.http_status, body, headers)
 
     def summary(self) -> dict:
         """/metrics as JSON for the control plane: every worker's counts summed; the limits are per worker."""
@@ -341,10 +345,6 @@ _UNRECORDED = frozenset({"/ping", "/metrics"})
 # Open without the endpoint's key: health checks, and the counts the control plane and Prometheus scrape.
 _OPEN = frozenset({"/ping", "/metrics"})
 _BUILTIN_GET = frozenset({"/metrics", "/openapi.json", "/docs"})
-
-
-def _error(kind: str, message: str) -> bytes:
-    return json.dumps({"error": kind, "message": message}).encode()
 
 
 def _body_headers(headers) -> tuple[int | None, bytes | None]:

@@ -12,10 +12,11 @@ Keys are compared with hmac.compare_digest, whose time does not depend on where 
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import time
 
-from ..errors import UsageError
+from ..errors import Unauthorized, UsageError
 from ..launchspec import KEY_RECHECK_SECONDS
 
 _PREFIX = b"bearer "
@@ -68,8 +69,6 @@ class KeyFile:
         return False
 
 
-UNAUTHORIZED = (
-    b'{"error":"unauthorized","message":"this endpoint needs its key: send the header '
-    b"'Authorization: Bearer KEY' (trainml job connect JOB shows the key)\"}"
-)
+UNAUTHORIZED = json.dumps({"error": Unauthorized.kind, "message": "this endpoint needs its key: send the header "
+                           "'Authorization: Bearer KEY' (trainml job connect JOB shows the key)"}).encode()
 CHALLENGE = [(b"www-authenticate", b'Bearer realm="trainml endpoint"')]

@@ -1,50 +1,33 @@
 """The endpoint runtime's settings, from its command line `python -m trainml_cli.runtime`.
 
-The command line itself is defined once, in the shared leaf `launchspec.py` (LaunchSpec, its parser and the
-runtime's exit codes): the local backend launches it as a child process, the Ray backend sends the same
-arguments to `serve_entry.py` on its replicas, and this module turns them into a RuntimeConfig with the
-runtime's defaults. `trainml endpoint serve` builds the same RuntimeConfig with click.
+The options are defined once, in the shared leaf `launchspec.py` (the table OPTIONS, LaunchSpec, its parser and
+the runtime's exit codes): the local backend launches the runtime as a child process, the Ray backend sends the
+same arguments to `serve_entry.py` on its replicas, and this module turns them into a RuntimeConfig, a field per
+row with the table's defaults. `trainml endpoint serve` builds the same RuntimeConfig with click.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..launchspec import (  # noqa: F401  (the defaults and exit codes, where the runtime's modules look for them)
-    DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE, DEFAULT_TIMEOUT, EXIT_LOAD_FAILED,
-    EXIT_PLATFORM_FAILED, LaunchSpec, parser,
+from ..launchspec import (  # noqa: F401  (the exit codes, where the runtime's modules look for them)
+    EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, OPTIONS, LaunchSpec, option_problem, parser, record,
 )
-DEFAULT_MAX_CONNECTIONS = 1000  # per worker; below the usual limit of 1024 open files
 
 
 @dataclass
-class RuntimeConfig:
-    model_dir: str
-    routes: list = field(default_factory=list)  # routespec.Route objects
-    host: str = "127.0.0.1"
-    port: int = 8000
-    fd: int | None = None  # an already-listening socket handed over by the supervisor
-    workers: int = 1
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    max_queue: int = DEFAULT_MAX_QUEUE
-    timeout: float = DEFAULT_TIMEOUT
-    max_body_size: int = DEFAULT_MAX_BODY_SIZE
-    access_log: bool = True
-    metrics_dir: str | None = None  # shared by a worker group for prometheus_client's multiprocess files
-    metrics_dir_owned: bool = False  # this process made it and removes it when it stops (not a command-line flag)
-    key_file: str | None = None  # the endpoint's key (runtime/auth.py); None: anyone who can connect may call
-    tls_certfile: str | None = None  # serve HTTPS with this certificate (PEM) and key
-    tls_keyfile: str | None = None
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
+class RuntimeConfig(record("RuntimeOptions", defaults=True, doc="Every launchspec.OPTIONS row, at its default.")):
+    """The runtime's settings: a field per option (routes as routespec.Route objects; route_file is read into
+    them), and what the runtime decides for itself."""
+
+    metrics_dir_owned: bool = False  # this process made metrics_dir and removes it when it stops
 
     def to_args(self) -> list[str]:
-        """Command-line arguments that rebuild this config in a worker process (routes go by file)."""
-        spec = LaunchSpec(model_dir=self.model_dir, max_concurrency=self.max_concurrency, max_queue=self.max_queue,
-                          timeout=self.timeout, max_body_size=self.max_body_size, access_log=self.access_log,
-                          metrics_dir=self.metrics_dir or None, key_file=self.key_file,
-                          tls_certfile=self.tls_certfile, tls_keyfile=self.tls_keyfile,
-                          max_connections=self.max_connections)
-        return spec.to_argv()
+        """Command-line arguments that rebuild this config in a worker of its group: every option but where and
+        how many listen (the group's socket is handed over) and the routes (the caller adds them)."""
+        passed = {o.dest: getattr(self, o.dest) for o in OPTIONS if not o.group and o.dest not in ("routes", "route_file")}
+        passed["metrics_dir"] = self.metrics_dir or None
+        return LaunchSpec(**passed).to_argv()
 
 
 build_parser = parser  # the runtime's command line (launchspec.parser)
@@ -60,28 +43,8 @@ def config_from_args(argv: list[str] | None = None) -> RuntimeConfig:
     raws = [parse_route_json(text, i) for i, text in enumerate(spec.routes)]
     if spec.route_file:
         raws += read_route_file(spec.route_file)
-    for name in ("workers", "max_concurrency"):
-        if getattr(config, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if config.max_queue < 0 or config.timeout <= 0 or config.max_body_size < 1 or config.max_connections < 1:
-        raise UsageError("--max-queue must be >= 0, --timeout, --max-body-size and --max-connections > 0")
-    if bool(config.tls_certfile) != bool(config.tls_keyfile):
-        raise UsageError("--tls-certfile and --tls-keyfile go together")
-    problem = limit_problem(config.workers, config.max_concurrency, config.max_queue)
+    problem = option_problem(vars(config))
     if problem:
         raise UsageError(problem)
     config.routes = parse_routes(raws)
     return config
-
-
-def limit_problem(workers: int, max_concurrency: int, max_queue: int) -> str | None:
-    """What is past the machine's limits, as one line naming the option and the limit; None when all fit."""
-    from ..limits import MAX_CONCURRENCY, MAX_QUEUE, cpu_count
-
-    if workers > cpu_count():
-        return f"--workers: {workers} is more than this machine's {cpu_count()} CPUs"
-    if max_concurrency > MAX_CONCURRENCY:
-        return f"--max-concurrency: {max_concurrency} is more than {MAX_CONCURRENCY} (threads per worker)"
-    if max_queue > MAX_QUEUE:
-        return f"--max-queue: {max_queue} is more than {MAX_QUEUE:,} (requests waiting per worker)"
-    return None

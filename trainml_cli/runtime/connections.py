@@ -28,10 +28,13 @@ hard limit) and otherwise lowers the cap to what fits.
 
 from __future__ import annotations
 
+import json
 import resource
 from collections import OrderedDict
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..errors import HeadersTooLarge
 
 MAX_HEADER_BYTES = 64 * 1024  # the request line and every header, together
 HEADER_TIMEOUT = 10.0
@@ -39,8 +42,8 @@ FILES_KEPT = 64  # open files left for everything but client connections: socket
 
 
 def too_large_body(owner: str) -> bytes:
-    return (f'{{"error":"headers_too_large","message":"the request line and headers are larger than the {owner}\'s '
-            f'limit of {MAX_HEADER_BYTES} bytes"}}').encode()
+    return json.dumps({"error": HeadersTooLarge.kind, "message": f"the request line and headers are larger than the "
+                       f"{owner}'s limit of {MAX_HEADER_BYTES} bytes"}).encode()
 
 
 class GuardedProtocol(HttpToolsProtocol):

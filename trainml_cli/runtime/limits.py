@@ -20,6 +20,8 @@ import traceback
 from queue import SimpleQueue
 from typing import Any, Callable
 
+from ..errors import Overloaded
+
 
 class CallTimeout(Exception):
     """The call ran longer than the endpoint's --timeout (queue time does not count)."""
@@ -113,7 +115,7 @@ class CallPool:
 
     def overload_report(self) -> dict:
         return {
-            "error": "overloaded",
+            "error": Overloaded.kind,
             "message": (
                 f"endpoint is at capacity: {self.running} running (max_concurrency {self.size}), "
                 f"{self.waiting} waiting (max_queue {self.max_queue}); retry later"

@@ -6,7 +6,9 @@ RETRIES tries), honouring Retry-After; so is a GET (or other idempotent call) wh
 dropped by a server that died. When the server was found through TRAINML_HOME (not an explicit
 URL), a refused connection first looks for it again, and starts it if it is gone (see autostart.py).
 
-Errors the server sends (`{"error": kind, "message": ...}`) are raised as the same TrainMLError subclass.
+Errors the server sends (`{"error": kind, "message": ...}`) are raised as the same TrainMLError subclass; so are
+an endpoint's (job.call): a model that raised is a ModelError, a call past its timeout a CallTimeout, a full
+endpoint an Overloaded (once the retries are spent).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def backoff(attempt: int, retry_after: str | None = None) -> float:
 
 
 def raise_for(response: requests.Response, where: str = "") -> None:
-    """Raise the TrainMLError a non-2xx response carries."""
+    """Raise the TrainMLError a non-2xx response carries: the class its kind names (errors.py, one vocabulary
+    for the control plane and the endpoints), else the one its status does."""
     if response.ok:
         return
     try:
@@ -49,13 +52,7 @@ def raise_for(response: requests.Response, where: str = "") -> None:
     if not isinstance(body, dict) or "message" not in body:
         text = (response.text or "").strip()[:500]
         body = {"message": f"HTTP {response.status_code} {response.reason}" + (f": {text}" if text else "")}
-    elif body.get("error") == "model_error" and body.get("type"):
-        # An endpoint's answer when the model raised: the exception's type is half of what happened.
-        body = {**body, "message": f"{body['type']}: {body['message']}"}
-    error = TrainMLError.from_dict(body, response.status_code)
-    if where:
-        error = type(error)(f"{where}: {error.message}", details=error.details)
-    raise error
+    raise TrainMLError.from_dict(body, response.status_code, where)
 
 
 class Http:

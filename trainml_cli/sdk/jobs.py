@@ -171,7 +171,8 @@ class Job:
 
     async def call(self, route_path_or_label: str, data: dict | None = None, verb: str | None = None) -> Any:
         """Call one of the endpoint's routes ("/predict" or "POST /predict") with `data`; its decoded answer.
-        503 (busy, restarting) is retried with backoff."""
+        503 (busy, restarting) is retried with backoff. A failure raises the class of errors.py its kind names:
+        ModelError (the function raised), CallTimeout, Overloaded, InvalidRequest (with `fields`), ..."""
         route = self._route(route_path_or_label, verb)
         if not self.url:
             await self.refresh()

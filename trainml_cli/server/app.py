@@ -14,8 +14,7 @@ import importlib
 import importlib.util
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, tls
 from ..endpointenv import parse_names
-from ..errors import NotFound, ServerError, TooLarge, TrainMLError, Unauthorized, UsageError
+from ..errors import MethodNotAllowed, NotFound, ServerError, TooLarge, TrainMLError, Unauthorized, UsageError
 from ..jsonbody import MAX_ERRORS
 from ..settings import Settings
 from . import api, bodies, openapi, prometheus
@@ -40,30 +39,15 @@ from .private import secure_home
 from .archives import Uploads
 from .store import Store
 from .vault import Vault
-from ..serveroptions import MAX_CONNECTIONS, STOP_GRACE, UNRESPONSIVE_AFTER
+from .. import serveroptions
 from .backends.base import Policy
 
 log = logging.getLogger("trainml.server")
 
 
-@dataclass(frozen=True)
-class ServerOptions:
-    """What `trainml server run` decides beyond Settings: one field per row of serveroptions.OPTIONS."""
-
-    gpus: Optional[str] = None  # declared GPUs ("none", "0:rtx3090,1:rtx3090"); None: ask nvidia-smi
-    python: Optional[str] = None  # the interpreter that runs endpoints (a venv with the models' packages)
-    pass_env: Optional[str] = None  # "NAME,NAME": the control plane's variables endpoints inherit beyond the allowlist
-    stop_grace: float = STOP_GRACE  # seconds endpoints get to finish their calls when stopped, before SIGKILL
-    unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without /ping answers before an endpoint is restarted
-    max_connections: int = MAX_CONNECTIONS  # open connections to the API; idle ones make room (runtime/connections.py)
-    tls_certfile: Optional[str] = None  # HTTPS for the API, the dashboard and every endpoint (tls.py)
-    tls_keyfile: Optional[str] = None
-    backend: str = "local"  # where endpoints run: "local" (this machine) or "ray" (a Ray Serve cluster)
-    ray_address: Optional[str] = None  # the Ray head's dashboard, http://HEAD:8265
-    ray_token_file: Optional[str] = None  # RAY_AUTH_MODE=token: the cluster's token, sent as a Bearer token
-    ray_serve_host: str = "127.0.0.1"  # where Serve's HTTP proxies listen
-    ray_serve_port: int = 8000
-    ray_deploy_timeout: float = 120.0  # seconds a Serve deploy may take before the job fails
+class ServerOptions(serveroptions.record("ServerOptionFields")):
+    """What `trainml server run` decides beyond Settings: a field per row of serveroptions.OPTIONS, at its
+    default (gpus, python, pass_env, stop_grace, ..., ray_deploy_timeout)."""
 
     @property
     def pass_env_names(self) -> tuple[str, ...]:
@@ -189,7 +173,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         shown = errors[:MAX_ERRORS]
         error = bodies.invalid([e.get("loc", ()) for e in shown], [e.get("msg") for e in shown], len(errors))
-        return JSONResponse(bodies.bounded(error.to_dict()), status_code=422)
+        return JSONResponse(bodies.bounded(error.to_dict()), status_code=error.http_status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -201,7 +185,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             # (GET and DELETE /api/jobs/{job}) allows both.
             allow = _allowed(request)
             headers = {**(headers or {}), "Allow": allow}
-            body = {"error": "method_not_allowed", "message": f"{request.url.path} accepts {allow}, not {request.method}"}
+            body = MethodNotAllowed(f"{request.url.path} accepts {allow}, not {request.method}").to_dict()
         else:
             body = {"error": "http", "message": f"{request.method} {request.url.path}: {exc.detail}"}
         return JSONResponse(bodies.bounded(body), status_code=exc.status_code, headers=headers)

@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from .. import jsonbody
-from ..errors import TooLarge, UsageError
+from ..errors import FieldProblem, TooLarge, UsageError, field_name
 
 MAX_JSON_BODY = 1024 * 1024  # a job payload is a few KiB; 1 MiB leaves room for hundreds of routes
 # Keys and array items in one body. A job of a hundred routes has a few thousand; past this a body is refused
@@ -104,16 +104,17 @@ class _Check:
 
 def invalid(locs: list[tuple], messages: list[str], total: int) -> UsageError:
     """The 422 of a request that does not fit its model: the first MAX_ERRORS problems, one line each, and how
-    many more; `locs` as FastAPI writes them (("body", "resources", "cpu_count"))."""
-    problems = []
-    for loc, message in zip(locs, messages):
-        where = ".".join(str(part) for part in loc if part != "body")
-        problems.append(f"{where}: {message}" if where else str(message))
+    many more, with `fields` as every other 422 has them; `locs` as FastAPI writes them (("body", "resources",
+    "cpu_count"): the body's own name left out, "query" and "path" kept)."""
+    found = [(tuple(part for part in loc if part != "body"), str(message)) for loc, message in zip(locs, messages)]
+    problems = [f"{field_name(loc)}: {message}" if loc else message for loc, message in found]
+    fields = [FieldProblem(loc, message) for loc, message in found]
     if total == 1:
-        return UsageError(problems[0], details=problems)
+        return UsageError(problems[0], details=problems, fields=fields)
     shown = problems[:jsonbody.MAX_ERRORS]
     details = shown + ([f"... and {total - len(shown):,} more"] if total > len(shown) else [])
-    return UsageError(f"{total:,} problems in the request:\n" + jsonbody.summary(shown, total, "\n"), details=details)
+    return UsageError(f"{total:,} problems in the request:\n" + jsonbody.summary(shown, total, "\n"), details=details,
+                      fields=fields[:jsonbody.MAX_ERRORS])
 
 
 def bounded(body: dict) -> dict:

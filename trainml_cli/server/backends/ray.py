@@ -33,7 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ...errors import TrainMLError, Unavailable, UsageError
-from ...serveroptions import STOP_GRACE
+from ...serveroptions import default
 from .. import endpointkeys
 from .. import resources as res
 from . import rayapps, raycluster, rayexposure
@@ -57,10 +57,10 @@ class RayOptions:
 
     address: str  # the head's dashboard, http://HEAD:8265
     token: str | None = None
-    serve_host: str = "127.0.0.1"  # where Serve's HTTP proxies listen (set when Serve first starts)
-    serve_port: int = 8000
-    deploy_timeout: float = 120.0  # seconds a deploy may take before the job fails
-    stop_grace: float = STOP_GRACE  # seconds a stopping replica's calls get to finish (Serve's graceful shutdown)
+    serve_host: str = default("ray_serve_host")  # where Serve's HTTP proxies listen (set when Serve first starts)
+    serve_port: int = default("ray_serve_port")
+    deploy_timeout: float = default("ray_deploy_timeout")  # seconds a deploy may take before the job fails
+    stop_grace: float = default("stop_grace")  # seconds a stopping replica's calls get to finish (Serve's graceful shutdown)
 
     @property
     def serve_url(self) -> str:
