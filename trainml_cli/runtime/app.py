@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..contracts import LoadFailure
 from ..errors import ModelCodeError
 from ..jsonbody import OFF_LOOP_BYTES
 from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
@@ -165,6 +166,7 @@ class EndpointApp:
         self.load_error = message
         self.move(Health.FAILED)
         self._log(f"error: {message}")
+        self._log(LoadFailure.from_message(message).record())  # for the control plane (contracts.py)
         self.on_failed()
 
     def _log(self, line: str) -> None:

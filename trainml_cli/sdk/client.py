@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from .. import packing
 from ..settings import Settings
-from . import packing
 from .environments import Environments
 from .http import Http
 from .jobs import Jobs

@@ -55,7 +55,7 @@ class ServerOptions:
     pass_env: Optional[str] = None  # "NAME,NAME": the control plane's variables endpoints inherit beyond the allowlist
     stop_grace: float = STOP_GRACE  # seconds endpoints get to finish their calls when stopped, before SIGKILL
     unresponsive_after: float = UNRESPONSIVE_AFTER  # seconds without /ping answers before an endpoint is restarted
-    max_connections: int = MAX_CONNECTIONS  # open connections to the API; idle ones make room (runtime/connections.py)
+    max_connections: int = MAX_CONNECTIONS  # open connections to the API; idle ones make room (connections.py)
     tls_certfile: Optional[str] = None  # HTTPS for the API, the dashboard and every endpoint (tls.py)
     tls_keyfile: Optional[str] = None
     backend: str = "local"  # where endpoints run: "local" (this machine) or "ray" (a Ray Serve cluster)
