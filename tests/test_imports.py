@@ -3,9 +3,12 @@
 Each check runs in a fresh interpreter, since this test process has long since imported everything.
 """
 
+import configparser
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +75,35 @@ def test_command_help_loads_no_server_stack(argv):
 def test_importing_the_package_does_not_load_the_sdk():
     modules = loaded_modules("import trainml_cli")
     assert top_level(modules, ("trainml_cli.sdk", *OUR_OTHER_LAYERS, *HEAVY)) == []
+
+
+# -- the layers (setup.cfg's [importlinter] contracts) ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = {"cli", "sdk", "server", "runtime"}
+ENTRY_POINTS = {"__init__", "__main__"}  # the public surface, and `python -m trainml_cli` (the CLI)
+
+
+def importlinter_config() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return config
+
+
+def test_the_layers_hold():
+    """The CLI over the SDK over the leaves; the control plane and the runtime over the leaves, never each other."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                             "lint_imports_command()", "--no-cache"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
+
+
+def test_every_top_level_module_is_a_layer_or_a_declared_leaf():
+    """A new module at the top is a leaf only once the leaves' contract names it (so it is checked as one)."""
+    declared = set(importlinter_config()["importlinter:contract:leaves"]["source_modules"].split())
+    found = {f"trainml_cli.{path.stem}" for path in (ROOT / "trainml_cli").glob("*.py") if path.stem not in ENTRY_POINTS}
+    packages = {path.parent.name for path in (ROOT / "trainml_cli").glob("*/__init__.py")}
+    assert packages == LAYERS, "a new package is a layer: give it a contract in setup.cfg"
+    assert found == declared
