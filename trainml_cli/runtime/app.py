@@ -28,7 +28,7 @@ from .batching import Batcher
 from .binding import Binder, InvalidRequest
 from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
-from .limits import CallPool, CallTimeout, UserExit
+from .gate import CallPool, CallTimeout, UserExit
 from .loader import load_routes
 from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, make_directory, wants_json
 from .output import AccessLog, encode_result

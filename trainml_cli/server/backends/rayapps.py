@@ -35,7 +35,7 @@ from ...contracts import KEY_FILE, find_load_failure, skipped_folder
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import UsageError
 from ...localpaths import local_digest
-from ...scaling import serve_autoscaling
+from ...replicaspec import serve_autoscaling
 from ...launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .base import Launch
 
