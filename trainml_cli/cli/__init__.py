@@ -7,5 +7,5 @@
     endpoint.py  trainml endpoint serve          environment.py  trainml environment ...
     gpu.py     trainml gpu ...                   secret.py   trainml secret ...
     scaling.py the replica options of job create (from ../replicaspec.py)
-    docs.py    completions/ and man/, generated from the click app
+    manpages.py  completions/ and man/, generated from the click app
 """
