@@ -199,6 +199,21 @@ def test_a_failed_job_prints_its_reason_and_last_log_lines(env):
     assert "Traceback (most recent call last)" not in result.stderr.split("last log lines:")[0]
 
 
+
+def test_a_load_failure_with_a_traceback_past_the_last_log_lines_still_names_its_cause(env):
+    # The runtime's load-failure record (contracts.LoadFailure) carries the cause; the last 20 log lines, which the
+    # reason used to be read from, hold only the end of this traceback.
+    result = trainml(env, "job", "create", "endpoint", "deep", "--model-dir", str(MODELS / "deep_import_error"),
+                     "--route", json.dumps({"verb": "POST", "path": "/p", "file": "predict", "function": "predict"}))
+    assert result.returncode == 1
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error: ")] == [
+        "Error: job deep failed: model code failed to load: route POST /p: importing predict.py failed: "
+        "ValueError: deep_import_error: the weights file is missing"
+    ]
+    logs = trainml(env, "job", "logs", "deep").stdout
+    assert "error: route POST /p: importing predict.py failed:" in logs  # the runtime's own line, for people
+    assert "trainml.load_failure" not in logs  # the record is the control plane's, not the job's output
+
 def test_a_timeout_exits_1_and_says_the_job_is_still_starting(env):
     code, out, err = run_cli(env, "job", "create", "endpoint", "slowpoke", "--model-dir", ECHO, *ROUTES,
                              "--timeout", "0.01")

@@ -11,21 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from trainml_cli.cli import docs
+from trainml_cli.cli import manpages
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_completions_and_man_pages_are_up_to_date():
-    files, _skipped = docs.generate()
-    problems = docs.stale(REPO, files)
+    files, _skipped = manpages.generate()
+    problems = manpages.stale(REPO, files)
     assert not problems, (
-        "generated files are stale: " + ", ".join(problems) + "\nregenerate with: python -m trainml_cli.cli.docs"
+        "generated files are stale: " + ", ".join(problems) + "\nregenerate with: python -m trainml_cli.cli.manpages"
     )
 
 
 def test_there_is_a_man_page_per_command():
-    files, _ = docs.generate()
+    files, _ = manpages.generate()
     pages = {path for path in files if path.startswith("man/")}
     for page in ("trainml", "trainml-job", "trainml-job-create-endpoint", "trainml-job-list", "trainml-job-call",
                  "trainml-job-logs", "trainml-model-create", "trainml-model-remove"):
@@ -33,7 +33,7 @@ def test_there_is_a_man_page_per_command():
 
 
 def test_there_is_a_reference_page_per_command_group_with_every_command():
-    files, _ = docs.generate()
+    files, _ = manpages.generate()
     pages = {path: text for path, text in files.items() if path.startswith("docs/cli/")}
     assert set(pages) == {f"docs/cli/{name}.md" for name in ("index", "job", "model", "server", "secret", "gpu",
                                                                "environment", "endpoint")}
@@ -42,7 +42,7 @@ def test_there_is_a_reference_page_per_command_group_with_every_command():
     from trainml_cli.cli.main import cli
 
     root = click.Context(cli, info_name="trainml")
-    for ctx, _command in docs.walk(cli, root, []):
+    for ctx, _command in manpages.walk(cli, root, []):
         words = ctx.command_path.split()
         if len(words) > 1:  # every command has its section, under its group's page
             assert re.search(rf"^#+ {re.escape(ctx.command_path)}$", pages[f"docs/cli/{words[1]}.md"], re.M), words
@@ -50,19 +50,19 @@ def test_there_is_a_reference_page_per_command_group_with_every_command():
 
 
 def test_check_mode_reports_a_stale_file(tmp_path):
-    assert docs.main(["--out", str(tmp_path)]) == 0
-    assert docs.main(["--out", str(tmp_path), "--check"]) == 0
+    assert manpages.main(["--out", str(tmp_path)]) == 0
+    assert manpages.main(["--out", str(tmp_path), "--check"]) == 0
     (tmp_path / "man" / "trainml-job-list.1").write_text("old\n")
     (tmp_path / "man" / "trainml-job-gone.1").write_text("a command that was removed\n")
-    assert docs.main(["--out", str(tmp_path), "--check"]) == 1
-    problems = docs.stale(tmp_path, docs.generate()[0])
+    assert manpages.main(["--out", str(tmp_path), "--check"]) == 1
+    problems = manpages.stale(tmp_path, manpages.generate()[0])
     assert problems == ["man/trainml-job-list.1", "man/trainml-job-gone.1 (no such command any more)"]
     (tmp_path / "docs" / "cli" / "job.md").write_text("old\n")
-    assert "docs/cli/job.md" in docs.stale(tmp_path, docs.generate()[0])
+    assert "docs/cli/job.md" in manpages.stale(tmp_path, manpages.generate()[0])
 
 
 def test_install_puts_files_where_shells_and_man_look(tmp_path):
-    assert docs.main(["--install", "--prefix", str(tmp_path)]) == 0
+    assert manpages.main(["--install", "--prefix", str(tmp_path)]) == 0
     assert (tmp_path / "share/bash-completion/completions/trainml").is_file()
     assert (tmp_path / "share/zsh/site-functions/_trainml").read_text().startswith("#compdef trainml")
     assert (tmp_path / "share/fish/vendor_completions.d/trainml.fish").is_file()
@@ -71,7 +71,7 @@ def test_install_puts_files_where_shells_and_man_look(tmp_path):
 
 @pytest.mark.skipif(not shutil.which("groff"), reason="groff not installed")
 def test_man_pages_render_without_warnings(tmp_path):
-    for name, text in docs.man_pages()[0].items():
+    for name, text in manpages.man_pages()[0].items():
         result = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z"], input=text, capture_output=True, text=True)
         assert result.returncode == 0 and not result.stderr.strip(), f"{name}: {result.stderr}"
 

@@ -20,7 +20,7 @@ from conftest import MODELS, ControlPlane, kill_everything_under, run
 from test_environments import cli, messages
 from trainml_cli.errors import JobFailed, UsageError
 from trainml_cli.localpaths import local_digest
-from trainml_cli.sdk.packing import pack
+from trainml_cli.packing import pack
 
 ANSWER_ROUTE = {"verb": "GET", "path": "/answer", "file": "predict", "function": "answer"}
 LIBRARY = Path("mylib", "trainml_fixture_mylib", "__init__.py")

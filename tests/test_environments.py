@@ -23,7 +23,7 @@ from conftest import MODELS, ControlPlane, kill_everything_under, processes_ment
 from trainml_cli.cli.main import main
 from trainml_cli.environment import split_pip_packages
 from trainml_cli.errors import Conflict, JobFailed, UsageError
-from trainml_cli.runtime.requirements import RUNTIME_REQUIREMENTS
+from trainml_cli.runtimerequirements import RUNTIME_REQUIREMENTS
 
 VERSION_ROUTE = {"verb": "GET", "path": "/version", "file": "predict", "function": "version"}
 ECHO_ROUTE = {"verb": "POST", "path": "/predict", "file": "predict", "function": "predict",

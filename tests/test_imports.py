@@ -3,9 +3,14 @@
 Each check runs in a fresh interpreter, since this test process has long since imported everything.
 """
 
+import ast
+import configparser
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +77,76 @@ def test_command_help_loads_no_server_stack(argv):
 def test_importing_the_package_does_not_load_the_sdk():
     modules = loaded_modules("import trainml_cli")
     assert top_level(modules, ("trainml_cli.sdk", *OUR_OTHER_LAYERS, *HEAVY)) == []
+
+
+# -- the layers (setup.cfg's [importlinter] contracts) ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = {"cli", "sdk", "server", "runtime"}
+ENTRY_POINTS = {"__init__", "__main__"}  # the public surface, and `python -m trainml_cli` (the CLI)
+
+
+def importlinter_config() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return config
+
+
+def test_the_layers_hold():
+    """The CLI over the SDK over the leaves; the control plane and the runtime over the leaves, never each other."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                             "lint_imports_command()", "--no-cache"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
+
+
+def test_every_top_level_module_is_a_layer_or_a_declared_leaf():
+    """A new module at the top is a leaf only once the leaves' contract names it (so it is checked as one)."""
+    declared = set(importlinter_config()["importlinter:contract:leaves"]["source_modules"].split())
+    found = {f"trainml_cli.{path.stem}" for path in (ROOT / "trainml_cli").glob("*.py") if path.stem not in ENTRY_POINTS}
+    packages = {path.parent.name for path in (ROOT / "trainml_cli").glob("*/__init__.py")}
+    assert packages == LAYERS, "a new package is a layer: give it a contract in setup.cfg"
+    assert found == declared
+
+
+# -- the package maps: each package's docstring (and the manual's layout, docs/architecture.md) names its modules ----------------------
+
+MAPPED = ("cli", "sdk", "server", "server/backends", "server/dashboard", "runtime")
+_NAMED = re.compile(r"(?<![\w/.])(\w+\.py)\b")
+
+
+def _modules(folder: Path) -> set[str]:
+    names = {path.name for path in folder.glob("*.py") if path.name != "__init__.py"}
+    return names | {path.parent.name + "/" for path in folder.glob("*/__init__.py")}
+
+
+@pytest.mark.parametrize("package", MAPPED)
+def test_a_packages_map_names_every_module_it_holds_and_no_other(package):
+    folder = ROOT / "trainml_cli" / package
+    text = ast.get_docstring(ast.parse((folder / "__init__.py").read_text())) or ""
+    modules = _modules(folder)
+    missing = sorted(name for name in modules if name not in text)
+    assert not missing, f"trainml_cli/{package}/__init__.py's docstring does not name {missing}"
+    named = {name for name in _NAMED.findall(text) if name != "__init__.py"}
+    assert named <= modules, f"trainml_cli/{package}/__init__.py names modules it lacks: {sorted(named - modules)}"
+
+
+def test_the_manuals_layout_names_every_top_level_module():
+    readme = (ROOT / "docs" / "architecture.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    missing = sorted(name for name in _modules(ROOT / "trainml_cli") if name not in layout and name != "__main__.py")
+    assert not missing, f"docs/architecture.md's Layout does not name {missing}"
+
+
+def test_no_module_imports_anothers_private_name():
+    """What two modules share is public in the one that owns it (backends/probes.py's first and http_get)."""
+    found = []
+    for path in sorted((ROOT / "trainml_cli").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("trainml_cli")):
+                found += [f"{path.relative_to(ROOT)}: {alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert found == []

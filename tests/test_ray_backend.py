@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import zipfile
@@ -212,7 +213,7 @@ def _model(tmp_path, files: dict[str, str]) -> Path:
 
 
 def _tar(folder):
-    from trainml_cli.sdk.packing import pack
+    from trainml_cli.packing import pack
 
     with pack(folder) as archive:
         return archive.read()
@@ -271,6 +272,21 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     wait_status(plane, job["id"], "stopped")
     assert set(head.last_put()) == {"someone-else", f"ep-{second['id']}"}
     assert f"ep-{job['id']}" not in head.apps
+
+
+def test_a_ray_package_holds_the_files_the_local_backend_runs_for_the_same_folder(start_control_plane, head, tmp_path):
+    # Tool caches, node_modules, git's folder and virtualenvs are left out of both: one list (contracts.py).
+    model = _model(tmp_path, {"data/weights.txt": "w", "node_modules/left-pad/index.js": "x", ".ruff_cache/c": "x",
+                              ".git/HEAD": "x", "env/pyvenv.cfg": "home = /usr", "env/lib/site.py": "x"})
+    with tarfile.open(fileobj=io.BytesIO(_tar(model)), mode="r:gz") as archive:  # what the local backend runs
+        uploaded = sorted(m.name for m in archive.getmembers() if m.isfile())
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "same", model=model)
+    wait_status(plane, job["id"], "running")
+    package = head.last_put()[f"ep-{job['id']}"]["runtime_env"]["working_dir"][len("gcs://"):]
+    names = zipfile.ZipFile(io.BytesIO(head.packages[package])).namelist()
+    assert sorted(n[len("model/"):] for n in names if n.startswith("model/")) == uploaded
+    assert uploaded == ["data/weights.txt", "predict.py"]
 
 
 def test_autoscaling_and_packages_become_serve_options_and_runtime_env(start_control_plane, head):
@@ -362,17 +378,22 @@ def test_a_package_uv_cannot_install_fails_the_job_with_uvs_own_lines(start_cont
 def test_a_failed_deploy_fails_the_job_with_the_replicas_message(start_control_plane, head):
     head.outcome = "DEPLOY_FAILED"
     # As Ray 2.60 words it (abridged): the traceback's first line coloured, our error's traceback at the end.
+    # The replica raises the runtime's load-failure record: one JSON line (contracts.LoadFailure.record).
+    record = json.dumps({"event": "trainml.load_failure",
+                         "cause": "route POST /predict: importing predict.py failed: ModuleNotFoundError: No module "
+                                  "named 'nope'",
+                         "detail": "Traceback (most recent call last):\n  File \"predict.py\", line 3, in <module>\n"
+                                   "    import nope\nModuleNotFoundError: No module named 'nope'"})
     head.failure = ("The deployment failed to start 3 times in a row.\n\x1b[36mray::ServeReplica:ep-x:endpoint."
                     "initialize_and_get_metadata()\x1b[39m (pid=7, ip=127.0.0.1)\nTraceback (most recent call last):\n"
-                    "  ...\nRuntimeError: model code failed to load: route POST /predict: importing predict.py failed:\n"
-                    "Traceback (most recent call last):\n  File \"predict.py\", line 3, in <module>\n    import nope\n"
-                    "ModuleNotFoundError: No module named 'nope'")
+                    f"  ...\nRuntimeError: {record}")
     plane = ray_plane(start_control_plane, head)
     job = create(plane, "broken")
     failed = wait_status(plane, job["id"], "failed")
     # The cause on the first line (the CLI's error line), as the local backend's reason has it; no escapes.
     assert failed["reason"].splitlines()[0] == ("model code failed to load: route POST /predict: importing "
                                                 "predict.py failed: ModuleNotFoundError: No module named 'nope'")
+    assert failed["reason"].splitlines()[-1] == "ModuleNotFoundError: No module named 'nope'"  # then the traceback
     assert "\x1b" not in failed["reason"]
     wait_until(lambda: f"ep-{job['id']}" not in head.apps, timeout=10, message="the failed application removed")
 

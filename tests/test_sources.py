@@ -21,7 +21,7 @@ import pytest
 
 from conftest import MODELS, processes_mentioning, route, run, wait_until
 from trainml_cli.errors import Conflict, JobFailed, NotFound, UsageError
-from trainml_cli.sdk.packing import files_to_pack, pack
+from trainml_cli.packing import files_to_pack, pack
 
 ECHO_ROUTES = {"routes": [route()]}
 ECHO_CODE = (MODELS / "echo" / "predict.py").read_text()

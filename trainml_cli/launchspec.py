@@ -21,6 +21,8 @@ from typing import Any, Callable, Optional, Union
 
 from .limits import MAX_CONCURRENCY, MAX_QUEUE, cpu_count
 
+from .contracts import KEY_FILE
+
 # Defaults chosen for model code: a few calls at once (the GIL and the model's memory bound real parallelism),
 # a queue long enough to absorb bursts, and a timeout generous enough for a slow CPU prediction.
 DEFAULT_MAX_CONCURRENCY = 8
@@ -45,7 +47,7 @@ KEY_RECHECK_SECONDS = 1.0
 # under KEY_PACKAGE_FIELD, the key is its member KEY_PACKAGE_MEMBER (server/backends/rayapps.py writes both,
 # runtime/serve_entry.py reads them).
 KEY_PACKAGE_FIELD = "key_package"
-KEY_PACKAGE_MEMBER = "endpoint.key"
+KEY_PACKAGE_MEMBER = KEY_FILE
 
 
 @dataclass(frozen=True)

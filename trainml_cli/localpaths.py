@@ -189,7 +189,7 @@ def _checked_real(model_dir: Path, path: Path, ref: Reference, packed_links: boo
     """The path with symbolic links followed, refused when they lead out of the model folder.
 
     `packed_links`: the folder is about to be packed for upload, which packs a link to a file as the file itself
-    (sdk/packing.py), so only the folders leading to it must be inside.
+    (packing.py), so only the folders leading to it must be inside.
     """
     root = Path(os.path.realpath(model_dir))
     real = Path(os.path.realpath(path))

@@ -33,7 +33,7 @@ OPTIONS_FILE_VERSION = 1
 
 STOP_GRACE = 10.0  # seconds endpoints get to finish their calls when stopped, before SIGKILL
 UNRESPONSIVE_AFTER = 30.0  # seconds without an answer to /ping before a running endpoint counts as hung
-MAX_CONNECTIONS = 1000  # the control plane's open connections, as an endpoint worker's (runtime/connections.py)
+MAX_CONNECTIONS = 1000  # the control plane's open connections, as an endpoint worker's (connections.py)
 _SETTINGS = {f.name: f.default for f in fields(Settings)}  # --host and --port default to what Settings says
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .contracts import ServerRecord
 
 
 def default_home() -> Path:
@@ -41,8 +45,8 @@ class Settings:
         """What requests verifies the control plane at `url` (and its endpoints) with: see tls.client_verify."""
         from .tls import client_verify
 
-        info = self.read_server_file()
-        return client_verify(self.ca_file, info if info and (url is None or info.get("url") == url) else None)
+        record = self.read_server_file()
+        return client_verify(self.ca_file, record.tls_certfile if record and (url is None or record.url == url) else None)
 
     # Everything the control plane keeps lives under home; these names are the one place that says where.
     @property
@@ -55,7 +59,7 @@ class Settings:
 
     @property
     def server_file(self) -> Path:
-        """JSON with the running server's url and pid, written once it listens."""
+        """The running server's record (contracts.ServerRecord), written once it listens."""
         return self.home / "server.json"
 
     @property
@@ -99,21 +103,18 @@ class Settings:
         """Held by the running server, which also writes its record there (found even when server.json is lost)."""
         return self.home / "server.lock"
 
-    def read_server_file(self, lock_fallback: bool = True) -> dict | None:
-        """The running control plane's record ({url, pid, home, ...}), or None if there is none to read.
+    def read_server_file(self, lock_fallback: bool = True) -> "ServerRecord | None":
+        """The running control plane's record, or None if there is none to read.
 
         server.json first; when it is missing or spoiled, the record the server keeps in its lock file. Either may
         be stale (a killed server): callers check the server answers before they trust it.
         """
-        import json
+        from .contracts import read_record
 
         for path in (self.server_file, self.lock_file) if lock_fallback else (self.server_file,):
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(data, dict) and isinstance(data.get("url"), str) and data["url"].startswith("http"):
-                return data
+            record = read_record(path)
+            if record is not None:
+                return record
         return None
 
     def read_token(self) -> str | None:

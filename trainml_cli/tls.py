@@ -54,11 +54,11 @@ def self_signed(certfile: str) -> bool:
     return bool(context.get_ca_certs())
 
 
-def client_verify(ca_file: str | None, server_info: dict | None = None):
-    """What `requests` verifies an HTTPS server with (a path or True); see the module's docstring."""
+def client_verify(ca_file: str | None, certfile: str | None = None):
+    """What `requests` verifies an HTTPS server with (a path or True); see the module's docstring. `certfile`: the
+    certificate a control plane found through TRAINML_HOME serves (its contracts.ServerRecord's)."""
     if ca_file:
         return os.path.abspath(ca_file)
-    certfile = (server_info or {}).get("tls_certfile")
     if certfile and self_signed(certfile):
         return certfile
     return True

@@ -1,1 +1,11 @@
-"""The `trainml` command line: a thin layer over the SDK (and, for `endpoint serve`, the runtime)."""
+"""The `trainml` command line: a thin layer over the SDK (and, for `endpoint serve`, the runtime).
+
+    main.py    the root group, lazy subcommands, the one error renderer
+    params.py  option types (--route, ...)       output.py   tables, JSON, the rich console
+    job.py     trainml job ...                   model.py    trainml model ...
+    server.py  trainml server ...                dashboard.py  trainml server dashboard
+    endpoint.py  trainml endpoint serve          environment.py  trainml environment ...
+    gpu.py     trainml gpu ...                   secret.py   trainml secret ...
+    scaling.py the replica options of job create (from ../replicaspec.py)
+    manpages.py  completions/ and man/, generated from the click app; docspages.py  docs/cli/, the same way
+"""

@@ -2,7 +2,7 @@
 
 One page for the root command (global options, environment, output, exit status) and one per command group
 (`trainml job`, `trainml server`, ...) holding every command under it, so the site's reference can never drift
-from `--help`. Pure function of the code: `python -m trainml_cli.cli.docs` writes the pages and `--check` (and
+from `--help`. Pure function of the code: `python -m trainml_cli.cli.manpages` writes the pages and `--check` (and
 tests/test_docs.py) fails when the checked-in ones are stale.
 """
 
@@ -14,10 +14,10 @@ import textwrap
 
 import click
 
-from . import docs
+from . import manpages
 
 FOLDER = "docs/cli"
-_NOTE = "<!-- Generated from the click app by `python -m trainml_cli.cli.docs`: edit the commands' help, not this. -->"
+_NOTE = "<!-- Generated from the click app by `python -m trainml_cli.cli.manpages`: edit the commands' help, not this. -->"
 _SPECIAL = re.compile(r"([\\*_\[\]<>#|])")
 
 
@@ -88,7 +88,7 @@ def _children(ctx: click.Context, group: click.Group) -> list[tuple[str, click.C
 
 def _root_page(ctx: click.Context, command: click.Group) -> str:
     lines = [_NOTE, "", "# CLI reference", "", escape(command.get_short_help_str(limit=200)), "",
-             "```text", f"{docs.PROG} {' '.join(command.collect_usage_pieces(ctx))}", "```", ""]
+             "```text", f"{manpages.PROG} {' '.join(command.collect_usage_pieces(ctx))}", "```", ""]
     for block in help_blocks(command.help)[1:]:
         lines += [block, ""]
     options = [p.get_help_record(ctx) for p in command.get_params(ctx) if isinstance(p, click.Option)]
@@ -96,11 +96,11 @@ def _root_page(ctx: click.Context, command: click.Group) -> str:
     lines += [f"- `{opts}`: {escape(' '.join(text.split()))}" for opts, text in filter(None, options)]
     lines += ["", "## Commands", ""]
     for name, sub in _children(ctx, command):
-        lines.append(f"- [`{docs.PROG} {name}`]({name}.md): {escape(sub.get_short_help_str(limit=200))}")
+        lines.append(f"- [`{manpages.PROG} {name}`]({name}.md): {escape(sub.get_short_help_str(limit=200))}")
     lines += ["", "## Environment", ""]
-    lines += [f"- `{name}`: {escape(text)}" for name, text in docs.ENVIRONMENT]
-    lines += ["", "## Output", "", escape(docs.OUTPUT), "", "## Exit status", ""]
-    lines += [f"- `{code}`: {escape(text)}" for code, text in docs.EXIT_STATUS]
+    lines += [f"- `{name}`: {escape(text)}" for name, text in manpages.ENVIRONMENT]
+    lines += ["", "## Output", "", escape(manpages.OUTPUT), "", "## Exit status", ""]
+    lines += [f"- `{code}`: {escape(text)}" for code, text in manpages.EXIT_STATUS]
     return "\n".join(lines) + "\n"
 
 
@@ -108,12 +108,12 @@ def pages() -> dict[str, str]:
     """Every page, keyed by its path relative to the repository."""
     from .main import cli
 
-    root = click.Context(cli, info_name=docs.PROG, **cli.context_settings)
+    root = click.Context(cli, info_name=manpages.PROG, **cli.context_settings)
     out = {f"{FOLDER}/index.md": _root_page(root, cli)}
     for name, group in _children(root, cli):
         lines = [_NOTE, ""]
         top = click.Context(group, info_name=name, parent=root, **group.context_settings)
-        for ctx, command in docs.walk(group, top, []):
+        for ctx, command in manpages.walk(group, top, []):
             level = min(ctx.command_path.count(" "), 4)
             lines += command_section(ctx, command, level)
         out[f"{FOLDER}/{name}.md"] = "\n".join(lines).rstrip("\n") + "\n"

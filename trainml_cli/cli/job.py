@@ -527,7 +527,7 @@ def describe(job, verbose: int = 0) -> list[tuple[str, object]]:
 
 def replicas_text(endpoint: dict, live: list[dict] | None) -> list[str] | str | None:
     """The configured replicas, then the live ones as the backend reports them (Ray: Serve's replicas)."""
-    from ..scaling import describe as configured
+    from ..replicaspec import describe as configured
 
     lines = []
     asked = configured(endpoint)

@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     debug = _asks_debug(argv if argv is not None else sys.argv[1:])
     if "_TRAINML_COMPLETE" in os.environ:
         # The shell asks for completions: use the completion classes our generated scripts were made with.
-        from .docs import register
+        from .manpages import register
 
         register()
     try:

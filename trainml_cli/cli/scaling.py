@@ -4,14 +4,14 @@
 Kept apart from the other options so the meaning stays in one place: on Ray, Serve replicas (autoscaled between
 min and max as the settings say, `--cpu-count` and `--gpu-count` per replica); on the local backend, worker
 processes sharing the endpoint's port (autoscaling and Ray's replica options need Ray). The settings' names,
-defaults and checks are trainml_cli/scaling.py's and trainml_cli/actoroptions.py's, shared with the API.
+defaults and checks are trainml_cli/replicaspec.py's and trainml_cli/actoroptions.py's, shared with the API.
 """
 
 from __future__ import annotations
 
 import click
 
-from ..scaling import AUTOSCALING, check_scaling
+from ..replicaspec import AUTOSCALING, check_scaling
 from .params import ActorOptionsParam, FiniteFloat
 
 _options = [

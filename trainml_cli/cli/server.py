@@ -202,11 +202,12 @@ ExecStart={command}
 KillMode=process
 Restart=on-failure
 RestartSec=1
-# reload: the control plane exits 76 leaving the endpoints serving, and is started again at once (an upgrade).
-ExecReload=/bin/kill -USR1 $MAINPID
-RestartForceExitStatus=76
-# 75: another control plane already serves this home.
-SuccessExitStatus=75
+# reload: the control plane exits {restart_exit} leaving the endpoints serving, and is started again at once (an
+# upgrade).
+ExecReload=/bin/kill -{restart_signal} $MAINPID
+RestartForceExitStatus={restart_exit}
+# {already_running_exit}: another control plane already serves this home.
+SuccessExitStatus={already_running_exit}
 TimeoutStopSec={stop_timeout}
 
 [Install]
@@ -236,6 +237,7 @@ def install(obj, name, print_only, **options):
     import sys
     from pathlib import Path
 
+    from ..contracts import EXIT_ALREADY_RUNNING, EXIT_RESTART, restart_signal_name
     from ..serveroptions import save_options
 
     out = Output(obj)
@@ -249,7 +251,8 @@ def install(obj, name, print_only, **options):
     command = [sys.executable, "-m", "trainml_cli.server", "--home", str(home)]
     unit = UNIT.format(home=home, command=" ".join(_unit_quote(w) for w in command),
                        options_file=str(settings.options_file).replace("%", "%%"),
-                       stop_timeout=int(effective["stop_grace"]) + 30)
+                       stop_timeout=int(effective["stop_grace"]) + 30, restart_exit=EXIT_RESTART,
+                       restart_signal=restart_signal_name(), already_running_exit=EXIT_ALREADY_RUNNING)
     if print_only:
         out.line(unit.rstrip("\n"))
         return

@@ -2,4 +2,12 @@
 
 Launched as `python -m trainml_cli.runtime` (see config.py); imports only the shared leaves, its server
 libraries and the user's code.
+
+    __main__.py  the command line's entry    config.py    its settings, from ../launchspec.py's command line
+    server.py    uvicorn, worker processes   app.py       the ASGI app: routes, /ping, /metrics, /docs
+    loader.py    the user's functions        binding.py   strict requests to arguments, bounded 422s
+    gate.py      calls at once, the queue, timeouts (the gate every call passes)
+    batching.py  batched routes              metrics.py   Prometheus, summed over workers
+    auth.py      endpoint keys               output.py    results to JSON, the access log
+    docs.py      /openapi.json and /docs     serve_entry.py  the Ray Serve deployment (the only module importing ray)
 """

@@ -2,6 +2,7 @@
 
 import sys
 
+from ..contracts import LoadFailure
 from ..errors import ModelCodeError, UsageError
 from ..launchspec import EXIT_LOAD_FAILED, EXIT_USAGE
 from .config import config_from_args
@@ -16,6 +17,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     except ModelCodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        print(LoadFailure.from_message(str(exc)).record(), file=sys.stderr)  # for the control plane (contracts.py)
         return EXIT_LOAD_FAILED
 
 

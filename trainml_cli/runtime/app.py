@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import errors
+from ..contracts import LoadFailure
 from ..errors import ModelCodeError
 from ..jsonbody import OFF_LOOP_BYTES
 from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
@@ -28,7 +29,7 @@ from .batching import Batcher
 from .binding import Binder, InvalidRequest
 from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
-from .limits import CallPool, CallTimeout, UserExit
+from .gate import CallPool, CallTimeout, UserExit
 from .loader import load_routes
 from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, make_directory, wants_json
 from .output import AccessLog, encode_result
@@ -166,6 +167,7 @@ class EndpointApp:
         self.load_error = message
         self.move(Health.FAILED)
         self._log(f"error: {message}")
+        self._log(LoadFailure.from_message(message).record())  # for the control plane (contracts.py)
         self.on_failed()
 
     def _log(self, line: str) -> None:

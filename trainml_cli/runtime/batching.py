@@ -28,7 +28,7 @@ import traceback
 from collections import deque
 from typing import Callable
 
-from .limits import Call, CallPool, UserExit
+from .gate import Call, CallPool, UserExit
 
 
 class BatchResultError(Exception):

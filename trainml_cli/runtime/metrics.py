@@ -19,16 +19,13 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 
-from ..limits import LATENCY_BUCKETS
+from ..contracts import LATENCY_BUCKETS, empty_totals
 
 FLUSH_INTERVAL = 0.5  # seconds; how late another worker's counts may be in a scrape
 DURATION_BUCKETS = LATENCY_BUCKETS  # seconds; shared with the control plane's charts
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 UNMATCHED = "unmatched"  # the route label of requests no route serves: one label, not one per path tried
 PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
-# A Ray replica's totals, as one gauge tagged (application, replica, field): set by runtime/serve_entry.py,
-# exported by Ray's agents with a "ray_" prefix, summed by server/backends/raymetrics.py.
-REPLICA_TOTALS_GAUGE = "trainml_replica_totals"
 
 
 DIRECTORY_PREFIX = "trainml-metrics-"
@@ -172,10 +169,9 @@ class Metrics:
         return generate_latest(self.registry)
 
     def totals(self) -> dict:
-        """Every worker's counts summed: what the control plane charts."""
+        """Every worker's counts summed, in contracts.empty_totals()' shape: what the control plane charts."""
         self.flush()
-        out = {"requests": 0, "responses": {}, "errors": 0, "rejected": 0, "rejected_by_reason": {},
-               "latency_ms_sum": 0.0, "in_flight": 0, "waiting": 0, "batches": 0, "batched_requests": 0}
+        out = empty_totals()
         responses: dict[int, int] = {}
         cumulative: dict[float, int] = {}  # latency bucket bound -> calls at most that long, over every route
         for family in self.registry.collect():
@@ -210,43 +206,6 @@ class Metrics:
         counts = [cumulative.get(float(le), 0) for le in (*DURATION_BUCKETS, "inf")]
         out["latency_buckets"] = [b - a for a, b in zip([0, *counts], counts)]
         return out
-
-
-def flatten_totals(totals: dict) -> dict[str, float]:
-    """`totals()` as flat fields ("requests", "responses.200", "latency_buckets.3"): what a Ray replica publishes
-    as one tagged gauge, since every field is a sum over workers and so also over replicas."""
-    flat: dict[str, float] = {}
-    for name, value in totals.items():
-        if isinstance(value, dict):
-            flat.update({f"{name}.{key}": v for key, v in value.items()})
-        elif isinstance(value, list):
-            flat.update({f"{name}.{index}": v for index, v in enumerate(value)})
-        elif isinstance(value, (int, float)):  # not the app's "status" word, which is no sum
-            flat[name] = value
-    return flat
-
-
-def sum_totals(replicas: list[dict[str, float]]) -> dict:
-    """The flat fields of several replicas summed, in `totals()`' shape (the inverse of flatten_totals)."""
-    summed: dict[str, float] = {}
-    for flat in replicas:
-        for field, value in flat.items():
-            summed[field] = summed.get(field, 0) + value
-    out: dict = {}
-    buckets: dict[int, float] = {}
-    for field, value in summed.items():
-        name, dot, key = field.partition(".")
-        number = round(value, 3) if name == "latency_ms_sum" else int(value)
-        if name == "latency_buckets" and dot:
-            buckets[int(key)] = number
-        elif dot:
-            out.setdefault(name, {})[key] = number
-        else:
-            out[name] = number
-    out.setdefault("responses", {})
-    out.setdefault("rejected_by_reason", {})
-    out["latency_buckets"] = [buckets.get(i, 0) for i in range(len(DURATION_BUCKETS) + 1)]
-    return out
 
 
 def _add(child, sums: list) -> None:

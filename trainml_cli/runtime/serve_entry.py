@@ -36,12 +36,12 @@ import zipfile
 
 from ray import serve
 
+from ..contracts import REPLICA_TOTALS_GAUGE, LoadFailure, flatten_totals
 from ..errors import ModelCodeError, UsageError
 from .app import EndpointApp, Health
 from ..launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .config import config_from_args
 from .loader import enter_model_dir, load_routes
-from .metrics import REPLICA_TOTALS_GAUGE, flatten_totals
 
 PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own interval (10 s by default)
 
@@ -58,7 +58,8 @@ class Replica:
             load_routes(root, config.routes)  # the app loads again on start, from the modules imported here
         except (ModelCodeError, UsageError) as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
-            raise RuntimeError(f"model code failed to load: {exc}") from None
+            # Serve puts the exception's text in the application's status, where rayapps.failure_reason reads it.
+            raise RuntimeError(LoadFailure.from_message(str(exc)).record()) from None
         self._key_file = config.key_file
         self._endpoint = EndpointApp(config, root)
         print(f"replica serving {len(config.routes)} route(s) (pid {os.getpid()})", flush=True)

@@ -68,7 +68,7 @@ def _serve_one(config: RuntimeConfig, root) -> int:
     host, port = sock.getsockname()[:2]
     server_box: list = []
     app = EndpointApp(config, root, on_failed=lambda: setattr(server_box[0], "should_exit", True))
-    from .connections import GuardedProtocol, fit_open_files
+    from ..connections import GuardedProtocol, fit_open_files
 
     max_connections, lowered = fit_open_files(config.max_connections)
     if lowered:

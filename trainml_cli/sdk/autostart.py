@@ -25,15 +25,14 @@ import time
 
 import requests
 
+from ..contracts import EXIT_ALREADY_RUNNING, RESTART_SIGNAL, ServerRecord, read_record
 from ..errors import Unavailable
 from ..settings import Settings
 from ..tls import client_verify
 
 START_TIMEOUT = 60.0
-EXIT_ALREADY_RUNNING = 75  # server/daemon.py: it lost the race to another control plane, which we wait for
 LOSER_WAIT = 15.0  # seconds to wait for the control plane that won the race to answer
 PROBE_TIMEOUT = 2.0
-RESTART_SIGNAL = signal.SIGUSR1  # server/daemon.py: stop, leaving the endpoints serving
 
 
 def health(url: str, timeout: float = PROBE_TIMEOUT, verify=True) -> dict | None:
@@ -47,27 +46,22 @@ def health(url: str, timeout: float = PROBE_TIMEOUT, verify=True) -> dict | None
 
 
 def running(settings: Settings) -> dict | None:
-    """The server recorded under settings.home, with its health, if it answers for this home."""
+    """The server recorded under settings.home (its contracts.ServerRecord's fields) with its health, if it
+    answers for this home."""
     tried = set()
-    for info in (settings.read_server_file(lock_fallback=False), _lock_record(settings)):
-        if not info or info["url"] in tried:
+    for record in (settings.read_server_file(lock_fallback=False), _lock_record(settings)):
+        if not record or record.url in tried:
             continue
-        tried.add(info["url"])
-        answer = health(info["url"], verify=client_verify(settings.ca_file, info))
+        tried.add(record.url)
+        answer = health(record.url, verify=client_verify(settings.ca_file, record.tls_certfile))
         if answer and _same_home(answer.get("home"), settings):
-            return {**info, **answer, "url": info["url"]}
+            return {**record.to_dict(), **answer, "url": record.url}
     return None
 
 
-def _lock_record(settings: Settings) -> dict | None:
+def _lock_record(settings: Settings) -> ServerRecord | None:
     """The record the running server keeps in its lock file (see server/daemon.py)."""
-    import json
-
-    try:
-        data = json.loads(settings.lock_file.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("url"), str) else None
+    return read_record(settings.lock_file)
 
 
 def locate(settings: Settings) -> str:
@@ -112,11 +106,11 @@ def start(settings: Settings, options: dict | None = None, timeout: float = STAR
         if process.poll() == EXIT_ALREADY_RUNNING:
             # Another one holds the lock: it answers within moments (it may still be starting), or it is wedged.
             deadline = min(deadline, time.monotonic() + LOSER_WAIT)
-            holder = _lock_record(settings) or {}
+            holder = _lock_record(settings)
             if time.monotonic() + 0.05 >= deadline:
                 raise Unavailable(
-                    f"a control plane holds the lock on {settings.home} (pid {holder.get('pid', '?')}) but does not "
-                    f"answer at {holder.get('url') or 'its address'}; see {settings.server_log}"
+                    f"a control plane holds the lock on {settings.home} (pid {holder.pid if holder else '?'}) but "
+                    f"does not answer at {holder.url if holder else 'its address'}; see {settings.server_log}"
                 )
         elif process.poll() is not None:
             info = running(settings)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from .. import packing
 from ..settings import Settings
-from . import packing
 from .environments import Environments
+from .gpus import Gpus
 from .http import Http
 from .jobs import Jobs
 from .models import Models
-from .secrets import Gpus, Secrets
+from .secrets import Secrets
 
 UPLOAD_TIMEOUT = 900.0
 

@@ -25,8 +25,9 @@ from ..errors import Conflict, JobFailed, NotFound, TrainMLError, Unavailable, U
 from ..hints import failure_headline, failure_message, shell_quote
 from ..actoroptions import check_actor_options
 from ..routespec import check_route_files, parse_routes
-from ..scaling import check_scaling
+from ..replicaspec import check_scaling
 from ..states import STATUSES, JobStatus
+from .models import git_uri
 
 LONG_POLL = 25.0  # seconds per wait request; the server caps it at 60
 LOG_PAGE = 1000
@@ -289,7 +290,7 @@ class Jobs:
             upload = await self._client.upload(folder)
             model = {"source_type": "local", "source_uri": str(folder.resolve()), "upload_id": upload["id"]}
         elif model.get("source_type") == "git":
-            model["source_uri"] = _file_uri(model.get("source_uri"))
+            model["source_uri"] = git_uri(model.get("source_uri"))
         payload = {"name": name, "type": type, "model": model, "endpoint": endpoint}
         if resources:
             payload["resources"] = resources
@@ -308,13 +309,6 @@ class Jobs:
 
     async def remove(self, id_or_name: str, force: bool = False) -> None:
         await (await self.get(id_or_name)).remove(force=force)
-
-
-def _file_uri(uri):
-    """A repository given as a local path is cloned by the server as a file:// URI."""
-    if isinstance(uri, str) and uri.startswith("/") and Path(uri).exists():
-        return Path(uri).resolve().as_uri()
-    return uri
 
 
 def _refuse_unsupported(data, workers, unsupported: dict, model: dict) -> None:

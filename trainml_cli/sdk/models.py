@@ -10,7 +10,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import UsageError
-from .jobs import _file_uri
 
 CREATE_TIMEOUT = 900.0  # the server fetches the code (a git clone) before it answers
 
@@ -55,7 +54,7 @@ class Models:
             upload = await self._client.upload(folder)
             payload.update(source_uri=str(folder.resolve()), upload_id=upload["id"])
         elif source_type == "git":
-            payload["source_uri"] = _file_uri(source_uri)
+            payload["source_uri"] = git_uri(source_uri)
             if git_ref:
                 payload["git_ref"] = git_ref
         else:
@@ -74,3 +73,10 @@ class Models:
 
     async def rename(self, id_or_name: str, name: str) -> Model:
         return await (await self.get(id_or_name)).rename(name)
+
+
+def git_uri(uri):
+    """A repository given as a local path is cloned by the server as a file:// URI."""
+    if isinstance(uri, str) and uri.startswith("/") and Path(uri).exists():
+        return Path(uri).resolve().as_uri()
+    return uri

@@ -1,4 +1,4 @@
-"""`client.secrets` (values go in, never come out) and `client.gpus` (types, prices, this machine's GPUs).
+"""`client.secrets`: values go in, never come out.
 
     await client.secrets.put("HF_TOKEN", value)       # stored 0600 by the control plane
     [s["name"] for s in await client.secrets.list()]  # names and times only
@@ -22,12 +22,3 @@ class Secrets:
 
     async def remove(self, name: str) -> None:
         await self._client.http.request("DELETE", f"/api/secrets/{quote(name, safe='')}")
-
-
-class Gpus:
-    def __init__(self, client):
-        self._client = client
-
-    async def list(self) -> list[dict]:
-        """[{type, names, price, count, free}]: price in credits per hour per GPU."""
-        return await self._client.http.request("GET", "/api/gpus")

@@ -8,9 +8,15 @@
     sources.py    uploads, git, stored-model copies      models.py     stored models
     resources.py  GPUs, the price table                  logs.py       job logs: batches, pages, followers
     store.py      SQLite, all the SQL                    processes.py  process groups, adopting endpoints
-    tailing.py    endpoint output files, followed        secrets.py    credentials kept out of every output
-    vault.py      named secrets (0600), for endpoints'   (options: ../serveroptions.py, one table)
-                  environments only
+    tailing.py    endpoint output files, followed        redaction.py  credentials in URIs kept out of output
+    vault.py      named secrets (0600), for endpoints'   gitcredentials.py  a job's git credentials, for git
+                  environments only                      endpointkeys.py    endpoint keys: made, kept, rotated
+    archives.py   uploads checked and unpacked           zipped.py     a .zip upload turned into a tar.gz
+    bodies.py     the API's JSON bodies, bounded         openapi.py    every error status in /openapi.json
+    environments.py  endpoint environments (uv)          interpreters.py  the Python an environment runs
+    pipconfig.py  pip's settings, for uv                 prometheus.py the control plane's /metrics
+    private.py    the home's files 0600, folders 0700    dashboard/    the web dashboard
+    (options: ../serveroptions.py, one table)
 
 It starts the endpoint runtime as a child process (`python -m trainml_cli.runtime ...`), or as a Ray Serve
 application over Ray's HTTP API, and never imports it (nor ray).

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from .app import ServerOptions
-    from .daemon import EXIT_ALREADY_RUNNING, EXIT_RESTART, AlreadyRunning, serve
+    from ..contracts import EXIT_ALREADY_RUNNING, EXIT_RESTART
+    from .daemon import AlreadyRunning, serve
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

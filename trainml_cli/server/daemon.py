@@ -7,6 +7,8 @@ and runs the app on uvicorn. Once the platform is ready it writes `HOME/server.j
     {"url": "http://127.0.0.1:41234", "pid": 1234, "home": "/home/me/.trainml", "version": "0.1.0", "started": "...",
      "options": {"host": "127.0.0.1", "port": 0, "gpus": null, "backend": "local", ...}}
 
+(contracts.ServerRecord, which clients read with the same code.)
+
 `options` are the effective ones (every option, `trainml server status` shows them). The ones chosen for this
 home are saved then too, in `HOME/server-options.json` (serveroptions.save_options), for every later start.
 
@@ -21,10 +23,8 @@ leaves the endpoints serving; the next control plane adopts them.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
+from ..contracts import RESTART_SIGNAL, ServerRecord, write_record
 from ..errors import Conflict, ServerError, UsageError
 from ..serveroptions import save_options
 from ..settings import Settings
@@ -43,44 +44,26 @@ log = logging.getLogger("trainml.server")
 
 
 class AlreadyRunning(Conflict):
-    """Another control plane holds this home's lock (`python -m trainml_cli.server` exits EXIT_ALREADY_RUNNING)."""
+    """Another control plane holds this home's lock (`python -m trainml_cli.server` exits
+    contracts.EXIT_ALREADY_RUNNING)."""
 
 
-# The SDK's autostart knows this number: a server it started that exits with it lost a start race to another
-# client's server, which it then waits for.
-EXIT_ALREADY_RUNNING = 75
-# It stopped for a restart and left its endpoints serving: a service manager starts it again (the systemd unit
-# of `trainml server install` says RestartForceExitStatus=76).
-EXIT_RESTART = 76
-
-
-RESTART_SIGNAL = signal.SIGUSR1  # stop, leaving the endpoints serving (sdk/autostart.py sends it)
 WATCH_EVERY = 1.0  # seconds between two checks that server.json still names this server
 _REPEAT_COUNTS = (10, 100, 1000)  # failed rewrites of server.json that are logged again (then every 1000th)
 
 
-def _server_record(settings: Settings, url: str | None, options: dict, certfile: str | None = None) -> dict:
-    record = {"url": url, "pid": os.getpid(), "home": str(settings.home), "version": __version__,
-              "started": iso_time(time.time()), "options": options}
-    if certfile:  # clients of this home trust it when it is self-signed (tls.client_verify)
-        record["tls_certfile"] = certfile
-    return record
+def _server_record(settings: Settings, url: str | None, options: dict, certfile: str | None = None) -> ServerRecord:
+    return ServerRecord(url=url, pid=os.getpid(), home=str(settings.home), version=__version__,
+                        started=iso_time(time.time()), options=options, tls_certfile=certfile)
 
 
-def _write_server_file(settings: Settings, data: dict) -> None:
-    partial = settings.server_file.with_name(f"server.json.{os.getpid()}.partial")
-    try:
-        partial.write_text(json.dumps(data) + "\n")
-        partial.rename(settings.server_file)
-    except OSError:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        raise
+def _write_server_file(settings: Settings, record: ServerRecord) -> None:
+    write_record(settings.server_file, record)
 
 
-def _write_lock_record(fd: int, data: dict | None) -> None:
+def _write_lock_record(fd: int, record: ServerRecord | None) -> None:
     """The record in the lock file: a client finds the server there when server.json is lost."""
-    text = (json.dumps(data) + "\n").encode() if data else b""
+    text = record.to_json().encode() if record else b""
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, text, 0)
@@ -91,9 +74,9 @@ def _write_lock_record(fd: int, data: dict | None) -> None:
 class _ServerFileWatch:
     """Rewrites server.json whenever it no longer names this server (deleted, truncated, overwritten)."""
 
-    def __init__(self, settings: Settings, data: dict):
+    def __init__(self, settings: Settings, record: ServerRecord):
         self.settings = settings
-        self.data = data
+        self.record = record
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="server-file-watch", daemon=True)
         self._thread.start()
@@ -101,12 +84,12 @@ class _ServerFileWatch:
     def _run(self) -> None:
         failures = 0  # attempts in a row that could not write it: said once, then counted, not every second
         while not self._stop.wait(WATCH_EVERY):
-            info = self.settings.read_server_file(lock_fallback=False)
-            if info and info.get("pid") == os.getpid() and info.get("url") == self.data["url"]:
+            found = self.settings.read_server_file(lock_fallback=False)
+            if found and found.pid == os.getpid() and found.url == self.record.url:
                 continue
             path = self.settings.server_file
             try:
-                _write_server_file(self.settings, self.data)
+                _write_server_file(self.settings, self.record)
             except OSError as exc:
                 failures += 1
                 if failures == 1:
@@ -136,8 +119,8 @@ def _save_options(settings: Settings, chosen: dict) -> None:
 
 
 def _remove_server_file(settings: Settings) -> None:
-    info = settings.read_server_file()
-    if info and info.get("pid") == os.getpid():
+    found = settings.read_server_file()
+    if found and found.pid == os.getpid():
         settings.server_file.unlink(missing_ok=True)
 
 
@@ -147,8 +130,8 @@ def _lock(home: Path, settings: Settings) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        info = settings.read_server_file() or {}  # (falls back to the lock file's record)
-        where = f" at {info['url']} (pid {info.get('pid')})" if info.get("url") else ""
+        found = settings.read_server_file()  # (falls back to the lock file's record)
+        where = f" at {found.url} (pid {found.pid})" if found else ""
         raise AlreadyRunning(f"a control plane already runs for {home}{where}") from None
     return fd
 
@@ -174,7 +157,7 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", chosen: 
     """
     import uvicorn
 
-    from ..runtime.connections import GuardedProtocol, fit_open_files, too_large_body
+    from ..connections import GuardedProtocol, fit_open_files, too_large_body
     from ..tls import check_pair, exposure_warnings
     from .app import ServerOptions, create_app
 

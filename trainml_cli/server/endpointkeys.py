@@ -19,7 +19,8 @@ import os
 import secrets
 from pathlib import Path
 
-KEY_FILE = "endpoint.key"
+from ..contracts import KEY_FILE
+
 SECRET = "endpoint_key"  # its name in the job's secrets column
 
 

@@ -3,7 +3,7 @@
 An environment is data (trainml_cli/environment.py): an interpreter, pip requirements from the payload and a
 requirements file in the model folder. Its key hashes the interpreter, the requirements (the file's contents
 included, and the contents of every file and folder of the model's they install: localpaths.py), the runtime's
-own requirements (runtime/requirements.py) and the runtime's source, so a job gets an
+own requirements (runtimerequirements.py) and the runtime's source, so a job gets an
 environment holding exactly its packages, what the runtime needs to serve, and this very version of the
 runtime. It lives in `HOME/envs/KEY`:
 
@@ -39,7 +39,7 @@ from .. import localpaths
 from ..endpointenv import installer_inherited
 from ..environment import DEFAULT_REQUIREMENTS_FILE
 from ..errors import Conflict, NotFound, TrainMLError
-from ..runtime.requirements import RUNTIME_REQUIREMENTS
+from ..runtimerequirements import RUNTIME_REQUIREMENTS
 from . import pipconfig
 from .interpreters import Interpreter, Interpreters
 from .sources import tree_size

@@ -50,7 +50,7 @@ from .vault import Vault
 from .gitcredentials import GitCredentials
 from .states import JobStatus, transition
 from .store import Store
-from .secrets import redact
+from .redaction import redact
 from .backends.base import Backend, Endpoint, Launch, Policy, Scaling, elsewhere
 from .backends.local import LocalBackend
 

@@ -23,7 +23,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from .secrets import redact
+from .redaction import redact
 from .store import Store
 
 log = logging.getLogger("trainml.server")

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import Conflict, NotFound, UsageError
 from . import archives, sources
 from .logs import iso_time
-from .secrets import redact
+from .redaction import redact
 from .store import Store
 
 NAME_LIMIT = 100

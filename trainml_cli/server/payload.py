@@ -24,7 +24,7 @@ from ..environment import DEFAULT_REQUIREMENTS_FILE, check_environment, python_o
 from ..errors import UsageError
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from ..routespec import parse_routes
-from ..scaling import check_scaling
+from ..replicaspec import check_scaling
 from . import resources as res
 from . import archives, sources
 from .interpreters import Interpreters

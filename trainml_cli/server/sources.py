@@ -25,7 +25,7 @@ from typing import Callable
 
 from ..errors import UsageError
 from . import gitcredentials
-from .secrets import redact
+from .redaction import redact
 
 CLONE_TIMEOUT = 900.0
 
@@ -37,7 +37,7 @@ _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with any password or token in it replaced, for anything shown (see secrets.py)."""
+    """The URI with any password or token in it replaced, for anything shown (see redaction.py)."""
     return redact(uri)
 
 

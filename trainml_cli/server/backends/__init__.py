@@ -1,1 +1,9 @@
-"""Where endpoints run: base.py (the interface), local.py (this machine), ray.py (Ray Serve over HTTP)."""
+"""Where endpoints run: base.py (the interface), local.py (this machine), ray.py (Ray Serve over HTTP).
+
+    probes.py       what both use to watch an endpoint: a minimal HTTP GET, the first of several events
+    rayapps.py      a job as a Serve application, as data: package, config, status
+    rayhead.py      the head's HTTP API               raycluster.py   the cluster's nodes, GPUs and totals
+    rayexposure.py  what listens where on the nodes   raykeys.py      a keyed job's key package
+    raylogs.py      replica output in job logs        raymetrics.py   replica totals, summed
+    rayreplicas.py  replica deaths, counted and named
+"""

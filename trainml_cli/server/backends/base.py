@@ -36,7 +36,7 @@ class Policy:
 @dataclass
 class Scaling:
     """How many copies of the endpoint serve: fixed `replicas`, or autoscaled between min and max (reacting as the
-    autoscaling settings say: trainml_cli/scaling.py); and where Ray places them (`ray_actor_options`)."""
+    autoscaling settings say: trainml_cli/replicaspec.py); and where Ray places them (`ray_actor_options`)."""
 
     replicas: int | None = None
     min_replicas: int | None = None

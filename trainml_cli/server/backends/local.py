@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...contracts import LoadFailure, find_load_failure, is_load_failure
 from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
 from .. import endpointkeys
 from .. import resources as res
@@ -46,6 +47,7 @@ from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, p
 from ..tailing import OutputTail
 from ...errors import UsageError
 from .base import EndpointListener, Launch, Outcome, Policy, Say
+from .probes import first, http_get
 
 START_ATTEMPTS = 3
 BACKOFF_FIRST = 0.5
@@ -53,7 +55,6 @@ BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0
 PING_FIRST = 0.05
 PING_MAX = 0.25
-LINE_LIMIT = 1024 * 1024  # bytes of a /ping or /metrics answer we read at most
 TAIL_LINES = 20
 
 
@@ -158,7 +159,8 @@ class LocalEndpoint:
         self.port: int = self.sock.getsockname()[1] if self.sock else port
         self.process = AdoptedProcess(adopt.pid, adopt.pid_start) if adopt else None
         self._adopted = self.process
-        self.output = OutputTail(launch.route_file.parent, listener.log_offsets(), listener.output,
+        self.load_failure: LoadFailure | None = None  # the runtime's record of why the model code did not load
+        self.output = OutputTail(launch.route_file.parent, listener.log_offsets(), self._output,
                                  listener.save_log_offsets)
         self._stop = asyncio.Event()
         self._detached = False
@@ -172,6 +174,13 @@ class LocalEndpoint:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _output(self, stream: str, line: str) -> None:
+        # The runtime's load-failure record is for us, not the job's logs: they have its `error:` line already.
+        if is_load_failure(line):
+            self.load_failure = find_load_failure([line]) or self.load_failure
+            return
+        self.listener.output(stream, line)
 
     def detach(self) -> None:
         """Stop supervising but leave the endpoint serving (the control plane restarts; the next one adopts it)."""
@@ -212,7 +221,7 @@ class LocalEndpoint:
             if ready:
                 self.listener.ready()
                 began = time.monotonic()
-                await _first(process.wait(), self._stop.wait(), self._unresponsive())
+                await first(process.wait(), self._stop.wait(), self._unresponsive())
                 if process.returncode is None and not self._stop.is_set():
                     self.listener.event(f"endpoint process {process.pid} has not answered /ping for "
                                         f"{self.policy.unresponsive_after:g}s; restarting it")
@@ -235,8 +244,8 @@ class LocalEndpoint:
                 start_failures += 1
             self.listener.event(f"endpoint process {process.pid} {describe_exit(code)}")
             if code == EXIT_LOAD_FAILED:
-                tail = self.listener.tail()
-                return Outcome(True, load_failure_headline(tail) + "\n" + "\n".join(tail))
+                failure = self.load_failure or LoadFailure("")
+                return Outcome(True, failure.headline + "\n" + "\n".join(self.listener.tail()))
             if code == EXIT_USAGE:
                 return Outcome(True, "the endpoint runtime refused its arguments:\n" + "\n".join(self.listener.tail()))
             if start_failures >= START_ATTEMPTS:
@@ -251,7 +260,7 @@ class LocalEndpoint:
                 self.listener.event(f"restarting at once (restart {self.restarts})")
             else:
                 self.listener.event(f"restarting in {backoff:.1f}s (restart {self.restarts})")
-                await _first(asyncio.sleep(backoff), self._stop.wait())
+                await first(asyncio.sleep(backoff), self._stop.wait())
                 backoff = min(backoff * 2, BACKOFF_MAX)
             restart = True
         return Outcome(False)
@@ -286,7 +295,7 @@ class LocalEndpoint:
                 return True
             if time.monotonic() > deadline:
                 return False
-            await _first(asyncio.sleep(interval), process.wait(), self._stop.wait())
+            await first(asyncio.sleep(interval), process.wait(), self._stop.wait())
             # Each probe is an access-log line: quick at first, then sparser while a big model loads.
             interval = min(interval * 1.5, PING_MAX)
         return False
@@ -324,17 +333,6 @@ class LocalEndpoint:
             return None
 
 
-async def _first(*aws) -> None:
-    """Wait until the first of these finishes; cancel the rest."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 def bind_socket(host: str, port: int | None) -> socket.socket:
     """A listening TCP socket on `port` if it is free (the job's old URL), else on a free port."""
     for candidate in ([port] if port else []) + [0]:
@@ -360,47 +358,6 @@ async def rebind_socket(host: str, port: int, attempts: int = 20) -> socket.sock
         sock.close()
         await asyncio.sleep(0.1)
     return bind_socket(host, port)
-
-
-async def http_get(host: str, port: int, path: str, timeout: float, ssl=None) -> tuple[int | None, bytes]:
-    """A minimal HTTP/1.0 GET on the event loop (no thread, no client library); (None, b"") on any failure."""
-    writer = None
-    try:
-        async def exchange():
-            nonlocal writer
-            reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
-            await writer.drain()
-            data = b""
-            while len(data) < LINE_LIMIT and (chunk := await reader.read(65536)):  # HTTP/1.0: the body ends at EOF
-                data += chunk
-            return data
-
-        data = await asyncio.wait_for(exchange(), timeout)
-        head, _, body = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        return status, body
-    except (OSError, asyncio.TimeoutError, ValueError, IndexError):
-        return None, b""
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def load_failure_headline(tail: list[str]) -> str:
-    """One line saying why the model code did not load, from the runtime's `error:` line in the output.
-
-    An import failure's error line ends with ':' and the traceback follows; its last line (the exception) is
-    what the user needs, so it completes the headline.
-    """
-    for index in range(len(tail) - 1, -1, -1):
-        if tail[index].startswith("error: "):
-            text = tail[index][len("error: "):].strip()
-            if text.endswith(":"):
-                rest = [line for line in tail[index + 1:] if line.strip() and not line.startswith("endpoint process ")]
-                text = f"{text[:-1]}: {rest[-1].strip()}" if rest else text[:-1]
-            return f"model code failed to load: {text}"
-    return "model code failed to load"
 
 
 def describe_exit(code: int | None) -> str:

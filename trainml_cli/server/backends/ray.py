@@ -38,7 +38,7 @@ from .. import endpointkeys
 from .. import resources as res
 from . import rayapps, raycluster, rayexposure
 from .base import EndpointListener, Launch, Outcome, Say
-from .local import _first, http_get
+from .probes import first, http_get
 from .rayhead import RayHead
 from .raykeys import KeyPackage
 from .raylogs import ReplicaLogs
@@ -333,7 +333,7 @@ class RayEndpoint:
                 said = f"; Ray Serve says: {message}" if message else ""
                 return Outcome(True, reason or f"not running {timeout:g}s after it was deployed{said}")
             self.logs.save()  # so a control plane that adopts the application skips the lines already stored
-            await _first(asyncio.sleep(POLL), self._stop.wait())
+            await first(asyncio.sleep(POLL), self._stop.wait())
         return Outcome(False)
 
     async def _deploy(self, restart: bool) -> None:

@@ -31,17 +31,16 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+from ...contracts import KEY_FILE, find_load_failure, skipped_folder
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import UsageError
 from ...localpaths import local_digest
-from ...scaling import serve_autoscaling
+from ...replicaspec import serve_autoscaling
 from ...launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
-KEY_FILE = "endpoint.key"  # the key file's place in the package, relative to the replica's working dir
 PREFIX = "ep-"
-SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache", "node_modules"}
 RETRY_AFTER_S = 1.0  # as our own limiter says
 # While it builds an application's environment on a node, Ray sets this to the node's copy of the working_dir
 # (our package) and expands it in the `uv` field's packages and options.
@@ -112,7 +111,7 @@ def with_key_package(config: dict, package_name: str) -> dict:
 
 def _tree(root: Path):
     for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not (Path(folder) / d / "pyvenv.cfg").exists())
+        dirs[:] = sorted(d for d in dirs if not skipped_folder(folder, d))
         for name in names:
             path = Path(folder) / name
             if path.is_file() and not path.is_symlink() and not name.endswith((".pyc", ".pyo")):
@@ -259,19 +258,12 @@ def job_status(app: dict | None) -> tuple[str, str]:
 
 
 def failure_reason(message: str) -> str:
-    """The useful end of Serve's failure message: our runtime's own line and the model code's traceback, or
-    the installer's own lines when Ray could not build the job's environment."""
+    """The useful end of Serve's failure message: the runtime's load-failure record (its cause and the model
+    code's traceback, as the local backend's reason has them), or the installer's own lines when Ray could not build the job's environment."""
     message = plain(message)
-    marker = message.rfind("model code failed to load:")
-    if marker >= 0:
-        text = message[marker:].strip()
-        first, _, rest = text.partition("\n")
-        if first.endswith(":") and rest.strip():
-            # An import failure: the traceback follows, and its last line (the exception) completes the headline,
-            # as the local backend's does (local.load_failure_headline).
-            cause = [line.strip() for line in rest.splitlines() if line.strip()][-1]
-            return f"{first[:-1]}: {cause}\n{rest}"
-        return text
+    failure = find_load_failure(message)  # the replica raised the runtime's record (runtime/serve_entry.py)
+    if failure is not None:
+        return failure.reason
     output = _INSTALLER_OUTPUT.search(message)
     if output and "runtime_env" in message[:output.start()]:
         # Ray's traceback ends with the installer's output; uv's own lines from its first error name the package.

@@ -4,7 +4,7 @@ A scrape through Serve's proxy reaches one replica, so each replica publishes it
 runtime/serve_entry.py): one gauge, `ray_trainml_replica_totals{application, replica, field}`, which Ray's agent
 on the replica's node exports with the node's other metrics. Here the control plane asks the head for the live
 nodes and their metrics ports, reads each node's export, keeps our gauge's lines and sums the replicas of each
-application (runtime.metrics.sum_totals), in the shape the local backend's /metrics?format=json gives.
+application (contracts.sum_totals), in the shape the local backend's /metrics?format=json gives.
 
 The numbers lag: a replica publishes every 2 s and Ray's agent exports at its own interval (10 s by default,
 `RAY_metrics_report_interval_ms`). One reading of the nodes serves every job for FRESH seconds. The scrape does not
@@ -17,12 +17,12 @@ import asyncio
 import logging
 import time
 
-from ...runtime.metrics import REPLICA_TOTALS_GAUGE, sum_totals
+from ...contracts import RAY_METRIC_PREFIX, REPLICA_TOTALS_GAUGE, sum_totals
 from .rayhead import RayHead
 
 log = logging.getLogger("trainml.server")
 
-GAUGE = "ray_" + REPLICA_TOTALS_GAUGE  # as Ray's exporter names it
+GAUGE = RAY_METRIC_PREFIX + REPLICA_TOTALS_GAUGE  # as Ray's exporter names it
 FRESH = 2.0  # seconds one reading of the nodes is used for
 NODES_FRESH = 30.0  # seconds the list of nodes is used for
 SCRAPE_TIMEOUT = 3.0

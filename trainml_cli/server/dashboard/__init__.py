@@ -9,6 +9,9 @@ The control plane calls `install(app)` when it builds its app (see server/app.py
 - the traffic sampler behind the charts (traffic.py): it samples from start-up on, whether or not anyone
   watches, and stops with the app.
 
+Also: forms.py (the create form, as a job payload), model_pages.py (stored models), history.py (a job's
+statuses over time).
+
 Sign-in: `trainml server dashboard` (cli/dashboard.py) asks POST /api/dashboard/login-links with the API token
 and prints the one-time link; visiting it sets the session cookie.
 """

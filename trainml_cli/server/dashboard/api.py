@@ -32,7 +32,7 @@ from ...errors import NotFound, Unauthorized, UsageError
 from ..auth import require_auth
 from ..bodies import JsonRoute
 from ..schemas import JobCreate
-from ..secrets import redact
+from ..redaction import redact
 from ..states import JobStatus
 from . import forms
 from .history import status_history

@@ -308,7 +308,7 @@ async def upload_directory(platform, directory: str) -> str:
     """Pack a folder on this machine as the SDK packs a client's folder, and store it as an upload; its id."""
     import asyncio
 
-    from ...sdk.packing import pack  # the same skipping rules as `trainml job create --model-dir`
+    from ...packing import pack  # the same skipping rules as `trainml job create --model-dir`
 
     archive = await asyncio.to_thread(pack, directory)
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader
 
+from ...contracts import SKIPPED_FOLDERS
 from ...credentials import KINDS as CREDENTIAL_KINDS
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, UsageError
@@ -85,7 +86,8 @@ templates.filters.update(duration=duration, filesize=filesize)
 STATUS_SETS = {"live": sorted(s.value for s in LIVE), "final": sorted(s.value for s in FINAL),
                "billed": [JobStatus.STARTING.value, JobStatus.RUNNING.value],
                "names": {status.name.lower(): status.value for status in JobStatus}}
-templates.globals.update(static=static_url, root=ROOT, status_sets=STATUS_SETS)
+templates.globals.update(static=static_url, root=ROOT, status_sets=STATUS_SETS,
+                         skipped_folders=sorted(SKIPPED_FOLDERS))  # what upload.js leaves out, as the CLI does
 
 
 def render(request: Request, name: str, *, status: int = 200, signed_in: bool = True, **context) -> HTMLResponse:

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 
-from ...limits import LATENCY_BUCKETS
+from ...contracts import LATENCY_BUCKETS
 from ...states import JobStatus
 
 log = logging.getLogger("trainml.server")

@@ -1,11 +1,11 @@
 // A model folder from this computer, sent to the control plane's upload API (POST /api/uploads) as the CLI
 // sends one: a picked folder is packed here as a tar.gz, skipping what the CLI skips (.git, __pycache__,
-// virtualenvs, tool caches); a dropped .tar.gz, .tgz or .zip goes as it is (the server converts a zip, with the
+// virtualenvs, tool caches: trainml_cli/contracts.py's list, via <body data-skipped-folders>); a dropped .tar.gz, .tgz or .zip goes as it is (the server converts a zip, with the
 // same checks). The server checks and unpacks every archive the same way, whoever packed it.
 "use strict";
 
 const ModelUpload = (() => {
-  const SKIP_DIRS = new Set([".git", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache"]);
+  const SKIP_DIRS = new Set(JSON.parse(document.body.dataset.skippedFolders || "[]"));
   const ARCHIVE = /\.(tar\.gz|tgz|zip)$/i;
   const encoder = new TextEncoder();
 

@@ -1,7 +1,10 @@
 """Packing a local model folder as tar.gz for upload (`model.source_type: local`).
 
-Skipped: `.git`, `__pycache__`, and virtualenvs (`.venv`, `venv`, and any folder holding a `pyvenv.cfg`), which
-are large, machine-specific and never model code. A symbolic link that leads out of the folder is refused,
+A leaf: the SDK packs a client's folder with it, the dashboard a folder on the control plane's machine.
+
+Skipped: the folders contracts.SKIPPED_FOLDERS names (`.git`, `__pycache__`, `.venv`, `venv`, tool caches,
+`node_modules`) and any folder holding a `pyvenv.cfg` (a virtualenv), which are large, machine-specific and never
+model code; a Ray package leaves out the same, so both backends run the same files. A symbolic link that leads out of the folder is refused,
 naming it, before anything is packed: packing it would send a file the user never meant to (a link to
 /etc/passwd, to ~/.aws/credentials), and a server-side folder (the dashboard's) must not read the control
 plane's files either. A link inside the folder to a file is packed as the file it points to (the server refuses
@@ -17,13 +20,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..errors import UsageError
-
-SKIP_DIRS = frozenset({".git", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache"})
-
-
-def is_virtualenv(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "pyvenv.cfg"))
+from .contracts import skipped_folder
+from .errors import UsageError
 
 
 def check_link(root: Path, path: str) -> None:
@@ -44,7 +42,7 @@ def files_to_pack(root: Path) -> list[tuple[str, str]]:
         keep = []
         for name in sorted(dirs):
             path = os.path.join(folder, name)
-            if name in SKIP_DIRS or is_virtualenv(path):
+            if skipped_folder(folder, name):
                 continue
             if os.path.islink(path):
                 check_link(root, path)

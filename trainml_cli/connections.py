@@ -1,6 +1,9 @@
 """Connection limits uvicorn's httptools protocol does not have: a cap on header bytes, a header-read timeout, and
 room for new callers when idle connections fill the connection cap.
 
+A leaf both servers use (the endpoint runtime's workers and the control plane); it imports uvicorn, so only
+they import it, when they start serving.
+
 uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) and, with `limit_concurrency`, answers 503 past
 a number of connections; but once a request's first byte arrives it waits for the rest of the headers forever
 and takes headers of any size. So one client could hold a connection open by sending a header byte every few

@@ -1,9 +1,9 @@
 """Shell completions, man pages and the docs site's CLI reference, generated from the click app so they can
 never drift from the code.
 
-    python -m trainml_cli.cli.docs                 # (re)write completions/, man/ and docs/cli/ in the current folder
-    python -m trainml_cli.cli.docs --check         # exit 1 naming every stale or missing file
-    python -m trainml_cli.cli.docs --install       # into ~/.local (or --prefix DIR), where shells and man look
+    python -m trainml_cli.cli.manpages             # (re)write completions/, man/ and docs/cli/ in the current folder
+    python -m trainml_cli.cli.manpages --check     # exit 1 naming every stale or missing file
+    python -m trainml_cli.cli.manpages --install   # into ~/.local (or --prefix DIR), where shells and man look
 
 The completion scripts are click's own shims: on TAB the shell runs `trainml` with `_TRAINML_COMPLETE` set and
 click answers from the live command tree (job and model names come from the server when one answers). Only the
@@ -249,7 +249,7 @@ def install_targets(prefix: Path, user: bool) -> dict[str, Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainml_cli.cli.docs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trainml_cli.cli.manpages", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=".", help="folder that holds completions/, man/ and docs/cli/ (default: .)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file is stale")
     parser.add_argument("--install", action="store_true", help="install completions and man pages under --prefix")
@@ -263,7 +263,7 @@ def main(argv=None) -> int:
         for path in problems:
             print(f"stale: {path}", file=sys.stderr)
         if problems:
-            print("regenerate with: python -m trainml_cli.cli.docs", file=sys.stderr)
+            print("regenerate with: python -m trainml_cli.cli.manpages", file=sys.stderr)
         return 1 if problems else 0
     if args.install:
         user = args.prefix is None
