@@ -36,6 +36,7 @@ from ...errors import TrainMLError, Unavailable, UsageError
 from ...serveroptions import STOP_GRACE
 from .. import endpointkeys
 from .. import resources as res
+from ..jobrecord import JobRecord
 from . import rayapps, raycluster, rayexposure
 from .base import EndpointListener, Launch, Outcome, Say
 from .local import _first, http_get
@@ -168,8 +169,11 @@ class RayBackend:
     def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None, adopt=None) -> "RayEndpoint":
         return RayEndpoint(self, launch, listener, adopt)
 
-    def url(self, job: dict) -> str | None:
-        return self.options.serve_url + rayapps.route_prefix(job["id"])
+    def url(self, job: JobRecord) -> str | None:
+        return self.app_url(job.id)
+
+    def app_url(self, job_id: str) -> str:
+        return self.options.serve_url + rayapps.route_prefix(job_id)
 
     async def rotate_key(self, workdir: Path, key: str, endpoint: "RayEndpoint | None") -> str:
         # The next deploy packs this file; running replicas get it through their user_config (a lightweight
@@ -184,7 +188,7 @@ class RayBackend:
                                   "again, or stop and start the job") from exc
         return "once Ray Serve has reconfigured the replicas (about a second)"
 
-    async def adoptable(self, jobs: list[dict]) -> dict:
+    async def adoptable(self, jobs: list[JobRecord]) -> dict:
         try:
             apps = await self.applications(max_age=0)
         except TrainMLError as exc:
@@ -192,16 +196,15 @@ class RayBackend:
             return {}
         found = {}
         for job in jobs:
-            app = apps.get(rayapps.app_name(job["id"]))
+            app = apps.get(rayapps.app_name(job.id))
             if app is not None and app.get("status") not in ("DELETING", "DEPLOY_FAILED"):
-                found[job["id"]] = app
+                found[job.id] = app
         return found
 
-    async def clean_up(self, jobs: list[dict], adopted: dict) -> None:
+    async def clean_up(self, jobs: list[JobRecord], adopted: dict) -> None:
         try:
             apps = await self.applications(max_age=0)
-            stale = [rayapps.app_name(j["id"]) for j in jobs
-                     if j["id"] not in adopted and rayapps.app_name(j["id"]) in apps]
+            stale = [rayapps.app_name(j.id) for j in jobs if j.id not in adopted and rayapps.app_name(j.id) in apps]
             if stale:
                 await self.remove(stale)
         except TrainMLError as exc:
@@ -263,7 +266,7 @@ class RayEndpoint:
 
     @property
     def url(self) -> str:
-        return self.backend.url({"id": self.launch.job_id})
+        return self.backend.app_url(self.launch.job_id)
 
     def request_stop(self) -> None:
         self._stop.set()
