@@ -34,12 +34,14 @@ from urllib.parse import urlsplit
 
 from ...errors import TrainMLError, Unavailable, UsageError
 from ...serveroptions import STOP_GRACE
+from ...states import JobStatus
 from .. import endpointkeys
 from .. import resources as res
 from ..jobrecord import JobRecord
 from . import rayapps, raycluster, rayexposure
 from .base import EndpointListener, Launch, Outcome, Say
 from .local import _first, http_get
+from .rayapps import ServeStatus
 from .rayhead import RayHead
 from .raykeys import KeyPackage
 from .raylogs import ReplicaLogs
@@ -141,7 +143,7 @@ class RayBackend:
                 rayexposure.check_listening(details, self.options.serve_host, self.options.serve_port)
             current = details.get("applications") or {}
             apps = {name: app["deployed_app_config"] for name, app in current.items()
-                    if app.get("deployed_app_config") and app.get("status") != "DELETING"}
+                    if app.get("deployed_app_config") and ServeStatus.of(app) is not ServeStatus.DELETING}
             for name, config in changes.items():
                 if config is None:
                     apps.pop(name, None)
@@ -197,7 +199,7 @@ class RayBackend:
         found = {}
         for job in jobs:
             app = apps.get(rayapps.app_name(job.id))
-            if app is not None and app.get("status") not in ("DELETING", "DEPLOY_FAILED"):
+            if app is not None and ServeStatus.of(app) not in (ServeStatus.DELETING, ServeStatus.DEPLOY_FAILED):
                 found[job.id] = app
         return found
 
@@ -309,14 +311,14 @@ class RayEndpoint:
                 if not head_away:  # once per outage, not every poll
                     self.listener.event(f"cannot read the application's status: {exc}")
                 head_away = True
-                app = {"status": "RUNNING"} if running else {"status": "DEPLOYING"}
+                app = {"status": (ServeStatus.RUNNING if running else ServeStatus.DEPLOYING).value}
             status, message = rayapps.job_status(app)
             if not head_away:
                 self.live_replicas = rayapps.live(app)
             self.logs.follow(rayapps.replicas(app))
             await self.replicas.see(rayapps.replicas(app))
             await self.key.pin(app)
-            if status == "running" and not running:
+            if status is JobStatus.RUNNING and not running:
                 # Serve says RUNNING before its proxies route the prefix: running means callers get answers.
                 if await self._answers():
                     running = True
@@ -324,9 +326,9 @@ class RayEndpoint:
                 elif time.monotonic() > deadline:
                     return Outcome(True, f"Ray Serve runs application {self.name}, but {self.url}/ping did not "
                                          f"answer within {timeout:g}s")
-            elif status == "failed":
+            elif status is JobStatus.FAILED:
                 return Outcome(True, rayapps.failure_reason(message))
-            elif status == "stopped" and running:  # deleted behind our back: deploy it again
+            elif status is JobStatus.STOPPED and running:  # deleted behind our back: deploy it again
                 self.listener.event(f"Ray Serve application {self.name} disappeared; deploying it again")
                 running = False
                 await self._deploy(restart=True)
