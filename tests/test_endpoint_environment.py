@@ -16,7 +16,7 @@ ROUTES = {"routes": [route("/environ", "environ", [], verb="GET")]}
 # The operator's: what a control plane started from a shell or a CI job commonly has.
 OPERATOR = {"AWS_SECRET_ACCESS_KEY": "aws-secret", "TRAINML_TEST_LEAK": "leak", "GITHUB_TOKEN": "ghp_x",
             "EXTRA_PASSED": "passed on", "LC_TIME": "C", "https_proxy": "http://127.0.0.1:9"}
-# What the platform and the runtime set for the endpoint themselves (jobs.py, runtime/metrics.py).
+# What the platform and the runtime set for the endpoint themselves (server/driver.py, runtime/metrics.py).
 PLATFORM = {"TRAINML_JOB_ID", "PYTHONUNBUFFERED", "PYTHONPATH", "VIRTUAL_ENV", "PROMETHEUS_MULTIPROC_DIR"}
 
 

@@ -387,3 +387,20 @@ def test_status_transitions_refuse_illegal_moves():
     assert {s for s in S if s.is_live} == {S.NEW, S.WAITING_DOWNLOAD, S.WAITING_RESOURCES, S.STARTING, S.RUNNING}
     assert [s.value for s in S] == ["new", "waiting for data/model download", "waiting for resources", "starting",
                                     "running", "stopping", "stopped", "failed"]
+
+
+def test_a_job_comes_out_of_the_store_decoded_and_a_status_outside_the_enum_never_goes_in(tmp_path):
+    from trainml_cli.server.jobrecord import JobRecord
+    from trainml_cli.server.store import Store
+
+    store = Store(tmp_path / "trainml.db")
+    store.insert_job(JobRecord(id="j1", name="echo", status=JobStatus.NEW, spec={"type": "endpoint"}, created=1.0,
+                               updated=1.0))
+    store.update_job("j1", status=JobStatus.RUNNING, gpus=[{"index": 0}], pid=42)
+    job = store.job("j1")
+    assert (job.status, job.gpus, job.pid, job.source, job.restarts) == (JobStatus.RUNNING, [{"index": 0}], 42, {}, 0)
+    assert job.status is JobStatus.RUNNING and store.jobs_named("echo") == [job] == store.jobs()
+    with pytest.raises(ValueError):
+        store.update_job("j1", status="runing")  # a typo never reaches the table, where it would break every read
+    assert store.job("j1").status is JobStatus.RUNNING
+    store.close()

@@ -14,7 +14,7 @@ inherits only:
   endpoint runs on an interpreter the platform did not build (a built environment has its own copy), so the
   runtime imports the same code the control plane does (a source checkout run with PYTHONPATH=checkout).
 
-The job service (server/jobs.py) then adds what the job sets (`--env`, secrets, credentials) and what the
+The job's driver (server/driver.py) then adds what the job sets (`--env`, secrets, credentials) and what the
 platform sets for the runtime (TRAINML_JOB_ID, CUDA_VISIBLE_DEVICES, PYTHONUNBUFFERED, a built environment's
 VIRTUAL_ENV and PATH). The Ray backend hands its replicas the job's own variables only.
 

@@ -33,6 +33,11 @@ class JobStatus(str, enum.Enum):
         return self in FINAL
 
     @property
+    def is_launched(self) -> bool:
+        """Its endpoint was launched (starting or running): it has a URL, and is billed."""
+        return self in LAUNCHED
+
+    @property
     def is_coming_up(self) -> bool:
         """On its way to running: worth waiting for."""
         return self in LIVE and self is not JobStatus.RUNNING
@@ -42,4 +47,5 @@ LIVE = frozenset(
     {JobStatus.NEW, JobStatus.WAITING_DOWNLOAD, JobStatus.WAITING_RESOURCES, JobStatus.STARTING, JobStatus.RUNNING}
 )
 FINAL = frozenset({JobStatus.STOPPED, JobStatus.FAILED})
+LAUNCHED = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
 STATUSES = tuple(status.value for status in JobStatus)

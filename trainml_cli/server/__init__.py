@@ -3,7 +3,8 @@
     __main__.py   `python -m trainml_cli.server`        daemon.py     lock, token, address file, uvicorn
     app.py        the FastAPI app and its error JSON     api.py        the routes (documented there)
     auth.py       the one auth dependency                schemas.py    request/response shapes (OpenAPI)
-    jobs.py       job records and each job's life        payload.py    the job payload, checked
+    jobs.py       job records and user actions           payload.py    the job payload, checked
+    driver.py     a job's task: fetch, build, launch     jobrecord.py  a job's row, decoded (JobRecord)
     states.py     statuses and legal moves               backends/     base (the seam), local, ray
     sources.py    uploads, git, stored-model copies      models.py     stored models
     resources.py  GPUs, the price table                  logs.py       job logs: batches, pages, followers

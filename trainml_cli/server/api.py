@@ -54,7 +54,6 @@ from . import resources as res
 from . import schemas
 from .auth import require_auth
 from .bodies import JsonRoute
-from ..states import JobStatus
 from .states import parse_status
 
 MAX_WAIT = 60.0
@@ -145,7 +144,7 @@ async def get_job(job: str, request: Request):
 @router.delete("/jobs/{job}", response_model=schemas.Removed, tags=["jobs"])
 async def remove_job(job: str, request: Request, force: bool = False):
     jobs = platform(request).jobs
-    job_id = jobs.find(job)["id"]
+    job_id = jobs.find(job).id
     await jobs.remove(job_id, force=force)
     return {"id": job_id, "removed": True}
 
@@ -195,14 +194,14 @@ async def job_logs(job: str, request: Request,
                    limit: int = Query(100, ge=1, le=MAX_PAGE),
                    wait: float = Query(0.0, ge=0, description=f"with after: seconds to wait for a new line (at most {MAX_WAIT:.0f})")):
     p = platform(request)
-    job_id = p.jobs.find(job)["id"]
+    job_id = p.jobs.find(job).id
     if after is None:
         page = p.logs.page(job_id, before, limit + 1)  # one more: `next` only when older lines exist
         page, more = page[:limit], len(page) > limit
         return {"logs": page, "next": page[-1]["id"] if more else None}
     deadline = asyncio.get_running_loop().time() + min(wait, MAX_WAIT)
     while True:
-        final = JobStatus(p.jobs.find(job_id)["status"]).is_final
+        final = p.jobs.find(job_id).status.is_final
         lines = p.logs.since(job_id, after, limit)
         remaining = deadline - asyncio.get_running_loop().time()
         if lines or final or remaining <= 0:
@@ -216,7 +215,7 @@ async def job_logs(job: str, request: Request,
 async def stream_logs(job: str, request: Request, after: int = Query(0, ge=0, description="start after this cursor (0: all)")):
     """Follow a job's log: every entry newer than `after`, then new ones as they come, until the job stops."""
     p = platform(request)
-    job_id = p.jobs.find(job)["id"]
+    job_id = p.jobs.find(job).id
     sse = "text/event-stream" in request.headers.get("accept", "")
     resume = request.headers.get("last-event-id")
     if sse and resume and resume.isdigit():
@@ -231,7 +230,7 @@ async def stream_logs(job: str, request: Request, after: int = Query(0, ge=0, de
         cursor = after
         while True:
             try:
-                final = JobStatus(p.jobs.find(job_id)["status"]).is_final
+                final = p.jobs.find(job_id).status.is_final
             except NotFound:  # removed while followed
                 return
             batch = p.logs.since(job_id, cursor, MAX_PAGE)

@@ -103,10 +103,9 @@ class Platform:
         git_credentials = GitCredentials(settings.git_credentials_dir)
         git_credentials.migrate(self.store, [*settings.jobs_dir.glob("*/model"), *settings.models_dir.glob("*")])
         self.backend = options.make_backend(settings.host, self.pool)
-        self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, self.pool, settings.jobs_dir,
-                         self.environments, host=settings.host, python=options.python, policy=options.policy,
-                         vault=self.vault, git_credentials=git_credentials,
-                         tls=tls.check_pair(options.tls_certfile, options.tls_keyfile), backend=self.backend,
+        self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, settings.jobs_dir, self.environments,
+                         backend=self.backend, python=options.python, vault=self.vault,
+                         git_credentials=git_credentials, tls=tls.check_pair(options.tls_certfile, options.tls_keyfile),
                          pass_env=options.pass_env_names)
 
     async def close(self, detach: bool = False) -> None:

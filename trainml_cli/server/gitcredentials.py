@@ -146,12 +146,12 @@ class GitCredentials:
     def migrate(self, store, clones: list[Path]) -> None:
         """Move what an earlier version kept in clear: a job's full URI in trainml.db goes here (and is erased
         from the database's files), and credentials in a clone's remote are taken out."""
-        for row in store.jobs():
-            uri = row["secrets"].get("source_uri")
+        for job in store.jobs():
+            uri = job.secrets.get("source_uri")
             if uri:
-                self.keep(row["id"], uri)
-                store.erase_job_secret(row["id"], "source_uri")
-                log.info("job %s: its git credentials moved out of the database", row["id"])
+                self.keep(job.id, uri)
+                store.erase_job_secret(job.id, "source_uri")
+                log.info("job %s: its git credentials moved out of the database", job.id)
         for folder in clones:
             if scrub_clone(folder):
                 log.info("%s: credentials taken out of the clone's remote URL", folder)

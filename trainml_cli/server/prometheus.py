@@ -38,7 +38,7 @@ async def targets(request: Request) -> list[dict]:
                    "component": "control-plane"},
     }]
     for job in platform.jobs.list():
-        if job["status"] != JobStatus.RUNNING.value or not job.get("url"):
+        if JobStatus(job["status"]) is not JobStatus.RUNNING or not job.get("url"):
             continue
         groups.append({
             "targets": [_address(job["url"])],

@@ -3,7 +3,8 @@ module holds all the SQL.
 
 One connection in WAL mode (readers never wait for the writer), shared by the event loop and worker threads
 under a lock; each call is one short statement or transaction, so holding the lock never blocks for long.
-Rows come back as plain dicts; the JSON columns (`spec`, `gpus`, `source`) are decoded.
+A job comes back as a `JobRecord` (jobrecord.py), its status a `JobStatus`; other rows as plain dicts. The JSON
+columns (`spec`, `gpus`, `source`, ...) are decoded.
 
 Schema changes bump SCHEMA_VERSION and add a step to `_MIGRATIONS`; the version lives in `PRAGMA user_version`.
 """
@@ -16,6 +17,9 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Iterable
+
+from ..states import JobStatus
+from .jobrecord import COLUMNS, JobRecord
 
 SCHEMA_VERSION = 4
 
@@ -112,10 +116,7 @@ _MIGRATIONS = {
 }
 
 _JSON_COLUMNS = ("spec", "source", "gpus", "log_offsets", "secrets")
-_JOB_COLUMNS = frozenset(
-    "name status reason spec source port pid pid_start gpus restarts run_seconds credits running_since rate updated "
-    "log_offsets secrets backend".split()
-)
+_JOB_COLUMNS = frozenset(COLUMNS) - {"id", "created"}  # what update_job may change
 
 
 class Store:
@@ -155,20 +156,24 @@ class Store:
 
     # -- jobs ---------------------------------------------------------------------------------------------------
 
-    def insert_job(self, job: dict) -> None:
-        row = _encode(job)
+    def insert_job(self, job: JobRecord) -> None:
+        row = _encode(job.columns())
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         self._run(f"INSERT INTO jobs ({columns}) VALUES ({marks})", row.values())
 
-    def job(self, job_id: str) -> dict | None:
-        return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+    def job(self, job_id: str) -> JobRecord | None:
+        rows = self._jobs("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
 
-    def jobs_named(self, name: str) -> list[dict]:
-        return self._all("SELECT * FROM jobs WHERE name = ? ORDER BY created", (name,))
+    def jobs_named(self, name: str) -> list[JobRecord]:
+        return self._jobs("SELECT * FROM jobs WHERE name = ? ORDER BY created", (name,))
 
-    def jobs(self) -> list[dict]:
-        return self._all("SELECT * FROM jobs ORDER BY created")
+    def jobs(self) -> list[JobRecord]:
+        return self._jobs("SELECT * FROM jobs ORDER BY created")
+
+    def _jobs(self, sql: str, args: Iterable[Any] = ()) -> list[JobRecord]:
+        return [JobRecord.from_row(row) for row in self._all(sql, args)]
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         unknown = set(fields) - _JOB_COLUMNS
@@ -280,9 +285,9 @@ class Store:
 
     # -- status events ------------------------------------------------------------------------------------------
 
-    def add_job_event(self, job_id: str, time: float, status: str, detail: str | None) -> None:
+    def add_job_event(self, job_id: str, time: float, status: JobStatus, detail: str | None) -> None:
         self._run("INSERT INTO job_events (job_id, time, status, detail) VALUES (?, ?, ?, ?)",
-                  (job_id, time, status, detail))
+                  (job_id, time, JobStatus(status).value, detail))
 
     def job_events(self, job_id: str, limit: int = 1000) -> list[dict]:
         """Status changes, newest first."""
@@ -354,7 +359,10 @@ def _private(path: Path) -> None:
 
 
 def _encode(fields: dict) -> dict:
-    return {k: (json.dumps(v) if k in _JSON_COLUMNS else v) for k, v in fields.items()}
+    row = {k: (json.dumps(v) if k in _JSON_COLUMNS else v) for k, v in fields.items()}
+    if "status" in row:
+        row["status"] = JobStatus(row["status"]).value
+    return row
 
 
 def _decode(row: sqlite3.Row) -> dict:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
 from ...launchspec import LaunchSpec
-from ...states import JobStatus
 from ...serveroptions import STOP_GRACE, UNRESPONSIVE_AFTER  # defined once, with the options
+from ..jobrecord import JobRecord
 
 START_TIMEOUT = 300.0  # loading a big model can take minutes
 
@@ -87,12 +87,12 @@ class Launch:
         return [self.python, "-m", "trainml_cli.runtime", *replace(self.runtime, fd=fd).to_argv()]
 
 
-def elsewhere(job: dict, backend: str) -> str | None:
+def elsewhere(job: JobRecord, backend: str) -> str | None:
     """Why a control plane on `backend` must leave this job alone: it was launched on another backend and is not
     stopped or failed, so its endpoint may still serve there (a Ray application, a process on this machine).
     Launching it here would run it twice; ending it there is not this backend's to do. None: it is this one's."""
-    recorded = job.get("backend")
-    if not recorded or recorded == backend or JobStatus(job["status"]).is_final:
+    recorded = job.backend
+    if not recorded or recorded == backend or job.status.is_final:
         return None
     return (f"launched on the {recorded} backend, and this control plane runs the {backend} backend: left as it "
             f"is (still serving there if it was); restart the control plane with --backend {recorded} (trainml "
@@ -161,7 +161,7 @@ class Backend(Protocol):
 
     def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None, adopt=None) -> Endpoint: ...
 
-    def url(self, job: dict) -> str | None:
+    def url(self, job: JobRecord) -> str | None:
         """Where a live job answers, from its record."""
 
     async def rotate_key(self, workdir: Path, key: str, endpoint: Endpoint | None) -> str:
@@ -169,10 +169,10 @@ class Backend(Protocol):
         the live one, None when nothing runs). Local: returns once every worker accepts the new key and refuses the
         old one. Returns when the old key stops working, for the job's log."""
 
-    async def adoptable(self, jobs: list[dict]) -> dict:
+    async def adoptable(self, jobs: list[JobRecord]) -> dict:
         """Job id -> adoption token for the live jobs whose endpoints an earlier control plane left serving."""
 
-    async def clean_up(self, jobs: list[dict], adopted: dict) -> None:
+    async def clean_up(self, jobs: list[JobRecord], adopted: dict) -> None:
         """End what the endpoints of jobs that were not adopted left behind."""
 
     async def describe(self) -> dict:

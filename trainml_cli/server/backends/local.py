@@ -43,6 +43,7 @@ from ...contracts import LoadFailure, find_load_failure, is_load_failure
 from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
 from .. import endpointkeys
 from .. import resources as res
+from ..jobrecord import JobRecord
 from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, process_start_time, reap_orphans
 from ..tailing import OutputTail
 from ...errors import UsageError
@@ -114,11 +115,11 @@ class LocalBackend:
             endpoint.ssl = loopback_client_context()
         return endpoint
 
-    def url(self, job: dict) -> str | None:
+    def url(self, job: JobRecord) -> str | None:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
         shown = f"[{host}]" if ":" in host else host
         scheme = "https" if self.tls else "http"
-        return f"{scheme}://{shown}:{job['port']}" if job.get("port") else None
+        return f"{scheme}://{shown}:{job.port}" if job.port else None
 
     async def rotate_key(self, workdir: Path, key: str, endpoint: "LocalEndpoint | None") -> str:
         # Every worker reads the file again when it changes (runtime/auth.py): nothing to restart. A worker takes
@@ -129,12 +130,12 @@ class LocalBackend:
             await asyncio.sleep(KEY_RECHECK_SECONDS + 0.1)
         return "now"
 
-    async def adoptable(self, jobs: list[dict]) -> dict:
-        return {j["id"]: Adoption(j["pid"], j["pid_start"]) for j in jobs if is_endpoint(j["pid"], j["pid_start"])}
+    async def adoptable(self, jobs: list[JobRecord]) -> dict:
+        return {j.id: Adoption(j.pid, j.pid_start) for j in jobs if is_endpoint(j.pid, j.pid_start)}
 
-    async def clean_up(self, jobs: list[dict], adopted: dict) -> None:
-        await asyncio.gather(*(reap_orphans(j["pid"], j["pid_start"], self.policy.stop_grace)
-                               for j in jobs if j["pid"] and j["id"] not in adopted))
+    async def clean_up(self, jobs: list[JobRecord], adopted: dict) -> None:
+        await asyncio.gather(*(reap_orphans(j.pid, j.pid_start, self.policy.stop_grace)
+                               for j in jobs if j.pid and j.id not in adopted))
 
     async def describe(self) -> dict:
         import os

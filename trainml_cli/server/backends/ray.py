@@ -34,11 +34,14 @@ from urllib.parse import urlsplit
 
 from ...errors import TrainMLError, Unavailable, UsageError
 from ...serveroptions import default
+from ...states import JobStatus
 from .. import endpointkeys
 from .. import resources as res
+from ..jobrecord import JobRecord
 from . import rayapps, raycluster, rayexposure
 from .base import EndpointListener, Launch, Outcome, Say
 from .probes import first, http_get
+from .rayapps import ServeStatus
 from .rayhead import RayHead
 from .raykeys import KeyPackage
 from .raylogs import ReplicaLogs
@@ -140,7 +143,7 @@ class RayBackend:
                 rayexposure.check_listening(details, self.options.serve_host, self.options.serve_port)
             current = details.get("applications") or {}
             apps = {name: app["deployed_app_config"] for name, app in current.items()
-                    if app.get("deployed_app_config") and app.get("status") != "DELETING"}
+                    if app.get("deployed_app_config") and ServeStatus.of(app) is not ServeStatus.DELETING}
             for name, config in changes.items():
                 if config is None:
                     apps.pop(name, None)
@@ -168,8 +171,11 @@ class RayBackend:
     def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None, adopt=None) -> "RayEndpoint":
         return RayEndpoint(self, launch, listener, adopt)
 
-    def url(self, job: dict) -> str | None:
-        return self.options.serve_url + rayapps.route_prefix(job["id"])
+    def url(self, job: JobRecord) -> str | None:
+        return self.app_url(job.id)
+
+    def app_url(self, job_id: str) -> str:
+        return self.options.serve_url + rayapps.route_prefix(job_id)
 
     async def rotate_key(self, workdir: Path, key: str, endpoint: "RayEndpoint | None") -> str:
         # The next deploy packs this file; running replicas get it through their user_config (a lightweight
@@ -184,7 +190,7 @@ class RayBackend:
                                   "again, or stop and start the job") from exc
         return "once Ray Serve has reconfigured the replicas (about a second)"
 
-    async def adoptable(self, jobs: list[dict]) -> dict:
+    async def adoptable(self, jobs: list[JobRecord]) -> dict:
         try:
             apps = await self.applications(max_age=0)
         except TrainMLError as exc:
@@ -192,16 +198,15 @@ class RayBackend:
             return {}
         found = {}
         for job in jobs:
-            app = apps.get(rayapps.app_name(job["id"]))
-            if app is not None and app.get("status") not in ("DELETING", "DEPLOY_FAILED"):
-                found[job["id"]] = app
+            app = apps.get(rayapps.app_name(job.id))
+            if app is not None and ServeStatus.of(app) not in (ServeStatus.DELETING, ServeStatus.DEPLOY_FAILED):
+                found[job.id] = app
         return found
 
-    async def clean_up(self, jobs: list[dict], adopted: dict) -> None:
+    async def clean_up(self, jobs: list[JobRecord], adopted: dict) -> None:
         try:
             apps = await self.applications(max_age=0)
-            stale = [rayapps.app_name(j["id"]) for j in jobs
-                     if j["id"] not in adopted and rayapps.app_name(j["id"]) in apps]
+            stale = [rayapps.app_name(j.id) for j in jobs if j.id not in adopted and rayapps.app_name(j.id) in apps]
             if stale:
                 await self.remove(stale)
         except TrainMLError as exc:
@@ -222,19 +227,7 @@ class RayBackend:
 
     async def shortfall(self, launch: Launch) -> str | None:
         """Why Ray cannot place this job's replicas, from the cluster's free resources; None if it could."""
-        usage = await self.head.resources()
-        options = rayapps.deployment_options(launch)
-        count = options.get("num_replicas") or options["autoscaling_config"]["min_replicas"]
-        for key, resource, unit in (("num_cpus", "CPU", "CPU"), ("num_gpus", "GPU", "GPU")):
-            each = options["ray_actor_options"][key]
-            if not each:
-                continue
-            used, total = usage.get(resource, [0.0, 0.0])
-            free = total - used
-            if each * count > free:
-                return (f"insufficient resources: {count} replica(s) of {each:g} {unit}(s) asked, the cluster has "
-                        f"{free:g} {unit}(s) free of {total:g}")
-        return None
+        return raycluster.shortfall(await self.head.resources(), rayapps.deployment_options(launch))
 
 
 class RayEndpoint:
@@ -263,7 +256,7 @@ class RayEndpoint:
 
     @property
     def url(self) -> str:
-        return self.backend.url({"id": self.launch.job_id})
+        return self.backend.app_url(self.launch.job_id)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -306,14 +299,14 @@ class RayEndpoint:
                 if not head_away:  # once per outage, not every poll
                     self.listener.event(f"cannot read the application's status: {exc}")
                 head_away = True
-                app = {"status": "RUNNING"} if running else {"status": "DEPLOYING"}
+                app = {"status": (ServeStatus.RUNNING if running else ServeStatus.DEPLOYING).value}
             status, message = rayapps.job_status(app)
             if not head_away:
                 self.live_replicas = rayapps.live(app)
             self.logs.follow(rayapps.replicas(app))
             await self.replicas.see(rayapps.replicas(app))
             await self.key.pin(app)
-            if status == "running" and not running:
+            if status is JobStatus.RUNNING and not running:
                 # Serve says RUNNING before its proxies route the prefix: running means callers get answers.
                 if await self._answers():
                     running = True
@@ -321,9 +314,9 @@ class RayEndpoint:
                 elif time.monotonic() > deadline:
                     return Outcome(True, f"Ray Serve runs application {self.name}, but {self.url}/ping did not "
                                          f"answer within {timeout:g}s")
-            elif status == "failed":
+            elif status is JobStatus.FAILED:
                 return Outcome(True, rayapps.failure_reason(message))
-            elif status == "stopped" and running:  # deleted behind our back: deploy it again
+            elif status is JobStatus.STOPPED and running:  # deleted behind our back: deploy it again
                 self.listener.event(f"Ray Serve application {self.name} disappeared; deploying it again")
                 running = False
                 await self._deploy(restart=True)

@@ -16,13 +16,14 @@ against a fake head (tests/test_ray_backend.py) and used unchanged against a rea
 - `key_package`: a keyed job's current key alone, zipped, named by its hash: the deployment's `user_config`
   names it (a digest, never the key), and a rotation changes only that, so Serve calls the replicas'
   `reconfigure` instead of replacing them (runtime/serve_entry.py).
-- `job_status`: a Serve application's status as a job status (see the table in `job_status`), and
+- `ServeStatus`: a Serve application's status; `job_status`: the job status it means (`JOB_STATUS`), and
   `failure_reason`: the useful end of a failed deploy's message, its cause on the first line, as the local
   backend's reason has it, and without the colour escapes Ray puts in tracebacks.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import io
 import os
@@ -37,6 +38,7 @@ from ...errors import UsageError
 from ...localpaths import local_digest
 from ...replicaspec import serve_autoscaling
 from ...launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
+from ...states import JobStatus
 from .base import Launch
 
 ENTRY = "trainml_cli.runtime.serve_entry:build"
@@ -236,25 +238,47 @@ def deploy_document(apps: list[dict], host: str, port: int) -> dict:
     return {"proxy_location": "EveryNode", "http_options": {"host": host, "port": port}, "applications": apps}
 
 
-def job_status(app: dict | None) -> tuple[str, str]:
-    """(starting|running|failed|stopped, message) for a Serve application's status document (None: absent).
+class ServeStatus(str, enum.Enum):
+    """A Serve application's status, as the head's /api/serve/applications/ reports it (Ray's ApplicationStatus)."""
 
-    NOT_STARTED, DEPLOYING -> starting; RUNNING -> running; UNHEALTHY -> running (Serve replaces the unhealthy
-    replicas itself); DEPLOY_FAILED -> failed (the message holds the replica's traceback); DELETING or absent
-    -> stopped.
-    """
+    NOT_STARTED = "NOT_STARTED"
+    DEPLOYING = "DEPLOYING"
+    DEPLOY_FAILED = "DEPLOY_FAILED"
+    RUNNING = "RUNNING"
+    UNHEALTHY = "UNHEALTHY"
+    DELETING = "DELETING"
+
+    @classmethod
+    def of(cls, app: dict) -> ServeStatus | None:
+        """The status of an application's document; None for a status this version does not know."""
+        try:
+            return cls(app.get("status"))
+        except ValueError:
+            return None
+
+
+# What each means for the job. UNHEALTHY: Serve replaces the unhealthy replicas itself. DEPLOY_FAILED: the message
+# holds the replica's traceback. A status a newer Ray may add counts as starting, until the deploy times out.
+JOB_STATUS = {
+    ServeStatus.NOT_STARTED: JobStatus.STARTING,
+    ServeStatus.DEPLOYING: JobStatus.STARTING,
+    ServeStatus.RUNNING: JobStatus.RUNNING,
+    ServeStatus.UNHEALTHY: JobStatus.RUNNING,
+    ServeStatus.DEPLOY_FAILED: JobStatus.FAILED,
+    ServeStatus.DELETING: JobStatus.STOPPED,
+}
+
+
+def job_status(app: dict | None) -> tuple[JobStatus, str]:
+    """(the job status, Serve's message) for a Serve application's status document; None (absent): stopped."""
     if app is None:
-        return "stopped", ""
-    status = app.get("status", "")
+        return JobStatus.STOPPED, ""
+    status = JOB_STATUS.get(ServeStatus.of(app), JobStatus.STARTING)
     message = plain(app.get("message") or "")
-    if status == "DEPLOY_FAILED":
+    if status is JobStatus.FAILED:
         details = [plain(d["message"]) for d in (app.get("deployments") or {}).values() if d.get("message")]
-        return "failed", "\n".join([message] + details).strip() or "Ray Serve could not deploy the application"
-    if status in ("RUNNING", "UNHEALTHY"):
-        return "running", message
-    if status == "DELETING":
-        return "stopped", message
-    return "starting", message
+        return status, "\n".join([message] + details).strip() or "Ray Serve could not deploy the application"
+    return status, message
 
 
 def failure_reason(message: str) -> str:

@@ -184,3 +184,19 @@ def python_version(metrics_text: str) -> str | None:
     """The Python a node's Ray processes run ("3.11.7"), from its metrics export's `python_info` line."""
     found = _PYTHON_INFO.search(metrics_text or "")
     return found.group(1) if found else None
+
+
+def shortfall(usage: dict, options: dict) -> str | None:
+    """Why the cluster's free resources (`usage`: the head's {resource: [used, total]}) cannot hold a deployment
+    with these Serve `options` (rayapps.deployment_options); None if they could."""
+    count = options.get("num_replicas") or options["autoscaling_config"]["min_replicas"]
+    for key, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+        each = options["ray_actor_options"][key]
+        if not each:
+            continue
+        used, total = usage.get(resource, [0.0, 0.0])
+        free = total - used
+        if each * count > free:
+            return (f"insufficient resources: {count} replica(s) of {each:g} {resource}(s) asked, the cluster has "
+                    f"{free:g} {resource}(s) free of {total:g}")
+    return None

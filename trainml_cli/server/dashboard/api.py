@@ -33,13 +33,10 @@ from ..auth import require_auth
 from ..bodies import JsonRoute
 from ..schemas import JobCreate
 from ..redaction import redact
-from ..states import JobStatus
 from . import forms
 from .history import status_history
 from .pages import ROOT
 from .traffic import RANGES
-
-_LIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
 
 router = APIRouter(prefix="/api/dashboard", dependencies=[Depends(require_auth)], tags=["dashboard"],
                    route_class=JsonRoute)  # bodies capped and checked as the API's (bodies.py)
@@ -70,7 +67,7 @@ def _visible(job: dict) -> tuple:
 @router.get("/events", responses={200: {"content": {"text/event-stream": {}}}})
 async def events(request: Request, job: Optional[str] = None):
     p = platform(request)
-    job_id = p.jobs.find(job)["id"] if job else None  # 404 at once for a job that does not exist
+    job_id = p.jobs.find(job).id if job else None  # 404 at once for a job that does not exist
 
     def snapshot() -> list[dict] | None:
         if job_id is None:
@@ -110,20 +107,20 @@ async def traffic(request: Request, job: Optional[str] = None, span: str = "5m")
     p = platform(request)
     if span not in RANGES:
         raise UsageError(f"span: {span!r} is not one of {', '.join(RANGES)}")
-    rows = [p.jobs.find(job)] if job else p.store.jobs()
+    jobs = [p.jobs.find(job)] if job else p.store.jobs()
     sampler = request.app.state.dashboard_traffic
-    found = await asyncio.to_thread(sampler.series, p.store, [r["id"] for r in rows], span)
+    found = await asyncio.to_thread(sampler.series, p.store, [j.id for j in jobs], span)
     # With the live replicas where the backend reports them (Ray), shown beside the chart as they scale.
-    found["jobs"] = [{"id": r["id"], "name": r["name"], "status": r["status"], "points": found["jobs"][r["id"]],
-                      "replicas": p.jobs.live_replicas(r["id"]) if r["status"] in _LIVE else None}
-                     for r in rows]
+    found["jobs"] = [{"id": j.id, "name": j.name, "status": j.status.value, "points": found["jobs"][j.id],
+                      "replicas": p.jobs.live_replicas(j.id) if j.status.is_launched else None}
+                     for j in jobs]
     return found
 
 
 @router.get("/jobs/{job}/history")
 async def history(job: str, request: Request):
     p = platform(request)
-    return {"history": await status_history(p.store, p.jobs.find(job)["id"])}
+    return {"history": await status_history(p.store, p.jobs.find(job).id)}
 
 
 @router.get("/requirements")

@@ -173,7 +173,7 @@ async def jobs_page(request: Request):
         return to_sign_in()
     jobs = platform(request).jobs.list()
     return render(request, "jobs.html", title="Endpoints", page="jobs", section="endpoints", jobs=jobs,
-                  running=any(j["status"] == "running" for j in jobs))
+                  running=any(JobStatus(j["status"]) is JobStatus.RUNNING for j in jobs))
 
 
 @router.get("/create")
@@ -223,7 +223,7 @@ async def connect_page(request: Request, job_id: str):
     key = platform(request).jobs.connection(job["id"])["key"]
     return render(request, "connect.html", title=f"Connect to {job['name']}", page="connect", section="endpoints",
                   job=job, examples=examples(URL_STAND_IN, job, key), stand_in=URL_STAND_IN,
-                  status_sentence=status_sentence(job["status"]), key=key)
+                  status_sentence=status_sentence(JobStatus(job["status"])), key=key)
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -241,10 +241,10 @@ async def logs_page(request: Request, job_id: str):
 URL_STAND_IN = "http://ENDPOINT_URL"  # shell-safe as it is, so it is never quoted apart from the path after it
 
 
-def status_sentence(status: str) -> str:
+def status_sentence(status: JobStatus) -> str:
     """"The endpoint failed", "The endpoint is stopped": a sentence for a status (connect.js says the same)."""
-    return {JobStatus.FAILED.value: "The endpoint failed",
-            JobStatus.NEW.value: "The endpoint was just created"}.get(status, f"The endpoint is {status}")
+    return {JobStatus.FAILED: "The endpoint failed",
+            JobStatus.NEW: "The endpoint was just created"}.get(status, f"The endpoint is {status.value}")
 
 
 

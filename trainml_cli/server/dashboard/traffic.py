@@ -65,8 +65,8 @@ class Traffic:
     async def sample(self, platform) -> None:
         store = platform.store
         jobs = await asyncio.to_thread(store.jobs)
-        running = [j for j in jobs if j["status"] == JobStatus.RUNNING.value]
-        answers = await asyncio.gather(*(platform.jobs.metrics(j["id"]) for j in running), return_exceptions=True)
+        running = [j for j in jobs if j.status is JobStatus.RUNNING]
+        answers = await asyncio.gather(*(platform.jobs.metrics(j.id) for j in running), return_exceptions=True)
         now = time.time()
         rows = []
         for job, answer in zip(running, answers):
@@ -74,28 +74,28 @@ class Traffic:
             if not values:
                 continue  # no reading this time; the next one is compared with the last we had
             counters = _counters(values)
-            previous = self._last.get(job["id"])
-            self._last[job["id"]] = (now, job.get("pid"), counters)
+            previous = self._last.get(job.id)
+            self._last[job.id] = (now, job.pid, counters)
             if previous is None:
-                if self._tick is None or job["id"] in self._running:
+                if self._tick is None or job.id in self._running:
                     continue  # counting since before this control plane looked: only a baseline
                 # It began running since the last tick, counting from zero: all of it came since then.
-                previous = (self._tick, job.get("pid"), (0, 0, 0, 0.0, []))
+                previous = (self._tick, job.pid, (0, 0, 0, 0.0, []))
             then, pid, before = previous
             if now - then > MAX_GAP:
                 continue  # a long pause (a suspended machine): spread over it, the numbers would be invented
-            restarted = pid != job.get("pid") or counters[0] < before[0]
+            restarted = pid != job.pid or counters[0] < before[0]
             delta = counters if restarted else _minus(counters, before)
-            rows.append((job["id"], then, now, delta))
-        self._tick, self._running = now, {j["id"] for j in running}
-        gone = set(self._last) - {j["id"] for j in running}
+            rows.append((job.id, then, now, delta))
+        self._tick, self._running = now, {j.id for j in running}
+        gone = set(self._last) - {j.id for j in running}
         for job_id in gone:
             del self._last[job_id]
         if rows:
             await asyncio.to_thread(self._store, store, rows)
         if now - self._pruned > PRUNE_EVERY:
             self._pruned = now
-            await asyncio.to_thread(self._prune, store, [j["id"] for j in jobs], now)
+            await asyncio.to_thread(self._prune, store, [j.id for j in jobs], now)
 
     @staticmethod
     def _store(store, rows) -> None:
