@@ -119,7 +119,7 @@ def test_every_error_the_runtime_answers_is_a_class_of_errors_py(runtime, tmp_pa
 
 
 def test_the_header_bound_answers_a_kind_of_errors_py():
-    from trainml_cli.runtime.connections import too_large_body
+    from trainml_cli.connections import too_large_body
 
     error = TrainMLError.from_dict(json.loads(too_large_body("endpoint")), 431)
     assert type(error) is errors.HeadersTooLarge and error.kind == "headers_too_large"

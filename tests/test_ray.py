@@ -178,7 +178,8 @@ def cluster(tmp_path_factory):
                 usage = requests.get(url + "/api/cluster_status", timeout=5).json()["data"]["clusterStatus"]
             except (requests.RequestException, ValueError):
                 return False
-            return usage["loadMetricsReport"]["usage"].get("CPU", [0, 0])[1] >= 4
+            report = (usage or {}).get("loadMetricsReport") or {}  # none yet while the head starts
+            return (report.get("usage") or {}).get("CPU", [0, 0])[1] >= 4
 
         wait_until(two_nodes, timeout=90, interval=0.5, message="the second Ray node to join")
         yield Cluster(url, serve, temp)

@@ -8,7 +8,7 @@ import pytest
 
 from trainml_cli.actoroptions import check_actor_options, parse_actor_options
 from trainml_cli.errors import UsageError
-from trainml_cli.scaling import check_scaling, describe, serve_autoscaling
+from trainml_cli.replicaspec import check_scaling, describe, serve_autoscaling
 
 ROUTE = {"verb": "POST", "path": "/predict", "file": "predict", "function": "predict",
          "body": [{"name": "text", "type": "str"}]}

@@ -198,10 +198,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _allowed(request: Request) -> str:
     methods: set[str] = set()
-    for route in _route_table(request.app):
-        regex, verbs = getattr(route, "path_regex", None), getattr(route, "methods", None)
-        if regex is not None and verbs and regex.match(request.url.path):
-            methods |= set(verbs)
+    matching = [route for route in _route_table(request.app) if getattr(route, "methods", None)
+                and getattr(route, "path_regex", None) is not None and route.path_regex.match(request.url.path)]
+    # A path the API names as it is (/api/environments/prune) answers for its own methods, not for those of a
+    # template it also fits (/api/environments/{key}): the OpenAPI document lists them per path.
+    exact = [route for route in matching if getattr(route, "path", None) == request.url.path]
+    for route in exact or matching:
+        methods |= set(route.methods)
     methods.discard("HEAD")  # implied by GET; the API documents GET only
     return ", ".join(sorted(methods))
 
