@@ -141,7 +141,8 @@ def test_user_exception_is_a_500_and_the_endpoint_keeps_serving(serve):
     ])
     failed = ep.post("/fail", {"text": "x"})
     assert failed.status_code == 500
-    assert failed.json() == {"error": "model_error", "type": "ValueError", "message": "cannot handle 'x'"}
+    assert failed.json() == {"error": "model_error", "type": "ValueError", "message": "cannot handle 'x'",
+                             "request_id": failed.headers["x-request-id"]}
     assert "Traceback" not in failed.text
     exited = ep.post("/exit")
     assert exited.status_code == 500 and exited.json()["type"] == "SystemExit"

@@ -33,8 +33,7 @@ from .gate import CallPool, CallTimeout, UserExit
 from .loader import load_routes
 from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, make_directory, wants_json
 from .output import AccessLog, encode_result
-
-JSON = b"application/json"
+from .replies import JSON, Reply, RequestIds, send_json
 # Bodies larger than OFF_LOOP_BYTES are validated on a thread of their own: pydantic releases the GIL while it
 # parses, so the event loop keeps answering (/ping within 1 s while a hostile 10 MiB body is checked). Smaller
 # bodies are validated inline, where a thread hop would cost more than the validation (about 10 us).
@@ -91,6 +90,7 @@ class EndpointApp:
         self.openapi = json.dumps(document).encode()
         self.docs = docs_page(document).encode()
         self.access_log: AccessLog | None = None
+        self.request_ids = RequestIds()
         self.started = time.time()
         if config.metrics_dir is None:  # hosted without server.serve(), which makes it for a worker group
             config.metrics_dir, config.metrics_dir_owned = make_directory(), True
@@ -178,6 +178,7 @@ class EndpointApp:
 
     async def http(self, scope, receive, send):
         start = time.perf_counter()
+        send = Reply(send, self.request_ids.pick(scope["headers"]))
         method = scope["method"]
         path = scope["path"]
         root = scope.get("root_path")
@@ -200,7 +201,7 @@ class EndpointApp:
             label = UNMATCHED
         seconds = time.perf_counter() - start
         self.metrics.request(label, status, seconds)
-        self.access_log.write(method, path, status, seconds * 1000.0)
+        self.access_log.write(method, path, status, seconds * 1000.0, send.request_id)
 
     async def call(self, endpoint: Endpoint, scope, receive, send) -> int:
         if self.health is not Health.READY:
@@ -269,8 +270,9 @@ class EndpointApp:
             allow = self.allowed(path)
             if allow is None:
                 return await self.refuse(send, errors.NotFound, f"no route {path}; see /docs")
-            await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", allow.encode())]})
-            await send({"type": "http.response.body", "body": b""})
+            await send.send({"type": "http.response.start", "status": 204,
+                             "headers": [(b"allow", allow.encode()), (b"x-request-id", send.request_id)]})
+            await send.send({"type": "http.response.body", "body": b""})
             return 204
         asked = method  # named in the messages below
         if method == "HEAD":
@@ -394,10 +396,3 @@ async def read_body(receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-async def send_json(send, status: int, body: bytes, extra_headers=(), content_type: bytes = JSON) -> int:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    if extra_headers:
-        headers.extend(extra_headers)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-    return status
