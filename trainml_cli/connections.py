@@ -37,7 +37,7 @@ from collections import OrderedDict
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..errors import HeadersTooLarge
+from .errors import HeadersTooLarge
 
 MAX_HEADER_BYTES = 64 * 1024  # the request line and every header, together
 HEADER_TIMEOUT = 10.0
