@@ -44,6 +44,16 @@ def encode_result(result) -> tuple[bytes, bytes]:
         raise ValueError(f"the function's return value cannot be sent as JSON: {exc}") from None
 
 
+def encode_item(item) -> bytes:
+    """One item a streaming route yielded, as JSON on one line (a str is a JSON string)."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        raise TypeError("the function yielded bytes, which a stream cannot carry: yield str or JSON values")
+    try:
+        return _dumps(item).encode()
+    except ValueError as exc:
+        raise ValueError(f"the function yielded a value that cannot be sent as JSON: {exc}") from None
+
+
 class AccessLog:
     """`2026-11-27T03:50:32Z POST /predict 200 0.41ms 5f1c0a9e3b2d-1f` (the request id last), one line per request, flushed in batches."""
 
