@@ -71,6 +71,11 @@ def test_job_call_stream_prints_each_item_as_it_arrives(env, tmp_path):
     assert call.returncode == 0, err
     assert [json.loads(line) for line in rest.splitlines()] == [
         {"i": i, "text": f"line {i}\nwith a newline"} for i in (1, 2)]
+    # The running endpoint's /openapi.json says the route streams: its example is `curl -N`, which shows items
+    # as they come.
+    connect = trainml(env, "job", "connect", "tokens")
+    assert connect.returncode == 0, connect.stderr
+    assert connect.stdout.splitlines()[1].startswith("curl -N -X POST http://127.0.0.1:")
 
 
 def test_the_sdk_stream_yields_items_then_raises_an_error_mid_stream(env, plane):

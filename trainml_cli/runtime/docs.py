@@ -9,7 +9,7 @@ import html
 import json
 
 from .. import __version__
-from ..routespec import Route
+from ..routespec import STREAM_FLAG, Route
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -57,7 +57,6 @@ STREAM_DESCRIPTION = (
     "A failure after the first item ends the stream with 'event: error' (SSE) or a last line "
     '{"error": "model_error", ...} (NDJSON); before it, the usual JSON 500.'
 )
-STREAM_FLAG = "x-trainml-stream"  # on a streaming operation in /openapi.json: clients read it to stream
 
 
 def openapi_document(title: str, routes: list[tuple[Route, dict]], auth: bool = False,

@@ -25,7 +25,7 @@ from ..credentials import credential_env
 from ..errors import Conflict, JobFailed, NotFound, TrainMLError, Unavailable, UsageError, WaitTimeout
 from ..hints import failure_headline, failure_message, shell_quote
 from ..actoroptions import check_actor_options
-from ..routespec import check_route_files, parse_routes
+from ..routespec import STREAM_FLAG, check_route_files, parse_routes
 from ..replicaspec import check_scaling
 from ..states import STATUSES, JobStatus
 from .models import git_uri
@@ -234,6 +234,14 @@ class Job:
             if held:
                 held[0].close()
 
+    async def streaming_routes(self) -> set[str]:
+        """The labels ("POST /generate") of the routes whose function yields, as the running endpoint's
+        /openapi.json says once its code has loaded; empty when the endpoint cannot be asked."""
+        if not self.url:
+            return set()
+        url, key = await self._target()
+        return await asyncio.to_thread(_streaming_routes, self._client.http, url, key)
+
     async def _target(self) -> tuple[str, str | None]:
         """(URL, endpoint key or None) of the running endpoint."""
         if not self.url:
@@ -305,6 +313,20 @@ def _send(http, url: str, route, data: dict, key: str | None = None, stream: boo
             continue
         break
     return response
+
+
+def _streaming_routes(http, url: str, key: str | None) -> set[str]:
+    import requests
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = http.session.get(url.rstrip("/") + "/openapi.json", headers=headers, verify=http.verify,
+                                    timeout=(http.settings.connect_timeout, 10))
+        paths = response.json().get("paths", {}) if response.ok else {}
+    except (requests.RequestException, ValueError, AttributeError):
+        return set()  # only the examples lose their -N
+    return {f"{verb.upper()} {path}" for path, operations in paths.items() if isinstance(operations, dict)
+            for verb, operation in operations.items() if isinstance(operation, dict) and operation.get(STREAM_FLAG)}
 
 
 def _events(lines):
