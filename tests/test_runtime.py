@@ -265,8 +265,9 @@ def test_access_log_has_one_line_per_request(serve):
     assert _metrics(ep)["requests"] == 2
     lines = [line for line in ep.log().splitlines() if " /sync " in line]
     assert len(lines) == 2
-    stamp, verb, path, status, latency = lines[0].split()
+    stamp, verb, path, status, latency, request_id = lines[0].split()
     assert stamp.endswith("Z") and (verb, path, status) == ("POST", "/sync", "200") and latency.endswith("ms")
+    assert request_id
     assert "model says: hello" in ep.log()
 
 
