@@ -150,7 +150,10 @@ def wants_events(headers) -> bool:
 
 
 async def _disconnected(receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # the server lost the connection its own way (Ray Serve raises what its proxy raised)
         pass
 
 
