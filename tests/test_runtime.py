@@ -141,7 +141,8 @@ def test_user_exception_is_a_500_and_the_endpoint_keeps_serving(serve):
     ])
     failed = ep.post("/fail", {"text": "x"})
     assert failed.status_code == 500
-    assert failed.json() == {"error": "model_error", "type": "ValueError", "message": "cannot handle 'x'"}
+    assert failed.json() == {"error": "model_error", "type": "ValueError", "message": "cannot handle 'x'",
+                             "request_id": failed.headers["x-request-id"]}
     assert "Traceback" not in failed.text
     exited = ep.post("/exit")
     assert exited.status_code == 500 and exited.json()["type"] == "SystemExit"
@@ -264,8 +265,9 @@ def test_access_log_has_one_line_per_request(serve):
     assert _metrics(ep)["requests"] == 2
     lines = [line for line in ep.log().splitlines() if " /sync " in line]
     assert len(lines) == 2
-    stamp, verb, path, status, latency = lines[0].split()
+    stamp, verb, path, status, latency, request_id = lines[0].split()
     assert stamp.endswith("Z") and (verb, path, status) == ("POST", "/sync", "200") and latency.endswith("ms")
+    assert request_id
     assert "model says: hello" in ep.log()
 
 

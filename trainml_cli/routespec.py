@@ -446,9 +446,14 @@ def check_route_files(routes: Iterable[Route], model_dir: str | os.PathLike) -> 
         raise RouteSpecError.of(found)
 
 
-def curl_command(url: str, route: Route, key: str | None = None) -> str:
+# On an operation of an endpoint's /openapi.json whose function is a generator (known once its code has loaded):
+# clients read it to stream (curl -N in the examples printed for a running endpoint).
+STREAM_FLAG = "x-trainml-stream"
+
+
+def curl_command(url: str, route: Route, key: str | None = None, streams: bool = False) -> str:
     """A ready-to-paste curl call with an example value of the right type for every param (and the endpoint's
-    key, for an endpoint that has one)."""
+    key, for an endpoint that has one); `curl -N` for a streaming route, so each item shows as it comes."""
     import shlex
     from urllib.parse import urlencode
 
@@ -457,11 +462,12 @@ def curl_command(url: str, route: Route, key: str | None = None) -> str:
     auth = f" -H {shlex.quote('Authorization: Bearer ' + key)}" if key else ""
     if route.takes_body:
         body = json.dumps(example)
-        return (f"curl -X {route.verb} {shlex.quote(target)}{auth} -H 'Content-Type: application/json' "
+        return (f"curl {'-N ' if streams else ''}-X {route.verb} {shlex.quote(target)}{auth} "
+                "-H 'Content-Type: application/json' "
                 f"-d {shlex.quote(body)}")
     if example:
         # The runtime reads query values as text: JSON for dict/list, lower-case true/false for bool.
         query = {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in example.items()}
         target += "?" + urlencode(query)
     verb = "" if route.verb == "GET" else f"-X {route.verb} "
-    return f"curl {verb}{shlex.quote(target)}{auth}"
+    return f"curl {'-N ' if streams else ''}{verb}{shlex.quote(target)}{auth}"

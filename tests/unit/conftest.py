@@ -141,9 +141,13 @@ async def plane(tmp_path):
 
 
 def error_of(response: httpx.Response) -> dict:
-    """The JSON error body, with the status checked to be an error's."""
+    """The JSON error body without its request_id, with the status checked to be an error's and the id to be the
+    answer's X-Request-Id."""
     assert response.status_code >= 400, response.text
-    return response.json()
+    body = response.json()
+    if "request_id" in body or "x-request-id" in response.headers:  # the control plane's errors carry none
+        assert body.pop("request_id") == response.headers["x-request-id"], response.text
+    return body
 
 
 @pytest.fixture

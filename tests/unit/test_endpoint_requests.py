@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from .conftest import param, route
+from .conftest import error_of, param, route
 
 pytestmark = pytest.mark.anyio
 
@@ -141,7 +141,7 @@ async def test_the_same_path_serves_two_verbs_and_refuses_a_third_with_405(types
     wrong = await types.delete("/items")
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "GET, HEAD, OPTIONS, PUT"
-    assert wrong.json() == {"error": "method_not_allowed", "message": "/items accepts GET, HEAD, OPTIONS, PUT, not DELETE"}
+    assert error_of(wrong) == {"error": "method_not_allowed", "message": "/items accepts GET, HEAD, OPTIONS, PUT, not DELETE"}
 
 
 async def test_a_verb_without_a_body_ignores_content_type_rules(types):
@@ -178,7 +178,7 @@ async def test_a_body_over_the_cap_is_413_by_its_length_and_when_streamed(endpoi
     assert (await ep.post("/one", json={"text": "a" * 50})).status_code == 200
     big = await ep.post("/one", json={"text": "a" * 500})
     assert big.status_code == 413
-    assert big.json() == {"error": "body_too_large",
+    assert error_of(big) == {"error": "body_too_large",
                           "message": "request body is larger than the endpoint's limit of 100 bytes (--max-body-size)"}
     assert big.headers["connection"] == "close"
 
@@ -199,7 +199,7 @@ async def raises(endpoint):
 async def test_a_user_exception_is_500_with_its_type_and_message_and_no_traceback(raises, capsys):
     failed = await raises.post("/fail", json={"text": "x"})
     assert failed.status_code == 500
-    assert failed.json() == {"error": "model_error", "type": "ValueError", "message": "cannot handle 'x'"}
+    assert error_of(failed) == {"error": "model_error", "type": "ValueError", "message": "cannot handle 'x'"}
     # The traceback goes to the endpoint's log (stderr), for its owner: never in the answer.
     assert 'raise ValueError(f"cannot handle' in capsys.readouterr().err
 
@@ -257,4 +257,4 @@ async def test_past_capacity_each_call_is_503_at_once_and_ping_answers(endpoint,
 async def test_unknown_paths_are_404_with_a_hint(types, path, message):
     answer = await types.get(path)
     assert answer.status_code == 404
-    assert answer.json() == {"error": "not_found", "message": message}
+    assert error_of(answer) == {"error": "not_found", "message": message}

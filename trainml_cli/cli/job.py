@@ -175,7 +175,7 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         if out.json_mode:
             out.json({**created.dict, "key": key} if key else created.dict)
         elif connect:
-            show_endpoint(created, out, key)
+            await show_endpoint(created, out, key)
         else:
             out.line(f"Created job {created.name} ({created.id}); status: {created.status}")
             out.note(f"`trainml job connect {shell_quote(created.name)}` prints its URL once it is running.")
@@ -295,7 +295,7 @@ def connect_job(obj, job_ref, timeout, fmt):
         if out.json_mode:
             out.json({**found.dict, "key": key} if key else found.dict)
         else:
-            show_endpoint(found, out, key)
+            await show_endpoint(found, out, key)
 
     obj.run(work)
 
@@ -317,7 +317,7 @@ def rotate_key(obj, job_ref, fmt):
             return
         out.line(f"New key for job {found.name}: {connection['key']}")
         if found.url:
-            show_endpoint(found, out, connection["key"])
+            await show_endpoint(found, out, connection["key"])
 
     obj.run(work)
 
@@ -356,7 +356,7 @@ def start_job(obj, job_ref, connect, timeout):
         if connect:
             await found.refresh()
             await wait_running(found, out, timeout)
-            show_endpoint(found, out, await endpoint_key(found))
+            await show_endpoint(found, out, await endpoint_key(found))
         else:
             out.line(f"Job {found.name} is starting.")
 
@@ -383,13 +383,23 @@ def remove_job(obj, job_ref, force):
 @click.argument("job_ref", metavar="JOB", type=JOB)
 @click.argument("route")
 @click.option("-d", "--data", type=DATA, help="The body as JSON, @FILE or - for stdin (default: {}).")
+@click.option("--stream", is_flag=True,
+              help="For a streaming route (its function yields): print each item as one line of JSON as it arrives.")
 @click.pass_obj
-def call_job(obj, job_ref, route, data):
+def call_job(obj, job_ref, route, data, stream):
     """Call ROUTE (a path such as /predict, or 'POST /predict') of a running endpoint; prints the JSON answer.
 
     An endpoint that is busy or not ready yet (503) is retried with backoff.
     """
     out = Output(obj)
+    if stream:
+        async def each(client):
+            found = await client.jobs.get(job_ref)
+            async for item in found.stream(route, data if data is not None else {}):
+                out.json_line(item)
+
+        obj.run(each)
+        return
 
     async def work(client):
         found = await client.jobs.get(job_ref)
@@ -468,15 +478,17 @@ async def endpoint_key(job) -> str | None:
     return (await job.connection()).get("key")
 
 
-def show_endpoint(job, out: Output, key: str | None = None) -> None:
-    """`Endpoint is running at: URL`, then one ready-to-paste curl command per route."""
+async def show_endpoint(job, out: Output, key: str | None = None) -> None:
+    """`Endpoint is running at: URL`, then one ready-to-paste curl command per route (`curl -N` for a route
+    that streams, as the running endpoint's /openapi.json says)."""
     from ..routespec import curl_command
 
+    streaming = await job.streaming_routes()
     out.line(f"Endpoint is running at: {job.url}")
     if key:
         out.line(f"Endpoint key: {key} (send it as 'Authorization: Bearer KEY'; /ping needs none)")
     for route in job_routes(job):
-        out.line(curl_command(job.url, route, key))
+        out.line(curl_command(job.url, route, key, streams=route.label in streaming))
 
 
 def describe(job, verbose: int = 0) -> list[tuple[str, object]]:

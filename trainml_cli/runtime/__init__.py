@@ -10,4 +10,5 @@ libraries and the user's code.
     batching.py  batched routes              metrics.py   Prometheus, summed over workers
     auth.py      endpoint keys               output.py    results to JSON, the access log
     docs.py      /openapi.json and /docs     serve_entry.py  the Ray Serve deployment (the only module importing ray)
+    replies.py   request ids, JSON answers   streaming.py generator routes as SSE or NDJSON
 """

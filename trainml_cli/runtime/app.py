@@ -33,8 +33,9 @@ from .gate import CallPool, CallTimeout, UserExit
 from .loader import load_routes
 from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, make_directory, wants_json
 from .output import AccessLog, encode_result
-
-JSON = b"application/json"
+from .replies import JSON, Reply, RequestIds, send_json
+from .streaming import Stream
+from .streaming import serve as serve_stream
 # Bodies larger than OFF_LOOP_BYTES are validated on a thread of their own: pydantic releases the GIL while it
 # parses, so the event loop keeps answering (/ping within 1 s while a hostile 10 MiB body is checked). Smaller
 # bodies are validated inline, where a thread hop would cost more than the validation (about 10 us).
@@ -60,7 +61,7 @@ class ClientGone(Exception):
 class Endpoint:
     """What a route needs per request, resolved once at start."""
 
-    __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body", "batcher")
+    __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body", "batcher", "streams")
 
     def __init__(self, route, binder):
         self.route = route
@@ -70,6 +71,7 @@ class Endpoint:
         self.label = route.label
         self.takes_body = route.takes_body
         self.batcher = None  # a Batcher when the route is batched, once the code is loaded
+        self.streams = False  # the function is a generator: its items are sent as they come (streaming.py)
 
 
 class EndpointApp:
@@ -85,18 +87,23 @@ class EndpointApp:
             self.verbs_by_path.setdefault(path, []).append(verb)
         self.keys = KeyFile(config.key_file) if config.key_file else None
         self._validation = None  # one thread for large bodies, made on first use
-        title = f"{Path(root).name} endpoint"
-        document = openapi_document(title, [(e.route, e.binder.json_schema()) for e in self.endpoints.values()],
-                                    auth=bool(config.key_file))
-        self.openapi = json.dumps(document).encode()
-        self.docs = docs_page(document).encode()
+        self.describe()
         self.access_log: AccessLog | None = None
+        self.request_ids = RequestIds()
         self.started = time.time()
         if config.metrics_dir is None:  # hosted without server.serve(), which makes it for a worker group
             config.metrics_dir, config.metrics_dir_owned = make_directory(), True
         self.metrics = Metrics(config.metrics_dir, gauges=lambda: (self.pool.admitted, self.pool.waiting))
         self.load_error: str | None = None
         self.platform_error: str | None = None  # the machine refused something (threads); never a load failure
+
+    def describe(self, streaming: frozenset = frozenset()) -> None:
+        """/openapi.json and /docs; again once the code has loaded, when some routes turn out to stream."""
+        title = f"{Path(self.root).name} endpoint"
+        document = openapi_document(title, [(e.route, e.binder.json_schema()) for e in self.endpoints.values()],
+                                    auth=bool(self.config.key_file), streaming=streaming)
+        self.openapi = json.dumps(document).encode()
+        self.docs = docs_page(document).encode()
 
     def move(self, health: Health) -> None:
         if health not in _HEALTH_MOVES[self.health]:
@@ -157,11 +164,18 @@ class EndpointApp:
             endpoint = self.endpoints[(item.route.verb, item.route.path)]
             endpoint.function = item.function
             endpoint.is_async = item.is_async
+            endpoint.streams = item.streams
             if item.route.batch is not None:
                 endpoint.batcher = Batcher(item.route, item.function, item.is_async, encode_result, self.pool,
                                            observe=self.metrics.batch)
+        streaming = frozenset(item.route.label for item in loaded if item.streams)
+        if streaming:
+            self.describe(streaming)
         self.move(Health.READY)
         self._log(f"ready: {len(loaded)} route(s) from {self.root} (pid {os.getpid()})")
+        for label in sorted(streaming):
+            self._log(f"route {label} streams: its function is a generator; each item is sent as it is yielded "
+                      "(SSE with Accept: text/event-stream, else NDJSON)")
 
     def _failed(self, message: str) -> None:
         self.load_error = message
@@ -178,6 +192,7 @@ class EndpointApp:
 
     async def http(self, scope, receive, send):
         start = time.perf_counter()
+        send = Reply(send, self.request_ids.pick(scope["headers"]))
         method = scope["method"]
         path = scope["path"]
         root = scope.get("root_path")
@@ -200,7 +215,7 @@ class EndpointApp:
             label = UNMATCHED
         seconds = time.perf_counter() - start
         self.metrics.request(label, status, seconds)
-        self.access_log.write(method, path, status, seconds * 1000.0)
+        self.access_log.write(method, path, status, seconds * 1000.0, send.request_id)
 
     async def call(self, endpoint: Endpoint, scope, receive, send) -> int:
         if self.health is not Health.READY:
@@ -240,6 +255,10 @@ class EndpointApp:
         except ClientGone:
             pool.release()
             return 499
+        if endpoint.streams:
+            stream = Stream(endpoint.function, args, kwargs, endpoint.is_async, endpoint.label,
+                            asyncio.get_running_loop(), self._log)
+            return await serve_stream(pool, self.metrics, stream, scope["headers"], receive, send, self.config.timeout)
         if endpoint.batcher is not None:
             future = endpoint.batcher.submit(args, kwargs)
         else:
@@ -269,8 +288,9 @@ class EndpointApp:
             allow = self.allowed(path)
             if allow is None:
                 return await self.refuse(send, errors.NotFound, f"no route {path}; see /docs")
-            await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", allow.encode())]})
-            await send({"type": "http.response.body", "body": b""})
+            await send.send({"type": "http.response.start", "status": 204,
+                             "headers": [(b"allow", allow.encode()), (b"x-request-id", send.request_id)]})
+            await send.send({"type": "http.response.body", "body": b""})
             return 204
         asked = method  # named in the messages below
         if method == "HEAD":
@@ -392,12 +412,3 @@ async def read_body(receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def send_json(send, status: int, body: bytes, extra_headers=(), content_type: bytes = JSON) -> int:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    if extra_headers:
-        headers.extend(extra_headers)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-    return status

@@ -9,7 +9,7 @@ import html
 import json
 
 from .. import __version__
-from ..routespec import Route
+from ..routespec import STREAM_FLAG, Route
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -50,8 +50,19 @@ def _responses(route: Route, auth: bool) -> dict:
     return responses
 
 
-def openapi_document(title: str, routes: list[tuple[Route, dict]], auth: bool = False) -> dict:
-    """`routes` pairs each Route with the JSON Schema of its body model."""
+STREAM_DESCRIPTION = (
+    "Streams: the function is a generator, and each item it yields is sent as soon as it is yielded. "
+    "With 'Accept: text/event-stream', Server-Sent Events: one 'data: <JSON>' event per item, then 'event: end'. "
+    "Otherwise NDJSON (application/x-ndjson): one JSON value per line; the response ends after the last item. "
+    "A failure after the first item ends the stream with 'event: error' (SSE) or a last line "
+    '{"error": "model_error", ...} (NDJSON); before it, the usual JSON 500.'
+)
+
+
+def openapi_document(title: str, routes: list[tuple[Route, dict]], auth: bool = False,
+                     streaming: frozenset = frozenset()) -> dict:
+    """`routes` pairs each Route with the JSON Schema of its body model; `streaming` holds the labels of the routes
+    whose function is a generator (known once the code has loaded)."""
     paths: dict = {}
     components: dict = {"Error": ERROR_SCHEMA, "InvalidRequest": INVALID_SCHEMA}
     for route, schema in routes:
@@ -73,6 +84,13 @@ def openapi_document(title: str, routes: list[tuple[Route, dict]], auth: bool = 
                 f"(waiting up to {route.batch.max_wait_ms:g} ms to fill a batch). Each request has its own body "
                 "and gets its own answer."
             )
+        if route.label in streaming:
+            operation[STREAM_FLAG] = True
+            operation["description"] = STREAM_DESCRIPTION
+            operation["responses"]["200"] = {"description": "The items, one at a time, as they are yielded", "content": {
+                "text/event-stream": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            }}
         if route.takes_body:
             operation["requestBody"] = {"required": bool(route.body), "content": _json_ref(name)}
         else:
@@ -125,6 +143,7 @@ def docs_page(document: dict) -> str:
             sections.append(
                 f"<section><h2><code>{verb.upper()} {html.escape(path)}</code></h2>"
                 f"<p>{html.escape(op.get('summary', ''))}</p>"
+                + (f"<p><strong>{html.escape(op['description'])}</strong></p>" if op.get(STREAM_FLAG) else "")
                 + (f"<pre>{html.escape(detail)}</pre>" if detail else "")
                 + "</section>"
             )

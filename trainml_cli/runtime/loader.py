@@ -26,6 +26,7 @@ class LoadedRoute:
     route: Route
     function: Callable
     is_async: bool
+    streams: bool = False  # a generator function (def or async def with yield): each item is sent as it comes
 
 
 def enter_model_dir(model_dir: str | os.PathLike) -> Path:
@@ -48,7 +49,17 @@ def check_files(root: Path, routes: list[Route]) -> None:
 
 def load_routes(root: Path, routes: list[Route]) -> list[LoadedRoute]:
     check_files(root, routes)
-    return [LoadedRoute(route, fn, inspect.iscoroutinefunction(fn)) for route, fn in _functions(root, routes)]
+    loaded = []
+    for route, fn in _functions(root, routes):
+        streams = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        if streams and route.batch is not None:
+            # One call answers many requests with one list: items could not be told apart per request.
+            raise ModelCodeError(f"route {route.label}: {route.function} in {route.relative_file} is a generator "
+                                 "function (it yields), and a batched route cannot stream; drop the route's batch "
+                                 "settings or return the list of results")
+        is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+        loaded.append(LoadedRoute(route, fn, is_async, streams))
+    return loaded
 
 
 def _functions(root: Path, routes: list[Route]):

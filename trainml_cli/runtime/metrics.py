@@ -98,6 +98,15 @@ class Metrics:
                                  "(overloaded, loading, invalid_request, body_too_large)", ["reason"], registry=None)
         self._batch_size = Histogram("trainml_batch_size", "Requests per call of a batched route, by route",
                                      ["route"], buckets=BATCH_BUCKETS, registry=None)
+        self._first_item = Histogram("trainml_stream_first_item_seconds", "Time from a streaming request's admission "
+                                     "to its first item, by route", ["route"], buckets=DURATION_BUCKETS, registry=None)
+        self._stream_items = Counter("trainml_stream_items", "Items sent by streaming routes, by route", ["route"],
+                                     registry=None)
+        self._streams_open = Gauge("trainml_streams_open", "Streams being sent now", registry=None,
+                                   multiprocess_mode="livesum")
+        self._firsts: dict[str, list] = {}
+        self._items: dict[str, int] = {}
+        self.streams_open = 0
         self._gauges = gauges  # () -> (in flight, waiting), read at each flush
         self._counts: dict[tuple[str, int], int] = {}
         self._durations: dict[str, list] = {}  # route -> [count per bucket..., sum]
@@ -127,6 +136,22 @@ class Metrics:
         sums[bisect_left(BATCH_BUCKETS, size)] += 1
         sums[-1] += size
 
+    def stream_opened(self) -> None:
+        self.streams_open += 1
+
+    def stream_closed(self) -> None:
+        self.streams_open -= 1
+
+    def stream_first_item(self, route: str, seconds: float) -> None:
+        sums = self._firsts.get(route)
+        if sums is None:
+            sums = self._firsts[route] = [0] * (len(DURATION_BUCKETS) + 2)
+        sums[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        sums[-1] += seconds
+
+    def stream_item(self, route: str) -> None:
+        self._items[route] = self._items.get(route, 0) + 1
+
     # -- flushing ------------------------------------------------------------------------------------------------
 
     def start(self, loop) -> None:
@@ -150,7 +175,12 @@ class Metrics:
             rejects, self._rejects = self._rejects, {}
             for reason, n in rejects.items():
                 self._rejected.labels(reason).inc(n)
-        for histogram, pending in ((self._duration, self._durations), (self._batch_size, self._batches)):
+        if self._items:
+            items, self._items = self._items, {}
+            for route, n in items.items():
+                self._stream_items.labels(route).inc(n)
+        for histogram, pending in ((self._duration, self._durations), (self._batch_size, self._batches),
+                                   (self._first_item, self._firsts)):
             if pending:
                 items = list(pending.items())
                 pending.clear()
@@ -159,6 +189,7 @@ class Metrics:
         in_flight, waiting = self._gauges()
         self._in_flight.set(in_flight)
         self._queue_depth.set(waiting)
+        self._streams_open.set(self.streams_open)
 
     # -- answers -------------------------------------------------------------------------------------------------
 
@@ -196,6 +227,10 @@ class Metrics:
                     out["batches"] += int(value)
                 elif name == "trainml_batch_size_sum":
                     out["batched_requests"] += int(value)
+                elif name == "trainml_streams_open":
+                    out["streams_open"] += int(value)
+                elif name == "trainml_stream_items_total":
+                    out["stream_items"] += int(value)
         out["requests"] = sum(responses.values())
         out["responses"] = {str(k): v for k, v in sorted(responses.items())}
         out["errors"] = sum(v for k, v in responses.items() if k >= 500 and k != 503)

@@ -44,8 +44,18 @@ def encode_result(result) -> tuple[bytes, bytes]:
         raise ValueError(f"the function's return value cannot be sent as JSON: {exc}") from None
 
 
+def encode_item(item) -> bytes:
+    """One item a streaming route yielded, as JSON on one line (a str is a JSON string)."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        raise TypeError("the function yielded bytes, which a stream cannot carry: yield str or JSON values")
+    try:
+        return _dumps(item).encode()
+    except ValueError as exc:
+        raise ValueError(f"the function yielded a value that cannot be sent as JSON: {exc}") from None
+
+
 class AccessLog:
-    """`2026-11-27T03:50:32Z POST /predict 200 0.41ms`, one line per request, flushed in batches."""
+    """`2026-11-27T03:50:32Z POST /predict 200 0.41ms 5f1c0a9e3b2d-1f` (the request id last), one line per request, flushed in batches."""
 
     def __init__(self, loop, stream, enabled: bool = True, interval: float = 0.1):
         self.loop = loop
@@ -57,14 +67,14 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
 
-    def write(self, method: str, path: str, status: int, ms: float) -> None:
+    def write(self, method: str, path: str, status: int, ms: float, request_id: bytes = b"-") -> None:
         if not self.enabled:
             return
         now = int(time.time())
         if now != self._second:
             self._second = now
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        self.lines.append(f"{self._stamp} {method} {path} {status} {ms:.2f}ms\n")
+        self.lines.append(f"{self._stamp} {method} {path} {status} {ms:.2f}ms {request_id.decode()}\n")
         if not self.scheduled:
             self.scheduled = True
             self.loop.call_later(self.interval, self.flush)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -24,7 +25,7 @@ from ..credentials import credential_env
 from ..errors import Conflict, JobFailed, NotFound, TrainMLError, Unavailable, UsageError, WaitTimeout
 from ..hints import failure_headline, failure_message, shell_quote
 from ..actoroptions import check_actor_options
-from ..routespec import check_route_files, parse_routes
+from ..routespec import STREAM_FLAG, check_route_files, parse_routes
 from ..replicaspec import check_scaling
 from ..states import STATUSES, JobStatus
 from .models import git_uri
@@ -175,14 +176,7 @@ class Job:
         503 (busy, restarting) is retried with backoff. A failure raises the class of errors.py its kind names:
         ModelError (the function raised), CallTimeout, Overloaded, InvalidRequest (with `fields`), ..."""
         route = self._route(route_path_or_label, verb)
-        if not self.url:
-            await self.refresh()
-        if not self.url:
-            raise Conflict(f"job {self.name} is {self.status}; it has a URL only while running")
-        url = self.url
-        key = None
-        if (self.dict.get("endpoint") or {}).get("auth"):
-            key = (await self.connection()).get("key")
+        url, key = await self._target()
         try:
             return await asyncio.to_thread(_call, self._client.http, url, route, data or {}, key)
         except Unavailable:
@@ -190,6 +184,74 @@ class Job:
             if (await self.refresh()).url in (None, url):
                 raise
             return await asyncio.to_thread(_call, self._client.http, self.url, route, data or {}, key)
+
+    async def stream(self, route_path_or_label: str, data: dict | None = None,
+                     verb: str | None = None) -> AsyncIterator[Any]:
+        """Call a streaming route (its function yields) and yield each item as it arrives:
+
+            async for item in job.stream("/generate", {"prompt": "hi"}): ...
+
+        A failure before the first item raises as `call` does; one after it (the function raised, or the wait for
+        an item passed the endpoint's timeout) raises its class (ModelError, CallTimeout) after the items before
+        it. Leaving the loop early closes the connection, and the endpoint closes the generator."""
+        route = self._route(route_path_or_label, verb)
+        url, key = await self._target()
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue = asyncio.Queue()
+        held: list = []  # the response, once the thread has it: closed from here when the caller stops early
+
+        def put(kind, value=None):
+            loop.call_soon_threadsafe(items.put_nowait, (kind, value))
+
+        def pump():
+            try:
+                response = _send(self._client.http, url, route, data or {}, key, stream=True)
+                held.append(response)
+                with response:
+                    from .http import raise_for
+
+                    raise_for(response, route.label)
+                    for event, payload in _events(response.iter_lines(chunk_size=None, decode_unicode=True)):
+                        put(event, payload)
+            except BaseException as exc:  # handed to the caller's task, raised there
+                put("failed", exc)
+            else:
+                put("end")
+
+        threading.Thread(target=pump, name="job-stream", daemon=True).start()
+        try:
+            while True:
+                kind, value = await items.get()
+                if kind == "message":
+                    yield value
+                elif kind == "end":
+                    return
+                elif kind == "failed":
+                    raise value
+                elif kind == "error":
+                    raise TrainMLError.from_dict(value, 500, route.label)
+        finally:
+            if held:
+                held[0].close()
+
+    async def streaming_routes(self) -> set[str]:
+        """The labels ("POST /generate") of the routes whose function yields, as the running endpoint's
+        /openapi.json says once its code has loaded; empty when the endpoint cannot be asked."""
+        if not self.url:
+            return set()
+        url, key = await self._target()
+        return await asyncio.to_thread(_streaming_routes, self._client.http, url, key)
+
+    async def _target(self) -> tuple[str, str | None]:
+        """(URL, endpoint key or None) of the running endpoint."""
+        if not self.url:
+            await self.refresh()
+        if not self.url:
+            raise Conflict(f"job {self.name} is {self.status}; it has a URL only while running")
+        key = None
+        if (self.dict.get("endpoint") or {}).get("auth"):
+            key = (await self.connection()).get("key")
+        return self.url, key
 
     def _route(self, text: str, verb: str | None):
         raws = (self.dict.get("endpoint") or {}).get("routes") or []
@@ -207,22 +269,36 @@ class Job:
 
 
 def _call(http, url: str, route, data: dict, key: str | None = None) -> Any:
+    from .http import raise_for
+
+    response = _send(http, url, route, data, key)
+    raise_for(response, route.label)
+    if "json" in response.headers.get("content-type", ""):
+        return response.json()
+    return response.content
+
+
+def _send(http, url: str, route, data: dict, key: str | None = None, stream: bool = False):
+    """The endpoint's response to one call, 503s and refused connections retried with backoff. `stream`: ask for
+    Server-Sent Events and leave the body to be read as it comes."""
     import requests
 
-    from .http import backoff, raise_for
+    from .http import backoff
 
     target = url.rstrip("/") + route.path
     if route.takes_body:
         request = {"json": data}
     else:  # the runtime reads query values as text: JSON for dicts, lists and booleans
         request = {"params": {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in data.items()}}
+    headers = {"Accept": "text/event-stream"} if stream else {}
     if key:
-        request["headers"] = {"Authorization": f"Bearer {key}"}
+        headers["Authorization"] = f"Bearer {key}"
+    request["headers"] = headers
     session = http.session
     for attempt in range(CALL_RETRIES):
         try:
             response = session.request(route.verb, target, timeout=(http.settings.connect_timeout, None),
-                                       verify=http.verify, **request)
+                                       verify=http.verify, stream=stream, **request)
         except requests.exceptions.SSLError as exc:
             from .http import untrusted
 
@@ -236,10 +312,35 @@ def _call(http, url: str, route, data: dict, key: str | None = None) -> Any:
             time.sleep(backoff(attempt + 2, response.headers.get("Retry-After")))
             continue
         break
-    raise_for(response, route.label)
-    if "json" in response.headers.get("content-type", ""):
-        return response.json()
-    return response.content
+    return response
+
+
+def _streaming_routes(http, url: str, key: str | None) -> set[str]:
+    import requests
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = http.session.get(url.rstrip("/") + "/openapi.json", headers=headers, verify=http.verify,
+                                    timeout=(http.settings.connect_timeout, 10))
+        paths = response.json().get("paths", {}) if response.ok else {}
+    except (requests.RequestException, ValueError, AttributeError):
+        return set()  # only the examples lose their -N
+    return {f"{verb.upper()} {path}" for path, operations in paths.items() if isinstance(operations, dict)
+            for verb, operation in operations.items() if isinstance(operation, dict) and operation.get(STREAM_FLAG)}
+
+
+def _events(lines):
+    """(event name, decoded data) per Server-Sent Event; "message" when unnamed."""
+    name, data = "message", None
+    for line in lines:
+        if not line:
+            if data is not None:
+                yield name, json.loads(data)
+            name, data = "message", None
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data = line[5:].strip()
 
 
 class Jobs:

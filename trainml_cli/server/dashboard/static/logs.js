@@ -16,8 +16,9 @@
   const PAGE = 200;
   const MAX_ENTRIES = 3000; // entries kept on the page; older ones are dropped and loaded again on scroll
   const JOIN_WITHIN = 2000; // ms: lines further apart than this are never one record
-  // The runtime's access log: "2026-11-27T04:01:35Z POST /predict 200 0.43ms".
-  const ACCESS = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) ([A-Z]+ \S+ (\d{3}) \S+)$/;
+  // The runtime's access log: "2026-11-27T04:01:35Z POST /predict 200 0.43ms 5f1c0a9e3b2d-1f" (the request id
+  // last, a caller's own may hold spaces).
+  const ACCESS = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) ([A-Z]+ \S+ (\d{3}) \d+\.\d+ms(?: .+)?)$/;
   const TRACEBACK = "Traceback (most recent call last):";
   const CHAINED = /^(During handling of the above exception|The above exception was the direct cause)/;
 

@@ -1,0 +1,27 @@
+"""Streams that never end by themselves: their `finally` writes the file named in the request, so the test sees
+the generator closed when the caller went away."""
+
+import asyncio
+import time
+
+
+def forever(closed):
+    try:
+        i = 0
+        while True:
+            yield i
+            i += 1
+            time.sleep(0.02)
+    finally:
+        open(closed, "w").close()
+
+
+async def aforever(closed):
+    try:
+        i = 0
+        while True:
+            yield i
+            i += 1
+            await asyncio.sleep(0.02)
+    finally:
+        open(closed, "w").close()
