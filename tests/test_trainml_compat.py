@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ControlPlane, kill_everything_under
+from conftest import ControlPlane, kill_everything_under, wait_until
 
 from trainml_cli.cli.main import main
 
@@ -100,7 +100,9 @@ def test_trainml_gpu_type_names_and_gpu_list(env):
     code, out, err = run_cli(env, "job", "create", "endpoint", "waiter", "-gt", "rtx3090", "--model-dir", ENVIRON,
                              "--route", GETENV_ROUTE, "--no-connect")
     assert code == 0, err
-    assert job_json(env, "waiter")["status"] == "waiting for resources"
+    # --no-connect returns once the job is created: it unpacks its upload first, then waits for the GPU.
+    wait_until(lambda: job_json(env, "waiter")["status"] == "waiting for resources", timeout=60, interval=0.2,
+               message="the second GPU job to wait for the busy GPU")
     assert run_cli(env, "job", "remove", "--force", "gpu-job")[0] == 0
     code, out, err = run_cli(env, "job", "connect", "waiter", "--timeout", "60")
     assert code == 0, err
