@@ -580,3 +580,10 @@ def _text(value) -> str:
 
 def _first(record: dict, *keys):
     return next((record[key] for key in keys if record.get(key) is not None), None)
+
+
+from .revision import list_revisions, rollback_job, update_job  # noqa: E402  (a module of its own: job.py is long)
+
+job.add_command(update_job)
+job.add_command(list_revisions)
+job.add_command(rollback_job)
