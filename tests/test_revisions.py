@@ -206,3 +206,25 @@ def test_an_update_on_the_ray_backend_is_refused_as_not_built_yet(start_control_
             assert answer.status_code == 409 and "not built yet on Ray" in answer.json()["message"], answer.text
     finally:
         head.close()
+
+
+def test_creating_a_running_jobs_name_again_deploys_the_folder_to_it_when_it_differs(control_plane, tmp_path):
+    folder = write_model(tmp_path / "model", 1)
+    create_again = ("job", "create", "endpoint", "live", "--model-dir", str(folder), "--route", json.dumps(route()))
+    first = trainml(control_plane, *create_again)
+    assert first.returncode == 0, first.stderr
+    url = first.stdout.split("Endpoint is running at: ")[1].split()[0]
+    same = trainml(control_plane, *create_again)
+    assert same.returncode == 0, same.stderr
+    assert "already serves this code (revision 1); nothing changed" in same.stdout
+    assert f"Endpoint is running at: {url}" in same.stdout
+    write_model(folder, 2)
+    changed = trainml(control_plane, *create_again)
+    assert changed.returncode == 0, changed.stderr
+    assert "Revision 2 of job live" in changed.stdout and f"Endpoint is running at: {url}" in changed.stdout
+    assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 2
+    assert [(r["revision"], r["status"]) for r in revisions(control_plane)] == [(1, "retired"), (2, "serving")]
+    second = trainml(control_plane, *create_again, "--new")
+    assert second.returncode == 0, second.stderr
+    listed = json.loads(trainml(control_plane, "job", "list", "--format", "json").stdout)
+    assert [j["name"] for j in listed] == ["live", "live"]

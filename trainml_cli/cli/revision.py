@@ -141,3 +141,37 @@ def rollback_job(obj, job_ref, to, timeout, fmt):
             out.line(f"Revision {revision['revision']} of {found.name} is serving again at: {found.url}")
 
     obj.run(work)
+
+
+async def deploy_to_running(client, out: Output, name: str, **spec) -> bool:
+    """`job create endpoint NAME` again: when one running job has the name, deploy the spec to it as a new
+    revision if it differs, print where it serves, and say so (True); False when there is no such job."""
+    import asyncio
+    from pathlib import Path
+
+    from ..errors import Ambiguous
+    from ..packing import files_to_pack
+    from .job import endpoint_key, show_endpoint
+
+    model = spec["model"]
+    if model.get("source_type") == "local":  # a folder create would refuse (a link out of it) exits 2 unsent
+        await asyncio.to_thread(files_to_pack, Path(model["source_uri"]))
+    running = [j for j in await client.jobs.list() if j.name == name and j.status == "running"]
+    if not running:
+        return False
+    if len(running) > 1:
+        raise Ambiguous(f"{len(running)} running jobs are named {name!r}; update one by id with `trainml job update "
+                        "ID`, or give --new for another job of that name")
+    job = running[0]
+    with out.progress(f"Deploying to running job {name} ({job.id})"):
+        revision = await job.update(**spec, if_changed=True)
+    await job.refresh()
+    if out.json_mode:
+        out.json({**job.dict, "revision": revision})
+        return True
+    if revision.get("unchanged"):
+        out.line(f"Job {name} ({job.id}) already serves this code (revision {revision['revision']}); nothing changed")
+    else:
+        out.line(f"Revision {revision['revision']} of job {name} ({job.id}) is serving")
+    show_endpoint(job, out, await endpoint_key(job))
+    return True

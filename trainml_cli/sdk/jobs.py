@@ -138,12 +138,16 @@ class Job:
 
     async def update(self, *, model: dict | None = None, endpoint: dict | None = None,
                      environment: dict | None = None, resources: dict | None = None,
-                     timeout: float = UPDATE_TIMEOUT) -> dict:
+                     timeout: float = UPDATE_TIMEOUT, if_changed: bool = False) -> dict:
         """Deploy a new revision on the same URL without a failed call and return it once it serves: what is
         given replaces the serving revision's (model, endpoint fields such as routes, environment fields,
         resources); nothing given redeploys the same spec (a git branch's head fetched again). Raises
-        RevisionFailed (the serving revision goes on) with the reason and the job's last log lines."""
+        RevisionFailed (the serving revision goes on) with the reason and the job's last log lines. With
+        `if_changed`, code and spec the same as the serving revision's deploy nothing: the answer is the serving
+        revision with `unchanged: true`."""
         payload = await _update_payload(self._client, model, endpoint, environment, resources)
+        if if_changed:
+            payload["if_changed"] = True
         revision = await self._client.http.request("POST", self._path + "/revisions", json=payload, timeout=timeout)
         return await self._served(revision)
 

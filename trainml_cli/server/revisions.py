@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import shutil
 import time
 from dataclasses import replace
@@ -73,6 +74,22 @@ def describe_source(spec: dict, source: dict) -> str:
         commit = f" ({source['git_commit'][:12]})" if source.get("git_commit") else ""
         return f"git {uri}{ref}{commit}"
     return f"{kind} {uri}".rstrip()
+
+
+def code_digest(folder: Path) -> str:
+    """What the code is, file by file (names and contents; compiled caches and links left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if "__pycache__" in relative.parts or path.is_symlink() or not path.is_file():
+            continue
+        digest.update(relative.as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def comparable(spec: dict) -> dict:
+    """A spec without what differs between two deployments of the same thing (the upload that carried it)."""
+    return {**spec, "model": {k: v for k, v in spec["model"].items() if k != "upload_id"}}
 
 
 class Revisions:
@@ -183,7 +200,8 @@ class Revisions:
         self.jobs.logs.event(job.id, f"revision {number}: deploying ({describe_source(spec, {})}) beside revision "
                                      f"{serving['number']}")
         # Its own task: a client that hangs up does not cut a switch in half.
-        task = asyncio.create_task(self._deploy(job.id, number, spec, serving, payload.get("model") is not None))
+        task = asyncio.create_task(self._deploy(job.id, number, spec, serving, payload.get("model") is not None,
+                                                if_changed=bool(payload.get("if_changed"))))
         return await asyncio.shield(task)
 
     async def rollback(self, ref: str, to: int | None = None) -> dict:
@@ -245,7 +263,7 @@ class Revisions:
         return spec
 
     async def _deploy(self, job_id: str, number: int, spec: dict, serving: dict, new_model: bool,
-                      source: dict | None = None) -> dict:
+                      source: dict | None = None, if_changed: bool = False) -> dict:
         jobs = self.jobs
         folder = self.folder(job_id, number)
         try:
@@ -263,6 +281,8 @@ class Revisions:
                     source = {k: v for k, v in serving["source"].items() if k != "environment"}
                 else:
                     source = await driver.fetch_model(spec, folder / "model")
+                if if_changed and await self._unchanged(job_id, number, spec, serving):
+                    return {**self._shown(job_id, serving["number"]), "unchanged": True}
             source = dict(source)
             python, built = await driver.environment(spec, folder / "model")
             if built is not None:
@@ -285,6 +305,19 @@ class Revisions:
         jobs.logs.event(job_id, f"revision {number} is serving; revision {serving['number']} is retired")
         await asyncio.to_thread(self._prune, job_id)
         return self._shown(job_id, number)
+
+    async def _unchanged(self, job_id: str, number: int, spec: dict, serving: dict) -> bool:
+        """Whether the revision being deployed is the serving one again (same code, same spec); if so it is
+        dropped, folder and record, as if never asked for."""
+        if comparable(spec) != comparable(serving["spec"]):
+            return False
+        new, old = self.folder(job_id, number) / "model", self.folder(job_id, serving["number"]) / "model"
+        if await asyncio.to_thread(code_digest, new) != await asyncio.to_thread(code_digest, old):
+            return False
+        await asyncio.to_thread(shutil.rmtree, self.folder(job_id, number), True)
+        self.jobs.store.delete_revision(job_id, number)
+        self.jobs.logs.event(job_id, f"nothing changed: revision {serving['number']} already serves this code")
+        return True
 
     def _shown(self, job_id: str, number: int) -> dict:
         return self.show(job_id, next(r for r in self.jobs.store.revisions(job_id) if r["number"] == number))

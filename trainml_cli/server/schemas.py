@@ -114,6 +114,8 @@ class JobUpdate(_Strict):
     model: Optional[ModelSource] = None
     endpoint: Optional[EndpointUpdate] = None
     environment: Optional[Environment] = None
+    if_changed: Optional[bool] = Field(None, description="deploy only if the code or spec differ from the serving "
+                                       "revision's; else answer the serving revision with unchanged: true")
 
 
 class Rollback(_Strict):

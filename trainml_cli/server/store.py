@@ -245,6 +245,9 @@ class Store:
         sets = ", ".join(f"{column} = ?" for column in row)
         self._run(f"UPDATE revisions SET {sets} WHERE job_id = ? AND number = ?", [*row.values(), job_id, number])
 
+    def delete_revision(self, job_id: str, number: int) -> None:
+        self._run("DELETE FROM revisions WHERE job_id = ? AND number = ?", (job_id, number))
+
     # -- models -------------------------------------------------------------------------------------------------
 
     def insert_model(self, model: dict) -> None:
