@@ -228,3 +228,42 @@ def test_creating_a_running_jobs_name_again_deploys_the_folder_to_it_when_it_dif
     assert second.returncode == 0, second.stderr
     listed = json.loads(trainml(control_plane, "job", "list", "--format", "json").stdout)
     assert [j["name"] for j in listed] == ["live", "live"]
+
+
+def git(*args, cwd):
+    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+def test_an_update_with_no_option_fetches_a_git_branchs_head_again_and_a_local_folders_code_is_kept(
+        control_plane, tmp_path):
+    repo = write_model(tmp_path / "repo", 1)
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("add", "predict.py", cwd=repo)
+    git("commit", "-q", "-m", "v1", cwd=repo)
+    result = trainml(control_plane, "job", "create", "endpoint", "live", "--git-uri", str(repo), "--git-ref", "main",
+                     "--route", json.dumps(route()))
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.split("Endpoint is running at: ")[1].split()[0]
+    write_model(repo, 2)
+    git("commit", "-q", "-am", "v2", cwd=repo)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    result = trainml(control_plane, "job", "update", "live")
+    assert result.returncode == 0, result.stderr
+    assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 2
+    rows = revisions(control_plane)
+    assert [(r["revision"], r["status"]) for r in rows] == [(1, "retired"), (2, "serving")]
+    assert rows[1]["git_commit"] == head and rows[0]["git_commit"] != head
+    assert f"@main ({head[:12]})" in rows[1]["source"]
+    # Rolled back, the first commit's code serves again from its kept folder, not from the repository.
+    assert trainml(control_plane, "job", "rollback", "live").returncode == 0
+    assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 1
+
+    folder = write_model(tmp_path / "local", 1)
+    local_url = create(control_plane, folder, name="local")
+    write_model(folder, 2)  # not sent: an update without --model-dir redeploys the code the job has
+    result = trainml(control_plane, "job", "update", "local", "--env", "GREETING=hi")
+    assert result.returncode == 0, result.stderr
+    assert requests.post(local_url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 1
+    assert [(r["revision"], r["status"]) for r in revisions(control_plane, "local")] == [(1, "retired"),
+                                                                                         (2, "serving")]
