@@ -267,3 +267,26 @@ def test_an_update_with_no_option_fetches_a_git_branchs_head_again_and_a_local_f
     assert requests.post(local_url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 1
     assert [(r["revision"], r["status"]) for r in revisions(control_plane, "local")] == [(1, "retired"),
                                                                                          (2, "serving")]
+
+
+def test_a_control_plane_killed_mid_update_leaves_no_process_behind_and_the_revision_failed(start_control_plane,
+                                                                                         tmp_path):
+    plane = start_control_plane()
+    url = create(plane, write_model(tmp_path / "v1", 1))
+    pids_before = set(plane.endpoint_pids())
+    slow = write_model(tmp_path / "slow", 2, load_seconds=30.0)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TRAINML_HOME": str(plane.home),
+           "TRAINML_API_URL": plane.url, "NO_COLOR": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    update = subprocess.Popen([sys.executable, "-m", "trainml_cli", "job", "update", "live", "--model-dir", str(slow)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_until(lambda: set(plane.endpoint_pids()) - pids_before, 60, message="the new revision's process")
+        plane.kill()
+    finally:
+        update.wait(timeout=60)
+    again = start_control_plane(home=plane.home)
+    wait_until(lambda: set(again.endpoint_pids()) <= pids_before, 60, message="the new revision's process to end")
+    rows = revisions(again)
+    assert [(r["revision"], r["status"]) for r in rows] == [(1, "serving"), (2, "failed")]
+    assert "control plane stopped" in rows[1]["reason"]
+    assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 1

@@ -363,6 +363,7 @@ class Jobs:
                 self.logs.event(job.id, f"control plane restarted; this job was {foreign}")
             else:
                 ours.append(job)
+        await self.revisions.reconcile()  # before adopting: no new revision's process may hold a socket unknown
         adopt = await self.backend.adoptable([job for job in ours if job.status.is_launched])
         await self.backend.clean_up(ours, adopt)
         for job in ours:

@@ -290,7 +290,10 @@ class Revisions:
             jobs.store.update_revision(job_id, number, source=source)
             job = replace(jobs.store.job(job_id), spec=spec)
             launch = driver._launch(job, job.gpus, python, folder, number)
-            pid, pid_start = await jobs.backend.switch(driver.endpoint, launch)
+            def spawned(pid: int, pid_start: int | None) -> None:
+                jobs.store.update_revision(job_id, number, source={**source, "pid": pid, "pid_start": pid_start})
+
+            pid, pid_start = await jobs.backend.switch(driver.endpoint, launch, spawned)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, TrainMLError) else f"internal error: {type(exc).__name__}: {exc}"
             self._move(job_id, number, R.FAILED, redact(reason))
@@ -318,6 +321,24 @@ class Revisions:
         self.jobs.store.delete_revision(job_id, number)
         self.jobs.logs.event(job_id, f"nothing changed: revision {serving['number']} already serves this code")
         return True
+
+    async def reconcile(self) -> None:
+        """After a control plane restart: a revision left starting beside a serving one was cut off mid-deploy.
+        It is marked failed, and its process, if it had one, ended (it held the job's socket unsupervised)."""
+        for job in self.jobs.store.jobs():
+            rows = self.jobs.store.revisions(job.id)
+            if not any(r["status"] == R.SERVING.value for r in rows):
+                continue
+            for row in rows:
+                if row["status"] != R.STARTING.value:
+                    continue
+                source = row["source"]
+                if hasattr(self.jobs.backend, "end_unfinished"):
+                    await self.jobs.backend.end_unfinished(source.get("pid"), source.get("pid_start"))
+                self._move(job.id, row["number"], R.FAILED, "the control plane stopped while it was being deployed",
+                           source={k: v for k, v in source.items() if k not in ("pid", "pid_start")})
+                self.jobs.logs.event(job.id, f"revision {row['number']} failed: the control plane stopped while it "
+                                             "was being deployed")
 
     def _shown(self, job_id: str, number: int) -> dict:
         return self.show(job_id, next(r for r in self.jobs.store.revisions(job_id) if r["number"] == number))

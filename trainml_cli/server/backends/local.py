@@ -132,11 +132,14 @@ class LocalBackend:
             await asyncio.sleep(KEY_RECHECK_SECONDS + 0.1)
         return "now"
 
-    async def switch(self, endpoint: "LocalEndpoint", launch: Launch) -> tuple[int, int | None]:
+    async def switch(self, endpoint: "LocalEndpoint", launch: Launch, on_spawn=None) -> tuple[int, int | None]:
         """Serve `launch` (a new revision) on the endpoint's socket in place of its process (switch.py)."""
         from .switch import switch
+        return await switch(endpoint, launch, self.policy.start_timeout, on_spawn)
 
-        return await switch(endpoint, launch, self.policy.start_timeout)
+    async def end_unfinished(self, pid: int | None, pid_start: int | None) -> None:
+        """End a new revision's process that an earlier control plane left starting (it died mid-switch)."""
+        await reap_orphans(pid, pid_start, self.policy.stop_grace)
 
     async def adoptable(self, jobs: list[JobRecord]) -> dict:
         return {j.id: Adoption(j.pid, j.pid_start) for j in jobs if is_endpoint(j.pid, j.pid_start)}

@@ -31,10 +31,12 @@ def _group_of(pid: int) -> int | None:
         return None
 
 
-async def switch(endpoint, launch: Launch, timeout: float) -> tuple[int, int | None]:
+async def switch(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tuple[int, int | None]:
     """Start `launch` beside `endpoint`'s serving process, wait until all its workers have loaded the code, make
     it the endpoint's process, then drain and stop the old one. Returns the new (pid, start time); raises
-    RevisionFailed with the reason when it cannot load or is not ready within `timeout` seconds."""
+    RevisionFailed with the reason when it cannot load or is not ready within `timeout` seconds. `on_spawn(pid,
+    start time)` records the new process, so that a control plane dying meanwhile leaves no unknown process on
+    the socket (the next one ends it)."""
     old = endpoint.process
     if endpoint.sock is None or old is None or old.returncode is not None:
         raise Conflict("the endpoint's socket is not held by this control plane (the endpoint was adopted after a "
@@ -50,6 +52,8 @@ async def switch(endpoint, launch: Launch, timeout: float) -> tuple[int, int | N
     finally:
         for file in files.values():
             file.close()
+    if on_spawn is not None:
+        on_spawn(candidate.pid, process_start_time(candidate.pid))
     say = endpoint.listener.event
     say(f"revision {launch.revision}: endpoint process {candidate.pid} started beside process {old.pid}; "
         f"it accepts once its code has loaded")
