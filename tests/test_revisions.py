@@ -290,3 +290,22 @@ def test_a_control_plane_killed_mid_update_leaves_no_process_behind_and_the_revi
     assert [(r["revision"], r["status"]) for r in rows] == [(1, "serving"), (2, "failed")]
     assert "control plane stopped" in rows[1]["reason"]
     assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 1
+
+
+def test_stopping_the_job_during_an_update_fails_the_revision_and_ends_both_processes(control_plane, tmp_path):
+    create(control_plane, write_model(tmp_path / "v1", 1))
+    pids_before = set(control_plane.endpoint_pids())
+    slow = write_model(tmp_path / "slow", 2, load_seconds=30.0)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TRAINML_HOME": str(control_plane.home),
+           "TRAINML_API_URL": control_plane.url, "NO_COLOR": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    update = subprocess.Popen([sys.executable, "-m", "trainml_cli", "job", "update", "live", "--model-dir", str(slow)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_until(lambda: set(control_plane.endpoint_pids()) - pids_before, 60, message="the new revision's process")
+        stopped = trainml(control_plane, "job", "stop", "live")
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        out, err = update.communicate(timeout=120)
+    assert update.returncode == 1 and "revision 2 of job live failed: the job was stopped" in err, out + err
+    assert control_plane.endpoint_pids() == []
+    assert [(r["revision"], r["status"]) for r in revisions(control_plane)] == [(1, "serving"), (2, "failed")]

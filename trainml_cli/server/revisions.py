@@ -288,6 +288,8 @@ class Revisions:
             if built is not None:
                 source["environment"] = built
             jobs.store.update_revision(job_id, number, source=source)
+            if driver.stopping or jobs.store.job(job_id).status is not JobStatus.RUNNING:
+                raise Conflict("the job was stopped while its new revision was being prepared")
             job = replace(jobs.store.job(job_id), spec=spec)
             launch = driver._launch(job, job.gpus, python, folder, number)
             def spawned(pid: int, pid_start: int | None) -> None:
