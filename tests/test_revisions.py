@@ -309,3 +309,21 @@ def test_stopping_the_job_during_an_update_fails_the_revision_and_ends_both_proc
     assert update.returncode == 1 and "revision 2 of job live failed: the job was stopped" in err, out + err
     assert control_plane.endpoint_pids() == []
     assert [(r["revision"], r["status"]) for r in revisions(control_plane)] == [(1, "serving"), (2, "failed")]
+
+
+def test_an_update_to_two_worker_processes_switches_once_both_have_loaded(control_plane, tmp_path):
+    folder = write_model(tmp_path / "model", 1)
+    url = create(control_plane, folder)
+    with Load(url) as load:
+        wait_until(lambda: load.count_since(0) >= 30, 60, message="calls before the update")
+        write_model(folder, 2, load_seconds=1.0)
+        result = trainml(control_plane, "job", "update", "live", "--model-dir", str(folder), "--replicas", "2")
+        returned = time.monotonic()
+        assert result.returncode == 0, result.stdout + result.stderr
+        wait_until(lambda: load.count_since(returned) >= 50, 60, message="calls after the update")
+    assert load.failures == []
+    assert {version for sent, version in load.answers if sent > returned} == {2}
+    assert revisions(control_plane)[-1]["replicas"] == 2
+    job = control_plane.api("GET", "/api/jobs/live").json()
+    assert job["endpoint"]["replicas"] == 2 and job["pid"] in control_plane.endpoint_pids()
+    assert len(control_plane.endpoint_pids()) == 3  # the new revision's supervisor and its two workers
