@@ -49,8 +49,13 @@ def too_large_body(owner: str) -> bytes:
                        f"{owner}'s limit of {MAX_HEADER_BYTES} bytes"}).encode()
 
 
+DRAIN_IDLE = 1.0  # seconds an idle keep-alive connection gets, at shutdown, to send its next request
+
+
 class GuardedProtocol(HttpToolsProtocol):
     header_timeout = HEADER_TIMEOUT
+    _draining = False
+    _drain_timer = None
     max_header_bytes = MAX_HEADER_BYTES
     too_large_answer = too_large_body("endpoint")  # the control plane says its own name
 
@@ -75,7 +80,25 @@ class GuardedProtocol(HttpToolsProtocol):
             connections.discard(oldest)  # its connection_lost comes on a later loop turn; the count cannot wait
             oldest.transport.close()
 
+    def shutdown(self) -> None:
+        """Graceful shutdown (a stop, or a switch to a new revision) without uvicorn's race: closing an idle
+        keep-alive connection at once fails a client that is sending on it just then. An idle connection gets
+        DRAIN_IDLE seconds to send its next request, which is answered with `Connection: close`; a call in
+        flight is answered the same way; a connection that sends nothing is closed after that time."""
+        self._draining = True
+        if self.cycle is None or self.cycle.response_complete:
+            self._drain_timer = self.loop.call_later(DRAIN_IDLE, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        self._drain_timer = None
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
+
     def connection_lost(self, exc) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
         self._cancel_header_timer()
         self._waiting.pop(self, None)
         super().connection_lost(exc)
@@ -98,6 +121,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         self._waiting.pop(self, None)
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:  # its answer says Connection: close, then it is closed
+            self.cycle.keep_alive = False
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -208,6 +208,12 @@ class JobFailed(TrainMLError):
     kind = "job_failed"
 
 
+class RevisionFailed(JobFailed):
+    """A new revision of a job (an update or a rollback) did not take over; the serving one goes on."""
+
+    kind = "revision_failed"
+
+
 class WaitTimeout(TrainMLError):
     exit_code = 1
     http_status = 504

@@ -114,6 +114,10 @@ OPTIONS: tuple[RuntimeOption, ...] = (
                   "(read again when it changes); /ping and /metrics stay open.", path="file"),
     RuntimeOption("--tls-certfile", str, None, "Serve HTTPS with this certificate (PEM).", path="file"),
     RuntimeOption("--tls-keyfile", str, None, "The certificate's private key (PEM).", path="file"),
+    # A new revision started beside the serving one on the same socket (server/revisions.py) must not take a call
+    # before its code has loaded: it accepts only once loaded, and exits 3 without accepting when it cannot load.
+    RuntimeOption("--load-first", bool, False, "Accept connections only once the model code has loaded.",
+                  internal=True),
     RuntimeOption("--max-connections", int, DEFAULT_MAX_CONNECTIONS, "Open connections per worker; past it "
                   "requests get 503.", low=1),
 )

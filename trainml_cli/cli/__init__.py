@@ -7,5 +7,6 @@
     endpoint.py  trainml endpoint serve          environment.py  trainml environment ...
     gpu.py     trainml gpu ...                   secret.py   trainml secret ...
     scaling.py the replica options of job create (from ../replicaspec.py)
+    revision.py  trainml job update, revisions, rollback
     manpages.py  completions/ and man/, generated from the click app; docspages.py  docs/cli/, the same way
 """

@@ -91,13 +91,16 @@ def create():
 @click.option("--connect/--no-connect", default=True, show_default=True,
               help="Wait until running, then print the URL and example calls.")
 @click.option("--attach/--no-attach", default=False, show_default=True, help="Then follow the job's logs.")
+@click.option("--new", "new", is_flag=True, help="Make another job of this name even when a running one has it "
+              "(without it, that job gets the code as a new revision, if it differs: trainml job update).")
 @scaling_options
 @format_option
 @click.pass_obj
 def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, secrets, credentials,
                     pip_packages,
                     requirements, python, environment_type, gpu_types, gpu_count, cpu_count, disk_size, max_price,
-                    max_concurrency, max_queue, call_timeout, timeout, auth, connect, attach, fmt, **scaling):
+                    max_concurrency, max_queue, call_timeout, timeout, auth, connect, attach, fmt, new=False,
+                    **scaling):
     """Create an endpoint job NAME serving model code over HTTP.
 
     Give the code with exactly one of --model-dir, --git-uri or --model-id, and at least one route (--route
@@ -116,6 +119,10 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
     in one call, one list per param (text=[t1, t2, ...]), and returns one result per request, in order.
 
     Prints `Endpoint is running at: URL` and a curl command per route once the endpoint answers.
+
+    When a running job already has the name NAME, the code and options go to it as a new revision on the same
+    URL (as `trainml job update` does), or nothing happens when they are what it serves; --new makes a second
+    job of the same name instead.
 
     Every option of trainML's CLI 1.0.2 is taken with its name and short form (-gt, -gc, -cc, -ds, -mp);
     --apt-packages, --conda-packages, --custom-image, --checkpoint and --public-checkpoint exit 2 saying why.
@@ -157,6 +164,12 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
     from ..errors import JobFailed
 
     async def work(client):
+        if not new:
+            from .revision import deploy_to_running
+
+            if await deploy_to_running(client, out, name, model=source, endpoint=endpoint, environment=environment,
+                                       resources=resources or None):
+                return
         with out.progress(f"Creating job {name}"):
             created = await client.jobs.create(name, "endpoint", model=source, endpoint=endpoint,
                                                resources=resources or None, environment=environment)
@@ -592,3 +605,10 @@ def _text(value) -> str:
 
 def _first(record: dict, *keys):
     return next((record[key] for key in keys if record.get(key) is not None), None)
+
+
+from .revision import list_revisions, rollback_job, update_job  # noqa: E402  (a module of its own: job.py is long)
+
+job.add_command(update_job)
+job.add_command(list_revisions)
+job.add_command(rollback_job)

@@ -136,6 +136,12 @@ class EndpointApp:
                 self.metrics.start(loop)
                 # A daemon thread, not the loop's executor: a SIGTERM during a slow load must not wait for it.
                 threading.Thread(target=self._load, args=(loop,), name="load-model", daemon=True).start()
+                if self.config.load_first:  # uvicorn listens only after startup: no call reaches code not loaded
+                    while self.health is Health.LOADING:
+                        await asyncio.sleep(0.02)
+                    if self.health is Health.FAILED:
+                        await send({"type": "lifespan.startup.failed", "message": self.load_error or ""})
+                        return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.pool.stop()

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from ..environment import check_environment, check_requirements_file
 from ..credentials import credential_env
-from ..errors import Conflict, JobFailed, NotFound, TrainMLError, Unavailable, UsageError, WaitTimeout
+from ..errors import Conflict, JobFailed, NotFound, RevisionFailed, TrainMLError, Unavailable, UsageError, WaitTimeout
 from ..hints import failure_headline, failure_message, shell_quote
 from ..actoroptions import check_actor_options
 from ..routespec import STREAM_FLAG, check_route_files, parse_routes
@@ -30,6 +30,7 @@ from ..replicaspec import check_scaling
 from ..states import STATUSES, JobStatus
 from .models import git_uri
 
+UPDATE_TIMEOUT = 1800.0  # seconds an update may take: fetching and building an environment can be long
 LONG_POLL = 25.0  # seconds per wait request; the server caps it at 60
 LOG_PAGE = 1000
 CALL_RETRIES = 8
@@ -130,6 +131,47 @@ class Job:
 
     async def start(self) -> None:
         self.dict = await self._client.http.request("POST", self._path + "/start")
+
+    async def revisions(self) -> list[dict]:
+        """The job's revisions, oldest first: {revision, status (starting, serving, retired, failed), created,
+        source, reason, ...}; revision 1 is what create made."""
+        return await self._client.http.request("GET", self._path + "/revisions")
+
+    async def update(self, *, model: dict | None = None, endpoint: dict | None = None,
+                     environment: dict | None = None, resources: dict | None = None,
+                     timeout: float = UPDATE_TIMEOUT, if_changed: bool = False) -> dict:
+        """Deploy a new revision on the same URL without a failed call and return it once it serves: what is
+        given replaces the serving revision's (model, endpoint fields such as routes, environment fields,
+        resources); nothing given redeploys the same spec (a git branch's head fetched again). Raises
+        RevisionFailed (the serving revision goes on) with the reason and the job's last log lines. With
+        `if_changed`, code and spec the same as the serving revision's deploy nothing: the answer is the serving
+        revision with `unchanged: true`."""
+        payload = await _update_payload(self._client, model, endpoint, environment, resources)
+        if if_changed:
+            payload["if_changed"] = True
+        revision = await self._client.http.request("POST", self._path + "/revisions", json=payload, timeout=timeout)
+        return await self._served(revision)
+
+    async def rollback(self, to: int | None = None, timeout: float = UPDATE_TIMEOUT) -> dict:
+        """Serve revision `to` again (default: the newest retired one before the serving one), with its code."""
+        body = {"to": to} if to is not None else {}
+        revision = await self._client.http.request("POST", self._path + "/rollback", json=body, timeout=timeout)
+        return await self._served(revision)
+
+    async def _served(self, revision: dict) -> dict:
+        if revision.get("status") != "failed":
+            return revision
+        tail = []
+        try:
+            tail = [entry.get("message", "") async for entry in self.logs(tail=10)]
+        except TrainMLError:
+            pass
+        head = (revision.get("reason") or "").splitlines()[0] if revision.get("reason") else "no reason given"
+        message = (f"revision {revision['revision']} of job {self.name} failed: {head}\n"
+                   "the serving revision goes on serving")
+        if tail:
+            message += "\nlast log lines:\n" + "\n".join(f"  {line}" for line in tail)
+        raise RevisionFailed(message, details=tail)
 
     async def remove(self, force: bool = False) -> None:
         await self._client.http.request("DELETE", self._path, params={"force": "true" if force else "false"}, timeout=120)
@@ -425,3 +467,32 @@ def _refuse_unsupported(data, workers, unsupported: dict, model: dict) -> None:
     given = sorted(k for k, v in unsupported.items() if v is not None)
     if given:
         raise UsageError(f"jobs.create: {', '.join(given)} {'is' if len(given) == 1 else 'are'} not supported here")
+
+
+async def _update_payload(client, model: dict | None, endpoint: dict | None, environment: dict | None,
+                          resources: dict | None) -> dict:
+    """An update's payload, checked here as create's is (routes, environment) and a local folder uploaded."""
+    payload: dict = {}
+    endpoint = dict(endpoint or {})
+    routes = parse_routes(endpoint["routes"]) if endpoint.get("routes") else None
+    if endpoint:
+        check_scaling(endpoint)
+        payload["endpoint"] = endpoint
+    if environment:
+        check_environment(environment)
+        payload["environment"] = dict(environment)
+    if resources:
+        payload["resources"] = dict(resources)
+    if model:
+        model = dict(model)
+        if model.get("source_type") == "local":
+            folder = Path(model.get("source_uri") or "").expanduser()
+            if routes:
+                check_route_files(routes, folder)
+            check_requirements_file(environment or {}, folder)
+            upload = await client.upload(folder)
+            model = {"source_type": "local", "source_uri": str(folder.resolve()), "upload_id": upload["id"]}
+        elif model.get("source_type") == "git":
+            model["source_uri"] = git_uri(model.get("source_uri"))
+        payload["model"] = model
+    return payload

@@ -8,6 +8,10 @@
     GET    /api/jobs                           -> [job record], oldest first
     GET    /api/jobs/{job}                     -> job record; {job} is an id or a unique name (409 if ambiguous)
     DELETE /api/jobs/{job}?force=false         -> {id, removed}; 409 unless stopped or failed (or force)
+    GET    /api/jobs/{job}/revisions           -> [revision], oldest first (revisions.py)
+    POST   /api/jobs/{job}/revisions           body: JobUpdate -> the new revision, serving or failed; 409 while
+                                               another update of the job runs, or on Ray (not built yet)
+    POST   /api/jobs/{job}/rollback            body: {to?} -> the revision served again
     POST   /api/jobs/{job}/stop                -> job record (stopping; stopped when the endpoint has exited)
     POST   /api/jobs/{job}/start               -> job record; 409 unless stopped or failed
     GET    /api/jobs/{job}/wait?status=S&timeout=T[&since=P]   long-poll: the job once its status is S, or it
@@ -161,6 +165,24 @@ async def rotate_key(job: str, request: Request):
     """Replace the endpoint's key; answers once the endpoint takes the new key and refuses the old one (on Ray,
     the old one works until Serve has replaced the replicas: seconds)."""
     return await platform(request).jobs.rotate_key(job)
+
+
+@router.get("/jobs/{job}/revisions", response_model=list[schemas.Revision], tags=["jobs"])
+async def job_revisions(job: str, request: Request):
+    return platform(request).jobs.revisions.list(job)
+
+
+@router.post("/jobs/{job}/revisions", response_model=schemas.Revision, tags=["jobs"])
+async def update_job(job: str, payload: schemas.JobUpdate, request: Request):
+    """Deploy a new revision beside the serving one and switch to it; the answer is the revision, serving or
+    failed (with its reason). 409 while another update of the job is in progress."""
+    return await platform(request).jobs.revisions.update(job, payload.model_dump(exclude_unset=True,
+                                                                                 exclude_none=True))
+
+
+@router.post("/jobs/{job}/rollback", response_model=schemas.Revision, tags=["jobs"])
+async def rollback_job(job: str, request: Request, payload: Optional[schemas.Rollback] = None):
+    return await platform(request).jobs.revisions.rollback(job, payload.to if payload else None)
 
 
 @router.post("/jobs/{job}/stop", response_model=schemas.Job, tags=["jobs"])

@@ -102,9 +102,14 @@ class Driver:
             held = job.gpus if self.adopt is not None else None
             gpus = await jobs.backend.place(job_id, job.spec["resources"], held, self._say)
             jobs.store.update_job(job_id, gpus=gpus)
-            python = await self._environment(job.spec) if jobs.backend.builds_environments else None
-            endpoint = jobs.backend.endpoint(self._launch(job, gpus, python), Listener(jobs, job_id), job.port,
-                                             adopt=self.adopt)
+            # After an update (revisions.py) the job serves its newest serving revision's code, from its own folder.
+            number = jobs.revisions.current(job_id)
+            folder = jobs.revisions.folder(job_id, number)
+            python = None
+            if jobs.backend.builds_environments:
+                python = await self._environment(job.spec, folder / "model")
+            endpoint = jobs.backend.endpoint(self._launch(job, gpus, python, folder, number), Listener(jobs, job_id),
+                                             job.port, adopt=self.adopt)
             self.endpoint = endpoint
             jobs.store.update_job(job_id, port=endpoint.port)
             if self.stopping:
@@ -144,10 +149,16 @@ class Driver:
             return
         job = jobs.store.job(job_id)
         jobs.move(job_id, S.WAITING_DOWNLOAD)
-        model = job.spec["model"]
+        source = await self.fetch_model(job.spec, dest)
+        jobs.store.update_job(job_id, source=source)
+
+    async def fetch_model(self, spec: dict, dest: Path) -> dict:
+        """Put the model code `spec` names into `dest`; what was fetched: {git_commit?, size}."""
+        jobs, job_id = self.jobs, self.job_id
+        model = spec["model"]
         kind = model["source_type"]
         source: dict = {}
-        limit = job.spec["resources"]["disk_size"] * 1024**3
+        limit = spec["resources"]["disk_size"] * 1024**3
         if kind == "local":
             archive = jobs.uploads.path(model["upload_id"])
             self._say("unpacking the uploaded model folder")
@@ -171,26 +182,35 @@ class Driver:
         if source["size"] > limit:
             await asyncio.to_thread(shutil.rmtree, dest, True)
             raise UsageError(f"the model code takes {source['size'] / 1024**3:.1f} GB, more than disk_size "
-                             f"({job.spec['resources']['disk_size']} GB)")
-        jobs.store.update_job(job_id, source=source)
+                             f"({spec['resources']['disk_size']} GB)")
+        return source
 
-    async def _environment(self, spec: dict) -> Path | None:
+    async def _environment(self, spec: dict, model_dir: Path) -> Path | None:
         """The python of the job's own environment, built first if need be (status starting); None: the default."""
         jobs, job_id = self.jobs, self.job_id
-        model_dir = jobs.workdir(job_id) / "model"
-        plan = await asyncio.to_thread(jobs.environments.plan, spec["environment"], model_dir)
-        if plan is None:
-            return None
-        if jobs.store.job(job_id).status is S.WAITING_RESOURCES:
+        if jobs.store.job(job_id).status is S.WAITING_RESOURCES and \
+                await asyncio.to_thread(jobs.environments.plan, spec["environment"], model_dir) is not None:
             jobs.move(job_id, S.STARTING)
-        python = await jobs.environments.prepare(job_id, plan, model_dir, self._say)
-        source = dict(jobs.store.job(job_id).source)
-        source["environment"] = {"key": plan.key, "python_version": plan.interpreter.version,
-                                 "requirements_file": plan.requirements_file}
-        jobs.store.update_job(job_id, source=source)
+        python, built = await self.environment(spec, model_dir)
+        if built is not None:
+            source = dict(jobs.store.job(job_id).source)
+            source["environment"] = built
+            jobs.store.update_job(job_id, source=source)
         return python
 
-    def _launch(self, job: JobRecord, gpus: list[dict], python: Path | None = None) -> Launch:
+    async def environment(self, spec: dict, model_dir: Path) -> tuple[Path | None, dict | None]:
+        """(the python of the code's own environment, built first if need be, and what it is); (None, None): the
+        default interpreter."""
+        jobs, job_id = self.jobs, self.job_id
+        plan = await asyncio.to_thread(jobs.environments.plan, spec["environment"], model_dir)
+        if plan is None:
+            return None, None
+        python = await jobs.environments.prepare(job_id, plan, model_dir, self._say)
+        return python, {"key": plan.key, "python_version": plan.interpreter.version,
+                        "requirements_file": plan.requirements_file}
+
+    def _launch(self, job: JobRecord, gpus: list[dict], python: Path | None = None, folder: Path | None = None,
+                revision: int = 1) -> Launch:
         jobs, job_id, spec = self.jobs, self.job_id, job.spec
         job_env = {item["key"]: item["value"] for item in spec["environment"]["env"]}
         job_env["TRAINML_JOB_ID"] = job_id
@@ -212,14 +232,16 @@ class Driver:
         # Local worker processes: --replicas when given, else cpu_count (its meaning before replicas existed).
         workers = scaling.replicas or spec["resources"]["cpu_count"]
         workdir = jobs.workdir(job_id)
+        folder = folder or workdir
         runtime = LaunchSpec(
-            model_dir=str(workdir / "model"), route_file=str(workdir / "routes.json"),
+            model_dir=str(folder / "model"), route_file=str(folder / "routes.json"),
             workers=workers, max_concurrency=endpoint.get("max_concurrency"), max_queue=endpoint.get("max_queue"),
             timeout=endpoint.get("timeout"),
         )
         launch = Launch(job_id=job_id, runtime=runtime, env=env, job_env=job_env, name=job.name,
                         resources=spec["resources"], scaling=scaling, pip=list(spec["environment"]["packages"]["pip"]),
-                        requirements=spec["environment"].get("requirements"))
+                        requirements=spec["environment"].get("requirements"), workdir=str(workdir),
+                        revision=revision)
         # The secrets as they are now: a key rotated while the job waited for its resources is the one it gets.
         key_file = endpointkeys.key_file(workdir, jobs.store.job(job_id).secrets)
         if key_file is not None:

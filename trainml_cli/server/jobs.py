@@ -48,6 +48,7 @@ from .gitcredentials import GitCredentials
 from .states import JobStatus, transition
 from .store import Store
 from .redaction import redact
+from .revisions import Revisions
 from .backends.base import Backend, elsewhere
 
 log = logging.getLogger("trainml.server")
@@ -79,6 +80,7 @@ class Jobs:
         self._drivers: dict[str, Driver] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._events_written: dict[str, int] = {}
+        self.revisions = Revisions(self)  # what each job serves, updates and rollbacks (revisions.py)
 
     # -- records ------------------------------------------------------------------------------------------------
 
@@ -170,6 +172,7 @@ class Jobs:
         self.store.insert_job(JobRecord(id=job_id, name=name, status=S.NEW, spec=spec, secrets=secrets, created=now,
                                         updated=now))
         self.store.add_job_event(job_id, now, S.NEW, "created")
+        self.revisions.first(job_id, spec, now)
         self.logs.event(job_id, f"job {name!r} created ({spec['model']['source_type']} model)")
         if spec["environment"].get("note"):
             self.logs.event(job_id, spec["environment"]["note"])
@@ -199,6 +202,7 @@ class Jobs:
         if self._events_written[job_id] % 100 == 0:  # a crash loop must not grow it forever
             self.store.prune_job_events(job_id, MAX_STATUS_EVENTS)
         self.logs.event(job_id, f"status: {target.value}" + (f" ({first})" if first else ""))
+        self.revisions.job_moved(job_id, target, reason)
         self._wake(job_id)
 
     def _wake(self, job_id: str) -> None:
@@ -359,6 +363,7 @@ class Jobs:
                 self.logs.event(job.id, f"control plane restarted; this job was {foreign}")
             else:
                 ours.append(job)
+        await self.revisions.reconcile()  # before adopting: no new revision's process may hold a socket unknown
         adopt = await self.backend.adoptable([job for job in ours if job.status.is_launched])
         await self.backend.clean_up(ours, adopt)
         for job in ours:

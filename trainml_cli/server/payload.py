@@ -35,8 +35,9 @@ PLATFORM_ENV = ("CUDA_VISIBLE_DEVICES",)  # set by the platform from the job's G
 
 
 def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
-              interpreters: Interpreters) -> dict:
-    """The payload's spec with defaults filled in; raises UsageError (422) naming the field. Creates nothing."""
+              interpreters: Interpreters, carried_model: dict | None = None) -> dict:
+    """The payload's spec with defaults filled in; raises UsageError (422) naming the field. Creates nothing.
+    `carried_model`: the model of the revision an update starts from (already checked), when it names none."""
     if payload.get("type", "endpoint") != "endpoint":
         raise UsageError.at(("type",), f"{payload.get('type')!r} is not supported; this platform runs 'endpoint' jobs")
     endpoint = dict(payload.get("endpoint") or {})
@@ -70,8 +71,11 @@ def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
             raise UsageError.at(("environment", "env", i, "value"), f"{value!r} must be a string")
         env.append({"key": key, "value": value})
     build = check_environment(payload.get("environment"))
-    model = _check_model(payload.get("model") or {}, uploads, models)
-    _check_local_paths(model, build, uploads, models)
+    if carried_model is not None:
+        model = carried_model
+    else:
+        model = _check_model(payload.get("model") or {}, uploads, models)
+        _check_local_paths(model, build, uploads, models)
     return {
         "type": "endpoint",
         "resources": resources,

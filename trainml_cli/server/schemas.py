@@ -103,6 +103,40 @@ class JobCreate(_Strict):
     environment: Optional[Environment] = None
 
 
+class EndpointUpdate(EndpointSpec):
+    routes: Optional[list[Any]] = Field(None, description="route objects (default: the serving revision's)")
+
+
+class JobUpdate(_Strict):
+    """A new revision: what is given replaces the serving revision's; nothing given redeploys the same spec."""
+
+    resources: Optional[Resources] = None
+    model: Optional[ModelSource] = None
+    endpoint: Optional[EndpointUpdate] = None
+    environment: Optional[Environment] = None
+    if_changed: Optional[bool] = Field(None, description="deploy only if the code or spec differ from the serving "
+                                       "revision's; else answer the serving revision with unchanged: true")
+
+
+class Rollback(_Strict):
+    to: Optional[int] = Field(None, description="the revision to serve again (default: the newest retired one "
+                              "before the serving one)")
+
+
+class Revision(_Open):
+    revision: int
+    status: str = Field(..., description="starting, serving, retired, failed")
+    created: str
+    updated: str
+    source: str = Field(..., description="where its code came from (git: the URI, ref and commit)")
+    git_commit: Optional[str] = None
+    environment: Optional[str] = Field(None, description="the key of its own environment, if it has one")
+    routes: list[str]
+    replicas: Optional[int] = None
+    reason: Optional[str] = Field(None, description="why it failed")
+    code_kept: bool = Field(..., description="its code is kept, so it can be served again")
+
+
 class ModelCreate(_Strict):
     name: str
     source_type: Literal["local", "git"]

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from ..states import JobStatus
 from .jobrecord import COLUMNS, JobRecord
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS = {
     1: """
@@ -112,6 +112,20 @@ _MIGRATIONS = {
     -- the backend its endpoint was launched on (local, ray): a control plane on another one leaves the job alone
     -- rather than launch it a second time where it does not run (NULL: from before, taken as this one's)
     ALTER TABLE jobs ADD COLUMN backend TEXT;
+    """,
+    5: """
+    -- a job's revisions (revisions.py): what it served, one row each; 1 is what create made
+    CREATE TABLE revisions (
+        job_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        status TEXT NOT NULL,           -- starting, serving, retired, failed
+        spec TEXT NOT NULL,             -- model, endpoint, environment, resources as the job's spec holds them
+        source TEXT NOT NULL DEFAULT '{}',  -- what was fetched: git_commit, size; its environment
+        reason TEXT,                    -- why it failed
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (job_id, number)
+    );
     """,
 }
 
@@ -205,11 +219,34 @@ class Store:
                 self._db.execute("DELETE FROM logs WHERE job_id = ?", (job_id,))
                 self._db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
                 self._db.execute("DELETE FROM traffic WHERE job_id = ?", (job_id,))
+                self._db.execute("DELETE FROM revisions WHERE job_id = ?", (job_id,))
                 self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    # -- revisions ----------------------------------------------------------------------------------------------
+
+    def insert_revision(self, job_id: str, number: int, status: str, spec: dict, source: dict, now: float) -> None:
+        self._run("INSERT INTO revisions (job_id, number, status, spec, source, created, updated) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)", (job_id, number, status, json.dumps(spec), json.dumps(source),
+                                                   now, now))
+
+    def revisions(self, job_id: str) -> list[dict]:
+        """Oldest first."""
+        return self._all("SELECT * FROM revisions WHERE job_id = ? ORDER BY number", (job_id,))  # JSON decoded
+
+    def update_revision(self, job_id: str, number: int, **fields: Any) -> None:
+        unknown = set(fields) - {"status", "source", "reason", "updated"}
+        if unknown:
+            raise ValueError(f"not revision columns: {sorted(unknown)}")
+        row = {k: (json.dumps(v) if k == "source" else v) for k, v in fields.items()}
+        sets = ", ".join(f"{column} = ?" for column in row)
+        self._run(f"UPDATE revisions SET {sets} WHERE job_id = ? AND number = ?", [*row.values(), job_id, number])
+
+    def delete_revision(self, job_id: str, number: int) -> None:
+        self._run("DELETE FROM revisions WHERE job_id = ? AND number = ?", (job_id, number))
 
     # -- models -------------------------------------------------------------------------------------------------
 

@@ -73,6 +73,12 @@ class Launch:
     scaling: Scaling = field(default_factory=Scaling)
     pip: list[str] = field(default_factory=list)  # packages a remote backend installs (local: built by uv first)
     requirements: str | None = None  # a requirements file inside the model dir, relative to it
+    workdir: str | None = None  # the job's folder, where its output files are (default: the route file's)
+    revision: int = 1  # which revision of the job it serves (revisions.py)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.workdir) if self.workdir else self.route_file.parent
 
     @property
     def model_dir(self):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import time
@@ -57,6 +58,7 @@ STABLE_AFTER = 60.0
 PING_FIRST = 0.05
 PING_MAX = 0.25
 TAIL_LINES = 20
+READY_LINE = re.compile(r"^ready: .* \(pid (\d+)\)$")  # the runtime's line once a process has loaded the code
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,15 @@ class LocalBackend:
             await asyncio.sleep(KEY_RECHECK_SECONDS + 0.1)
         return "now"
 
+    async def switch(self, endpoint: "LocalEndpoint", launch: Launch, on_spawn=None) -> tuple[int, int | None]:
+        """Serve `launch` (a new revision) on the endpoint's socket in place of its process (switch.py)."""
+        from .switch import switch
+        return await switch(endpoint, launch, self.policy.start_timeout, on_spawn)
+
+    async def end_unfinished(self, pid: int | None, pid_start: int | None) -> None:
+        """End a new revision's process that an earlier control plane left starting (it died mid-switch)."""
+        await reap_orphans(pid, pid_start, self.policy.stop_grace)
+
     async def adoptable(self, jobs: list[JobRecord]) -> dict:
         return {j.id: Adoption(j.pid, j.pid_start) for j in jobs if is_endpoint(j.pid, j.pid_start)}
 
@@ -161,9 +172,12 @@ class LocalEndpoint:
         self.process = AdoptedProcess(adopt.pid, adopt.pid_start) if adopt else None
         self._adopted = self.process
         self.load_failure: LoadFailure | None = None  # the runtime's record of why the model code did not load
-        self.output = OutputTail(launch.route_file.parent, listener.log_offsets(), self._output,
+        self.output = OutputTail(launch.output_dir, listener.log_offsets(), self._output,
                                  listener.save_log_offsets)
         self._stop = asyncio.Event()
+        # A new revision took over (switch.py): the loop watches the new process from then on.
+        self.swapped = asyncio.Event()
+        self.ready_pids: set[int] = set()  # processes whose code has loaded (their `ready:` line), for a switch
         self._detached = False
         self.restarts = 0
         self.ssl = None  # a client SSLContext when the endpoint serves HTTPS
@@ -181,6 +195,9 @@ class LocalEndpoint:
         if is_load_failure(line):
             self.load_failure = find_load_failure([line]) or self.load_failure
             return
+        ready = READY_LINE.match(line)
+        if ready:
+            self.ready_pids.add(int(ready.group(1)))
         self.listener.output(stream, line)
 
     def detach(self) -> None:
@@ -222,7 +239,12 @@ class LocalEndpoint:
             if ready:
                 self.listener.ready()
                 began = time.monotonic()
-                await first(process.wait(), self._stop.wait(), self._unresponsive())
+                while True:
+                    await first(process.wait(), self._stop.wait(), self._unresponsive(), self.swapped.wait())
+                    if not self.swapped.is_set() or self._stop.is_set():
+                        break
+                    self.swapped.clear()  # the old process is being drained by the switch; watch the new one
+                    process = self.process
                 if process.returncode is None and not self._stop.is_set():
                     self.listener.event(f"endpoint process {process.pid} has not answered /ping for "
                                         f"{self.policy.unresponsive_after:g}s; restarting it")

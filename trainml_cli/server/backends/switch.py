@@ -1,0 +1,93 @@
+"""Switching a local endpoint to a new revision on the same socket, without a failed call.
+
+The control plane holds each job's listening socket (local.py). A new revision's process gets the same socket
+beside the serving one, started with `--load-first`: it begins to accept only once its code has loaded (every
+worker's `ready:` line), and a revision that cannot load exits 3 having accepted nothing. Both processes then
+accept from the one queue; the old one gets SIGTERM, and uvicorn's graceful shutdown stops accepting, closes
+its idle keep-alive connections, answers the calls in flight with `Connection: close` and exits (SIGKILL after
+the stop grace). Nothing queued is lost: it waits in the shared backlog for the new process. SO_REUSEPORT is
+not used: closing one listener of such a group drops what waits in its own queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import replace
+
+from ...errors import Conflict, RevisionFailed
+from ..processes import kill_group, process_start_time
+from .base import Launch
+from .probes import first
+
+POLL = 0.05
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+async def switch(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tuple[int, int | None]:
+    """Start `launch` beside `endpoint`'s serving process, wait until all its workers have loaded the code, make
+    it the endpoint's process, then drain and stop the old one. Returns the new (pid, start time); raises
+    RevisionFailed with the reason when it cannot load or is not ready within `timeout` seconds. `on_spawn(pid,
+    start time)` records the new process, so that a control plane dying meanwhile leaves no unknown process on
+    the socket (the next one ends it)."""
+    old = endpoint.process
+    if endpoint.sock is None or old is None or old.returncode is not None:
+        raise Conflict("the endpoint's socket is not held by this control plane (the endpoint was adopted after a "
+                       "control plane restart, or is restarting); stop and start the job, then update it")
+    launch = replace(launch, runtime=replace(launch.runtime, load_first=True))
+    fd = endpoint.sock.fileno()
+    endpoint.load_failure = None
+    files = endpoint.output.open_for_child()
+    try:
+        candidate = await asyncio.create_subprocess_exec(
+            *launch.command(fd), stdin=asyncio.subprocess.DEVNULL, stdout=files["stdout"], stderr=files["stderr"],
+            env=launch.env, cwd=str(launch.model_dir), pass_fds=(fd,), start_new_session=True)
+    finally:
+        for file in files.values():
+            file.close()
+    if on_spawn is not None:
+        on_spawn(candidate.pid, process_start_time(candidate.pid))
+    say = endpoint.listener.event
+    say(f"revision {launch.revision}: endpoint process {candidate.pid} started beside process {old.pid}; "
+        f"it accepts once its code has loaded")
+    workers = launch.runtime.workers or 1
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            loaded = {pid for pid in endpoint.ready_pids if _group_of(pid) == candidate.pid}
+            if len(loaded) >= workers:
+                break
+            if candidate.returncode is not None:
+                endpoint.output.catch_up()
+                failure = endpoint.load_failure
+                headline = failure.headline if failure else f"the new revision's process exited with code " \
+                                                            f"{candidate.returncode} before it was ready"
+                raise RevisionFailed(headline + "\n" + "\n".join(endpoint.listener.tail()))
+            if endpoint._stop.is_set():
+                raise RevisionFailed("the job was stopped while its new revision was starting")
+            if time.monotonic() > deadline:
+                raise RevisionFailed(f"the new revision was not ready within {timeout:g} seconds\n"
+                                     + "\n".join(endpoint.listener.tail()))
+            await first(asyncio.sleep(POLL), candidate.wait())
+    except BaseException:
+        if candidate.returncode is None:
+            await endpoint._terminate(candidate, grace=2.0)
+        kill_group(candidate.pid, 9)
+        raise
+    endpoint.ready_pids -= loaded
+    # From here the supervisor watches the new process; the old one is only drained.
+    endpoint.launch = launch
+    endpoint.process = candidate
+    endpoint.swapped.set()
+    say(f"revision {launch.revision} is serving (process {candidate.pid}); process {old.pid} stops accepting and "
+        f"finishes its calls in flight")
+    await endpoint._terminate(old)
+    say(f"endpoint process {old.pid} of the previous revision has stopped")
+    return candidate.pid, process_start_time(candidate.pid)
