@@ -94,7 +94,7 @@ class ControlPlane:
         except OSError:
             return ""
 
-    def start(self, timeout: float = 30.0) -> "ControlPlane":
+    def start(self, timeout: float = 30.0) -> ControlPlane:
         self.home.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "trainml_cli.server", "--home", str(self.home), "--port", "0", *self.args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINML_")} | self.env

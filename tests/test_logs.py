@@ -217,7 +217,6 @@ def test_events_have_their_own_cap_so_a_flood_of_prints_keeps_them(tmp_path):
 
 def test_a_flood_of_prints_leaves_the_status_history(control_plane):
     from test_dashboard import signed_in
-
     from trainml_cli.server.logs import MAX_LINES, PRUNE_EVERY
 
     flood = {"verb": "POST", "path": "/flood", "file": "predict", "function": "flood", "body": [{"name": "n", "type": "int"}]}

@@ -15,10 +15,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from trainml_cli.contracts import flatten_totals, sum_totals
-
 from conftest import MODELS, route as cp_route, run, wait_until
 from endpoint_process import param, route, start
+from trainml_cli.contracts import flatten_totals, sum_totals
 
 
 @pytest.fixture

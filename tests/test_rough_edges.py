@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from conftest import ControlPlane, default_sigint, kill_everything_under
 
+from conftest import ControlPlane, default_sigint, kill_everything_under
 from trainml_cli.cli.main import main
 from trainml_cli.cli.output import Output, cell_width
 from trainml_cli.errors import UsageError

@@ -12,8 +12,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import tarfile
+import threading
 import time
 from pathlib import Path
 

@@ -17,8 +17,8 @@ import requests
 
 from conftest import MODELS, route, run, wait_until
 from trainml_cli.errors import Conflict
-from trainml_cli.server.states import JobStatus, can_move, transition
 from trainml_cli.server.processes import process_start_time, reap_orphans
+from trainml_cli.server.states import JobStatus, can_move, transition
 
 ECHO = {"source_type": "local", "source_uri": str(MODELS / "echo")}
 ROUTES = {"routes": [route()]}

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ControlPlane, kill_everything_under
 
+from conftest import ControlPlane, kill_everything_under
 from trainml_cli.cli.main import main
 
 ROOT = Path(__file__).parent.parent

@@ -14,8 +14,8 @@ what to do instead. Stdlib only: the CLI imports this on start.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Iterable
 
 from .errors import UsageError
 from .localpaths import local_digest, references

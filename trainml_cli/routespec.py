@@ -17,9 +17,10 @@ import json
 import keyword
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import RouteSpecError, UsageError
 from .limits import MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS

@@ -31,7 +31,7 @@ class Settings:
     ca_file: str | None = None  # verify an HTTPS control plane and endpoints with these CAs (see tls.py)
 
     @classmethod
-    def from_env(cls, *, home=None, api_url=None, token=None, ca_file=None, **overrides) -> "Settings":
+    def from_env(cls, *, home=None, api_url=None, token=None, ca_file=None, **overrides) -> Settings:
         home_path = Path(home).expanduser() if home else default_home()
         return cls(
             home=home_path,
@@ -103,7 +103,7 @@ class Settings:
         """Held by the running server, which also writes its record there (found even when server.json is lost)."""
         return self.home / "server.lock"
 
-    def read_server_file(self, lock_fallback: bool = True) -> "ServerRecord | None":
+    def read_server_file(self, lock_fallback: bool = True) -> ServerRecord | None:
         """The running control plane's record, or None if there is none to read.
 
         server.json first; when it is missing or spoiled, the record the server keeps in its lock file. Either may

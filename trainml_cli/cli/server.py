@@ -16,6 +16,7 @@ import click
 
 from .output import Output, format_option
 
+
 def _click_option(option):
     """One row of serveroptions.OPTIONS as a click option."""
     if option.choices:
@@ -62,8 +63,8 @@ def _resolved(settings, options: dict) -> tuple[dict, dict, dict]:
 
 
 def _server_options(effective: dict):
-    from ..serveroptions import option_fields
     from ..server.app import ServerOptions
+    from ..serveroptions import option_fields
 
     return ServerOptions(**{field: effective[field] for field in option_fields()})
 
@@ -374,4 +375,5 @@ def _job_counts(settings, url) -> tuple[dict, dict]:
 
 
 from .dashboard import dashboard  # noqa: E402  (the web dashboard's sign-in link, cli/dashboard.py)
+
 server.add_command(dashboard)

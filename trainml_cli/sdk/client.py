@@ -50,7 +50,7 @@ class TrainML:
     async def close(self) -> None:
         await self.http.close()
 
-    async def __aenter__(self) -> "TrainML":
+    async def __aenter__(self) -> TrainML:
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -50,8 +50,7 @@ from fastapi.responses import StreamingResponse
 
 from .. import __version__
 from ..errors import Conflict, NotFound
-from . import resources as res
-from . import schemas
+from . import resources as res, schemas
 from .auth import require_auth
 from .bodies import JsonRoute
 from .states import parse_status

@@ -19,8 +19,8 @@ import tarfile
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
-from typing import AsyncIterator
 
 from ..errors import NotFound, UsageError
 from .sources import fresh_partial

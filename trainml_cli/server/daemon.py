@@ -23,8 +23,8 @@ leaves the endpoints serving; the next control plane adopts them.
 
 from __future__ import annotations
 
-import fcntl
 import dataclasses
+import fcntl
 import logging
 import os
 import signal

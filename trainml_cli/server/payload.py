@@ -23,10 +23,9 @@ from ..actoroptions import check_actor_options
 from ..environment import DEFAULT_REQUIREMENTS_FILE, check_environment, python_of_type
 from ..errors import UsageError
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
-from ..routespec import parse_routes
 from ..replicaspec import check_scaling
-from . import resources as res
-from . import archives, sources
+from ..routespec import parse_routes
+from . import archives, resources as res, sources
 from .interpreters import Interpreters
 from .models import Models
 

@@ -248,7 +248,7 @@ class GpuPool:
                 self._freed.notify_all()
 
 
-def gpu_listing(pool: "GpuPool") -> list[dict]:
+def gpu_listing(pool: GpuPool) -> list[dict]:
     """[{type, name, price, count, free}]: the price table's types, then any other type this machine has."""
     rows = []
     for gpu_type, price in GPU_RATES.items():

@@ -40,13 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...contracts import LoadFailure, find_load_failure, is_load_failure
+from ...errors import UsageError
 from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
-from .. import endpointkeys
-from .. import resources as res
+from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
 from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, process_start_time, reap_orphans
 from ..tailing import OutputTail
-from ...errors import UsageError
 from .base import EndpointListener, Launch, Outcome, Policy, Say
 from .probes import first, http_get
 
@@ -107,7 +106,7 @@ class LocalBackend:
         await self.pool.release(job_id)
 
     def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None,
-                 adopt: Adoption | None = None) -> "LocalEndpoint":
+                 adopt: Adoption | None = None) -> LocalEndpoint:
         endpoint = LocalEndpoint(launch, listener, self.host, port, self.policy, adopt=adopt)
         if self.tls:
             from ...tls import loopback_client_context
@@ -121,7 +120,7 @@ class LocalBackend:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{shown}:{job.port}" if job.port else None
 
-    async def rotate_key(self, workdir: Path, key: str, endpoint: "LocalEndpoint | None") -> str:
+    async def rotate_key(self, workdir: Path, key: str, endpoint: LocalEndpoint | None) -> str:
         # Every worker reads the file again when it changes (runtime/auth.py): nothing to restart. A worker takes
         # the new key at its first call with it; it lets go of the old one at its first call once
         # KEY_RECHECK_SECONDS have passed, so waiting them out means the old key is refused when we return.

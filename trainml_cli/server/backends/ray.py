@@ -35,8 +35,7 @@ from urllib.parse import urlsplit
 from ...errors import TrainMLError, Unavailable, UsageError
 from ...serveroptions import default
 from ...states import JobStatus
-from .. import endpointkeys
-from .. import resources as res
+from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
 from . import rayapps, raycluster, rayexposure
 from .base import EndpointListener, Launch, Outcome, Say
@@ -168,7 +167,7 @@ class RayBackend:
 
     # -- the seam -----------------------------------------------------------------------------------------
 
-    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None, adopt=None) -> "RayEndpoint":
+    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None, adopt=None) -> RayEndpoint:
         return RayEndpoint(self, launch, listener, adopt)
 
     def url(self, job: JobRecord) -> str | None:
@@ -177,7 +176,7 @@ class RayBackend:
     def app_url(self, job_id: str) -> str:
         return self.options.serve_url + rayapps.route_prefix(job_id)
 
-    async def rotate_key(self, workdir: Path, key: str, endpoint: "RayEndpoint | None") -> str:
+    async def rotate_key(self, workdir: Path, key: str, endpoint: RayEndpoint | None) -> str:
         # The next deploy packs this file; running replicas get it through their user_config (a lightweight
         # update: Serve calls their reconfigure, none is replaced).
         endpointkeys.write_key(workdir, key)

@@ -35,9 +35,9 @@ from pathlib import Path
 from ...contracts import KEY_FILE, find_load_failure, skipped_folder
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import UsageError
+from ...launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from ...localpaths import local_digest
 from ...replicaspec import serve_autoscaling
-from ...launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from ...states import JobStatus
 from .base import Launch
 

@@ -32,8 +32,7 @@ from ...credentials import credential_env
 from ...environment import DEFAULT_REQUIREMENTS_FILE, check_environment, check_requirements_file, split_pip_packages
 from ...errors import FieldProblem, NotFound, RouteSpecError, TrainMLError, UsageError
 from ...routespec import parse_routes
-from .. import resources as res
-from .. import sources
+from .. import resources as res, sources
 from ..models import check_name
 from ..payload import check_scaling
 
