@@ -114,7 +114,8 @@ class ControlPlane:
                 return None
             try:
                 # A TLS control plane's own (self-signed) certificate vouches for it, as clients of its home see it.
-                return requests.get(info["url"] + "/api/health", timeout=1, verify=info.get("tls_certfile", True)).ok and info
+                return requests.get(info["url"] + "/api/health", timeout=1,
+                                    verify=info.get("tls_certfile", True)).ok and info
             except requests.RequestException:
                 return None
 

@@ -141,8 +141,8 @@ def test_trainml_cli_example_with_a_git_uri_a_commit_sha_and_a_positional_route(
                    "--route", route).returncode == 0
     assert call(env, "git-hexbranch", "/predict", {"text": "x"})["version"] == 1
     assert run_cli(env, "job", "remove", "--force", "git-hexbranch")[0] == 0
-    code, _, err = run_cli(env, "job", "create", "endpoint", "git-bad", "--git-uri", str(repo), "--git-ref", "deadbeef1",
-                           "--route", route)
+    code, _, err = run_cli(env, "job", "create", "endpoint", "git-bad", "--git-uri", str(repo),
+                           "--git-ref", "deadbeef1", "--route", route)
     assert code == 1 and "commit deadbeef1 not found" in err
 
 

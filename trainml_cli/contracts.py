@@ -186,7 +186,7 @@ def sum_totals(replicas: list[dict[str, float]]) -> dict:
 # -- a load failure ----------------------------------------------------------------------------------------------
 
 LOAD_FAILURE = "trainml.load_failure"  # the record's "event": how a reader tells it from the model's own output
-_LOAD_FAILURE_START = '{"event": "%s"' % LOAD_FAILURE
+_LOAD_FAILURE_START = f'{{"event": "{LOAD_FAILURE}"'
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,8 @@ class RouteSpecError(UsageError):
     def of(cls, found: list[tuple[int | None, str, Loc, str]]) -> RouteSpecError:
         """From (route index or None, route label, location in the route, message): the sentence and the data
         from one source."""
-        lines = [": ".join(part for part in (label, field_name(loc), message) if part) for _, label, loc, message in found]
+        lines = [": ".join(part for part in (label, field_name(loc), message) if part)
+                 for _, label, loc, message in found]
         return cls(lines, fields=[FieldProblem(tuple(loc), message, index) for index, _, loc, message in found])
 
 

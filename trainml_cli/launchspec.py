@@ -85,7 +85,9 @@ class RuntimeOption:
             return f"{self.flag}: {value:g} must be {'more than' if self.low_open else 'at least'} {self.low:g}"
         high = self.ceiling()
         if high is not None and value > high:
-            return f"{self.flag}: {value} is more than {high:,} ({self.why})" if self.why else f"{self.flag}: {value} is more than {high}"
+            if self.why:
+                return f"{self.flag}: {value} is more than {high:,} ({self.why})"
+            return f"{self.flag}: {value} is more than {high}"
         return None
 
 

@@ -46,7 +46,8 @@ class Settings:
         from .tls import client_verify
 
         record = self.read_server_file()
-        return client_verify(self.ca_file, record.tls_certfile if record and (url is None or record.url == url) else None)
+        return client_verify(self.ca_file,
+                             record.tls_certfile if record and (url is None or record.url == url) else None)
 
     # Everything the control plane keeps lives under home; these names are the one place that says where.
     @property

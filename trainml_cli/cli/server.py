@@ -93,7 +93,8 @@ def server():
 
 @server.command("run")
 @server_options
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
 @click.pass_obj
 def run(obj, log_level, **options):
     """Run the control plane in the foreground until Ctrl-C (which also stops its endpoints)."""

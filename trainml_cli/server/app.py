@@ -190,7 +190,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        error = ServerError(f"the control plane failed on {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
+        error = ServerError(f"the control plane failed on {request.method} "
+                            f"{request.url.path}: {type(exc).__name__}: {exc}")
         return JSONResponse(bodies.bounded(error.to_dict()), status_code=500)
 
 

@@ -251,7 +251,8 @@ class LocalEndpoint:
             if start_failures >= START_ATTEMPTS:
                 lines = "\n".join(self.listener.tail())
                 return Outcome(True, f"endpoint crashed {start_failures} times while starting; last output:\n{lines}")
-            if self.sock is None:  # it was adopted: take its port back at once, so callers wait instead of being refused
+            # it was adopted: take its port back at once, so callers wait instead of being refused
+            if self.sock is None:
                 self.sock = await rebind_socket(self.bind_host, self.port)
                 self.port = self.sock.getsockname()[1]
             self.restarts += 1
@@ -318,13 +319,15 @@ class LocalEndpoint:
         try:
             await asyncio.wait_for(process.wait(), grace)
         except asyncio.TimeoutError:
-            self.listener.event(f"endpoint process {process.pid} still running {grace:.0f}s after SIGTERM; sending SIGKILL")
+            self.listener.event(f"endpoint process {process.pid} still running {grace:.0f}s "
+                                "after SIGTERM; sending SIGKILL")
             kill_group(process.pid, signal.SIGKILL)
             await process.wait()
         kill_group(process.pid, signal.SIGKILL)
 
     async def metrics(self) -> dict | None:
-        status, body = await http_get(self.host, self.port, "/metrics?format=json", timeout=2.0, ssl=self.ssl)  # JSON, not Prometheus text
+        # JSON, not Prometheus text
+        status, body = await http_get(self.host, self.port, "/metrics?format=json", timeout=2.0, ssl=self.ssl)
         if status != 200:
             return None
         try:

@@ -62,7 +62,8 @@ class RayOptions:
     serve_host: str = default("ray_serve_host")  # where Serve's HTTP proxies listen (set when Serve first starts)
     serve_port: int = default("ray_serve_port")
     deploy_timeout: float = default("ray_deploy_timeout")  # seconds a deploy may take before the job fails
-    stop_grace: float = default("stop_grace")  # seconds a stopping replica's calls get to finish (Serve's graceful shutdown)
+    # seconds a stopping replica's calls get to finish (Serve's graceful shutdown)
+    stop_grace: float = default("stop_grace")
 
     @property
     def serve_url(self) -> str:
@@ -107,7 +108,8 @@ class RayBackend:
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         # Refused rather than ignored: the job would run on an interpreter it did not ask for.
         if environment.get("python"):
-            raise UsageError.at(("environment", "python"), "replicas run on the Ray cluster's own Python; leave it out, "
+            raise UsageError.at(("environment", "python"),
+                                "replicas run on the Ray cluster's own Python; leave it out, "
                                 "or run the job on the local backend")
 
     async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:

@@ -52,7 +52,8 @@ class FormErrors(UsageError):
     """The form has problems; `fields` holds one FieldError per problem (422, like any usage error)."""
 
     def __init__(self, fields: list[FieldError]):
-        super().__init__("\n".join(f.message for f in fields) or "the form is not valid", details=[f.message for f in fields])
+        super().__init__("\n".join(f.message for f in fields) or "the form is not valid",
+                         details=[f.message for f in fields])
         self.fields = fields
 
     def to_dict(self) -> dict:
