@@ -36,7 +36,8 @@ def route(function: str, batch: dict | None = None) -> dict:
 
 
 def servers(port: int) -> dict[str, tuple[list[str], str]]:
-    runtime = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir", str(ROOT / "bench" / "mlp"), "--port", str(port)]
+    runtime = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir", str(ROOT / "bench" / "mlp"), "--port",
+               str(port)]
     return {
         "trainml batched": (runtime + ["--route", json.dumps(route("predict_batch", {"max_size": 32}))], "/ping"),
         "trainml unbatched": (runtime + ["--route", json.dumps(route("predict"))], "/ping"),
@@ -75,7 +76,8 @@ def main() -> None:
         print(f"round {number + 1}: c={CONNECTIONS}, {args.seconds} s per server")
         print(f"{'server':18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
         for name, r in results.items():
-            print(f"{name:18} {r['rps']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non2xx']:8d} {r['socket_errors']:7d}")
+            print(f"{name:18} {r['rps']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+                  f"{r['non2xx']:8d} {r['socket_errors']:7d}")
         ours = results.get("trainml batched")
         if ours:
             for name, r in results.items():

@@ -47,7 +47,8 @@ def pip_venv_install(package: str, folder: Path) -> float:
 async def create_to_running(plane: ControlPlane, name: str, environment: dict | None) -> float:
     async with plane.client() as client:
         began = time.perf_counter()
-        job = await client.jobs.create(name, model={"source_type": "local", "source_uri": str(ROOT / "bench" / "model")},
+        job = await client.jobs.create(name,
+                                       model={"source_type": "local", "source_uri": str(ROOT / "bench" / "model")},
                                        endpoint={"routes": [ROUTE]}, environment=environment)
         await job.wait_for("running", timeout=900)
         seconds = time.perf_counter() - began
@@ -99,8 +100,8 @@ def main() -> None:
     print(f"  trainml environment (uv)       {ours:6.2f} s   {ours / pip_seconds:.2f}x   (target <= 0.3x)")
     print(f"second job, create -> running (median of {args.n}):")
     print(f"  no packages                    {plain_median:6.2f} s")
-    print(f"  {args.package} (reused env)".ljust(33) + f"{reused_median:6.2f} s   {reused_median / plain_median:.2f}x   "
-          "(target <= 1.5x)")
+    print(f"  {args.package} (reused env)".ljust(33)
+          + f"{reused_median:6.2f} s   {reused_median / plain_median:.2f}x   (target <= 1.5x)")
     print(json.dumps({"pip_seconds": pip_seconds, "uv_seconds": ours, "build_ratio": ours / pip_seconds,
                       "plain_seconds": plain, "reused_seconds": reused, "reuse_ratio": reused_median / plain_median}))
 

@@ -92,7 +92,8 @@ def main():
         print(f"control plane kill -9 + restart: {load.failed} failed of {load.ok + load.failed} calls")
         gaps = []
         for run in range(1, args.kills + 1):
-            # A job per run: a second crash within a minute waits out a doubled backoff, which is not what this measures.
+            # A job per run: a second crash within a minute waits out a doubled backoff, which is not what
+            # this measures.
             victim = create(plane, f"kill-{run}")
             pid = victim["pid"]
             with Load(victim["url"]) as load:
@@ -111,7 +112,8 @@ def main():
         two = create(plane, "two", resources={"cpu_count": 2})
         with Load(two["url"]) as load:
             time.sleep(2)
-            worker = wait_until(lambda: [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == two["pid"]])
+            worker = wait_until(lambda: [int(p) for p in os.listdir("/proc")
+                                         if p.isdigit() and _ppid(int(p)) == two["pid"]])
             os.kill(worker[0], signal.SIGKILL)
             time.sleep(5)
         print(f"worker kill -9 (2 workers): {load.failed} failed of {load.ok + load.failed} calls")

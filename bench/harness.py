@@ -76,7 +76,8 @@ def wrk(url: str, body: str, connections: int, seconds: int, threads: int = 2) -
     )
     script.close()
     threads = min(threads, connections)
-    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", script.name, url]
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", script.name,
+               url]
     try:
         out = subprocess.run(pinned(command, LOAD_CORE), capture_output=True, text=True, check=True).stdout
     finally:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from functools import partial
 
 from harness import ROOT, free_port, require_wrk, server, wrk
 from throughput import BODY, ROUTE
@@ -56,15 +57,17 @@ def main() -> None:
                 urls, pids = {}, {}
                 for name, tree in trees.items():
                     port = free_port()
-                    command = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir", str(ROOT / "bench" / "model"),
+                    command = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir",
+                               str(ROOT / "bench" / "model"),
                                "--port", str(port), "--route", json.dumps(ROUTE)]
                     pids[name] = stack.enter_context(server(command, port, env={"PYTHONPATH": tree})).pid
                     urls[name] = f"http://127.0.0.1:{port}/predict"
-                list(pool.map(lambda name: wrk(urls[name], BODY, 8, 2, threads=1), trees))  # warm up
+                targets = [urls[name] for name in trees]
+                list(pool.map(partial(wrk, body=BODY, connections=8, seconds=2, threads=1), targets))  # warm up
                 for c in connections:
                     before = {name: cpu_seconds(pids[name]) for name in trees}
-                    results = dict(zip(trees, pool.map(lambda name: wrk(urls[name], BODY, c, args.seconds, threads=1),
-                                                        trees)))
+                    load = partial(wrk, body=BODY, connections=c, seconds=args.seconds, threads=1)
+                    results = dict(zip(trees, pool.map(load, targets)))
                     cpu = {name: (cpu_seconds(pids[name]) - before[name]) / results[name]["requests"] * 1e6
                            for name in trees}
                     for name in trees:

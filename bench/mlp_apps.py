@@ -6,8 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "mlp"))
 from fastapi import FastAPI  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
 from predict import predict  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
 app = FastAPI()
 

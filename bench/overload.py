@@ -33,7 +33,8 @@ def main() -> None:
                 "--log-level", "warning", "--no-access-log", "--limit-concurrency", "4"]
     with server(baseline, port):
         b = wrk(f"http://127.0.0.1:{port}/slow", '{"text": "x"}', 64, args.seconds)
-    print(f"uvicorn --limit-concurrency 4 + FastAPI: {b['ok_rps']:.1f} successes/s ({b['ok_rps'] / IDEAL:.2f}x the ideal), "
+    print(f"uvicorn --limit-concurrency 4 + FastAPI: {b['ok_rps']:.1f} successes/s "
+          f"({b['ok_rps'] / IDEAL:.2f}x the ideal), "
           f"{b['non2xx']} rejected, {b['socket_errors']} socket errors")
     with server(ours, port):
         r = wrk(f"http://127.0.0.1:{port}/slow", '{"text": "x"}', 64, args.seconds)

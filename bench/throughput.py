@@ -45,7 +45,8 @@ def main() -> None:
                 results[(name, c)] = wrk(f"http://127.0.0.1:{port}/predict", BODY, c, args.seconds)
     print(f"{'server':10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for (name, c), r in results.items():
-        print(f"{name:10} {c:5d} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non2xx'] + r['socket_errors']:7d}")
+        print(f"{name:10} {c:5d} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+              f"{r['non2xx'] + r['socket_errors']:7d}")
     for c in connections:
         ours_r, base = results[("trainml", c)], results[("fastapi", c)]
         print(f"c={c}: throughput {ours_r['rps'] / base['rps']:.2f}x FastAPI, "

@@ -94,7 +94,7 @@ class ControlPlane:
         except OSError:
             return ""
 
-    def start(self, timeout: float = 30.0) -> "ControlPlane":
+    def start(self, timeout: float = 30.0) -> ControlPlane:
         self.home.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "trainml_cli.server", "--home", str(self.home), "--port", "0", *self.args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINML_")} | self.env
@@ -114,7 +114,8 @@ class ControlPlane:
                 return None
             try:
                 # A TLS control plane's own (self-signed) certificate vouches for it, as clients of its home see it.
-                return requests.get(info["url"] + "/api/health", timeout=1, verify=info.get("tls_certfile", True)).ok and info
+                return requests.get(info["url"] + "/api/health", timeout=1,
+                                    verify=info.get("tls_certfile", True)).ok and info
             except requests.RequestException:
                 return None
 

@@ -78,7 +78,8 @@ def start(model: str | Path, routes: list[dict], *args: str, tmp_path: Path, env
     sock.listen(128)
     port = sock.getsockname()[1]
     log_path = tmp_path / f"endpoint-{port}.log"
-    command = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir", str(MODELS / model if isinstance(model, str) else model),
+    command = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir",
+               str(MODELS / model if isinstance(model, str) else model),
                "--fd", str(sock.fileno())]
     for r in routes:
         command += ["--route", json.dumps(r)]

@@ -16,7 +16,9 @@ IDS = [param("request_id", "int"), param("text", "str")]
 
 def batched(path, function, body=IDS, max_size=8, max_wait_ms=None, **extra):
     spec = route(path, function, body, **extra)
-    spec["batch"] = {"max_size": max_size} if max_wait_ms is None else {"max_size": max_size, "max_wait_ms": max_wait_ms}
+    spec["batch"] = {"max_size": max_size}
+    if max_wait_ms is not None:
+        spec["batch"]["max_wait_ms"] = max_wait_ms
     return spec
 
 
@@ -143,7 +145,8 @@ def test_the_timeout_applies_to_the_batchs_call(serve):
 
 def test_batch_sizes_are_in_the_prometheus_scrape_and_openapi_shows_one_request(serve):
     ep = serve([batched("/echo", "echo", max_size=4, max_wait_ms=1000)])
-    assert [a.status_code for a in burst(ep, "/echo", [{"request_id": i, "text": "x"} for i in range(8)], 8)] == [200] * 8
+    answers = burst(ep, "/echo", [{"request_id": i, "text": "x"} for i in range(8)], 8)
+    assert [a.status_code for a in answers] == [200] * 8
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(ep.get("/metrics").text) for s in family.samples}
     assert samples[("trainml_batch_size_sum", (("route", "POST /echo"),))] == 8
@@ -153,7 +156,8 @@ def test_batch_sizes_are_in_the_prometheus_scrape_and_openapi_shows_one_request(
     ref = document["paths"]["/echo"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert schema["properties"]["request_id"]["type"] == "integer"  # one request's body, not lists
-    assert document["paths"]["/echo"]["post"]["description"].startswith("Batched: up to 4 requests are answered by one call")
+    description = document["paths"]["/echo"]["post"]["description"]
+    assert description.startswith("Batched: up to 4 requests are answered by one call")
 
 
 def test_a_function_that_cannot_take_the_columns_is_refused_at_start(serve):
@@ -179,7 +183,8 @@ def test_a_job_serves_a_batched_route_through_the_control_plane(control_plane):
 
     async def scenario():
         async with control_plane.client() as client:
-            return await client.jobs.create("batched", model={"source_type": "local", "source_uri": str(MODELS / "batched")},
+            return await client.jobs.create("batched",
+                                            model={"source_type": "local", "source_uri": str(MODELS / "batched")},
                                             endpoint={"routes": [spec]}, wait=True)
 
     job = run(scenario())

@@ -15,7 +15,8 @@ NOWHERE = "http://127.0.0.1:9"  # discard port: nothing listens
 
 
 def run_cli(home, *argv):
-    with CliRunner().isolation(env={"TRAINML_API_URL": NOWHERE, "TRAINML_HOME": str(home), "NO_COLOR": "1"}) as (out, err, _):
+    env = {"TRAINML_API_URL": NOWHERE, "TRAINML_HOME": str(home), "NO_COLOR": "1"}
+    with CliRunner().isolation(env=env) as (out, err, _):
         code = main(list(argv))
     return code, out.getvalue().decode(), err.getvalue().decode()
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ControlPlane, default_sigint, kill_everything_under
 
+from conftest import ControlPlane, default_sigint, kill_everything_under
 from trainml_cli.cli.main import main
 
 MODELS = Path(__file__).parent / "models"

@@ -104,7 +104,8 @@ def test_server_restart_replaces_the_control_plane_while_endpoints_serve(control
     token = (control_plane.home / "token").read_text().strip()
     record = requests.get(f"{info['url']}/api/jobs/{job['id']}", headers={"Authorization": f"Bearer {token}"},
                           timeout=10).json()
-    assert (record["status"], record["pid"], record["url"], record["restarts"]) == ("running", job["pid"], job["url"], 0)
+    assert (record["status"], record["pid"], record["url"], record["restarts"]) == (
+        "running", job["pid"], job["url"], 0)
     stopped = trainml(control_plane.home, "server", "stop")
     assert stopped.returncode == 0, stopped.stderr
     wait_until(lambda: not alive(job["pid"]), timeout=20, message="`server stop` to stop the endpoint too")

@@ -22,7 +22,8 @@ ECHO_DIR = str(MODELS / "dashboard_echo")
 
 def login_link(plane) -> str:
     """The link as `trainml server dashboard` prints it, found from the environment like any CLI call."""
-    env = {**os.environ, "TRAINML_API_URL": plane.url, "TRAINML_API_TOKEN": plane.token, "TRAINML_HOME": str(plane.home)}
+    env = {**os.environ, "TRAINML_API_URL": plane.url, "TRAINML_API_TOKEN": plane.token,
+           "TRAINML_HOME": str(plane.home)}
     result = subprocess.run([sys.executable, "-m", "trainml_cli", "server", "dashboard", "--format", "json"],
                             env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -77,7 +78,8 @@ def test_link_works_once_and_sets_a_strict_httponly_cookie(control_plane):
     first = requests.get(link, allow_redirects=False, timeout=10)
     assert first.status_code == 200
     cookie = first.headers["set-cookie"]
-    assert "trainml_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert "trainml_session=" in cookie and "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie.replace("Strict", "strict")
     assert 'http-equiv="refresh"' in first.text and "/dashboard/" in first.text
     assert first.headers["referrer-policy"] == "no-referrer"  # the token must not leak onwards
     again = requests.get(link, allow_redirects=False, timeout=10)
@@ -92,9 +94,11 @@ def test_the_session_reads_the_api_but_changes_need_the_dashboard_header(control
     # A form on another site could send the cookie-less POST only; SameSite stops the cookie, this stops the rest.
     assert session.post(control_plane.url + "/api/dashboard/check", json={}, timeout=10).status_code == 401
     headers = {"X-TrainML-Dashboard": "1"}
-    assert session.post(control_plane.url + "/api/dashboard/check", json={}, headers=headers, timeout=10).status_code == 422
+    checked = session.post(control_plane.url + "/api/dashboard/check", json={}, headers=headers, timeout=10)
+    assert checked.status_code == 422
     # Only the API token may mint sign-in links, not a browser session.
-    assert session.post(control_plane.url + "/api/dashboard/login-links", headers=headers, timeout=10).status_code == 401
+    minted = session.post(control_plane.url + "/api/dashboard/login-links", headers=headers, timeout=10)
+    assert minted.status_code == 401
 
 
 def test_pages_escape_user_text(control_plane):
@@ -139,7 +143,8 @@ def test_form_errors_name_their_fields_and_create_nothing(control_plane):
 def test_a_valid_form_checks_clean_and_reports_missing_route_files(control_plane):
     session = signed_in(control_plane)
     headers = {"X-TrainML-Dashboard": "1"}
-    form = {"name": "echo", "resources": {"gpu_types": ["cpu"]}, "model": {"source": "directory", "directory": ECHO_DIR},
+    form = {"name": "echo", "resources": {"gpu_types": ["cpu"]},
+            "model": {"source": "directory", "directory": ECHO_DIR},
             "routes": [route(file="echo", function="echo")]}
     checked = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
     assert checked.status_code == 200, checked.text
@@ -162,7 +167,8 @@ DASHBOARD = {"X-TrainML-Dashboard": "1"}
 
 
 def check_form(plane, session, environment: dict, directory: str = TABULATE_DIR) -> requests.Response:
-    form = {"name": "env", "resources": {"gpu_types": ["cpu"]}, "model": {"source": "directory", "directory": directory},
+    form = {"name": "env", "resources": {"gpu_types": ["cpu"]},
+            "model": {"source": "directory", "directory": directory},
             "routes": [VERSION_ROUTE], "environment": environment}
     return session.post(plane.url + "/api/dashboard/check", json=form, headers=DASHBOARD, timeout=60)
 
@@ -198,8 +204,10 @@ def test_environment_problems_show_at_their_fields_and_create_nothing(control_pl
     assert answer.status_code == 422
     fields = {f["field"]: f["message"] for f in answer.json()["fields"]}
     assert set(fields) == {"environment.packages.pip", "environment.python", "environment.requirements"}
-    assert fields["environment.packages.pip"].startswith("'--index-url=http://example.invalid' looks like an installer option")
-    default = next(i for i in control_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"] if i["default"])
+    assert fields["environment.packages.pip"].startswith(
+        "'--index-url=http://example.invalid' looks like an installer option")
+    interpreters = control_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"]
+    default = next(i for i in interpreters if i["default"])
     assert fields["environment.python"].startswith("no Python 3.99 on the control plane's machine; available: ")
     assert f"{default['version']} (default)" in fields["environment.python"]
     assert "leaves the model folder" in fields["environment.requirements"]
@@ -217,7 +225,8 @@ def test_the_form_is_told_whether_a_server_folder_has_a_requirements_txt(control
     session = signed_in(control_plane)
 
     def ask(directory):
-        return session.get(control_plane.url + "/api/dashboard/requirements", params={"directory": directory}, timeout=10)
+        return session.get(control_plane.url + "/api/dashboard/requirements", params={"directory": directory},
+                           timeout=10)
 
     assert ask(str(MODELS / "requirements_file")).json() == {
         "directory": str(MODELS / "requirements_file"), "file": "requirements.txt", "found": True}
@@ -247,9 +256,11 @@ def test_the_details_page_shows_what_the_environment_asks_before_it_is_built(con
     default = next(i for i in interpreters if i["default"])
     facts, panel = details("env-type", {"packages": {"pip": ["tabulate==0.9.0", "numpy>=1.20,<2"]},
                                         "type": "DEEPLEARNING_PY299", "requirements": "deps/requirements.txt"})
-    assert facts == {"Python": f"{default['version']} (default)", "Python packages": "tabulate==0.9.0, numpy&gt;=1.20,&lt;2",
+    assert facts == {"Python": f"{default['version']} (default)",
+                     "Python packages": "tabulate==0.9.0, numpy&gt;=1.20,&lt;2",
                      "Requirements file": "deps/requirements.txt", "Environment key": "not built yet"}
-    assert "environment DEEPLEARNING_PY299 asks for Python 2.99, which this machine lacks; running on the default" in panel
+    assert ("environment DEEPLEARNING_PY299 asks for Python 2.99, which this machine lacks; "
+            "running on the default") in panel
     facts, _ = details("env-none", {})
     assert facts["Environment key"] == "none: the control plane&#39;s Python" and facts["Python packages"] == "—"
     other = next((i for i in interpreters if not i["default"]), None)
@@ -283,9 +294,11 @@ def _route(**changes):
 
 
 @pytest.mark.parametrize("routes, field, message", [
-    ([_route(body=[{"name": "a", "type": "str"}, {"name": "b", "type": "float", "optional": True, "default_value": "abc"}])],
+    ([_route(body=[{"name": "a", "type": "str"},
+                   {"name": "b", "type": "float", "optional": True, "default_value": "abc"}])],
      "routes.0.body.1.default_value", "'abc' is not a Python literal"),
-    ([_route(), _route(verb="GET", path="/a: b")], "routes.1.path", "'/a: b' must start with '/' and use only URL path characters"),
+    ([_route(), _route(verb="GET", path="/a: b")], "routes.1.path",
+     "'/a: b' must start with '/' and use only URL path characters"),
     ([_route(positional=True, body=[{"name": "a", "type": "str", "optional": True}, {"name": "b", "type": "str"}])],
      "routes.0.body.1.param", "required param 'b' comes after an optional one in a positional route"),
     ([_route(verb="FETCH")], "routes.0.verb", "'FETCH' is not one of GET, POST, PUT, PATCH, DELETE"),
@@ -307,7 +320,8 @@ def test_the_api_returns_route_problems_as_data(control_plane):
     payload = {"name": "x", "model": {"source_type": "git", "source_uri": "file:///nowhere"},
                "endpoint": {"routes": [_route(), _route(path="/q", function="not valid")]}}
     body = control_plane.api("POST", "/api/jobs", json=payload).json()
-    assert body["fields"] == [{"route": 1, "field": "function", "message": "'not valid' is not a valid Python function name"}]
+    assert body["fields"] == [{"route": 1, "field": "function",
+                               "message": "'not valid' is not a valid Python function name"}]
     assert body["details"] == ["route 2 (POST /q): function: 'not valid' is not a valid Python function name"]
 
 
@@ -317,7 +331,8 @@ def test_the_api_returns_route_problems_as_data(control_plane):
      "(put index settings in pip's configuration, which environments follow)"),
     ({"requirements": "/etc/x"}, "environment.requirements",
      "environment.requirements: '/etc/x' is absolute; give a path relative to the model folder"),
-    ({"python": " "}, "environment.python", "environment.python: ' ' must be a version such as '3.12' or an interpreter's path"),
+    ({"python": " "}, "environment.python",
+     "environment.python: ' ' must be a version such as '3.12' or an interpreter's path"),
 ], ids=["package", "requirements", "python"])
 def test_environment_problems_carry_their_field_as_data(environment, field, sentence):
     """The CLI's sentence is unchanged; the form's field and message come from the same data, not from it."""

@@ -52,8 +52,10 @@ class Dashboard:
         self.errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         # A 422 is the form answering with field errors; anything else failing to load is a bug.
-        self.page.on("response", lambda r: r.status >= 400 and r.status != 422 and self.errors.append(f"{r.status} {r.url}"))
-        self.page.on("console", lambda m: m.type == "error" and "status of" not in m.text and self.errors.append(m.text))
+        self.page.on("response",
+                     lambda r: r.status >= 400 and r.status != 422 and self.errors.append(f"{r.status} {r.url}"))
+        self.page.on("console",
+                     lambda m: m.type == "error" and "status of" not in m.text and self.errors.append(m.text))
         self.page.goto(login_link(plane))
         self.page.wait_for_url(f"{plane.url}/dashboard/")
 
@@ -99,15 +101,18 @@ def check_layout(page, name: str) -> None:
             ruler.style.font = before.font;
             ruler.textContent = cell.dataset.label;
             const shown = parseFloat(before.width);
-            if (shown + 0.5 < ruler.getBoundingClientRect().width) faults.push(`label ${cell.dataset.label} squeezed to ${shown} px`);
+            if (shown + 0.5 < ruler.getBoundingClientRect().width)
+                faults.push(`label ${cell.dataset.label} squeezed to ${shown} px`);
         }
         ruler.remove();
         for (const url of document.querySelectorAll(".url")) {
-            if (visible(url) && url.getClientRects().length === 1 && url.getBoundingClientRect().height > 1.6 * parseFloat(getComputedStyle(url).lineHeight || 20))
+            if (visible(url) && url.getClientRects().length === 1
+                    && url.getBoundingClientRect().height > 1.6 * parseFloat(getComputedStyle(url).lineHeight || 20))
                 faults.push(`URL ${url.textContent} broken over lines`);
         }
         for (const button of document.querySelectorAll("button, .button")) {
-            if (visible(button) && button.scrollWidth > button.clientWidth + 1) faults.push(`button ${button.textContent.trim()} cut`);
+            if (visible(button) && button.scrollWidth > button.clientWidth + 1)
+                faults.push(`button ${button.textContent.trim()} cut`);
         }
         if (window.innerWidth > 720) {
             for (const group of document.querySelectorAll("td .action-group")) {
@@ -138,7 +143,8 @@ def assert_labelled(page) -> None:
 
 
 def login_link(plane) -> str:
-    env = {**os.environ, "TRAINML_API_URL": plane.url, "TRAINML_API_TOKEN": plane.token, "TRAINML_HOME": str(plane.home)}
+    env = {**os.environ, "TRAINML_API_URL": plane.url, "TRAINML_API_TOKEN": plane.token,
+           "TRAINML_HOME": str(plane.home)}
     result = subprocess.run([sys.executable, "-m", "trainml_cli", "server", "dashboard", "--format", "json"],
                             env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -372,7 +378,8 @@ def test_the_batch_section_of_a_route_is_checked_and_reviewed(browser, control_p
     route.get_by_label("Max wait (ms)").fill("5")
     page.get_by_role("button", name="Next").click()
     page.locator("#review").wait_for()
-    assert "Batched: up to 16 requests per call, waiting up to 5 ms to fill a batch" in page.locator("#review").inner_text()
+    review_text = page.locator("#review").inner_text()
+    assert "Batched: up to 16 requests per call, waiting up to 5 ms to fill a batch" in review_text
     assert control_plane.api("GET", "/api/jobs").json() == []
     ui.close()
 
@@ -572,7 +579,8 @@ def test_a_traceback_reads_top_down_as_one_entry(browser, control_plane):
     entry.wait_for()
     # The output is tailed from files in chunks: a record's later lines may join its entry a moment later.
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.log-line .msg')].some(m => m.innerText.includes(\"ValueError: bad value 'x'\")"
+        "() => [...document.querySelectorAll('.log-line .msg')].some(m => "
+        "m.innerText.includes(\"ValueError: bad value 'x'\")"
         " && m.innerText.includes('Traceback (most recent call last):'))", timeout=20000)
     text = entry.locator(".msg").inner_text()
     lines = text.splitlines()
@@ -585,7 +593,8 @@ def test_a_traceback_reads_top_down_as_one_entry(browser, control_plane):
     assert block == "summary for x:\n  first: 1\n  second: 2"
     # Newest entry first: the access-log line of the 404 is above the traceback, marked, with one timestamp.
     missing = page.locator('.log-line[data-http="4xx"]')
-    assert missing.locator(".msg").inner_text() == "POST /nowhere 404 " + missing.locator(".msg").inner_text().split(" 404 ")[1]
+    access_line = missing.locator(".msg").inner_text()
+    assert access_line == "POST /nowhere 404 " + access_line.split(" 404 ")[1]
     assert missing.evaluate("(row) => row.compareDocumentPosition(document.querySelector('.log-line.multi')) & 4") == 4
     assert page.locator('.log-line[data-stream="event"]').count() > 0
     # Everything fits on the page: the log is the only thing that would scroll.
@@ -633,7 +642,8 @@ def test_the_models_page_adds_shows_uses_and_removes_stored_models(browser, cont
     ui.shoot("models", "/dashboard/models")
 
     # Create an endpoint from it: the form opens with the stored model chosen.
-    page.locator("#model-rows tr", has_text="dashboard_echo").get_by_role("link", name="Create an endpoint from dashboard_echo").click()
+    row = page.locator("#model-rows tr", has_text="dashboard_echo")
+    row.get_by_role("link", name="Create an endpoint from dashboard_echo").click()
     assert page.get_by_label("A stored model").is_checked()
     assert page.locator("#stored-model option:checked").inner_text().startswith("dashboard_echo")
     fill_echo_route(page, "from-stored")
@@ -662,7 +672,8 @@ def test_a_fresh_create_form_shows_every_error_at_once_beside_its_field(browser,
     gpu_count = page.get_by_label("GPU count")
     assert gpu_count.input_value() == "0" and gpu_count.is_disabled()  # a cpu job holds no GPU
     style = lambda selector, pseudo="": page.locator(selector).first.evaluate(  # noqa: E731
-        f"(node) => {{ const s = getComputedStyle(node, {pseudo!r} || null); return [s.backgroundColor, s.color, s.fontStyle]; }}")
+        f"(node) => {{ const s = getComputedStyle(node, {pseudo!r} || null); return "
+        "[s.backgroundColor, s.color, s.fontStyle]; }")
     # Placeholders read as hints, and a disabled field looks unlike an enabled one.
     assert style("#name", "::placeholder")[2] == "italic"
     assert page.locator("#name").get_attribute("placeholder").startswith("e.g. ")
@@ -722,7 +733,8 @@ def test_connect_and_details_of_a_stopped_and_a_failed_endpoint(browser, control
     assert page.evaluate("navigator.clipboard.readText()") == job["url"]
     pre = page.locator("[data-curl]").first
     assert job["url"] in pre.inner_text()
-    assert pre.evaluate("p => [getComputedStyle(p).wordBreak, getComputedStyle(p).overflowWrap]") == ["normal", "normal"]
+    wrapping = pre.evaluate("p => [getComputedStyle(p).wordBreak, getComputedStyle(p).overflowWrap]")
+    assert wrapping == ["normal", "normal"]
 
     # Stopped: no URL, and no command with the port it had; the page says so in words.
     control_plane.api("POST", f"/api/jobs/{job['id']}/stop")
@@ -747,7 +759,8 @@ def test_connect_and_details_of_a_stopped_and_a_failed_endpoint(browser, control
     page.locator('#job-head .badge[data-status="failed"]').wait_for(timeout=20_000)
     reason = page.locator("#job-reason")
     reason.wait_for()
-    assert "monospace" in reason.evaluate("r => getComputedStyle(r).fontFamily") or "Mono" in reason.evaluate("r => getComputedStyle(r).fontFamily")
+    font = reason.evaluate("r => getComputedStyle(r).fontFamily")
+    assert "monospace" in font or "Mono" in font
     assert reason.inner_text() == control_plane.api("GET", f"/api/jobs/{failed['id']}").json()["reason"].splitlines()[0]
     page.get_by_role("link", name="Open the log").click()
     page.wait_for_url(f"**/jobs/{failed['id']}/logs")

@@ -228,7 +228,8 @@ def test_a_local_wheel_and_an_included_file_count_by_their_bytes(tmp_path):
     (model / "wheels").mkdir()
     wheel = model / "wheels" / "trainml_fixture_other-1.0-py3-none-any.whl"
     wheel.write_bytes(b"first build")
-    (model / "requirements.txt").write_text("\ufeff-r constraints/all.txt\n" + wheel.relative_to(model).as_posix() + "\n")
+    (model / "requirements.txt").write_text("\ufeff-r constraints/all.txt\n"
+                                            + wheel.relative_to(model).as_posix() + "\n")
     (model / "constraints").mkdir()
     (model / "constraints" / "all.txt").write_text("tabulate==0.9.0\n")
     keys = [local_digest(model, "requirements.txt", [])]

@@ -85,7 +85,8 @@ def test_pip_packages_give_two_endpoints_two_versions_of_a_package_the_platform_
 
 
 def test_a_requirements_txt_at_the_model_root_is_used_and_the_log_says_so(plane):
-    code, out, err = cli(plane, "job", "create", "endpoint", "req-file", "--model-dir", str(MODELS / "requirements_file"),
+    code, out, err = cli(plane, "job", "create", "endpoint", "req-file", "--model-dir",
+                         str(MODELS / "requirements_file"),
                          "--route", json.dumps(VERSION_ROUTE), "--timeout", "300")
     assert code == 0, err
     url = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("Endpoint is running at: "))
@@ -109,7 +110,8 @@ def test_the_same_packages_build_once_for_three_concurrent_jobs(plane):
             assert len(keys) == 1
             logs = [await messages(job) for job in jobs]
             builds = sum(any("building Python" in m for m in log) for log in logs)
-            waits = sum(any("waiting for the build started for" in m or "(built before)" in m for m in log) for log in logs)
+            waits = sum(any("waiting for the build started for" in m or "(built before)" in m for m in log)
+                        for log in logs)
             assert (builds, waits) == (1, 2)
             listing = await client.environments.list()
             (record,) = [e for e in listing["environments"] if e["key"] in keys]
@@ -138,13 +140,15 @@ def test_the_same_packages_build_once_for_three_concurrent_jobs(plane):
 def test_a_package_that_does_not_exist_fails_the_job_fast_naming_it(plane):
     async def scenario():
         async with plane.client() as client:
-            job = await client.jobs.create("no-such", model=local("tabulate_version"), endpoint={"routes": [VERSION_ROUTE]},
+            job = await client.jobs.create("no-such", model=local("tabulate_version"),
+                                           endpoint={"routes": [VERSION_ROUTE]},
                                            environment=pip("trainml-no-such-package-4d1c"))
             with pytest.raises(JobFailed) as failed:
                 await job.wait_for("running", timeout=120)
             assert "trainml-no-such-package-4d1c" in str(failed.value)
             assert "installing the environment's packages failed" in job.reason
-            key_dirs = [p.name for p in (plane.home / "envs").iterdir() if not (p / "trainml-environment.json").exists()]
+            key_dirs = [p.name for p in (plane.home / "envs").iterdir()
+                        if not (p / "trainml-environment.json").exists()]
             assert key_dirs == [], "a failed build leaves nothing a later job would reuse"
             await job.remove()
 

@@ -60,8 +60,10 @@ def runtime(tmp_path, monkeypatch):
     (tmp_path / "key").write_text(KEY)
     monkeypatch.syspath_prepend(str(root))
     routes = parse_routes([
-        {"verb": "POST", "path": "/fail", "file": module, "function": "fail", "body": [{"name": "text", "type": "str"}]},
-        {"verb": "POST", "path": "/block", "file": module, "function": "block", "body": [{"name": "gate", "type": "str"}]},
+        {"verb": "POST", "path": "/fail", "file": module, "function": "fail",
+         "body": [{"name": "text", "type": "str"}]},
+        {"verb": "POST", "path": "/block", "file": module, "function": "block",
+         "body": [{"name": "gate", "type": "str"}]},
     ])
     config = RuntimeConfig(model_dir=str(root), routes=routes, max_concurrency=1, max_queue=0, timeout=0.5,
                            max_body_size=1024, key_file=str(tmp_path / "key"), access_log=False)
@@ -138,7 +140,8 @@ def api(tmp_path):
     async def client():
         transport = httpx.ASGITransport(app=app)
         token = Path(settings.token_path).read_text().strip()
-        return httpx.AsyncClient(transport=transport, base_url="http://api", headers={"Authorization": f"Bearer {token}"})
+        return httpx.AsyncClient(transport=transport, base_url="http://api",
+                                 headers={"Authorization": f"Bearer {token}"})
 
     return app, client
 

@@ -50,7 +50,8 @@ def test_schemathesis_finds_nothing_in_the_control_plane_or_an_endpoint(control_
 
     async def scenario():
         async with control_plane.client() as client:
-            job = await client.jobs.create("fuzzed", model={"source_type": "local", "source_uri": str(MODELS / "types")},
+            job = await client.jobs.create("fuzzed",
+                                           model={"source_type": "local", "source_uri": str(MODELS / "types")},
                                            endpoint={"routes": routes, "auth": True})
             await job.wait_for("running", timeout=60)
             return job, (await job.connection())["key"]

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import route, run, wait_until
-from trainml_cli.errors import JobFailed
 from test_sources import git
+from trainml_cli.errors import JobFailed
 
 PASSWORD = "s3cret-pass"
 TOKEN = "ghp_t0kenSecret"

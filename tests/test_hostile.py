@@ -41,7 +41,8 @@ def raw_post(ep, path, body: bytes, content_type: str | None, **kwargs):
     return ep.session.post(ep.url + path, data=body, headers=headers, timeout=kwargs.pop("timeout", 30), **kwargs)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
+@pytest.mark.parametrize("content_type",
+                         ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
 def test_a_body_that_does_not_say_json_is_415_naming_the_expected_type(serve, content_type):
     ep = serve([route("/echo", "echo", ECHO)])
     answer = raw_post(ep, "/echo", b'{"text": "x"}', content_type)
@@ -199,7 +200,7 @@ def test_a_slowloris_connection_is_closed_and_others_are_served(serve):
     began = time.monotonic()
     sock.sendall(b"POST /echo HTTP/1.1\r\nhost: x\r\n")
     closed_after = None
-    for i in range(40):  # a header byte every 0.5 s, for up to 20 s
+    for _ in range(40):  # a header byte every 0.5 s, for up to 20 s
         assert ep.post("/echo", {"text": "x"}).status_code == 200
         try:
             sock.sendall(b"x")
@@ -390,7 +391,8 @@ def test_a_body_nested_past_the_bound_is_a_json_422_naming_it_on_an_endpoint(ser
 
 def test_the_endpoints_depth_bound_is_100_levels(serve):
     ep = serve([route("/echo", "echo", ECHO), route("/q", "echo", ECHO[1:], verb="GET")])
-    assert raw_post(ep, "/echo", b'{"text": "x", "l": ' + nested(99).encode() + b"}", "application/json").status_code == 200
+    deepest = raw_post(ep, "/echo", b'{"text": "x", "l": ' + nested(99).encode() + b"}", "application/json")
+    assert deepest.status_code == 200
     deeper = raw_post(ep, "/echo", b'{"text": "x", "l": ' + nested(100).encode() + b"}", "application/json")
     assert deeper.status_code == 422 and deeper.json()["detail"][0]["loc"] == ["body", "l"]
     assert ep.get("/q?l=" + nested(99)).status_code == 200  # a param's value is level 2, as in a body
@@ -484,7 +486,8 @@ def test_a_body_over_the_control_planes_cap_is_413_without_a_content_length(cont
 def test_a_body_nested_past_the_bound_is_a_json_422_naming_it_on_the_control_plane(control_plane, levels, pad, keys):
     for path, body in (("/api/jobs", JOB[:-1] + ', "routes": ' + nested(levels) + "}"
                         + (padding(pad, keys) if pad else "") + "}"),
-                       ("/api/dashboard/check", '{"name": ' + nested(levels) + (padding(pad, keys) if pad else "") + "}")):
+                       ("/api/dashboard/check",
+                        '{"name": ' + nested(levels) + (padding(pad, keys) if pad else "") + "}")):
         assert (len(body) > 64 * 1024) == bool(pad or levels > 30_000)
         answer = control_plane.api("POST", path, data=body, headers={"content-type": "application/json"})
         assert answer.status_code == 422, answer.text[:300]

@@ -105,13 +105,14 @@ def test_the_layers_hold():
 def test_every_top_level_module_is_a_layer_or_a_declared_leaf():
     """A new module at the top is a leaf only once the leaves' contract names it (so it is checked as one)."""
     declared = set(importlinter_config()["importlinter:contract:leaves"]["source_modules"].split())
-    found = {f"trainml_cli.{path.stem}" for path in (ROOT / "trainml_cli").glob("*.py") if path.stem not in ENTRY_POINTS}
+    found = {f"trainml_cli.{path.stem}" for path in (ROOT / "trainml_cli").glob("*.py")
+             if path.stem not in ENTRY_POINTS}
     packages = {path.parent.name for path in (ROOT / "trainml_cli").glob("*/__init__.py")}
     assert packages == LAYERS, "a new package is a layer: give it a contract in setup.cfg"
     assert found == declared
 
 
-# -- the package maps: each package's docstring (and the manual's layout, docs/architecture.md) names its modules ----------------------
+# -- the package maps: each package's docstring (and the manual's layout, docs/architecture.md) names its modules -
 
 MAPPED = ("cli", "sdk", "server", "server/backends", "server/dashboard", "runtime")
 _NAMED = re.compile(r"(?<![\w/.])(\w+\.py)\b")

@@ -89,8 +89,9 @@ def test_model_code_that_cannot_load_fails_the_job_with_its_traceback(control_pl
             with pytest.raises(JobFailed) as caught:
                 await job.wait_for("running", timeout=60)
             assert "helper_that_does_not_exist" in job.reason
-            assert job.reason.splitlines()[0] == ("model code failed to load: route POST /predict: importing predict.py "
-                                                  "failed: ModuleNotFoundError: No module named 'helper_that_does_not_exist'")
+            assert job.reason.splitlines()[0] == (
+                "model code failed to load: route POST /predict: importing predict.py "
+                "failed: ModuleNotFoundError: No module named 'helper_that_does_not_exist'")
             assert "helper_that_does_not_exist" in str(caught.value) + "\n".join(caught.value.details)
             assert job.restarts == 0  # exit code 3: restarting would not help
             assert job.url is None
@@ -123,26 +124,32 @@ def test_invalid_routes_are_refused_before_sending_and_by_the_server(control_pla
                 await client.jobs.create("bad", model=local("echo"), endpoint=bad)
 
     run(scenario())
-    payload = {"name": "bad", "model": {"source_type": "git", "source_uri": "https://example.invalid/r.git"}, "endpoint": bad}
+    payload = {"name": "bad", "model": {"source_type": "git", "source_uri": "https://example.invalid/r.git"},
+               "endpoint": bad}
     response = control_plane.api("POST", "/api/jobs", json=payload)
     assert response.status_code == 422
     body = response.json()
     assert body["error"] == "invalid_route"
-    assert body["details"] == ["route 2 (POST /x): body[0].type: 'string' is not one of str, int, float, bool, dict, list"]
+    assert body["details"] == ["route 2 (POST /x): body[0].type: 'string' is not one of "
+                               "str, int, float, bool, dict, list"]
     assert control_plane.api("GET", "/api/jobs").json() == []
 
 
 @pytest.mark.parametrize("payload, message", [
     ({"type": "training"}, "type: 'training' is not supported"),
-    ({"resources": {"cpu_count": 0}}, "resources.cpu_count: 0 is too small; CPU count must be a whole number, 1 or more"),
-    ({"resources": {"gpu_types": ["rtx3090"], "gpu_count": 1}}, "asks for 1 GPU(s) of type rtx3090 but this machine has 0"),
-    ({"resources": {"gpu_types": ["a100"], "gpu_count": 1, "max_price": 0.5}}, "resources.max_price: 0.5 credits/hour is below the price of a100"),
+    ({"resources": {"cpu_count": 0}},
+     "resources.cpu_count: 0 is too small; CPU count must be a whole number, 1 or more"),
+    ({"resources": {"gpu_types": ["rtx3090"], "gpu_count": 1}},
+     "asks for 1 GPU(s) of type rtx3090 but this machine has 0"),
+    ({"resources": {"gpu_types": ["a100"], "gpu_count": 1, "max_price": 0.5}},
+     "resources.max_price: 0.5 credits/hour is below the price of a100"),
     ({"environment": {"env": [{"key": "1BAD", "value": "x"}]}}, "environment.env[0].key: '1BAD'"),
     ({"model": {"source_type": "trainml", "source_uri": "nope"}}, "model 'nope' not found"),
     ({"endpoint": {"routes": [route()], "max_queue": -1}}, "endpoint.max_queue: -1"),
     ({"model": {"source_type": "svn", "source_uri": "x"}}, "model.source_type"),
     ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
-], ids=["type", "cpu_count", "no-such-gpu", "max_price", "env-key", "stored-model", "max_queue", "source-type", "extra-field"])
+], ids=["type", "cpu_count", "no-such-gpu", "max_price", "env-key", "stored-model", "max_queue", "source-type",
+        "extra-field"])
 def test_bad_payloads_are_422_naming_the_field_and_create_nothing(control_plane, payload, message):
     base = {"name": "x", "model": {"source_type": "git", "source_uri": "https://example.invalid/r.git"},
             "endpoint": {"routes": [route()]}}
@@ -176,7 +183,8 @@ def test_gpus_are_handed_out_exclusively_and_jobs_wait_for_them(start_control_pl
 
     async def scenario():
         async with plane.client() as client:
-            first = await client.jobs.create("gpu1", model=local("environ"), endpoint=env_routes, resources=gpu, wait=True)
+            first = await client.jobs.create("gpu1", model=local("environ"), endpoint=env_routes, resources=gpu,
+                                             wait=True)
             assert (await first.call("/env", {"name": "CUDA_VISIBLE_DEVICES"}))["value"] == "0"
             assert first.dict["gpus"][0]["type"] == "rtx3090"
             assert first.dict["hourly_rate"] == pytest.approx(0.36)  # one CPU and one rtx3090
@@ -204,7 +212,8 @@ def test_a_job_stopped_right_after_it_was_created_is_stopped(control_plane):
     async def scenario():
         async with control_plane.client() as client:
             upload = await client.upload(MODELS / "echo")
-            payload = {"name": "quick", "model": {"source_type": "local", "upload_id": upload["id"]}, "endpoint": ECHO_ROUTES}
+            payload = {"name": "quick", "model": {"source_type": "local", "upload_id": upload["id"]},
+                       "endpoint": ECHO_ROUTES}
             for _ in range(3):
                 created = await client.http.request("POST", "/api/jobs", json=payload)
                 await client.http.request("POST", f"/api/jobs/{created['id']}/stop")

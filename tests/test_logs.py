@@ -106,7 +106,8 @@ def test_the_stream_endpoint_follows_as_ndjson_and_as_server_sent_events(control
     arrived = threading.Event()
 
     def follow():
-        with requests.get(f"{control_plane.url}/api/jobs/{job['id']}/logs/stream", headers=headers, stream=True, timeout=30) as response:
+        with requests.get(f"{control_plane.url}/api/jobs/{job['id']}/logs/stream", headers=headers, stream=True,
+                          timeout=30) as response:
             assert response.headers["content-type"].startswith("application/x-ndjson")
             for raw in response.iter_lines():
                 if raw:
@@ -203,7 +204,8 @@ def test_events_have_their_own_cap_so_a_flood_of_prints_keeps_them(tmp_path):
         kept = book.page("job1", None, 10_000)
         output = [e for e in kept if e["stream"] != "event"]
         assert [e["message"] for e in output] == [f"line {i}" for i in reversed(range(950, 1000))]
-        assert [e["message"] for e in kept if e["stream"] == "event"] == ["status: running", "job 'x' created (local model)"]
+        events = [e["message"] for e in kept if e["stream"] == "event"]
+        assert events == ["status: running", "job 'x' created (local model)"]
         for i in range(200):
             book.event("job1", f"status: starting ({i})")
         book.flush()
@@ -217,10 +219,10 @@ def test_events_have_their_own_cap_so_a_flood_of_prints_keeps_them(tmp_path):
 
 def test_a_flood_of_prints_leaves_the_status_history(control_plane):
     from test_dashboard import signed_in
-
     from trainml_cli.server.logs import MAX_LINES, PRUNE_EVERY
 
-    flood = {"verb": "POST", "path": "/flood", "file": "predict", "function": "flood", "body": [{"name": "n", "type": "int"}]}
+    flood = {"verb": "POST", "path": "/flood", "file": "predict", "function": "flood",
+             "body": [{"name": "n", "type": "int"}]}
     lines = MAX_LINES + 50_000
 
     async def scenario():
@@ -239,13 +241,15 @@ def test_a_flood_of_prints_leaves_the_status_history(control_plane):
             return job.dict
 
     job = run(scenario())
-    history = signed_in(control_plane).get(f"{control_plane.url}/api/dashboard/jobs/{job['id']}/history", timeout=30).json()
+    history = signed_in(control_plane).get(f"{control_plane.url}/api/dashboard/jobs/{job['id']}/history",
+                                           timeout=30).json()
     statuses = [h["status"] for h in history["history"]]
     assert statuses[-1] == "new" and "starting" in statuses and statuses[0] == "running"
     # The output was pruned to its cap (pruning runs every PRUNE_EVERY lines).
     count, before = 0, None
     for _ in range(200):
-        page = control_plane.api("GET", f"/api/jobs/{job['id']}/logs", params={"limit": 1000, **({"before": before} if before else {})}).json()
+        page = control_plane.api("GET", f"/api/jobs/{job['id']}/logs",
+                                 params={"limit": 1000, **({"before": before} if before else {})}).json()
         count += sum(1 for e in page["logs"] if e["stream"] != "event")
         before = page["next"]
         if before is None:

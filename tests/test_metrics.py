@@ -15,10 +15,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from trainml_cli.contracts import flatten_totals, sum_totals
-
 from conftest import MODELS, route as cp_route, run, wait_until
 from endpoint_process import param, route, start
+from trainml_cli.contracts import flatten_totals, sum_totals
 
 
 @pytest.fixture
@@ -125,7 +124,8 @@ def test_in_flight_queue_depth_and_overload_show_in_the_scrape(serve, tmp_path):
 def test_service_discovery_lists_running_endpoints_and_the_control_plane(control_plane):
     async def scenario():
         async with control_plane.client() as client:
-            job = await client.jobs.create("two-workers", model={"source_type": "local", "source_uri": str(MODELS / "echo")},
+            job = await client.jobs.create("two-workers",
+                                           model={"source_type": "local", "source_uri": str(MODELS / "echo")},
                                            endpoint={"routes": [cp_route()]}, resources={"cpu_count": 2}, wait=True)
             for _ in range(20):
                 await job.call("/predict", {"text": "m"})
@@ -134,12 +134,13 @@ def test_service_discovery_lists_running_endpoints_and_the_control_plane(control
     job = run(scenario())
     groups = control_plane.api("GET", "/api/prometheus/targets").json()
     host_port = control_plane.url.split("://")[1]
-    assert groups[0] == {"targets": [host_port], "labels": {"__metrics_path__": "/metrics", "__scheme__": "http", "component": "control-plane"}}
+    assert groups[0] == {"targets": [host_port],
+                         "labels": {"__metrics_path__": "/metrics", "__scheme__": "http", "component": "control-plane"}}
     endpoint_url = job.url
     [endpoint] = groups[1:]
     assert endpoint["targets"] == [endpoint_url.split("://")[1]]
-    assert endpoint["labels"] == {"__metrics_path__": "/metrics", "__scheme__": "http", "component": "endpoint", "job_id": job.id,
-                                  "job_name": "two-workers"}
+    assert endpoint["labels"] == {"__metrics_path__": "/metrics", "__scheme__": "http", "component": "endpoint",
+                                  "job_id": job.id, "job_name": "two-workers"}
 
     # Every target answers Prometheus text; the control plane's needs no token (scrapes must not carry it).
     for group in groups:

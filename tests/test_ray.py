@@ -81,7 +81,8 @@ def _end(process: subprocess.Popen) -> None:
 
 RAY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "ray.md"
 SLOT = "trainml_test_slot"  # a custom resource each node has one of
-# What the tests change in the docs' recipe (docs/ray.md), and why; nothing else but ports and HAProxy's folders (below).
+# What the tests change in the docs' recipe (docs/ray.md), and why; nothing else but ports and HAProxy's
+# folders (below).
 # The tests share no token (token auth is Ray's own).
 TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled"}
 
@@ -141,7 +142,8 @@ def cluster(tmp_path_factory):
     common = ["--num-cpus=2", "--object-store-memory=100000000", "--node-ip-address=127.0.0.1",
               f"--resources={json.dumps({SLOT: 1})}", "--dashboard-agent-listen-port=0", "--block"]
     head_cmd = [ray, "start", *head_args, f"--port={gcs}", f"--dashboard-port={dashboard}",
-                "--include-dashboard=true", f"--ray-client-server-port={client}", f"--metrics-export-port={metrics_head}",
+                "--include-dashboard=true", f"--ray-client-server-port={client}",
+                f"--metrics-export-port={metrics_head}",
                 f"--temp-dir={temp}", *common]
     # The worker's own temp dir, as a second machine has: Ray builds each job's uv environment under the node's
     # session folder with a lock held per node, so two nodes sharing one folder race on the same environment
@@ -340,7 +342,8 @@ def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, st
     assert result.returncode == 1
     # The error line names the cause, as on the local backend.
     error = next(line for line in result.stderr.splitlines() if line.startswith("Error:"))
-    assert "model code failed to load" in error and "ModuleNotFoundError: No module named 'helper_that_does_not_exist'" in error, error
+    assert "model code failed to load" in error, error
+    assert "ModuleNotFoundError: No module named 'helper_that_does_not_exist'" in error, error
     record = job(plane, "broken")
     assert record["status"] == "failed"
     assert record["reason"].startswith("model code failed to load: ")
@@ -488,7 +491,8 @@ def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_an
     url = record["url"]
 
     # What Serve deployed, read back from Serve's own API.
-    app = requests.get(cluster.dashboard + "/api/serve/applications/", timeout=10).json()["applications"][f"ep-{record['id']}"]
+    apps = requests.get(cluster.dashboard + "/api/serve/applications/", timeout=10).json()["applications"]
+    app = apps[f"ep-{record['id']}"]
     deployment = next(iter(app["deployments"].values()))
     config = deployment["deployment_config"]
     assert {k: config["autoscaling_config"][k] for k in ("min_replicas", "max_replicas", "upscale_delay_s",
@@ -525,7 +529,8 @@ def test_gpus_are_the_clusters_a_count_it_lacks_is_refused_at_create_and_gpu_lis
     for count in ("1", "0.5"):
         result = create(plane, "gpu", "--gpu-type", "rtx3090", "--gpu-count", count)
         assert result.returncode == 2, result.stdout + result.stderr
-        assert f"1 replica(s) of {count} GPU(s) of type rtx3090 do not fit the Ray cluster: it has 0 GPUs" in result.stderr
+        assert (f"1 replica(s) of {count} GPU(s) of type rtx3090 do not fit the Ray cluster: "
+                "it has 0 GPUs") in result.stderr
         assert "Traceback" not in result.stderr
     assert json.loads(trainml(plane, "job", "list", "--format", "json").stdout) == [], "nothing created"
 

@@ -242,7 +242,8 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     package = app["runtime_env"]["working_dir"]
     assert package.startswith("gcs://_ray_pkg_") and package.endswith(".zip")
     names = zipfile.ZipFile(io.BytesIO(head.packages[package[len("gcs://"):]])).namelist()
-    assert {"model/predict.py", "routes.json", "trainml_cli/runtime/serve_entry.py", "trainml_cli/launchspec.py"} <= set(names)
+    assert {"model/predict.py", "routes.json", "trainml_cli/runtime/serve_entry.py",
+            "trainml_cli/launchspec.py"} <= set(names)
     assert not any("__pycache__" in n for n in names)
     env = app["runtime_env"]["env_vars"]
     assert env["GREETING"] == "hi" and env["TRAINML_JOB_ID"] == job["id"] and "TRAINML_API_TOKEN" not in env
@@ -266,7 +267,7 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     # What the replica printed reaches the job's log; Ray's markers and Serve's own records do not.
     logs = lambda: [e["message"] for e in plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").json()["logs"]]  # noqa: E731
     wait_until(lambda: "hello from the replica" in logs(), timeout=10, message="the replica's output in the log")
-    assert not any(m.startswith(":actor_name:") or m.startswith("INFO 2026") for m in logs())
+    assert not any(m.startswith((":actor_name:", "INFO 2026")) for m in logs())
 
     # Stop: the list without it, and stopped once Serve has deleted it; the others stay.
     plane.api("POST", f"/api/jobs/{job['id']}/stop")
@@ -406,7 +407,8 @@ def test_an_application_deploying_past_the_deadline_fails_saying_what_is_missing
     began = time.monotonic()
     failed = wait_status(plane, job["id"], "failed", timeout=30)
     assert time.monotonic() - began >= 1.0
-    assert failed["reason"] == "insufficient resources: 2 replica(s) of 8 CPU(s) asked, the cluster has 3 CPU(s) free of 4"
+    assert failed["reason"] == ("insufficient resources: 2 replica(s) of 8 CPU(s) asked, "
+                                "the cluster has 3 CPU(s) free of 4")
     wait_until(lambda: f"ep-{job['id']}" not in head.apps, timeout=10, message="the stuck application removed")
 
 
@@ -456,7 +458,8 @@ def test_autoscaling_settings_and_ray_actor_options_reach_serve_and_job_get_show
            "TRAINML_API_TOKEN": plane.token, "NO_COLOR": "1"}
     shown = subprocess.run([sys.executable, "-m", "trainml_cli", "job", "get", "tuned"], capture_output=True,
                            text=True, timeout=60, env=env)
-    assert "configured: 1-3 autoscaled: aiming at 1.5 call(s) in flight per replica, adding one after 2s" in shown.stdout
+    assert ("configured: 1-3 autoscaled: aiming at 1.5 call(s) in flight per replica, "
+            "adding one after 2s") in shown.stdout
     assert "removing one after 15s below" in shown.stdout and "live: 1 running" in shown.stdout
     assert "RUNNING pid 4242" in shown.stdout and '"memory": 268435456' in shown.stdout
     traffic = plane.api("GET", f"/api/dashboard/traffic?job={job['id']}&span=5m").json()
@@ -464,7 +467,8 @@ def test_autoscaling_settings_and_ray_actor_options_reach_serve_and_job_get_show
 
 
 @pytest.mark.parametrize("endpoint, field, words", [
-    ({"ray_actor_options": {"memroy": 1}}, "endpoint.ray_actor_options.memroy", "not one of Ray Serve's replica options"),
+    ({"ray_actor_options": {"memroy": 1}}, "endpoint.ray_actor_options.memroy",
+     "not one of Ray Serve's replica options"),
     ({"ray_actor_options": {"num_cpus": 0.5}}, "endpoint.ray_actor_options.num_cpus", "give --cpu-count"),
     ({"ray_actor_options": {"memory": "2G"}}, "endpoint.ray_actor_options.memory", "must be a number of bytes"),
     ({"ray_actor_options": {"resources": {"GPU": 1}}}, "endpoint.ray_actor_options.resources", "not a custom resource"),
@@ -510,7 +514,8 @@ def test_bad_scaling_settings_and_actor_options_exit_2_at_the_cli(tmp_path, opti
 
 def test_usage_errors_for_backend_and_replica_options(control_plane, tmp_path):
     env = {**os.environ, "TRAINML_HOME": str(tmp_path / "h")}
-    result = subprocess.run([sys.executable, "-m", "trainml_cli.server", "--home", str(tmp_path / "h"), "--backend", "ray"],
+    result = subprocess.run([sys.executable, "-m", "trainml_cli.server", "--home", str(tmp_path / "h"),
+                             "--backend", "ray"],
                             capture_output=True, text=True, timeout=30, env=env)
     assert result.returncode == 2 and "--backend ray needs --ray-address" in result.stderr
     assert "Traceback" not in result.stderr
@@ -695,7 +700,8 @@ def test_gpus_are_the_clusters_checked_at_create_and_asked_of_ray_by_accelerator
             "endpoint": {"routes": [route()], "replicas": replicas}})
         assert answer.status_code == 422, answer.text
         message = answer.json()["message"]
-        assert "do not fit the Ray cluster: it has 3 GPUs: 2 A100 on 10.0.0.1, 1 GeForce-RTX-3090 on 10.0.0.2" in message
+        assert ("do not fit the Ray cluster: it has 3 GPUs: "
+                "2 A100 on 10.0.0.1, 1 GeForce-RTX-3090 on 10.0.0.2") in message
         assert answer.json()["fields"][0]["field"] == "resources.gpu_count"
     assert [j["id"] for j in plane.api("GET", "/api/jobs").json()] == jobs_before
 

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from conftest import ControlPlane, default_sigint, kill_everything_under
 
+from conftest import ControlPlane, default_sigint, kill_everything_under
 from trainml_cli.cli.main import main
 from trainml_cli.cli.output import Output, cell_width
 from trainml_cli.errors import UsageError
@@ -111,7 +111,8 @@ def test_verbose_adds_resources_then_model_and_rate(env):
     assert plain == ["ID", "NAME", "STATUS", "URL"]
     assert once == plain + ["RESOURCES", "CREATED"] and twice == once + ["MODEL", "RATE"]
     detail = run_cli(env, "-v", "job", "get", "verbose")[1]
-    assert "Hourly rate:" in detail and "PID:" in detail and "Hourly rate:" not in run_cli(env, "job", "get", "verbose")[1]
+    assert "Hourly rate:" in detail and "PID:" in detail
+    assert "Hourly rate:" not in run_cli(env, "job", "get", "verbose")[1]
     assert run_cli(env, "job", "remove", "--force", "verbose")[0] == 0
 
 

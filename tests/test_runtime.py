@@ -206,7 +206,7 @@ def test_queue_is_fifo_and_timeout_counts_running_time_only(serve):
         futures = []
         for i in range(3):
             futures.append(pool.submit(call, i))
-            _wait_for(lambda: (m := _metrics(ep))["running"] + m["waiting"] == i + 1)
+            _wait_for(lambda started=i + 1: (m := _metrics(ep))["running"] + m["waiting"] == started)
         # The third waits about 1 s in the queue, then runs 0.5 s: over 1.5 s in all, yet no 504.
         assert [f.result() for f in futures] == [200, 200, 200]
     assert order == [0, 1, 2]
@@ -243,7 +243,8 @@ def _try_status(ep, path):
 
 
 def test_openapi_and_docs_describe_every_route(serve):
-    ep = serve("types", [route("/echo", "echo", TYPES), route("/items", "get_item", [param("item_id", "int")], verb="GET")])
+    ep = serve("types",
+               [route("/echo", "echo", TYPES), route("/items", "get_item", [param("item_id", "int")], verb="GET")])
     document = ep.get("/openapi.json").json()
     post = document["paths"]["/echo"]["post"]
     schema_name = post["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
@@ -362,7 +363,8 @@ def test_a_linked_package_of_the_same_name_cannot_stand_in_for_the_route_file(se
     outside = tmp_path / "outside_pkg"
     outside.mkdir()
     marker = tmp_path / "imported"
-    (outside / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n\ndef predict():\n    return 'outside'\n")
+    (outside / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n\n"
+                                         "def predict():\n    return 'outside'\n")
     (model / "predict").symlink_to(outside)
     ep = serve(model, [route("/p", "predict", [])], ready=False)
     assert ep.wait_exit() == 3
@@ -384,4 +386,5 @@ def test_a_port_in_use_is_a_usage_error_naming_it(tmp_path):
              "--port", str(port), "--route", json.dumps(route("/sync", "shout", [param("text", "str")]))],
             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"Error: 127.0.0.1:{port} is already in use; choose another --port (0: any free one)"
+    assert result.stderr.strip() == (f"Error: 127.0.0.1:{port} is already in use; "
+                                     "choose another --port (0: any free one)")

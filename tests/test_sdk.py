@@ -31,7 +31,8 @@ def home(tmp_path):
 
 
 def servers_for(home) -> list[int]:
-    return [pid for pid in processes_mentioning(str(home)) if b"trainml_cli.server" in open(f"/proc/{pid}/cmdline", "rb").read()]
+    return [pid for pid in processes_mentioning(str(home))
+            if b"trainml_cli.server" in open(f"/proc/{pid}/cmdline", "rb").read()]
 
 
 def cli(home, *argv) -> subprocess.CompletedProcess:
@@ -111,7 +112,8 @@ def test_an_unreachable_explicit_url_fails_after_bounded_retries(home):
     async def scenario():
         async with TrainML(api_url=NOWHERE, home=home) as client:
             started = time.monotonic()
-            with pytest.raises(Unavailable, match=r"cannot reach the control plane at http://127.0.0.1:9: connection refused"):
+            with pytest.raises(Unavailable,
+                               match=r"cannot reach the control plane at http://127.0.0.1:9: connection refused"):
                 await client.jobs.list()
             return time.monotonic() - started
 
@@ -125,7 +127,9 @@ def test_routes_are_checked_before_anything_is_sent(home):
             with pytest.raises(RouteSpecError, match=r"route 1 \(POST /ping\): path: /ping is reserved"):
                 await client.jobs.create("x", model={"source_type": "git", "source_uri": "https://x/y.git"},
                                          endpoint={"routes": [route("/ping")]})
-            with pytest.raises(UsageError, match=r"route 1 \(POST /predict\): file: 'missing' not found in .*looked for missing.py"):
+            with pytest.raises(UsageError,
+                               match=r"route 1 \(POST /predict\): file: 'missing' not "
+                                     r"found in .*looked for missing.py"):
                 await client.jobs.create("x", model={"source_type": "local", "source_uri": str(MODELS / "echo")},
                                          endpoint={"routes": [route(file="missing")]})
 
@@ -151,7 +155,8 @@ def test_calls_are_retried_while_the_endpoint_answers_503(control_plane, tmp_pat
 
     async def scenario():
         async with control_plane.client() as client:
-            job = await client.jobs.create("slow", model={"source_type": "local", "source_uri": str(MODELS / "slow_load")},
+            job = await client.jobs.create("slow",
+                                           model={"source_type": "local", "source_uri": str(MODELS / "slow_load")},
                                            endpoint={"routes": [route()]},
                                            environment={"env": [{"key": "TEST_LOAD_GATE", "value": str(gate)}]})
             await job.wait_for("starting", timeout=60)
@@ -169,7 +174,8 @@ def test_calls_are_retried_while_the_endpoint_answers_503(control_plane, tmp_pat
 def test_the_sdk_does_not_load_the_server_stack():
     probe = ("import sys, json, trainml_cli.sdk, trainml_cli.cli.main\n"
              "from trainml_cli import TrainML\nTrainML(api_url='http://127.0.0.1:9')\n"
-             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'uvicorn', 'pydantic', 'starlette') "
+             "print(json.dumps(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('fastapi', 'uvicorn', 'pydantic', 'starlette') "
              "or m.startswith(('trainml_cli.server', 'trainml_cli.runtime')))))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -181,7 +187,8 @@ def test_a_model_exception_reaches_the_caller_with_its_type(control_plane):
 
     async def scenario():
         async with control_plane.client() as client:
-            job = await client.jobs.create("raises", model={"source_type": "local", "source_uri": str(MODELS / "raises")},
+            job = await client.jobs.create("raises",
+                                           model={"source_type": "local", "source_uri": str(MODELS / "raises")},
                                            endpoint={"routes": [route("/fail", "fail")]}, wait=True)
             try:
                 with pytest.raises(ServerError) as caught:
@@ -209,11 +216,13 @@ def test_an_endpoints_errors_reach_the_caller_as_their_classes(control_plane, tm
         async with control_plane.client() as client:
             job = await client.jobs.create(
                 "kinds", model={"source_type": "local", "source_uri": str(model)},
-                endpoint={"routes": [route("/fail", "fail"), route("/block", "block", body=[{"name": "gate", "type": "str"}])],
+                endpoint={"routes": [route("/fail", "fail"),
+                                     route("/block", "block", body=[{"name": "gate", "type": "str"}])],
                           "timeout": 1, "max_concurrency": 1, "max_queue": 0}, wait=True)
             caught = {}
             try:
-                for name, path, data in (("raises", "/fail", {"text": "x"}), ("times out", "/block", {"gate": str(gate)}),
+                for name, path, data in (("raises", "/fail", {"text": "x"}),
+                                         ("times out", "/block", {"gate": str(gate)}),
                                          ("overloaded", "/fail", {"text": "x"})):  # /block still holds the one slot
                     with pytest.raises(TrainMLError) as error:
                         await job.call(path, data)
@@ -228,7 +237,8 @@ def test_an_endpoints_errors_reach_the_caller_as_their_classes(control_plane, tm
     caught = run(scenario())
     assert [(type(e), e.kind, e.http_status) for e in caught.values()] == [
         (ModelError, "model_error", 500), (CallTimeout, "timeout", 504), (Overloaded, "overloaded", 503)]
-    assert str(caught["raises"]) == "POST /fail: ValueError: cannot handle 'x'" and caught["raises"].type == "ValueError"
+    assert str(caught["raises"]) == "POST /fail: ValueError: cannot handle 'x'"
+    assert caught["raises"].type == "ValueError"
     assert "timeout of 1s" in str(caught["times out"])
     assert isinstance(caught["raises"], ServerError) and isinstance(caught["times out"], WaitTimeout)
     assert isinstance(caught["overloaded"], Unavailable)

@@ -114,7 +114,8 @@ def test_job_records_follow_trainmls_payload(control_plane):
 
     record = run(scenario())
     assert record["type"] == "endpoint"
-    assert record["resources"] == {"gpu_types": ["cpu"], "gpu_count": 0, "cpu_count": 1, "disk_size": 20, "max_price": 10.0}
+    assert record["resources"] == {"gpu_types": ["cpu"], "gpu_count": 0, "cpu_count": 1, "disk_size": 20,
+                                   "max_price": 10.0}
     assert record["model"]["source_type"] == "local" and record["model"]["source_uri"] == str(MODELS / "echo")
     assert record["endpoint"]["routes"][0]["path"] == "/predict"
     assert record["endpoint"]["max_concurrency"] == 2 and record["endpoint"]["max_queue"] == 5

@@ -64,7 +64,8 @@ def test_tls_survives_a_kill_9_of_the_control_plane(start_control_plane, tmp_pat
     listed = trainml(plane.home, "job", "list", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     assert server_record(plane.home)["url"].startswith("https://127.0.0.1:")
-    assert [(j["name"], j["status"], j["url"]) for j in json.loads(listed.stdout)] == [("secure", "running", job["url"])]
+    listing = [(j["name"], j["status"], j["url"]) for j in json.loads(listed.stdout)]
+    assert listing == [("secure", "running", job["url"])]
     called = trainml(plane.home, "job", "call", "secure", "/predict", "--data", '{"text": "after the crash"}')
     assert called.returncode == 0 and "after the crash" in called.stdout, called.stderr
 
@@ -117,7 +118,8 @@ def test_server_restart_takes_options_saves_them_and_never_repeats_one(tmp_path)
     flags = [word for word in command_line(pid) if word.startswith("--")]
     assert len(flags) == len(set(flags)), command_line(pid)
     status = json.loads(trainml(home, "server", "status", "--format", "json").stdout)
-    assert (status["options"]["gpus"], status["options"]["stop_grace"], status["options"]["port"]) == ("0:rtx3090", 3, 0)
+    options = status["options"]
+    assert (options["gpus"], options["stop_grace"], options["port"]) == ("0:rtx3090", 3, 0)
     assert gpu_types(home)["rtx3090"]["count"] == 1
     assert trainml(home, "server", "stop").returncode == 0
 

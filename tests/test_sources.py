@@ -12,8 +12,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,7 +56,8 @@ def git_daemon(repo):
         port = probe.getsockname()[1]
     base = repo.parent
     daemon = subprocess.Popen(
-        ["git", "daemon", "--export-all", "--reuseaddr", f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
+        ["git", "daemon", "--export-all", "--reuseaddr", f"--base-path={base}", "--listen=127.0.0.1",
+         f"--port={port}", str(base)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
 
@@ -82,13 +83,16 @@ def test_git_over_file_uri_with_and_without_ref(control_plane, repo):
                                              endpoint=ECHO_ROUTES, wait=True)
             assert await plain.call("/predict", {"text": "hi"}) == {"echo": "hi"}
             assert len(plain.dict["model"]["git_commit"]) == 40
-            shout = await client.jobs.create("g2", model={"source_type": "git", "source_uri": repo.as_uri(), "git_ref": "shout"},
+            shout = await client.jobs.create("g2",
+                                             model={"source_type": "git", "source_uri": repo.as_uri(),
+                                                    "git_ref": "shout"},
                                              endpoint=ECHO_ROUTES, wait=True)
             assert await shout.call("/predict", {"text": "hi"}) == {"echo": "HI"}
             clone_lines = [e["message"] async for e in shout.logs() if e["message"].startswith("git: ")]
             assert clone_lines[0].startswith("git: $ git clone --depth 1 --branch shout -- file://")
             # A local path is sent as a file:// URI by the SDK
-            by_path = await client.jobs.create("g3", model={"source_type": "git", "source_uri": str(repo)}, endpoint=ECHO_ROUTES)
+            by_path = await client.jobs.create("g3", model={"source_type": "git", "source_uri": str(repo)},
+                                               endpoint=ECHO_ROUTES)
             assert by_path.dict["model"]["source_uri"] == repo.as_uri()
             for job in (plain, shout, by_path):
                 await job.remove(force=True)
@@ -99,7 +103,8 @@ def test_git_over_file_uri_with_and_without_ref(control_plane, repo):
 def test_git_over_git_daemon(control_plane, git_daemon):
     async def scenario():
         async with control_plane.client() as client:
-            job = await client.jobs.create("daemon", model={"source_type": "git", "source_uri": f"{git_daemon}/echo.git"},
+            job = await client.jobs.create("daemon",
+                                           model={"source_type": "git", "source_uri": f"{git_daemon}/echo.git"},
                                            endpoint=ECHO_ROUTES, wait=True)
             assert await job.call("/predict", {"text": "over git://"}) == {"echo": "over git://"}
             await job.remove(force=True)
@@ -111,12 +116,14 @@ def test_a_failed_clone_fails_the_job_with_gits_message(control_plane, repo, tmp
     async def scenario():
         async with control_plane.client() as client:
             missing = await client.jobs.create("nope", endpoint=ECHO_ROUTES,
-                                               model={"source_type": "git", "source_uri": (tmp_path / "missing").as_uri()})
+                                               model={"source_type": "git",
+                                                      "source_uri": (tmp_path / "missing").as_uri()})
             with pytest.raises(JobFailed):
                 await missing.wait_for("running", timeout=60)
             assert "git clone" in missing.reason and "does not appear to be a git repository" in missing.reason
             bad_ref = await client.jobs.create("badref", endpoint=ECHO_ROUTES,
-                                               model={"source_type": "git", "source_uri": repo.as_uri(), "git_ref": "nosuch"})
+                                               model={"source_type": "git", "source_uri": repo.as_uri(),
+                                                      "git_ref": "nosuch"})
             with pytest.raises(JobFailed):
                 await bad_ref.wait_for("running", timeout=60)
             assert "Remote branch nosuch not found" in bad_ref.reason
@@ -132,7 +139,8 @@ def test_a_password_in_a_git_uri_stays_out_of_the_log_and_the_reason(control_pla
 
         async def scenario():
             async with control_plane.client() as client:
-                job = await client.jobs.create("private", endpoint=ECHO_ROUTES, model={"source_type": "git", "source_uri": uri})
+                job = await client.jobs.create("private", endpoint=ECHO_ROUTES,
+                                               model={"source_type": "git", "source_uri": uri})
                 with pytest.raises(JobFailed):
                     await job.wait_for("running", timeout=60)
                 lines = [entry["message"] async for entry in job.logs()]
@@ -200,7 +208,8 @@ def member(name: str, kind=tarfile.REGTYPE, linkname: str = "", size: int = 6) -
     (member("pipe", tarfile.FIFOTYPE), "devices and fifos are refused"),
 ], ids=["dotdot", "nested-dotdot", "absolute", "symlink-out", "symlink-in", "hardlink", "device", "fifo"])
 def test_unsafe_archives_are_refused(control_plane, bad, message, tmp_path):
-    response = control_plane.api("POST", "/api/uploads", data=archive(bad), headers={"Content-Type": "application/gzip"})
+    response = control_plane.api("POST", "/api/uploads", data=archive(bad),
+                                 headers={"Content-Type": "application/gzip"})
     assert response.status_code == 422, response.text
     assert message in response.json()["message"]
     assert bad.name in response.json()["message"]
@@ -282,7 +291,8 @@ def test_stored_models_from_a_folder_and_from_git(control_plane, repo):
         async with control_plane.client() as client:
             stored = await client.models.create("echo-model", source_type="local", source_uri=str(MODELS / "echo"))
             assert stored.size > 0 and stored.source_type == "local"
-            from_git = await client.models.create("git-model", source_type="git", source_uri=repo.as_uri(), git_ref="shout")
+            from_git = await client.models.create("git-model", source_type="git", source_uri=repo.as_uri(),
+                                                  git_ref="shout")
             assert from_git.dict["git_commit"]
             assert sorted(m.name for m in await client.models.list()) == ["echo-model", "git-model"]
             assert (await client.models.get("echo-model")).id == stored.id
@@ -510,7 +520,9 @@ def test_git_credentials_are_used_by_the_clone_and_shown_nowhere(control_plane, 
                                                             model={"source_type": "git", "source_uri": uri})
                 with pytest.raises(JobFailed):
                     await job.wait_for("running", timeout=60)
-            logs = {kind: [e["message"] async for e in job.logs()] for kind, job in jobs.items()}
+            logs = {}
+            for kind, job in jobs.items():  # not a dict comprehension: an async one inside it needs Python 3.11
+                logs[kind] = [e["message"] async for e in job.logs()]
             return {kind: job.dict for kind, job in jobs.items()}, logs
 
     records, logs = run(scenario())
@@ -518,7 +530,8 @@ def test_git_credentials_are_used_by_the_clone_and_shown_nowhere(control_plane, 
     assert base64.b64encode(b"alice:s3cret-pass").decode() in " ".join(a or "" for a in _AuthRecorder.seen)
     assert records["user"]["model"]["source_uri"] == f"http://alice:***@127.0.0.1:{git_host}/models.git"
     assert records["token"]["model"]["source_uri"] == f"http://***@127.0.0.1:{git_host}/models.git"
-    env = {**os.environ, "TRAINML_API_URL": control_plane.url, "TRAINML_API_TOKEN": control_plane.token, "NO_COLOR": "1"}
+    env = {**os.environ, "TRAINML_API_URL": control_plane.url, "TRAINML_API_TOKEN": control_plane.token,
+           "NO_COLOR": "1"}
     outputs = [json.dumps(records), json.dumps(logs), control_plane.log()]
     for kind in uris:
         for extra in ([], ["--format", "json"]):
@@ -540,7 +553,8 @@ def test_git_credentials_are_used_by_the_clone_and_shown_nowhere(control_plane, 
                 if line.startswith("data:"):
                     assert record["id"] in line
                     break
-    outputs.append((control_plane.home / "server.log").read_text() if (control_plane.home / "server.log").exists() else "")
+    server_log = control_plane.home / "server.log"
+    outputs.append(server_log.read_text() if server_log.exists() else "")
     everything = "\n".join(outputs)
     assert "127.0.0.1" in everything and "***@" in everything
     for secret in ("s3cret-pass", "ghp_t0ken-secret"):
@@ -579,8 +593,8 @@ def test_an_archive_bigger_than_disk_size_fails_the_job_before_writing(control_p
     payload = {"name": "bomb", "resources": {"disk_size": 1}, "endpoint": ECHO_ROUTES,
                "model": {"source_type": "local", "upload_id": upload}}
     job = control_plane.api("POST", "/api/jobs", json=payload).json()
-    record = wait_until(lambda: (r := control_plane.api("GET", f"/api/jobs/{job['id']}").json())["status"] == "failed" and r,
-                        timeout=30, message="the job to fail")
+    record = wait_until(lambda: (r := control_plane.api("GET", f"/api/jobs/{job['id']}").json())["status"] == "failed"
+                        and r, timeout=30, message="the job to fail")
     assert record["reason"].startswith("the model folder unpacks to more than disk_size (1.0 GB)"), record["reason"]
     assert len(record["reason"]) < 300
     workdir = control_plane.home / "jobs" / job["id"]
@@ -592,7 +606,8 @@ def test_removing_a_job_mid_unpack_stops_the_writer_and_frees_the_disk(control_p
     payload = {"name": "big", "endpoint": ECHO_ROUTES, "model": {"source_type": "local", "upload_id": upload}}
     job = control_plane.api("POST", "/api/jobs", json=payload).json()
     written = control_plane.home / "jobs" / job["id"] / "model.partial" / "zeros.bin"
-    wait_until(lambda: written.exists() and written.stat().st_size > 20 * 1024**2, timeout=30, message="unpacking to begin")
+    wait_until(lambda: written.exists() and written.stat().st_size > 20 * 1024**2, timeout=30,
+               message="unpacking to begin")
     began = time.monotonic()
     response = control_plane.api("DELETE", f"/api/jobs/{job['id']}", params={"force": "true"})
     assert response.status_code in (200, 204), response.text
@@ -619,19 +634,21 @@ def test_stopping_or_removing_a_job_mid_clone_ends_git_at_once(control_plane):
         silent.listen(8)
         uri = f"git://127.0.0.1:{silent.getsockname()[1]}/models.git"
         for action in ("stop", "remove"):
-            payload = {"name": f"clone-{action}", "endpoint": ECHO_ROUTES, "model": {"source_type": "git", "source_uri": uri}}
+            payload = {"name": f"clone-{action}", "endpoint": ECHO_ROUTES,
+                       "model": {"source_type": "git", "source_uri": uri}}
             job = control_plane.api("POST", "/api/jobs", json=payload).json()
             workdir = control_plane.home / "jobs" / job["id"]
-            wait_until(lambda: [p for p in processes_mentioning(str(workdir)) if _is_git(p)], timeout=20,
-                       message="git to start")
+            wait_until(lambda workdir=workdir: [p for p in processes_mentioning(str(workdir)) if _is_git(p)],
+                       timeout=20, message="git to start")
             began = time.monotonic()
             if action == "stop":
                 assert control_plane.api("POST", f"/api/jobs/{job['id']}/stop").status_code == 200
-                wait_until(lambda: control_plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "stopped",
-                           timeout=10, message="the job to stop")
+                wait_until(lambda job_id=job["id"]: control_plane.api("GET", f"/api/jobs/{job_id}").json()["status"]
+                           == "stopped", timeout=10, message="the job to stop")
                 assert not (workdir / "model.partial").exists() and not (workdir / "model").exists()
             else:
-                assert control_plane.api("DELETE", f"/api/jobs/{job['id']}", params={"force": "true"}).status_code in (200, 204)
+                removed = control_plane.api("DELETE", f"/api/jobs/{job['id']}", params={"force": "true"})
+                assert removed.status_code in (200, 204)
                 assert not workdir.exists()
             assert time.monotonic() - began < 10
             assert [p for p in processes_mentioning(str(workdir)) if _is_git(p)] == []

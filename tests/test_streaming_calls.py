@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from conftest import ControlPlane, kill_everything_under
 
 MODELS = Path(__file__).parent / "models"

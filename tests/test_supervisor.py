@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from conftest import MODELS, route, run, wait_until
-from trainml_cli.errors import Conflict
-from trainml_cli.server.states import JobStatus, can_move, transition
+from trainml_cli.errors import Conflict, JobFailed
 from trainml_cli.server.processes import process_start_time, reap_orphans
+from trainml_cli.server.states import JobStatus, can_move, transition
 
 ECHO = {"source_type": "local", "source_uri": str(MODELS / "echo")}
 ROUTES = {"routes": [route()]}
@@ -222,9 +222,11 @@ def test_a_killed_control_plane_leaves_its_endpoints_serving_and_the_next_one_ad
             up = await client.jobs.create("up", model=ECHO, endpoint=ROUTES, wait=True)
             down = await client.jobs.create("down", model=ECHO, endpoint=ROUTES, wait=True)
             await down.stop()
-            failed = await client.jobs.create("failed", model={"source_type": "local", "source_uri": str(MODELS / "import_error")},
+            failed = await client.jobs.create("failed",
+                                              model={"source_type": "local",
+                                                     "source_uri": str(MODELS / "import_error")},
                                               endpoint=ROUTES)
-            with pytest.raises(Exception):
+            with pytest.raises(JobFailed):
                 await failed.wait_for("running", timeout=60)
             return up.dict, down.dict, failed.dict
 
@@ -234,7 +236,8 @@ def test_a_killed_control_plane_leaves_its_endpoints_serving_and_the_next_one_ad
         plane.kill(signal.SIGKILL)
         served_before = traffic.ok
         # Nothing manages it now; it serves on, and what it prints meanwhile is kept for the next control plane.
-        assert requests.post(up["url"] + "/predict", json={"text": "while-down"}, timeout=10).json() == {"echo": "while-down"}
+        answer = requests.post(up["url"] + "/predict", json={"text": "while-down"}, timeout=10)
+        assert answer.json() == {"echo": "while-down"}
         wait_until(lambda: traffic.ok >= served_before + 50, timeout=20, message="calls while no control plane runs")
         plane.start()
         wait_until(lambda: traffic.ok >= served_before + 100, timeout=20, message="calls after the restart")
@@ -246,14 +249,16 @@ def test_a_killed_control_plane_leaves_its_endpoints_serving_and_the_next_one_ad
             jobs = {j.name: j for j in await client.jobs.list()}
             assert sorted(jobs) == ["down", "failed", "up"]
             adopted = jobs["up"]
-            assert (adopted.status, adopted.url, adopted.dict["pid"], adopted.restarts) == ("running", up["url"], up["pid"], 0)
+            assert (adopted.status, adopted.url, adopted.dict["pid"], adopted.restarts) == (
+                "running", up["url"], up["pid"], 0)
             assert jobs["down"].status == "stopped" and jobs["down"].dict["created"] == down["created"]
             assert jobs["failed"].status == "failed" and jobs["failed"].reason == failed["reason"]
             messages = [e["message"] async for e in adopted.logs()]
             assert "echo model loaded" in messages  # the first control plane's lines are kept
             assert "predict called with while-down" in messages  # printed while no control plane ran
             assert messages.count("predict called with while-down") == 1
-            assert any(m.startswith("control plane restarted; the endpoint kept serving (it was running)") for m in messages)
+            assert any(m.startswith("control plane restarted; the endpoint "
+                                    "kept serving (it was running)") for m in messages)
             assert adopted.dict["run_time"] >= up["run_time"]
             # It goes on logging and supervising as if this control plane had started it.
             await adopted.call("/predict", {"text": "after"})
@@ -345,7 +350,8 @@ def test_two_control_planes_cannot_share_a_home(control_plane):
 
 
 def test_leftover_process_groups_are_reaped():
-    leader = subprocess.Popen([sys.executable, "-c", "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"],
+    leader = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"],
                               start_new_session=True)
     wait_until(lambda: len([p for p in os.listdir("/proc") if p.isdigit() and _pgrp(int(p)) == leader.pid]) >= 2)
     started = process_start_time(leader.pid)

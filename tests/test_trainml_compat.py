@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ControlPlane, kill_everything_under, wait_until
 
+from conftest import ControlPlane, kill_everything_under, wait_until
 from trainml_cli.cli.main import main
 
 ROOT = Path(__file__).parent.parent
@@ -143,8 +143,8 @@ def test_trainml_cli_example_with_a_git_uri_a_commit_sha_and_a_positional_route(
                    "--route", route).returncode == 0
     assert call(env, "git-hexbranch", "/predict", {"text": "x"})["version"] == 1
     assert run_cli(env, "job", "remove", "--force", "git-hexbranch")[0] == 0
-    code, _, err = run_cli(env, "job", "create", "endpoint", "git-bad", "--git-uri", str(repo), "--git-ref", "deadbeef1",
-                           "--route", route)
+    code, _, err = run_cli(env, "job", "create", "endpoint", "git-bad", "--git-uri", str(repo),
+                           "--git-ref", "deadbeef1", "--route", route)
     assert code == 1 and "commit deadbeef1 not found" in err
 
 

@@ -18,7 +18,6 @@ from .errors import (
     UsageError,
     WaitTimeout,
 )
-
 from .states import JobStatus
 
 __version__ = "0.1.0"

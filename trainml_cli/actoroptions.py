@@ -70,7 +70,8 @@ def check_actor_options(value) -> dict:
                 if not _amount(amount):
                     raise problem(key, f"{name!r}: {amount!r} must be a number of at least 0")
         elif key == "label_selector":
-            if not isinstance(item, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in item.items()):
+            if not isinstance(item, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in item.items()):
                 raise problem(key, f"must be an object of label names and values (strings), not {item!r}")
         out[key] = item
     return out

@@ -50,7 +50,7 @@ class ServerRecord:
         return {name: value for name, value in asdict(self).items() if value is not None}
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ServerRecord | None":
+    def from_json(cls, text: str | bytes) -> ServerRecord | None:
         """The record in `text`, or None when it names no server (empty, spoiled, not a control plane's)."""
         try:
             data = json.loads(text)
@@ -186,7 +186,7 @@ def sum_totals(replicas: list[dict[str, float]]) -> dict:
 # -- a load failure ----------------------------------------------------------------------------------------------
 
 LOAD_FAILURE = "trainml.load_failure"  # the record's "event": how a reader tells it from the model's own output
-_LOAD_FAILURE_START = '{"event": "%s"' % LOAD_FAILURE
+_LOAD_FAILURE_START = f'{{"event": "{LOAD_FAILURE}"'
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class LoadFailure:
     detail: str = ""
 
     @classmethod
-    def from_message(cls, message: str) -> "LoadFailure":
+    def from_message(cls, message: str) -> LoadFailure:
         """From a ModelCodeError's message: an import failure's first line ends with ':' and the traceback
         follows; its last line (the exception) completes the cause."""
         first, _, rest = message.strip().partition("\n")

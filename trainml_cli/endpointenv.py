@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 ALLOWED = frozenset({
     "PATH", "HOME", "LANG", "TZ", "TMPDIR",

@@ -14,8 +14,8 @@ what to do instead. Stdlib only: the CLI imports this on start.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Iterable
 
 from .errors import UsageError
 from .localpaths import local_digest, references
@@ -121,7 +121,8 @@ def check_environment(environment: dict | None) -> dict:
     if not isinstance(pip, list):
         raise UsageError.at(("environment", "packages", "pip"), "must be a list of requirements")
     if len(pip) > MAX_PACKAGES:
-        raise UsageError.at(("environment", "packages", "pip"), f"more than {MAX_PACKAGES} packages; use a requirements file")
+        raise UsageError.at(("environment", "packages", "pip"),
+                            f"more than {MAX_PACKAGES} packages; use a requirements file")
     pip = [check_requirement(item, ("environment", "packages", "pip", i)) for i, item in enumerate(pip)]
     references(None, pip, lambda name, where: None)  # a package from a path must name one inside the model folder
     requirements = environment.get("requirements")
@@ -129,7 +130,8 @@ def check_environment(environment: dict | None) -> dict:
         requirements = check_requirements_path(requirements)
     python = environment.get("python")
     if python is not None and (not isinstance(python, str) or not python.strip() or "\x00" in python):
-        raise UsageError.at(("environment", "python"), f"{python!r} must be a version such as '3.12' or an interpreter's path")
+        raise UsageError.at(("environment", "python"),
+                            f"{python!r} must be a version such as '3.12' or an interpreter's path")
     kind = environment.get("type")
     if kind is not None and (not isinstance(kind, str) or not _TRAINML_TYPE.match(kind)):
         raise UsageError.at(("environment", "type"), f"{kind!r} is not an environment name such as DEEPLEARNING_PY310")

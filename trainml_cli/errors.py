@@ -70,7 +70,7 @@ class TrainMLError(Exception):
         return body
 
     @classmethod
-    def from_dict(cls, body: dict, status: int, where: str = "") -> "TrainMLError":
+    def from_dict(cls, body: dict, status: int, where: str = "") -> TrainMLError:
         """Rebuild the error a server (the control plane or an endpoint) sent, so the SDK raises the class the
         server meant: by its kind, else by its HTTP status. `where` prefixes the message ("POST /predict: ...")."""
         body = body if isinstance(body, dict) else {}
@@ -83,7 +83,7 @@ class TrainMLError(Exception):
         return message
 
     @classmethod
-    def _rebuilt(cls, message: str, body: dict) -> "TrainMLError":
+    def _rebuilt(cls, message: str, body: dict) -> TrainMLError:
         details = body.get("details")
         return cls(message, details=details if isinstance(details, list) else None)
 
@@ -111,20 +111,20 @@ class UsageError(TrainMLError):
         return body
 
     @classmethod
-    def _rebuilt(cls, message: str, body: dict) -> "UsageError":
+    def _rebuilt(cls, message: str, body: dict) -> UsageError:
         error = super()._rebuilt(message, body)
         error.fields = [FieldProblem(parse_field(item["field"]), str(item.get("message", "")), item.get("route"))
                         for item in _items(body.get("fields")) if isinstance(item.get("field"), str)]
         return error
 
     @classmethod
-    def at(cls, loc: Loc, message: str, *, label: str | None = None) -> "UsageError":
+    def at(cls, loc: Loc, message: str, *, label: str | None = None) -> UsageError:
         """One problem in one field: `LABEL: message`, the label being the field's name unless a reader knows it
         better by another (`job name`, `--credential aws`)."""
         return cls(f"{label or field_name(loc)}: {message}", fields=[FieldProblem(tuple(loc), message)] if loc else [])
 
     @classmethod
-    def of(cls, problems: list[tuple[Loc, str]]) -> "UsageError":
+    def of(cls, problems: list[tuple[Loc, str]]) -> UsageError:
         """Several problems at once, one line each (the dashboard shows every one beside its field)."""
         lines = [f"{field_name(loc)}: {message}" for loc, message in problems]
         return cls("\n".join(lines), details=lines, fields=[FieldProblem(tuple(loc), m) for loc, m in problems])
@@ -147,10 +147,11 @@ class RouteSpecError(UsageError):
         return {**super().to_dict(), "fields": [{"route": f.route, **f.to_dict()} for f in self.fields]}
 
     @classmethod
-    def of(cls, found: list[tuple[int | None, str, Loc, str]]) -> "RouteSpecError":
+    def of(cls, found: list[tuple[int | None, str, Loc, str]]) -> RouteSpecError:
         """From (route index or None, route label, location in the route, message): the sentence and the data
         from one source."""
-        lines = [": ".join(part for part in (label, field_name(loc), message) if part) for _, label, loc, message in found]
+        lines = [": ".join(part for part in (label, field_name(loc), message) if part)
+                 for _, label, loc, message in found]
         return cls(lines, fields=[FieldProblem(tuple(loc), message, index) for index, _, loc, message in found])
 
 
@@ -240,7 +241,7 @@ class InvalidRequest(UsageError):
     kind = "invalid_request"
 
     @classmethod
-    def _rebuilt(cls, message: str, body: dict) -> "InvalidRequest":
+    def _rebuilt(cls, message: str, body: dict) -> InvalidRequest:
         error = super()._rebuilt(message, body)
         error.fields += [FieldProblem(tuple(item["loc"]), str(item.get("msg", "")))
                          for item in _items(body.get("detail")) if isinstance(item.get("loc"), list)]
@@ -280,7 +281,7 @@ class ModelError(ServerError):
         return f"{body['type']}: {message}" if isinstance(body.get("type"), str) else message
 
     @classmethod
-    def _rebuilt(cls, message: str, body: dict) -> "ModelError":
+    def _rebuilt(cls, message: str, body: dict) -> ModelError:
         error = super()._rebuilt(message, body)
         error.type = body.get("type") if isinstance(body.get("type"), str) else None
         return error

@@ -19,9 +19,8 @@ import os
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Callable, Optional, Union
 
-from .limits import MAX_CONCURRENCY, MAX_QUEUE, cpu_count
-
 from .contracts import KEY_FILE
+from .limits import MAX_CONCURRENCY, MAX_QUEUE, cpu_count
 
 # Defaults chosen for model code: a few calls at once (the GIL and the model's memory bound real parallelism),
 # a queue long enough to absorb bursts, and a timeout generous enough for a slow CPU prediction.
@@ -86,7 +85,9 @@ class RuntimeOption:
             return f"{self.flag}: {value:g} must be {'more than' if self.low_open else 'at least'} {self.low:g}"
         high = self.ceiling()
         if high is not None and value > high:
-            return f"{self.flag}: {value} is more than {high:,} ({self.why})" if self.why else f"{self.flag}: {value} is more than {high}"
+            if self.why:
+                return f"{self.flag}: {value} is more than {high:,} ({self.why})"
+            return f"{self.flag}: {value} is more than {high}"
         return None
 
 
@@ -172,7 +173,7 @@ class LaunchSpec(record("LaunchSpec", defaults=False, doc="")):
         return argv
 
     @classmethod
-    def from_argv(cls, argv: list[str]) -> "LaunchSpec":
+    def from_argv(cls, argv: list[str]) -> LaunchSpec:
         """The spec back from to_argv's output; argparse exits 2 with its message on a bad argument."""
         args = parser().parse_args(argv)
         return cls(**{option.dest: getattr(args, option.dest) for option in OPTIONS})

@@ -4,12 +4,12 @@ A leaf: the SDK packs a client's folder with it, the dashboard a folder on the c
 
 Skipped: the folders contracts.SKIPPED_FOLDERS names (`.git`, `__pycache__`, `.venv`, `venv`, tool caches,
 `node_modules`) and any folder holding a `pyvenv.cfg` (a virtualenv), which are large, machine-specific and never
-model code; a Ray package leaves out the same, so both backends run the same files. A symbolic link that leads out of the folder is refused,
-naming it, before anything is packed: packing it would send a file the user never meant to (a link to
-/etc/passwd, to ~/.aws/credentials), and a server-side folder (the dashboard's) must not read the control
-plane's files either. A link inside the folder to a file is packed as the file it points to (the server refuses
-links in an archive); links to folders, dangling links, sockets and devices are left out. Members are stored
-relative to the folder, so the server unpacks them in place.
+model code; a Ray package leaves out the same, so both backends run the same files. A symbolic link that leads out of
+the folder is refused, naming it, before anything is packed: packing it would send a file the user never meant to (a
+link to /etc/passwd, to ~/.aws/credentials), and a server-side folder (the dashboard's) must not read the control
+plane's files either. A link inside the folder to a file is packed as the file it points to (the server refuses links
+in an archive); links to folders, dangling links, sockets and devices are left out. Members are stored relative to
+the folder, so the server unpacks them in place.
 """
 
 from __future__ import annotations

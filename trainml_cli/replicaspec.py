@@ -107,7 +107,8 @@ def check_scaling(endpoint: dict, name: Callable[[str], str] = str) -> dict:
 def serve_autoscaling(endpoint: dict) -> dict:
     """Ray Serve's autoscaling_config for an autoscaled job's `endpoint` spec (as check_scaling returned it)."""
     low = endpoint.get("min_replicas") or 1
-    config = {"min_replicas": low, "initial_replicas": low, "max_replicas": max(low, endpoint.get("max_replicas") or low)}
+    config = {"min_replicas": low, "initial_replicas": low,
+              "max_replicas": max(low, endpoint.get("max_replicas") or low)}
     for setting in AUTOSCALING:
         value = endpoint.get(setting.key)
         if value is None:

@@ -17,9 +17,10 @@ import json
 import keyword
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import RouteSpecError, UsageError
 from .limits import MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS
@@ -209,9 +210,11 @@ def parse_default(text: str, type_name: str) -> Any:
         try:
             json.dumps(value, allow_nan=False)
         except TypeError:
-            raise ValueError(f"{text!r} cannot be sent as JSON (use only str, int, float, bool, None, lists and dicts)") from None
+            raise ValueError(f"{text!r} cannot be sent as JSON (use only str, int, "
+                             "float, bool, None, lists and dicts)") from None
         except ValueError:
-            raise ValueError(f"{text!r} holds a number that is not finite (requests may not send inf or nan either)") from None
+            raise ValueError(f"{text!r} holds a number that is not finite (requests "
+                             "may not send inf or nan either)") from None
     return value
 
 
@@ -240,7 +243,8 @@ def _schema_problem(error) -> tuple[tuple, str]:
         names = {"string": "a string", "boolean": "true or false", "array": "a list", "object": "an object",
                  "integer": "a whole number", "number": "a number"}
         if last == "default_value":
-            return loc, f"{json.dumps(error.instance)} is not a string: write the Python literal as a string, e.g. \"{error.instance!r}\""
+            return loc, (f"{json.dumps(error.instance)} is not a string: write the Python literal as a string, "
+                         f"e.g. \"{error.instance!r}\"")
         return loc, f"{error.instance!r} is not {names.get(expected, expected)}"
     if validator == "pattern" and loc == ("path",):
         return loc, f"{error.instance!r} must start with '/' and use only URL path characters"
@@ -265,7 +269,8 @@ def _batch_problem(batch: Any) -> tuple[tuple, str]:
 
     if not isinstance(batch, dict):
         return ("batch",), f"{batch!r} is not an object like {{\"max_size\": 32, \"max_wait_ms\": 5}}"
-    errors = sorted(Draft202012Validator(BATCH_SCHEMA).iter_errors(batch), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(Draft202012Validator(BATCH_SCHEMA).iter_errors(batch),
+                    key=lambda e: list(map(str, e.absolute_path)))
     if not errors:
         return ("batch",), "is not valid"
     loc, message = _schema_problem(errors[0])
@@ -316,10 +321,12 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
                 found.append((index, label, where, message))
             continue
         route_problems: list[tuple[tuple, str]] = []
-        route = _build_route(raw, lambda field, message: route_problems.append((field, message)))
+        # this route's list bound as a default, so the callback can never append to a later route's
+        route = _build_route(raw, lambda field, message, into=route_problems: into.append((field, message)))
         key = (raw["verb"], raw["path"])
         if key in seen:
-            route_problems.append((("path",), f"{raw['verb']} {raw['path']} is already served by route {seen[key] + 1}"))
+            route_problems.append((("path",),
+                                   f"{raw['verb']} {raw['path']} is already served by route {seen[key] + 1}"))
         else:
             seen[key] = index
         found.extend((index, label, field, message) for field, message in route_problems)
@@ -371,7 +378,8 @@ def _build_route(raw: dict, problem) -> Route | None:
     if raw.get("batch") is not None:
         batch = Batch(int(raw["batch"]["max_size"]), float(raw["batch"].get("max_wait_ms", 0)))
         if not params:  # the function learns how many requests it got from the length of its columns
-            problem(("batch",), "a batched route needs at least one body param (each arrives as a list, one item per request)")
+            problem(("batch",),
+                    "a batched route needs at least one body param (each arrives as a list, one item per request)")
     return Route(raw["verb"], raw["path"], raw["file"], function, positional, tuple(params), batch)
 
 
@@ -383,7 +391,8 @@ def parse_route_json(text: str, index: int = 0) -> dict:
         pointer = " " * exc.colno + "^"
         line = text.splitlines()[exc.lineno - 1] if text.splitlines() else text
         raise UsageError(
-            f"route {index + 1}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}\n  {line}\n {pointer}"
+            f"route {index + 1}: not valid JSON: {exc.msg} at line {exc.lineno} column "
+            f"{exc.colno}\n  {line}\n {pointer}"
         ) from None
     if not isinstance(value, dict):
         raise UsageError(f"route {index + 1}: must be a JSON object, got {type(value).__name__}")
@@ -410,7 +419,8 @@ def read_route_file(path: str | os.PathLike) -> list[dict]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"route file {path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            raise UsageError(f"route file {path}: not valid JSON: {exc.msg} at line "
+                             f"{exc.lineno} column {exc.colno}") from None
     if data is None:  # an empty file (JSON or YAML) holds no routes, as `[]` does: the caller says so once
         return []
     if isinstance(data, dict):
@@ -441,7 +451,8 @@ def check_route_files(routes: Iterable[Route], model_dir: str | os.PathLike) -> 
             found.append((index, label, ("file",), f"{route.file!r} resolves outside the model directory"))
             continue
         if not path.is_file():
-            found.append((index, label, ("file",), f"{route.file!r} not found in {model_dir} (looked for {route.relative_file})"))
+            found.append((index, label, ("file",),
+                          f"{route.file!r} not found in {model_dir} (looked for {route.relative_file})"))
     if found:
         raise RouteSpecError.of(found)
 

@@ -1,4 +1,5 @@
-"""What an endpoint's Python needs to run the runtime (not the CLI or control plane); environments install exactly these.
+"""What an endpoint's Python needs to run the runtime (not the CLI or control plane); environments install exactly
+these.
 
 A leaf with no imports, since the control plane, which never imports the runtime, reads it to build an endpoint's
 environment; setup.cfg's install_requires holds the same lines (tests/test_environments.py checks they agree).

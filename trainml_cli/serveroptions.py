@@ -63,7 +63,8 @@ class ServerOption:
 
 OPTIONS: tuple[ServerOption, ...] = (
     ServerOption("--host", str, _SETTINGS["host"], "Address to listen on.", setting=True),
-    ServerOption("--port", int, _SETTINGS["port"], "Port to listen on; 0 picks a free one (recorded in TRAINML_HOME/server.json).",
+    ServerOption("--port", int, _SETTINGS["port"],
+                 "Port to listen on; 0 picks a free one (recorded in TRAINML_HOME/server.json).",
                  low=0, high=65535, setting=True),
     ServerOption("--gpus", str, None, "GPUs jobs may use: 'none' or INDEX:TYPE,... (default: ask nvidia-smi).",
                  metavar="SPEC", env="TRAINML_GPUS"),
@@ -127,7 +128,8 @@ def default(dest: str) -> Any:
 def record(name: str) -> type:
     """A frozen dataclass with a field per option but where the server listens, at the table's defaults: the
     base of server/app.py's ServerOptions."""
-    return make_dataclass(name, [(o.dest, Optional[o.kind], field(default=o.default)) for o in OPTIONS if not o.setting],
+    return make_dataclass(name,
+                          [(o.dest, Optional[o.kind], field(default=o.default)) for o in OPTIONS if not o.setting],
                           frozen=True)
 
 

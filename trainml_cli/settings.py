@@ -31,7 +31,7 @@ class Settings:
     ca_file: str | None = None  # verify an HTTPS control plane and endpoints with these CAs (see tls.py)
 
     @classmethod
-    def from_env(cls, *, home=None, api_url=None, token=None, ca_file=None, **overrides) -> "Settings":
+    def from_env(cls, *, home=None, api_url=None, token=None, ca_file=None, **overrides) -> Settings:
         home_path = Path(home).expanduser() if home else default_home()
         return cls(
             home=home_path,
@@ -46,7 +46,8 @@ class Settings:
         from .tls import client_verify
 
         record = self.read_server_file()
-        return client_verify(self.ca_file, record.tls_certfile if record and (url is None or record.url == url) else None)
+        return client_verify(self.ca_file,
+                             record.tls_certfile if record and (url is None or record.url == url) else None)
 
     # Everything the control plane keeps lives under home; these names are the one place that says where.
     @property
@@ -103,7 +104,7 @@ class Settings:
         """Held by the running server, which also writes its record there (found even when server.json is lost)."""
         return self.home / "server.lock"
 
-    def read_server_file(self, lock_fallback: bool = True) -> "ServerRecord | None":
+    def read_server_file(self, lock_fallback: bool = True) -> ServerRecord | None:
         """The running control plane's record, or None if there is none to read.
 
         server.json first; when it is missing or spoiled, the record the server keeps in its lock file. Either may

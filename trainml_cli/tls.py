@@ -38,7 +38,8 @@ def check_pair(certfile: str | None, keyfile: str | None, where: str = "--tls-ce
         context.load_cert_chain(certfile, keyfile)
     except ssl.SSLError as exc:
         raise UsageError(f"--tls-certfile {certfile} and --tls-keyfile {keyfile} do not load together: "
-                         f"{exc.reason or exc} (both must be PEM, the key unencrypted and the certificate's own)") from None
+                         f"{exc.reason or exc} (both must be PEM, the key "
+                         "unencrypted and the certificate's own)") from None
     except OSError as exc:
         raise UsageError(f"{where} {certfile}: {exc.strerror or exc}") from None
     return certfile, keyfile

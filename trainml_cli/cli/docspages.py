@@ -17,7 +17,8 @@ import click
 from . import manpages
 
 FOLDER = "docs/cli"
-_NOTE = "<!-- Generated from the click app by `python -m trainml_cli.cli.manpages`: edit the commands' help, not this. -->"
+_NOTE = ("<!-- Generated from the click app by `python -m trainml_cli.cli.manpages`: "
+         "edit the commands' help, not this. -->")
 _SPECIAL = re.compile(r"([\\*_\[\]<>#|])")
 
 

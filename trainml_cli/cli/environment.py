@@ -28,7 +28,9 @@ def list_environments(obj, fmt):
         return
     rows = []
     for env in listing["environments"]:
-        packages = list(env.get("pip") or []) + ([f"-r {env['requirements_file']}"] if env.get("requirements_file") else [])
+        packages = list(env.get("pip") or [])
+        if env.get("requirements_file"):
+            packages.append(f"-r {env['requirements_file']}")
         shown = ", ".join(packages) or "(runtime only)"
         jobs = f"{len(env['in_use'])} running" if env["in_use"] else "none running"
         jobs += f" / {len(env['jobs'])}" if env["jobs"] else ""

@@ -32,4 +32,5 @@ def list_gpus(obj, fmt):
               [(r["type"], f"{r['price']:.2f}", r["count"], r["free"], ", ".join(r.get("names") or [])) for r in rows])
     total = sum(r["count"] for r in rows)
     where = next((r["where"] for r in rows if r.get("where")), "this machine")
-    out.note(f"{where[0].upper()}{where[1:]} has {total:g} GPU(s) for jobs; a CPU-only job (--gpu-type cpu) needs none.")
+    out.note(f"{where[0].upper()}{where[1:]} has {total:g} GPU(s) for jobs; a CPU-only "
+             "job (--gpu-type cpu) needs none.")

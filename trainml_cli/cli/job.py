@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import click
 
-from .output import Output, duration, format_option, printable, when
 from ..hints import shell_quote
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from ..states import JobStatus
-from .params import (CREDENTIAL_KINDS, DATA, ENV, FINITE_PRICE, GPU_COUNT, JOB, MODEL, ROUTE, SECONDS, SECRET,
-                     Limited, model_source, refused, validate_routes)
+from .output import Output, duration, format_option, printable, when
+from .params import (
+    CREDENTIAL_KINDS,
+    DATA,
+    ENV,
+    FINITE_PRICE,
+    GPU_COUNT,
+    JOB,
+    MODEL,
+    ROUTE,
+    SECONDS,
+    SECRET,
+    Limited,
+    model_source,
+    refused,
+    validate_routes,
+)
 from .scaling import scaling_options, scaling_payload
 
 ATTACH_TAIL = 20  # log lines of history shown before `job attach` follows new ones

@@ -108,7 +108,8 @@ class Context:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 @click.version_option(__version__, "--version", prog_name="trainml")
-@click.option("--api-url", envvar="TRAINML_API_URL", metavar="URL", callback=lambda ctx, param, value: _check_url(value),
+@click.option("--api-url", envvar="TRAINML_API_URL", metavar="URL",
+              callback=lambda ctx, param, value: _check_url(value),
               help="Control plane URL (default: the one under --home).")
 @click.option("--home", envvar="TRAINML_HOME", type=click.Path(file_okay=False),
               help="State folder (default: $TRAINML_HOME, else ~/.trainml).")

@@ -159,7 +159,8 @@ def man_page(ctx: click.Context, command: click.Command) -> str:
                 continue
             child = f"{name}-{sub_name}"
             children.append(child)
-            lines += [".TP", f"\\fB{roff(sub_name)}\\fR", f"{roff(sub.get_short_help_str(limit=200))} See \\fB{roff(child)}\\fR(1)."]
+            lines += [".TP", f"\\fB{roff(sub_name)}\\fR",
+                      f"{roff(sub.get_short_help_str(limit=200))} See \\fB{roff(child)}\\fR(1)."]
     if ctx.parent is None:
         lines += _root_sections()
     see_also = ([page_name(ctx.parent)] if ctx.parent else []) + children
@@ -228,7 +229,8 @@ def generate() -> tuple[dict[str, str], list[str]]:
 
 def stale(root: Path, files: dict[str, str]) -> list[str]:
     """Paths under root that differ from `files`, are missing, or are generated leftovers of a removed command."""
-    problems = [path for path, text in files.items() if not (root / path).is_file() or (root / path).read_text() != text]
+    problems = [path for path, text in files.items()
+                if not (root / path).is_file() or (root / path).read_text() != text]
     for folder, pattern in (("completions", "trainml.*"), ("man", "*.1"), ("docs/cli", "*.md")):
         for path in sorted((root / folder).glob(pattern)):
             if f"{folder}/{path.name}" not in files:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import click
 
@@ -199,7 +200,7 @@ class Output:
             self.note(text)
 
     @contextmanager
-    def progress(self, text: str) -> Iterator["Progress"]:
+    def progress(self, text: str) -> Iterator[Progress]:
         """A live status: a spinner on a terminal, one stderr line per change otherwise, nothing if silent."""
         if self.silent:
             yield Progress(None)

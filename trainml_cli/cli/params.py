@@ -41,7 +41,8 @@ class EnvParam(click.ParamType):
         if isinstance(value, tuple):
             return value
         key, sep, val = value.partition("=")
-        if not sep or not key or not (key[0].isalpha() or key[0] == "_") or not all(c.isalnum() or c == "_" for c in key):
+        if (not sep or not key or not (key[0].isalpha() or key[0] == "_")
+                or not all(c.isalnum() or c == "_" for c in key)):
             self.fail(f"{value!r} is not KEY=VALUE with KEY made of letters, digits and _", param, ctx)
         return key, val
 
@@ -219,7 +220,8 @@ def _server_names(ctx, kind: str, incomplete: str) -> list[tuple[str, str]]:
 
         root = ctx.find_root().params
         settings = Settings.from_env(
-            home=root.get("home"), api_url=root.get("api_url"), autostart=False, connect_timeout=0.5, request_timeout=2.0
+            home=root.get("home"), api_url=root.get("api_url"), autostart=False, connect_timeout=0.5,
+            request_timeout=2.0
         )
 
         async def fetch():
@@ -244,7 +246,8 @@ def model_source(model_dir=None, git_uri=None, git_ref=None, model_id=None, *, a
     """Exactly one model source -> the SDK's `model` dict; raises click.UsageError (exit 2) otherwise."""
     import os
 
-    given = [flag for flag, value in (("--model-dir", model_dir), ("--git-uri", git_uri), ("--model-id", model_id)) if value]
+    given = [flag for flag, value in (("--model-dir", model_dir), ("--git-uri", git_uri),
+                                      ("--model-id", model_id)) if value]
     flags = "--model-dir, --git-uri or --model-id" if allow_stored else "--model-dir or --git-uri"
     if not given:
         raise click.UsageError(f"no model code: give exactly one of {flags}")

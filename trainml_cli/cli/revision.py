@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import click
 
+from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from .output import Output, format_option, when
 from .params import ENV, JOB, ROUTE, SECONDS, Limited, model_source, validate_routes
-from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 
 UPDATE_TIMEOUT = 1800
 

@@ -16,6 +16,7 @@ import click
 
 from .output import Output, format_option
 
+
 def _click_option(option):
     """One row of serveroptions.OPTIONS as a click option."""
     if option.choices:
@@ -62,8 +63,8 @@ def _resolved(settings, options: dict) -> tuple[dict, dict, dict]:
 
 
 def _server_options(effective: dict):
-    from ..serveroptions import option_fields
     from ..server.app import ServerOptions
+    from ..serveroptions import option_fields
 
     return ServerOptions(**{field: effective[field] for field in option_fields()})
 
@@ -92,7 +93,8 @@ def server():
 
 @server.command("run")
 @server_options
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
 @click.pass_obj
 def run(obj, log_level, **options):
     """Run the control plane in the foreground until Ctrl-C (which also stops its endpoints)."""
@@ -374,4 +376,5 @@ def _job_counts(settings, url) -> tuple[dict, dict]:
 
 
 from .dashboard import dashboard  # noqa: E402  (the web dashboard's sign-in link, cli/dashboard.py)
+
 server.add_command(dashboard)

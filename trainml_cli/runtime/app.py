@@ -34,8 +34,8 @@ from .loader import load_routes
 from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, make_directory, wants_json
 from .output import AccessLog, encode_result
 from .replies import JSON, Reply, RequestIds, send_json
-from .streaming import Stream
-from .streaming import serve as serve_stream
+from .streaming import Stream, serve as serve_stream
+
 # Bodies larger than OFF_LOOP_BYTES are validated on a thread of their own: pydantic releases the GIL while it
 # parses, so the event loop keeps answering (/ping within 1 s while a hostile 10 MiB body is checked). Smaller
 # bodies are validated inline, where a thread hop would cost more than the validation (about 10 us).

@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..launchspec import (  # noqa: F401  (the exit codes, where the runtime's modules look for them)
-    EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, OPTIONS, LaunchSpec, option_problem, parser, record,
+    EXIT_LOAD_FAILED,
+    EXIT_PLATFORM_FAILED,
+    OPTIONS,
+    LaunchSpec,
+    option_problem,
+    parser,
+    record,
 )
 
 

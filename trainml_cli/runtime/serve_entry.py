@@ -38,8 +38,8 @@ from ray import serve
 
 from ..contracts import REPLICA_TOTALS_GAUGE, LoadFailure, flatten_totals
 from ..errors import ModelCodeError, UsageError
-from .app import EndpointApp, Health
 from ..launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
+from .app import EndpointApp, Health
 from .config import config_from_args
 from .loader import enter_model_dir, load_routes
 

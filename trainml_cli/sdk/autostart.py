@@ -121,7 +121,8 @@ def start(settings: Settings, options: dict | None = None, timeout: float = STAR
                 f"last lines of {settings.server_log}:\n{_tail(settings.server_log)}"
             )
         time.sleep(0.05)
-    raise Unavailable(f"the control plane for {settings.home} did not answer within {timeout:g}s; see {settings.server_log}")
+    raise Unavailable(f"the control plane for {settings.home} did not answer within "
+                      f"{timeout:g}s; see {settings.server_log}")
 
 
 def stop(settings: Settings, timeout: float = 30.0, sig: int = signal.SIGTERM) -> dict | None:

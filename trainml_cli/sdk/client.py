@@ -42,7 +42,8 @@ class TrainML:
         archive = await asyncio.to_thread(packing.pack, folder)
         try:
             return await self.http.request(
-                "POST", "/api/uploads", data=archive, headers={"Content-Type": "application/gzip"}, timeout=UPLOAD_TIMEOUT
+                "POST", "/api/uploads", data=archive, headers={"Content-Type": "application/gzip"},
+                timeout=UPLOAD_TIMEOUT
             )
         finally:
             archive.close()
@@ -50,7 +51,7 @@ class TrainML:
     async def close(self) -> None:
         await self.http.close()
 
-    async def __aenter__(self) -> "TrainML":
+    async def __aenter__(self) -> TrainML:
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -112,7 +112,8 @@ class Http:
                 # A reset on a pooled connection usually means the server died after its last answer; only a
                 # request that is safe to send twice is sent again then.
                 if not _refused(exc) and not (method in IDEMPOTENT and _dropped(exc)):
-                    raise Unavailable(f"lost the connection to the control plane at {self.url}: {_reason(exc)}") from None
+                    raise Unavailable("lost the connection to the control plane "
+                                      f"at {self.url}: {_reason(exc)}") from None
                 if not relocated and self.settings.api_url is None:
                     relocated = True  # it may have restarted on another port, or be gone: find (or start) it again
                     self.url = autostart.locate(self.settings)
@@ -120,11 +121,13 @@ class Http:
                     continue
                 if attempt == RETRIES - 1:
                     hint = "" if self.settings.api_url else " (`trainml server start` starts one)"
-                    raise Unavailable(f"cannot reach the control plane at {self.url}: connection refused{hint}") from None
+                    raise Unavailable("cannot reach the control plane at "
+                                      f"{self.url}: connection refused{hint}") from None
                 time.sleep(backoff(attempt))
                 continue
             except requests.Timeout:
-                raise Unavailable(f"the control plane at {self.url} did not answer {method} {path} within {read_timeout:g}s") from None
+                raise Unavailable(f"the control plane at {self.url} did not answer {method} "
+                                  f"{path} within {read_timeout:g}s") from None
             if response.status_code == 503 and attempt < RETRIES - 1:
                 time.sleep(backoff(attempt, response.headers.get("Retry-After")))
                 continue
@@ -138,7 +141,8 @@ class Http:
 def _refused(exc: requests.ConnectionError) -> bool:
     """True when the request never reached a server (so sending it again cannot do anything twice)."""
     text = repr(exc)
-    return any(mark in text for mark in ("Connection refused", "ConnectionRefusedError", "NewConnectionError", "Errno 111"))
+    return any(mark in text for mark in ("Connection refused", "ConnectionRefusedError", "NewConnectionError",
+                                         "Errno 111"))
 
 
 def _ours(response: requests.Response) -> bool:
@@ -177,7 +181,10 @@ def _dropped(exc: requests.ConnectionError) -> bool:
 def untrusted(what: str, url: str, exc: Exception) -> str:
     """The message for a certificate that does not verify: what failed, and what to do."""
     text = str(exc)
-    reason = text.split("certificate verify failed: ", 1)[1].split(" (_ssl", 1)[0] if "verify failed: " in text else _reason(exc)
+    if "verify failed: " in text:
+        reason = text.split("certificate verify failed: ", 1)[1].split(" (_ssl", 1)[0]
+    else:
+        reason = _reason(exc)
     return (f"cannot verify {what}'s certificate at {url}: {reason}; give its CA with --ca-file "
             "(or TRAINML_CA_FILE, REQUESTS_CA_BUNDLE)")
 

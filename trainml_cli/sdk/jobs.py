@@ -16,17 +16,18 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
-from ..environment import check_environment, check_requirements_file
+from ..actoroptions import check_actor_options
 from ..credentials import credential_env
+from ..environment import check_environment, check_requirements_file
 from ..errors import Conflict, JobFailed, NotFound, RevisionFailed, TrainMLError, Unavailable, UsageError, WaitTimeout
 from ..hints import failure_headline, failure_message, shell_quote
-from ..actoroptions import check_actor_options
-from ..routespec import STREAM_FLAG, check_route_files, parse_routes
 from ..replicaspec import check_scaling
+from ..routespec import STREAM_FLAG, check_route_files, parse_routes
 from ..states import STATUSES, JobStatus
 from .models import git_uri
 
@@ -67,11 +68,11 @@ class Job:
         Serve has replaced the replicas); returns connection()'s answer."""
         return await self._client.http.request("POST", self._path + "/rotate-key")
 
-    async def refresh(self) -> "Job":
+    async def refresh(self) -> Job:
         self.dict = await self._client.http.request("GET", self._path)
         return self
 
-    async def wait_for(self, status: str, timeout: float = 300, on_status=None) -> "Job":
+    async def wait_for(self, status: str, timeout: float = 300, on_status=None) -> Job:
         """Return once the job has `status`. JobFailed if it fails instead, Conflict if it stops instead,
         WaitTimeout after `timeout` seconds. `on_status(job)` is called at each status the job passes."""
         if status not in STATUSES:

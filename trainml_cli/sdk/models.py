@@ -29,14 +29,14 @@ class Model:
     size = property(lambda self: self.dict.get("size"))
     created = property(lambda self: self.dict.get("created"))
 
-    async def refresh(self) -> "Model":
+    async def refresh(self) -> Model:
         self.dict = await self._client.http.request("GET", f"/api/models/{quote(self.id, safe='')}")
         return self
 
     async def remove(self) -> None:
         await self._client.http.request("DELETE", f"/api/models/{quote(self.id, safe='')}")
 
-    async def rename(self, name: str) -> "Model":
+    async def rename(self, name: str) -> Model:
         self.dict = await self._client.http.request("PATCH", f"/api/models/{quote(self.id, safe='')}",
                                                     json={"name": name})
         return self

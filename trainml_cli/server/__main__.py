@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .app import ServerOptions
     from ..contracts import EXIT_ALREADY_RUNNING, EXIT_RESTART
+    from .app import ServerOptions
     from .daemon import AlreadyRunning, serve
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -54,8 +54,7 @@ from fastapi.responses import StreamingResponse
 
 from .. import __version__
 from ..errors import Conflict, NotFound
-from . import resources as res
-from . import schemas
+from . import resources as res, schemas
 from .auth import require_auth
 from .bodies import JsonRoute
 from .states import parse_status
@@ -120,7 +119,8 @@ async def remove_secret(name: str, request: Request):
 
 
 @upload_router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=schemas.Upload, tags=["models"],
-             openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
+             openapi_extra={"requestBody": {"content": {
+                 "application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload(request: Request):
     """A tar.gz (or a zip) of a model folder; refused (422) if any member is a link, a device, absolute or has
     `..`. A zip is converted to a tar.gz with the same checks."""
@@ -212,9 +212,12 @@ async def job_metrics(job: str, request: Request):
 @router.get("/jobs/{job}/logs", response_model=schemas.LogPage, tags=["logs"])
 async def job_logs(job: str, request: Request,
                    before: Optional[int] = Query(None, description="page back: lines older than this cursor"),
-                   after: Optional[int] = Query(None, ge=0, description="follow: lines newer than this cursor, oldest first"),
+                   after: Optional[int] = Query(None, ge=0,
+                                                description="follow: lines newer than this cursor, oldest first"),
                    limit: int = Query(100, ge=1, le=MAX_PAGE),
-                   wait: float = Query(0.0, ge=0, description=f"with after: seconds to wait for a new line (at most {MAX_WAIT:.0f})")):
+                   wait: float = Query(0.0, ge=0,
+                                       description="with after: seconds to wait for a new "
+                                                   f"line (at most {MAX_WAIT:.0f})")):
     p = platform(request)
     job_id = p.jobs.find(job).id
     if after is None:
@@ -234,7 +237,8 @@ async def job_logs(job: str, request: Request,
 
 @router.get("/jobs/{job}/logs/stream", tags=["logs"],
             responses={200: {"content": {"application/x-ndjson": {}, "text/event-stream": {}}}})
-async def stream_logs(job: str, request: Request, after: int = Query(0, ge=0, description="start after this cursor (0: all)")):
+async def stream_logs(job: str, request: Request,
+                      after: int = Query(0, ge=0, description="start after this cursor (0: all)")):
     """Follow a job's log: every entry newer than `after`, then new ones as they come, until the job stops."""
     p = platform(request)
     job_id = p.jobs.find(job).id
@@ -267,7 +271,8 @@ async def stream_logs(job: str, request: Request, after: int = Query(0, ge=0, de
                 yield ": keepalive\n\n" if sse else "\n"
 
     media = "text/event-stream" if sse else "application/x-ndjson"
-    return StreamingResponse(lines(), media_type=media, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(lines(), media_type=media,
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 # -- models -------------------------------------------------------------------------------------------------------

@@ -21,14 +21,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__, tls
+from .. import __version__, serveroptions, tls
 from ..endpointenv import parse_names
 from ..errors import MethodNotAllowed, NotFound, ServerError, TooLarge, TrainMLError, Unauthorized, UsageError
 from ..jsonbody import MAX_ERRORS
 from ..settings import Settings
-from . import api, bodies, openapi, prometheus
-from . import resources as res
+from . import api, bodies, openapi, prometheus, resources as res
+from .archives import Uploads
 from .auth import Authenticator, ensure_token
+from .backends.base import Policy
 from .environments import Environments
 from .gitcredentials import GitCredentials
 from .interpreters import Interpreters
@@ -36,11 +37,8 @@ from .jobs import Jobs
 from .logs import LogBook
 from .models import Models
 from .private import secure_home
-from .archives import Uploads
 from .store import Store
 from .vault import Vault
-from .. import serveroptions
-from .backends.base import Policy
 
 log = logging.getLogger("trainml.server")
 
@@ -192,7 +190,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        error = ServerError(f"the control plane failed on {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
+        error = ServerError(f"the control plane failed on {request.method} "
+                            f"{request.url.path}: {type(exc).__name__}: {exc}")
         return JSONResponse(bodies.bounded(error.to_dict()), status_code=500)
 
 

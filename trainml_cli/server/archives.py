@@ -19,8 +19,8 @@ import tarfile
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
-from typing import AsyncIterator
 
 from ..errors import NotFound, UsageError
 from .sources import fresh_partial
@@ -121,7 +121,8 @@ def scan_archive(path: Path, texts: dict[str, str] | None = None) -> dict:
                         texts[str(PurePosixPath(member.name))] = data.read(MAX_TEXT_BYTES).decode(errors="replace")
                     kept += member.size
                 if count > MAX_MEMBERS or size > MAX_UNPACKED_BYTES:
-                    raise UsageError(f"archive: more than {MAX_MEMBERS} files or {MAX_UNPACKED_BYTES >> 30} GiB unpacked")
+                    raise UsageError(f"archive: more than {MAX_MEMBERS} files or "
+                                     f"{MAX_UNPACKED_BYTES >> 30} GiB unpacked")
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise UsageError(f"archive: not a valid tar.gz ({exc})") from None
     return {"files": files, "size": size}

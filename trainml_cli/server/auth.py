@@ -62,8 +62,10 @@ class Authenticator:
             if principal:
                 return principal
         if "authorization" in request.headers:
-            raise Unauthorized("the API token is wrong: send the one in TRAINML_HOME/token as 'Authorization: Bearer <token>'")
-        raise Unauthorized("this API needs a token: send 'Authorization: Bearer <token>' (the token is in TRAINML_HOME/token)")
+            raise Unauthorized("the API token is wrong: send the one in TRAINML_HOME/token as "
+                               "'Authorization: Bearer <token>'")
+        raise Unauthorized("this API needs a token: send 'Authorization: Bearer <token>' (the "
+                           "token is in TRAINML_HOME/token)")
 
 
 def require_auth(request: Request) -> str:

@@ -23,8 +23,8 @@ leaves the endpoints serving; the next control plane adopts them.
 
 from __future__ import annotations
 
-import fcntl
 import dataclasses
+import fcntl
 import logging
 import os
 import signal
@@ -191,7 +191,8 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", chosen: 
             _write_lock_record(lock, record)
             _write_server_file(settings, record)
             if chosen is not None:
-                _save_options(settings, {**chosen, **({"tls_certfile": pair[0], "tls_keyfile": pair[1]} if pair else {})})
+                _save_options(settings,
+                              {**chosen, **({"tls_certfile": pair[0], "tls_keyfile": pair[1]} if pair else {})})
             watch.append(_ServerFileWatch(settings, record))
             log.info("control plane listening on %s (home %s, pid %d)", url, home, os.getpid())
 

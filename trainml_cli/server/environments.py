@@ -240,14 +240,16 @@ class Environments:
         for skipped in options.skipped:
             say(f"pip configuration: leaving out {skipped}")
         # Never the control plane's whole environment: a model's own package runs its setup.py in this build.
-        env = {**installer_inherited(os.environ, self.pass_env), **options.env, "UV_CACHE_DIR": str(self.cache), "UV_PYTHON_DOWNLOADS": "never",
+        env = {**installer_inherited(os.environ, self.pass_env), **options.env, "UV_CACHE_DIR": str(self.cache),
+               "UV_PYTHON_DOWNLOADS": "never",
                "NO_COLOR": "1", "VIRTUAL_ENV": str(env_dir),
                # `-e ./mylib` is installed as a copy: the environment is shared by every job with its key and
                # outlives the job whose folder an editable install would point into. (The key follows the
                # package's contents, so an edit still gets a new environment.) An older uv ignores the variable.
                "UV_NO_EDITABLE": "1"}
         env.pop("PYTHONPATH", None)
-        await self._run([uv, "venv", "--no-config", "--python", plan.interpreter.path, str(env_dir)], env, model_dir, say)
+        await self._run([uv, "venv", "--no-config", "--python", plan.interpreter.path, str(env_dir)], env, model_dir,
+                        say)
         spec_dir = env_dir / "trainml"
         spec_dir.mkdir()
         (spec_dir / "runtime.txt").write_text("\n".join(RUNTIME_REQUIREMENTS) + "\n")

@@ -42,14 +42,14 @@ _AUTHORITY = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[
 _URL_LINE = re.compile(r"^(?P<key>[ \t]*url[ \t]*=[ \t]*)(?P<uri>\S+)[ \t]*$", re.M | re.I)
 
 # git runs it as `sh -c '<helper> "$@"' <helper> get|store|erase`, the request on stdin; it answers `get` only.
-_HELPER_CODE = r"""
+_HELPER_CODE = rf"""
 import json, os, sys
 if sys.argv[1:] == ["get"]:
-    given = json.loads(os.environ["%s"])
+    given = json.loads(os.environ["{VARIABLE}"])
     asked = dict(line.partition("=")[::2] for line in sys.stdin.read().splitlines())
     if asked.get("protocol") == given["protocol"] and asked.get("host", "").lower() == given["host"]:
-        sys.stdout.write("username=%%(username)s\npassword=%%(password)s\n" %% given)
-""" % VARIABLE
+        sys.stdout.write("username=%(username)s\npassword=%(password)s\n" % given)
+"""
 
 
 class Credentials(NamedTuple):

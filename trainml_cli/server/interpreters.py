@@ -38,7 +38,8 @@ class Interpreter:
         return tuple(int(p) for p in self.version.split("."))
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "version": self.version, "implementation": self.implementation, "default": self.default}
+        return {"path": self.path, "version": self.version, "implementation": self.implementation,
+                "default": self.default}
 
 
 def _candidates() -> list[str]:
@@ -88,7 +89,8 @@ class Interpreters:
         default = self.default()
         unique = {default.path: default}
         for interpreter in probed:
-            unique.setdefault(interpreter.path, Interpreter(interpreter.path, interpreter.version, interpreter.implementation))
+            unique.setdefault(interpreter.path,
+                              Interpreter(interpreter.path, interpreter.version, interpreter.implementation))
         listed = sorted(unique.values(), key=lambda i: (i.version_tuple, not i.default, i.path))
         self._cache = (time.monotonic(), listed)
         return listed

@@ -34,22 +34,20 @@ from pathlib import Path
 
 from ..errors import Ambiguous, Conflict, NotFound
 from ..routespec import parse_routes, routes_to_json
-from . import resources as res
-from . import archives
-from . import endpointkeys
+from . import archives, endpointkeys, resources as res
+from .backends.base import Backend, elsewhere
 from .driver import Driver
 from .environments import Environments
-from .logs import LogBook, iso_time
+from .gitcredentials import GitCredentials
 from .jobrecord import JobRecord
+from .logs import LogBook, iso_time
 from .models import Models, check_name, new_id
 from .payload import check_job
-from .vault import Vault
-from .gitcredentials import GitCredentials
-from .states import JobStatus, transition
-from .store import Store
 from .redaction import redact
 from .revisions import Revisions
-from .backends.base import Backend, elsewhere
+from .states import JobStatus, transition
+from .store import Store
+from .vault import Vault
 
 log = logging.getLogger("trainml.server")
 

@@ -34,7 +34,8 @@ def check_name(name, what: str) -> str:
         raise UsageError.at(("name",), "must not be empty", label=f"{what} name")
     name = name.strip()
     if len(name) > NAME_LIMIT or "/" in name or any(ord(c) < 32 for c in name):
-        raise UsageError.at(("name",), f"{name!r} must be at most {NAME_LIMIT} characters, without '/' or control characters",
+        raise UsageError.at(("name",),
+                            f"{name!r} must be at most {NAME_LIMIT} characters, without '/' or control characters",
                              label=f"{what} name")
     return name
 

@@ -23,10 +23,9 @@ from ..actoroptions import check_actor_options
 from ..environment import DEFAULT_REQUIREMENTS_FILE, check_environment, python_of_type
 from ..errors import UsageError
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
-from ..routespec import parse_routes
 from ..replicaspec import check_scaling
-from . import resources as res
-from . import archives, sources
+from ..routespec import parse_routes
+from . import archives, resources as res, sources
 from .interpreters import Interpreters
 from .models import Models
 
@@ -45,8 +44,10 @@ def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
     for key, high, why in (("max_concurrency", MAX_CONCURRENCY, "threads per worker"),
                            ("max_queue", MAX_QUEUE, "requests waiting per worker")):
         value = endpoint.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (key == "max_concurrency")):
-            raise UsageError.at(("endpoint", key), f"{value!r} must be a whole number of at least {int(key == 'max_concurrency')}")
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < (key == "max_concurrency")):
+            raise UsageError.at(("endpoint", key),
+                                f"{value!r} must be a whole number of at least {int(key == 'max_concurrency')}")
         if value is not None and value > high:
             raise UsageError.at(("endpoint", key), f"{value} is more than {high:,} ({why})")
     timeout = endpoint.get("timeout")
@@ -64,7 +65,8 @@ def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
     for i, item in enumerate((payload.get("environment") or {}).get("env") or []):
         key, value = item.get("key"), item.get("value")
         if not isinstance(key, str) or not ENV_KEY.match(key):
-            raise UsageError.at(("environment", "env", i, "key"), f"{key!r} must be letters, digits and _, not starting with a digit")
+            raise UsageError.at(("environment", "env", i, "key"),
+                                f"{key!r} must be letters, digits and _, not starting with a digit")
         if key in PLATFORM_ENV:
             raise UsageError.at(("environment", "env", i, "key"), f"{key} is set by the platform from the job's GPUs")
         if not isinstance(value, str):
@@ -142,14 +144,17 @@ def _check_model(model: dict, uploads: archives.Uploads, models: Models) -> dict
     if kind == "local":
         upload_id = model.get("upload_id")
         if not upload_id:
-            raise UsageError.at(("model", "upload_id"), "required for source_type local (POST the packed folder to /api/uploads)")
+            raise UsageError.at(("model", "upload_id"),
+                                "required for source_type local (POST the packed folder to /api/uploads)")
         uploads.path(upload_id)
         return {"source_type": kind, "source_uri": uri or "", "upload_id": upload_id}
     if kind == "git":
-        return {"source_type": kind, "source_uri": sources.check_git_uri(uri), "git_ref": sources.check_git_ref(model.get("git_ref"))}
+        return {"source_type": kind, "source_uri": sources.check_git_uri(uri),
+                "git_ref": sources.check_git_ref(model.get("git_ref"))}
     if kind == "trainml":
         if not uri:
-            raise UsageError.at(("model", "source_uri"), "the id or name of a stored model is required for source_type trainml")
+            raise UsageError.at(("model", "source_uri"),
+                                "the id or name of a stored model is required for source_type trainml")
         stored = models.find(uri)
         return {"source_type": kind, "source_uri": uri, "model_id": stored["id"]}
     raise UsageError.at(("model", "source_type"), f"{kind!r} is not one of local, git, trainml")

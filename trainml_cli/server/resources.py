@@ -40,7 +40,8 @@ def check_workers(resources: dict, replicas: int | None = None) -> None:
     if replicas is not None and replicas > cpu_count():
         raise UsageError.at(("endpoint", "replicas"), f"{replicas} is more than this machine's {cpu_count()} CPUs")
     if replicas is None and resources["cpu_count"] > cpu_count():
-        raise UsageError.at(("resources", "cpu_count"), f"{resources['cpu_count']} is more than this machine's {cpu_count()} CPUs")
+        raise UsageError.at(("resources", "cpu_count"),
+                            f"{resources['cpu_count']} is more than this machine's {cpu_count()} CPUs")
 
 CPU_RATE = 0.01
 GPU_RATES = {
@@ -97,7 +98,8 @@ def normalize(resources: dict | None) -> dict:
     if isinstance(types, str):
         types = [types]
     if not types or not all(isinstance(t, str) and _squash(t) for t in types):
-        raise UsageError.at(("resources", "gpu_types"), f"{merged['gpu_types']!r} must be a list of GPU type names, e.g. [\"cpu\"]")
+        raise UsageError.at(("resources", "gpu_types"),
+                            f"{merged['gpu_types']!r} must be a list of GPU type names, e.g. [\"cpu\"]")
     merged["gpu_types"] = [t.lower() for t in types]
     # Every problem at once (the dashboard shows each beside its field), each saying what the rule is.
     problems = []
@@ -112,12 +114,14 @@ def normalize(resources: dict | None) -> dict:
         value = merged[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             what = "is too small" if isinstance(value, int) and not isinstance(value, bool) else "is not a whole number"
-            problems.append((("resources", key), f"{value!r} {what}; {_LABELS[key]} must be a whole number, {low} or more"))
+            problems.append((("resources", key),
+                             f"{value!r} {what}; {_LABELS[key]} must be a whole number, {low} or more"))
     # cpu_count against this machine's CPUs: check_workers, the local backend's (on Ray it is per replica).
     price = merged["max_price"]
     if not isinstance(price, (int, float)) or isinstance(price, bool) or price < 0:
         what = "is too small" if isinstance(price, (int, float)) and not isinstance(price, bool) else "is not a number"
-        problems.append((("resources", "max_price"), f"{price!r} {what}; max price must be 0 or more (credits per hour)"))
+        problems.append((("resources", "max_price"),
+                         f"{price!r} {what}; max price must be 0 or more (credits per hour)"))
     if problems:
         raise UsageError.of(problems)
     if all(t == CPU_TYPE for t in merged["gpu_types"]):
@@ -201,7 +205,8 @@ class GpuPool:
             return
         if not float(need).is_integer():
             raise UsageError.at(("resources", "gpu_count"), f"{need:g} is not a whole number: this machine hands out "
-                                "whole GPUs (a fraction of one is for the Ray backend, trainml server run --backend ray)")
+                                "whole GPUs (a fraction of one is for the Ray backend, "
+                                "trainml server run --backend ray)")
         types = [t for t in resources["gpu_types"] if t != CPU_TYPE]
         best = max(sum(1 for g in self.gpus if matches(g, t)) for t in types)
         if best < need:
@@ -248,7 +253,7 @@ class GpuPool:
                 self._freed.notify_all()
 
 
-def gpu_listing(pool: "GpuPool") -> list[dict]:
+def gpu_listing(pool: GpuPool) -> list[dict]:
     """[{type, name, price, count, free}]: the price table's types, then any other type this machine has."""
     rows = []
     for gpu_type, price in GPU_RATES.items():

@@ -21,7 +21,8 @@ class _Open(BaseModel):
 
 
 class Resources(_Strict):
-    gpu_types: Optional[list[str]] = Field(None, description='GPU types, e.g. ["rtx3090"]; ["cpu"] (default) needs none')
+    gpu_types: Optional[list[str]] = Field(None,
+                                           description='GPU types, e.g. ["rtx3090"]; ["cpu"] (default) needs none')
     gpu_count: Optional[Union[int, float]] = Field(None, description="GPUs wanted (ignored for cpu); a fraction "
                                                    "(0.5: half a GPU) on the Ray backend only")
     cpu_count: Optional[int] = Field(None, description="CPUs; also the endpoint's worker count (default 1)")
@@ -31,7 +32,9 @@ class Resources(_Strict):
 
 class ModelSource(_Strict):
     source_type: Literal["local", "git", "trainml"]
-    source_uri: str = Field("", description="local: the client's folder (informative); git: the URI; trainml: model id or name")
+    source_uri: str = Field("",
+                            description="local: the client's folder (informative); "
+                                        "git: the URI; trainml: model id or name")
     git_ref: Optional[str] = Field(None, description="git: branch, tag or commit SHA to check out")
     upload_id: Optional[str] = Field(None, description="local: the id returned by POST /api/uploads")
 
@@ -149,7 +152,9 @@ class Job(_Open):
     id: str
     name: str
     type: str
-    status: str = Field(..., description="new, waiting for data/model download, waiting for resources, starting, running, stopping, stopped, failed")
+    status: str = Field(...,
+                        description="new, waiting for data/model download, waiting for resources, starting, "
+                                    "running, stopping, stopped, failed")
     reason: Optional[str] = Field(None, description="why the job failed")
     url: Optional[str] = Field(None, description="the endpoint's URL while starting or running")
     port: Optional[int] = None

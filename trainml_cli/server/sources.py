@@ -50,20 +50,26 @@ def check_git_uri(uri: str, loc: tuple = ("model", "source_uri")) -> str:
     match = _GIT_URL.match(uri)
     if match:
         if match["scheme"].lower() not in GIT_SCHEMES:
-            raise UsageError.at(loc, f"{redact(uri)!r} uses {match['scheme']}://; only {', '.join(GIT_SCHEMES)} URIs are allowed")
+            raise UsageError.at(loc,
+                                f"{redact(uri)!r} uses {match['scheme']}://; only "
+                                f"{', '.join(GIT_SCHEMES)} URIs are allowed")
         gitcredentials.take(uri, loc)  # refuses credentials git could not be handed
         return uri
     if _SCP_LIKE.match(uri):
         return uri
     hint = f" (for a local repository write file://{os.path.abspath(uri)})" if uri.startswith(("/", ".")) else ""
-    raise UsageError.at(loc, f"{redact(uri)!r} is not a git URI; use one of {', '.join(s + '://' for s in GIT_SCHEMES)}{hint}")
+    raise UsageError.at(loc,
+                        f"{redact(uri)!r} is not a git URI; use one of "
+                        f"{', '.join(s + '://' for s in GIT_SCHEMES)}{hint}")
 
 
 def check_git_ref(ref: str | None, loc: tuple = ("model", "git_ref")) -> str | None:
     if ref is None or ref == "":
         return None
     if not isinstance(ref, str) or not _GIT_REF.match(ref) or ".." in ref:
-        raise UsageError.at(loc, f"{ref!r} is not a branch, tag or commit SHA (letters, digits, '.', '_', '/', '-'; not starting with '-')")
+        raise UsageError.at(loc,
+                            f"{ref!r} is not a branch, tag or commit SHA (letters, digits, '.', '_', "
+                            "'/', '-'; not starting with '-')")
     return ref
 
 
@@ -128,7 +134,8 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
         raise
     if code != 0:
         shutil.rmtree(partial, ignore_errors=True)
-        message = "\n".join(line for line in lines if not line.startswith(("Cloning into", "remote: "))) or f"exit code {code}"
+        message = "\n".join(line for line in lines
+                            if not line.startswith(("Cloning into", "remote: "))) or f"exit code {code}"
         raise UsageError(f"git clone {redact_uri(uri)}{' --branch ' + ref if ref else ''} failed: {message}")
     if by_commit:
         first_error = ""
@@ -155,7 +162,8 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
             raise UsageError(f"git clone {redact_uri(uri)}: commit {ref} not found in the repository ({reason})")
         on_line(f"$ git checkout --detach {ref}")
     rev = await asyncio.create_subprocess_exec(
-        "git", "-C", str(partial), "rev-parse", "HEAD", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        "git", "-C", str(partial), "rev-parse", "HEAD", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL
     )
     commit = (await rev.communicate())[0].decode().strip()
     partial.rename(dest)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from ..errors import Conflict, UsageError
 from ..states import LIVE, JobStatus  # noqa: F401  (the enum lives in the shared leaf)
 
-
 _S = JobStatus
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     _S.NEW: frozenset({_S.WAITING_DOWNLOAD, _S.WAITING_RESOURCES, _S.STOPPING, _S.FAILED}),

@@ -15,8 +15,9 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..states import JobStatus
 from .jobrecord import COLUMNS, JobRecord

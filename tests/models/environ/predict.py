@@ -1,4 +1,5 @@
-"""Control plane tests: answers an environment variable (job env vars, CUDA_VISIBLE_DEVICES) or the whole environment."""
+"""Control plane tests: answers an environment variable (job env vars, CUDA_VISIBLE_DEVICES) or the whole
+environment."""
 
 import os
 

@@ -13,9 +13,10 @@ Both serve the same runtime (the same ASGI app); what it is started with is a `l
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Awaitable, Callable, Protocol
+from typing import Callable, Protocol
 
 from ...launchspec import LaunchSpec
 from ...serveroptions import STOP_GRACE, UNRESPONSIVE_AFTER  # defined once, with the options
@@ -51,7 +52,7 @@ class Scaling:
         return self.min_replicas is not None or self.max_replicas is not None
 
     @classmethod
-    def of(cls, endpoint: dict) -> "Scaling":
+    def of(cls, endpoint: dict) -> Scaling:
         """From a job's `endpoint` spec."""
         return cls(**{f.name: endpoint.get(f.name) for f in fields(cls) if endpoint.get(f.name) is not None})
 

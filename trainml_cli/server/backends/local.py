@@ -41,13 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...contracts import LoadFailure, find_load_failure, is_load_failure
+from ...errors import UsageError
 from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
-from .. import endpointkeys
-from .. import resources as res
+from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
 from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, process_start_time, reap_orphans
 from ..tailing import OutputTail
-from ...errors import UsageError
 from .base import EndpointListener, Launch, Outcome, Policy, Say
 from .probes import first, http_get
 
@@ -109,7 +108,7 @@ class LocalBackend:
         await self.pool.release(job_id)
 
     def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None,
-                 adopt: Adoption | None = None) -> "LocalEndpoint":
+                 adopt: Adoption | None = None) -> LocalEndpoint:
         endpoint = LocalEndpoint(launch, listener, self.host, port, self.policy, adopt=adopt)
         if self.tls:
             from ...tls import loopback_client_context
@@ -123,7 +122,7 @@ class LocalBackend:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{shown}:{job.port}" if job.port else None
 
-    async def rotate_key(self, workdir: Path, key: str, endpoint: "LocalEndpoint | None") -> str:
+    async def rotate_key(self, workdir: Path, key: str, endpoint: LocalEndpoint | None) -> str:
         # Every worker reads the file again when it changes (runtime/auth.py): nothing to restart. A worker takes
         # the new key at its first call with it; it lets go of the old one at its first call once
         # KEY_RECHECK_SECONDS have passed, so waiting them out means the old key is refused when we return.
@@ -132,7 +131,7 @@ class LocalBackend:
             await asyncio.sleep(KEY_RECHECK_SECONDS + 0.1)
         return "now"
 
-    async def switch(self, endpoint: "LocalEndpoint", launch: Launch, on_spawn=None) -> tuple[int, int | None]:
+    async def switch(self, endpoint: LocalEndpoint, launch: Launch, on_spawn=None) -> tuple[int, int | None]:
         """Serve `launch` (a new revision) on the endpoint's socket in place of its process (switch.py)."""
         from .switch import switch
         return await switch(endpoint, launch, self.policy.start_timeout, on_spawn)
@@ -274,7 +273,8 @@ class LocalEndpoint:
             if start_failures >= START_ATTEMPTS:
                 lines = "\n".join(self.listener.tail())
                 return Outcome(True, f"endpoint crashed {start_failures} times while starting; last output:\n{lines}")
-            if self.sock is None:  # it was adopted: take its port back at once, so callers wait instead of being refused
+            # it was adopted: take its port back at once, so callers wait instead of being refused
+            if self.sock is None:
                 self.sock = await rebind_socket(self.bind_host, self.port)
                 self.port = self.sock.getsockname()[1]
             self.restarts += 1
@@ -341,13 +341,15 @@ class LocalEndpoint:
         try:
             await asyncio.wait_for(process.wait(), grace)
         except asyncio.TimeoutError:
-            self.listener.event(f"endpoint process {process.pid} still running {grace:.0f}s after SIGTERM; sending SIGKILL")
+            self.listener.event(f"endpoint process {process.pid} still running {grace:.0f}s "
+                                "after SIGTERM; sending SIGKILL")
             kill_group(process.pid, signal.SIGKILL)
             await process.wait()
         kill_group(process.pid, signal.SIGKILL)
 
     async def metrics(self) -> dict | None:
-        status, body = await http_get(self.host, self.port, "/metrics?format=json", timeout=2.0, ssl=self.ssl)  # JSON, not Prometheus text
+        # JSON, not Prometheus text
+        status, body = await http_get(self.host, self.port, "/metrics?format=json", timeout=2.0, ssl=self.ssl)
         if status != 200:
             return None
         try:

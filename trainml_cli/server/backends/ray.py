@@ -35,8 +35,7 @@ from urllib.parse import urlsplit
 from ...errors import TrainMLError, Unavailable, UsageError
 from ...serveroptions import default
 from ...states import JobStatus
-from .. import endpointkeys
-from .. import resources as res
+from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
 from . import rayapps, raycluster, rayexposure
 from .base import EndpointListener, Launch, Outcome, Say
@@ -63,7 +62,8 @@ class RayOptions:
     serve_host: str = default("ray_serve_host")  # where Serve's HTTP proxies listen (set when Serve first starts)
     serve_port: int = default("ray_serve_port")
     deploy_timeout: float = default("ray_deploy_timeout")  # seconds a deploy may take before the job fails
-    stop_grace: float = default("stop_grace")  # seconds a stopping replica's calls get to finish (Serve's graceful shutdown)
+    # seconds a stopping replica's calls get to finish (Serve's graceful shutdown)
+    stop_grace: float = default("stop_grace")
 
     @property
     def serve_url(self) -> str:
@@ -108,7 +108,8 @@ class RayBackend:
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         # Refused rather than ignored: the job would run on an interpreter it did not ask for.
         if environment.get("python"):
-            raise UsageError.at(("environment", "python"), "replicas run on the Ray cluster's own Python; leave it out, "
+            raise UsageError.at(("environment", "python"),
+                                "replicas run on the Ray cluster's own Python; leave it out, "
                                 "or run the job on the local backend")
 
     async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:
@@ -168,7 +169,7 @@ class RayBackend:
 
     # -- the seam -----------------------------------------------------------------------------------------
 
-    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None, adopt=None) -> "RayEndpoint":
+    def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None, adopt=None) -> RayEndpoint:
         return RayEndpoint(self, launch, listener, adopt)
 
     def url(self, job: JobRecord) -> str | None:
@@ -177,7 +178,7 @@ class RayBackend:
     def app_url(self, job_id: str) -> str:
         return self.options.serve_url + rayapps.route_prefix(job_id)
 
-    async def rotate_key(self, workdir: Path, key: str, endpoint: "RayEndpoint | None") -> str:
+    async def rotate_key(self, workdir: Path, key: str, endpoint: RayEndpoint | None) -> str:
         # The next deploy packs this file; running replicas get it through their user_config (a lightweight
         # update: Serve calls their reconfigure, none is replaced).
         endpointkeys.write_key(workdir, key)

@@ -35,9 +35,9 @@ from pathlib import Path
 from ...contracts import KEY_FILE, find_load_failure, skipped_folder
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import UsageError
+from ...launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from ...localpaths import local_digest
 from ...replicaspec import serve_autoscaling
-from ...launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from ...states import JobStatus
 from .base import Launch
 
@@ -283,7 +283,8 @@ def job_status(app: dict | None) -> tuple[JobStatus, str]:
 
 def failure_reason(message: str) -> str:
     """The useful end of Serve's failure message: the runtime's load-failure record (its cause and the model
-    code's traceback, as the local backend's reason has them), or the installer's own lines when Ray could not build the job's environment."""
+    code's traceback, as the local backend's reason has them), or the installer's own lines when Ray could not
+    build the job's environment."""
     message = plain(message)
     failure = find_load_failure(message)  # the replica raised the runtime's record (runtime/serve_entry.py)
     if failure is not None:
@@ -295,8 +296,8 @@ def failure_reason(message: str) -> str:
         start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "×", "ERROR:"))), 0)
         quoted = [line.lstrip("×╰─▶ ").strip() for line in lines[start:start + 6]]
         # The first line is the CLI's error line: uv's first two lines on it, as they name the package.
-        return "installing the job's packages on the Ray cluster failed: " + "; ".join(line.rstrip(":") for line in quoted[:2]) + "".join(
-            f"\n{line}" for line in quoted[2:])
+        return ("installing the job's packages on the Ray cluster failed: "
+                + "; ".join(line.rstrip(":") for line in quoted[:2]) + "".join(f"\n{line}" for line in quoted[2:]))
     lines = [line for line in message.splitlines() if line.strip()]
     return "Ray Serve could not deploy the endpoint: " + "\n".join(lines[-15:])
 

@@ -169,7 +169,8 @@ class RayHead:
     def cluster_sync(self) -> tuple[list, dict]:
         """(each node's summary, {node id: {resource: [used, total]}}), in the caller's thread: what
         raycluster.nodes reads the cluster's GPUs and memory from."""
-        summary = ((self._call_sync("GET", "/nodes?view=summary", (200,)).json() or {}).get("data") or {}).get("summary")
+        nodes = self._call_sync("GET", "/nodes?view=summary", (200,)).json() or {}
+        summary = (nodes.get("data") or {}).get("summary")
         data = (self._call_sync("GET", "/api/cluster_status", (200,)).json() or {}).get("data") or {}
         report = (data.get("clusterStatus") or {}).get("loadMetricsReport") or {}
         return summary or [], report.get("usageByNode") or {}

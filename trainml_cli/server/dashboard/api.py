@@ -31,8 +31,8 @@ from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, Unauthorized, UsageError
 from ..auth import require_auth
 from ..bodies import JsonRoute
-from ..schemas import JobCreate
 from ..redaction import redact
+from ..schemas import JobCreate
 from . import forms
 from .history import status_history
 from .pages import ROOT

@@ -32,8 +32,7 @@ from ...credentials import credential_env
 from ...environment import DEFAULT_REQUIREMENTS_FILE, check_environment, check_requirements_file, split_pip_packages
 from ...errors import FieldProblem, NotFound, RouteSpecError, TrainMLError, UsageError
 from ...routespec import parse_routes
-from .. import resources as res
-from .. import sources
+from .. import resources as res, sources
 from ..models import check_name
 from ..payload import check_scaling
 
@@ -53,7 +52,8 @@ class FormErrors(UsageError):
     """The form has problems; `fields` holds one FieldError per problem (422, like any usage error)."""
 
     def __init__(self, fields: list[FieldError]):
-        super().__init__("\n".join(f.message for f in fields) or "the form is not valid", details=[f.message for f in fields])
+        super().__init__("\n".join(f.message for f in fields) or "the form is not valid",
+                         details=[f.message for f in fields])
         self.fields = fields
 
     def to_dict(self) -> dict:

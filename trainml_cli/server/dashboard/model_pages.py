@@ -40,7 +40,8 @@ async def model_page(request: Request, model_id: str):
         model = p.models.get(model_id)
     except NotFound:
         return render(request, "signed_out.html", status=404, title="Not found", page="missing",
-                      heading="No such model", message=f"There is no stored model {model_id!r}; it may have been removed.",
+                      heading="No such model",
+                      message=f"There is no stored model {model_id!r}; it may have been removed.",
                       show_command=False)
     files, more = await asyncio.to_thread(_files, p.models.path(model["id"]))
     return render(request, "model.html", title=model["name"], page="model", section="models", model=model,

@@ -80,7 +80,8 @@ def filesize(size) -> str:
     return f"{size:.1f} GB"
 
 
-templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True,
+                        lstrip_blocks=True)
 templates.filters.update(duration=duration, filesize=filesize)
 # The statuses' sets, from the one enum, for the page scripts (a data attribute: the CSP allows no inline script).
 STATUS_SETS = {"live": sorted(s.value for s in LIVE), "final": sorted(s.value for s in FINAL),
@@ -185,7 +186,8 @@ async def create_page(request: Request, model: str = ""):
     chosen = next((m["id"] for m in models if model in (m["id"], m["name"])), "") if model else ""
     gpu_types = ["cpu"] + sorted({_gpu_type(g.name) for g in p.gpus})
     return render(request, "create.html", title="Create endpoint", page="create", section="create",
-                  models=models, chosen_model=chosen, max_upload=MAX_UPLOAD_BYTES, gpu_types=gpu_types, defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
+                  models=models, chosen_model=chosen, max_upload=MAX_UPLOAD_BYTES, gpu_types=gpu_types,
+                  defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
                   types=[(t, TYPE_LABELS[t]) for t in TYPES], interpreters=await _interpreters(p),
                   secrets=p.vault.list(),  # names only: a value never reaches a page
                   credential_kinds=[(kind, variable) for kind, (variable, *_) in CREDENTIAL_KINDS.items()])
@@ -256,7 +258,8 @@ def examples(url: str, job: dict, key: str | None = None) -> list[dict]:
         routes = parse_routes(job["endpoint"]["routes"])
     except Exception:  # a record the server accepted earlier; show no examples rather than fail the page
         return []
-    return [{"label": r.label, "target": f"{r.file}:{r.function}", "command": curl_command(url, r, key)} for r in routes]
+    return [{"label": r.label, "target": f"{r.file}:{r.function}",
+             "command": curl_command(url, r, key)} for r in routes]
 
 
 async def _interpreters(p) -> list:

@@ -35,7 +35,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class Sessions:
     """Issues login links, redeems them once, and signs and checks session cookies."""
 
-    def __init__(self, api_token: str, *, link_ttl: float = LINK_TTL, session_ttl: float = SESSION_TTL, clock=time.time):
+    def __init__(self, api_token: str, *, link_ttl: float = LINK_TTL, session_ttl: float = SESSION_TTL,
+                 clock=time.time):
         # A key of its own, so a leaked cookie signature says nothing about the API token.
         self._key = hmac.new(api_token.encode(), b"trainml dashboard session v1", hashlib.sha256).digest()
         self.link_ttl = link_ttl
