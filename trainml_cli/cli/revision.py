@@ -173,5 +173,5 @@ async def deploy_to_running(client, out: Output, name: str, **spec) -> bool:
         out.line(f"Job {name} ({job.id}) already serves this code (revision {revision['revision']}); nothing changed")
     else:
         out.line(f"Revision {revision['revision']} of job {name} ({job.id}) is serving")
-    show_endpoint(job, out, await endpoint_key(job))
+    await show_endpoint(job, out, await endpoint_key(job))
     return True
