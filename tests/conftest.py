@@ -184,6 +184,19 @@ def kill_everything_under(home: Path) -> None:
                 pass
 
 
+@pytest.fixture(autouse=True)
+def no_metrics_directory_left_behind():
+    """A runtime app built in this process (the in-process tests) points PROMETHEUS_MULTIPROC_DIR at a folder of
+    its own, removed when the app stops; left in os.environ, every process a later test starts would inherit a
+    folder that is gone (Ray's monitor then dies on its first metric)."""
+    saved = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    yield
+    if saved is None:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shared_uv_cache(tmp_path_factory):
     """One uv download cache for every control plane of the session (each has its own TRAINML_HOME), so only the

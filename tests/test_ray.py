@@ -134,7 +134,9 @@ def cluster(tmp_path_factory):
                      "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock")}
     assert set(haproxy_files) <= set(variables), "docs/ray.md's recipe names HAProxy's files"
     # The replicas must import trainml_cli from the package we upload, not from this checkout.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("TRAINML_")}
+    # Nor a metrics folder of this process's (prometheus_client in Ray's own processes would write there).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PROMETHEUS_MULTIPROC_DIR") and not k.startswith("TRAINML_")}
     env.update(variables, RAY_USAGE_STATS_ENABLED="0", **TEST_OVERRIDES, **haproxy_files)
     # The manual's commands, then what one shared machine needs (later flags win): free ports, a small node, the
     # temp dir under the test's tmp path.
