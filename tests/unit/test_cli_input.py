@@ -22,7 +22,8 @@ NOWHERE = "http://127.0.0.1:9"  # discard port: nothing listens
 def run_cli(*argv, env=None, input=None):
     """main(argv) as the console script runs it: (exit code, stdout, stderr)."""
     runner = CliRunner()
-    with runner.isolation(input=input, env={"TRAINML_API_URL": NOWHERE, "NO_COLOR": "1", **(env or {})}) as (out, err, _):
+    env = {"TRAINML_API_URL": NOWHERE, "NO_COLOR": "1", **(env or {})}
+    with runner.isolation(input=input, env=env) as (out, err, _):
         code = main(list(argv))
     return code, out.getvalue().decode(), err.getvalue().decode()
 
@@ -56,12 +57,14 @@ def test_route_that_is_not_an_object():
 @pytest.mark.parametrize(
     "route, message",
     [
-        ({"verb": "POST", "path": "/p", "file": "predict", "function": "echo", "body": [{"name": "t", "type": "string"}]},
+        ({"verb": "POST", "path": "/p", "file": "predict", "function": "echo",
+          "body": [{"name": "t", "type": "string"}]},
          "route 1 (POST /p): body[0].type: 'string' is not one of str, int, float, bool, dict, list"),
         ({"verb": "POST", "path": "/p", "file": "predict"}, "route 1 (POST /p): function: is required"),
         ({"verb": "FETCH", "path": "/p", "file": "predict", "function": "echo"},
          "route 1 (FETCH /p): verb: 'FETCH' is not one of GET, POST, PUT, PATCH, DELETE"),
-        ({"verb": "POST", "path": "/ping", "file": "predict", "function": "echo"}, "route 1 (POST /ping): path: /ping is reserved"),
+        ({"verb": "POST", "path": "/ping", "file": "predict", "function": "echo"},
+         "route 1 (POST /ping): path: /ping is reserved"),
         ({"verb": "POST", "path": "/p", "file": "predict", "function": "echo",
           "body": [{"name": "n", "type": "int", "default_value": "1"}]},
          "route 1 (POST /p): body[0].default_value: only optional params take a default"),
@@ -87,7 +90,8 @@ def test_every_problem_of_every_route_is_listed_once():
 
 def test_route_file_routes_are_checked_too(tmp_path):
     routes = tmp_path / "routes.yaml"
-    routes.write_text("- verb: POST\n  path: /echo\n  file: predict\n  function: echo\n  body:\n    - name: t\n      type: text\n")
+    routes.write_text("- verb: POST\n  path: /echo\n  file: predict\n  function: echo\n"
+                      "  body:\n    - name: t\n      type: text\n")
     code, _, err = create("--model-dir", ECHO, "--route-file", str(routes))
     assert code == 2
     assert "route 1 (POST /echo): body[0].type: 'text' is not one of" in err

@@ -28,7 +28,8 @@ CASES = [
     ([*CREATE, "--min-replicas", "3", "--max-replicas", "2"], "--min-replicas: 3 is more than --max-replicas (2)"),
     ([*CREATE, "--upscale-delay", "5"], "--upscale-delay: an autoscaling setting: give --min-replicas and/or "
                                         "--max-replicas too (a fixed number of replicas is never scaled)"),
-    ([*CREATE, "--max-replicas", "2", "--target-ongoing", "0"], "Invalid value for '--target-ongoing': '0' must be above 0"),
+    ([*CREATE, "--max-replicas", "2", "--target-ongoing", "0"],
+     "Invalid value for '--target-ongoing': '0' must be above 0"),
     ([*CREATE, "--ray-actor-options", '{"num_cpus": 1}'],
      "Invalid value for '--ray-actor-options': num_cpus: give --cpu-count (resources.cpu_count): CPUs per replica"),
     ([*CREATE, "--ray-actor-options", '{"memory": 0}'], "Invalid value for '--ray-actor-options': memory: 0 must be a "

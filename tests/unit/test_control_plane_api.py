@@ -99,7 +99,8 @@ async def test_a_wrong_verb_is_405_naming_the_verbs_the_path_takes(plane, method
     (job(endpoint={"routes": []}), 422, "at least one route is required"),
     (job(endpoint={"routes": [ROUTE], "max_concurrency": 0}), 422,
      "endpoint.max_concurrency: 0 must be a whole number of at least 1"),
-    (job(endpoint={"routes": [ROUTE], "timeout": -1}), 422, "endpoint.timeout: -1.0 must be a positive number of seconds"),
+    (job(endpoint={"routes": [ROUTE], "timeout": -1}), 422,
+     "endpoint.timeout: -1.0 must be a positive number of seconds"),
     (job(endpoint={"routes": [ROUTE], "replicas": 2, "max_replicas": 3}), 422,
      "endpoint.replicas: give either replicas (a fixed number) or min_replicas/max_replicas (autoscaling), not both"),
     (job(environment={"env": [{"key": "1X", "value": "v"}]}), 422,
@@ -191,7 +192,8 @@ async def test_an_upload_becomes_a_stored_model_listed_renamed_and_removed(plane
     assert created.status_code == 201, created.text
     model = created.json()
     assert (model["name"], model["source_type"], model["status"]) == ("echo", "local", "ready")
-    assert (plane.home / "models" / model["id"] / "predict.py").read_bytes() == (MODELS / "echo" / "predict.py").read_bytes()
+    stored = plane.home / "models" / model["id"] / "predict.py"
+    assert stored.read_bytes() == (MODELS / "echo" / "predict.py").read_bytes()
     assert [m["id"] for m in (await plane.api("GET", "/api/models")).json()] == [model["id"]]
     assert (await plane.api("GET", "/api/models/echo")).json()["id"] == model["id"]
     renamed = await plane.api("PATCH", "/api/models/echo", json={"name": "echo2"})
@@ -215,11 +217,13 @@ async def test_a_second_model_of_the_same_name_is_409_and_the_first_is_kept(plan
 
 
 @pytest.mark.parametrize("payload, message", [
-    ({"name": "a/b", "source_type": "local", "upload_id": "0" * 32}, "model name: 'a/b' must be at most 100 characters"),
+    ({"name": "a/b", "source_type": "local", "upload_id": "0" * 32},
+     "model name: 'a/b' must be at most 100 characters"),
     ({"name": " ", "source_type": "local"}, "model name: must not be empty"),
     ({"name": "m", "source_type": "trainml"}, "source_type: Input should be 'local' or 'git'"),
     ({"name": "m", "source_type": "local"}, "model: source_type local needs an upload_id"),
-    ({"name": "m", "source_type": "git", "source_uri": "-oProxyCommand=x"}, "source_uri: '-oProxyCommand=x' starts with '-'"),
+    ({"name": "m", "source_type": "git", "source_uri": "-oProxyCommand=x"},
+     "source_uri: '-oProxyCommand=x' starts with '-'"),
     ({"name": "m", "source_type": "git", "source_uri": "https://h/r.git", "git_ref": "a b"},
      "git_ref: 'a b' is not a branch, tag or commit SHA"),
 ], ids=["slash-in-name", "empty-name", "source-type", "no-upload", "git-option", "git-ref"])

@@ -78,7 +78,8 @@ async def test_every_route_needs_the_token_or_a_session(plane, method, path):
         wrong = await plane.api(method, target, headers={"Authorization": "Bearer not-the-token"})
         assert wrong.status_code == 401
         assert wrong.json()["message"].startswith("the API token is wrong")
-        forged = await plane.api(method, target, auth=False, headers={"Cookie": "trainml_session=v1.9999999999.abc.0123"})
+        forged = await plane.api(method, target, auth=False,
+                                 headers={"Cookie": "trainml_session=v1.9999999999.abc.0123"})
         assert forged.status_code == 401
     elif path.startswith("/dashboard/"):
         assert missing.status_code == 303, (method, path, missing.status_code)

@@ -21,7 +21,9 @@ IDS = (param("request_id", "int"), param("text", "str"))
 
 def batched(path, function, body=IDS, max_size=8, max_wait_ms=None, **extra):
     spec = route(path, function, body, **extra)
-    spec["batch"] = {"max_size": max_size} if max_wait_ms is None else {"max_size": max_size, "max_wait_ms": max_wait_ms}
+    spec["batch"] = {"max_size": max_size}
+    if max_wait_ms is not None:
+        spec["batch"]["max_wait_ms"] = max_wait_ms
     return spec
 
 
@@ -147,11 +149,14 @@ async def test_a_rotated_key_replaces_the_old_one_within_seconds(keyed, key_file
     partial.write_text(new)
     os.replace(partial, key_file)  # as the control plane rotates it
     for _ in range(500):
-        if (await keyed.post("/echo", json={"text": "x"}, headers={"Authorization": f"Bearer {new}"})).status_code == 200:
+        answer = await keyed.post("/echo", json={"text": "x"}, headers={"Authorization": f"Bearer {new}"})
+        if answer.status_code == 200:
             break
         await asyncio.sleep(0.01)
-    assert (await keyed.post("/echo", json={"text": "x"}, headers={"Authorization": f"Bearer {new}"})).status_code == 200
-    assert (await keyed.post("/echo", json={"text": "x"}, headers={"Authorization": f"Bearer {KEY}"})).status_code == 401
+    answer = await keyed.post("/echo", json={"text": "x"}, headers={"Authorization": f"Bearer {new}"})
+    assert answer.status_code == 200
+    answer = await keyed.post("/echo", json={"text": "x"}, headers={"Authorization": f"Bearer {KEY}"})
+    assert answer.status_code == 401
 
 
 @pytest.mark.parametrize("content, message", [(None, "No such file or directory"), ("short", "at least 16 characters")],
@@ -246,7 +251,8 @@ async def test_positional_and_async_batched_functions(endpoint):
     ("fails", "cannot handle a batch of 3"),
 ], ids=["wrong-length", "not-a-sequence", "exception"])
 async def test_a_failed_batch_answers_500_to_each_of_its_requests(endpoint, function, message):
-    ep = await endpoint("batched", [batched("/p", function, [param("request_id", "int")], max_size=3, max_wait_ms=1000)])
+    spec = batched("/p", function, [param("request_id", "int")], max_size=3, max_wait_ms=1000)
+    ep = await endpoint("batched", [spec])
     answers = await burst(ep, "/p", [{"request_id": i} for i in range(3)])
     assert [a.status_code for a in answers] == [500] * 3
     assert all(a.json()["error"] == "model_error" and a.json()["message"] == message for a in answers)

@@ -121,7 +121,8 @@ async def test_get_reads_the_query_string_as_the_routes_types(types):
 
 
 @pytest.mark.parametrize("query, loc", [
-    ("item_id=seven", ["query", "item_id"]), ("", ["query", "item_id"]), ("item_id=1&verbose=maybe", ["query", "verbose"]),
+    ("item_id=seven", ["query", "item_id"]), ("", ["query", "item_id"]),
+    ("item_id=1&verbose=maybe", ["query", "verbose"]),
     ("item_id=1&other=2", ["query", "other"]),
 ], ids=["not-an-int", "missing", "not-a-bool", "unknown"])
 async def test_a_bad_query_is_422_naming_the_param(types, query, loc):
@@ -141,7 +142,8 @@ async def test_the_same_path_serves_two_verbs_and_refuses_a_third_with_405(types
     wrong = await types.delete("/items")
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "GET, HEAD, OPTIONS, PUT"
-    assert error_of(wrong) == {"error": "method_not_allowed", "message": "/items accepts GET, HEAD, OPTIONS, PUT, not DELETE"}
+    assert error_of(wrong) == {"error": "method_not_allowed",
+                               "message": "/items accepts GET, HEAD, OPTIONS, PUT, not DELETE"}
 
 
 async def test_a_verb_without_a_body_ignores_content_type_rules(types):

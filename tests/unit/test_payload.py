@@ -36,7 +36,8 @@ def option(key: str) -> str:
     ({"max_replicas": 2, "upscale_delay": "soon"}, "endpoint.upscale_delay: 'soon' must be a number"),
     ({"max_replicas": 2, "downscale_delay": float("inf")}, "endpoint.downscale_delay: inf must be a number"),
     ({"max_replicas": 2, "downscale_delay": -1}, "endpoint.downscale_delay: -1 must be between 0 and 86400 seconds"),
-    ({"max_replicas": 2, "target_ongoing": 0}, "endpoint.target_ongoing: 0 must be above 0 (calls in flight per replica)"),
+    ({"max_replicas": 2, "target_ongoing": 0},
+     "endpoint.target_ongoing: 0 must be above 0 (calls in flight per replica)"),
     ({"max_replicas": 2, "max_concurrency": 4, "target_ongoing": 5},
      "endpoint.target_ongoing: 5 is more than max_concurrency (4), the calls a replica takes at once: it would never "
      "be reached"),
@@ -94,7 +95,8 @@ def test_each_replica_option_problem_names_the_key(options, message):
 
 
 def test_good_replica_options_pass_as_ray_takes_them():
-    options = {"memory": 2 << 30, "resources": {"tpu": 0.5}, "accelerator_type": "A100", "label_selector": {"zone": "a"}}
+    options = {"memory": 2 << 30, "resources": {"tpu": 0.5}, "accelerator_type": "A100",
+               "label_selector": {"zone": "a"}}
     assert check_actor_options(options) == options
     assert check_actor_options(None) == {}
     assert parse_actor_options('{"memory": 1024}') == {"memory": 1024}
@@ -104,7 +106,8 @@ def test_good_replica_options_pass_as_ray_takes_them():
 @pytest.mark.parametrize("resources, message", [
     ({"gpu_types": "   "}, "resources.gpu_types: '   ' must be a list of GPU type names, e.g. [\"cpu\"]"),
     ({"cpu_count": 0}, "resources.cpu_count: 0 is too small; CPU count must be a whole number, 1 or more"),
-    ({"disk_size": "big"}, "resources.disk_size: 'big' is not a whole number; disk size must be a whole number, 1 or more"),
+    ({"disk_size": "big"},
+     "resources.disk_size: 'big' is not a whole number; disk size must be a whole number, 1 or more"),
     ({"max_price": -1}, "resources.max_price: -1 is too small; max price must be 0 or more (credits per hour)"),
     ({"gpu_types": ["rtx4090"], "gpu_count": 1, "max_price": 0.1},
      "resources.max_price: 0.1 credits/hour is below the price of rtx4090 (0.5 credits/hour per GPU)"),
@@ -151,7 +154,8 @@ def test_a_good_payload_comes_back_as_the_spec_a_job_keeps(check):
     spec = check(payload(max_concurrency=4, timeout=30))
     assert spec["model"] == {"source_type": "git", "source_uri": "https://example.invalid/repo.git", "git_ref": None}
     assert spec["endpoint"]["routes"] == [{**ROUTE, "positional": False}]
-    assert (spec["endpoint"]["max_concurrency"], spec["endpoint"]["timeout"], spec["endpoint"]["auth"]) == (4, 30, False)
+    endpoint = spec["endpoint"]
+    assert (endpoint["max_concurrency"], endpoint["timeout"], endpoint["auth"]) == (4, 30, False)
     assert spec["resources"]["gpu_types"] == ["cpu"] and spec["environment"]["env"] == []
 
 
@@ -168,5 +172,5 @@ def test_the_local_backend_refuses_what_it_cannot_honour(check, fields, message)
 
 def test_gpus_this_machine_lacks_are_refused_naming_what_it_has(check):
     job = {**payload(), "resources": {"gpu_types": ["rtx3090"], "gpu_count": 1}}
-    assert str(refusal(check, job)) == ("resources: asks for 1 GPU(s) of type rtx3090 but this machine has 0 (GPUs found: "
-                                        "none; use gpu_types [\"cpu\"] to run without one)")
+    assert str(refusal(check, job)) == ("resources: asks for 1 GPU(s) of type rtx3090 but this machine has 0 "
+                                        "(GPUs found: none; use gpu_types [\"cpu\"] to run without one)")

@@ -237,7 +237,8 @@ class EndpointApp:
         # Decided before the body is read: a refusal must cost next to nothing.
         if not pool.try_admit():
             self.metrics.reject("overloaded")
-            return await send_json(send, errors.Overloaded.http_status, json.dumps(pool.overload_report()).encode(), _RETRY)
+            report = json.dumps(pool.overload_report()).encode()
+            return await send_json(send, errors.Overloaded.http_status, report, _RETRY)
         try:
             if endpoint.takes_body:
                 body = await read_body(receive, self.config.max_body_size)
@@ -343,7 +344,8 @@ class EndpointApp:
                                  f"application/json (or another */*+json type); this request has {given}")
 
     async def not_ready(self, send) -> int:
-        body = json.dumps({"error": self.health.value, "message": f"the model code is {self.health.value}; retry shortly"})
+        body = json.dumps({"error": self.health.value,
+                           "message": f"the model code is {self.health.value}; retry shortly"})
         return await send_json(send, errors.NotReady.http_status, body.encode(), _RETRY)
 
     async def too_large(self, send) -> int:

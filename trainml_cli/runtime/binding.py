@@ -174,7 +174,7 @@ class Binder:
         return self._arguments(values)
 
     def _arguments(self, values) -> tuple[tuple, dict]:
-        for attribute, name, default, mutable in self._defaults:
+        for attribute, _name, default, mutable in self._defaults:
             if getattr(values, attribute) is None:
                 setattr(values, attribute, copy.deepcopy(default) if mutable else default)
         for attribute, name in self._nested:

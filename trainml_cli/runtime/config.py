@@ -31,7 +31,8 @@ class RuntimeConfig(record("RuntimeOptions", defaults=True, doc="Every launchspe
     def to_args(self) -> list[str]:
         """Command-line arguments that rebuild this config in a worker of its group: every option but where and
         how many listen (the group's socket is handed over) and the routes (the caller adds them)."""
-        passed = {o.dest: getattr(self, o.dest) for o in OPTIONS if not o.group and o.dest not in ("routes", "route_file")}
+        passed = {o.dest: getattr(self, o.dest) for o in OPTIONS
+                  if not o.group and o.dest not in ("routes", "route_file")}
         passed["metrics_dir"] = self.metrics_dir or None
         return LaunchSpec(**passed).to_argv()
 

@@ -87,10 +87,13 @@ def openapi_document(title: str, routes: list[tuple[Route, dict]], auth: bool = 
         if route.label in streaming:
             operation[STREAM_FLAG] = True
             operation["description"] = STREAM_DESCRIPTION
-            operation["responses"]["200"] = {"description": "The items, one at a time, as they are yielded", "content": {
-                "text/event-stream": {"schema": {"type": "string"}},
-                "application/x-ndjson": {"schema": {"type": "string"}},
-            }}
+            operation["responses"]["200"] = {
+                "description": "The items, one at a time, as they are yielded",
+                "content": {
+                    "text/event-stream": {"schema": {"type": "string"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                },
+            }
         if route.takes_body:
             operation["requestBody"] = {"required": bool(route.body), "content": _json_ref(name)}
         else:

@@ -55,7 +55,8 @@ def encode_item(item) -> bytes:
 
 
 class AccessLog:
-    """`2026-11-27T03:50:32Z POST /predict 200 0.41ms 5f1c0a9e3b2d-1f` (the request id last), one line per request, flushed in batches."""
+    """`2026-11-27T03:50:32Z POST /predict 200 0.41ms 5f1c0a9e3b2d-1f` (the request id last), one line per
+    request, flushed in batches."""
 
     def __init__(self, loop, stream, enabled: bool = True, interval: float = 0.1):
         self.loop = loop

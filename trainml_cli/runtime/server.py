@@ -53,7 +53,8 @@ def _listening_socket(config: RuntimeConfig) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise UsageError(f"{config.host}:{config.port} is already in use; choose another --port (0: any free one)") from None
+            raise UsageError(f"{config.host}:{config.port} is already in use; "
+                             "choose another --port (0: any free one)") from None
         raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
     sock.listen(2048)
     return sock

@@ -175,7 +175,8 @@ class Job:
         raise RevisionFailed(message, details=tail)
 
     async def remove(self, force: bool = False) -> None:
-        await self._client.http.request("DELETE", self._path, params={"force": "true" if force else "false"}, timeout=120)
+        params = {"force": "true" if force else "false"}
+        await self._client.http.request("DELETE", self._path, params=params, timeout=120)
 
     async def logs(self, follow: bool = False, tail: int | None = None) -> AsyncIterator[dict]:
         """Log entries {id, time, stream, message}, oldest first: the last `tail` (all when None), then with
@@ -399,8 +400,9 @@ class Jobs:
         """Create an endpoint job, with trainML's signature (positional as trainML's: name, type, gpu_types,
         gpu_count, cpu_count, disk_size, max_price): `gpu_types` (or older trainML's `gpu_type`), `gpu_count`,
         `cpu_count`, `disk_size`, `max_price` (or the same as `resources={...}`); `model`: {source_type:
-        local|git|trainml, source_uri, git_ref?}; `endpoint`: {routes, max_concurrency?, max_queue?, timeout?, replicas?, min_replicas?, max_replicas?,
-        upscale_delay?, downscale_delay?, target_ongoing?, ray_actor_options?};
+        local|git|trainml, source_uri, git_ref?}; `endpoint`: {routes, max_concurrency?, max_queue?, timeout?,
+        replicas?, min_replicas?, max_replicas?, upscale_delay?, downscale_delay?, target_ongoing?,
+        ray_actor_options?};
         `environment`: {env: [{key, value}], packages: {pip: [...]}, requirements?, python?, type?, secrets:
         [names], worker_key_types: [aws|gcp|kaggle|azure|wasabi]}; `python`: short for environment.python.
         With `wait`, returns once it is running."""
