@@ -160,31 +160,18 @@ def cluster(tmp_path_factory):
     processes = []
     url = f"http://127.0.0.1:{dashboard}"
     try:
+        with open(temp / "head.log", "wb") as log:
+            processes.append(subprocess.Popen(head_cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                              start_new_session=True))
+
         def head_answers():
-            if processes[0].poll() is not None:
-                return None
+            assert processes[0].poll() is None, (temp / "head.log").read_text()
             try:
                 return requests.get(url + "/api/version", timeout=2).ok
             except requests.RequestException:
                 return False
 
-        # `ray start` gives its raylet 30 s to register (a constant of Ray's): on a machine loaded by other work the
-        # head can miss that and exit. Such a start is tried again, twice at most, with everything it left ended.
-        for attempt in range(3):
-            with open(temp / f"head{attempt}.log", "wb") as log:
-                processes[:] = [subprocess.Popen(head_cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                 start_new_session=True)]
-            if wait_until(lambda: head_answers() is not False, timeout=90, interval=0.5,
-                          message="the Ray head's dashboard") and head_answers():
-                break
-            _end(processes[0])
-            for pid in processes_mentioning(str(temp)):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        else:
-            pytest.fail("the Ray head did not start in 3 tries:\n" + (temp / "head2.log").read_text()[-3000:])
+        wait_until(head_answers, timeout=90, interval=0.5, message="the Ray head's dashboard")
         with open(temp / "worker.log", "wb") as log:
             processes.append(subprocess.Popen(worker_cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env,
                                               start_new_session=True))
