@@ -11,9 +11,10 @@ import stat
 import subprocess
 import sys
 
+import pytest
 import requests
 
-from conftest import MODELS, route, run, wait_until
+from conftest import MODELS, kill_everything_under, route, run, wait_until
 from test_tls import make_certificate
 
 ECHO = {"source_type": "local", "source_uri": str(MODELS / "echo")}
@@ -91,8 +92,14 @@ def test_declared_gpus_survive_a_kill_9_and_the_auto_start(start_control_plane):
     assert gpu_types(plane.home)["rtx3090"]["count"] == 2  # not what nvidia-smi says (nothing here)
 
 
-def test_server_restart_takes_options_saves_them_and_never_repeats_one(tmp_path):
-    home = tmp_path / "home"
+@pytest.fixture
+def home(tmp_path):
+    """A home whose control planes (started by the CLI here) are all ended after the test, however it ends."""
+    yield tmp_path / "home"
+    kill_everything_under(tmp_path / "home")
+
+
+def test_server_restart_takes_options_saves_them_and_never_repeats_one(home):
     started = trainml(home, "server", "start", "--gpus", "none", "--stop-grace", "3")
     assert started.returncode == 0, started.stderr
     options_file = home / "server-options.json"
