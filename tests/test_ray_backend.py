@@ -179,7 +179,10 @@ class FakeHead:
         return Handler
 
     def close(self):
+        # Closing the listening socket too, as a head that went away does: a socket left listening would queue
+        # the control plane's next call unanswered until its timeout.
         self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
