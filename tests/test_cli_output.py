@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainml_cli.cli.job import describe
+from trainml_cli.cli.jobview import describe
 from trainml_cli.cli.output import Output
 from trainml_cli.routespec import curl_command, parse_routes
 

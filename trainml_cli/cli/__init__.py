@@ -7,6 +7,7 @@
     endpoint.py  trainml endpoint serve          environment.py  trainml environment ...
     gpu.py     trainml gpu ...                   secret.py   trainml secret ...
     scaling.py the replica options of job create (from ../replicaspec.py)
-    revision.py  trainml job update, revisions, rollback
+    revision.py  trainml job update, revisions, rollback   call.py  trainml job call
+    jobview.py  how a job shows: its fields, its endpoint and curl lines, its progress and log
     manpages.py  completions/ and man/, generated from the click app; docspages.py  docs/cli/, the same way
 """

@@ -58,3 +58,22 @@ def prune_environments(obj):
     removed = obj.run(lambda client: client.environments.prune())
     out = Output(obj)
     out.line(f"Removed {len(removed)} environment(s)" + (f": {', '.join(removed)}." if removed else "."))
+
+
+def environment_payload(env, pip_packages, requirements, python, environment_type, model_dir) -> dict | None:
+    """The create payload's `environment` from `job create endpoint`'s options, checked (a UsageError: exit 2,
+    nothing sent)."""
+    from ..environment import check_environment, check_requirements_file, split_pip_packages
+
+    environment: dict = {}
+    if env:
+        environment["env"] = [{"key": key, "value": value} for key, value in env]
+    if pip_packages:
+        environment["packages"] = {"pip": split_pip_packages(pip_packages)}
+    for key, value in (("requirements", requirements), ("python", python), ("type", environment_type)):
+        if value:
+            environment[key] = value
+    check_environment(environment)  # a UsageError: exit 2, nothing sent
+    if model_dir:
+        check_requirements_file(environment, model_dir)
+    return environment or None

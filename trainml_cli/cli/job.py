@@ -11,11 +11,11 @@ import click
 
 from ..hints import shell_quote
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
-from ..states import JobStatus
-from .output import Output, duration, format_option, printable, when
+from .environment import environment_payload
+from .jobview import describe, endpoint_key, follow_logs, model_text, resources_text, show_endpoint, wait_running
+from .output import Output, format_option, when
 from .params import (
     CREDENTIAL_KINDS,
-    DATA,
     ENV,
     FINITE_PRICE,
     GPU_COUNT,
@@ -217,23 +217,6 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         raise
 
 
-def environment_payload(env, pip_packages, requirements, python, environment_type, model_dir) -> dict | None:
-    from ..environment import check_environment, check_requirements_file, split_pip_packages
-
-    environment: dict = {}
-    if env:
-        environment["env"] = [{"key": key, "value": value} for key, value in env]
-    if pip_packages:
-        environment["packages"] = {"pip": split_pip_packages(pip_packages)}
-    for key, value in (("requirements", requirements), ("python", python), ("type", environment_type)):
-        if value:
-            environment[key] = value
-    check_environment(environment)  # a UsageError: exit 2, nothing sent
-    if model_dir:
-        check_requirements_file(environment, model_dir)
-    return environment or None
-
-
 @job.command("list")
 @format_option
 @click.pass_obj
@@ -406,223 +389,11 @@ def remove_job(obj, job_ref, force):
     obj.run(work)
 
 
-@job.command("call")
-@click.argument("job_ref", metavar="JOB", type=JOB)
-@click.argument("route")
-@click.option("-d", "--data", type=DATA, help="The body as JSON, @FILE or - for stdin (default: {}).")
-@click.option("--stream", is_flag=True,
-              help="For a streaming route (its function yields): print each item as one line of JSON as it arrives.")
-@click.pass_obj
-def call_job(obj, job_ref, route, data, stream):
-    """Call ROUTE (a path such as /predict, or 'POST /predict') of a running endpoint; prints the JSON answer.
+# Commands of their own modules (job.py would be long), under the one `job` group.
+from .call import call_job  # noqa: E402
+from .revision import list_revisions, rollback_job, update_job  # noqa: E402
 
-    An endpoint that is busy or not ready yet (503) is retried with backoff.
-    """
-    out = Output(obj)
-    if stream:
-        async def each(client):
-            found = await client.jobs.get(job_ref)
-            async for item in found.stream(route, data if data is not None else {}):
-                out.json_line(item)
-
-        obj.run(each)
-        return
-
-    async def work(client):
-        found = await client.jobs.get(job_ref)
-        return await found.call(route, data if data is not None else {})
-
-    answer = obj.run(work)
-    if isinstance(answer, bytes):  # the route answered something other than JSON: pass it through as text
-        out.line(answer.decode("utf-8", errors="replace").rstrip("\n"))
-    elif out.terminal:
-        out.json(answer)
-    else:
-        out.json_line(answer)
-
-
-# -- shared by the commands above ------------------------------------------------------------------------------
-
-
-async def wait_running(job, out: Output, timeout: float) -> None:
-    """Wait (the SDK's long-poll) until `job` is running, with its live status on screen; JobFailed (with the
-    reason and last log lines, from the SDK) or WaitTimeout otherwise."""
-    from ..errors import Conflict, WaitTimeout
-
-    name = shell_quote(job.name)
-    with out.progress(f"{job.name}: {job.status}") as progress:
-        if not JobStatus(job.status).is_live:
-            if job.status == JobStatus.FAILED:
-                raise await job.failure()
-            raise Conflict(f"job {job.name} is {job.status}; start it with `trainml job start {name}`")
-        try:
-            await job.wait_for(JobStatus.RUNNING, timeout, on_status=lambda j: progress.update(f"{j.name}: {j.status}"))
-        except WaitTimeout:
-            raise WaitTimeout(
-                f"job {job.name} is still starting (status: {job.status}) after {timeout:g} s; "
-                f"it keeps going: wait again with `trainml job connect {name}`"
-            ) from None
-        except Conflict:
-            raise Conflict(f"job {job.name} is {job.status}; start it with `trainml job start {name}`") from None
-
-
-async def follow_logs(job, out: Output, *, tail=None, follow=True, timestamps=False) -> None:
-    """Print the job's log (the last `tail` lines); with `follow`, the SDK's attach: new lines until the job
-    stops, JobFailed if it failed, nothing more if it was removed meanwhile."""
-    def show(entry: dict) -> None:
-        if out.json_mode:
-            out.json_line(entry)
-        elif timestamps:
-            out.line(printable(f"{entry.get('time', '')} {entry.get('stream', '')} {entry.get('message', '')}"))
-        else:
-            out.line(printable(entry.get("message", "")))
-
-    if follow:
-        await job.attach(callback=show, tail=tail)
-        return
-    async for entry in job.logs(tail=tail):
-        show(entry)
-
-
-def job_routes(job) -> list:
-    """The job's routes as routespec Routes (for curl examples), from wherever the record keeps them."""
-    from ..errors import UsageError
-    from ..routespec import parse_routes
-
-    record = job.dict or {}
-    raws = record.get("routes") or (record.get("endpoint") or {}).get("routes") or []
-    try:
-        return parse_routes(raws) if raws else []
-    except UsageError:  # a record the server accepted; show no examples rather than fail
-        return []
-
-
-async def endpoint_key(job) -> str | None:
-    """The endpoint's key for a job created with --auth (asked of the control plane, which never puts it in a
-    job record); None otherwise."""
-    if not ((job.dict or {}).get("endpoint") or {}).get("auth"):
-        return None
-    return (await job.connection()).get("key")
-
-
-async def show_endpoint(job, out: Output, key: str | None = None) -> None:
-    """`Endpoint is running at: URL`, then one ready-to-paste curl command per route (`curl -N` for a route
-    that streams, as the running endpoint's /openapi.json says)."""
-    from ..routespec import curl_command
-
-    streaming = await job.streaming_routes()
-    out.line(f"Endpoint is running at: {job.url}")
-    if key:
-        out.line(f"Endpoint key: {key} (send it as 'Authorization: Bearer KEY'; /ping needs none)")
-    for route in job_routes(job):
-        out.line(curl_command(job.url, route, key, streams=route.label in streaming))
-
-
-def describe(job, verbose: int = 0) -> list[tuple[str, object]]:
-    """The `job get` fields, in the order a person reads them; -v adds GPUs, rate, pid and port, -vv the
-    environment variables' values."""
-    record = job.dict or {}
-    environment = record.get("environment") or {}
-    env = environment.get("env") or record.get("env") or []
-    fields = [("ID", job.id), ("Name", job.name), ("Status", job.status)]
-    if job.reason:
-        lines = job.reason.splitlines()
-        fields.append(("Reason", lines if len(lines) > 1 else job.reason))
-    fields += [
-        ("URL", job.url or "-"),
-        ("Routes", [f"{r.label} -> {r.file}:{r.function}" + (f" (batched, up to {r.batch.max_size})" if r.batch else "")
-                    for r in job_routes(job)] or "-"),
-        ("Model", model_text(record.get("model") or {}) or "-"),
-        ("Resources", resources_text(record.get("resources") or {}) or "-"),
-    ]
-    replicas = replicas_text(record.get("endpoint") or {}, record.get("replicas"))
-    if replicas:
-        fields.append(("Replicas", replicas))
-    fields += [
-        ("Python", describe_environment(environment)),
-        ("Run time", duration(_first(record, "run_time", "run_seconds", "runtime"))),
-        ("Credits", f"{job.credits:.4f}" if isinstance(job.credits, (int, float)) else "-"),
-        ("Restarts", job.restarts if job.restarts is not None else 0),
-        ("Created", when(_first(record, "created", "created_at"))),
-    ]
-    if env:
-        if verbose > 1:
-            fields.append(("Env", [f"{e.get('key', '')}={e.get('value', '')}" for e in env]))
-        else:
-            fields.append(("Env", ", ".join(e.get("key", "") for e in env)))
-    if environment.get("secrets"):
-        fields.append(("Secrets", ", ".join(environment["secrets"])))
-    if verbose:
-        gpus = record.get("gpus") or []
-        fields += [
-            ("GPUs", ", ".join(f"{g.get('index')}: {g.get('name')}" for g in gpus) or "none"),
-            ("Hourly rate", f"{record.get('hourly_rate', 0):g} credits"),
-            ("PID", record.get("pid") or "-"),
-            ("Port", record.get("port") or "-"),
-            ("Updated", when(record.get("updated"))),
-        ]
-    return fields
-
-
-def replicas_text(endpoint: dict, live: list[dict] | None) -> list[str] | str | None:
-    """The configured replicas, then the live ones as the backend reports them (Ray: Serve's replicas)."""
-    from ..replicaspec import describe as configured
-
-    lines = []
-    asked = configured(endpoint)
-    if asked:
-        lines.append(f"configured: {asked}")
-    if endpoint.get("ray_actor_options"):
-        import json
-
-        lines.append("ray_actor_options: " + json.dumps(endpoint["ray_actor_options"], sort_keys=True))
-    if live is not None:
-        running = sum(1 for r in live if r.get("state") == "RUNNING")
-        lines.append(f"live: {running} running" + (f" of {len(live)}" if len(live) != running else ""))
-        lines += [f"  {r.get('state')} pid {r.get('pid') or '-'} on {r.get('node_ip') or '-'}" for r in live]
-    return lines if len(lines) > 1 else (lines[0] if lines else None)
-
-
-def model_text(model: dict) -> str:
-    source = model.get("source_type", "")
-    if model.get("source_uri"):
-        source += f" {model['source_uri']}"
-    if model.get("git_ref"):
-        source += f" @ {model['git_ref']}"
-    return source.strip()
-
-
-def resources_text(resources: dict) -> str:
-    return ", ".join(f"{k}={_text(v)}" for k, v in resources.items() if v not in (None, []))
-
-
-def describe_environment(environment: dict) -> str:
-    """'3.12.1, pip: tabulate==0.9.0, -r requirements.txt (environment 3f2a...)', or the default."""
-    interpreter = environment.get("interpreter") or {}
-    version = environment.get("python_version") or interpreter.get("version")
-    parts = [version or environment.get("default_python") or "the control plane's"]
-    pip = (environment.get("packages") or {}).get("pip") or []
-    if pip:
-        parts.append("pip: " + " ".join(pip))
-    requirements = environment.get("requirements_file") or environment.get("requirements")
-    if requirements:
-        parts.append(f"-r {requirements}")
-    text = ", ".join(parts)
-    if environment.get("key"):
-        text += f" (environment {environment['key']})"
-    return text
-
-
-def _text(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-def _first(record: dict, *keys):
-    return next((record[key] for key in keys if record.get(key) is not None), None)
-
-
-from .revision import list_revisions, rollback_job, update_job  # noqa: E402  (a module of its own: job.py is long)
-
+job.add_command(call_job)
 job.add_command(update_job)
 job.add_command(list_revisions)
 job.add_command(rollback_job)

@@ -151,7 +151,7 @@ async def deploy_to_running(client, out: Output, name: str, **spec) -> bool:
 
     from ..errors import Ambiguous
     from ..packing import files_to_pack
-    from .job import endpoint_key, show_endpoint
+    from .jobview import endpoint_key, show_endpoint
 
     model = spec["model"]
     if model.get("source_type") == "local":  # a folder create would refuse (a link out of it) exits 2 unsent
