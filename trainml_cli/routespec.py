@@ -2,7 +2,7 @@
 
 A route maps an HTTP verb and path to a function in a file of the user's model code, with a body template that
 says which parameters the function takes. The JSON Schema below catches the shape; `parse_routes` then adds
-the checks a schema cannot express (uniqueness, reserved paths, safe module paths, literal defaults) and
+the checks a schema cannot express (uniqueness, reserved paths, safe module paths; each param in paramspec.py) and
 returns frozen `Route` objects. Every problem is reported as one line naming the route and the field:
 
     route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list
@@ -12,10 +12,8 @@ This module must stay light: the CLI imports it on every start, so jsonschema is
 
 from __future__ import annotations
 
-import ast
 import json
 import keyword
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,14 +22,12 @@ from typing import Any
 
 from .errors import RouteSpecError, UsageError
 from .limits import MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS
+from .paramspec import PARAM_SCHEMA, Param, build_params, example_value
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})  # the others take the template from the query string
-TYPES = ("str", "int", "float", "bool", "dict", "list")
-PYTHON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
 # Served by the runtime itself on every endpoint.
 RESERVED_PATHS = ("/ping", "/docs", "/openapi.json", "/metrics")
-MAX_DEFAULT_LENGTH = 10_000  # a deeply nested literal can exhaust the parser; no real default is this long
 
 BATCH_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -40,18 +36,6 @@ BATCH_SCHEMA: dict[str, Any] = {
     "properties": {
         "max_size": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE},
         "max_wait_ms": {"type": "number", "minimum": 0, "maximum": MAX_BATCH_WAIT_MS, "default": 0},
-    },
-}
-
-PARAM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "type"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "type": {"type": "string", "enum": list(TYPES)},
-        "optional": {"type": "boolean", "default": False},
-        "default_value": {"type": ["string", "null"]},
     },
 }
 
@@ -73,27 +57,6 @@ ROUTE_SCHEMA: dict[str, Any] = {
 }
 
 ROUTES_SCHEMA: dict[str, Any] = {"type": "array", "items": ROUTE_SCHEMA}
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: str
-    optional: bool = False
-    default_value: str | None = None  # as the user wrote it (a Python literal), kept for round trips
-    default: Any = None  # the parsed literal; None when the param is required or has no default
-
-    @property
-    def python_type(self) -> type:
-        return PYTHON_TYPES[self.type]
-
-    def to_dict(self) -> dict:
-        data: dict[str, Any] = {"name": self.name, "type": self.type}
-        if self.optional:
-            data["optional"] = True
-            if self.default_value is not None:
-                data["default_value"] = self.default_value
-        return data
 
 
 @dataclass(frozen=True)
@@ -163,15 +126,6 @@ class Route:
         return data
 
 
-_EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "list": []}
-
-
-def example_value(param: Param) -> Any:
-    if param.optional and param.default is not None:
-        return param.default
-    return _EXAMPLES[param.type]
-
-
 def module_parts(file: str) -> tuple[str, ...]:
     """`predict`, `predict.py`, `pkg/predict` -> the module path inside the model dir. Raises ValueError."""
     text = file[:-3] if file.endswith(".py") else file
@@ -184,42 +138,6 @@ def module_parts(file: str) -> tuple[str, ...]:
         if not part.isidentifier() or keyword.iskeyword(part):
             raise ValueError(f"'{part}' is not a valid Python module name")
     return parts
-
-
-def parse_default(text: str, type_name: str) -> Any:
-    """Parse a default value written as a Python literal; never evaluates code. Raises ValueError."""
-    if len(text) > MAX_DEFAULT_LENGTH:
-        raise ValueError(f"is longer than {MAX_DEFAULT_LENGTH} characters")
-    try:
-        value = ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        bare_word = type_name == "str" and not any(c in text for c in "()[]{}'\"")
-        hint = f" (write strings with quotes, e.g. \"'{text}'\")" if bare_word else ""
-        raise ValueError(f"{text!r} is not a Python literal{hint}") from None
-    if value is None:
-        return None
-    if type_name == "float" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    expected = PYTHON_TYPES[type_name]
-    if type_name == "int" and isinstance(value, bool) or not isinstance(value, expected):
-        raise ValueError(f"{text!r} is {_a(type(value).__name__)}, not {_a(type_name)}")
-    # A non-finite default would reach the model as inf or nan, which requests themselves may not send (422).
-    if type_name == "float" and not math.isfinite(value):
-        raise ValueError(f"{text!r} is not a finite number (requests may not send inf or nan either)")
-    if type_name in ("dict", "list"):
-        try:
-            json.dumps(value, allow_nan=False)
-        except TypeError:
-            raise ValueError(f"{text!r} cannot be sent as JSON (use only str, int, "
-                             "float, bool, None, lists and dicts)") from None
-        except ValueError:
-            raise ValueError(f"{text!r} holds a number that is not finite (requests "
-                             "may not send inf or nan either)") from None
-    return value
-
-
-def _a(noun: str) -> str:
-    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _schema_problem(error) -> tuple[tuple, str]:
@@ -347,33 +265,8 @@ def _build_route(raw: dict, problem) -> Route | None:
     function = raw["function"]
     if not function.isidentifier() or keyword.iskeyword(function):
         problem(("function",), f"{function!r} is not a valid Python function name")
-    params: list[Param] = []
-    names: set[str] = set()
-    seen_optional = False
     positional = raw.get("positional", False)
-    for i, p in enumerate(raw.get("body", [])):
-        where = ("body", i)
-        name = p["name"]
-        if not name.isidentifier() or keyword.iskeyword(name):
-            problem((*where, "name"), f"{name!r} is not a valid Python parameter name")
-        elif name in names:
-            problem((*where, "name"), f"{name!r} appears twice")
-        names.add(name)
-        optional = p.get("optional", False)
-        default_value = p.get("default_value")
-        default = None
-        if default_value is not None and not optional:
-            problem((*where, "default_value"), "only optional params take a default (set \"optional\": true)")
-        elif default_value is not None:
-            try:
-                default = parse_default(default_value, p["type"])
-            except ValueError as exc:
-                problem((*where, "default_value"), str(exc))
-        if optional:
-            seen_optional = True
-        elif seen_optional and positional:
-            problem(where, f"required param {name!r} comes after an optional one in a positional route")
-        params.append(Param(name, p["type"], optional, default_value, default))
+    params = build_params(raw.get("body", []), positional, problem)
     batch = None
     if raw.get("batch") is not None:
         batch = Batch(int(raw["batch"]["max_size"]), float(raw["batch"].get("max_wait_ms", 0)))

@@ -24,7 +24,8 @@ from ...contracts import SKIPPED_FOLDERS
 from ...credentials import KINDS as CREDENTIAL_KINDS
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, UsageError
-from ...routespec import TYPES, VERBS, parse_routes
+from ...paramspec import TYPES
+from ...routespec import VERBS, parse_routes
 from ...states import FINAL, LIVE, JobStatus
 from .. import resources as res
 from ..archives import MAX_UPLOAD_BYTES

@@ -1,0 +1,132 @@
+"""The param spec: one body param of a route, its type, its JSON Schema, its default and the checks on it.
+
+A route's `body` is a list of params; each names an argument of the user's function and the type a request's
+value must have. The route spec (routespec.py) checks a route as a whole and hands each param here. Like the
+route spec, this module stays light: the CLI imports it on every start.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import keyword
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+TYPES = ("str", "int", "float", "bool", "dict", "list")
+PYTHON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+MAX_DEFAULT_LENGTH = 10_000  # a deeply nested literal can exhaust the parser; no real default is this long
+
+PARAM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "type"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "type": {"type": "string", "enum": list(TYPES)},
+        "optional": {"type": "boolean", "default": False},
+        "default_value": {"type": ["string", "null"]},
+    },
+}
+
+# Where in a route a problem is, and what it is: the route spec collects these and names the route once.
+Problem = Callable[[tuple, str], None]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    optional: bool = False
+    default_value: str | None = None  # as the user wrote it (a Python literal), kept for round trips
+    default: Any = None  # the parsed literal; None when the param is required or has no default
+
+    @property
+    def python_type(self) -> type:
+        return PYTHON_TYPES[self.type]
+
+    def to_dict(self) -> dict:
+        data: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.optional:
+            data["optional"] = True
+            if self.default_value is not None:
+                data["default_value"] = self.default_value
+        return data
+
+
+_EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "list": []}
+
+
+def example_value(param: Param) -> Any:
+    if param.optional and param.default is not None:
+        return param.default
+    return _EXAMPLES[param.type]
+
+
+def parse_default(text: str, type_name: str) -> Any:
+    """Parse a default value written as a Python literal; never evaluates code. Raises ValueError."""
+    if len(text) > MAX_DEFAULT_LENGTH:
+        raise ValueError(f"is longer than {MAX_DEFAULT_LENGTH} characters")
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        bare_word = type_name == "str" and not any(c in text for c in "()[]{}'\"")
+        hint = f" (write strings with quotes, e.g. \"'{text}'\")" if bare_word else ""
+        raise ValueError(f"{text!r} is not a Python literal{hint}") from None
+    if value is None:
+        return None
+    if type_name == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = PYTHON_TYPES[type_name]
+    if type_name == "int" and isinstance(value, bool) or not isinstance(value, expected):
+        raise ValueError(f"{text!r} is {a(type(value).__name__)}, not {a(type_name)}")
+    # A non-finite default would reach the model as inf or nan, which requests themselves may not send (422).
+    if type_name == "float" and not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number (requests may not send inf or nan either)")
+    if type_name in ("dict", "list"):
+        try:
+            json.dumps(value, allow_nan=False)
+        except TypeError:
+            raise ValueError(f"{text!r} cannot be sent as JSON (use only str, int, "
+                             "float, bool, None, lists and dicts)") from None
+        except ValueError:
+            raise ValueError(f"{text!r} holds a number that is not finite (requests "
+                             "may not send inf or nan either)") from None
+    return value
+
+
+def a(noun: str) -> str:
+    """`an int`, `a str`: the article a type name takes in a message."""
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+
+def build_params(raws: list[dict], positional: bool, problem: Problem) -> list[Param]:
+    """Params from a route's schema-valid `body`; `problem((where in the route, ...), message)` for the rest."""
+    params: list[Param] = []
+    names: set[str] = set()
+    seen_optional = False
+    for i, p in enumerate(raws):
+        where = ("body", i)
+        name = p["name"]
+        if not name.isidentifier() or keyword.iskeyword(name):
+            problem((*where, "name"), f"{name!r} is not a valid Python parameter name")
+        elif name in names:
+            problem((*where, "name"), f"{name!r} appears twice")
+        names.add(name)
+        optional = p.get("optional", False)
+        default_value = p.get("default_value")
+        default = None
+        if default_value is not None and not optional:
+            problem((*where, "default_value"), "only optional params take a default (set \"optional\": true)")
+        elif default_value is not None:
+            try:
+                default = parse_default(default_value, p["type"])
+            except ValueError as exc:
+                problem((*where, "default_value"), str(exc))
+        if optional:
+            seen_optional = True
+        elif seen_optional and positional:
+            problem(where, f"required param {name!r} comes after an optional one in a positional route")
+        params.append(Param(name, p["type"], optional, default_value, default))
+    return params
