@@ -11,4 +11,5 @@ libraries and the user's code.
     auth.py      endpoint keys               output.py    results to JSON, the access log
     docs.py      /openapi.json and /docs     serve_entry.py  the Ray Serve deployment (the only module importing ray)
     replies.py   request ids, JSON answers   streaming.py generator routes as SSE or NDJSON
+    ownpaths.py  /ping and the health it reports, /metrics, /docs, OPTIONS, 404 and 405
 """

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import enum
 import json
 import os
 import shutil
@@ -31,23 +30,15 @@ from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
 from .gate import CallPool, CallTimeout, UserExit
 from .loader import load_routes
-from .metrics import PROMETHEUS_TEXT, UNMATCHED, Metrics, make_directory, wants_json
+from .metrics import UNMATCHED, Metrics, make_directory
 from .output import AccessLog, encode_result
+from .ownpaths import HEALTH_MOVES, RETRY, Health, answer
 from .replies import JSON, Reply, RequestIds, send_json
 from .streaming import Stream, serve as serve_stream
 
 # Bodies larger than OFF_LOOP_BYTES are validated on a thread of their own: pydantic releases the GIL while it
 # parses, so the event loop keeps answering (/ping within 1 s while a hostile 10 MiB body is checked). Smaller
 # bodies are validated inline, where a thread hop would cost more than the validation (about 10 us).
-
-
-class Health(enum.Enum):
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
-
-
-_HEALTH_MOVES = {Health.LOADING: {Health.READY, Health.FAILED}, Health.READY: set(), Health.FAILED: set()}
 
 
 class BodyTooLarge(Exception):
@@ -106,7 +97,7 @@ class EndpointApp:
         self.docs = docs_page(document).encode()
 
     def move(self, health: Health) -> None:
-        if health not in _HEALTH_MOVES[self.health]:
+        if health not in HEALTH_MOVES[self.health]:
             raise RuntimeError(f"runtime health cannot move from {self.health.value} to {health.value}")
         self.health = health
 
@@ -213,7 +204,7 @@ class EndpointApp:
             status = await self.call(endpoint, scope, receive, send)
             label = endpoint.label
         else:
-            status = await self.builtin(method, path, scope, send)
+            status = await answer(self, method, path, scope, send)
             if path in _UNRECORDED:
                 return  # health checks and metrics polls would drown the traffic they are there to watch
             if not path.isprintable():  # a decoded %0A must not forge access-log lines
@@ -238,7 +229,7 @@ class EndpointApp:
         if not pool.try_admit():
             self.metrics.reject("overloaded")
             report = json.dumps(pool.overload_report()).encode()
-            return await send_json(send, errors.Overloaded.http_status, report, _RETRY)
+            return await send_json(send, errors.Overloaded.http_status, report, RETRY)
         try:
             if endpoint.takes_body:
                 body = await read_body(receive, self.config.max_body_size)
@@ -290,53 +281,6 @@ class EndpointApp:
             self._validation = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="validate")
         return await asyncio.get_running_loop().run_in_executor(self._validation, bind, body)
 
-    async def builtin(self, method: str, path: str, scope, send) -> int:
-        if method == "OPTIONS":
-            allow = self.allowed(path)
-            if allow is None:
-                return await self.refuse(send, errors.NotFound, f"no route {path}; see /docs")
-            await send.send({"type": "http.response.start", "status": 204,
-                             "headers": [(b"allow", allow.encode()), (b"x-request-id", send.request_id)]})
-            await send.send({"type": "http.response.body", "body": b""})
-            return 204
-        asked = method  # named in the messages below
-        if method == "HEAD":
-            method = "GET"
-        if path == "/ping" and method == "GET":
-            if self.health is Health.READY:
-                return await send_json(send, 200, b'{"status":"ready"}')
-            return await send_json(send, 503, json.dumps({"status": self.health.value}).encode(), _RETRY)
-        if method == "GET":
-            if path == "/metrics":
-                if wants_json(scope):
-                    return await send_json(send, 200, json.dumps(self.summary()).encode())
-                return await send_json(send, 200, self.metrics.text(), content_type=PROMETHEUS_TEXT)
-            if path == "/openapi.json":
-                return await send_json(send, 200, self.openapi)
-            if path == "/docs":
-                return await send_json(send, 200, self.docs, content_type=b"text/html; charset=utf-8")
-        stripped = path.rstrip("/")
-        if stripped != path and stripped:
-            return await self.refuse(send, errors.NotFound, f"no route {asked} {path}; did you mean {stripped}?")
-        allow = self.allowed(path)
-        if allow is not None:
-            return await self.refuse(send, errors.MethodNotAllowed, f"{path} accepts {allow}, not {asked}",
-                                     [(b"allow", allow.encode())])
-        return await self.refuse(send, errors.NotFound, f"no route {asked} {path}; see /docs")
-
-    def allowed(self, path: str) -> str | None:
-        """The Allow header's value for a path (HEAD wherever GET is), or None when nothing serves it."""
-        if path == "/ping" or path in _BUILTIN_GET:
-            verbs = {"GET"}
-        else:
-            verbs = set(self.verbs_by_path.get(path, ()))
-            if not verbs:
-                return None
-        if "GET" in verbs:
-            verbs.add("HEAD")
-        verbs.add("OPTIONS")
-        return ", ".join(sorted(verbs))
-
     async def wrong_type(self, send, content_type: bytes | None) -> int:
         self.metrics.reject("unsupported_media_type")
         given = f"Content-Type {content_type.decode('latin-1')!r}" if content_type is not None else "no Content-Type"
@@ -346,7 +290,7 @@ class EndpointApp:
     async def not_ready(self, send) -> int:
         body = json.dumps({"error": self.health.value,
                            "message": f"the model code is {self.health.value}; retry shortly"})
-        return await send_json(send, errors.NotReady.http_status, body.encode(), _RETRY)
+        return await send_json(send, errors.NotReady.http_status, body.encode(), RETRY)
 
     async def too_large(self, send) -> int:
         self.metrics.reject("body_too_large")
@@ -370,11 +314,9 @@ class EndpointApp:
         }
 
 
-_RETRY = [(b"retry-after", b"1")]
 _UNRECORDED = frozenset({"/ping", "/metrics"})
 # Open without the endpoint's key: health checks, and the counts the control plane and Prometheus scrape.
 _OPEN = frozenset({"/ping", "/metrics"})
-_BUILTIN_GET = frozenset({"/metrics", "/openapi.json", "/docs"})
 
 
 def _body_headers(headers) -> tuple[int | None, bytes | None]:

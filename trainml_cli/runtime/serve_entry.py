@@ -39,9 +39,10 @@ from ray import serve
 from ..contracts import REPLICA_TOTALS_GAUGE, LoadFailure, flatten_totals
 from ..errors import ModelCodeError, UsageError
 from ..launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
-from .app import EndpointApp, Health
+from .app import EndpointApp
 from .config import config_from_args
 from .loader import enter_model_dir, load_routes
+from .ownpaths import Health
 
 PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own interval (10 s by default)
 

@@ -63,7 +63,8 @@ def _listening_socket(config: RuntimeConfig) -> socket.socket:
 def _serve_one(config: RuntimeConfig, root) -> int:
     import uvicorn
 
-    from .app import EndpointApp, Health
+    from .app import EndpointApp
+    from .ownpaths import Health
 
     sock = _listening_socket(config)
     host, port = sock.getsockname()[:2]

@@ -1,0 +1,73 @@
+"""The endpoint's own paths: /ping (the runtime's health), /metrics, /openapi.json, /docs; OPTIONS; and the 404
+or 405 a request no route serves gets, naming what does exist.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+
+from .. import errors
+from .metrics import PROMETHEUS_TEXT, wants_json
+from .replies import send_json
+
+
+class Health(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+HEALTH_MOVES = {Health.LOADING: {Health.READY, Health.FAILED}, Health.READY: set(), Health.FAILED: set()}
+RETRY = [(b"retry-after", b"1")]
+BUILTIN_GET = frozenset({"/metrics", "/openapi.json", "/docs"})
+
+
+async def answer(app, method: str, path: str, scope, send) -> int:
+    """A request no route serves: the endpoint's own paths, OPTIONS, or a 404 or 405 naming what exists."""
+    if method == "OPTIONS":
+        allow = allowed(app, path)
+        if allow is None:
+            return await app.refuse(send, errors.NotFound, f"no route {path}; see /docs")
+        await send.send({"type": "http.response.start", "status": 204,
+                         "headers": [(b"allow", allow.encode()), (b"x-request-id", send.request_id)]})
+        await send.send({"type": "http.response.body", "body": b""})
+        return 204
+    asked = method  # named in the messages below
+    if method == "HEAD":
+        method = "GET"
+    if path == "/ping" and method == "GET":
+        if app.health is Health.READY:
+            return await send_json(send, 200, b'{"status":"ready"}')
+        return await send_json(send, 503, json.dumps({"status": app.health.value}).encode(), RETRY)
+    if method == "GET":
+        if path == "/metrics":
+            if wants_json(scope):
+                return await send_json(send, 200, json.dumps(app.summary()).encode())
+            return await send_json(send, 200, app.metrics.text(), content_type=PROMETHEUS_TEXT)
+        if path == "/openapi.json":
+            return await send_json(send, 200, app.openapi)
+        if path == "/docs":
+            return await send_json(send, 200, app.docs, content_type=b"text/html; charset=utf-8")
+    stripped = path.rstrip("/")
+    if stripped != path and stripped:
+        return await app.refuse(send, errors.NotFound, f"no route {asked} {path}; did you mean {stripped}?")
+    allow = allowed(app, path)
+    if allow is not None:
+        return await app.refuse(send, errors.MethodNotAllowed, f"{path} accepts {allow}, not {asked}",
+                                 [(b"allow", allow.encode())])
+    return await app.refuse(send, errors.NotFound, f"no route {asked} {path}; see /docs")
+
+def allowed(app, path: str) -> str | None:
+    """The Allow header's value for a path (HEAD wherever GET is), or None when nothing serves it."""
+    if path == "/ping" or path in BUILTIN_GET:
+        verbs = {"GET"}
+    else:
+        verbs = set(app.verbs_by_path.get(path, ()))
+        if not verbs:
+            return None
+    if "GET" in verbs:
+        verbs.add("HEAD")
+    verbs.add("OPTIONS")
+    return ", ".join(sorted(verbs))
+
