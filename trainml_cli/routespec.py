@@ -29,6 +29,10 @@ BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})  # the others take the template
 # Served by the runtime itself on every endpoint.
 RESERVED_PATHS = ("/ping", "/docs", "/openapi.json", "/metrics")
 
+_TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
+# Ends with (?!.) over any character, not $: Python's $ matches before a last newline, which a header must not hold.
+MEDIA_TYPE = rf'^{_TOKEN}/{_TOKEN}( *; *{_TOKEN}=({_TOKEN}|"[^"\\\x00-\x1f]*"))*(?![\s\S])'
+
 BATCH_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -53,6 +57,8 @@ ROUTE_SCHEMA: dict[str, Any] = {
         "positional": {"type": "boolean", "default": False},
         "body": {"type": "array", "items": PARAM_SCHEMA, "default": []},
         "batch": {"oneOf": [{"type": "null"}, BATCH_SCHEMA]},
+        # The type of a `bytes` answer (else application/octet-stream); sent as a header, so no CR or LF.
+        "content_type": {"type": "string", "maxLength": 255, "pattern": MEDIA_TYPE},
     },
 }
 
@@ -79,6 +85,7 @@ class Route:
     positional: bool = False
     body: tuple[Param, ...] = field(default_factory=tuple)
     batch: Batch | None = None
+    content_type: str | None = None
 
     @property
     def label(self) -> str:
@@ -123,6 +130,8 @@ class Route:
         }
         if self.batch is not None:  # absent rather than null, so unbatched routes read as they always did
             data["batch"] = self.batch.to_dict()
+        if self.content_type is not None:
+            data["content_type"] = self.content_type
         return data
 
 
@@ -166,6 +175,8 @@ def _schema_problem(error) -> tuple[tuple, str]:
         return loc, f"{error.instance!r} is not {names.get(expected, expected)}"
     if validator == "pattern" and loc == ("path",):
         return loc, f"{error.instance!r} must start with '/' and use only URL path characters"
+    if validator in ("pattern", "maxLength") and loc == ("content_type",):
+        return loc, f"{error.instance!r} is not a media type like image/png or text/plain; charset=utf-8"
     if validator == "minLength":
         return loc, "must not be empty"
     if validator in ("minimum", "maximum"):
@@ -273,7 +284,8 @@ def _build_route(raw: dict, problem) -> Route | None:
         if not params:  # the function learns how many requests it got from the length of its columns
             problem(("batch",),
                     "a batched route needs at least one body param (each arrives as a list, one item per request)")
-    return Route(raw["verb"], raw["path"], raw["file"], function, positional, tuple(params), batch)
+    return Route(raw["verb"], raw["path"], raw["file"], function, positional, tuple(params), batch,
+                 raw.get("content_type"))
 
 
 def parse_route_json(text: str, index: int = 0) -> dict:

@@ -31,9 +31,9 @@ from .docs import docs_page, openapi_document
 from .gate import CallPool, CallTimeout, UserExit
 from .loader import load_routes
 from .metrics import UNMATCHED, Metrics, make_directory
-from .output import AccessLog, encode_result
+from .output import AccessLog, encoder
 from .ownpaths import HEALTH_MOVES, RETRY, Health, answer
-from .replies import JSON, Reply, RequestIds, send_json
+from .replies import JSON, Reply, RequestIds, send_json, send_result
 from .streaming import Stream, serve as serve_stream
 
 # Bodies larger than OFF_LOOP_BYTES are validated on a thread of their own: pydantic releases the GIL while it
@@ -52,7 +52,8 @@ class ClientGone(Exception):
 class Endpoint:
     """What a route needs per request, resolved once at start."""
 
-    __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body", "batcher", "streams")
+    __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body", "batcher", "streams",
+                 "encode")
 
     def __init__(self, route, binder):
         self.route = route
@@ -63,6 +64,7 @@ class Endpoint:
         self.takes_body = route.takes_body
         self.batcher = None  # a Batcher when the route is batched, once the code is loaded
         self.streams = False  # the function is a generator: its items are sent as they come (streaming.py)
+        self.encode = encoder(route.content_type)
 
 
 class EndpointApp:
@@ -163,7 +165,7 @@ class EndpointApp:
             endpoint.is_async = item.is_async
             endpoint.streams = item.streams
             if item.route.batch is not None:
-                endpoint.batcher = Batcher(item.route, item.function, item.is_async, encode_result, self.pool,
+                endpoint.batcher = Batcher(item.route, item.function, item.is_async, endpoint.encode, self.pool,
                                            observe=self.metrics.batch)
         streaming = frozenset(item.route.label for item in loaded if item.streams)
         if streaming:
@@ -260,7 +262,7 @@ class EndpointApp:
         if endpoint.batcher is not None:
             future = endpoint.batcher.submit(args, kwargs)
         else:
-            future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, encode_result, endpoint.label)
+            future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, endpoint.encode, endpoint.label)
         try:
             payload, content_type = await future
         except CallTimeout:
@@ -274,7 +276,7 @@ class EndpointApp:
             original = exc.original if isinstance(exc, UserExit) else exc
             body = {"error": errors.ModelError.kind, "type": type(original).__name__, "message": str(original)}
             return await send_json(send, errors.ModelError.http_status, json.dumps(body).encode())
-        return await send_json(send, 200, payload, content_type=content_type)
+        return await send_result(send, payload, content_type)
 
     async def validate_off_loop(self, bind, body: bytes):
         if self._validation is None:

@@ -35,7 +35,7 @@ def _responses(route: Route, auth: bool) -> dict:
     """Every status the runtime answers for a route, so a client (or a fuzzer) knows them all."""
     error = {"content": _json_ref("Error")}
     responses = {
-        "200": {"description": "The function's return value as JSON (bytes as application/octet-stream)"},
+        "200": _ok(route),
         "422": {"description": "The request does not fit the body template, or holds a non-finite number",
                 "content": _json_ref("InvalidRequest")},
         "500": {"description": "The function raised (error: model_error, with the exception's type)", **error},
@@ -48,6 +48,14 @@ def _responses(route: Route, auth: bool) -> dict:
     if auth:
         responses["401"] = {"description": "No 'Authorization: Bearer KEY' with the endpoint's key", **error}
     return responses
+
+
+def _ok(route: Route) -> dict:
+    if route.content_type is not None:
+        return {"description": f"The function's bytes (or the file at the Path it returned) as {route.content_type}",
+                "content": {route.content_type: {"schema": {"type": "string", "format": "binary"}}}}
+    return {"description": "The function's return value as JSON; bytes as application/octet-stream; a returned "
+                           "Path as that file, with the content type its suffix implies"}
 
 
 STREAM_DESCRIPTION = (

@@ -1,4 +1,8 @@
-"""What the runtime writes: JSON for return values, and one access-log line per request.
+"""What the runtime writes: JSON for return values, files and bytes as they are, and one access-log line per request.
+
+A function may answer with a `pathlib.Path`: the file is opened on the call's thread and sent from disk in
+chunks (replies.py), with the content type its suffix implies. The path is the function's own choice, so it may
+name any file the endpoint's user can read: serving what a request names is the function's business to check.
 
 Access-log lines are batched and written at most every 100 ms: a write per request would cost the hot path a
 system call, and a follower of the job's log still sees each line well within a second.
@@ -11,6 +15,8 @@ import datetime
 import json
 import time
 from pathlib import PurePath
+
+from .replies import OCTET, FileBody
 
 
 def _default(value):
@@ -34,14 +40,26 @@ def _default(value):
 _dumps = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False, ensure_ascii=False).encode
 
 
-def encode_result(result) -> tuple[bytes, bytes]:
-    """(body, content type) for a function's return value; bytes are sent as they are."""
+def encode_result(result, bytes_type: bytes = OCTET) -> tuple[bytes | FileBody, bytes]:
+    """(body, content type) for a function's return value: bytes as they are (of `bytes_type`), a Path as the
+    file it names (opened here, on the call's thread; a missing file raises, as the function would have)."""
     if isinstance(result, (bytes, bytearray, memoryview)):
-        return bytes(result), b"application/octet-stream"
+        return bytes(result), bytes_type
+    if isinstance(result, PurePath):
+        body = FileBody.open(result)
+        return body, body.content_type
     try:
         return _dumps(result).encode(), b"application/json"
     except ValueError as exc:  # NaN or infinity, which JSON cannot carry
         raise ValueError(f"the function's return value cannot be sent as JSON: {exc}") from None
+
+
+def encoder(content_type: str | None):
+    """encode_result for a route: its bytes answers go out as the route's content type, if it names one."""
+    if content_type is None:
+        return encode_result
+    bytes_type = content_type.encode("ascii")  # the route spec allows only a media type's characters
+    return lambda result: encode_result(result, bytes_type)
 
 
 def encode_item(item) -> bytes:

@@ -4,16 +4,24 @@ Every answer carries `X-Request-Id`: the caller's own when it sent a sane one (1
 characters), otherwise a new one, unique across the endpoint's processes (a random prefix per process and a
 counter). The same id is in the access-log line and in every error body (`request_id`), so a caller's report
 finds the log line. A new id costs a counter step and a format, about 0.3 us: no uuid on the hot path.
+
+A file answer (a function returned a Path) is sent from disk: its first chunk read on the call's thread, the
+rest on the loop's executor, CHUNK bytes at a time, so neither memory nor the event loop holds the whole file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import mimetypes
 import os
 import re
+import stat
 
 JSON = b"application/json"
+OCTET = b"application/octet-stream"
+CHUNK = 256 * 1024
 HEADER = b"x-request-id"
 MAX_LENGTH = 128
 _sane = re.compile(rb"[\x20-\x7e]{1,%d}" % MAX_LENGTH).fullmatch
@@ -63,3 +71,52 @@ async def send_json(reply: Reply, status: int, body: bytes, extra_headers=(), co
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status
+
+
+class FileBody:
+    """A file a function answered with: open, its size taken when opened, its first chunk already read."""
+
+    __slots__ = ("file", "size", "head", "content_type")
+
+    def __init__(self, file, size: int, head: bytes, content_type: bytes):
+        self.file = file
+        self.size = size
+        self.head = head
+        self.content_type = content_type
+
+    @classmethod
+    def open(cls, path) -> FileBody:
+        """Open `path` (on a call thread); OSError if it is missing, ValueError if it is no regular file."""
+        # O_NONBLOCK: opening a FIFO must not hang the call; a regular file ignores the flag.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        file = os.fdopen(fd, "rb")
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError(f"the function returned the path {str(path)!r}, which is not a regular file")
+            head = file.read(min(CHUNK, info.st_size))
+        except BaseException:
+            file.close()
+            raise
+        guessed = mimetypes.guess_type(os.fspath(path))[0]
+        return cls(file, info.st_size, head, guessed.encode() if guessed else OCTET)
+
+
+async def send_result(reply: Reply, payload, content_type: bytes) -> int:
+    """A 200 with what the function answered: bytes in one piece, a FileBody from disk in chunks."""
+    if not isinstance(payload, FileBody):
+        return await send_json(reply, 200, payload, content_type=content_type)
+    try:
+        await reply.send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", content_type), (b"content-length", str(payload.size).encode()),
+            (HEADER, reply.request_id)]})
+        left = payload.size - len(payload.head)
+        await reply.send({"type": "http.response.body", "body": payload.head, "more_body": left > 0})
+        read = asyncio.get_running_loop().run_in_executor
+        while left > 0:
+            chunk = await read(None, payload.file.read, min(CHUNK, left))
+            left = left - len(chunk) if chunk else 0  # a file that shrank ends early: the server closes the reply
+            await reply.send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+    finally:
+        payload.file.close()
+    return 200
