@@ -16,6 +16,9 @@ from typing import Any, Callable
 
 TYPES = ("str", "int", "float", "bool", "dict", "list")
 PYTHON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+ITEM_TYPES = ("str", "int", "float", "bool", "dict")  # what a list param's `items` may be
+CHOICE_TYPES = ("str", "int", "float")  # the types a param's `choices` may limit
+MAX_CHOICES = 1000
 MAX_DEFAULT_LENGTH = 10_000  # a deeply nested literal can exhaust the parser; no real default is this long
 
 PARAM_SCHEMA: dict[str, Any] = {
@@ -27,6 +30,8 @@ PARAM_SCHEMA: dict[str, Any] = {
         "type": {"type": "string", "enum": list(TYPES)},
         "optional": {"type": "boolean", "default": False},
         "default_value": {"type": ["string", "null"]},
+        "items": {"type": "string", "enum": list(ITEM_TYPES)},
+        "choices": {"type": "array", "minItems": 1, "maxItems": MAX_CHOICES, "items": {"type": ["string", "number"]}},
     },
 }
 
@@ -41,6 +46,8 @@ class Param:
     optional: bool = False
     default_value: str | None = None  # as the user wrote it (a Python literal), kept for round trips
     default: Any = None  # the parsed literal; None when the param is required or has no default
+    items: str | None = None  # a list's item type
+    choices: tuple | None = None  # the values allowed, of the param's type
 
     @property
     def python_type(self) -> type:
@@ -52,7 +59,20 @@ class Param:
             data["optional"] = True
             if self.default_value is not None:
                 data["default_value"] = self.default_value
+        if self.items is not None:
+            data["items"] = self.items
+        if self.choices is not None:
+            data["choices"] = list(self.choices)
         return data
+
+    def describe(self) -> str:
+        """`xs: list[float]`, `size: str in ('small', 'large') = 'small'`: the param as `job get` shows it."""
+        text = f"{self.name}: {self.type}" + (f"[{self.items}]" if self.items else "")
+        if self.choices is not None:
+            text += f" in ({', '.join(map(repr, self.choices))})"
+        if self.optional:
+            text += f" = {self.default_value if self.default_value is not None else 'None'}"
+        return text
 
 
 _EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "list": []}
@@ -61,6 +81,10 @@ _EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "l
 def example_value(param: Param) -> Any:
     if param.optional and param.default is not None:
         return param.default
+    if param.choices:
+        return param.choices[0]
+    if param.items is not None:
+        return [_EXAMPLES[param.items]]
     return _EXAMPLES[param.type]
 
 
@@ -128,5 +152,34 @@ def build_params(raws: list[dict], positional: bool, problem: Problem) -> list[P
             seen_optional = True
         elif seen_optional and positional:
             problem(where, f"required param {name!r} comes after an optional one in a positional route")
-        params.append(Param(name, p["type"], optional, default_value, default))
+        items = p.get("items")
+        if items is not None and p["type"] != "list":
+            problem((*where, "items"), f"only list params take items (this param is {a(p['type'])})")
+        choices = _choices(p, where, problem)
+        if choices is not None and default is not None and default not in choices:
+            problem((*where, "default_value"), f"{default_value!r} is not one of the choices "
+                                                f"{', '.join(map(repr, choices))}")
+        params.append(Param(name, p["type"], optional, default_value, default, items, choices))
     return params
+
+
+def _choices(raw: dict, where: tuple, problem: Problem) -> tuple | None:
+    """A param's choices, each of its type (an int is a float's choice, as it is a float's value); None if none."""
+    choices = raw.get("choices")
+    if choices is None:
+        return None
+    type_name = raw["type"]
+    if type_name not in CHOICE_TYPES:
+        problem((*where, "choices"), f"only {', '.join(CHOICE_TYPES)} params take choices "
+                                     f"(this param is {a(type_name)})")
+        return None
+    found = []
+    for i, choice in enumerate(choices):
+        if type_name == "float" and isinstance(choice, (int, float)):
+            choice = float(choice)
+            if not math.isfinite(choice):
+                problem((*where, "choices", i), f"{choice!r} is not a finite number")
+        elif not isinstance(choice, PYTHON_TYPES[type_name]):
+            problem((*where, "choices", i), f"{choice!r} is {a(type(choice).__name__)}, not {a(type_name)}")
+        found.append(choice)
+    return tuple(found)

@@ -68,8 +68,18 @@ def test_route_that_is_not_an_object():
         ({"verb": "POST", "path": "/p", "file": "predict", "function": "echo",
           "body": [{"name": "n", "type": "int", "default_value": "1"}]},
          "route 1 (POST /p): body[0].default_value: only optional params take a default"),
+        ({"verb": "POST", "path": "/p", "file": "predict", "function": "echo",
+          "body": [{"name": "xs", "type": "list", "items": "complex"}]},
+         "route 1 (POST /p): body[0].items: 'complex' is not one of str, int, float, bool, dict"),
+        ({"verb": "POST", "path": "/p", "file": "predict", "function": "echo",
+          "body": [{"name": "size", "type": "str", "optional": True, "default_value": "'huge'",
+                    "choices": ["small", "large"]}]},
+         "route 1 (POST /p): body[0].default_value: \"'huge'\" is not one of the choices 'small', 'large'"),
+        ({"verb": "POST", "path": "/p", "file": "predict", "function": "echo", "content_type": "png"},
+         "route 1 (POST /p): content_type: 'png' is not a media type like image/png"),
     ],
-    ids=["bad-type", "missing-function", "bad-verb", "reserved-path", "default-not-optional"],
+    ids=["bad-type", "missing-function", "bad-verb", "reserved-path", "default-not-optional", "unknown-items",
+         "default-not-a-choice", "bad-content-type"],
 )
 def test_schema_errors_name_the_route_and_field(route, message):
     code, out, err = create("--model-dir", ECHO, "--route", json.dumps(route))

@@ -22,13 +22,15 @@ import json
 import math
 import re
 from json.decoder import scanstring
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 from urllib.parse import parse_qsl
 
-from pydantic import ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
+from pydantic_core import PydanticCustomError
 
 from .. import jsonbody
 from ..jsonbody import MAX_DEPTH, MAX_ERRORS, TOO_DEEP
+from ..paramspec import Param
 from ..routespec import Route
 
 ANNOTATIONS: dict[str, Any] = {
@@ -39,6 +41,31 @@ ANNOTATIONS: dict[str, Any] = {
     "dict": dict[str, Any],
     "list": list[Any],
 }
+_SCHEMA_TYPES = {"str": "string", "int": "integer", "float": "number"}
+
+
+def annotation(param: Param) -> Any:
+    """The pydantic type of a param's value: a list of its `items`, or its type limited to its `choices`."""
+    if param.items is not None:
+        return list[ANNOTATIONS[param.items]]  # type: ignore[misc]
+    if param.choices is None:
+        return ANNOTATIONS[param.type]
+    # Checked after the type's own (lax) validation, not as a Literal: `?size=2` is the int 2, as for any int.
+    allowed = frozenset(param.choices)
+    expected = {"expected": " or ".join(map(repr, param.choices))}
+
+    def check(value):
+        if value not in allowed:
+            raise PydanticCustomError("enum", "Input should be {expected}", expected)
+        return value
+
+    schema = {"type": _SCHEMA_TYPES[param.type], "enum": list(param.choices)}
+    return Annotated[ANNOTATIONS[param.type], AfterValidator(check), WithJsonSchema(schema)]
+
+
+def place(loc) -> str:
+    """`body.xs[1].k`: where in the request a problem is (an index in brackets, as the value is written)."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
 # A large body with more unknown keys than this is refused from a scan, never given to pydantic: see
@@ -55,7 +82,7 @@ class InvalidRequest(Exception):
     def __init__(self, errors: list[dict], total: int | None = None):
         total = len(errors) if total is None else total
         errors = errors[:MAX_ERRORS]
-        super().__init__(jsonbody.summary([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors], total))
+        super().__init__(jsonbody.summary([f"{place(e['loc'])}: {e['msg']}" for e in errors], total))
         self.errors = errors
         self.total = total
 
@@ -68,11 +95,11 @@ class Binder:
         self.location = "body" if route.takes_body else "query"
         fields: dict[str, Any] = {}
         for index, param in enumerate(route.body):
-            annotation = ANNOTATIONS[param.type]
+            kind = annotation(param)
             if param.optional:
-                fields[f"p{index}"] = (Optional[annotation], Field(default=param.default, alias=param.name))
+                fields[f"p{index}"] = (Optional[kind], Field(default=param.default, alias=param.name))
             else:
-                fields[f"p{index}"] = (annotation, Field(alias=param.name))
+                fields[f"p{index}"] = (kind, Field(alias=param.name))
         name = "".join(part.capitalize() for part in route.function.split("_")) + "Body"
         self.model = create_model(name, __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields)
         self._validator = self.model.__pydantic_validator__
