@@ -139,6 +139,18 @@ def test_curl_for_query_routes(index, expected):
     assert shlex.split(curl_command("http://h:1", ROUTES[index])) == expected
 
 
+def test_job_get_shows_a_routes_items_choices_and_content_type():
+    [route] = parse_routes([{"verb": "POST", "path": "/p", "file": "predict", "function": "f",
+                             "content_type": "image/png",
+                             "body": [{"name": "xs", "type": "list", "items": "float"},
+                                      {"name": "size", "type": "str", "optional": True, "default_value": "'s'",
+                                       "choices": ["s", "l"]}]}])
+    job = SimpleNamespace(id="j1", name="demo", status="running", url=None, reason=None, credits=0, restarts=0,
+                          dict={"routes": [route.to_dict()]})
+    assert dict(describe(job))["Routes"] == ["POST /p -> predict:f(xs: list[float], size: str in ('s', 'l') = 's') "
+                                             "-> image/png"]
+
+
 def test_describe_lists_what_job_get_promises():
     record = {
         "routes": [r.to_dict() for r in ROUTES[:1]],
@@ -151,7 +163,8 @@ def test_describe_lists_what_job_get_promises():
     job = SimpleNamespace(id="j1", name="demo", status="running", url="http://h:1", reason=None, credits=0.5,
                           restarts=1, dict=record)
     fields = dict(describe(job))
-    assert fields["Routes"] == ["POST /predict -> predict:f"]
+    assert fields["Routes"] == ["POST /predict -> predict:f(text: str, n: int, threshold: float = 0.25, tags: list, "
+                                "opts: dict, on: bool)"]
     assert fields["Model"] == "git https://example.invalid/m.git @ v1"
     assert fields["Resources"] == "cpu_count=2, gpu_types=rtx3090,a100"
     assert fields["Run time"] == "1h 02m 05s"

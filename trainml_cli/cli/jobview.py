@@ -85,6 +85,14 @@ async def show_endpoint(job, out: Output, key: str | None = None) -> None:
         out.line(curl_command(job.url, route, key, streams=route.label in streaming))
 
 
+def route_line(route) -> str:
+    """`POST /p -> predict:f(xs: list[float], size: str in ('s', 'l') = 's') (batched, up to 8) -> image/png`."""
+    line = f"{route.label} -> {route.file}:{route.function}({', '.join(p.describe() for p in route.body)})"
+    if route.batch:
+        line += f" (batched, up to {route.batch.max_size})"
+    return line + (f" -> {route.content_type}" if route.content_type else "")
+
+
 def describe(job, verbose: int = 0) -> list[tuple[str, object]]:
     """The `job get` fields, in the order a person reads them; -v adds GPUs, rate, pid and port, -vv the
     environment variables' values."""
@@ -97,8 +105,7 @@ def describe(job, verbose: int = 0) -> list[tuple[str, object]]:
         fields.append(("Reason", lines if len(lines) > 1 else job.reason))
     fields += [
         ("URL", job.url or "-"),
-        ("Routes", [f"{r.label} -> {r.file}:{r.function}" + (f" (batched, up to {r.batch.max_size})" if r.batch else "")
-                    for r in job_routes(job)] or "-"),
+        ("Routes", [route_line(r) for r in job_routes(job)] or "-"),
         ("Model", model_text(record.get("model") or {}) or "-"),
         ("Resources", resources_text(record.get("resources") or {}) or "-"),
     ]
