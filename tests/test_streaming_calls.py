@@ -77,6 +77,15 @@ def test_job_call_stream_prints_each_item_as_it_arrives(env, tmp_path):
     connect = trainml(env, "job", "connect", "tokens")
     assert connect.returncode == 0, connect.stderr
     assert connect.stdout.splitlines()[1].startswith("curl -N -X POST http://127.0.0.1:")
+    # The dashboard's Connect page asks the endpoint the same, and shows the same -N.
+    link = trainml(env, "server", "dashboard", "--format", "json")
+    assert link.returncode == 0, link.stderr
+    session = requests.Session()
+    assert session.get(json.loads(link.stdout)["url"], timeout=10).status_code == 200
+    job_id = json.loads(trainml(env, "job", "get", "tokens", "--format", "json").stdout)["id"]
+    page = session.get(f"{json.loads(link.stdout)['url'].split('/dashboard/')[0]}/dashboard/jobs/{job_id}/connect",
+                       timeout=10).text
+    assert "curl -N -X POST http://ENDPOINT_URL/tokens" in page
 
 
 def test_the_sdk_stream_yields_items_then_raises_an_error_mid_stream(env, plane):

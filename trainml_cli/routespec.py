@@ -367,6 +367,13 @@ def check_route_files(routes: Iterable[Route], model_dir: str | os.PathLike) -> 
 STREAM_FLAG = "x-trainml-stream"
 
 
+def streaming_labels(document) -> set[str]:
+    """The labels ("POST /generate") of the operations an endpoint's /openapi.json flags as streaming."""
+    paths = document.get("paths", {}) if isinstance(document, dict) else {}
+    return {f"{verb.upper()} {path}" for path, operations in paths.items() if isinstance(operations, dict)
+            for verb, operation in operations.items() if isinstance(operation, dict) and operation.get(STREAM_FLAG)}
+
+
 def curl_command(url: str, route: Route, key: str | None = None, streams: bool = False) -> str:
     """A ready-to-paste curl call with an example value of the right type for every param (and the endpoint's
     key, for an endpoint that has one); `curl -N` for a streaming route, so each item shows as it comes."""

@@ -27,7 +27,7 @@ from ..environment import check_environment, check_requirements_file
 from ..errors import Conflict, JobFailed, NotFound, RevisionFailed, TrainMLError, Unavailable, UsageError, WaitTimeout
 from ..hints import failure_headline, failure_message, shell_quote
 from ..replicaspec import check_scaling
-from ..routespec import STREAM_FLAG, check_route_files, parse_routes
+from ..routespec import check_route_files, parse_routes, streaming_labels
 from ..states import STATUSES, JobStatus
 from .models import git_uri
 
@@ -366,11 +366,9 @@ def _streaming_routes(http, url: str, key: str | None) -> set[str]:
     try:
         response = http.session.get(url.rstrip("/") + "/openapi.json", headers=headers, verify=http.verify,
                                     timeout=(http.settings.connect_timeout, 10))
-        paths = response.json().get("paths", {}) if response.ok else {}
-    except (requests.RequestException, ValueError, AttributeError):
+        return streaming_labels(response.json()) if response.ok else set()
+    except (requests.RequestException, ValueError):
         return set()  # only the examples lose their -N
-    return {f"{verb.upper()} {path}" for path, operations in paths.items() if isinstance(operations, dict)
-            for verb, operation in operations.items() if isinstance(operation, dict) and operation.get(STREAM_FLAG)}
 
 
 def _events(lines):

@@ -24,7 +24,7 @@ from ...contracts import SKIPPED_FOLDERS
 from ...credentials import KINDS as CREDENTIAL_KINDS
 from ...environment import DEFAULT_REQUIREMENTS_FILE
 from ...errors import NotFound, UsageError
-from ...paramspec import TYPES
+from ...paramspec import ITEM_TYPES, TYPES
 from ...routespec import VERBS, parse_routes
 from ...states import FINAL, LIVE, JobStatus
 from .. import resources as res
@@ -189,7 +189,8 @@ async def create_page(request: Request, model: str = ""):
     return render(request, "create.html", title="Create endpoint", page="create", section="create",
                   models=models, chosen_model=chosen, max_upload=MAX_UPLOAD_BYTES, gpu_types=gpu_types,
                   defaults=res.DEFAULT_RESOURCES, verbs=VERBS,
-                  types=[(t, TYPE_LABELS[t]) for t in TYPES], interpreters=await _interpreters(p),
+                  types=[(t, TYPE_LABELS[t]) for t in TYPES], item_types=[(t, TYPE_LABELS[t]) for t in ITEM_TYPES],
+                  interpreters=await _interpreters(p),
                   secrets=p.vault.list(),  # names only: a value never reaches a page
                   credential_kinds=[(kind, variable) for kind, (variable, *_) in CREDENTIAL_KINDS.items()])
 
@@ -224,8 +225,9 @@ async def connect_page(request: Request, job_id: str):
     # and showing the port it last had would invite calls that cannot answer.
     # The key, for a job that has one: a signed-in user holds the control plane, which may read it anyway.
     key = platform(request).jobs.connection(job["id"])["key"]
+    streaming = await streaming_routes(job, key)
     return render(request, "connect.html", title=f"Connect to {job['name']}", page="connect", section="endpoints",
-                  job=job, examples=examples(URL_STAND_IN, job, key), stand_in=URL_STAND_IN,
+                  job=job, examples=examples(URL_STAND_IN, job, key, streaming), stand_in=URL_STAND_IN,
                   status_sentence=status_sentence(JobStatus(job["status"])), key=key)
 
 
@@ -251,8 +253,9 @@ def status_sentence(status: JobStatus) -> str:
 
 
 
-def examples(url: str, job: dict, key: str | None = None) -> list[dict]:
-    """A ready-to-paste curl command per route, built by the same function the CLI prints them with."""
+def examples(url: str, job: dict, key: str | None = None, streaming: frozenset = frozenset()) -> list[dict]:
+    """A ready-to-paste curl command per route, built by the same function the CLI prints them with (`curl -N` for
+    the routes in `streaming`, whose function yields)."""
     from ...routespec import curl_command
 
     try:
@@ -260,7 +263,35 @@ def examples(url: str, job: dict, key: str | None = None) -> list[dict]:
     except Exception:  # a record the server accepted earlier; show no examples rather than fail the page
         return []
     return [{"label": r.label, "target": f"{r.file}:{r.function}",
-             "command": curl_command(url, r, key)} for r in routes]
+             "command": curl_command(url, r, key, streams=r.label in streaming)} for r in routes]
+
+
+async def streaming_routes(job: dict, key: str | None) -> frozenset:
+    """The routes a running endpoint's /openapi.json flags as streaming (known once its code has loaded), as the
+    CLI asks it; empty when it cannot say within 2 s: the examples lose only their -N."""
+    from urllib.parse import urlsplit
+
+    import requests
+
+    from ...routespec import streaming_labels
+    from ...tls import is_loopback
+
+    url = job.get("url")
+    if not url or job.get("status") != JobStatus.RUNNING.value:
+        return frozenset()
+    # Over loopback the endpoint serves the control plane's own certificate, named for the public host: encrypted,
+    # not verified, as the control plane's /ping probes. Anywhere else, verified, since the key goes along.
+    verify = not is_loopback(urlsplit(url).hostname or "")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+
+    def ask() -> frozenset:
+        try:
+            response = requests.get(url.rstrip("/") + "/openapi.json", headers=headers, timeout=2, verify=verify)
+            return frozenset(streaming_labels(response.json())) if response.ok else frozenset()
+        except (requests.RequestException, ValueError):
+            return frozenset()
+
+    return await asyncio.to_thread(ask)
 
 
 async def _interpreters(p) -> list:

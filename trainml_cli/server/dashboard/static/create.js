@@ -124,6 +124,12 @@
               entry.optional = true;
               if (item("default_value").value.trim() !== "") entry.default_value = item("default_value").value;
             }
+            if (entry.type === "list" && item("items").value) entry.items = item("items").value;
+            // A JSON list; anything else is sent as typed, for the route spec to name what is wrong with it.
+            const choices = item("choices").value.trim();
+            if (choices !== "") {
+              try { entry.choices = JSON.parse(choices); } catch { entry.choices = choices; }
+            }
             return entry;
           }),
         };
@@ -287,7 +293,9 @@
       const params = document.createElement("p");
       params.className = "mono";
       params.textContent = route.body.length
-        ? route.body.map((p) => `${p.name}: ${p.type}` + (p.optional ? ` = ${p.default_value ?? "None"}` : "")).join(", ")
+        ? route.body.map((p) => `${p.name}: ${p.type}` + (p.items ? `[${p.items}]` : "")
+            + (p.choices ? ` in (${p.choices.map((c) => JSON.stringify(c)).join(", ")})` : "")
+            + (p.optional ? ` = ${p.default_value ?? "None"}` : "")).join(", ")
         : "No parameters";
       block.append(head, how);
       if (route.batch) {
@@ -368,6 +376,13 @@
     for (const name of ["batch_max_size", "batch_max_wait_ms"]) {
       route.querySelector(`[data-input="${name}"]`).disabled = !event.target.checked;
     }
+  });
+
+  // Items apply to a list parameter only.
+  routesBox.addEventListener("change", (event) => {
+    if (event.target.dataset.input !== "type") return;
+    const items = event.target.closest("[data-param]").querySelector('[data-input="items"]');
+    items.disabled = event.target.value !== "list";
   });
 
   routesBox.addEventListener("change", (event) => {
