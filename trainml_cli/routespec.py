@@ -5,7 +5,7 @@ says which parameters the function takes. The JSON Schema below catches the shap
 the checks a schema cannot express (uniqueness, reserved paths, safe module paths, literal defaults) and
 returns frozen `Route` objects. Every problem is reported as one line naming the route and the field:
 
-    route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list
+    route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list, file
 
 This module must stay light: the CLI imports it on every start, so jsonschema is imported only when used.
 """
@@ -27,8 +27,10 @@ from .limits import MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})  # the others take the template from the query string
-TYPES = ("str", "int", "float", "bool", "dict", "list")
-PYTHON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+TYPES = ("str", "int", "float", "bool", "dict", "list", "file")
+# A `file` param reaches the function as a pathlib.Path to the upload (runtime/uploads.py); body verbs only.
+PYTHON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list,
+                                 "file": Path}
 # Served by the runtime itself on every endpoint.
 RESERVED_PATHS = ("/ping", "/docs", "/openapi.json", "/metrics")
 MAX_DEFAULT_LENGTH = 10_000  # a deeply nested literal can exhaust the parser; no real default is this long
@@ -163,7 +165,7 @@ class Route:
         return data
 
 
-_EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "list": []}
+_EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "list": [], "file": "aGVsbG8="}
 
 
 def example_value(param: Param) -> Any:
@@ -369,6 +371,8 @@ def _build_route(raw: dict, problem) -> Route | None:
                 default = parse_default(default_value, p["type"])
             except ValueError as exc:
                 problem((*where, "default_value"), str(exc))
+        if p["type"] == "file" and raw["verb"] not in BODY_VERBS:
+            problem((*where, "type"), f"a file param needs a body: use POST, PUT or PATCH, not {raw['verb']}")
         if optional:
             seen_optional = True
         elif seen_optional and positional:
@@ -471,6 +475,17 @@ def curl_command(url: str, route: Route, key: str | None = None, streams: bool =
     target = url.rstrip("/") + route.path
     example = route.example_body()
     auth = f" -H {shlex.quote('Authorization: Bearer ' + key)}" if key else ""
+    if route.takes_body and any(p.type == "file" for p in route.body):  # multipart: -F name=@file per file
+        parts = []
+        for p in route.body:
+            value = example[p.name]
+            if p.type == "file":
+                parts.append(f"-F {shlex.quote(f'{p.name}=@{p.name}.bin')}")
+            else:
+                text = json.dumps(value) if isinstance(value, (dict, list, bool)) else str(value)
+                flag = "--form-string" if text[:1] in "@<" else "-F"  # -F would read a file for @ and <
+                parts.append(f"{flag} {shlex.quote(f'{p.name}={text}')}")
+        return f"curl {'-N ' if streams else ''}-X {route.verb} {shlex.quote(target)}{auth} {' '.join(parts)}"
     if route.takes_body:
         body = json.dumps(example)
         return (f"curl {'-N ' if streams else ''}-X {route.verb} {shlex.quote(target)}{auth} "

@@ -34,7 +34,8 @@ from .sessions import COOKIE, cookie_options
 ROOT = "/dashboard"
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-TYPE_LABELS = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean", "dict": "Object", "list": "List"}
+TYPE_LABELS = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean", "dict": "Object", "list": "List",
+               "file": "File"}
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
