@@ -11,4 +11,5 @@ libraries and the user's code.
     auth.py      endpoint keys               output.py    results to JSON, the access log
     docs.py      /openapi.json and /docs     serve_entry.py  the Ray Serve deployment (the only module importing ray)
     replies.py   request ids, JSON answers   streaming.py generator routes as SSE or NDJSON
+    body.py      a body's headers and bytes  uploads.py   file params: multipart to disk, base64 in JSON
 """
