@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,9 @@ def test_job_call_file_uploads_a_file_the_function_reads_as_a_path(env, tmp_path
     answer = json.loads(called.stdout)
     assert (answer["size"], answer["sha256"]) == (300_000, hashlib.sha256(data).hexdigest())
     assert (answer["name"], answer["content_type"], answer["other"]["count"]) == ("cat.png", "image/png", 3)
+    deadline = time.monotonic() + 10  # removed on a thread once the answer has gone
+    while Path(answer["path"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not Path(answer["path"]).exists()
     wrong = trainml(env, "job", "call", "photos", "/describe", "--file", f"picture=@{image}")
     assert wrong.returncode == 2 and "has no file param 'picture' (its file params: image)" in wrong.stderr

@@ -1,7 +1,8 @@
 """File params: multipart/form-data bodies streamed to disk, or base64 / `data:` URLs in a JSON body.
 
 A route with a `file` param takes either body. The function gets an `UploadPath` (a `pathlib.Path`) per file param:
-the upload's bytes in `<private temp dir>/<param>/<client's file name>`, so `path.name` and `path.suffix` are what
+the upload's bytes in `<private temp dir>/<client's file name>` (in a folder named by the param when two files
+share a name), so `path.name` and `path.suffix` are what
 the client sent, and `path.content_type` is the media type it said (plain attributes: the user's code imports
 nothing of ours). The folder is removed once the function has returned and the answer has gone (`Upload`).
 
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from queue import SimpleQueue
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from .binding import InvalidRequest
@@ -54,12 +56,16 @@ class Upload:
         self._lock = threading.Lock()
 
     def create(self, param: str, filename: str | None, content_type: str | None):
-        """(an open binary file, its UploadPath) for one file param."""
+        """(an open binary file, its UploadPath) for one file param: in the request's folder, or in a folder named
+        by the param when another file param took the name already."""
         if self.folder is None:
             self.folder = tempfile.mkdtemp(prefix="trainml-upload-")
-        folder = os.path.join(self.folder, param)  # a param name is an identifier: safe as a folder name
-        os.mkdir(folder, 0o700)
-        path = UploadPath(folder, safe_name(filename))
+        name = safe_name(filename)
+        folder = self.folder
+        if os.path.exists(os.path.join(folder, name)):
+            folder = os.path.join(folder, param)  # a param name is an identifier: safe as a folder name
+            os.mkdir(folder, 0o700)
+        path = UploadPath(folder, name)
         path.content_type = content_type or OCTET_STREAM
         return open(path, "xb"), path
 
@@ -74,7 +80,28 @@ class Upload:
             self._holds -= 1
             last = self._holds == 0
         if last and self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            _remove_later(self.folder)
+
+
+# Folders are removed on a thread of their own: unlinking a large file, or a folder on an overlay filesystem, can
+# take milliseconds, which the event loop (where most releases happen) must not spend.
+_removals: SimpleQueue = SimpleQueue()
+_remover: list[threading.Thread] = []
+_remover_lock = threading.Lock()
+
+
+def _remove_later(folder: str) -> None:
+    _removals.put(folder)
+    if not _remover:
+        with _remover_lock:
+            if not _remover:
+                _remover.append(threading.Thread(target=_remove, name="remove-uploads", daemon=True))
+                _remover[0].start()
+
+
+def _remove() -> None:
+    while True:
+        shutil.rmtree(_removals.get(), ignore_errors=True)
 
 
 def safe_name(filename: str | None) -> str:
