@@ -11,7 +11,8 @@ import pytest
 
 from trainml_cli.cli.jobview import describe
 from trainml_cli.cli.output import Output
-from trainml_cli.routespec import curl_command, parse_routes
+from trainml_cli.routecalls import curl_command
+from trainml_cli.routespec import parse_routes
 
 COLOUR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7])m")  # a foreground colour escape
 

@@ -131,7 +131,7 @@ def test_invalid_routes_are_refused_before_sending_and_by_the_server(control_pla
     body = response.json()
     assert body["error"] == "invalid_route"
     assert body["details"] == ["route 2 (POST /x): body[0].type: 'string' is not one of "
-                               "str, int, float, bool, dict, list"]
+                               "str, int, float, bool, dict, list, file"]
     assert control_plane.api("GET", "/api/jobs").json() == []
 
 

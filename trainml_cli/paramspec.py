@@ -12,10 +12,13 @@ import json
 import keyword
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
-TYPES = ("str", "int", "float", "bool", "dict", "list")
-PYTHON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+TYPES = ("str", "int", "float", "bool", "dict", "list", "file")
+# A `file` param reaches the function as a pathlib.Path to the upload (runtime/uploads.py); body verbs only.
+PYTHON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list,
+                                 "file": Path}
 ITEM_TYPES = ("str", "int", "float", "bool", "dict")  # what a list param's `items` may be
 CHOICE_TYPES = ("str", "int", "float")  # the types a param's `choices` may limit
 MAX_CHOICES = 1000
@@ -75,7 +78,7 @@ class Param:
         return text
 
 
-_EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "list": []}
+_EXAMPLES = {"str": "text", "int": 1, "float": 0.5, "bool": True, "dict": {}, "list": [], "file": "aGVsbG8="}
 
 
 def example_value(param: Param) -> Any:

@@ -5,7 +5,7 @@ says which parameters the function takes. The JSON Schema below catches the shap
 the checks a schema cannot express (uniqueness, reserved paths, safe module paths; each param in paramspec.py) and
 returns frozen `Route` objects. Every problem is reported as one line naming the route and the field:
 
-    route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list
+    route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list, file
 
 This module must stay light: the CLI imports it on every start, so jsonschema is imported only when used.
 """
@@ -278,6 +278,9 @@ def _build_route(raw: dict, problem) -> Route | None:
         problem(("function",), f"{function!r} is not a valid Python function name")
     positional = raw.get("positional", False)
     params = build_params(raw.get("body", []), positional, problem)
+    for i, param in enumerate(params):
+        if param.type == "file" and raw["verb"] not in BODY_VERBS:
+            problem(("body", i, "type"), f"a file param needs a body: use POST, PUT or PATCH, not {raw['verb']}")
     batch = None
     if raw.get("batch") is not None:
         batch = Batch(int(raw["batch"]["max_size"]), float(raw["batch"].get("max_wait_ms", 0)))
@@ -360,37 +363,3 @@ def check_route_files(routes: Iterable[Route], model_dir: str | os.PathLike) -> 
                           f"{route.file!r} not found in {model_dir} (looked for {route.relative_file})"))
     if found:
         raise RouteSpecError.of(found)
-
-
-# On an operation of an endpoint's /openapi.json whose function is a generator (known once its code has loaded):
-# clients read it to stream (curl -N in the examples printed for a running endpoint).
-STREAM_FLAG = "x-trainml-stream"
-
-
-def streaming_labels(document) -> set[str]:
-    """The labels ("POST /generate") of the operations an endpoint's /openapi.json flags as streaming."""
-    paths = document.get("paths", {}) if isinstance(document, dict) else {}
-    return {f"{verb.upper()} {path}" for path, operations in paths.items() if isinstance(operations, dict)
-            for verb, operation in operations.items() if isinstance(operation, dict) and operation.get(STREAM_FLAG)}
-
-
-def curl_command(url: str, route: Route, key: str | None = None, streams: bool = False) -> str:
-    """A ready-to-paste curl call with an example value of the right type for every param (and the endpoint's
-    key, for an endpoint that has one); `curl -N` for a streaming route, so each item shows as it comes."""
-    import shlex
-    from urllib.parse import urlencode
-
-    target = url.rstrip("/") + route.path
-    example = route.example_body()
-    auth = f" -H {shlex.quote('Authorization: Bearer ' + key)}" if key else ""
-    if route.takes_body:
-        body = json.dumps(example)
-        return (f"curl {'-N ' if streams else ''}-X {route.verb} {shlex.quote(target)}{auth} "
-                "-H 'Content-Type: application/json' "
-                f"-d {shlex.quote(body)}")
-    if example:
-        # The runtime reads query values as text: JSON for dict/list, lower-case true/false for bool.
-        query = {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in example.items()}
-        target += "?" + urlencode(query)
-    verb = "" if route.verb == "GET" else f"-X {route.verb} "
-    return f"curl {'-N ' if streams else ''}{verb}{shlex.quote(target)}{auth}"

@@ -59,7 +59,7 @@ def test_route_that_is_not_an_object():
     [
         ({"verb": "POST", "path": "/p", "file": "predict", "function": "echo",
           "body": [{"name": "t", "type": "string"}]},
-         "route 1 (POST /p): body[0].type: 'string' is not one of str, int, float, bool, dict, list"),
+         "route 1 (POST /p): body[0].type: 'string' is not one of str, int, float, bool, dict, list, file"),
         ({"verb": "POST", "path": "/p", "file": "predict"}, "route 1 (POST /p): function: is required"),
         ({"verb": "FETCH", "path": "/p", "file": "predict", "function": "echo"},
          "route 1 (FETCH /p): verb: 'FETCH' is not one of GET, POST, PUT, PATCH, DELETE"),

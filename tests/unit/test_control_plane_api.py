@@ -136,7 +136,8 @@ async def test_a_route_problem_comes_back_as_data_for_each_field(plane):
     body = error_of(await plane.api("POST", "/api/jobs", json=job(endpoint={"routes": routes})))
     assert body["error"] == "invalid_route"
     assert body["fields"] == [
-        {"route": 1, "field": "body[0].type", "message": "'string' is not one of str, int, float, bool, dict, list"},
+        {"route": 1, "field": "body[0].type",
+         "message": "'string' is not one of str, int, float, bool, dict, list, file"},
         {"route": 2, "field": "function", "message": "'bad name' is not a valid Python function name"},
     ]
 

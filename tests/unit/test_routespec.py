@@ -33,7 +33,7 @@ def test_a_full_route_parses_with_literal_defaults():
 
 def test_schema_errors_name_route_and_field():
     assert problems(good(path="/a"), good(body=[{"name": "a", "type": "string"}])) == [
-        "route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list"
+        "route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list, file"
     ]
     assert problems({"path": "/a", "file": "f", "function": "g"}) == ["route 1: verb: is required"]
     assert problems(good(extra=1))[0].startswith("route 1 (POST /predict): route: unknown field 'extra'")

@@ -75,7 +75,7 @@ async def endpoint_key(job) -> str | None:
 async def show_endpoint(job, out: Output, key: str | None = None) -> None:
     """`Endpoint is running at: URL`, then one ready-to-paste curl command per route (`curl -N` for a route
     that streams, as the running endpoint's /openapi.json says)."""
-    from ..routespec import curl_command
+    from ..routecalls import curl_command
 
     streaming = await job.streaming_routes()
     out.line(f"Endpoint is running at: {job.url}")

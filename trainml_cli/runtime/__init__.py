@@ -12,4 +12,5 @@ libraries and the user's code.
     docs.py      /openapi.json and /docs     serve_entry.py  the Ray Serve deployment (the only module importing ray)
     replies.py   request ids, JSON answers   streaming.py generator routes as SSE or NDJSON
     ownpaths.py  /ping and the health it reports, /metrics, /docs, OPTIONS, 404 and 405
+    body.py      a body's headers and bytes  uploads.py   file params: multipart to disk, base64 in JSON
 """

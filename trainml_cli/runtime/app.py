@@ -26,6 +26,7 @@ from ..jsonbody import OFF_LOOP_BYTES
 from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
 from .batching import Batcher
 from .binding import Binder, InvalidRequest
+from .body import MULTIPART, BodyTooLarge, ClientGone, body_headers, chunks, is_json, media_type, read_body
 from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
 from .gate import CallPool, CallTimeout, UserExit
@@ -33,27 +34,20 @@ from .loader import load_routes
 from .metrics import UNMATCHED, Metrics, make_directory
 from .output import AccessLog, encoder
 from .ownpaths import HEALTH_MOVES, RETRY, Health, answer
-from .replies import JSON, Reply, RequestIds, send_json, send_result
+from .replies import Reply, RequestIds, send_json, send_result
 from .streaming import Stream, serve as serve_stream
+from .uploads import FileParams, cross_site
 
 # Bodies larger than OFF_LOOP_BYTES are validated on a thread of their own: pydantic releases the GIL while it
 # parses, so the event loop keeps answering (/ping within 1 s while a hostile 10 MiB body is checked). Smaller
 # bodies are validated inline, where a thread hop would cost more than the validation (about 10 us).
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    pass
-
-
 class Endpoint:
     """What a route needs per request, resolved once at start."""
 
     __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body", "batcher", "streams",
-                 "encode")
+                 "encode", "files")
 
     def __init__(self, route, binder):
         self.route = route
@@ -65,6 +59,7 @@ class Endpoint:
         self.batcher = None  # a Batcher when the route is batched, once the code is loaded
         self.streams = False  # the function is a generator: its items are sent as they come (streaming.py)
         self.encode = encoder(route.content_type)
+        self.files = FileParams(route, binder) if any(p.type == "file" for p in route.body) else None
 
 
 class EndpointApp:
@@ -221,10 +216,12 @@ class EndpointApp:
             self.metrics.reject("loading")
             return await self.not_ready(send)
         pool = self.pool
+        form = False
         if endpoint.takes_body:
-            length, content_type = _body_headers(scope["headers"])
-            if content_type is not None and not _is_json(content_type):
-                return await self.wrong_type(send, content_type)
+            length, content_type = body_headers(scope["headers"])
+            form = endpoint.files is not None and content_type is not None and media_type(content_type) == MULTIPART
+            if (cross_site(scope["headers"]) if form else content_type is not None and not is_json(content_type)):
+                return await self.wrong_type(send, content_type, endpoint)
             if length is not None and length > self.config.max_body_size:
                 return await self.too_large(send)
         # Decided before the body is read: a refusal must cost next to nothing.
@@ -232,16 +229,23 @@ class EndpointApp:
             self.metrics.reject("overloaded")
             report = json.dumps(pool.overload_report()).encode()
             return await send_json(send, errors.Overloaded.http_status, report, RETRY)
+        upload = None  # a route with file params: the request's files (uploads.py)
         try:
-            if endpoint.takes_body:
+            if form:
+                args, kwargs, upload = await endpoint.files.bind_form(
+                    content_type, chunks(receive, self.config.max_body_size))
+            elif endpoint.takes_body:
                 body = await read_body(receive, self.config.max_body_size)
                 if content_type is None and body.strip():  # a body must say it is JSON, see wrong_type
                     pool.release()
-                    return await self.wrong_type(send, None)
-                if len(body) > OFF_LOOP_BYTES:
-                    args, kwargs = await self.validate_off_loop(endpoint.binder.bind_large_json, body)
+                    return await self.wrong_type(send, None, endpoint)
+                large = len(body) > OFF_LOOP_BYTES
+                if endpoint.files is not None:
+                    bind = endpoint.files.bind_json
                 else:
-                    args, kwargs = endpoint.binder.bind_json(body)
+                    bind = endpoint.binder.bind_large_json if large else endpoint.binder.bind_json
+                bound = await self.validate_off_loop(bind, body) if large else bind(body)
+                args, kwargs, upload = bound if endpoint.files is not None else (*bound, None)
             else:
                 args, kwargs = endpoint.binder.bind_query(scope["query_string"])
         except InvalidRequest as exc:
@@ -255,14 +259,26 @@ class EndpointApp:
         except ClientGone:
             pool.release()
             return 499
+        try:  # the files stay until the answer has gone (and the function has returned: `after`)
+            return await self.answer(endpoint, args, kwargs, scope, receive, send, upload)
+        finally:
+            if upload is not None:
+                upload.release()
+
+    async def answer(self, endpoint: Endpoint, args, kwargs, scope, receive, send, upload=None) -> int:
+        pool = self.pool
         if endpoint.streams:
             stream = Stream(endpoint.function, args, kwargs, endpoint.is_async, endpoint.label,
                             asyncio.get_running_loop(), self._log)
+            if upload is not None:
+                stream.ended.add_done_callback(upload.hold())
             return await serve_stream(pool, self.metrics, stream, scope["headers"], receive, send, self.config.timeout)
+        after = upload.hold() if upload is not None else None
         if endpoint.batcher is not None:
-            future = endpoint.batcher.submit(args, kwargs)
+            future = endpoint.batcher.submit(args, kwargs, after)
         else:
-            future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, endpoint.encode, endpoint.label)
+            future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, endpoint.encode, endpoint.label,
+                                 after)
         try:
             payload, content_type = await future
         except CallTimeout:
@@ -283,11 +299,16 @@ class EndpointApp:
             self._validation = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="validate")
         return await asyncio.get_running_loop().run_in_executor(self._validation, bind, body)
 
-    async def wrong_type(self, send, content_type: bytes | None) -> int:
+    async def wrong_type(self, send, content_type: bytes | None, endpoint: Endpoint) -> int:
         self.metrics.reject("unsupported_media_type")
         given = f"Content-Type {content_type.decode('latin-1')!r}" if content_type is not None else "no Content-Type"
-        return await self.refuse(send, errors.UnsupportedMediaType, "the body must be JSON, sent with Content-Type: "
-                                 f"application/json (or another */*+json type); this request has {given}")
+        if endpoint.files is None:
+            wanted = "the body must be JSON, sent with Content-Type: application/json (or another */*+json type)"
+        elif content_type is not None and media_type(content_type) == MULTIPART:
+            wanted = "a form posted from a page of another site (its Origin is not this endpoint) is refused"
+        else:
+            wanted = "the body must be multipart/form-data or JSON (Content-Type: application/json)"
+        return await self.refuse(send, errors.UnsupportedMediaType, f"{wanted}; this request has {given}")
 
     async def not_ready(self, send) -> int:
         body = json.dumps({"error": self.health.value,
@@ -319,48 +340,3 @@ class EndpointApp:
 _UNRECORDED = frozenset({"/ping", "/metrics"})
 # Open without the endpoint's key: health checks, and the counts the control plane and Prometheus scrape.
 _OPEN = frozenset({"/ping", "/metrics"})
-
-
-def _body_headers(headers) -> tuple[int | None, bytes | None]:
-    """(content-length, content-type) in one pass over the headers."""
-    length = content_type = None
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                pass
-        elif name == b"content-type":
-            content_type = value
-    return length, content_type
-
-
-def _is_json(content_type: bytes) -> bool:
-    """application/json or any */*+json, with or without parameters. Refusing the rest closes the door on blind
-    cross-site POSTs: a web page can send text/plain or a form to a local endpoint without asking, never JSON."""
-    media = content_type.partition(b";")[0].strip().lower()
-    return media == JSON or media.endswith(b"+json")
-
-
-async def read_body(receive, limit: int) -> bytes:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone()
-    body = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise BodyTooLarge()
-        return body
-    chunks = [body]
-    size = len(body)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge()
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)

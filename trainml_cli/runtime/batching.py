@@ -56,11 +56,11 @@ class Batcher:
 
     # -- event loop side -------------------------------------------------------------------------------------
 
-    def submit(self, args: tuple, kwargs: dict) -> asyncio.Future:
+    def submit(self, args: tuple, kwargs: dict, after=None) -> asyncio.Future:
         """Queue one validated request; the future resolves to its encoded result, or raises."""
         pool = self.pool
         future = pool._loop.create_future()
-        call = Call(self.function, args, kwargs, self.is_async, self.encode, future, self.label)
+        call = Call(self.function, args, kwargs, self.is_async, self.encode, future, self.label, after)
         call.queued = time.monotonic()
         pool.arm(call)
         with self.cond:

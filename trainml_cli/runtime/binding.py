@@ -40,6 +40,7 @@ ANNOTATIONS: dict[str, Any] = {
     "bool": bool,
     "dict": dict[str, Any],
     "list": list[Any],
+    "file": str,  # base64 or a data: URL in JSON, a placeholder for a multipart part (uploads.py makes the Path)
 }
 _SCHEMA_TYPES = {"str": "string", "int": "integer", "float": "number"}
 
@@ -181,16 +182,22 @@ class Binder:
 
     def bind_query(self, query_string: bytes) -> tuple[tuple, dict]:
         """GET/DELETE: the same template from the query string; dict and list params are JSON text."""
+        return self.bind_fields(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+
+    def bind_fields(self, pairs) -> tuple[tuple, dict]:
+        """(name, text) pairs, from a query string or a form: converted to the params' types, dict and list params
+        from JSON text; the last of a repeated name wins."""
         raw: dict[str, Any] = {}
         errors = []
-        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        where = self.location
+        for key, value in pairs:
             if key in self._json_params:
                 try:
                     value = jsonbody.loads(value)
                 except jsonbody.TooDeep:
-                    errors.append({"loc": ["query", key], "msg": TOO_DEEP, "type": "too_deep"})
+                    errors.append({"loc": [where, key], "msg": TOO_DEEP, "type": "too_deep"})
                 except ValueError:
-                    errors.append({"loc": ["query", key], "msg": "must be JSON text", "type": "json_invalid"})
+                    errors.append({"loc": [where, key], "msg": "must be JSON text", "type": "json_invalid"})
             raw[key] = value
         if errors:
             raise InvalidRequest(errors)

@@ -9,7 +9,8 @@ import html
 import json
 
 from .. import __version__
-from ..routespec import STREAM_FLAG, Route
+from ..routecalls import STREAM_FLAG
+from ..routespec import Route
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -44,7 +45,8 @@ def _responses(route: Route, auth: bool) -> dict:
     }
     if route.takes_body:
         responses["413"] = {"description": "The body is larger than the endpoint's --max-body-size", **error}
-        responses["415"] = {"description": "The body is not sent as application/json (or */*+json)", **error}
+        responses["415"] = {"description": "The body is not sent as application/json (or */*+json), or as "
+                            "multipart/form-data for a route with file params", **error}
     if auth:
         responses["401"] = {"description": "No 'Authorization: Bearer KEY' with the endpoint's key", **error}
     return responses
@@ -104,6 +106,12 @@ def openapi_document(title: str, routes: list[tuple[Route, dict]], auth: bool = 
             }
         if route.takes_body:
             operation["requestBody"] = {"required": bool(route.body), "content": _json_ref(name)}
+            if any(p.type == "file" for p in route.body):
+                for param in route.body:
+                    if param.type == "file":
+                        schema["properties"][param.name].update(FILE_IN_JSON)
+                operation["requestBody"]["content"] = {"multipart/form-data": {"schema": _form_schema(route)},
+                                                       **_json_ref(name)}
         else:
             operation["parameters"] = [_query_parameter(p, schema) for p in route.body]
         paths.setdefault(route.path, {})[route.verb.lower()] = operation
@@ -121,6 +129,40 @@ def openapi_document(title: str, routes: list[tuple[Route, dict]], auth: bool = 
         "paths": paths,
         "components": {"schemas": components},
     }
+
+
+FILE_IN_JSON = {"contentEncoding": "base64",
+                "description": "The file's bytes in base64, or a data: URL (data:image/png;base64,...)"}
+_FORM_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+
+
+def _form_schema(route: Route) -> dict:
+    """A multipart/form-data body: one part per file param (binary), the others as form fields (text; dict and
+    list params as JSON text)."""
+    properties = {}
+    for param in route.body:
+        if param.type == "file":
+            properties[param.name] = {"type": "string", "format": "binary"}
+        elif param.type in _FORM_TYPES:
+            properties[param.name] = {"type": _FORM_TYPES[param.type]}
+        else:
+            properties[param.name] = {"type": "string", "contentMediaType": "application/json"}
+        if param.optional and param.default is not None:
+            properties[param.name]["default"] = param.default
+    required = [p.name for p in route.body if not p.optional]
+    return {"type": "object", "properties": properties, **({"required": required} if required else {})}
+
+
+def _upload_form(path: str, verb: str, form: dict) -> str:
+    """A form that sends a file route's multipart body from this page (an endpoint with a key answers it 401:
+    a form cannot send the Authorization header)."""
+    inputs = []
+    for name, spec in form.get("properties", {}).items():
+        kind = "file" if spec.get("format") == "binary" else "text"
+        label = html.escape(name) + ("" if name in form.get("required", ()) else " (optional)")
+        inputs.append(f'<label>{label} <input type="{kind}" name="{html.escape(name)}"></label><br>')
+    return (f'<form method="post" action="{html.escape(path)}" enctype="multipart/form-data">'
+            + "".join(inputs) + f'<button type="submit">Send ({verb.upper()} as a form)</button></form>')
 
 
 def _query_parameter(param, schema: dict) -> dict:
@@ -156,6 +198,8 @@ def docs_page(document: dict) -> str:
                 f"<p>{html.escape(op.get('summary', ''))}</p>"
                 + (f"<p><strong>{html.escape(op['description'])}</strong></p>" if op.get(STREAM_FLAG) else "")
                 + (f"<pre>{html.escape(detail)}</pre>" if detail else "")
+                + (_upload_form(path, verb, op["requestBody"]["content"]["multipart/form-data"]["schema"])
+                   if verb == "post" and "multipart/form-data" in op.get("requestBody", {}).get("content", {}) else "")
                 + "</section>"
             )
     title = html.escape(document["info"]["title"])

@@ -38,9 +38,10 @@ class UserExit(Exception):
 class Call:
     """One admitted call: what to run, and where its outcome goes."""
 
-    __slots__ = ("fn", "args", "kwargs", "is_async", "encode", "future", "started", "done", "label", "timer", "queued")
+    __slots__ = ("fn", "args", "kwargs", "is_async", "encode", "future", "started", "done", "label", "timer", "queued",
+                 "after")
 
-    def __init__(self, fn, args, kwargs, is_async, encode, future, label):
+    def __init__(self, fn, args, kwargs, is_async, encode, future, label, after=None):
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
@@ -51,6 +52,7 @@ class Call:
         self.started = 0.0  # set by the worker thread when the call starts running
         self.done = False
         self.timer = None
+        self.after = after  # called once the function has returned, even after a timeout was answered (uploads)
         # `queued` is set by a batcher only: when the call joined its queue (max_wait_ms counts from the oldest)
 
 
@@ -126,11 +128,11 @@ class CallPool:
             "max_queue": self.max_queue,
         }
 
-    def submit(self, fn, args, kwargs, is_async: bool, encode, label: str) -> asyncio.Future:
+    def submit(self, fn, args, kwargs, is_async: bool, encode, label: str, after=None) -> asyncio.Future:
         """Queue an admitted call; the future resolves to encode(result) or raises the call's exception."""
         loop = self._loop
         future = loop.create_future()
-        call = Call(fn, args, kwargs, is_async, encode, future, label)
+        call = Call(fn, args, kwargs, is_async, encode, future, label, after)
         call.timer = loop.call_later(self.timeout, self._check_timeout, call)
         self._queue.put(call)
         return future
@@ -158,6 +160,8 @@ class CallPool:
     def _finish(self, call: Call, value: Any, error: BaseException | None) -> None:
         call.done = True
         self.admitted -= 1
+        if call.after is not None:
+            call.after()
         if call.timer is not None:
             call.timer.cancel()
         future = call.future

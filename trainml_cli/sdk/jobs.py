@@ -27,7 +27,8 @@ from ..environment import check_environment, check_requirements_file
 from ..errors import Conflict, JobFailed, NotFound, RevisionFailed, TrainMLError, Unavailable, UsageError, WaitTimeout
 from ..hints import failure_headline, failure_message, shell_quote
 from ..replicaspec import check_scaling
-from ..routespec import check_route_files, parse_routes, streaming_labels
+from ..routecalls import streaming_labels
+from ..routespec import check_route_files, parse_routes
 from ..states import STATUSES, JobStatus
 from .models import git_uri
 
@@ -215,22 +216,25 @@ class Job:
             if page["done"]:
                 return
 
-    async def call(self, route_path_or_label: str, data: dict | None = None, verb: str | None = None) -> Any:
+    async def call(self, route_path_or_label: str, data: dict | None = None, verb: str | None = None,
+                   files: dict | None = None) -> Any:
         """Call one of the endpoint's routes ("/predict" or "POST /predict") with `data`; its decoded answer.
+        `files` ({"image": "cat.jpg"}) fills a route's file params: the call is then a multipart upload (forms.py).
         503 (busy, restarting) is retried with backoff. A failure raises the class of errors.py its kind names:
         ModelError (the function raised), CallTimeout, Overloaded, InvalidRequest (with `fields`), ..."""
         route = self._route(route_path_or_label, verb)
+        body = _form(route, data, files)
         url, key = await self._target()
         try:
-            return await asyncio.to_thread(_call, self._client.http, url, route, data or {}, key)
+            return await asyncio.to_thread(_call, self._client.http, url, route, body or data or {}, key)
         except Unavailable:
             # A control plane restart may have had to move the endpoint to another port.
             if (await self.refresh()).url in (None, url):
                 raise
-            return await asyncio.to_thread(_call, self._client.http, self.url, route, data or {}, key)
+            return await asyncio.to_thread(_call, self._client.http, self.url, route, body or data or {}, key)
 
     async def stream(self, route_path_or_label: str, data: dict | None = None,
-                     verb: str | None = None) -> AsyncIterator[Any]:
+                     verb: str | None = None, files: dict | None = None) -> AsyncIterator[Any]:
         """Call a streaming route (its function yields) and yield each item as it arrives:
 
             async for item in job.stream("/generate", {"prompt": "hi"}): ...
@@ -239,6 +243,7 @@ class Job:
         an item passed the endpoint's timeout) raises its class (ModelError, CallTimeout) after the items before
         it. Leaving the loop early closes the connection, and the endpoint closes the generator."""
         route = self._route(route_path_or_label, verb)
+        body = _form(route, data, files)
         url, key = await self._target()
         loop = asyncio.get_running_loop()
         items: asyncio.Queue = asyncio.Queue()
@@ -249,7 +254,7 @@ class Job:
 
         def pump():
             try:
-                response = _send(self._client.http, url, route, data or {}, key, stream=True)
+                response = _send(self._client.http, url, route, body or data or {}, key, stream=True)
                 held.append(response)
                 with response:
                     from .http import raise_for
@@ -312,7 +317,16 @@ class Job:
                          f"e.g. '{found[0].verb} {wanted_path}'")
 
 
-def _call(http, url: str, route, data: dict, key: str | None = None) -> Any:
+def _form(route, data: dict | None, files: dict | None):
+    """A multipart body when there are files to send, else None."""
+    if not files:
+        return None
+    from .forms import FormBody
+
+    return FormBody(route, data or {}, files)
+
+
+def _call(http, url: str, route, data, key: str | None = None) -> Any:
     from .http import raise_for
 
     response = _send(http, url, route, data, key)
@@ -322,19 +336,23 @@ def _call(http, url: str, route, data: dict, key: str | None = None) -> Any:
     return response.content
 
 
-def _send(http, url: str, route, data: dict, key: str | None = None, stream: bool = False):
-    """The endpoint's response to one call, 503s and refused connections retried with backoff. `stream`: ask for
-    Server-Sent Events and leave the body to be read as it comes."""
+def _send(http, url: str, route, data, key: str | None = None, stream: bool = False):
+    """The endpoint's response to one call (`data` a dict, or a FormBody), 503s and refused connections retried with
+    backoff. `stream`: ask for Server-Sent Events and leave the body to be read as it comes."""
     import requests
 
     from .http import backoff
 
     target = url.rstrip("/") + route.path
-    if route.takes_body:
+    if not isinstance(data, dict):  # a FormBody: iterated afresh by each attempt
+        request = {"data": data}
+    elif route.takes_body:
         request = {"json": data}
     else:  # the runtime reads query values as text: JSON for dicts, lists and booleans
         request = {"params": {k: json.dumps(v) if isinstance(v, (dict, list, bool)) else v for k, v in data.items()}}
     headers = {"Accept": "text/event-stream"} if stream else {}
+    if not isinstance(data, dict):
+        headers["Content-Type"] = data.content_type
     if key:
         headers["Authorization"] = f"Bearer {key}"
     request["headers"] = headers

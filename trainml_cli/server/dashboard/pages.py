@@ -35,7 +35,8 @@ from .sessions import COOKIE, cookie_options
 ROOT = "/dashboard"
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-TYPE_LABELS = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean", "dict": "Object", "list": "List"}
+TYPE_LABELS = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean", "dict": "Object", "list": "List",
+               "file": "File"}
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -256,7 +257,7 @@ def status_sentence(status: JobStatus) -> str:
 def examples(url: str, job: dict, key: str | None = None, streaming: frozenset = frozenset()) -> list[dict]:
     """A ready-to-paste curl command per route, built by the same function the CLI prints them with (`curl -N` for
     the routes in `streaming`, whose function yields)."""
-    from ...routespec import curl_command
+    from ...routecalls import curl_command
 
     try:
         routes = parse_routes(job["endpoint"]["routes"])
@@ -273,7 +274,7 @@ async def streaming_routes(job: dict, key: str | None) -> frozenset:
 
     import requests
 
-    from ...routespec import streaming_labels
+    from ...routecalls import streaming_labels
     from ...tls import is_loopback
 
     url = job.get("url")

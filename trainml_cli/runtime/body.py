@@ -1,0 +1,88 @@
+"""A request's body as it arrives: its length and media type from the headers, then its bytes within the limit.
+
+A JSON body is read whole (it is parsed whole anyway); a multipart body is handed on chunk by chunk (uploads.py),
+so a large file goes to disk as it comes. Either way the endpoint's --max-body-size is counted as the bytes
+arrive, whatever the Content-Length said (a chunked body has none).
+"""
+
+from __future__ import annotations
+
+from .replies import JSON
+
+MULTIPART = b"multipart/form-data"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+def body_headers(headers) -> tuple[int | None, bytes | None]:
+    """(content-length, content-type) in one pass over the headers."""
+    length = content_type = None
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                pass
+        elif name == b"content-type":
+            content_type = value
+    return length, content_type
+
+
+def media_type(content_type: bytes) -> bytes:
+    return content_type.partition(b";")[0].strip().lower()
+
+
+def is_json(content_type: bytes) -> bool:
+    """application/json or any */*+json, with or without parameters. Refusing the rest closes the door on blind
+    cross-site POSTs: a web page can send text/plain or a form to a local endpoint without asking, never JSON.
+    (Routes with file params take multipart/form-data too, guarded by uploads.cross_site.)"""
+    media = media_type(content_type)
+    return media == JSON or media.endswith(b"+json")
+
+
+async def chunks(receive, limit: int):
+    """The body's chunks as they arrive; BodyTooLarge as soon as they pass `limit` bytes, ClientGone if the caller
+    leaves first."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def read_body(receive, limit: int) -> bytes:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise BodyTooLarge()
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
