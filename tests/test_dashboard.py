@@ -350,7 +350,8 @@ def test_a_database_from_before_keeps_its_status_history(tmp_path):
     """Migration 3 turns the `status: X (detail)` lines of older jobs into status events, once."""
     import sqlite3
 
-    from trainml_cli.server.store import _MIGRATIONS, Store
+    from trainml_cli.server.migrations import MIGRATIONS as _MIGRATIONS
+    from trainml_cli.server.store import Store
 
     db = sqlite3.connect(tmp_path / "trainml.db")
     db.executescript(f"{_MIGRATIONS[1]}; {_MIGRATIONS[2]}; PRAGMA user_version = 2;")

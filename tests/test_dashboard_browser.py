@@ -914,3 +914,70 @@ def test_secrets_and_credentials_chosen_on_the_form_reach_the_endpoint_and_no_pa
         ui.go(path)
         assert value not in page.content(), path
     ui.close()
+
+
+def test_deploy_a_new_version_then_roll_back_from_the_details_page(browser, control_plane, tmp_path):
+    """Revisions on the details page: "Deploy new version" uploads a folder with the serving routes prefilled; the
+    list shows one serving and one retired; "Roll back" serves the retired one again; the chart marks each switch
+    and the log says which revision printed each line."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import route, run
+
+    def model(version):
+        folder = tmp_path / f"v{version}"
+        folder.mkdir()
+        (folder / "predict.py").write_text(f"print('loading version {version}', flush=True)\n\n"
+                                           f"def predict(text):\n    return {{'version': {version}}}\n")
+        return folder
+
+    async def create():
+        async with control_plane.client() as client:
+            job = await client.jobs.create("versions", model={"source_type": "local", "source_uri": str(model(1))},
+                                           endpoint={"routes": [route()]})
+            await job.wait_for("running", timeout=120)
+            return job.id, job.url
+
+    with ThreadPoolExecutor(1) as pool:  # the SDK's own event loop, beside Playwright's
+        job_id, url = pool.submit(run, create()).result()
+
+    def version():
+        return requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"]
+
+    ui = Dashboard(browser, control_plane)
+    page = ui.page
+    ui.go(f"/dashboard/jobs/{job_id}")
+    rows = page.locator("#revision-rows tr")
+    assert rows.count() == 1 and rows.first.get_attribute("data-status") == "serving"
+
+    page.get_by_role("button", name="Deploy new version").click()
+    assert '"path": "/predict"' in page.locator("#deploy-routes").input_value()  # the serving revision's routes
+    assert_labelled(page)
+    page.set_input_files("#deploy-folder", str(model(2)))
+    page.locator("#deploy-upload [data-upload-status]", has_text="v2: 1 file").wait_for()
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    page.locator("#revision-status", has_text="Revision 2 is serving.").wait_for(timeout=60_000)
+    assert version() == 2
+    wait_for(lambda: [(r.get_attribute("data-revision"), r.get_attribute("data-status")) for r in rows.all()]
+             == [("2", "serving"), ("1", "retired")], "revision 2 serving, 1 retired")
+    # The traffic chart marks the switch (in words too, under the chart) at its next poll.
+    page.locator("#traffic [data-field='switches']", has_text="revision 2 began serving at").wait_for(timeout=20_000)
+    ui.shoot("revisions")
+
+    page.get_by_role("button", name="Roll back to revision 1").click()
+    dialog = page.locator("dialog#confirm")
+    assert "Serve revision 1 again?" in dialog.inner_text()
+    dialog.get_by_role("button", name="Roll back").click()
+    page.locator("#revision-status", has_text="Revision 1 is serving.").wait_for(timeout=60_000)
+    assert version() == 1
+    wait_for(lambda: [(r.get_attribute("data-revision"), r.get_attribute("data-status")) for r in rows.all()]
+             == [("2", "retired"), ("1", "serving")], "revision 1 serving again, 2 retired")
+
+    # The log: each output line tagged with the revision that printed it.
+    page.get_by_role("navigation", name="Endpoint").get_by_role("link", name="Logs").click()
+    page.locator(".log-line[data-revision='2']", has_text="loading version 2").wait_for()
+    loads = page.locator(".log-line", has_text="loading version 1")
+    wait_for(lambda: loads.count() == 2, "both loads of revision 1")
+    assert [line.get_attribute("data-revision") for line in loads.all()] == ["1", "1"]
+    assert loads.first.locator(".kind").inner_text().lower() == "r1"
+    ui.close()

@@ -45,7 +45,8 @@ def test_logs_are_newest_first_in_pages_with_a_cursor(control_plane):
     calls = [e["message"] for e in everything if e["message"].startswith("predict called with")]
     assert calls == [f"predict called with n{i}" for i in reversed(range(30))]
     for entry in everything:
-        assert set(entry) == {"id", "time", "stream", "message"}
+        assert set(entry) == {"id", "time", "stream", "message", "revision"}
+        assert entry["revision"] == (None if entry["stream"] == "event" else 1)
         assert entry["stream"] in ("stdout", "stderr", "event")
         assert entry["time"].endswith("Z") and "T" in entry["time"]
     assert any(e["stream"] == "stderr" for e in everything)  # the runtime's own messages

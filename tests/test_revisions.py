@@ -327,3 +327,53 @@ def test_an_update_to_two_worker_processes_switches_once_both_have_loaded(contro
     job = control_plane.api("GET", "/api/jobs/live").json()
     assert job["endpoint"]["replicas"] == 2 and job["pid"] in control_plane.endpoint_pids()
     assert len(control_plane.endpoint_pids()) == 3  # the new revision's supervisor and its two workers
+
+
+def write_printing_model(folder, version, load_seconds=0.0):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "predict.py").write_text("\n".join([
+        "import time", f"print('loading version {version}', flush=True)", f"time.sleep({load_seconds})", "",
+        "def predict(text):", f"    print('answer from version {version}', flush=True)",
+        f"    return {{'version': {version}, 'echo': text}}", ""]))
+    return folder
+
+
+def test_log_lines_say_which_revision_printed_them_while_both_print_during_a_switch(control_plane, tmp_path):
+    """The old revision answers (and prints) while the new one loads beside it: each line is tagged by the
+    process that printed it, not by when; a rollback's lines are the old revision's again."""
+    url = create(control_plane, write_printing_model(tmp_path / "v1", 1))
+    with Load(url) as load:
+        wait_until(lambda: load.count_since(0) >= 30, 60, message="calls before the update")
+        result = trainml(control_plane, "job", "update", "live", "--model-dir",
+                         str(write_printing_model(tmp_path / "v2", 2, load_seconds=1.0)))
+        assert result.returncode == 0, result.stdout + result.stderr
+        returned = time.monotonic()
+        wait_until(lambda: load.count_since(returned) >= 30, 60, message="calls after the update")
+        result = trainml(control_plane, "job", "rollback", "live")
+        assert result.returncode == 0, result.stdout + result.stderr
+        returned = time.monotonic()
+        wait_until(lambda: load.count_since(returned) >= 30, 60, message="calls after the rollback")
+    assert load.failures == []
+
+    def printed():
+        result = trainml(control_plane, "job", "logs", "live", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    wait_until(lambda: sum("loading version 1" in e["message"] for e in printed()) == 2, 30,
+               message="the rollback's load line in the log")
+    entries = printed()
+    tagged = {}
+    for entry in entries:
+        for version in (1, 2):
+            if entry["message"] in (f"loading version {version}", f"answer from version {version}"):
+                tagged.setdefault(version, set()).add(entry["revision"])
+    assert tagged == {1: {1}, 2: {2}}, tagged
+    assert all(e["revision"] is None for e in entries if e["stream"] == "event")
+    # Both printed answers during the switch: version 1's answers went on after version 2 began loading.
+    messages = [e["message"] for e in entries]
+    began = messages.index("loading version 2")
+    rolled_back = messages.index("loading version 1", began)
+    assert "answer from version 1" in messages[began:rolled_back]
+    text = trainml(control_plane, "job", "logs", "live").stdout.splitlines()
+    assert "[r1] loading version 1" in text and "[r2] loading version 2" in text

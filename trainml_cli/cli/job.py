@@ -262,7 +262,7 @@ def get_job(obj, job_ref, fmt):
 @click.argument("job_ref", metavar="JOB", type=JOB)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come.")
 @click.option("--tail", type=click.IntRange(0), metavar="N", help="Only the last N lines of history.")
-@click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with its time and stream.")
+@click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with its time, stream and revision.")
 @format_option
 @click.pass_obj
 def logs(obj, job_ref, follow, tail, timestamps, fmt):

@@ -35,14 +35,23 @@ async def wait_running(job, out: Output, timeout: float) -> None:
 
 async def follow_logs(job, out: Output, *, tail=None, follow=True, timestamps=False) -> None:
     """Print the job's log (the last `tail` lines); with `follow`, the SDK's attach: new lines until the job
-    stops, JobFailed if it failed, nothing more if it was removed meanwhile."""
+    stops, JobFailed if it failed, nothing more if it was removed meanwhile.
+
+    An output line says which revision printed it (`[r2] ...`) once the job has more than one (job update), and
+    always with `timestamps`; JSON lines carry it as `revision`."""
+    several = not out.json_mode and not timestamps and len(await job.revisions()) > 1
+
     def show(entry: dict) -> None:
+        nonlocal several
+        revision = entry.get("revision")
+        several = several or (revision or 1) > 1  # an update while following
+        tag = f"[r{revision}] " if revision and (several or timestamps) else ""
         if out.json_mode:
             out.json_line(entry)
         elif timestamps:
-            out.line(printable(f"{entry.get('time', '')} {entry.get('stream', '')} {entry.get('message', '')}"))
+            out.line(printable(f"{entry.get('time', '')} {entry.get('stream', '')} {tag}{entry.get('message', '')}"))
         else:
-            out.line(printable(entry.get("message", "")))
+            out.line(printable(tag + entry.get("message", "")))
 
     if follow:
         await job.attach(callback=show, tail=tail)

@@ -283,8 +283,8 @@ class Listener:
         self.jobs = jobs
         self.job_id = job_id
 
-    def output(self, stream: str, line: str) -> None:
-        self.jobs.logs.write(self.job_id, stream, line)
+    def output(self, stream: str, line: str, revision: int | None = None) -> None:
+        self.jobs.logs.write(self.job_id, stream, line, revision)
 
     def event(self, message: str) -> None:
         self.jobs.logs.event(self.job_id, message)

@@ -6,7 +6,12 @@ the jobs it touched, so a line printed by model code reaches a follower within a
 
 A log entry, as the API returns it:
 
-    {"id": 1234, "time": "2024-05-01T12:00:00.123Z", "stream": "stdout" | "stderr" | "event", "message": "..."}
+    {"id": 1234, "time": "2024-05-01T12:00:00.123Z", "stream": "stdout" | "stderr" | "event", "message": "...",
+     "revision": 2}
+
+`revision` is the job revision whose process printed the line (revisions.py; each revision writes its own
+output files, so the two processes of a switch are told apart), null for platform events and where the backend
+cannot tell (Ray).
 
 `id` is the cursor: it grows with every line, so `before=id` pages to older lines and `after=id` follows newer.
 Each job keeps its newest MAX_LINES lines of output (stdout and stderr together) and, apart from them, its
@@ -41,7 +46,8 @@ def iso_time(timestamp: float) -> str:
 
 
 def entry(row: dict) -> dict:
-    return {"id": row["id"], "time": iso_time(row["time"]), "stream": row["stream"], "message": row["message"]}
+    return {"id": row["id"], "time": iso_time(row["time"]), "stream": row["stream"], "message": row["message"],
+            "revision": row.get("revision")}
 
 
 class LogBook:
@@ -53,7 +59,7 @@ class LogBook:
         self.max_lines = max_lines
         self.max_events = max_events
         self.prune_every = prune_every
-        self._pending: list[tuple[str, float, str, str]] = []
+        self._pending: list[tuple[str, float, str, str, int | None]] = []
         self._pending_lock = threading.Lock()  # write() may be called from a worker thread
         self._dirty = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -61,11 +67,11 @@ class LogBook:
         self._written: dict[tuple[str, bool], int] = {}  # (job, is an event) -> lines since the last prune
         self._task = asyncio.create_task(self._flusher(), name="logbook-flusher")
 
-    def write(self, job_id: str, stream: str, message: str) -> None:
+    def write(self, job_id: str, stream: str, message: str, revision: int | None = None) -> None:
         if len(message) > MAX_MESSAGE:
             message = message[:MAX_MESSAGE] + f" ... ({len(message) - MAX_MESSAGE} more characters cut)"
         with self._pending_lock:
-            self._pending.append((job_id, time.time(), stream, message))
+            self._pending.append((job_id, time.time(), stream, message, revision))
         if _on_loop(self._loop):
             self._dirty.set()
         else:

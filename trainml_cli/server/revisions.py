@@ -296,6 +296,8 @@ class Revisions:
                 jobs.store.update_revision(job_id, number, source={**source, "pid": pid, "pid_start": pid_start})
 
             pid, pid_start = await jobs.backend.switch(driver.endpoint, launch, spawned)
+            # when the new revision took the calls (before the old one drained), for the traffic chart's marker
+            switched = getattr(driver.endpoint, "switched_at", None) or time.time()
         except Exception as exc:
             reason = str(exc) if isinstance(exc, TrainMLError) else f"internal error: {type(exc).__name__}: {exc}"
             self._move(job_id, number, R.FAILED, redact(reason))
@@ -306,6 +308,7 @@ class Revisions:
             self._busy.pop(job_id, None)
         self._move(job_id, number, R.SERVING, source=source)
         self._move(job_id, serving["number"], R.RETIRED)
+        jobs.store.add_switch(job_id, switched, number)
         jobs.store.update_job(job_id, spec=spec, source=source, pid=pid, pid_start=pid_start, updated=time.time())
         jobs.logs.event(job_id, f"revision {number} is serving; revision {serving['number']} is retired")
         await asyncio.to_thread(self._prune, job_id)

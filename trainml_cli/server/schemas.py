@@ -192,6 +192,8 @@ class LogEntry(BaseModel):
     time: str = Field(..., description="ISO-8601 UTC")
     stream: Literal["stdout", "stderr", "event"]
     message: str
+    revision: Optional[int] = Field(None, description="the job revision whose process printed it (null: a "
+                                                       "platform event, or a backend that cannot tell)")
 
 
 class LogPage(BaseModel):

@@ -7,4 +7,5 @@
     raylogs.py      replica output in job logs        raymetrics.py   replica totals, summed
     rayreplicas.py  replica deaths, counted and named
     switch.py       a local endpoint switched to a new revision on the same socket
+    revisionoutput.py  each revision's output files, read into the log with the revision that printed them
 """

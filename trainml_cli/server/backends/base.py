@@ -74,12 +74,13 @@ class Launch:
     scaling: Scaling = field(default_factory=Scaling)
     pip: list[str] = field(default_factory=list)  # packages a remote backend installs (local: built by uv first)
     requirements: str | None = None  # a requirements file inside the model dir, relative to it
-    workdir: str | None = None  # the job's folder, where its output files are (default: the route file's)
+    workdir: str | None = None  # the job's folder
     revision: int = 1  # which revision of the job it serves (revisions.py)
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.workdir) if self.workdir else self.route_file.parent
+        """Where its processes print to: its revision's folder, beside its routes (backends/revisionoutput.py)."""
+        return self.route_file.parent
 
     @property
     def model_dir(self):
@@ -107,7 +108,7 @@ def elsewhere(job: JobRecord, backend: str) -> str | None:
 
 
 class EndpointListener(Protocol):
-    def output(self, stream: str, line: str) -> None: ...
+    def output(self, stream: str, line: str, revision: int | None = None) -> None: ...
     def event(self, message: str) -> None: ...
     def launched(self, pid: int | None, pid_start: int | None, restart: bool) -> None: ...
     def ready(self) -> None: ...

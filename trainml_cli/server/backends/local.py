@@ -11,11 +11,11 @@ job's URL never changes across crashes, and requests that arrive while a crashed
 socket's backlog instead of being refused.
 
 The endpoint depends on nothing of the control plane's: it holds its own copy of the socket, writes its output
-to files in the job's folder (tailing.py, never a pipe) and is no tether's child. So when the control plane dies,
-even by kill -9, every endpoint keeps serving; the next control plane adopts it (`Adoption`: recorded pid,
-process start time and port) and supervises it as if it had started it, except that it learns of its exit
-through a pidfd, without an exit code (processes.AdoptedProcess). Restarting an adopted endpoint that died
-binds its port again at once.
+to files in its revision's folder (revisionoutput.py, never a pipe) and is no tether's child. So when the
+control plane dies, even by kill -9, every endpoint keeps serving; the next control plane adopts it
+(`Adoption`: recorded pid, process start time and port) and supervises it as if it had started it, except
+that it learns of its exit through a pidfd, without an exit code (processes.AdoptedProcess). Restarting an
+adopted endpoint that died binds its port again at once.
 
 Each endpoint's life is one loop (`LocalEndpoint.run`): start the process (or adopt it), wait until `/ping`
 answers 200 (running), then wait for it to exit, pinging it meanwhile (one that stops answering for
@@ -33,22 +33,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...contracts import LoadFailure, find_load_failure, is_load_failure
+from ...contracts import LoadFailure
 from ...errors import UsageError
 from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
 from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
 from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, process_start_time, reap_orphans
-from ..tailing import OutputTail
 from .base import EndpointListener, Launch, Outcome, Policy, Say
 from .probes import first, http_get
+from .revisionoutput import RevisionOutput
 
 START_ATTEMPTS = 3
 BACKOFF_FIRST = 0.5
@@ -57,7 +56,6 @@ STABLE_AFTER = 60.0
 PING_FIRST = 0.05
 PING_MAX = 0.25
 TAIL_LINES = 20
-READY_LINE = re.compile(r"^ready: .* \(pid (\d+)\)$")  # the runtime's line once a process has loaded the code
 
 
 @dataclass(frozen=True)
@@ -170,13 +168,10 @@ class LocalEndpoint:
         self.port: int = self.sock.getsockname()[1] if self.sock else port
         self.process = AdoptedProcess(adopt.pid, adopt.pid_start) if adopt else None
         self._adopted = self.process
-        self.load_failure: LoadFailure | None = None  # the runtime's record of why the model code did not load
-        self.output = OutputTail(launch.output_dir, listener.log_offsets(), self._output,
-                                 listener.save_log_offsets)
+        self.output = RevisionOutput(launch, listener)  # each revision's lines, tagged with it
         self._stop = asyncio.Event()
         # A new revision took over (switch.py): the loop watches the new process from then on.
         self.swapped = asyncio.Event()
-        self.ready_pids: set[int] = set()  # processes whose code has loaded (their `ready:` line), for a switch
         self._detached = False
         self.restarts = 0
         self.ssl = None  # a client SSLContext when the endpoint serves HTTPS
@@ -188,16 +183,6 @@ class LocalEndpoint:
 
     def request_stop(self) -> None:
         self._stop.set()
-
-    def _output(self, stream: str, line: str) -> None:
-        # The runtime's load-failure record is for us, not the job's logs: they have its `error:` line already.
-        if is_load_failure(line):
-            self.load_failure = find_load_failure([line]) or self.load_failure
-            return
-        ready = READY_LINE.match(line)
-        if ready:
-            self.ready_pids.add(int(ready.group(1)))
-        self.listener.output(stream, line)
 
     def detach(self) -> None:
         """Stop supervising but leave the endpoint serving (the control plane restarts; the next one adopts it)."""
@@ -266,7 +251,7 @@ class LocalEndpoint:
                 start_failures += 1
             self.listener.event(f"endpoint process {process.pid} {describe_exit(code)}")
             if code == EXIT_LOAD_FAILED:
-                failure = self.load_failure or LoadFailure("")
+                failure = self.output.load_failure or LoadFailure("")
                 return Outcome(True, failure.headline + "\n" + "\n".join(self.listener.tail()))
             if code == EXIT_USAGE:
                 return Outcome(True, "the endpoint runtime refused its arguments:\n" + "\n".join(self.listener.tail()))

@@ -43,8 +43,10 @@ async def switch(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tup
                        "control plane restart, or is restarting); stop and start the job, then update it")
     launch = replace(launch, runtime=replace(launch.runtime, load_first=True))
     fd = endpoint.sock.fileno()
-    endpoint.load_failure = None
-    files = endpoint.output.open_for_child()
+    output = endpoint.output
+    output.load_failure = None
+    tail = output.beside(launch)  # its own files: its lines are told from the serving revision's
+    files = tail.open_for_child()
     try:
         candidate = await asyncio.create_subprocess_exec(
             *launch.command(fd), stdin=asyncio.subprocess.DEVNULL, stdout=files["stdout"], stderr=files["stderr"],
@@ -61,12 +63,12 @@ async def switch(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tup
     deadline = time.monotonic() + timeout
     try:
         while True:
-            loaded = {pid for pid in endpoint.ready_pids if _group_of(pid) == candidate.pid}
+            loaded = {pid for pid in output.ready_pids if _group_of(pid) == candidate.pid}
             if len(loaded) >= workers:
                 break
             if candidate.returncode is not None:
-                endpoint.output.catch_up()
-                failure = endpoint.load_failure
+                output.catch_up()
+                failure = output.load_failure
                 headline = failure.headline if failure else f"the new revision's process exited with code " \
                                                             f"{candidate.returncode} before it was ready"
                 raise RevisionFailed(headline + "\n" + "\n".join(endpoint.listener.tail()))
@@ -80,14 +82,18 @@ async def switch(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tup
         if candidate.returncode is None:
             await endpoint._terminate(candidate, grace=2.0)
         kill_group(candidate.pid, 9)
+        output.let_go(tail)
         raise
-    endpoint.ready_pids -= loaded
+    output.ready_pids -= loaded
     # From here the supervisor watches the new process; the old one is only drained.
     endpoint.launch = launch
     endpoint.process = candidate
     endpoint.swapped.set()
+    endpoint.switched_at = time.time()
+    old_tail = output.serve(tail)
     say(f"revision {launch.revision} is serving (process {candidate.pid}); process {old.pid} stops accepting and "
         f"finishes its calls in flight")
     await endpoint._terminate(old)
+    output.let_go(old_tail)
     say(f"endpoint process {old.pid} of the previous revision has stopped")
     return candidate.pid, process_start_time(candidate.pid)

@@ -8,7 +8,8 @@ follower). These routes add only what a browser needs on top:
                                          `removed` when the followed job is gone
     GET  /api/dashboard/traffic?span=5m|1h|24h&job=ID   requests/s, latency, p50/p99 points per endpoint,
                                          from the history the control plane keeps (see traffic.py), and the
-                                         live replicas where the backend reports them (Ray)
+                                         live replicas where the backend reports them (Ray), and the times a
+                                         revision began serving (`switches`: [{t, revision}])
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
     GET  /api/dashboard/requirements?directory=/abs/path|upload=ID   {file, found}: whether a folder on the
                                          server (or an upload) holds the requirements.txt an environment would install
@@ -111,8 +112,13 @@ async def traffic(request: Request, job: Optional[str] = None, span: str = "5m")
     sampler = request.app.state.dashboard_traffic
     found = await asyncio.to_thread(sampler.series, p.store, [j.id for j in jobs], span)
     # With the live replicas where the backend reports them (Ray), shown beside the chart as they scale.
+    # And when a revision began serving (an update or a rollback), marked on the chart.
+    switches: dict[str, list[dict]] = {j.id: [] for j in jobs}
+    for row in p.store.switches(list(switches), found["now"] - found["seconds"]) if switches else []:
+        switches[row["job_id"]].append({"t": row["time"], "revision": row["number"]})
     found["jobs"] = [{"id": j.id, "name": j.name, "status": j.status.value, "points": found["jobs"][j.id],
-                      "replicas": p.jobs.live_replicas(j.id) if j.status.is_launched else None}
+                      "replicas": p.jobs.live_replicas(j.id) if j.status.is_launched else None,
+                      "switches": switches[j.id]}
                      for j in jobs]
     return found
 

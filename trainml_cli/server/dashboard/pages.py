@@ -207,10 +207,14 @@ async def job_page(request: Request, job_id: str):
     limits = [(label, endpoint.get(key)) for key, label in
               (("max_concurrency", "Max concurrency"), ("max_queue", "Max queue"), ("timeout", "Call timeout (s)"))
               if endpoint.get(key) is not None]
-    history = await status_history(platform(request).store, job["id"])
-    default = next((i for i in await _interpreters(platform(request)) if i.default), None)
+    p = platform(request)
+    history = await status_history(p.store, job["id"])
+    default = next((i for i in await _interpreters(p) if i.default), None)
+    revisions = p.jobs.revisions.list(job["id"])
     return render(request, "job.html", title=job["name"], page="job", section="endpoints", job=job, limits=limits,
                   history=history, config_json=json.dumps(_configuration(job), indent=2),
+                  revisions=revisions, revisions_json=json.dumps(revisions), models=p.models.list(),
+                  routes_json=json.dumps(job["endpoint"]["routes"], indent=2), max_upload=MAX_UPLOAD_BYTES,
                   environment=environment_facts(job["environment"], default),
                   default_python=default.version if default else "")
 
@@ -239,7 +243,8 @@ async def logs_page(request: Request, job_id: str):
     job = find_job(request, job_id)
     if job is None:
         return not_found(request, job_id)
-    return render(request, "logs.html", title=f"Logs of {job['name']}", page="logs", section="endpoints", job=job)
+    return render(request, "logs.html", title=f"Logs of {job['name']}", page="logs", section="endpoints", job=job,
+                  revision_count=len(platform(request).store.revisions(job["id"])) or 1)
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ const TrafficChart = (() => {
   const TAIL = "#b0413e";
   const GRID = "#e6e9ef";
   const LABEL = "#5f6b7a";
+  const SWITCH = "#2f855a";
   const BANDS = 5;
 
   // A scale top that reads well: 1, 2, 5, 10, 20, 50, ...
@@ -55,8 +56,9 @@ const TrafficChart = (() => {
 
   const latencyOf = (p) => (p.p50_ms !== null && p.p50_ms !== undefined ? p.p50_ms : p.latency_ms);
 
-  // data: the server's answer ({seconds, step, now, ...}); points: [{t, rps, p50_ms, p99_ms, ...}], oldest first.
-  function draw(canvas, points, data) {
+  // data: the server's answer ({seconds, step, now, ...}); points: [{t, rps, p50_ms, p99_ms, ...}], oldest first;
+  // marks: [{t, revision}], when a revision began serving (an update or a rollback): a vertical line each.
+  function draw(canvas, points, data, marks) {
     const windowSeconds = data.seconds, now = data.now;
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth, height = canvas.clientHeight;
@@ -110,6 +112,24 @@ const TrafficChart = (() => {
     line(ctx, withLatency, "latency", x, yL, LATENCY, maxGap, false);
     line(ctx, visible, "rps", x, yR, RPS, maxGap, false);
     ctx.restore();
+    ctx.strokeStyle = SWITCH;
+    ctx.fillStyle = SWITCH;
+    ctx.lineWidth = 1;
+    ctx.setLineDash([2, 2]);
+    ctx.textAlign = "left";
+    ctx.textBaseline = "top";
+    for (const mark of (marks || []).filter((m) => m.t >= start && m.t <= now)) {
+      const xx = Math.round(x(mark.t)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(xx, pad.top); ctx.lineTo(xx, pad.top + plotH); ctx.stroke();
+      ctx.fillText(`r${mark.revision}`, xx + 3, pad.top);
+    }
+    ctx.setLineDash([]);
+  }
+
+  // The switches in words, for the line under the chart: "revision 2 began serving at 12:01:02".
+  function switches(marks, data) {
+    const shown = (marks || []).filter((m) => m.t >= data.now - data.seconds);
+    return shown.map((m) => `revision ${m.revision} began serving at ${new Date(m.t * 1000).toLocaleTimeString(undefined, { hour12: false })}`).join(" · ");
   }
 
   // "1 request", "2 requests", "0.5 requests": the singular only for exactly one.
@@ -140,7 +160,7 @@ const TrafficChart = (() => {
     return parts.join(" · ") + ".";
   }
 
-  return { draw, summary, plural };
+  return { draw, summary, plural, switches };
 })();
 
 // Poll the traffic series every few seconds and redraw; `query()` says what to ask for (job, span), and

@@ -1,5 +1,5 @@
 // Details: the head, facts and reason follow the job live; the status history is re-read when the status moves;
-// the traffic chart shows while the endpoint runs.
+// the traffic chart shows while the endpoint runs, with a marker where another revision began serving.
 "use strict";
 
 (() => {
@@ -88,8 +88,13 @@
     lastTraffic = data;
     if (traffic.classList.contains("hidden")) return;
     const points = data.jobs[0] ? data.jobs[0].points : [];
-    TrafficChart.draw(canvas, points, data);
+    const marks = data.jobs[0] ? data.jobs[0].switches : [];
+    TrafficChart.draw(canvas, points, data, marks);
     traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(points, data);
+    // Each switch to another revision, in words as well as a marker on the chart.
+    const switched = traffic.querySelector('[data-field="switches"]');
+    switched.textContent = TrafficChart.switches(marks, data);
+    switched.hidden = !switched.textContent;
     // The live replicas, as Ray Serve reports them (absent on the local backend): the count moves as it scales.
     const replicas = data.jobs[0] ? data.jobs[0].replicas : null;
     const line = traffic.querySelector('[data-field="replicas"]');

@@ -3,7 +3,8 @@
 // stream (server-sent events) and go on top without a reload; scrolling down loads older pages through the
 // same API's cursor. Each entry shows one timestamp (the date too when it is not today): an access-log line's
 // own timestamp is dropped, since the stored one says the same. Platform events, stderr and 4xx/5xx answers
-// are each styled apart.
+// are each styled apart. Once the job has more than one revision (an update), each output line says which
+// revision's process printed it ("r2").
 "use strict";
 
 (() => {
@@ -23,6 +24,14 @@
   const CHAINED = /^(During handling of the above exception|The above exception was the direct cause)/;
 
   let older = null; // cursor for the next older page; null when the oldest line is on the page
+  let several = Number(box.dataset.revisions || "1") > 1; // revisions to tell apart
+
+  // A line of a revision after the first (an update while the page is open): tag every line from now on.
+  function notice(lines) {
+    if (several || !lines.some((line) => (line.revision || 1) > 1)) return;
+    several = true;
+    for (const row of list.children) render(row.entry, false);
+  }
   let loading = false;
 
   // -- records --------------------------------------------------------------------------------------------------
@@ -31,7 +40,7 @@
   // an indented line, the last line of a traceback (the exception, right after its indented frames), or a
   // chained traceback's joining lines.
   function continues(entry, line) {
-    if (!entry || line.stream === "event" || entry.stream !== line.stream) return false;
+    if (!entry || line.stream === "event" || entry.stream !== line.stream || entry.revision !== line.revision) return false;
     if (ACCESS.test(line.message) || Date.parse(line.time) - entry.lastTime > JOIN_WITHIN) return false;
     const text = line.message, last = entry.lines[entry.lines.length - 1];
     if (/^[ \t]+\S/.test(text)) return true;
@@ -42,7 +51,7 @@
   }
 
   function newEntry(line) {
-    return { firstId: line.id, lastId: line.id, stream: line.stream, time: line.time,
+    return { firstId: line.id, lastId: line.id, stream: line.stream, time: line.time, revision: line.revision,
              lastTime: Date.parse(line.time), lines: [line.message], node: null };
   }
 
@@ -98,7 +107,9 @@
     message.textContent = text;
     const kind = document.createElement("span");
     kind.className = "kind";
-    kind.textContent = { stderr: "err", event: "platform" }[entry.stream] || "";
+    const tag = several && entry.revision ? `r${entry.revision}` : "";
+    kind.textContent = [tag, { stderr: "err", event: "platform" }[entry.stream] || ""].filter(Boolean).join(" ");
+    if (tag) row.dataset.revision = entry.revision;
     row.replaceChildren(time, kind, message);
     return row;
   }
@@ -109,6 +120,7 @@
 
   // Newer lines (oldest first) go on top; if the reader has scrolled down, keep what they read where it is.
   function prepend(lines) {
+    notice(lines);
     const before = box.scrollHeight;
     for (const line of lines) {
       const top = list.firstChild && list.firstChild.entry;
@@ -129,10 +141,11 @@
 
   // An older page (newest first from the API) goes at the bottom; the record the page cut in two is joined.
   function append(page) {
+    notice(page);
     const entries = fold([...page].reverse());
     const bottom = list.lastChild && list.lastChild.entry;
     const newest = entries[entries.length - 1];
-    if (bottom && newest && continues(newest, { stream: bottom.stream, time: bottom.time, message: bottom.lines[0] })) {
+    if (bottom && newest && continues(newest, { stream: bottom.stream, time: bottom.time, message: bottom.lines[0], revision: bottom.revision })) {
       for (const text of bottom.lines) newest.lines.push(text);
       newest.lastId = bottom.lastId;
       newest.lastTime = bottom.lastTime;
