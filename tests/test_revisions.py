@@ -193,21 +193,6 @@ def test_a_second_update_while_one_is_deploying_is_refused_naming_it(control_pla
     assert [(r["revision"], r["status"]) for r in revisions(control_plane)] == [(1, "retired"), (2, "serving")]
 
 
-def test_an_update_on_the_ray_backend_is_refused_as_not_built_yet(start_control_plane):
-    from test_ray_backend import FakeHead, create as create_on_ray, ray_plane, wait_status
-
-    head = FakeHead()
-    try:
-        plane = ray_plane(start_control_plane, head)
-        job = create_on_ray(plane, "echo")
-        wait_status(plane, job["id"], "running")
-        for path in ("/revisions", "/rollback"):
-            answer = plane.api("POST", f"/api/jobs/{job['id']}{path}", json={})
-            assert answer.status_code == 409 and "not built yet on Ray" in answer.json()["message"], answer.text
-    finally:
-        head.close()
-
-
 def test_creating_a_running_jobs_name_again_deploys_the_folder_to_it_when_it_differs(control_plane, tmp_path):
     folder = write_model(tmp_path / "model", 1)
     create_again = ("job", "create", "endpoint", "live", "--model-dir", str(folder), "--route", json.dumps(route()))
