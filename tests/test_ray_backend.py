@@ -92,8 +92,9 @@ class FakeHead:
             app["status"] = outcome
             generation = self.deploys[name]
             if outcome == "RUNNING":
-                replica = REPLICA if generation == 1 else {**REPLICA, "replica_id": f"r{generation}",
-                                                            "actor_id": f"{generation:x}" * 32, "pid": 4242 + generation}
+                replica = REPLICA if generation == 1 else {
+                    **REPLICA, "replica_id": f"r{generation}", "actor_id": f"{generation:x}" * 32,
+                    "pid": 4242 + generation}
                 app["deployments"] = {"endpoint": {"status": "HEALTHY", "message": "", "replicas": [replica]}}
             else:
                 old = [r for d in app["deployments"].values() for r in d.get("replicas") or []]

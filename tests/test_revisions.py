@@ -35,15 +35,16 @@ def trainml(plane, *argv, timeout=300):
 
 
 class Load:
-    """Steady calls from one keep-alive client and one that opens a connection per call, each recording
+    """Steady calls from `each` keep-alive clients and `each` that open a connection per call, each recording
     (time sent, version answered) or the failure."""
 
-    def __init__(self, url):
+    def __init__(self, url, each=1):
         self.url = url + "/predict"
         self.done = threading.Event()
         self.answers: list[tuple[float, int]] = []
         self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._loop, args=(keep,), daemon=True) for keep in (True, False)]
+        self.threads = [threading.Thread(target=self._loop, args=(keep,), daemon=True)
+                        for keep in (True, False) for _ in range(each)]
 
     def __enter__(self):
         for thread in self.threads:
