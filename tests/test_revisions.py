@@ -38,8 +38,9 @@ class Load:
     """Steady calls from `each` keep-alive clients and `each` that open a connection per call, each recording
     (time sent, version answered) or the failure."""
 
-    def __init__(self, url, each=1):
+    def __init__(self, url, each=1, timeout=30):
         self.url = url + "/predict"
+        self.timeout = timeout  # a call that waits longer failed, for its caller
         self.done = threading.Event()
         self.answers: list[tuple[float, int]] = []
         self.failures: list[str] = []
@@ -64,9 +65,9 @@ class Load:
             sent = time.monotonic()
             try:
                 if keep_alive:
-                    answer = session.post(self.url, json={"text": str(i)}, timeout=30)
+                    answer = session.post(self.url, json={"text": str(i)}, timeout=self.timeout)
                 else:
-                    answer = requests.post(self.url, json={"text": str(i)}, timeout=30,
+                    answer = requests.post(self.url, json={"text": str(i)}, timeout=self.timeout,
                                            headers={"Connection": "close"})
                 if answer.status_code != 200:
                     self.failures.append(f"{answer.status_code} {answer.text[:200]}")

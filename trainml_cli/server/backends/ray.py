@@ -14,6 +14,7 @@ dashboard (see rayhead.py: the control plane never imports ray). A job's life:
 - stop: PUT the list without the application, then wait until it is gone. Serve has no per-application
   DELETE (DELETE shuts Serve down), and the list we PUT keeps every other application as Serve runs it. Replicas
   get our own stop grace for their calls, and Serve's 30 s HAProxy drain is cut short (rayapps.REPLICA_ENV).
+- update, rollback: Serve's rolling update of the same application to the revision's package (rayrollout.py).
 - rotate-key: the new key in a package of its own, named in the deployment's user_config; the replicas read it
   in `reconfigure` and keep serving (runtime/serve_entry.py).
 - crashes: a replica whose process died is counted as a restart and logged (rayreplicas.py).
