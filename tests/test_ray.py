@@ -590,3 +590,48 @@ def test_a_killed_replica_is_counted_in_restarts_and_named_in_the_log(cluster, s
     died = [line for line in logs.splitlines() if f"(pid {pid})" in line and "died" in line]
     assert died, logs
     assert job(plane, "crash")["status"] == "running"
+
+
+@pytest.mark.timeout(600)
+def test_an_update_under_load_fails_no_call_and_one_that_cannot_import_leaves_the_old_code_serving(
+        cluster, start_control_plane, tmp_path):
+    from test_revisions import Load, write_model
+
+    plane = start_control_plane(*cluster.plane_args())
+    folder = write_model(tmp_path / "v1", 1)
+    created = create(plane, "live", model=folder)
+    assert created.returncode == 0, created.stderr + created.stdout
+    url = json.loads(created.stdout)["url"]
+    wait_until(lambda: requests.post(url + "/predict", json={"text": "x"}, timeout=10).status_code == 200,
+               timeout=30, interval=0.5, message="the proxy to route the job")
+    # Two keep-alive clients and two opening a connection per call, through Serve's proxy (HAProxy mode). A call
+    # held 10 s fails (the longest pause between calls was 0.4 s; 30 s with Serve's default rollout, which stops
+    # the old replica before the new one runs).
+    with Load(url, each=2, timeout=10) as load:
+        wait_until(lambda: load.count_since(0) >= 50, 60, message="calls before the update")
+        updated = trainml(plane, "job", "update", "live", "--model-dir", str(write_model(tmp_path / "v2", 2)),
+                          timeout=300)
+        returned = time.monotonic()
+        assert updated.returncode == 0, updated.stdout + updated.stderr
+        assert f"Revision 2 of live is serving at: {url}" in updated.stdout
+        wait_until(lambda: load.count_since(returned) >= 100, 60, message="calls after the update")
+        # A revision whose code cannot import: Serve's new replicas fail, the old ones serve on.
+        broken = write_model(tmp_path / "broken", 3, fail=True)
+        failed = trainml(plane, "job", "update", "live", "--model-dir", str(broken), timeout=300)
+        after_failure = time.monotonic()
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "revision 3 of job live failed" in failed.stderr and "missing weights" in failed.stderr
+        wait_until(lambda: load.count_since(after_failure) >= 100, 60, message="calls after the failed update")
+    assert load.failures == [], load.failures[:5]
+    assert {version for sent, version in load.answers if sent > returned} == {2}
+    assert {version for _, version in load.answers} == {1, 2}
+    record = job(plane, "live")
+    assert record["url"] == url and record["status"] == "running"
+    revisions = json.loads(trainml(plane, "job", "revisions", "live", "--format", "json").stdout)
+    assert [(r["revision"], r["status"]) for r in revisions] == [(1, "retired"), (2, "serving"), (3, "failed")]
+    assert "missing weights" in revisions[2]["reason"]
+
+    # A rollback serves revision 1's stored package again, on the same URL.
+    rolled = trainml(plane, "job", "rollback", "live", "--to", "1", timeout=300)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 1

@@ -36,7 +36,9 @@ LOG_LINES = [":job_id:01000000", ":actor_name:ServeReplica:ep:endpoint", "hello 
 class FakeHead:
     """A Ray head as the control plane sees it. `outcome` is what a deployed application becomes after
     `polls` status reads: "RUNNING", "DEPLOY_FAILED" (with `failure` as its deployment's message) or
-    "DEPLOYING" (unschedulable: forever)."""
+    "DEPLOYING" (unschedulable: forever); `next_outcomes`, if any, are the next deploys' own, one each. A
+    deploy that changes a running application is Serve's surge rollout: the old replicas stay listed until
+    the new ones run (then fresh replica ids), and stay when the new version fails."""
 
     def __init__(self, token: str | None = None):
         self.token = token
@@ -47,6 +49,9 @@ class FakeHead:
         self.reads: dict[str, int] = {}
         self.auth: list[str | None] = []
         self.outcome = "RUNNING"
+        self.next_outcomes: list[str] = []
+        self.pending: dict[str, str] = {}  # application -> the outcome its deploy in progress gets
+        self.deploys: dict[str, int] = {}  # application -> deploys that changed it (its replicas' generation)
         self.failure = ""
         self.polls = 2
         self.cpu = [1.0, 4.0]
@@ -82,13 +87,19 @@ class FakeHead:
             del self.apps[name]
             return None
         self.reads[name] = self.reads.get(name, 0) + 1
-        if app["status"] == "DEPLOYING" and self.reads[name] > self.polls and self.outcome != "DEPLOYING":
-            app["status"] = self.outcome
-            if self.outcome == "RUNNING":
-                app["deployments"] = {"endpoint": {"status": "HEALTHY", "message": "", "replicas": [REPLICA]}}
+        outcome = self.pending.get(name, self.outcome)
+        if app["status"] == "DEPLOYING" and self.reads[name] > self.polls and outcome != "DEPLOYING":
+            app["status"] = outcome
+            generation = self.deploys[name]
+            if outcome == "RUNNING":
+                replica = REPLICA if generation == 1 else {
+                    **REPLICA, "replica_id": f"r{generation}", "actor_id": f"{generation:x}" * 32,
+                    "pid": 4242 + generation}
+                app["deployments"] = {"endpoint": {"status": "HEALTHY", "message": "", "replicas": [replica]}}
             else:
+                old = [r for d in app["deployments"].values() for r in d.get("replicas") or []]
                 app["message"] = "Failed to update the deployments ['endpoint']."
-                app["deployments"] = {"endpoint": {"status": "DEPLOY_FAILED", "message": self.failure, "replicas": []}}
+                app["deployments"] = {"endpoint": {"status": "DEPLOY_FAILED", "message": self.failure, "replicas": old}}
         return app
 
     def _put(self, document: dict) -> None:
@@ -101,8 +112,14 @@ class FakeHead:
             current = self.apps.get(name)
             if current is None or current["deployed_app_config"] != config:
                 self.apps[name] = {"name": name, "status": "DEPLOYING", "message": "", "deployed_app_config": config,
-                                   "route_prefix": config.get("route_prefix"), "deployments": {}}
+                                   "route_prefix": config.get("route_prefix"),
+                                   "deployments": current["deployments"] if current else {}}
                 self.reads[name] = 0
+                self.deploys[name] = self.deploys.get(name, 0) + 1
+                if self.next_outcomes:
+                    self.pending[name] = self.next_outcomes.pop(0)
+                else:
+                    self.pending.pop(name, None)
 
     def _handler(self):
         head = self
@@ -797,3 +814,81 @@ def test_a_replica_that_died_counts_as_a_restart_and_one_serve_stopped_does_not(
         deployment["replicas"] = []
     wait_until(lambda: "b" * 32 in head.actor_reads, timeout=10, message="the stopped replica looked up")
     assert record()["restarts"] == 1
+
+
+def _revise(plane, job_id, path="/revisions", **payload):
+    answer = plane.api("POST", f"/api/jobs/{job_id}{path}", json=payload, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _statuses(plane, job_id):
+    return [(r["revision"], r["status"]) for r in plane.api("GET", f"/api/jobs/{job_id}/revisions").json()]
+
+
+def test_an_update_redeploys_the_same_application_with_the_new_package_and_a_rollback_its_stored_one(
+        start_control_plane, head, tmp_path):
+    head.add_foreign_app("someone-else")
+    plane = ray_plane(start_control_plane, head)
+    job = create(plane, "echo")
+    running = wait_status(plane, job["id"], "running")
+    name = f"ep-{job['id']}"
+    first = head.last_put()[name]
+    assert first["args"]["deployment"]["max_surge_percent"] == 100, "new replicas start before old ones stop"
+
+    changed = _model(tmp_path, {"predict.py": "def predict(text):\n    return {'version': 2}\n"})
+    upload = plane.api("POST", "/api/uploads", data=_tar(changed), headers={"Content-Type": "application/gzip"})
+    revision = _revise(plane, job["id"], model={"source_type": "local", "upload_id": upload.json()["id"]},
+                       endpoint={"replicas": 2})
+    assert revision["revision"] == 2 and revision["status"] == "serving", revision
+    apps = head.last_put()
+    assert set(apps) == {"someone-else", name}, "the other applications are kept as they run"
+    second = apps[name]
+    # Serve's rolling update of the same application: same name and prefix (the URL), new package and options.
+    assert second["route_prefix"] == first["route_prefix"] and second["import_path"] == first["import_path"]
+    assert second["runtime_env"]["working_dir"] != first["runtime_env"]["working_dir"]
+    package = zipfile.ZipFile(io.BytesIO(head.packages[second["runtime_env"]["working_dir"][len("gcs://"):]]))
+    assert b"'version': 2" in package.read("model/predict.py")
+    assert second["args"]["deployment"]["num_replicas"] == 2
+    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["url"] == running["url"]
+    assert _statuses(plane, job["id"]) == [(1, "retired"), (2, "serving")]
+
+    # Scaling alone is a revision too: the same package, Serve's new replica count.
+    scaled = _revise(plane, job["id"], endpoint={"replicas": 3})
+    assert scaled["status"] == "serving"
+    third = head.last_put()[name]
+    assert third["runtime_env"] == second["runtime_env"] and third["args"]["deployment"]["num_replicas"] == 3
+
+    uploads = len(head.uploads)
+    rolled = _revise(plane, job["id"], "/rollback", to=1)
+    assert rolled["revision"] == 1 and rolled["status"] == "serving", rolled
+    assert head.last_put()[name] == first, "revision 1's own application, as it was deployed"
+    assert len(head.uploads) == uploads, "nothing uploaded: the cluster still had revision 1's package"
+    assert _statuses(plane, job["id"]) == [(1, "serving"), (2, "retired"), (3, "retired")]
+    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running"
+
+
+def test_a_revision_serve_cannot_deploy_fails_and_the_serving_ones_application_is_put_back(start_control_plane,
+                                                                                          head):
+    plane = ray_plane(start_control_plane, head, "--ray-deploy-timeout", "4")
+    job = create(plane, "echo")
+    wait_status(plane, job["id"], "running")
+    name = f"ep-{job['id']}"
+    serving = head.last_put()[name]
+    head.next_outcomes = ["DEPLOY_FAILED"]
+    head.failure = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'weights'"
+    revision = _revise(plane, job["id"], endpoint={"replicas": 2})
+    assert revision["status"] == "failed" and "No module named 'weights'" in revision["reason"], revision
+    assert [put["applications"][0]["args"]["deployment"]["num_replicas"] for put in head.puts] == [1, 2, 1]
+    assert head.last_put()[name] == serving, "the serving revision's application, exactly as it ran"
+    assert _statuses(plane, job["id"]) == [(1, "serving"), (2, "failed")]
+    wait_status(plane, job["id"], "running")
+    logs = plane.api("GET", f"/api/jobs/{job['id']}/logs").text
+    assert "Ray Serve gets the serving revision's application back" in logs
+
+    # One that Ray cannot place by the deadline fails saying what is missing; the old application again.
+    head.next_outcomes = ["DEPLOYING"]
+    revision = _revise(plane, job["id"], resources={"cpu_count": 64})
+    assert revision["status"] == "failed" and "CPU" in revision["reason"], revision
+    assert head.last_put()[name] == serving
+    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running"

@@ -11,7 +11,8 @@ reuses it as it was.
         └──────> failed (why, in `reason`) ──> starting (the job started again, revision 1 only)
 
 An update (`update`) fetches the code, builds its environment and has the backend start it beside the serving
-revision on the same socket and switch to it (backends/switch.py); the revision that served is retired. A
+revision on the same socket and switch to it (backends/switch.py), or on Ray roll the job's Serve application over
+to it (backends/rayrollout.py); the revision that served is retired. A
 revision that cannot be fetched, built, loaded or made ready in time is marked failed with its reason and the
 serving one is untouched. One update or rollback at a time per job.
 """
@@ -166,9 +167,6 @@ class Revisions:
         jobs = self.jobs
         job = jobs.find(ref)
         jobs._own(job)
-        if not hasattr(jobs.backend, "switch"):
-            raise Conflict(f"updating or rolling back an endpoint is not built yet on Ray (the {jobs.backend.name} "
-                           "backend); stop the job and create it again with the new code")
         busy = self._busy.get(job.id)
         if busy is not None:
             raise Conflict(f"revision {busy} of job {job.name!r} is being deployed; one update at a time: wait until "
@@ -284,9 +282,11 @@ class Revisions:
                 if if_changed and await self._unchanged(job_id, number, spec, serving):
                     return {**self._shown(job_id, serving["number"]), "unchanged": True}
             source = dict(source)
-            python, built = await driver.environment(spec, folder / "model")
-            if built is not None:
-                source["environment"] = built
+            python = None
+            if jobs.backend.builds_environments:  # Ray builds it on each node, from the application's runtime_env
+                python, built = await driver.environment(spec, folder / "model")
+                if built is not None:
+                    source["environment"] = built
             jobs.store.update_revision(job_id, number, source=source)
             if driver.stopping or jobs.store.job(job_id).status is not JobStatus.RUNNING:
                 raise Conflict("the job was stopped while its new revision was being prepared")

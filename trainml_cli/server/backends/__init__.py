@@ -6,6 +6,7 @@
     rayexposure.py  what listens where on the nodes   raykeys.py      a keyed job's key package
     raylogs.py      replica output in job logs        raymetrics.py   replica totals, summed
     rayreplicas.py  replica deaths, counted and named
+    rayrollout.py   a job's application rolled over to a new revision (Serve's rolling update)
     switch.py       a local endpoint switched to a new revision on the same socket
     revisionoutput.py  each revision's output files, read into the log with the revision that printed them
 """

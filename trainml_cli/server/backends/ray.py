@@ -14,6 +14,7 @@ dashboard (see rayhead.py: the control plane never imports ray). A job's life:
 - stop: PUT the list without the application, then wait until it is gone. Serve has no per-application
   DELETE (DELETE shuts Serve down), and the list we PUT keeps every other application as Serve runs it. Replicas
   get our own stop grace for their calls, and Serve's 30 s HAProxy drain is cut short (rayapps.REPLICA_ENV).
+- update, rollback: Serve's rolling update of the same application to the revision's package (rayrollout.py).
 - rotate-key: the new key in a package of its own, named in the deployment's user_config; the replicas read it
   in `reconfigure` and keep serving (runtime/serve_entry.py).
 - crashes: a replica whose process died is counted as a restart and logged (rayreplicas.py).
@@ -37,7 +38,7 @@ from ...serveroptions import default
 from ...states import JobStatus
 from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
-from . import rayapps, raycluster, rayexposure
+from . import rayapps, raycluster, rayexposure, raymetrics, rayrollout
 from .base import EndpointListener, Launch, Outcome, Say
 from .probes import first, http_get
 from .rayapps import ServeStatus
@@ -226,6 +227,12 @@ class RayBackend:
         info["resources"] = raycluster.totals(raycluster.nodes(summary, by_node))
         return info
 
+    async def switch(self, endpoint: RayEndpoint, launch: Launch, on_spawn=None) -> tuple[None, None]:
+        """Roll `endpoint`'s application over to `launch` (a new revision) with Serve's rolling update
+        (rayrollout.py); no process of ours to record."""
+        await rayrollout.switch(endpoint, launch, self.options.deploy_timeout)
+        return None, None
+
     async def shortfall(self, launch: Launch) -> str | None:
         """Why Ray cannot place this job's replicas, from the cluster's free resources; None if it could."""
         return raycluster.shortfall(await self.head.resources(), rayapps.deployment_options(launch))
@@ -250,6 +257,7 @@ class RayEndpoint:
         # bring back an application that is being removed.
         self._deploying = asyncio.Lock()
         self._deployed = adopt is not None
+        self.switching = False  # a new revision is rolling out (rayrollout.py), which watches the status meanwhile
         self.logs = ReplicaLogs(backend.head, listener)
         self.live_replicas: list[dict] | None = None  # as Serve reported them at the last poll (rayapps.live)
         self.replicas = ReplicaWatch(backend.head, listener)
@@ -307,7 +315,9 @@ class RayEndpoint:
             self.logs.follow(rayapps.replicas(app))
             await self.replicas.see(rayapps.replicas(app))
             await self.key.pin(app)
-            if status is JobStatus.RUNNING and not running:
+            if self.switching:  # a failed or slow rollout is the new revision's, not the job's
+                pass
+            elif status is JobStatus.RUNNING and not running:
                 # Serve says RUNNING before its proxies route the prefix: running means callers get answers.
                 if await self._answers():
                     running = True
@@ -337,20 +347,22 @@ class RayEndpoint:
         scale = rayapps.scale_text(config["args"]["deployment"])
         self.listener.event(f"deployed Ray Serve application {self.name} ({scale}) at {self.url}")
 
-    async def _send(self) -> dict:
-        """Upload the job's package unless the cluster has it, and put its application in Serve's list."""
-        packages = await asyncio.to_thread(rayapps.uv_packages, self.launch)  # a bad line fails before any upload
-        name, data = await asyncio.to_thread(rayapps.package, self.launch)
+    async def _send(self, launch: Launch | None = None) -> dict:
+        """Upload the job's package (of `launch`, a new revision) unless the cluster has it, and put its
+        application in Serve's list."""
+        launch = launch or self.launch
+        packages = await asyncio.to_thread(rayapps.uv_packages, launch)  # a bad line fails before any upload
+        name, data = await asyncio.to_thread(rayapps.package, launch)
         head = self.backend.head
         summary, by_node = await head.cluster()
         await self.backend._read_python(summary)
-        scaling = self.launch.scaling  # the accelerator: the cluster's name for the job's GPU type, chosen now
-        accelerator = raycluster.check_gpus(raycluster.nodes(summary, by_node), self.launch.resources,
+        scaling = launch.scaling  # the accelerator: the cluster's name for the job's GPU type, chosen now
+        accelerator = raycluster.check_gpus(raycluster.nodes(summary, by_node), launch.resources,
                                             scaling.min_replicas or scaling.replicas or 1)
         if await head.keep_package(name, data):
             self.listener.event(f"uploaded the model package ({len(data) / 1024:.0f} KiB) to the Ray cluster")
         key_package = await self.key.upload()
-        config = rayapps.app_config(self.launch, name, packages, accelerator, self.backend.options.stop_grace,
+        config = rayapps.app_config(launch, name, packages, accelerator, self.backend.options.stop_grace,
                                     key_package)
         await self.backend.apply({self.name: config})
         self._deployed = True
@@ -382,18 +394,10 @@ class RayEndpoint:
         Until Ray has exported them (a few seconds after deploy, or on a cluster whose nodes' metrics ports this
         machine cannot reach), one replica's counters through Serve's proxy stand in.
         """
-        import json
-
         summed = await self.backend.replica_totals.of(self.name)
         if summed is not None:
             self._summed = True
             return summed
         if self._summed:
             return None  # a missed reading: one replica's lower counts would read as a restart to the charts
-
-        parts = urlsplit(self.url)
-        status, body = await http_get(parts.hostname, parts.port, parts.path + "/metrics?format=json", timeout=2.0)
-        try:
-            return json.loads(body) if status == 200 else None
-        except ValueError:
-            return None
+        return await raymetrics.one_replica(self.url)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import io
+import json
 import os
 import re
 import zipfile
@@ -183,6 +184,9 @@ def deployment_options(launch: Launch, accelerator: str | None = None) -> dict:
         "max_queued_requests": runtime.max_queue if runtime.max_queue is not None else 64,
         "backpressure_config": {"status_code": 503, "retry_after_s": RETRY_AFTER_S},
         "health_check_period_s": 5.0,
+        # An update (new code, packages or options) starts every new replica before it stops an old one, and a
+        # new version that cannot start leaves the old replicas serving: Serve's default (0) stops first.
+        "max_surge_percent": 100,
     }
     if scaling.autoscaled:
         options["autoscaling_config"] = serve_autoscaling({**scaling.as_endpoint(), "max_concurrency": concurrency})
@@ -231,6 +235,14 @@ def app_config(launch: Launch, package_name: str, packages: dict | None, acceler
                  "deployment": {**deployment_options(launch, accelerator), **shutdown_options(stop_grace)}},
     }
     return with_key_package(config, key_package_name) if key_package_name else config
+
+
+def version(config: dict | None) -> str | None:
+    """What an application's config deploys, as Serve tells versions apart: its package, environment and arguments
+    (a key package's user_config is not in it: Serve reconfigures replicas for that). None: nothing deployed."""
+    if not config:
+        return None
+    return json.dumps({k: config.get(k) for k in ("import_path", "runtime_env", "args")}, sort_keys=True)
 
 
 def deploy_document(apps: list[dict], host: str, port: int) -> dict:

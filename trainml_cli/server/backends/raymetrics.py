@@ -14,10 +14,13 @@ carry the Ray token: the export port is plain Prometheus and never needs it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from urllib.parse import urlsplit
 
 from ...contracts import RAY_METRIC_PREFIX, REPLICA_TOTALS_GAUGE, sum_totals
+from .probes import http_get
 from .rayhead import RayHead
 
 log = logging.getLogger("trainml.server")
@@ -97,3 +100,13 @@ def _collect(text: str, apps: dict) -> None:
             application, replica, field = labels.get("application"), labels.get("replica"), labels.get("field")
             if application and replica and field:
                 apps.setdefault(application, {}).setdefault(replica, {})[field] = sample.value
+
+
+async def one_replica(url: str) -> dict | None:
+    """One replica's own counters, through Serve's proxy at the endpoint's `url`; None when it does not answer."""
+    parts = urlsplit(url)
+    status, body = await http_get(parts.hostname, parts.port, parts.path + "/metrics?format=json", timeout=2.0)
+    try:
+        return json.loads(body) if status == 200 else None
+    except ValueError:
+        return None
