@@ -1,6 +1,6 @@
 """Updating a live endpoint under steady load: failed calls, p99 during the switches, time to the new code.
 
-    python bench/update.py [--before 8] [--creates 3]
+    python bench/update.py [--before 8] [--creates 3] [--events]
 
 A real control plane (and every endpoint it starts) pinned to core 0; the load and the CLI on core 1. The model
 answers its version. 16 connections call it in a closed loop, 8 keep-alive and 8 opening a connection per call
@@ -13,6 +13,9 @@ answers its version. 16 connections call it in a closed loop, 8 keep-alive and 8
    of the calls sent while each command ran, and the time until the new code answered (and until the command
    returned), against create's median.
 
+--events prints the job's platform events of each step with their times since the command began: where an
+update's time goes.
+
 Targets (issue 20): 0 failed calls; p99 during the switches at most 2x before; update at most 1.2x create.
 """
 
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -164,14 +168,14 @@ async def bench(plane: ControlPlane, folder: Path, args) -> None:
             old_pid = plane.api("GET", "/api/jobs/live").json()["pid"]
             argv = ["job", "update", "live", "--model-dir", str(write_model(folder, version))] if kind == "update" \
                 else ["job", "rollback", "live"]
-            began = time.monotonic()
+            began, began_wall = time.monotonic(), time.time()
             out = must(await trainml(plane, *argv), f"job {kind}")
             returned = time.monotonic()
             answered = load.first_answer(version, began)
             windows.append((began, returned))
             stopped = not os.path.exists(f"/proc/{old_pid}")
             rows.append((kind, version, answered - began if answered else float("nan"), returned - began,
-                         load.p99_ms([(began, returned)]), stopped))
+                         load.p99_ms([(began, returned)]), stopped, began_wall))
             if f"serving at: {job['url']}" not in out and "serving again" not in out:
                 raise SystemExit(f"job {kind} did not say it serves at {job['url']}:\n{out}")
         await asyncio.sleep(1.0)
@@ -188,9 +192,11 @@ async def bench(plane: ControlPlane, folder: Path, args) -> None:
           f"({', '.join(f'{c:.2f}' for c in creates)})")
     print(f"{'step':10} {'new code answers':>17} {'command returns':>16} {'vs create':>10} {'p99 ms':>8} "
           f"{'old stopped':>12}")
-    for kind, version, answered, returned, p99, stopped in rows:
+    for kind, version, answered, returned, p99, stopped, began_wall in rows:
         print(f"{kind} v{version:<3} {answered:16.2f}s {returned:15.2f}s {answered / create:9.2f}x {p99:8.1f} "
               f"{'yes' if stopped else 'NO':>12}")
+        if args.events:
+            print_events(plane.home, job["id"], began_wall, began_wall + returned)
     updates = [r for r in rows if r[0] == "update"]
     ratio = statistics.median(r[2] for r in updates) / create
     print(f"failed calls: {len(load.failures)} (target 0)")
@@ -200,10 +206,22 @@ async def bench(plane: ControlPlane, folder: Path, args) -> None:
           f"(target at most 1.2x)")
 
 
+def print_events(home: Path, job_id: str, began: float, until: float) -> None:
+    db = sqlite3.connect(home / "trainml.db")
+    try:
+        for when, message in db.execute("SELECT time, message FROM logs WHERE job_id = ? AND stream NOT IN "
+                                        "('stdout', 'stderr') AND time BETWEEN ? AND ? ORDER BY id",
+                                        (job_id, began, until)):
+            print(f"    +{when - began:6.3f}s {message}")
+    finally:
+        db.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--before", type=float, default=8.0, help="seconds of load before the first update")
     parser.add_argument("--creates", type=int, default=3, help="job creates measured for the baseline")
+    parser.add_argument("--events", action="store_true", help="each step's platform events, timed")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp()) / "home"
     # The control plane and the endpoints it starts inherit core 0; this process (the load) and the CLI core 1.
