@@ -119,6 +119,10 @@ OPTIONS: tuple[RuntimeOption, ...] = (
     # before its code has loaded: it accepts only once loaded, and exits 3 without accepting when it cannot load.
     RuntimeOption("--load-first", bool, False, "Accept connections only once the model code has loaded.",
                   internal=True),
+    # The local backend's endpoints hand their listening socket to a control plane that adopted them, so that it
+    # can start a new revision on it (handover.py). Not passed to a group's workers: the leader holds the socket.
+    RuntimeOption("--hand-over", bool, False, "Give the listening socket to a process of this user that asks.",
+                  internal=True, group=True),
     RuntimeOption("--max-connections", int, DEFAULT_MAX_CONNECTIONS, "Open connections per worker; past it "
                   "requests get 503.", low=1),
 )

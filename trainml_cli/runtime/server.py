@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+from .. import handover
 from ..errors import UsageError
 from .config import EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, RuntimeConfig
 from .loader import check_files, enter_model_dir
@@ -67,6 +68,8 @@ def _serve_one(config: RuntimeConfig, root) -> int:
     from .ownpaths import Health
 
     sock = _listening_socket(config)
+    if config.hand_over:
+        handover.offer(sock)
     host, port = sock.getsockname()[:2]
     server_box: list = []
     app = EndpointApp(config, root, on_failed=lambda: setattr(server_box[0], "should_exit", True))
@@ -107,6 +110,8 @@ def _serve_one(config: RuntimeConfig, root) -> int:
 def _supervise_workers(config: RuntimeConfig) -> int:
     sock = _listening_socket(config)
     sock.set_inheritable(True)
+    if config.hand_over:
+        handover.offer(sock)
     host, port = sock.getsockname()[:2]
     command = [sys.executable, "-m", "trainml_cli.runtime", *config.to_args(), "--workers", "1"]
     command += ["--fd", str(sock.fileno())]

@@ -174,9 +174,6 @@ class Revisions:
         driver = jobs._drivers.get(job.id)
         if job.status is not JobStatus.RUNNING or driver is None or driver.endpoint is None:
             raise Conflict(f"job {job.name!r} is {job.status.value}; only a running job can be updated or rolled back")
-        if getattr(driver.endpoint, "sock", True) is None:
-            raise Conflict(f"job {job.name!r}'s endpoint was adopted after a control plane restart and its socket is "
-                           "not held here; stop and start the job once, then update it")
         rows = self.rows(job.id)
         serving = [r for r in rows if r["status"] == R.SERVING.value]
         if not serving:
@@ -190,6 +187,7 @@ class Revisions:
         number = rows[-1]["number"] + 1
         self._busy[job.id] = number  # before the first await: a second update meanwhile is refused
         try:
+            await self._hold_socket(driver)
             spec = await self._spec(job, serving, payload)
         except BaseException:
             self._busy.pop(job.id, None)
@@ -224,10 +222,22 @@ class Revisions:
             raise Conflict(f"revision {number}'s code is no longer kept (the newest {KEEP} are); deploy it with "
                            "trainml job update instead")
         self._busy[job.id] = number
+        try:
+            await self._hold_socket(driver)
+        except BaseException:
+            self._busy.pop(job.id, None)
+            raise
         self._move(job.id, number, R.STARTING)
         self.jobs.logs.event(job.id, f"revision {number}: rolling back to it from revision {serving['number']}")
         task = asyncio.create_task(self._deploy(job.id, number, target["spec"], serving, False, target["source"]))
         return await asyncio.shield(task)
+
+    async def _hold_socket(self, driver) -> None:
+        """An endpoint adopted after a control plane restart holds the only copy of its socket: take it back before
+        anything is fetched or recorded, so that an endpoint that cannot give it is refused with nothing created."""
+        hold = getattr(self.jobs.backend, "hold_socket", None)
+        if hold is not None:
+            await hold(driver.endpoint)
 
     async def _spec(self, job, serving: dict, payload: dict) -> dict:
         jobs, base = self.jobs, serving["spec"]

@@ -91,8 +91,9 @@ class Launch:
         return Path(self.runtime.route_file)
 
     def command(self, fd: int) -> list[str]:
-        """The local runtime's command line, serving on the inherited socket `fd`."""
-        return [self.python, "-m", "trainml_cli.runtime", *replace(self.runtime, fd=fd).to_argv()]
+        """The local runtime's command line, serving on the inherited socket `fd` (and handing it to a control plane
+        that adopts it: handover.py)."""
+        return [self.python, "-m", "trainml_cli.runtime", *replace(self.runtime, fd=fd, hand_over=True).to_argv()]
 
 
 def elsewhere(job: JobRecord, backend: str) -> str | None:

@@ -48,6 +48,7 @@ from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, p
 from .base import EndpointListener, Launch, Outcome, Policy, Say
 from .probes import first, http_get
 from .revisionoutput import RevisionOutput
+from .switch import hold_socket
 
 START_ATTEMPTS = 3
 BACKOFF_FIRST = 0.5
@@ -133,6 +134,8 @@ class LocalBackend:
         """Serve `launch` (a new revision) on the endpoint's socket in place of its process (switch.py)."""
         from .switch import switch
         return await switch(endpoint, launch, self.policy.start_timeout, on_spawn)
+
+    hold_socket = staticmethod(hold_socket)  # an adopted endpoint's socket, taken back before a switch
 
     async def end_unfinished(self, pid: int | None, pid_start: int | None) -> None:
         """End a new revision's process that an earlier control plane left starting (it died mid-switch)."""

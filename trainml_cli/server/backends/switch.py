@@ -7,6 +7,9 @@ accept from the one queue; the old one gets SIGTERM, and uvicorn's graceful shut
 its idle keep-alive connections, answers the calls in flight with `Connection: close` and exits (SIGKILL after
 the stop grace). Nothing queued is lost: it waits in the shared backlog for the new process. SO_REUSEPORT is
 not used: closing one listener of such a group drops what waits in its own queue.
+
+An endpoint adopted after a control plane restart holds the only copy of its socket: `hold_socket` asks its
+process for it first (handover.py), and the switch goes on as for any other.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import time
 from dataclasses import replace
 
+from ... import handover
 from ...errors import Conflict, RevisionFailed
 from ..processes import kill_group, process_start_time
 from .base import Launch
@@ -31,16 +35,33 @@ def _group_of(pid: int) -> int | None:
         return None
 
 
+async def hold_socket(endpoint) -> None:
+    """Make sure the control plane holds `endpoint`'s listening socket, taking it back from an adopted endpoint's
+    process; raises Conflict saying why it cannot."""
+    if endpoint.sock is not None:
+        return
+    process = endpoint.process
+    if process is None or process.returncode is not None:
+        raise Conflict("the endpoint is restarting; update it once it is running again")
+    try:
+        endpoint.sock = await asyncio.to_thread(handover.take, process.pid, endpoint.port)
+    except OSError as exc:
+        raise Conflict(f"the endpoint's socket cannot be taken back from its process: {exc}; stop and start the "
+                       "job once, then update it") from None
+    endpoint.listener.event(f"took the listening socket of adopted endpoint process {process.pid} back for a "
+                            "switch")
+
+
 async def switch(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tuple[int, int | None]:
     """Start `launch` beside `endpoint`'s serving process, wait until all its workers have loaded the code, make
     it the endpoint's process, then drain and stop the old one. Returns the new (pid, start time); raises
     RevisionFailed with the reason when it cannot load or is not ready within `timeout` seconds. `on_spawn(pid,
     start time)` records the new process, so that a control plane dying meanwhile leaves no unknown process on
     the socket (the next one ends it)."""
+    await hold_socket(endpoint)
     old = endpoint.process
-    if endpoint.sock is None or old is None or old.returncode is not None:
-        raise Conflict("the endpoint's socket is not held by this control plane (the endpoint was adopted after a "
-                       "control plane restart, or is restarting); stop and start the job, then update it")
+    if old is None or old.returncode is not None:
+        raise Conflict("the endpoint is restarting; update it once it is running again")
     launch = replace(launch, runtime=replace(launch.runtime, load_first=True))
     fd = endpoint.sock.fileno()
     output = endpoint.output
