@@ -301,3 +301,29 @@ def test_sdk_trainml_signature_and_job_methods(plane):
             assert any("cli_echo model loaded" in entry["message"] for entry in lines)
 
     asyncio.run(scenario())
+
+
+def test_trainml_style_sdk_program_runs_with_only_the_imports_changed(env, plane):
+    # trainML's form of the URL: a host and port, no scheme.
+    script_env = {**env, "TRAINML_API_URL": plane.url.split("://", 1)[1]}
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "trainml_sdk_script.py"), ECHO, ECHO_ROUTE],
+                            capture_output=True, text=True, env=script_env, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "model ready",
+        "type endpoint",
+        "download reached",
+        "running running",
+        "str trainml-style-endpoint",
+        "stop returns the job True stopped",
+        "message keys msg,stream,time,type,worker_number",
+        "message types int",
+        "start returns the job True",
+        "environments list DEEPLEARNING_PY39 3.9",
+        "gpu types rtx3090:0.35",
+        "job archived",
+        "model archived",
+    ]
+    # trainML's account arguments mean nothing here: said once, in one line, not an error.
+    warnings = [line for line in result.stderr.splitlines() if "TrainML():" in line]
+    assert len(warnings) == 1 and "user, key, project mean nothing for a self-hosted control plane" in warnings[0]
