@@ -27,7 +27,7 @@ ECHO_ROUTE = {"verb": "POST", "path": "/echo", "file": "predict", "function": "e
 ADD_ROUTE = {"verb": "GET", "path": "/add", "file": "predict", "function": "add",
              "body": [{"name": "a", "type": "int"}, {"name": "b", "type": "int"}]}
 ROUTES = ["--route", json.dumps(ECHO_ROUTE), "--route", json.dumps(ADD_ROUTE)]
-URL_LINE = re.compile(r"^Endpoint is running at: (http://127\.0\.0\.1:\d+)$")
+URL_LINE = re.compile(r"^Endpoint is running at:  (http://127\.0\.0\.1:\d+)$")
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +68,14 @@ def test_create_from_a_local_dir_prints_the_url_and_curl_commands_that_work(env)
     result = trainml(env, "job", "create", "endpoint", "local-echo", "--model-dir", ECHO, *ROUTES)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    url = URL_LINE.match(lines[0]).group(1)
+    url = URL_LINE.match(lines[-1]).group(1)  # trainML's last line: `| tail -1` takes it
     assert len(lines) == 3
-    assert lines[1] == (f"curl -X POST {url}/echo -H 'Content-Type: application/json' "
+    assert lines[0] == (f"curl -X POST {url}/echo -H 'Content-Type: application/json' "
                         "-d '{\"text\": \"text\", \"times\": 2}'")
-    assert lines[2] == f"curl '{url}/add?a=1&b=1'"
+    assert lines[1] == f"curl '{url}/add?a=1&b=1'"
     # Ready to paste: each runs in a shell and gets the model's answer.
     answers = [json.loads(subprocess.run(["bash", "-c", line + " -s"], capture_output=True, text=True,
-                                         timeout=30).stdout) for line in lines[1:]]
+                                         timeout=30).stdout) for line in lines[:2]]
     assert answers == [{"echo": "texttext"}, {"sum": 2}]
     # Not a terminal: plain status lines on stderr, no spinner, no escape codes.
     assert "local-echo: running" in result.stderr.splitlines()
@@ -96,7 +96,7 @@ def test_create_from_git_with_format_json_for_scripts(env, tmp_path):
     record = json.loads(result.stdout)  # stdout is the record and nothing else
     assert record["status"] == "running"
     assert record["name"] == "git-echo"
-    assert URL_LINE.match(f"Endpoint is running at: {record['url']}")
+    assert URL_LINE.match(f"Endpoint is running at:  {record['url']}")
     assert record["model"]["source_type"] == "git"
     assert record["model"]["git_commit"] == commit
     code, out, _ = run_cli(env, "job", "call", "git-echo", "/echo", "--data", '{"text": "g", "times": 3}')
@@ -117,7 +117,7 @@ def test_create_from_a_stored_model(env):
     assert json.loads(out)["model"]["source_type"] == "trainml"
     code, out, _ = run_cli(env, "job", "connect", "stored-job")
     assert code == 0
-    assert URL_LINE.match(out.splitlines()[0])
+    assert URL_LINE.match(out.splitlines()[-1])
     code, out, _ = run_cli(env, "model", "get", model["id"])
     assert code == 0 and "Name:    stored-echo" in out
     assert run_cli(env, "job", "remove", "--force", "stored-job")[0] == 0
@@ -177,7 +177,7 @@ def test_logs_stop_start_remove(env):
     code, _, err = run_cli(env, "job", "call", "life", "/echo", "-d", '{"text": "x"}')
     assert code == 1 and "stopped" in err
     code, out, _ = run_cli(env, "job", "start", "life", "--connect")
-    assert code == 0 and URL_LINE.match(out.splitlines()[0])
+    assert code == 0 and URL_LINE.match(out.splitlines()[-1])
     code, _, err = run_cli(env, "job", "remove", "life")
     assert code == 1 and "running" in err and err.count("\n") == 1
     assert run_cli(env, "job", "remove", "life", "--force") == (0, "Removed job life.\n", "")
@@ -220,7 +220,7 @@ def test_a_timeout_exits_1_and_says_the_job_is_still_starting(env):
     assert code == 1 and out == ""
     assert re.search(r"Error: job slowpoke is still starting \(status: [a-z /]+\) after 0.01 s", err)
     code, out, _ = run_cli(env, "job", "connect", "slowpoke")  # it kept going
-    assert code == 0 and URL_LINE.match(out.splitlines()[0])
+    assert code == 0 and URL_LINE.match(out.splitlines()[-1])
     assert run_cli(env, "job", "remove", "--force", "slowpoke")[0] == 0
 
 

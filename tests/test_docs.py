@@ -36,7 +36,7 @@ def test_there_is_a_reference_page_per_command_group_with_every_command():
     files, _ = manpages.generate()
     pages = {path: text for path, text in files.items() if path.startswith("docs/cli/")}
     assert set(pages) == {f"docs/cli/{name}.md" for name in ("index", "job", "model", "server", "secret", "gpu",
-                                                               "environment", "endpoint")}
+                                                               "environment", "endpoint", "configure")}
     import click
 
     from trainml_cli.cli.main import cli

@@ -69,7 +69,7 @@ def test_an_edited_local_package_gets_a_new_environment_and_an_unchanged_one_reu
             assert await again.call("GET /answer") == {"answer": "edited"}
 
             assert await first.call("GET /answer") == {"answer": "first"}, "the first endpoint's environment changed"
-            listing = await client.environments.list()
+            listing = await client.environments.listing()
             keys = {job.dict["environment"]["key"] for job in (first, edited, again)}
             assert keys <= {e["key"] for e in listing["environments"]} and len(keys) == 2
             for job in (first, edited, again):

@@ -89,7 +89,7 @@ def test_a_requirements_txt_at_the_model_root_is_used_and_the_log_says_so(plane)
                          str(MODELS / "requirements_file"),
                          "--route", json.dumps(VERSION_ROUTE), "--timeout", "300")
     assert code == 0, err
-    url = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("Endpoint is running at: "))
+    url = out.splitlines()[-1].split()[-1]  # `Endpoint is running at:  URL`, the last line
     assert requests.get(url + "/version", timeout=10).json() == {"tabulate": "0.9.0"}
     code, out, _ = cli(plane, "job", "logs", "req-file")
     assert "using requirements.txt from the model folder" in out
@@ -113,7 +113,7 @@ def test_the_same_packages_build_once_for_three_concurrent_jobs(plane):
             waits = sum(any("waiting for the build started for" in m or "(built before)" in m for m in log)
                         for log in logs)
             assert (builds, waits) == (1, 2)
-            listing = await client.environments.list()
+            listing = await client.environments.listing()
             (record,) = [e for e in listing["environments"] if e["key"] in keys]
             assert sorted(record["in_use"]) == sorted(job.id for job in jobs)
             assert record["pip"] == ["tabulate>=0.8.9,<0.8.11"] and record["size"] > 0
@@ -181,14 +181,14 @@ def test_removing_the_only_job_waiting_for_a_build_cancels_it(plane):
                 if await building():
                     break
                 await asyncio.sleep(0.1)
-            (key,) = [e["key"] for e in (await client.environments.list())["environments"] if e["building"]]
+            (key,) = [e["key"] for e in (await client.environments.listing())["environments"] if e["building"]]
             # The installer is running the package's (sleeping) build backend.
             wait_until(lambda: processes_mentioning("slow_backend"), 60, message="the build backend to run")
             assert (await job.refresh()).status == "starting"
             await job.remove(force=True)
             wait_until(lambda: not processes_mentioning("slow_backend"), 20, message="the build to be killed")
             wait_until(lambda: not (plane.home / "envs" / key).exists(), 20, message="the partial environment to go")
-            listing = await client.environments.list()
+            listing = await client.environments.listing()
             assert key not in [e["key"] for e in listing["environments"]]
 
     run(scenario())

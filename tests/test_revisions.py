@@ -204,11 +204,11 @@ def test_creating_a_running_jobs_name_again_deploys_the_folder_to_it_when_it_dif
     same = trainml(control_plane, *create_again)
     assert same.returncode == 0, same.stderr
     assert "already serves this code (revision 1); nothing changed" in same.stdout
-    assert f"Endpoint is running at: {url}" in same.stdout
+    assert f"Endpoint is running at:  {url}" in same.stdout
     write_model(folder, 2)
     changed = trainml(control_plane, *create_again)
     assert changed.returncode == 0, changed.stderr
-    assert "Revision 2 of job live" in changed.stdout and f"Endpoint is running at: {url}" in changed.stdout
+    assert "Revision 2 of job live" in changed.stdout and f"Endpoint is running at:  {url}" in changed.stdout
     assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 2
     assert [(r["revision"], r["status"]) for r in revisions(control_plane)] == [(1, "retired"), (2, "serving")]
     second = trainml(control_plane, *create_again, "--new")

@@ -67,7 +67,7 @@ def test_hints_quote_names_for_the_shell_and_run_as_printed(env, name, quoted):
     assert f"`{hint}`" in err
     code, out, err = run_cli(env, *shlex.split(hint)[1:])  # pasted into a shell, it works
     assert code == 0, err
-    assert out.startswith("Endpoint is running at: ")
+    assert out.splitlines()[-1].startswith("Endpoint is running at:  ")
     assert run_cli(env, *shlex.split(f"trainml job remove --force {quoted}")[1:])[0] == 0
 
 

@@ -74,7 +74,7 @@ def test_the_control_plane_its_endpoints_the_sdk_and_the_cli_speak_https(start_c
     assert listed.returncode == 0 and "secure" in listed.stdout
     connected = trainml(elsewhere, plane.url, "--ca-file", str(cert), "job", "connect", "secure",
                         extra_env={"TRAINML_API_TOKEN": plane.token})
-    assert f"Endpoint is running at: {job.url}" in connected.stdout
+    assert f"Endpoint is running at:  {job.url}" in connected.stdout
     assert f"curl -X POST {job.url}/predict -H 'Authorization: Bearer {endpoint_key}'" in connected.stdout
     called = trainml(elsewhere, plane.url, "job", "call", "secure", "/predict", "--data", '{"text": "ca bundle"}',
                      extra_env={"TRAINML_API_TOKEN": plane.token, "REQUESTS_CA_BUNDLE": str(cert)})

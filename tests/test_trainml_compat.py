@@ -73,7 +73,7 @@ def test_trainml_short_options_create_a_running_endpoint(env):
     result = trainml(env, "job", "create", "endpoint", "short", "-gt", "cpu", "-cc", "1", "-ds", "10", "-mp", "1.0",
                      "--model-dir", ECHO, "--route", ECHO_ROUTE)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Endpoint is running at: http://127.0.0.1:")
+    assert result.stdout.splitlines()[-1].startswith("Endpoint is running at:  http://127.0.0.1:")
     resources = job_json(env, "short")["resources"]
     assert (resources["gpu_types"], resources["cpu_count"], resources["disk_size"], resources["max_price"]) == \
         (["cpu"], 1, 10, 1.0)
@@ -301,3 +301,63 @@ def test_sdk_trainml_signature_and_job_methods(plane):
             assert any("cli_echo model loaded" in entry["message"] for entry in lines)
 
     asyncio.run(scenario())
+
+
+def test_trainml_style_sdk_program_runs_with_only_the_imports_changed(env, plane):
+    # trainML's form of the URL: a host and port, no scheme.
+    script_env = {**env, "TRAINML_API_URL": plane.url.split("://", 1)[1]}
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "trainml_sdk_script.py"), ECHO, ECHO_ROUTE],
+                            capture_output=True, text=True, env=script_env, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "model ready",
+        "type endpoint",
+        "download reached",
+        "running running",
+        "str trainml-style-endpoint",
+        "stop returns the job True stopped",
+        "message keys msg,stream,time,type,worker_number",
+        "message types int",
+        "start returns the job True",
+        "environments list DEEPLEARNING_PY39 3.9",
+        "gpu types rtx3090:0.35",
+        "job archived",
+        "model archived",
+    ]
+    # trainML's account arguments mean nothing here: said once, in one line, not an error.
+    warnings = [line for line in result.stderr.splitlines() if "TrainML():" in line]
+    assert len(warnings) == 1 and "user, key, project mean nothing for a self-hosted control plane" in warnings[0]
+
+
+TRAINML_SCRIPT = r"""
+set -euo pipefail
+trainml() { "$PYTHON" -m trainml_cli "$@"; }
+trainml configure
+trainml model create flags-model -s local "$MODEL"
+trainml model create flags-model-2 "$MODEL" --source LOCAL
+trainml model list -f json | "$PYTHON" -c 'import json, sys; print("models", len(json.load(sys.stdin)))'
+url=$(trainml job create endpoint flags-job --model-dir "$MODEL" --route "$ROUTE" | tail -1 | awk '{print $NF}')
+curl -sf -X POST "$url/echo" -H 'Content-Type: application/json' -d '{"text": "hi"}'; echo
+trainml job list --format JSON \
+  | "$PYTHON" -c 'import json, sys; print("jobs", "flags-job" in [j["name"] for j in json.load(sys.stdin)])'
+trainml job connect --no-attach flags-job | tail -1 | sed "s|$url|URL|"
+trainml job stop flags-job
+trainml job remove --no-force flags-job
+trainml model remove --force flags-model
+trainml model remove --no-force flags-model-2
+"""
+
+
+def test_trainml_style_shell_script_with_trainmls_flags(env, plane, tmp_path):
+    script = tmp_path / "endpoint.sh"
+    script.write_text(TRAINML_SCRIPT)
+    script_env = {**env, "TRAINML_API_URL": plane.url.split("://", 1)[1], "PYTHON": sys.executable,
+                  "MODEL": ECHO, "ROUTE": ECHO_ROUTE}
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=script_env, timeout=240)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Nothing to configure: a self-hosted control plane has no accounts or projects.")
+    assert lines[1].startswith("Created model flags-model (") and lines[2].startswith("Created model flags-model-2 (")
+    assert lines[3:] == ["models 2", '{"echo":"hi"}', "jobs True", "Endpoint is running at:  URL",
+                         "Job flags-job stopped.", "Removed job flags-job.", "Removed model flags-model.",
+                         "Removed model flags-model-2."]

@@ -89,6 +89,21 @@ def check_requirements_path(path, loc: tuple = ("environment", "requirements")) 
     return str(pure)
 
 
+# trainML's prebuilt environments (its CLI's --environment choices): name -> (framework, its version).
+# Here a name picks the Python it names; the framework is not preinstalled (ask for it with --pip-packages).
+TRAINML_ENVIRONMENTS = {
+    "DEEPLEARNING_PY39": ("Deep Learning", None),
+    "DEEPLEARNING_PY310": ("Deep Learning", None),
+    "PYTORCH_PY39_20": ("PyTorch", "2.0"),
+    "PYTORCH_PY39_113": ("PyTorch", "1.13"),
+    "PYTORCH_PY39_112": ("PyTorch", "1.12"),
+    "TENSORFLOW_PY39_212": ("TensorFlow", "2.12"),
+    "TENSORFLOW_PY39_211": ("TensorFlow", "2.11"),
+    "TENSORFLOW_PY39_210": ("TensorFlow", "2.10"),
+    "MXNET_PY39_19": ("MXNet", "1.9"),
+}
+
+
 def python_of_type(name: str) -> str | None:
     """The Python version a trainML environment name asks for ('DEEPLEARNING_PY310' -> '3.10'), if it says one."""
     match = _TYPE_PYTHON.search(name)

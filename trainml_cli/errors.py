@@ -63,6 +63,11 @@ class TrainMLError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def status(self) -> int:
+        """trainML's ApiError.status: the HTTP status (404 for a job or model that is not there)."""
+        return self.http_status
+
     def to_dict(self) -> dict:
         body = {"error": self.kind, "message": self.message}
         if self.details:
@@ -103,6 +108,11 @@ class UsageError(TrainMLError):
     def __init__(self, message: str, *, details: list[str] | None = None, fields: list[FieldProblem] | None = None):
         super().__init__(message, details=details)
         self.fields = list(fields or [])
+
+    @property
+    def attribute(self) -> str | None:
+        """trainML's SpecificationError.attribute: the first field named, if any."""
+        return self.fields[0].field if self.fields else None
 
     def to_dict(self) -> dict:
         body = super().to_dict()
@@ -207,6 +217,7 @@ class JobFailed(TrainMLError):
     exit_code = 1
     http_status = 409
     kind = "job_failed"
+    status = "failed"  # trainML's JobError.status: the job's status
 
 
 class RevisionFailed(JobFailed):

@@ -14,6 +14,24 @@ if TYPE_CHECKING:
     from .contracts import ServerRecord
 
 
+LOOPBACK_HOSTS = ("localhost", "127.", "[::1]", "::1")
+
+
+def api_url_of(value: str | None) -> str | None:
+    """The control plane URL from --api-url / TRAINML_API_URL. trainML's form has no scheme (`api.trainml.ai`)
+    and means HTTPS; so it does here, but for a loopback host (localhost, 127.x, [::1]), which means the plain
+    HTTP a control plane on this machine answers by default. ValueError for another scheme."""
+    if not value:
+        return None
+    value = value.strip()
+    if "://" not in value:
+        scheme = "http" if value.lower().startswith(LOOPBACK_HOSTS) else "https"
+        return f"{scheme}://{value}"
+    if not value.lower().startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} must start with http:// or https:// (or be a host[:port], as trainML's)")
+    return value
+
+
 def default_home() -> Path:
     return Path(os.environ.get("TRAINML_HOME") or Path.home() / ".trainml").expanduser()
 
@@ -35,7 +53,7 @@ class Settings:
         home_path = Path(home).expanduser() if home else default_home()
         return cls(
             home=home_path,
-            api_url=(api_url or os.environ.get("TRAINML_API_URL") or None),
+            api_url=api_url_of(api_url or os.environ.get("TRAINML_API_URL")),
             token=(token or os.environ.get("TRAINML_API_TOKEN") or None),
             ca_file=(ca_file or os.environ.get("TRAINML_CA_FILE") or None),
             **overrides,

@@ -201,10 +201,38 @@ def test_unknown_command_and_format():
     assert "'xml' is not one of 'text', 'json'" in err
 
 
-def test_an_api_url_without_a_scheme_is_a_usage_error():
-    code, out, err = run_cli("--api-url", "localhost:1", "job", "list")
+def test_an_api_url_without_a_scheme_is_taken_as_trainml_takes_it():
+    # trainML's TRAINML_API_URL is a host, meaning HTTPS; on loopback a control plane answers plain HTTP.
+    from trainml_cli.settings import api_url_of
+
+    assert [api_url_of(value) for value in ("api.example.com", "plane.example.com:8443", "localhost:9",
+                                            "127.0.0.1:9", "https://h:1")] == [
+        "https://api.example.com", "https://plane.example.com:8443", "http://localhost:9", "http://127.0.0.1:9",
+        "https://h:1"]
+    code, out, err = run_cli("job", "list", env={"TRAINML_API_URL": "127.0.0.1:9"})
+    assert code == 1 and out == ""
+    assert "cannot reach the control plane at http://127.0.0.1:9" in err
+
+
+def test_an_api_url_of_another_scheme_is_a_usage_error():
+    code, out, err = run_cli("--api-url", "ftp://localhost:1", "job", "list")
     assert code == 2
-    assert "Invalid value for '--api-url': 'localhost:1' must start with http:// or https://" in err
+    assert "Invalid value for '--api-url': 'ftp://localhost:1' must start with http:// or https://" in err
+
+
+@pytest.mark.parametrize("argv", [("job", "list", "-f", "JSON"), ("job", "remove", "--no-force", "x"),
+                                  ("job", "connect", "--no-attach", "x"), ("model", "remove", "--force", "x")])
+def test_trainml_flags_are_taken(argv):
+    # Past parsing, the command asks the control plane (nothing listens): exit 1, not click's 2.
+    code, _, err = run_cli(*argv)
+    assert code == 1, err
+    assert "cannot reach the control plane" in err
+
+
+def test_trainml_configure_explains_there_is_nothing_to_configure():
+    code, out, err = run_cli("configure")
+    assert (code, err) == (0, "")
+    assert out.startswith("Nothing to configure: a self-hosted control plane has no accounts or projects.")
 
 
 def test_an_empty_route_file_says_so(tmp_path):

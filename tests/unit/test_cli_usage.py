@@ -42,9 +42,10 @@ CASES = [
                                    "starting with a digit"),
     (["job", "call", "x", "/e", "--data", "@/nonexistent/none.json"],
      "Invalid value for '-d' / '--data': /nonexistent/none.json: No such file or directory"),
-    (["job", "list", "--format", "xml"], "Invalid value for '--format': 'xml' is not one of 'text', 'json'."),
-    (["--api-url", "localhost:1", "job", "list"],
-     "Invalid value for '--api-url': 'localhost:1' must start with http:// or https://"),
+    (["job", "list", "--format", "xml"], "Invalid value for '-f' / '--format': 'xml' is not one of 'text', 'json'."),
+    (["--api-url", "ftp://localhost:1", "job", "list"],
+     "Invalid value for '--api-url': 'ftp://localhost:1' must start with http:// or https:// (or be a host[:port], "
+     "as trainML's)"),
     (["endpoint", "serve", "--model-dir", ECHO], "give at least one --route or a --route-file"),
     (["endpoint", "serve", "--model-dir", ECHO, "--route", ROUTE, "--workers", "0"],
      "Invalid value for '--workers': 0 is not in the range x>=1."),

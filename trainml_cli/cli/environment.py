@@ -22,7 +22,7 @@ def environment():
 def list_environments(obj, fmt):
     """List environments (key, Python, packages, size, jobs, last use) and the interpreters jobs can use."""
     out = Output(obj, fmt)
-    listing = obj.run(lambda client: client.environments.list())
+    listing = obj.run(lambda client: client.environments.listing())
     if out.json_mode:
         out.json(listing)
         return

@@ -12,7 +12,16 @@ import click
 from ..hints import shell_quote
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from .environment import environment_payload
-from .jobview import describe, endpoint_key, follow_logs, model_text, resources_text, show_endpoint, wait_running
+from .jobview import (
+    ATTACH_TAIL,
+    describe,
+    endpoint_key,
+    follow_logs,
+    model_text,
+    resources_text,
+    show_endpoint,
+    wait_running,
+)
 from .output import Output, format_option, when
 from .params import (
     CREDENTIAL_KINDS,
@@ -30,8 +39,6 @@ from .params import (
     validate_routes,
 )
 from .scaling import scaling_options, scaling_payload
-
-ATTACH_TAIL = 20  # log lines of history shown before `job attach` follows new ones
 
 
 @click.group()
@@ -132,7 +139,7 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
     A route with "batch": {"max_size": 32, "max_wait_ms": 5} is batched: its function gets up to 32 requests
     in one call, one list per param (text=[t1, t2, ...]), and returns one result per request, in order.
 
-    Prints `Endpoint is running at: URL` and a curl command per route once the endpoint answers.
+    Prints a curl command per route, then `Endpoint is running at:  URL` (trainML's last line, two spaces).
 
     When a running job already has the name NAME, the code and options go to it as a new revision on the same
     URL (as `trainml job update` does), or nothing happens when they are what it serves; --new makes a second
@@ -258,44 +265,16 @@ def get_job(obj, job_ref, fmt):
         out.fields(describe(found, out.verbose))
 
 
-@job.command("logs")
-@click.argument("job_ref", metavar="JOB", type=JOB)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come.")
-@click.option("--tail", type=click.IntRange(0), metavar="N", help="Only the last N lines of history.")
-@click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with its time, stream and revision.")
-@format_option
-@click.pass_obj
-def logs(obj, job_ref, follow, tail, timestamps, fmt):
-    """Print a job's logs (--format json: one JSON object per line)."""
-    out = Output(obj, fmt)
-
-    async def work(client):
-        await follow_logs(await client.jobs.get(job_ref), out, tail=tail, follow=follow, timestamps=timestamps)
-
-    obj.run(work)
-
-
-@job.command("attach")
-@click.argument("job_ref", metavar="JOB", type=JOB)
-@click.pass_obj
-def attach_job(obj, job_ref):
-    """Follow a job's logs until it stops; exits 1 if it failed."""
-    out = Output(obj)
-
-    async def work(client):
-        await follow_logs(await client.jobs.get(job_ref), out, tail=ATTACH_TAIL)
-
-    obj.run(work)
-
-
 @job.command("connect")
 @click.argument("job_ref", metavar="JOB", type=JOB)
 @click.option("--timeout", type=SECONDS, default=300, show_default=True,
               metavar="SECONDS", help="How long to wait for a starting job.")
+@click.option("--attach/--no-attach", default=False, show_default=True,
+              help="Then follow its log until it stops (trainML's flag; its default attaches).")
 @format_option
 @click.pass_obj
-def connect_job(obj, job_ref, timeout, fmt):
-    """Wait until an endpoint is running, then print its URL and a curl command per route."""
+def connect_job(obj, job_ref, timeout, attach, fmt):
+    """Wait until an endpoint is running, then print a curl command per route and its URL."""
     out = Output(obj, fmt)
 
     async def work(client):
@@ -306,6 +285,8 @@ def connect_job(obj, job_ref, timeout, fmt):
             out.json({**found.dict, "key": key} if key else found.dict)
         else:
             await show_endpoint(found, out, key)
+        if attach:
+            await follow_logs(found, out, tail=0)
 
     obj.run(work)
 
@@ -375,7 +356,7 @@ def start_job(obj, job_ref, connect, timeout):
 
 @job.command("remove")
 @click.argument("job_ref", metavar="JOB", type=JOB)
-@click.option("--force", is_flag=True, help="Stop it first if it is running.")
+@click.option("--force/--no-force", default=False, show_default=True, help="Stop it first if it is running.")
 @click.pass_obj
 def remove_job(obj, job_ref, force):
     """Remove a job and its logs."""
@@ -391,9 +372,12 @@ def remove_job(obj, job_ref, force):
 
 # Commands of their own modules (job.py would be long), under the one `job` group.
 from .call import call_job  # noqa: E402
+from .joblog import attach_job, logs  # noqa: E402
 from .revision import list_revisions, rollback_job, update_job  # noqa: E402
 
 job.add_command(call_job)
+job.add_command(logs)
+job.add_command(attach_job)
 job.add_command(update_job)
 job.add_command(list_revisions)
 job.add_command(rollback_job)

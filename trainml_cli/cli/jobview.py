@@ -81,17 +81,22 @@ async def endpoint_key(job) -> str | None:
     return (await job.connection()).get("key")
 
 
+ATTACH_TAIL = 20  # log lines of history shown before `job attach` (and `create --attach`) follows new ones
+# trainML's last line, two spaces and all: scripts take the URL with `| tail -1` (and `awk '{print $NF}'`).
+RUNNING_AT = "Endpoint is running at:  "
+
+
 async def show_endpoint(job, out: Output, key: str | None = None) -> None:
-    """`Endpoint is running at: URL`, then one ready-to-paste curl command per route (`curl -N` for a route
-    that streams, as the running endpoint's /openapi.json says)."""
+    """One ready-to-paste curl command per route (`curl -N` for a route that streams, as the running endpoint's
+    /openapi.json says), then trainML's `Endpoint is running at:  URL` as the last line."""
     from ..routecalls import curl_command
 
     streaming = await job.streaming_routes()
-    out.line(f"Endpoint is running at: {job.url}")
     if key:
         out.line(f"Endpoint key: {key} (send it as 'Authorization: Bearer KEY'; /ping needs none)")
     for route in job_routes(job):
         out.line(curl_command(job.url, route, key, streams=route.label in streaming))
+    out.line(RUNNING_AT + job.url)
 
 
 def route_line(route) -> str:

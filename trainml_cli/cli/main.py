@@ -110,7 +110,8 @@ class Context:
 @click.version_option(__version__, "--version", prog_name="trainml")
 @click.option("--api-url", envvar="TRAINML_API_URL", metavar="URL",
               callback=lambda ctx, param, value: _check_url(value),
-              help="Control plane URL (default: the one under --home).")
+              help="Control plane URL (default: the one under --home); a host[:port] without a scheme, as "
+                   "trainML's, means https:// (http:// for localhost and 127.x).")
 @click.option("--home", envvar="TRAINML_HOME", type=click.Path(file_okay=False),
               help="State folder (default: $TRAINML_HOME, else ~/.trainml).")
 @click.option("--ca-file", envvar="TRAINML_CA_FILE", type=click.Path(exists=True, dir_okay=False),
@@ -132,10 +133,21 @@ def cli(ctx, api_url, home, ca_file, output_file, silent, verbose, debug):
     ctx.obj = Context(api_url, home, output_file, silent, verbose, debug, ca_file=ca_file)
 
 
+@cli.command("configure")
+def configure():
+    """trainML's project setup; a self-hosted control plane has no accounts or projects to choose."""
+    click.echo("Nothing to configure: a self-hosted control plane has no accounts or projects. Commands use the "
+               "control plane at --api-url / TRAINML_API_URL, else the one under --home / TRAINML_HOME "
+               "(default ~/.trainml), started when needed; TRAINML_API_TOKEN gives its token.")
+
+
 def _check_url(value):
-    if value and not value.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{value!r} must start with http:// or https://", param_hint="'--api-url'")
-    return value
+    from ..settings import api_url_of
+
+    try:
+        return api_url_of(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--api-url'") from None
 
 
 def main(argv=None) -> int:

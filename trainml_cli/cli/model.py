@@ -21,7 +21,8 @@ def model():
 @model.command("create")
 @click.argument("name")
 @click.argument("path", required=False)
-@click.option("--source", type=click.Choice(["local", "git"]), help="What PATH is (trainML's option): a local "
+@click.option("-s", "--source", type=click.Choice(["local", "git"], case_sensitive=False),
+              help="What PATH is (trainML's option): a local "
               "folder or a git URI (default: local when PATH is a folder, else git).")
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False), help="Model code in this local folder "
               "(the same as PATH with --source local).")
@@ -160,8 +161,10 @@ def get_model(obj, model_ref, fmt):
 
 @model.command("remove")
 @click.argument("model_ref", metavar="MODEL", type=MODEL)
+@click.option("--force/--no-force", default=False, show_default=True,
+              help="trainML's flag; a stored model is removed either way (jobs made from it keep running).")
 @click.pass_obj
-def remove_model(obj, model_ref):
+def remove_model(obj, model_ref, force):
     """Remove a stored model."""
     out = Output(obj)
 

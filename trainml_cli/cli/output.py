@@ -227,12 +227,16 @@ class Progress:
         self._show(text)
 
 
-def format_option(function):
-    """`--format text|json`, shared so every command spells it the same way."""
+def format_option(function=None, *, short: bool = True):
+    """`-f/--format text|json` (any case, as trainML's), shared so every command spells it the same way;
+    `short=False` where -f means something else (`job logs -f` follows)."""
+    if function is None:
+        return lambda f: format_option(f, short=short)
     return click.option(
+        *(("-f",) if short else ()),
         "--format",
         "fmt",
-        type=click.Choice(FORMATS),
+        type=click.Choice(FORMATS, case_sensitive=False),
         default="text",
         show_default=True,
         help="Output format; json is stable for scripts.",
