@@ -76,7 +76,8 @@ def test_job_call_stream_prints_each_item_as_it_arrives(env, tmp_path):
     # as they come.
     connect = trainml(env, "job", "connect", "tokens")
     assert connect.returncode == 0, connect.stderr
-    assert connect.stdout.splitlines()[1].startswith("curl -N -X POST http://127.0.0.1:")
+    lines = connect.stdout.splitlines()
+    assert lines[0].startswith("curl -N -X POST http://127.0.0.1:") and lines[-1].startswith("Endpoint is running at:")
     # The dashboard's Connect page asks the endpoint the same, and shows the same -N.
     link = trainml(env, "server", "dashboard", "--format", "json")
     assert link.returncode == 0, link.stderr
