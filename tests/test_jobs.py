@@ -233,7 +233,7 @@ def test_wait_for_times_out_and_rejects_unknown_statuses(control_plane):
     async def scenario():
         async with control_plane.client() as client:
             job = await client.jobs.create("echo", model=local("echo"), endpoint=ECHO_ROUTES)
-            with pytest.raises(UsageError, match="status 'runing' is not one of"):
+            with pytest.raises(UsageError, match="'runing' is not a status to wait for; one of"):
                 await job.wait_for("runing")
             await job.wait_for("running", timeout=60)
             started = time.monotonic()
