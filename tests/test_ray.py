@@ -83,8 +83,10 @@ RAY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "ray.md"
 SLOT = "trainml_test_slot"  # a custom resource each node has one of
 # What the tests change in the docs' recipe (docs/ray.md), and why; nothing else but ports and HAProxy's
 # folders (below).
-# The tests share no token (token auth is Ray's own).
-TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled"}
+# The tests share no token (token auth is Ray's own). The head's dashboard gets 5 minutes to start, not Ray's 60 s:
+# the suite runs its other tests beside the cluster (pytest-xdist), and on a loaded 2-core machine the dashboard
+# once took longer than 60 s, which ends `ray start` with "Failed to start the dashboard".
+TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled", "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300"}
 
 
 def readme_recipe() -> tuple[dict[str, str], list[str], list[str]]:
@@ -171,7 +173,7 @@ def cluster(tmp_path_factory):
             except requests.RequestException:
                 return False
 
-        wait_until(head_answers, timeout=90, interval=0.5, message="the Ray head's dashboard")
+        wait_until(head_answers, timeout=300, interval=0.5, message="the Ray head's dashboard")
         with open(temp / "worker.log", "wb") as log:
             processes.append(subprocess.Popen(worker_cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env,
                                               start_new_session=True))
