@@ -12,6 +12,7 @@ import configparser
 import hashlib
 import importlib.util
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -278,6 +279,34 @@ def test_a_trainml_environment_name_falls_back_to_the_default_python_and_says_so
     code, out, _ = cli(plane, "job", "logs", "dl-py")
     assert "which this machine lacks; running on the default Python" in out
     cli(plane, "job", "remove", "dl-py", "--force")
+
+
+def test_a_trainml_environment_name_in_any_case_brings_its_framework_into_the_endpoint(plane):
+    # MXNET_PY39_19: the smallest of trainML's framework sets (about 67 MB with an empty cache).
+    route = {"verb": "POST", "path": "/total", "file": "predict", "function": "total",
+             "body": [{"name": "values", "type": "list"}]}
+    code, out, err = cli(plane, "job", "create", "endpoint", "mx", "--model-dir", str(MODELS / "mxnet_sum"),
+                         "--environment", "mxnet_py39_19", "--route", json.dumps(route), "--timeout", "600")
+    assert code == 0, err
+    assert "adds mxnet==1.9.*, numpy<1.24" in err
+    url = out.splitlines()[-1].split()[-1]
+    answer = requests.post(url + "/total", json={"values": [1, 2, 3.5]}, timeout=30).json()
+    assert answer["sum"] == 6.5 and answer["mxnet"].startswith("1.9.")
+    assert tuple(map(int, answer["numpy"].split(".")[:2])) < (1, 24)
+    code, out, _ = cli(plane, "job", "get", "mx", "--format", "json")
+    environment = json.loads(out)["environment"]
+    assert environment["type"] == "MXNET_PY39_19"
+    assert environment["framework_packages"] == ["mxnet==1.9.*", "numpy<1.24"]
+    if any(i["version"].startswith("3.9.") for i in json.loads(cli(plane, "environment", "list", "-f", "json")[1])
+           ["interpreters"]):
+        assert answer["python"].startswith("3.9.")  # the Python the name asks for, when the machine has it
+    code, out, _ = cli(plane, "job", "get", "mx")
+    assert "MXNET_PY39_19: mxnet==1.9.* numpy<1.24" in out
+    code, out, _ = cli(plane, "job", "logs", "mx")
+    assert "adds mxnet==1.9.*, numpy<1.24" in out and "with mxnet==1.9.*, numpy<1.24" in out
+    cli(plane, "job", "remove", "mx", "--force")
+    code, out, _ = cli(plane, "environment", "names")
+    assert code == 0 and re.search(r"^MXNET_PY39_19 +3\.9 +mxnet==1\.9\.\*, numpy<1\.24 +67 MB$", out, re.M), out
 
 
 @pytest.mark.parametrize("argv, message", [

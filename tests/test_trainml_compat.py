@@ -278,7 +278,7 @@ def test_sdk_trainml_signature_and_job_methods(plane):
         async with TrainML(settings=plane.settings) as client:
             job = await client.jobs.create(
                 "sdk-sig", "endpoint", gpu_types=["cpu"], gpu_count=0, cpu_count=1, disk_size=5, max_price=2.5,
-                environment=dict(type="DEEPLEARNING_PY310", env=[dict(key="X", value="1")]),
+                environment=dict(env=[dict(key="X", value="1")]),  # a type would build its framework
                 model=dict(source_type="local", source_uri=ECHO, checkpoints=[]),
                 endpoint=dict(routes=[json.loads(ECHO_ROUTE)]), data=dict(datasets=[]), workers=[])
             assert (job.dict["resources"]["disk_size"], job.dict["resources"]["max_price"]) == (5, 2.5)
@@ -319,7 +319,7 @@ def test_trainml_style_sdk_program_runs_with_only_the_imports_changed(env, plane
         "message keys msg,stream,time,type,worker_number",
         "message types int",
         "start returns the job True",
-        "environments list DEEPLEARNING_PY39 3.9",
+        "environments list Deep Learning - Python 3.9 3.9",
         "gpu types rtx3090:0.35",
         "job archived",
         "model archived",

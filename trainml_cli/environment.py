@@ -3,11 +3,12 @@
 One module for the CLI, the SDK and the control plane, so each says the same thing about the same input:
 
     environment: {env: [{key, value}], packages: {pip: [...], apt: [...], conda: [...]},
-                  python: "3.12" | "/path/to/python", type: "DEEPLEARNING_PY310", requirements: "path/in/model",
+                  python: "3.12" | "/path/to/python", type: "PYTORCH_PY39_113", requirements: "path/in/model",
                   custom_image: "..."}
 
 `check_environment` returns the part of it that describes a build (what a backend turns into a virtualenv,
-or into Ray's runtime_env); what cannot be honoured on this platform is refused with a message saying why and
+or into Ray's runtime_env), with the packages a trainML environment name adds (frameworks.py) less those the
+job pins itself; what cannot be honoured on this platform is refused with a message saying why and
 what to do instead. Stdlib only: the CLI imports this on start.
 """
 
@@ -17,6 +18,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from . import frameworks
 from .errors import UsageError
 from .localpaths import local_digest, references
 
@@ -28,9 +30,8 @@ MAX_REQUIREMENT_LENGTH = 1000
 # would be an installer option (--index-url, -e, -r) smuggled through a package list.
 _REQUIREMENT = re.compile(r"^[A-Za-z0-9][^\x00-\x1f\x7f]*$")
 _VERSION_CONTINUATION = re.compile(r"^\s*(===|==|!=|~=|<=|>=|<|>)")
-# trainML's prebuilt environments name their Python: DEEPLEARNING_PY310, PYTORCH_PY38_113, TENSORFLOW_PY39_210 ...
-_TRAINML_TYPE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
-_TYPE_PYTHON = re.compile(r"_PY(\d)(\d{1,2})(?:_|$)")
+# A requirement's project name, before any extras, version clause or marker.
+_PROJECT = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
 
 REFUSED = {
     "apt": ("system (apt) packages are not installed: they need root and would change the machine for every "
@@ -89,29 +90,47 @@ def check_requirements_path(path, loc: tuple = ("environment", "requirements")) 
     return str(pure)
 
 
-# trainML's prebuilt environments (its CLI's --environment choices): name -> (framework, its version).
-# Here a name picks the Python it names; the framework is not preinstalled (ask for it with --pip-packages).
-TRAINML_ENVIRONMENTS = {
-    "DEEPLEARNING_PY39": ("Deep Learning", None),
-    "DEEPLEARNING_PY310": ("Deep Learning", None),
-    "PYTORCH_PY39_20": ("PyTorch", "2.0"),
-    "PYTORCH_PY39_113": ("PyTorch", "1.13"),
-    "PYTORCH_PY39_112": ("PyTorch", "1.12"),
-    "TENSORFLOW_PY39_212": ("TensorFlow", "2.12"),
-    "TENSORFLOW_PY39_211": ("TensorFlow", "2.11"),
-    "TENSORFLOW_PY39_210": ("TensorFlow", "2.10"),
-    "MXNET_PY39_19": ("MXNet", "1.9"),
-}
+def requirement_name(text: str) -> str | None:
+    """The project a requirement names, normalized as PyPI compares names ('Scikit_Learn>=1' -> 'scikit-learn');
+    None for a URL or a path, which name no project before they are built."""
+    match = _PROJECT.match(text.strip())
+    if match is None or "://" in text or text.strip().startswith((".", "/")):
+        return None
+    return re.sub(r"[-_.]+", "-", match[1]).lower()
 
 
-def python_of_type(name: str) -> str | None:
-    """The Python version a trainML environment name asks for ('DEEPLEARNING_PY310' -> '3.10'), if it says one."""
-    match = _TYPE_PYTHON.search(name)
-    return f"{match[1]}.{match[2]}" if match else None
+def pinned(pip: list[str], requirements_text: str = "") -> set[str]:
+    """The projects a job's own requirements name (its pip list, its requirements file's lines)."""
+    lines = [line for line in requirements_text.splitlines()
+             if line.strip() and not line.lstrip().startswith(("#", "-"))]
+    return {requirement_name(item) for item in [*pip, *lines]} - {None}
+
+
+def framework_packages(kind: str | None, pip: list[str]) -> tuple[list[str], list[str]]:
+    """(the requirements a trainML environment name adds, those of them the job's own pins replace).
+
+    The job's own requirement for a project wins over the name's: `--environment PYTORCH_PY39_113
+    --pip-packages torch==2.1.0` installs torch 2.1.0 (and so does a requirements file pinning it, once the
+    control plane reads it: server/environments.py).
+    """
+    known = frameworks.find(kind) if kind else None
+    if known is None:
+        return [], []
+    own = pinned(pip)
+    added = [p for p in known.packages if requirement_name(p) not in own]
+    return added, [p for p in known.packages if p not in added]
+
+
+def job_pip(environment: dict) -> list[str]:
+    """Every pip requirement of a job's environment spec: its own, then what its environment name adds."""
+    return list((environment.get("packages") or {}).get("pip") or []) + list(environment.get("framework_packages")
+                                                                               or [])
 
 
 def check_environment(environment: dict | None) -> dict:
-    """The build part of a job's environment, checked: {pip, requirements, python, type}. Raises UsageError (422/2).
+    """The build part of a job's environment, checked: {pip, requirements, python, type, framework_packages,
+    replaced} (the last two: what the environment name adds, and what of it the job's pip pins replace).
+    Raises UsageError (422/2).
 
     `requirements` is None when the job names no file (a requirements.txt at the model folder's root is then
     used when there is one); `python` is the request as given (resolved by the control plane).
@@ -148,9 +167,12 @@ def check_environment(environment: dict | None) -> dict:
         raise UsageError.at(("environment", "python"),
                             f"{python!r} must be a version such as '3.12' or an interpreter's path")
     kind = environment.get("type")
-    if kind is not None and (not isinstance(kind, str) or not _TRAINML_TYPE.match(kind)):
+    if kind is not None and (not isinstance(kind, str) or not frameworks.NAME.match(kind)):
         raise UsageError.at(("environment", "type"), f"{kind!r} is not an environment name such as DEEPLEARNING_PY310")
-    return {"pip": pip, "requirements": requirements, "python": python.strip() if python else None, "type": kind}
+    kind = kind.upper() if kind else None  # trainML matches its names in any case
+    added, replaced = framework_packages(kind, pip)
+    return {"pip": pip, "requirements": requirements, "python": python.strip() if python else None, "type": kind,
+            "framework_packages": added, "replaced": replaced}
 
 
 def check_requirements_file(environment: dict, folder) -> None:

@@ -11,8 +11,9 @@ from .output import Output, format_option, size, when
 def environment():
     """Endpoint environments: their own Python packages, built once and shared.
 
-    A job gets one when it names pip packages (--pip-packages), its model folder holds a requirements.txt, or
-    it picks another --python. Jobs asking for the same packages on the same Python share one.
+    A job gets one when it names pip packages (--pip-packages), its model folder holds a requirements.txt,
+    it picks another --python, or it names one of trainML's environments (--environment PYTORCH_PY39_113 adds
+    torch==1.13.*). Jobs asking for the same packages on the same Python share one.
     """
 
 
@@ -40,6 +41,25 @@ def list_environments(obj, fmt):
               empty="No environments yet; a job with --pip-packages or a requirements.txt builds one.")
     pythons = ", ".join(i["version"] + (" (default)" if i["default"] else "") for i in listing["interpreters"])
     out.note(f"Interpreters for --python: {pythons}")
+    out.note("trainML's --environment names and the packages each adds: trainml environment names")
+
+
+@environment.command("names")
+@format_option
+@click.pass_obj
+def list_names(obj, fmt):
+    """List trainML's --environment names: the Python each picks, the packages it adds, their download size."""
+    out = Output(obj, fmt)
+    listing = obj.run(lambda client: client.environments.listing())
+    if "trainml" not in listing:  # a control plane from before the table: this package's own
+        from ..frameworks import FRAMEWORKS
+
+        listing["trainml"] = [f.to_dict() for f in FRAMEWORKS.values()]
+    if out.json_mode:
+        out.json(listing["trainml"])
+        return
+    out.table(["NAME", "PYTHON", "ADDS", "DOWNLOAD"],
+              [(f["id"], f["py_version"], ", ".join(f["packages"]), f["download"]) for f in listing["trainml"]])
 
 
 @environment.command("remove")

@@ -78,8 +78,10 @@ def create():
               "(default: requirements.txt, when there is one).")
 @click.option("--python", "python", metavar="VERSION|PATH", help="The interpreter the endpoint runs on, e.g. 3.12 "
               "(found on the control plane's machine; default: the control plane's own).")
-@click.option("--environment", "environment_type", metavar="NAME", help="trainML's environment name (e.g. "
-              "DEEPLEARNING_PY310): runs on that Python version when the machine has it, else the default.")
+@click.option("--environment", "environment_type", metavar="NAME", help="trainML's environment name, any case "
+              "(e.g. PYTORCH_PY39_113; `trainml environment list`): runs on the Python it names when the machine has "
+              "it, else the default, and adds its framework (torch==1.13.*) to the endpoint's packages; "
+              "--pip-packages pins of the same package win.")
 @click.option("--apt-packages", metavar="PKGS", callback=refused("apt"), expose_value=False,
               help="Refused: system packages are not installed.")
 @click.option("--conda-packages", metavar="PKGS", callback=refused("conda"), expose_value=False,

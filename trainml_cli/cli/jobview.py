@@ -185,7 +185,8 @@ def resources_text(resources: dict) -> str:
 
 
 def describe_environment(environment: dict) -> str:
-    """'3.12.1, pip: tabulate==0.9.0, -r requirements.txt (environment 3f2a...)', or the default."""
+    """'3.9.18, pip: numpy==1.23.5, -r requirements.txt, MXNET_PY39_19: mxnet==1.9.* (environment 3f2a...)',
+    or the default."""
     interpreter = environment.get("interpreter") or {}
     version = environment.get("python_version") or interpreter.get("version")
     parts = [version or environment.get("default_python") or "the control plane's"]
@@ -195,6 +196,9 @@ def describe_environment(environment: dict) -> str:
     requirements = environment.get("requirements_file") or environment.get("requirements")
     if requirements:
         parts.append(f"-r {requirements}")
+    if environment.get("type"):
+        added = environment.get("framework_packages") or []
+        parts.append(f"{environment['type']}: " + (" ".join(added) if added else "adds nothing"))
     text = ", ".join(parts)
     if environment.get("key"):
         text += f" (environment {environment['key']})"

@@ -1,7 +1,7 @@
 """`client.environments`: trainML's environment names and the virtualenvs the control plane built for endpoints.
 
     [env.name for env in await client.environments.list()]   # trainML's: a list of Environment objects
-    listing = await client.environments.listing()           # {"environments": [...], "interpreters": [...]}
+    listing = await client.environments.listing()           # {"environments", "interpreters", "trainml"}
     await client.environments.remove("3f2a9c1d")             # a key or a unique prefix; 409 while a job uses it
     removed = await client.environments.prune()              # every environment no job uses -> [keys]
 """
@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from ..environment import TRAINML_ENVIRONMENTS, python_of_type
+from ..frameworks import FRAMEWORKS
 
 
 class Environment:
-    """One environment with trainML's fields (id, name, py_version, framework, version, cuda_version); `here`
+    """One environment with trainML's fields (id, name, py_version, framework, version, cuda_version); for
+    trainML's names, `packages` (what the name adds to a job's environment) and `download` (its size); `here`
     says what it means on this platform, `dict` is the whole record."""
 
     def __init__(self, record: dict):
@@ -27,6 +28,8 @@ class Environment:
     framework = property(lambda self: self.dict.get("framework"))
     version = property(lambda self: self.dict.get("version"))
     cuda_version = property(lambda self: self.dict.get("cuda_version"))
+    packages = property(lambda self: self.dict.get("packages") or [])
+    download = property(lambda self: self.dict.get("download"))
     here = property(lambda self: self.dict.get("here"))
 
     def __str__(self) -> str:
@@ -41,9 +44,12 @@ class Environments:
         self._client = client
 
     async def list(self) -> list[Environment]:
-        """trainML's environment names (what each means here), then the environments built for jobs."""
-        found = [Environment(_trainml(name, *spec)) for name, spec in TRAINML_ENVIRONMENTS.items()]
-        for env in (await self.listing())["environments"]:
+        """trainML's environment names (what each adds here), then the environments built for jobs."""
+        listing = await self.listing()
+        # The control plane's table is the one its jobs follow; an older one without it: this package's.
+        names = listing.get("trainml") or [f.to_dict() for f in FRAMEWORKS.values()]
+        found = [Environment(_trainml(record)) for record in names]
+        for env in listing["environments"]:
             found.append(Environment({
                 "id": env["key"], "name": env["key"], "py_version": env.get("python"), "framework": None,
                 "version": None, "cuda_version": None, "packages": list(env.get("pip") or []),
@@ -63,10 +69,8 @@ class Environments:
         return (await self._client.http.request("POST", "/api/environments/prune"))["removed"]
 
 
-def _trainml(name: str, framework: str, version: str | None) -> dict:
-    python = python_of_type(name)
-    what = f"{framework} {version}" if version else framework
-    return {"id": name, "name": name, "py_version": python, "framework": framework, "version": version,
-            "cuda_version": None,  # no image here: CUDA is whatever the machine and the pip wheels bring
-            "here": f"Python {python} when this machine has it, else the default; {what} is not preinstalled: "
-                    "add it with environment.packages.pip (--pip-packages)"}
+def _trainml(record: dict) -> dict:
+    adds = ", ".join(record["packages"])
+    return {**record, "here": f"Python {record['py_version']} when this machine has it, else the default; adds "
+                              f"{adds} to the job's environment (about {record['download']} to download once); the "
+                              "job's own pins of those packages win"}

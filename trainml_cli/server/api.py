@@ -31,7 +31,7 @@
     GET    /api/models, GET|DELETE /api/models/{model}, PATCH /api/models/{model} {name}: rename
     GET    /api/gpus                           -> [{type, price, count, free, where}]: GPU types, the backend's GPUs
     GET    /api/secrets, PUT|DELETE /api/secrets/{name}   names and times only; PUT body {value}
-    GET    /api/environments                   -> {environments, interpreters}
+    GET    /api/environments                   -> {environments, interpreters, trainml (--environment names)}
     DELETE /api/environments/{key}             -> {id, removed}; 409 while a job uses it or it is being built
     POST   /api/environments/prune             -> {removed: [keys]}: every environment no job uses
 
@@ -54,6 +54,7 @@ from fastapi.responses import StreamingResponse
 
 from .. import __version__
 from ..errors import Conflict, NotFound
+from ..frameworks import FRAMEWORKS
 from . import resources as res, schemas
 from .auth import require_auth
 from .bodies import JsonRoute
@@ -328,7 +329,8 @@ def _environment_records(p) -> list[dict]:
 async def list_environments(request: Request):
     p = platform(request)
     interpreters = await asyncio.to_thread(p.environments.interpreters.all)
-    return {"environments": _environment_records(p), "interpreters": [i.to_dict() for i in interpreters]}
+    return {"environments": _environment_records(p), "interpreters": [i.to_dict() for i in interpreters],
+            "trainml": [f.to_dict() for f in FRAMEWORKS.values()]}
 
 
 @router.delete("/environments/{key}", response_model=schemas.Removed, tags=["environments"],

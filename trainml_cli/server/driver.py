@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import endpointenv
+from ..environment import job_pip
 from ..errors import NotFound, TrainMLError, UsageError
 from ..launchspec import LaunchSpec
 from . import archives, endpointkeys, sources
@@ -239,7 +240,7 @@ class Driver:
             timeout=endpoint.get("timeout"),
         )
         launch = Launch(job_id=job_id, runtime=runtime, env=env, job_env=job_env, name=job.name,
-                        resources=spec["resources"], scaling=scaling, pip=list(spec["environment"]["packages"]["pip"]),
+                        resources=spec["resources"], scaling=scaling, pip=job_pip(spec["environment"]),
                         requirements=spec["environment"].get("requirements"), workdir=str(workdir),
                         revision=revision)
         # The secrets as they are now: a key rotated while the job waited for its resources is the one it gets.

@@ -37,7 +37,7 @@ from typing import Callable
 
 from .. import localpaths
 from ..endpointenv import installer_inherited
-from ..environment import DEFAULT_REQUIREMENTS_FILE
+from ..environment import DEFAULT_REQUIREMENTS_FILE, pinned, requirement_name
 from ..errors import Conflict, NotFound, TrainMLError
 from ..runtimerequirements import RUNTIME_REQUIREMENTS
 from . import pipconfig
@@ -136,7 +136,7 @@ class Environments:
 
     def plan(self, environment: dict, model_dir: Path) -> Plan | None:
         """What a job's environment must hold, or None when it runs on the default interpreter as it is."""
-        pip = tuple(environment.get("packages", {}).get("pip") or ())
+        own = list(environment.get("packages", {}).get("pip") or ())
         named = environment.get("requirements")
         file = named or DEFAULT_REQUIREMENTS_FILE
         path = model_dir / file
@@ -150,6 +150,10 @@ class Environments:
             raise BuildFailed(f"environment.requirements: {named} is not a file in the model folder")
         else:
             file = None
+        # What the environment name adds, but a project the requirements file pins too: the job's own pin wins.
+        own_names = pinned(own, text)
+        added = [p for p in environment.get("framework_packages") or () if requirement_name(p) not in own_names]
+        pip = tuple(own + added)
         chosen = environment.get("interpreter")
         if not pip and file is None and not chosen:
             return None

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 
-from .. import localpaths
+from .. import frameworks, localpaths
 from ..actoroptions import check_actor_options
-from ..environment import DEFAULT_REQUIREMENTS_FILE, check_environment, python_of_type
+from ..environment import DEFAULT_REQUIREMENTS_FILE, check_environment
 from ..errors import UsageError
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from ..replicaspec import check_scaling
@@ -92,7 +92,9 @@ def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
             **({"ray_actor_options": actor_options} if actor_options else {}),
         },
         "environment": {"env": env, "packages": {"pip": build["pip"]}, "requirements": build["requirements"],
-                        "python": build["python"], "type": build["type"], **_interpreter(build, interpreters)},
+                        "python": build["python"], "type": build["type"],
+                        **({"framework_packages": build["framework_packages"]} if build["type"] else {}),
+                        **_interpreter(build, interpreters)},
     }
 
 
@@ -102,9 +104,11 @@ def _interpreter(build: dict, interpreters: Interpreters) -> dict:
     chosen, note = None, None
     if build["python"]:
         chosen = interpreters.resolve(build["python"])
+        if build["type"]:
+            note = f"environment {build['type']}: running on Python {chosen.version}, as python asks"
     elif build["type"]:
         default = interpreters.default()
-        wanted = python_of_type(build["type"])
+        wanted = frameworks.python_of(build["type"])
         try:
             chosen = interpreters.resolve(wanted) if wanted else None
         except UsageError:
@@ -115,9 +119,21 @@ def _interpreter(build: dict, interpreters: Interpreters) -> dict:
             asked = f"asks for Python {wanted}, which this machine lacks" if wanted else "names no Python version"
             note = (f"environment {build['type']} {asked}; running on the default Python {default.version} "
                     f"({default.path})")
+    if note is not None:
+        note += _adds(build)
     if chosen is not None and chosen.default:
         chosen = None  # the default interpreter needs no environment of its own
     return {"interpreter": {"path": chosen.path, "version": chosen.version} if chosen else None, "note": note}
+
+
+def _adds(build: dict) -> str:
+    """What the environment name adds to the job's packages, for the note (the job log, `job create`)."""
+    if frameworks.find(build["type"]) is None:
+        return "; not one of trainML's environment names, so it adds no packages"
+    text = ("; adds " + ", ".join(build["framework_packages"])) if build["framework_packages"] else "; adds nothing"
+    if build["replaced"]:
+        text += f" (the job's own pins replace {', '.join(build['replaced'])})"
+    return text
 
 
 def _check_local_paths(model: dict, build: dict, uploads: archives.Uploads, models: Models) -> None:

@@ -231,9 +231,23 @@ class Interpreter(BaseModel):
     default: bool
 
 
+class TrainMLEnvironment(BaseModel):
+    """One of trainML's environment names (trainml_cli/frameworks.py) and what it adds here."""
+
+    id: str
+    name: str
+    py_version: str
+    framework: str
+    version: Optional[str] = None
+    cuda_version: Optional[str] = Field(None, description="null: no image here; CUDA comes with the pip wheels")
+    packages: list[str] = Field(..., description="pip requirements the name adds to a job's environment")
+    download: str = Field(..., description="what a build downloads with an empty cache (x86_64 Linux)")
+
+
 class EnvironmentList(BaseModel):
     environments: list[EnvironmentRecord]
     interpreters: list[Interpreter]
+    trainml: list[TrainMLEnvironment] = Field(..., description="trainML's --environment names")
 
 
 class Pruned(BaseModel):
