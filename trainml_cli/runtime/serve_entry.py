@@ -43,6 +43,7 @@ from .app import EndpointApp
 from .config import config_from_args
 from .loader import enter_model_dir, load_routes
 from .ownpaths import Health
+from .replies import HEADER as REQUEST_ID
 
 PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own interval (10 s by default)
 
@@ -104,7 +105,9 @@ class _Published:
         self.task = None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan" and self.task is None:
+        if scope["type"] == "http":
+            send = _one_request_id(scope, send)
+        elif scope["type"] == "lifespan" and self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._publish())
         await self.endpoint(scope, receive, send)
 
@@ -122,6 +125,29 @@ class _Published:
             except Exception as exc:  # the metrics are a convenience; serving goes on without them
                 print(f"warning: publishing metrics failed: {exc!r}", file=sys.stderr, flush=True)
             await asyncio.sleep(PUBLISH_INTERVAL)
+
+
+def _one_request_id(scope, send):
+    """`send`, leaving out our X-Request-Id where Serve adds the same one.
+
+    Serve's own middleware (RequestIdMiddleware, on its proxy or a replica's direct ingress in HAProxy mode) adds
+    `X-Request-Id` to every answer: the request's header as it came, or an id it made and put in the request before
+    our app saw it. When that id is sane our app picked the very same one, and two equal headers would reach the
+    caller as `id, id`: ours is left out. An id our app replaced (over 128 characters, not printable) is not the
+    request's, so the caller gets both: ours (the one in the access log and the error body) first, Serve's echo of
+    theirs after it.
+    """
+    given = next((value.strip() for name, value in scope["headers"] if name == REQUEST_ID), None)
+    if given is None:  # a Serve without that middleware: ours is the only one
+        return send
+
+    async def send_one_id(message):
+        if message["type"] == "http.response.start":
+            headers = [(n, v) for n, v in message.get("headers", ()) if not (n == REQUEST_ID and v == given)]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_one_id
 
 
 def build(args: dict):
