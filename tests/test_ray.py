@@ -741,3 +741,37 @@ def test_streams_uploads_file_answers_and_request_ids_hold_through_serve(cluster
     assert any("POST /predict 200" in line and line.endswith(" ray-call-7") for line in logs.splitlines()), logs
     assert any("POST /predict 422" in line and line.endswith(" ray-bad-8") for line in logs.splitlines())
 
+
+def test_log_lines_say_which_revisions_replica_printed_them(cluster, start_control_plane, tmp_path):
+    from test_revisions import write_printing_model
+
+    plane = start_control_plane(*cluster.plane_args())
+    created = create(plane, "printing", model=write_printing_model(tmp_path / "v1", 1))
+    assert created.returncode == 0, created.stderr + created.stdout
+    url = json.loads(created.stdout)["url"]
+    wait_until(lambda: requests.post(url + "/predict", json={"text": "x"}, timeout=10).status_code == 200,
+               timeout=30, interval=0.5, message="the proxy to route the job")
+    # The same code again is a revision of its own too: its lines must not pass for revision 1's.
+    for version in (2, 3):
+        folder = write_printing_model(tmp_path / f"v{version}", 2)
+        updated = trainml(plane, "job", "update", "printing", "--model-dir", str(folder), timeout=300)
+        assert updated.returncode == 0, updated.stdout + updated.stderr
+        assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 2
+
+    def printed():
+        result = trainml(plane, "job", "logs", "printing", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    wait_until(lambda: sum(e["message"] == "answer from version 2" for e in printed()) >= 2, timeout=30,
+               interval=0.5, message="revision 3's answer in the log")
+    entries = printed()
+    tagged = {}
+    for entry in entries:
+        if entry["message"].startswith(("loading version", "answer from version")):
+            tagged.setdefault(entry["message"], set()).add(entry["revision"])
+    assert tagged == {"loading version 1": {1}, "answer from version 1": {1}, "loading version 2": {2, 3},
+                      "answer from version 2": {2, 3}}, tagged
+    assert not any("trainml.replica_revision" in e["message"] for e in entries)
+    text = trainml(plane, "job", "logs", "printing").stdout.splitlines()
+    assert "[r1] loading version 1" in text and "[r3] answer from version 2" in text, text

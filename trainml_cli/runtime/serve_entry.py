@@ -4,7 +4,8 @@ The control plane (server/backends/ray.py) deploys each job as a Serve applicati
 `trainml_cli.runtime.serve_entry:build`, with the model folder and this very package in its working_dir zip and
 the runtime's command line (launchspec.LaunchSpec.to_argv) as the build arguments:
 
-    args = {"argv": ["--model-dir", "model", "--route-file", "routes.json", ...], "deployment": {...options}}
+    args = {"argv": ["--model-dir", "model", "--route-file", "routes.json", ...], "revision": 2,
+            "deployment": {...options}}
 
 Nothing is pickled: `@serve.ingress()` without an app plus `__serve_build_asgi_app__` builds our app on the
 replica, after `__init__`. `__init__` imports the model code first, so a model that cannot load fails the
@@ -17,6 +18,12 @@ package of its own and sets the deployment's `user_config` to that package's nam
 never in Serve's config, which Ray's dashboard shows). Serve calls `reconfigure` with it on every replica, and on
 each new one before it serves; the replica reads the package from the cluster's store and writes the key over its
 key file, which the runtime re-reads within a second (runtime/auth.py), as a local endpoint's workers do.
+
+Each replica writes its revision first on stdout and stderr (contracts.replica_revision_record): Ray gives every
+replica a process and files of its own, so the control plane (server/backends/raylogs.py) tags each line it reads
+from them with the revision that printed it, old and new replicas side by side during a rolling update. The
+revision is in the application's args, so every revision runs on replicas of its own (as a local revision runs in
+processes of its own), even one whose code and options are the same as the serving one's.
 
 Each replica also publishes its metric totals (flatten_totals) as one Ray gauge, tagged with the application
 and the replica, every PUBLISH_INTERVAL seconds. Ray's metrics agent on each node exports it with the node's
@@ -36,7 +43,7 @@ import zipfile
 
 from ray import serve
 
-from ..contracts import REPLICA_TOTALS_GAUGE, LoadFailure, flatten_totals
+from ..contracts import REPLICA_TOTALS_GAUGE, LoadFailure, flatten_totals, replica_revision_record
 from ..errors import ModelCodeError, UsageError
 from ..launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .app import EndpointApp
@@ -51,7 +58,11 @@ PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own i
 @serve.deployment(name="endpoint")
 @serve.ingress()
 class Replica:
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str], revision: int | None = None):
+        if revision is not None:  # first on both streams: every later line of this process is this revision's
+            record = replica_revision_record(revision)
+            print(record, flush=True)
+            print(record, file=sys.stderr, flush=True)
         try:
             config = config_from_args(argv)
             if config.key_file:  # in the package, beside model/: resolved before we enter the model folder
@@ -152,4 +163,4 @@ def _one_request_id(scope, send):
 
 def build(args: dict):
     """The application: one ingress deployment with the options the control plane chose."""
-    return Replica.options(**(args.get("deployment") or {})).bind(list(args["argv"]))
+    return Replica.options(**(args.get("deployment") or {})).bind(list(args["argv"]), args.get("revision"))
