@@ -637,3 +637,143 @@ def test_an_update_under_load_fails_no_call_and_one_that_cannot_import_leaves_th
     rolled = trainml(plane, "job", "rollback", "live", "--to", "1", timeout=300)
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 1
+
+
+def _feature_model(folder: Path) -> Path:
+    """One model folder holding the streaming, upload and output fixtures side by side, so one job (one deploy on
+    the cluster) serves them all."""
+    folder.mkdir(parents=True)
+    for fixture, name in (("stream_tokens", "tokens"), ("stream_forever", "forever"), ("uploads", "described"),
+                          ("outputs", "outputs"), ("replica", "predict")):
+        shutil.copy(MODELS / fixture / "predict.py", folder / f"{name}.py")
+    return folder
+
+
+def _sse_events(lines):
+    """Each item of a Server-Sent Events stream, parsed, as it arrives, until its `event: end`."""
+    event = None
+    for line in lines:
+        if line.startswith(b"event: "):
+            event = line[len(b"event: "):]
+        elif line.startswith(b"data: "):
+            if event == b"end":
+                return
+            assert event is None, (event, line)
+            yield json.loads(line[len(b"data: "):])
+
+
+def test_streams_uploads_file_answers_and_request_ids_hold_through_serve(cluster, start_control_plane, tmp_path):
+    import hashlib
+
+    def body(file, function, *params, **extra):
+        return json.dumps({"verb": "POST", "path": f"/{function}", "file": file, "function": function,
+                           "body": [{"name": n, "type": t, **({"optional": True} if t == "int?" else {})}
+                                    for n, t in params], **extra}).replace('"int?"', '"int"')
+
+    plane = start_control_plane(*cluster.plane_args())
+    routes = [body("tokens", "tokens", ("n", "int"), ("gate", "str")),
+              body("tokens", "atokens", ("n", "int"), ("gate", "str")),
+              body("forever", "forever", ("closed", "str")),
+              body("described", "describe", ("image", "file"), ("count", "int?")),
+              body("outputs", "file", ("name", "str"), ("size", "int")),
+              body("outputs", "png", content_type="image/png"),
+              ROUTE]
+    model = _feature_model(tmp_path / "model")
+    created = trainml(plane, "job", "create", "endpoint", "features", "--model-dir", str(model),
+                      *[word for spec in routes for word in ("--route", spec)], "--timeout", "150", "--format", "json")
+    assert created.returncode == 0, created.stderr + created.stdout
+    url = json.loads(created.stdout)["url"]
+    wait_until(lambda: requests.post(url + "/predict", json={"text": "x"}, timeout=10).status_code == 200,
+               timeout=30, interval=0.5, message="the proxy to route the job")
+
+    # 1. Streams through Serve's proxy (HAProxy mode): the first item arrives while the function still waits for
+    # the gate, in both formats, for `def` and `async def` generators.
+    for function, accept in (("tokens", "text/event-stream"), ("atokens", "application/x-ndjson")):
+        gate = tmp_path / f"gate-{function}"
+        with requests.post(f"{url}/{function}", json={"n": 3, "gate": str(gate)}, headers={"Accept": accept},
+                           stream=True, timeout=30) as answer:
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["content-type"].startswith(accept.split(";")[0])
+            lines = answer.iter_lines()
+            items = _sse_events(lines) if accept == "text/event-stream" else (json.loads(x) for x in lines if x)
+            assert next(items) == "first"  # the function has not finished: the gate is still closed
+            gate.touch()
+            assert list(items) == [{"i": i, "text": f"line {i}\nwith a newline"} for i in (1, 2)]
+    # A caller who goes away closes the generator (its `finally` runs) on the replica.
+    closed = tmp_path / "closed"
+    with requests.post(url + "/forever", json={"closed": str(closed)}, stream=True, timeout=30) as answer:
+        lines = answer.iter_lines()
+        assert [next(lines), next(lines)] == [b"0", b"1"]
+    wait_until(closed.exists, timeout=30, interval=0.1, message="the generator's finally after the caller left")
+
+    # 2. One X-Request-Id on every answer: the caller's own when sane, a new one otherwise; in the access log.
+    sane = requests.post(url + "/predict", json={"text": "id"}, headers={"X-Request-Id": "ray-call-7"}, timeout=10)
+    assert sane.headers["x-request-id"] == "ray-call-7"
+    bad = requests.post(url + "/predict", json={"txt": "id"}, headers={"X-Request-Id": "ray-bad-8"}, timeout=10)
+    assert bad.status_code == 422 and bad.headers["x-request-id"] == "ray-bad-8" == bad.json()["request_id"]
+    made = requests.post(url + "/predict", json={"text": "id"}, timeout=10).headers["x-request-id"]
+    assert made and "," not in made, made
+    # One we replace (over 128 characters): ours first (the one in our log and error body), then Serve's echo.
+    long = requests.post(url + "/predict", json={"txt": "id"}, headers={"X-Request-Id": "x" * 200}, timeout=10)
+    assert long.headers["x-request-id"] == f"{long.json()['request_id']}, {'x' * 200}"
+    assert len(long.json()["request_id"]) <= 128
+    with requests.post(url + "/tokens", json={"n": 1, "gate": "-"}, headers={"X-Request-Id": "ray-stream-9"},
+                       stream=True, timeout=30) as answer:
+        assert answer.headers["x-request-id"] == "ray-stream-9"
+
+    # 3. A multipart upload (300 kB, a form field) reaches the function as a Path; a Path and bytes go back with
+    # their content types.
+    data = os.urandom(300_000)
+    described = requests.post(url + "/describe", files={"image": ("cat.png", data, "image/png")},
+                              data={"count": "3"}, timeout=30)
+    assert described.status_code == 200, described.text
+    answer = described.json()
+    assert (answer["size"], answer["sha256"]) == (300_000, hashlib.sha256(data).hexdigest())
+    assert (answer["name"], answer["content_type"], answer["other"]["count"]) == ("cat.png", "image/png", 3)
+    sent = requests.post(url + "/file", json={"name": "out.png", "size": 200_000}, timeout=30)
+    assert sent.status_code == 200 and sent.headers["content-type"] == "image/png"
+    assert sent.content == bytes(i % 251 for i in range(200_000))
+    png = requests.post(url + "/png", timeout=30)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n") and len(png.content) == 8 + 1024
+
+    wait_until(lambda: "POST /predict 200" in trainml(plane, "job", "logs", "features").stdout, timeout=30,
+               interval=0.5, message="the replica's access lines in job logs")
+    logs = trainml(plane, "job", "logs", "features").stdout
+    assert any("POST /predict 200" in line and line.endswith(" ray-call-7") for line in logs.splitlines()), logs
+    assert any("POST /predict 422" in line and line.endswith(" ray-bad-8") for line in logs.splitlines())
+
+
+def test_log_lines_say_which_revisions_replica_printed_them(cluster, start_control_plane, tmp_path):
+    from test_revisions import write_printing_model
+
+    plane = start_control_plane(*cluster.plane_args())
+    created = create(plane, "printing", model=write_printing_model(tmp_path / "v1", 1))
+    assert created.returncode == 0, created.stderr + created.stdout
+    url = json.loads(created.stdout)["url"]
+    wait_until(lambda: requests.post(url + "/predict", json={"text": "x"}, timeout=10).status_code == 200,
+               timeout=30, interval=0.5, message="the proxy to route the job")
+    # The same code again is a revision of its own too: its lines must not pass for revision 1's.
+    for version in (2, 3):
+        folder = write_printing_model(tmp_path / f"v{version}", 2)
+        updated = trainml(plane, "job", "update", "printing", "--model-dir", str(folder), timeout=300)
+        assert updated.returncode == 0, updated.stdout + updated.stderr
+        assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 2
+
+    def printed():
+        result = trainml(plane, "job", "logs", "printing", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    wait_until(lambda: sum(e["message"] == "answer from version 2" for e in printed()) >= 2, timeout=30,
+               interval=0.5, message="revision 3's answer in the log")
+    entries = printed()
+    tagged = {}
+    for entry in entries:
+        if entry["message"].startswith(("loading version", "answer from version")):
+            tagged.setdefault(entry["message"], set()).add(entry["revision"])
+    assert tagged == {"loading version 1": {1}, "answer from version 1": {1}, "loading version 2": {2, 3},
+                      "answer from version 2": {2, 3}}, tagged
+    assert not any("trainml.replica_revision" in e["message"] for e in entries)
+    text = trainml(plane, "job", "logs", "printing").stdout.splitlines()
+    assert "[r1] loading version 1" in text and "[r3] answer from version 2" in text, text

@@ -25,11 +25,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from conftest import MODELS, route, wait_until
+from trainml_cli.contracts import replica_revision_record
 from trainml_cli.server.backends.rayapps import job_status
 from trainml_cli.states import JobStatus
 
 REPLICA = {"replica_id": "r1", "actor_id": "a" * 32, "pid": 4242, "node_id": "n1", "state": "RUNNING"}
-LOG_LINES = [":job_id:01000000", ":actor_name:ServeReplica:ep:endpoint", "hello from the replica",
+LOG_LINES = [":job_id:01000000", ":actor_name:ServeReplica:ep:endpoint", replica_revision_record(1),
+             "hello from the replica",
              "INFO 2026-11-30 08:23:18,463 ep_endpoint r1 7987 -- POST /e/x 200 8.2ms", "2026 POST /predict 200 1ms"]
 
 
@@ -288,6 +290,11 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     logs = lambda: [e["message"] for e in plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").json()["logs"]]  # noqa: E731
     wait_until(lambda: "hello from the replica" in logs(), timeout=10, message="the replica's output in the log")
     assert not any(m.startswith((":actor_name:", "INFO 2026")) for m in logs())
+    # Tagged with the revision the replica says it runs (its first line, which is not shown); the revision is in
+    # the application's args, so each revision runs on replicas of its own.
+    entries = plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").json()["logs"]
+    assert {e["revision"] for e in entries if e["message"] == "hello from the replica"} == {1}
+    assert not any("replica_revision" in e["message"] for e in entries) and app["args"]["revision"] == 1
 
     # Stop: the list without it, and stopped once Serve has deleted it; the others stay.
     plane.api("POST", f"/api/jobs/{job['id']}/stop")

@@ -11,6 +11,8 @@
   replica and summed back on the control plane.
 - A load failure: one JSON line the runtime writes on stderr (and a Ray replica raises), which one function
   reads back for both backends, instead of parsing prose.
+- A Ray replica's revision: one JSON line it writes first on stdout and stderr, so the control plane tags each
+  line it follows from that replica's files with the revision that printed it.
 - The folders never packed with a model (the SDK's upload, the dashboard's, a Ray package).
 
 Also in leaves of their own: the runtime's command line (launchspec.py) and routes (routespec.py).
@@ -243,6 +245,26 @@ def find_load_failure(text: str | list[str]) -> LoadFailure | None:
             detail = data.get("detail")
             return LoadFailure(data["cause"], detail if isinstance(detail, str) else "")
     return None
+
+
+REPLICA_REVISION = "trainml.replica_revision"
+_REPLICA_REVISION_START = f'{{"event": "{REPLICA_REVISION}", "revision": '
+
+
+def replica_revision_record(revision: int) -> str:
+    """The line a Ray replica of `revision` writes first on each of its streams."""
+    return json.dumps({"event": REPLICA_REVISION, "revision": revision})
+
+
+def replica_revision(line: str) -> int | None:
+    """The revision a replica's record names; None for any other line (the model's own output)."""
+    if not line.startswith(_REPLICA_REVISION_START):
+        return None
+    try:
+        revision = json.loads(line).get("revision")
+    except ValueError:
+        return None
+    return revision if isinstance(revision, int) and not isinstance(revision, bool) else None
 
 
 # -- what is never packed ----------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ The control plane (server/backends/ray.py) deploys each job as a Serve applicati
 `trainml_cli.runtime.serve_entry:build`, with the model folder and this very package in its working_dir zip and
 the runtime's command line (launchspec.LaunchSpec.to_argv) as the build arguments:
 
-    args = {"argv": ["--model-dir", "model", "--route-file", "routes.json", ...], "deployment": {...options}}
+    args = {"argv": ["--model-dir", "model", "--route-file", "routes.json", ...], "revision": 2,
+            "deployment": {...options}}
 
 Nothing is pickled: `@serve.ingress()` without an app plus `__serve_build_asgi_app__` builds our app on the
 replica, after `__init__`. `__init__` imports the model code first, so a model that cannot load fails the
@@ -17,6 +18,12 @@ package of its own and sets the deployment's `user_config` to that package's nam
 never in Serve's config, which Ray's dashboard shows). Serve calls `reconfigure` with it on every replica, and on
 each new one before it serves; the replica reads the package from the cluster's store and writes the key over its
 key file, which the runtime re-reads within a second (runtime/auth.py), as a local endpoint's workers do.
+
+Each replica writes its revision first on stdout and stderr (contracts.replica_revision_record): Ray gives every
+replica a process and files of its own, so the control plane (server/backends/raylogs.py) tags each line it reads
+from them with the revision that printed it, old and new replicas side by side during a rolling update. The
+revision is in the application's args, so every revision runs on replicas of its own (as a local revision runs in
+processes of its own), even one whose code and options are the same as the serving one's.
 
 Each replica also publishes its metric totals (flatten_totals) as one Ray gauge, tagged with the application
 and the replica, every PUBLISH_INTERVAL seconds. Ray's metrics agent on each node exports it with the node's
@@ -36,13 +43,14 @@ import zipfile
 
 from ray import serve
 
-from ..contracts import REPLICA_TOTALS_GAUGE, LoadFailure, flatten_totals
+from ..contracts import REPLICA_TOTALS_GAUGE, LoadFailure, flatten_totals, replica_revision_record
 from ..errors import ModelCodeError, UsageError
 from ..launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .app import EndpointApp
 from .config import config_from_args
 from .loader import enter_model_dir, load_routes
 from .ownpaths import Health
+from .replies import HEADER as REQUEST_ID
 
 PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own interval (10 s by default)
 
@@ -50,7 +58,11 @@ PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own i
 @serve.deployment(name="endpoint")
 @serve.ingress()
 class Replica:
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str], revision: int | None = None):
+        if revision is not None:  # first on both streams: every later line of this process is this revision's
+            record = replica_revision_record(revision)
+            print(record, flush=True)
+            print(record, file=sys.stderr, flush=True)
         try:
             config = config_from_args(argv)
             if config.key_file:  # in the package, beside model/: resolved before we enter the model folder
@@ -104,7 +116,9 @@ class _Published:
         self.task = None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan" and self.task is None:
+        if scope["type"] == "http":
+            send = _one_request_id(scope, send)
+        elif scope["type"] == "lifespan" and self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._publish())
         await self.endpoint(scope, receive, send)
 
@@ -124,6 +138,29 @@ class _Published:
             await asyncio.sleep(PUBLISH_INTERVAL)
 
 
+def _one_request_id(scope, send):
+    """`send`, leaving out our X-Request-Id where Serve adds the same one.
+
+    Serve's own middleware (RequestIdMiddleware, on its proxy or a replica's direct ingress in HAProxy mode) adds
+    `X-Request-Id` to every answer: the request's header as it came, or an id it made and put in the request before
+    our app saw it. When that id is sane our app picked the very same one, and two equal headers would reach the
+    caller as `id, id`: ours is left out. An id our app replaced (over 128 characters, not printable) is not the
+    request's, so the caller gets both: ours (the one in the access log and the error body) first, Serve's echo of
+    theirs after it.
+    """
+    given = next((value.strip() for name, value in scope["headers"] if name == REQUEST_ID), None)
+    if given is None:  # a Serve without that middleware: ours is the only one
+        return send
+
+    async def send_one_id(message):
+        if message["type"] == "http.response.start":
+            headers = [(n, v) for n, v in message.get("headers", ()) if not (n == REQUEST_ID and v == given)]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_one_id
+
+
 def build(args: dict):
     """The application: one ingress deployment with the options the control plane chose."""
-    return Replica.options(**(args.get("deployment") or {})).bind(list(args["argv"]))
+    return Replica.options(**(args.get("deployment") or {})).bind(list(args["argv"]), args.get("revision"))

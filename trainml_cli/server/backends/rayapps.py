@@ -231,7 +231,7 @@ def app_config(launch: Launch, package_name: str, packages: dict | None, acceler
         "route_prefix": route_prefix(launch.job_id),
         "import_path": ENTRY,
         "runtime_env": runtime_env,
-        "args": {"argv": runtime.to_argv(),
+        "args": {"argv": runtime.to_argv(), "revision": launch.revision,
                  "deployment": {**deployment_options(launch, accelerator), **shutdown_options(stop_grace)}},
     }
     return with_key_package(config, key_package_name) if key_package_name else config

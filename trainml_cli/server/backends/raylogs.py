@@ -2,6 +2,11 @@
 
 Ray writes a replica's output to files on the replica's node; the head's log API streams them from there, so the
 control plane reads them wherever they are, into the job's log like a local endpoint's output.
+
+Each line is tagged with the revision that printed it, exactly: a replica runs one revision in a process (and files)
+of its own, and writes its revision's record first on each stream (runtime/serve_entry.py), so every line read after
+that record in a replica's file is that revision's, old and new replicas printing side by side during a rolling
+update. A replica of a package from before the record existed has none: its lines carry no revision.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from ...contracts import replica_revision
 from .base import EndpointListener
 from .rayhead import RayHead
 
@@ -44,14 +50,19 @@ class ReplicaLogs:
     async def _read(self, key: str, actor: str, suffix: str, stream: str) -> None:
         for attempt in range(30):  # the file may not exist yet right after the replica starts
             try:
-                count = 0
+                count, revision = 0, None
                 async for line in self.head.follow_log(actor, suffix):
                     count += 1
+                    said = replica_revision(line)  # read again on a re-read: the lines skipped hold it
+                    if said is not None:
+                        revision = said
+                        self.seen[key] = max(count, self.seen.get(key, 0))
+                        continue
                     if count <= self.seen.get(key, 0):
                         continue
                     self.seen[key] = count
                     if not (line.startswith(_RAY_MARKER) or _SERVE_LOG_LINE.match(line)):
-                        self.listener.output(stream, line)
+                        self.listener.output(stream, line, revision)
                 return  # the stream ended: the replica is gone
             except (OSError, ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError):
                 await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
