@@ -40,6 +40,10 @@ def check_name(name, what: str) -> str:
     return name
 
 
+def model_not_found(ref: str) -> NotFound:
+    return NotFound(f"model {ref!r} not found (see the model list)")
+
+
 def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -71,7 +75,7 @@ class Models:
         """A stored model by id or name."""
         row = self.store.model(ref) or self.store.model_named(ref)
         if row is None:
-            raise NotFound(f"model {ref!r} not found (see the model list)")
+            raise model_not_found(ref)
         return row
 
     def get(self, ref: str) -> dict:

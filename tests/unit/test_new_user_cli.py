@@ -1,0 +1,24 @@
+"""Rough edges a new user met in the CLI (issue 24), held in process: the CLI through CliRunner against a closed
+port (the `cli` fixture), the control plane's app through httpx (the `plane` fixture)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_debug_after_a_global_option_with_a_value_prints_the_traceback(cli, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    code, out, err = cli("--ca-file", str(ca), "-d", "job", "get", "x")
+    assert code == 1
+    assert "Traceback (most recent call last)" in err, err
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("ref, kind, path", [("a/b", "job", "/api/jobs/a%2Fb"), ("a?b", "job", "/api/jobs/a%3Fb"),
+                                             ("x/y", "job", "/api/jobs/x%2Fy/logs"),
+                                             ("m/n", "model", "/api/models/m%2Fn")])
+async def test_a_reference_with_a_slash_or_question_mark_is_not_found(plane, ref, kind, path):
+    response = await plane.api("GET", path)
+    assert response.status_code == 404
+    assert response.json()["message"] == f"{kind} {ref!r} not found (see the {kind} list)"
