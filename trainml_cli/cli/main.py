@@ -164,7 +164,9 @@ def main(argv=None) -> int:
             import traceback
 
             traceback.print_exc()
-        error(str(exc))
+        from ..hints import for_cli
+
+        error(for_cli(str(exc)))
         return exc.exit_code
     except click.exceptions.Abort as exc:
         # Ctrl-C reaches us as Abort (click wraps KeyboardInterrupt) or bare: the same word either way.

@@ -291,6 +291,9 @@ class Jobs:
         job = self.find(ref)
         if not job.status.is_final:
             raise Conflict(f"job {job.name!r} is {job.status.value}; only a stopped or failed job can be started")
+        # Refused now, as create refuses it, when this machine could never give what the job asks (the control plane
+        # may have restarted with fewer GPUs), rather than `waiting for resources` forever.
+        self.backend.check_resources(job.spec["resources"], job.spec["endpoint"].get("replicas"))
         self.logs.event(job.id, "start requested")
         # Out of stopped/failed before answering, so a client waiting for `running` right after sees a live job.
         fetched = (self.workdir(job.id) / "model").exists()
