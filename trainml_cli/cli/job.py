@@ -191,7 +191,9 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
             if await deploy_to_running(client, out, name, model=source, endpoint=endpoint, environment=environment,
                                        resources=resources or None):
                 return
-        with out.progress(f"Creating job {name}"):
+        # The server checks what only it can (its GPUs, interpreters, the git source) before it creates anything:
+        # until it answers, nothing is printed that a refusal would contradict.
+        with out.progress(f"Creating job {name}", spinner_only=True):
             created = await client.jobs.create(name, "endpoint", model=source, endpoint=endpoint,
                                                resources=resources or None, environment=environment)
         made.append(created)

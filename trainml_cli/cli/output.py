@@ -200,15 +200,17 @@ class Output:
             self.note(text)
 
     @contextmanager
-    def progress(self, text: str) -> Iterator[Progress]:
-        """A live status: a spinner on a terminal, one stderr line per change otherwise, nothing if silent."""
+    def progress(self, text: str, *, spinner_only: bool = False) -> Iterator[Progress]:
+        """A live status: a spinner on a terminal, one stderr line per change otherwise, nothing if silent.
+        `spinner_only`: the first text only as a spinner (it goes away), never as a line that an error could
+        follow (`Creating job X`, then a refusal that created nothing)."""
         if self.silent:
             yield Progress(None)
         elif self.terminal and _isatty(sys.stderr):
             with self.console.status(text) as status:
                 yield Progress(status.update, text)
         else:
-            progress = Progress(self.note)
+            progress = Progress(self.note, text if spinner_only else None)
             progress.update(text)
             yield progress
 
