@@ -79,3 +79,18 @@ def test_job_start_refuses_gpus_this_machine_no_longer_has(tmp_path):
     finally:
         plane.stop()
         kill_everything_under(home)
+
+
+@pytest.mark.parametrize("option", [["--python", "3.99"], ["-gt", "h100"]], ids=["python", "gpu"])
+def test_nothing_claims_a_job_is_being_created_before_a_refusal(env, option):
+    code, out, err = create(env, "refused", *option)
+    assert code == 2, err
+    assert err.startswith("Error: ") and "Creating job" not in err and out == ""
+    assert "refused" not in job_names(env)
+
+
+def test_an_unsupported_python_says_so_and_which_are(env):
+    code, out, err = create(env, "old-python", "--python", "3.8")
+    assert code == 2, err
+    assert "Error: environment.python: Python 3.8 is not supported: endpoints run on Python 3.9 or newer; " \
+           "available: " in err
