@@ -94,3 +94,20 @@ def test_an_unsupported_python_says_so_and_which_are(env):
     assert code == 2, err
     assert "Error: environment.python: Python 3.8 is not supported: endpoints run on Python 3.9 or newer; " \
            "available: " in err
+
+
+def test_verbose_after_the_subcommand_and_format_on_commands_that_print_data(env):
+    code, out, err = run_cli(env, "job", "list", "-v")
+    assert code == 0, err
+    assert out.split()[:6] == ["ID", "NAME", "STATUS", "URL", "RESOURCES", "CREATED"]
+    code, out, err = run_cli(env, "job", "list", "-vv", "--format", "text")
+    assert code == 0 and out.split()[6:8] == ["MODEL", "RATE"], err
+    code, out, err = run_cli(env, "environment", "prune", "-f", "json")
+    assert code == 0 and json.loads(out) == {"removed": []}, err
+    code, out, err = create(env, "formats", "--no-connect", "--format", "json")
+    assert code == 0, err
+    code, out, err = run_cli(env, "job", "stop", "formats", "--format", "json")
+    assert code == 0 and json.loads(out)["status"] == "stopped", err
+    code, out, err = run_cli(env, "job", "start", "formats", "-f", "json", "-v")
+    assert code == 0 and json.loads(out)["name"] == "formats", err
+    assert run_cli(env, "job", "remove", "--force", "formats")[0] == 0

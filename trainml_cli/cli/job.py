@@ -318,16 +318,21 @@ def rotate_key(obj, job_ref, fmt):
 @job.command("stop")
 @click.argument("job_ref", metavar="JOB", type=JOB)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it has stopped.")
+@format_option
 @click.pass_obj
-def stop_job(obj, job_ref, wait):
+def stop_job(obj, job_ref, wait, fmt):
     """Stop a job; its record and logs stay until `job remove`."""
-    out = Output(obj)
+    out = Output(obj, fmt)
 
     async def work(client):
         found = await client.jobs.get(job_ref)
         with out.progress(f"Stopping job {found.name}"):
             await found.stop(wait=wait)
-        out.line(f"Job {found.name} stopped." if wait else f"Job {found.name} is stopping.")
+        if out.json_mode:
+            await found.refresh()
+            out.json(found.dict)
+        else:
+            out.line(f"Job {found.name} stopped." if wait else f"Job {found.name} is stopping.")
 
     obj.run(work)
 
@@ -338,10 +343,11 @@ def stop_job(obj, job_ref, wait):
               help="Wait until running, then print the URL and example calls.")
 @click.option("--timeout", type=SECONDS, default=300, show_default=True,
               metavar="SECONDS", help="How long --connect waits.")
+@format_option
 @click.pass_obj
-def start_job(obj, job_ref, connect, timeout):
+def start_job(obj, job_ref, connect, timeout, fmt):
     """Start a stopped job again."""
-    out = Output(obj)
+    out = Output(obj, fmt)
 
     async def work(client):
         found = await client.jobs.get(job_ref)
@@ -349,6 +355,10 @@ def start_job(obj, job_ref, connect, timeout):
         if connect:
             await found.refresh()
             await wait_running(found, out, timeout)
+        if out.json_mode:
+            await found.refresh()
+            out.json(found.dict)
+        elif connect:
             await show_endpoint(found, out, await endpoint_key(found))
         else:
             out.line(f"Job {found.name} is starting.")
