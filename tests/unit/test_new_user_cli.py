@@ -22,3 +22,12 @@ async def test_a_reference_with_a_slash_or_question_mark_is_not_found(plane, ref
     response = await plane.api("GET", path)
     assert response.status_code == 404
     assert response.json()["message"] == f"{kind} {ref!r} not found (see the {kind} list)"
+
+
+def test_a_file_uri_to_no_folder_is_refused_before_anything_is_sent(cli, tmp_path):
+    route = '{"verb": "POST", "path": "/p", "file": "predict", "function": "predict"}'
+    code, out, err = cli("job", "create", "endpoint", "x", "--git-uri", "file:///does/not/exist", "--route", route)
+    assert code == 2, err  # a request to the closed port would have been exit 1
+    assert err.splitlines()[-1] == ("Error: --git-uri: no folder /does/not/exist on this machine (a file:// "
+                                    "repository is cloned from the machine the control plane runs on)")
+    assert not (tmp_path / "home").exists()
