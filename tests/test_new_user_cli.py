@@ -111,3 +111,22 @@ def test_verbose_after_the_subcommand_and_format_on_commands_that_print_data(env
     code, out, err = run_cli(env, "job", "start", "formats", "-f", "json", "-v")
     assert code == 0 and json.loads(out)["name"] == "formats", err
     assert run_cli(env, "job", "remove", "--force", "formats")[0] == 0
+
+
+def test_a_model_from_git_stores_the_code_without_its_history(env, plane, tmp_path):
+    import shutil
+    import subprocess
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ECHO, repo)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for command in (["init", "-q"], ["add", "."], ["commit", "-qm", "model"]):
+        subprocess.run(git + command, check=True)
+    code, out, err = run_cli(env, "model", "create", "from-git", str(repo), "--source", "git", "--format", "json")
+    assert code == 0, err
+    model = json.loads(out)
+    stored = [p for p in plane.home.rglob("*") if model["id"] in p.parts]
+    assert any(p.name == "predict.py" for p in stored), stored
+    assert not any(".git" in p.parts for p in stored)
+    assert model["size"] < sum(p.stat().st_size for p in repo.rglob("*") if p.is_file())
+    assert run_cli(env, "model", "remove", "from-git")[0] == 0

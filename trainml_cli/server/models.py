@@ -102,6 +102,8 @@ class Models:
             git_ref = sources.check_git_ref(git_ref, ("git_ref",))
             sources.check_git_uri(source_uri, ("source_uri",))
             commit = await sources.clone(source_uri, git_ref, dest, lambda line: None)
+            # The commit is recorded; the history is not model code, and every job made from the model would copy it.
+            await asyncio.to_thread(shutil.rmtree, dest / ".git", True)
         else:
             raise UsageError(f"model source_type: {source_type!r} is not one of local, git")
         size = await asyncio.to_thread(sources.tree_size, dest)
