@@ -8,6 +8,16 @@ from __future__ import annotations
 
 import shlex
 
+# How a job asks for no GPU, as API users write it and as CLI users do: server messages say the first, and the
+# CLI's error renderer (cli/main.py) shows the second.
+CPU_ONLY_API = 'gpu_types ["cpu"]'
+CPU_ONLY_CLI = "--gpu-type cpu"
+
+
+def for_cli(message: str) -> str:
+    """A server's message as a CLI user acts on it: the API's field spelled as the CLI's option."""
+    return message.replace(CPU_ONLY_API, CPU_ONLY_CLI)
+
 
 def shell_quote(name: str) -> str:
     """`name` as one shell word, preceded by `--` when it starts with `-` (so click takes it for an argument)."""

@@ -16,7 +16,7 @@ ROUTE = json.dumps({"verb": "POST", "path": "/e", "file": "predict", "function":
 CREATE = ["job", "create", "endpoint", "x", "--model-dir", ECHO, "--route", ROUTE]
 
 CASES = [
-    (["job", "create", "endpoint", "x", "--bogus"], "No such option '--bogus'."),
+    (["job", "create", "endpoint", "x", "--zzz"], "No such option '--zzz'."),
     (["job", "create", "endpoint"], "Missing argument 'NAME'."),
     (["job", "get"], "Missing argument 'JOB'."),
     ([*CREATE, "--cpu-count", "0"], "Invalid value for '-cc' / '--cpu-count': 0 is not in the range x>=1."),

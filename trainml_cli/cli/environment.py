@@ -72,11 +72,15 @@ def remove_environment(obj, key):
 
 
 @environment.command("prune")
+@format_option
 @click.pass_obj
-def prune_environments(obj):
+def prune_environments(obj, fmt):
     """Remove every environment that no job uses (stopped and failed jobs rebuild theirs on start)."""
     removed = obj.run(lambda client: client.environments.prune())
-    out = Output(obj)
+    out = Output(obj, fmt)
+    if out.json_mode:
+        out.json({"removed": removed})
+        return
     out.line(f"Removed {len(removed)} environment(s)" + (f": {', '.join(removed)}." if removed else "."))
 
 

@@ -193,7 +193,9 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
             if await deploy_to_running(client, out, name, model=source, endpoint=endpoint, environment=environment,
                                        resources=resources or None):
                 return
-        with out.progress(f"Creating job {name}"):
+        # The server checks what only it can (its GPUs, interpreters, the git source) before it creates anything:
+        # until it answers, nothing is printed that a refusal would contradict.
+        with out.progress(f"Creating job {name}", spinner_only=True):
             created = await client.jobs.create(name, "endpoint", model=source, endpoint=endpoint,
                                                resources=resources or None, environment=environment)
         made.append(created)
@@ -318,16 +320,21 @@ def rotate_key(obj, job_ref, fmt):
 @job.command("stop")
 @click.argument("job_ref", metavar="JOB", type=JOB)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it has stopped.")
+@format_option
 @click.pass_obj
-def stop_job(obj, job_ref, wait):
+def stop_job(obj, job_ref, wait, fmt):
     """Stop a job; its record and logs stay until `job remove`."""
-    out = Output(obj)
+    out = Output(obj, fmt)
 
     async def work(client):
         found = await client.jobs.get(job_ref)
         with out.progress(f"Stopping job {found.name}"):
             await found.stop(wait=wait)
-        out.line(f"Job {found.name} stopped." if wait else f"Job {found.name} is stopping.")
+        if out.json_mode:
+            await found.refresh()
+            out.json(found.dict)
+        else:
+            out.line(f"Job {found.name} stopped." if wait else f"Job {found.name} is stopping.")
 
     obj.run(work)
 
@@ -338,10 +345,11 @@ def stop_job(obj, job_ref, wait):
               help="Wait until running, then print the URL and example calls.")
 @click.option("--timeout", type=SECONDS, default=300, show_default=True,
               metavar="SECONDS", help="How long --connect waits.")
+@format_option
 @click.pass_obj
-def start_job(obj, job_ref, connect, timeout):
+def start_job(obj, job_ref, connect, timeout, fmt):
     """Start a stopped job again."""
-    out = Output(obj)
+    out = Output(obj, fmt)
 
     async def work(client):
         found = await client.jobs.get(job_ref)
@@ -349,6 +357,10 @@ def start_job(obj, job_ref, connect, timeout):
         if connect:
             await found.refresh()
             await wait_running(found, out, timeout)
+        if out.json_mode:
+            await found.refresh()
+            out.json(found.dict)
+        elif connect:
             await show_endpoint(found, out, await endpoint_key(found))
         else:
             out.line(f"Job {found.name} is starting.")

@@ -25,7 +25,6 @@ SUBCOMMANDS = {
     "gpu": ("trainml_cli.cli.gpu", "gpu", "GPU types, their prices, and this machine's GPUs."),
     "secret": ("trainml_cli.cli.secret", "secret", "Secrets handed to endpoints as environment variables."),
 }
-GLOBAL_VALUE_OPTIONS = ("--api-url", "--home", "-o", "--output-file")
 
 
 class LazyGroup(click.Group):
@@ -165,7 +164,9 @@ def main(argv=None) -> int:
             import traceback
 
             traceback.print_exc()
-        error(str(exc))
+        from ..hints import for_cli
+
+        error(for_cli(str(exc)))
         return exc.exit_code
     except click.exceptions.Abort as exc:
         # Ctrl-C reaches us as Abort (click wraps KeyboardInterrupt) or bare: the same word either way.
@@ -197,14 +198,17 @@ def main(argv=None) -> int:
 
 
 def _asks_debug(argv: list[str]) -> bool:
-    """Whether the global -d/--debug is given: only before the command, where `job call -d` cannot be meant."""
+    """Whether the global -d/--debug is given: only before the command, where `job call -d` cannot be meant.
+    Which global options take a value comes from the root group's own options, so a new one cannot be missed."""
+    takes_value = {name for param in cli.params if isinstance(param, click.Option) and not param.is_flag
+                   and not param.count for name in param.opts}
     taking_value = False
     for arg in argv:
         if taking_value:
             taking_value = False
         elif arg in ("-d", "--debug"):
             return True
-        elif arg in GLOBAL_VALUE_OPTIONS:
+        elif arg in takes_value:
             taking_value = True
         elif not arg.startswith("-"):
             return False

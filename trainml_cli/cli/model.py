@@ -111,11 +111,16 @@ def _say_stored(obj, model_ref) -> None:
 @model.command("rename")
 @click.argument("model_ref", metavar="MODEL", type=MODEL)
 @click.argument("new_name", metavar="NEW_NAME")
+@format_option
 @click.pass_obj
-def rename_model(obj, model_ref, new_name):
+def rename_model(obj, model_ref, new_name, fmt):
     """Rename a stored model (jobs made from it keep running)."""
     renamed = obj.run(lambda client: client.models.rename(model_ref, new_name))
-    Output(obj).line(f"Renamed model {model_ref} to {renamed.name}.")
+    out = Output(obj, fmt)
+    if out.json_mode:
+        out.json(renamed.dict)
+    else:
+        out.line(f"Renamed model {model_ref} to {renamed.name}.")
 
 
 @model.command("list")

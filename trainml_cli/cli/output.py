@@ -200,15 +200,17 @@ class Output:
             self.note(text)
 
     @contextmanager
-    def progress(self, text: str) -> Iterator[Progress]:
-        """A live status: a spinner on a terminal, one stderr line per change otherwise, nothing if silent."""
+    def progress(self, text: str, *, spinner_only: bool = False) -> Iterator[Progress]:
+        """A live status: a spinner on a terminal, one stderr line per change otherwise, nothing if silent.
+        `spinner_only`: the first text only as a spinner (it goes away), never as a line that an error could
+        follow (`Creating job X`, then a refusal that created nothing)."""
         if self.silent:
             yield Progress(None)
         elif self.terminal and _isatty(sys.stderr):
             with self.console.status(text) as status:
                 yield Progress(status.update, text)
         else:
-            progress = Progress(self.note)
+            progress = Progress(self.note, text if spinner_only else None)
             progress.update(text)
             yield progress
 
@@ -232,6 +234,7 @@ def format_option(function=None, *, short: bool = True):
     `short=False` where -f means something else (`job logs -f` follows)."""
     if function is None:
         return lambda f: format_option(f, short=short)
+    function = verbose_option(function)
     return click.option(
         *(("-f",) if short else ()),
         "--format",
@@ -241,6 +244,19 @@ def format_option(function=None, *, short: bool = True):
         show_default=True,
         help="Output format; json is stable for scripts.",
     )(function)
+
+
+def _more_verbose(ctx, param, count):
+    if count and ctx.obj is not None:
+        ctx.obj.verbose = (ctx.obj.verbose or 0) + count
+    return count
+
+
+def verbose_option(function):
+    """`-v/--verbose` after the command too (`trainml job list -v`), adding to the global one: every command that
+    prints data takes it, with --format."""
+    return click.option("-v", "--verbose", count=True, expose_value=False, callback=_more_verbose,
+                        help="More detail; repeat for more (as the global -v).")(function)
 
 
 def when(value: Any) -> str:

@@ -260,6 +260,13 @@ def model_source(model_dir=None, git_uri=None, git_ref=None, model_id=None, *, a
     if git_uri:
         # A repository on this machine is cloned by the server, whose working directory is not ours.
         uri = os.path.abspath(git_uri) if os.path.exists(git_uri) else git_uri
+        if uri[:7].lower() == "file://":  # as a bare path: one that is not there is refused before anything is sent
+            from urllib.parse import unquote, urlsplit
+
+            path = unquote(urlsplit(uri).path)
+            if not os.path.isdir(path):
+                raise click.UsageError(f"--git-uri: no folder {path} on this machine (a file:// repository is "
+                                       "cloned from the machine the control plane runs on)")
         source = {"source_type": "git", "source_uri": uri}
         if git_ref:
             source["git_ref"] = git_ref

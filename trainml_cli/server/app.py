@@ -15,6 +15,7 @@ import importlib.util
 import logging
 from contextlib import asynccontextmanager
 from typing import Callable
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,9 +34,9 @@ from .backends.base import Policy
 from .environments import Environments
 from .gitcredentials import GitCredentials
 from .interpreters import Interpreters
-from .jobs import Jobs
+from .jobs import Jobs, job_not_found
 from .logs import LogBook
-from .models import Models
+from .models import Models, model_not_found
 from .private import secure_home
 from .store import Store
 from .vault import Vault
@@ -176,7 +177,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         headers = getattr(exc, "headers", None)
         if exc.status_code == 404:
-            body = NotFound(f"no such API route: {request.method} {request.url.path}").to_dict()
+            body = (_named_with_slash(request) or NotFound(f"no such API route: {request.method} "
+                                                           f"{request.url.path}")).to_dict()
         elif exc.status_code == 405:
             # Starlette's Allow names the first route matching the path only; a path served by two routes
             # (GET and DELETE /api/jobs/{job}) allows both.
@@ -193,6 +195,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         error = ServerError(f"the control plane failed on {request.method} "
                             f"{request.url.path}: {type(exc).__name__}: {exc}")
         return JSONResponse(bodies.bounded(error.to_dict()), status_code=500)
+
+
+def _named_with_slash(request: Request) -> NotFound | None:
+    """A job or model reference holding '/' (sent as %2F) matches no route once the path is decoded; no name has
+    one, so it is that job or model that is not found, not the route."""
+    parts = request.scope.get("raw_path", b"").split(b"?")[0].decode("latin-1").split("/")
+    if len(parts) < 4 or parts[1] != "api" or "%2f" not in parts[3].lower():
+        return None
+    found = {"jobs": job_not_found, "models": model_not_found}.get(parts[2])
+    return found(unquote(parts[3])) if found else None
 
 
 def _allowed(request: Request) -> str:

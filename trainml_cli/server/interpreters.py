@@ -110,6 +110,11 @@ class Interpreters:
         parts = request.removeprefix("python").split(".")
         if not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
             raise UsageError.at(loc, f"{request!r} is not a version such as 3.12 or a path to an interpreter")
+        numbers = tuple(int(p) for p in parts)
+        if len(numbers) >= 2 and numbers[:2] < MIN_VERSION or numbers[0] < MIN_VERSION[0]:
+            # Not "not found": even if the machine had it, the endpoint runtime could not run on it.
+            raise UsageError.at(loc, f"Python {request} is not supported: endpoints run on Python "
+                                f"{MIN_VERSION[0]}.{MIN_VERSION[1]} or newer; {self.describe()}")
         for fresh in (False, True):
             matches = [i for i in self.all(fresh) if i.version.split(".")[:len(parts)] == parts]
             if matches:

@@ -56,6 +56,10 @@ MAX_REASON = 400  # characters of a failure reason; the whole of it goes to the 
 MAX_STATUS_EVENTS = 1_000  # status changes kept per job (the Details page's history)
 
 
+def job_not_found(ref: str) -> NotFound:
+    return NotFound(f"job {ref!r} not found (see the job list)")
+
+
 class Jobs:
     def __init__(self, store: Store, logbook: LogBook, models: Models, uploads: archives.Uploads, folder: Path,
                  environments: Environments, *, backend: Backend, git_credentials: GitCredentials,
@@ -89,7 +93,7 @@ class Jobs:
             return job
         named = self.store.jobs_named(ref)
         if not named:
-            raise NotFound(f"job {ref!r} not found (see the job list)")
+            raise job_not_found(ref)
         if len(named) > 1:
             ids = [j.id for j in named]
             raise Ambiguous(f"{len(named)} jobs are named {ref!r}; use an id: {', '.join(ids)}", details=ids)
@@ -287,6 +291,9 @@ class Jobs:
         job = self.find(ref)
         if not job.status.is_final:
             raise Conflict(f"job {job.name!r} is {job.status.value}; only a stopped or failed job can be started")
+        # Refused now, as create refuses it, when this machine could never give what the job asks (the control plane
+        # may have restarted with fewer GPUs), rather than `waiting for resources` forever.
+        self.backend.check_resources(job.spec["resources"], job.spec["endpoint"].get("replicas"))
         self.logs.event(job.id, "start requested")
         # Out of stopped/failed before answering, so a client waiting for `running` right after sees a live job.
         fetched = (self.workdir(job.id) / "model").exists()

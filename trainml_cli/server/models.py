@@ -40,6 +40,10 @@ def check_name(name, what: str) -> str:
     return name
 
 
+def model_not_found(ref: str) -> NotFound:
+    return NotFound(f"model {ref!r} not found (see the model list)")
+
+
 def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -71,7 +75,7 @@ class Models:
         """A stored model by id or name."""
         row = self.store.model(ref) or self.store.model_named(ref)
         if row is None:
-            raise NotFound(f"model {ref!r} not found (see the model list)")
+            raise model_not_found(ref)
         return row
 
     def get(self, ref: str) -> dict:
@@ -98,6 +102,8 @@ class Models:
             git_ref = sources.check_git_ref(git_ref, ("git_ref",))
             sources.check_git_uri(source_uri, ("source_uri",))
             commit = await sources.clone(source_uri, git_ref, dest, lambda line: None)
+            # The commit is recorded; the history is not model code, and every job made from the model would copy it.
+            await asyncio.to_thread(shutil.rmtree, dest / ".git", True)
         else:
             raise UsageError(f"model source_type: {source_type!r} is not one of local, git")
         size = await asyncio.to_thread(sources.tree_size, dest)

@@ -31,6 +31,7 @@ import subprocess
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..hints import CPU_ONLY_API
 from ..limits import cpu_count
 
 
@@ -100,7 +101,9 @@ def normalize(resources: dict | None) -> dict:
     if not types or not all(isinstance(t, str) and _squash(t) for t in types):
         raise UsageError.at(("resources", "gpu_types"),
                             f"{merged['gpu_types']!r} must be a list of GPU type names, e.g. [\"cpu\"]")
-    merged["gpu_types"] = [t.lower() for t in types]
+    # "RTX 3090" is the type rtx3090, as the price table and `trainml gpu list` write it (matching ignores case,
+    # spaces and dashes already; the record should read the same).
+    merged["gpu_types"] = list(dict.fromkeys(_squash(t) for t in types))
     # Every problem at once (the dashboard shows each beside its field), each saying what the rule is.
     problems = []
     gpus = merged["gpu_count"]  # a fraction is the Ray backend's to give (a share of one GPU); GpuPool refuses it
@@ -213,7 +216,7 @@ class GpuPool:
             found = ", ".join(f"{g.index}: {g.name}" for g in self.gpus) or "none"
             raise UsageError.at(
                 ("resources",), f"asks for {need} GPU(s) of type {' or '.join(types)} but this machine has {best} "
-                f"(GPUs found: {found}; use gpu_types [\"cpu\"] to run without one)"
+                f"(GPUs found: {found}; use {CPU_ONLY_API} to run without one)"
             )
 
     def try_take(self, job_id: str, resources: dict) -> list[dict] | None:

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 
 from ...errors import UsageError
+from ...hints import CPU_ONLY_API
 from .. import resources as res
 
 ACCELERATOR_PREFIX = "accelerator_type:"  # a node's resource naming its GPUs' type (Ray sets it from the card)
@@ -101,8 +102,8 @@ def check_gpus(cluster: list[Node], resources: dict, replicas: int) -> str | Non
             return label
     raise UsageError.at(("resources", "gpu_count"),
                         f"{replicas} replica(s) of {each:g} GPU(s) of type {' or '.join(types)} do not fit the Ray "
-                        f"cluster: it has {describe_gpus(cluster)} (a replica's GPUs are on one node; use gpu_types "
-                        "[\"cpu\"] to run without one)")
+                        f"cluster: it has {describe_gpus(cluster)} (a replica's GPUs are on one node; use "
+                        f"{CPU_ONLY_API} to run without one)")
 
 
 def describe_gpus(cluster: list[Node]) -> str:
