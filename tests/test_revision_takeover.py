@@ -131,3 +131,19 @@ def test_auth_turned_on_then_off_without_a_failed_call_for_callers_sending_the_k
     assert again != key
     assert call(url, key).status_code == 401 and call(url).status_code == 401
     assert call(url, again).json()["version"] == 1
+
+
+def test_a_recreate_whose_code_cannot_load_starts_the_serving_revision_again(control_plane, tmp_path):
+    folder = write_model(tmp_path / "model", 1)
+    url = create(control_plane, folder)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "predict.py").write_text("raise RuntimeError('revision cannot load: missing weights')\n")
+    result = trainml(control_plane, "job", "update", "live", "--model-dir", str(broken), "--strategy", "recreate")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "missing weights" in result.stderr
+    assert [(r["revision"], r["status"]) for r in revisions(control_plane)] == [(1, "serving"), (2, "failed")]
+    wait_until(lambda: call(url).status_code == 200, 60, message="revision 1 serving again")
+    assert call(url).json()["version"] == 1
+    wait_until(lambda: json.loads(trainml(control_plane, "job", "get", "live", "--format", "json").stdout)["status"]
+               == "running", 60, message="the job running again")

@@ -48,7 +48,7 @@ def strategy_option(command):
 @click.option("--call-timeout", metavar="SECONDS", type=SECONDS, help="Seconds a call may run (504 after).")
 @click.option("-gt", "--gpu-type", "gpu_types", multiple=True, metavar="TYPE",
               help="Acceptable GPU type (rtx3090, a100, ... or cpu); repeatable (replaces the list).")
-@click.option("-gc", "--gpu-count", metavar="N", type=GPU_COUNT, help="GPUs per worker.")
+@click.option("-gc", "--gpu-count", metavar="N", type=GPU_COUNT, help="GPUs the endpoint gets.")
 @click.option("--auth/--no-auth", default=None, help="Turn the endpoint key on (a new key, printed once; calls "
               "without it get 401) or off (the key is dropped).")
 @strategy_option
