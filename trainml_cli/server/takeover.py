@@ -72,7 +72,7 @@ class Takeover:
         need, types = gpu_spec(self.resources)
         kind = " or ".join(types)
         free = sum(1 for g in self.pool.gpus if g.index not in self.pool.holders)
-        held = ", ".join(f"GPU {index}" for index in self.pool.held_by(self.job.id)) or "no GPU"
+        held = ", ".join(f"GPU {index}" for index in sorted(self.pool.held_by(self.job.id))) or "no GPU"
         if self.pool.can_take(self.resources, mine=self.job.id):
             if self.strategy == "recreate":
                 return
