@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import Conflict, NotFound, TrainMLError, UsageError
 from ..routespec import parse_routes, routes_to_json
-from . import sources
+from . import endpointkeys, sources
 from .logs import iso_time
 from .payload import check_job
 from .redaction import redact
@@ -377,6 +377,7 @@ class Revisions:
                            source={k: v for k, v in source.items() if k not in ("pid", "pid_start")})
                 self.jobs.logs.event(job.id, f"revision {row['number']} failed: the control plane stopped while it "
                                              "was being deployed")
+                endpointkeys.drop_stray(self.jobs.workdir(job.id), job.secrets)
 
     def _shown(self, job_id: str, number: int) -> dict:
         return self.show(job_id, next(r for r in self.jobs.store.revisions(job_id) if r["number"] == number))
