@@ -38,8 +38,9 @@ class Load:
     """Steady calls from `each` keep-alive clients and `each` that open a connection per call, each recording
     (time sent, version answered) or the failure."""
 
-    def __init__(self, url, each=1, timeout=30):
+    def __init__(self, url, each=1, timeout=30, headers=None):
         self.url = url + "/predict"
+        self.headers = headers or {}  # e.g. the endpoint key
         self.timeout = timeout  # a call that waits longer failed, for its caller
         self.done = threading.Event()
         self.answers: list[tuple[float, int]] = []
@@ -65,10 +66,11 @@ class Load:
             sent = time.monotonic()
             try:
                 if keep_alive:
-                    answer = session.post(self.url, json={"text": str(i)}, timeout=self.timeout)
+                    answer = session.post(self.url, json={"text": str(i)}, timeout=self.timeout,
+                                          headers=self.headers)
                 else:
                     answer = requests.post(self.url, json={"text": str(i)}, timeout=self.timeout,
-                                           headers={"Connection": "close"})
+                                           headers={**self.headers, "Connection": "close"})
                 if answer.status_code != 200:
                     self.failures.append(f"{answer.status_code} {answer.text[:200]}")
                 else:

@@ -14,6 +14,7 @@
 - A Ray replica's revision: one JSON line it writes first on stdout and stderr, so the control plane tags each
   line it follows from that replica's files with the revision that printed it.
 - The folders never packed with a model (the SDK's upload, the dashboard's, a Ray package).
+- How an update or a rollback switches revisions (`STRATEGIES`): the CLI's choice, the API's field.
 
 Also in leaves of their own: the runtime's command line (launchspec.py) and routes (routespec.py).
 A leaf: the standard library only, so the endpoint runtime (which runs in an environment holding only its own
@@ -26,6 +27,10 @@ import json
 import os
 import signal
 from dataclasses import asdict, dataclass, field, fields
+
+# How `job update` / `job rollback` replace the serving revision (server/takeover.py): the first is the default.
+STRATEGIES = ("blue-green", "recreate")
+
 
 # -- the control plane's record ---------------------------------------------------------------------------------
 

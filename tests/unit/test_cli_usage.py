@@ -42,6 +42,11 @@ CASES = [
                                    "starting with a digit"),
     (["job", "call", "x", "/e", "--data", "@/nonexistent/none.json"],
      "Invalid value for '-d' / '--data': /nonexistent/none.json: No such file or directory"),
+    (["job", "update", "x", "--strategy", "sideways"],
+     "Invalid value for '--strategy': 'sideways' is not one of 'blue-green', 'recreate'."),
+    (["job", "rollback", "x", "--strategy", "sideways"],
+     "Invalid value for '--strategy': 'sideways' is not one of 'blue-green', 'recreate'."),
+    (["job", "update", "x", "--gpu-count", "-1"], "Invalid value for '-gc' / '--gpu-count': '-1' must be at least 0"),
     (["job", "list", "--format", "xml"], "Invalid value for '-f' / '--format': 'xml' is not one of 'text', 'json'."),
     (["--api-url", "ftp://localhost:1", "job", "list"],
      "Invalid value for '--api-url': 'ftp://localhost:1' must start with http:// or https:// (or be a host[:port], "

@@ -86,6 +86,10 @@ ATTACH_TAIL = 20  # log lines of history shown before `job attach` (and `create 
 RUNNING_AT = "Endpoint is running at:  "
 
 
+def key_line(key: str) -> str:
+    return f"Endpoint key: {key} (send it as 'Authorization: Bearer KEY'; /ping needs none)"
+
+
 async def show_endpoint(job, out: Output, key: str | None = None) -> None:
     """One ready-to-paste curl command per route (`curl -N` for a route that streams, as the running endpoint's
     /openapi.json says), then trainML's `Endpoint is running at:  URL` as the last line."""
@@ -93,7 +97,7 @@ async def show_endpoint(job, out: Output, key: str | None = None) -> None:
 
     streaming = await job.streaming_routes()
     if key:
-        out.line(f"Endpoint key: {key} (send it as 'Authorization: Bearer KEY'; /ping needs none)")
+        out.line(key_line(key))
     for route in job_routes(job):
         out.line(curl_command(job.url, route, key, streams=route.label in streaming))
     out.line(RUNNING_AT + job.url)

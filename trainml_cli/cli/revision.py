@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import click
 
+from ..contracts import STRATEGIES
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from .output import Output, format_option, when
-from .params import ENV, JOB, ROUTE, SECONDS, Limited, model_source, validate_routes
+from .params import ENV, GPU_COUNT, JOB, ROUTE, SECONDS, Limited, model_source, validate_routes
 
 UPDATE_TIMEOUT = 1800
+
+
+def strategy_option(command):
+    return click.option(
+        "--strategy", type=click.Choice(STRATEGIES), default=STRATEGIES[0], show_default=True,
+        help="blue-green: the new revision starts beside the serving one, with GPUs of its own (refused when they "
+             "are free only once the serving one stops). recreate: the serving revision stops first, then the new "
+             "one starts; calls wait meanwhile (the downtime is printed).")(command)
 
 
 @click.command("update")
@@ -37,18 +46,28 @@ UPDATE_TIMEOUT = 1800
 @click.option("--max-queue", metavar="N", type=Limited(0, MAX_QUEUE, "requests waiting per worker"),
               help="Requests waiting, per worker.")
 @click.option("--call-timeout", metavar="SECONDS", type=SECONDS, help="Seconds a call may run (504 after).")
+@click.option("-gt", "--gpu-type", "gpu_types", multiple=True, metavar="TYPE",
+              help="Acceptable GPU type (rtx3090, a100, ... or cpu); repeatable (replaces the list).")
+@click.option("-gc", "--gpu-count", metavar="N", type=GPU_COUNT, help="GPUs the endpoint gets.")
+@click.option("--auth/--no-auth", default=None, help="Turn the endpoint key on (a new key, printed once; calls "
+              "without it get 401) or off (the key is dropped).")
+@strategy_option
 @click.option("--timeout", type=SECONDS, default=UPDATE_TIMEOUT, show_default=True,
               help="Seconds to wait for the new revision to serve.")
 @format_option
 @click.pass_obj
 def update_job(obj, job_ref, model_dir, git_uri, git_ref, model_id, routes, route_file, env, pip_packages,
-               requirements, python, replicas, cpu_count, max_concurrency, max_queue, call_timeout, timeout, fmt):
+               requirements, python, replicas, cpu_count, max_concurrency, max_queue, call_timeout, gpu_types,
+               gpu_count, auth, strategy, timeout, fmt):
     """Deploy a new revision of running endpoint JOB on the same URL, without a failed call.
 
     What is given replaces the serving revision's; the rest is carried over. With no option at all the same
     spec is deployed again (a git branch's head is fetched again). The new revision starts beside the serving
     one on the same socket, takes calls once its code has loaded, and the old one then finishes its calls in
     flight and stops. When this command returns, every new call reaches the new revision.
+
+    GPUs: the new revision gets GPUs of its own beside the serving one's, which are freed once it stops; when
+    they are free only then, the update is refused (exit 1) unless --strategy recreate.
 
     A revision that cannot be fetched, built, loaded or made ready in time is marked failed and the serving
     one goes on: exit 1 with the reason and the last log lines. `trainml job rollback` serves an earlier one.
@@ -69,7 +88,7 @@ def update_job(obj, job_ref, model_dir, git_uri, git_ref, model_id, routes, rout
             check_route_files(parsed, model_dir)
         endpoint["routes"] = [route.to_dict() for route in parsed]
     for key, value in (("replicas", replicas), ("max_concurrency", max_concurrency), ("max_queue", max_queue),
-                       ("timeout", call_timeout)):
+                       ("timeout", call_timeout), ("auth", auth)):
         if value is not None:
             endpoint[key] = value
     environment: dict = {}
@@ -81,20 +100,36 @@ def update_job(obj, job_ref, model_dir, git_uri, git_ref, model_id, routes, rout
         if value:
             environment[key] = value
     check_environment(environment)
-    resources = {"cpu_count": cpu_count} if cpu_count else None
+    resources = {key: value for key, value in (("cpu_count", cpu_count), ("gpu_types", list(gpu_types)),
+                                               ("gpu_count", gpu_count)) if value not in (None, [])}
     out = Output(obj, fmt)
 
     async def work(client):
         found = await client.jobs.get(job_ref)
+        had_key = bool((found.dict.get("endpoint") or {}).get("auth"))
         with out.progress(f"Deploying a new revision of {found.name}"):
             revision = await found.update(model=model, endpoint=endpoint or None, environment=environment or None,
-                                          resources=resources, timeout=timeout)
-        if out.json_mode:
-            out.json(revision)
-        else:
-            out.line(f"Revision {revision['revision']} of {found.name} is serving at: {found.url}")
+                                          resources=resources or None, timeout=timeout, strategy=strategy)
+        key = (await found.connection()).get("key") if revision.get("auth") and not had_key else None
+        served(out, found, revision, f"Revision {revision['revision']} of {found.name} is serving at: {found.url}",
+               key)
 
     obj.run(work)
+
+
+def served(out: Output, job, revision: dict, line: str, key: str | None = None) -> None:
+    """The revision that serves; the key made for it (shown once, as create shows it); a recreate's downtime."""
+    if out.json_mode:
+        out.json({**revision, "key": key} if key else revision)
+        return
+    if key:
+        from .jobview import key_line
+
+        out.line(key_line(key))
+    if revision.get("downtime") is not None:
+        out.line(f"--strategy recreate: no process accepted calls for {revision['downtime']:.2f} s (calls sent "
+                 "meanwhile waited, none was refused)")
+    out.line(line)
 
 
 @click.command("revisions")
@@ -112,9 +147,9 @@ def list_revisions(obj, job_ref, fmt):
     if out.json_mode:
         out.json(rows)
         return
-    out.table(["REVISION", "STATUS", "CREATED", "SOURCE", "REASON"],
-              [[r["revision"], r["status"], when(r.get("created")), r.get("source") or "",
-                ((r.get("reason") or "").splitlines() or [""])[0]] for r in rows],
+    out.table(["REVISION", "STATUS", "CREATED", "SOURCE", "GPUS", "AUTH", "REASON"],
+              [[r["revision"], r["status"], when(r.get("created")), r.get("source") or "", r.get("gpus") or "",
+                "key" if r.get("auth") else "-", ((r.get("reason") or "").splitlines() or [""])[0]] for r in rows],
               status_column="STATUS", empty="No revisions.")
 
 
@@ -122,23 +157,25 @@ def list_revisions(obj, job_ref, fmt):
 @click.argument("job_ref", metavar="JOB", type=JOB)
 @click.option("--to", "to", type=click.IntRange(1), metavar="N", help="The revision to serve again (default: the "
               "newest retired one before the serving one).")
+@strategy_option
 @click.option("--timeout", type=SECONDS, default=UPDATE_TIMEOUT, show_default=True,
               help="Seconds to wait for it to serve.")
 @format_option
 @click.pass_obj
-def rollback_job(obj, job_ref, to, timeout, fmt):
-    """Serve an earlier revision of running endpoint JOB again, with its own code and environment, switching
-    as `job update` does (no failed call)."""
+def rollback_job(obj, job_ref, to, strategy, timeout, fmt):
+    """Serve an earlier revision of running endpoint JOB again, with its own code, environment, GPUs and auth,
+    switching as `job update` does (no failed call). A revision with auth, served again by a job that has no
+    key, gets a new key (printed once)."""
     out = Output(obj, fmt)
 
     async def work(client):
         found = await client.jobs.get(job_ref)
+        had_key = bool((found.dict.get("endpoint") or {}).get("auth"))
         with out.progress(f"Rolling {found.name} back"):
-            revision = await found.rollback(to=to, timeout=timeout)
-        if out.json_mode:
-            out.json(revision)
-        else:
-            out.line(f"Revision {revision['revision']} of {found.name} is serving again at: {found.url}")
+            revision = await found.rollback(to=to, timeout=timeout, strategy=strategy)
+        key = (await found.connection()).get("key") if revision.get("auth") and not had_key else None
+        served(out, found, revision, f"Revision {revision['revision']} of {found.name} is serving again at: "
+               f"{found.url}", key)
 
     obj.run(work)
 

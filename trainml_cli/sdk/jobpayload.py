@@ -95,6 +95,8 @@ async def update_payload(client, model: dict | None, endpoint: dict | None, envi
         payload["environment"] = dict(environment)
     if resources:
         payload["resources"] = dict(resources)
+        if isinstance(resources.get("gpu_types"), str):
+            payload["resources"]["gpu_types"] = [resources["gpu_types"]]
     if model:
         model = dict(model)
         if model.get("source_type") == "local":

@@ -20,22 +20,33 @@ class JobRevisions:
 
     async def update(self, *, model: dict | None = None, endpoint: dict | None = None,
                      environment: dict | None = None, resources: dict | None = None,
-                     timeout: float = UPDATE_TIMEOUT, if_changed: bool = False) -> dict:
+                     timeout: float = UPDATE_TIMEOUT, if_changed: bool = False, strategy: str | None = None) -> dict:
         """Deploy a new revision on the same URL without a failed call and return it once it serves: what is
         given replaces the serving revision's (model, endpoint fields such as routes, environment fields,
         resources); nothing given redeploys the same spec (a git branch's head fetched again). Raises
         RevisionFailed (the serving revision goes on) with the reason and the job's last log lines. With
         `if_changed`, code and spec the same as the serving revision's deploy nothing: the answer is the serving
-        revision with `unchanged: true`."""
+        revision with `unchanged: true`.
+
+        GPUs (`resources={"gpu_types": [...], "gpu_count": N}`) and `endpoint={"auth": True}` change too: a key
+        made for it is the job's once it serves (`await job.connection()`). `strategy="recreate"` stops the
+        serving revision first (for GPUs free only then; calls wait meanwhile); the default, "blue-green", is
+        refused (Conflict) when the new revision's GPUs are not free beside the serving one's."""
         payload = await update_payload(self._client, model, endpoint, environment, resources)
         if if_changed:
             payload["if_changed"] = True
+        if strategy is not None:
+            payload["strategy"] = strategy
         revision = await self._client.http.request("POST", self._path + "/revisions", json=payload, timeout=timeout)
         return await self._served(revision)
 
-    async def rollback(self, to: int | None = None, timeout: float = UPDATE_TIMEOUT) -> dict:
-        """Serve revision `to` again (default: the newest retired one before the serving one), with its code."""
+    async def rollback(self, to: int | None = None, timeout: float = UPDATE_TIMEOUT,
+                       strategy: str | None = None) -> dict:
+        """Serve revision `to` again (default: the newest retired one before the serving one), with its code, GPUs
+        and auth."""
         body = {"to": to} if to is not None else {}
+        if strategy is not None:
+            body["strategy"] = strategy
         revision = await self._client.http.request("POST", self._path + "/rollback", json=body, timeout=timeout)
         return await self._served(revision)
 

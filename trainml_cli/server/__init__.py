@@ -18,6 +18,7 @@
     pipconfig.py  pip's settings, for uv                 prometheus.py the control plane's /metrics
     private.py    the home's files 0600, folders 0700    dashboard/    the web dashboard
     revisions.py  a job's revisions: update, switch, roll back
+    takeover.py   what a revision takes over: GPUs, the endpoint key
     migrations.py the SQLite schema, step by step
     (options: ../serveroptions.py, one table)
 

@@ -11,7 +11,7 @@
     GET    /api/jobs/{job}/revisions           -> [revision], oldest first (revisions.py)
     POST   /api/jobs/{job}/revisions           body: JobUpdate -> the new revision, serving or failed; 409 while
                                                another update of the job runs, or on Ray (not built yet)
-    POST   /api/jobs/{job}/rollback            body: {to?} -> the revision served again
+    POST   /api/jobs/{job}/rollback            body: {to?, strategy?} -> the revision served again
     POST   /api/jobs/{job}/stop                -> job record (stopping; stopped when the endpoint has exited)
     POST   /api/jobs/{job}/start               -> job record; 409 unless stopped or failed
     GET    /api/jobs/{job}/wait?status=S&timeout=T[&since=P]   long-poll: the job once its status is S, or it
@@ -183,7 +183,8 @@ async def update_job(job: str, payload: schemas.JobUpdate, request: Request):
 
 @router.post("/jobs/{job}/rollback", response_model=schemas.Revision, tags=["jobs"])
 async def rollback_job(job: str, request: Request, payload: Optional[schemas.Rollback] = None):
-    return await platform(request).jobs.revisions.rollback(job, payload.to if payload else None)
+    return await platform(request).jobs.revisions.rollback(job, payload.to if payload else None,
+                                                           payload.strategy if payload else None)
 
 
 @router.post("/jobs/{job}/stop", response_model=schemas.Job, tags=["jobs"])

@@ -51,3 +51,10 @@ def key_file(workdir: Path, row_secrets: dict) -> Path | None:
     if not path.exists():
         write_key(workdir, key)
     return path
+
+
+def drop_stray(workdir: Path, row_secrets: dict) -> None:
+    """Remove a key file the job's record does not hold: one made for a revision that never served (the control
+    plane stopped while it was deployed, server/takeover.py)."""
+    if not row_secrets.get(SECRET):
+        (workdir / KEY_FILE).unlink(missing_ok=True)

@@ -219,19 +219,50 @@ class GpuPool:
                 f"(GPUs found: {found}; use {CPU_ONLY_API} to run without one)"
             )
 
-    def try_take(self, job_id: str, resources: dict) -> list[dict] | None:
+    def _choose(self, resources: dict, mine: str | None = None) -> tuple[str, list[Gpu]] | None:
+        """The cheapest type with enough GPUs free (or held by `mine`, whose GPUs come first) and which of them."""
         need = gpus_needed(resources)
-        if not need:
-            return []
         types = sorted((t for t in resources["gpu_types"] if t != CPU_TYPE), key=gpu_rate)
-        for gpu_type in types:  # the cheapest type with enough free GPUs
-            free = [g for g in self.gpus if matches(g, gpu_type) and g.index not in self.holders]
+        for gpu_type in types:
+            free = [g for g in self.gpus if matches(g, gpu_type) and self.holders.get(g.index) in (None, mine)]
+            free.sort(key=lambda g: mine is None or self.holders.get(g.index) != mine)
             if len(free) >= need:
-                chosen = free[:need]
-                for gpu in chosen:
-                    self.holders[gpu.index] = job_id
-                return [{"index": g.index, "name": g.name, "type": gpu_type, "device": g.device} for g in chosen]
+                return gpu_type, free[:need]
         return None
+
+    def try_take(self, job_id: str, resources: dict, mine: str | None = None) -> list[dict] | None:
+        """GPUs for `job_id` (a job, or a revision being deployed), or None when not enough are free. `mine`: a
+        holder whose GPUs count as free too (a revision replacing it once it stops); they stay its until
+        `hand_over`."""
+        if not gpus_needed(resources):
+            return []
+        found = self._choose(resources, mine)
+        if found is None:
+            return None
+        gpu_type, chosen = found
+        for gpu in chosen:
+            if mine is None or self.holders.get(gpu.index) != mine:
+                self.holders[gpu.index] = job_id
+        return [{"index": g.index, "name": g.name, "type": gpu_type, "device": g.device} for g in chosen]
+
+    def can_take(self, resources: dict, mine: str | None = None) -> bool:
+        return not gpus_needed(resources) or self._choose(resources, mine) is not None
+
+    def held_by(self, holder: str) -> list[str]:
+        return [index for index, h in self.holders.items() if h == holder]
+
+    async def hand_over(self, job_id: str, gpus: list[dict]) -> None:
+        """The job now runs on `gpus` (a new revision's, taken under another holder name or kept from the job's):
+        they become the job's, and the job's others are free."""
+        keep = {gpu["index"] for gpu in gpus}
+        freed = [index for index in self.held_by(job_id) if index not in keep]
+        for index in freed:
+            del self.holders[index]
+        for index in keep:
+            self.holders[index] = job_id
+        if freed:
+            async with self._freed:
+                self._freed.notify_all()
 
     def claim(self, job_id: str, gpus: list[dict]) -> list[dict]:
         """Mark these GPUs as the job's: an adopted endpoint already runs on them."""

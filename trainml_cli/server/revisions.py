@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING
 
 from ..errors import Conflict, NotFound, TrainMLError, UsageError
 from ..routespec import parse_routes, routes_to_json
-from . import sources
+from . import endpointkeys, sources
 from .logs import iso_time
 from .payload import check_job
 from .redaction import redact
 from .states import JobStatus
+from .takeover import Takeover, describe_gpus
 
 if TYPE_CHECKING:
     from .jobs import Jobs
@@ -153,6 +154,8 @@ class Revisions:
             "environment": (source.get("environment") or {}).get("key"),
             "routes": [f"{r['verb']} {r['path']}" for r in spec["endpoint"]["routes"]],
             "replicas": spec["endpoint"].get("replicas") or spec["resources"].get("cpu_count"),
+            "gpus": describe_gpus(spec["resources"]),
+            "auth": bool(spec["endpoint"].get("auth")),
             "reason": row["reason"],
             "code_kept": (self.folder(job_id, row["number"]) / "model").is_dir(),
         }
@@ -189,19 +192,24 @@ class Revisions:
         try:
             await self._hold_socket(driver)
             spec = await self._spec(job, serving, payload)
+            takeover = Takeover(self.jobs, job, number, spec, serving["spec"], payload.get("strategy"))
+            if not payload.get("if_changed"):  # else once the code is known to differ (nothing may be deployed)
+                takeover.check()
         except BaseException:
             self._busy.pop(job.id, None)
             raise
         self.jobs.store.insert_revision(job.id, number, R.STARTING.value, spec, {}, time.time())
-        self.jobs.logs.event(job.id, f"revision {number}: deploying ({describe_source(spec, {})}) beside revision "
+        where = "in place of" if takeover.strategy == "recreate" else "beside"
+        self.jobs.logs.event(job.id, f"revision {number}: deploying ({describe_source(spec, {})}) {where} revision "
                                      f"{serving['number']}")
         # Its own task: a client that hangs up does not cut a switch in half.
         task = asyncio.create_task(self._deploy(job.id, number, spec, serving, payload.get("model") is not None,
-                                                if_changed=bool(payload.get("if_changed"))))
+                                                if_changed=bool(payload.get("if_changed")), takeover=takeover))
         return await asyncio.shield(task)
 
-    async def rollback(self, ref: str, to: int | None = None) -> dict:
-        """Serve revision `to` again (default: the newest retired one before the serving one), with its code."""
+    async def rollback(self, ref: str, to: int | None = None, strategy: str | None = None) -> dict:
+        """Serve revision `to` again (default: the newest retired one before the serving one), with its code, GPUs
+        and auth."""
         job, driver, rows, serving = self._ready_to_switch(ref)
         if to is None:
             earlier = [r for r in rows if r["status"] == R.RETIRED.value and r["number"] < serving["number"]]
@@ -221,6 +229,8 @@ class Revisions:
         if not (self.folder(job.id, number) / "model").is_dir():
             raise Conflict(f"revision {number}'s code is no longer kept (the newest {KEEP} are); deploy it with "
                            "trainml job update instead")
+        takeover = Takeover(self.jobs, job, number, target["spec"], serving["spec"], strategy)
+        takeover.check()
         self._busy[job.id] = number
         try:
             await self._hold_socket(driver)
@@ -229,7 +239,8 @@ class Revisions:
             raise
         self._move(job.id, number, R.STARTING)
         self.jobs.logs.event(job.id, f"revision {number}: rolling back to it from revision {serving['number']}")
-        task = asyncio.create_task(self._deploy(job.id, number, target["spec"], serving, False, target["source"]))
+        task = asyncio.create_task(self._deploy(job.id, number, target["spec"], serving, False, target["source"],
+                                                takeover=takeover))
         return await asyncio.shield(task)
 
     async def _hold_socket(self, driver) -> None:
@@ -242,9 +253,13 @@ class Revisions:
     async def _spec(self, job, serving: dict, payload: dict) -> dict:
         jobs, base = self.jobs, serving["spec"]
         built = ("env", "packages", "requirements", "python", "type")
+        given = payload.get("resources") or {}
+        resources = {**base["resources"], **given}
+        if given.get("gpu_types") and "gpu_count" not in given and not base["resources"].get("gpu_count"):
+            resources["gpu_count"] = 1  # a CPU job given a GPU type: one, as create's default
         merged = {
             "type": "endpoint",
-            "resources": {**base["resources"], **(payload.get("resources") or {})},
+            "resources": resources,
             "endpoint": {**base["endpoint"], **(payload.get("endpoint") or {})},
             "environment": {**{k: base["environment"].get(k) for k in built},
                             **{k: v for k, v in (payload.get("environment") or {}).items() if k != "secrets"}},
@@ -254,26 +269,24 @@ class Revisions:
         carried = None if payload.get("model") is not None else base["model"]
         spec = await asyncio.to_thread(check_job, merged, jobs.backend, jobs.uploads, jobs.models,
                                        jobs.environments.interpreters, carried)
+        if given.get("gpu_count") and not spec["resources"]["gpu_count"]:
+            raise UsageError.at(("resources", "gpu_count"), "GPUs need a GPU type (--gpu-type): the job runs on "
+                                "CPUs")
         asked = (payload.get("environment") or {}).get("secrets")
         if asked is not None and jobs.vault is not None:
             spec["environment"]["secrets"] = jobs.vault.check(asked)
         else:
             spec["environment"]["secrets"] = base["environment"].get("secrets") or []
-        for key in ("gpu_types", "gpu_count"):
-            if spec["resources"].get(key) != base["resources"].get(key):
-                raise UsageError.at(("resources", key), "GPUs cannot change with an update yet; stop the job and "
-                                    "create it again")
-        if bool(spec["endpoint"].get("auth")) != bool(base["endpoint"].get("auth")):
-            raise UsageError.at(("endpoint", "auth"), "auth cannot change with an update yet")
         if spec["model"]["source_type"] == "git" and carried is None:
             jobs.git_credentials.keep(job.id, spec["model"]["source_uri"])
             spec["model"]["source_uri"] = redact(spec["model"]["source_uri"])
         return spec
 
     async def _deploy(self, job_id: str, number: int, spec: dict, serving: dict, new_model: bool,
-                      source: dict | None = None, if_changed: bool = False) -> dict:
+                      source: dict | None = None, if_changed: bool = False, *, takeover: Takeover) -> dict:
         jobs = self.jobs
         folder = self.folder(job_id, number)
+        downtime = None
         try:
             driver = jobs._drivers.get(job_id)
             if driver is None or driver.endpoint is None:
@@ -300,15 +313,21 @@ class Revisions:
             jobs.store.update_revision(job_id, number, source=source)
             if driver.stopping or jobs.store.job(job_id).status is not JobStatus.RUNNING:
                 raise Conflict("the job was stopped while its new revision was being prepared")
+            gpus = takeover.prepare()
             job = replace(jobs.store.job(job_id), spec=spec)
-            launch = driver._launch(job, job.gpus, python, folder, number)
+            launch = driver._launch(job, gpus, python, folder, number)
+            takeover.fit(launch)
             def spawned(pid: int, pid_start: int | None) -> None:
                 jobs.store.update_revision(job_id, number, source={**source, "pid": pid, "pid_start": pid_start})
 
-            pid, pid_start = await jobs.backend.switch(driver.endpoint, launch, spawned)
+            if takeover.strategy == "recreate":
+                pid, pid_start, downtime = await jobs.backend.recreate(driver.endpoint, launch, spawned)
+            else:
+                pid, pid_start = await jobs.backend.switch(driver.endpoint, launch, spawned)
             # when the new revision took the calls (before the old one drained), for the traffic chart's marker
             switched = getattr(driver.endpoint, "switched_at", None) or time.time()
         except Exception as exc:
+            await takeover.undo()
             reason = str(exc) if isinstance(exc, TrainMLError) else f"internal error: {type(exc).__name__}: {exc}"
             self._move(job_id, number, R.FAILED, redact(reason))
             jobs.logs.event(job_id, f"revision {number} failed; revision {serving['number']} goes on serving: "
@@ -320,9 +339,13 @@ class Revisions:
         self._move(job_id, serving["number"], R.RETIRED)
         jobs.store.add_switch(job_id, switched, number)
         jobs.store.update_job(job_id, spec=spec, source=source, pid=pid, pid_start=pid_start, updated=time.time())
+        await takeover.commit()
         jobs.logs.event(job_id, f"revision {number} is serving; revision {serving['number']} is retired")
+        if downtime is not None:
+            jobs.logs.event(job_id, f"--strategy recreate: no process accepted calls for {downtime:.2f} s; calls "
+                                    "sent meanwhile waited in the socket's backlog")
         await asyncio.to_thread(self._prune, job_id)
-        return self._shown(job_id, number)
+        return {**self._shown(job_id, number), "downtime": downtime}
 
     async def _unchanged(self, job_id: str, number: int, spec: dict, serving: dict) -> bool:
         """Whether the revision being deployed is the serving one again (same code, same spec); if so it is
@@ -354,6 +377,7 @@ class Revisions:
                            source={k: v for k, v in source.items() if k not in ("pid", "pid_start")})
                 self.jobs.logs.event(job.id, f"revision {row['number']} failed: the control plane stopped while it "
                                              "was being deployed")
+                endpointkeys.drop_stray(self.jobs.workdir(job.id), job.secrets)
 
     def _shown(self, job_id: str, number: int) -> dict:
         return self.show(job_id, next(r for r in self.jobs.store.revisions(job_id) if r["number"] == number))

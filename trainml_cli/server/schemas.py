@@ -11,6 +11,8 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..contracts import STRATEGIES
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -119,11 +121,15 @@ class JobUpdate(_Strict):
     environment: Optional[Environment] = None
     if_changed: Optional[bool] = Field(None, description="deploy only if the code or spec differ from the serving "
                                        "revision's; else answer the serving revision with unchanged: true")
+    strategy: Optional[Literal[STRATEGIES]] = Field(
+        None, description="blue-green (default): the new revision starts beside the serving one (with GPUs of its "
+        "own); recreate: the serving one stops first (its GPUs are free for the new one; calls wait meanwhile)")
 
 
 class Rollback(_Strict):
     to: Optional[int] = Field(None, description="the revision to serve again (default: the newest retired one "
                               "before the serving one)")
+    strategy: Optional[Literal[STRATEGIES]] = Field(None, description="as for an update")
 
 
 class Revision(_Open):
@@ -138,6 +144,9 @@ class Revision(_Open):
     replicas: Optional[int] = None
     reason: Optional[str] = Field(None, description="why it failed")
     code_kept: bool = Field(..., description="its code is kept, so it can be served again")
+    gpus: Optional[str] = Field(None, description="its GPUs: 'COUNT x TYPE', or 'none'")
+    auth: bool = Field(False, description="whether calls need its endpoint key")
+    downtime: Optional[float] = Field(None, description="with strategy recreate: seconds no process accepted calls")
 
 
 class ModelCreate(_Strict):

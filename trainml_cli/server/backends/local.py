@@ -135,6 +135,11 @@ class LocalBackend:
         from .switch import switch
         return await switch(endpoint, launch, self.policy.start_timeout, on_spawn)
 
+    async def recreate(self, endpoint: LocalEndpoint, launch: Launch, on_spawn=None) -> tuple[int, int | None, float]:
+        """Stop the endpoint's process, then serve `launch` on its socket (switch.py); also the downtime."""
+        from .switch import recreate
+        return await recreate(endpoint, launch, self.policy.start_timeout, on_spawn)
+
     hold_socket = staticmethod(hold_socket)  # an adopted endpoint's socket, taken back before a switch
 
     async def end_unfinished(self, pid: int | None, pid_start: int | None) -> None:
@@ -175,6 +180,9 @@ class LocalEndpoint:
         self._stop = asyncio.Event()
         # A new revision took over (switch.py): the loop watches the new process from then on.
         self.swapped = asyncio.Event()
+        # A recreate stops the process itself: wait for the new one, or for `resumed` (it could not start).
+        self.replacing = False
+        self.resumed = asyncio.Event()
         self._detached = False
         self.restarts = 0
         self.ssl = None  # a client SSLContext when the endpoint serves HTTPS
@@ -228,6 +236,8 @@ class LocalEndpoint:
                 began = time.monotonic()
                 while True:
                     await first(process.wait(), self._stop.wait(), self._unresponsive(), self.swapped.wait())
+                    if self.replacing and not self.swapped.is_set() and not self._stop.is_set():
+                        await first(self.swapped.wait(), self._stop.wait(), self.resumed.wait())
                     if not self.swapped.is_set() or self._stop.is_set():
                         break
                     self.swapped.clear()  # the old process is being drained by the switch; watch the new one

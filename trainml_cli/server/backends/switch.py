@@ -10,6 +10,11 @@ not used: closing one listener of such a group drops what waits in its own queue
 
 An endpoint adopted after a control plane restart holds the only copy of its socket: `hold_socket` asks its
 process for it first (handover.py), and the switch goes on as for any other.
+
+`recreate` (`--strategy recreate`, for GPUs that are free only once the serving revision stops) does it the
+other way round: the old process drains and exits first, then the new one starts on the same socket, so what
+callers send meanwhile waits in the backlog (the downtime it returns); if the new one cannot load, the
+supervisor starts the serving revision again.
 """
 
 from __future__ import annotations
@@ -58,10 +63,59 @@ async def switch(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tup
     RevisionFailed with the reason when it cannot load or is not ready within `timeout` seconds. `on_spawn(pid,
     start time)` records the new process, so that a control plane dying meanwhile leaves no unknown process on
     the socket (the next one ends it)."""
+    old = await _serving(endpoint)
+    candidate, tail, launch = await _start_loaded(endpoint, launch, timeout, on_spawn, beside=old.pid)
+    old_tail = _take_over(endpoint, launch, candidate, tail)
+    endpoint.listener.event(f"revision {launch.revision} is serving (process {candidate.pid}); process {old.pid} "
+                            "stops accepting and finishes its calls in flight")
+    await endpoint._terminate(old)
+    endpoint.output.let_go(old_tail)
+    endpoint.listener.event(f"endpoint process {old.pid} of the previous revision has stopped")
+    return candidate.pid, process_start_time(candidate.pid)
+
+
+async def recreate(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tuple[int, int | None, float]:
+    """`--strategy recreate`: stop the serving process (it finishes its calls in flight), then start `launch` on
+    the same socket; calls sent meanwhile wait in its backlog. Returns the new (pid, start time) and the
+    downtime: seconds during which no process accepted calls. A revision that cannot load raises RevisionFailed
+    and the supervisor starts the serving revision again, as after a crash."""
+    old = await _serving(endpoint)
+    say = endpoint.listener.event
+    endpoint.resumed.clear()
+    endpoint.replacing = True  # the supervisor waits for the new process instead of restarting the old one
+    try:
+        say(f"revision {launch.revision}: stopping process {old.pid} first (--strategy recreate); calls wait in the "
+            "socket's backlog until the new revision has loaded")
+        stopped = time.monotonic()
+        await endpoint._terminate(old)
+        try:
+            candidate, tail, launch = await _start_loaded(endpoint, launch, timeout, on_spawn)
+        except BaseException:
+            say("the serving revision starts again")
+            endpoint.resumed.set()
+            raise
+        old_tail = _take_over(endpoint, launch, candidate, tail)
+    finally:
+        endpoint.replacing = False
+    downtime = time.monotonic() - stopped
+    endpoint.output.let_go(old_tail)
+    say(f"revision {launch.revision} is serving (process {candidate.pid}) after {downtime:.2f} s without a process "
+        "accepting calls")
+    return candidate.pid, process_start_time(candidate.pid), downtime
+
+
+async def _serving(endpoint):
     await hold_socket(endpoint)
     old = endpoint.process
     if old is None or old.returncode is not None:
         raise Conflict("the endpoint is restarting; update it once it is running again")
+    return old
+
+
+async def _start_loaded(endpoint, launch: Launch, timeout: float, on_spawn, beside: int | None = None):
+    """Start `launch` on the endpoint's socket with `--load-first` and wait until every worker has loaded the
+    code; (the process, its output files, the launch as it ran). Raises RevisionFailed, having ended it, when
+    it cannot."""
     launch = replace(launch, runtime=replace(launch.runtime, load_first=True))
     fd = endpoint.sock.fileno()
     output = endpoint.output
@@ -77,9 +131,9 @@ async def switch(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tup
             file.close()
     if on_spawn is not None:
         on_spawn(candidate.pid, process_start_time(candidate.pid))
-    say = endpoint.listener.event
-    say(f"revision {launch.revision}: endpoint process {candidate.pid} started beside process {old.pid}; "
-        f"it accepts once its code has loaded")
+    where = f" beside process {beside}" if beside else ""
+    endpoint.listener.event(f"revision {launch.revision}: endpoint process {candidate.pid} started{where}; it "
+                            "accepts once its code has loaded")
     workers = launch.runtime.workers or 1
     deadline = time.monotonic() + timeout
     try:
@@ -106,15 +160,14 @@ async def switch(endpoint, launch: Launch, timeout: float, on_spawn=None) -> tup
         output.let_go(tail)
         raise
     output.ready_pids -= loaded
-    # From here the supervisor watches the new process; the old one is only drained.
+    return candidate, tail, launch
+
+
+def _take_over(endpoint, launch: Launch, candidate, tail):
+    """From here the supervisor watches the new process; returns the old one's output files, to let go of once
+    it has exited."""
     endpoint.launch = launch
     endpoint.process = candidate
     endpoint.swapped.set()
     endpoint.switched_at = time.time()
-    old_tail = output.serve(tail)
-    say(f"revision {launch.revision} is serving (process {candidate.pid}); process {old.pid} stops accepting and "
-        f"finishes its calls in flight")
-    await endpoint._terminate(old)
-    output.let_go(old_tail)
-    say(f"endpoint process {old.pid} of the previous revision has stopped")
-    return candidate.pid, process_start_time(candidate.pid)
+    return endpoint.output.serve(tail)
