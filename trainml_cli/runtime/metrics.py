@@ -149,8 +149,8 @@ class Metrics:
         sums[bisect_left(DURATION_BUCKETS, seconds)] += 1
         sums[-1] += seconds
 
-    def stream_item(self, route: str) -> None:
-        self._items[route] = self._items.get(route, 0) + 1
+    def stream_item(self, route: str, n: int = 1) -> None:
+        self._items[route] = self._items.get(route, 0) + n
 
     # -- flushing ------------------------------------------------------------------------------------------------
 
