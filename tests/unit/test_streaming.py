@@ -193,3 +193,4 @@ async def test_streaming_routes_are_said_in_openapi_docs_and_metrics(endpoint, t
     assert "trainml_streams_open 0.0" in text
     totals = (await ep.get("/metrics", params={"format": "json"})).json()
     assert totals["stream_items"] == 4 and totals["streams_open"] == 0
+    assert totals["stream_first_items"] == 1 and totals["stream_first_item_ms_sum"] > 0  # the dashboard's mean
