@@ -8,7 +8,8 @@ on). Nothing holds an item back: the loop is woken only when it waits for an ite
 while it was busy sending go out together in its next write, so a fast generator costs one wake-up and one write
 per batch of ready items, not a thread round trip per item. The thread runs at most AHEAD items (or AHEAD_BYTES)
 ahead of what the loop has taken; a slow caller (the socket's buffer full, so uvicorn's send waits) pauses the
-generator there.
+generator there. The first item, and any that took a slow step while the loop waited, are handed over before the
+next step begins, so a generator that computes in Python does not delay them by holding the GIL.
 
 The end shows as the response's end: after the last item (and, for SSE, an `event: end`), or after an error item
 (`event: error` / a last NDJSON line `{"error": "model_error", ...}`) when the function raised after its first item.
@@ -36,6 +37,7 @@ _END = object()  # the generator is exhausted
 _CLOSE_TIMEOUT = 30.0  # seconds an async generator's aclose() may take before the thread lets it go
 AHEAD = 64  # items the thread may step past what the loop has taken
 AHEAD_BYTES = 256 * 1024  # and bytes: big items pause the generator sooner
+HANDOFF_STEP = 0.0005  # seconds: after a step this slow (or the first), the loop takes the item before the next step
 
 
 class Stream:
@@ -87,12 +89,14 @@ class Stream:
         try:
             generator = self.fn(*self.args, **self.kwargs)
             step = (lambda: self._astep(generator)) if self.is_async else generator.__next__
+            handoff = True  # the first item, always
             while True:
                 with lock:
                     while not self.cancelled and (len(self.ready) >= AHEAD or self.pending >= AHEAD_BYTES):
                         lock.wait()
                     if self.cancelled:
                         return
+                began = time.perf_counter()
                 try:
                     value = encode_item(step())
                 except (StopIteration, StopAsyncIteration):
@@ -110,6 +114,13 @@ class Stream:
                     waiter, self.waiter = self.waiter, None
                 if waiter is not None:
                     self._to_loop(_wake, waiter)
+                    if handoff or time.perf_counter() - began > HANDOFF_STEP:
+                        # The loop waited for this item: let it take it before stepping on, so that it is not kept
+                        # waiting for the GIL (up to sys.getswitchinterval()) by a step that runs Python.
+                        handoff = False
+                        with lock:
+                            while self.ready and not self.cancelled:
+                                lock.wait()
                 if value.__class__ is not bytes:
                     return
         except BaseException as exc:  # calling a generator function runs none of its code, but be safe
