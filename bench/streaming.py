@@ -18,10 +18,12 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from harness import LOAD_CORE, ROOT, free_port, pinned, server
 
@@ -97,12 +99,13 @@ def servers(port: int, before: str | None) -> dict:
     ours = [sys.executable, "-m", "trainml_cli.runtime", "--model-dir", str(ROOT / "bench" / "streams"), "--port",
             str(port), "--route", json.dumps(ROUTE)]
     return {
-        "trainml endpoint": (ours, "/ping", None),
-        **({"trainml, --before tree": (ours, "/ping", {"PYTHONPATH": before})} if before else {}),
+        "trainml endpoint": (ours, "/ping", ROOT),
+        # Started from that tree: `python -m` puts the working directory first on sys.path.
+        **({"trainml, --before tree": (ours, "/ping", Path(before).resolve())} if before else {}),
         "fastapi StreamingResponse": ([sys.executable, "-m", "uvicorn", "bench.streaming_app:app", "--port",
-                                       str(port), "--log-level", "warning", "--no-access-log"], "/ping", None),
+                                       str(port), "--log-level", "warning", "--no-access-log"], "/ping", ROOT),
         "litserve stream=True": ([sys.executable, str(ROOT / "bench" / "streaming_litserve.py"), str(port)],
-                                 "/health", None),
+                                 "/health", ROOT),
     }
 
 
@@ -111,6 +114,7 @@ def main() -> None:
         port, connections, seconds, items = sys.argv[2:6]
         print(json.dumps(load(int(port), int(connections), float(seconds), int(items))))
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so a stopped run still stops its server
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--connections", default="1,32")
@@ -129,8 +133,8 @@ def main() -> None:
     for round_ in range(args.rounds):
         order = names[round_ % len(names):] + names[:round_ % len(names)]
         for name in order:
-            command, ready, env = table[name]
-            with server(command, port, ready_path=ready, env=env):
+            command, ready, cwd = table[name]
+            with server(command, port, cwd=cwd, ready_path=ready):
                 measure(port, 1, 1, args.items)  # warm up: first imports, first connections
                 for connections in counts:
                     r = measure(port, connections, args.seconds, args.items)
