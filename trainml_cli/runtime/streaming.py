@@ -162,7 +162,13 @@ class Stream:
     def _close(self, generator) -> None:
         try:
             if self.is_async:
-                asyncio.run_coroutine_threadsafe(self._aclose(generator), self.loop).result(_CLOSE_TIMEOUT)
+                closing = self._aclose(generator)
+                try:
+                    future = asyncio.run_coroutine_threadsafe(closing, self.loop)
+                except RuntimeError:  # the loop has closed (the endpoint is shutting down): nothing can run it
+                    closing.close()
+                    return
+                future.result(_CLOSE_TIMEOUT)
             else:
                 generator.close()
         except BaseException as exc:  # a finally that raises, a generator that yields on close
