@@ -428,20 +428,21 @@ def test_hostile_names_and_log_lines_stay_text(browser, control_plane):
     ui.close()
 
 
-def create_echo(plane, name: str) -> dict:
-    """An echo endpoint made through the SDK (as a script would), running. In a thread of its own: Playwright's
-    sync API keeps an event loop running in this one."""
+ECHO_ROUTE = {"verb": "POST", "path": "/predict", "file": "echo", "function": "echo",
+              "body": [{"name": "text", "type": "str"}]}
+
+
+def create_echo(plane, name: str, directory: str = ECHO_DIR, routes: tuple = (ECHO_ROUTE,)) -> dict:
+    """An echo endpoint (or another model's) made through the SDK (as a script would), running. In a thread of its
+    own: Playwright's sync API keeps an event loop running in this one."""
     from concurrent.futures import ThreadPoolExecutor
 
     from conftest import run
 
-    echo_route = {"verb": "POST", "path": "/predict", "file": "echo", "function": "echo",
-                  "body": [{"name": "text", "type": "str"}]}
-
     async def scenario():
         async with plane.client() as client:
-            job = await client.jobs.create(name, model={"source_type": "local", "source_uri": ECHO_DIR},
-                                           endpoint={"routes": [echo_route]}, wait=True)
+            job = await client.jobs.create(name, model={"source_type": "local", "source_uri": directory},
+                                           endpoint={"routes": list(routes)}, wait=True)
             return job.dict
 
     with ThreadPoolExecutor(1) as pool:
@@ -469,6 +470,38 @@ def test_traffic_sent_before_the_page_opens_shows_in_the_chart(browser, control_
     ui.shoot("endpoints-traffic")
     ui.go(f"/dashboard/jobs/{job['id']}")
     ui.page.locator("#traffic .chart-now", has_text="200 requests in the last 5 minutes").wait_for()
+    ui.close()
+
+
+def test_streams_open_items_sent_and_time_to_first_item_show_on_the_details_page(browser, control_plane,
+                                                                                    tmp_path):
+    tokens = {"verb": "POST", "path": "/tokens", "file": "predict", "function": "tokens",
+              "body": [{"name": "n", "type": "int"}, {"name": "gate", "type": "str"}]}
+    job = create_echo(control_plane, "streamer", str(MODELS / "stream_tokens"), (tokens,))
+    gate = tmp_path / "gate"
+    gate.touch()
+    for _ in range(2):
+        answer = requests.post(job["url"] + "/tokens", json={"n": 5, "gate": str(gate)}, timeout=10,
+                               headers={"Accept": "text/event-stream"})
+        assert answer.ok and answer.text.count("data: ") == 6  # five items and the end
+    # Nobody watches: the control plane reads the endpoint's metrics anyway (every 5 s).
+    def streams():
+        data = control_plane.api("GET", "/api/dashboard/traffic", params={"job": job["id"]}).json()
+        return data["jobs"][0]["streams"]
+    wait_for(lambda: (streams() or {}).get("items") == 10, "the sampler to read the 10 items sent", timeout=30)
+    assert streams()["open"] == 0 and streams()["first_item_ms"] > 0
+
+    ui = Dashboard(browser, control_plane)
+    ui.go(f"/dashboard/jobs/{job['id']}")
+    line = ui.page.locator('#traffic [data-field="streams"]')
+    line.filter(has_text="Streams: 0 open · 10 items sent · first item after").wait_for()
+    assert line.inner_text().endswith("ms on average.")
+    # An endpoint that has not streamed shows no such line.
+    echo = create_echo(control_plane, "plain")
+    ui.go(f"/dashboard/jobs/{echo['id']}")
+    ui.page.locator('#traffic [data-field="now"]').filter(has_not_text="Loading").wait_for()  # drawn
+    assert ui.page.locator('#traffic [data-field="streams"]').is_hidden()
+    assert not ui.errors
     ui.close()
 
 

@@ -142,8 +142,9 @@ RAY_METRIC_PREFIX = "ray_"
 # Finer than prometheus_client's defaults at the low end: a trivial call is answered in under 1 ms.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # An endpoint's totals (`/metrics?format=json`), each a sum over its workers and so over replicas too.
+# stream_first_items / stream_first_item_ms_sum: streams that sent a first item, and their summed time to it.
 TOTAL_COUNTS = ("requests", "errors", "rejected", "latency_ms_sum", "in_flight", "waiting", "running", "batches",
-                "batched_requests", "streams_open", "stream_items")
+                "batched_requests", "streams_open", "stream_items", "stream_first_items", "stream_first_item_ms_sum")
 TOTAL_MAPS = ("responses", "rejected_by_reason")  # status -> calls; reason -> rejections
 TOTAL_LISTS = ("latency_buckets",)  # calls per LATENCY_BUCKETS bound, then past the last
 
@@ -151,7 +152,7 @@ TOTAL_LISTS = ("latency_buckets",)  # calls per LATENCY_BUCKETS bound, then past
 def empty_totals() -> dict:
     """Totals with no call counted, in the shape every reader expects."""
     out: dict = {name: 0 for name in TOTAL_COUNTS}
-    out["latency_ms_sum"] = 0.0
+    out["latency_ms_sum"] = out["stream_first_item_ms_sum"] = 0.0
     out.update({name: {} for name in TOTAL_MAPS})
     out["latency_buckets"] = [0] * (len(LATENCY_BUCKETS) + 1)
     return out
@@ -180,7 +181,7 @@ def sum_totals(replicas: list[dict[str, float]]) -> dict:
     out = empty_totals()
     for name, value in summed.items():
         base, dot, key = name.partition(".")
-        number = round(value, 3) if base == "latency_ms_sum" else int(value)
+        number = round(value, 3) if base.endswith("_ms_sum") else int(value)
         if base in TOTAL_LISTS and dot and key.isdigit() and int(key) < len(out[base]):
             out[base][int(key)] = number
         elif base in TOTAL_MAPS and dot:

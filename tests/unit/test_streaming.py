@@ -158,6 +158,39 @@ async def test_a_caller_going_away_closes_the_generator_and_frees_its_slot(endpo
     assert (tmp_path / "again").exists()
 
 
+async def test_a_caller_who_reads_nothing_pauses_the_generator_a_bounded_way_ahead(endpoint, tmp_path):
+    from trainml_cli.runtime.streaming import AHEAD
+
+    ep = await endpoint("stream_forever", [route("/s", "counted", [param("count", "str")])])
+    count = tmp_path / "count"
+    first = asyncio.Event()
+    stuck = asyncio.Event()  # never set: the caller's socket is full, so the server's send never returns
+
+    async def send(message):
+        if message["type"] == "http.response.body":
+            first.set()
+            await stuck.wait()
+
+    body = [{"type": "http.request", "body": json.dumps({"count": str(count)}).encode(), "more_body": False}]
+
+    async def receive():
+        if body:
+            return body.pop()
+        await stuck.wait()  # the caller stays
+
+    scope = {"type": "http", "method": "POST", "path": "/s", "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"application/json")], "http_version": "1.1", "scheme": "http"}
+    task = asyncio.ensure_future(ep.app(scope, receive, send))
+    await asyncio.wait_for(first.wait(), WAIT)
+    seen = []
+    for _ in range(3):  # a generator without the bound yields thousands of items in this time
+        await asyncio.sleep(0.2)
+        seen.append(int(count.read_text()))
+    assert seen[-1] <= AHEAD + 3, f"the generator ran {seen[-1]} items ahead of a caller who read none"
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_the_timeout_bounds_the_wait_for_each_item(endpoint, tmp_path):
     ep = await endpoint("stream_tokens", [route("/tokens", "tokens", TOKENS)], timeout=0.2)
     gate = tmp_path / "gate"
@@ -193,3 +226,4 @@ async def test_streaming_routes_are_said_in_openapi_docs_and_metrics(endpoint, t
     assert "trainml_streams_open 0.0" in text
     totals = (await ep.get("/metrics", params={"format": "json"})).json()
     assert totals["stream_items"] == 4 and totals["streams_open"] == 0
+    assert totals["stream_first_items"] == 1 and totals["stream_first_item_ms_sum"] > 0  # the dashboard's mean

@@ -149,8 +149,8 @@ class Metrics:
         sums[bisect_left(DURATION_BUCKETS, seconds)] += 1
         sums[-1] += seconds
 
-    def stream_item(self, route: str) -> None:
-        self._items[route] = self._items.get(route, 0) + 1
+    def stream_item(self, route: str, n: int = 1) -> None:
+        self._items[route] = self._items.get(route, 0) + n
 
     # -- flushing ------------------------------------------------------------------------------------------------
 
@@ -231,11 +231,16 @@ class Metrics:
                     out["streams_open"] += int(value)
                 elif name == "trainml_stream_items_total":
                     out["stream_items"] += int(value)
+                elif name == "trainml_stream_first_item_seconds_count":
+                    out["stream_first_items"] += int(value)
+                elif name == "trainml_stream_first_item_seconds_sum":
+                    out["stream_first_item_ms_sum"] += value * 1000.0
         out["requests"] = sum(responses.values())
         out["responses"] = {str(k): v for k, v in sorted(responses.items())}
         out["errors"] = sum(v for k, v in responses.items() if k >= 500 and k != 503)
         out["rejected"] = out["rejected_by_reason"].get("overloaded", 0)
         out["latency_ms_sum"] = round(out["latency_ms_sum"], 3)
+        out["stream_first_item_ms_sum"] = round(out["stream_first_item_ms_sum"], 3)
         out["running"] = max(0, out["in_flight"] - out["waiting"])
         # Calls per latency bucket (DURATION_BUCKETS, then over the last): what the dashboard's p50/p99 come from.
         counts = [cumulative.get(float(le), 0) for le in (*DURATION_BUCKETS, "inf")]

@@ -2,6 +2,7 @@
 the generator closed when the caller went away."""
 
 import asyncio
+import os
 import time
 
 
@@ -25,3 +26,14 @@ async def aforever(closed):
             await asyncio.sleep(0.02)
     finally:
         open(closed, "w").close()
+
+
+def counted(count):
+    """As fast as it can, forever, writing how many it has yielded to the file named `count`."""
+    i = 0
+    while True:
+        yield i
+        i += 1
+        with open(count + ".part", "w") as file:
+            file.write(str(i))
+        os.replace(count + ".part", count)  # the test reads it meanwhile: never half-written

@@ -9,7 +9,9 @@ follower). These routes add only what a browser needs on top:
     GET  /api/dashboard/traffic?span=5m|1h|24h&job=ID   requests/s, latency, p50/p99 points per endpoint,
                                          from the history the control plane keeps (see traffic.py), and the
                                          live replicas where the backend reports them (Ray), and the times a
-                                         revision began serving (`switches`: [{t, revision}])
+                                         revision began serving (`switches`: [{t, revision}]), and the
+                                         latest streaming figures (`streams`: {open, items, first_item_ms}
+                                         or null when the endpoint has not streamed)
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
     GET  /api/dashboard/requirements?directory=/abs/path|upload=ID   {file, found}: whether a folder on the
                                          server (or an upload) holds the requirements.txt an environment would install
@@ -118,7 +120,7 @@ async def traffic(request: Request, job: Optional[str] = None, span: str = "5m")
         switches[row["job_id"]].append({"t": row["time"], "revision": row["number"]})
     found["jobs"] = [{"id": j.id, "name": j.name, "status": j.status.value, "points": found["jobs"][j.id],
                       "replicas": p.jobs.live_replicas(j.id) if j.status.is_launched else None,
-                      "switches": switches[j.id]}
+                      "switches": switches[j.id], "streams": sampler.streams(j.id)}
                      for j in jobs]
     return found
 

@@ -12,6 +12,9 @@ difference. Time with no reading (the endpoint stopped, or no control plane ran)
 gap, not a line. An endpoint that runs but gets no calls has rows of zero requests: a flat line at zero.
 
 p50 and p99 come from the latency buckets as Prometheus' histogram_quantile does: linear within the bucket.
+
+Streaming routes' figures (streams open now, items sent and the mean time to a first item, since the endpoint
+started) are kept from the latest reading only, in memory: they say what the endpoint does now, not a history.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Traffic:
         self._pruned = 0.0
         self._tick: float | None = None  # when the previous round of readings was taken
         self._running: set[str] = set()  # the jobs running then
+        self._streams: dict[str, dict] = {}  # job id -> its streaming figures at the latest reading
         self._task: asyncio.Task | None = None
 
     def start(self, platform) -> None:
@@ -74,6 +78,7 @@ class Traffic:
             if not values:
                 continue  # no reading this time; the next one is compared with the last we had
             counters = _counters(values)
+            self._streams[job.id] = _streams(values)
             previous = self._last.get(job.id)
             self._last[job.id] = (now, job.pid, counters)
             if previous is None:
@@ -91,6 +96,8 @@ class Traffic:
         gone = set(self._last) - {j.id for j in running}
         for job_id in gone:
             del self._last[job_id]
+        for job_id in set(self._streams) - {j.id for j in running}:
+            del self._streams[job_id]
         if rows:
             await asyncio.to_thread(self._store, store, rows)
         if now - self._pruned > PRUNE_EVERY:
@@ -110,6 +117,11 @@ class Traffic:
         for resolution, keep in KEEP.items():
             store.prune_traffic(resolution, now - keep)
         store.forget_traffic(job_ids)
+
+    def streams(self, job_id: str) -> dict | None:
+        """{open, items, first_item_ms (mean, None before any)} at the latest reading; None if the endpoint has
+        not streamed since it started (or is not running)."""
+        return self._streams.get(job_id)
 
     def series(self, store, job_ids: list[str], span: str, now: float | None = None) -> dict:
         """{span, seconds, step, jobs: {id: [point, ...]}} with points oldest first:
@@ -160,6 +172,14 @@ def quantile(q: float, buckets: list[int]) -> float | None:
             return round(low + (BOUNDS_MS[index] - low) * (rank - seen) / count, 3)
         seen += count
     return BOUNDS_MS[-1]
+
+
+def _streams(values: dict) -> dict | None:
+    firsts = int(values.get("stream_first_items", 0))
+    figures = {"open": int(values.get("streams_open", 0)), "items": int(values.get("stream_items", 0)),
+               "first_item_ms": round(float(values.get("stream_first_item_ms_sum", 0.0)) / firsts, 3) if firsts
+               else None}
+    return figures if figures["open"] or figures["items"] or firsts else None
 
 
 def _counters(values: dict) -> tuple:

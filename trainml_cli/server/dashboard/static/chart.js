@@ -160,7 +160,7 @@ const TrafficChart = (() => {
     return parts.join(" · ") + ".";
   }
 
-  return { draw, summary, plural, switches };
+  return { draw, summary, plural, switches, number };
 })();
 
 // Poll the traffic series every few seconds and redraw; `query()` says what to ask for (job, span), and

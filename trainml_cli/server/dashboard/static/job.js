@@ -95,6 +95,15 @@
     const switched = traffic.querySelector('[data-field="switches"]');
     switched.textContent = TrafficChart.switches(marks, data);
     switched.hidden = !switched.textContent;
+    // Streaming routes: what the latest reading of the endpoint's metrics says (absent until it has streamed).
+    const streams = data.jobs[0] ? data.jobs[0].streams : null;
+    const streamLine = traffic.querySelector('[data-field="streams"]');
+    streamLine.hidden = !streams;
+    if (streams) {
+      const parts = [`Streams: ${streams.open} open`, `${TrafficChart.plural(streams.items, "item", "items")} sent`];
+      if (streams.first_item_ms !== null) parts.push(`first item after ${TrafficChart.number(streams.first_item_ms)} ms on average`);
+      streamLine.textContent = parts.join(" · ") + ".";
+    }
     // The live replicas, as Ray Serve reports them (absent on the local backend): the count moves as it scales.
     const replicas = data.jobs[0] ? data.jobs[0].replicas : null;
     const line = traffic.querySelector('[data-field="replicas"]');
