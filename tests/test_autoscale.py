@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from conftest import MODELS, run, wait_until
 
+from conftest import MODELS, run, wait_until
 from trainml_cli.limits import cpu_count
 
 BODY = [{"name": "text", "type": "str"},
