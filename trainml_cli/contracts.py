@@ -15,6 +15,8 @@
   line it follows from that replica's files with the revision that printed it.
 - The folders never packed with a model (the SDK's upload, the dashboard's, a Ray package).
 - How an update or a rollback switches revisions (`STRATEGIES`): the CLI's choice, the API's field.
+- An autoscaled local endpoint's scale (`ScaleState`): written by its leader process (runtime/waker.py) to the
+  file the control plane names with `--scale-file`, read by `job get`, the dashboard and its workers' metrics.
 
 Also in leaves of their own: the runtime's command line (launchspec.py) and routes (routespec.py).
 A leaf: the standard library only, so the endpoint runtime (which runs in an environment holding only its own
@@ -189,6 +191,61 @@ def sum_totals(replicas: list[dict[str, float]]) -> dict:
         elif base in TOTAL_COUNTS and not dot:
             out[base] = number
     return out
+
+
+# -- an autoscaled endpoint's scale ------------------------------------------------------------------------------
+
+SCALE_FILE = "scale.json"  # in the job's folder
+
+
+@dataclass
+class ScaleState:
+    """Where an autoscaled endpoint stands: its workers ([{pid, state}], state STARTING, RUNNING or STOPPING),
+    its bounds, the last cold start (a call held from scaled-to-zero until a worker was ready) and the last
+    decision, in words."""
+
+    workers: list = field(default_factory=list)
+    min_replicas: int = 0
+    max_replicas: int = 1
+    cold_start_ms: float | None = None
+    decision: str = ""
+
+    @property
+    def running(self) -> int:
+        return sum(1 for worker in self.workers if worker.get("state") == "RUNNING")
+
+    def metrics(self) -> dict:
+        """The fields merged into the endpoint's /metrics JSON."""
+        return {"replicas": self.running, "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
+                "scaled_to_zero": not self.workers, "cold_start_ms": self.cold_start_ms}
+
+
+def write_scale(path: str | os.PathLike, state: ScaleState) -> None:
+    """Replace the file at once (readers never see half of it)."""
+    temporary = f"{os.fspath(path)}.{os.getpid()}.tmp"
+    with open(temporary, "w") as file:
+        json.dump(asdict(state), file)
+    os.replace(temporary, path)
+
+
+def read_scale(path: str | os.PathLike | None) -> ScaleState | None:
+    if not path:
+        return None
+    try:
+        with open(path) as file:
+            raw = json.load(file)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    known = {f.name for f in fields(ScaleState)}
+    return ScaleState(**{k: v for k, v in raw.items() if k in known})
+
+
+def scale_metrics(path: str | os.PathLike | None) -> dict:
+    """An autoscaled endpoint's fields for /metrics; none for one that is not autoscaled."""
+    state = read_scale(path)
+    return state.metrics() if state else {}
 
 
 # -- a load failure ----------------------------------------------------------------------------------------------

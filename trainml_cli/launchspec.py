@@ -29,6 +29,11 @@ DEFAULT_MAX_QUEUE = 64
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 1000  # per worker; below the usual limit of 1024 open files
+# Autoscaling on one machine: a worker goes after 5 idle minutes; a call waits for a cold start up to 2 minutes
+# (a big model's import); calls must wait 30 s before a worker is added (Ray Serve's upscale delay).
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_COLD_START_TIMEOUT = 120.0
+DEFAULT_UPSCALE_DELAY = 30.0
 
 # The runtime's exit codes, as the control plane reads them.
 EXIT_OK = 0
@@ -125,6 +130,23 @@ OPTIONS: tuple[RuntimeOption, ...] = (
                   internal=True, group=True),
     RuntimeOption("--max-connections", int, DEFAULT_MAX_CONNECTIONS, "Open connections per worker; past it "
                   "requests get 503.", low=1),
+    # Autoscaling on this machine (runtime/waker.py): --min-workers turns it on, --workers is then the most. The
+    # leader holds the socket and wakes workers; its workers are not given these (group=True).
+    RuntimeOption("--min-workers", int, None, "Autoscale between this many workers (0: scale to zero when idle) "
+                  "and --workers.", low=0, high=cpu_count, why="this machine's CPUs", internal=True, group=True),
+    RuntimeOption("--idle-timeout", float, DEFAULT_IDLE_TIMEOUT, "Autoscaling: seconds of low load (none at all "
+                  "for the last worker) before a worker stops.", low=0, internal=True, group=True),
+    RuntimeOption("--upscale-delay", float, DEFAULT_UPSCALE_DELAY, "Autoscaling: seconds calls must wait before "
+                  "a worker is added.", low=0, internal=True, group=True),
+    RuntimeOption("--target-ongoing", float, None, "Autoscaling: calls in flight per worker to aim at (default: "
+                  "half of --max-concurrency).", low=0, low_open=True, internal=True, group=True),
+    RuntimeOption("--cold-start-timeout", float, DEFAULT_COLD_START_TIMEOUT, "Autoscaling: seconds a call waits "
+                  "for a worker while scaled to zero; past it 503.", low=0, low_open=True, internal=True, group=True),
+    RuntimeOption("--scale-file", str, None, "Where the autoscaler writes its state (contracts.ScaleState); its "
+                  "workers add it to /metrics.", internal=True),
+    # A worker started by the autoscaler writes its pid here once its code has loaded.
+    RuntimeOption("--ready-fd", int, None, "Write this process's pid to this pipe once loaded.", low=0,
+                  internal=True, group=True),
 )
 
 

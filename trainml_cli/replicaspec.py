@@ -1,15 +1,17 @@
 """How many copies of an endpoint serve, and how autoscaling reacts: the fields, their defaults and checks, once.
 
     endpoint: {replicas?}                                     a fixed number of copies
-    endpoint: {min_replicas?, max_replicas?,                   autoscaled between the two (Ray backend)
-               upscale_delay?, downscale_delay?, target_ongoing?}
+    endpoint: {min_replicas?, max_replicas?,                   autoscaled between the two
+               upscale_delay?, downscale_delay?, target_ongoing?,  (Ray Serve's knobs; the local backend uses
+               idle_timeout?, cold_start_timeout?}                  upscale_delay and target_ongoing too)
 
 The CLI's options (`--replicas`, `--min-replicas`, `--upscale-delay`, ...), the API's payload check and the Ray
 backend's autoscaling_config are generated from the table below, so a setting means the same everywhere.
 
-Two delays rather than one idle timeout: they are Serve's own knobs, one each way, and a local autoscaler keeps
-the same meaning (`downscale_delay` is how long calls must stay below the target before a replica goes, which
-is an idle timeout when the floor is reached).
+On Ray, two delays: Serve's own knobs, one each way. The local backend (runtime/autoscaler.py) adds a replica
+after `upscale_delay` as Ray does, but removes one after `idle_timeout` (default 300 s, the issue's idle
+timeout; `downscale_delay` keeps Ray's 600 s default there) and scales to zero with `min_replicas: 0`, holding
+calls up to `cold_start_timeout` while a replica starts.
 
 A leaf: standard library and errors.py only, so the CLI, the SDK and the control plane use it.
 """
@@ -40,14 +42,23 @@ class Setting:
 
 AUTOSCALING = (
     Setting("upscale_delay", "upscale_delay_s", 30.0,
-            "Autoscaling (Ray backend): seconds the calls in flight must stay above the target before a replica "
-            "is added (default 30)."),
+            "Autoscaling: seconds the calls in flight must stay above the target (or calls wait) before a "
+            "replica is added (default 30)."),
     Setting("downscale_delay", "downscale_delay_s", 600.0,
             "Autoscaling (Ray backend): seconds they must stay below it before a replica is removed, holding its "
             "CPUs and GPUs until then (default 600)."),
     Setting("target_ongoing", "target_ongoing_requests", None,
-            "Autoscaling (Ray backend): calls in flight per replica to aim at (default: half of "
+            "Autoscaling: calls in flight per replica to aim at (default: half of "
             "--max-concurrency, at least 1)."),
+)
+# The local backend's own (runtime/autoscaler.py); Ray Serve has no such knobs (serve_key None: not sent).
+LOCAL = (
+    Setting("idle_timeout", "", 300.0,
+            "Autoscaling (local backend): seconds of low load before a replica stops; with --min-replicas 0, "
+            "seconds without calls before the last one stops (default 300)."),
+    Setting("cold_start_timeout", "", 120.0,
+            "Autoscaling (local backend): seconds a call is held while a replica starts from zero; past it 503 "
+            "with Retry-After (default 120)."),
 )
 COUNTS = ("replicas", "min_replicas", "max_replicas")
 
@@ -67,8 +78,9 @@ def check_scaling(endpoint: dict, name: Callable[[str], str] = str) -> dict:
     out: dict = {}
     for key in COUNTS:
         value = endpoint.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise problem(key, f"{value!r} must be a whole number of at least 1")
+        least = 0 if key == "min_replicas" else 1  # min 0: scaled to zero when idle (local backend)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise problem(key, f"{value!r} must be a whole number of at least {least}")
         out[key] = value
     low, high = out["min_replicas"], out["max_replicas"]
     if out["replicas"] is not None and (low is not None or high is not None):
@@ -78,7 +90,7 @@ def check_scaling(endpoint: dict, name: Callable[[str], str] = str) -> dict:
         raise problem("min_replicas", f"{low} is more than {name('max_replicas')} ({high})")
     autoscaled = low is not None or high is not None
     concurrency = endpoint.get("max_concurrency") or DEFAULT_MAX_CONCURRENCY
-    for setting in AUTOSCALING:
+    for setting in AUTOSCALING + LOCAL:
         value = endpoint.get(setting.key)
         if value is None:
             out[setting.key] = None
@@ -94,11 +106,13 @@ def check_scaling(endpoint: dict, name: Callable[[str], str] = str) -> dict:
             if value > concurrency:
                 raise problem(setting.key, f"{value:g} is more than {name('max_concurrency')} ({concurrency}), the "
                               "calls a replica takes at once: it would never be reached")
+        elif setting.key == "cold_start_timeout" and value <= 0:
+            raise problem(setting.key, f"{value:g} must be above 0 seconds")
         elif not 0 <= value <= MAX_DELAY:
             raise problem(setting.key, f"{value:g} must be between 0 and {MAX_DELAY:g} seconds")
         out[setting.key] = value
     if autoscaled:
-        for setting in AUTOSCALING:
+        for setting in AUTOSCALING + LOCAL:
             if out[setting.key] is None:
                 out[setting.key] = setting.default if setting.default is not None else default_target(concurrency)
     return out
@@ -121,9 +135,15 @@ def describe(endpoint: dict) -> str | None:
     """The configured replicas as `job get` says them; None when the job sets none (one copy, or local workers)."""
     if endpoint.get("min_replicas") is not None or endpoint.get("max_replicas") is not None:
         config = serve_autoscaling(endpoint)
-        return (f"{config['min_replicas']}-{config['max_replicas']} autoscaled: aiming at "
-                f"{config['target_ongoing_requests']:g} call(s) in flight per replica, adding one after "
-                f"{config['upscale_delay_s']:g}s above it, removing one after {config['downscale_delay_s']:g}s below")
+        low = endpoint.get("min_replicas")
+        low = config["min_replicas"] if low is None else low
+        idle = endpoint.get("idle_timeout") or LOCAL[0].default
+        text = (f"{low}-{config['max_replicas']} autoscaled: aiming at {config['target_ongoing_requests']:g} call(s) "
+                f"in flight per replica, adding one after {config['upscale_delay_s']:g}s above it, removing one after "
+                f"{config['downscale_delay_s']:g}s below (Ray) or {idle:g}s (here)")
+        if low == 0:
+            text += "; scaled to zero when idle, calls held while one starts"
+        return text
     if endpoint.get("replicas") is not None:
         return f"{endpoint['replicas']}"
     return None

@@ -27,7 +27,12 @@ def option(key: str) -> str:
 @pytest.mark.parametrize("endpoint, message", [
     ({"replicas": 0}, "endpoint.replicas: 0 must be a whole number of at least 1"),
     ({"replicas": True}, "endpoint.replicas: True must be a whole number of at least 1"),
-    ({"min_replicas": 1.5}, "endpoint.min_replicas: 1.5 must be a whole number of at least 1"),
+    ({"min_replicas": 1.5}, "endpoint.min_replicas: 1.5 must be a whole number of at least 0"),
+    ({"min_replicas": -1}, "endpoint.min_replicas: -1 must be a whole number of at least 0"),
+    ({"max_replicas": 0}, "endpoint.max_replicas: 0 must be a whole number of at least 1"),
+    ({"min_replicas": 0, "cold_start_timeout": 0}, "endpoint.cold_start_timeout: 0 must be above 0 seconds"),
+    ({"idle_timeout": 3}, "endpoint.idle_timeout: an autoscaling setting: give min_replicas and/or max_replicas too "
+                          "(a fixed number of replicas is never scaled)"),
     ({"replicas": 2, "min_replicas": 1}, "endpoint.replicas: give either replicas (a fixed number) or "
                                          "min_replicas/max_replicas (autoscaling), not both"),
     ({"min_replicas": 3, "max_replicas": 2}, "endpoint.min_replicas: 3 is more than max_replicas (2)"),
@@ -41,7 +46,8 @@ def option(key: str) -> str:
     ({"max_replicas": 2, "max_concurrency": 4, "target_ongoing": 5},
      "endpoint.target_ongoing: 5 is more than max_concurrency (4), the calls a replica takes at once: it would never "
      "be reached"),
-], ids=["zero", "bool", "fraction", "both", "min-over-max", "setting-without-autoscaling", "not-a-number",
+], ids=["zero", "bool", "fraction", "negative-min", "zero-max", "zero-cold-start", "idle-without-autoscaling",
+        "both", "min-over-max", "setting-without-autoscaling", "not-a-number",
         "infinite", "negative-delay", "zero-target", "target-over-concurrency"])
 def test_each_scaling_problem_names_the_field(endpoint, message):
     error = refusal(check_scaling, endpoint)
@@ -58,9 +64,11 @@ def test_the_cli_sees_its_own_option_names_in_the_same_messages():
 def test_an_autoscaled_job_gets_the_default_settings_and_a_fixed_one_none():
     assert check_scaling({"min_replicas": 1, "max_replicas": 4, "max_concurrency": 8}) == {
         "replicas": None, "min_replicas": 1, "max_replicas": 4, "upscale_delay": 30.0, "downscale_delay": 600.0,
-        "target_ongoing": 4}
+        "target_ongoing": 4, "idle_timeout": 300.0, "cold_start_timeout": 120.0}
     assert check_scaling({"replicas": 3}) == {"replicas": 3, "min_replicas": None, "max_replicas": None,
-                                              "upscale_delay": None, "downscale_delay": None, "target_ongoing": None}
+                                              "upscale_delay": None, "downscale_delay": None, "target_ongoing": None,
+                                              "idle_timeout": None, "cold_start_timeout": None}
+    assert check_scaling({"min_replicas": 0, "max_replicas": 1})["min_replicas"] == 0  # scale to zero
 
 
 def test_serve_gets_its_own_autoscaling_keys_and_job_get_says_them():
@@ -68,7 +76,9 @@ def test_serve_gets_its_own_autoscaling_keys_and_job_get_says_them():
     assert serve_autoscaling(spec) == {"min_replicas": 2, "initial_replicas": 2, "max_replicas": 5,
                                        "upscale_delay_s": 10, "downscale_delay_s": 600.0, "target_ongoing_requests": 3}
     assert describe(spec) == ("2-5 autoscaled: aiming at 3 call(s) in flight per replica, adding one after 10s above "
-                              "it, removing one after 600s below")
+                              "it, removing one after 600s below (Ray) or 300s (here)")
+    assert describe(check_scaling({"min_replicas": 0, "max_replicas": 1})).endswith(
+        "scaled to zero when idle, calls held while one starts")
     assert describe({"replicas": 3}) == "3" and describe({}) is None
 
 
@@ -160,14 +170,19 @@ def test_a_good_payload_comes_back_as_the_spec_a_job_keeps(check):
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"min_replicas": 1, "max_replicas": 2}, "endpoint.min_replicas: autoscaling needs the Ray backend"),
+    ({"min_replicas": 0, "max_replicas": 10_000}, "endpoint.max_replicas: 10000 is more than this machine's"),
     ({"ray_actor_options": {"memory": 1024}}, "endpoint.ray_actor_options: Ray's replica options need the Ray backend"),
     ({"replicas": 10_000}, "endpoint.replicas: 10000 is more than this machine's"),
     ({"max_queue": 10**9}, "endpoint.max_queue: 1000000000 is more than"),
     ({"auth": "yes"}, "endpoint.auth: 'yes' must be true or false"),
-], ids=["autoscaling", "actor-options", "replicas-over-cpus", "queue-over-limit", "auth-not-bool"])
+], ids=["autoscaling-over-cpus", "actor-options", "replicas-over-cpus", "queue-over-limit", "auth-not-bool"])
 def test_the_local_backend_refuses_what_it_cannot_honour(check, fields, message):
     assert str(refusal(check, payload(**fields))).startswith(message)
+
+
+def test_the_local_backend_autoscales_down_to_zero(check):
+    spec = check(payload(min_replicas=0, max_replicas=1, idle_timeout=3))
+    assert (spec["endpoint"]["min_replicas"], spec["endpoint"]["idle_timeout"]) == (0, 3)
 
 
 def test_gpus_this_machine_lacks_are_refused_naming_what_it_has(check):

@@ -127,7 +127,7 @@ def describe(job, verbose: int = 0) -> list[tuple[str, object]]:
         ("Model", model_text(record.get("model") or {}) or "-"),
         ("Resources", resources_text(record.get("resources") or {}) or "-"),
     ]
-    replicas = replicas_text(record.get("endpoint") or {}, record.get("replicas"))
+    replicas = replicas_text(record.get("endpoint") or {}, record.get("replicas"), record.get("scale"))
     if replicas:
         fields.append(("Replicas", replicas))
     fields += [
@@ -156,7 +156,7 @@ def describe(job, verbose: int = 0) -> list[tuple[str, object]]:
     return fields
 
 
-def replicas_text(endpoint: dict, live: list[dict] | None) -> list[str] | str | None:
+def replicas_text(endpoint: dict, live: list[dict] | None, scale: dict | None = None) -> list[str] | str | None:
     """The configured replicas, then the live ones as the backend reports them (Ray: Serve's replicas)."""
     from ..replicaspec import describe as configured
 
@@ -170,7 +170,10 @@ def replicas_text(endpoint: dict, live: list[dict] | None) -> list[str] | str | 
         lines.append("ray_actor_options: " + json.dumps(endpoint["ray_actor_options"], sort_keys=True))
     if live is not None:
         running = sum(1 for r in live if r.get("state") == "RUNNING")
-        lines.append(f"live: {running} running" + (f" of {len(live)}" if len(live) != running else ""))
+        lines.append(f"live: {running} running" + (f" of {len(live)}" if len(live) != running else "")
+                     + (" (scaled to zero: the next call starts one and is held meanwhile)" if not live else ""))
+        if scale and scale.get("cold_start_ms") is not None:
+            lines.append(f"last cold start: {scale['cold_start_ms']:g} ms")
         lines += [f"  {r.get('state')} pid {r.get('pid') or '-'} on {r.get('node_ip') or '-'}" for r in live]
     return lines if len(lines) > 1 else (lines[0] if lines else None)
 

@@ -13,4 +13,6 @@ libraries and the user's code.
     replies.py   request ids, JSON answers   streaming.py generator routes as SSE or NDJSON
     ownpaths.py  /ping and the health it reports, /metrics, /docs, OPTIONS, 404 and 405
     body.py      a body's headers and bytes  uploads.py   file params: multipart to disk, base64 in JSON
+    autoscaler.py  an autoscaled group's leader: workers between min and max, down to zero
+    waker.py     while no worker is ready: /ping, /metrics, calls held then passed on
 """

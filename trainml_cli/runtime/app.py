@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import errors
-from ..contracts import LoadFailure
+from ..contracts import LoadFailure, scale_metrics
 from ..errors import ModelCodeError
 from ..jsonbody import OFF_LOOP_BYTES
 from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
@@ -63,10 +63,12 @@ class Endpoint:
 
 
 class EndpointApp:
-    def __init__(self, config: RuntimeConfig, root: Path, on_failed: Callable[[], None] | None = None):
+    def __init__(self, config: RuntimeConfig, root: Path, on_failed: Callable[[], None] | None = None,
+                 on_ready: Callable[[], None] | None = None):
         self.config = config
         self.root = root
         self.on_failed = on_failed or (lambda: None)
+        self.on_ready = on_ready or (lambda: None)  # an autoscaled worker tells its leader (runtime/waker.py)
         self.health = Health.LOADING
         self.pool = CallPool(config.max_concurrency, config.max_queue, config.timeout, log=self._log)
         self.endpoints = {(r.verb, r.path): Endpoint(r, Binder(r)) for r in config.routes}
@@ -167,6 +169,7 @@ class EndpointApp:
             self.describe(streaming)
         self.move(Health.READY)
         self._log(f"ready: {len(loaded)} route(s) from {self.root} (pid {os.getpid()})")
+        self.on_ready()
         for label in sorted(streaming):
             self._log(f"route {label} streams: its function is a generator; each item is sent as it is yielded "
                       "(SSE with Accept: text/event-stream, else NDJSON)")
@@ -334,6 +337,7 @@ class EndpointApp:
             **self.metrics.totals(),
             "max_concurrency": self.pool.size,
             "max_queue": self.pool.max_queue,
+            **scale_metrics(self.config.scale_file),
         }
 
 

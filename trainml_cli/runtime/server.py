@@ -1,4 +1,5 @@
-"""Run the endpoint: one uvicorn process, or N worker processes sharing one listening socket.
+"""Run the endpoint: one uvicorn process, or N worker processes sharing one listening socket, or an autoscaled
+group (`--min-workers`, runtime/autoscaler.py).
 
 With `--workers N` this process only supervises: it binds the socket (or takes the inherited one), starts N
 copies of `python -m trainml_cli.runtime --workers 1 --fd FD`, replaces a worker that dies, and stops them all
@@ -35,6 +36,8 @@ def serve(config: RuntimeConfig) -> int:
         config.metrics_dir = owned = make_directory()
         config.metrics_dir_owned = True
     try:
+        if config.min_workers is not None:
+            return _autoscale(config)
         if config.workers > 1:
             return _supervise_workers(config)
         return _serve_one(config, root)
@@ -72,7 +75,8 @@ def _serve_one(config: RuntimeConfig, root) -> int:
         handover.offer(sock)
     host, port = sock.getsockname()[:2]
     server_box: list = []
-    app = EndpointApp(config, root, on_failed=lambda: setattr(server_box[0], "should_exit", True))
+    app = EndpointApp(config, root, on_failed=lambda: setattr(server_box[0], "should_exit", True),
+                      on_ready=_tell_leader(config.ready_fd))
     from ..connections import GuardedProtocol, fit_open_files
 
     max_connections, lowered = fit_open_files(config.max_connections)
@@ -148,6 +152,28 @@ def _supervise_workers(config: RuntimeConfig) -> int:
         except subprocess.TimeoutExpired:
             worker.kill()
     return code
+
+
+def _autoscale(config: RuntimeConfig) -> int:
+    from .autoscaler import serve_autoscaled
+
+    sock = _listening_socket(config)
+    sock.set_inheritable(True)
+    return serve_autoscaled(config, sock)
+
+
+def _tell_leader(fd: int | None):
+    """A worker of an autoscaled group says it has loaded the code: its pid on the leader's pipe."""
+    if fd is None:
+        return None
+
+    def tell() -> None:
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:  # the leader is gone: the group is stopping
+            pass
+
+    return tell
 
 
 def _start_worker(command: list[str], sock: socket.socket) -> subprocess.Popen:

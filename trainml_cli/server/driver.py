@@ -83,6 +83,11 @@ class Driver:
         """The replicas a backend that places them reports (Ray: Serve's, at the last poll); None elsewhere."""
         return getattr(self.endpoint, "live_replicas", None)
 
+    @property
+    def scale(self) -> dict | None:
+        """An autoscaled local endpoint's scale now (replicas, bounds, cold_start_ms); None elsewhere."""
+        return getattr(self.endpoint, "scale", None)
+
     def _never_ran(self, task: asyncio.Task) -> None:
         """A driver cancelled before its first step never reached its own clean-up; do it here."""
         if self._began:
@@ -239,6 +244,8 @@ class Driver:
             workers=workers, max_concurrency=endpoint.get("max_concurrency"), max_queue=endpoint.get("max_queue"),
             timeout=endpoint.get("timeout"),
         )
+        for key, value in jobs.backend.autoscale_options(scaling, endpoint.get("max_concurrency"), workdir).items():
+            setattr(runtime, key, value)
         launch = Launch(job_id=job_id, runtime=runtime, env=env, job_env=job_env, name=job.name,
                         resources=spec["resources"], scaling=scaling, pip=job_pip(spec["environment"]),
                         requirements=spec["environment"].get("requirements"), workdir=str(workdir),

@@ -124,6 +124,7 @@ class Jobs:
             "gpus": job.gpus,
             "pid": job.pid,
             "replicas": self.live_replicas(job.id) if launched else None,
+            "scale": getattr(self._drivers.get(job.id), "scale", None) if launched else None,  # autoscaled local
             "restarts": job.restarts,
             "run_time": round(run_time, 3),
             "hourly_rate": res.hourly_rate(spec["resources"], job.gpus),

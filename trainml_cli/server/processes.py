@@ -14,6 +14,8 @@ import os
 import signal
 import time
 
+from ..launchspec import EXIT_LOAD_FAILED
+
 STOP_GRACE = 10.0
 UNKNOWN_EXIT = -1000  # the returncode of an adopted process: it exited, with a code only its parent saw
 
@@ -145,3 +147,20 @@ class AdoptedProcess:
                     os.close(fd)
         while is_endpoint(self.pid, self.pid_start):
             await asyncio.sleep(0.1)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "is still running"
+    if code == UNKNOWN_EXIT:
+        return "exited (an earlier control plane started it, so its exit code is unknown)"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    if code == EXIT_LOAD_FAILED:
+        return "exited with code 3 (the model code could not be loaded)"
+    return f"exited with code {code}"
+
+

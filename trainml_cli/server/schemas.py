@@ -49,14 +49,19 @@ class EndpointSpec(_Strict):
     auth: bool = Field(False, description="give the endpoint a key: calls without 'Authorization: Bearer KEY' "
                        "get 401 (/ping stays open); GET /api/jobs/{job}/connect shows it")
     replicas: Optional[int] = Field(None, description="copies serving: Ray Serve replicas, or local worker processes")
-    min_replicas: Optional[int] = Field(None, description="autoscaling lower bound (Ray backend)")
-    max_replicas: Optional[int] = Field(None, description="autoscaling upper bound (Ray backend)")
+    min_replicas: Optional[int] = Field(None, description="autoscaling lower bound (0: scaled to zero when idle, "
+                                        "local backend)")
+    max_replicas: Optional[int] = Field(None, description="autoscaling upper bound")
     upscale_delay: Optional[float] = Field(None, description="autoscaling: seconds above target_ongoing before a "
                                            "replica is added (default 30)")
     downscale_delay: Optional[float] = Field(None, description="autoscaling: seconds below it before a replica is "
                                              "removed (default 600)")
     target_ongoing: Optional[float] = Field(None, description="autoscaling: calls in flight per replica to aim at "
                                             "(default: half of max_concurrency, at least 1)")
+    idle_timeout: Optional[float] = Field(None, description="local autoscaling: seconds of low load before a "
+                                          "replica stops, of no calls before the last one does (default 300)")
+    cold_start_timeout: Optional[float] = Field(None, description="local autoscaling: seconds a call is held while "
+                                                "a replica starts from zero; then 503 (default 120)")
     ray_actor_options: Optional[dict[str, Any]] = Field(
         None, description="Ray backend: each replica's memory (bytes), resources ({name: amount}), accelerator_type, "
         "label_selector, as Ray Serve's ray_actor_options; CPUs and GPUs come from resources")

@@ -8,5 +8,6 @@
     rayreplicas.py  replica deaths, counted and named
     rayrollout.py   a job's application rolled over to a new revision (Serve's rolling update)
     switch.py       a local endpoint switched to a new revision on the same socket
+    scaling.py      local autoscaling: its checks, the runtime options it launches with, its scale file read back
     revisionoutput.py  each revision's output files, read into the log with the revision that printed them
 """

@@ -45,6 +45,8 @@ class Scaling:
     upscale_delay: float | None = None
     downscale_delay: float | None = None
     target_ongoing: float | None = None
+    idle_timeout: float | None = None  # the local backend's (replicaspec.LOCAL)
+    cold_start_timeout: float | None = None
     ray_actor_options: dict = field(default_factory=dict)
 
     @property
@@ -156,6 +158,11 @@ class Backend(Protocol):
 
     async def gpus(self) -> list[dict]:
         """[{type, names, price, count, free, where}]: every GPU type, and how many of each this backend has."""
+
+    def autoscale_options(self, scaling: Scaling, max_concurrency: int | None, workdir: Path) -> dict:
+        """The runtime options (launchspec) that autoscale an endpoint on this backend; {}: the backend scales
+        replicas itself (Ray) or the job is not autoscaled."""
+        return {}
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         """Raise UsageError (422) for what a job asks that this backend cannot honour (autoscaling, Ray's replica

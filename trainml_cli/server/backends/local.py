@@ -44,10 +44,11 @@ from ...errors import UsageError
 from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
 from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
-from ..processes import UNKNOWN_EXIT, AdoptedProcess, is_endpoint, kill_group, process_start_time, reap_orphans
+from ..processes import AdoptedProcess, describe_exit, is_endpoint, kill_group, process_start_time, reap_orphans
 from .base import EndpointListener, Launch, Outcome, Policy, Say
 from .probes import first, http_get
 from .revisionoutput import RevisionOutput
+from .scaling import check_local_scaling, launch_fields, live_replicas, scale_summary
 from .switch import hold_socket
 
 START_ATTEMPTS = 3
@@ -87,12 +88,12 @@ class LocalBackend:
         return [{**row, "where": "this machine"} for row in res.gpu_listing(self.pool)]
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
-        if scaling["min_replicas"] or scaling["max_replicas"]:
-            raise UsageError.at(("endpoint", "min_replicas"), "autoscaling needs the Ray backend (trainml server run "
-                                "--backend ray); give replicas for a fixed number of local worker processes")
+        check_local_scaling(scaling)
         if scaling.get("ray_actor_options"):
             raise UsageError.at(("endpoint", "ray_actor_options"), "Ray's replica options need the Ray backend "
                                 "(trainml server run --backend ray)")
+
+    autoscale_options = staticmethod(launch_fields)  # runtime/autoscaler.py scales, in the endpoint's process
 
     async def place(self, job_id: str, resources: dict, held: list | None, say: Say) -> list:
         if held is not None:  # an adopted endpoint runs on the GPUs it was given
@@ -186,6 +187,9 @@ class LocalEndpoint:
         self._detached = False
         self.restarts = 0
         self.ssl = None  # a client SSLContext when the endpoint serves HTTPS
+
+    live_replicas = property(lambda self: live_replicas(self.launch))  # autoscaled: the leader's scale file
+    scale = property(lambda self: scale_summary(self.launch))
 
     @property
     def url(self) -> str:
@@ -381,20 +385,3 @@ async def rebind_socket(host: str, port: int, attempts: int = 20) -> socket.sock
         sock.close()
         await asyncio.sleep(0.1)
     return bind_socket(host, port)
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "is still running"
-    if code == UNKNOWN_EXIT:
-        return "exited (an earlier control plane started it, so its exit code is unknown)"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    if code == EXIT_LOAD_FAILED:
-        return "exited with code 3 (the model code could not be loaded)"
-    return f"exited with code {code}"
-
-

@@ -107,6 +107,9 @@ class RayBackend:
         self._python = self._python or await raycluster.head_python(summary)
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
+        if scaling.get("min_replicas") == 0:
+            raise UsageError.at(("endpoint", "min_replicas"), "scaling to zero is built on the local backend only "
+                                "so far; give at least 1 on Ray")
         # Refused rather than ignored: the job would run on an interpreter it did not ask for.
         if environment.get("python"):
             raise UsageError.at(("environment", "python"),

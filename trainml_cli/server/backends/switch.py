@@ -29,6 +29,7 @@ from ...errors import Conflict, RevisionFailed
 from ..processes import kill_group, process_start_time
 from .base import Launch
 from .probes import first
+from .scaling import initial_workers
 
 POLL = 0.05
 
@@ -134,7 +135,7 @@ async def _start_loaded(endpoint, launch: Launch, timeout: float, on_spawn, besi
     where = f" beside process {beside}" if beside else ""
     endpoint.listener.event(f"revision {launch.revision}: endpoint process {candidate.pid} started{where}; it "
                             "accepts once its code has loaded")
-    workers = launch.runtime.workers or 1
+    workers = initial_workers(launch.runtime)
     deadline = time.monotonic() + timeout
     try:
         while True:

@@ -104,14 +104,15 @@
       if (streams.first_item_ms !== null) parts.push(`first item after ${TrafficChart.number(streams.first_item_ms)} ms on average`);
       streamLine.textContent = parts.join(" · ") + ".";
     }
-    // The live replicas, as Ray Serve reports them (absent on the local backend): the count moves as it scales.
+    // The live replicas, as Ray Serve or the local autoscaler reports them: the count moves as it scales.
     const replicas = data.jobs[0] ? data.jobs[0].replicas : null;
     const line = traffic.querySelector('[data-field="replicas"]');
     line.hidden = !replicas;
     if (replicas) {
       const running = replicas.filter((r) => r.state === "RUNNING").length;
       const others = replicas.length - running;
-      line.textContent = `Replicas: ${running} running` + (others ? `, ${others} starting or stopping` : "");
+      line.textContent = `Replicas: ${running} running` + (others ? `, ${others} starting or stopping` : "")
+        + (replicas.length ? "" : " (scaled to zero: the next call starts one)");
     }
   }
 

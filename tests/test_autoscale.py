@@ -1,0 +1,135 @@
+"""Autoscaling on the local backend with real processes: an endpoint with --min-replicas 0 lets its workers go
+after the idle timeout and wakes on the next call, holding the calls meanwhile (also after a control plane died
+by kill -9); one with min 1 adds a replica under sustained load and removes it once the load is gone."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from conftest import MODELS, run, wait_until
+from trainml_cli.limits import cpu_count
+
+BODY = [{"name": "text", "type": "str"},
+        {"name": "seconds", "type": "float", "optional": True, "default_value": "0"}]
+ROUTE = {"verb": "POST", "path": "/predict", "file": "predict", "function": "predict", "body": BODY}
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def live_workers(record: Path) -> set[int]:
+    """Processes that imported the model (it writes its pid at import) and still run."""
+    return {int(p.name) for p in record.iterdir() if alive(int(p.name))}
+
+
+def create(plane, record: Path, **scaling) -> dict:
+    async def scenario():
+        async with plane.client() as client:
+            job = await client.jobs.create(
+                "scaled", model={"source_type": "local", "source_uri": str(MODELS / "pid_record")},
+                endpoint={"routes": [ROUTE], **scaling},
+                environment={"env": [{"key": "PID_RECORD_DIR", "value": str(record)}]})
+            await job.wait_for("running", timeout=120)
+            return job.dict
+
+    return run(scenario())
+
+
+def job_record(plane, job_id: str) -> dict:
+    return plane.api("GET", f"/api/jobs/{job_id}").json()
+
+
+def call(url: str, seconds: float = 0.0) -> requests.Response:
+    return requests.post(url + "/predict", json={"text": "x", "seconds": seconds}, timeout=150)
+
+
+def test_scaled_to_zero_after_the_idle_timeout_and_woken_by_calls_held_meanwhile(start_control_plane, tmp_path):
+    plane = start_control_plane()
+    record = tmp_path / "pids"
+    record.mkdir()
+    job = create(plane, record, min_replicas=0, max_replicas=1, idle_timeout=3)
+    url = job["url"]
+    assert call(url).status_code == 200
+    wait_until(lambda: not live_workers(record), timeout=60, message="every worker to exit after the idle timeout")
+
+    ping = requests.get(url + "/ping", timeout=10)
+    assert ping.status_code == 200 and ping.json()["status"] == "scaled_to_zero"
+    assert not live_workers(record)  # a health check does not wake it
+    shown = job_record(plane, job["id"])
+    assert shown["status"] == "running" and shown["replicas"] == []
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda _: call(url), range(5)))
+    assert [a.status_code for a in answers] == [200] * 5
+    assert len({a.json()["pid"] for a in answers}) == 1 and live_workers(record)
+    shown = wait_until(lambda: (r := job_record(plane, job["id"]))["replicas"] and r, timeout=10,
+                       message="job get to show the woken replica")
+    assert shown["scale"]["cold_start_ms"] > 0
+    metrics = plane.api("GET", f"/api/jobs/{job['id']}/metrics").json()
+    assert "cold_start_ms" in str(metrics)
+    log = plane.api("GET", f"/api/jobs/{job['id']}/logs").text
+    assert "scaled to 0 replicas" in log and "cold start" in log
+
+
+def test_a_control_plane_killed_while_scaled_to_zero_leaves_an_endpoint_that_still_wakes(start_control_plane,
+                                                                                        tmp_path):
+    plane = start_control_plane()
+    record = tmp_path / "pids"
+    record.mkdir()
+    job = create(plane, record, min_replicas=0, max_replicas=1, idle_timeout=3)
+    wait_until(lambda: not live_workers(record), timeout=60, message="every worker to exit after the idle timeout")
+    plane.kill(signal.SIGKILL)
+    answer = call(job["url"])
+    assert answer.status_code == 200 and answer.json()["pid"] in live_workers(record)
+
+
+def test_a_replica_is_added_under_load_and_removed_after_the_idle_timeout(start_control_plane, tmp_path):
+    high = min(3, cpu_count())
+    if high < 2:
+        import pytest
+
+        pytest.skip("one CPU: no room for a second replica")
+    plane = start_control_plane()
+    record = tmp_path / "pids"
+    record.mkdir()
+    job = create(plane, record, min_replicas=1, max_replicas=high, max_concurrency=2, upscale_delay=1,
+                 idle_timeout=3)
+    url = job["url"]
+    first = live_workers(record)
+    assert len(first) == 1
+    failures, answers = [], []
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                response = call(url, 0.2)
+                (answers if response.status_code == 200 else failures).append(response.status_code)
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: len(live_workers(record)) >= 2, timeout=30, message="a second replica under load")
+        began = len(answers)
+        wait_until(lambda: len(answers) > began + 10, timeout=30, message="calls answered after scaling")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert not failures
+    wait_until(lambda: len(live_workers(record)) == 1, timeout=60, message="scaling back after the idle timeout")
+    log = plane.api("GET", f"/api/jobs/{job['id']}/logs").text
+    assert "scaling to 2 replicas" in log and "scaling to 1 replicas" in log
