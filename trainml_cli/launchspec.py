@@ -29,6 +29,11 @@ DEFAULT_MAX_QUEUE = 64
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 1000  # per worker; below the usual limit of 1024 open files
+# Request capture (runtime/capture.py): off unless a rate is given; each stored body cut at 64 KiB, and the job's
+# captures kept under 100 MiB (the oldest segments go first).
+DEFAULT_CAPTURE_MAX_BYTES = 64 * 1024
+DEFAULT_CAPTURE_SIZE = 100 * 1024 * 1024
+CAPTURE_FOLDER = "requests"  # in the job's folder: the control plane reads what the endpoint writes there
 
 # The runtime's exit codes, as the control plane reads them.
 EXIT_OK = 0
@@ -125,7 +130,24 @@ OPTIONS: tuple[RuntimeOption, ...] = (
                   internal=True, group=True),
     RuntimeOption("--max-connections", int, DEFAULT_MAX_CONNECTIONS, "Open connections per worker; past it "
                   "requests get 503.", low=1),
+    RuntimeOption("--capture", float, 0.0, "Share of calls whose request and answer are kept (0 to 1; 0: off), "
+                  "read with `trainml job requests`.", metavar="RATE", low=0, high=1),
+    RuntimeOption("--capture-max-bytes", int, DEFAULT_CAPTURE_MAX_BYTES, "Longest stored body of a captured call, "
+                  "in bytes; longer ones are cut, with a marker.", metavar="BYTES", low=1),
+    RuntimeOption("--capture-size", int, DEFAULT_CAPTURE_SIZE, "Most bytes of captured calls kept; the oldest "
+                  "go first.", metavar="BYTES", low=1),
+    RuntimeOption("--capture-dir", str, None, "Where captured calls are written (default: ./requests).",
+                  path="dir", exists=False),
+    # The names of the environment variables that hold the job's secrets: their values are redacted from what
+    # capture stores (the values themselves never cross the command line).
+    RuntimeOption("--secret-env", str, None, "An environment variable holding a secret.", repeat=True,
+                  internal=True, name="secret_env"),
 )
+
+
+# What a job's endpoint spec may set of them (server/payload.py), and `job create endpoint` / `job update` offer.
+CAPTURE_OPTIONS = tuple(option for option in OPTIONS if option.flag in ("--capture", "--capture-max-bytes",
+                                                                         "--capture-size"))
 
 
 def defaults() -> dict:
