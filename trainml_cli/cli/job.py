@@ -390,6 +390,7 @@ def remove_job(obj, job_ref, force):
 # Commands of their own modules (job.py would be long), under the one `job` group.
 from .call import call_job  # noqa: E402
 from .joblog import attach_job, logs  # noqa: E402
+from .requests import replay_job, requests_job  # noqa: E402
 from .revision import list_revisions, rollback_job, update_job  # noqa: E402
 
 job.add_command(call_job)
@@ -398,3 +399,5 @@ job.add_command(attach_job)
 job.add_command(update_job)
 job.add_command(list_revisions)
 job.add_command(rollback_job)
+job.add_command(requests_job)
+job.add_command(replay_job)
