@@ -34,6 +34,11 @@ DEFAULT_MAX_CONNECTIONS = 1000  # per worker; below the usual limit of 1024 open
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_COLD_START_TIMEOUT = 120.0
 DEFAULT_UPSCALE_DELAY = 30.0
+# Request capture (runtime/capture.py): off unless a rate is given; each stored body cut at 64 KiB, and the job's
+# captures kept under 100 MiB (the oldest segments go first).
+DEFAULT_CAPTURE_MAX_BYTES = 64 * 1024
+DEFAULT_CAPTURE_SIZE = 100 * 1024 * 1024
+CAPTURE_FOLDER = "requests"  # in the job's folder: the control plane reads what the endpoint writes there
 
 # The runtime's exit codes, as the control plane reads them.
 EXIT_OK = 0
@@ -147,7 +152,24 @@ OPTIONS: tuple[RuntimeOption, ...] = (
     # A worker started by the autoscaler writes its pid here once its code has loaded.
     RuntimeOption("--ready-fd", int, None, "Write this process's pid to this pipe once loaded.", low=0,
                   internal=True, group=True),
+    RuntimeOption("--capture", float, 0.0, "Share of calls whose request and answer are kept (0 to 1; 0: off), "
+                  "read with `trainml job requests`.", metavar="RATE", low=0, high=1),
+    RuntimeOption("--capture-max-bytes", int, DEFAULT_CAPTURE_MAX_BYTES, "Longest stored body of a captured call, "
+                  "in bytes; longer ones are cut, with a marker.", metavar="BYTES", low=1),
+    RuntimeOption("--capture-size", int, DEFAULT_CAPTURE_SIZE, "Most bytes of captured calls kept; the oldest "
+                  "go first.", metavar="BYTES", low=1),
+    RuntimeOption("--capture-dir", str, None, "Where captured calls are written (default: ./requests).",
+                  path="dir", exists=False),
+    # The names of the environment variables that hold the job's secrets: their values are redacted from what
+    # capture stores (the values themselves never cross the command line).
+    RuntimeOption("--secret-env", str, None, "An environment variable holding a secret.", repeat=True,
+                  internal=True, name="secret_env"),
 )
+
+
+# What a job's endpoint spec may set of them (server/payload.py), and `job create endpoint` / `job update` offer.
+CAPTURE_OPTIONS = tuple(option for option in OPTIONS if option.flag in ("--capture", "--capture-max-bytes",
+                                                                         "--capture-size"))
 
 
 def defaults() -> dict:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import click
 
-from ..launchspec import OPTIONS
+from ..launchspec import CAPTURE_OPTIONS, OPTIONS
 from .params import ROUTE, Limited, validate_routes
 
 
-def _click_option(option):
-    """One row of launchspec.OPTIONS as a click option."""
+def _click_option(option, default=True):
+    """One row of launchspec.OPTIONS as a click option (`default=False`: None when not given, the runtime's
+    default named in the help, as a job's options are: only what is given goes into its spec)."""
     if option.kind is bool:
         return click.option(f"{option.flag}/--no-{option.flag[2:]}", option.dest, default=option.default,
                             show_default=True, help=option.help)
@@ -30,9 +31,28 @@ def _click_option(option):
         kind = click.FloatRange(option.low, option.ceiling(), min_open=option.low_open)
     else:
         kind = str
+    if not default:
+        shown = f"{option.default:g}" if option.kind is float else f"{option.default}"
+        return click.option(option.flag, option.dest, type=kind, metavar=option.metavar,
+                            help=f"{option.help} Default: {shown}.")
     return click.option(option.flag, option.dest, type=kind, default=option.default, required=option.required,
                         multiple=option.repeat, show_default=option.default is not None, metavar=option.metavar,
                         help=option.help)
+
+
+def capture_options(function):
+    """--capture, --capture-max-bytes and --capture-size (launchspec.CAPTURE_OPTIONS) for a job: None when not
+    given, passed as the keyword `capture` ({dest: value} of those given)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        kwargs["capture"] = {o.dest: v for o in CAPTURE_OPTIONS if (v := kwargs.pop(o.dest)) is not None}
+        return function(*args, **kwargs)
+
+    for option in reversed(CAPTURE_OPTIONS):
+        wrapper = _click_option(option, default=False)(wrapper)
+    return wrapper
 
 
 def runtime_options(function):

@@ -11,6 +11,7 @@ import click
 
 from ..hints import shell_quote
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
+from .endpoint import capture_options
 from .environment import environment_payload
 from .jobview import (
     ATTACH_TAIL,
@@ -117,13 +118,14 @@ def create():
 @click.option("--new", "new", is_flag=True, help="Make another job of this name even when a running one has it "
               "(without it, that job gets the code as a new revision, if it differs: trainml job update).")
 @scaling_options
+@capture_options
 @format_option
 @click.pass_obj
 def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, route_file, env, secrets, credentials,
                     pip_packages,
                     requirements, python, environment_type, gpu_types, gpu_count, cpu_count, disk_size, max_price,
                     max_concurrency, max_queue, call_timeout, timeout, auth, connect, attach, fmt, new=False,
-                    **scaling):
+                    capture=None, **scaling):
     """Create an endpoint job NAME serving model code over HTTP.
 
     Give the code with exactly one of --model-dir, --git-uri or --model-id, and at least one route (--route
@@ -166,6 +168,7 @@ def create_endpoint(obj, name, model_dir, git_uri, git_ref, model_id, routes, ro
         endpoint["timeout"] = call_timeout
     if auth:
         endpoint["auth"] = True
+    endpoint.update(capture or {})
     endpoint.update(scaling_payload(max_concurrency, **scaling))
     resources = {
         key: value
@@ -387,6 +390,7 @@ def remove_job(obj, job_ref, force):
 # Commands of their own modules (job.py would be long), under the one `job` group.
 from .call import call_job  # noqa: E402
 from .joblog import attach_job, logs  # noqa: E402
+from .requests import replay_job, requests_job  # noqa: E402
 from .revision import list_revisions, rollback_job, update_job  # noqa: E402
 
 job.add_command(call_job)
@@ -395,3 +399,5 @@ job.add_command(attach_job)
 job.add_command(update_job)
 job.add_command(list_revisions)
 job.add_command(rollback_job)
+job.add_command(requests_job)
+job.add_command(replay_job)

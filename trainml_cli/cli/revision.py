@@ -10,6 +10,7 @@ import click
 
 from ..contracts import STRATEGIES
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
+from .endpoint import capture_options
 from .output import Output, format_option, when
 from .params import ENV, GPU_COUNT, JOB, ROUTE, SECONDS, Limited, model_source, validate_routes
 
@@ -52,13 +53,14 @@ def strategy_option(command):
 @click.option("--auth/--no-auth", default=None, help="Turn the endpoint key on (a new key, printed once; calls "
               "without it get 401) or off (the key is dropped).")
 @strategy_option
+@capture_options
 @click.option("--timeout", type=SECONDS, default=UPDATE_TIMEOUT, show_default=True,
               help="Seconds to wait for the new revision to serve.")
 @format_option
 @click.pass_obj
 def update_job(obj, job_ref, model_dir, git_uri, git_ref, model_id, routes, route_file, env, pip_packages,
                requirements, python, replicas, cpu_count, max_concurrency, max_queue, call_timeout, gpu_types,
-               gpu_count, auth, strategy, timeout, fmt):
+               gpu_count, auth, strategy, timeout, fmt, capture=None):
     """Deploy a new revision of running endpoint JOB on the same URL, without a failed call.
 
     What is given replaces the serving revision's; the rest is carried over. With no option at all the same
@@ -91,6 +93,7 @@ def update_job(obj, job_ref, model_dir, git_uri, git_ref, model_id, routes, rout
                        ("timeout", call_timeout), ("auth", auth)):
         if value is not None:
             endpoint[key] = value
+    endpoint.update(capture or {})
     environment: dict = {}
     if env:
         environment["env"] = [{"key": key, "value": value} for key, value in env]
@@ -158,6 +161,7 @@ def list_revisions(obj, job_ref, fmt):
 @click.option("--to", "to", type=click.IntRange(1), metavar="N", help="The revision to serve again (default: the "
               "newest retired one before the serving one).")
 @strategy_option
+@capture_options
 @click.option("--timeout", type=SECONDS, default=UPDATE_TIMEOUT, show_default=True,
               help="Seconds to wait for it to serve.")
 @format_option

@@ -15,4 +15,5 @@ libraries and the user's code.
     body.py      a body's headers and bytes  uploads.py   file params: multipart to disk, base64 in JSON
     autoscaler.py  an autoscaled group's leader: workers between min and max, down to zero
     waker.py     while no worker is ready: /ping, /metrics, calls held then passed on
+    capture.py   sampled calls kept (--capture), written off the hot path
 """

@@ -27,6 +27,7 @@ from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
 from .batching import Batcher
 from .binding import Binder, InvalidRequest
 from .body import MULTIPART, BodyTooLarge, ClientGone, body_headers, chunks, is_json, media_type, read_body
+from .capture import CAPTURED, Recorder
 from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
 from .gate import CallPool, CallTimeout, UserExit
@@ -76,6 +77,7 @@ class EndpointApp:
         for verb, path in self.endpoints:
             self.verbs_by_path.setdefault(path, []).append(verb)
         self.keys = KeyFile(config.key_file) if config.key_file else None
+        self.capture = Recorder.of(config, self.keys, self._log)  # None unless --capture (capture.py)
         self._validation = None  # one thread for large bodies, made on first use
         self.describe()
         self.access_log: AccessLog | None = None
@@ -124,6 +126,8 @@ class EndpointApp:
                     await send({"type": "lifespan.startup.failed", "message": self.platform_error})
                     return
                 self.metrics.start(loop)
+                if self.capture is not None:
+                    self.capture.start()
                 # A daemon thread, not the loop's executor: a SIGTERM during a slow load must not wait for it.
                 threading.Thread(target=self._load, args=(loop,), name="load-model", daemon=True).start()
                 if self.config.load_first:  # uvicorn listens only after startup: no call reaches code not loaded
@@ -136,6 +140,8 @@ class EndpointApp:
             elif message["type"] == "lifespan.shutdown":
                 self.pool.stop()
                 self.metrics.stop()
+                if self.capture is not None:
+                    self.capture.stop()
                 if self.config.metrics_dir_owned:
                     # Here, not after the server returns: uvicorn ends the process by re-raising SIGTERM.
                     shutil.rmtree(self.config.metrics_dir, ignore_errors=True)
@@ -162,8 +168,9 @@ class EndpointApp:
             endpoint.is_async = item.is_async
             endpoint.streams = item.streams
             if item.route.batch is not None:
+                observe = self.metrics.batch if self.capture is None else self.capture.observe_batch(self.metrics.batch)
                 endpoint.batcher = Batcher(item.route, item.function, item.is_async, endpoint.encode, self.pool,
-                                           observe=self.metrics.batch)
+                                           observe=observe)
         streaming = frozenset(item.route.label for item in loaded if item.streams)
         if streaming:
             self.describe(streaming)
@@ -197,6 +204,11 @@ class EndpointApp:
             path = path[len(root):] or "/"
         # HEAD is GET without the body (uvicorn leaves the body out and keeps its content-length).
         endpoint = self.endpoints.get(("GET" if method == "HEAD" else method, path))
+        sample = None
+        if self.capture is not None and endpoint is not None:
+            sample = scope[CAPTURED] = self.capture.sample(scope, send.request_id, endpoint.label)
+            if sample is not None:
+                receive, send.send = sample.tee(receive, send.send)
         if self.keys is not None and path not in _OPEN and not self.keys.allows(scope["headers"]):
             status = await send_json(send, errors.Unauthorized.http_status, UNAUTHORIZED, CHALLENGE)
             label = endpoint.label if endpoint is not None else UNMATCHED
@@ -213,6 +225,8 @@ class EndpointApp:
         seconds = time.perf_counter() - start
         self.metrics.request(label, status, seconds)
         self.access_log.write(method, path, status, seconds * 1000.0, send.request_id)
+        if sample is not None:
+            sample.done(status, seconds)
 
     async def call(self, endpoint: Endpoint, scope, receive, send) -> int:
         if self.health is not Health.READY:
@@ -237,6 +251,8 @@ class EndpointApp:
             if form:
                 args, kwargs, upload = await endpoint.files.bind_form(
                     content_type, chunks(receive, self.config.max_body_size))
+                if scope.get(CAPTURED) is not None:
+                    scope[CAPTURED].files(endpoint.route, args, kwargs, upload)
             elif endpoint.takes_body:
                 body = await read_body(receive, self.config.max_body_size)
                 if content_type is None and body.strip():  # a body must say it is JSON, see wrong_type
@@ -270,17 +286,19 @@ class EndpointApp:
 
     async def answer(self, endpoint: Endpoint, args, kwargs, scope, receive, send, upload=None) -> int:
         pool = self.pool
+        sample = scope.get(CAPTURED)
+        function = endpoint.function if sample is None else sample.timed(endpoint.function)
         if endpoint.streams:
-            stream = Stream(endpoint.function, args, kwargs, endpoint.is_async, endpoint.label,
+            stream = Stream(function, args, kwargs, endpoint.is_async, endpoint.label,
                             asyncio.get_running_loop(), self._log)
             if upload is not None:
                 stream.ended.add_done_callback(upload.hold())
             return await serve_stream(pool, self.metrics, stream, scope["headers"], receive, send, self.config.timeout)
         after = upload.hold() if upload is not None else None
         if endpoint.batcher is not None:
-            future = endpoint.batcher.submit(args, kwargs, after)
+            future = endpoint.batcher.submit(args, kwargs, after if sample is None else sample.after(after))
         else:
-            future = pool.submit(endpoint.function, args, kwargs, endpoint.is_async, endpoint.encode, endpoint.label,
+            future = pool.submit(function, args, kwargs, endpoint.is_async, endpoint.encode, endpoint.label,
                                  after)
         try:
             payload, content_type = await future

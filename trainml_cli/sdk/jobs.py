@@ -25,6 +25,7 @@ from ..hints import shell_quote
 from ..routecalls import streaming_labels
 from ..routespec import parse_routes
 from ..states import JobStatus
+from .captures import JobRequests
 from .joblogs import JobLog
 from .jobpayload import create_payload
 from .revisions import JobRevisions
@@ -34,7 +35,7 @@ LONG_POLL = 25.0  # seconds per wait request; the server caps it at 60
 CALL_RETRIES = 8
 
 
-class Job(JobLog, JobRevisions):
+class Job(JobLog, JobRevisions, JobRequests):
     """One job; its attributes reflect the record as of the last create, get, refresh or wait."""
 
     def __init__(self, client, record: dict):

@@ -27,7 +27,7 @@ from ..endpointenv import parse_names
 from ..errors import MethodNotAllowed, NotFound, ServerError, TooLarge, TrainMLError, Unauthorized, UsageError
 from ..jsonbody import MAX_ERRORS
 from ..settings import Settings
-from . import api, bodies, openapi, prometheus, resources as res
+from . import api, bodies, openapi, prometheus, requestsapi, resources as res
 from .archives import Uploads
 from .auth import Authenticator, ensure_token
 from .backends.base import Policy
@@ -148,6 +148,7 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
     app.include_router(api.open_router)
     app.include_router(api.router)
     app.include_router(api.upload_router)
+    app.include_router(requestsapi.router)
     app.include_router(prometheus.targets_router)
     app.include_router(prometheus.metrics_router)
     _install_error_handlers(app)

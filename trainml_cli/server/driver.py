@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from .. import endpointenv
 from ..environment import job_pip
 from ..errors import NotFound, TrainMLError, UsageError
-from ..launchspec import LaunchSpec
+from ..launchspec import CAPTURE_FOLDER, LaunchSpec
 from . import archives, endpointkeys, sources
 from .backends.base import Endpoint, Launch, Scaling
 from .jobrecord import JobRecord
@@ -242,10 +242,15 @@ class Driver:
         runtime = LaunchSpec(
             model_dir=str(folder / "model"), route_file=str(folder / "routes.json"),
             workers=workers, max_concurrency=endpoint.get("max_concurrency"), max_queue=endpoint.get("max_queue"),
-            timeout=endpoint.get("timeout"),
+            timeout=endpoint.get("timeout"), capture=endpoint.get("capture"),
+            capture_max_bytes=endpoint.get("capture_max_bytes"), capture_size=endpoint.get("capture_size"),
         )
         for key, value in jobs.backend.autoscale_options(scaling, endpoint.get("max_concurrency"), workdir).items():
             setattr(runtime, key, value)
+        if endpoint.get("capture"):  # in the job's folder, whichever revision serves: `job requests` reads it
+            runtime.capture_dir = str(workdir / CAPTURE_FOLDER)
+            # Names only: the runtime redacts these variables' values (the job's secrets) from what it keeps.
+            runtime.secret_env = sorted(name for name in names if name in job_env)
         launch = Launch(job_id=job_id, runtime=runtime, env=env, job_env=job_env, name=job.name,
                         resources=spec["resources"], scaling=scaling, pip=job_pip(spec["environment"]),
                         requirements=spec["environment"].get("requirements"), workdir=str(workdir),

@@ -3,7 +3,8 @@
     {name, type: "endpoint", resources: {gpu_types, gpu_count, cpu_count, disk_size, max_price},
      model: {source_type: local|git|trainml, source_uri, git_ref?, upload_id?},
      endpoint: {routes: [...], max_concurrency?, max_queue?, timeout?, replicas?, min_replicas?, max_replicas?,
-                upscale_delay?, downscale_delay?, target_ongoing?, ray_actor_options?},
+                capture?, capture_max_bytes?, capture_size?, upscale_delay?, downscale_delay?, target_ongoing?,
+                ray_actor_options?},
      environment: {env: [{key, value}], packages: {pip: [...]}, requirements?, python?, type?}}
 
 `check_job` returns the job's spec with defaults filled in (what the job record keeps), or raises a UsageError
@@ -22,6 +23,7 @@ from .. import frameworks, localpaths
 from ..actoroptions import check_actor_options
 from ..environment import DEFAULT_REQUIREMENTS_FILE, check_environment
 from ..errors import UsageError
+from ..launchspec import CAPTURE_OPTIONS
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
 from ..replicaspec import check_scaling
 from ..routespec import parse_routes
@@ -53,6 +55,7 @@ def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
     timeout = endpoint.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise UsageError.at(("endpoint", "timeout"), f"{timeout!r} must be a positive number of seconds")
+    capture = check_capture(endpoint)
     auth = endpoint.get("auth", False)
     if not isinstance(auth, bool):
         raise UsageError.at(("endpoint", "auth"), f"{auth!r} must be true or false")
@@ -87,6 +90,7 @@ def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
             "max_concurrency": endpoint.get("max_concurrency"),
             "max_queue": endpoint.get("max_queue"),
             "timeout": timeout,
+            **capture,
             "auth": auth,  # the key itself is a secret of the job's, never in its spec (endpointkeys.py)
             **scaling,
             **({"ray_actor_options": actor_options} if actor_options else {}),
@@ -96,6 +100,24 @@ def check_job(payload: dict, backend, uploads: archives.Uploads, models: Models,
                         **({"framework_packages": build["framework_packages"]} if build["type"] else {}),
                         **_interpreter(build, interpreters)},
     }
+
+
+def check_capture(endpoint: dict) -> dict:
+    """The capture settings given ({capture, capture_max_bytes, capture_size}: launchspec.OPTIONS' rows and bounds),
+    only those given, so that a spec without them stays what it was."""
+    given = {}
+    for option in CAPTURE_OPTIONS:
+        value = endpoint.get(option.dest)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                option.kind is int and not isinstance(value, int)):
+            raise UsageError.at(("endpoint", option.dest), f"{value!r} must be a {option.kind.__name__}")
+        problem = option.problem(value)
+        if problem:
+            raise UsageError.at(("endpoint", option.dest), problem.replace(option.flag + ": ", ""))
+        given[option.dest] = value
+    return given
 
 
 def _interpreter(build: dict, interpreters: Interpreters) -> dict:

@@ -46,6 +46,12 @@ class EndpointSpec(_Strict):
     max_concurrency: Optional[int] = None
     max_queue: Optional[int] = None
     timeout: Optional[float] = Field(None, description="seconds a call may take")
+    capture: Optional[float] = Field(None, description="share of calls whose request and answer are kept, 0 to 1 "
+                                     "(default 0: off); GET /api/jobs/{job}/requests reads them")
+    capture_max_bytes: Optional[int] = Field(None, description="longest stored body of a captured call (default "
+                                             "65536); longer ones are cut, with a marker")
+    capture_size: Optional[int] = Field(None, description="most bytes of captured calls kept (default 100 MiB); "
+                                        "the oldest go first")
     auth: bool = Field(False, description="give the endpoint a key: calls without 'Authorization: Bearer KEY' "
                        "get 401 (/ping stays open); GET /api/jobs/{job}/connect shows it")
     replicas: Optional[int] = Field(None, description="copies serving: Ray Serve replicas, or local worker processes")
