@@ -20,6 +20,7 @@
     revisions.py  a job's revisions: update, switch, roll back
     takeover.py   what a revision takes over: GPUs, the endpoint key
     migrations.py the SQLite schema, step by step
+    tracing.py    OpenTelemetry spans: API calls, a job's start-up steps (the otel extra, when configured)
     (options: ../serveroptions.py, one table)
 
 It starts the endpoint runtime as a child process (`python -m trainml_cli.runtime ...`), or as a Ray Serve
