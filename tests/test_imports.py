@@ -74,6 +74,23 @@ def test_command_help_loads_no_server_stack(argv):
     assert top_level(modules, OUR_OTHER_LAYERS) == []
 
 
+def test_tracing_off_loads_no_opentelemetry_sdk_and_on_it_does():
+    # FastAPI (0.12x's fastapi.telemetry) imports the opentelemetry API itself when it is installed: what tracing
+    # adds is the SDK, its exporter and protobuf. The runtime imports none of it, on or off (runtime/tracing.py).
+    added = ("opentelemetry.sdk", "opentelemetry.exporter", "google.protobuf")
+    runtime = loaded_modules("import os\nos.environ['OTEL_EXPORTER_OTLP_ENDPOINT'] = 'http://127.0.0.1:9'\n"
+                             "import trainml_cli.runtime.app, trainml_cli.runtime.tracing")
+    assert top_level(runtime, ("opentelemetry", *added)) == []
+    code = ("import os, pathlib, tempfile\n"
+            "os.environ.pop('OTEL_EXPORTER_OTLP_ENDPOINT', None)\n"
+            "from trainml_cli.server.app import ServerOptions, create_app\n"
+            "from trainml_cli.settings import Settings\n"
+            "create_app(Settings(home=pathlib.Path(tempfile.mkdtemp()), autostart=False), "
+            "ServerOptions(gpus='none', otlp_endpoint={url!r}))\n")
+    assert top_level(loaded_modules(code.format(url=None)), added) == []
+    assert top_level(loaded_modules(code.format(url="http://127.0.0.1:9")), added) == sorted(added)
+
+
 def test_importing_the_package_does_not_load_the_sdk():
     modules = loaded_modules("import trainml_cli")
     assert top_level(modules, ("trainml_cli.sdk", *OUR_OTHER_LAYERS, *HEAVY)) == []

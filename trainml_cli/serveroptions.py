@@ -98,6 +98,10 @@ OPTIONS: tuple[ServerOption, ...] = (
                  "first starts on the cluster)."),
     ServerOption("--ray-serve-port", int, 8000, "Ray Serve's HTTP port; job URLs are "
                  "http://SERVE_HOST:PORT/e/JOB_ID.", low=1, high=65535),
+    # Traces (server/tracing.py): the API's calls, jobs' steps and every endpoint's calls, to one OTLP collector.
+    ServerOption("--otlp-endpoint", str, None, "Send traces of API calls, job steps and endpoint calls to this "
+                 "OTLP/HTTP collector, e.g. http://127.0.0.1:4318 (needs the otel extra).", metavar="URL",
+                 env="OTEL_EXPORTER_OTLP_ENDPOINT"),
     ServerOption("--ray-deploy-timeout", float, 120.0, "A Ray Serve deploy not running after this long fails the "
                  "job, saying why.", metavar="SECONDS", low=1),
 )

@@ -16,4 +16,5 @@ libraries and the user's code.
     autoscaler.py  an autoscaled group's leader: workers between min and max, down to zero
     waker.py     while no worker is ready: /ping, /metrics, calls held then passed on
     capture.py   sampled calls kept (--capture), written off the hot path
+    tracing.py   OTLP spans of each call, sent as JSON by a thread (standard library only)
 """

@@ -37,6 +37,7 @@ from .output import AccessLog, encoder
 from .ownpaths import HEALTH_MOVES, RETRY, Health, answer
 from .replies import Reply, RequestIds, send_json, send_result
 from .streaming import Stream, serve as serve_stream
+from .tracing import tracer_from
 from .uploads import FileParams, cross_site
 
 # Bodies larger than OFF_LOOP_BYTES are validated on a thread of their own: pydantic releases the GIL while it
@@ -86,6 +87,8 @@ class EndpointApp:
         if config.metrics_dir is None:  # hosted without server.serve(), which makes it for a worker group
             config.metrics_dir, config.metrics_dir_owned = make_directory(), True
         self.metrics = Metrics(config.metrics_dir, gauges=lambda: (self.pool.admitted, self.pool.waiting))
+        self.pool.waited = self.metrics.queue_wait
+        self.tracer = tracer_from(os.environ, self._log)  # None unless a collector is configured
         self.load_error: str | None = None
         self.platform_error: str | None = None  # the machine refused something (threads); never a load failure
 
@@ -128,6 +131,8 @@ class EndpointApp:
                 self.metrics.start(loop)
                 if self.capture is not None:
                     self.capture.start()
+                if self.tracer is not None:
+                    self.tracer.start()
                 # A daemon thread, not the loop's executor: a SIGTERM during a slow load must not wait for it.
                 threading.Thread(target=self._load, args=(loop,), name="load-model", daemon=True).start()
                 if self.config.load_first:  # uvicorn listens only after startup: no call reaches code not loaded
@@ -142,6 +147,8 @@ class EndpointApp:
                 self.metrics.stop()
                 if self.capture is not None:
                     self.capture.stop()
+                if self.tracer is not None:
+                    await asyncio.to_thread(self.tracer.close)
                 if self.config.metrics_dir_owned:
                     # Here, not after the server returns: uvicorn ends the process by re-raising SIGTERM.
                     shutil.rmtree(self.config.metrics_dir, ignore_errors=True)
@@ -197,6 +204,8 @@ class EndpointApp:
     async def http(self, scope, receive, send):
         start = time.perf_counter()
         send = Reply(send, self.request_ids.pick(scope["headers"]))
+        if self.tracer is not None:
+            send.trace = self.tracer.begin(scope["headers"])
         method = scope["method"]
         path = scope["path"]
         root = scope.get("root_path")
@@ -227,6 +236,8 @@ class EndpointApp:
         self.access_log.write(method, path, status, seconds * 1000.0, send.request_id)
         if sample is not None:
             sample.done(status, seconds)
+        if send.trace is not None:
+            self.tracer.end(send.trace, method, path, label, status, send.request_id)
 
     async def call(self, endpoint: Endpoint, scope, receive, send) -> int:
         if self.health is not Health.READY:
@@ -296,10 +307,10 @@ class EndpointApp:
             return await serve_stream(pool, self.metrics, stream, scope["headers"], receive, send, self.config.timeout)
         after = upload.hold() if upload is not None else None
         if endpoint.batcher is not None:
-            future = endpoint.batcher.submit(args, kwargs, after if sample is None else sample.after(after))
+            future = endpoint.batcher.submit(args, kwargs, after if sample is None else sample.after(after), send.trace)
         else:
             future = pool.submit(function, args, kwargs, endpoint.is_async, endpoint.encode, endpoint.label,
-                                 after)
+                                 after, send.trace)
         try:
             payload, content_type = await future
         except CallTimeout:

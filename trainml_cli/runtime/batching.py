@@ -56,11 +56,11 @@ class Batcher:
 
     # -- event loop side -------------------------------------------------------------------------------------
 
-    def submit(self, args: tuple, kwargs: dict, after=None) -> asyncio.Future:
+    def submit(self, args: tuple, kwargs: dict, after=None, trace=None) -> asyncio.Future:
         """Queue one validated request; the future resolves to its encoded result, or raises."""
         pool = self.pool
         future = pool._loop.create_future()
-        call = Call(self.function, args, kwargs, self.is_async, self.encode, future, self.label, after)
+        call = Call(self.function, args, kwargs, self.is_async, self.encode, future, self.label, after, trace)
         call.queued = time.monotonic()
         pool.arm(call)
         with self.cond:
@@ -98,6 +98,7 @@ class Batcher:
 
     def run(self, index: int, pool: CallPool) -> None:
         """A pool thread's turn: take a batch, call the function once, answer each request."""
+        picked = time.monotonic()
         batch = self.take()
         if not batch:
             return
@@ -106,9 +107,13 @@ class Batcher:
         started = time.monotonic()
         for call in batch:
             call.started = started  # the timeout counts the batch's call, not the time spent queued
+            call.picked = picked
         try:
             outcomes = self._call(batch)
         finally:
+            ended = time.monotonic()
+            for call in batch:
+                call.ended = ended
             pool._busy[index] = False
             pool._serving[index] = 0
         pool._loop.call_soon_threadsafe(self._done, batch, outcomes)

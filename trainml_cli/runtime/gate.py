@@ -39,9 +39,9 @@ class Call:
     """One admitted call: what to run, and where its outcome goes."""
 
     __slots__ = ("fn", "args", "kwargs", "is_async", "encode", "future", "started", "done", "label", "timer", "queued",
-                 "after")
+                 "after", "trace", "ended", "picked")
 
-    def __init__(self, fn, args, kwargs, is_async, encode, future, label, after=None):
+    def __init__(self, fn, args, kwargs, is_async, encode, future, label, after=None, trace=None):
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
@@ -53,7 +53,9 @@ class Call:
         self.done = False
         self.timer = None
         self.after = after  # called once the function has returned, even after a timeout was answered (uploads)
-        # `queued` is set by a batcher only: when the call joined its queue (max_wait_ms counts from the oldest)
+        self.trace = trace  # the request's span when tracing is on (tracing.py), else None
+        # `queued`: when the call joined the pool's or a batcher's queue (max_wait_ms counts from the oldest);
+        # `ended`: when its function returned; `picked`: when a thread took its batcher's turn (batched calls)
 
 
 class CallPool:
@@ -67,6 +69,7 @@ class CallPool:
         self.admitted = 0  # running + waiting; touched only on the event loop
         self.rejected = 0
         self.batched = False  # set when a batched route uses the pool: admission then counts batches
+        self.waited: Callable[[str, float], None] = lambda label, seconds: None  # queue wait, for the metrics
         self._busy = [False] * size
         self._serving = [0] * size  # requests each thread is serving: 1 for a call, the batch's size for a batch
         self._queue: SimpleQueue = SimpleQueue()
@@ -128,11 +131,12 @@ class CallPool:
             "max_queue": self.max_queue,
         }
 
-    def submit(self, fn, args, kwargs, is_async: bool, encode, label: str, after=None) -> asyncio.Future:
+    def submit(self, fn, args, kwargs, is_async: bool, encode, label: str, after=None, trace=None) -> asyncio.Future:
         """Queue an admitted call; the future resolves to encode(result) or raises the call's exception."""
         loop = self._loop
         future = loop.create_future()
-        call = Call(fn, args, kwargs, is_async, encode, future, label, after)
+        call = Call(fn, args, kwargs, is_async, encode, future, label, after, trace)
+        call.queued = time.monotonic()
         call.timer = loop.call_later(self.timeout, self._check_timeout, call)
         self._queue.put(call)
         return future
@@ -160,6 +164,9 @@ class CallPool:
     def _finish(self, call: Call, value: Any, error: BaseException | None) -> None:
         call.done = True
         self.admitted -= 1
+        self.waited(call.label, call.started - call.queued)
+        if call.trace is not None:
+            call.trace.ran(call)
         if call.after is not None:
             call.after()
         if call.timer is not None:
@@ -200,6 +207,7 @@ class CallPool:
                 lines = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
                 self._log(f"{call.label}: {type(exc).__name__}: {exc}\n{''.join(lines).rstrip()}")
             finally:
+                call.ended = time.monotonic()
                 busy[index] = False
                 serving[index] = 0
             loop.call_soon_threadsafe(self._finish, call, value, error)

@@ -104,6 +104,13 @@ class Metrics:
                                      registry=None)
         self._streams_open = Gauge("trainml_streams_open", "Streams being sent now", registry=None,
                                    multiprocess_mode="livesum")
+        self._queue_wait = Histogram("trainml_queue_wait_seconds", "Time from a call's admission until its function "
+                                     "started (a batched call: until its batch's call), by route", ["route"],
+                                     buckets=DURATION_BUCKETS, registry=None)
+        # Derived from the (route, status) counts at each flush: nothing more to count on the request path.
+        self._classes = Counter("trainml_responses", "Answers by route and status class (2xx, 3xx, 4xx, 5xx)",
+                                ["route", "class"], registry=None)
+        self._waits: dict[str, list] = {}
         self._firsts: dict[str, list] = {}
         self._items: dict[str, int] = {}
         self.streams_open = 0
@@ -124,6 +131,13 @@ class Metrics:
         if sums is None:
             sums = self._durations[route] = [0] * (len(DURATION_BUCKETS) + 2)
         sums[bisect_left(DURATION_BUCKETS, seconds)] += 1  # bucket `le` bounds are inclusive, as bisect_left
+        sums[-1] += seconds
+
+    def queue_wait(self, route: str, seconds: float) -> None:
+        sums = self._waits.get(route)
+        if sums is None:
+            sums = self._waits[route] = [0] * (len(DURATION_BUCKETS) + 2)
+        sums[bisect_left(DURATION_BUCKETS, seconds)] += 1
         sums[-1] += seconds
 
     def reject(self, reason: str) -> None:
@@ -169,8 +183,13 @@ class Metrics:
     def flush(self) -> None:
         if self._counts:
             counts, self._counts = self._counts, {}
+            classes: dict[tuple[str, str], int] = {}
             for (route, status), n in counts.items():
                 self._requests.labels(route, str(status)).inc(n)
+                key = (route, f"{status // 100}xx")
+                classes[key] = classes.get(key, 0) + n
+            for (route, status_class), n in classes.items():
+                self._classes.labels(route, status_class).inc(n)
         if self._rejects:
             rejects, self._rejects = self._rejects, {}
             for reason, n in rejects.items():
@@ -180,7 +199,7 @@ class Metrics:
             for route, n in items.items():
                 self._stream_items.labels(route).inc(n)
         for histogram, pending in ((self._duration, self._durations), (self._batch_size, self._batches),
-                                   (self._first_item, self._firsts)):
+                                   (self._first_item, self._firsts), (self._queue_wait, self._waits)):
             if pending:
                 items = list(pending.items())
                 pending.clear()
@@ -211,6 +230,11 @@ class Metrics:
                 if name == "trainml_requests_total":
                     status = int(labels["status"])
                     responses[status] = responses.get(status, 0) + int(value)
+                    route = labels["route"]
+                    by_route = out["route_requests"]
+                    by_route[route] = by_route.get(route, 0) + int(value)
+                    if _is_error(status):
+                        out["route_errors"][route] = out["route_errors"].get(route, 0) + int(value)
                 elif name == "trainml_request_duration_seconds_sum":
                     out["latency_ms_sum"] += value * 1000.0
                 elif name == "trainml_request_duration_seconds_bucket":
@@ -237,7 +261,7 @@ class Metrics:
                     out["stream_first_item_ms_sum"] += value * 1000.0
         out["requests"] = sum(responses.values())
         out["responses"] = {str(k): v for k, v in sorted(responses.items())}
-        out["errors"] = sum(v for k, v in responses.items() if k >= 500 and k != 503)
+        out["errors"] = sum(v for k, v in responses.items() if _is_error(k))
         out["rejected"] = out["rejected_by_reason"].get("overloaded", 0)
         out["latency_ms_sum"] = round(out["latency_ms_sum"], 3)
         out["stream_first_item_ms_sum"] = round(out["stream_first_item_ms_sum"], 3)
@@ -246,6 +270,11 @@ class Metrics:
         counts = [cumulative.get(float(le), 0) for le in (*DURATION_BUCKETS, "inf")]
         out["latency_buckets"] = [b - a for a, b in zip([0, *counts], counts)]
         return out
+
+
+def _is_error(status: int) -> bool:
+    # 503 is the gate refusing (counted as rejected), not the endpoint failing
+    return status >= 500 and status != 503
 
 
 def _add(child, sums: list) -> None:

@@ -47,11 +47,12 @@ class RequestIds:
 class Reply:
     """The ASGI `send` of one request, with the id every answer to it carries."""
 
-    __slots__ = ("send", "request_id")
+    __slots__ = ("send", "request_id", "trace")
 
     def __init__(self, send, request_id: bytes):
         self.send = send
         self.request_id = request_id
+        self.trace = None  # the request's span when tracing is on (tracing.py)
 
     def with_id(self, body: bytes) -> bytes:
         """A JSON error object with `request_id` added as its last field."""

@@ -21,6 +21,7 @@
     takeover.py   what a revision takes over: GPUs, the endpoint key
     migrations.py the SQLite schema, step by step
     captures.py   a job's captured calls, read and replayed; requestsapi.py  their routes
+    tracing.py    OpenTelemetry spans: API calls, a job's start-up steps (the otel extra, when configured)
     (options: ../serveroptions.py, one table)
 
 It starts the endpoint runtime as a child process (`python -m trainml_cli.runtime ...`), or as a Ray Serve

@@ -39,6 +39,7 @@ from .logs import LogBook
 from .models import Models, model_not_found
 from .private import secure_home
 from .store import Store
+from .tracing import OFF, Tracing
 from .vault import Vault
 
 log = logging.getLogger("trainml.server")
@@ -84,7 +85,7 @@ class ServerOptions(serveroptions.record("ServerOptionFields")):
 class Platform:
     """The control plane's services, opened once per process."""
 
-    def __init__(self, settings: Settings, options: ServerOptions):
+    def __init__(self, settings: Settings, options: ServerOptions, tracing: Tracing = OFF):
         self.settings = settings
         self.options = options
         self.url: str | None = None
@@ -102,25 +103,29 @@ class Platform:
         git_credentials = GitCredentials(settings.git_credentials_dir)
         git_credentials.migrate(self.store, [*settings.jobs_dir.glob("*/model"), *settings.models_dir.glob("*")])
         self.backend = options.make_backend(settings.host, self.pool)
+        self.tracing = tracing  # made with the app: its middleware wraps the API before the lifespan runs
         self.jobs = Jobs(self.store, self.logs, self.models, self.uploads, settings.jobs_dir, self.environments,
                          backend=self.backend, python=options.python, vault=self.vault,
                          git_credentials=git_credentials, tls=tls.check_pair(options.tls_certfile, options.tls_keyfile),
                          pass_env=options.pass_env_names)
+        self.jobs.tracing = tracing
 
     async def close(self, detach: bool = False) -> None:
         await self.jobs.shutdown(detach=detach)
         await self.logs.close()
         self.store.close()
+        self.tracing.close()
 
 
 def create_app(settings: Settings, options: ServerOptions | None = None, *,
                on_ready: Callable[[Platform], None] | None = None,
                on_stopped: Callable[[Platform], None] | None = None) -> FastAPI:
     options = options or ServerOptions()
+    tracing = Tracing.start(options.otlp_endpoint)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        platform = Platform(settings, options)
+        platform = Platform(settings, options, tracing)
         app.state.platform = platform
         try:
             await platform.jobs.reconcile()
@@ -154,6 +159,8 @@ def create_app(settings: Settings, options: ServerOptions | None = None, *,
     _install_error_handlers(app)
     _install_dashboard(app)
     openapi.install(app)
+    if tracing.middleware is not None:  # the API's calls as spans
+        app.add_middleware(tracing.middleware, tracing=tracing)
     return app
 
 

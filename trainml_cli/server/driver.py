@@ -32,6 +32,7 @@ from .backends.base import Endpoint, Launch, Scaling
 from .jobrecord import JobRecord
 from .redaction import redact
 from .states import JobStatus
+from .tracing import NOTHING_OPEN
 
 if TYPE_CHECKING:
     from .jobs import Jobs
@@ -100,21 +101,29 @@ class Driver:
         self._began = True
         jobs, job_id = self.jobs, self.job_id
         failure = None
+        # Traces (tracing.py): the job's start-up, ended once it serves, with a span per step inside it.
+        trace = jobs.tracing
+        listener = Listener(jobs, job_id)
+        listener.starting = trace.begin("job start-up", current=True, **{"trainml.job_id": job_id})
         try:
-            await self._fetch()
+            with trace.step("fetch"):
+                await self._fetch()
             job = jobs.store.job(job_id)
             if not job.status.is_launched:
                 jobs.move(job_id, S.WAITING_RESOURCES)
             held = job.gpus if self.adopt is not None else None
-            gpus = await jobs.backend.place(job_id, job.spec["resources"], held, self._say)
+            with trace.step("resources"):
+                gpus = await jobs.backend.place(job_id, job.spec["resources"], held, self._say)
             jobs.store.update_job(job_id, gpus=gpus)
             # After an update (revisions.py) the job serves its newest serving revision's code, from its own folder.
             number = jobs.revisions.current(job_id)
             folder = jobs.revisions.folder(job_id, number)
             python = None
             if jobs.backend.builds_environments:
-                python = await self._environment(job.spec, folder / "model")
-            endpoint = jobs.backend.endpoint(self._launch(job, gpus, python, folder, number), Listener(jobs, job_id),
+                with trace.step("environment build"):
+                    python = await self._environment(job.spec, folder / "model")
+            listener.starting.add(trace.begin("start", **{"trainml.backend": jobs.backend.name}))
+            endpoint = jobs.backend.endpoint(self._launch(job, gpus, python, folder, number), listener,
                                              job.port, adopt=self.adopt)
             self.endpoint = endpoint
             jobs.store.update_job(job_id, port=endpoint.port)
@@ -132,6 +141,7 @@ class Driver:
             log.exception("job %s: driver crashed", job_id)
             failure = f"internal error in the control plane: {type(exc).__name__}: {exc}"
         finally:
+            listener.starting.end(failure)  # it never served; or ended with the job, had it not started
             if not self.detached:  # a detached endpoint serves (and is billed) on; the next control plane adopts it
                 jobs.bill(job_id, False)
                 jobs.store.update_job(job_id, pid=None, pid_start=None)
@@ -220,6 +230,8 @@ class Driver:
         jobs, job_id, spec = self.jobs, self.job_id, job.spec
         job_env = {item["key"]: item["value"] for item in spec["environment"]["env"]}
         job_env["TRAINML_JOB_ID"] = job_id
+        for name, value in jobs.tracing.endpoint_env(job.name).items():  # the job's own settings win
+            job_env.setdefault(name, value)
         env = endpointenv.inherited(os.environ, jobs.pass_env)  # not the operator's secrets (endpointenv.py)
         names = spec["environment"].get("secrets") or []
         if names and jobs.vault is not None:
@@ -295,6 +307,7 @@ class Listener:
     def __init__(self, jobs: Jobs, job_id: str):
         self.jobs = jobs
         self.job_id = job_id
+        self.starting = NOTHING_OPEN  # the start-up's spans (tracing.py), ended when the endpoint is ready
 
     def output(self, stream: str, line: str, revision: int | None = None) -> None:
         self.jobs.logs.write(self.job_id, stream, line, revision)
@@ -321,6 +334,7 @@ class Listener:
             self.jobs.logs.event(self.job_id, message)
 
     def ready(self) -> None:
+        self.starting.end()
         if self.jobs.store.job(self.job_id).status is S.STOPPING:
             return
         self.jobs.move(self.job_id, S.RUNNING)

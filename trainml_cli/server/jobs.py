@@ -47,6 +47,7 @@ from .redaction import redact
 from .revisions import Revisions
 from .states import JobStatus, transition
 from .store import Store
+from .tracing import OFF as NOT_TRACED
 from .vault import Vault
 
 log = logging.getLogger("trainml.server")
@@ -77,6 +78,7 @@ class Jobs:
         self.python = python
         self.tls = tls  # (certfile, keyfile): every endpoint serves HTTPS with the control plane's certificate
         self.pass_env = pass_env  # the control plane's variables endpoints inherit beyond the allowlist
+        self.tracing = NOT_TRACED  # spans for the drivers' steps (tracing.py); the platform sets its own
         self.folder = folder
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._drivers: dict[str, Driver] = {}
