@@ -267,8 +267,8 @@ class Sample:
             elif kind == "http.response.body":
                 body = message.get("body")
                 if body:
-                    if self.content_type in STREAMS and not body.startswith(b"event: end"):  # SSE's last event
-                        self.items += 1
+                    if self.content_type in STREAMS:  # one write may carry several items (streaming.py)
+                        self.items += _count_items(body, self.content_type)
                     if self.response_size < cap:
                         self.response.append(body[:cap - self.response_size])
                     self.response_size += len(body)
@@ -370,6 +370,13 @@ def _body(data: bytes, size: int, cap: int):
         except ValueError:
             return data.decode("utf-8", "replace")
     return data.decode("utf-8", "ignore") + f"…[cut at {cap} of {size} bytes]"
+
+
+def _count_items(body: bytes, content_type: bytes) -> int:
+    """The items in one write of a stream: NDJSON lines, or SSE events but the last one (`event: end`)."""
+    if content_type == b"text/event-stream":
+        return sum(1 for event in body.split(b"\n\n") if event and not event.startswith(b"event: end"))
+    return body.count(b"\n")
 
 
 def _items(data: bytes, content_type: bytes) -> list:
