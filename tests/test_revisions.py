@@ -17,9 +17,12 @@ from conftest import route, run, wait_until
 MAX_CALLS = 4000  # per load thread: bounded even if something hangs
 
 
-def write_model(folder, version, *, fail=False, load_seconds=0.0):
+def write_model(folder, version, *, fail=False, load_seconds=0.0, gate=None):
+    """`gate`: a file whose appearance lets the code finish loading (a test holds a revision `starting`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = ["import time", f"time.sleep({load_seconds})"]
+    lines = ["import os, time", f"time.sleep({load_seconds})"]
+    if gate is not None:
+        lines.append(f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)")
     if fail:
         lines.append("raise RuntimeError('revision cannot load: missing weights')")
     lines += ["", "def predict(text):", f"    return {{'version': {version}, 'echo': text}}", ""]
@@ -177,7 +180,8 @@ def test_rollback_serves_the_previous_revision_or_the_one_named(control_plane, t
 
 def test_a_second_update_while_one_is_deploying_is_refused_naming_it(control_plane, tmp_path):
     create(control_plane, write_model(tmp_path / "v1", 1))
-    slow = write_model(tmp_path / "slow", 2, load_seconds=4.0)
+    gate = tmp_path / "loaded"  # revision 2 loads only once the test has tried the second update
+    slow = write_model(tmp_path / "slow", 2, gate=gate)
     first = subprocess.Popen  # the first update runs in the background while the second is tried
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TRAINML_HOME": str(control_plane.home),
            "TRAINML_API_URL": control_plane.url, "NO_COLOR": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
@@ -192,6 +196,7 @@ def test_a_second_update_while_one_is_deploying_is_refused_naming_it(control_pla
         answer = control_plane.api("POST", "/api/jobs/live/revisions", json={})
         assert answer.status_code == 409 and "being deployed" in answer.json()["message"]
     finally:
+        gate.touch()
         out, err = background.communicate(timeout=120)
     assert background.returncode == 0, out + err
     assert [(r["revision"], r["status"]) for r in revisions(control_plane)] == [(1, "retired"), (2, "serving")]

@@ -161,7 +161,6 @@ def list_revisions(obj, job_ref, fmt):
 @click.option("--to", "to", type=click.IntRange(1), metavar="N", help="The revision to serve again (default: the "
               "newest retired one before the serving one).")
 @strategy_option
-@capture_options
 @click.option("--timeout", type=SECONDS, default=UPDATE_TIMEOUT, show_default=True,
               help="Seconds to wait for it to serve.")
 @format_option
