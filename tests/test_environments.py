@@ -148,6 +148,9 @@ def test_a_package_that_does_not_exist_fails_the_job_fast_naming_it(plane):
                 await job.wait_for("running", timeout=120)
             assert "trainml-no-such-package-4d1c" in str(failed.value)
             assert "installing the environment's packages failed" in job.reason
+            # The status line in the log keeps the cause, not only the words before its colon.
+            (status,) = [m for m in await messages(job) if m.startswith("status: failed")]
+            assert "trainml-no-such-package-4d1c" in status, status
             key_dirs = [p.name for p in (plane.home / "envs").iterdir()
                         if not (p / "trainml-environment.json").exists()]
             assert key_dirs == [], "a failed build leaves nothing a later job would reuse"

@@ -49,3 +49,13 @@ LIVE = frozenset(
 FINAL = frozenset({JobStatus.STOPPED, JobStatus.FAILED})
 LAUNCHED = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
 STATUSES = tuple(status.value for status in JobStatus)
+
+
+def headline(reason: str | None) -> str:
+    """A reason in one line, for a status line or a table cell: all of it (a reason is a few hundred characters at
+    most), so "installing the environment's packages failed:" never stops short of the cause on the next lines."""
+    lines = [line.strip() for line in (reason or "").splitlines() if line.strip()]
+    joined = lines[:1]
+    for line in lines[1:]:
+        joined.append((" " if joined[-1].endswith(":") else " / ") + line)
+    return "".join(joined)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..errors import Ambiguous, Conflict, NotFound
 from ..routespec import parse_routes, routes_to_json
+from ..states import headline
 from . import archives, endpointkeys, resources as res
 from .backends.base import Backend, elsewhere
 from .driver import Driver
@@ -197,7 +198,7 @@ class Jobs:
                 reason = reason[:MAX_REASON - 40].rstrip() + " ... (the rest is in the job's log)"
         now = time.time()
         self.store.update_job(job_id, status=target, reason=reason, updated=now, **fields)
-        first = (reason or "").splitlines()[0] if reason else ""
+        first = headline(reason)
         # The status history as data (the dashboard's Details), besides the line in the log that people read.
         self.store.add_job_event(job_id, now, target, first or None)
         self._events_written[job_id] = self._events_written.get(job_id, 0) + 1
