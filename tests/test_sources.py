@@ -126,7 +126,13 @@ def test_a_failed_clone_fails_the_job_with_gits_message(control_plane, repo, tmp
                                                       "git_ref": "nosuch"})
             with pytest.raises(JobFailed):
                 await bad_ref.wait_for("running", timeout=60)
-            assert "Remote branch nosuch not found" in bad_ref.reason
+            # git's fatal line, not the warning it prints first (that one is in the log with the rest)
+            assert bad_ref.reason.endswith("failed: fatal: Remote branch nosuch not found in upstream origin"), \
+                bad_ref.reason
+            assert "does not appear to be a git repository" in missing.reason.splitlines()[0]
+            assert "Please make sure" not in missing.reason
+            log = [e["message"] async for e in bad_ref.logs()]
+            assert "git: warning: Could not find remote branch nosuch to clone." in log
 
     run(scenario())
 
