@@ -96,6 +96,13 @@ def test_a_requirements_txt_at_the_model_root_is_used_and_the_log_says_so(plane)
     assert "using requirements.txt from the model folder" in out
     code, out, _ = cli(plane, "job", "get", "req-file")
     assert code == 0 and "-r requirements.txt" in out and "(environment " in out
+    key = out.split("(environment ")[1].split(")")[0]
+    # The list shows what the file holds, whole; removing it while the job runs names the job.
+    code, out, _ = cli(plane, "environment", "list")
+    (row,) = [line for line in out.splitlines() if line.startswith(key[:12])]
+    assert code == 0 and "tabulate==0.9.0" in row and "#" not in row, out
+    code, out, err = cli(plane, "environment", "remove", key)
+    assert code == 1 and "used by job(s) req-file;" in err, err
     cli(plane, "job", "remove", "req-file", "--force")
 
 

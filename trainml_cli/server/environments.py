@@ -343,7 +343,8 @@ class Environments:
         for key, build in self._builds.items():
             plan = build.plan
             found.append({"key": key, "python": plan.interpreter.version, "interpreter": plan.interpreter.path,
-                          "pip": list(plan.pip), "requirements_file": plan.requirements_file, "size": None,
+                          "pip": list(plan.pip), "requirements_file": plan.requirements_file,
+                          "requirements": _normalized_lines(plan.requirements_text), "size": None,
                           "building": True, "created": None, "last_used": None})
         return found
 
@@ -360,6 +361,7 @@ class Environments:
         raise NotFound(f"environment {ref!r} not found (see trainml environment list)")
 
     async def remove(self, key: str, users: list[str]) -> None:
+        """Remove an environment no job uses; `users`: the names of the jobs that do (a Conflict names them)."""
         if key in self._builds:
             raise Conflict(f"environment {key} is being built; stop or remove the jobs waiting for it first")
         if users:
