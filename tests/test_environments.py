@@ -106,6 +106,19 @@ def test_a_requirements_txt_at_the_model_root_is_used_and_the_log_says_so(plane)
     cli(plane, "job", "remove", "req-file", "--force")
 
 
+def test_pip_packages_on_the_command_line_win_over_the_requirements_files_pin(plane):
+    # requirements.txt pins tabulate==0.9.0; on trainML a later `pip install` of --pip-packages replaces it.
+    code, out, err = cli(plane, "job", "create", "endpoint", "req-override", "--model-dir",
+                         str(MODELS / "requirements_file"), "--pip-packages", "tabulate==0.8.10",
+                         "--route", json.dumps(VERSION_ROUTE), "--timeout", "300")
+    assert code == 0, out + err
+    url = out.splitlines()[-1].split()[-1]
+    assert requests.get(url + "/version", timeout=10).json() == {"tabulate": "0.8.10"}
+    code, out, _ = cli(plane, "job", "logs", "req-override")
+    assert "--pip-packages replace requirements.txt's requirement for: tabulate==0.8.10" in out
+    cli(plane, "job", "remove", "req-override", "--force")
+
+
 def test_the_same_packages_build_once_for_three_concurrent_jobs(plane):
     async def scenario():
         async with plane.client() as client:
