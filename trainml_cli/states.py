@@ -52,10 +52,6 @@ STATUSES = tuple(status.value for status in JobStatus)
 
 
 def headline(reason: str | None) -> str:
-    """A reason in one line, for a status line or a table cell: all of it (a reason is a few hundred characters at
-    most), so "installing the environment's packages failed:" never stops short of the cause on the next lines."""
-    lines = [line.strip() for line in (reason or "").splitlines() if line.strip()]
-    joined = lines[:1]
-    for line in lines[1:]:
-        joined.append((" " if joined[-1].endswith(":") else " / ") + line)
-    return "".join(joined)
+    """A reason's first line, for a status line or a table cell: a reason says its cause there, and may go on with
+    the job's last log lines (which the log shows on their own)."""
+    return next((line.strip() for line in (reason or "").splitlines() if line.strip()), "")

@@ -321,14 +321,14 @@ class Environments:
         """The installer's own first lines (they name the package), and which side a conflict is with."""
         start = next((i for i, line in enumerate(lines) if line.lstrip().startswith(("error:", "×"))), 0)
         message = [line.strip() for line in lines[start:start + REASON_LINES]]
-        text = "\n".join(message)
-        reason = f"installing the environment's packages failed:\n{text}"
+        text = " ".join(message)  # one line: the status line and `failed:` show the cause, not a colon
+        reason = f"installing the environment's packages failed: {text}"
         names = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower(): r for r in RUNTIME_REQUIREMENTS}
         clashing = [req for name, req in names.items() if re.search(rf"you require {re.escape(name)}\b", text.lower())
                     or re.search(rf"\band {re.escape(name)}\b", text.lower())]
         if clashing and "unsatisfiable" in text:
             reason = (f"the model's packages conflict with what the endpoint runtime needs "
-                      f"({', '.join(clashing)}):\n{text}")
+                      f"({', '.join(clashing)}): {text}")
         return reason
 
     # -- managing -----------------------------------------------------------------------------------------------
