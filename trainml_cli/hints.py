@@ -1,7 +1,8 @@
 """Text that tells a user what to run next: names quoted for the shell, failure headlines.
 
-A leaf (the standard library and states.py only) shared by the CLI and the SDK, so a hint pasted into a shell runs as printed:
-`trainml job connect 'my model'`, and `trainml job get -- -x` for a name that would read as an option.
+A leaf (the standard library and states.py only) shared by the CLI and the SDK, so a hint pasted into a shell
+runs as printed: `trainml job connect 'my model'`, and `trainml job get -- -x` for a name that would read as an
+option.
 """
 
 from __future__ import annotations
