@@ -22,6 +22,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Callable
+from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
 from . import gitcredentials
@@ -54,6 +55,11 @@ def check_git_uri(uri: str, loc: tuple = ("model", "source_uri")) -> str:
                                 f"{redact(uri)!r} uses {match['scheme']}://; only "
                                 f"{', '.join(GIT_SCHEMES)} URIs are allowed")
         gitcredentials.take(uri, loc)  # refuses credentials git could not be handed
+        if match["scheme"].lower() == "file":  # refused at create, as the CLI refuses it, not at the clone
+            path = unquote(urlsplit(uri).path)
+            if not os.path.isdir(path):
+                raise UsageError.at(loc, f"no folder {redact(path)} on the control plane's machine (a file:// "
+                                         "repository is cloned from there)")
         return uri
     if _SCP_LIKE.match(uri):
         return uri
