@@ -197,6 +197,8 @@ def test_a_failed_job_prints_its_reason_and_last_log_lines(env):
     assert "last log lines:" in result.stderr
     assert "RuntimeError: cli_fails refuses to load" in result.stderr
     assert "Traceback (most recent call last)" not in result.stderr.split("last log lines:")[0]
+    # Once: the reason (which goes on with these lines) is not logged again beside them.
+    assert result.stderr.count("Traceback (most recent call last)") == 1, result.stderr
 
 
 

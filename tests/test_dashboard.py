@@ -316,8 +316,8 @@ def test_route_problems_come_as_data_and_map_to_form_fields(routes, field, messa
     assert [forms.route_field(p) for p in info.value.fields] == [forms.FieldError(field, message)]
 
 
-def test_the_api_returns_route_problems_as_data(control_plane):
-    payload = {"name": "x", "model": {"source_type": "git", "source_uri": "file:///nowhere"},
+def test_the_api_returns_route_problems_as_data(control_plane, tmp_path):
+    payload = {"name": "x", "model": {"source_type": "git", "source_uri": tmp_path.as_uri()},
                "endpoint": {"routes": [_route(), _route(path="/q", function="not valid")]}}
     body = control_plane.api("POST", "/api/jobs", json=payload).json()
     assert body["fields"] == [{"route": 1, "field": "function",

@@ -410,9 +410,10 @@ def test_sign_out_ends_the_session(browser, control_plane):
     ui.close()
 
 
-def test_hostile_names_and_log_lines_stay_text(browser, control_plane):
+def test_hostile_names_and_log_lines_stay_text(browser, control_plane, tmp_path):
     name = '<img src=x onerror="window.owned=1">'
-    payload = {"name": name, "model": {"source_type": "git", "source_uri": "file:///nonexistent/<b>repo</b>"},
+    (tmp_path / "<b>repo</b>").mkdir(parents=True)  # a folder, not a repository: the clone fails, naming it in the log
+    payload = {"name": name, "model": {"source_type": "git", "source_uri": f"file://{tmp_path}/<b>repo</b>"},
                "endpoint": {"routes": [{"verb": "POST", "path": "/p", "file": "predict", "function": "predict"}]}}
     created = control_plane.api("POST", "/api/jobs", json=payload)
     assert created.status_code == 201, created.text
@@ -754,7 +755,7 @@ def test_the_endpoint_list_fits_a_phone_and_a_laptop(browser, control_plane):
     ui.close()
 
 
-def test_connect_and_details_of_a_stopped_and_a_failed_endpoint(browser, control_plane):
+def test_connect_and_details_of_a_stopped_and_a_failed_endpoint(browser, control_plane, tmp_path):
     job = create_echo(control_plane, "pauses")
     port = str(job["port"])
     ui = Dashboard(browser, control_plane)
@@ -785,7 +786,7 @@ def test_connect_and_details_of_a_stopped_and_a_failed_endpoint(browser, control
     ui.go(f"/dashboard/jobs/{job['id']}")
     assert page.locator('[data-field="model_size"]').inner_text().endswith(" B")
     assert page.locator('[data-field="model_size"]').inner_text() != "0 B"
-    payload = {"name": "broken", "model": {"source_type": "git", "source_uri": "file:///nonexistent/repo"},
+    payload = {"name": "broken", "model": {"source_type": "git", "source_uri": tmp_path.as_uri()},  # no repository
                "endpoint": {"routes": [{"verb": "POST", "path": "/p", "file": "predict", "function": "predict"}]}}
     failed = control_plane.api("POST", "/api/jobs", json=payload).json()
     ui.go(f"/dashboard/jobs/{failed['id']}")

@@ -96,7 +96,27 @@ def test_a_requirements_txt_at_the_model_root_is_used_and_the_log_says_so(plane)
     assert "using requirements.txt from the model folder" in out
     code, out, _ = cli(plane, "job", "get", "req-file")
     assert code == 0 and "-r requirements.txt" in out and "(environment " in out
+    key = out.split("(environment ")[1].split(")")[0]
+    # The list shows what the file holds, whole; removing it while the job runs names the job.
+    code, out, _ = cli(plane, "environment", "list")
+    (row,) = [line for line in out.splitlines() if line.startswith(key[:12])]
+    assert code == 0 and "tabulate==0.9.0" in row and "#" not in row, out
+    code, out, err = cli(plane, "environment", "remove", key)
+    assert code == 1 and "used by job(s) req-file;" in err, err
     cli(plane, "job", "remove", "req-file", "--force")
+
+
+def test_pip_packages_on_the_command_line_win_over_the_requirements_files_pin(plane):
+    # requirements.txt pins tabulate==0.9.0; on trainML a later `pip install` of --pip-packages replaces it.
+    code, out, err = cli(plane, "job", "create", "endpoint", "req-override", "--model-dir",
+                         str(MODELS / "requirements_file"), "--pip-packages", "tabulate==0.8.10",
+                         "--route", json.dumps(VERSION_ROUTE), "--timeout", "300")
+    assert code == 0, out + err
+    url = out.splitlines()[-1].split()[-1]
+    assert requests.get(url + "/version", timeout=10).json() == {"tabulate": "0.8.10"}
+    code, out, _ = cli(plane, "job", "logs", "req-override")
+    assert "--pip-packages replace requirements.txt's requirement for: tabulate==0.8.10" in out
+    cli(plane, "job", "remove", "req-override", "--force")
 
 
 def test_the_same_packages_build_once_for_three_concurrent_jobs(plane):
@@ -148,6 +168,9 @@ def test_a_package_that_does_not_exist_fails_the_job_fast_naming_it(plane):
                 await job.wait_for("running", timeout=120)
             assert "trainml-no-such-package-4d1c" in str(failed.value)
             assert "installing the environment's packages failed" in job.reason
+            # The status line in the log keeps the cause, not only the words before its colon.
+            (status,) = [m for m in await messages(job) if m.startswith("status: failed")]
+            assert "trainml-no-such-package-4d1c" in status, status
             key_dirs = [p.name for p in (plane.home / "envs").iterdir()
                         if not (p / "trainml-environment.json").exists()]
             assert key_dirs == [], "a failed build leaves nothing a later job would reuse"

@@ -59,14 +59,16 @@ def test_the_home_holds_a_private_token_and_the_servers_address(control_plane):
     assert (control_plane.home / "trainml.db").exists()
 
 
-def test_errors_are_json_with_their_kind(control_plane):
+def test_errors_are_json_with_their_kind(control_plane, tmp_path):
     missing = control_plane.api("GET", "/api/jobs/nope")
     assert missing.status_code == 404
     assert missing.json() == {"error": "not_found", "message": "job 'nope' not found (see the job list)"}
     unknown = control_plane.api("GET", "/api/nothing-here")
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+    # A folder that is there but holds no repository: created, then failed at the clone.
+    model = {"source_type": "git", "source_uri": tmp_path.as_uri()}
     job = control_plane.api("POST", "/api/jobs", json={"name": "w", "endpoint": {"routes": [route()]},
-                                                       "model": {"source_type": "git", "source_uri": "file:///nowhere"}}).json()
+                                                       "model": model}).json()
     bad_status = control_plane.api("GET", f"/api/jobs/{job['id']}/wait", params={"status": "runing"})
     assert bad_status.status_code == 422
     assert bad_status.json()["message"].startswith("status: 'runing' is not one of 'new'")

@@ -115,9 +115,10 @@ def test_git_over_git_daemon(control_plane, git_daemon):
 def test_a_failed_clone_fails_the_job_with_gits_message(control_plane, repo, tmp_path):
     async def scenario():
         async with control_plane.client() as client:
+            (tmp_path / "plain").mkdir()  # a folder, not a repository (one that is not there is refused at create)
             missing = await client.jobs.create("nope", endpoint=ECHO_ROUTES,
                                                model={"source_type": "git",
-                                                      "source_uri": (tmp_path / "missing").as_uri()})
+                                                      "source_uri": (tmp_path / "plain").as_uri()})
             with pytest.raises(JobFailed):
                 await missing.wait_for("running", timeout=60)
             assert "git clone" in missing.reason and "does not appear to be a git repository" in missing.reason
@@ -126,7 +127,13 @@ def test_a_failed_clone_fails_the_job_with_gits_message(control_plane, repo, tmp
                                                       "git_ref": "nosuch"})
             with pytest.raises(JobFailed):
                 await bad_ref.wait_for("running", timeout=60)
-            assert "Remote branch nosuch not found" in bad_ref.reason
+            # git's fatal line, not the warning it prints first (that one is in the log with the rest)
+            assert bad_ref.reason.endswith("failed: fatal: Remote branch nosuch not found in upstream origin"), \
+                bad_ref.reason
+            assert "does not appear to be a git repository" in missing.reason.splitlines()[0]
+            assert "Please make sure" not in missing.reason
+            log = [e["message"] async for e in bad_ref.logs()]
+            assert "git: warning: Could not find remote branch nosuch to clone." in log
 
     run(scenario())
 
@@ -312,8 +319,11 @@ def test_stored_models_from_a_folder_and_from_git(control_plane, repo):
             await job.remove(force=True)
             assert (await client.models.get(stored.id)).name == "echo-model"  # removing a job keeps models
 
-            with pytest.raises(UsageError, match="failed"):
+            with pytest.raises(UsageError, match="no folder .*/nothing on the control plane's machine"):
                 await client.models.create("broken", source_type="git", source_uri=(repo.parent / "nothing").as_uri())
+            (repo.parent / "plain").mkdir()  # a folder, not a repository: refused with git's message
+            with pytest.raises(UsageError, match="does not appear to be a git repository"):
+                await client.models.create("broken", source_type="git", source_uri=(repo.parent / "plain").as_uri())
             assert sorted(m.name for m in await client.models.list()) == ["echo-model"]
 
     run(scenario())

@@ -224,11 +224,18 @@ def test_secret_is_injected_and_never_shown(env, plane):
         ("job", "list", "--format", "json"), ("job", "logs", "with-secret"), ("secret", "list", "--format", "json"))]
     assert all(value not in text for text in shown)
     assert "API_KEY" in shown[1] and "API_KEY" in shown[4]
+    shown_id = json.loads(shown[0])["id"]
     code, _, err = run_cli(env, "job", "create", "endpoint", "no-secret", "--secret", "MISSING_ONE",
                            "--model-dir", ENVIRON, "--route", GETENV_ROUTE)
     assert code == 2 and "no secret named 'MISSING_ONE'" in err
-    assert run_cli(env, "job", "remove", "--force", "with-secret")[0] == 0
+    # --format json on what changes things too: data a script reads, never the value.
+    code, out, err = run_cli(env, "secret", "create", "OTHER_KEY", "--format", "json", input="v-9f3\n")
+    assert code == 0 and json.loads(out)["name"] == "OTHER_KEY" and "v-9f3" not in out + err, err
+    code, out, err = run_cli(env, "job", "remove", "--force", "with-secret", "--format", "json")
+    assert code == 0 and json.loads(out) == {"id": shown_id, "name": "with-secret", "removed": True}, err
     assert run_cli(env, "secret", "remove", "API_KEY")[0] == 0
+    code, out, _ = run_cli(env, "secret", "remove", "OTHER_KEY", "-f", "json")
+    assert code == 0 and json.loads(out) == {"name": "OTHER_KEY", "removed": True}
 
 
 def test_credentials_from_local_files_or_exit_2(env):

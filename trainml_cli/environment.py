@@ -106,6 +106,16 @@ def pinned(pip: list[str], requirements_text: str = "") -> set[str]:
     return {requirement_name(item) for item in [*pip, *lines]} - {None}
 
 
+def command_line_wins(pip: list[str], requirements_text: str, keep: Iterable[str] = ()) -> list[str]:
+    """The job's pip requirements that replace the requirements file's for the same project, as a later `pip install`
+    on trainML replaces what the file installed: `--pip-packages tabulate==0.8.10` against `tabulate==0.9.0` in
+    requirements.txt installs 0.8.10. Projects in `keep` (what the endpoint runtime needs) are never replaced, so a
+    clash with the runtime is still reported as one."""
+    in_file = pinned([], requirements_text)
+    kept = {requirement_name(item) for item in keep}
+    return [item for item in pip if requirement_name(item) in in_file and requirement_name(item) not in kept]
+
+
 def framework_packages(kind: str | None, pip: list[str]) -> tuple[list[str], list[str]]:
     """(the requirements a trainML environment name adds, those of them the job's own pins replace).
 

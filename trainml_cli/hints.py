@@ -1,12 +1,15 @@
 """Text that tells a user what to run next: names quoted for the shell, failure headlines.
 
-A leaf (standard library only) shared by the CLI and the SDK, so a hint pasted into a shell runs as printed:
-`trainml job connect 'my model'`, and `trainml job get -- -x` for a name that would read as an option.
+A leaf (the standard library and states.py only) shared by the CLI and the SDK, so a hint pasted into a shell
+runs as printed: `trainml job connect 'my model'`, and `trainml job get -- -x` for a name that would read as an
+option.
 """
 
 from __future__ import annotations
 
 import shlex
+
+from .states import headline
 
 # How a job asks for no GPU, as API users write it and as CLI users do: server messages say the first, and the
 # CLI's error renderer (cli/main.py) shows the second.
@@ -27,8 +30,7 @@ def shell_quote(name: str) -> str:
 
 def failure_headline(reason) -> str:
     """A failure reason's first line: the server may append log lines, which are shown on their own."""
-    lines = [line for line in (reason or "").splitlines() if line.strip()]
-    return lines[0].rstrip(":") if lines else "no reason recorded"
+    return headline(reason).rstrip(":") or "no reason recorded"
 
 
 def failure_message(name: str, reason, log_lines: list[str]) -> str:

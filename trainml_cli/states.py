@@ -49,3 +49,9 @@ LIVE = frozenset(
 FINAL = frozenset({JobStatus.STOPPED, JobStatus.FAILED})
 LAUNCHED = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
 STATUSES = tuple(status.value for status in JobStatus)
+
+
+def headline(reason: str | None) -> str:
+    """A reason's first line, for a status line or a table cell: a reason says its cause there, and may go on with
+    the job's last log lines (which the log shows on their own)."""
+    return next((line.strip() for line in (reason or "").splitlines() if line.strip()), "")

@@ -155,3 +155,16 @@ def test_the_cli_accepts_a_name_in_any_case_and_refuses_a_malformed_one(cli, tmp
     assert code == 2 and "'torch 1.13' is not an environment name such as DEEPLEARNING_PY310" in err
     # A well-formed name in any case passes the CLI's checks, to be matched by the control plane.
     assert environment_payload((), (), None, None, "pytorch_py39_113", str(tmp_path)) == {"type": "pytorch_py39_113"}
+
+
+def test_on_ray_the_command_lines_pin_replaces_the_requirements_files_line(tmp_path):
+    # Ray installs the lines itself (rayapps.uv_packages): the file's tabulate==0.9.0 gives way to --pip-packages',
+    # as the local backend's build does (tests/test_environments.py), and a runtime package is never replaced.
+    from trainml_cli.launchspec import LaunchSpec
+    from trainml_cli.server.backends.base import Launch
+    from trainml_cli.server.backends.rayapps import uv_packages
+
+    (tmp_path / "requirements.txt").write_text("tabulate==0.9.0  # pinned\npydantic>=2.5\nsix\n")
+    launch = Launch(job_id="j", runtime=LaunchSpec(model_dir=str(tmp_path), route_file=str(tmp_path / "r.json")),
+                    env={}, pip=["tabulate==0.8.10", "pydantic>=2.6"])
+    assert uv_packages(launch)["packages"] == ["tabulate==0.8.10", "pydantic>=2.6", "pydantic>=2.5", "six"]

@@ -31,3 +31,18 @@ def test_a_file_uri_to_no_folder_is_refused_before_anything_is_sent(cli, tmp_pat
     assert err.splitlines()[-1] == ("Error: --git-uri: no folder /does/not/exist on this machine (a file:// "
                                     "repository is cloned from the machine the control plane runs on)")
     assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.anyio
+async def test_a_file_uri_to_no_folder_is_refused_by_the_api_naming_the_field(plane, tmp_path):
+    route = {"verb": "POST", "path": "/p", "file": "predict", "function": "predict"}
+    for body in ({"name": "x", "model": {"source_type": "git", "source_uri": "file:///does/not/exist"},
+                  "endpoint": {"routes": [route]}},):
+        response = await plane.api("POST", "/api/jobs", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["message"] == ("model.source_uri: no folder /does/not/exist on the control plane's "
+                                              "machine (a file:// repository is cloned from there)")
+    stored = await plane.api("POST", "/api/models", json={"name": "m", "source_type": "git",
+                                                          "source_uri": "file:///does/not/exist"})
+    assert stored.status_code == 422 and "source_uri: no folder /does/not/exist" in stored.json()["message"]
+    assert (await plane.api("GET", "/api/jobs")).json() == []

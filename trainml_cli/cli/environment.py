@@ -21,7 +21,8 @@ def environment():
 @format_option
 @click.pass_obj
 def list_environments(obj, fmt):
-    """List environments (key, Python, packages, size, jobs, last use) and the interpreters jobs can use."""
+    """List environments (key, Python, packages: --pip-packages and the requirements file's lines, size, jobs, last
+    use) and the interpreters jobs can use."""
     out = Output(obj, fmt)
     listing = obj.run(lambda client: client.environments.listing())
     if out.json_mode:
@@ -30,12 +31,14 @@ def list_environments(obj, fmt):
     rows = []
     for env in listing["environments"]:
         packages = list(env.get("pip") or [])
-        if env.get("requirements_file"):
+        if env.get("requirements") is not None:  # the requirements file's own lines: what it holds, not its name
+            packages += env["requirements"]
+        elif env.get("requirements_file"):  # a control plane from before the lines were listed
             packages.append(f"-r {env['requirements_file']}")
-        shown = ", ".join(packages) or "(runtime only)"
         jobs = f"{len(env['in_use'])} running" if env["in_use"] else "none running"
         jobs += f" / {len(env['jobs'])}" if env["jobs"] else ""
-        rows.append((env["key"], env["python"], shown if len(shown) <= 40 else shown[:39] + "…",
+        # Whole: a terminal's table wraps the cell; a pipe gets it on one line.
+        rows.append((env["key"], env["python"], ", ".join(packages) or "(runtime only)",
                      "building" if env.get("building") else size(env.get("size")), jobs, when(env.get("last_used"))))
     out.table(["KEY", "PYTHON", "PACKAGES", "SIZE", "JOBS", "LAST USED"], rows,
               empty="No environments yet; a job with --pip-packages or a requirements.txt builds one.")

@@ -374,17 +374,22 @@ def start_job(obj, job_ref, connect, timeout, fmt):
 @job.command("remove")
 @click.argument("job_ref", metavar="JOB", type=JOB)
 @click.option("--force/--no-force", default=False, show_default=True, help="Stop it first if it is running.")
+@format_option
 @click.pass_obj
-def remove_job(obj, job_ref, force):
+def remove_job(obj, job_ref, force, fmt):
     """Remove a job and its logs."""
-    out = Output(obj)
+    out = Output(obj, fmt)
 
     async def work(client):
         found = await client.jobs.get(job_ref)
         await found.remove(force=force)
-        out.line(f"Removed job {found.name}.")
+        return found
 
-    obj.run(work)
+    found = obj.run(work)
+    if out.json_mode:
+        out.json({"id": found.id, "name": found.name, "removed": True})
+        return
+    out.line(f"Removed job {found.name}.")
 
 
 # Commands of their own modules (job.py would be long), under the one `job` group.

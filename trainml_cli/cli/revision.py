@@ -10,6 +10,7 @@ import click
 
 from ..contracts import STRATEGIES
 from ..limits import MAX_CONCURRENCY, MAX_QUEUE
+from ..states import headline
 from .endpoint import capture_options
 from .output import Output, format_option, when
 from .params import ENV, GPU_COUNT, JOB, ROUTE, SECONDS, Limited, model_source, validate_routes
@@ -152,7 +153,7 @@ def list_revisions(obj, job_ref, fmt):
         return
     out.table(["REVISION", "STATUS", "CREATED", "SOURCE", "GPUS", "AUTH", "REASON"],
               [[r["revision"], r["status"], when(r.get("created")), r.get("source") or "", r.get("gpus") or "",
-                "key" if r.get("auth") else "-", ((r.get("reason") or "").splitlines() or [""])[0]] for r in rows],
+                "key" if r.get("auth") else "-", headline(r.get("reason"))] for r in rows],
               status_column="STATUS", empty="No revisions.")
 
 

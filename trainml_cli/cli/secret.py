@@ -19,8 +19,9 @@ def secret():
 
 @secret.command("create")
 @click.argument("name", type=SECRET)
+@format_option
 @click.pass_obj
-def create_secret(obj, name):
+def create_secret(obj, name, fmt):
     """Store (or replace) the secret NAME, read from stdin or a prompt; a job gets it with --secret NAME."""
     stdin = click.get_text_stream("stdin")
     if stdin.isatty():
@@ -31,8 +32,12 @@ def create_secret(obj, name):
             value = value[:-1].rstrip("\r")
     if not value:
         raise click.UsageError(f"the value of {name} is empty (it is read from stdin or a prompt)")
-    obj.run(lambda client: client.secrets.put(name, value))
-    Output(obj).line(f"Stored secret {name}.")
+    stored = obj.run(lambda client: client.secrets.put(name, value))
+    out = Output(obj, fmt)
+    if out.json_mode:
+        out.json(stored)  # its name and when it was set; never the value
+        return
+    out.line(f"Stored secret {name}.")
 
 
 @secret.command("list")
@@ -51,8 +56,13 @@ def list_secrets(obj, fmt):
 
 @secret.command("remove")
 @click.argument("name", type=SECRET)
+@format_option
 @click.pass_obj
-def remove_secret(obj, name):
+def remove_secret(obj, name, fmt):
     """Remove the secret NAME; jobs using it start without it from then on."""
     obj.run(lambda client: client.secrets.remove(name))
-    Output(obj).line(f"Removed secret {name}.")
+    out = Output(obj, fmt)
+    if out.json_mode:
+        out.json({"name": name, "removed": True})
+        return
+    out.line(f"Removed secret {name}.")

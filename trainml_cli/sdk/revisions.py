@@ -7,6 +7,7 @@ again (`rollback`); a revision that did not take over raises RevisionFailed with
 from __future__ import annotations
 
 from ..errors import RevisionFailed, TrainMLError
+from ..states import headline
 from .jobpayload import update_payload
 
 UPDATE_TIMEOUT = 1800.0  # seconds an update may take: fetching and building an environment can be long
@@ -58,7 +59,7 @@ class JobRevisions:
             tail = [entry.get("message", "") async for entry in self.logs(tail=10)]
         except TrainMLError:
             pass
-        head = (revision.get("reason") or "").splitlines()[0] if revision.get("reason") else "no reason given"
+        head = headline(revision.get("reason")) or "no reason given"
         message = (f"revision {revision['revision']} of job {self.name} failed: {head}\n"
                    "the serving revision goes on serving")
         if tail:

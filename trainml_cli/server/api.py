@@ -339,7 +339,8 @@ async def list_environments(request: Request):
 async def remove_environment(key: str, request: Request):
     p = platform(request)
     key = p.environments.find(key)
-    await p.environments.remove(key, p.jobs.environment_users().get(key, []))
+    users = [job.name for job in map(p.jobs.store.job, p.jobs.environment_users().get(key, [])) if job is not None]
+    await p.environments.remove(key, users)
     return {"id": key, "removed": True}
 
 

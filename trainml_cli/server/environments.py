@@ -37,7 +37,7 @@ from typing import Callable
 
 from .. import localpaths
 from ..endpointenv import installer_inherited
-from ..environment import DEFAULT_REQUIREMENTS_FILE, pinned, requirement_name
+from ..environment import DEFAULT_REQUIREMENTS_FILE, command_line_wins, pinned, requirement_name
 from ..errors import Conflict, NotFound, TrainMLError
 from ..runtimerequirements import RUNTIME_REQUIREMENTS
 from . import pipconfig
@@ -68,6 +68,7 @@ class Plan:
     requirements_file: str | None  # relative to the model folder
     requirements_text: str
     key: str
+    overrides: tuple[str, ...] = ()  # the job's pip requirements that replace the requirements file's
 
     def describe(self) -> str:
         parts = list(self.pip) + ([f"-r {self.requirements_file}"] if self.requirements_file else [])
@@ -171,8 +172,11 @@ class Environments:
         local = localpaths.local_digest(model_dir, file, pip)
         if local is not None:
             material["local"] = local
+        overrides = tuple(command_line_wins(own, text, RUNTIME_REQUIREMENTS))
+        if overrides:  # likewise: only a job whose own pins meet the file's gets a key that says so
+            material["overrides"] = sorted(overrides)
         key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
-        return Plan(interpreter, pip, file, text, key)
+        return Plan(interpreter, pip, file, text, key, overrides)
 
     # -- having one ---------------------------------------------------------------------------------------------
 
@@ -265,6 +269,10 @@ class Environments:
         if plan.requirements_file:
             say(f"using {plan.requirements_file} from the model folder")
             install += ["-r", str(model_dir / plan.requirements_file)]
+        if plan.overrides:
+            say(f"--pip-packages replace {plan.requirements_file}'s requirement for: {', '.join(plan.overrides)}")
+            (spec_dir / "overrides.txt").write_text("\n".join(plan.overrides) + "\n")
+            install += ["--overrides", str(spec_dir / "overrides.txt")]
         if "--extra-index-url" in options.args:
             install += ["--index-strategy", "unsafe-best-match"]  # as pip does: the best version from any index
         lines = await self._run(install + options.args, env, model_dir, say, check=False)
@@ -313,14 +321,14 @@ class Environments:
         """The installer's own first lines (they name the package), and which side a conflict is with."""
         start = next((i for i, line in enumerate(lines) if line.lstrip().startswith(("error:", "×"))), 0)
         message = [line.strip() for line in lines[start:start + REASON_LINES]]
-        text = "\n".join(message)
-        reason = f"installing the environment's packages failed:\n{text}"
+        text = " ".join(message)  # one line: the status line and `failed:` show the cause, not a colon
+        reason = f"installing the environment's packages failed: {text}"
         names = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower(): r for r in RUNTIME_REQUIREMENTS}
         clashing = [req for name, req in names.items() if re.search(rf"you require {re.escape(name)}\b", text.lower())
                     or re.search(rf"\band {re.escape(name)}\b", text.lower())]
         if clashing and "unsatisfiable" in text:
             reason = (f"the model's packages conflict with what the endpoint runtime needs "
-                      f"({', '.join(clashing)}):\n{text}")
+                      f"({', '.join(clashing)}): {text}")
         return reason
 
     # -- managing -----------------------------------------------------------------------------------------------
@@ -343,7 +351,8 @@ class Environments:
         for key, build in self._builds.items():
             plan = build.plan
             found.append({"key": key, "python": plan.interpreter.version, "interpreter": plan.interpreter.path,
-                          "pip": list(plan.pip), "requirements_file": plan.requirements_file, "size": None,
+                          "pip": list(plan.pip), "requirements_file": plan.requirements_file,
+                          "requirements": _normalized_lines(plan.requirements_text), "size": None,
                           "building": True, "created": None, "last_used": None})
         return found
 
@@ -360,6 +369,7 @@ class Environments:
         raise NotFound(f"environment {ref!r} not found (see trainml environment list)")
 
     async def remove(self, key: str, users: list[str]) -> None:
+        """Remove an environment no job uses; `users`: the names of the jobs that do (a Conflict names them)."""
         if key in self._builds:
             raise Conflict(f"environment {key} is being built; stop or remove the jobs waiting for it first")
         if users:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..errors import Ambiguous, Conflict, NotFound
 from ..routespec import parse_routes, routes_to_json
+from ..states import headline
 from . import archives, endpointkeys, resources as res
 from .backends.base import Backend, elsewhere
 from .driver import Driver
@@ -196,11 +197,11 @@ class Jobs:
         if reason:
             reason = redact(reason)
             if len(reason) > MAX_REASON:  # the record shows the gist; the log keeps the whole
-                self.logs.event(job_id, f"{target.value}: {reason}")
+                self._log_rest(job_id, target, reason)
                 reason = reason[:MAX_REASON - 40].rstrip() + " ... (the rest is in the job's log)"
         now = time.time()
         self.store.update_job(job_id, status=target, reason=reason, updated=now, **fields)
-        first = (reason or "").splitlines()[0] if reason else ""
+        first = headline(reason)
         # The status history as data (the dashboard's Details), besides the line in the log that people read.
         self.store.add_job_event(job_id, now, target, first or None)
         self._events_written[job_id] = self._events_written.get(job_id, 0) + 1
@@ -209,6 +210,15 @@ class Jobs:
         self.logs.event(job_id, f"status: {target.value}" + (f" ({first})" if first else ""))
         self.revisions.job_moved(job_id, target, reason)
         self._wake(job_id)
+
+    def _log_rest(self, job_id: str, target: JobStatus, reason: str) -> None:
+        """Put in the log what a long reason says that the log does not: a failure's reason goes on with the
+        job's last output lines, which are there already (and would print twice under `last log lines`)."""
+        first, *rest = reason.splitlines()
+        logged = {line.strip() for line in self.logs.tail(job_id, 200)}
+        new = [line for line in rest if line.strip() and line.strip() not in logged]
+        if new or len(first) > MAX_REASON - 40:
+            self.logs.event(job_id, "\n".join([f"{target.value}: {first}", *new]))
 
     def _wake(self, job_id: str) -> None:
         event = self._changed.pop(job_id, None)

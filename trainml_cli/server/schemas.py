@@ -236,6 +236,7 @@ class EnvironmentRecord(_Open):
     interpreter: str
     pip: list[str]
     requirements_file: Optional[str] = None
+    requirements: Optional[list[str]] = Field(None, description="the requirements file's lines, comments left out")
     size: Optional[int] = Field(None, description="bytes on disk; null while building")
     building: bool = False
     created: Optional[str] = None

@@ -22,6 +22,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Callable
+from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
 from . import gitcredentials
@@ -54,6 +55,11 @@ def check_git_uri(uri: str, loc: tuple = ("model", "source_uri")) -> str:
                                 f"{redact(uri)!r} uses {match['scheme']}://; only "
                                 f"{', '.join(GIT_SCHEMES)} URIs are allowed")
         gitcredentials.take(uri, loc)  # refuses credentials git could not be handed
+        if match["scheme"].lower() == "file":  # refused at create, as the CLI refuses it, not at the clone
+            path = unquote(urlsplit(uri).path)
+            if not os.path.isdir(path):
+                raise UsageError.at(loc, f"no folder {redact(path)} on the control plane's machine (a file:// "
+                                         "repository is cloned from there)")
         return uri
     if _SCP_LIKE.match(uri):
         return uri
@@ -134,8 +140,7 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
         raise
     if code != 0:
         shutil.rmtree(partial, ignore_errors=True)
-        message = "\n".join(line for line in lines
-                            if not line.startswith(("Cloning into", "remote: "))) or f"exit code {code}"
+        message = _failure(lines) or f"exit code {code}"
         raise UsageError(f"git clone {redact_uri(uri)}{' --branch ' + ref if ref else ''} failed: {message}")
     if by_commit:
         first_error = ""
@@ -168,6 +173,17 @@ async def clone(uri: str, ref: str | None, dest: Path, on_line: Callable[[str], 
     commit = (await rev.communicate())[0].decode().strip()
     partial.rename(dest)
     return commit
+
+
+def _failure(lines: list[str]) -> str:
+    """Why a clone failed, as git says it: its first `fatal:` (or `error:`) line, not a `warning:` printed before it
+    nor the advice after it (every line is in the job's log already)."""
+    said = [line.strip() for line in lines if not line.startswith(("Cloning into", "remote: "))]
+    for prefix in ("fatal:", "error:"):
+        found = next((line for line in said if line.startswith(prefix)), None)
+        if found:
+            return found
+    return "\n".join(said)
 
 
 # -- stored models ------------------------------------------------------------------------------------------------

@@ -34,11 +34,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...contracts import KEY_FILE, find_load_failure, skipped_folder
-from ...environment import DEFAULT_REQUIREMENTS_FILE
+from ...environment import DEFAULT_REQUIREMENTS_FILE, command_line_wins, requirement_name
 from ...errors import UsageError
 from ...launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from ...localpaths import local_digest
 from ...replicaspec import serve_autoscaling
+from ...runtimerequirements import RUNTIME_REQUIREMENTS
 from ...states import JobStatus
 from .base import Launch
 
@@ -145,6 +146,10 @@ def uv_packages(launch: Launch) -> dict | None:
     if not pip and not lines:
         return None
     if not names_files:
+        # The command line wins, as it does on the local backend (server/environments.py): the file's line for a
+        # project --pip-packages names is left out. (A file naming local files goes to uv whole; see the docs.)
+        replaced = {requirement_name(p) for p in command_line_wins(pip, "\n".join(lines), RUNTIME_REQUIREMENTS)}
+        lines = [line for line in lines if line.startswith("-") or requirement_name(line) not in replaced]
         # No options rather than Ray's default (--no-cache): uv's cache on the node, as the local backend keeps
         # one here, so the next environment with these packages links them instead of downloading them again.
         return {"packages": pip + lines, "uv_check": False, "uv_pip_install_options": []}
