@@ -219,6 +219,9 @@ def job(plane, name) -> dict:
     return json.loads(trainml(plane, "job", "get", name, "--format", "json").stdout)
 
 
+# The first test's bound covers the module's cluster start too (pytest-timeout times setup with the test), which
+# takes minutes on a loaded machine.
+@pytest.mark.timeout(480)
 def test_replicas_answer_from_two_processes_with_the_same_contract(cluster, start_control_plane):
     plane = start_control_plane(*cluster.plane_args())
     result = create(plane, "two", "--replicas", "2")
