@@ -314,7 +314,7 @@ async def remove_model(model: str, request: Request):
 def _environment_records(p) -> list[dict]:
     from .logs import iso_time
 
-    users, jobs = p.jobs.environment_users(), p.jobs.environment_jobs()
+    users, jobs = p.jobs.store.environment_users(), p.jobs.store.environment_jobs()
     records = []
     for record in p.environments.records():
         record = dict(record)
@@ -339,7 +339,8 @@ async def list_environments(request: Request):
 async def remove_environment(key: str, request: Request):
     p = platform(request)
     key = p.environments.find(key)
-    users = [job.name for job in map(p.jobs.store.job, p.jobs.environment_users().get(key, [])) if job is not None]
+    store = p.jobs.store
+    users = [job.name for job in map(store.job, store.environment_users().get(key, [])) if job is not None]
     await p.environments.remove(key, users)
     return {"id": key, "removed": True}
 

@@ -352,22 +352,6 @@ class Jobs:
             values = await driver.endpoint.metrics()
         return {"id": job.id, "status": job.status.value, "time": iso_time(time.time()), "metrics": values}
 
-    def environment_users(self) -> dict[str, list[str]]:
-        """Environment key -> the ids of the jobs using it that are not stopped or failed (they hold it)."""
-        users: dict[str, list[str]] = {}
-        for job in self.store.jobs():
-            if job.environment_key and not job.status.is_final:
-                users.setdefault(job.environment_key, []).append(job.id)
-        return users
-
-    def environment_jobs(self) -> dict[str, list[str]]:
-        """Environment key -> every job that was built with it."""
-        jobs: dict[str, list[str]] = {}
-        for job in self.store.jobs():
-            if job.environment_key:
-                jobs.setdefault(job.environment_key, []).append(job.id)
-        return jobs
-
     # -- control plane start and stop ---------------------------------------------------------------------------
 
     async def reconcile(self) -> None:

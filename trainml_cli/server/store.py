@@ -83,6 +83,22 @@ class Store:
     def _jobs(self, sql: str, args: Iterable[Any] = ()) -> list[JobRecord]:
         return [JobRecord.from_row(row) for row in self._all(sql, args)]
 
+    def environment_users(self) -> dict[str, list[str]]:
+        """Environment key -> the ids of the jobs using it that are not stopped or failed (they hold it)."""
+        users: dict[str, list[str]] = {}
+        for job in self.jobs():
+            if job.environment_key and not job.status.is_final:
+                users.setdefault(job.environment_key, []).append(job.id)
+        return users
+
+    def environment_jobs(self) -> dict[str, list[str]]:
+        """Environment key -> every job that was built with it."""
+        jobs: dict[str, list[str]] = {}
+        for job in self.jobs():
+            if job.environment_key:
+                jobs.setdefault(job.environment_key, []).append(job.id)
+        return jobs
+
     def update_job(self, job_id: str, **fields: Any) -> None:
         unknown = set(fields) - _JOB_COLUMNS
         if unknown:
