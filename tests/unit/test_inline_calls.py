@@ -82,3 +82,11 @@ async def test_an_inline_call_behaves_as_on_a_thread(endpoint, capsys):
     exited = await client.post("/where", json={"mode": "exit"})
     assert exited.status_code == 500 and exited.json()["type"] == "SystemExit"
     assert (await threads(client, 1)) == [loop_thread]
+
+
+async def test_with_a_timeout_shorter_than_a_stall_may_be_the_calls_stay_on_threads(endpoint):
+    # A call on the loop could not be answered 504 in time: such an endpoint never runs its calls there.
+    client = await endpoint("inline", [WHERE], timeout=0.02)
+    assert all(name.startswith("call-") for name in await threads(client, 4 * PROOF))
+    timed_out = await client.post("/where", json={"mode": "sleep:0.5"})
+    assert timed_out.status_code == 504

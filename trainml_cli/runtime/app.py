@@ -31,7 +31,7 @@ from .body import MULTIPART, BodyTooLarge, ClientGone, body_headers, chunks, is_
 from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
 from .gate import CallPool, CallTimeout, UserExit
-from .inline import Inline
+from .inline import LONG, Inline
 from .loader import load_routes
 from .metrics import UNMATCHED, Metrics, make_directory
 from .output import AccessLog, encoder
@@ -165,7 +165,8 @@ class EndpointApp:
             if item.route.batch is not None:
                 endpoint.batcher = Batcher(item.route, item.function, item.is_async, endpoint.encode, self.pool,
                                            observe=self.metrics.batch)
-            elif not (item.is_async or item.streams or endpoint.files is not None):
+            elif not (item.is_async or item.streams or endpoint.files is not None) and self.config.timeout > LONG:
+                # (a call on the loop cannot be answered 504: with a timeout that short, the calls stay on threads)
                 endpoint.inline = Inline(endpoint.label, self._log, asyncio.get_running_loop())
         streaming = frozenset(item.route.label for item in loaded if item.streams)
         if streaming:

@@ -19,6 +19,10 @@ connections. STALL (2 ms) leaves room for jitter: the timer is wall time (a thre
 happen inside whatever call allocates, are taken out. Such a false alarm costs a few hundred calls on the threads,
 then the calls run inline again.
 
+A call on the loop cannot be answered 504 while it runs: the first call that blocks past --timeout after its
+route was trusted answers late instead (and sends the calls back to the threads for good); an endpoint whose
+timeout is under LONG keeps its calls on the threads.
+
 While a call runs inline the thread shows no running event loop, as a pool thread does: a sync function that calls
 asyncio.run() works the same on either.
 """
