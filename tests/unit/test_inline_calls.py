@@ -88,5 +88,10 @@ async def test_with_a_timeout_shorter_than_a_stall_may_be_the_calls_stay_on_thre
     # A call on the loop could not be answered 504 in time: such an endpoint never runs its calls there.
     client = await endpoint("inline", [WHERE], timeout=0.02)
     assert all(name.startswith("call-") for name in await threads(client, 4 * PROOF))
-    timed_out = await client.post("/where", json={"mode": "sleep:0.5"})
+    timed_out = await client.post("/where", json={"mode": "sleep:0.3"})
     assert timed_out.status_code == 504
+    for _ in range(500):  # the function still sleeps on its thread: let it return before the loop closes
+        if client.app.pool.admitted == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert client.app.pool.admitted == 0
