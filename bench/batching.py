@@ -1,6 +1,6 @@
 """Batching: a numpy MLP served four ways, at 64 connections, in one run.
 
-    python bench/batching.py [--seconds 10] [--rounds 1] [--only NAME,...]
+    python bench/batching.py [--seconds 10] [--rounds 1] [--only NAME,...] [--together]
 
 The model (bench/mlp/predict.py) reads about 19 MB of weights per call, whatever the batch size. Compared:
 our batched route (max_size 32) and our unbatched route, both with default settings (8 threads); our
@@ -9,15 +9,23 @@ evict each other's weights from the cache); LitServe with its own batching (max_
 5 ms) and a hand-written FastAPI app. Each server runs on core 0 (with all its processes), wrk on core 1;
 BLAS uses one thread everywhere. Targets (issue 11): batched >= 2x our unbatched route and >= 4x LitServe's
 batching, p99 no worse than our unbatched route, no non-2xx answers.
+
+With --together, our batched route runs at the same time as each other server, both on core 0, each loaded by
+its own wrk on core 1: the kernel gives both equal CPU time, so the ratio of their requests/s is the ratio of
+their costs per request, whatever else loads the machine (bench/throughput.py says more).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 from harness import ROOT, free_port, require_wrk, server, wrk
 
@@ -53,10 +61,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--only", help="comma-separated server names to run")
+    parser.add_argument("--together", action="store_true", help="each server at the same time as the batched route")
     args = parser.parse_args()
     require_wrk()
     rng = random.Random(0)
     body = json.dumps({"x": [round(rng.uniform(-1, 1), 3) for _ in range(256)]})
+    if args.together:
+        return together(args, body)
     port = free_port()
     chosen = servers(port)
     if args.only:
@@ -85,6 +96,31 @@ def main() -> None:
                     print(f"batched vs {name}: {ours['rps'] / r['rps']:.2f}x throughput, "
                           f"p99 {ours['p99_ms']:.1f} ms vs {r['p99_ms']:.1f} ms")
         sys.stdout.flush()
+
+
+def together(args, body: str) -> None:
+    names = [name for name in servers(0) if name != "trainml batched" and (not args.only or name in args.only)]
+    ratios: dict[str, list[float]] = {}
+    for number in range(args.rounds):
+        for name in names:
+            with ExitStack() as stack, ThreadPoolExecutor(2) as pool:
+                urls = []
+                for which in ("trainml batched", name):
+                    port = free_port()
+                    command, ready = servers(port)[which]
+                    stack.enter_context(server(command, port, ready_path=ready, env=ONE_THREAD))
+                    urls.append(f"http://127.0.0.1:{port}/predict")
+                list(pool.map(lambda url: wrk(url, body, CONNECTIONS, 2, threads=1), urls))  # warm up
+                time.sleep(DRAIN_SECONDS)
+                ours, other = pool.map(lambda url: wrk(url, body, CONNECTIONS, args.seconds, threads=1), urls)
+                ratio = ours["rps"] / other["rps"]
+                ratios.setdefault(name, []).append(ratio)
+                print(f"round {number + 1}: batched {ours['rps']:6.0f} req/s (p99 {ours['p99_ms']:.1f} ms, non-2xx "
+                      f"{ours['non2xx']}), {name} {other['rps']:6.0f} (p99 {other['p99_ms']:.1f} ms, non-2xx "
+                      f"{other['non2xx']}): {ratio:.2f}x; load average {os.getloadavg()[0]:.2f}", flush=True)
+    for name, values in ratios.items():
+        print(f"together, median over {len(values)} rounds: batched {statistics.median(values):.2f}x {name} "
+              f"({', '.join(f'{v:.2f}' for v in values)})")
 
 
 if __name__ == "__main__":

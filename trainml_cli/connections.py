@@ -63,6 +63,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._header_bytes = 0
         self._too_large = False
+        self._in_headers = True  # from the connection's opening: a connection that sends nothing is timed too
         self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
         waiting = getattr(self.server_state, "waiting", None)
         if waiting is None:  # one per server: every protocol of this uvicorn.Server shares it
@@ -103,22 +104,34 @@ class GuardedProtocol(HttpToolsProtocol):
         self._waiting.pop(self, None)
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # The timer is armed only for headers still incomplete once this data is parsed: a request whose headers
+        # came in one piece (nearly all) costs no timer at all.
+        if self._in_headers and self._header_timer is None and not self.transport.is_closing():
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+        self._in_headers = True
 
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
+        self._header_bytes += len(url)
+        if self._header_bytes > self.max_header_bytes:
+            self._refuse_headers()
+        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.max_header_bytes:
+            self._refuse_headers()
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
+        self._in_headers = False
+        if self._header_timer is not None:
+            self._cancel_header_timer()
         self._waiting.pop(self, None)
         super().on_headers_complete()
         if self._draining and self.cycle is not None:  # its answer says Connection: close, then it is closed
@@ -129,11 +142,9 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self.pipeline and not self.transport.is_closing():  # idle keep-alive until the next request
             self._waiting[self] = None
 
-    def _count(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > self.max_header_bytes:
-            self._too_large = True
-            raise ValueError("headers too large")  # stops the parser; data_received then calls send_400_response
+    def _refuse_headers(self) -> None:
+        self._too_large = True
+        raise ValueError("headers too large")  # stops the parser; data_received then calls send_400_response
 
     def send_400_response(self, msg: str) -> None:
         if not self._too_large:

@@ -85,12 +85,19 @@ async def test_a_body_that_is_no_json_object_is_422(types, body, expected):
 @pytest.mark.parametrize("body, loc", [
     (b'{"f": NaN}', ["body", "f"]), (b'{"f": Infinity}', ["body", "f"]), (b'{"f": 1e999}', ["body", "f"]),
     (b'{"d": {"x": NaN}}', ["body", "d", "x"]), (b'{"l": [1, -Infinity]}', ["body", "l", 1]),
-], ids=["nan", "infinity", "overflow", "nan-in-dict", "infinity-in-list"])
+    (b'{"l": [[0.5, 1.5], [2.5, NaN]]}', ["body", "l", 1, 1]), (b'{"l": [1e308, 1e308, "x", NaN]}', ["body", "l", 3]),
+], ids=["nan", "infinity", "overflow", "nan-in-dict", "infinity-in-list", "nan-in-a-matrix", "nan-after-a-big-sum"])
 async def test_non_finite_numbers_are_422_naming_where(types, body, loc):
     answer = await types.post("/numbers", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == loc
     assert (await types.post("/numbers", json={"f": 1.5, "d": {"x": 1}, "l": [2]})).status_code == 200
+
+
+async def test_a_vector_of_finite_numbers_passes_whole_even_when_its_sum_overflows(types):
+    for vector in ([0.25] * 256, [1e308, 1e308, -1.5], [[1.0, 2], [3, 4.5]], [True, 2, 3.5], []):
+        answer = await types.post("/numbers", json={"f": 1.5, "d": {}, "l": vector})
+        assert answer.status_code == 200, (vector, answer.text)
 
 
 async def test_optional_params_take_their_literal_defaults_and_null_means_default(types):

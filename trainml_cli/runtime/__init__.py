@@ -7,6 +7,7 @@ libraries and the user's code.
     server.py    uvicorn, worker processes   app.py       the ASGI app: routes, /ping, /metrics, /docs
     loader.py    the user's functions        binding.py   strict requests to arguments, bounded 422s
     gate.py      calls at once, the queue, timeouts (the gate every call passes)
+    inline.py    short sync calls run on the event loop, once proved short
     batching.py  batched routes              metrics.py   Prometheus, summed over workers
     auth.py      endpoint keys               output.py    results to JSON, the access log
     docs.py      /openapi.json and /docs     serve_entry.py  the Ray Serve deployment (the only module importing ray)

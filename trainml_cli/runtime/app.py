@@ -2,8 +2,9 @@
 
 A lean ASGI path, not a framework: one dict lookup finds the route, admission is decided from the headers
 before the body is read, the body is validated by a validator built once per route, and the call runs on the
-gate's threads. The user's code is imported on a thread after the server listens, so /ping can say "loading"
-(503) instead of leaving a slow model load indistinguishable from a dead process.
+gate's threads, or on the loop once a sync function has proved short (inline.py). The user's code is imported
+on a thread after the server listens, so /ping can say "loading" (503) instead of leaving a slow model load
+indistinguishable from a dead process.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .capture import CAPTURED, Recorder
 from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
 from .gate import CallPool, CallTimeout, UserExit
+from .inline import LONG, Inline
 from .loader import load_routes
 from .metrics import UNMATCHED, Metrics, make_directory
 from .output import AccessLog, encoder
@@ -49,7 +51,7 @@ class Endpoint:
     """What a route needs per request, resolved once at start."""
 
     __slots__ = ("route", "binder", "function", "is_async", "label", "takes_body", "batcher", "streams",
-                 "encode", "files")
+                 "encode", "files", "inline")
 
     def __init__(self, route, binder):
         self.route = route
@@ -62,6 +64,7 @@ class Endpoint:
         self.streams = False  # the function is a generator: its items are sent as they come (streaming.py)
         self.encode = encoder(route.content_type)
         self.files = FileParams(route, binder) if any(p.type == "file" for p in route.body) else None
+        self.inline = None  # an Inline when a plain sync function may run on the loop once proved short (inline.py)
 
 
 class EndpointApp:
@@ -178,6 +181,9 @@ class EndpointApp:
                 observe = self.metrics.batch if self.capture is None else self.capture.observe_batch(self.metrics.batch)
                 endpoint.batcher = Batcher(item.route, item.function, item.is_async, endpoint.encode, self.pool,
                                            observe=observe)
+            elif not (item.is_async or item.streams or endpoint.files is not None) and self.config.timeout > LONG:
+                # (a call on the loop cannot be answered 504: with a timeout that short, the calls stay on threads)
+                endpoint.inline = Inline(endpoint.label, self._log, asyncio.get_running_loop())
         streaming = frozenset(item.route.label for item in loaded if item.streams)
         if streaming:
             self.describe(streaming)
@@ -306,13 +312,19 @@ class EndpointApp:
                 stream.ended.add_done_callback(upload.hold())
             return await serve_stream(pool, self.metrics, stream, scope["headers"], receive, send, self.config.timeout)
         after = upload.hold() if upload is not None else None
+        inline = endpoint.inline
+        future = None
         if endpoint.batcher is not None:
             future = endpoint.batcher.submit(args, kwargs, after if sample is None else sample.after(after), send.trace)
-        else:
+        elif inline is None or not inline.on:
             future = pool.submit(function, args, kwargs, endpoint.is_async, endpoint.encode, endpoint.label,
-                                 after, send.trace)
+                                 after, send.trace, inline)
         try:
-            payload, content_type = await future
+            if future is None:
+                pool.release()  # done before the next request can be admitted: the slot was never given up
+                payload, content_type = inline.run(function, args, kwargs, endpoint.encode)
+            else:
+                payload, content_type = await future
         except CallTimeout:
             body = {
                 "error": errors.CallTimeout.kind,

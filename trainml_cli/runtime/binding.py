@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import operator
 import re
 from json.decoder import scanstring
 from typing import Annotated, Any, Optional
@@ -106,6 +107,14 @@ class Binder:
         self._validator = self.model.__pydantic_validator__
         self._attributes = [(f"p{i}", p.name) for i, p in enumerate(route.body)]
         self._names = {p.name for p in route.body}
+        # A positional route's arguments in one C call: attrgetter of several names returns their tuple.
+        attributes = [attribute for attribute, _ in self._attributes]
+        if not route.positional:
+            self._positional = None
+        elif len(attributes) == 1:
+            self._positional = lambda values, get=operator.attrgetter(attributes[0]): (get(values),)
+        else:
+            self._positional = operator.attrgetter(*attributes) if attributes else lambda values: ()
         self._json_params = {p.name for p in route.body if p.type in ("dict", "list")}
         # dict and list params hold any JSON, which pydantic does not check for finiteness: we walk them.
         self._nested = [(f"p{i}", p.name) for i, p in enumerate(route.body) if p.type in ("dict", "list")]
@@ -219,8 +228,8 @@ class Binder:
                     raise _too_deep(self.location, (name,))
                 loc = [self.location, name, *where]
                 raise InvalidRequest([{"loc": loc, "msg": "Input should be a finite number", "type": "finite_number"}])
-        if self.route.positional:
-            return tuple(getattr(values, attribute) for attribute, _ in self._attributes), {}
+        if self._positional is not None:
+            return self._positional(values), {}
         return (), {name: getattr(values, attribute) for attribute, name in self._attributes}
 
     def _invalid(self, exc: ValidationError) -> InvalidRequest:
@@ -266,5 +275,17 @@ def _nested_problem(value, _isfinite=math.isfinite) -> tuple[list, bool] | None:
         elif isinstance(item, list):
             if len(path) > _PARAM_DEPTH:
                 return list(path), True
+            if _finite_numbers(item):
+                continue
             stack.extend(((*path, i), v) for i, v in enumerate(item) if not isinstance(v, (str, int)))
     return None
+
+
+def _finite_numbers(items: list, _isfinite=math.isfinite) -> bool:
+    """True for a list of numbers that are all finite, in one pass in C: the vectors most bodies carry (256 floats
+    walked one by one cost about 100 us, their sum 1 us). Anything else (a str or a container among the items,
+    a nan, an inf, or finite numbers whose sum overflows) is False, and walked item by item."""
+    try:
+        return _isfinite(sum(items))
+    except (TypeError, OverflowError):
+        return False

@@ -35,13 +35,19 @@ class UserExit(Exception):
         self.original = original
 
 
+def log_failure(log: Callable[[str], None], label: str, exc: BaseException) -> None:
+    """The user's exception and its traceback, from the user's function down (our own frame skipped)."""
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
+    log(f"{label}: {type(exc).__name__}: {exc}\n{''.join(lines).rstrip()}")
+
+
 class Call:
     """One admitted call: what to run, and where its outcome goes."""
 
     __slots__ = ("fn", "args", "kwargs", "is_async", "encode", "future", "started", "done", "label", "timer", "queued",
-                 "after", "trace", "ended", "picked")
+                 "after", "trace", "ended", "picked", "record", "took")
 
-    def __init__(self, fn, args, kwargs, is_async, encode, future, label, after=None, trace=None):
+    def __init__(self, fn, args, kwargs, is_async, encode, future, label, after=None, trace=None, record=None):
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
@@ -56,6 +62,8 @@ class Call:
         self.trace = trace  # the request's span when tracing is on (tracing.py), else None
         # `queued`: when the call joined the pool's or a batcher's queue (max_wait_ms counts from the oldest);
         # `ended`: when its function returned; `picked`: when a thread took its batcher's turn (batched calls)
+        self.record = record  # an inline.Inline told how long the call ran, or None
+        self.took = 0.0  # seconds the call ran on its thread (set there)
 
 
 class CallPool:
@@ -131,11 +139,12 @@ class CallPool:
             "max_queue": self.max_queue,
         }
 
-    def submit(self, fn, args, kwargs, is_async: bool, encode, label: str, after=None, trace=None) -> asyncio.Future:
+    def submit(self, fn, args, kwargs, is_async: bool, encode, label: str, after=None, trace=None,
+               record=None) -> asyncio.Future:
         """Queue an admitted call; the future resolves to encode(result) or raises the call's exception."""
         loop = self._loop
         future = loop.create_future()
-        call = Call(fn, args, kwargs, is_async, encode, future, label, after, trace)
+        call = Call(fn, args, kwargs, is_async, encode, future, label, after, trace, record)
         call.queued = time.monotonic()
         call.timer = loop.call_later(self.timeout, self._check_timeout, call)
         self._queue.put(call)
@@ -171,6 +180,8 @@ class CallPool:
             call.after()
         if call.timer is not None:
             call.timer.cancel()
+        if call.record is not None:
+            call.record.ran_on_thread(call.took)
         future = call.future
         if future.done():  # already answered 504; the late result has nowhere to go
             self._log(f"{call.label}: call finished after its timeout had been answered")
@@ -201,11 +212,11 @@ class CallPool:
                     result = call.fn(*call.args, **call.kwargs)
                 # Encode here, not on the loop: the loop's time belongs to admission and I/O.
                 value, error = call.encode(result), None
+                call.took = time.monotonic() - call.started
             except BaseException as exc:  # user code may raise anything, SystemExit included
                 value, error = None, (exc if isinstance(exc, Exception) else UserExit(exc))
-                # Skip our own frame: the traceback starts at the user's function.
-                lines = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
-                self._log(f"{call.label}: {type(exc).__name__}: {exc}\n{''.join(lines).rstrip()}")
+                call.took = time.monotonic() - call.started
+                log_failure(self._log, call.label, exc)
             finally:
                 call.ended = time.monotonic()
                 busy[index] = False

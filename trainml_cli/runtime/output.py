@@ -37,7 +37,16 @@ def _default(value):
     raise TypeError(f"the function returned a {type(value).__name__}, which cannot be sent as JSON")
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False, ensure_ascii=False).encode
+_encoder = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False, ensure_ascii=False)
+_make = getattr(json.encoder, "c_make_encoder", None)
+
+
+def _dumps(value) -> str:
+    """_encoder.encode(value), without its Python layers (a third of a small answer's encoding time): the same C
+    encoder it would make, with markers of its own for the circular check, so no two threads share them."""
+    if _make is None:
+        return _encoder.encode(value)
+    return "".join(_make({}, _default, json.encoder.encode_basestring, None, ":", ",", False, False, False)(value, 0))
 
 
 def encode_result(result, bytes_type: bytes = OCTET) -> tuple[bytes | FileBody, bytes]:

@@ -1,0 +1,97 @@
+"""Short sync calls run on the event loop once proved short (runtime/inline.py); a call that stalls the loop sends
+them back to the call threads, and behaviour is the same on either side: in process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from trainml_cli.runtime.inline import PROOF
+
+from .conftest import param, route
+
+pytestmark = pytest.mark.anyio
+
+WHERE = route("/where", "where", [param("mode", "str", optional=True, default_value="''")])
+
+
+async def threads(client, calls: int, mode: str = "") -> list[str]:
+    names = []
+    for _ in range(calls):
+        response = await client.post("/where", json={"mode": mode})
+        assert response.status_code == 200, response.text
+        names.append(response.json()["thread"])
+    return names
+
+
+async def reaches_the_loop(client, loop_thread: str) -> bool:
+    """True once a call runs on the loop; on a busy machine a preempted call restarts the proof, so allow many."""
+    for _ in range(20 * PROOF):
+        if (await threads(client, 1)) == [loop_thread]:
+            return True
+    return False
+
+
+async def inline_endpoint(endpoint):
+    client = await endpoint("inline", [WHERE])
+    loop_thread = threading.current_thread().name
+    assert all(name.startswith("call-") for name in await threads(client, PROOF))  # the proof runs on threads
+    assert await reaches_the_loop(client, loop_thread)
+    return client, loop_thread
+
+
+async def test_short_calls_move_to_the_loop_and_a_long_stall_sends_them_back_for_good(endpoint, capsys):
+    client, loop_thread = await inline_endpoint(endpoint)
+    stalled = await client.post("/where", json={"mode": "sleep:0.2"})
+    assert stalled.json()["thread"] == loop_thread  # this one could not be helped: it ran where the calls ran
+    assert "a call took" in capsys.readouterr().err
+    after = await threads(client, 4 * PROOF)
+    assert all(name.startswith("call-") for name in after)
+
+    # A function that blocks now blocks a call thread, never the loop: /ping answers while it sleeps.
+    sleeping = asyncio.create_task(client.post("/where", json={"mode": "sleep:2"}))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    assert (await client.get("/ping")).status_code == 200
+    assert time.monotonic() - started < 1.0
+    assert not sleeping.done()
+    assert (await sleeping).json()["thread"].startswith("call-")
+
+
+async def test_a_brief_stall_costs_a_new_proof_then_the_calls_return_to_the_loop(endpoint):
+    client, loop_thread = await inline_endpoint(endpoint)
+    await client.post("/where", json={"mode": "sleep:0.01"})  # past STALL, short of LONG
+    assert (await threads(client, 1))[0].startswith("call-")
+    assert await reaches_the_loop(client, loop_thread)
+
+
+async def test_an_inline_call_behaves_as_on_a_thread(endpoint, capsys):
+    client, loop_thread = await inline_endpoint(endpoint)
+    # A sync function may run its own event loop, as on a call thread.
+    response = await client.post("/where", json={"mode": "asyncio"})
+    assert response.status_code == 200
+    assert response.json() == {"thread": loop_thread, "twice": 42}
+    # Its exceptions are 500s naming them, with the traceback in the log; SystemExit does not stop the endpoint.
+    failed = await client.post("/where", json={"mode": "raise"})
+    assert failed.status_code == 500
+    assert failed.json()["type"] == "ValueError" and failed.json()["message"] == "asked to fail"
+    assert "ValueError: asked to fail" in capsys.readouterr().err
+    exited = await client.post("/where", json={"mode": "exit"})
+    assert exited.status_code == 500 and exited.json()["type"] == "SystemExit"
+    assert (await threads(client, 1)) == [loop_thread]
+
+
+async def test_with_a_timeout_shorter_than_a_stall_may_be_the_calls_stay_on_threads(endpoint):
+    # A call on the loop could not be answered 504 in time: such an endpoint never runs its calls there.
+    client = await endpoint("inline", [WHERE], timeout=0.02)
+    assert all(name.startswith("call-") for name in await threads(client, 4 * PROOF))
+    timed_out = await client.post("/where", json={"mode": "sleep:0.3"})
+    assert timed_out.status_code == 504
+    for _ in range(500):  # the function still sleeps on its thread: let it return before the loop closes
+        if client.app.pool.admitted == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert client.app.pool.admitted == 0
