@@ -9,7 +9,8 @@ The control plane calls `install(app)` when it builds its app (see server/app.py
 - the traffic sampler behind the charts (traffic.py): it samples from start-up on, whether or not anyone
   watches, and stops with the app.
 
-Also: forms.py (the create form, as a job payload), model_pages.py (stored models), history.py (a job's
+Also: forms.py (the create form, as a job payload), modelcode.py (the model code that form names: route files,
+functions, routes.json, read without importing), model_pages.py (stored models), history.py (a job's
 statuses over time).
 
 Sign-in: `trainml server dashboard` (cli/dashboard.py) asks POST /api/dashboard/login-links with the API token

@@ -34,7 +34,7 @@ from ..auth import require_auth
 from ..bodies import JsonRoute
 from ..redaction import redact
 from ..schemas import JobCreate
-from . import forms
+from . import forms, modelcode
 from .history import status_history
 from .pages import ROOT
 from .traffic import RANGES
@@ -135,7 +135,7 @@ async def requirements(request: Request, directory: str = "", upload: str = ""):
     requirements.txt at its root?"""
     if upload:
         try:
-            names = await asyncio.to_thread(forms.uploaded_files, platform(request), upload)
+            names = await asyncio.to_thread(modelcode.uploaded_files, platform(request), upload)
         except (NotFound, UsageError) as exc:
             raise forms.FormErrors([forms.FieldError("model.upload", exc.message)]) from None
         return {"upload": upload, "file": DEFAULT_REQUIREMENTS_FILE, "found": DEFAULT_REQUIREMENTS_FILE in names}
