@@ -5,6 +5,7 @@ before anything is created."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import pytest
@@ -32,7 +33,8 @@ def tar_gz(files: dict[str, bytes]) -> bytes:
 
 
 async def upload(plane, files: dict[str, bytes]) -> str:
-    answer = await plane.api("POST", "/api/uploads", content=tar_gz(files), headers={"content-type": "application/gzip"})
+    answer = await plane.api("POST", "/api/uploads", content=tar_gz(files),
+                             headers={"content-type": "application/gzip"})
     assert answer.status_code == 201, answer.text
     return answer.json()["id"]
 
@@ -94,3 +96,20 @@ async def test_a_module_that_makes_names_at_run_time_gets_the_benefit_of_the_dou
     answer = await plane.api("POST", "/api/dashboard/check", json=form({"source": "upload", "upload_id": upload_id},
                                                                        routes))
     assert answer.status_code == 200, answer.text
+
+
+async def test_the_routes_of_a_routes_json_are_read_for_the_form(plane):
+    route = {"verb": "POST", "path": "/p", "file": "model", "function": "predict"}
+    with_file = await upload(plane, {"model.py": b"def predict():\n  pass\n",
+                                     "routes.json": json.dumps([route]).encode()})
+    answer = await plane.api("GET", f"/api/dashboard/routes?upload={with_file}")
+    assert answer.json() == {"file": "routes.json", "routes": [route]}
+    without = await upload(plane, {"model.py": b""})
+    assert (await plane.api("GET", f"/api/dashboard/routes?upload={without}")).json()["routes"] is None
+    broken = await upload(plane, {"routes.json": b"[{"})
+    answer = await plane.api("GET", f"/api/dashboard/routes?upload={broken}")
+    assert answer.status_code == 422
+    assert answer.json()["fields"] == [{"field": "routes", "message": "routes.json in the model is not valid JSON"}]
+    answer = await plane.api("GET", "/api/dashboard/routes?directory=relative/path")
+    assert answer.json()["fields"] == [{"field": "model.directory",
+                                        "message": "'relative/path' must be an absolute path on the server's machine"}]

@@ -13,6 +13,8 @@ follower). These routes add only what a browser needs on top:
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
     GET  /api/dashboard/requirements?directory=/abs/path|upload=ID   {file, found}: whether a folder on the
                                          server (or an upload) holds the requirements.txt an environment would install
+    GET  /api/dashboard/routes?directory=/abs/path|upload=ID|model=REF   {file, routes}: the routes of a
+                                         routes.json at the model's root (null without one), for the form to fill
     POST /api/dashboard/check            the Create form -> {payload} or 422 {fields: [{field, message}]}
     POST /api/dashboard/jobs             the Create form -> the created job record (201); the model from a folder
                                          on this computer comes as the id of an upload the page made already
@@ -145,6 +147,27 @@ async def requirements(request: Request, directory: str = "", upload: str = ""):
         raise forms.FormErrors([forms.form_field(p, "model.directory") for p in exc.fields]) from None
     found = await asyncio.to_thread(forms.requirements_found, folder)
     return {"directory": str(folder), "file": DEFAULT_REQUIREMENTS_FILE, "found": found}
+
+
+@router.get("/routes")
+async def model_routes(request: Request, directory: str = "", upload: str = "", model: str = ""):
+    """The routes of a routes.json at the root of an upload, a server folder or a stored model, for the Create
+    form to fill its routes from; `routes` is null when there is none."""
+    p = platform(request)
+    try:
+        if upload:
+            p.uploads.path(upload)
+            read = modelcode.model_reader(p, {"upload_id": upload})
+        elif model:
+            read = modelcode.stored_model_reader(p, model)
+        else:
+            read = modelcode.model_reader(p, {"directory": str(forms.absolute_folder(directory))})
+        routes = await asyncio.to_thread(modelcode.read_routes_file, read)
+    except (NotFound, UsageError) as exc:
+        fields = getattr(exc, "fields", None)
+        raise forms.FormErrors([forms.form_field(f, "routes") for f in fields] if fields
+                               else [forms.FieldError("routes", exc.message)]) from None
+    return {"file": modelcode.ROUTES_FILE, "routes": routes}
 
 
 @router.post("/check")

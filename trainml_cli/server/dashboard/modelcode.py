@@ -179,11 +179,11 @@ def read_routes_file(read) -> list[dict] | None:
     try:
         data = json.loads(source)
     except (ValueError, RecursionError):
-        raise UsageError.at(("model", "routes"), f"{ROUTES_FILE} in the model is not valid JSON") from None
+        raise UsageError(f"{ROUTES_FILE} in the model is not valid JSON") from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise UsageError.at(("model", "routes"), f"{ROUTES_FILE} in the model must hold a list of routes")
+        raise UsageError(f"{ROUTES_FILE} in the model must hold a list of routes")
     return data
 
 
