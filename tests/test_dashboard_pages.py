@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+import requests
 
-from conftest import ControlPlane, kill_everything_under
-from test_dashboard_browser import ARGS, CHROMIUM, ECHO_DIR, Dashboard, assert_labelled
+from conftest import MODELS, ControlPlane, kill_everything_under
+from test_dashboard_browser import ARGS, CHROMIUM, ECHO_DIR, Dashboard, assert_labelled, wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed at /usr/bin/chromium")
@@ -141,4 +143,89 @@ def test_one_next_shows_every_problem_of_the_routes_beside_its_field(browser, pl
     assert page.locator("#review").is_hidden()
     ui.shoot("create-every-problem")
     assert plane.api("GET", "/api/jobs").json() == []
+    ui.close()
+
+
+def create(plane, name: str, model: str, routes: list[dict], wait: bool = True, **endpoint) -> dict:
+    """A job made through the SDK, in a thread of its own (Playwright's sync API runs an event loop in this one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import run
+
+    async def scenario():
+        async with plane.client() as client:
+            job = await client.jobs.create(name, model={"source_type": "local", "source_uri": str(MODELS / model)},
+                                           endpoint={"routes": routes, **endpoint}, wait=wait)
+            return job.dict
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: run(scenario())).result(timeout=120)
+
+
+def entry_texts(page) -> list[str]:
+    return page.locator(".log-line .msg").evaluate_all("rows => rows.map(r => r.innerText)")
+
+
+def test_logs_keep_print_order_across_streams_and_filter_pause_follow_and_download(browser, plane):
+    crash = {"verb": "POST", "path": "/crash", "file": "crash", "function": "crash",
+             "body": [{"name": "value", "type": "str"}]}
+    job = create(plane, "order", "dashboard_traceback", [crash])
+    ui = Dashboard(browser, plane)
+    page = ui.page
+    ui.go(f"/dashboard/jobs/{job['id']}/logs")
+    page.locator('#live[data-state="live"]').wait_for()
+    # The runtime's ready line is news on stdout, not an error.
+    ready = page.locator(".log-line", has_text="ready: 1 route(s)")
+    assert ready.get_attribute("data-stream") == "stdout" and "err" not in ready.locator(".kind").inner_text()
+
+    # A call prints a traceback on stderr, then a summary on stdout: newest on top, the summary is above it.
+    for value in ("x", "y"):
+        assert requests.post(job["url"] + "/crash", json={"value": value}, timeout=10).ok
+    page.locator(".log-line", has_text="summary for y:").wait_for()
+    wait_for(lambda: sum("ValueError: bad value 'y'" in t for t in entry_texts(page)) == 1, "the second traceback")
+    texts = entry_texts(page)
+    where = lambda text: next(i for i, t in enumerate(texts) if text in t)  # noqa: E731
+    assert (where("summary for y:") < where("bad value 'y'") < where("summary for x:") < where("bad value 'x'")
+            ), texts
+    ui.shoot("logs-order")
+
+    # Filter: only the entries holding the text, and how many.
+    page.get_by_label("Filter the log").fill("summary for")
+    assert [t.splitlines()[0] for t in entry_texts(page) if t] and all(
+        "summary for" in row.inner_text() for row in page.locator(".log-line:visible").all())
+    assert page.locator(".log-line:visible").count() == 2
+    assert page.locator("#log-note").inner_text().startswith("2 of ")
+    page.get_by_label("Filter the log").fill("")
+
+    # Pause holds new lines (counted) until Follow shows them.
+    page.get_by_role("button", name="Pause").click()
+    assert page.locator("#live").inner_text() == "Paused"
+    assert requests.post(job["url"] + "/crash", json={"value": "z"}, timeout=10).ok
+    page.get_by_text("new lines held").wait_for()
+    assert not any("summary for z" in t for t in entry_texts(page))
+    page.get_by_role("button", name="Follow").click()
+    page.locator(".log-line", has_text="summary for z:").wait_for()
+    assert page.locator("#live").inner_text() == "Live"
+
+    # Download: the whole log as text, oldest first, in print order too.
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download").click()
+    text = Path(download.value.path()).read_text()
+    assert download.value.suggested_filename == "order.log"
+    assert text.index("bad value 'x'") < text.index("summary for x:") < text.index("bad value 'y'")
+    assert " stdout r1 ready: 1 route(s)" in text
+
+    # A failed import: its traceback is in the log once, in monospace, the caret line under what it points at.
+    route = {"verb": "POST", "path": "/predict", "file": "predict", "function": "predict", "body": []}
+    broken = create(plane, "broken", "import_error", [route], wait=False)
+    wait_for(lambda: plane.api("GET", f"/api/jobs/{broken['id']}").json()["status"] == "failed", "the failure", 60)
+    ui.go(f"/dashboard/jobs/{broken['id']}/logs")
+    page.locator(".log-line", has_text="status: failed").wait_for()
+    traceback = page.locator(".log-line", has_text="Traceback (most recent call last):")
+    texts = [t for t in entry_texts(page) if "Traceback (most recent call last):" in t]
+    assert len(texts) == 1, entry_texts(page)
+    lines = texts[0].splitlines()
+    caret = next(i for i, line in enumerate(lines) if line.strip().startswith("^"))
+    assert lines[caret].index("^") == lines[caret - 1].index("import helper_that_does_not_exist")
+    assert "mono" in traceback.locator(".msg").evaluate("m => getComputedStyle(m).fontFamily").lower()
     ui.close()

@@ -183,6 +183,15 @@ class Jobs:
 
     # -- status changes -----------------------------------------------------------------------------------------
 
+    def _log_whole_reason(self, job_id: str, target: JobStatus, reason: str) -> None:
+        """What a long reason holds that the log does not: the endpoint's last output lines it quotes are in the
+        log already (a traceback shown twice, the second time as a platform line, reads as two failures)."""
+        first, *rest = reason.splitlines()
+        printed = {line["message"] for line in self.logs.page(job_id, None, 500) if line["stream"] != "event"}
+        rest = [line for line in rest if line not in printed]
+        if rest:
+            self.logs.event(job_id, "\n".join([f"{target.value}: {first}", *rest]))
+
     def move(self, job_id: str, target: JobStatus, reason: str | None = None, **fields) -> None:
         job = self.store.job(job_id)
         if job is None:
@@ -193,7 +202,7 @@ class Jobs:
         if reason:
             reason = redact(reason)
             if len(reason) > MAX_REASON:  # the record shows the gist; the log keeps the whole
-                self.logs.event(job_id, f"{target.value}: {reason}")
+                self._log_whole_reason(job_id, target, reason)
                 reason = reason[:MAX_REASON - 40].rstrip() + " ... (the rest is in the job's log)"
         now = time.time()
         self.store.update_job(job_id, status=target, reason=reason, updated=now, **fields)

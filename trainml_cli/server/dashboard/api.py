@@ -11,6 +11,7 @@ follower). These routes add only what a browser needs on top:
                                          live replicas where the backend reports them (Ray), and the times a
                                          revision began serving (`switches`: [{t, revision}])
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
+    GET  /api/dashboard/jobs/{job}/logs.txt   the whole log as a text file (the Logs page's Download)
     GET  /api/dashboard/requirements?directory=/abs/path|upload=ID   {file, found}: whether a folder on the
                                          server (or an upload) holds the requirements.txt an environment would install
     GET  /api/dashboard/routes?directory=/abs/path|upload=ID|model=REF   {file, routes}: the routes of a
@@ -129,6 +130,28 @@ async def traffic(request: Request, job: Optional[str] = None, span: str = "5m")
 async def history(job: str, request: Request):
     p = platform(request)
     return {"history": await status_history(p.store, p.jobs.find(job).id)}
+
+
+@router.get("/jobs/{job}/logs.txt")
+async def download_log(job: str, request: Request):
+    """The job's whole log as text, oldest line first (`TIME STREAM rN MESSAGE`), for the Logs page's Download.
+    Read in pages as it is sent: a long log is never held whole."""
+    p = platform(request)
+    found = p.jobs.find(job)
+
+    async def lines():
+        after = 0
+        while True:
+            page = await asyncio.to_thread(p.logs.since, found.id, after, 2000)
+            if not page:
+                return
+            after = page[-1]["id"]
+            yield "".join(f"{line['time']} {line['stream']} r{line.get('revision') or 1} {line['message']}\n"
+                          for line in page).encode()
+
+    filename = "".join(c if c.isalnum() or c in "-_." else "_" for c in found.name) or "job"
+    return StreamingResponse(lines(), media_type="text/plain; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}.log"'})
 
 
 @router.get("/requirements")
