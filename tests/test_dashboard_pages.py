@@ -229,3 +229,38 @@ def test_logs_keep_print_order_across_streams_and_filter_pause_follow_and_downlo
     assert lines[caret].index("^") == lines[caret - 1].index("import helper_that_does_not_exist")
     assert "mono" in traceback.locator(".msg").evaluate("m => getComputedStyle(m).fontFamily").lower()
     ui.close()
+
+
+ECHO_ROUTE = {"verb": "POST", "path": "/predict", "file": "echo", "function": "echo",
+              "body": [{"name": "text", "type": "str"}]}
+
+
+def test_a_keyed_endpoint_shows_a_key_badge_and_its_key_rotates_from_connect(browser, plane):
+    keyed = create(plane, "keyed", "dashboard_echo", [ECHO_ROUTE], auth=True)
+    plain = create(plane, "plain", "dashboard_echo", [ECHO_ROUTE])
+    ui = Dashboard(browser, plane)
+    page = ui.page
+    keyed_row, plain_row = (page.locator(f'tr[data-job-id="{job["id"]}"]') for job in (keyed, plain))
+    keyed_row.locator('.badge[data-status="running"]').wait_for()
+    assert keyed_row.locator(".key-badge").is_visible() and keyed_row.locator(".key-badge").inner_text() == "key"
+    assert plain_row.locator(".key-badge").is_hidden()
+    ui.shoot("endpoints-keyed", "/dashboard/")
+    ui.go(f"/dashboard/jobs/{keyed['id']}")
+    assert page.locator("#job-head .key-badge").is_visible()
+    ui.go(f"/dashboard/jobs/{plain['id']}")
+    assert page.locator("#job-head .key-badge").is_hidden()
+
+    ui.go(f"/dashboard/jobs/{keyed['id']}/connect")
+    old = page.locator("#endpoint-key").inner_text()
+    page.get_by_role("button", name="Rotate key").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Rotate key").click()
+    page.get_by_text("Key rotated: the old key no longer works.").wait_for(timeout=30_000)
+    new = page.locator("#endpoint-key").inner_text()
+    assert new and new != old
+    command = page.locator("[data-curl]").first.inner_text()
+    assert new in command and old not in command
+    call = lambda key: requests.post(keyed["url"] + "/predict", json={"text": "k"},  # noqa: E731
+                                     headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code
+    assert (call(old), call(new)) == (401, 200)
+    ui.shoot("connect-keyed")
+    ui.close()

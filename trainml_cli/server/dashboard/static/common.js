@@ -101,6 +101,7 @@ const TrainML = (() => {
         case "restarts": node.textContent = String(job.restarts); break;
         case "credits": node.textContent = Number(job.credits).toFixed(4); break;
         case "pid": node.textContent = job.pid ? String(job.pid) : "—"; break;
+        case "auth": node.hidden = !(job.endpoint && job.endpoint.auth); break;
       }
     }
     for (const link of container.querySelectorAll("[data-link]")) {

@@ -40,6 +40,37 @@
     setTimeout(() => { button.textContent = "Copy"; }, 2000);
   });
 
+  // Rotate key: once the endpoint has taken the new key, it replaces the old one in the key box and in every command.
+  const rotate = document.getElementById("rotate-key");
+  if (rotate) {
+    rotate.addEventListener("click", async () => {
+      const name = document.querySelector("#job-head h1").textContent;
+      const ok = await TrainML.confirm(`Calls to ${name} with the current key are refused once the new one is in place.`,
+        "Rotate key", "Rotate the endpoint key?");
+      if (!ok) return;
+      rotate.disabled = true;
+      rotate.textContent = "Rotating…";
+      try {
+        const jobId = document.getElementById("job-head").dataset.jobId;
+        const answer = await TrainML.api("POST", `/api/jobs/${encodeURIComponent(jobId)}/rotate-key`);
+        const box = document.getElementById("endpoint-key");
+        const old = box.textContent;
+        box.textContent = answer.key;
+        for (const node of document.querySelectorAll("[data-template], [data-key]")) {
+          if (node.dataset.template) node.dataset.template = node.dataset.template.split(old).join(answer.key);
+          node.textContent = node.textContent.split(old).join(answer.key);
+        }
+        document.dispatchEvent(new CustomEvent("trainml:key", { detail: answer.key }));
+        TrainML.toast("Key rotated: the old key no longer works.");
+      } catch (err) {
+        TrainML.toast(err.message);
+      } finally {
+        rotate.disabled = false;
+        rotate.textContent = "Rotate key";
+      }
+    });
+  }
+
   // The commands are written for a stand-in URL: the live one replaces it while the endpoint has one.
   const standIn = document.getElementById("examples").dataset.standIn;
   const notRunning = document.getElementById("not-running");
