@@ -146,7 +146,8 @@ def test_one_next_shows_every_problem_of_the_routes_beside_its_field(browser, pl
     ui.close()
 
 
-def create(plane, name: str, model: str, routes: list[dict], wait: bool = True, **endpoint) -> dict:
+def create(plane, name: str, model: str, routes: list[dict], wait: bool = True, environment: dict | None = None,
+           **endpoint) -> dict:
     """A job made through the SDK, in a thread of its own (Playwright's sync API runs an event loop in this one)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -155,7 +156,11 @@ def create(plane, name: str, model: str, routes: list[dict], wait: bool = True, 
     async def scenario():
         async with plane.client() as client:
             job = await client.jobs.create(name, model={"source_type": "local", "source_uri": str(MODELS / model)},
-                                           endpoint={"routes": routes, **endpoint}, wait=wait)
+                                           endpoint={"routes": routes, **endpoint}, wait=False,
+                                           **({"environment": environment} if environment else {}))
+            if wait:
+                await job.wait_for("running", timeout=300)
+                await job.refresh()
             return job.dict
 
     with ThreadPoolExecutor(1) as pool:
@@ -263,4 +268,68 @@ def test_a_keyed_endpoint_shows_a_key_badge_and_its_key_rotates_from_connect(bro
                                      headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code
     assert (call(old), call(new)) == (401, 200)
     ui.shoot("connect-keyed")
+    ui.close()
+
+
+def test_secrets_are_added_from_a_password_field_never_shown_and_removed(browser, plane):
+    value = "s3cr3t-value-never-shown"
+    ui = Dashboard(browser, plane)
+    page = ui.page
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Secrets").click()
+    page.get_by_text("No secrets yet.").wait_for()
+    assert page.get_by_label("Value").get_attribute("type") == "password"
+    page.get_by_label("Name").fill("bad name")
+    page.get_by_label("Value").fill(value)
+    page.get_by_role("button", name="Save secret").click()
+    name_error = page.locator('#secret-form [data-error-for="name"]')
+    wait_for(lambda: name_error.inner_text().startswith("secret name: 'bad name' must be letters"), "the name's error")
+    page.get_by_label("Name").fill("HF_TOKEN")
+    page.get_by_role("button", name="Save secret").click()
+    page.get_by_text("Secret HF_TOKEN saved; its value is not shown again.").wait_for()
+    assert page.get_by_label("Value").input_value() == ""
+    assert page.locator('tr[data-secret="HF_TOKEN"]').is_visible()
+    assert [s["name"] for s in plane.api("GET", "/api/secrets").json()] == ["HF_TOKEN"]
+    # Nowhere again: not on the page as the server renders it, nor in anything the API answers.
+    ui.go("/dashboard/secrets")
+    assert page.locator('tr[data-secret="HF_TOKEN"]').is_visible()
+    assert value not in page.content() and value not in plane.api("GET", "/api/secrets").text
+    assert_labelled(page)
+    ui.shoot("secrets")
+
+    page.get_by_role("button", name="Remove HF_TOKEN").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Remove").click()
+    page.locator('tr[data-secret="HF_TOKEN"]').wait_for(state="detached")
+    assert plane.api("GET", "/api/secrets").json() == []
+    ui.close()
+
+
+def test_environments_are_listed_with_their_jobs_removed_when_unused_and_pruned(browser, plane):
+    version = {"verb": "GET", "path": "/version", "file": "predict", "function": "version"}
+    job = create(plane, "tabulated", "tabulate_version", [version],
+                 environment={"packages": {"pip": ["tabulate==0.9.0"]}})
+    key = plane.api("GET", f"/api/jobs/{job['id']}").json()["environment"]["key"]
+    ui = Dashboard(browser, plane)
+    page = ui.page
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Environments").click()
+    row = page.locator(f'tr[data-environment="{key}"]')
+    assert "tabulate==0.9.0" in row.locator('[data-label="Packages"]').inner_text()
+    assert row.locator('[data-label="Used by"]').inner_text() == "tabulated (held by tabulated)"
+    ui.shoot("environments", "/dashboard/environments")
+
+    # Held by a running endpoint: not removed, and the page says by which.
+    row.get_by_role("button", name=f"Remove environment {key[:12]}").click()
+    page.get_by_text("Held by tabulated: stop or remove it first.").wait_for()
+    page.get_by_role("button", name="Prune unused").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Prune").click()
+    page.get_by_text("Nothing to prune: every environment is in use.").wait_for()
+
+    # Once its endpoint is removed, Prune removes it.
+    assert plane.api("DELETE", f"/api/jobs/{job['id']}", params={"force": "true"}).status_code == 200
+    page.reload()
+    assert row.locator('[data-label="Used by"]').inner_text() == "—"
+    page.get_by_role("button", name="Prune unused").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Prune").click()
+    page.get_by_text("1 environment removed.").wait_for()
+    row.wait_for(state="detached")
+    assert plane.api("GET", "/api/environments").json()["environments"] == []
     ui.close()

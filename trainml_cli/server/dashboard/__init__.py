@@ -10,8 +10,8 @@ The control plane calls `install(app)` when it builds its app (see server/app.py
   watches, and stops with the app.
 
 Also: forms.py (the create form, as a job payload), modelcode.py (the model code that form names: route files,
-functions, routes.json, read without importing), model_pages.py (stored models), history.py (a job's
-statuses over time).
+functions, routes.json, read without importing), setup_pages.py (the Secrets and Environments pages),
+model_pages.py (stored models), history.py (a job's statuses over time).
 
 Sign-in: `trainml server dashboard` (cli/dashboard.py) asks POST /api/dashboard/login-links with the API token
 and prints the one-time link; visiting it sets the session cookie.
@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import api, model_pages, pages
+from . import api, model_pages, pages, setup_pages
 from .sessions import Sessions
 from .traffic import Traffic
 
@@ -39,6 +39,7 @@ def install(app: FastAPI) -> None:
 
     app.include_router(pages.router)
     app.include_router(model_pages.router)
+    app.include_router(setup_pages.router)
     app.include_router(api.router)
     app.mount(f"{pages.ROOT}/static", StaticFiles(directory=pages.STATIC), name="dashboard-static")
 
