@@ -333,3 +333,56 @@ def test_environments_are_listed_with_their_jobs_removed_when_unused_and_pruned(
     row.wait_for(state="detached")
     assert plane.api("GET", "/api/environments").json()["environments"] == []
     ui.close()
+
+
+def test_connect_shows_python_and_cli_calls_that_work_and_try_it_answers(browser, plane):
+    import shlex
+    import subprocess
+    import sys
+
+    routes = [{**ECHO_ROUTE, "body": [{"name": "text", "type": "str"},
+                                      {"name": "times", "type": "int", "optional": True, "default_value": "1"}]}]
+    job = create(plane, "tried", "dashboard_echo", routes, auth=True)
+    ui = Dashboard(browser, plane)
+    page = ui.page
+    ui.go(f"/dashboard/jobs/{job['id']}/connect")
+    assert page.locator("[data-python]").first.is_hidden()
+
+    # Python: the shown code, run as shown, prints the answer (the key is in it).
+    page.get_by_role("button", name="Python").click()
+    code = page.locator("[data-python]").first.inner_text()
+    assert code.startswith("import requests") and "Bearer " in code
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == str({"echo": "text"}), result.stderr
+    ui.shoot("connect-python")
+
+    # The CLI: `trainml job call` finds the URL and the key itself.
+    page.get_by_role("button", name="trainml CLI").click()
+    command = page.locator("[data-cli]").first.inner_text()
+    assert command == "trainml job call tried 'POST /predict' -d '{\"text\": \"text\", \"times\": 1}'"
+    env = {**os.environ, "TRAINML_API_URL": plane.url, "TRAINML_API_TOKEN": plane.token,
+           "TRAINML_HOME": str(plane.home)}
+    result = subprocess.run([sys.executable, "-m", "trainml_cli", *shlex.split(command)[1:]], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert json.loads(result.stdout) == {"echo": "text"}, result.stderr
+
+    # Try it: the body template is there to edit; Send shows the answer, sent with the key.
+    body = page.get_by_label("Body (JSON)")
+    assert json.loads(body.input_value()) == {"text": "text", "times": 1}
+    body.fill('{"text": "hi", "times": 3')
+    page.get_by_role("button", name="Send").click()
+    page.locator("#try-error", has_text="The body is not valid JSON").wait_for()
+    body.fill('{"text": "hi", "times": 3}')
+    page.get_by_role("button", name="Send").click()
+    page.locator("#try-answer").wait_for()
+    assert page.locator("#try-code").inner_text() == "200"
+    assert json.loads(page.locator("#try-output").inner_text()) == {"echo": "hihihi"}
+    assert "sent with the endpoint key" in page.locator("#try-meta").inner_text()
+    # A body the route refuses: its 422 is shown as the endpoint answered it.
+    body.fill('{"times": 2}')
+    page.get_by_role("button", name="Send").click()
+    page.locator("#try-code", has_text="422").wait_for()
+    assert "text" in page.locator("#try-output").inner_text()
+    assert_labelled(page)
+    ui.shoot("connect-try-it")
+    ui.close()

@@ -11,7 +11,8 @@ The control plane calls `install(app)` when it builds its app (see server/app.py
 
 Also: forms.py (the create form, as a job payload), modelcode.py (the model code that form names: route files,
 functions, routes.json, read without importing), setup_pages.py (the Secrets and Environments pages),
-model_pages.py (stored models), history.py (a job's statuses over time).
+model_pages.py (stored models), history.py (a job's statuses over time), tryit.py (Connect's Try it: one
+call to the endpoint, sent by the control plane).
 
 Sign-in: `trainml server dashboard` (cli/dashboard.py) asks POST /api/dashboard/login-links with the API token
 and prints the one-time link; visiting it sets the session cookie.
@@ -25,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import api, model_pages, pages, setup_pages
+from . import api, model_pages, pages, setup_pages, tryit
 from .sessions import Sessions
 from .traffic import Traffic
 
@@ -41,6 +42,7 @@ def install(app: FastAPI) -> None:
     app.include_router(model_pages.router)
     app.include_router(setup_pages.router)
     app.include_router(api.router)
+    app.include_router(tryit.router)
     app.mount(f"{pages.ROOT}/static", StaticFiles(directory=pages.STATIC), name="dashboard-static")
 
     @app.get("/", include_in_schema=False)

@@ -261,15 +261,20 @@ def status_sentence(status: JobStatus) -> str:
 
 def examples(url: str, job: dict, key: str | None = None, streaming: frozenset = frozenset()) -> list[dict]:
     """A ready-to-paste curl command per route, built by the same function the CLI prints them with (`curl -N` for
-    the routes in `streaming`, whose function yields)."""
-    from ...routecalls import curl_command
+    the routes in `streaming`, whose function yields), the same call in Python and through `trainml job call`, and
+    the body template Try it starts from."""
+    from ...routecalls import cli_command, curl_command, python_snippet
 
     try:
         routes = parse_routes(job["endpoint"]["routes"])
     except Exception:  # a record the server accepted earlier; show no examples rather than fail the page
         return []
     return [{"label": r.label, "target": f"{r.file}:{r.function}",
-             "command": curl_command(url, r, key, streams=r.label in streaming)} for r in routes]
+             "command": curl_command(url, r, key, streams=r.label in streaming),
+             "python": python_snippet(url, r, key, streams=r.label in streaming),
+             "cli": cli_command(job["name"], r, streams=r.label in streaming),
+             "template": json.dumps(r.example_body(), indent=2), "takes_file": any(p.type == "file" for p in r.body),
+             "streams": r.label in streaming} for r in routes]
 
 
 async def streaming_routes(job: dict, key: str | None) -> frozenset:
