@@ -386,3 +386,36 @@ def test_connect_shows_python_and_cli_calls_that_work_and_try_it_answers(browser
     assert_labelled(page)
     ui.shoot("connect-try-it")
     ui.close()
+
+
+def test_details_nits_failed_endpoints_unknown_pages_and_the_skip_link(browser, plane):
+    route = {"verb": "POST", "path": "/predict", "file": "predict", "function": "predict",
+             "body": [{"name": "text", "type": "str"}, {"name": "limit", "type": "int", "optional": True}]}
+    failed = create(plane, "fails-to-load", "import_error", [route], wait=False)
+    wait_for(lambda: plane.api("GET", f"/api/jobs/{failed['id']}").json()["status"] == "failed", "the failure", 60)
+    ui = Dashboard(browser, plane)
+    page = ui.page
+    # The first Tab reaches the skip link, which moves the focus to the page's content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+    # A failed endpoint offers no Connect (no URL to connect to) and no hourly rate.
+    row = page.locator(f'tr[data-job-id="{failed["id"]}"]')
+    row.locator('.badge[data-status="failed"]').wait_for()
+    assert row.get_by_role("link", name="Connect").count() == 0 and row.get_by_role("link", name="View logs").count()
+    ui.go(f"/dashboard/jobs/{failed['id']}")
+    assert page.get_by_role("navigation", name="Endpoint").get_by_role("link", name="Connect").count() == 0
+    assert "Hourly rate" not in page.locator("dl.facts").first.inner_text()
+    # An optional param without a default reads "= None"; the breadcrumb has no trailing slash.
+    assert "text: str, limit: int = None" in page.locator(".panel", has_text="text: str").last.inner_text()
+    assert page.locator(".crumbs").inner_text() == "Endpoints"
+    ui.shoot("details-failed")
+
+    # An unknown dashboard URL gets the Not found page, not a JSON error.
+    answer = page.goto(plane.url + "/dashboard/no/such/page")
+    assert answer.status == 404
+    assert page.get_by_role("heading", name="Page not found").is_visible()
+    ui.errors.clear()  # the 404 above was asked for
+    ui.close()

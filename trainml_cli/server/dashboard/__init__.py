@@ -44,6 +44,7 @@ def install(app: FastAPI) -> None:
     app.include_router(api.router)
     app.include_router(tryit.router)
     app.mount(f"{pages.ROOT}/static", StaticFiles(directory=pages.STATIC), name="dashboard-static")
+    app.include_router(pages.missing)  # last: the Not found page for any other /dashboard/... URL
 
     @app.get("/", include_in_schema=False)
     async def home():

@@ -247,6 +247,19 @@ async def logs_page(request: Request, job_id: str):
                   revision_count=len(platform(request).store.revisions(job["id"])) or 1)
 
 
+# Installed after every other dashboard route and the static files, so it answers only what none of them does.
+missing = APIRouter(prefix=ROOT, include_in_schema=False)
+
+
+@missing.get("/{path:path}")
+async def unknown_page(request: Request, path: str):
+    if not signed_in(request):
+        return to_sign_in()
+    return render(request, "signed_out.html", status=404, title="Not found", page="missing",
+                  heading="Page not found", message=f"There is no dashboard page at /dashboard/{path}.",
+                  show_command=False)
+
+
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 URL_STAND_IN = "http://ENDPOINT_URL"  # shell-safe as it is, so it is never quoted apart from the path after it

@@ -104,6 +104,8 @@ const TrainML = (() => {
         case "auth": node.hidden = !(job.endpoint && job.endpoint.auth); break;
       }
     }
+    // A failed endpoint has no URL to connect to and costs nothing per hour: no Connect, no hourly rate.
+    for (const node of container.querySelectorAll("[data-unless-failed]")) node.hidden = job.status === STATUS.failed;
     for (const link of container.querySelectorAll("[data-link]")) {
       link.href = `${ROOT}/jobs/${encodeURIComponent(job.id)}/${link.dataset.link}`;
     }
