@@ -411,6 +411,20 @@ def test_details_nits_failed_endpoints_unknown_pages_and_the_skip_link(browser, 
     # An optional param without a default reads "= None"; the breadcrumb has no trailing slash.
     assert "text: str, limit: int = None" in page.locator(".panel", has_text="text: str").last.inner_text()
     assert page.locator(".crumbs").inner_text() == "Endpoints"
+    # A long path breaks after a slash, never inside a folder's name.
+    source = page.locator("dl.facts dd.path").first
+    assert source.inner_text().endswith("import_error") and "/<wbr>" in source.inner_html()
+    page.set_viewport_size({"width": 390, "height": 844})
+    lines = source.evaluate("""dd => { const range = document.createRange(); range.selectNodeContents(dd);
+        const tops = [...range.getClientRects()].map(r => Math.round(r.top)); return new Set(tops).size; }""")
+    assert lines > 1  # it did wrap at this width
+    words = source.evaluate("""dd => { const out = [];
+        const walker = document.createTreeWalker(dd, NodeFilter.SHOW_TEXT);
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) { const r = document.createRange();
+          r.selectNodeContents(n); out.push(new Set([...r.getClientRects()].map(x => Math.round(x.top))).size); }
+        return out; }""")
+    assert max(words) == 1, words  # each piece between two slashes stays on one line
+    page.set_viewport_size({"width": 1366, "height": 900})
     ui.shoot("details-failed")
 
     # An unknown dashboard URL gets the Not found page, not a JSON error.

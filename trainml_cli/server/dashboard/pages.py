@@ -19,6 +19,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup, escape
 
 from ...contracts import SKIPPED_FOLDERS
 from ...credentials import KINDS as CREDENTIAL_KINDS
@@ -84,7 +85,12 @@ def filesize(size) -> str:
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True,
                         lstrip_blocks=True)
-templates.filters.update(duration=duration, filesize=filesize)
+def slashes(text) -> Markup:
+    """A path or URI that breaks across lines after a `/` (a line break opportunity after each), not mid-name."""
+    return Markup("/<wbr>").join(escape(part) for part in str(text).split("/"))
+
+
+templates.filters.update(duration=duration, filesize=filesize, slashes=slashes)
 # The statuses' sets, from the one enum, for the page scripts (a data attribute: the CSP allows no inline script).
 STATUS_SETS = {"live": sorted(s.value for s in LIVE), "final": sorted(s.value for s in FINAL),
                "billed": [JobStatus.STARTING.value, JobStatus.RUNNING.value],
