@@ -268,6 +268,15 @@ def test_a_keyed_endpoint_shows_a_key_badge_and_its_key_rotates_from_connect(bro
                                      headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code
     assert (call(old), call(new)) == (401, 200)
     ui.shoot("connect-keyed")
+
+    # Stop from the list: the toast says so until the endpoint has stopped, then that it has.
+    ui.go("/dashboard/")
+    plain_row.locator('.badge[data-status="running"]').wait_for()
+    plain_row.get_by_role("button", name="Stop plain").click()
+    toast = page.locator("#toast")
+    wait_for(lambda: toast.inner_text() in ("Stopping plain…", "plain is stopped."), "the Stop toast")
+    plain_row.locator('.badge[data-status="stopped"]').wait_for(timeout=30_000)
+    wait_for(lambda: toast.inner_text() == "plain is stopped.", "the toast to say it has stopped")
     ui.close()
 
 
