@@ -183,15 +183,6 @@ class Jobs:
 
     # -- status changes -----------------------------------------------------------------------------------------
 
-    def _log_whole_reason(self, job_id: str, target: JobStatus, reason: str) -> None:
-        """What a long reason holds that the log does not: the endpoint's last output lines it quotes are in the
-        log already (a traceback shown twice, the second time as a platform line, reads as two failures)."""
-        first, *rest = reason.splitlines()
-        printed = {line["message"] for line in self.logs.page(job_id, None, 500) if line["stream"] != "event"}
-        rest = [line for line in rest if line not in printed]
-        if rest:
-            self.logs.event(job_id, "\n".join([f"{target.value}: {first}", *rest]))
-
     def move(self, job_id: str, target: JobStatus, reason: str | None = None, **fields) -> None:
         job = self.store.job(job_id)
         if job is None:
@@ -202,7 +193,7 @@ class Jobs:
         if reason:
             reason = redact(reason)
             if len(reason) > MAX_REASON:  # the record shows the gist; the log keeps the whole
-                self._log_whole_reason(job_id, target, reason)
+                self._log_rest(job_id, target, reason)
                 reason = reason[:MAX_REASON - 40].rstrip() + " ... (the rest is in the job's log)"
         now = time.time()
         self.store.update_job(job_id, status=target, reason=reason, updated=now, **fields)
@@ -215,6 +206,15 @@ class Jobs:
         self.logs.event(job_id, f"status: {target.value}" + (f" ({first})" if first else ""))
         self.revisions.job_moved(job_id, target, reason)
         self._wake(job_id)
+
+    def _log_rest(self, job_id: str, target: JobStatus, reason: str) -> None:
+        """Put in the log what a long reason says that the log does not: a failure's reason goes on with the
+        job's last output lines, which are there already (and would print twice under `last log lines`)."""
+        first, *rest = reason.splitlines()
+        logged = {line.strip() for line in self.logs.tail(job_id, 200)}
+        new = [line for line in rest if line.strip() and line.strip() not in logged]
+        if new or len(first) > MAX_REASON - 40:
+            self.logs.event(job_id, "\n".join([f"{target.value}: {first}", *new]))
 
     def _wake(self, job_id: str) -> None:
         event = self._changed.pop(job_id, None)
