@@ -49,7 +49,8 @@ def test_logs_are_newest_first_in_pages_with_a_cursor(control_plane):
         assert entry["revision"] == (None if entry["stream"] == "event" else 1)
         assert entry["stream"] in ("stdout", "stderr", "event")
         assert entry["time"].endswith("Z") and "T" in entry["time"]
-    assert any(e["stream"] == "stderr" for e in everything)  # the runtime's own messages
+    # The runtime's news is output, not an error: its ready line is on stdout.
+    assert any(e["stream"] == "stdout" and e["message"].startswith("ready: ") for e in everything)
     assert any(e["stream"] == "stdout" and "POST /predict 200" in e["message"] for e in everything)  # access log
 
     async def sdk_view():

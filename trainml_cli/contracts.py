@@ -13,6 +13,8 @@
   reads back for both backends, instead of parsing prose.
 - A Ray replica's revision: one JSON line it writes first on stdout and stderr, so the control plane tags each
   line it follows from that replica's files with the revision that printed it.
+- A local endpoint's line stamps: each line it prints begins with the time it was printed, so the control plane,
+  which reads stdout and stderr from two files, stores the lines of both in the order they were printed.
 - The folders never packed with a model (the SDK's upload, the dashboard's, a Ray package).
 - How an update or a rollback switches revisions (`STRATEGIES`): the CLI's choice, the API's field.
 - An autoscaled local endpoint's scale (`ScaleState`): written by its leader process (runtime/waker.py) to the
@@ -329,6 +331,31 @@ def replica_revision(line: str) -> int | None:
     except ValueError:
         return None
     return revision if isinstance(revision, int) and not isinstance(revision, bool) else None
+
+
+# -- line stamps -------------------------------------------------------------------------------------------------
+
+# Set in a local endpoint's environment: its processes stamp each line of stdout and stderr (runtime/stamps.py).
+OUTPUT_STAMPS_ENV = "TRAINML_OUTPUT_STAMPS"
+_STAMP_START, _STAMP_END = "\x1e", "\x1f"  # ASCII record and unit separators: never in printed text
+STAMP_MAX = 24  # a stamp is shorter than this: the separators and at most 16 hex digits
+
+
+def line_stamp(monotonic_ns: int) -> str:
+    """The prefix of a line printed at this time.monotonic_ns() (one clock for every process of the machine)."""
+    return f"{_STAMP_START}{monotonic_ns:x}{_STAMP_END}"
+
+
+def split_stamp(line: str) -> tuple[int | None, str]:
+    """(the time a line was printed, the line without its stamp); (None, line) for a line without one (written
+    past the stamping: a C extension, a subprocess, bytes to sys.stdout.buffer)."""
+    if not line.startswith(_STAMP_START):
+        return None, line
+    end = line.find(_STAMP_END, 1, STAMP_MAX)
+    try:
+        return (int(line[1:end], 16), line[end + 1:]) if end > 1 else (None, line)
+    except ValueError:
+        return None, line
 
 
 # -- what is never packed ----------------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def _batch_problem(batch: Any) -> tuple[tuple, str]:
     return ("batch", *loc), message
 
 
-def _route_label(index: int, raw: Any) -> str:
+def route_label(index: int, raw: Any) -> str:
     label = f"route {index + 1}"
     if isinstance(raw, dict) and isinstance(raw.get("verb"), str) and isinstance(raw.get("path"), str):
         label += f" ({raw['verb'].upper()} {raw['path']})"
@@ -235,7 +235,7 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
         raise RouteSpecError.of([(None, "", (), "at least one route is required")])
     for index, raw in enumerate(raws):
         raw = _normalize(raw)
-        label = _route_label(index, raw)
+        label = route_label(index, raw)
         if not isinstance(raw, dict):
             found.append((index, label, (), f"must be a JSON object, got {type(raw).__name__}"))
             continue
@@ -248,6 +248,9 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
                     continue
                 reported.add(where)
                 found.append((index, label, where, message))
+            # The fields the schema passed are still checked: one look shows every problem of the route.
+            _check_sound_fields(raw, {where[0] for where in reported if where},
+                                lambda field, message, i=index, name=label: found.append((i, name, field, message)))
             continue
         route_problems: list[tuple[tuple, str]] = []
         # this route's list bound as a default, so the callback can never append to a later route's
@@ -266,6 +269,25 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
     return routes
 
 
+def _check_sound_fields(raw: dict, faulty: set, problem) -> None:
+    """The checks beyond the schema, on the fields of a route the schema found nothing wrong with."""
+    for key, check in (("file", module_parts), ("function", _check_function)):
+        value = raw.get(key)
+        if key not in faulty and isinstance(value, str) and value:
+            try:
+                check(value)
+            except ValueError as exc:
+                problem((key,), f"{value!r} {exc}")
+    body = raw.get("body", [])
+    if "body" not in faulty and isinstance(body, list):
+        build_params(body, raw.get("positional") is True, problem)
+
+
+def _check_function(function: str) -> None:
+    if not function.isidentifier() or keyword.iskeyword(function):
+        raise ValueError("is not a valid Python function name")
+
+
 def _build_route(raw: dict, problem) -> Route | None:
     if raw["path"].rstrip("/") in RESERVED_PATHS or raw["path"] in RESERVED_PATHS:
         problem(("path",), f"{raw['path']} is reserved (the endpoint serves {', '.join(RESERVED_PATHS)} itself)")
@@ -274,8 +296,10 @@ def _build_route(raw: dict, problem) -> Route | None:
     except ValueError as exc:
         problem(("file",), f"{raw['file']!r} {exc}")
     function = raw["function"]
-    if not function.isidentifier() or keyword.iskeyword(function):
-        problem(("function",), f"{function!r} is not a valid Python function name")
+    try:
+        _check_function(function)
+    except ValueError as exc:
+        problem(("function",), f"{function!r} {exc}")
     positional = raw.get("positional", False)
     params = build_params(raw.get("body", []), positional, problem)
     for i, param in enumerate(params):

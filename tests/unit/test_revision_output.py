@@ -114,3 +114,26 @@ async def test_log_entries_carry_their_revision_and_events_none(tmp_path):
     store.close()
     assert [(e["message"], e["revision"]) for e in entries] == [
         ("before", None), ("from two", 2), ("revision 2 is serving", None)]
+
+
+def test_lines_of_stdout_and_stderr_are_handed_on_in_the_order_they_were_printed(tmp_path):
+    from trainml_cli.runtime.stamps import StampedStream
+
+    job = Job()
+    output = RevisionOutput(launch(tmp_path, 1), job)
+    files = output.current.open_for_child()
+    # As a local endpoint's process prints (python -u, its streams stamped): a summary on stdout, then a traceback
+    # on stderr, then the next call's lines, all within one read of the files.
+    out, err = (StampedStream(open(files[s].fileno(), "w", buffering=1, closefd=False)) for s in ("stdout", "stderr"))
+    out.write("summary for x:\n  first: 1\n")
+    err.write("Traceback (most recent call last):\nValueError: bad value 'x'\n")
+    out.write("call 2")
+    out.write(" done\n")
+    err.write("warning from call 2\n")
+    for file in files.values():
+        file.close()
+    output.catch_up()
+    assert job.lines == [("stdout", "summary for x:", 1), ("stdout", "  first: 1", 1),
+                         ("stderr", "Traceback (most recent call last):", 1),
+                         ("stderr", "ValueError: bad value 'x'", 1), ("stdout", "call 2 done", 1),
+                         ("stderr", "warning from call 2", 1)]

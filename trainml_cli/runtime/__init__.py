@@ -18,4 +18,5 @@ libraries and the user's code.
     waker.py     while no worker is ready: /ping, /metrics, calls held then passed on
     capture.py   sampled calls kept (--capture), written off the hot path
     tracing.py   OTLP spans of each call, sent as JSON by a thread (standard library only)
+    stamps.py    each printed line's time, so stdout and stderr are logged in print order
 """

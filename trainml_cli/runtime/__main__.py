@@ -7,9 +7,11 @@ from ..errors import ModelCodeError, UsageError
 from ..launchspec import EXIT_LOAD_FAILED, EXIT_USAGE
 from .config import config_from_args
 from .server import serve
+from .stamps import install as stamp_output
 
 
 def main(argv=None) -> int:
+    stamp_output()
     try:
         return serve(config_from_args(argv))
     except UsageError as exc:

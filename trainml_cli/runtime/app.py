@@ -188,10 +188,11 @@ class EndpointApp:
         if streaming:
             self.describe(streaming)
         self.move(Health.READY)
-        self._log(f"ready: {len(loaded)} route(s) from {self.root} (pid {os.getpid()})")
+        # News, not errors: on stdout, so a log shows them as the rest of the model's output.
+        self._say(f"ready: {len(loaded)} route(s) from {self.root} (pid {os.getpid()})")
         self.on_ready()
         for label in sorted(streaming):
-            self._log(f"route {label} streams: its function is a generator; each item is sent as it is yielded "
+            self._say(f"route {label} streams: its function is a generator; each item is sent as it is yielded "
                       "(SSE with Accept: text/event-stream, else NDJSON)")
 
     def _failed(self, message: str) -> None:
@@ -204,6 +205,10 @@ class EndpointApp:
     def _log(self, line: str) -> None:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
+
+    def _say(self, line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
     # -- requests --------------------------------------------------------------------------------------------
 

@@ -311,7 +311,7 @@ async def remove_model(model: str, request: Request):
 # -- environments -------------------------------------------------------------------------------------------------
 
 
-def _environment_records(p) -> list[dict]:
+def environment_records(p) -> list[dict]:
     from .logs import iso_time
 
     users, jobs = p.jobs.store.environment_users(), p.jobs.store.environment_jobs()
@@ -330,7 +330,7 @@ def _environment_records(p) -> list[dict]:
 async def list_environments(request: Request):
     p = platform(request)
     interpreters = await asyncio.to_thread(p.environments.interpreters.all)
-    return {"environments": _environment_records(p), "interpreters": [i.to_dict() for i in interpreters],
+    return {"environments": environment_records(p), "interpreters": [i.to_dict() for i in interpreters],
             "trainml": [f.to_dict() for f in FRAMEWORKS.values()]}
 
 
@@ -349,7 +349,7 @@ async def remove_environment(key: str, request: Request):
 async def prune_environments(request: Request):
     p = platform(request)
     removed = []
-    for record in _environment_records(p):
+    for record in environment_records(p):
         if record.get("building") or record["in_use"]:
             continue
         try:

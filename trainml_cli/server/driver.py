@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import endpointenv
+from ..contracts import OUTPUT_STAMPS_ENV
 from ..environment import job_pip
 from ..errors import NotFound, TrainMLError, UsageError
 from ..launchspec import CAPTURE_FOLDER, LaunchSpec
@@ -243,6 +244,8 @@ class Driver:
         env.update(job_env)
         env.update(
             PYTHONUNBUFFERED="1",  # so model code's prints reach the log as they happen
+            # stdout and stderr are two files here: each line's stamp says where it goes between the other's lines
+            **{OUTPUT_STAMPS_ENV: "1"},
             CUDA_VISIBLE_DEVICES=",".join(g["device"] for g in gpus),
         )
         endpoint = spec["endpoint"]

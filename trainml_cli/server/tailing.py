@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..contracts import split_stamp
+
 log = logging.getLogger("trainml.server")
 
 STREAMS = ("stdout", "stderr")
@@ -52,6 +54,8 @@ class OutputTail:
         self._freed = {s: 0 for s in STREAMS}
         self._fds: dict[str, int] = {}
         self._saved = dict(self.offsets)
+        self._pending: dict[str, int] = {}  # offsets of the lines read this round, recorded once handed on
+        self._printed = {s: 0 for s in STREAMS}  # when the last stamped line of each stream was printed
         self._last_save = time.monotonic()
         folder.mkdir(parents=True, exist_ok=True)
         for stream, path in self.paths.items():
@@ -62,9 +66,11 @@ class OutputTail:
         return {stream: open(path, "ab") for stream, path in self.paths.items()}
 
     def read(self) -> bool:
-        """Hand on what was written since the last read; True if anything was."""
+        """Hand on what was written since the last read, the lines of both streams in the order they were printed
+        (by their stamps, contracts.line_stamp); True if anything was."""
         got = False
-        for stream in STREAMS:
+        lines: list[tuple[int, int, str, str]] = []  # (printed at, which stream, stream, line)
+        for order, stream in enumerate(STREAMS):
             fd = self._fds.get(stream)
             if fd is None:
                 continue
@@ -80,22 +86,39 @@ class OutputTail:
                 continue
             if chunk:
                 got = True
-                self._take(stream, chunk)
+                lines += ((at, order, stream, line) for at, line in self._take(stream, chunk))
+        # A line without a stamp keeps its place in its own stream (it takes the one before it's time); a
+        # stable sort keeps each stream's own order, and stdout's first for lines of one instant.
+        lines.sort(key=lambda item: (item[0], item[1]))
+        for _, _, stream, line in lines:
+            self.emit(stream, line)
+        self.offsets.update(self._pending)
+        self._pending.clear()
         return got
 
-    def _take(self, stream: str, chunk: bytes) -> None:
+    def _take(self, stream: str, chunk: bytes) -> list[tuple[int, str]]:
+        """The complete lines in a chunk, each with the time it was printed; the rest waits for its end."""
         buffer = self._buffers[stream] + chunk
         consumed = self.offsets[stream]
+        found = []
         if b"\n" in chunk:
             *lines, buffer = buffer.split(b"\n")
             for raw in lines:
                 consumed += len(raw) + 1
-                self.emit(stream, raw.decode(errors="replace").rstrip("\r"))
+                found.append(self._unstamp(stream, raw.decode(errors="replace").rstrip("\r")))
         if len(buffer) > LINE_LIMIT:
             consumed += len(buffer)
-            self.emit(stream, buffer.decode(errors="replace"))
+            found.append(self._unstamp(stream, buffer.decode(errors="replace")))
             buffer = b""
-        self.offsets[stream], self._buffers[stream] = consumed, buffer
+        self._pending[stream], self._buffers[stream] = consumed, buffer
+        return found
+
+    def _unstamp(self, stream: str, line: str) -> tuple[int, str]:
+        at, line = split_stamp(line)
+        if at is None:
+            at = self._printed[stream]
+        self._printed[stream] = at
+        return at, line
 
     def catch_up(self, rounds: int = 64) -> None:
         """Read until nothing new is there (bounded: a writer that never stops cannot hold us)."""
@@ -130,7 +153,7 @@ class OutputTail:
             for stream in STREAMS:
                 if self._buffers[stream]:
                     self.offsets[stream] += len(self._buffers[stream])
-                    self.emit(stream, self._buffers[stream].decode(errors="replace").rstrip("\r"))
+                    self.emit(stream, split_stamp(self._buffers[stream].decode(errors="replace").rstrip("\r"))[1])
                     self._buffers[stream] = b""
         self.save()
         for fd in self._fds.values():

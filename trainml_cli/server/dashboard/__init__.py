@@ -9,8 +9,10 @@ The control plane calls `install(app)` when it builds its app (see server/app.py
 - the traffic sampler behind the charts (traffic.py): it samples from start-up on, whether or not anyone
   watches, and stops with the app.
 
-Also: forms.py (the create form, as a job payload), model_pages.py (stored models), history.py (a job's
-statuses over time).
+Also: forms.py (the create form, as a job payload), modelcode.py (the model code that form names: route files,
+functions, routes.json, read without importing), setup_pages.py (the Secrets and Environments pages),
+model_pages.py (stored models), history.py (a job's statuses over time), tryit.py (Connect's Try it: one
+call to the endpoint, sent by the control plane).
 
 Sign-in: `trainml server dashboard` (cli/dashboard.py) asks POST /api/dashboard/login-links with the API token
 and prints the one-time link; visiting it sets the session cookie.
@@ -24,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import api, model_pages, pages
+from . import api, model_pages, pages, setup_pages, tryit
 from .sessions import Sessions
 from .traffic import Traffic
 
@@ -38,8 +40,11 @@ def install(app: FastAPI) -> None:
 
     app.include_router(pages.router)
     app.include_router(model_pages.router)
+    app.include_router(setup_pages.router)
     app.include_router(api.router)
+    app.include_router(tryit.router)
     app.mount(f"{pages.ROOT}/static", StaticFiles(directory=pages.STATIC), name="dashboard-static")
+    app.include_router(pages.missing)  # last: the Not found page for any other /dashboard/... URL
 
     @app.get("/", include_in_schema=False)
     async def home():

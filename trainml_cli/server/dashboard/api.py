@@ -13,8 +13,11 @@ follower). These routes add only what a browser needs on top:
                                          latest streaming figures (`streams`: {open, items, first_item_ms}
                                          or null when the endpoint has not streamed)
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
+    GET  /api/dashboard/jobs/{job}/logs.txt   the whole log as a text file (the Logs page's Download)
     GET  /api/dashboard/requirements?directory=/abs/path|upload=ID   {file, found}: whether a folder on the
                                          server (or an upload) holds the requirements.txt an environment would install
+    GET  /api/dashboard/routes?directory=/abs/path|upload=ID|model=REF   {file, routes}: the routes of a
+                                         routes.json at the model's root (null without one), for the form to fill
     POST /api/dashboard/check            the Create form -> {payload} or 422 {fields: [{field, message}]}
     POST /api/dashboard/jobs             the Create form -> the created job record (201); the model from a folder
                                          on this computer comes as the id of an upload the page made already
@@ -36,7 +39,7 @@ from ..auth import require_auth
 from ..bodies import JsonRoute
 from ..redaction import redact
 from ..schemas import JobCreate
-from . import forms
+from . import forms, modelcode
 from .history import status_history
 from .pages import ROOT
 from .traffic import RANGES
@@ -131,13 +134,35 @@ async def history(job: str, request: Request):
     return {"history": await status_history(p.store, p.jobs.find(job).id)}
 
 
+@router.get("/jobs/{job}/logs.txt")
+async def download_log(job: str, request: Request):
+    """The job's whole log as text, oldest line first (`TIME STREAM rN MESSAGE`), for the Logs page's Download.
+    Read in pages as it is sent: a long log is never held whole."""
+    p = platform(request)
+    found = p.jobs.find(job)
+
+    async def lines():
+        after = 0
+        while True:
+            page = await asyncio.to_thread(p.logs.since, found.id, after, 2000)
+            if not page:
+                return
+            after = page[-1]["id"]
+            yield "".join(f"{line['time']} {line['stream']} r{line.get('revision') or 1} {line['message']}\n"
+                          for line in page).encode()
+
+    filename = "".join(c if c.isalnum() or c in "-_." else "_" for c in found.name) or "job"
+    return StreamingResponse(lines(), media_type="text/plain; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}.log"'})
+
+
 @router.get("/requirements")
 async def requirements(request: Request, directory: str = "", upload: str = ""):
     """The Create form's note under Requirements file: does this server folder (or this upload) have a
     requirements.txt at its root?"""
     if upload:
         try:
-            names = await asyncio.to_thread(forms.uploaded_files, platform(request), upload)
+            names = await asyncio.to_thread(modelcode.uploaded_files, platform(request), upload)
         except (NotFound, UsageError) as exc:
             raise forms.FormErrors([forms.FieldError("model.upload", exc.message)]) from None
         return {"upload": upload, "file": DEFAULT_REQUIREMENTS_FILE, "found": DEFAULT_REQUIREMENTS_FILE in names}
@@ -147,6 +172,27 @@ async def requirements(request: Request, directory: str = "", upload: str = ""):
         raise forms.FormErrors([forms.form_field(p, "model.directory") for p in exc.fields]) from None
     found = await asyncio.to_thread(forms.requirements_found, folder)
     return {"directory": str(folder), "file": DEFAULT_REQUIREMENTS_FILE, "found": found}
+
+
+@router.get("/routes")
+async def model_routes(request: Request, directory: str = "", upload: str = "", model: str = ""):
+    """The routes of a routes.json at the root of an upload, a server folder or a stored model, for the Create
+    form to fill its routes from; `routes` is null when there is none."""
+    p = platform(request)
+    try:
+        if upload:
+            p.uploads.path(upload)
+            read = modelcode.model_reader(p, {"upload_id": upload})
+        elif model:
+            read = modelcode.stored_model_reader(p, model)
+        else:
+            read = modelcode.model_reader(p, {"directory": str(forms.absolute_folder(directory))})
+        routes = await asyncio.to_thread(modelcode.read_routes_file, read)
+    except (NotFound, UsageError) as exc:
+        fields = getattr(exc, "fields", None)
+        raise forms.FormErrors([forms.form_field(f, "routes") for f in fields] if fields
+                               else [forms.FieldError("routes", exc.message)]) from None
+    return {"file": modelcode.ROUTES_FILE, "routes": routes}
 
 
 @router.post("/check")

@@ -35,6 +35,7 @@ from ...routespec import parse_routes
 from .. import resources as res, sources
 from ..models import check_name
 from ..payload import check_scaling
+from . import modelcode
 
 SOURCES = ("upload", "directory", "git", "trainml")
 
@@ -137,12 +138,9 @@ def check(platform, form: dict) -> dict:
     scaling = attempt("replicas", check_replicas) or {}
     routes = attempt("routes", lambda: parse_routes(form.get("routes") or []))
     model = attempt("model", lambda: _model(platform, form.get("model") or {}))
-    if routes and model and model.get("directory"):
-        from ...routespec import check_route_files
-
-        attempt("routes", lambda: check_route_files(routes, model["directory"]))
-    if routes and model and model.get("upload_id"):
-        attempt("routes", lambda: check_uploaded_route_files(routes, uploaded_files(platform, model["upload_id"])))
+    if model:  # the files of the routes that are sound, even while another route has a problem
+        sound = modelcode.sound_routes(form.get("routes"))
+        attempt("routes", lambda: modelcode.check_model_code(platform, sound, model))
     environment = _environment(platform, form.get("environment"), model, attempt)
     if problems:
         raise FormErrors(problems)
@@ -174,7 +172,7 @@ def _environment(platform, raw, model: dict | None, attempt) -> dict:
             named = check_environment({"requirements": requirements})["requirements"]
             if model and model.get("directory"):  # the folder is on this machine: look for the file now
                 check_requirements_file({"requirements": named}, model["directory"])
-            if model and model.get("upload_id") and named not in uploaded_files(platform, model["upload_id"]):
+            if model and model.get("upload_id") and named not in modelcode.uploaded_files(platform, model["upload_id"]):
                 raise UsageError.at(("environment", "requirements"), f"{named!r} is not in the uploaded folder")
             return named
 
@@ -268,40 +266,6 @@ def _model(platform, model: dict) -> dict:
             raise UsageError.at(("model", "model"), exc.message) from None
         return {"source_type": "trainml", "source_uri": stored["id"]}
     raise UsageError.at(("model", "source"), f"{source!r} is not one of {', '.join(SOURCES)}")
-
-
-_UPLOADED: dict[str, frozenset] = {}  # upload id -> its file names; an upload never changes once stored
-
-
-def uploaded_files(platform, upload_id: str) -> frozenset:
-    """The names of the files in an upload (read once per upload: Next may be clicked many times)."""
-    if upload_id not in _UPLOADED:
-        import tarfile
-
-        names = set()
-        with tarfile.open(platform.uploads.path(upload_id), "r:gz") as archive:  # already checked when received
-            for member in archive:
-                if member.isfile():
-                    names.add(member.name[2:] if member.name.startswith("./") else member.name)
-        if len(_UPLOADED) > 64:
-            _UPLOADED.clear()
-        _UPLOADED[upload_id] = frozenset(names)
-    return _UPLOADED[upload_id]
-
-
-def check_uploaded_route_files(routes, names: frozenset) -> None:
-    """Every route's file is in the uploaded tree, as the CLI checks a folder before it uploads it."""
-    found = []
-    for index, route in enumerate(routes):
-        if route.relative_file not in names:
-            tops = {n.split("/", 1)[0] for n in names}
-            hint = ""
-            if len(tops) == 1 and f"{next(iter(tops))}/{route.relative_file}" in names:
-                hint = f"; the archive holds everything in the folder {next(iter(tops))!r}: pack what is inside it"
-            found.append((index, f"route {index + 1} ({route.label})", ("file",),
-                          f"{route.file!r} not found in the uploaded folder (looked for {route.relative_file}){hint}"))
-    if found:
-        raise RouteSpecError.of(found)
 
 
 async def upload_directory(platform, directory: str) -> str:

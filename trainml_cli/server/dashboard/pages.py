@@ -19,6 +19,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup, escape
 
 from ...contracts import SKIPPED_FOLDERS
 from ...credentials import KINDS as CREDENTIAL_KINDS
@@ -84,7 +85,12 @@ def filesize(size) -> str:
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True,
                         lstrip_blocks=True)
-templates.filters.update(duration=duration, filesize=filesize)
+def slashes(text) -> Markup:
+    """A path or URI that breaks across lines after a `/` (a line break opportunity after each), not mid-name."""
+    return Markup("/<wbr>").join(escape(part) for part in str(text).split("/"))
+
+
+templates.filters.update(duration=duration, filesize=filesize, slashes=slashes)
 # The statuses' sets, from the one enum, for the page scripts (a data attribute: the CSP allows no inline script).
 STATUS_SETS = {"live": sorted(s.value for s in LIVE), "final": sorted(s.value for s in FINAL),
                "billed": [JobStatus.STARTING.value, JobStatus.RUNNING.value],
@@ -247,6 +253,19 @@ async def logs_page(request: Request, job_id: str):
                   revision_count=len(platform(request).store.revisions(job["id"])) or 1)
 
 
+# Installed after every other dashboard route and the static files, so it answers only what none of them does.
+missing = APIRouter(prefix=ROOT, include_in_schema=False)
+
+
+@missing.get("/{path:path}")
+async def unknown_page(request: Request, path: str):
+    if not signed_in(request):
+        return to_sign_in()
+    return render(request, "signed_out.html", status=404, title="Not found", page="missing",
+                  heading="Page not found", message=f"There is no dashboard page at /dashboard/{path}.",
+                  show_command=False)
+
+
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 URL_STAND_IN = "http://ENDPOINT_URL"  # shell-safe as it is, so it is never quoted apart from the path after it
@@ -261,15 +280,20 @@ def status_sentence(status: JobStatus) -> str:
 
 def examples(url: str, job: dict, key: str | None = None, streaming: frozenset = frozenset()) -> list[dict]:
     """A ready-to-paste curl command per route, built by the same function the CLI prints them with (`curl -N` for
-    the routes in `streaming`, whose function yields)."""
-    from ...routecalls import curl_command
+    the routes in `streaming`, whose function yields), the same call in Python and through `trainml job call`, and
+    the body template Try it starts from."""
+    from ...routecalls import cli_command, curl_command, python_snippet
 
     try:
         routes = parse_routes(job["endpoint"]["routes"])
     except Exception:  # a record the server accepted earlier; show no examples rather than fail the page
         return []
     return [{"label": r.label, "target": f"{r.file}:{r.function}",
-             "command": curl_command(url, r, key, streams=r.label in streaming)} for r in routes]
+             "command": curl_command(url, r, key, streams=r.label in streaming),
+             "python": python_snippet(url, r, key, streams=r.label in streaming),
+             "cli": cli_command(job["name"], r, streams=r.label in streaming),
+             "template": json.dumps(r.example_body(), indent=2), "takes_file": any(p.type == "file" for p in r.body),
+             "streams": r.label in streaming} for r in routes]
 
 
 async def streaming_routes(job: dict, key: str | None) -> frozenset:

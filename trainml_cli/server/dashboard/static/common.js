@@ -89,6 +89,7 @@ const TrainML = (() => {
 
   function fill(container, job) {
     received.set(job.id, [job, Date.now()]);
+    if (pending && pending.id === job.id && pending.done.has(job.status)) toast(`${job.name} is ${job.status}.`);
     container.dataset.status = job.status;
     for (const node of container.querySelectorAll("[data-field]")) {
       switch (node.dataset.field) {
@@ -101,8 +102,11 @@ const TrainML = (() => {
         case "restarts": node.textContent = String(job.restarts); break;
         case "credits": node.textContent = Number(job.credits).toFixed(4); break;
         case "pid": node.textContent = job.pid ? String(job.pid) : "—"; break;
+        case "auth": node.hidden = !(job.endpoint && job.endpoint.auth); break;
       }
     }
+    // A failed endpoint has no URL to connect to and costs nothing per hour: no Connect, no hourly rate.
+    for (const node of container.querySelectorAll("[data-unless-failed]")) node.hidden = job.status === STATUS.failed;
     for (const link of container.querySelectorAll("[data-link]")) {
       link.href = `${ROOT}/jobs/${encodeURIComponent(job.id)}/${link.dataset.link}`;
     }
@@ -154,8 +158,16 @@ const TrainML = (() => {
           if (onRemoved) onRemoved(button.dataset.jobId);
         } else {
           button.disabled = true;
-          await api("POST", `/api/jobs/${id}/${action}`);
-          toast(action === "stop" ? `Stopping ${name}…` : `Starting ${name}…`);
+          const answer = await api("POST", `/api/jobs/${id}/${action}`);
+          // Shown until the job gets there (fill sees it), then said done: not a fixed 4 s that ends mid-action.
+          const done = action === "stop" ? FINAL : new Set([STATUS.running, STATUS.failed]);
+          const seen = [answer, (received.get(button.dataset.jobId) || [])[0]].find((job) => job && done.has(job.status));
+          if (seen) {
+            toast(`${name} is ${seen.status}.`);
+          } else {
+            pending = { id: button.dataset.jobId, done };
+            toast(action === "stop" ? `Stopping ${name}…` : `Starting ${name}…`, { stay: true });
+          }
         }
       } catch (err) {
         toast(err.message);
@@ -189,12 +201,15 @@ const TrainML = (() => {
   // -- small UI helpers -----------------------------------------------------------------------------------------
 
   let toastTimer = null;
-  function toast(message) {
+  let pending = null; // the Stop or Start whose toast stays until the job reaches {id, done: statuses}
+  function toast(message, { stay = false } = {}) {
     const node = document.getElementById("toast");
     if (!node) return;
+    if (!stay) pending = null; // a newer message replaces the one that waited
     node.textContent = message;
     clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => { node.textContent = ""; }, 4000);
+    // One that stays still goes within a minute, whatever happens to the job.
+    toastTimer = setTimeout(() => { node.textContent = ""; pending = null; }, stay ? 60000 : 4000);
   }
 
   function confirm(text, okLabel, title) {

@@ -400,23 +400,43 @@
     else if (gpuCount.value === "0" || gpuCount.value === "") gpuCount.value = "1";
   });
 
-  form.addEventListener("change", (event) => {
-    if (event.target.name !== "source") return;
-    for (const block of form.querySelectorAll("[data-source]")) block.hidden = block.dataset.source !== event.target.value;
+  // The model's routes.json, when the server can read the chosen model: fills the routes while none is typed.
+  const routeFill = RouteFill.attach({
+    addRoute, addParam, clear: () => routesBox.replaceChildren(),
+    focus: () => routesBox.querySelector('[data-input="path"]').focus(),
+    blank: () => [...routesBox.querySelectorAll('[data-input="file"], [data-input="function"], [data-input="name"]')]
+      .every((input) => input.value.trim() === ""),
+    query: () => {
+      if (source() === "upload") return uploaded ? `upload=${encodeURIComponent(uploaded.id)}` : null;
+      if (source() === "trainml") return value("#stored-model") ? `model=${encodeURIComponent(value("#stored-model"))}` : null;
+      const directory = value("#model-directory").trim();
+      return source() === "directory" && /^[\/~]/.test(directory) ? `directory=${encodeURIComponent(directory)}` : null;
+    },
+  });
+
+  function lookupModel() {
     lookupRequirements();
+    routeFill.lookup();
+  }
+
+  form.addEventListener("change", (event) => {
+    if (event.target.name !== "source" && event.target.id !== "stored-model") return;
+    for (const block of form.querySelectorAll("[data-source]")) block.hidden = block.dataset.source !== source();
+    lookupModel();
   });
 
   document.getElementById("model-directory").addEventListener("input", () => {
     clearTimeout(lookupTimer);
-    lookupTimer = setTimeout(lookupRequirements, 300); // once typing pauses, not per key
+    lookupTimer = setTimeout(lookupModel, 300); // once typing pauses, not per key
   });
   document.getElementById("requirements").addEventListener("input", showRequirementsNote);
 
   // A folder from this computer: uploaded as soon as it is picked or dropped; Next checks routes against it.
   let uploaded = null;
-  ModelUpload.attach(document.getElementById("model-upload"), (upload) => { uploaded = upload; lookupRequirements(); });
+  ModelUpload.attach(document.getElementById("model-upload"), (upload) => { uploaded = upload; lookupModel(); });
 
   review.querySelector("#review-heading").tabIndex = -1;
   addRoute();
+  if (source() === "trainml") routeFill.lookup(); // "Create endpoint from this model" opens with it chosen
   document.getElementById("name").focus();
 })();

@@ -4,7 +4,8 @@
 // same API's cursor. Each entry shows one timestamp (the date too when it is not today): an access-log line's
 // own timestamp is dropped, since the stored one says the same. Platform events, stderr and 4xx/5xx answers
 // are each styled apart. Once the job has more than one revision (an update), each output line says which
-// revision's process printed it ("r2").
+// revision's process printed it ("r2"). The bar above filters the entries shown (text, case-insensitive), pauses
+// the live lines (held, and counted, until Follow) and downloads the whole log as text.
 "use strict";
 
 (() => {
@@ -111,15 +112,68 @@
     kind.textContent = [tag, { stderr: "err", event: "platform" }[entry.stream] || ""].filter(Boolean).join(" ");
     if (tag) row.dataset.revision = entry.revision;
     row.replaceChildren(time, kind, message);
+    row.hidden = !matches(entry);
     return row;
   }
 
   function showEnd() {
+    if (filter.value.trim()) showNote();
     end.textContent = older === null ? (list.children.length ? "Beginning of the log" : "No log lines yet") : "Scroll for older lines";
   }
 
+  // -- filter, pause and follow ----------------------------------------------------------------------------------
+
+  const filter = document.getElementById("log-filter");
+  const pause = document.getElementById("log-pause");
+  const note = document.getElementById("log-note");
+  const NOTE = note.textContent;
+  let held = null; // lines that came while paused, oldest first; null while following
+
+  function matches(entry) {
+    const query = filter.value.trim().toLowerCase();
+    return !query || entry.lines.join("\n").toLowerCase().includes(query);
+  }
+
+  function showNote() {
+    const query = filter.value.trim();
+    const parts = [];
+    if (query) {
+      const shown = [...list.children].filter((row) => !row.hidden).length;
+      parts.push(`${shown} of ${list.children.length} entries on the page match “${query}”`);
+    }
+    if (held) parts.push(`Paused: ${held.length} new ${held.length === 1 ? "line" : "lines"} held`);
+    note.textContent = parts.length ? parts.join(" · ") : NOTE;
+  }
+
+  filter.addEventListener("input", () => {
+    for (const row of list.children) row.hidden = !matches(row.entry);
+    showNote();
+  });
+
+  pause.addEventListener("click", () => {
+    if (held === null) {
+      held = [];
+      pause.textContent = "Follow";
+      pause.setAttribute("aria-pressed", "true");
+    } else {
+      const lines = held;
+      held = null;
+      pause.textContent = "Pause";
+      pause.setAttribute("aria-pressed", "false");
+      prepend(lines);
+      box.scrollTop = 0; // following: the newest line in view
+    }
+    showLive();
+    showNote();
+  });
+
   // Newer lines (oldest first) go on top; if the reader has scrolled down, keep what they read where it is.
   function prepend(lines) {
+    if (held) {
+      held.push(...lines);
+      showNote();
+      return;
+    }
     notice(lines);
     const before = box.scrollHeight;
     for (const line of lines) {
@@ -181,8 +235,9 @@
   let status = null;
   function showLive() {
     const stopped = TrainML.FINAL.has(status);
-    live.dataset.state = connected && !stopped ? "live" : "waiting";
-    live.textContent = stopped ? `Endpoint ${status}; new lines appear when it starts again` : connected ? "Live" : "Reconnecting…";
+    live.dataset.state = held ? "paused" : connected && !stopped ? "live" : "waiting";
+    live.textContent = held ? "Paused" : stopped ? `Endpoint ${status}; new lines appear when it starts again`
+      : connected ? "Live" : "Reconnecting…";
   }
 
   function follow(after) {
