@@ -899,3 +899,58 @@ def test_a_revision_serve_cannot_deploy_fails_and_the_serving_ones_application_i
     assert revision["status"] == "failed" and "CPU" in revision["reason"], revision
     assert head.last_put()[name] == serving
     assert plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running"
+
+
+def test_an_update_on_ray_changes_gpus_and_turns_auth_on_and_off_with_serves_rolling_update(start_control_plane,
+                                                                                           head):
+    head.nodes = [("node-a", {"CPU": 8.0, "GPU": 2.0, "accelerator_type:A100": 1.0, "memory": 8.0 * 1024**3})]
+    plane = ray_plane(start_control_plane, head, "--gpus", "none")
+    job = create(plane, "grows")
+    wait_status(plane, job["id"], "running")
+    name = f"ep-{job['id']}"
+
+    # GPUs: the new revision's replicas ask Ray for them (its rolling update starts them beside the old ones).
+    gpu = _revise(plane, job["id"], resources={"gpu_types": ["a100"], "gpu_count": 1})
+    assert gpu["status"] == "serving" and gpu["gpus"] == "1 x a100", gpu
+    actor = head.last_put()[name]["args"]["deployment"]["ray_actor_options"]
+    assert (actor["num_gpus"], actor["accelerator_type"]) == (1, "A100")
+    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["resources"]["gpu_count"] == 1
+    # What the cluster could never hold is refused before anything is deployed.
+    puts = len(head.puts)
+    refused = plane.api("POST", f"/api/jobs/{job['id']}/revisions", json={"resources": {"gpu_count": 4}})
+    assert refused.status_code == 422 and "do not fit the Ray cluster" in refused.json()["message"], refused.text
+    assert len(head.puts) == puts
+
+    # Auth on: the key in the revision's package and its own key package, never in Serve's config.
+    keyed = _revise(plane, job["id"], endpoint={"auth": True})
+    assert keyed["status"] == "serving" and keyed["auth"] is True, keyed
+    key = plane.api("GET", f"/api/jobs/{job['id']}/connect").json()["key"]
+    app = head.last_put()[name]
+    argv = app["args"]["argv"]
+    assert key and argv[argv.index("--key-file") + 1] == "endpoint.key"
+    assert _package(head, app).read("endpoint.key").decode().strip() == key == _key_package(head, app)
+    assert key not in json.dumps(head.puts)
+    # rotate-key reaches the replicas of the revision that turned auth on.
+    new_key = plane.api("POST", f"/api/jobs/{job['id']}/rotate-key").json()["key"]
+    assert new_key != key and _key_package(head, head.last_put()[name]) == new_key
+    wait_until(lambda: head.apps[name]["status"] == "RUNNING", timeout=30, message="the replicas reconfigured")
+
+    # A revision that fails leaves the keyed one serving as it was, its key package still the current one.
+    serving = head.last_put()[name]
+    head.next_outcomes = ["DEPLOY_FAILED"]
+    head.failure = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'weights'"
+    failed = _revise(plane, job["id"], endpoint={"auth": False})
+    assert failed["status"] == "failed" and "No module named 'weights'" in failed["reason"], failed["reason"]
+    assert head.last_put()[name] == serving
+    wait_until(lambda: head.apps[name]["status"] == "RUNNING", timeout=30, message="the serving one back")
+    assert plane.api("GET", f"/api/jobs/{job['id']}/connect").json()["key"] == new_key
+
+    # Auth off: replicas without a key file, no key package; the key is dropped.
+    open_ = _revise(plane, job["id"], endpoint={"auth": False})
+    assert open_["status"] == "serving" and open_["auth"] is False, open_["reason"]
+    app = head.last_put()[name]
+    assert "--key-file" not in app["args"]["argv"] and "deployments" not in app
+    assert "endpoint.key" not in _package(head, app).namelist()
+    assert not plane.api("GET", f"/api/jobs/{job['id']}/connect").json().get("key")
+    assert _statuses(plane, job["id"]) == [(1, "retired"), (2, "retired"), (3, "retired"), (4, "failed"),
+                                           (5, "serving")]
