@@ -13,4 +13,5 @@ libraries and the user's code.
     replies.py   request ids, JSON answers   streaming.py generator routes as SSE or NDJSON
     ownpaths.py  /ping and the health it reports, /metrics, /docs, OPTIONS, 404 and 405
     body.py      a body's headers and bytes  uploads.py   file params: multipart to disk, base64 in JSON
+    fallback.py  on Ray, a job's URL that no application serves (starting, stopping, removed): 503 or 404
 """
