@@ -389,6 +389,37 @@ def test_an_endpoint_key_guards_the_replicas_and_a_rotated_key_replaces_it(clust
     assert "endpoint key rotated" in logs and key not in logs and new_key not in logs
 
 
+@pytest.mark.timeout(600)
+def test_job_update_turns_auth_on_and_off_on_the_replicas(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    created = create(plane, "locks")
+    assert created.returncode == 0, created.stderr + created.stdout
+    url = json.loads(created.stdout)["url"]
+
+    def call(with_key=None):
+        headers = {"Authorization": f"Bearer {with_key}"} if with_key else {}
+        return requests.post(url + "/predict", json={"text": "hi"}, headers=headers, timeout=10)
+
+    wait_until(lambda: call().status_code == 200, timeout=60, interval=0.5, message="the proxy to route the job")
+    locked = trainml(plane, "job", "update", "locks", "--auth", "--format", "json", timeout=300)
+    assert locked.returncode == 0, locked.stdout + locked.stderr
+    key = json.loads(locked.stdout)["key"]
+    # Serving means every replica is the new revision's: the key is asked for at once.
+    missing = call()
+    assert missing.status_code == 401 and missing.json()["error"] == "unauthorized", missing.text
+    assert call(key).status_code == 200
+    assert json.loads(trainml(plane, "job", "connect", "locks", "--format", "json").stdout)["key"] == key
+    # rotate-key reaches the replicas of the revision that turned auth on.
+    new_key = json.loads(trainml(plane, "job", "rotate-key", "locks", "--format", "json").stdout)["key"]
+    wait_until(lambda: call(key).status_code == 401 and call(new_key).status_code == 200, timeout=30, interval=0.5,
+               message="the rotated key to work")
+
+    opened = trainml(plane, "job", "update", "locks", "--no-auth", timeout=300)
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert call().status_code == 200
+    assert not json.loads(trainml(plane, "job", "connect", "locks", "--format", "json").stdout).get("key")
+
+
 def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, start_control_plane):
     plane = start_control_plane(*cluster.plane_args())
     result = create(plane, "broken", model="import_error")
