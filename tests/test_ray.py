@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,6 +296,67 @@ def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_
     wait_until(lambda: cluster.routed(prefix) is False, timeout=30, interval=0.5, message="the application removed")
 
 
+SERVE_404 = "not found. Ping"  # Serve's own 404 text: `Path '/e/ID/predict' not found. Ping http://.../-/routes ...`
+
+
+@pytest.mark.timeout(600)
+def test_callers_get_our_json_while_a_job_stops_and_our_404_once_it_is_gone(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    created = create(plane, "fallsback")
+    assert created.returncode == 0, created.stderr + created.stdout
+    record = json.loads(created.stdout)
+    url, prefix = record["url"], f"/e/{record['id']}"
+    # The fallback application (deployed with the job, at /e) is routed too.
+    wait_until(lambda: cluster.routed(prefix) and cluster.routed("/e"), timeout=120, interval=0.5,
+               message="the proxy to route the job and the fallback")
+    nowhere = requests.get(f"http://127.0.0.1:{cluster.serve_port}/e/nosuchjob/predict", timeout=10)
+    assert nowhere.status_code == 404 and nowhere.json()["message"] == "no job at this URL", nowhere.text
+
+    answers: list[tuple[int, str | None, str]] = []  # (status, Retry-After, body) of each call during the stop
+    done = threading.Event()
+
+    def call():
+        with requests.Session() as session:
+            while not done.is_set():
+                try:
+                    answer = session.post(url + "/predict", json={"text": "x"}, timeout=10)
+                except requests.RequestException as exc:
+                    answers.append((0, None, repr(exc)))
+                    continue
+                answers.append((answer.status_code, answer.headers.get("retry-after"), answer.text))
+                time.sleep(0.02)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        wait_until(lambda: len(answers) >= 5, timeout=60, interval=0.1, message="calls before the stop")
+        stopped = trainml(plane, "job", "stop", "fallsback", timeout=300)
+    finally:
+        done.set()
+        caller.join(30)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [a for a in answers if SERVE_404 in a[2]], "Serve's own 404 reached a caller"
+    statuses = [status for status, _, _ in answers]
+    assert set(statuses) <= {200, 503, 404}, answers[-5:]
+    assert 503 in statuses, f"no 503 while the job stopped: {sorted(set(statuses))}"
+    for status, retry_after, body in answers:
+        if status == 503:
+            assert retry_after == "1" and json.loads(body)["error"] in ("unavailable", "overloaded"), body
+        if status == 404:  # at the very end: the job gone, the fallback told
+            assert json.loads(body)["message"] == "no job at this URL", body
+    # Removed: our 404 (the fallback reconfigured by the stop's last PUT), never Serve's text.
+    assert job(plane, "fallsback")["status"] == "stopped"
+
+    def gone():  # Serve reconfigures the fallback's replica a moment after the stop's last PUT: 503 until then
+        answer = requests.post(url + "/predict", json={"text": "x"}, timeout=10)
+        assert answer.status_code in (503, 404) and SERVE_404 not in answer.text, answer.text
+        return [answer] if answer.status_code == 404 else None  # (a 404 Response itself is falsy)
+
+    [gone] = wait_until(gone, timeout=60, interval=0.2, message="our 404 once the job is gone")
+    assert gone.json()["error"] == "not_found", gone.text
+    assert gone.json()["message"] == "no job at this URL" and gone.headers["x-request-id"] == gone.json()["request_id"]
+
+
 @pytest.mark.timeout(300)
 def test_an_endpoint_key_guards_the_replicas_and_a_rotated_key_replaces_it(cluster, start_control_plane):
     plane = start_control_plane(*cluster.plane_args())
@@ -328,6 +390,37 @@ def test_an_endpoint_key_guards_the_replicas_and_a_rotated_key_replaces_it(clust
     assert job(plane, "keyed")["status"] == "running"
     logs = trainml(plane, "job", "logs", "keyed").stdout
     assert "endpoint key rotated" in logs and key not in logs and new_key not in logs
+
+
+@pytest.mark.timeout(600)
+def test_job_update_turns_auth_on_and_off_on_the_replicas(cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    created = create(plane, "locks")
+    assert created.returncode == 0, created.stderr + created.stdout
+    url = json.loads(created.stdout)["url"]
+
+    def call(with_key=None):
+        headers = {"Authorization": f"Bearer {with_key}"} if with_key else {}
+        return requests.post(url + "/predict", json={"text": "hi"}, headers=headers, timeout=10)
+
+    wait_until(lambda: call().status_code == 200, timeout=60, interval=0.5, message="the proxy to route the job")
+    locked = trainml(plane, "job", "update", "locks", "--auth", "--format", "json", timeout=300)
+    assert locked.returncode == 0, locked.stdout + locked.stderr
+    key = json.loads(locked.stdout)["key"]
+    # Serving means every replica is the new revision's: the key is asked for at once.
+    missing = call()
+    assert missing.status_code == 401 and missing.json()["error"] == "unauthorized", missing.text
+    assert call(key).status_code == 200
+    assert json.loads(trainml(plane, "job", "connect", "locks", "--format", "json").stdout)["key"] == key
+    # rotate-key reaches the replicas of the revision that turned auth on.
+    new_key = json.loads(trainml(plane, "job", "rotate-key", "locks", "--format", "json").stdout)["key"]
+    wait_until(lambda: call(key).status_code == 401 and call(new_key).status_code == 200, timeout=30, interval=0.5,
+               message="the rotated key to work")
+
+    opened = trainml(plane, "job", "update", "locks", "--no-auth", timeout=300)
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert call().status_code == 200
+    assert not json.loads(trainml(plane, "job", "connect", "locks", "--format", "json").stdout).get("key")
 
 
 def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, start_control_plane):

@@ -29,6 +29,7 @@ from trainml_cli.contracts import replica_revision_record
 from trainml_cli.server.backends.rayapps import job_status
 from trainml_cli.states import JobStatus
 
+FALLBACK = "trainml-fallback"
 REPLICA = {"replica_id": "r1", "actor_id": "a" * 32, "pid": 4242, "node_id": "n1", "state": "RUNNING"}
 LOG_LINES = [":job_id:01000000", ":actor_name:ServeReplica:ep:endpoint", replica_revision_record(1),
              "hello from the replica",
@@ -256,7 +257,7 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     assert running["url"] == f"http://127.0.0.1:{head.port}/e/{job['id']}"
 
     apps = head.last_put()
-    assert set(apps) == {"someone-else", f"ep-{job['id']}"}, "every other application is kept as it runs"
+    assert set(apps) == {"someone-else", f"ep-{job['id']}", FALLBACK}, "every other application is kept as it runs"
     app = apps[f"ep-{job['id']}"]
     assert app["route_prefix"] == f"/e/{job['id']}"
     assert app["import_path"] == "trainml_cli.runtime.serve_entry:build"
@@ -283,8 +284,8 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     # The same code is uploaded once; a second job uses the package already there.
     second = create(plane, "echo2")
     wait_status(plane, second["id"], "running")
-    assert len(head.uploads) == 1
-    assert set(head.last_put()) == {"someone-else", f"ep-{job['id']}", f"ep-{second['id']}"}
+    assert [name for name in head.uploads if name != _fallback_package(head)] == [package[len("gcs://"):]]
+    assert set(head.last_put()) == {"someone-else", f"ep-{job['id']}", f"ep-{second['id']}", FALLBACK}
 
     # What the replica printed reaches the job's log; Ray's markers and Serve's own records do not.
     logs = lambda: [e["message"] for e in plane.api("GET", f"/api/jobs/{job['id']}/logs?limit=200").json()["logs"]]  # noqa: E731
@@ -299,8 +300,79 @@ def test_a_job_is_one_serve_application_deployed_with_the_full_list(start_contro
     # Stop: the list without it, and stopped once Serve has deleted it; the others stay.
     plane.api("POST", f"/api/jobs/{job['id']}/stop")
     wait_status(plane, job["id"], "stopped")
-    assert set(head.last_put()) == {"someone-else", f"ep-{second['id']}"}
+    assert set(head.last_put()) == {"someone-else", f"ep-{second['id']}", FALLBACK}
     assert f"ep-{job['id']}" not in head.apps
+
+
+def _fallback(put: dict) -> dict:
+    """The fallback application in one PUT's list: always there, always last."""
+    assert put["applications"][-1]["name"] == FALLBACK, [app["name"] for app in put["applications"]]
+    return put["applications"][-1]
+
+
+def _fallback_states(put: dict) -> dict:
+    [deployment] = _fallback(put)["deployments"]
+    assert deployment["name"] == "fallback"
+    return deployment["user_config"]["jobs"]
+
+
+def _fallback_package(head) -> str:
+    return _fallback(head.puts[-1])["runtime_env"]["working_dir"][len("gcs://"):]
+
+
+def test_every_list_holds_a_fallback_at_e_that_knows_which_jobs_are_starting_updating_or_stopping(
+        start_control_plane, head):
+    head.add_foreign_app("someone-else")
+    plane = ray_plane(start_control_plane, head)
+    alpha = create(plane, "private-name-alpha")
+    first = wait_until(lambda: head.puts and head.puts[0], timeout=30, interval=0.05, message="the first PUT")
+    fallback = _fallback(first)
+    # At /e: Serve's longest-prefix routing sends it the calls of every /e/ID no job's application takes.
+    assert fallback["route_prefix"] == "/e"
+    assert fallback["import_path"] == "trainml_cli.runtime.serve_entry:build_fallback"
+    options = fallback["args"]["deployment"]
+    assert options["num_replicas"] == 1 and options["ray_actor_options"] == {"num_cpus": 0}, "no CPU of the jobs'"
+    assert options["max_queued_requests"] > 0 and options["backpressure_config"]["status_code"] == 503
+    package = zipfile.ZipFile(io.BytesIO(head.packages[_fallback_package(head)])).namelist()
+    assert {"trainml_cli/runtime/fallback.py", "trainml_cli/runtime/serve_entry.py"} <= set(package)
+    assert not any(name.startswith("model/") or name == "routes.json" for name in package), "no job's code"
+    assert _fallback_states(first) == {alpha["id"]: "starting"}
+    wait_status(plane, alpha["id"], "running")
+
+    puts = len(head.puts)
+    beta = create(plane, "private-name-beta")
+    deployed = wait_until(lambda: len(head.puts) > puts and head.puts[puts], timeout=30, interval=0.05,
+                          message="beta's PUT")
+    assert _fallback_states(deployed) == {alpha["id"]: "running", beta["id"]: "starting"}
+    wait_status(plane, beta["id"], "running")
+    _revise(plane, beta["id"], endpoint={"replicas": 2})
+    updating = [_fallback_states(put) for put in head.puts for app in put["applications"]
+                if app["name"] == f"ep-{beta['id']}" and app["args"]["deployment"]["num_replicas"] == 2]
+    assert updating and updating[0] == {alpha["id"]: "running", beta["id"]: "updating"}
+
+    # Stop: the PUT that takes alpha out says it is stopping; once Serve has deleted it, one more PUT drops it
+    # (its URL then gets our 404). Only the fallback's map changes in that last one.
+    before = len(head.puts)
+    plane.api("POST", f"/api/jobs/{alpha['id']}/stop")
+    wait_status(plane, alpha["id"], "stopped")
+    removing, *_, done = head.puts[before:]
+    assert f"ep-{alpha['id']}" not in {app["name"] for app in removing["applications"]}
+    assert _fallback_states(removing) == {alpha["id"]: "stopping", beta["id"]: "running"}
+    assert _fallback_states(done) == {beta["id"]: "running"}
+    assert [app for app in done["applications"] if app["name"] != FALLBACK] == \
+        [app for app in removing["applications"] if app["name"] != FALLBACK]
+    assert {app["name"] for app in done["applications"]} == {"someone-else", f"ep-{beta['id']}", FALLBACK}
+
+    # Job names never reach it (only ids, which Ray's dashboard shows as the applications' names anyway), and
+    # its package went up once.
+    assert not any("private-name" in json.dumps(_fallback(put)) for put in head.puts)
+    assert head.uploads.count(_fallback_package(head)) == 1
+
+    # Removing the last job leaves the fallback with an empty map: every job URL gets our 404.
+    plane.api("DELETE", f"/api/jobs/{beta['id']}?force=true")
+    wait_until(lambda: f"ep-{beta['id']}" not in head.apps and _fallback_states(head.puts[-1]) == {}, timeout=30,
+               interval=0.1, message="the fallback's map emptied")
+    assert {app["name"] for app in head.puts[-1]["applications"]} == {"someone-else", FALLBACK}
 
 
 def test_a_ray_package_holds_the_files_the_local_backend_runs_for_the_same_folder(start_control_plane, head, tmp_path):
@@ -849,7 +921,7 @@ def test_an_update_redeploys_the_same_application_with_the_new_package_and_a_rol
                        endpoint={"replicas": 2})
     assert revision["revision"] == 2 and revision["status"] == "serving", revision
     apps = head.last_put()
-    assert set(apps) == {"someone-else", name}, "the other applications are kept as they run"
+    assert set(apps) == {"someone-else", name, FALLBACK}, "the other applications are kept as they run"
     second = apps[name]
     # Serve's rolling update of the same application: same name and prefix (the URL), new package and options.
     assert second["route_prefix"] == first["route_prefix"] and second["import_path"] == first["import_path"]
@@ -899,3 +971,58 @@ def test_a_revision_serve_cannot_deploy_fails_and_the_serving_ones_application_i
     assert revision["status"] == "failed" and "CPU" in revision["reason"], revision
     assert head.last_put()[name] == serving
     assert plane.api("GET", f"/api/jobs/{job['id']}").json()["status"] == "running"
+
+
+def test_an_update_on_ray_changes_gpus_and_turns_auth_on_and_off_with_serves_rolling_update(start_control_plane,
+                                                                                           head):
+    head.nodes = [("node-a", {"CPU": 8.0, "GPU": 2.0, "accelerator_type:A100": 1.0, "memory": 8.0 * 1024**3})]
+    plane = ray_plane(start_control_plane, head, "--gpus", "none")
+    job = create(plane, "grows")
+    wait_status(plane, job["id"], "running")
+    name = f"ep-{job['id']}"
+
+    # GPUs: the new revision's replicas ask Ray for them (its rolling update starts them beside the old ones).
+    gpu = _revise(plane, job["id"], resources={"gpu_types": ["a100"], "gpu_count": 1})
+    assert gpu["status"] == "serving" and gpu["gpus"] == "1 x a100", gpu
+    actor = head.last_put()[name]["args"]["deployment"]["ray_actor_options"]
+    assert (actor["num_gpus"], actor["accelerator_type"]) == (1, "A100")
+    assert plane.api("GET", f"/api/jobs/{job['id']}").json()["resources"]["gpu_count"] == 1
+    # What the cluster could never hold is refused before anything is deployed.
+    puts = len(head.puts)
+    refused = plane.api("POST", f"/api/jobs/{job['id']}/revisions", json={"resources": {"gpu_count": 4}})
+    assert refused.status_code == 422 and "do not fit the Ray cluster" in refused.json()["message"], refused.text
+    assert len(head.puts) == puts
+
+    # Auth on: the key in the revision's package and its own key package, never in Serve's config.
+    keyed = _revise(plane, job["id"], endpoint={"auth": True})
+    assert keyed["status"] == "serving" and keyed["auth"] is True, keyed
+    key = plane.api("GET", f"/api/jobs/{job['id']}/connect").json()["key"]
+    app = head.last_put()[name]
+    argv = app["args"]["argv"]
+    assert key and argv[argv.index("--key-file") + 1] == "endpoint.key"
+    assert _package(head, app).read("endpoint.key").decode().strip() == key == _key_package(head, app)
+    assert key not in json.dumps(head.puts)
+    # rotate-key reaches the replicas of the revision that turned auth on.
+    new_key = plane.api("POST", f"/api/jobs/{job['id']}/rotate-key").json()["key"]
+    assert new_key != key and _key_package(head, head.last_put()[name]) == new_key
+    wait_until(lambda: head.apps[name]["status"] == "RUNNING", timeout=30, message="the replicas reconfigured")
+
+    # A revision that fails leaves the keyed one serving as it was, its key package still the current one.
+    serving = head.last_put()[name]
+    head.next_outcomes = ["DEPLOY_FAILED"]
+    head.failure = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'weights'"
+    failed = _revise(plane, job["id"], endpoint={"auth": False})
+    assert failed["status"] == "failed" and "No module named 'weights'" in failed["reason"], failed["reason"]
+    assert head.last_put()[name] == serving
+    wait_until(lambda: head.apps[name]["status"] == "RUNNING", timeout=30, message="the serving one back")
+    assert plane.api("GET", f"/api/jobs/{job['id']}/connect").json()["key"] == new_key
+
+    # Auth off: replicas without a key file, no key package; the key is dropped.
+    open_ = _revise(plane, job["id"], endpoint={"auth": False})
+    assert open_["status"] == "serving" and open_["auth"] is False, open_["reason"]
+    app = head.last_put()[name]
+    assert "--key-file" not in app["args"]["argv"] and "deployments" not in app
+    assert "endpoint.key" not in _package(head, app).namelist()
+    assert not plane.api("GET", f"/api/jobs/{job['id']}/connect").json().get("key")
+    assert _statuses(plane, job["id"]) == [(1, "retired"), (2, "retired"), (3, "retired"), (4, "failed"),
+                                           (5, "serving")]

@@ -57,6 +57,18 @@ KEY_RECHECK_SECONDS = 1.0
 # runtime/serve_entry.py reads them).
 KEY_PACKAGE_FIELD = "key_package"
 KEY_PACKAGE_MEMBER = KEY_FILE
+# On Ray, a URL under /e that no job's application serves reaches one shared fallback application (deployed by
+# server/backends/rayfallback.py, answering in runtime/fallback.py): its deployment's user_config holds
+# {FALLBACK_STATES_FIELD: {job id: state}}, a state of FALLBACK_STATES, for the jobs whose callers should retry (503)
+# rather than be told there is no job there (404).
+FALLBACK_DEPLOYMENT = "fallback"
+FALLBACK_STATES_FIELD = "jobs"
+FALLBACK_STATES = {
+    "starting": "the endpoint is starting",
+    "updating": "the endpoint is being updated",
+    "stopping": "the endpoint is stopping",
+    "running": "the endpoint is not routed yet",  # a moment while Serve's proxies take its route again
+}
 
 
 @dataclass(frozen=True)

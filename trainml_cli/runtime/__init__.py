@@ -19,4 +19,5 @@ libraries and the user's code.
     capture.py   sampled calls kept (--capture), written off the hot path
     tracing.py   OTLP spans of each call, sent as JSON by a thread (standard library only)
     stamps.py    each printed line's time, so stdout and stderr are logged in print order
+    fallback.py  on Ray, a job's URL that no application serves (starting, stopping, removed): 503 or 404
 """

@@ -30,6 +30,10 @@ and the replica, every PUBLISH_INTERVAL seconds. Ray's metrics agent on each nod
 other metrics, and the control plane sums the replicas of an application from there: a scrape through Serve's
 proxy would reach one replica only.
 
+One more deployment, `FallbackReplica` (`build_fallback`), is the control plane's shared application at `/e`: it
+answers a job's URL while no application of that job serves it (runtime/fallback.py), from the map of job states
+its user_config holds.
+
 Only this module imports ray, and only on the cluster's replicas.
 """
 
@@ -45,9 +49,10 @@ from ray import serve
 
 from ..contracts import REPLICA_TOTALS_GAUGE, LoadFailure, flatten_totals, replica_revision_record
 from ..errors import ModelCodeError, UsageError
-from ..launchspec import KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
+from ..launchspec import FALLBACK_DEPLOYMENT, FALLBACK_STATES_FIELD, KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
 from .app import EndpointApp
 from .config import config_from_args
+from .fallback import Fallback
 from .loader import enter_model_dir, load_routes
 from .ownpaths import Health
 from .replies import HEADER as REQUEST_ID
@@ -159,6 +164,32 @@ def _one_request_id(scope, send):
         await send(message)
 
     return send_one_id
+
+
+@serve.deployment(name=FALLBACK_DEPLOYMENT)
+@serve.ingress()
+class FallbackReplica:
+    def __init__(self):
+        self._app = Fallback()
+
+    def reconfigure(self, user_config: dict) -> None:
+        states = (user_config or {}).get(FALLBACK_STATES_FIELD)
+        self._app.states = dict(states) if isinstance(states, dict) else {}
+
+    def __serve_build_asgi_app__(self):
+        app = self._app
+
+        async def answer(scope, receive, send):
+            if scope["type"] == "http":
+                send = _one_request_id(scope, send)
+            await app(scope, receive, send)
+
+        return answer
+
+
+def build_fallback(args: dict):
+    """The control plane's fallback application at `/e` (server/backends/rayfallback.py)."""
+    return FallbackReplica.options(**(args.get("deployment") or {})).bind()
 
 
 def build(args: dict):

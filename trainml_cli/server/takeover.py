@@ -16,7 +16,9 @@ without the key file, and drops the key (record and file) once the old process, 
 exited. So a caller that sends the key gets an answer from either revision during the switch. A key that was
 dropped never comes back: a rollback to a revision with auth makes a new one.
 
-On Ray a change of GPUs or auth, and `recreate`, are refused (409): not built there yet.
+On Ray, Ray places GPUs (no pool here): a change of GPUs is the new revision's deployment options, and Serve's
+rolling update starts its replicas with them (backends/rayrollout.py); the key is written and dropped as above, and
+travels in the revision's package. `recreate` is refused there (409): an update on Ray is Serve's rolling update.
 """
 
 from __future__ import annotations
@@ -89,12 +91,6 @@ class Takeover:
         if self.strategy == "recreate":
             raise Conflict(f"--strategy recreate is not built on the {backend} backend yet; an update there is "
                            "Serve's rolling update")
-        if self.gpus_change:
-            raise Conflict(f"changing GPUs (--gpu-type, --gpu-count) with an update is not built on the {backend} "
-                           "backend yet; stop the job and create it again")
-        if self.auth != self.was_auth:
-            raise Conflict(f"turning auth on or off (--auth, --no-auth) with an update is not built on the "
-                           f"{backend} backend yet; stop the job and create it again")
 
     def prepare(self) -> list[dict]:
         """Take the revision's GPUs (raising Conflict as `check` does if they went meanwhile) and write a new key

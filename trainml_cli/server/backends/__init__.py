@@ -7,6 +7,7 @@
     raylogs.py      replica output in job logs        raymetrics.py   replica totals, summed
     rayreplicas.py  replica deaths, counted and named
     rayrollout.py   a job's application rolled over to a new revision (Serve's rolling update)
+    rayfallback.py  the shared application at /e: our 503 or 404 at a job URL no application serves
     switch.py       a local endpoint switched to a new revision on the same socket
     scaling.py      local autoscaling: its checks, the runtime options it launches with, its scale file read back
     revisionoutput.py  each revision's output files, read into the log with the revision that printed them

@@ -14,6 +14,7 @@ dashboard (see rayhead.py: the control plane never imports ray). A job's life:
 - stop: PUT the list without the application, then wait until it is gone. Serve has no per-application
   DELETE (DELETE shuts Serve down), and the list we PUT keeps every other application as Serve runs it. Replicas
   get our own stop grace for their calls, and Serve's 30 s HAProxy drain is cut short (rayapps.REPLICA_ENV).
+  Every list holds our fallback application at `/e` too, which answers the job's URL meanwhile (rayfallback.py).
 - update, rollback: Serve's rolling update of the same application to the revision's package (rayrollout.py).
 - rotate-key: the new key in a package of its own, named in the deployment's user_config; the replicas read it
   in `reconfigure` and keep serving (runtime/serve_entry.py).
@@ -38,7 +39,7 @@ from ...serveroptions import default
 from ...states import JobStatus
 from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
-from . import rayapps, raycluster, rayexposure, raymetrics, rayrollout
+from . import rayapps, raycluster, rayexposure, rayfallback, raymetrics, rayrollout
 from .base import EndpointListener, Launch, Outcome, Say
 from .probes import first, http_get
 from .rayapps import ServeStatus
@@ -82,6 +83,7 @@ class RayBackend:
         self.options = options
         self.head = RayHead(options.address, options.token)
         self.replica_totals = ReplicaTotals(self.head)
+        self.fallback = rayfallback.FallbackApp(self.head, options.stop_grace)
         self._lock = asyncio.Lock()
         self._cache: tuple[float, dict] | None = None
         self._reading: asyncio.Future | None = None
@@ -147,29 +149,32 @@ class RayBackend:
             if any(config is not None for config in changes.values()):  # removing works wherever Serve listens
                 rayexposure.check_listening(details, self.options.serve_host, self.options.serve_port)
             current = details.get("applications") or {}
-            apps = {name: app["deployed_app_config"] for name, app in current.items()
-                    if app.get("deployed_app_config") and ServeStatus.of(app) is not ServeStatus.DELETING}
-            for name, config in changes.items():
-                if config is None:
-                    apps.pop(name, None)
-                else:
-                    apps[name] = config
+            deployed = {name: app["deployed_app_config"] for name, app in current.items()
+                        if app.get("deployed_app_config") and ServeStatus.of(app) is not ServeStatus.DELETING}
+            apps = {name: config for name, config in {**deployed, **changes}.items()
+                    if config is not None and name != rayfallback.NAME}
             if not apps and not current:
+                return
+            set_now = {name for name, config in changes.items() if config is not None}
+            apps[rayfallback.NAME] = await self.fallback.config(current, apps, set_now)  # last: after the jobs'
+            if apps == deployed:
                 return
             document = rayapps.deploy_document(list(apps.values()), self.options.serve_host, self.options.serve_port)
             await self.head.deploy(document)
             self._cache = None
 
     async def remove(self, names: list[str], timeout: float = REMOVE_TIMEOUT) -> bool:
-        """Remove these applications and wait until Serve has deleted them; False if it has not in time."""
-        await self.apply({name: None for name in names})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            present = await self.applications(max_age=0)
-            if not any(name in present for name in names):
-                return True
-            await asyncio.sleep(POLL)
-        return False
+        """Remove these applications and wait until Serve has deleted them; False if it has not in time. Their
+        URLs get the fallback's 503 meanwhile, its 404 once they are gone (rayfallback.py)."""
+        async with self.fallback.removing(names, lambda: self.apply({})):
+            await self.apply({name: None for name in names})
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                present = await self.applications(max_age=0)
+                if not any(name in present for name in names):
+                    return True
+                await asyncio.sleep(POLL)
+            return False
 
     # -- the seam -----------------------------------------------------------------------------------------
 

@@ -82,7 +82,16 @@ def package(launch: Launch) -> tuple[str, bytes]:
     if launch.runtime.key_file:
         files.append((KEY_FILE, Path(launch.runtime.key_file)))
     files += [(f"model/{rel}", path) for rel, path in _tree(launch.model_dir)]
-    files += [(f"trainml_cli/{rel}", path) for rel, path in _tree(_PACKAGE_ROOT) if rel.endswith(".py")]
+    return zipped(files + runtime_files())
+
+
+def runtime_files() -> list[tuple[str, Path]]:
+    """(name in a package, path) of this version of trainml_cli's modules, which a replica imports."""
+    return [(f"trainml_cli/{rel}", path) for rel, path in _tree(_PACKAGE_ROOT) if rel.endswith(".py")]
+
+
+def zipped(files: list[tuple[str, Path]]) -> tuple[str, bytes]:
+    """(`_ray_pkg_<sha>.zip`, its bytes) of these files, reproducibly: sorted, timestamped 1980, modes kept."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, path in sorted(files):

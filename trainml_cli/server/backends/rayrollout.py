@@ -11,6 +11,12 @@ A revision that cannot deploy (its code fails to import, its packages fail to in
 cannot place its replicas before the deploy deadline) fails with the reason. Serve keeps the old replicas serving
 through a failed surge rollout, but its target is then the failed config; the old config is put back, and the old
 replicas, whose version it is, serve on untouched (verified on the two-node cluster, tests/test_ray.py).
+
+GPUs and auth change the same way: the new revision's deployment asks Ray for its own `num_gpus` and
+`accelerator_type` (rayapps.deployment_options), and Ray places its replicas beside the old ones or fails it at the
+deploy deadline saying what is missing. Auth turned on packs the new key (server/takeover.py writes it) into the
+revision's package and its own key package, so `rotate-key` works from then on; turned off, the revision's
+replicas start without a key file. Callers get an answer from either revision's replicas during the rollout.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from ...errors import Conflict, RevisionFailed, TrainMLError
 from ...states import JobStatus
 from . import rayapps
 from .base import Launch
+from .raykeys import KeyPackage
 
 if TYPE_CHECKING:
     from .ray import RayEndpoint
@@ -45,6 +52,9 @@ async def switch(endpoint: RayEndpoint, launch: Launch, timeout: float) -> None:
                            f"{app.get('status') or 'absent'}); wait until the job runs again, then update it")
         before = {r.get("replica_id") for r in rayapps.replicas(app)}
         endpoint.switching = True
+        serving_key = endpoint.key
+        if launch.runtime.key_file != serving_key.key_file:  # auth turned on or off (server/takeover.py)
+            endpoint.key = KeyPackage(backend.head, launch.runtime.key_file)
         try:
             config = await endpoint._send(launch)
             if rayapps.version(config) == rayapps.version(old):  # the same again: Serve keeps its replicas
@@ -58,10 +68,14 @@ async def switch(endpoint: RayEndpoint, launch: Launch, timeout: float) -> None:
                 say(f"revision {launch.revision} is serving on Ray Serve; the previous replicas have stopped")
                 return
             say(f"revision {launch.revision} did not deploy; Ray Serve gets the serving revision's application back")
+            endpoint.key = serving_key
             await backend.apply({endpoint.name: old})
             if await _served(endpoint, endpoint.launch, old, set(), timeout) is not None:
                 say(f"Ray Serve has not taken the serving revision's application back within {timeout:g}s")
             raise RevisionFailed(reason)
+        except BaseException:
+            endpoint.key = serving_key  # the serving revision's key (or none) is the one Serve runs with
+            raise
         finally:
             endpoint.switching = False
 
