@@ -108,6 +108,9 @@ class RayBackend:
     async def _read_python(self, summary: list) -> None:
         self._python = self._python or await raycluster.head_python(summary)
 
+    def autoscale_options(self, scaling, max_concurrency, workdir) -> dict:
+        return {}  # Serve scales the replicas itself (the application's autoscaling_config)
+
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         if scaling.get("min_replicas") == 0:
             raise UsageError.at(("endpoint", "min_replicas"), "scaling to zero is built on the local backend only "
