@@ -111,13 +111,16 @@ def readme_recipe() -> tuple[dict[str, str], list[str], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     ray = shutil.which("ray")
     if ray is None:
         if os.environ.get("CI"):
             pytest.fail("the Ray tests must run in CI: pip install -e '.[test,ray,docs]'")
         pytest.skip("Ray is not installed (pip install -e '.[ray]')")
-    temp = tmp_path_factory.mktemp("ray")  # short: Ray's socket paths live under it
+    # Short, and not under pytest's basetemp: Ray's socket paths live under it (session_DATE_PID/sockets/...), and a
+    # Unix socket path holds at most 107 characters: pytest-xdist's worker folders (popen-gw0/) took the
+    # raylet's past that, and the head never started.
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     gcs, dashboard, serve, worker_serve, client, metrics_head, metrics_worker = _free_ports(7)
     variables, head_args, worker_args = readme_recipe()
     # HAProxy mode's fixed ports (HAProxy's metrics and stats, the head's fallback proxy) would collide between
@@ -199,6 +202,7 @@ def cluster(tmp_path_factory):
             except ProcessLookupError:
                 pass
         shutil.rmtree(sockets, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def trainml(plane, *argv, timeout=180):
