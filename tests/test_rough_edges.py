@@ -226,7 +226,7 @@ def test_server_options_are_defined_once_for_click_argparse_and_restart(tmp_path
     assert option_fields() == ["gpus", "python", "stop_grace", "unresponsive_after", "pass_env", "max_connections",
                                "tls_certfile", "tls_keyfile",
                                "backend", "ray_address", "ray_token_file", "ray_serve_host", "ray_serve_port",
-                               "ray_deploy_timeout"]
+                               "otlp_endpoint", "ray_deploy_timeout"]
 
 
 def test_short_debug_flag_shows_the_traceback_but_job_call_d_is_data(env):
