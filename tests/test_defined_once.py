@@ -107,7 +107,7 @@ def test_every_server_option_is_on_every_surface(option):
 
 
 def test_the_ray_backends_defaults_are_the_tables():
-    from trainml_cli.server.backends.ray import RayOptions
+    from trainml_cli.server.backends.rayhead import RayOptions
 
     ray = _defaults(RayOptions)
     assert ray == {"token": None, "serve_host": serveroptions.default("ray_serve_host"),
@@ -134,7 +134,7 @@ def test_no_default_is_written_twice():
     from trainml_cli.cli import endpoint
     from trainml_cli.runtime.config import RuntimeConfig
     from trainml_cli.server.app import ServerOptions
-    from trainml_cli.server.backends.ray import RayOptions
+    from trainml_cli.server.backends.rayhead import RayOptions
 
     literals = []
     for klass in (ServerOptions, RayOptions, RuntimeConfig, launchspec.LaunchSpec):

@@ -68,7 +68,8 @@ class ServerOptions(serveroptions.record("ServerOptionFields")):
             return LocalBackend(host, self.policy, pool, tls=self.tls_certfile is not None)
         if self.backend != "ray":
             raise UsageError(f"--backend: {self.backend!r} is not one of local, ray")
-        from .backends.ray import RayBackend, RayOptions
+        from .backends.ray import RayBackend
+        from .backends.rayhead import RayOptions
 
         if not self.ray_address:
             raise UsageError("--backend ray needs --ray-address http://HEAD:8265 (the Ray head's dashboard)")

@@ -30,12 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ...errors import TrainMLError, Unavailable, UsageError
-from ...serveroptions import default
 from ...states import JobStatus
 from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
@@ -43,7 +41,7 @@ from . import rayapps, raycluster, rayexposure, rayfallback, raymetrics, rayroll
 from .base import EndpointListener, Launch, Outcome, Say
 from .probes import first, http_get
 from .rayapps import ServeStatus
-from .rayhead import RayHead
+from .rayhead import RayHead, RayOptions
 from .raykeys import KeyPackage
 from .raylogs import ReplicaLogs
 from .raymetrics import ReplicaTotals
@@ -53,26 +51,6 @@ log = logging.getLogger("trainml.server")
 
 POLL = 0.5  # seconds between status reads
 REMOVE_TIMEOUT = 60.0  # seconds to wait for Serve to delete an application
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """`trainml server run --backend ray ...`"""
-
-    address: str  # the head's dashboard, http://HEAD:8265
-    token: str | None = None
-    serve_host: str = default("ray_serve_host")  # where Serve's HTTP proxies listen (set when Serve first starts)
-    serve_port: int = default("ray_serve_port")
-    deploy_timeout: float = default("ray_deploy_timeout")  # seconds a deploy may take before the job fails
-    # seconds a stopping replica's calls get to finish (Serve's graceful shutdown)
-    stop_grace: float = default("stop_grace")
-
-    @property
-    def serve_url(self) -> str:
-        host = self.serve_host
-        if host in ("0.0.0.0", "::", ""):  # listening everywhere: callers reach it where the head is
-            host = urlsplit(self.address).hostname or "127.0.0.1"
-        return f"http://[{host}]:{self.serve_port}" if ":" in host else f"http://{host}:{self.serve_port}"
 
 
 class RayBackend:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from ...errors import ServerError, Unavailable, UsageError
+from ...serveroptions import default
 
 MAX_PACKAGE = 100 * 1024 * 1024  # what the dashboard's HTTP server accepts (DASHBOARD_CLIENT_MAX_SIZE)
 
@@ -191,3 +192,23 @@ class RayHead:
 
     async def version(self) -> str:
         return (await self._call("GET", "/api/version")).json().get("ray_version", "?")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """`trainml server run --backend ray ...`"""
+
+    address: str  # the head's dashboard, http://HEAD:8265
+    token: str | None = None
+    serve_host: str = default("ray_serve_host")  # where Serve's HTTP proxies listen (set when Serve first starts)
+    serve_port: int = default("ray_serve_port")
+    deploy_timeout: float = default("ray_deploy_timeout")  # seconds a deploy may take before the job fails
+    # seconds a stopping replica's calls get to finish (Serve's graceful shutdown)
+    stop_grace: float = default("stop_grace")
+
+    @property
+    def serve_url(self) -> str:
+        host = self.serve_host
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: callers reach it where the head is
+            host = urlsplit(self.address).hostname or "127.0.0.1"
+        return f"http://[{host}]:{self.serve_port}" if ":" in host else f"http://{host}:{self.serve_port}"
