@@ -8,6 +8,7 @@
     gpu.py     trainml gpu ...                   secret.py   trainml secret ...
     scaling.py the replica options of job create (from ../replicaspec.py)
     revision.py  trainml job update, revisions, rollback   call.py  trainml job call
+    connect.py   trainml job connect, rotate-key
     requests.py  trainml job requests, replay (captured calls)
     joblog.py  trainml job logs, attach          (main.py also holds `trainml configure`, trainML's)
     jobview.py  how a job shows: its fields, its endpoint and curl lines, its progress and log

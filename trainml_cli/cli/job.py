@@ -272,54 +272,6 @@ def get_job(obj, job_ref, fmt):
         out.fields(describe(found, out.verbose))
 
 
-@job.command("connect")
-@click.argument("job_ref", metavar="JOB", type=JOB)
-@click.option("--timeout", type=SECONDS, default=300, show_default=True,
-              metavar="SECONDS", help="How long to wait for a starting job.")
-@click.option("--attach/--no-attach", default=False, show_default=True,
-              help="Then follow its log until it stops (trainML's flag; its default attaches).")
-@format_option
-@click.pass_obj
-def connect_job(obj, job_ref, timeout, attach, fmt):
-    """Wait until an endpoint is running, then print a curl command per route and its URL."""
-    out = Output(obj, fmt)
-
-    async def work(client):
-        found = await client.jobs.get(job_ref)
-        await wait_running(found, out, timeout)
-        key = await endpoint_key(found)
-        if out.json_mode:
-            out.json({**found.dict, "key": key} if key else found.dict)
-        else:
-            await show_endpoint(found, out, key)
-        if attach:
-            await follow_logs(found, out, tail=0)
-
-    obj.run(work)
-
-
-@job.command("rotate-key")
-@click.argument("job_ref", metavar="JOB", type=JOB)
-@format_option
-@click.pass_obj
-def rotate_key(obj, job_ref, fmt):
-    """Replace an endpoint's key (a job created with --auth); returns once the endpoint takes the new key and
-    refuses the old one (on Ray, the old one works until Serve has replaced the replicas)."""
-    out = Output(obj, fmt)
-
-    async def work(client):
-        found = await client.jobs.get(job_ref)
-        connection = await found.rotate_key()
-        if out.json_mode:
-            out.json(connection)
-            return
-        out.line(f"New key for job {found.name}: {connection['key']}")
-        if found.url:
-            await show_endpoint(found, out, connection["key"])
-
-    obj.run(work)
-
-
 @job.command("stop")
 @click.argument("job_ref", metavar="JOB", type=JOB)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it has stopped.")
@@ -394,11 +346,14 @@ def remove_job(obj, job_ref, force, fmt):
 
 # Commands of their own modules (job.py would be long), under the one `job` group.
 from .call import call_job  # noqa: E402
+from .connect import connect_job, rotate_key  # noqa: E402
 from .joblog import attach_job, logs  # noqa: E402
 from .requests import replay_job, requests_job  # noqa: E402
 from .revision import list_revisions, rollback_job, update_job  # noqa: E402
 
 job.add_command(call_job)
+job.add_command(connect_job)
+job.add_command(rotate_key)
 job.add_command(logs)
 job.add_command(attach_job)
 job.add_command(update_job)
