@@ -16,8 +16,10 @@ ROUTES = {"routes": [route("/environ", "environ", [], verb="GET")]}
 # The operator's: what a control plane started from a shell or a CI job commonly has.
 OPERATOR = {"AWS_SECRET_ACCESS_KEY": "aws-secret", "TRAINML_TEST_LEAK": "leak", "GITHUB_TOKEN": "ghp_x",
             "EXTRA_PASSED": "passed on", "LC_TIME": "C", "https_proxy": "http://127.0.0.1:9"}
-# What the platform and the runtime set for the endpoint themselves (server/driver.py, runtime/metrics.py).
-PLATFORM = {"TRAINML_JOB_ID", "PYTHONUNBUFFERED", "PYTHONPATH", "VIRTUAL_ENV", "PROMETHEUS_MULTIPROC_DIR"}
+# What the platform and the runtime set for the endpoint themselves (server/driver.py, runtime/metrics.py; the
+# line stamps that keep stdout and stderr in print order, contracts.OUTPUT_STAMPS_ENV).
+PLATFORM = {"TRAINML_JOB_ID", "PYTHONUNBUFFERED", "PYTHONPATH", "VIRTUAL_ENV", "PROMETHEUS_MULTIPROC_DIR",
+            "TRAINML_OUTPUT_STAMPS"}
 
 
 def test_an_endpoint_sees_the_allowlist_the_job_and_pass_env_but_none_of_the_operators_other_variables(

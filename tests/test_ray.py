@@ -58,13 +58,27 @@ class Cluster:
 
 
 def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
+    """Free ports below the kernel's ephemeral range (ip_local_port_range starts at 32768 by default). Ray binds
+    some of them long after they are picked (Serve's proxy at the first deploy), and the suite's other worker
+    meanwhile opens listeners on port 0: a port from the ephemeral range was taken under Serve once."""
+    import random
+
+    low = 20000
+    try:
+        low = min(low, int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) - 4000)
+    except (OSError, ValueError, IndexError):
+        pass
+    ports: list[int] = []
+    for port in random.sample(range(low, low + 4000), 400):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise AssertionError(f"no {count} free ports between {low} and {low + 4000}")
 
 
 def _end(process: subprocess.Popen) -> None:
