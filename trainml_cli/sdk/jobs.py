@@ -161,7 +161,10 @@ class Job(JobLog, JobRevisions, JobRequests):
         held: list = []  # the response, once the thread has it: closed from here when the caller stops early
 
         def put(kind, value=None):
-            loop.call_soon_threadsafe(items.put_nowait, (kind, value))
+            try:
+                loop.call_soon_threadsafe(items.put_nowait, (kind, value))
+            except RuntimeError:  # the caller's loop has ended (it stopped at an error): nobody to hand this to
+                pass
 
         def pump():
             try:
