@@ -69,20 +69,8 @@ async def read_body(receive, limit: int) -> bytes:
     if message["type"] == "http.disconnect":
         raise ClientGone()
     body = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise BodyTooLarge()
+    if len(body) > limit:
+        raise BodyTooLarge()
+    if not message.get("more_body", False):  # the usual case: the whole body in one message
         return body
-    chunks = [body]
-    size = len(body)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge()
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    return b"".join([body, *[chunk async for chunk in chunks(receive, limit - len(body))]])
