@@ -246,9 +246,7 @@ class Revisions:
     async def _hold_socket(self, driver) -> None:
         """An endpoint adopted after a control plane restart holds the only copy of its socket: take it back before
         anything is fetched or recorded, so that an endpoint that cannot give it is refused with nothing created."""
-        hold = getattr(self.jobs.backend, "hold_socket", None)
-        if hold is not None:
-            await hold(driver.endpoint)
+        await self.jobs.backend.hold_socket(driver.endpoint)
 
     async def _spec(self, job, serving: dict, payload: dict) -> dict:
         jobs, base = self.jobs, serving["spec"]

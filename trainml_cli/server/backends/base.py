@@ -180,6 +180,11 @@ class Backend(Protocol):
     def url(self, job: JobRecord) -> str | None:
         """Where a live job answers, from its record."""
 
+    async def hold_socket(self, endpoint: Endpoint) -> None:
+        """Before a switch of revisions: take back the listening socket an adopted endpoint holds (the only copy
+        after a control plane restart), or raise Conflict with nothing created. Backends whose endpoints do not
+        hold a socket of ours (Ray's proxy owns it) do nothing."""
+
     async def rotate_key(self, workdir: Path, key: str, endpoint: Endpoint | None) -> str:
         """Hand a job's new endpoint key to where its endpoint reads it (`workdir`: the job's folder; `endpoint`:
         the live one, None when nothing runs). Local: returns once every worker accepts the new key and refuses the

@@ -89,6 +89,9 @@ class RayBackend:
     def autoscale_options(self, scaling, max_concurrency, workdir) -> dict:
         return {}  # Serve scales the replicas itself (the application's autoscaling_config)
 
+    async def hold_socket(self, endpoint) -> None:
+        return None  # Serve's proxies own the listening sockets
+
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
         if scaling.get("min_replicas") == 0:
             raise UsageError.at(("endpoint", "min_replicas"), "scaling to zero is built on the local backend only "
