@@ -8,7 +8,8 @@ unbatched route with one thread (--max-concurrency 1, its best on one core: eigh
 evict each other's weights from the cache); LitServe with its own batching (max_batch_size 32, batch_timeout
 5 ms) and a hand-written FastAPI app. Each server runs on core 0 (with all its processes), wrk on core 1;
 BLAS uses one thread everywhere. Targets (issue 11): batched >= 2x our unbatched route and >= 4x LitServe's
-batching, p99 no worse than our unbatched route, no non-2xx answers.
+batching, p99 no worse than our unbatched route, no non-2xx answers. For our servers it also prints the
+distributions of batch sizes and queue waits over the measured run, from the endpoint's own /metrics.
 
 With --together, our batched route runs at the same time as each other server, both on core 0, each loaded by
 its own wrk on core 1: the kernel gives both equal CPU time, so the ratio of their requests/s is the ratio of
@@ -24,6 +25,7 @@ import random
 import statistics
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
@@ -34,6 +36,37 @@ ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 BODY_PARAMS = [{"name": "x", "type": "list"}]
 CONNECTIONS = 64
 DRAIN_SECONDS = 3
+HISTOGRAMS = {"trainml_batch_size": "batch size", "trainml_queue_wait_seconds": "queue wait s"}
+
+
+def buckets(port: int) -> dict[str, dict[float, float]]:
+    """The endpoint's cumulative histogram buckets of /predict, from its Prometheus text: name -> {le: count}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found: dict[str, dict[float, float]] = {name: {} for name in HISTOGRAMS}
+    for line in text.splitlines():
+        for name in HISTOGRAMS:
+            if line.startswith(name + "_bucket{") and 'route="POST /predict"' in line:
+                bound = line.split('le="', 1)[1].split('"', 1)[0]
+                found[name][float(bound)] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def distribution(before: dict, after: dict) -> list[str]:
+    """What the measured run added to each histogram: the share of calls (or batches) at or under each bound,
+    and the bound the median and the 99th percentile fall under."""
+    lines = []
+    for name, label in HISTOGRAMS.items():
+        added = {le: after[name].get(le, 0) - before[name].get(le, 0) for le in sorted(after[name])}
+        total = added.get(float("inf"), 0)
+        if not total:
+            continue
+        shares = ", ".join(f"<={le:g}: {count / total:.0%}" for le, count in added.items()
+                           if le != float("inf") and 0 < count < total) or "all in one bucket"
+        p50 = next(le for le, count in added.items() if count >= total * 0.5)
+        p99 = next(le for le, count in added.items() if count >= total * 0.99)
+        lines.append(f"  {label}: {total:.0f} observed, p50 <= {p50:g}, p99 <= {p99:g} ({shares})")
+    return lines
 
 
 def route(function: str, batch: dict | None = None) -> dict:
@@ -48,6 +81,8 @@ def servers(port: int) -> dict[str, tuple[list[str], str]]:
                str(port)]
     return {
         "trainml batched": (runtime + ["--route", json.dumps(route("predict_batch", {"max_size": 32}))], "/ping"),
+        "batched 1 thread": (runtime + ["--route", json.dumps(route("predict_batch", {"max_size": 32})),
+                             "--max-concurrency", "1"], "/ping"),
         "trainml unbatched": (runtime + ["--route", json.dumps(route("predict"))], "/ping"),
         "unbatched 1 thread": (runtime + ["--route", json.dumps(route("predict")), "--max-concurrency", "1"], "/ping"),
         "litserve batched": ([sys.executable, str(ROOT / "bench" / "mlp_litserve.py"), str(port)], "/health"),
@@ -82,13 +117,21 @@ def main() -> None:
                 # wrk closes its connections with requests still queued; a server finishes those first (none drops
                 # a queued call whose client left), so let it drain before the measured run.
                 time.sleep(DRAIN_SECONDS)
+                ours = name.startswith(("trainml", "unbatched"))
+                before = buckets(port) if ours else None
                 results[name] = wrk(url, body, CONNECTIONS, args.seconds)
+                if ours:
+                    time.sleep(1)  # the workers flush their sums to the shared files every 0.5 s
+                    results[name]["distribution"] = distribution(before, buckets(port))
         rounds.append(results)
         print(f"round {number + 1}: c={CONNECTIONS}, {args.seconds} s per server")
         print(f"{'server':18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
         for name, r in results.items():
             print(f"{name:18} {r['rps']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
                   f"{r['non2xx']:8d} {r['socket_errors']:7d}")
+        for name, r in results.items():
+            if r.get("distribution"):
+                print(f"{name}:", *r["distribution"], sep="\n")
         ours = results.get("trainml batched")
         if ours:
             for name, r in results.items():

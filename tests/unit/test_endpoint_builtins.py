@@ -263,6 +263,24 @@ async def test_a_lone_request_goes_at_once_without_max_wait(endpoint):
     assert (await ep.post("/now", json={"request_id": 1, "text": "a"})).json()["batch"] == 1
 
 
+async def test_calls_arriving_while_a_batch_runs_wait_for_it_and_go_as_one_batch(endpoint):
+    # Free threads do not start a pass per arrival beside the running one (each would cost a full pass): what
+    # arrives meanwhile forms one batch, which goes once the running batch ends or a batch's time has passed.
+    ep = await endpoint("batched", [batched("/slow", "slow_echo", [param("request_id", "int"),
+                                                                   param("delay", "float")], max_size=32)])
+    assert (await ep.post("/slow", json={"request_id": 0, "delay": 0.5})).json()["batch"] == 1  # a batch's time
+    running = asyncio.ensure_future(ep.post("/slow", json={"request_id": 1, "delay": 1.0}))
+    await asyncio.sleep(0.1)  # the first free thread takes it at once: nothing else is queued or running
+
+    async def arrive(number):
+        await asyncio.sleep(0.02 * number)
+        return await ep.post("/slow", json={"request_id": 10 + number, "delay": 0.0})
+
+    behind = await asyncio.gather(*(arrive(n) for n in range(6)))
+    assert [a.json() for a in behind] == [{"id": 10 + n, "batch": 6} for n in range(6)]
+    assert (await running).json() == {"id": 1, "batch": 1}
+
+
 async def test_the_openapi_of_a_batched_route_shows_one_requests_body(endpoint):
     ep = await endpoint("batched", [batched("/echo", "echo", max_size=4, max_wait_ms=5)])
     document = (await ep.get("/openapi.json")).json()

@@ -8,11 +8,15 @@ function once, with one list per param:
     keyword route:     f(text=[t1, t2, ...], threshold=[h1, h2, ...])
     positional route:  f([t1, t2, ...], [h1, h2, ...])
 
-Batches are opportunistic: a batch goes as soon as a thread is free, with what is queued. Only when M > 0 and
-fewer than N are queued does the thread wait, until N are there or the oldest has waited M ms. Under load the
-queue fills while the threads are busy, so batches grow by themselves without anyone waiting; at low load M
-trades latency for batch size. When requests remain after a batch is taken, the batcher puts a new turn in the
-pool's queue, so another free thread can run the next batch at the same time (max_concurrency counts batches).
+Batches are opportunistic: with nothing running, a batch goes as soon as a thread is free, with what is
+queued; when M > 0 and fewer than N are queued the thread first waits until N are there or the oldest has waited
+M ms (at low load M trades latency for batch size). While another batch of the route is running, a batch short
+of N waits for it to end, at most as long as a batch has taken lately: starting a second pass beside the first
+would only split the queue into small batches that each cost nearly what a full one costs (a forward pass reads
+all its weights whatever the batch size), and share the CPU with it. So under load one batch forms while the
+other runs, and goes full or the moment the core is free. When requests remain after a batch is taken, the
+batcher puts a new turn in the pool's queue, so another free thread can run the next batch at the same time
+(max_concurrency counts batches): full batches still run side by side.
 
 The function returns a list, tuple or array with one result per request, in order. Anything else, or a result
 of the wrong length, answers 500 to every request of the batch, naming the route and what came back; so does an
@@ -52,6 +56,8 @@ class Batcher:
         self.pending: deque[Call] = deque()
         self.cond = threading.Condition(threading.Lock())
         self.turn_queued = False  # at most one turn in the pool's queue: one thread forms a batch at a time
+        self.running = 0  # batches of this route being called now
+        self.typical = 0.0  # seconds a batch's call has taken lately (a moving average): how long to wait for one
         pool.batched = True
 
     # -- event loop side -------------------------------------------------------------------------------------
@@ -82,16 +88,20 @@ class Batcher:
 
     def take(self) -> list[Call]:
         with self.cond:
-            if self.max_wait > 0 and len(self.pending) < self.max_size:
-                deadline = self.pending[0].queued + self.max_wait
+            if self.pending and len(self.pending) < self.max_size and (self.max_wait > 0 or self.running):
+                filled = self.pending[0].queued + self.max_wait
+                # A running batch is waited for no longer than a batch takes, so a hung call holds nobody long.
+                behind = time.monotonic() + self.typical
                 while len(self.pending) < self.max_size:
-                    left = deadline - time.monotonic()
+                    now = time.monotonic()
+                    left = max(filled - now, behind - now if self.running else 0.0)
                     if left <= 0:
                         break
                     self.cond.wait(left)
             batch = [self.pending.popleft() for _ in range(min(len(self.pending), self.max_size))]
             more = bool(self.pending)
             self.turn_queued = more
+            self.running += bool(batch)
         if more:
             self.pool.put(self)  # the rest go to the next free thread, as a batch of their own
         return batch
@@ -116,6 +126,11 @@ class Batcher:
                 call.ended = ended
             pool._busy[index] = False
             pool._serving[index] = 0
+            with self.cond:
+                self.running -= 1
+                took = ended - started
+                self.typical = took if not self.typical else 0.8 * self.typical + 0.2 * took
+                self.cond.notify()  # a batch forming behind this one may go now
         pool._loop.call_soon_threadsafe(self._done, batch, outcomes)
 
     def _call(self, batch: list[Call]) -> list:
