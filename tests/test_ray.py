@@ -628,6 +628,46 @@ def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_an
     assert "live: 2 running" in shown
 
 
+@pytest.mark.timeout(600)
+def test_min_zero_scales_to_zero_after_the_idle_timeout_and_calls_are_held_while_a_replica_starts(
+        cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    result = create(plane, "zero", "--min-replicas", "0", "--max-replicas", "1", "--idle-timeout", "3")
+    assert result.returncode == 0, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    url = record["url"]
+    apps = requests.get(cluster.dashboard + "/api/serve/applications/", timeout=10).json()["applications"]
+    config = next(iter(apps[f"ep-{record['id']}"]["deployments"].values()))["deployment_config"]["autoscaling_config"]
+    assert (config["min_replicas"], config["max_replicas"], config["downscale_to_zero_delay_s"]) == (0, 1, 3.0)
+    first = requests.post(url + "/predict", json={"text": "warm"}, timeout=60)
+    assert first.status_code == 200, first.text
+
+    # After the idle timeout Serve stops the last replica; the job stays running and says it is scaled to zero.
+    def scaled_to_zero():
+        got = job(plane, "zero")
+        return got if got["replicas"] == [] else None
+
+    got = wait_until(scaled_to_zero, timeout=120, interval=1, message="the job scaled to zero")
+    assert got["status"] == "running"
+    assert got["scale"]["replicas"] == 0 and (got["scale"]["min_replicas"], got["scale"]["max_replicas"]) == (0, 1)
+    assert "live: 0 running (scaled to zero" in trainml(plane, "job", "get", "zero").stdout
+
+    # Calls to a job scaled to zero are held while Serve starts a replica, never refused: all get 200.
+    answers: list = [None] * 3
+
+    def call(index):
+        answers[index] = requests.post(url + "/predict", json={"text": f"cold {index}"}, timeout=150)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
+    assert first.json()["pid"] not in {a.json()["pid"] for a in answers}, "a new replica answered them"
+    assert job(plane, "zero")["status"] == "running"
+
+
 def test_gpus_are_the_clusters_a_count_it_lacks_is_refused_at_create_and_gpu_list_shows_them(cluster,
                                                                                             start_control_plane):
     # This machine declares a GPU; the cluster has none. The cluster's count is what holds on Ray.

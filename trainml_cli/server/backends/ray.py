@@ -90,9 +90,6 @@ class RayBackend:
         return {}  # Serve scales the replicas itself (the application's autoscaling_config)
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
-        if scaling.get("min_replicas") == 0:
-            raise UsageError.at(("endpoint", "min_replicas"), "scaling to zero is built on the local backend only "
-                                "so far; give at least 1 on Ray")
         # Refused rather than ignored: the job would run on an interpreter it did not ask for.
         if environment.get("python"):
             raise UsageError.at(("environment", "python"),
@@ -255,6 +252,11 @@ class RayEndpoint:
     @property
     def url(self) -> str:
         return self.backend.app_url(self.launch.job_id)
+
+    @property
+    def scale(self) -> dict | None:
+        """An autoscaled application's scale now, as `job get` shows a local one's (rayapps.scale_summary)."""
+        return rayapps.scale_summary(self.launch, self.live_replicas)
 
     def request_stop(self) -> None:
         self._stop.set()

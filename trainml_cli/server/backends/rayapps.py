@@ -341,6 +341,19 @@ def replicas(app: dict | None) -> list[dict]:
     return found
 
 
+def scale_summary(launch: Launch, live_replicas: list[dict] | None) -> dict | None:
+    """{replicas, min_replicas, max_replicas, scaled_to_zero, cold_start_ms, decision} of an autoscaled job, as the
+    local backend's `job get` has them (backends/scaling.py): the replicas Serve runs now, by its last report.
+    None for a fixed number of replicas, or before the first report. Serve says neither why it scaled nor how long a
+    cold start took."""
+    if not launch.scaling.autoscaled or live_replicas is None:
+        return None
+    config = serve_autoscaling(launch.scaling.as_endpoint())
+    running = sum(1 for replica in live_replicas if replica.get("state") == "RUNNING")
+    return {"replicas": running, "min_replicas": config["min_replicas"], "max_replicas": config["max_replicas"],
+            "scaled_to_zero": not live_replicas, "cold_start_ms": None, "decision": None}
+
+
 def live(app: dict | None) -> list[dict]:
     """The replicas as `job get` and the dashboard show them: [{replica_id, state, pid, node_ip}], RUNNING first."""
     found = [{key: replica.get(key) for key in ("replica_id", "state", "pid", "node_ip")} for replica in replicas(app)]
