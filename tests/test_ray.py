@@ -587,10 +587,11 @@ def test_a_requirements_file_naming_files_installs_from_the_uploaded_model_folde
 def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_answers_through_the_url(
         cluster, start_control_plane):
     plane = start_control_plane(*cluster.plane_args())
-    # One replica per node (each has one SLOT), both kept by autoscaling bounds of 2 and 2.
+    # One replica per node (each has one SLOT), both kept by autoscaling bounds of 2 and 2; every call captured.
     options = {"memory": 104857600, "resources": {SLOT: 1}}
     result = create(plane, "tuned", "--min-replicas", "2", "--max-replicas", "2", "--upscale-delay", "3",
-                    "--downscale-delay", "20", "--target-ongoing", "2", "--ray-actor-options", json.dumps(options))
+                    "--downscale-delay", "20", "--target-ongoing", "2", "--ray-actor-options", json.dumps(options),
+                    "--capture", "1")
     assert result.returncode == 0, result.stderr + result.stdout
     record = json.loads(result.stdout)
     url = record["url"]
@@ -611,13 +612,39 @@ def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_an
     # replica when Serve reloads its config, which may lag the application's RUNNING by a moment: calls one after
     # another, as one client makes them, reach both within 60 s.
     seen: list[int] = []
+    ids: dict[str, int] = {}  # each answer's X-Request-Id: the pid that answered it
+    secret = "Bearer never-kept-5f2c9a"  # a header's value, which capture never keeps
 
     def both_answered():
-        seen.append(requests.post(url + "/predict", json={"text": "hi"}, timeout=10).json()["pid"])
+        answer = requests.post(url + "/predict", json={"text": f"hi {len(seen)}"}, timeout=10,
+                               headers={"Authorization": secret})
+        seen.append(answer.json()["pid"])
+        ids[answer.headers["x-request-id"]] = seen[-1]
         return len(set(seen)) == 2
 
     wait_until(both_answered, timeout=60, interval=0.1, message="calls answered by both replicas")
     pids = set(seen)
+
+    # Each replica's captures reach the control plane (drained from its node through the head): `job requests`
+    # lists every call with its answer, whichever node's replica answered it, and replay sends one again.
+    def captured():
+        listed = trainml(plane, "job", "requests", "tuned", "--format", "json", "--tail", "1000")
+        entries = {e["id"]: e for e in json.loads(listed.stdout or "[]")} if listed.returncode == 0 else {}
+        return entries if set(ids) <= set(entries) else None
+
+    entries = wait_until(captured, timeout=60, interval=1, message="every call in job requests")
+    assert {entries[rid]["response"]["pid"] for rid in ids} == pids
+    assert all(entries[rid]["status"] == 200 and entries[rid]["route"] == "POST /predict" for rid in ids)
+    assert entries[next(iter(ids))]["request"] == {"text": "hi 0"}
+    replayed = trainml(plane, "job", "replay", "tuned", next(iter(ids)), "--format", "json")
+    assert replayed.returncode == 0 and json.loads(replayed.stdout)["new"]["status"] == 200, replayed.stderr
+    folder = plane.home / "jobs" / record["id"] / "requests"
+    for file in folder.iterdir():
+        assert file.stat().st_mode & 0o777 == 0o600, file
+    for file in (p for p in plane.home.rglob("*") if p.is_file()):
+        assert b"never-kept-5f2c9a" not in file.read_bytes(), file
+    # The replicas write on their own nodes: no path of the control plane's reaches the cluster.
+    assert "--capture-dir" not in app["deployed_app_config"]["args"]["argv"]
 
     # `job get` shows the configured replicas and the live ones.
     live = wait_until(lambda: (r := job(plane, "tuned").get("replicas")) and len(r) == 2 and r, timeout=30,

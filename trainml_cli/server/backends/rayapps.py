@@ -230,10 +230,11 @@ def app_config(launch: Launch, package_name: str, packages: dict | None, acceler
     `packages` (from `uv_packages`) as its runtime_env's `uv` field, and for a keyed job the key package that
     holds its current key (`key_package`)."""
     # Paths as the replica sees them in its working dir (the package). Serve's proxy speaks plain HTTP to the
-    # replicas, so the control plane's TLS files stay here.
+    # replicas, so the control plane's TLS files stay here; captured calls go to the replica's node, which the
+    # control plane drains (raycaptures.py).
     runtime = replace(launch.runtime, model_dir="model", route_file="routes.json", workers=None, fd=None,
                       host=None, port=None, key_file=KEY_FILE if launch.runtime.key_file else None,
-                      tls_certfile=None, tls_keyfile=None)
+                      tls_certfile=None, tls_keyfile=None, capture_dir=None)
     env = dict(launch.job_env)
     env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the replica's log file as they happen
     env.update(REPLICA_ENV)
