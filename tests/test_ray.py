@@ -587,10 +587,11 @@ def test_a_requirements_file_naming_files_installs_from_the_uploaded_model_folde
 def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_answers_through_the_url(
         cluster, start_control_plane):
     plane = start_control_plane(*cluster.plane_args())
-    # One replica per node (each has one SLOT), both kept by autoscaling bounds of 2 and 2.
+    # One replica per node (each has one SLOT), both kept by autoscaling bounds of 2 and 2; every call captured.
     options = {"memory": 104857600, "resources": {SLOT: 1}}
     result = create(plane, "tuned", "--min-replicas", "2", "--max-replicas", "2", "--upscale-delay", "3",
-                    "--downscale-delay", "20", "--target-ongoing", "2", "--ray-actor-options", json.dumps(options))
+                    "--downscale-delay", "20", "--target-ongoing", "2", "--ray-actor-options", json.dumps(options),
+                    "--capture", "1")
     assert result.returncode == 0, result.stderr + result.stdout
     record = json.loads(result.stdout)
     url = record["url"]
@@ -611,13 +612,39 @@ def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_an
     # replica when Serve reloads its config, which may lag the application's RUNNING by a moment: calls one after
     # another, as one client makes them, reach both within 60 s.
     seen: list[int] = []
+    ids: dict[str, int] = {}  # each answer's X-Request-Id: the pid that answered it
+    secret = "Bearer never-kept-5f2c9a"  # a header's value, which capture never keeps
 
     def both_answered():
-        seen.append(requests.post(url + "/predict", json={"text": "hi"}, timeout=10).json()["pid"])
+        answer = requests.post(url + "/predict", json={"text": f"hi {len(seen)}"}, timeout=10,
+                               headers={"Authorization": secret})
+        seen.append(answer.json()["pid"])
+        ids[answer.headers["x-request-id"]] = seen[-1]
         return len(set(seen)) == 2
 
     wait_until(both_answered, timeout=60, interval=0.1, message="calls answered by both replicas")
     pids = set(seen)
+
+    # Each replica's captures reach the control plane (drained from its node through the head): `job requests`
+    # lists every call with its answer, whichever node's replica answered it, and replay sends one again.
+    def captured():
+        listed = trainml(plane, "job", "requests", "tuned", "--format", "json", "--tail", "1000")
+        entries = {e["id"]: e for e in json.loads(listed.stdout or "[]")} if listed.returncode == 0 else {}
+        return entries if set(ids) <= set(entries) else None
+
+    entries = wait_until(captured, timeout=60, interval=1, message="every call in job requests")
+    assert {entries[rid]["response"]["pid"] for rid in ids} == pids
+    assert all(entries[rid]["status"] == 200 and entries[rid]["route"] == "POST /predict" for rid in ids)
+    assert entries[next(iter(ids))]["request"] == {"text": "hi 0"}
+    replayed = trainml(plane, "job", "replay", "tuned", next(iter(ids)), "--format", "json")
+    assert replayed.returncode == 0 and json.loads(replayed.stdout)["new"]["status"] == 200, replayed.stderr
+    folder = plane.home / "jobs" / record["id"] / "requests"
+    for file in folder.iterdir():
+        assert file.stat().st_mode & 0o777 == 0o600, file
+    for file in (p for p in plane.home.rglob("*") if p.is_file()):
+        assert b"never-kept-5f2c9a" not in file.read_bytes(), file
+    # The replicas write on their own nodes: no path of the control plane's reaches the cluster.
+    assert "--capture-dir" not in app["deployed_app_config"]["args"]["argv"]
 
     # `job get` shows the configured replicas and the live ones.
     live = wait_until(lambda: (r := job(plane, "tuned").get("replicas")) and len(r) == 2 and r, timeout=30,
@@ -626,6 +653,46 @@ def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_an
     shown = trainml(plane, "job", "get", "tuned").stdout
     assert "configured: 2-2 autoscaled: aiming at 2 call(s) in flight per replica, adding one after 3s" in shown
     assert "live: 2 running" in shown
+
+
+@pytest.mark.timeout(600)
+def test_min_zero_scales_to_zero_after_the_idle_timeout_and_calls_are_held_while_a_replica_starts(
+        cluster, start_control_plane):
+    plane = start_control_plane(*cluster.plane_args())
+    result = create(plane, "zero", "--min-replicas", "0", "--max-replicas", "1", "--idle-timeout", "3")
+    assert result.returncode == 0, result.stderr + result.stdout
+    record = json.loads(result.stdout)
+    url = record["url"]
+    apps = requests.get(cluster.dashboard + "/api/serve/applications/", timeout=10).json()["applications"]
+    config = next(iter(apps[f"ep-{record['id']}"]["deployments"].values()))["deployment_config"]["autoscaling_config"]
+    assert (config["min_replicas"], config["max_replicas"], config["downscale_to_zero_delay_s"]) == (0, 1, 3.0)
+    first = requests.post(url + "/predict", json={"text": "warm"}, timeout=60)
+    assert first.status_code == 200, first.text
+
+    # After the idle timeout Serve stops the last replica; the job stays running and says it is scaled to zero.
+    def scaled_to_zero():
+        got = job(plane, "zero")
+        return got if got["replicas"] == [] else None
+
+    got = wait_until(scaled_to_zero, timeout=120, interval=1, message="the job scaled to zero")
+    assert got["status"] == "running"
+    assert got["scale"]["replicas"] == 0 and (got["scale"]["min_replicas"], got["scale"]["max_replicas"]) == (0, 1)
+    assert "live: 0 running (scaled to zero" in trainml(plane, "job", "get", "zero").stdout
+
+    # Calls to a job scaled to zero are held while Serve starts a replica, never refused: all get 200.
+    answers: list = [None] * 3
+
+    def call(index):
+        answers[index] = requests.post(url + "/predict", json={"text": f"cold {index}"}, timeout=150)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
+    assert first.json()["pid"] not in {a.json()["pid"] for a in answers}, "a new replica answered them"
+    assert job(plane, "zero")["status"] == "running"
 
 
 def test_gpus_are_the_clusters_a_count_it_lacks_is_refused_at_create_and_gpu_list_shows_them(cluster,

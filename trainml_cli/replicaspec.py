@@ -8,7 +8,8 @@
 The CLI's options (`--replicas`, `--min-replicas`, `--upscale-delay`, ...), the API's payload check and the Ray
 backend's autoscaling_config are generated from the table below, so a setting means the same everywhere.
 
-On Ray, two delays: Serve's own knobs, one each way. The local backend (runtime/autoscaler.py) adds a replica
+On Ray, two delays: Serve's own knobs, one each way, and with `min_replicas: 0` the idle timeout before the last
+replica stops (Serve's `downscale_to_zero_delay_s`). The local backend (runtime/autoscaler.py) adds a replica
 after `upscale_delay` as Ray does, but removes one after `idle_timeout` (default 300 s, the issue's idle
 timeout; `downscale_delay` keeps Ray's 600 s default there) and scales to zero with `min_replicas: 0`, holding
 calls up to `cold_start_timeout` while a replica starts.
@@ -54,8 +55,9 @@ AUTOSCALING = (
 # The local backend's own (runtime/autoscaler.py); Ray Serve has no such knobs (serve_key None: not sent).
 LOCAL = (
     Setting("idle_timeout", "", 300.0,
-            "Autoscaling (local backend): seconds of low load before a replica stops; with --min-replicas 0, "
-            "seconds without calls before the last one stops (default 300)."),
+            "Autoscaling: seconds of low load before a replica stops (local backend); with --min-replicas 0, "
+            "seconds without calls before the last one stops (on Ray too: Serve's downscale_to_zero_delay_s) "
+            "(default 300)."),
     Setting("cold_start_timeout", "", 120.0,
             "Autoscaling (local backend): seconds a call is held while a replica starts from zero; past it 503 "
             "with Retry-After (default 120)."),
@@ -78,7 +80,7 @@ def check_scaling(endpoint: dict, name: Callable[[str], str] = str) -> dict:
     out: dict = {}
     for key in COUNTS:
         value = endpoint.get(key)
-        least = 0 if key == "min_replicas" else 1  # min 0: scaled to zero when idle (local backend)
+        least = 0 if key == "min_replicas" else 1  # min 0: scaled to zero when idle
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
             raise problem(key, f"{value!r} must be a whole number of at least {least}")
         out[key] = value
@@ -119,15 +121,23 @@ def check_scaling(endpoint: dict, name: Callable[[str], str] = str) -> dict:
 
 
 def serve_autoscaling(endpoint: dict) -> dict:
-    """Ray Serve's autoscaling_config for an autoscaled job's `endpoint` spec (as check_scaling returned it)."""
-    low = endpoint.get("min_replicas") or 1
-    config = {"min_replicas": low, "initial_replicas": low,
-              "max_replicas": max(low, endpoint.get("max_replicas") or low)}
+    """Ray Serve's autoscaling_config for an autoscaled job's `endpoint` spec (as check_scaling returned it).
+
+    With `min_replicas: 0` Serve starts one replica all the same (`initial_replicas` 1: the job is running once its
+    code has loaded and answered, as a local one), and the idle timeout is Serve's delay before the last replica
+    stops (`downscale_to_zero_delay_s`); the other steps down keep `downscale_delay_s`."""
+    low = endpoint.get("min_replicas")
+    low = 1 if low is None else low
+    config = {"min_replicas": low, "initial_replicas": max(low, 1),
+              "max_replicas": max(low, endpoint.get("max_replicas") or low, 1)}
     for setting in AUTOSCALING:
         value = endpoint.get(setting.key)
         if value is None:
             value = setting.default if setting.default is not None else default_target(endpoint.get("max_concurrency"))
         config[setting.serve_key] = value
+    if low == 0:
+        idle = endpoint.get("idle_timeout")
+        config["downscale_to_zero_delay_s"] = LOCAL[0].default if idle is None else idle
     return config
 
 
@@ -137,12 +147,13 @@ def describe(endpoint: dict) -> str | None:
         config = serve_autoscaling(endpoint)
         low = endpoint.get("min_replicas")
         low = config["min_replicas"] if low is None else low
-        idle = endpoint.get("idle_timeout") or LOCAL[0].default
+        idle = endpoint.get("idle_timeout")
+        idle = LOCAL[0].default if idle is None else idle
         text = (f"{low}-{config['max_replicas']} autoscaled: aiming at {config['target_ongoing_requests']:g} call(s) "
                 f"in flight per replica, adding one after {config['upscale_delay_s']:g}s above it, removing one after "
                 f"{config['downscale_delay_s']:g}s below (Ray) or {idle:g}s (here)")
         if low == 0:
-            text += "; scaled to zero when idle, calls held while one starts"
+            text += f"; scaled to zero after {idle:g}s without calls, calls held while one starts"
         return text
     if endpoint.get("replicas") is not None:
         return f"{endpoint['replicas']}"

@@ -78,7 +78,7 @@ def test_serve_gets_its_own_autoscaling_keys_and_job_get_says_them():
     assert describe(spec) == ("2-5 autoscaled: aiming at 3 call(s) in flight per replica, adding one after 10s above "
                               "it, removing one after 600s below (Ray) or 300s (here)")
     assert describe(check_scaling({"min_replicas": 0, "max_replicas": 1})).endswith(
-        "scaled to zero when idle, calls held while one starts")
+        "scaled to zero after 300s without calls, calls held while one starts")
     assert describe({"replicas": 3}) == "3" and describe({}) is None
 
 

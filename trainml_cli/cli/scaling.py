@@ -20,7 +20,7 @@ _options = [
                  help="Copies of the endpoint serving it: Ray Serve replicas, or worker processes locally."),
     click.option("--min-replicas", metavar="N", type=click.IntRange(0),
                  help="Autoscaling: at least this many replicas, scaled with the calls in flight (0: scaled to zero "
-                      "when idle, on the local backend; calls are held while one starts)."),
+                      "when idle, here and on Ray; calls are held while one starts)."),
     click.option("--max-replicas", metavar="N", type=click.IntRange(1),
                  help="Autoscaling: at most this many replicas (locally: worker processes, at most one per CPU)."),
     *[click.option(setting.option, setting.key, metavar="N" if setting.default is None else "SECONDS",

@@ -30,6 +30,11 @@ and the replica, every PUBLISH_INTERVAL seconds. Ray's metrics agent on each nod
 other metrics, and the control plane sums the replicas of an application from there: a scrape through Serve's
 proxy would reach one replica only.
 
+With `--capture`, each replica's writer (runtime/capture.py) puts its segments in its node's Ray log folder,
+`trainml-capture/<application>/`, sealing one at least every SEAL_AFTER seconds; the control plane drains the
+sealed ones through the head's log API into the job's folder (server/backends/raycaptures.py). The entries are
+redacted here, as a local endpoint's are.
+
 One more deployment, `FallbackReplica` (`build_fallback`), is the control plane's shared application at `/e`: it
 answers a job's URL while no application of that job serves it (runtime/fallback.py), from the map of job states
 its user_config holds.
@@ -47,6 +52,7 @@ import zipfile
 
 from ray import serve
 
+from ..capturefiles import RAY_CAPTURE_FOLDER
 from ..contracts import REPLICA_TOTALS_GAUGE, LoadFailure, flatten_totals, replica_revision_record
 from ..errors import ModelCodeError, UsageError
 from ..launchspec import FALLBACK_DEPLOYMENT, FALLBACK_STATES_FIELD, KEY_PACKAGE_FIELD, KEY_PACKAGE_MEMBER
@@ -57,6 +63,7 @@ from .loader import enter_model_dir, load_routes
 from .ownpaths import Health
 from .replies import HEADER as REQUEST_ID
 
+SEAL_AFTER = 1.0  # seconds: a captured call reaches the control plane's next drain within about this
 PUBLISH_INTERVAL = 2.0  # seconds; Ray's agent exports what was set at its own interval (10 s by default)
 
 
@@ -72,6 +79,8 @@ class Replica:
             config = config_from_args(argv)
             if config.key_file:  # in the package, beside model/: resolved before we enter the model folder
                 config.key_file = os.path.abspath(config.key_file)
+            if config.capture:  # in this node's log folder, where the control plane drains it from
+                config.capture_dir = _capture_folder()
             root = enter_model_dir(config.model_dir)
             load_routes(root, config.routes)  # the app loads again on start, from the modules imported here
         except (ModelCodeError, UsageError) as exc:
@@ -80,6 +89,8 @@ class Replica:
             raise RuntimeError(LoadFailure.from_message(str(exc)).record()) from None
         self._key_file = config.key_file
         self._endpoint = EndpointApp(config, root)
+        if self._endpoint.capture is not None:
+            self._endpoint.capture.seal_after = SEAL_AFTER
         print(f"replica serving {len(config.routes)} route(s) (pid {os.getpid()})", flush=True)
 
     def reconfigure(self, user_config: dict) -> None:
@@ -141,6 +152,15 @@ class _Published:
             except Exception as exc:  # the metrics are a convenience; serving goes on without them
                 print(f"warning: publishing metrics failed: {exc!r}", file=sys.stderr, flush=True)
             await asyncio.sleep(PUBLISH_INTERVAL)
+
+
+def _capture_folder() -> str:
+    """Where this replica's captured calls go: its application's folder in the node's Ray log folder, which the
+    head's log API reads on every node (server/backends/raycaptures.py)."""
+    from ray._private.worker import global_worker
+
+    return os.path.join(global_worker.node.get_logs_dir_path(), RAY_CAPTURE_FOLDER,
+                        serve.get_replica_context().app_name)
 
 
 def _one_request_id(scope, send):

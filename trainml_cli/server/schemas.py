@@ -56,7 +56,7 @@ class EndpointSpec(_Strict):
                        "get 401 (/ping stays open); GET /api/jobs/{job}/connect shows it")
     replicas: Optional[int] = Field(None, description="copies serving: Ray Serve replicas, or local worker processes")
     min_replicas: Optional[int] = Field(None, description="autoscaling lower bound (0: scaled to zero when idle, "
-                                        "local backend)")
+                                        "on either backend)")
     max_replicas: Optional[int] = Field(None, description="autoscaling upper bound")
     upscale_delay: Optional[float] = Field(None, description="autoscaling: seconds above target_ongoing before a "
                                            "replica is added (default 30)")
@@ -64,8 +64,9 @@ class EndpointSpec(_Strict):
                                              "removed (default 600)")
     target_ongoing: Optional[float] = Field(None, description="autoscaling: calls in flight per replica to aim at "
                                             "(default: half of max_concurrency, at least 1)")
-    idle_timeout: Optional[float] = Field(None, description="local autoscaling: seconds of low load before a "
-                                          "replica stops, of no calls before the last one does (default 300)")
+    idle_timeout: Optional[float] = Field(None, description="autoscaling: seconds of low load before a "
+                                          "replica stops (local backend), of no calls before the last one does "
+                                          "(on Ray too) (default 300)")
     cold_start_timeout: Optional[float] = Field(None, description="local autoscaling: seconds a call is held while "
                                                 "a replica starts from zero; then 503 (default 120)")
     ray_actor_options: Optional[dict[str, Any]] = Field(

@@ -5,7 +5,7 @@
     rayhead.py      the head's HTTP API               raycluster.py   the cluster's nodes, GPUs and totals
     rayexposure.py  what listens where on the nodes   raykeys.py      a keyed job's key package
     raylogs.py      replica output in job logs        raymetrics.py   replica totals, summed
-    rayreplicas.py  replica deaths, counted and named
+    rayreplicas.py  replica deaths, counted and named raycaptures.py  captured calls drained from the nodes
     rayrollout.py   a job's application rolled over to a new revision (Serve's rolling update)
     rayfallback.py  the shared application at /e: our 503 or 404 at a job URL no application serves
     switch.py       a local endpoint switched to a new revision on the same socket

@@ -37,7 +37,7 @@ from ...errors import TrainMLError, Unavailable, UsageError
 from ...states import JobStatus
 from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
-from . import rayapps, raycluster, rayexposure, rayfallback, raymetrics, rayrollout
+from . import rayapps, raycaptures, raycluster, rayexposure, rayfallback, raymetrics, rayrollout
 from .base import EndpointListener, Launch, Outcome, Say
 from .probes import first, http_get
 from .rayapps import ServeStatus
@@ -93,9 +93,6 @@ class RayBackend:
         return None  # Serve's proxies own the listening sockets
 
     def check_features(self, scaling: dict, auth: bool, environment: dict) -> None:
-        if scaling.get("min_replicas") == 0:
-            raise UsageError.at(("endpoint", "min_replicas"), "scaling to zero is built on the local backend only "
-                                "so far; give at least 1 on Ray")
         # Refused rather than ignored: the job would run on an interpreter it did not ask for.
         if environment.get("python"):
             raise UsageError.at(("environment", "python"),
@@ -254,10 +251,16 @@ class RayEndpoint:
         self.live_replicas: list[dict] | None = None  # as Serve reported them at the last poll (rayapps.live)
         self.replicas = ReplicaWatch(backend.head, listener)
         self.key = KeyPackage(backend.head, launch.runtime.key_file)
+        self.captures: raycaptures.CaptureDrain | None = None  # with --capture (raycaptures.follow)
 
     @property
     def url(self) -> str:
         return self.backend.app_url(self.launch.job_id)
+
+    @property
+    def scale(self) -> dict | None:
+        """An autoscaled application's scale now, as `job get` shows a local one's (rayapps.scale_summary)."""
+        return rayapps.scale_summary(self.launch, self.live_replicas)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -271,6 +274,7 @@ class RayEndpoint:
             return await self._watch()
         finally:
             self.logs.close()
+            captures = self.captures
             if not self._detached:
                 async with self._deploying:
                     self._deployed = False
@@ -280,6 +284,8 @@ class RayEndpoint:
                                                 f"{REMOVE_TIMEOUT:g}s")
                     except TrainMLError as exc:
                         self.listener.event(f"could not remove Ray Serve application {self.name}: {exc}")
+            if captures is not None:  # once stopped, what the replicas sealed last; adopted later, drained on
+                await captures.finish(last=not self._detached)
 
     async def _watch(self) -> Outcome:
         timeout = self.backend.options.deploy_timeout
@@ -307,6 +313,7 @@ class RayEndpoint:
             self.logs.follow(rayapps.replicas(app))
             await self.replicas.see(rayapps.replicas(app))
             await self.key.pin(app)
+            self.captures = raycaptures.follow(self.captures, self.backend.head, self.name, self.launch)
             if self.switching:  # a failed or slow rollout is the new revision's, not the job's
                 pass
             elif status is JobStatus.RUNNING and not running:

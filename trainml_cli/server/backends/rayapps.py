@@ -230,10 +230,11 @@ def app_config(launch: Launch, package_name: str, packages: dict | None, acceler
     `packages` (from `uv_packages`) as its runtime_env's `uv` field, and for a keyed job the key package that
     holds its current key (`key_package`)."""
     # Paths as the replica sees them in its working dir (the package). Serve's proxy speaks plain HTTP to the
-    # replicas, so the control plane's TLS files stay here.
+    # replicas, so the control plane's TLS files stay here; captured calls go to the replica's node, which the
+    # control plane drains (raycaptures.py).
     runtime = replace(launch.runtime, model_dir="model", route_file="routes.json", workers=None, fd=None,
                       host=None, port=None, key_file=KEY_FILE if launch.runtime.key_file else None,
-                      tls_certfile=None, tls_keyfile=None)
+                      tls_certfile=None, tls_keyfile=None, capture_dir=None)
     env = dict(launch.job_env)
     env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the replica's log file as they happen
     env.update(REPLICA_ENV)
@@ -339,6 +340,19 @@ def replicas(app: dict | None) -> list[dict]:
     for deployment in ((app or {}).get("deployments") or {}).values():
         found += deployment.get("replicas") or []
     return found
+
+
+def scale_summary(launch: Launch, live_replicas: list[dict] | None) -> dict | None:
+    """{replicas, min_replicas, max_replicas, scaled_to_zero, cold_start_ms, decision} of an autoscaled job, as the
+    local backend's `job get` has them (backends/scaling.py): the replicas Serve runs now, by its last report.
+    None for a fixed number of replicas, or before the first report. Serve says neither why it scaled nor how long a
+    cold start took."""
+    if not launch.scaling.autoscaled or live_replicas is None:
+        return None
+    config = serve_autoscaling(launch.scaling.as_endpoint())
+    running = sum(1 for replica in live_replicas if replica.get("state") == "RUNNING")
+    return {"replicas": running, "min_replicas": config["min_replicas"], "max_replicas": config["max_replicas"],
+            "scaled_to_zero": not live_replicas, "cold_start_ms": None, "decision": None}
 
 
 def live(app: dict | None) -> list[dict]:

@@ -6,6 +6,8 @@ and Python versions). Everything it does goes through these calls:
     GET/PUT /api/packages/gcs/_ray_pkg_<sha>.zip   is a package there (and pin it 600 s) / upload one
     GET/PUT /api/serve/applications/              every application's status / the full list of applications
     GET     /api/v0/logs/file?actor_id=..          a replica's output
+    GET     /api/v0/logs?node_id=..&glob=..        a node's log files (captured calls, raycaptures.py)
+    GET     /api/v0/logs/file?node_id=..&filename= one of them
     GET     /api/v0/actors?filter_keys=actor_id..  a replica's actor: alive or dead, and why it died
     GET     /api/cluster_status                    resources used and total
     GET     /nodes?view=summary                    each live node's address, host, totals and metrics export port
@@ -153,6 +155,26 @@ class RayHead:
                 yield pending.decode("utf-8", "replace")
         finally:
             writer.close()
+
+    async def node_ids(self) -> list[str]:
+        """The id of every live node."""
+        response = await self._call("GET", "/nodes?view=summary")
+        nodes = ((response.json() or {}).get("data") or {}).get("summary") or []
+        return [raylet["nodeId"] for raylet in (node.get("raylet") or {} for node in nodes)
+                if raylet.get("state") == "ALIVE" and raylet.get("nodeId")]
+
+    async def log_files(self, node_id: str, glob: str) -> list[str]:
+        """The files of a node's log folder matching `glob` (a path relative to it)."""
+        response = await self._call("GET", "/api/v0/logs", timeout=10,
+                                    params={"node_id": node_id, "glob": glob, "timeout": 10})
+        found = ((response.json() or {}).get("data") or {}).get("result") or {}
+        return [name for names in found.values() for name in names]
+
+    async def log_file(self, node_id: str, filename: str) -> bytes | None:
+        """A whole file of a node's log folder; None when it is not there (any more)."""
+        response = await self._call("GET", "/api/v0/logs/file", ok=(200, 404, 500), timeout=60,
+                                    params={"node_id": node_id, "filename": filename, "lines": -1})
+        return response.content if response.status_code == 200 else None
 
     async def actor(self, actor_id: str) -> dict | None:
         """The state API's record of an actor (state ALIVE, DEAD, ...; death_cause), None if it has none."""
