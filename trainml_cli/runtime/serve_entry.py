@@ -80,7 +80,12 @@ class Replica:
             if config.key_file:  # in the package, beside model/: resolved before we enter the model folder
                 config.key_file = os.path.abspath(config.key_file)
             if config.capture:  # in this node's log folder, where the control plane drains it from
-                config.capture_dir = _capture_folder()
+                try:
+                    config.capture_dir = _capture_folder()
+                except Exception as exc:  # a private Ray call: serving matters more than capturing
+                    print(f"warning: capture is off on this replica: its node's log folder is unknown ({exc!r})",
+                          file=sys.stderr, flush=True)
+                    config.capture = 0
             root = enter_model_dir(config.model_dir)
             load_routes(root, config.routes)  # the app loads again on start, from the modules imported here
         except (ModelCodeError, UsageError) as exc:
