@@ -91,6 +91,22 @@ def test_tracing_off_loads_no_opentelemetry_sdk_and_on_it_does():
     assert top_level(loaded_modules(code.format(url="http://127.0.0.1:9")), added) == sorted(added)
 
 
+def test_the_runtime_starts_without_jsonschema_and_a_bad_route_still_gets_its_message():
+    """jsonschema costs the runtime's start more than its server libraries (schemafit.py): sound routes skip it."""
+    sound = ('{"verb": "post", "path": "/predict", "file": "predict", "function": "predict", "body": '
+             '[{"name": "x", "type": "list", "items": "float"}], "batch": {"max_size": 32, "max_wait_ms": 2}}')
+    modules = loaded_modules("from trainml_cli.runtime.config import config_from_args\n"
+                             f"config_from_args(['--model-dir', '.', '--route', {sound!r}])")
+    assert top_level(modules, ("jsonschema",)) == []
+    bad = sound.replace('"max_size": 32', '"max_size": 32.5')
+    modules = loaded_modules("from trainml_cli.runtime.config import config_from_args\n"
+                             "from trainml_cli.errors import RouteSpecError\n"
+                             f"try:\n    config_from_args(['--model-dir', '.', '--route', {bad!r}])\n"
+                             "except RouteSpecError as exc:\n    assert 'batch.max_size' in str(exc), exc\n"
+                             "else:\n    raise AssertionError('accepted')")
+    assert top_level(modules, ("jsonschema",)) == ["jsonschema"]
+
+
 def test_importing_the_package_does_not_load_the_sdk():
     modules = loaded_modules("import trainml_cli")
     assert top_level(modules, ("trainml_cli.sdk", *OUR_OTHER_LAYERS, *HEAVY)) == []

@@ -131,6 +131,8 @@ OPTIONS: tuple[RuntimeOption, ...] = (
     RuntimeOption("--max-body-size", int, DEFAULT_MAX_BODY_SIZE, "Largest request body in bytes; larger gets 413.",
                   low=1),
     RuntimeOption("--access-log", bool, True, "One line per request."),
+    RuntimeOption("--inline-calls", bool, True, "Run a sync function's calls on the event loop once they have "
+                  "proved short (--no-inline-calls: always on the call threads)."),
     # Shared by a worker group for prometheus_client's multiprocess files; the runtime sets it for its workers.
     RuntimeOption("--metrics-dir", str, None, "Where a worker group keeps its metrics.", internal=True),
     RuntimeOption("--key-file", str, None, "Callers must send 'Authorization: Bearer KEY' with the key in this file "

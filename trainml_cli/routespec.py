@@ -7,7 +7,8 @@ returns frozen `Route` objects. Every problem is reported as one line naming the
 
     route 2 (POST /predict): body[0].type: 'string' is not one of str, int, float, bool, dict, list, file
 
-This module must stay light: the CLI imports it on every start, so jsonschema is imported only when used.
+This module must stay light: the CLI and the runtime import it on every start, so jsonschema is imported only
+for a route that schemafit.py cannot vouch for.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from .errors import RouteSpecError, UsageError
 from .limits import MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS
 from .paramspec import PARAM_SCHEMA, Param, build_params, example_value
+from .schemafit import fits
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 BODY_VERBS = frozenset({"POST", "PUT", "PATCH"})  # the others take the template from the query string
@@ -224,9 +226,7 @@ def _normalize(raw: Any) -> Any:
 
 def parse_routes(raws: Iterable[Any]) -> list[Route]:
     """Validate raw route dicts and build Routes; raises RouteSpecError listing every problem found."""
-    from jsonschema import Draft202012Validator
-
-    validator = Draft202012Validator(ROUTE_SCHEMA)
+    validator = None  # jsonschema, imported only for a route that may not fit (schemafit.py)
     routes: list[Route] = []
     found: list[tuple[int | None, str, tuple, str]] = []  # (route index, its label, location in it, message)
     seen: dict[tuple[str, str], int] = {}
@@ -239,7 +239,13 @@ def parse_routes(raws: Iterable[Any]) -> list[Route]:
         if not isinstance(raw, dict):
             found.append((index, label, (), f"must be a JSON object, got {type(raw).__name__}"))
             continue
-        errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
+        errors = []
+        if not fits(ROUTE_SCHEMA, raw):
+            if validator is None:
+                from jsonschema import Draft202012Validator
+
+                validator = Draft202012Validator(ROUTE_SCHEMA)
+            errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
         if errors:
             reported: set[tuple] = set()
             for error in errors:

@@ -95,3 +95,10 @@ async def test_with_a_timeout_shorter_than_a_stall_may_be_the_calls_stay_on_thre
             break
         await asyncio.sleep(0.01)
     assert client.app.pool.admitted == 0
+
+
+async def test_with_inline_calls_off_every_call_runs_on_a_call_thread(endpoint):
+    # --no-inline-calls: a function that must never hold the event loop (it keeps thread-local state, or its
+    # owner wants /ping answered whatever it does) stays on the threads however short it proves.
+    client = await endpoint("inline", [WHERE], inline_calls=False)
+    assert all(name.startswith("call-") for name in await threads(client, 4 * PROOF))

@@ -141,3 +141,41 @@ def test_a_batched_route_round_trips_and_needs_a_param():
     assert problems(good(batch={"max_size": 4})) == [
         "route 1 (POST /predict): batch: a batched route needs at least one body param (each arrives as a list, one "
         "item per request)"]
+
+
+ODD_VALUES = [None, True, False, 0, 1, -1, 32, 32.0, 1.5, 10**9, "", "x", "POST", "post", "/p", "/a b", "/p\n",
+              "text/plain", "a/b\r\nX: y", "x" * 300, [], ["x"], [1], {}, {"max_size": 8}, {"max_size": 8.0},
+              {"max_size": 0}, {"max_size": 8, "max_wait_ms": 2.5}, {"max_size": 8, "extra": 1}]
+ODD_PARAMS = [{"name": "x", "type": "str"}, {"name": "x", "type": "list", "items": "float"},
+              {"name": "x", "type": "str", "choices": ["a", 1.5]}, {"name": "x", "type": "str", "choices": []},
+              {"name": "x", "type": "string"}, {"name": "", "type": "str"}, {"name": "x"},
+              {"name": "x", "type": "int", "optional": 1}, {"name": "x", "type": "int", "default_value": None},
+              {"name": "x", "type": "int", "default_value": 3}, {"name": "x", "type": "str", "other": 1}, "x", None]
+
+
+def _variants():
+    base = good(body=[{"name": "text", "type": "str"}], batch={"max_size": 32, "max_wait_ms": 5}, positional=True,
+                content_type="text/plain")
+    yield base
+    for key in (*base, "extra"):
+        yield {k: v for k, v in base.items() if k != key}
+        for value in ODD_VALUES:
+            yield {**base, key: value}
+    for param in ODD_PARAMS:
+        yield {**base, "body": [param]}
+        yield {**base, "body": [{"name": "a", "type": "int"}, param]}
+
+
+def test_the_quick_check_never_passes_a_route_the_schema_refuses():
+    """schemafit lets the runtime start without jsonschema: what it passes, jsonschema must pass too."""
+    from jsonschema import Draft202012Validator
+
+    from trainml_cli.schemafit import fits
+
+    validator = Draft202012Validator(ROUTE_SCHEMA)
+    passed = 0
+    for raw in _variants():
+        if fits(ROUTE_SCHEMA, raw):
+            passed += 1
+            assert validator.is_valid(raw), raw
+    assert passed > 20  # sound routes take the quick path (else the runtime would import jsonschema after all)

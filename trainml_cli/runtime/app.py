@@ -181,7 +181,8 @@ class EndpointApp:
                 observe = self.metrics.batch if self.capture is None else self.capture.observe_batch(self.metrics.batch)
                 endpoint.batcher = Batcher(item.route, item.function, item.is_async, endpoint.encode, self.pool,
                                            observe=observe)
-            elif not (item.is_async or item.streams or endpoint.files is not None) and self.config.timeout > LONG:
+            elif (self.config.inline_calls and not (item.is_async or item.streams or endpoint.files is not None)
+                  and self.config.timeout > LONG):
                 # (a call on the loop cannot be answered 504: with a timeout that short, the calls stay on threads)
                 endpoint.inline = Inline(endpoint.label, self._log, asyncio.get_running_loop())
         streaming = frozenset(item.route.label for item in loaded if item.streams)

@@ -163,7 +163,8 @@ def _autoscale(config: RuntimeConfig) -> int:
 
 
 def _tell_leader(fd: int | None):
-    """A worker of an autoscaled group says it has loaded the code: its pid on the leader's pipe."""
+    """A process says it has loaded the code: its pid on the pipe of whoever started it (the leader of an
+    autoscaled group, the local backend's supervisor), which need not poll /ping for it."""
     if fd is None:
         return None
 

@@ -92,10 +92,11 @@ class Launch:
     def route_file(self):
         return Path(self.runtime.route_file)
 
-    def command(self, fd: int) -> list[str]:
+    def command(self, fd: int, ready_fd: int | None = None) -> list[str]:
         """The local runtime's command line, serving on the inherited socket `fd` (and handing it to a control plane
-        that adopts it: handover.py)."""
-        return [self.python, "-m", "trainml_cli.runtime", *replace(self.runtime, fd=fd, hand_over=True).to_argv()]
+        that adopts it: handover.py); it writes to the inherited pipe `ready_fd` once its code has loaded."""
+        spec = replace(self.runtime, fd=fd, hand_over=True, ready_fd=ready_fd)
+        return [self.python, "-m", "trainml_cli.runtime", *spec.to_argv()]
 
 
 def elsewhere(job: JobRecord, backend: str) -> str | None:

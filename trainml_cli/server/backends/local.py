@@ -46,7 +46,7 @@ from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
 from ..processes import AdoptedProcess, describe_exit, is_endpoint, kill_group, process_start_time, reap_orphans
 from .base import EndpointListener, Launch, Outcome, Policy, Say
-from .probes import first, http_get
+from .probes import ReadyPipe, first, http_get
 from .revisionoutput import RevisionOutput
 from .scaling import check_local_scaling, launch_fields, live_replicas, scale_summary
 from .switch import hold_socket
@@ -187,6 +187,7 @@ class LocalEndpoint:
         self._detached = False
         self.restarts = 0
         self.ssl = None  # a client SSLContext when the endpoint serves HTTPS
+        self._ready_pipe: ReadyPipe | None = None  # the spawned process's, until its readiness is known
 
     live_replicas = property(lambda self: live_replicas(self.launch))  # autoscaled: the leader's scale file
     scale = property(lambda self: scale_summary(self.launch))
@@ -293,18 +294,23 @@ class LocalEndpoint:
     async def _spawn(self, restart: bool) -> asyncio.subprocess.Process:
         fd = self.sock.fileno()
         files = self.output.open_for_child()
+        self._ready_pipe = ReadyPipe()
         try:
             process = await asyncio.create_subprocess_exec(
-                *self.launch.command(fd),
+                *self.launch.command(fd, self._ready_pipe.write_fd),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=files["stdout"],
                 stderr=files["stderr"],
                 env=self.launch.env,
                 cwd=str(self.launch.model_dir),
-                pass_fds=(fd,),
+                pass_fds=(fd, self._ready_pipe.write_fd),
                 start_new_session=True,  # its own process group: a stop reaches every worker it forks
             )
+        except BaseException:
+            self._ready_pipe.close()
+            raise
         finally:
+            self._ready_pipe.close_write_end()
             for file in files.values():
                 file.close()
         self.listener.launched(process.pid, process_start_time(process.pid), restart)
@@ -312,18 +318,25 @@ class LocalEndpoint:
         return process
 
     async def _until_ready(self, process) -> bool:
+        # A process we started says when it has loaded (ReadyPipe); probes for the rest (adopted, a group's leader)
+        pipe, self._ready_pipe = self._ready_pipe, None
+        notified = pipe.watch() if pipe is not None else asyncio.Event()
         deadline = time.monotonic() + self.policy.start_timeout
         interval = PING_FIRST
-        while process.returncode is None and not self._stop.is_set():
-            status, _ = await http_get(self.host, self.port, "/ping", timeout=1.0, ssl=self.ssl)
-            if status == 200:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            await first(asyncio.sleep(interval), process.wait(), self._stop.wait())
-            # Each probe is an access-log line: quick at first, then sparser while a big model loads.
-            interval = min(interval * 1.5, PING_MAX)
-        return False
+        try:
+            while process.returncode is None and not self._stop.is_set():
+                status, _ = await http_get(self.host, self.port, "/ping", timeout=1.0, ssl=self.ssl)
+                if status == 200:
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+                await first(asyncio.sleep(interval), process.wait(), self._stop.wait(), notified.wait())
+                # Each probe is an access-log line: quick at first, then sparser while a big model loads.
+                interval = min(interval * 1.5, PING_MAX)
+            return False
+        finally:
+            if pipe is not None:
+                pipe.close()
 
     async def _unresponsive(self) -> None:
         """Return once the running endpoint has not answered /ping for `unresponsive_after` seconds (hung)."""
