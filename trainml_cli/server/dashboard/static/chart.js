@@ -228,7 +228,8 @@ const TrafficChart = (() => {
     // Beside the point, kept inside the card: to its left past the middle.
     const px = state.x(point.t);
     const left = canvas.offsetLeft + (px > state.pad.left + state.plotW / 2 ? px - tip.offsetWidth - 10 : px + 10);
-    tip.style.left = `${Math.max(0, left)}px`;
+    const room = canvas.offsetLeft + canvas.offsetWidth - tip.offsetWidth; // never past the card's edge
+    tip.style.left = `${Math.max(0, Math.min(left, room))}px`;
     tip.style.top = `${canvas.offsetTop + 4}px`;
   }
 
