@@ -29,7 +29,7 @@ from trainml_cli.settings import Settings
 MODELS = Path(__file__).parent / "models"
 UNIT = Path(__file__).parent / "unit"
 # A real two-node Ray cluster (test_ray_backend.py's Ray is a fake head: integration) or Chromium.
-E2E = frozenset({"test_ray.py", "test_dashboard_browser.py"})
+E2E = frozenset({"test_ray.py", "test_dashboard_browser.py", "test_dashboard_pages.py", "test_dashboard_requests.py"})
 
 
 def pytest_collection_modifyitems(items):

@@ -14,25 +14,19 @@ from pathlib import Path
 import pytest
 import requests
 
+import browserkit
+from browserkit import SKIP_WITHOUT_CHROMIUM, Dashboard, assert_labelled, wait_for
 from conftest import MODELS, ControlPlane, kill_everything_under
-from test_dashboard_browser import ARGS, CHROMIUM, ECHO_DIR, Dashboard, assert_labelled, wait_for
+from test_dashboard_browser import ECHO_DIR
 
-sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed at /usr/bin/chromium")
+pytestmark = SKIP_WITHOUT_CHROMIUM
+browser = browserkit.browser  # the module's one Chromium (a fixture)
 
 ROUTES = [{"verb": "POST", "path": "/predict", "file": "echo", "function": "echo",
            "body": [{"name": "text", "type": "str"}, {"name": "times", "type": "int", "optional": True,
                                                       "default_value": "3"}]},
           {"verb": "GET", "path": "/shout", "file": "echo", "function": "echo",
            "body": [{"name": "text", "type": "str", "choices": ["a", "b"]}]}]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -149,8 +149,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 # stream_first_items / stream_first_item_ms_sum: streams that sent a first item, and their summed time to it.
 TOTAL_COUNTS = ("requests", "errors", "rejected", "latency_ms_sum", "in_flight", "waiting", "running", "batches",
                 "batched_requests", "streams_open", "stream_items", "stream_first_items", "stream_first_item_ms_sum")
-# status -> calls; reason -> rejections; route label ("POST /predict") -> calls, and -> errors (5xx but 503)
-TOTAL_MAPS = ("responses", "rejected_by_reason", "route_requests", "route_errors")
+# status -> calls; reason -> rejections; route label ("POST /predict") -> calls, -> errors (5xx but 503), and -> 4xx
+TOTAL_MAPS = ("responses", "rejected_by_reason", "route_requests", "route_errors", "route_client_errors")
 TOTAL_LISTS = ("latency_buckets",)  # calls per LATENCY_BUCKETS bound, then past the last
 
 

@@ -235,6 +235,8 @@ class Metrics:
                     by_route[route] = by_route.get(route, 0) + int(value)
                     if _is_error(status):
                         out["route_errors"][route] = out["route_errors"].get(route, 0) + int(value)
+                    elif 400 <= status < 500:
+                        out["route_client_errors"][route] = out["route_client_errors"].get(route, 0) + int(value)
                 elif name == "trainml_request_duration_seconds_sum":
                     out["latency_ms_sum"] += value * 1000.0
                 elif name == "trainml_request_duration_seconds_bucket":

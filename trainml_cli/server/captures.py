@@ -74,6 +74,24 @@ def replay_request(entry: dict) -> tuple[str, str, bytes | None]:
     return verb, path + (f"?{query}" if query else ""), body
 
 
+# What "Copy as curl" puts where a keyed endpoint's key goes: a shell variable the reader sets, never the key.
+KEY_VARIABLE = "ENDPOINT_KEY"
+
+
+def curl_command(entry: dict, url: str, keyed: bool) -> str:
+    """The captured call as a curl command line, sending what a replay sends; a keyed endpoint's key as
+    $ENDPOINT_KEY (double-quoted, so the shell fills it in). Conflict when the call cannot be sent again."""
+    import shlex
+
+    verb, path, body = replay_request(entry)
+    parts = ["curl"] + ([] if verb == "GET" and body is None else ["-X", verb]) + [shlex.quote(url.rstrip("/") + path)]
+    if keyed:
+        parts += ["-H", f'"Authorization: Bearer ${KEY_VARIABLE}"']
+    if body is not None:
+        parts += ["-H", "'Content-Type: application/json'", "-d", shlex.quote(body.decode())]
+    return " ".join(parts)
+
+
 async def replay(entry: dict, url: str, key: str | None, verify) -> dict:
     """Send a captured call again; {id, route, request, old: {status, response}, new: {status, response, id},
     differ}."""

@@ -3,7 +3,7 @@
 step a database may already have run.
 """
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MIGRATIONS = {
     1: """
@@ -119,5 +119,10 @@ MIGRATIONS = {
         number INTEGER NOT NULL
     );
     CREATE INDEX revision_switches_job ON revision_switches(job_id, time);
+    """,
+    7: """
+    -- the traffic chart's errors series and its split by route (dashboard/traffic.py)
+    ALTER TABLE traffic ADD COLUMN client_errors INTEGER NOT NULL DEFAULT 0;  -- 4xx answers
+    ALTER TABLE traffic ADD COLUMN routes TEXT NOT NULL DEFAULT '{}';  -- route label -> [calls, 4xx, 5xx but 503]
     """,
 }

@@ -260,28 +260,33 @@ class Store:
     # -- traffic ------------------------------------------------------------------------------------------------
 
     def add_traffic(self, job_id: str, resolution: int, t: float, seconds: float, requests: int, errors: int,
-                    rejected: int, latency_ms_sum: float, buckets: list[int]) -> None:
-        """Add a sample's counts to the period starting at `t` (made if new): one read and one write, atomic."""
+                    rejected: int, latency_ms_sum: float, buckets: list[int], client_errors: int = 0,
+                    routes: dict[str, list[int]] | None = None) -> None:
+        """Add a sample's counts to the period starting at `t` (made if new): one read and one write, atomic.
+        `routes`: route label -> [calls, 4xx, 5xx but 503], added to the period's per route."""
+        routes = routes or {}
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                row = self._db.execute("SELECT buckets FROM traffic WHERE job_id = ? AND resolution = ? AND t = ?",
-                                       (job_id, resolution, t)).fetchone()
+                row = self._db.execute("SELECT buckets, routes FROM traffic WHERE job_id = ? AND resolution = ? "
+                                       "AND t = ?", (job_id, resolution, t)).fetchone()
                 if row is not None:
-                    old = json.loads(row[0])
-                    size = max(len(old), len(buckets))
-                    old += [0] * (size - len(old))
-                    merged = [a + b for a, b in zip(old, buckets + [0] * (size - len(buckets)))]
+                    merged = _add_lists(json.loads(row[0]), buckets)
+                    by_route = json.loads(row[1] or "{}")
+                    for label, counts in routes.items():
+                        by_route[label] = _add_lists(by_route.get(label, []), counts)
                     self._db.execute(
                         "UPDATE traffic SET seconds = seconds + ?, requests = requests + ?, errors = errors + ?, "
-                        "rejected = rejected + ?, latency_ms_sum = latency_ms_sum + ?, buckets = ? "
-                        "WHERE job_id = ? AND resolution = ? AND t = ?",
-                        (seconds, requests, errors, rejected, latency_ms_sum, json.dumps(merged), job_id,
-                         resolution, t))
+                        "rejected = rejected + ?, latency_ms_sum = latency_ms_sum + ?, buckets = ?, "
+                        "client_errors = client_errors + ?, routes = ? WHERE job_id = ? AND resolution = ? AND t = ?",
+                        (seconds, requests, errors, rejected, latency_ms_sum, json.dumps(merged), client_errors,
+                         json.dumps(by_route), job_id, resolution, t))
                 else:
-                    self._db.execute("INSERT INTO traffic VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    self._db.execute("INSERT INTO traffic (job_id, resolution, t, seconds, requests, errors, rejected, "
+                                     "latency_ms_sum, buckets, client_errors, routes) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                      (job_id, resolution, t, seconds, requests, errors, rejected, latency_ms_sum,
-                                      json.dumps(buckets)))
+                                      json.dumps(buckets), client_errors, json.dumps(routes)))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -294,6 +299,7 @@ class Store:
                          "ORDER BY job_id, t", [*job_ids, resolution, since])
         for row in rows:
             row["buckets"] = json.loads(row["buckets"])
+            row["routes"] = json.loads(row["routes"] or "{}")
         return rows
 
     def prune_traffic(self, resolution: int, before: float) -> int:
@@ -303,6 +309,12 @@ class Store:
         """Drop the history of jobs that no longer exist."""
         marks = ", ".join("?" for _ in keep_job_ids) or "NULL"
         return self._run(f"DELETE FROM traffic WHERE job_id NOT IN ({marks})", keep_job_ids)
+
+
+def _add_lists(a: list, b: list) -> list:
+    """Two lists of counts added position by position, the shorter one padded with zeros."""
+    size = max(len(a), len(b))
+    return [x + y for x, y in zip(a + [0] * (size - len(a)), b + [0] * (size - len(b)))]
 
 
 def _private(path: Path) -> None:

@@ -12,7 +12,7 @@ The control plane calls `install(app)` when it builds its app (see server/app.py
 Also: forms.py (the create form, as a job payload), modelcode.py (the model code that form names: route files,
 functions, routes.json, read without importing), setup_pages.py (the Secrets and Environments pages),
 model_pages.py (stored models), history.py (a job's statuses over time), tryit.py (Connect's Try it: one
-call to the endpoint, sent by the control plane).
+call to the endpoint, sent by the control plane), requests_page.py (the Requests tab: captured calls).
 
 Sign-in: `trainml server dashboard` (cli/dashboard.py) asks POST /api/dashboard/login-links with the API token
 and prints the one-time link; visiting it sets the session cookie.
@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import api, model_pages, pages, setup_pages, tryit
+from . import api, model_pages, pages, requests_page, setup_pages, tryit
 from .sessions import Sessions
 from .traffic import Traffic
 
@@ -41,7 +41,9 @@ def install(app: FastAPI) -> None:
     app.include_router(pages.router)
     app.include_router(model_pages.router)
     app.include_router(setup_pages.router)
+    app.include_router(requests_page.router)
     app.include_router(api.router)
+    app.include_router(requests_page.api)
     app.include_router(tryit.router)
     app.mount(f"{pages.ROOT}/static", StaticFiles(directory=pages.STATIC), name="dashboard-static")
     app.include_router(pages.missing)  # last: the Not found page for any other /dashboard/... URL

@@ -11,7 +11,8 @@ follower). These routes add only what a browser needs on top:
                                          live replicas where the backend reports them (Ray), and the times a
                                          revision began serving (`switches`: [{t, revision}]), and the
                                          latest streaming figures (`streams`: {open, items, first_item_ms}
-                                         or null when the endpoint has not streamed)
+                                         or null when the endpoint has not streamed), and the latest reading
+                                         (`latest`, the same point whatever the span: the chart's "now")
     GET  /api/dashboard/jobs/{job}/history   the job's status changes, newest first (store table job_events)
     GET  /api/dashboard/jobs/{job}/logs.txt   the whole log as a text file (the Logs page's Download)
     GET  /api/dashboard/requirements?directory=/abs/path|upload=ID   {file, found}: whether a folder on the
@@ -123,7 +124,8 @@ async def traffic(request: Request, job: Optional[str] = None, span: str = "5m")
         switches[row["job_id"]].append({"t": row["time"], "revision": row["number"]})
     found["jobs"] = [{"id": j.id, "name": j.name, "status": j.status.value, "points": found["jobs"][j.id],
                       "replicas": p.jobs.live_replicas(j.id) if j.status.is_launched else None,
-                      "switches": switches[j.id], "streams": sampler.streams(j.id)}
+                      "switches": switches[j.id], "streams": sampler.streams(j.id),
+                      "latest": sampler.latest(j.id)}
                      for j in jobs]
     return found
 

@@ -202,6 +202,29 @@ const TrainML = (() => {
 
   let toastTimer = null;
   let pending = null; // the Stop or Start whose toast stays until the job reaches {id, done: statuses}
+  // Text to the clipboard (Connect's Copy buttons, the Requests tab's Copy as curl).
+  async function copy(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      try {
+        await navigator.clipboard.writeText(text);
+        return;
+      } catch (err) {
+        // The browser may refuse the clipboard API (a policy, no permission): fall through to the old way.
+      }
+    }
+    // Plain http on another host is not a secure context: copy from a selected, off-screen textarea.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.left = "-9999px";
+    document.body.appendChild(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    if (!ok) throw new Error("copy refused");
+  }
+
   function toast(message, { stay = false } = {}) {
     const node = document.getElementById("toast");
     if (!node) return;
@@ -225,7 +248,7 @@ const TrainML = (() => {
     });
   }
 
-  return { ROOT, LIVE, FINAL, STATUS, api, duration, fileSize, localTime, localizeTimes, fill, bindActions, follow, toast, confirm, tickRunTimes };
+  return { ROOT, LIVE, FINAL, STATUS, api, copy, duration, fileSize, localTime, localizeTimes, fill, bindActions, follow, toast, confirm, tickRunTimes };
 })();
 
 // Every job page (details, connect, logs) has the same head: name, status badge and actions, kept live.

@@ -1,5 +1,6 @@
 // Details: the head, facts and reason follow the job live; the status history is re-read when the status moves;
-// the traffic chart shows while the endpoint runs, with a marker where another revision began serving.
+// the traffic chart shows while the endpoint runs, with a marker where another revision began serving, split by
+// route on demand.
 "use strict";
 
 (() => {
@@ -12,7 +13,8 @@
   const reasonMore = document.getElementById("reason-more");
   const size = document.querySelector('[data-field="model_size"]');
   const traffic = document.getElementById("traffic");
-  const canvas = traffic.querySelector("canvas");
+  // Split by route: requests/s one line per route (the errors and latency lines stay whole).
+  const byRoute = document.getElementById("by-route");
   // The status the history was rendered with: any other status seen later means the history has grown.
   let lastStatus = document.querySelector('#job-head [data-field="status"]').dataset.status;
   let lastTraffic = null;
@@ -87,10 +89,10 @@
   function draw(data) {
     lastTraffic = data;
     if (traffic.classList.contains("hidden")) return;
-    const points = data.jobs[0] ? data.jobs[0].points : [];
-    const marks = data.jobs[0] ? data.jobs[0].switches : [];
-    TrafficChart.draw(canvas, points, data, marks);
-    traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(points, data);
+    const job = data.jobs[0] || { points: [], switches: [] };
+    const points = job.points, marks = job.switches;
+    TrafficChart.draw(traffic, job, data, { byRoute: byRoute.getAttribute("aria-pressed") === "true" });
+    traffic.querySelector('[data-field="now"]').textContent = TrafficChart.summary(points, data, job.latest);
     // Each switch to another revision, in words as well as a marker on the chart.
     const switched = traffic.querySelector('[data-field="switches"]');
     switched.textContent = TrafficChart.switches(marks, data);
@@ -120,5 +122,9 @@
   followJobHead(onJob);
   const span = spanPicker(document.getElementById("span"), () => refresh());
   const refresh = pollTraffic(() => ({ job: jobId, span: span() }), draw);
+  byRoute.addEventListener("click", () => {
+    byRoute.setAttribute("aria-pressed", String(byRoute.getAttribute("aria-pressed") !== "true"));
+    if (lastTraffic) draw(lastTraffic);
+  });
   window.addEventListener("resize", () => lastTraffic && draw(lastTraffic));
 })();

@@ -54,8 +54,8 @@
     for (const card of [...charts.children]) if (!ids.has(card.dataset.jobId)) card.remove();
     for (const job of shown) {
       const card = cardFor(job.id, job.name);
-      TrafficChart.draw(card.querySelector("canvas"), job.points, data);
-      card.querySelector('[data-field="now"]').textContent = TrafficChart.summary(job.points, data);
+      TrafficChart.draw(card, job, data);
+      card.querySelector('[data-field="now"]').textContent = TrafficChart.summary(job.points, data, job.latest);
     }
     noCharts.classList.toggle("hidden", shown.length > 0);
   }
