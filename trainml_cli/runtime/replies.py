@@ -20,6 +20,9 @@ import re
 import stat
 
 JSON = b"application/json"
+# The content type of the answers our JSON encoder wrote (output.encode_result): equal to JSON but an object of its
+# own, so that a capture can tell them from bytes a function answered as JSON, which it checks before keeping as is.
+ENCODED_JSON = bytes(bytearray(JSON))
 OCTET = b"application/octet-stream"
 CHUNK = 256 * 1024
 HEADER = b"x-request-id"

@@ -6,7 +6,8 @@ stream's or a file's answer passes through `tee`, which copies at most the cap o
 
 On the writer thread (capture.py) `line` makes the entry's JSON text. A body that is whole, UTF-8, JSON and holds
 no backslash is written as it came: the C scanner checks it (a fifth of what json.loads and json.dumps cost
-together) and it is never encoded again. Without a backslash none of its characters is escaped, so a secret in
+together) and it is never encoded again; an answer our own encoder wrote (replies.ENCODED_JSON) is not even
+checked. Without a backslash none of its characters is escaped, so a secret in
 one of its strings is in the line as it is, where the redaction's plain search finds it. Any other body is
 parsed and written anew as json.dumps does, so that a secret sent escaped (`\\u0073ecret`, `a\\"b`) takes the
 forms the redaction looks for. Either way the line has no character a reader would split it at.
@@ -19,6 +20,7 @@ import json
 import os
 import time
 
+from .replies import ENCODED_JSON
 from .uploads import UploadPath
 
 STREAMS = (b"application/x-ndjson", b"text/event-stream")
@@ -145,7 +147,11 @@ class Sample:
             request = "null"
         error = None
         data = self.response if self.response.__class__ is bytes else b"".join(self.response)
-        if self.content_type in STREAMS:
+        if self.content_type is ENCODED_JSON and self.response_size <= cap and not canonical:
+            response = data.decode()  # our encoder's, whole: JSON on one line, strings as _encode writes them
+            if '"error"' in response:
+                error = _error(json.loads(response))
+        elif self.content_type in STREAMS:
             answer = {"items": _items(data, self.content_type), "count": self.items}
             if self.response_size > cap:
                 answer["cut"] = f"[cut at {cap} of {self.response_size} bytes]"
