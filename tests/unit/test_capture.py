@@ -136,3 +136,62 @@ async def test_a_batched_call_says_the_size_of_its_batch(endpoint, tmp_path):
     await stopped(client)
     (kept,) = entries(folder)
     assert kept["batch_size"] == 1 and kept["response"]["text"] == "a"
+
+
+QUOTED = 'pa"ss\u00e9-word'  # a secret JSON must escape, with a character past ASCII
+
+
+async def test_a_secret_sent_escaped_is_redacted_and_no_kept_string_holds_it(endpoint, tmp_path, monkeypatch):
+    """A body is written as it came only when it has no backslash: any escape (a quote, \\u00e9, or \\u0073 for a
+    plain letter) and it is written anew, in the forms the redaction looks for."""
+    monkeypatch.setenv("MY_SECRET", SECRET)
+    monkeypatch.setenv("OTHER_SECRET", QUOTED)
+    folder = tmp_path / "requests"
+    client = await endpoint("echo", ECHO, capture=1.0, capture_dir=str(folder),
+                            secret_env=["MY_SECRET", "OTHER_SECRET"])
+    escaped_plain = "".join(f"\\u{ord(c):04x}" for c in SECRET[:3]) + SECRET[3:]
+    bodies = [
+        b'{"text": "plain ' + SECRET.encode() + b'"}',  # as it came: found as it is
+        b'{"text": "escaped ' + escaped_plain.encode() + b'"}',
+        b'{"text": "quoted ' + json.dumps(QUOTED).encode()[1:-1] + b'"}',  # pa\"ss\u00e9-word
+        b'{"text": "raw ' + json.dumps(QUOTED, ensure_ascii=False).encode()[1:-1] + b'"}',  # pa\"ssé-word
+        b'{"text": "inside ' + SECRET.encode() + b'", "junk": [1, 2',  # not JSON: kept as its text
+    ]
+    for body in bodies:
+        await client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    await stopped(client)
+    kept = entries(folder)
+    assert [e["status"] for e in kept] == [200, 200, 200, 200, 422]
+    assert [e["request"]["text"] for e in kept[:4]] == [
+        "plain REDACTED", "escaped REDACTED", "quoted REDACTED", "raw REDACTED"]
+    assert [e["response"]["echo"] for e in kept[:4]] == [e["request"]["text"] for e in kept[:4]]
+    assert isinstance(kept[4]["request"], str) and "inside REDACTED" in kept[4]["request"]
+    decoded = json.dumps(kept, ensure_ascii=False)  # every string as a reader of the entries sees it
+    assert SECRET not in decoded and QUOTED not in decoded
+    text = "".join(p.read_text() for p in folder.iterdir())
+    assert SECRET not in text and escaped_plain not in text and "ss\u00e9-word" not in text
+
+
+async def test_bodies_are_kept_as_json_on_one_line_whatever_they_hold(endpoint, tmp_path):
+    """Pretty-printed JSON stays JSON; a line break str.splitlines honours inside a string (U+2028, NEL) cannot
+    split the entry (a reader would lose it, or read what follows the break as an entry of its own); a body that
+    is not JSON (or not UTF-8) is kept as its text and cannot add fields to its entry."""
+    folder = tmp_path / "requests"
+    client = await endpoint("echo", ECHO, capture=1.0, capture_dir=str(folder))
+    forged = '{"id": "forged", "status": 200}'
+    bodies = [
+        b'{\n  "text": "pretty"\r\n}\n',
+        json.dumps({"text": f"a\u2028{forged}\x85b\u2029c"}, ensure_ascii=False).encode(),
+        b'{"text": "x"}, "id": "forged", "client": "forged"',
+        b'{"text": "\xff\xfe"}',
+    ]
+    answers = [await client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+               for body in bodies]
+    await stopped(client)
+    kept = entries(folder)
+    assert [e["id"] for e in kept] == [a.headers["x-request-id"] for a in answers]
+    assert kept[0]["request"] == {"text": "pretty"} and kept[0]["response"] == {"echo": "pretty"}
+    assert kept[1]["request"] == {"text": f"a\u2028{forged}\x85b\u2029c"}
+    assert kept[2]["status"] == 422 and kept[2]["request"] == bodies[2].decode()
+    assert all(e["client"] != "forged" for e in kept)
+    assert kept[3]["request"] == bodies[3].decode("utf-8", "replace")

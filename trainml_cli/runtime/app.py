@@ -227,9 +227,12 @@ class EndpointApp:
         endpoint = self.endpoints.get(("GET" if method == "HEAD" else method, path))
         sample = None
         if self.capture is not None and endpoint is not None:
-            sample = scope[CAPTURED] = self.capture.sample(scope, send.request_id, endpoint.label)
-            if sample is not None:
-                receive, send.send = sample.tee(receive, send.send)
+            sample = scope[CAPTURED] = self.capture.sample(scope, send.request_id, endpoint.label, start)
+            if sample is not None:  # the body is noted as read (call); the answer as sent (replies.py)
+                if endpoint.streams:
+                    send.send = sample.tee(send.send)
+                else:
+                    send.sample = sample
         if self.keys is not None and path not in _OPEN and not self.keys.allows(scope["headers"]):
             status = await send_json(send, errors.Unauthorized.http_status, UNAUTHORIZED, CHALLENGE)
             label = endpoint.label if endpoint is not None else UNMATCHED
@@ -278,6 +281,8 @@ class EndpointApp:
                     scope[CAPTURED].files(endpoint.route, args, kwargs, upload)
             elif endpoint.takes_body:
                 body = await read_body(receive, self.config.max_body_size)
+                if scope.get(CAPTURED) is not None:
+                    scope[CAPTURED].body(body)
                 if content_type is None and body.strip():  # a body must say it is JSON, see wrong_type
                     pool.release()
                     return await self.wrong_type(send, None, endpoint)
@@ -310,10 +315,10 @@ class EndpointApp:
     async def answer(self, endpoint: Endpoint, args, kwargs, scope, receive, send, upload=None) -> int:
         pool = self.pool
         sample = scope.get(CAPTURED)
-        function = endpoint.function if sample is None else sample.timed(endpoint.function)
+        function = endpoint.function
         if endpoint.streams:
-            stream = Stream(function, args, kwargs, endpoint.is_async, endpoint.label,
-                            asyncio.get_running_loop(), self._log)
+            stream = Stream(function if sample is None else sample.timed(function), args, kwargs, endpoint.is_async,
+                            endpoint.label, asyncio.get_running_loop(), self._log)
             if upload is not None:
                 stream.ended.add_done_callback(upload.hold())
             return await serve_stream(pool, self.metrics, stream, scope["headers"], receive, send, self.config.timeout)
@@ -323,11 +328,13 @@ class EndpointApp:
         if endpoint.batcher is not None:
             future = endpoint.batcher.submit(args, kwargs, after if sample is None else sample.after(after), send.trace)
         elif inline is None or not inline.on:
-            future = pool.submit(function, args, kwargs, endpoint.is_async, endpoint.encode, endpoint.label,
-                                 after, send.trace, inline)
+            future = pool.submit(function if sample is None else sample.timed(function), args, kwargs,
+                                 endpoint.is_async, endpoint.encode, endpoint.label, after, send.trace, inline)
         try:
             if future is None:
                 pool.release()  # done before the next request can be admitted: the slot was never given up
+                if sample is not None:
+                    sample.called = time.perf_counter()  # no wait: the call runs here, now
                 payload, content_type = inline.run(function, args, kwargs, endpoint.encode)
             else:
                 payload, content_type = await future

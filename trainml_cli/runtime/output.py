@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import PurePath
 
-from .replies import OCTET, FileBody
+from .replies import ENCODED_JSON, OCTET, FileBody
 
 
 def _default(value):
@@ -58,7 +58,7 @@ def encode_result(result, bytes_type: bytes = OCTET) -> tuple[bytes | FileBody, 
         body = FileBody.open(result)
         return body, body.content_type
     try:
-        return _dumps(result).encode(), b"application/json"
+        return _dumps(result).encode(), ENCODED_JSON
     except ValueError as exc:  # NaN or infinity, which JSON cannot carry
         raise ValueError(f"the function's return value cannot be sent as JSON: {exc}") from None
 

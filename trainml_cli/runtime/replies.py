@@ -20,6 +20,9 @@ import re
 import stat
 
 JSON = b"application/json"
+# The content type of the answers our JSON encoder wrote (output.encode_result): equal to JSON but an object of its
+# own, so that a capture can tell them from bytes a function answered as JSON, which it checks before keeping as is.
+ENCODED_JSON = bytes(bytearray(JSON))
 OCTET = b"application/octet-stream"
 CHUNK = 256 * 1024
 HEADER = b"x-request-id"
@@ -47,12 +50,13 @@ class RequestIds:
 class Reply:
     """The ASGI `send` of one request, with the id every answer to it carries."""
 
-    __slots__ = ("send", "request_id", "trace")
+    __slots__ = ("send", "request_id", "trace", "sample")
 
     def __init__(self, send, request_id: bytes):
         self.send = send
         self.request_id = request_id
         self.trace = None  # the request's span when tracing is on (tracing.py)
+        self.sample = None  # the call's sample.Sample when it is kept: told the answer as it is sent
 
     def with_id(self, body: bytes) -> bytes:
         """A JSON error object with `request_id` added as its last field."""
@@ -68,6 +72,8 @@ async def send_json(reply: Reply, status: int, body: bytes, extra_headers=(), co
                (HEADER, reply.request_id)]
     if extra_headers:
         headers.extend(extra_headers)
+    if reply.sample is not None:
+        reply.sample.answer(content_type, body)
     send = reply.send
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -107,17 +113,18 @@ async def send_result(reply: Reply, payload, content_type: bytes) -> int:
     """A 200 with what the function answered: bytes in one piece, a FileBody from disk in chunks."""
     if not isinstance(payload, FileBody):
         return await send_json(reply, 200, payload, content_type=content_type)
+    send = reply.send if reply.sample is None else reply.sample.tee(reply.send)
     try:
-        await reply.send({"type": "http.response.start", "status": 200, "headers": [
+        await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", content_type), (b"content-length", str(payload.size).encode()),
             (HEADER, reply.request_id)]})
         left = payload.size - len(payload.head)
-        await reply.send({"type": "http.response.body", "body": payload.head, "more_body": left > 0})
+        await send({"type": "http.response.body", "body": payload.head, "more_body": left > 0})
         read = asyncio.get_running_loop().run_in_executor
         while left > 0:
             chunk = await read(None, payload.file.read, min(CHUNK, left))
             left = left - len(chunk) if chunk else 0  # a file that shrank ends early: the server closes the reply
-            await reply.send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
     finally:
         payload.file.close()
     return 200

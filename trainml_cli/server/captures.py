@@ -37,7 +37,7 @@ def read(workdir: Path, *, status: str | None = None, route: str | None = None, 
     segments = sorted(where.glob("*.jsonl")) if where.is_dir() else []
     for segment in segments:
         try:
-            lines = segment.read_text(encoding="utf-8", errors="replace").splitlines()
+            lines = segment.read_text(encoding="utf-8", errors="replace").split("\n")  # JSONL: only \n ends a line
         except FileNotFoundError:  # removed as the oldest while we listed
             continue
         for line in lines:
@@ -45,9 +45,11 @@ def read(workdir: Path, *, status: str | None = None, route: str | None = None, 
                 entry = json.loads(line)
             except ValueError:  # a line being written
                 continue
+            if not isinstance(entry, dict):  # a piece of a line an older writer let a body split (U+2028)
+                continue
             if "dropped" in entry and "id" not in entry:
                 dropped += int(entry["dropped"])
-            elif isinstance(entry, dict) and matches(entry, status, route, since):
+            elif matches(entry, status, route, since):
                 found.append(entry)
     found.sort(key=lambda entry: entry.get("time", ""))
     return {"requests": found[-tail:] if tail else found, "dropped": dropped}
