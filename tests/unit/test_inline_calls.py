@@ -81,7 +81,8 @@ async def test_an_inline_call_behaves_as_on_a_thread(endpoint, capsys):
     assert "ValueError: asked to fail" in capsys.readouterr().err
     exited = await client.post("/where", json={"mode": "exit"})
     assert exited.status_code == 500 and exited.json()["type"] == "SystemExit"
-    assert (await threads(client, 1)) == [loop_thread]
+    # Calls still run on the loop (a slow traceback on a loaded machine may cost them a new proof first).
+    assert await reaches_the_loop(client, loop_thread)
 
 
 async def test_with_a_timeout_shorter_than_a_stall_may_be_the_calls_stay_on_threads(endpoint):
