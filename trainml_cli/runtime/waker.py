@@ -29,8 +29,8 @@ PIPE_CHUNK = 64 * 1024
 RETRY_AFTER = b"5"
 
 
-async def hold(scaler, conn: socket.socket) -> None:
-    """Serve one connection accepted while no worker was ready."""
+async def hold(scaler, conn: socket.socket, read: bytes | None = None) -> None:
+    """Serve one connection accepted while no worker was ready (`read`: what dormant.py read of it, a call)."""
     conn.setblocking(False)
     try:
         reader, writer = await asyncio.open_connection(sock=conn, limit=HEAD_LIMIT)
@@ -38,8 +38,8 @@ async def hold(scaler, conn: socket.socket) -> None:
         conn.close()
         return
     try:
-        head = b""
-        if not scaler.tls:
+        head = read or b""
+        if read is None and not scaler.tls:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
             except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
@@ -120,7 +120,7 @@ class Held:
         self.now = 0
         self.tasks: set[asyncio.Task] = set()
 
-    def start(self, scaler, conn: socket.socket) -> None:
+    def start(self, scaler, conn: socket.socket, read: bytes | None = None) -> None:
         if self.now >= self.limit:
             try:
                 conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: "
@@ -130,7 +130,7 @@ class Held:
             conn.close()
             return
         self.now += 1
-        task = asyncio.get_running_loop().create_task(hold(scaler, conn))
+        task = asyncio.get_running_loop().create_task(hold(scaler, conn, read))
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
