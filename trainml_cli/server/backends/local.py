@@ -45,6 +45,7 @@ from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
 from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
 from ..processes import AdoptedProcess, describe_exit, is_endpoint, kill_group, process_start_time, reap_orphans
+from . import gpulease
 from .base import EndpointListener, Launch, Outcome, Policy, Say
 from .probes import first, http_get
 from .revisionoutput import RevisionOutput
@@ -110,6 +111,8 @@ class LocalBackend:
     def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None,
                  adopt: Adoption | None = None) -> LocalEndpoint:
         endpoint = LocalEndpoint(launch, listener, self.host, port, self.policy, adopt=adopt)
+        if gpulease.needs_lease(launch):  # scaled to zero, it gives its GPUs back to the pool
+            endpoint.tasks.append(lambda: gpulease.follow(self.pool, launch, listener, adopt is not None))
         if self.tls:
             from ...tls import loopback_client_context
 
@@ -187,6 +190,7 @@ class LocalEndpoint:
         self._detached = False
         self.restarts = 0
         self.ssl = None  # a client SSLContext when the endpoint serves HTTPS
+        self.tasks: list = []  # coroutine functions run beside the endpoint for its life (gpulease.follow)
 
     live_replicas = property(lambda self: live_replicas(self.launch))  # autoscaled: the leader's scale file
     scale = property(lambda self: scale_summary(self.launch))
@@ -207,13 +211,15 @@ class LocalEndpoint:
     async def run(self) -> Outcome:
         """Keep the endpoint up until stopped (Outcome(failed=False)) or until it cannot be (failed=True)."""
         follower = asyncio.create_task(self.output.follow(), name=f"output-{self.launch.job_id}")
+        beside = [asyncio.create_task(task()) for task in self.tasks]
         try:
             return await self._supervise()
         finally:
             if not self._detached and self.process is not None and self.process.returncode is None:
                 await self._terminate(self.process)
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
+            for task in (follower, *beside):
+                task.cancel()
+            await asyncio.gather(follower, *beside, return_exceptions=True)
             if isinstance(self.process, AdoptedProcess):
                 self.process.close()
             self.output.finish(last_lines=not self._detached)
