@@ -234,8 +234,24 @@ class Plane:
         self.process.wait(60)
 
 
-def job_payload(name: str, **endpoint) -> dict:
-    return {"name": name, "type": "endpoint", "model": {"source_type": "local", "source_uri": str(MODEL)},
+def upload(plane: Plane) -> str:
+    """The model folder packed and uploaded once (as the SDK does); each job is created from it."""
+    import asyncio
+
+    from trainml_cli import TrainML
+    from trainml_cli.settings import Settings
+
+    async def send():
+        async with TrainML(settings=Settings(home=plane.home, api_url=plane.url, token=plane.token,
+                                             autostart=False)) as client:
+            return (await client.upload(MODEL))["id"]
+
+    return asyncio.run(send())
+
+
+def job_payload(plane: Plane, name: str, **endpoint) -> dict:
+    return {"name": name, "type": "endpoint",
+            "model": {"source_type": "local", "source_uri": str(MODEL), "upload_id": upload(plane)},
             "endpoint": {"routes": [ROUTE], **endpoint}}
 
 
@@ -265,7 +281,7 @@ def many(endpoints: int, jobs: int) -> None:
     home = Path(tempfile.mkdtemp(prefix="bench-zero-"))
     plane = Plane(home).start()
     try:
-        _, data = plane.api("POST", "/api/jobs", job_payload("idle-one"))
+        _, data = plane.api("POST", "/api/jobs", job_payload(plane, "idle-one"))
         idle = json.loads(data)
         wait_for(lambda: json.loads(plane.api("GET", f"/api/jobs/{idle['id']}")[1])["status"] == "running", 300,
                  "the fixed endpoint")
@@ -275,7 +291,7 @@ def many(endpoints: int, jobs: int) -> None:
         fixed = sum(pss_mib(p) for p in group(json.loads(plane.api("GET", f"/api/jobs/{idle['id']}")[1])["pid"]))
         ids = []
         for index in range(endpoints):
-            _, data = plane.api("POST", "/api/jobs", job_payload(f"zero-{index}", min_replicas=0, max_replicas=1,
+            _, data = plane.api("POST", "/api/jobs", job_payload(plane, f"zero-{index}", min_replicas=0, max_replicas=1,
                                                                   idle_timeout=2))
             ids.append(json.loads(data)["id"])
         records = wait_for(lambda: _all_dormant(plane, ids), 60 + 20 * endpoints, "every endpoint at zero")

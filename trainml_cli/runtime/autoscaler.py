@@ -34,7 +34,7 @@ from .. import handover
 from ..contracts import GPU_GRANT_FILE, ScaleState, take_grant, write_scale
 from . import dormant
 from .config import EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, RuntimeConfig
-from .waker import Held, since
+from .waker import Child, Held, metrics_reply, ping, since
 
 POLL = 0.5  # seconds between two looks at the counts
 GRANT_POLL = 0.02  # seconds between two looks for the GPUs the control plane hands back
@@ -79,6 +79,11 @@ class Autoscaler:
         self.woken = dormant.read_wake()  # exec'd back from scaled to zero by a call (dormant.py)
         if self.woken is not None:
             self.cold_start_ms = self.woken["cold_start_ms"]
+            if self.woken["ready"]:  # the pipe its worker (started before the exec) tells it is ready on
+                os.close(self._ready_read), os.close(self._ready_write)
+                self._ready_read, self._ready_write = self.woken["ready"]
+                for fd in self.woken["ready"]:
+                    os.set_inheritable(fd, False)
             if self.woken["metrics_dir"] and self.woken["metrics_dir"] != config.metrics_dir:
                 import shutil  # the group's counts live on in the directory it had before it slept
 
@@ -192,14 +197,21 @@ class Autoscaler:
 
     # -- workers ---------------------------------------------------------------------------------------------
 
-    async def _spawn(self, load_first: bool) -> None:
+    def _command(self, load_first: bool) -> list[str]:
         command = [sys.executable, "-m", "trainml_cli.runtime", *self.config.to_args(), "--workers", "1",
                    "--fd", str(self.sock.fileno()), "--ready-fd", str(self._ready_write)]
         if load_first and not self.config.load_first:
             command.append("--load-first")
         for route in self.config.routes:
             command += ["--route", json.dumps(route.to_dict())]
-        process = await asyncio.create_subprocess_exec(*command, pass_fds=(self.sock.fileno(), self._ready_write))
+        return command
+
+    async def _spawn(self, load_first: bool) -> None:
+        process = await asyncio.create_subprocess_exec(*self._command(load_first),
+                                                       pass_fds=(self.sock.fileno(), self._ready_write))
+        self._add(process)
+
+    def _add(self, process) -> None:
         self.workers[process.pid] = Worker(process)
         asyncio.get_running_loop().create_task(self._watch(process))
         self._write_state()
@@ -279,7 +291,10 @@ class Autoscaler:
         for fd, read in wake["held"]:
             self.held.start(self, socket.socket(fileno=fd), read)
         self._decide("scaling to 1 replica: a call arrived while scaled to zero")
-        await self._first_worker()
+        if wake["worker"]:  # started by dormant.py as it read the call: it loads while this process started
+            self._add(Child(wake["worker"]))
+        else:
+            await self._first_worker()
 
     async def _first_worker(self) -> None:
         """The worker that ends a scale to zero; with GPUs, once the control plane hands them back (gpulease.py),
@@ -301,14 +316,18 @@ class Autoscaler:
 
     def _sleep(self) -> None:
         """Scaled to zero with no call held: become dormant.py, giving back all this process's memory."""
-        metrics_json, _ = self.metrics_reply(True)
-        metrics_text, text_type = self.metrics_reply(False)
+        metrics_json, _ = metrics_reply(self, True)
+        metrics_text, text_type = metrics_reply(self, False)
         path = dormant.write_dormant(
             fd=self.sock.fileno(), argv=[sys.executable, *sys.orig_argv[1:]], tls=self.tls,
             hand_over=bool(self.config.hand_over), max_connections=self.config.max_connections or 1000,
-            ping=json.dumps(self.ping()).encode(), metrics_json=metrics_json, metrics_text=metrics_text,
-            text_type=text_type, metrics_dir=self.config.metrics_dir, cold_start_ms=self.cold_start_ms)
+            ping=json.dumps(ping(self)).encode(), metrics_json=metrics_json, metrics_text=metrics_text,
+            text_type=text_type, metrics_dir=self.config.metrics_dir, cold_start_ms=self.cold_start_ms,
+            worker=None if self.leased else self._command(load_first=True),  # with GPUs: once they are handed back
+            ready=[self._ready_read, self._ready_write])
         self.sock.set_inheritable(True)
+        for fd in (self._ready_read, self._ready_write):
+            os.set_inheritable(fd, True)
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, "-I", "-S", dormant.__file__, path])
@@ -336,25 +355,6 @@ class Autoscaler:
         if self.stopping.is_set():
             return f"the endpoint is stopping{': ' + self.failure if self.failure else ''}"
         return None
-
-    def ping(self) -> dict:
-        waking = bool(self.workers)
-        return {"status": "scaled_to_zero", "replicas": 0, "waking": waking,
-                "message": "a worker is starting for the calls held" if waking else
-                "no worker is running; the next call starts one (a cold start)"}
-
-    def metrics_reply(self, wants_json: bool) -> tuple[bytes, bytes]:
-        """/metrics while no worker runs: the group's counts from its files (they outlive the workers)."""
-        from .metrics import PROMETHEUS_TEXT, Metrics
-
-        if self._metrics is None:
-            self._metrics = Metrics(self.config.metrics_dir, lambda: (0, 0))
-        if not wants_json:
-            return self._metrics.text(), PROMETHEUS_TEXT
-        summary = {"pid": os.getpid(), "status": "scaled_to_zero", **self._metrics.totals(),
-                   "max_concurrency": self.config.max_concurrency, "max_queue": self.config.max_queue,
-                   **self.state().metrics()}
-        return json.dumps(summary).encode(), b"application/json"
 
     # -- state ------------------------------------------------------------------------------------------------
 

@@ -12,10 +12,12 @@ It accepts from the socket and reads each request's head (bounded: HEAD_LIMIT by
 
 - `GET /ping` is answered 200 with a body saying the endpoint is scaled to zero (health checks never wake it);
 - `GET /metrics` is answered with the group's counts as the leader left them (nothing is counted at zero);
-- anything else is a call: this process execs the leader back (`python -m trainml_cli.runtime ...`, its own
-  command line) at once, with every connection open now made inheritable and listed, with the bytes read from
-  it, in a wake file named by WAKE_ENV. The leader holds them (runtime/waker.py) while it starts a worker, and
-  counts the cold start from the moment the call was read here.
+- anything else is a call: this process starts a worker at once (`posix_spawn`, the command line the leader
+  gave; not for a job with GPUs, which waits for them first: server/backends/gpulease.py) and execs the leader
+  back (`python -m trainml_cli.runtime ...`, its own command line) beside it, with every connection open now
+  made inheritable and listed, with the bytes read from it, in a wake file named by WAKE_ENV. The leader holds
+  them (runtime/waker.py) until the worker is ready, so the leader's own start overlaps the worker's, and counts
+  the cold start from the moment the call was read here.
 
 Over TLS no head can be read without the certificate's key, so any connection wakes it. A control plane that
 adopted the endpoint can still take the socket (handover.py, loaded by path: it is a standard-library leaf).
@@ -40,9 +42,9 @@ WAKE_ENV = "TRAINML_WAKE_FILE"  # set for the leader exec'd back: the connection
 
 def write_dormant(*, fd: int, argv: list[str], tls: bool, hand_over: bool, max_connections: int, ping: bytes,
                   metrics_json: bytes, metrics_text: bytes, text_type: bytes, metrics_dir: str | None,
-                  cold_start_ms: float | None) -> str:
+                  cold_start_ms: float | None, worker: list[str] | None, ready: list[int]) -> str:
     """The file this process reads at start (the leader writes it just before its exec)."""
-    state = {"cold_start_ms": cold_start_ms,
+    state = {"cold_start_ms": cold_start_ms, "worker": worker, "ready": ready,
              "fd": fd, "argv": argv, "tls": tls, "hand_over": hand_over, "max_connections": max_connections,
              "ping": ping.decode(), "metrics_json": metrics_json.decode(), "metrics_text": metrics_text.decode(),
              "text_type": text_type.decode(), "metrics_dir": metrics_dir}
@@ -50,8 +52,8 @@ def write_dormant(*, fd: int, argv: list[str], tls: bool, hand_over: bool, max_c
 
 
 def read_wake(environ=os.environ) -> dict | None:
-    """{woken_at, metrics_dir, cold_start_ms (the last one), held: [(fd, bytes read)]} for a leader exec'd back
-    by a call; None otherwise."""
+    """{woken_at, metrics_dir, cold_start_ms (the last one), worker (the pid started, or None), ready (the pipe it
+    writes its pid to once loaded), held: [(fd, bytes read)]} for a leader exec'd back by a call; None otherwise."""
     path = environ.pop(WAKE_ENV, None)
     if not path:
         return None
@@ -155,14 +157,19 @@ class Dormant:
             self._wake()
 
     def _wake(self) -> None:
-        """A call: the leader comes back, taking over every connection open now with what was read from it."""
+        """A call: a worker starts (unless the job waits for GPUs) and the leader comes back beside it, taking over
+        every connection open now with what was read from it."""
+        worker = None
+        if self.state["worker"]:  # before the connections are inheritable: the worker must not hold them open
+            worker = os.posix_spawn(self.state["worker"][0], self.state["worker"], os.environ)
         held = []
         for conn, (read, _) in self.open.items():
             conn.set_inheritable(True)
             held.append([conn.fileno(), read.decode("latin-1")])
         path = _write_private({"woken_at": time.monotonic(), "held": held,
                                "metrics_dir": self.state["metrics_dir"],
-                               "cold_start_ms": self.state["cold_start_ms"]})
+                               "cold_start_ms": self.state["cold_start_ms"], "worker": worker,
+                               "ready": self.state["ready"]})
         self.sock.set_inheritable(True)
         argv = self.state["argv"]
         os.execve(argv[0], argv, {**os.environ, WAKE_ENV: path})

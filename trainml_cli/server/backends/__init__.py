@@ -10,5 +10,6 @@
     rayfallback.py  the shared application at /e: our 503 or 404 at a job URL no application serves
     switch.py       a local endpoint switched to a new revision on the same socket
     scaling.py      local autoscaling: its checks, the runtime options it launches with, its scale file read back
+    gpulease.py     a job scaled to zero gives its GPUs back to the pool; a call that wakes it waits for them
     revisionoutput.py  each revision's output files, read into the log with the revision that printed them
 """
