@@ -140,7 +140,8 @@ class Autoscaler:
         last_call = busy_since = low_since = time.monotonic()
         while True:
             await asyncio.sleep(POLL)
-            if self.accepting and self.low == 0 and not self.workers and not self.held.now and self.woken_at is None:
+            if (self.accepting and self.low == 0 and not self.workers and not self.held.now and self.woken_at is None
+                    and not self.stopping.is_set()):
                 self._sleep()
             if self.accepting or not any(w.state == RUNNING for w in self.workers.values()):
                 last_call = busy_since = low_since = time.monotonic()
@@ -319,7 +320,7 @@ class Autoscaler:
         metrics_json, _ = metrics_reply(self, True)
         metrics_text, text_type = metrics_reply(self, False)
         path = dormant.write_dormant(
-            fd=self.sock.fileno(), argv=[sys.executable, *sys.orig_argv[1:]], tls=self.tls,
+            fd=self.sock.fileno(), argv=[sys.executable, "-m", "trainml_cli.runtime", *sys.argv[1:]], tls=self.tls,
             hand_over=bool(self.config.hand_over), max_connections=self.config.max_connections or 1000,
             ping=json.dumps(ping(self)).encode(), metrics_json=metrics_json, metrics_text=metrics_text,
             text_type=text_type, metrics_dir=self.config.metrics_dir, cold_start_ms=self.cold_start_ms,

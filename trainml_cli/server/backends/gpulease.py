@@ -25,7 +25,7 @@ from ...contracts import GPU_GRANT_FILE, read_scale, write_grant
 from .. import resources as res
 from .base import EndpointListener, Launch
 
-POLL = 0.05  # seconds between two looks at the scale file (a stat and a small read; only for these jobs)
+POLL = 0.05  # seconds between two looks at the scale file (a small read; only for these jobs)
 
 
 def needs_lease(launch: Launch) -> bool:
@@ -84,8 +84,9 @@ async def _acquire_while_wanted(pool: res.GpuPool, launch: Launch) -> list | Non
 
 
 
-def _written(path: Path) -> int:
+def _written(path: Path) -> tuple:
     try:
-        return path.stat().st_mtime_ns
+        stat = path.stat()
+        return stat.st_ino, stat.st_mtime_ns  # each write is a new file (contracts.write_scale)
     except OSError:
-        return 0
+        return ()
