@@ -319,7 +319,7 @@ class Autoscaler:
         """Scaled to zero with no call held: become dormant.py, giving back all this process's memory."""
         metrics_json, _ = metrics_reply(self, True)
         metrics_text, text_type = metrics_reply(self, False)
-        path = dormant.write_dormant(
+        state = dormant.write_dormant(
             fd=self.sock.fileno(), argv=[sys.executable, "-m", "trainml_cli.runtime", *sys.argv[1:]], tls=self.tls,
             hand_over=bool(self.config.hand_over), max_connections=self.config.max_connections or 1000,
             ping=json.dumps(ping(self)).encode(), metrics_json=metrics_json, metrics_text=metrics_text,
@@ -331,7 +331,7 @@ class Autoscaler:
             os.set_inheritable(fd, True)
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, "-I", "-S", dormant.__file__, path])
+        os.execv(sys.executable, [sys.executable, "-I", "-S", dormant.__file__, state])
 
     def wake(self) -> None:
         if self.stopping.is_set() or self.woken_at is not None or any(w.state != STOPPING

@@ -1,12 +1,12 @@
 """An endpoint scaled to zero: its leader's process, replaced by a tiny one that only holds the socket.
 
 Once an autoscaled endpoint's last worker has exited (runtime/autoscaler.py, --min-workers 0), its leader writes
-what the time at zero needs to a file (`Dormant`) and replaces itself, by exec, with this module run as a script:
-`python -I -S .../runtime/dormant.py FILE`. Exec keeps the pid (the control plane watches and adopts that pid),
-the process group, the listening socket (inheritable) and stdout/stderr (the job log), and gives back every page
-of the leader's: asyncio, our modules, the heap. What runs here is the standard library's sockets and
-selectors only, without `site` (about 6 MiB of PSS against about 20 MiB for the leader), so fifty endpoints at
-zero stay far under a gigabyte.
+what the time at zero needs to an anonymous file (a memfd, inherited: nothing on disk) and replaces itself, by
+exec, with this module run as a script: `python -I -S .../runtime/dormant.py FD`. Exec keeps the pid (the control
+plane watches and adopts that pid), the process group, the listening socket (inheritable) and stdout/stderr (the
+job log), and gives back every page of the leader's: asyncio, our modules, the heap. What runs here is the
+standard library's sockets and selectors only, without `site` (about 5 MiB of PSS against about 20 MiB for the
+leader), so fifty endpoints at zero stay far under a gigabyte.
 
 It accepts from the socket and reads each request's head (bounded: HEAD_LIMIT bytes, HEAD_TIMEOUT seconds):
 
@@ -15,7 +15,7 @@ It accepts from the socket and reads each request's head (bounded: HEAD_LIMIT by
 - anything else is a call: this process starts a worker at once (`posix_spawn`, the command line the leader
   gave; not for a job with GPUs, which waits for them first: server/backends/gpulease.py) and execs the leader
   back (`python -m trainml_cli.runtime ...`, its own command line) beside it, with every connection open now
-  made inheritable and listed, with the bytes read from it, in a wake file named by WAKE_ENV. The leader holds
+  made inheritable and listed, with the bytes read from it, in a memfd whose number is in WAKE_ENV. The leader holds
   them (runtime/waker.py) until the worker is ready, so the leader's own start overlaps the worker's, and counts
   the cold start from the moment the call was read here.
 
@@ -37,7 +37,7 @@ import time
 HEAD_LIMIT = 64 * 1024  # bytes of request line and headers read while scaled to zero
 HEAD_TIMEOUT = 10.0  # seconds a connection may take to send them
 RETRY_AFTER = b"5"
-WAKE_ENV = "TRAINML_WAKE_FILE"  # set for the leader exec'd back: the connections it takes over
+WAKE_ENV = "TRAINML_WAKE_FD"  # set for the leader exec'd back: the connections it takes over
 
 
 def write_dormant(*, fd: int, argv: list[str], tls: bool, hand_over: bool, max_connections: int, ping: bytes,
@@ -54,32 +54,26 @@ def write_dormant(*, fd: int, argv: list[str], tls: bool, hand_over: bool, max_c
 def read_wake(environ=os.environ) -> dict | None:
     """{woken_at, metrics_dir, cold_start_ms (the last one), worker (the pid started, or None), ready (the pipe it
     writes its pid to once loaded), held: [(fd, bytes read)]} for a leader exec'd back by a call; None otherwise."""
-    path = environ.pop(WAKE_ENV, None)
-    if not path:
+    fd = environ.pop(WAKE_ENV, None)
+    if not fd:
         return None
-    try:
-        with open(path) as file:
-            wake = json.load(file)
-    finally:
-        _unlink(path)
+    wake = _read_private(fd)
     wake["held"] = [(fd, data.encode("latin-1")) for fd, data in wake["held"]]
     return wake
 
 
 def _write_private(data: dict) -> str:
-    # (not tempfile: its imports would cost this process more than all of its own)
-    path = os.path.join(os.environ.get("TMPDIR") or "/tmp", f"trainml-dormant-{os.getpid()}-{time.time_ns()}.json")
-    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # ours only
-    with os.fdopen(handle, "w") as file:
-        json.dump(data, file)
-    return path
+    """`data` in an anonymous file (memfd) the exec'd process inherits: nothing on disk to leak if it dies first.
+    Its descriptor's number, for the next command line or environment."""
+    fd = os.memfd_create("trainml-dormant", 0)  # no MFD_CLOEXEC: it survives the exec
+    os.write(fd, json.dumps(data).encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    return str(fd)
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+def _read_private(fd: str) -> dict:
+    with os.fdopen(int(fd), "rb") as file:
+        return json.loads(file.read())
 
 
 class _Stop(Exception):
@@ -166,13 +160,13 @@ class Dormant:
         for conn, (read, _) in self.open.items():
             conn.set_inheritable(True)
             held.append([conn.fileno(), read.decode("latin-1")])
-        path = _write_private({"woken_at": time.monotonic(), "held": held,
+        wake = _write_private({"woken_at": time.monotonic(), "held": held,
                                "metrics_dir": self.state["metrics_dir"],
                                "cold_start_ms": self.state["cold_start_ms"], "worker": worker,
                                "ready": self.state["ready"]})
         self.sock.set_inheritable(True)
         argv = self.state["argv"]
-        os.execve(argv[0], argv, {**os.environ, WAKE_ENV: path})
+        os.execve(argv[0], argv, {**os.environ, WAKE_ENV: wake})
 
     def _forget(self, conn: socket.socket) -> None:
         self.selector.unregister(conn)
@@ -199,12 +193,10 @@ class Dormant:
         conn.close()
 
 
-def main(path: str) -> int:
+def main(fd: str) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with open(path) as file:
-        state = json.load(file)
-    _unlink(path)
+    state = _read_private(fd)
     dormant = Dormant(state)
     if state["hand_over"]:
         _offer(dormant.sock)
