@@ -114,24 +114,28 @@ def test_a_replica_is_added_under_load_and_removed_after_the_idle_timeout(start_
     url = job["url"]
     first = live_workers(record)
     assert len(first) == 1
+    pids: set[int] = set()
     failures, answers = [], []
     stop = threading.Event()
 
-    def load():
-        while not stop.is_set():
-            try:
-                response = call(url, 0.2)
-                (answers if response.status_code == 200 else failures).append(response.status_code)
-            except requests.RequestException as exc:
-                failures.append(repr(exc))
+    def load():  # keep-alive callers: each keeps its connection unless told to close it
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    response = session.post(url + "/predict", json={"text": "x", "seconds": 0.2}, timeout=150)
+                    (answers if response.status_code == 200 else failures).append(response.status_code)
+                    if response.status_code == 200:
+                        pids.add(response.json()["pid"])
+                except requests.RequestException as exc:
+                    failures.append(repr(exc))
 
     threads = [threading.Thread(target=load, daemon=True) for _ in range(6)]
     for thread in threads:
         thread.start()
     try:
         wait_until(lambda: len(live_workers(record)) >= 2, timeout=30, message="a second replica under load")
-        began = len(answers)
-        wait_until(lambda: len(answers) > began + 10, timeout=30, message="calls answered after scaling")
+        # The callers already connected are handed over too (connections.shed), not only new connections.
+        wait_until(lambda: pids - first, timeout=30, message="the second replica answering the keep-alive callers")
     finally:
         stop.set()
         for thread in threads:

@@ -132,6 +132,12 @@ class EndpointApp:
                     await send({"type": "lifespan.startup.failed", "message": self.platform_error})
                     return
                 self.metrics.start(loop)
+                if self.config.ready_fd is not None:  # an autoscaled group's worker (autoscaler.py)
+                    import signal
+
+                    from ..connections import shed
+
+                    loop.add_signal_handler(signal.SIGUSR1, shed)  # when a worker is added beside it
                 if self.capture is not None:
                     self.capture.start()
                 if self.tracer is not None:

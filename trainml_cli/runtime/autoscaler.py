@@ -76,6 +76,7 @@ class Autoscaler:
         # A job with GPUs gives them back at zero and waits for the control plane to hand them out again on wake.
         self.leased = bool(os.environ.get("CUDA_VISIBLE_DEVICES") and config.scale_file and self.low == 0)
         self.wants_gpus = False
+        self.added: int | None = None  # the worker last added while others serve
         self.woken = dormant.read_wake()  # exec'd back from scaled to zero by a call (dormant.py)
         if self.woken is not None:
             self.cold_start_ms = self.woken["cold_start_ms"]
@@ -140,6 +141,11 @@ class Autoscaler:
         last_call = busy_since = low_since = time.monotonic()
         while True:
             await asyncio.sleep(POLL)
+            if self.added is not None:  # a worker added under load, serving since the last look: the others shed
+                for pid, other in self.workers.items():  # keep-alive callers to it (connections.shed)
+                    if pid != self.added and other.state == RUNNING:
+                        _signal(other.process, signal.SIGUSR1)
+                self.added = None
             if (self.accepting and self.low == 0 and not self.workers and not self.held.now and self.woken_at is None
                     and not self.stopping.is_set()):
                 self._sleep()
@@ -253,6 +259,7 @@ class Autoscaler:
             worker = self.workers.get(int(text))
             if worker is not None and worker.state == STARTING:
                 worker.state = RUNNING
+                self.added = None if self.accepting else worker.process.pid
         if self.accepting and any(w.state == RUNNING for w in self.workers.values()):
             self._stop_accepting()  # from here the workers accept; the calls held meanwhile are passed on
             self.cold_start_ms = since(self.woken_at)
