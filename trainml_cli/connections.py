@@ -50,11 +50,31 @@ def too_large_body(owner: str) -> bytes:
 
 
 DRAIN_IDLE = 1.0  # seconds an idle keep-alive connection gets, at shutdown, to send its next request
+_servers: dict = {}  # this process's uvicorn server states (one per server), for shed
+
+
+def shed() -> int:
+    """Every other open connection is told to close after its answer (`connection: close`): the one in progress,
+    else the next. Its client reconnects, and the kernel may hand the new connection to another process on the
+    same socket. An autoscaled group's workers do this once a worker is added (runtime/autoscaler.py); otherwise
+    keep-alive clients stay on the workers they met first and the new one idles. Nothing is closed under a client:
+    a call sent on an idle connection as it was shut would fail."""
+    count = 0
+    for state in list(_servers):
+        for protocol in sorted(state.connections, key=id)[::2]:
+            cycle = getattr(protocol, "cycle", None)
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
+            else:
+                protocol._shed = True
+            count += 1
+    return count
 
 
 class GuardedProtocol(HttpToolsProtocol):
     header_timeout = HEADER_TIMEOUT
     _draining = False
+    _shed = False  # its next answer closes it (shed)
     _drain_timer = None
     max_header_bytes = MAX_HEADER_BYTES
     too_large_answer = too_large_body("endpoint")  # the control plane says its own name
@@ -68,6 +88,7 @@ class GuardedProtocol(HttpToolsProtocol):
         waiting = getattr(self.server_state, "waiting", None)
         if waiting is None:  # one per server: every protocol of this uvicorn.Server shares it
             waiting = self.server_state.waiting = OrderedDict()
+            _servers[self.server_state] = None
         self._waiting = waiting
         if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
             self._make_room()
@@ -134,8 +155,9 @@ class GuardedProtocol(HttpToolsProtocol):
             self._cancel_header_timer()
         self._waiting.pop(self, None)
         super().on_headers_complete()
-        if self._draining and self.cycle is not None:  # its answer says Connection: close, then it is closed
-            self.cycle.keep_alive = False
+        if (self._draining or self._shed) and self.cycle is not None:  # its answer says Connection: close, then
+            self.cycle.keep_alive = False                                # it is closed
+            self._shed = False
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

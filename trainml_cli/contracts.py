@@ -199,6 +199,10 @@ def sum_totals(replicas: list[dict[str, float]]) -> dict:
 # -- an autoscaled endpoint's scale ------------------------------------------------------------------------------
 
 SCALE_FILE = "scale.json"  # in the job's folder
+# A job scaled to zero gives its GPUs back to the control plane's pool; to wake, its leader sets
+# ScaleState.wants_gpus and waits for the control plane to write the devices it hands out here, beside SCALE_FILE
+# (server/backends/gpulease.py on one side, runtime/autoscaler.py on the other).
+GPU_GRANT_FILE = "gpus-granted"
 
 
 @dataclass
@@ -212,6 +216,7 @@ class ScaleState:
     max_replicas: int = 1
     cold_start_ms: float | None = None
     decision: str = ""
+    wants_gpus: bool = False  # woken at zero, its GPUs gone back to the pool: waiting for GPU_GRANT_FILE
 
     @property
     def running(self) -> int:
@@ -229,6 +234,25 @@ def write_scale(path: str | os.PathLike, state: ScaleState) -> None:
     with open(temporary, "w") as file:
         json.dump(asdict(state), file)
     os.replace(temporary, path)
+
+
+def write_grant(path: str | os.PathLike, devices: str) -> None:
+    """The control plane hands a waking job its GPUs (CUDA_VISIBLE_DEVICES), at once for its readers."""
+    temporary = f"{os.fspath(path)}.{os.getpid()}.tmp"
+    with open(temporary, "w") as file:
+        file.write(devices)
+    os.replace(temporary, path)
+
+
+def take_grant(path: str | os.PathLike) -> str | None:
+    """The devices granted (the file is consumed), or None while none are."""
+    try:
+        with open(path) as file:
+            devices = file.read()
+        os.unlink(path)
+    except OSError:
+        return None
+    return devices
 
 
 def read_scale(path: str | os.PathLike | None) -> ScaleState | None:

@@ -16,6 +16,7 @@ libraries and the user's code.
     body.py      a body's headers and bytes  uploads.py   file params: multipart to disk, base64 in JSON
     autoscaler.py  an autoscaled group's leader: workers between min and max, down to zero
     waker.py     while no worker is ready: /ping, /metrics, calls held then passed on
+    dormant.py   an endpoint at zero: a 5 MiB process in place of the leader; a call execs it back
     capture.py   sampled calls kept (--capture), written off the hot path
     sample.py    one kept call: what it notes on the call's path, the JSON line it becomes
     tracing.py   OTLP spans of each call, sent as JSON by a thread (standard library only)

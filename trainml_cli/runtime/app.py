@@ -27,7 +27,7 @@ from ..jsonbody import OFF_LOOP_BYTES
 from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
 from .batching import Batcher
 from .binding import Binder, InvalidRequest
-from .body import MULTIPART, BodyTooLarge, ClientGone, body_headers, chunks, is_json, media_type, read_body
+from .body import BodyTooLarge, ClientGone, body_headers, chunks, is_json, is_multipart, read_body, unsupported_type
 from .capture import CAPTURED, Recorder
 from .config import RuntimeConfig
 from .docs import docs_page, openapi_document
@@ -132,6 +132,13 @@ class EndpointApp:
                     await send({"type": "lifespan.startup.failed", "message": self.platform_error})
                     return
                 self.metrics.start(loop)
+                # Started by a leader or the supervisor, never by Ray: a leader adding a worker signals it to shed.
+                if self.config.ready_fd is not None:
+                    import signal
+
+                    from ..connections import shed
+
+                    loop.add_signal_handler(signal.SIGUSR1, shed)  # when a worker is added beside it
                 if self.capture is not None:
                     self.capture.start()
                 if self.tracer is not None:
@@ -182,8 +189,7 @@ class EndpointApp:
                 endpoint.batcher = Batcher(item.route, item.function, item.is_async, endpoint.encode, self.pool,
                                            observe=observe)
             elif (self.config.inline_calls and not (item.is_async or item.streams or endpoint.files is not None)
-                  and self.config.timeout > LONG):
-                # (a call on the loop cannot be answered 504: with a timeout that short, the calls stay on threads)
+                  and self.config.timeout > LONG):  # (a call on the loop cannot be answered 504 within a short one)
                 endpoint.inline = Inline(endpoint.label, self._log, asyncio.get_running_loop())
         streaming = frozenset(item.route.label for item in loaded if item.streams)
         if streaming:
@@ -262,7 +268,7 @@ class EndpointApp:
         form = False
         if endpoint.takes_body:
             length, content_type = body_headers(scope["headers"])
-            form = endpoint.files is not None and content_type is not None and media_type(content_type) == MULTIPART
+            form = endpoint.files is not None and is_multipart(content_type)
             if (cross_site(scope["headers"]) if form else content_type is not None and not is_json(content_type)):
                 return await self.wrong_type(send, content_type, endpoint)
             if length is not None and length > self.config.max_body_size:
@@ -358,14 +364,8 @@ class EndpointApp:
 
     async def wrong_type(self, send, content_type: bytes | None, endpoint: Endpoint) -> int:
         self.metrics.reject("unsupported_media_type")
-        given = f"Content-Type {content_type.decode('latin-1')!r}" if content_type is not None else "no Content-Type"
-        if endpoint.files is None:
-            wanted = "the body must be JSON, sent with Content-Type: application/json (or another */*+json type)"
-        elif content_type is not None and media_type(content_type) == MULTIPART:
-            wanted = "a form posted from a page of another site (its Origin is not this endpoint) is refused"
-        else:
-            wanted = "the body must be multipart/form-data or JSON (Content-Type: application/json)"
-        return await self.refuse(send, errors.UnsupportedMediaType, f"{wanted}; this request has {given}")
+        message = unsupported_type(content_type, endpoint.files is not None)
+        return await self.refuse(send, errors.UnsupportedMediaType, message)
 
     async def not_ready(self, send) -> int:
         body = json.dumps({"error": self.health.value,

@@ -31,11 +31,13 @@ import time
 from dataclasses import dataclass
 
 from .. import handover
-from ..contracts import ScaleState, write_scale
+from ..contracts import GPU_GRANT_FILE, ScaleState, take_grant, write_scale
+from . import dormant
 from .config import EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, RuntimeConfig
-from .waker import Held, since
+from .waker import Child, Held, metrics_reply, ping, since
 
 POLL = 0.5  # seconds between two looks at the counts
+GRANT_POLL = 0.02  # seconds between two looks for the GPUs the control plane hands back
 STARTING, RUNNING, STOPPING = "STARTING", "RUNNING", "STOPPING"
 
 
@@ -71,6 +73,23 @@ class Autoscaler:
         self.decision = ""
         self._metrics = None
         self._ready_read, self._ready_write = os.pipe()
+        # A job with GPUs gives them back at zero and waits for the control plane to hand them out again on wake.
+        self.leased = bool(os.environ.get("CUDA_VISIBLE_DEVICES") and config.scale_file and self.low == 0)
+        self.wants_gpus = False
+        self.added: int | None = None  # the worker last added while others serve
+        self.woken = dormant.read_wake()  # exec'd back from scaled to zero by a call (dormant.py)
+        if self.woken is not None:
+            self.cold_start_ms = self.woken["cold_start_ms"]
+            if self.woken["ready"]:  # the pipe its worker (started before the exec) tells it is ready on
+                os.close(self._ready_read), os.close(self._ready_write)
+                self._ready_read, self._ready_write = self.woken["ready"]
+                for fd in self.woken["ready"]:
+                    os.set_inheritable(fd, False)
+            if self.woken["metrics_dir"] and self.woken["metrics_dir"] != config.metrics_dir:
+                import shutil  # the group's counts live on in the directory it had before it slept
+
+                shutil.rmtree(config.metrics_dir, ignore_errors=True)
+                config.metrics_dir = self.woken["metrics_dir"]
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
@@ -83,14 +102,17 @@ class Autoscaler:
         self.sock.setblocking(False)
         os.set_blocking(self._ready_read, False)
         loop.add_reader(self._ready_read, self._on_ready_pipe)
-        scheme = "https" if self.tls else "http"
-        print(f"serving {len(self.config.routes)} route(s) on {scheme}://{self.loopback}:{self.port}, autoscaled "
-              f"between {self.low} and {self.high} workers (pid {os.getpid()})", flush=True)
-        first = max(self.low, 1)
-        for _ in range(first):
-            await self._spawn(load_first=bool(self.config.load_first))
-        self.ready.set()  # the first workers accept while loading, as a fixed group's do (/ping says loading)
-        self._decide(f"started {first} replica(s) (min {self.low}, max {self.high})")
+        if self.woken is not None:
+            await self._woken(self.woken)
+        else:
+            scheme = "https" if self.tls else "http"
+            print(f"serving {len(self.config.routes)} route(s) on {scheme}://{self.loopback}:{self.port}, autoscaled "
+                  f"between {self.low} and {self.high} workers (pid {os.getpid()})", flush=True)
+            first = max(self.low, 1)
+            for _ in range(first):
+                await self._spawn(load_first=bool(self.config.load_first))
+            self.ready.set()  # the first workers accept while loading, as a fixed group's do (/ping says loading)
+            self._decide(f"started {first} replica(s) (min {self.low}, max {self.high})")
         ticker = loop.create_task(self._scale())
         await self.stopping.wait()
         ticker.cancel()
@@ -109,12 +131,24 @@ class Autoscaler:
                 await asyncio.wait_for(worker.process.wait(), max(0.1, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 _signal(worker.process, signal.SIGKILL)
+        if self.woken is not None:  # the directory kept across the sleep is ours to remove (server.py made another)
+            import shutil
+
+            shutil.rmtree(self.config.metrics_dir, ignore_errors=True)
 
     async def _scale(self) -> None:
         last_requests = None
         last_call = busy_since = low_since = time.monotonic()
         while True:
             await asyncio.sleep(POLL)
+            if self.added is not None:  # a worker added under load, serving since the last look: the others shed
+                for pid, other in self.workers.items():  # keep-alive callers to it (connections.shed)
+                    if pid != self.added and other.state == RUNNING:
+                        _signal(other.process, signal.SIGUSR1)
+                self.added = None
+            if (self.accepting and self.low == 0 and not self.workers and not self.held.now and self.woken_at is None
+                    and not self.stopping.is_set()):
+                self._sleep()
             if self.accepting or not any(w.state == RUNNING for w in self.workers.values()):
                 last_call = busy_since = low_since = time.monotonic()
                 continue
@@ -170,14 +204,21 @@ class Autoscaler:
 
     # -- workers ---------------------------------------------------------------------------------------------
 
-    async def _spawn(self, load_first: bool) -> None:
+    def _command(self, load_first: bool) -> list[str]:
         command = [sys.executable, "-m", "trainml_cli.runtime", *self.config.to_args(), "--workers", "1",
                    "--fd", str(self.sock.fileno()), "--ready-fd", str(self._ready_write)]
         if load_first and not self.config.load_first:
             command.append("--load-first")
         for route in self.config.routes:
             command += ["--route", json.dumps(route.to_dict())]
-        process = await asyncio.create_subprocess_exec(*command, pass_fds=(self.sock.fileno(), self._ready_write))
+        return command
+
+    async def _spawn(self, load_first: bool) -> None:
+        process = await asyncio.create_subprocess_exec(*self._command(load_first),
+                                                       pass_fds=(self.sock.fileno(), self._ready_write))
+        self._add(process)
+
+    def _add(self, process) -> None:
         self.workers[process.pid] = Worker(process)
         asyncio.get_running_loop().create_task(self._watch(process))
         self._write_state()
@@ -218,6 +259,7 @@ class Autoscaler:
             worker = self.workers.get(int(text))
             if worker is not None and worker.state == STARTING:
                 worker.state = RUNNING
+                self.added = None if self.accepting else worker.process.pid
         if self.accepting and any(w.state == RUNNING for w in self.workers.values()):
             self._stop_accepting()  # from here the workers accept; the calls held meanwhile are passed on
             self.cold_start_ms = since(self.woken_at)
@@ -250,13 +292,61 @@ class Autoscaler:
                 return
             self.held.start(self, conn)
 
+    async def _woken(self, wake: dict) -> None:
+        """Back from dormant.py: hold the connections it read a call from, and start a worker for them."""
+        self.woken_at = wake["woken_at"]  # the cold start counts from the call, not from this exec
+        self._start_accepting()
+        for fd, read in wake["held"]:
+            self.held.start(self, socket.socket(fileno=fd), read)
+        self._decide("scaling to 1 replica: a call arrived while scaled to zero")
+        if wake["worker"]:  # started by dormant.py as it read the call: it loads while this process started
+            self._add(Child(wake["worker"]))
+        else:
+            await self._first_worker()
+
+    async def _first_worker(self) -> None:
+        """The worker that ends a scale to zero; with GPUs, once the control plane hands them back (gpulease.py),
+        or none if every held call gave up waiting first."""
+        if self.leased:
+            grant = os.path.join(os.path.dirname(self.config.scale_file), GPU_GRANT_FILE)
+            take_grant(grant)  # one the calls gave up on last time
+            self.wants_gpus = True
+            self._write_state()
+            while (devices := take_grant(grant)) is None:
+                if self.stopping.is_set() or not self.held.now:
+                    self.wants_gpus, self.woken_at = False, None
+                    self._decide("back to 0 replicas: no GPU came free before the calls held gave up")
+                    return
+                await asyncio.sleep(GRANT_POLL)
+            os.environ["CUDA_VISIBLE_DEVICES"] = devices  # the worker's GPUs (it inherits this environment)
+            self.wants_gpus = False  # written together with the new worker: the control plane never sees neither
+        await self._spawn(load_first=True)
+
+    def _sleep(self) -> None:
+        """Scaled to zero with no call held: become dormant.py, giving back all this process's memory."""
+        metrics_json, _ = metrics_reply(self, True)
+        metrics_text, text_type = metrics_reply(self, False)
+        state = dormant.write_dormant(
+            fd=self.sock.fileno(), argv=[sys.executable, "-m", "trainml_cli.runtime", *sys.argv[1:]], tls=self.tls,
+            hand_over=bool(self.config.hand_over), max_connections=self.config.max_connections or 1000,
+            ping=json.dumps(ping(self)).encode(), metrics_json=metrics_json, metrics_text=metrics_text,
+            text_type=text_type, metrics_dir=self.config.metrics_dir, cold_start_ms=self.cold_start_ms,
+            worker=None if self.leased else self._command(load_first=True),  # with GPUs: once they are handed back
+            ready=[self._ready_read, self._ready_write])
+        self.sock.set_inheritable(True)
+        for fd in (self._ready_read, self._ready_write):
+            os.set_inheritable(fd, True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-I", "-S", dormant.__file__, state])
+
     def wake(self) -> None:
         if self.stopping.is_set() or self.woken_at is not None or any(w.state != STOPPING
                                                                      for w in self.workers.values()):
             return
         self.woken_at = time.monotonic()
         self._decide("scaling to 1 replica: a call arrived while scaled to zero")
-        asyncio.get_running_loop().create_task(self._spawn(load_first=True))
+        asyncio.get_running_loop().create_task(self._first_worker())
 
     async def until_ready(self) -> str | None:
         """Hold a call until a worker takes calls; the reason it will not, past --cold-start-timeout."""
@@ -265,37 +355,21 @@ class Autoscaler:
         try:
             await asyncio.wait_for(_first(self.ready.wait(), self.stopping.wait()), timeout)
         except asyncio.TimeoutError:
+            if self.wants_gpus:
+                return (f"the endpoint was scaled to zero and its GPU(s) went back to the pool; none came free "
+                        f"within {timeout:g}s (--cold-start-timeout): other jobs hold them; retry later")
             return (f"the endpoint was scaled to zero and no worker loaded its code within {timeout:g}s "
                     "(--cold-start-timeout); retry later")
         if self.stopping.is_set():
             return f"the endpoint is stopping{': ' + self.failure if self.failure else ''}"
         return None
 
-    def ping(self) -> dict:
-        waking = bool(self.workers)
-        return {"status": "scaled_to_zero", "replicas": 0, "waking": waking,
-                "message": "a worker is starting for the calls held" if waking else
-                "no worker is running; the next call starts one (a cold start)"}
-
-    def metrics_reply(self, wants_json: bool) -> tuple[bytes, bytes]:
-        """/metrics while no worker runs: the group's counts from its files (they outlive the workers)."""
-        from .metrics import PROMETHEUS_TEXT, Metrics
-
-        if self._metrics is None:
-            self._metrics = Metrics(self.config.metrics_dir, lambda: (0, 0))
-        if not wants_json:
-            return self._metrics.text(), PROMETHEUS_TEXT
-        summary = {"pid": os.getpid(), "status": "scaled_to_zero", **self._metrics.totals(),
-                   "max_concurrency": self.config.max_concurrency, "max_queue": self.config.max_queue,
-                   **self.state().metrics()}
-        return json.dumps(summary).encode(), b"application/json"
-
     # -- state ------------------------------------------------------------------------------------------------
 
     def state(self) -> ScaleState:
         return ScaleState(workers=[{"pid": pid, "state": w.state} for pid, w in self.workers.items()],
                           min_replicas=self.low, max_replicas=self.high, cold_start_ms=self.cold_start_ms,
-                          decision=self.decision)
+                          decision=self.decision, wants_gpus=self.wants_gpus)
 
     def _decide(self, text: str) -> None:
         self.decision = text

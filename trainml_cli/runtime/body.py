@@ -38,6 +38,22 @@ def media_type(content_type: bytes) -> bytes:
     return content_type.partition(b";")[0].strip().lower()
 
 
+def is_multipart(content_type: bytes | None) -> bool:
+    return content_type is not None and media_type(content_type) == MULTIPART
+
+
+def unsupported_type(content_type: bytes | None, takes_files: bool) -> str:
+    """Why a body's Content-Type is refused (415), for a route that takes JSON only or files too."""
+    given = f"Content-Type {content_type.decode('latin-1')!r}" if content_type is not None else "no Content-Type"
+    if not takes_files:
+        wanted = "the body must be JSON, sent with Content-Type: application/json (or another */*+json type)"
+    elif is_multipart(content_type):
+        wanted = "a form posted from a page of another site (its Origin is not this endpoint) is refused"
+    else:
+        wanted = "the body must be multipart/form-data or JSON (Content-Type: application/json)"
+    return f"{wanted}; this request has {given}"
+
+
 def is_json(content_type: bytes) -> bool:
     """application/json or any */*+json, with or without parameters. Refusing the rest closes the door on blind
     cross-site POSTs: a web page can send text/plain or a form to a local endpoint without asking, never JSON.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 
@@ -29,8 +30,8 @@ PIPE_CHUNK = 64 * 1024
 RETRY_AFTER = b"5"
 
 
-async def hold(scaler, conn: socket.socket) -> None:
-    """Serve one connection accepted while no worker was ready."""
+async def hold(scaler, conn: socket.socket, read: bytes | None = None) -> None:
+    """Serve one connection accepted while no worker was ready (`read`: what dormant.py read of it, a call)."""
     conn.setblocking(False)
     try:
         reader, writer = await asyncio.open_connection(sock=conn, limit=HEAD_LIMIT)
@@ -38,19 +39,19 @@ async def hold(scaler, conn: socket.socket) -> None:
         conn.close()
         return
     try:
-        head = b""
-        if not scaler.tls:
+        head = read or b""
+        if read is None and not scaler.tls:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
             except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
                 return
             method, path = _request_line(head)
             if path == "/ping" and method in ("GET", "HEAD"):
-                body = json.dumps(scaler.ping()).encode()
+                body = json.dumps(ping(scaler)).encode()
                 return await _reply(writer, 200, body, head_only=method == "HEAD")
             if path == "/metrics" and method == "GET":
                 wants_json = b"format=json" in head.split(b"\r\n", 1)[0] or b"application/json" in head.lower()
-                body, kind = await asyncio.to_thread(scaler.metrics_reply, wants_json)
+                body, kind = await asyncio.to_thread(metrics_reply, scaler, wants_json)
                 return await _reply(writer, 200, body, content_type=kind)
         problem = await scaler.until_ready()
         if problem:
@@ -59,6 +60,27 @@ async def hold(scaler, conn: socket.socket) -> None:
         await _pipe(scaler, head, reader, writer)
     finally:
         writer.close()
+
+
+def ping(scaler) -> dict:
+    waking = bool(scaler.workers)
+    return {"status": "scaled_to_zero", "replicas": 0, "waking": waking,
+            "message": "a worker is starting for the calls held" if waking else
+            "no worker is running; the next call starts one (a cold start)"}
+
+
+def metrics_reply(scaler, wants_json: bool) -> tuple[bytes, bytes]:
+    """/metrics while no worker runs: the group's counts from its files (they outlive the workers)."""
+    from .metrics import PROMETHEUS_TEXT, Metrics
+
+    if scaler._metrics is None:
+        scaler._metrics = Metrics(scaler.config.metrics_dir, lambda: (0, 0))
+    if not wants_json:
+        return scaler._metrics.text(), PROMETHEUS_TEXT
+    summary = {"pid": os.getpid(), "status": "scaled_to_zero", **scaler._metrics.totals(),
+               "max_concurrency": scaler.config.max_concurrency, "max_queue": scaler.config.max_queue,
+               **scaler.state().metrics()}
+    return json.dumps(summary).encode(), b"application/json"
 
 
 def _request_line(head: bytes) -> tuple[str, str]:
@@ -112,6 +134,38 @@ async def _copy(source, sink) -> None:
         sink.close()
 
 
+class Child:
+    """A worker dormant.py started before it exec'd the leader back: the leader's child, which asyncio did not
+    start, watched through a pidfd (the few calls of asyncio.subprocess.Process the leader makes)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited = asyncio.Event()
+        self._fd = os.pidfd_open(pid)
+        asyncio.get_running_loop().add_reader(self._fd, self._reap)
+
+    def _reap(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 0
+        if pid == 0:
+            return
+        asyncio.get_running_loop().remove_reader(self._fd)
+        os.close(self._fd)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self._exited.set()
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+
 class Held:
     """Counts the connections held now, bounded like a worker's connections (past it: 503 at once)."""
 
@@ -120,7 +174,7 @@ class Held:
         self.now = 0
         self.tasks: set[asyncio.Task] = set()
 
-    def start(self, scaler, conn: socket.socket) -> None:
+    def start(self, scaler, conn: socket.socket, read: bytes | None = None) -> None:
         if self.now >= self.limit:
             try:
                 conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: "
@@ -130,7 +184,7 @@ class Held:
             conn.close()
             return
         self.now += 1
-        task = asyncio.get_running_loop().create_task(hold(scaler, conn))
+        task = asyncio.get_running_loop().create_task(hold(scaler, conn, read))
         self.tasks.add(task)
         task.add_done_callback(self._done)
 

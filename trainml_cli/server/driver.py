@@ -350,6 +350,9 @@ class Listener:
         job = self.jobs.store.job(self.job_id)
         return job.log_offsets if job else {}
 
+    def gpus(self, gpus: list) -> None:
+        self.jobs.store.update_job(self.job_id, gpus=gpus)
+
     def save_log_offsets(self, offsets: dict) -> None:
         self.jobs.logs.flush()  # the lines read up to these offsets are stored before the offsets are
         self.jobs.store.update_job(self.job_id, log_offsets=offsets)

@@ -51,7 +51,8 @@ def is_endpoint(pid: int | None, pid_start: int | None) -> bool:
         return False
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"trainml_cli.runtime" in f.read()
+            command = f.read()  # the runtime, or the same process scaled to zero (runtime/dormant.py, by path)
+            return b"trainml_cli.runtime" in command or b"trainml_cli/runtime/dormant.py" in command
     except OSError:
         return False
 

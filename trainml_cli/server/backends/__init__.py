@@ -9,6 +9,8 @@
     rayrollout.py   a job's application rolled over to a new revision (Serve's rolling update)
     rayfallback.py  the shared application at /e: our 503 or 404 at a job URL no application serves
     switch.py       a local endpoint switched to a new revision on the same socket
+    ports.py        a local endpoint's listening socket, on the job's old port while it is free
     scaling.py      local autoscaling: its checks, the runtime options it launches with, its scale file read back
+    gpulease.py     a job scaled to zero gives its GPUs back to the pool; a call that wakes it waits for them
     revisionoutput.py  each revision's output files, read into the log with the revision that printed them
 """

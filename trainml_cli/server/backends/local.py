@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,9 @@ from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
 from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
 from ..processes import AdoptedProcess, describe_exit, is_endpoint, kill_group, process_start_time, reap_orphans
+from . import gpulease
 from .base import EndpointListener, Launch, Outcome, Policy, Say
+from .ports import bind_socket, rebind_socket
 from .probes import ReadyPipe, first, http_get
 from .revisionoutput import RevisionOutput
 from .scaling import check_local_scaling, launch_fields, live_replicas, scale_summary
@@ -110,6 +111,8 @@ class LocalBackend:
     def endpoint(self, launch: Launch, listener: EndpointListener, port: int | None,
                  adopt: Adoption | None = None) -> LocalEndpoint:
         endpoint = LocalEndpoint(launch, listener, self.host, port, self.policy, adopt=adopt)
+        if gpulease.needs_lease(launch):  # scaled to zero, it gives its GPUs back to the pool
+            endpoint.tasks.append(lambda: gpulease.follow(self.pool, launch, listener, adopt is not None))
         if self.tls:
             from ...tls import loopback_client_context
 
@@ -188,6 +191,7 @@ class LocalEndpoint:
         self.restarts = 0
         self.ssl = None  # a client SSLContext when the endpoint serves HTTPS
         self._ready_pipe: ReadyPipe | None = None  # the spawned process's, until its readiness is known
+        self.tasks: list = []  # coroutine functions run beside the endpoint for its life (gpulease.follow)
 
     live_replicas = property(lambda self: live_replicas(self.launch))  # autoscaled: the leader's scale file
     scale = property(lambda self: scale_summary(self.launch))
@@ -208,13 +212,15 @@ class LocalEndpoint:
     async def run(self) -> Outcome:
         """Keep the endpoint up until stopped (Outcome(failed=False)) or until it cannot be (failed=True)."""
         follower = asyncio.create_task(self.output.follow(), name=f"output-{self.launch.job_id}")
+        beside = [asyncio.create_task(task()) for task in self.tasks]
         try:
             return await self._supervise()
         finally:
             if not self._detached and self.process is not None and self.process.returncode is None:
                 await self._terminate(self.process)
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
+            for task in (follower, *beside):
+                task.cancel()
+            await asyncio.gather(follower, *beside, return_exceptions=True)
             if isinstance(self.process, AdoptedProcess):
                 self.process.close()
             self.output.finish(last_lines=not self._detached)
@@ -331,6 +337,8 @@ class LocalEndpoint:
                 if time.monotonic() > deadline:
                     return False
                 await first(asyncio.sleep(interval), process.wait(), self._stop.wait(), notified.wait())
+                if notified.is_set():  # it said so once (or closed the pipe): the probes pace the rest
+                    notified = asyncio.Event()
                 # Each probe is an access-log line: quick at first, then sparser while a big model loads.
                 interval = min(interval * 1.5, PING_MAX)
             return False
@@ -372,29 +380,3 @@ class LocalEndpoint:
         except ValueError:
             return None
 
-
-def bind_socket(host: str, port: int | None) -> socket.socket:
-    """A listening TCP socket on `port` if it is free (the job's old URL), else on a free port."""
-    for candidate in ([port] if port else []) + [0]:
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, candidate))
-        except OSError:
-            sock.close()
-            continue
-        sock.listen(2048)
-        return sock
-    raise OSError(f"cannot bind a port on {host}")
-
-
-async def rebind_socket(host: str, port: int, attempts: int = 20) -> socket.socket:
-    """The endpoint's own port again once the process that held it is gone (its workers may take a moment to
-    die), else a free one."""
-    for _ in range(attempts):
-        sock = bind_socket(host, port)
-        if sock.getsockname()[1] == port:
-            return sock
-        sock.close()
-        await asyncio.sleep(0.1)
-    return bind_socket(host, port)
