@@ -32,8 +32,16 @@ UNIT = Path(__file__).parent / "unit"
 E2E = frozenset({"test_ray.py", "test_dashboard_browser.py"})
 
 
+# The longest file (a real Ray cluster, one module fixture, a worker's whole run for minutes) goes first, so its
+# worker starts on it at once while the other takes every other file in turn; the unit tier's many short files come
+# last and even out the end. xdist keeps this order (setup.cfg: --no-loadscope-reorder).
+FIRST = ("test_ray.py",)
+
+
 def pytest_collection_modifyitems(items):
-    """Each test's tier from where it lives, so `pytest -m unit` (or `-m "not e2e"`) needs no marker in any file."""
+    """Each test's tier from where it lives, so `pytest -m unit` (or `-m "not e2e"`) needs no marker in any file;
+    and the order the workers take files in (FIRST)."""
+    items.sort(key=lambda item: Path(str(item.fspath)).name not in FIRST)  # stable: files keep their order
     for item in items:
         path = Path(str(item.fspath))
         if UNIT in path.parents:
