@@ -17,6 +17,7 @@ libraries and the user's code.
     autoscaler.py  an autoscaled group's leader: workers between min and max, down to zero
     waker.py     while no worker is ready: /ping, /metrics, calls held then passed on
     capture.py   sampled calls kept (--capture), written off the hot path
+    segments.py  where they are written: JSONL segments, the oldest removed past --capture-size
     tracing.py   OTLP spans of each call, sent as JSON by a thread (standard library only)
     stamps.py    each printed line's time, so stdout and stderr are logged in print order
     fallback.py  on Ray, a job's URL that no application serves (starting, stopping, removed): 503 or 404

@@ -11,9 +11,7 @@ replaced by REDACTED wherever they appear in what is kept.
 The call's own work is to copy at most --capture-max-bytes of each body as it passes; everything else (JSON
 parsing, hashing uploaded files, redaction, the write) happens on one writer thread behind a bounded queue. When
 the writer falls behind, entries are dropped, never waited for, and the next segment says how many
-(`{"dropped": N}`). Entries go to JSONL segments (mode 0600) in --capture-dir, named so that name order is age
-order; once the folder would pass --capture-size, the oldest segments are removed (by every worker process of the
-endpoint, each writing segments of its own).
+(`{"dropped": N}`). Entries go to JSONL segments in --capture-dir (segments.py).
 """
 
 from __future__ import annotations
@@ -27,15 +25,14 @@ import threading
 import time
 
 from ..launchspec import CAPTURE_FOLDER
+from .segments import Segment
 from .uploads import UploadPath
 
-SEGMENTS = 10  # a segment is at most a tenth of --capture-size: the bound is kept to within one segment
 QUEUE = 4096  # entries waiting for the writer; past it they are dropped (and counted)
 WRITE_EVERY = 0.1  # seconds between the writer's turns
 REDACTED = "REDACTED"
 MIN_SECRET = 4  # shorter values would redact ordinary text (a secret "1" would take every digit 1)
 STREAMS = (b"application/x-ndjson", b"text/event-stream")
-SUFFIX = ".jsonl"
 CAPTURED = "trainml.capture"  # the scope key of a kept call's Sample (None: not kept), for the hooks in app.py
 
 
@@ -147,69 +144,6 @@ class Recorder:
                 if form in text:
                     text = text.replace(form, REDACTED)
         return text
-
-
-class Segment:
-    """The JSONL file this process appends to; a new one past a tenth of the size bound, older ones removed."""
-
-    def __init__(self, recorder: Recorder):
-        self.recorder = recorder
-        self.limit = max(recorder.size // SEGMENTS, 1)
-        self.fd = -1
-        self.written = 0
-
-    def write(self, lines: list[bytes]) -> None:
-        """Append whole lines, in as few writes as the segment's size allows."""
-        if self.fd < 0 or os.fstat(self.fd).st_nlink == 0:
-            self.open()  # (st_nlink 0: another worker removed it as the oldest)
-        chunk: list[bytes] = []
-        size = 0
-        for line in lines:
-            if chunk and self.written + size + len(line) > self.limit:
-                self._flush(chunk, size)
-                self.open()
-                chunk, size = [], 0
-            chunk.append(line)
-            size += len(line)
-        if chunk:
-            self._flush(chunk, size)
-
-    def _flush(self, chunk: list[bytes], size: int) -> None:
-        os.write(self.fd, b"".join(chunk))
-        self.written += size
-
-    def open(self) -> None:
-        self.close()
-        folder = self.recorder.folder
-        name = f"{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
-        self.bound(folder, keep=self.limit)
-        self.fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        self.written = 0
-
-    def bound(self, folder: str, keep: int) -> None:
-        """Remove the oldest segments until the rest and `keep` more bytes fit in the size bound."""
-        segments = []
-        for entry in os.scandir(folder):
-            if entry.name.endswith(SUFFIX):
-                try:
-                    segments.append((entry.name, entry.stat().st_size))
-                except FileNotFoundError:
-                    pass
-        segments.sort()
-        total = sum(size for _, size in segments) + keep
-        for name, size in segments:
-            if total <= self.recorder.size:
-                break
-            try:
-                os.unlink(os.path.join(folder, name))
-            except FileNotFoundError:
-                pass
-            total -= size
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 class Sample:
