@@ -237,10 +237,10 @@ def control_plane(start_control_plane) -> ControlPlane:
 
 @pytest.fixture(scope="module")
 def shared_plane(tmp_path_factory) -> ControlPlane:
-    """One control plane for the tests of a module that only read it or are refused by it: many assert that
-    nothing was created (no job, model or upload), which holds only while no test on it creates anything. A
-    control plane's start costs about a second (FastAPI's and pydantic's imports, mostly), and a start for each
-    bad request was a third of the suite's."""
+    """One control plane for the tests of a module that only read it or are refused by it: many assert that no job
+    or model was created (or, where no test on it sends a good archive, no upload), which holds only while no test
+    on it creates one. A control plane's start costs about a second (FastAPI's and pydantic's imports, mostly), and
+    the suite started one for each bad request."""
     plane = ControlPlane(tmp_path_factory.mktemp("shared") / "home").start()
     yield plane
     plane.stop()

@@ -628,11 +628,11 @@ def test_removing_a_job_mid_unpack_stops_the_writer_and_frees_the_disk(control_p
     assert not (control_plane.home / "jobs" / job["id"]).exists()
 
 
-def test_member_names_too_long_for_a_filesystem_are_refused_at_upload(control_plane):
+def test_member_names_too_long_for_a_filesystem_are_refused_at_upload(shared_plane):
     for name, message in (("a" * 3000 + ".py", "a file or folder name is longer than 255 bytes"),
                           ("/".join(["d" * 200] * 25) + "/x.py", "the path is longer than 4096 bytes")):
-        response = control_plane.api("POST", "/api/uploads", data=archive(member(name)),
-                                     headers={"Content-Type": "application/gzip"})
+        response = shared_plane.api("POST", "/api/uploads", data=archive(member(name)),
+                                    headers={"Content-Type": "application/gzip"})
         assert response.status_code == 422, response.text
         text = response.json()["message"]
         assert message in text and len(text) < 300, text
