@@ -32,8 +32,16 @@ UNIT = Path(__file__).parent / "unit"
 E2E = frozenset({"test_ray.py", "test_dashboard_browser.py", "test_dashboard_pages.py", "test_dashboard_requests.py"})
 
 
+# The longest file (a real Ray cluster, one module fixture, a worker's whole run for minutes) goes first, so its
+# worker starts on it at once while the other takes every other file in turn; the unit tier's many short files come
+# last and even out the end. xdist keeps this order (setup.cfg: --no-loadscope-reorder).
+FIRST = ("test_ray.py",)
+
+
 def pytest_collection_modifyitems(items):
-    """Each test's tier from where it lives, so `pytest -m unit` (or `-m "not e2e"`) needs no marker in any file."""
+    """Each test's tier from where it lives, so `pytest -m unit` (or `-m "not e2e"`) needs no marker in any file;
+    and the order the workers take files in (FIRST)."""
+    items.sort(key=lambda item: Path(str(item.fspath)).name not in FIRST)  # stable: files keep their order
     for item in items:
         path = Path(str(item.fspath))
         if UNIT in path.parents:
@@ -225,3 +233,15 @@ def start_control_plane(tmp_path):
 @pytest.fixture
 def control_plane(start_control_plane) -> ControlPlane:
     return start_control_plane()
+
+
+@pytest.fixture(scope="module")
+def shared_plane(tmp_path_factory) -> ControlPlane:
+    """One control plane for the tests of a module that only read it or are refused by it: many assert that no job
+    or model was created (or, where no test on it sends a good archive, no upload), which holds only while no test
+    on it creates one. A control plane's start costs about a second (FastAPI's and pydantic's imports, mostly), and
+    the suite started one for each bad request."""
+    plane = ControlPlane(tmp_path_factory.mktemp("shared") / "home").start()
+    yield plane
+    plane.stop()
+    kill_everything_under(plane.home)

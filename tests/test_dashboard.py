@@ -37,20 +37,20 @@ def signed_in(plane) -> requests.Session:
     return session
 
 
-def test_cli_prints_a_one_time_link(control_plane):
-    env = {**os.environ, "TRAINML_API_URL": control_plane.url, "TRAINML_API_TOKEN": control_plane.token}
+def test_cli_prints_a_one_time_link(shared_plane):
+    env = {**os.environ, "TRAINML_API_URL": shared_plane.url, "TRAINML_API_TOKEN": shared_plane.token}
     result = subprocess.run([sys.executable, "-m", "trainml_cli", "server", "dashboard"], env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert re.search(rf"^{re.escape(control_plane.url)}/dashboard/login\?token=[\w-]{{20,}}$", result.stdout, re.M)
+    assert re.search(rf"^{re.escape(shared_plane.url)}/dashboard/login\?token=[\w-]{{20,}}$", result.stdout, re.M)
 
 
-def test_open_hands_the_link_to_the_browser(control_plane, tmp_path):
+def test_open_hands_the_link_to_the_browser(shared_plane, tmp_path):
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "browser.sh"
     browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
     browser.chmod(0o755)
-    env = {**os.environ, "TRAINML_API_URL": control_plane.url, "TRAINML_API_TOKEN": control_plane.token,
+    env = {**os.environ, "TRAINML_API_URL": shared_plane.url, "TRAINML_API_TOKEN": shared_plane.token,
            "BROWSER": str(browser)}
     result = subprocess.run([sys.executable, "-m", "trainml_cli", "server", "dashboard", "--open"], env=env,
                             capture_output=True, text=True, timeout=30)
@@ -60,21 +60,21 @@ def test_open_hands_the_link_to_the_browser(control_plane, tmp_path):
     assert requests.get(link, allow_redirects=False, timeout=10).status_code == 200
 
 
-def test_without_a_session_pages_redirect_and_api_calls_get_401(control_plane):
+def test_without_a_session_pages_redirect_and_api_calls_get_401(shared_plane):
     for path in ("/dashboard/", "/dashboard/create", "/dashboard/jobs/abc", "/dashboard/jobs/abc/logs"):
-        response = requests.get(control_plane.url + path, allow_redirects=False, timeout=10)
+        response = requests.get(shared_plane.url + path, allow_redirects=False, timeout=10)
         assert response.status_code == 303 and response.headers["location"] == "/dashboard/signed-out", path
-    page = requests.get(control_plane.url + "/dashboard/signed-out", timeout=10)
+    page = requests.get(shared_plane.url + "/dashboard/signed-out", timeout=10)
     assert page.status_code == 200 and "trainml server dashboard" in page.text
     for method, path in (("GET", "/api/dashboard/events"), ("GET", "/api/dashboard/traffic"), ("GET", "/api/jobs"),
                          ("POST", "/api/dashboard/check"), ("POST", "/api/dashboard/login-links")):
-        assert requests.request(method, control_plane.url + path, timeout=10).status_code == 401, path
+        assert requests.request(method, shared_plane.url + path, timeout=10).status_code == 401, path
     forged = {"trainml_session": "v1.9999999999.abc.0123"}
-    assert requests.get(control_plane.url + "/api/jobs", cookies=forged, timeout=10).status_code == 401
+    assert requests.get(shared_plane.url + "/api/jobs", cookies=forged, timeout=10).status_code == 401
 
 
-def test_link_works_once_and_sets_a_strict_httponly_cookie(control_plane):
-    link = login_link(control_plane)
+def test_link_works_once_and_sets_a_strict_httponly_cookie(shared_plane):
+    link = login_link(shared_plane)
     first = requests.get(link, allow_redirects=False, timeout=10)
     assert first.status_code == 200
     cookie = first.headers["set-cookie"]
@@ -87,17 +87,17 @@ def test_link_works_once_and_sets_a_strict_httponly_cookie(control_plane):
     assert "set-cookie" not in again.headers
 
 
-def test_the_session_reads_the_api_but_changes_need_the_dashboard_header(control_plane):
-    session = signed_in(control_plane)
-    assert session.get(control_plane.url + "/dashboard/", timeout=10).status_code == 200
-    assert session.get(control_plane.url + "/api/jobs", timeout=10).json() == []
+def test_the_session_reads_the_api_but_changes_need_the_dashboard_header(shared_plane):
+    session = signed_in(shared_plane)
+    assert session.get(shared_plane.url + "/dashboard/", timeout=10).status_code == 200
+    assert session.get(shared_plane.url + "/api/jobs", timeout=10).json() == []
     # A form on another site could send the cookie-less POST only; SameSite stops the cookie, this stops the rest.
-    assert session.post(control_plane.url + "/api/dashboard/check", json={}, timeout=10).status_code == 401
+    assert session.post(shared_plane.url + "/api/dashboard/check", json={}, timeout=10).status_code == 401
     headers = {"X-TrainML-Dashboard": "1"}
-    checked = session.post(control_plane.url + "/api/dashboard/check", json={}, headers=headers, timeout=10)
+    checked = session.post(shared_plane.url + "/api/dashboard/check", json={}, headers=headers, timeout=10)
     assert checked.status_code == 422
     # Only the API token may mint sign-in links, not a browser session.
-    minted = session.post(control_plane.url + "/api/dashboard/login-links", headers=headers, timeout=10)
+    minted = session.post(shared_plane.url + "/api/dashboard/login-links", headers=headers, timeout=10)
     assert minted.status_code == 401
 
 
@@ -116,8 +116,8 @@ def test_pages_escape_user_text(control_plane):
     assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
-def test_form_errors_name_their_fields_and_create_nothing(control_plane):
-    session = signed_in(control_plane)
+def test_form_errors_name_their_fields_and_create_nothing(shared_plane):
+    session = signed_in(shared_plane)
     form = {
         "name": "",
         "resources": {"gpu_types": ["cpu"], "cpu_count": 0, "disk_size": "ten", "max_price": -5},
@@ -126,7 +126,7 @@ def test_form_errors_name_their_fields_and_create_nothing(control_plane):
                     "body": [{"name": "text", "type": "str"},
                              {"name": "times", "type": "float", "optional": True, "default_value": "abc"}]}],
     }
-    response = session.post(control_plane.url + "/api/dashboard/jobs", json=form,
+    response = session.post(shared_plane.url + "/api/dashboard/jobs", json=form,
                             headers={"X-TrainML-Dashboard": "1"}, timeout=10)
     assert response.status_code == 422
     fields = {f["field"]: f["message"] for f in response.json()["fields"]}
@@ -137,27 +137,27 @@ def test_form_errors_name_their_fields_and_create_nothing(control_plane):
     assert fields["resources.max_price"] == "-5 is too small; max price must be 0 or more (credits per hour)"
     assert "absolute path" in fields["model.directory"]
     assert fields["routes.0.body.1.default_value"] == "'abc' is not a Python literal"
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
 
 
-def test_a_valid_form_checks_clean_and_reports_missing_route_files(control_plane):
-    session = signed_in(control_plane)
+def test_a_valid_form_checks_clean_and_reports_missing_route_files(shared_plane):
+    session = signed_in(shared_plane)
     headers = {"X-TrainML-Dashboard": "1"}
     form = {"name": "echo", "resources": {"gpu_types": ["cpu"]},
             "model": {"source": "directory", "directory": ECHO_DIR},
             "routes": [route(file="echo", function="echo")]}
-    checked = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
+    checked = session.post(shared_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
     assert checked.status_code == 200, checked.text
     assert checked.json()["payload"]["model"] == {"source_type": "local", "source_uri": ECHO_DIR}
     form["routes"] = [{**route(file="echo", function="echo"), "batch": {"max_size": 16, "max_wait_ms": 2}}]
-    batched = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
+    batched = session.post(shared_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
     assert batched.json()["payload"]["endpoint"]["routes"][0]["batch"] == {"max_size": 16, "max_wait_ms": 2.0}
     form["routes"] = [{**route(file="echo", function="echo"), "batch": {"max_size": 0, "max_wait_ms": 0}}]
-    refused = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
+    refused = session.post(shared_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
     assert [(f["field"], f["message"]) for f in refused.json()["fields"]] == [
         ("routes.0.batch_max_size", "0 is less than 1 (allowed: 1 to 1024)")]
     form["routes"] = [route(file="missing", function="echo")]
-    missing = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
+    missing = session.post(shared_plane.url + "/api/dashboard/check", json=form, headers=headers, timeout=10)
     assert [f["field"] for f in missing.json()["fields"]] == ["routes.0.file"]
 
 
@@ -173,40 +173,41 @@ def check_form(plane, session, environment: dict, directory: str = TABULATE_DIR)
     return session.post(plane.url + "/api/dashboard/check", json=form, headers=DASHBOARD, timeout=60)
 
 
-def test_the_form_sends_packages_in_the_clis_comma_format_and_the_interpreter_only_when_not_the_default(control_plane):
-    session = signed_in(control_plane)
-    interpreters = control_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"]
+def test_the_form_sends_packages_in_the_clis_comma_format_and_the_interpreter_only_when_not_the_default(shared_plane):
+    session = signed_in(shared_plane)
+    interpreters = shared_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"]
     default = next(i for i in interpreters if i["default"])
-    checked = check_form(control_plane, session, {"packages": {"pip": " scikit-learn, numpy>=1.20,<2 ,tabulate==0.9.0"},
-                                                  "python": "", "requirements": ""})
+    checked = check_form(shared_plane, session,
+                         {"packages": {"pip": " scikit-learn, numpy>=1.20,<2 ,tabulate==0.9.0"}, "python": "",
+                          "requirements": ""})
     assert checked.status_code == 200, checked.text
     assert checked.json()["payload"]["environment"] == {
         "packages": {"pip": ["scikit-learn", "numpy>=1.20,<2", "tabulate==0.9.0"]}}
     # The default, chosen by path or by version, is the default: nothing to send.
     for python in (default["path"], default["version"]):
-        checked = check_form(control_plane, session, {"packages": {"pip": ""}, "python": python})
+        checked = check_form(shared_plane, session, {"packages": {"pip": ""}, "python": python})
         assert checked.json()["payload"]["environment"] == {"packages": {"pip": []}}, python
     others = [i for i in interpreters if not i["default"]]
     if others:
-        checked = check_form(control_plane, session, {"packages": {"pip": ""}, "python": others[0]["path"]})
+        checked = check_form(shared_plane, session, {"packages": {"pip": ""}, "python": others[0]["path"]})
         assert checked.json()["payload"]["environment"]["python"] == others[0]["path"]
     # The create page lists the same interpreters, the default first and labelled so.
-    page = session.get(control_plane.url + "/dashboard/create", timeout=60).text
+    page = session.get(shared_plane.url + "/dashboard/create", timeout=60).text
     options = re.findall(r'<option value="([^"]*)" data-version="([^"]+)">([^<]*)</option>', page)
     assert options[0] == ("", default["version"], f"Python {default['version']} (default)")
     assert sorted(o[1] for o in options) == sorted(i["version"] for i in interpreters)
 
 
-def test_environment_problems_show_at_their_fields_and_create_nothing(control_plane):
-    session = signed_in(control_plane)
-    answer = check_form(control_plane, session, {"packages": {"pip": "tabulate, --index-url=http://example.invalid"},
-                                                 "python": "3.99", "requirements": "../outside.txt"})
+def test_environment_problems_show_at_their_fields_and_create_nothing(shared_plane):
+    session = signed_in(shared_plane)
+    answer = check_form(shared_plane, session, {"packages": {"pip": "tabulate, --index-url=http://example.invalid"},
+                                                "python": "3.99", "requirements": "../outside.txt"})
     assert answer.status_code == 422
     fields = {f["field"]: f["message"] for f in answer.json()["fields"]}
     assert set(fields) == {"environment.packages.pip", "environment.python", "environment.requirements"}
     assert fields["environment.packages.pip"].startswith(
         "'--index-url=http://example.invalid' looks like an installer option")
-    interpreters = control_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"]
+    interpreters = shared_plane.api("GET", "/api/environments", timeout=60).json()["interpreters"]
     default = next(i for i in interpreters if i["default"])
     assert fields["environment.python"].startswith("no Python 3.99 on the control plane's machine; available: ")
     assert f"{default['version']} (default)" in fields["environment.python"]
@@ -214,18 +215,18 @@ def test_environment_problems_show_at_their_fields_and_create_nothing(control_pl
     # A file the form names must be in the server folder; creating refuses the same way, creating nothing.
     form = {"name": "env", "model": {"source": "directory", "directory": TABULATE_DIR}, "routes": [VERSION_ROUTE],
             "environment": {"requirements": "missing.txt"}}
-    created = session.post(control_plane.url + "/api/dashboard/jobs", json=form, headers=DASHBOARD, timeout=60)
+    created = session.post(shared_plane.url + "/api/dashboard/jobs", json=form, headers=DASHBOARD, timeout=60)
     assert created.status_code == 422
     assert created.json()["fields"] == [{"field": "environment.requirements",
                                          "message": f"missing.txt is not a file in {TABULATE_DIR}"}]
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
 
 
-def test_the_form_is_told_whether_a_server_folder_has_a_requirements_txt(control_plane):
-    session = signed_in(control_plane)
+def test_the_form_is_told_whether_a_server_folder_has_a_requirements_txt(shared_plane):
+    session = signed_in(shared_plane)
 
     def ask(directory):
-        return session.get(control_plane.url + "/api/dashboard/requirements", params={"directory": directory},
+        return session.get(shared_plane.url + "/api/dashboard/requirements", params={"directory": directory},
                            timeout=10)
 
     assert ask(str(MODELS / "requirements_file")).json() == {
@@ -235,7 +236,7 @@ def test_the_form_is_told_whether_a_server_folder_has_a_requirements_txt(control
     relative = ask("tests/models/requirements_file")
     assert relative.status_code == 422
     assert relative.json()["fields"][0]["field"] == "model.directory" and "absolute path" in relative.json()["message"]
-    assert requests.get(control_plane.url + "/api/dashboard/requirements", params={"directory": TABULATE_DIR},
+    assert requests.get(shared_plane.url + "/api/dashboard/requirements", params={"directory": TABULATE_DIR},
                         timeout=10).status_code == 401
 
 
@@ -316,10 +317,10 @@ def test_route_problems_come_as_data_and_map_to_form_fields(routes, field, messa
     assert [forms.route_field(p) for p in info.value.fields] == [forms.FieldError(field, message)]
 
 
-def test_the_api_returns_route_problems_as_data(control_plane, tmp_path):
+def test_the_api_returns_route_problems_as_data(shared_plane, tmp_path):
     payload = {"name": "x", "model": {"source_type": "git", "source_uri": tmp_path.as_uri()},
                "endpoint": {"routes": [_route(), _route(path="/q", function="not valid")]}}
-    body = control_plane.api("POST", "/api/jobs", json=payload).json()
+    body = shared_plane.api("POST", "/api/jobs", json=payload).json()
     assert body["fields"] == [{"route": 1, "field": "function",
                                "message": "'not valid' is not a valid Python function name"}]
     assert body["details"] == ["route 2 (POST /q): function: 'not valid' is not a valid Python function name"]
@@ -367,11 +368,11 @@ def test_a_database_from_before_keeps_its_status_history(tmp_path):
     store.close()
 
 
-def test_a_cookie_that_is_not_ascii_is_refused_not_a_crash(control_plane):
+def test_a_cookie_that_is_not_ascii_is_refused_not_a_crash(shared_plane):
     # Starlette reads the Cookie header as latin-1; hmac.compare_digest raises TypeError on non-ASCII str.
     headers = {"Cookie": "trainml_session=v1.9999999999.abc.\xe9"}
-    assert requests.get(control_plane.url + "/api/jobs", headers=headers, timeout=10).status_code == 401
-    page = requests.get(control_plane.url + "/dashboard/", headers=headers, timeout=10, allow_redirects=False)
+    assert requests.get(shared_plane.url + "/api/jobs", headers=headers, timeout=10).status_code == 401
+    page = requests.get(shared_plane.url + "/dashboard/", headers=headers, timeout=10, allow_redirects=False)
     assert page.status_code < 500
 
 
@@ -437,35 +438,35 @@ def test_the_create_form_can_ask_for_a_key_and_the_connect_page_shows_it(control
     assert key not in session.get(control_plane.url + f"/dashboard/jobs/{job_id}", timeout=10).text
 
 
-def test_a_server_folder_with_a_link_out_of_it_is_refused_naming_the_link(control_plane, tmp_path):
+def test_a_server_folder_with_a_link_out_of_it_is_refused_naming_the_link(shared_plane, tmp_path):
     """The server packs a folder on its machine with the SDK's packer: a link to the control plane's own files
     (its token, an operator's credentials) must not go into a job."""
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "echo.py").write_text((Path(ECHO_DIR) / "echo.py").read_text())
-    (folder / "token").symlink_to(control_plane.home / "token")
-    session = signed_in(control_plane)
+    (folder / "token").symlink_to(shared_plane.home / "token")
+    session = signed_in(shared_plane)
     form = {"name": "escapes", "resources": {"gpu_types": ["cpu"]}, "model": {"source": "directory",
             "directory": str(folder)}, "routes": [route(file="echo", function="echo")]}
-    refused = session.post(control_plane.url + "/api/dashboard/jobs", json=form, headers=DASHBOARD, timeout=60)
+    refused = session.post(shared_plane.url + "/api/dashboard/jobs", json=form, headers=DASHBOARD, timeout=60)
     assert refused.status_code == 422, refused.text
     assert "token is a symbolic link to" in refused.json()["message"] and "outside the folder" in refused.text
-    assert control_plane.api("GET", "/api/jobs").json() == []
-    assert list((control_plane.home / "uploads").iterdir()) == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
+    assert list((shared_plane.home / "uploads").iterdir()) == []
 
 
-def test_the_create_form_sends_replicas_and_names_a_bad_count_at_its_field(control_plane):
-    session = signed_in(control_plane)
+def test_the_create_form_sends_replicas_and_names_a_bad_count_at_its_field(shared_plane):
+    session = signed_in(shared_plane)
     form = {"name": "copies", "resources": {"gpu_types": ["cpu"]}, "replicas": 1,
             "model": {"source": "directory", "directory": TABULATE_DIR}, "routes": [VERSION_ROUTE]}
-    checked = session.post(control_plane.url + "/api/dashboard/check", json=form, headers=DASHBOARD, timeout=60)
+    checked = session.post(shared_plane.url + "/api/dashboard/check", json=form, headers=DASHBOARD, timeout=60)
     assert checked.status_code == 200, checked.text
     assert checked.json()["payload"]["endpoint"]["replicas"] == 1
     for bad in (0, "two"):
-        refused = session.post(control_plane.url + "/api/dashboard/check", json={**form, "replicas": bad},
+        refused = session.post(shared_plane.url + "/api/dashboard/check", json={**form, "replicas": bad},
                                headers=DASHBOARD, timeout=60)
         assert refused.status_code == 422
         assert {f["field"] for f in refused.json()["fields"]} == {"replicas"}
         assert "must be a whole number of at least 1" in refused.json()["fields"][0]["message"]
-    page = session.get(control_plane.url + "/dashboard/create", timeout=60).text
+    page = session.get(shared_plane.url + "/dashboard/create", timeout=60).text
     assert 'id="replicas"' in page

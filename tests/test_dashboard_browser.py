@@ -225,8 +225,8 @@ def test_create_with_pip_packages_then_the_details_show_the_environment(browser,
     assert control_plane.api("DELETE", f"/api/jobs/{job_id}", params={"force": "true"}).status_code == 200
 
 
-def test_bad_default_value_shows_next_to_its_field_and_creates_nothing(browser, control_plane):
-    ui = Dashboard(browser, control_plane)
+def test_bad_default_value_shows_next_to_its_field_and_creates_nothing(browser, shared_plane):
+    ui = Dashboard(browser, shared_plane)
     page = ui.page
     ui.go("/dashboard/create")
     fill_form(page, "broken", default_value="two")
@@ -240,12 +240,12 @@ def test_bad_default_value_shows_next_to_its_field_and_creates_nothing(browser, 
     page.screenshot(path=str(SHOTS / "create-error-1366.png"), full_page=True)
     page.set_viewport_size(NARROW)
     page.screenshot(path=str(SHOTS / "create-error-390.png"), full_page=True)
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
     ui.close()
 
 
-def test_the_batch_section_of_a_route_is_checked_and_reviewed(browser, control_plane):
-    ui = Dashboard(browser, control_plane)
+def test_the_batch_section_of_a_route_is_checked_and_reviewed(browser, shared_plane):
+    ui = Dashboard(browser, shared_plane)
     page = ui.page
     ui.go("/dashboard/create")
     fill_form(page, "batched")
@@ -266,15 +266,15 @@ def test_the_batch_section_of_a_route_is_checked_and_reviewed(browser, control_p
     page.locator("#review").wait_for()
     review_text = page.locator("#review").inner_text()
     assert "Batched: up to 16 requests per call, waiting up to 5 ms to fill a batch" in review_text
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
     ui.close()
 
 
-def test_without_a_session_the_dashboard_says_how_to_sign_in(browser, control_plane):
+def test_without_a_session_the_dashboard_says_how_to_sign_in(browser, shared_plane):
     context = browser.new_context(viewport=WIDE)
     page = context.new_page()
-    page.goto(control_plane.url + "/dashboard/")
-    assert page.url == control_plane.url + "/dashboard/signed-out"
+    page.goto(shared_plane.url + "/dashboard/")
+    assert page.url == shared_plane.url + "/dashboard/signed-out"
     assert page.get_by_text("trainml server dashboard").is_visible()
     page.screenshot(path=str(SHOTS / "signed-out-1366.png"))
     page.set_viewport_size(NARROW)
@@ -283,13 +283,13 @@ def test_without_a_session_the_dashboard_says_how_to_sign_in(browser, control_pl
     context.close()
 
 
-def test_sign_out_ends_the_session(browser, control_plane):
-    ui = Dashboard(browser, control_plane)
+def test_sign_out_ends_the_session(browser, shared_plane):
+    ui = Dashboard(browser, shared_plane)
     assert [c["name"] for c in ui.context.cookies()] == ["trainml_session"]
     cookie = ui.context.cookies()[0]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     ui.page.get_by_role("button", name="Sign out").click()
-    ui.page.wait_for_url(f"{control_plane.url}/dashboard/signed-out?bye=1")
+    ui.page.wait_for_url(f"{shared_plane.url}/dashboard/signed-out?bye=1")
     assert ui.context.cookies() == []
     ui.go("/dashboard/")
     assert ui.page.url.endswith("/dashboard/signed-out")
@@ -586,8 +586,8 @@ def test_the_models_page_adds_shows_uses_and_removes_stored_models(browser, cont
     ui.close()
 
 
-def test_a_fresh_create_form_shows_every_error_at_once_beside_its_field(browser, control_plane):
-    ui = Dashboard(browser, control_plane)
+def test_a_fresh_create_form_shows_every_error_at_once_beside_its_field(browser, shared_plane):
+    ui = Dashboard(browser, shared_plane)
     page = ui.page
     ui.go("/dashboard/create")
     gpu_count = page.get_by_label("GPU count")

@@ -36,6 +36,19 @@ def serve(tmp_path):
         endpoint.stop()
 
 
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory):
+    """One endpoint for the tests that only send it requests, hostile or not, and need nothing else of it: /echo,
+    /q (GET) and /opt. An endpoint's start costs about a second; one per request was most of this module."""
+    endpoint = start("types", [route("/echo", "echo", ECHO), route("/q", "echo", ECHO[1:], verb="GET"),
+                               route("/opt", "echo", [param("f", "float", optional=True, default_value="0.5")])],
+                     tmp_path=tmp_path_factory.mktemp("echo"))
+    try:
+        yield endpoint.wait_ready()
+    finally:
+        endpoint.stop()
+
+
 def raw_post(ep, path, body: bytes, content_type: str | None, **kwargs):
     headers = {"content-type": content_type} if content_type is not None else {}
     return ep.session.post(ep.url + path, data=body, headers=headers, timeout=kwargs.pop("timeout", 30), **kwargs)
@@ -43,9 +56,8 @@ def raw_post(ep, path, body: bytes, content_type: str | None, **kwargs):
 
 @pytest.mark.parametrize("content_type",
                          ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
-def test_a_body_that_does_not_say_json_is_415_naming_the_expected_type(serve, content_type):
-    ep = serve([route("/echo", "echo", ECHO)])
-    answer = raw_post(ep, "/echo", b'{"text": "x"}', content_type)
+def test_a_body_that_does_not_say_json_is_415_naming_the_expected_type(echo, content_type):
+    answer = raw_post(echo, "/echo", b'{"text": "x"}', content_type)
     assert answer.status_code == 415
     assert answer.json()["error"] == "unsupported_media_type"
     assert "application/json" in answer.json()["message"]
@@ -53,15 +65,13 @@ def test_a_body_that_does_not_say_json_is_415_naming_the_expected_type(serve, co
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON",
                                           "application/vnd.example+json"])
-def test_json_content_types_are_accepted(serve, content_type):
-    ep = serve([route("/echo", "echo", ECHO)])
-    answer = raw_post(ep, "/echo", b'{"text": "x"}', content_type)
+def test_json_content_types_are_accepted(echo, content_type):
+    answer = raw_post(echo, "/echo", b'{"text": "x"}', content_type)
     assert answer.status_code == 200 and answer.json()["text"] == ["x", "str"]
 
 
-def test_an_empty_body_needs_no_content_type(serve):
-    ep = serve([route("/opt", "echo", [param("f", "float", optional=True, default_value="0.5")])])
-    assert raw_post(ep, "/opt", b"", None).json() == {"f": [0.5, "float"]}
+def test_an_empty_body_needs_no_content_type(echo):
+    assert raw_post(echo, "/opt", b"", None).json() == {"f": [0.5, "float"]}
 
 
 @pytest.mark.parametrize("body, loc", [
@@ -72,18 +82,16 @@ def test_an_empty_body_needs_no_content_type(serve):
     (b'{"text": "x", "d": {"a": [1, NaN]}}', ["body", "d", "a", 1]),
     (b'{"text": "x", "l": [1e999]}', ["body", "l", 0]),
 ])
-def test_non_finite_numbers_are_422_naming_where(serve, body, loc):
-    ep = serve([route("/echo", "echo", ECHO)])
-    answer = raw_post(ep, "/echo", body, "application/json")
+def test_non_finite_numbers_are_422_naming_where(echo, body, loc):
+    answer = raw_post(echo, "/echo", body, "application/json")
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"][0]["loc"] == loc
     assert "finite" in answer.json()["message"]
 
 
 @pytest.mark.parametrize("query", ["f=nan", "f=inf", "f=-Infinity", "f=1e999", 'l=[NaN]'])
-def test_non_finite_numbers_in_a_query_are_422(serve, query):
-    ep = serve([route("/q", "echo", ECHO[1:], verb="GET")])
-    answer = ep.get("/q?" + query)
+def test_non_finite_numbers_in_a_query_are_422(echo, query):
+    answer = echo.get("/q?" + query)
     assert answer.status_code == 422, answer.text
 
 
@@ -94,25 +102,23 @@ def test_a_non_finite_default_is_refused_before_anything_runs(tmp_path):
     assert "body[0].default_value: '1e999' is not a finite number" in endpoint.log()
 
 
-def test_an_explicit_null_means_the_default(serve):
-    ep = serve([route("/echo", "echo", ECHO), route("/q", "echo", ECHO[1:], verb="GET")])
-    answer = ep.post("/echo", {"text": "x", "f": None, "d": None, "l": None})
+def test_an_explicit_null_means_the_default(echo):
+    answer = echo.post("/echo", {"text": "x", "f": None, "d": None, "l": None})
     assert answer.json() == {"text": ["x", "str"], "f": [0.5, "float"], "d": [None, "NoneType"], "l": [[1], "list"]}
-    assert ep.post("/echo", {"text": None}).status_code == 422  # a required param has no default to stand in
+    assert echo.post("/echo", {"text": None}).status_code == 422  # a required param has no default to stand in
 
 
-def test_head_and_options(serve):
-    ep = serve([route("/q", "echo", ECHO[1:], verb="GET"), route("/echo", "echo", ECHO)])
-    get = ep.get("/q?f=2")
-    head = ep.session.head(ep.url + "/q?f=2", timeout=10)
+def test_head_and_options(echo):
+    get = echo.get("/q?f=2")
+    head = echo.session.head(echo.url + "/q?f=2", timeout=10)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"]
-    assert ep.session.head(ep.url + "/ping", timeout=10).status_code == 200
-    assert ep.session.head(ep.url + "/openapi.json", timeout=10).status_code == 200
-    options = ep.session.options(ep.url + "/q", timeout=10)
+    assert echo.session.head(echo.url + "/ping", timeout=10).status_code == 200
+    assert echo.session.head(echo.url + "/openapi.json", timeout=10).status_code == 200
+    options = echo.session.options(echo.url + "/q", timeout=10)
     assert options.status_code == 204 and options.headers["allow"] == "GET, HEAD, OPTIONS"
-    assert ep.session.options(ep.url + "/echo", timeout=10).headers["allow"] == "OPTIONS, POST"
-    assert ep.session.options(ep.url + "/nowhere", timeout=10).status_code == 404
+    assert echo.session.options(echo.url + "/echo", timeout=10).headers["allow"] == "OPTIONS, POST"
+    assert echo.session.options(echo.url + "/nowhere", timeout=10).status_code == 404
 
 
 def hostile_body(size=10 * 1024 * 1024) -> bytes:
@@ -177,21 +183,20 @@ def _peak_rss_mb(pid: int) -> int:
     return 0
 
 
-def test_thousands_of_unknown_query_params_get_a_small_422(serve):
-    ep = serve([route("/q", "echo", ECHO[1:], verb="GET")])
+def test_thousands_of_unknown_query_params_get_a_small_422(echo):
     query = "&".join(f"u{i}=1" for i in range(5000))
-    answer = ep.get("/q?" + query)
+    answer = echo.get("/q?" + query)
     assert answer.status_code == 422
     assert len(answer.content) < 8 * 1024
     assert len(answer.json()["detail"]) == 20 and answer.json()["message"].endswith("... and 4,980 more")
 
 
-def test_headers_past_64_kib_get_431(serve):
-    ep = serve([route("/echo", "echo", ECHO)])
+def test_headers_past_64_kib_get_431(echo):
     headers = {f"x-filler-{i}": "v" * 1000 for i in range(70)}
-    answer = ep.session.post(ep.url + "/echo", json={"text": "x"}, headers=headers, timeout=10)
+    answer = echo.session.post(echo.url + "/echo", json={"text": "x"}, headers=headers, timeout=10)
     assert answer.status_code == 431
-    assert ep.post("/echo", {"text": "x"}, headers={f"x-filler-{i}": "v" * 1000 for i in range(50)}).status_code == 200
+    fifty = {f"x-filler-{i}": "v" * 1000 for i in range(50)}
+    assert echo.post("/echo", {"text": "x"}, headers=fifty).status_code == 200
 
 
 def test_a_slowloris_connection_is_closed_and_others_are_served(serve):
@@ -376,28 +381,26 @@ DEEP = [  # (levels, bytes of padding, padded with keys): small, and over 64 KiB
 
 
 @pytest.mark.parametrize("levels, pad, keys", DEEP)
-def test_a_body_nested_past_the_bound_is_a_json_422_naming_it_on_an_endpoint(serve, levels, pad, keys):
-    ep = serve([route("/echo", "echo", ECHO)])
+def test_a_body_nested_past_the_bound_is_a_json_422_naming_it_on_an_endpoint(echo, levels, pad, keys):
     for body in ('{"text": "x", "l": ' + nested(levels) + (padding(pad, keys) if pad else "") + "}",
                  '{"text": "x"' + (padding(pad, keys) if pad else "") + ', "d": {"a": ' + nested(levels) + "}}"):
         assert (len(body) > 64 * 1024) == bool(pad or levels > 30_000)
-        answer = raw_post(ep, "/echo", body.encode(), "application/json")
+        answer = raw_post(echo, "/echo", body.encode(), "application/json")
         assert answer.status_code == 422, answer.text[:300]
         assert answer.headers["content-type"] == "application/json"
         assert answer.json()["detail"][0]["type"] == "too_deep"
         assert "more than 100 levels deep" in answer.json()["message"], answer.json()["message"]
-    assert ep.post("/echo", {"text": "fine"}).status_code == 200
+    assert echo.post("/echo", {"text": "fine"}).status_code == 200
 
 
-def test_the_endpoints_depth_bound_is_100_levels(serve):
-    ep = serve([route("/echo", "echo", ECHO), route("/q", "echo", ECHO[1:], verb="GET")])
-    deepest = raw_post(ep, "/echo", b'{"text": "x", "l": ' + nested(99).encode() + b"}", "application/json")
+def test_the_endpoints_depth_bound_is_100_levels(echo):
+    deepest = raw_post(echo, "/echo", b'{"text": "x", "l": ' + nested(99).encode() + b"}", "application/json")
     assert deepest.status_code == 200
-    deeper = raw_post(ep, "/echo", b'{"text": "x", "l": ' + nested(100).encode() + b"}", "application/json")
+    deeper = raw_post(echo, "/echo", b'{"text": "x", "l": ' + nested(100).encode() + b"}", "application/json")
     assert deeper.status_code == 422 and deeper.json()["detail"][0]["loc"] == ["body", "l"]
-    assert ep.get("/q?l=" + nested(99)).status_code == 200  # a param's value is level 2, as in a body
+    assert echo.get("/q?l=" + nested(99)).status_code == 200  # a param's value is level 2, as in a body
     for levels in (100, 5_000):
-        answer = ep.get("/q?l=" + nested(levels))
+        answer = echo.get("/q?l=" + nested(levels))
         assert answer.status_code == 422 and answer.json()["detail"][0] == {
             "loc": ["query", "l"], "msg": "objects and arrays nested more than 100 levels deep; the limit is 100",
             "type": "too_deep"}
@@ -436,16 +439,16 @@ JOB = '{"name": "hostile", "model": {"source_type": "git", "source_uri": "https:
 
 @pytest.mark.parametrize("size, status", [(10 * 1024 * 1024, 413), (1024 * 1024 - 64, 422)],
                          ids=["10MiB-over-the-cap", "just-under-the-1MiB-cap"])
-def test_the_control_planes_hostile_body_gets_a_small_answer_and_never_stalls_its_health(control_plane, size, status):
+def test_the_control_planes_hostile_body_gets_a_small_answer_and_never_stalls_its_health(shared_plane, size, status):
     unknown = hostile_body(size - len(JOB) - 2)
     body = JOB.encode() + b", " + unknown[1:]
     assert len(body) <= size
     keys = unknown.count(b":")
-    stop = health_meanwhile(control_plane.url)
+    stop = health_meanwhile(shared_plane.url)
     began = time.monotonic()
     try:
-        answer = control_plane.api("POST", "/api/jobs", data=body, headers={"content-type": "application/json"},
-                                   timeout=60)
+        answer = shared_plane.api("POST", "/api/jobs", data=body, headers={"content-type": "application/json"},
+                                  timeout=60)
     finally:
         pings = stop()
     took = time.monotonic() - began
@@ -460,10 +463,10 @@ def test_the_control_planes_hostile_body_gets_a_small_answer_and_never_stalls_it
         assert len(details) == 21 and details[0] == "k0: Extra inputs are not permitted"
         assert details[-1] == f"... and {keys - 20:,} more"
         assert answer.json()["message"].startswith(f"{keys:,} problems in the request:")
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
     print(f"control plane, {len(body):,} byte body ({keys:,} unknown keys): {status} of {len(answer.content)} "
           f"bytes in {took:.2f}s; /api/health worst {max(pings) * 1000:.0f} ms over {len(pings)} pings; "
-          f"peak RSS {_peak_rss_mb(control_plane.process.pid)} MB")
+          f"peak RSS {_peak_rss_mb(shared_plane.process.pid)} MB")
 
 
 def test_a_body_over_the_control_planes_cap_is_413_without_a_content_length(control_plane):
@@ -483,16 +486,16 @@ def test_a_body_over_the_control_planes_cap_is_413_without_a_content_length(cont
 
 
 @pytest.mark.parametrize("levels, pad, keys", DEEP)
-def test_a_body_nested_past_the_bound_is_a_json_422_naming_it_on_the_control_plane(control_plane, levels, pad, keys):
+def test_a_body_nested_past_the_bound_is_a_json_422_naming_it_on_the_control_plane(shared_plane, levels, pad, keys):
     for path, body in (("/api/jobs", JOB[:-1] + ', "routes": ' + nested(levels) + "}"
                         + (padding(pad, keys) if pad else "") + "}"),
                        ("/api/dashboard/check",
                         '{"name": ' + nested(levels) + (padding(pad, keys) if pad else "") + "}")):
         assert (len(body) > 64 * 1024) == bool(pad or levels > 30_000)
-        answer = control_plane.api("POST", path, data=body, headers={"content-type": "application/json"})
+        answer = shared_plane.api("POST", path, data=body, headers={"content-type": "application/json"})
         assert answer.status_code == 422, answer.text[:300]
         assert answer.headers["content-type"] == "application/json"
         assert answer.json()["error"] == "invalid"
         assert "more than 100 levels deep" in answer.json()["message"], answer.json()["message"]
-    assert control_plane.api("GET", "/api/jobs").json() == []
-    assert control_plane.api("GET", "/api/health").status_code == 200
+    assert shared_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/health").status_code == 200

@@ -114,25 +114,25 @@ def test_crashing_while_starting_again_and_again_fails_the_job(control_plane):
     run(scenario())
 
 
-def test_invalid_routes_are_refused_before_sending_and_by_the_server(control_plane):
+def test_invalid_routes_are_refused_before_sending_and_by_the_server(shared_plane):
     bad = {"routes": [route(), {"verb": "POST", "path": "/x", "file": "predict", "function": "f",
                                 "body": [{"name": "a", "type": "string"}]}]}
 
     async def scenario():
-        async with control_plane.client() as client:
+        async with shared_plane.client() as client:
             with pytest.raises(RouteSpecError, match=r"route 2 \(POST /x\): body\[0\].type"):
                 await client.jobs.create("bad", model=local("echo"), endpoint=bad)
 
     run(scenario())
     payload = {"name": "bad", "model": {"source_type": "git", "source_uri": "https://example.invalid/r.git"},
                "endpoint": bad}
-    response = control_plane.api("POST", "/api/jobs", json=payload)
+    response = shared_plane.api("POST", "/api/jobs", json=payload)
     assert response.status_code == 422
     body = response.json()
     assert body["error"] == "invalid_route"
     assert body["details"] == ["route 2 (POST /x): body[0].type: 'string' is not one of "
                                "str, int, float, bool, dict, list, file"]
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -150,13 +150,13 @@ def test_invalid_routes_are_refused_before_sending_and_by_the_server(control_pla
     ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
 ], ids=["type", "cpu_count", "no-such-gpu", "max_price", "env-key", "stored-model", "max_queue", "source-type",
         "extra-field"])
-def test_bad_payloads_are_422_naming_the_field_and_create_nothing(control_plane, payload, message):
+def test_bad_payloads_are_422_naming_the_field_and_create_nothing(shared_plane, payload, message):
     base = {"name": "x", "model": {"source_type": "git", "source_uri": "https://example.invalid/r.git"},
             "endpoint": {"routes": [route()]}}
-    response = control_plane.api("POST", "/api/jobs", json={**base, **payload})
+    response = shared_plane.api("POST", "/api/jobs", json={**base, **payload})
     assert response.status_code in (404, 422), response.text
     assert message in response.json()["message"]
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
 
 
 def test_environment_reaches_the_model_and_cpu_jobs_see_no_gpu(control_plane):

@@ -53,17 +53,17 @@ def test_the_cli_refuses_past_a_limit_with_exit_2(argv, message, tmp_path):
     ({"endpoint": {"routes": [{**json.loads(ROUTE), "batch": {"max_size": 2000}}]}},
      "route 1 (POST /predict): batch.max_size: 2000 is more than 1024 (allowed: 1 to 1024)"),
 ], ids=["concurrency", "queue", "cpu-count", "batch-size"])
-def test_the_api_answers_422_naming_the_limit_and_creates_nothing(control_plane, payload, message):
+def test_the_api_answers_422_naming_the_limit_and_creates_nothing(shared_plane, payload, message):
     body = {"name": "too-big", "model": {"source_type": "local", "source_uri": ECHO, "upload_id": "none"}, **payload}
-    answer = control_plane.api("POST", "/api/jobs", json=body)
+    answer = shared_plane.api("POST", "/api/jobs", json=body)
     assert answer.status_code == 422
     assert answer.json()["message"] == message
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
 
 
-def test_the_cli_exits_2_when_the_server_refuses_the_cpu_count(control_plane, tmp_path):
+def test_the_cli_exits_2_when_the_server_refuses_the_cpu_count(shared_plane, tmp_path):
     code, err = run_cli("job", "create", "endpoint", "x", "--model-dir", ECHO, "--route", ROUTE, "--cpu-count", "500",
-                        env={"TRAINML_API_URL": control_plane.url, "TRAINML_API_TOKEN": control_plane.token,
+                        env={"TRAINML_API_URL": shared_plane.url, "TRAINML_API_TOKEN": shared_plane.token,
                              "TRAINML_HOME": str(tmp_path)})
     assert code == 2
     assert f"resources.cpu_count: 500 is more than this machine's {CPUS} CPUs" in err

@@ -898,7 +898,10 @@ def test_streams_uploads_file_answers_and_request_ids_hold_through_serve(cluster
     long = requests.post(url + "/predict", json={"txt": "id"}, headers={"X-Request-Id": "x" * 200}, timeout=10)
     assert long.headers["x-request-id"] == f"{long.json()['request_id']}, {'x' * 200}"
     assert len(long.json()["request_id"]) <= 128
-    with requests.post(url + "/tokens", json={"n": 1, "gate": "-"}, headers={"X-Request-Id": "ray-stream-9"},
+    # An open gate (a folder that exists): the stream ends after its first item. A gate that never opens left the
+    # call running on the replica after we read the headers, and the application's removal at the end waited out
+    # the whole stop grace for it (the test's teardown took 20 s).
+    with requests.post(url + "/tokens", json={"n": 1, "gate": str(tmp_path)}, headers={"X-Request-Id": "ray-stream-9"},
                        stream=True, timeout=30) as answer:
         assert answer.headers["x-request-id"] == "ray-stream-9"
 

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import MODELS, route, wait_until
+from conftest import MODELS, ControlPlane, kill_everything_under, route, wait_until
 from trainml_cli.contracts import replica_revision_record
 from trainml_cli.server.backends.rayapps import job_status
 from trainml_cli.states import JobStatus
@@ -209,6 +209,19 @@ class FakeHead:
 def head():
     fake = FakeHead()
     yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def refusing_ray(tmp_path_factory):
+    """(plane, head): one fake head and a control plane on it for the tests they refuse, each asserting that no job
+    was created and nothing sent to the cluster (which holds only while every test on them is refused)."""
+    fake = FakeHead()
+    plane = ControlPlane(tmp_path_factory.mktemp("refusing") / "home",
+                         ["--backend", "ray", "--ray-address", fake.url, "--ray-serve-port", fake.port]).start()
+    yield plane, fake
+    plane.stop()
+    kill_everything_under(plane.home)
     fake.close()
 
 
@@ -426,9 +439,9 @@ def test_a_requirements_file_naming_files_is_read_from_the_uploaded_model_folder
         "uv_check": False, "uv_pip_install_options": ["--directory", "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/model"]}
 
 
-def test_a_requirements_line_leading_out_of_the_model_folder_is_refused_at_create(start_control_plane, head, tmp_path):
+def test_a_requirements_line_leading_out_of_the_model_folder_is_refused_at_create(refusing_ray, tmp_path):
     # The same check as on the local backend (localpaths): 422, nothing created, nothing sent to the cluster.
-    plane = ray_plane(start_control_plane, head)
+    plane, head = refusing_ray
     for files, reason in [
         ({"requirements.txt": "tabulate\n-r ../shared.txt\n"}, "requirements.txt line 2: ../shared.txt leaves"),
         ({"requirements.txt": "-r deps/more.txt\n", "deps/more.txt": "\n--constraint=../../pins.txt\n"},
@@ -579,9 +592,8 @@ def test_autoscaling_settings_and_ray_actor_options_reach_serve_and_job_get_show
     ({"min_replicas": 1, "target_ongoing": 9}, "endpoint.target_ongoing", "more than max_concurrency (8)"),
     ({"replicas": 2, "downscale_delay": 5}, "endpoint.downscale_delay", "give min_replicas and/or max_replicas"),
 ])
-def test_bad_scaling_settings_and_actor_options_are_422_naming_the_field(start_control_plane, head, endpoint, field,
-                                                                         words):
-    plane = ray_plane(start_control_plane, head)
+def test_bad_scaling_settings_and_actor_options_are_422_naming_the_field(refusing_ray, endpoint, field, words):
+    plane, head = refusing_ray
     upload = plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"), headers={"Content-Type": "application/gzip"})
     answer = plane.api("POST", "/api/jobs", json={
         "name": "bad", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
@@ -594,25 +606,7 @@ def test_bad_scaling_settings_and_actor_options_are_422_naming_the_field(start_c
     assert plane.api("GET", "/api/jobs").json() == [] and head.puts == []
 
 
-@pytest.mark.parametrize("options, words", [
-    (["--ray-actor-options", '{"memroy": 1}'], "memroy: not one of Ray Serve's replica options taken here: memory,"),
-    (["--ray-actor-options", '{"num_gpus": 1}'], "num_gpus: give --gpu-count"),
-    (["--ray-actor-options", "{memory: 1}"], "not JSON"),
-    (["--min-replicas", "1", "--upscale-delay", "-5"], "'--upscale-delay': '-5' must be at least 0"),
-    (["--min-replicas", "1", "--downscale-delay", "1e9"], "--downscale-delay: 1e+09 must be between 0 and 86400"),
-    (["--upscale-delay", "5"], "--upscale-delay: an autoscaling setting: give --min-replicas and/or --max-replicas"),
-    (["--min-replicas", "1", "--target-ongoing", "20"], "--target-ongoing: 20 is more than --max-concurrency (8)"),
-])
-def test_bad_scaling_settings_and_actor_options_exit_2_at_the_cli(tmp_path, options, words):
-    env = {**os.environ, "TRAINML_HOME": str(tmp_path / "h"), "NO_COLOR": "1"}
-    result = subprocess.run([sys.executable, "-m", "trainml_cli", "job", "create", "endpoint", "x", "--model-dir",
-                             str(MODELS / "echo"), "--route", json.dumps(route()), *options],
-                            capture_output=True, text=True, timeout=30, env=env)
-    assert result.returncode == 2 and words in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "h" / "server.json").exists(), "nothing was started"
-
-
-def test_usage_errors_for_backend_and_replica_options(control_plane, tmp_path):
+def test_usage_errors_for_backend_and_replica_options(shared_plane, tmp_path):
     env = {**os.environ, "TRAINML_HOME": str(tmp_path / "h")}
     result = subprocess.run([sys.executable, "-m", "trainml_cli.server", "--home", str(tmp_path / "h"),
                              "--backend", "ray"],
@@ -625,17 +619,17 @@ def test_usage_errors_for_backend_and_replica_options(control_plane, tmp_path):
     assert result.returncode == 2 and "not both" in result.stderr
     # The local backend autoscales worker processes up to one per CPU of this machine: past that is 422 naming
     # the field, with nothing created; Ray's replica options need Ray.
-    upload = control_plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"),
-                               headers={"Content-Type": "application/gzip"})
+    upload = shared_plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"),
+                              headers={"Content-Type": "application/gzip"})
     for endpoint, words in (({"min_replicas": 1, "max_replicas": 100_000}, "endpoint.max_replicas: 100000 is more "
                                                                            "than this machine's"),
                             ({"ray_actor_options": {"memory": 1024}}, "endpoint.ray_actor_options: Ray's replica "
                                                                       "options need the Ray backend")):
-        answer = control_plane.api("POST", "/api/jobs", json={
+        answer = shared_plane.api("POST", "/api/jobs", json={
             "name": "ray-only", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
             "endpoint": {"routes": [route()], **endpoint}})
         assert answer.status_code == 422 and words in answer.json()["message"], answer.text
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
 
 
 def test_the_control_plane_never_imports_ray():
@@ -644,8 +638,8 @@ def test_the_control_plane_never_imports_ray():
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
-def test_what_ray_replicas_cannot_honour_is_refused_not_ignored(start_control_plane, head):
-    plane = ray_plane(start_control_plane, head)
+def test_what_ray_replicas_cannot_honour_is_refused_not_ignored(refusing_ray):
+    plane, head = refusing_ray
     upload = plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"), headers={"Content-Type": "application/gzip"})
     answer = plane.api("POST", "/api/jobs", json={
         "name": "refused", "model": {"source_type": "local", "upload_id": upload.json()["id"]},
@@ -803,15 +797,15 @@ def test_gpus_are_the_clusters_checked_at_create_and_asked_of_ray_by_accelerator
     assert [j["id"] for j in plane.api("GET", "/api/jobs").json()] == jobs_before
 
 
-def test_a_fraction_of_a_gpu_is_refused_on_the_local_backend_saying_why(control_plane):
-    upload = control_plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"),
-                               headers={"Content-Type": "application/gzip"}).json()["id"]
-    answer = control_plane.api("POST", "/api/jobs", json={
+def test_a_fraction_of_a_gpu_is_refused_on_the_local_backend_saying_why(shared_plane):
+    upload = shared_plane.api("POST", "/api/uploads", data=_tar(MODELS / "echo"),
+                              headers={"Content-Type": "application/gzip"}).json()["id"]
+    answer = shared_plane.api("POST", "/api/jobs", json={
         "name": "half", "resources": {"gpu_types": ["rtx3090"], "gpu_count": 0.5},
         "model": {"source_type": "local", "upload_id": upload}, "endpoint": {"routes": [route()]}})
     assert answer.status_code == 422
     assert "0.5 is not a whole number: this machine hands out whole GPUs" in answer.json()["message"]
-    assert control_plane.api("GET", "/api/jobs").json() == []
+    assert shared_plane.api("GET", "/api/jobs").json() == []
 
 
 def test_serve_listening_elsewhere_than_the_control_plane_was_told_refuses_the_deploy(start_control_plane, head):

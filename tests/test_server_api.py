@@ -19,21 +19,21 @@ PROTECTED = [
 ]
 
 
-def test_the_running_control_plane_needs_the_token(control_plane):
+def test_the_running_control_plane_needs_the_token(shared_plane):
     # Every route is walked in process (tests/unit/test_control_plane_auth.py); this is the real process's answer.
     method, path = "GET", "/api/jobs"
-    missing = control_plane.api(method, path, auth=False)
+    missing = shared_plane.api(method, path, auth=False)
     assert missing.status_code == 401
     assert missing.json()["error"] == "unauthorized"
     assert "Authorization: Bearer <token>" in missing.json()["message"]
     assert missing.headers["www-authenticate"] == "Bearer"
-    wrong = control_plane.api(method, path, auth=False, headers={"Authorization": "Bearer not-the-token"})
+    wrong = shared_plane.api(method, path, auth=False, headers={"Authorization": "Bearer not-the-token"})
     assert wrong.status_code == 401
     assert "the API token is wrong" in wrong.json()["message"]
 
 
-def test_the_openapi_document_lists_every_route(control_plane):
-    document = requests.get(control_plane.url + "/openapi.json", timeout=10).json()
+def test_the_openapi_document_lists_every_route(shared_plane):
+    document = requests.get(shared_plane.url + "/openapi.json", timeout=10).json()
     paths = document["paths"]
     for method, path in PROTECTED:
         template = path.split("?")[0].replace("/x", "/{job}" if "/jobs/" in path else "/{model}")
@@ -42,21 +42,21 @@ def test_the_openapi_document_lists_every_route(control_plane):
     assert "Authorization: Bearer" in document["info"]["description"]
 
 
-def test_health_is_open_and_names_the_home(control_plane):
-    health = requests.get(control_plane.url + "/api/health", timeout=10).json()
+def test_health_is_open_and_names_the_home(shared_plane):
+    health = requests.get(shared_plane.url + "/api/health", timeout=10).json()
     assert health["status"] == "ok"
-    assert health["home"] == str(control_plane.home)
-    assert health["pid"] == control_plane.process.pid
-    assert health["url"] == control_plane.url
+    assert health["home"] == str(shared_plane.home)
+    assert health["pid"] == shared_plane.process.pid
+    assert health["url"] == shared_plane.url
 
 
-def test_the_home_holds_a_private_token_and_the_servers_address(control_plane):
-    token_mode = stat.S_IMODE(os.stat(control_plane.home / "token").st_mode)
+def test_the_home_holds_a_private_token_and_the_servers_address(shared_plane):
+    token_mode = stat.S_IMODE(os.stat(shared_plane.home / "token").st_mode)
     assert token_mode == 0o600
-    info = json.loads((control_plane.home / "server.json").read_text())
-    assert info["url"] == control_plane.url and info["pid"] == control_plane.process.pid
+    info = json.loads((shared_plane.home / "server.json").read_text())
+    assert info["url"] == shared_plane.url and info["pid"] == shared_plane.process.pid
     assert info["url"].startswith("http://127.0.0.1:")
-    assert (control_plane.home / "trainml.db").exists()
+    assert (shared_plane.home / "trainml.db").exists()
 
 
 def test_errors_are_json_with_their_kind(control_plane, tmp_path):
@@ -98,8 +98,8 @@ def test_metrics_are_proxied_from_the_endpoint(control_plane):
     assert control_plane.api("GET", f"/api/jobs/{job_id}/metrics").json()["metrics"] is None
 
 
-def test_the_price_table_is_published(control_plane):
-    prices = control_plane.api("GET", "/api/prices").json()
+def test_the_price_table_is_published(shared_plane):
+    prices = shared_plane.api("GET", "/api/prices").json()
     assert prices["cpu"] == 0.01 and prices["gpu"]["rtx3090"] == 0.35 and prices["unit"] == "credits per hour"
 
 

@@ -165,22 +165,22 @@ def test_a_password_in_a_git_uri_stays_out_of_the_log_and_the_reason(control_pla
     ("ftp://example.com/repo.git", "only https, http, ssh, git, file URIs are allowed"),
     ("/some/local/path/that/does/not/exist", "write file:///some/local/path"),
 ], ids=["upload-pack", "ssh-option", "ext-transport", "ftp", "bare-path"])
-def test_unsafe_git_uris_are_refused_and_nothing_is_created(control_plane, uri, message):
+def test_unsafe_git_uris_are_refused_and_nothing_is_created(shared_plane, uri, message):
     payload = {"name": "x", "model": {"source_type": "git", "source_uri": uri}, "endpoint": ECHO_ROUTES}
-    response = control_plane.api("POST", "/api/jobs", json=payload)
+    response = shared_plane.api("POST", "/api/jobs", json=payload)
     assert response.status_code == 422
     assert message in response.json()["message"]
     assert "model.source_uri" in response.json()["message"]
-    assert control_plane.api("GET", "/api/jobs").json() == []
-    response = control_plane.api("POST", "/api/models", json={"name": "m", "source_type": "git", "source_uri": uri})
+    assert shared_plane.api("GET", "/api/jobs").json() == []
+    response = shared_plane.api("POST", "/api/models", json={"name": "m", "source_type": "git", "source_uri": uri})
     assert response.status_code == 422
-    assert control_plane.api("GET", "/api/models").json() == []
+    assert shared_plane.api("GET", "/api/models").json() == []
 
 
-def test_git_refs_that_look_like_options_are_refused(control_plane, repo):
+def test_git_refs_that_look_like_options_are_refused(shared_plane, repo):
     payload = {"name": "x", "model": {"source_type": "git", "source_uri": repo.as_uri(), "git_ref": "--upload-pack=x"},
                "endpoint": ECHO_ROUTES}
-    response = control_plane.api("POST", "/api/jobs", json=payload)
+    response = shared_plane.api("POST", "/api/jobs", json=payload)
     assert response.status_code == 422
     assert "model.git_ref" in response.json()["message"]
 
@@ -214,21 +214,21 @@ def member(name: str, kind=tarfile.REGTYPE, linkname: str = "", size: int = 6) -
     (member("dev", tarfile.CHRTYPE), "devices and fifos are refused"),
     (member("pipe", tarfile.FIFOTYPE), "devices and fifos are refused"),
 ], ids=["dotdot", "nested-dotdot", "absolute", "symlink-out", "symlink-in", "hardlink", "device", "fifo"])
-def test_unsafe_archives_are_refused(control_plane, bad, message, tmp_path):
-    response = control_plane.api("POST", "/api/uploads", data=archive(bad),
-                                 headers={"Content-Type": "application/gzip"})
+def test_unsafe_archives_are_refused(shared_plane, bad, message):
+    response = shared_plane.api("POST", "/api/uploads", data=archive(bad),
+                                headers={"Content-Type": "application/gzip"})
     assert response.status_code == 422, response.text
     assert message in response.json()["message"]
     assert bad.name in response.json()["message"]
-    assert list((control_plane.home / "uploads").iterdir()) == []
-    assert not (tmp_path / "evil.py").exists() and not (control_plane.home / "evil.py").exists()
+    assert list((shared_plane.home / "uploads").iterdir()) == []
+    assert not (shared_plane.home.parent / "evil.py").exists() and not (shared_plane.home / "evil.py").exists()
 
 
-def test_garbage_uploads_are_refused(control_plane):
-    response = control_plane.api("POST", "/api/uploads", data=b"not a tarball")
+def test_garbage_uploads_are_refused(shared_plane):
+    response = shared_plane.api("POST", "/api/uploads", data=b"not a tarball")
     assert response.status_code == 422
     assert "not a valid tar.gz" in response.json()["message"]
-    assert control_plane.api("POST", "/api/uploads", data=b"").status_code == 422
+    assert shared_plane.api("POST", "/api/uploads", data=b"").status_code == 422
 
 
 def zipped(*members: tuple[str, bytes | None, int]) -> bytes:
@@ -267,11 +267,11 @@ def test_a_zip_upload_is_converted_and_unpacked_like_a_tar_gz(control_plane):
     (("/etc/evil.py", b"x", 0o100644), "absolute paths are refused"),
     (("link.py", b"/etc/passwd", 0o120777), "links are refused"),
 ], ids=["dotdot", "absolute", "symlink"])
-def test_unsafe_zips_are_refused(control_plane, bad, message):
-    response = control_plane.api("POST", "/api/uploads", data=zipped(bad))
+def test_unsafe_zips_are_refused(shared_plane, bad, message):
+    response = shared_plane.api("POST", "/api/uploads", data=zipped(bad))
     assert response.status_code == 422, response.text
     assert message in response.json()["message"] and bad[0] in response.json()["message"]
-    assert list((control_plane.home / "uploads").iterdir()) == []
+    assert list((shared_plane.home / "uploads").iterdir()) == []
 
 
 def test_a_zip_bomb_stops_at_the_bytes_inflated():
@@ -286,9 +286,9 @@ def test_a_zip_bomb_stops_at_the_bytes_inflated():
             zip_to_tar_gz(source, Path(folder) / "out.tar.gz", max_bytes=1024 * 1024)
 
 
-def test_a_job_needs_a_real_upload(control_plane):
+def test_a_job_needs_a_real_upload(shared_plane):
     payload = {"name": "x", "model": {"source_type": "local", "upload_id": "0" * 32}, "endpoint": ECHO_ROUTES}
-    response = control_plane.api("POST", "/api/jobs", json=payload)
+    response = shared_plane.api("POST", "/api/jobs", json=payload)
     assert response.status_code == 404
     assert "upload" in response.json()["message"]
 
@@ -446,13 +446,13 @@ def _pax_record(key: str, value: str) -> bytes:
      + [_header("x", tarfile.REGTYPE, 0), b"1000000000\n" + b"1\n" * 100_000], "sparse files are refused"),
     ([_header("old-sparse", tarfile.GNUTYPE_SPARSE, 0)], "sparse files are refused"),
 ], ids=["huge-long-name", "quadratic-pax", "pax-sparse-map", "gnu-sparse"])
-def test_archive_headers_too_big_to_read_are_refused_at_once(control_plane, blocks, message):
+def test_archive_headers_too_big_to_read_are_refused_at_once(shared_plane, blocks, message):
     started = time.monotonic()
-    response = control_plane.api("POST", "/api/uploads", data=_raw_archive(*blocks), timeout=20)
+    response = shared_plane.api("POST", "/api/uploads", data=_raw_archive(*blocks), timeout=20)
     assert response.status_code == 422, response.text
     assert message in response.json()["message"]
     assert time.monotonic() - started < 5
-    assert list((control_plane.home / "uploads").iterdir()) == []
+    assert list((shared_plane.home / "uploads").iterdir()) == []
 
 
 def test_a_job_writing_its_files_leaves_the_stored_model_as_it_was(control_plane, tmp_path):
@@ -481,11 +481,11 @@ def test_a_job_writing_its_files_leaves_the_stored_model_as_it_was(control_plane
     (member("pkg"), member("pkg", tarfile.DIRTYPE)),
     (member("pkg"), member("pkg/inner.py")),
 ], ids=["folder-then-file", "file-then-folder", "file-as-parent"])
-def test_a_name_that_is_both_a_file_and_a_folder_is_refused_at_upload(control_plane, first, second):
-    response = control_plane.api("POST", "/api/uploads", data=archive(first, second))
+def test_a_name_that_is_both_a_file_and_a_folder_is_refused_at_upload(shared_plane, first, second):
+    response = shared_plane.api("POST", "/api/uploads", data=archive(first, second))
     assert response.status_code == 422, response.text
     assert "both a file and a folder" in response.json()["message"]
-    assert list((control_plane.home / "uploads").iterdir()) == []
+    assert list((shared_plane.home / "uploads").iterdir()) == []
 
 
 class _AuthRecorder(http.server.BaseHTTPRequestHandler):
@@ -628,11 +628,11 @@ def test_removing_a_job_mid_unpack_stops_the_writer_and_frees_the_disk(control_p
     assert not (control_plane.home / "jobs" / job["id"]).exists()
 
 
-def test_member_names_too_long_for_a_filesystem_are_refused_at_upload(control_plane):
+def test_member_names_too_long_for_a_filesystem_are_refused_at_upload(shared_plane):
     for name, message in (("a" * 3000 + ".py", "a file or folder name is longer than 255 bytes"),
                           ("/".join(["d" * 200] * 25) + "/x.py", "the path is longer than 4096 bytes")):
-        response = control_plane.api("POST", "/api/uploads", data=archive(member(name)),
-                                     headers={"Content-Type": "application/gzip"})
+        response = shared_plane.api("POST", "/api/uploads", data=archive(member(name)),
+                                    headers={"Content-Type": "application/gzip"})
         assert response.status_code == 422, response.text
         text = response.json()["message"]
         assert message in text and len(text) < 300, text

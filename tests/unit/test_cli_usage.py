@@ -92,3 +92,26 @@ def test_help_is_exit_0_and_lists_the_commands(cli):
     assert code == 0
     for command in ("job", "model", "secret", "server", "endpoint"):
         assert f"  {command} " in out
+
+
+# Ray's replica options and the autoscaling settings at `job create`, each a process of its own once
+# (tests/test_ray_backend.py); the answer is click's, before anything is sent.
+SCALING = [
+    (["--ray-actor-options", '{"memroy": 1}'], "memroy: not one of Ray Serve's replica options taken here: memory,"),
+    (["--ray-actor-options", '{"num_gpus": 1}'], "num_gpus: give --gpu-count"),
+    (["--ray-actor-options", "{memory: 1}"], "not JSON"),
+    (["--min-replicas", "1", "--upscale-delay", "-5"], "'--upscale-delay': '-5' must be at least 0"),
+    (["--min-replicas", "1", "--downscale-delay", "1e9"], "--downscale-delay: 1e+09 must be between 0 and 86400"),
+    (["--upscale-delay", "5"], "--upscale-delay: an autoscaling setting: give --min-replicas and/or --max-replicas"),
+    (["--min-replicas", "1", "--target-ongoing", "20"], "--target-ongoing: 20 is more than --max-concurrency (8)"),
+]
+
+
+@pytest.mark.parametrize("options, words", SCALING)
+def test_bad_scaling_settings_and_actor_options_exit_2_at_the_cli(cli, tmp_path, options, words):
+    route = {"verb": "POST", "path": "/predict", "file": "predict", "function": "predict",
+             "body": [{"name": "text", "type": "str"}]}
+    code, _, err = cli("job", "create", "endpoint", "x", "--model-dir", str(MODELS / "echo"), "--route",
+                       json.dumps(route), *options)
+    assert code == 2 and words in err, err
+    assert "Traceback" not in err and not (tmp_path / "home" / "server.json").exists(), "nothing was started"
