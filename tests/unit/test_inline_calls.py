@@ -95,3 +95,15 @@ async def test_with_a_timeout_shorter_than_a_stall_may_be_the_calls_stay_on_thre
             break
         await asyncio.sleep(0.01)
     assert client.app.pool.admitted == 0
+
+
+async def test_one_brief_stall_after_a_quiet_stretch_keeps_the_calls_on_the_loop_and_a_second_sends_them_back(
+        endpoint):
+    # What a busy core does to a short call now and then (the kernel runs something else in its middle), which on
+    # a Ray replica's shared core would otherwise keep the calls on the threads: let pass once, not twice.
+    client, loop_thread = await inline_endpoint(endpoint)
+    await asyncio.sleep(0.3)  # inline for 0.3 s without a stall: more than QUIET times the one below
+    assert (await client.post("/where", json={"mode": "sleep:0.004"})).json()["thread"] == loop_thread
+    assert (await threads(client, 1)) == [loop_thread]
+    await client.post("/where", json={"mode": "sleep:0.004"})  # the next stall, too soon after the first
+    assert (await threads(client, 1))[0].startswith("call-")
