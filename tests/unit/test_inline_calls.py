@@ -103,3 +103,15 @@ async def test_with_inline_calls_off_every_call_runs_on_a_call_thread(endpoint):
     # owner wants /ping answered whatever it does) stays on the threads however short it proves.
     client = await endpoint("inline", [WHERE], inline_calls=False)
     assert all(name.startswith("call-") for name in await threads(client, 4 * PROOF))
+
+
+async def test_one_brief_stall_after_a_quiet_stretch_keeps_the_calls_on_the_loop_and_a_second_sends_them_back(
+        endpoint):
+    # What a busy core does to a short call now and then (the kernel runs something else in its middle), which on
+    # a Ray replica's shared core would otherwise keep the calls on the threads: let pass once, not twice.
+    client, loop_thread = await inline_endpoint(endpoint)
+    await asyncio.sleep(0.3)  # inline for 0.3 s without a stall: more than QUIET times the one below
+    assert (await client.post("/where", json={"mode": "sleep:0.004"})).json()["thread"] == loop_thread
+    assert (await threads(client, 1)) == [loop_thread]
+    await client.post("/where", json={"mode": "sleep:0.004"})  # the next stall, too soon after the first
+    assert (await threads(client, 1))[0].startswith("call-")

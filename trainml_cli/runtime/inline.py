@@ -6,11 +6,16 @@ route's, and the loop sat idle while it waited: a third of the time at 8 connect
 batched, not streaming, no file params) is watched as it runs on the threads, and once PROOF calls in a row have
 each run under SHORT, its calls run inline, on the loop, as a hand-written ASGI app calls them.
 
-Every inline call is timed. One that runs past STALL sends the route's calls back to the threads at once, and they
-must prove themselves again: over twice as many calls as the last proof, unless they had since run inline twice as
-many calls as that proof (then over half as many, not below PROOF; never more than MAX_PROOF). One that runs past
-LONG sends them back for good, and says so in the log. So a function that blocks holds the loop for one call each
-time it was trusted, past LONG only once; if it blocks often those times grow exponentially rarer.
+Every inline call is timed. One that runs past STALL sends the route's calls back to the threads, and they must
+prove themselves again: over twice as many calls as the last proof, unless they had since run inline twice as many
+calls as that proof (then over half as many, not below PROOF; never more than MAX_PROOF). One that runs past LONG
+sends them back for good, and says so in the log. A stall short of LONG is let pass once if the calls had run
+inline without one for QUIET times its length (a 4 ms stall after 200 ms): that is the kernel taking the core
+away in the middle of a call, which on a busy machine happens every few hundred calls and would otherwise keep
+the calls on the threads, at a handoff per call, for good (a Ray replica shares its core with Serve's proxy and
+Ray's own processes: there the handoff costs more than the rest of our request). A second stall before another
+quiet stretch sends them back. So a function that blocks holds the loop for one call each time it was trusted (two
+after a long quiet stretch), past LONG only once; if it blocks often those times grow exponentially rarer.
 
 The numbers: a call under SHORT (0.5 ms, a hundred times the handoff's CPU) gains little from a thread (pure Python
 holds the GIL either way), and holding the loop that long delays other requests less than a round trip does at 64
@@ -39,6 +44,7 @@ from .gate import UserExit, log_failure
 SHORT = 0.0005  # seconds: calls this short, PROOF of them in a row on the threads, go inline
 STALL = 0.002  # seconds: an inline call this long sends the calls back to the threads
 LONG = 0.05  # seconds: an inline call this long sends them back for good
+QUIET = 50  # a stall short of LONG passes once after QUIET times its length inline without one
 PROOF = 256
 MAX_PROOF = 1 << 20
 
@@ -63,7 +69,7 @@ class _Collections:
 class Inline:
     """One route's record: whether its calls run on the loop, and the proof that decides it (loop side only)."""
 
-    __slots__ = ("label", "on", "streak", "proof", "inline_calls", "log", "loop")
+    __slots__ = ("label", "on", "streak", "proof", "inline_calls", "log", "loop", "quiet_since")
 
     def __init__(self, label: str, log: Callable[[str], None], loop: asyncio.AbstractEventLoop):
         self.label = label
@@ -73,6 +79,7 @@ class Inline:
         self.streak = 0  # calls in a row under SHORT on the threads
         self.proof: int | None = PROOF  # the streak that puts the calls on the loop; None: never again
         self.inline_calls = 0  # since they last went there
+        self.quiet_since = 0.0  # when the calls went inline, or the last stall let pass
         if _Collections.observe not in gc.callbacks:
             gc.callbacks.append(_Collections.observe)
 
@@ -85,6 +92,7 @@ class Inline:
             self.on = True
             self.streak = 0
             self.inline_calls = 0
+            self.quiet_since = _clock()
 
     def run(self, function, args, kwargs, encode):
         """Call the function here, on the loop; (payload, content type), or raise as a pool call's future would."""
@@ -105,7 +113,10 @@ class Inline:
             if seconds > STALL:
                 seconds -= _Collections.total - collected
                 if seconds > STALL:
-                    self._demote(seconds)
+                    if seconds < LONG and started - self.quiet_since > QUIET * seconds:
+                        self.quiet_since = _clock()  # preempted, most likely: once, and the next must wait
+                    else:
+                        self._demote(seconds)
 
     def _demote(self, seconds: float) -> None:
         self.on = False
