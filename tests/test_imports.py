@@ -107,6 +107,39 @@ def test_the_runtime_starts_without_jsonschema_and_a_bad_route_still_gets_its_me
     assert top_level(modules, ("jsonschema",)) == ["jsonschema"]
 
 
+# What a worker's start leaves out until a call needs it (issue 26: a cold start waits for the model's import plus
+# at most 0.5 s of ours). Each is asked for in turn below and must then load.
+DEFERRED = {
+    "/docs": ("trainml_cli.runtime.docs", "pydantic"),
+    "/metrics": ("prometheus_client",),
+}
+NOT_ASKED_FOR = ("trainml_cli.runtime.capture", "trainml_cli.runtime.sample", "trainml_cli.runtime.streaming",
+                 "trainml_cli.runtime.uploads", "websockets")
+
+
+def test_a_workers_start_loads_nothing_its_first_call_does_not_need(tmp_path):
+    from endpoint_process import param, route, start
+
+    endpoint = start("modules", [route("/loaded", "loaded", [param("text", "str")])], tmp_path=tmp_path)
+    try:
+        endpoint.wait_ready()
+
+        def loaded() -> set[str]:
+            answer = endpoint.post("/loaded", {"text": "x"})
+            assert answer.status_code == 200, answer.text
+            return set(answer.json())
+
+        first = loaded()
+        deferred = [name for names in DEFERRED.values() for name in names]
+        assert top_level(first, deferred + list(NOT_ASKED_FOR)) == []
+        for path, names in DEFERRED.items():
+            assert endpoint.get(path).status_code == 200
+            assert top_level(loaded(), names) == sorted(names)
+        assert top_level(loaded(), NOT_ASKED_FOR) == []
+    finally:
+        endpoint.stop()
+
+
 def test_importing_the_package_does_not_load_the_sdk():
     modules = loaded_modules("import trainml_cli")
     assert top_level(modules, ("trainml_cli.sdk", *OUR_OTHER_LAYERS, *HEAVY)) == []

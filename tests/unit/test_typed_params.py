@@ -88,3 +88,41 @@ def test_a_bad_items_or_choices_is_a_route_error(bad, message):
     with pytest.raises(RouteSpecError) as info:
         parse_routes([route("/p", "echo", [bad])])
     assert message in str(info.value), str(info.value)
+
+
+BODIES = [b'{"s": "x", "i": 1, "f": 1.5, "b": true}', b'{"s": "x", "i": "2", "f": "1e3", "b": "yes", "c": "b"}',
+          b'{"s": 1, "i": 1.5, "f": "nan", "b": 2}', b'{"s": "x", "i": 1, "f": 1e999, "b": true}', b'[1]', b'{}',
+          b'{"s": "x", "i": 1, "f": 1, "b": true, "c": "z", "xs": [1, "a"], "zz": 1}', b'{"p0": "x"}',
+          b'{"s": "x", "i": 1, "f": 1, "b": true, "d": null, "xs": null, "c": null}']
+
+
+def test_the_validator_and_the_docs_model_accept_and_refuse_the_same_bodies():
+    """Calls are validated by pydantic-core from binding.body_schema (no pydantic import at a worker's start); /docs
+    describes pydantic's model of the same template (docs.body_model). Both must say the same of every body."""
+    from pydantic import ValidationError
+
+    from trainml_cli.runtime.binding import Binder, InvalidRequest
+    from trainml_cli.runtime.docs import body_model
+
+    (spec,) = parse_routes([route("/t", "t", [
+        param("s", "str"), param("i", "int"), param("f", "float"), param("b", "bool"),
+        param("d", "dict", optional=True, default_value="{'k': [1]}"),
+        param("xs", "list", items="float", optional=True),
+        param("c", "str", choices=["a", "b"], optional=True, default_value="'a'")])])
+    binder, model = Binder(spec), body_model(spec)
+    for body in BODIES:
+        try:
+            _, kwargs = binder.bind_json(body)
+            ours = ("ok", kwargs)
+        except InvalidRequest as exc:
+            ours = ("refused", [(e["loc"][1:], e["type"]) for e in exc.errors if e["type"] != "model_type"])
+        try:
+            values = model.model_validate_json(body)
+            theirs = ("ok", {p.name: getattr(values, f"p{i}") for i, p in enumerate(spec.body)})
+            theirs[1].update({k: v for k, v in ours[1].items() if theirs[1][k] is None} if ours[0] == "ok" else {})
+        except ValidationError as exc:
+            theirs = ("refused", [(list(e["loc"]), e["type"]) for e in exc.errors()
+                                  if e["type"] not in ("model_type", "model_attributes_type")])
+        if body == b'{"p0": "x"}':  # the model's own field name, which it ignored; the validator refuses it too
+            theirs[1].insert(0, (["p0"], "extra_forbidden"))
+        assert ours == theirs, body

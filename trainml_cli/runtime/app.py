@@ -28,19 +28,18 @@ from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
 from .batching import Batcher
 from .binding import Binder, InvalidRequest
 from .body import BodyTooLarge, ClientGone, body_headers, chunks, is_json, is_multipart, read_body, unsupported_type
-from .capture import CAPTURED, Recorder
 from .config import RuntimeConfig
-from .docs import docs_page, openapi_document
 from .gate import CallPool, CallTimeout, UserExit
 from .inline import LONG, Inline
 from .loader import load_routes
 from .metrics import UNMATCHED, Metrics, make_directory
 from .output import AccessLog, encoder
-from .ownpaths import HEALTH_MOVES, RETRY, Health, answer
+from .ownpaths import HEALTH_MOVES, RETRY, Description, Health, answer
 from .replies import Reply, RequestIds, send_json, send_result
-from .streaming import Stream, serve as serve_stream
 from .tracing import tracer_from
-from .uploads import FileParams, cross_site
+
+# capture.py, uploads.py, streaming.py and docs.py load when an option or a route needs them, not at every start.
+CAPTURED = "trainml.capture"  # the scope key of a kept call's Sample (capture.py; None: not kept)
 
 # Bodies larger than OFF_LOOP_BYTES are validated on a thread of their own: pydantic releases the GIL while it
 # parses, so the event loop keeps answering (/ping within 1 s while a hostile 10 MiB body is checked). Smaller
@@ -63,7 +62,10 @@ class Endpoint:
         self.batcher = None  # a Batcher when the route is batched, once the code is loaded
         self.streams = False  # the function is a generator: its items are sent as they come (streaming.py)
         self.encode = encoder(route.content_type)
-        self.files = FileParams(route, binder) if any(p.type == "file" for p in route.body) else None
+        self.files = None  # multipart in, files out (uploads.py) for a route with file params
+        if any(p.type == "file" for p in route.body):
+            from .uploads import FileParams
+            self.files = FileParams(route, binder)
         self.inline = None  # an Inline when a plain sync function may run on the loop once proved short (inline.py)
 
 
@@ -81,9 +83,12 @@ class EndpointApp:
         for verb, path in self.endpoints:
             self.verbs_by_path.setdefault(path, []).append(verb)
         self.keys = KeyFile(config.key_file) if config.key_file else None
-        self.capture = Recorder.of(config, self.keys, self._log)  # None unless --capture (capture.py)
+        self.capture = None  # kept calls (capture.py) with --capture
+        if config.capture:
+            from .capture import Recorder
+            self.capture = Recorder.of(config, self.keys, self._log)
         self._validation = None  # one thread for large bodies, made on first use
-        self.describe()
+        self.description = Description(f"{Path(root).name} endpoint", self.endpoints.values(), bool(config.key_file))
         self.access_log: AccessLog | None = None
         self.request_ids = RequestIds()
         self.started = time.time()
@@ -94,14 +99,6 @@ class EndpointApp:
         self.tracer = tracer_from(os.environ, self._log)  # None unless a collector is configured
         self.load_error: str | None = None
         self.platform_error: str | None = None  # the machine refused something (threads); never a load failure
-
-    def describe(self, streaming: frozenset = frozenset()) -> None:
-        """/openapi.json and /docs; again once the code has loaded, when some routes turn out to stream."""
-        title = f"{Path(self.root).name} endpoint"
-        document = openapi_document(title, [(e.route, e.binder.json_schema()) for e in self.endpoints.values()],
-                                    auth=bool(self.config.key_file), streaming=streaming)
-        self.openapi = json.dumps(document).encode()
-        self.docs = docs_page(document).encode()
 
     def move(self, health: Health) -> None:
         if health not in HEALTH_MOVES[self.health]:
@@ -193,7 +190,7 @@ class EndpointApp:
                 endpoint.inline = Inline(endpoint.label, self._log, asyncio.get_running_loop())
         streaming = frozenset(item.route.label for item in loaded if item.streams)
         if streaming:
-            self.describe(streaming)
+            self.description.streaming = streaming
         self.move(Health.READY)
         # News, not errors: on stdout, so a log shows them as the rest of the model's output.
         self._say(f"ready: {len(loaded)} route(s) from {self.root} (pid {os.getpid()})")
@@ -269,7 +266,8 @@ class EndpointApp:
         if endpoint.takes_body:
             length, content_type = body_headers(scope["headers"])
             form = endpoint.files is not None and is_multipart(content_type)
-            if (cross_site(scope["headers"]) if form else content_type is not None and not is_json(content_type)):
+            if (endpoint.files.cross_site(scope["headers"]) if form
+                    else content_type is not None and not is_json(content_type)):
                 return await self.wrong_type(send, content_type, endpoint)
             if length is not None and length > self.config.max_body_size:
                 return await self.too_large(send)
@@ -323,6 +321,7 @@ class EndpointApp:
         sample = scope.get(CAPTURED)
         function = endpoint.function
         if endpoint.streams:
+            from .streaming import Stream, serve as serve_stream
             stream = Stream(function if sample is None else sample.timed(function), args, kwargs, endpoint.is_async,
                             endpoint.label, asyncio.get_running_loop(), self._log)
             if upload is not None:

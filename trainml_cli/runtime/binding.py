@@ -1,8 +1,11 @@
 """Request body -> function arguments, validated as FastAPI validates request bodies, and stricter.
 
-One pydantic model is built per route at start, from the route's body template, and its compiled validator
-parses and checks the JSON in one step. Fields use internal names with the user's names as aliases, so a param
-called `model_config` or `schema` cannot collide with pydantic's own attributes.
+One validator is built per route at start, from the route's body template, and parses and checks the JSON in one
+step: pydantic's own validator (pydantic-core), given the schema pydantic would build for the route's model, so
+the answers are pydantic's (FastAPI's) without importing pydantic itself, which with its first model would cost
+every worker's start (a cold start waits for it) about three times pydantic-core's import. The body is a typed
+dict of the user's names, so a param called `model_config` or `schema` collides with nothing. The same template
+as a pydantic model gives /docs its JSON schema (docs.py), when it is first asked for.
 
 Stricter than FastAPI where a hostile or sloppy client could hurt the model or the endpoint:
 - non-finite numbers (`NaN`, `Infinity`, `1e999`, `?x=nan`) are refused, also inside dict and list params,
@@ -23,36 +26,40 @@ import math
 import operator
 import re
 from json.decoder import scanstring
-from typing import Annotated, Any, Optional
+from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, SchemaValidator, ValidationError, core_schema
 
 from .. import jsonbody
 from ..jsonbody import MAX_DEPTH, MAX_ERRORS, TOO_DEEP
 from ..paramspec import Param
 from ..routespec import Route
 
-ANNOTATIONS: dict[str, Any] = {
-    "str": str,
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "dict": dict[str, Any],
-    "list": list[Any],
-    "file": str,  # base64 or a data: URL in JSON, a placeholder for a multipart part (uploads.py makes the Path)
+# What pydantic builds for each type annotation (docs.py's ANNOTATIONS); floats refuse inf and nan as the model's
+# allow_inf_nan=False made them.
+CORE: dict[str, Any] = {
+    "str": core_schema.str_schema,
+    "int": core_schema.int_schema,
+    "float": lambda: core_schema.float_schema(allow_inf_nan=False),
+    "bool": core_schema.bool_schema,
+    "dict": lambda: core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()),
+    "list": lambda: core_schema.list_schema(core_schema.any_schema()),
+    "file": core_schema.str_schema,  # base64 or a data: URL in JSON, a placeholder for a multipart part (uploads.py)
 }
-_SCHEMA_TYPES = {"str": "string", "int": "integer", "float": "number"}
 
 
-def annotation(param: Param) -> Any:
-    """The pydantic type of a param's value: a list of its `items`, or its type limited to its `choices`."""
+def value_schema(param: Param) -> dict:
+    """The core schema of a param's value: a list of its `items`, or its type limited to its `choices`."""
     if param.items is not None:
-        return list[ANNOTATIONS[param.items]]  # type: ignore[misc]
+        return core_schema.list_schema(CORE[param.items]())
     if param.choices is None:
-        return ANNOTATIONS[param.type]
+        return CORE[param.type]()
     # Checked after the type's own (lax) validation, not as a Literal: `?size=2` is the int 2, as for any int.
+    return core_schema.no_info_after_validator_function(choice_check(param), CORE[param.type]())
+
+
+def choice_check(param: Param):
     allowed = frozenset(param.choices)
     expected = {"expected": " or ".join(map(repr, param.choices))}
 
@@ -61,8 +68,19 @@ def annotation(param: Param) -> Any:
             raise PydanticCustomError("enum", "Input should be {expected}", expected)
         return value
 
-    schema = {"type": _SCHEMA_TYPES[param.type], "enum": list(param.choices)}
-    return Annotated[ANNOTATIONS[param.type], AfterValidator(check), WithJsonSchema(schema)]
+    return check
+
+
+def body_schema(route: Route) -> dict:
+    """The route's body as pydantic builds a model with extra="forbid" and allow_inf_nan=False: each param
+    required, or optional with its default (an explicit null allowed, and taken as the default in _arguments)."""
+    fields = {}
+    for param in route.body:
+        schema = value_schema(param)
+        if param.optional:
+            schema = core_schema.with_default_schema(core_schema.nullable_schema(schema), default=param.default)
+        fields[param.name] = core_schema.model_field(schema)
+    return core_schema.model_fields_schema(fields, extra_behavior="forbid")
 
 
 def place(loc) -> str:
@@ -95,41 +113,28 @@ class Binder:
     def __init__(self, route: Route):
         self.route = route
         self.location = "body" if route.takes_body else "query"
-        fields: dict[str, Any] = {}
-        for index, param in enumerate(route.body):
-            kind = annotation(param)
-            if param.optional:
-                fields[f"p{index}"] = (Optional[kind], Field(default=param.default, alias=param.name))
-            else:
-                fields[f"p{index}"] = (kind, Field(alias=param.name))
-        name = "".join(part.capitalize() for part in route.function.split("_")) + "Body"
-        self.model = create_model(name, __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields)
-        self._validator = self.model.__pydantic_validator__
-        self._attributes = [(f"p{i}", p.name) for i, p in enumerate(route.body)]
-        self._names = {p.name for p in route.body}
-        # A positional route's arguments in one C call: attrgetter of several names returns their tuple.
-        attributes = [attribute for attribute, _ in self._attributes]
+        self._validator = SchemaValidator(body_schema(route), core_schema.CoreConfig(allow_inf_nan=False))
+        self._names = [p.name for p in route.body]
+        self._known = frozenset(self._names)
+        # A positional route's arguments in one C call: itemgetter of several names returns their tuple.
         if not route.positional:
             self._positional = None
-        elif len(attributes) == 1:
-            self._positional = lambda values, get=operator.attrgetter(attributes[0]): (get(values),)
+        elif len(self._names) == 1:
+            self._positional = lambda values, get=operator.itemgetter(self._names[0]): (get(values),)
         else:
-            self._positional = operator.attrgetter(*attributes) if attributes else lambda values: ()
+            self._positional = operator.itemgetter(*self._names) if self._names else lambda values: ()
         self._json_params = {p.name for p in route.body if p.type in ("dict", "list")}
         # dict and list params hold any JSON, which pydantic does not check for finiteness: we walk them.
-        self._nested = [(f"p{i}", p.name) for i, p in enumerate(route.body) if p.type in ("dict", "list")]
+        self._nested = [p.name for p in route.body if p.type in ("dict", "list")]
         # Optional params whose default is not None: an explicit null there means the default.
-        self._defaults = [(f"p{i}", p.name, p.default, isinstance(p.default, (dict, list)))
-                          for i, p in enumerate(route.body) if p.optional and p.default is not None]
-
-    def json_schema(self) -> dict:
-        return self.model.model_json_schema(by_alias=True)
+        self._defaults = [(p.name, p.default, isinstance(p.default, (dict, list)))
+                          for p in route.body if p.optional and p.default is not None]
 
     def bind_json(self, body: bytes) -> tuple[tuple, dict]:
         if not body.strip():
             body = b"{}"
         try:
-            values = self._validator.validate_json(body)
+            values = self._validator.validate_json(body)[0]
         except ValidationError as exc:
             raise self._invalid(exc) from None
         return self._arguments(values)
@@ -167,7 +172,7 @@ class Binder:
                 if text[i:i + 1] != ":":
                     return None
                 _value, i = scan(text, match(text, i + 1).end())
-                if key in self._names:
+                if key in self._known:
                     seen.add(key)
                 else:
                     unknown += 1
@@ -211,17 +216,17 @@ class Binder:
         if errors:
             raise InvalidRequest(errors)
         try:
-            values = self._validator.validate_python(raw)
+            values = self._validator.validate_python(raw)[0]
         except ValidationError as exc:
             raise self._invalid(exc) from None
         return self._arguments(values)
 
-    def _arguments(self, values) -> tuple[tuple, dict]:
-        for attribute, _name, default, mutable in self._defaults:
-            if getattr(values, attribute) is None:
-                setattr(values, attribute, copy.deepcopy(default) if mutable else default)
-        for attribute, name in self._nested:
-            found = _nested_problem(getattr(values, attribute))
+    def _arguments(self, values: dict) -> tuple[tuple, dict]:
+        for name, default, mutable in self._defaults:
+            if values[name] is None:
+                values[name] = copy.deepcopy(default) if mutable else default
+        for name in self._nested:
+            found = _nested_problem(values[name])
             if found is not None:
                 where, too_deep = found
                 if too_deep:  # the param names it: a path of a hundred indexes would not help more
@@ -230,7 +235,7 @@ class Binder:
                 raise InvalidRequest([{"loc": loc, "msg": "Input should be a finite number", "type": "finite_number"}])
         if self._positional is not None:
             return self._positional(values), {}
-        return (), {name: getattr(values, attribute) for attribute, name in self._attributes}
+        return (), values
 
     def _invalid(self, exc: ValidationError) -> InvalidRequest:
         errors = self._errors(exc)
@@ -243,11 +248,10 @@ class Binder:
         errors = []
         for error in exc.errors(include_url=False, include_context=False, include_input=False)[:MAX_ERRORS]:
             loc = [self.location, *error["loc"]]
-            if error["type"] == "model_type" or error["type"] == "model_attributes_type":
-                msg = "must be a JSON object with the route's params"
-            else:
-                msg = error["msg"]
-            errors.append({"loc": loc, "msg": msg, "type": error["type"]})
+            kind, msg = error["type"], error["msg"]
+            if kind == "model_attributes_type" or kind == "model_type":  # the body itself is not an object
+                kind, msg = "model_type", "must be a JSON object with the route's params"
+            errors.append({"loc": loc, "msg": msg, "type": kind})
         return errors
 
 

@@ -36,7 +36,6 @@ WRITE_EVERY = 0.1  # seconds between the writer's turns
 SLICE = 64  # entries the writer makes between two hand-overs of the GIL (about 0.3 ms)
 REDACTED = "REDACTED"
 MIN_SECRET = 4  # shorter values would redact ordinary text (a secret "1" would take every digit 1)
-CAPTURED = "trainml.capture"  # the scope key of a kept call's Sample (None: not kept), for the hooks in app.py
 
 
 class Recorder:

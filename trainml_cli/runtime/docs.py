@@ -1,16 +1,65 @@
 """The endpoint's own documentation: an OpenAPI document and a /docs page that needs no internet.
 
-Built once at start from the routes and their body models, then served as bytes.
+Built at the first ask from the routes and their body models (pydantic's, for their JSON schema: the same
+template binding.py validates with pydantic-core), then served as bytes.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from typing import Annotated, Any, Optional
 
 from .. import __version__
+from ..paramspec import Param
 from ..routecalls import STREAM_FLAG
 from ..routespec import Route
+from .binding import choice_check
+
+ANNOTATIONS: dict[str, Any] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "dict": dict[str, Any],
+    "list": list[Any],
+    "file": str,
+}
+_SCHEMA_TYPES = {"str": "string", "int": "integer", "float": "number"}
+
+
+def annotation(param: Param) -> Any:
+    """The pydantic type of a param's value (binding.value_schema's counterpart)."""
+    from pydantic import AfterValidator, WithJsonSchema
+
+    if param.items is not None:
+        return list[ANNOTATIONS[param.items]]  # type: ignore[misc]
+    if param.choices is None:
+        return ANNOTATIONS[param.type]
+    schema = {"type": _SCHEMA_TYPES[param.type], "enum": list(param.choices)}
+    return Annotated[ANNOTATIONS[param.type], AfterValidator(choice_check(param)), WithJsonSchema(schema)]
+
+
+def body_model(route: Route):
+    """The route's body as a pydantic model (binding.body_schema's counterpart). Fields use internal names with
+    the user's names as aliases, so a param called `model_config` or `schema` cannot collide with pydantic's own
+    attributes."""
+    from pydantic import ConfigDict, Field, create_model
+
+    fields: dict[str, Any] = {}
+    for index, param in enumerate(route.body):
+        kind = annotation(param)
+        if param.optional:
+            fields[f"p{index}"] = (Optional[kind], Field(default=param.default, alias=param.name))
+        else:
+            fields[f"p{index}"] = (kind, Field(alias=param.name))
+    name = "".join(part.capitalize() for part in route.function.split("_")) + "Body"
+    return create_model(name, __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields)
+
+
+def body_json_schema(route: Route) -> dict:
+    return body_model(route).model_json_schema(by_alias=True)
+
 
 ERROR_SCHEMA = {
     "type": "object",

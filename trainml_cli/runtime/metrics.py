@@ -79,37 +79,9 @@ class Metrics:
     """One worker's metrics: cheap local sums on the request path, flushed to the shared files."""
 
     def __init__(self, directory: str, gauges):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        use_directory(directory)
-        self.registry = CollectorRegistry()
-        MultiProcessCollector(self.registry, directory)
-        # registry=None: these only write; the collector above reads every worker's values back.
-        self._requests = Counter("trainml_requests", "Requests answered, by route and HTTP status",
-                                 ["route", "status"], registry=None)
-        self._duration = Histogram("trainml_request_duration_seconds", "Time to answer a request, by route",
-                                   ["route"], buckets=DURATION_BUCKETS, registry=None)
-        self._in_flight = Gauge("trainml_requests_in_flight", "Requests admitted and not yet answered (running or "
-                                "waiting)", registry=None, multiprocess_mode="livesum")
-        self._queue_depth = Gauge("trainml_queue_depth", "Requests waiting for a worker thread or a batch",
-                                  registry=None, multiprocess_mode="livesum")
-        self._rejected = Counter("trainml_rejected", "Requests refused before the function ran, by reason "
-                                 "(overloaded, loading, invalid_request, body_too_large)", ["reason"], registry=None)
-        self._batch_size = Histogram("trainml_batch_size", "Requests per call of a batched route, by route",
-                                     ["route"], buckets=BATCH_BUCKETS, registry=None)
-        self._first_item = Histogram("trainml_stream_first_item_seconds", "Time from a streaming request's admission "
-                                     "to its first item, by route", ["route"], buckets=DURATION_BUCKETS, registry=None)
-        self._stream_items = Counter("trainml_stream_items", "Items sent by streaming routes, by route", ["route"],
-                                     registry=None)
-        self._streams_open = Gauge("trainml_streams_open", "Streams being sent now", registry=None,
-                                   multiprocess_mode="livesum")
-        self._queue_wait = Histogram("trainml_queue_wait_seconds", "Time from a call's admission until its function "
-                                     "started (a batched call: until its batch's call), by route", ["route"],
-                                     buckets=DURATION_BUCKETS, registry=None)
-        # Derived from the (route, status) counts at each flush: nothing more to count on the request path.
-        self._classes = Counter("trainml_responses", "Answers by route and status class (2xx, 3xx, 4xx, 5xx)",
-                                ["route", "class"], registry=None)
+        self.directory = directory
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # now: model code importing prometheus_client sees it
+        self.registry = None  # prometheus_client's side, made at the first flush with something to write (_open)
         self._waits: dict[str, list] = {}
         self._firsts: dict[str, list] = {}
         self._items: dict[str, int] = {}
@@ -166,6 +138,41 @@ class Metrics:
     def stream_item(self, route: str, n: int = 1) -> None:
         self._items[route] = self._items.get(route, 0) + n
 
+    def _open(self) -> None:
+        """prometheus_client and this worker's metrics in it. Not at start: importing it (its exposition pulls in
+        http.server and email) and making the files would cost every cold start, before a call has been counted."""
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        use_directory(self.directory)
+        self.registry = CollectorRegistry()
+        MultiProcessCollector(self.registry, self.directory)
+        # registry=None: these only write; the collector above reads every worker's values back.
+        self._requests = Counter("trainml_requests", "Requests answered, by route and HTTP status",
+                                 ["route", "status"], registry=None)
+        self._duration = Histogram("trainml_request_duration_seconds", "Time to answer a request, by route",
+                                   ["route"], buckets=DURATION_BUCKETS, registry=None)
+        self._in_flight = Gauge("trainml_requests_in_flight", "Requests admitted and not yet answered (running or "
+                                "waiting)", registry=None, multiprocess_mode="livesum")
+        self._queue_depth = Gauge("trainml_queue_depth", "Requests waiting for a worker thread or a batch",
+                                  registry=None, multiprocess_mode="livesum")
+        self._rejected = Counter("trainml_rejected", "Requests refused before the function ran, by reason "
+                                 "(overloaded, loading, invalid_request, body_too_large)", ["reason"], registry=None)
+        self._batch_size = Histogram("trainml_batch_size", "Requests per call of a batched route, by route",
+                                     ["route"], buckets=BATCH_BUCKETS, registry=None)
+        self._first_item = Histogram("trainml_stream_first_item_seconds", "Time from a streaming request's admission "
+                                     "to its first item, by route", ["route"], buckets=DURATION_BUCKETS, registry=None)
+        self._stream_items = Counter("trainml_stream_items", "Items sent by streaming routes, by route", ["route"],
+                                     registry=None)
+        self._streams_open = Gauge("trainml_streams_open", "Streams being sent now", registry=None,
+                                   multiprocess_mode="livesum")
+        self._queue_wait = Histogram("trainml_queue_wait_seconds", "Time from a call's admission until its function "
+                                     "started (a batched call: until its batch's call), by route", ["route"],
+                                     buckets=DURATION_BUCKETS, registry=None)
+        # Derived from the (route, status) counts at each flush: nothing more to count on the request path.
+        self._classes = Counter("trainml_responses", "Answers by route and status class (2xx, 3xx, 4xx, 5xx)",
+                                ["route", "class"], registry=None)
+
     # -- flushing ------------------------------------------------------------------------------------------------
 
     def start(self, loop) -> None:
@@ -181,6 +188,12 @@ class Metrics:
         self.flush()
 
     def flush(self) -> None:
+        in_flight, waiting = self._gauges()
+        if self.registry is None:
+            if not (self._counts or self._rejects or self._items or self._durations or self._batches or self._firsts
+                    or self._waits or in_flight or waiting or self.streams_open):
+                return  # nothing counted yet: the files would all say 0, as no files do
+            self._open()
         if self._counts:
             counts, self._counts = self._counts, {}
             classes: dict[tuple[str, str], int] = {}
@@ -205,7 +218,6 @@ class Metrics:
                 pending.clear()
                 for route, sums in items:
                     _add(histogram.labels(route), sums)
-        in_flight, waiting = self._gauges()
         self._in_flight.set(in_flight)
         self._queue_depth.set(waiting)
         self._streams_open.set(self.streams_open)
@@ -216,11 +228,15 @@ class Metrics:
         from prometheus_client import generate_latest
 
         self.flush()
+        if self.registry is None:
+            self._open()
         return generate_latest(self.registry)
 
     def totals(self) -> dict:
         """Every worker's counts summed, in contracts.empty_totals()' shape: what the control plane charts."""
         self.flush()
+        if self.registry is None:
+            self._open()
         out = empty_totals()
         responses: dict[int, int] = {}
         cumulative: dict[float, int] = {}  # latency bucket bound -> calls at most that long, over every route

@@ -1,5 +1,5 @@
-"""The endpoint's own paths: /ping (the runtime's health), /metrics, /openapi.json, /docs; OPTIONS; and the 404
-or 405 a request no route serves gets, naming what does exist.
+"""The endpoint's own paths: /ping (the runtime's health), /metrics, /openapi.json and /docs (built when first
+asked for); OPTIONS; and the 404 or 405 a request no route serves gets, naming what does exist.
 """
 
 from __future__ import annotations
@@ -21,6 +21,37 @@ class Health(enum.Enum):
 HEALTH_MOVES = {Health.LOADING: {Health.READY, Health.FAILED}, Health.READY: set(), Health.FAILED: set()}
 RETRY = [(b"retry-after", b"1")]
 BUILTIN_GET = frozenset({"/metrics", "/openapi.json", "/docs"})
+
+
+class Description:
+    """/openapi.json and /docs, built at the first ask: pydantic's schema builder would cost every worker's start
+    (a cold start waits for it) more than most calls do. Built again once the code has loaded if some routes turn
+    out to stream."""
+
+    def __init__(self, title: str, endpoints, auth: bool):
+        self.title = title
+        self.endpoints = endpoints  # each with .route
+        self.auth = auth
+        self._streaming: frozenset = frozenset()
+        self._built: tuple[bytes, bytes] | None = None
+
+    @property
+    def streaming(self) -> frozenset:
+        return self._streaming
+
+    @streaming.setter
+    def streaming(self, labels: frozenset) -> None:
+        self._streaming, self._built = labels, None
+
+    def pages(self) -> tuple[bytes, bytes]:
+        """(/openapi.json, /docs)."""
+        if self._built is None:
+            from .docs import body_json_schema, docs_page, openapi_document
+
+            document = openapi_document(self.title, [(e.route, body_json_schema(e.route)) for e in self.endpoints],
+                                        auth=self.auth, streaming=self._streaming)
+            self._built = json.dumps(document).encode(), docs_page(document).encode()
+        return self._built
 
 
 async def answer(app, method: str, path: str, scope, send) -> int:
@@ -46,9 +77,9 @@ async def answer(app, method: str, path: str, scope, send) -> int:
                 return await send_json(send, 200, json.dumps(app.summary()).encode())
             return await send_json(send, 200, app.metrics.text(), content_type=PROMETHEUS_TEXT)
         if path == "/openapi.json":
-            return await send_json(send, 200, app.openapi)
+            return await send_json(send, 200, app.description.pages()[0])
         if path == "/docs":
-            return await send_json(send, 200, app.docs, content_type=b"text/html; charset=utf-8")
+            return await send_json(send, 200, app.description.pages()[1], content_type=b"text/html; charset=utf-8")
     stripped = path.rstrip("/")
     if stripped != path and stripped:
         return await app.refuse(send, errors.NotFound, f"no route {asked} {path}; did you mean {stripped}?")
