@@ -6,6 +6,7 @@ size, /ping latency, connection lifetime).
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import socket
@@ -197,6 +198,44 @@ def test_headers_past_64_kib_get_431(echo):
     assert answer.status_code == 431
     fifty = {f"x-filler-{i}": "v" * 1000 for i in range(50)}
     assert echo.post("/echo", {"text": "x"}, headers=fifty).status_code == 200
+
+
+def _exchange(ep, pieces: list[bytes]) -> bytes:
+    """Send `pieces` on one connection, a write each, and read until the server closes it (10 s at most a read)."""
+    sock = socket.create_connection(("127.0.0.1", ep.port), timeout=10)
+    try:
+        for piece in pieces:
+            try:
+                sock.sendall(piece)
+            except OSError:  # closed by the server: its answer is read below
+                break
+            time.sleep(0.02)  # separate reads on the server's side, most likely
+        answer = b""
+        try:
+            while data := sock.recv(65536):  # the server closes the connection after its last answer
+                answer += data
+        except ConnectionResetError:
+            pass
+        return answer
+    finally:
+        sock.close()
+
+
+def test_headers_past_64_kib_in_many_small_writes_get_431_before_they_end(echo):
+    """The count is kept per read while headers are incomplete: 2 KiB writes past the limit are refused without
+    waiting for the end of the headers (which never comes here)."""
+    filler = [b"x-filler-%d: %s\r\n" % (i, b"v" * 2000) for i in range(40)]
+    answer = _exchange(echo, [b"POST /echo HTTP/1.1\r\nhost: x\r\n", *filler])
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+def test_a_body_past_64_kib_sent_with_its_headers_in_one_write_is_no_431(echo):
+    """A read that holds small headers and a large body passes the bound; the exact count of the headers decides."""
+    body = json.dumps({"text": "y" * 300_000}).encode()
+    head = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+    pipelined = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 12\r\n"
+    answer = _exchange(echo, [head + b"\r\n" + body + pipelined + b"connection: close\r\n\r\n" + b'{"text":"z"}'])
+    assert answer.count(b"HTTP/1.1 200 ") == 2 and b'"z"' in answer, answer[:300]
 
 
 def test_a_slowloris_connection_is_closed_and_others_are_served(serve):

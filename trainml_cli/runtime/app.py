@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import errors
-from ..contracts import LoadFailure, scale_metrics
+from ..contracts import LoadFailure
 from ..errors import ModelCodeError
 from ..jsonbody import OFF_LOOP_BYTES
 from .auth import CHALLENGE, UNAUTHORIZED, KeyFile
@@ -29,13 +29,13 @@ from .batching import Batcher
 from .binding import Binder, InvalidRequest
 from .body import BodyTooLarge, ClientGone, body_headers, chunks, is_json, is_multipart, read_body, unsupported_type
 from .config import RuntimeConfig
-from .gate import CallPool, CallTimeout, UserExit
+from .gate import CallPool
 from .inline import LONG, Inline
 from .loader import load_routes
 from .metrics import UNMATCHED, Metrics, make_directory
 from .output import AccessLog, encoder
 from .ownpaths import HEALTH_MOVES, RETRY, Description, Health, answer
-from .replies import Reply, RequestIds, send_json, send_result
+from .replies import HEADER, Reply, RequestIds, send_failure, send_json, send_result
 from .tracing import tracer_from
 
 # capture.py, uploads.py, streaming.py and docs.py load when an option or a route needs them, not at every start.
@@ -106,12 +106,6 @@ class EndpointApp:
         self.health = health
 
     # -- lifespan --------------------------------------------------------------------------------------------
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            await self.http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
 
     async def lifespan(self, receive, send):
         while True:
@@ -216,11 +210,16 @@ class EndpointApp:
 
     # -- requests --------------------------------------------------------------------------------------------
 
-    async def http(self, scope, receive, send):
-        start = time.perf_counter()
-        send = Reply(send, self.request_ids.pick(scope["headers"]))
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":  # HTTP first and in this frame: a coroutine frame is a hundredth of a request
+            if scope["type"] == "lifespan":
+                await self.lifespan(receive, send)
+            return
+        start = _clock()
+        headers = scope["headers"]
+        send = Reply(send, self.request_ids.pick(headers))
         if self.tracer is not None:
-            send.trace = self.tracer.begin(scope["headers"])
+            send.trace = self.tracer.begin(headers)
         method = scope["method"]
         path = scope["path"]
         root = scope.get("root_path")
@@ -236,7 +235,7 @@ class EndpointApp:
                     send.send = sample.tee(send.send)
                 else:
                     send.sample = sample
-        if self.keys is not None and path not in _OPEN and not self.keys.allows(scope["headers"]):
+        if self.keys is not None and path not in _OPEN and not self.keys.allows(headers):
             status = await send_json(send, errors.Unauthorized.http_status, UNAUTHORIZED, CHALLENGE)
             label = endpoint.label if endpoint is not None else UNMATCHED
         elif endpoint is not None:
@@ -249,13 +248,15 @@ class EndpointApp:
             if not path.isprintable():  # a decoded %0A must not forge access-log lines
                 path = path.encode("unicode_escape").decode()
             label = UNMATCHED
-        seconds = time.perf_counter() - start
+        seconds = _clock() - start
         self.metrics.request(label, status, seconds)
         self.access_log.write(method, path, status, seconds * 1000.0, send.request_id)
         if sample is not None:
             sample.done(status, seconds)
         if send.trace is not None:
             self.tracer.end(send.trace, method, path, label, status, send.request_id)
+
+    http = __call__
 
     async def call(self, endpoint: Endpoint, scope, receive, send) -> int:
         if self.health is not Health.READY:
@@ -290,13 +291,14 @@ class EndpointApp:
                 if content_type is None and body.strip():  # a body must say it is JSON, see wrong_type
                     pool.release()
                     return await self.wrong_type(send, None, endpoint)
-                large = len(body) > OFF_LOOP_BYTES
                 if endpoint.files is not None:
                     bind = endpoint.files.bind_json
+                    bound = await self.validate_off_loop(bind, body) if len(body) > OFF_LOOP_BYTES else bind(body)
+                    args, kwargs, upload = bound
+                elif len(body) > OFF_LOOP_BYTES:
+                    args, kwargs = await self.validate_off_loop(endpoint.binder.bind_large_json, body)
                 else:
-                    bind = endpoint.binder.bind_large_json if large else endpoint.binder.bind_json
-                bound = await self.validate_off_loop(bind, body) if large else bind(body)
-                args, kwargs, upload = bound if endpoint.files is not None else (*bound, None)
+                    args, kwargs = endpoint.binder.bind_json(body)
             else:
                 args, kwargs = endpoint.binder.bind_query(scope["query_string"])
         except InvalidRequest as exc:
@@ -310,6 +312,21 @@ class EndpointApp:
         except ClientGone:
             pool.release()
             return 499
+        inline = endpoint.inline
+        if upload is None and inline is not None and inline.on and send.sample is None:
+            # The hot path, in this frame: a proved-short function called here, its JSON sent in one piece.
+            pool.release()  # done before the next request can be admitted: the slot was never given up
+            try:
+                payload, content_type = inline.run(endpoint.function, args, kwargs, endpoint.encode)
+            except Exception as exc:
+                return await send_failure(send, exc, self.config.timeout)
+            if payload.__class__ is not bytes:
+                return await send_result(send, payload, content_type)
+            reply = send.send
+            await reply({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", content_type), (b"content-length", b"%d" % len(payload)), (HEADER, send.request_id)]})
+            await reply({"type": "http.response.body", "body": payload})
+            return 200
         try:  # the files stay until the answer has gone (and the function has returned: `after`)
             return await self.answer(endpoint, args, kwargs, scope, receive, send, upload)
         finally:
@@ -343,17 +360,8 @@ class EndpointApp:
                 payload, content_type = inline.run(function, args, kwargs, endpoint.encode)
             else:
                 payload, content_type = await future
-        except CallTimeout:
-            body = {
-                "error": errors.CallTimeout.kind,
-                "message": f"the call ran longer than the endpoint's timeout of {self.config.timeout:g}s "
-                "(--timeout, or endpoint.timeout in a job); its slot stays taken until the function returns",
-            }
-            return await send_json(send, errors.CallTimeout.http_status, json.dumps(body).encode())
         except Exception as exc:
-            original = exc.original if isinstance(exc, UserExit) else exc
-            body = {"error": errors.ModelError.kind, "type": type(original).__name__, "message": str(original)}
-            return await send_json(send, errors.ModelError.http_status, json.dumps(body).encode())
+            return await send_failure(send, exc, self.config.timeout)
         return await send_result(send, payload, content_type)
 
     async def validate_off_loop(self, bind, body: bytes):
@@ -381,19 +389,8 @@ class EndpointApp:
         body = json.dumps({"error": error.kind, "message": message}).encode()  # kind and status: errors.py's
         return await send_json(send, error.http_status, body, headers)
 
-    def summary(self) -> dict:
-        """/metrics as JSON for the control plane: every worker's counts summed; the limits are per worker."""
-        return {
-            "pid": os.getpid(),
-            "status": self.health.value,
-            "uptime_s": round(time.time() - self.started, 3),
-            **self.metrics.totals(),
-            "max_concurrency": self.pool.size,
-            "max_queue": self.pool.max_queue,
-            **scale_metrics(self.config.scale_file),
-        }
 
-
+_clock = time.perf_counter
 _UNRECORDED = frozenset({"/ping", "/metrics"})
 # Open without the endpoint's key: health checks, and the counts the control plane and Prometheus scrape.
 _OPEN = frozenset({"/ping", "/metrics"})

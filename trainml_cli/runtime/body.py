@@ -58,8 +58,16 @@ def is_json(content_type: bytes) -> bool:
     """application/json or any */*+json, with or without parameters. Refusing the rest closes the door on blind
     cross-site POSTs: a web page can send text/plain or a form to a local endpoint without asking, never JSON.
     (Routes with file params take multipart/form-data too, guarded by uploads.cross_site.)"""
-    media = media_type(content_type)
-    return media == JSON or media.endswith(b"+json")
+    known = _verdicts.get(content_type)
+    if known is None:
+        media = media_type(content_type)
+        known = media == JSON or media.endswith(b"+json")
+        if len(_verdicts) < 64:  # the few types callers send, not one per hostile variant
+            _verdicts[content_type] = known
+    return known
+
+
+_verdicts: dict[bytes, bool] = {}  # Content-Type header -> is_json: a dict lookup instead of a parse per request
 
 
 async def chunks(receive, limit: int):

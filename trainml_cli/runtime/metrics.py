@@ -87,8 +87,7 @@ class Metrics:
         self._items: dict[str, int] = {}
         self.streams_open = 0
         self._gauges = gauges  # () -> (in flight, waiting), read at each flush
-        self._counts: dict[tuple[str, int], int] = {}
-        self._durations: dict[str, list] = {}  # route -> [count per bucket..., sum]
+        self._answers: dict[tuple[str, int], list] = {}  # (route, status) -> [count per duration bucket..., sum]
         self._rejects: dict[str, int] = {}
         self._batches: dict[str, list] = {}
         self._timer = None
@@ -96,12 +95,10 @@ class Metrics:
     # -- the request path (event loop only) --------------------------------------------------------------------
 
     def request(self, route: str, status: int, seconds: float) -> None:
-        key = (route, status)
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
-        sums = self._durations.get(route)
+        # One list per (route, status): its buckets count the requests too (summed at the flush, not here).
+        sums = self._answers.get((route, status))
         if sums is None:
-            sums = self._durations[route] = [0] * (len(DURATION_BUCKETS) + 2)
+            sums = self._answers[(route, status)] = [0] * (len(DURATION_BUCKETS) + 2)
         sums[bisect_left(DURATION_BUCKETS, seconds)] += 1  # bucket `le` bounds are inclusive, as bisect_left
         sums[-1] += seconds
 
@@ -190,17 +187,21 @@ class Metrics:
     def flush(self) -> None:
         in_flight, waiting = self._gauges()
         if self.registry is None:
-            if not (self._counts or self._rejects or self._items or self._durations or self._batches or self._firsts
-                    or self._waits or in_flight or waiting or self.streams_open):
+            if not (self._answers or self._rejects or self._items or self._batches or self._firsts or self._waits
+                    or in_flight or waiting or self.streams_open):
                 return  # nothing counted yet: the files would all say 0, as no files do
             self._open()
-        if self._counts:
-            counts, self._counts = self._counts, {}
+        durations: dict[str, list] = {}  # route -> [count per bucket..., sum], over its statuses
+        if self._answers:
+            answers, self._answers = self._answers, {}
             classes: dict[tuple[str, str], int] = {}
-            for (route, status), n in counts.items():
+            for (route, status), sums in answers.items():
+                n = sum(sums[:-1])
                 self._requests.labels(route, str(status)).inc(n)
                 key = (route, f"{status // 100}xx")
                 classes[key] = classes.get(key, 0) + n
+                total = durations.get(route)
+                durations[route] = sums if total is None else [a + b for a, b in zip(total, sums)]
             for (route, status_class), n in classes.items():
                 self._classes.labels(route, status_class).inc(n)
         if self._rejects:
@@ -211,7 +212,7 @@ class Metrics:
             items, self._items = self._items, {}
             for route, n in items.items():
                 self._stream_items.labels(route).inc(n)
-        for histogram, pending in ((self._duration, self._durations), (self._batch_size, self._batches),
+        for histogram, pending in ((self._duration, durations), (self._batch_size, self._batches),
                                    (self._first_item, self._firsts), (self._queue_wait, self._waits)):
             if pending:
                 items = list(pending.items())

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import enum
 import json
+import os
+import time
 
 from .. import errors
+from ..contracts import scale_metrics
 from .metrics import PROMETHEUS_TEXT, wants_json
 from .replies import send_json
 
@@ -74,7 +77,7 @@ async def answer(app, method: str, path: str, scope, send) -> int:
     if method == "GET":
         if path == "/metrics":
             if wants_json(scope):
-                return await send_json(send, 200, json.dumps(app.summary()).encode())
+                return await send_json(send, 200, json.dumps(summary(app)).encode())
             return await send_json(send, 200, app.metrics.text(), content_type=PROMETHEUS_TEXT)
         if path == "/openapi.json":
             return await send_json(send, 200, app.description.pages()[0])
@@ -102,3 +105,15 @@ def allowed(app, path: str) -> str | None:
     verbs.add("OPTIONS")
     return ", ".join(sorted(verbs))
 
+
+def summary(app) -> dict:
+    """/metrics as JSON for the control plane: every worker's counts summed; the limits are per worker."""
+    return {
+        "pid": os.getpid(),
+        "status": app.health.value,
+        "uptime_s": round(time.time() - app.started, 3),
+        **app.metrics.totals(),
+        "max_concurrency": app.pool.size,
+        "max_queue": app.pool.max_queue,
+        **scale_metrics(app.config.scale_file),
+    }

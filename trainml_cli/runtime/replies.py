@@ -19,6 +19,9 @@ import os
 import re
 import stat
 
+from .. import errors
+from .gate import CallTimeout, UserExit
+
 JSON = b"application/json"
 # The content type of the answers our JSON encoder wrote (output.encode_result): equal to JSON but an object of its
 # own, so that a capture can tell them from bytes a function answered as JSON, which it checks before keeping as is.
@@ -78,6 +81,20 @@ async def send_json(reply: Reply, status: int, body: bytes, extra_headers=(), co
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status
+
+
+async def send_failure(reply: Reply, exc: Exception, timeout: float) -> int:
+    """The answer to a call that raised (500, the user's exception named) or ran past the endpoint's timeout (504)."""
+    if isinstance(exc, CallTimeout):
+        body = {
+            "error": errors.CallTimeout.kind,
+            "message": f"the call ran longer than the endpoint's timeout of {timeout:g}s "
+            "(--timeout, or endpoint.timeout in a job); its slot stays taken until the function returns",
+        }
+        return await send_json(reply, errors.CallTimeout.http_status, json.dumps(body).encode())
+    original = exc.original if isinstance(exc, UserExit) else exc
+    body = {"error": errors.ModelError.kind, "type": type(original).__name__, "message": str(original)}
+    return await send_json(reply, errors.ModelError.http_status, json.dumps(body).encode())
 
 
 class FileBody:

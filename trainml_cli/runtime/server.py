@@ -84,6 +84,9 @@ def _serve_one(config: RuntimeConfig, root) -> int:
         print(f"warning: {lowered}", file=sys.stderr, flush=True)
     uv_config = uvicorn.Config(
         app,
+        # X-Forwarded-For from a local proxy only changes scope["client"], which only a capture record reads: the
+        # middleware (a coroutine frame and a header scan per request) runs only then.
+        proxy_headers=bool(config.capture),
         http=GuardedProtocol,  # httptools with a header size cap, a header-read timeout, idle connections evicted
         ws=_websockets(),
         lifespan="on",
