@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -37,6 +38,7 @@ from .config import EXIT_LOAD_FAILED, EXIT_PLATFORM_FAILED, RuntimeConfig
 from .waker import Child, Held, metrics_reply, ping, since
 
 POLL = 0.5  # seconds between two looks at the counts
+SHED_LOOKS = 4  # looks after a worker is added at which the others shed: a reconnect may land on the same worker
 GRANT_POLL = 0.02  # seconds between two looks for the GPUs the control plane hands back
 STARTING, RUNNING, STOPPING = "STARTING", "RUNNING", "STOPPING"
 
@@ -76,7 +78,7 @@ class Autoscaler:
         # A job with GPUs gives them back at zero and waits for the control plane to hand them out again on wake.
         self.leased = bool(os.environ.get("CUDA_VISIBLE_DEVICES") and config.scale_file and self.low == 0)
         self.wants_gpus = False
-        self.added: int | None = None  # the worker last added while others serve
+        self.added: tuple[int, int] | None = None  # (pid, looks left to shed at) of a worker added while others serve
         self.woken = dormant.read_wake()  # exec'd back from scaled to zero by a call (dormant.py)
         if self.woken is not None:
             self.cold_start_ms = self.woken["cold_start_ms"]
@@ -86,9 +88,7 @@ class Autoscaler:
                 for fd in self.woken["ready"]:
                     os.set_inheritable(fd, False)
             if self.woken["metrics_dir"] and self.woken["metrics_dir"] != config.metrics_dir:
-                import shutil  # the group's counts live on in the directory it had before it slept
-
-                shutil.rmtree(config.metrics_dir, ignore_errors=True)
+                shutil.rmtree(config.metrics_dir, ignore_errors=True)  # its counts live on in the one it had
                 config.metrics_dir = self.woken["metrics_dir"]
 
     # -- the loop ------------------------------------------------------------------------------------------------
@@ -132,8 +132,6 @@ class Autoscaler:
             except asyncio.TimeoutError:
                 _signal(worker.process, signal.SIGKILL)
         if self.woken is not None:  # the directory kept across the sleep is ours to remove (server.py made another)
-            import shutil
-
             shutil.rmtree(self.config.metrics_dir, ignore_errors=True)
 
     async def _scale(self) -> None:
@@ -141,11 +139,12 @@ class Autoscaler:
         last_call = busy_since = low_since = time.monotonic()
         while True:
             await asyncio.sleep(POLL)
-            if self.added is not None:  # a worker added under load, serving since the last look: the others shed
-                for pid, other in self.workers.items():  # keep-alive callers to it (connections.shed)
-                    if pid != self.added and other.state == RUNNING:
+            if self.added is not None:  # a worker added under load, serving: the others shed keep-alive callers
+                added, left = self.added  # to it (connections.shed), at a few looks: once could leave it idle
+                for pid, other in self.workers.items():
+                    if pid != added and other.state == RUNNING:
                         _signal(other.process, signal.SIGUSR1)
-                self.added = None
+                self.added = (added, left - 1) if left > 1 and added in self.workers else None
             if (self.accepting and self.low == 0 and not self.workers and not self.held.now and self.woken_at is None
                     and not self.stopping.is_set()):
                 self._sleep()
@@ -259,7 +258,7 @@ class Autoscaler:
             worker = self.workers.get(int(text))
             if worker is not None and worker.state == STARTING:
                 worker.state = RUNNING
-                self.added = None if self.accepting else worker.process.pid
+                self.added = None if self.accepting else (worker.process.pid, SHED_LOOKS)
         if self.accepting and any(w.state == RUNNING for w in self.workers.values()):
             self._stop_accepting()  # from here the workers accept; the calls held meanwhile are passed on
             self.cold_start_ms = since(self.woken_at)
