@@ -140,6 +140,46 @@ def test_a_workers_start_loads_nothing_its_first_call_does_not_need(tmp_path):
         endpoint.stop()
 
 
+# What the control plane's start leaves out until a request needs it: the first `trainml` call starts one and waits
+# for it, and the suite starts hundreds. jinja2 loads at the first dashboard page; no route is a websocket.
+NOT_AT_CONTROL_PLANE_START = ("jinja2", "markupsafe", "websockets")
+
+
+def test_a_control_planes_start_loads_nothing_its_first_answer_does_not_need(tmp_path):
+    import requests
+
+    from conftest import wait_until
+    from trainml_cli.contracts import EXIT_RESTART, RESTART_SIGNAL
+
+    home, out = tmp_path / "home", tmp_path / "modules.json"
+    # The modules are written as it exits, after it has answered and served nothing else: stopped by the restart
+    # signal, main() returns (uvicorn raises SIGTERM again once it has shut down, which would skip atexit).
+    code = ("import atexit, json, sys\n"
+            f"atexit.register(lambda: open({str(out)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+            "from trainml_cli.server.__main__ import main\n"
+            f"sys.exit(main(['--home', {str(home)!r}, '--port', '0']))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINML_")}
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        def answered():
+            assert process.poll() is None, process.stderr.read().decode()
+            try:
+                info = json.loads((home / "server.json").read_text())
+                return requests.get(info["url"] + "/api/health", timeout=5).ok
+            except (OSError, ValueError, KeyError, requests.RequestException):
+                return False
+
+        wait_until(answered, timeout=60, message="the control plane to answer")
+    finally:
+        process.send_signal(RESTART_SIGNAL)
+        process.wait(timeout=30)
+    assert process.returncode == EXIT_RESTART, process.stderr.read().decode()
+    modules = set(json.loads(out.read_text()))
+    assert "trainml_cli.server.app" in modules
+    assert top_level(modules, NOT_AT_CONTROL_PLANE_START) == []
+
+
 def test_importing_the_package_does_not_load_the_sdk():
     modules = loaded_modules("import trainml_cli")
     assert top_level(modules, ("trainml_cli.sdk", *OUR_OTHER_LAYERS, *HEAVY)) == []

@@ -212,6 +212,7 @@ def serve(settings: Settings, options=None, *, log_level: str = "info", chosen: 
             # with --host the control plane faces the same clients (an 8 MiB header, slowloris, 10,000 idle
             # sockets) and must not be the easier target.
             http=ControlPlaneProtocol,
+            ws="none",  # no route is a websocket: uvicorn need not load a websockets library at start
             limit_concurrency=max_connections,
             log_level=log_level,
             access_log=False,

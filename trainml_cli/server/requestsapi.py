@@ -12,24 +12,25 @@ import asyncio
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ..errors import Conflict
 from . import captures
 from .auth import require_auth
 from .bodies import JsonRoute
+from .schemas import Shape
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], route_class=JsonRoute)
 
 
-class CapturedPage(BaseModel):
+class CapturedPage(Shape):
     requests: list[dict[str, Any]] = Field(..., description="captured calls, oldest first: id (the answer's "
                                            "X-Request-Id), time, route, status, latency_ms, queue_ms, batch_size, "
                                            "request, response, error, client")
     dropped: int = Field(..., description="calls sampled but not kept because the endpoint's writer was behind")
 
 
-class Replayed(BaseModel):
+class Replayed(Shape):
     id: str
     route: str
     request: Any = None

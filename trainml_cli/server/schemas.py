@@ -14,11 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..contracts import STRATEGIES
 
 
-class _Strict(BaseModel):
+class Shape(BaseModel):
+    # Each shape's validator is built at its first use, not at import: the control plane's start, which every
+    # first `trainml` call waits for, would otherwise build them all (about 10 ms), most for requests never made.
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Strict(Shape):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Open(BaseModel):
+class _Open(Shape):
     model_config = ConfigDict(extra="allow")
 
 
@@ -102,7 +108,7 @@ class SecretValue(_Strict):
     value: str = Field(..., description="the secret; never returned by any call")
 
 
-class Secret(BaseModel):
+class Secret(Shape):
     name: str
     updated: str
 
@@ -208,7 +214,7 @@ class Model(_Open):
     status: str
 
 
-class LogEntry(BaseModel):
+class LogEntry(Shape):
     id: int = Field(..., description="cursor")
     time: str = Field(..., description="ISO-8601 UTC")
     stream: Literal["stdout", "stderr", "event"]
@@ -217,14 +223,14 @@ class LogEntry(BaseModel):
                                                        "platform event, or a backend that cannot tell)")
 
 
-class LogPage(BaseModel):
+class LogPage(Shape):
     logs: list[LogEntry]
     next: Optional[int] = Field(None, description="paging back: pass as `before` for older lines; null at the oldest")
     last: Optional[int] = Field(None, description="following: pass as `after` for newer lines")
     done: bool = Field(False, description="following: the job is stopped or failed and every line was sent")
 
 
-class Upload(BaseModel):
+class Upload(Shape):
     id: str
     size: int
     files: int
@@ -246,14 +252,14 @@ class EnvironmentRecord(_Open):
     in_use: list[str] = Field(..., description="jobs that hold it: not stopped or failed")
 
 
-class Interpreter(BaseModel):
+class Interpreter(Shape):
     path: str
     version: str
     implementation: str
     default: bool
 
 
-class TrainMLEnvironment(BaseModel):
+class TrainMLEnvironment(Shape):
     """One of trainML's environment names (trainml_cli/frameworks.py) and what it adds here."""
 
     id: str
@@ -266,22 +272,22 @@ class TrainMLEnvironment(BaseModel):
     download: str = Field(..., description="what a build downloads with an empty cache (x86_64 Linux)")
 
 
-class EnvironmentList(BaseModel):
+class EnvironmentList(Shape):
     environments: list[EnvironmentRecord]
     interpreters: list[Interpreter]
     trainml: list[TrainMLEnvironment] = Field(..., description="trainML's --environment names")
 
 
-class Pruned(BaseModel):
+class Pruned(Shape):
     removed: list[str]
 
 
-class Removed(BaseModel):
+class Removed(Shape):
     id: str
     removed: bool = True
 
 
-class Connection(BaseModel):
+class Connection(Shape):
     id: str
     name: str
     status: str
@@ -291,7 +297,7 @@ class Connection(BaseModel):
     key: Optional[str] = Field(None, description="the endpoint's key; null for an endpoint without one")
 
 
-class Metrics(BaseModel):
+class Metrics(Shape):
     id: str
     status: str
     time: str

@@ -12,14 +12,13 @@ become markup or code.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from jinja2 import Environment, FileSystemLoader
-from markupsafe import Markup, escape
 
 from ...contracts import SKIPPED_FOLDERS
 from ...credentials import KINDS as CREDENTIAL_KINDS
@@ -83,24 +82,35 @@ def filesize(size) -> str:
     return f"{size:.1f} GB"
 
 
-templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True,
-                        lstrip_blocks=True)
-def slashes(text) -> Markup:
+def slashes(text):
     """A path or URI that breaks across lines after a `/` (a line break opportunity after each), not mid-name."""
+    from markupsafe import Markup, escape
+
     return Markup("/<wbr>").join(escape(part) for part in str(text).split("/"))
 
 
-templates.filters.update(duration=duration, filesize=filesize, slashes=slashes)
 # The statuses' sets, from the one enum, for the page scripts (a data attribute: the CSP allows no inline script).
 STATUS_SETS = {"live": sorted(s.value for s in LIVE), "final": sorted(s.value for s in FINAL),
                "billed": [JobStatus.STARTING.value, JobStatus.RUNNING.value],
                "names": {status.name.lower(): status.value for status in JobStatus}}
-templates.globals.update(static=static_url, root=ROOT, status_sets=STATUS_SETS,
-                         skipped_folders=sorted(SKIPPED_FOLDERS))  # what upload.js leaves out, as the CLI does
+
+
+@functools.cache
+def templates():
+    """The pages' template environment, made at the first page served: jinja2 is no part of the control plane's
+    start, which every first `trainml` call waits for."""
+    from jinja2 import Environment, FileSystemLoader
+
+    environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True,
+                              lstrip_blocks=True)
+    environment.filters.update(duration=duration, filesize=filesize, slashes=slashes)
+    environment.globals.update(static=static_url, root=ROOT, status_sets=STATUS_SETS,
+                               skipped_folders=sorted(SKIPPED_FOLDERS))  # what upload.js leaves out, as the CLI does
+    return environment
 
 
 def render(request: Request, name: str, *, status: int = 200, signed_in: bool = True, **context) -> HTMLResponse:
-    html = templates.get_template(name).render(signed_in=signed_in, **context)
+    html = templates().get_template(name).render(signed_in=signed_in, **context)
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
