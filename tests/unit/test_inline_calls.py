@@ -4,12 +4,15 @@ them back to the call threads, and behaviour is the same on either side: in proc
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from trainml_cli.runtime.inline import PROOF
+from trainml_cli.runtime.inline import PROOF, STALL
 
 from .conftest import param, route
 
@@ -115,3 +118,29 @@ async def test_one_brief_stall_after_a_quiet_stretch_keeps_the_calls_on_the_loop
     assert (await threads(client, 1)) == [loop_thread]
     await client.post("/where", json={"mode": "sleep:0.004"})  # the next stall, too soon after the first
     assert (await threads(client, 1))[0].startswith("call-")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"), reason="no per-thread schedstat here")
+async def test_calls_preempted_by_a_process_busy_on_the_same_core_stay_on_the_loop(endpoint):
+    # A short computation whose thread the kernel gives to another process in the middle looks long by the wall
+    # clock; the time spent waiting for the core is not the function's: its calls stay inline.
+    client, loop_thread = await inline_endpoint(endpoint)
+    affinity = os.sched_getaffinity(0)
+    core = min(affinity)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, {core})
+        os.sched_setaffinity(0, {core})  # this thread only: the loop's, where the calls run
+        names, slow = [], 0
+        for _ in range(4000):  # until the core was taken away mid-request often enough (every few ms)
+            started = time.perf_counter()
+            names += await threads(client, 1, "spin:0.0004")
+            slow += time.perf_counter() - started > 2 * STALL
+            if slow >= 20:
+                break
+    finally:
+        os.sched_setaffinity(0, affinity)
+        hog.kill()
+        hog.wait()
+    assert slow >= 5, "the busy process never preempted the loop: nothing was shown"
+    assert names == [loop_thread] * len(names), f"{len(names) - names.count(loop_thread)} of {len(names)} on threads"
