@@ -15,9 +15,8 @@ from ..contracts import STRATEGIES
 
 
 class Shape(BaseModel):
-    # Each shape's validator is built at its first use, not at import: the control plane's start, which every
-    # first `trainml` call waits for, would otherwise build them all (about 10 ms), most for requests never made.
-    model_config = ConfigDict(defer_build=True)
+    """The API's request and response shapes. (Their validators are built at import: deferring them saved about
+    10 ms of the control plane's start, but FastAPI then warns at a request body's first use.)"""
 
 
 class _Strict(Shape):
