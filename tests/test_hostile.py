@@ -229,6 +229,13 @@ def test_headers_past_64_kib_in_many_small_writes_get_431_before_they_end(echo):
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
 
 
+def test_one_header_value_that_never_ends_gets_431_once_it_passes_twice_the_limit(echo):
+    """The parser holds a header whole until it ends: a value sent on and on (never a line end) is refused from
+    the header section's own bytes, instead of being buffered until the header timeout."""
+    answer = _exchange(echo, [b"POST /echo HTTP/1.1\r\nhost: x\r\nx-big: ", *[b"a" * 8192] * 40])
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
 def test_a_body_past_64_kib_sent_with_its_headers_in_one_write_is_no_431(echo):
     """A read that holds small headers and a large body passes the bound; the exact count of the headers decides."""
     body = json.dumps({"text": "y" * 300_000}).encode()

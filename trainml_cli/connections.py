@@ -83,6 +83,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._header_bytes = 0
+        self._section_bytes = 0  # bytes of reads that came whole while the headers were incomplete
+        self._begun = False  # a message began in the read being parsed
         self._chunk = 0
         self._too_large = False
         self._in_headers = True  # from the connection's opening: a connection that sends nothing is timed too
@@ -128,14 +130,20 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        within = self._in_headers  # all of this read is one header section's, unless a message begins in it
         self._chunk = len(data)
+        self._begun = False
         super().data_received(data)
         if self._in_headers and not self.transport.is_closing():
             # Headers still incomplete once this data is parsed: the whole of it counts towards them (a bound; the
             # exact count is taken only when the bound passes the limit). The timer is armed only now: a request
             # whose headers came in one piece (nearly all) costs no timer at all.
             self._header_bytes += self._chunk
-            if self._header_bytes > self.max_header_bytes and self._exact_header_bytes() > self.max_header_bytes:
+            self._section_bytes = self._section_bytes + self._chunk if within and not self._begun else 0
+            # The exact count sees complete headers only: one header value that never ends is caught by the
+            # section's own bytes, at twice the limit (the parser holds it whole until it ends).
+            if self._header_bytes > self.max_header_bytes and (self._section_bytes > 2 * self.max_header_bytes
+                                                               or self._exact_header_bytes() > self.max_header_bytes):
                 self._too_large = True
                 self.send_400_response("headers too large")
             elif self._header_timer is None:
@@ -144,6 +152,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
+        self._section_bytes = 0
+        self._begun = True
         self._in_headers = True
 
     def _exact_header_bytes(self) -> int:
