@@ -179,18 +179,23 @@ class Dormant:
     @staticmethod
     def _answer(conn: socket.socket, status: int, body: bytes, content_type: bytes = b"application/json",
                 retry: bool = False, head_only: bool = False) -> None:
-        reason = {200: b"OK", 503: b"Service Unavailable"}.get(status, b"")
-        lines = [b"HTTP/1.1 %d %s" % (status, reason), b"content-type: " + content_type,
-                 b"content-length: %d" % len(body), b"connection: close"]
-        if retry:
-            lines.append(b"retry-after: " + RETRY_AFTER)
         try:
             conn.setblocking(True)
             conn.settimeout(HEAD_TIMEOUT)
-            conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else body))
+            conn.sendall(answer_head(status, len(body), content_type, retry) + (b"" if head_only else body))
         except OSError:
             pass
         conn.close()
+
+
+def answer_head(status: int, length: int, content_type: bytes, retry: bool) -> bytes:
+    """The status line and headers of an answer that closes its connection (here, and the waker's: waker.py)."""
+    reason = {200: b"OK", 503: b"Service Unavailable"}.get(status, b"")
+    lines = [b"HTTP/1.1 %d %s" % (status, reason), b"content-type: " + content_type,
+             b"content-length: %d" % length, b"connection: close"]
+    if retry:
+        lines.append(b"retry-after: " + RETRY_AFTER)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 def main(fd: str) -> int:

@@ -23,11 +23,11 @@ import socket
 import time
 
 from .. import errors
+from .dormant import RETRY_AFTER, answer_head
 
 HEAD_LIMIT = 64 * 1024  # bytes of request line and headers read while scaled to zero
 HEAD_TIMEOUT = 10.0  # seconds a connection may take to send them
 PIPE_CHUNK = 64 * 1024
-RETRY_AFTER = b"5"
 
 
 async def hold(scaler, conn: socket.socket, read: bytes | None = None) -> None:
@@ -93,13 +93,8 @@ def _request_line(head: bytes) -> tuple[str, str]:
 
 async def _reply(writer, status: int, body: bytes, *, content_type: bytes = b"application/json",
                  retry: bool = False, head_only: bool = False) -> None:
-    reason = {200: b"OK", 503: b"Service Unavailable"}.get(status, b"")
-    lines = [b"HTTP/1.1 %d %s" % (status, reason), b"content-type: " + content_type,
-             b"content-length: %d" % len(body), b"connection: close"]
-    if retry:
-        lines.append(b"retry-after: " + RETRY_AFTER)
     try:
-        writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else body))
+        writer.write(answer_head(status, len(body), content_type, retry) + (b"" if head_only else body))
         await asyncio.wait_for(writer.drain(), HEAD_TIMEOUT)
     except (OSError, asyncio.TimeoutError):
         pass
