@@ -3,7 +3,6 @@ the Create form's field errors, and the small pure pieces (cookie signing, error
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -13,21 +12,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from browserkit import login_link  # the link as `trainml server dashboard` prints it
 from conftest import MODELS, route
 from trainml_cli.server.dashboard import forms
 from trainml_cli.server.dashboard.sessions import Sessions
 
 ECHO_DIR = str(MODELS / "dashboard_echo")
-
-
-def login_link(plane) -> str:
-    """The link as `trainml server dashboard` prints it, found from the environment like any CLI call."""
-    env = {**os.environ, "TRAINML_API_URL": plane.url, "TRAINML_API_TOKEN": plane.token,
-           "TRAINML_HOME": str(plane.home)}
-    result = subprocess.run([sys.executable, "-m", "trainml_cli", "server", "dashboard", "--format", "json"],
-                            env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["url"]
 
 
 def signed_in(plane) -> requests.Session:
