@@ -245,6 +245,29 @@ def test_a_body_past_64_kib_sent_with_its_headers_in_one_write_is_no_431(echo):
     assert answer.count(b"HTTP/1.1 200 ") == 2 and b'"z"' in answer, answer[:300]
 
 
+def test_pipelined_calls_are_answered_in_order_whole_and_an_http_1_0_caller_gets_close(echo):
+    """Small JSON answers leave in one write each (connections.WholeCycle): every answer must still carry the
+    server's date, its own length and request id, in order on a kept-alive connection, and `connection: close`
+    (then the close) for an HTTP/1.0 caller, whose connections are not kept alive."""
+    call = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
+    bodies = [json.dumps({"text": f"n{i}"}).encode() for i in range(3)]
+    pieces = b"".join(call % (len(b), b"x-request-id: call-%d\r\n" % i, b) for i, b in enumerate(bodies))
+    answer = _exchange(echo, [pieces + call % (2, b"connection: close\r\n", b"{}")])
+    parts = answer.split(b"HTTP/1.1 ")[1:]
+    assert [p.split(b" ", 1)[0] for p in parts] == [b"200", b"200", b"200", b"422"], answer[:600]
+    for i, part in enumerate(parts[:3]):
+        head, _, body = part.partition(b"\r\n\r\n")
+        head += b"\r\n"
+        assert b"\r\ndate: " in head and b"\r\nx-request-id: call-%d\r\n" % i in head, head
+        assert json.loads(body[:int(head.split(b"content-length: ")[1].split(b"\r\n")[0])])["text"][0] == f"n{i}"
+    assert b"connection: close" in parts[3]
+
+    old = _exchange(echo, [b"POST /echo HTTP/1.0\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n"
+                           b'{"text":"a"}'])  # read until the server closes: it must
+    assert old.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in old, old
+    assert b'"text":["a","str"]' in old, old
+
+
 def test_a_slowloris_connection_is_closed_and_others_are_served(serve):
     ep = serve([route("/echo", "echo", ECHO)])
     sock = socket.create_connection(("127.0.0.1", ep.port), timeout=30)

@@ -233,6 +233,7 @@ class EndpointApp:
             if sample is not None:  # the body is noted as read (call); the answer as sent (replies.py)
                 if endpoint.streams:
                     send.send = sample.tee(send.send)
+                    send.whole = None
                 else:
                     send.sample = sample
         if self.keys is not None and path not in _OPEN and not self.keys.allows(headers):
@@ -322,6 +323,8 @@ class EndpointApp:
                 return await send_failure(send, exc, self.config.timeout)
             if payload.__class__ is not bytes:
                 return await send_result(send, payload, content_type)
+            if send.whole is not None and send.whole(200, send.head(content_type, len(payload)), payload):
+                return 200
             reply = send.send
             await reply({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", content_type), (b"content-length", b"%d" % len(payload)), (HEADER, send.request_id)]})

@@ -29,6 +29,7 @@ ENCODED_JSON = bytes(bytearray(JSON))
 OCTET = b"application/octet-stream"
 CHUNK = 256 * 1024
 HEADER = b"x-request-id"
+_HEAD = b"content-type: %s\r\ncontent-length: %d\r\n" + HEADER + b": %s\r\n"
 MAX_LENGTH = 128
 _sane = re.compile(rb"[\x20-\x7e]{1,%d}" % MAX_LENGTH).fullmatch
 
@@ -53,13 +54,21 @@ class RequestIds:
 class Reply:
     """The ASGI `send` of one request, with the id every answer to it carries."""
 
-    __slots__ = ("send", "request_id", "trace", "sample")
+    __slots__ = ("send", "request_id", "trace", "sample", "whole")
 
     def __init__(self, send, request_id: bytes):
         self.send = send
         self.request_id = request_id
+        # Our uvicorn protocol's one-write answer (connections.WholeCycle), None elsewhere (Ray Serve) and once
+        # `send` is wrapped (a capture's tee must see the answer).
+        self.whole = getattr(getattr(send, "__self__", None), "send_whole", None)
         self.trace = None  # the request's span when tracing is on (tracing.py)
         self.sample = None  # the call's sample.Sample when it is kept: told the answer as it is sent
+
+    def head(self, content_type: bytes, length: int) -> bytes:
+        """The header lines of a whole answer (connections.WholeCycle.send_whole): values our own or checked (the
+        request id is printable ASCII, the content type a route's media type)."""
+        return _HEAD % (content_type, length, self.request_id)
 
     def with_id(self, body: bytes) -> bytes:
         """A JSON error object with `request_id` added as its last field."""
@@ -71,12 +80,14 @@ class Reply:
 async def send_json(reply: Reply, status: int, body: bytes, extra_headers=(), content_type: bytes = JSON) -> int:
     if status >= 400:
         body = reply.with_id(body)
+    if reply.sample is not None:
+        reply.sample.answer(content_type, body)
+    if not extra_headers and reply.whole is not None and reply.whole(status, reply.head(content_type, len(body)), body):
+        return status
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
                (HEADER, reply.request_id)]
     if extra_headers:
         headers.extend(extra_headers)
-    if reply.sample is not None:
-        reply.sample.answer(content_type, body)
     send = reply.send
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
