@@ -286,6 +286,21 @@ def test_several_workers_serve_the_same_port(serve):
     _wait_for(lambda: len(_children(ep.proc.pid)) == 2)
 
 
+def test_a_worker_still_loading_takes_no_call_while_another_serves(serve, tmp_path):
+    """A group is running once one worker answers; a call must never meet a worker of it still loading (a 503
+    "loading" from an endpoint that says it runs)."""
+    gate = tmp_path / "gate"
+    env = {"TEST_FIRST_MARK": str(tmp_path / "first"), "TEST_LOAD_GATE": str(gate)}
+    ep = serve("second_slow", [route("/pid", "pid", verb="GET")], "--workers", "2", env=env)
+    _wait_for(lambda: len(_children(ep.proc.pid)) == 2)
+    answers = [requests.get(ep.url + "/pid", timeout=10) for _ in range(30)]  # a new connection each
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers if a.status_code != 200][:2]
+    assert len({a.json() for a in answers}) == 1, "only the loaded worker answered"
+    gate.touch()
+    pids = set()
+    _wait_for(lambda: pids.add(requests.get(ep.url + "/pid", timeout=10).json()) or len(pids) == 2)
+
+
 def _children(pid):
     path = f"/proc/{pid}/task/{pid}/children"
     return open(path).read().split() if os.path.exists(path) else []

@@ -123,6 +123,11 @@ def _supervise_workers(config: RuntimeConfig) -> int:
     host, port = sock.getsockname()[:2]
     command = [sys.executable, "-m", "trainml_cli.runtime", *config.to_args(), "--workers", "1"]
     command += ["--fd", str(sock.fileno())]
+    # Each worker accepts only once its code has loaded: the group counts as running (its /ping answers) as soon
+    # as one worker has, and a call must never meet another still loading (503 "loading"). Until the first has
+    # loaded, a caller waits in the socket's backlog instead of hearing "loading".
+    if not config.load_first:
+        command.append("--load-first")
     for route in config.routes:
         command += ["--route", json.dumps(route.to_dict())]
     stopping: list[int] = []
