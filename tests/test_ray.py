@@ -101,7 +101,11 @@ SLOT = "trainml_test_slot"  # a custom resource each node has one of
 # The tests share no token (token auth is Ray's own). The head's dashboard gets 5 minutes to start, not Ray's 60 s:
 # the suite runs its other tests beside the cluster (pytest-xdist), and on a loaded 2-core machine the dashboard
 # once took longer than 60 s, which ends `ray start` with "Failed to start the dashboard".
-TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled", "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300"}
+# A node told to stop (SIGTERM) ends at once rather than draining for up to 30 s first: the whole cluster goes away
+# with the module, and the head's drain (its Serve controller moving off it) outlasted the fixture's 15 s wait, so
+# every run's teardown took 16 s and ended the head with SIGKILL.
+TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled", "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300",
+                  "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
 
 
 def readme_recipe() -> tuple[dict[str, str], list[str], list[str]]:
