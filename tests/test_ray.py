@@ -464,6 +464,8 @@ def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, st
 
 
 def test_unschedulable_request_fails_at_the_deadline_saying_what_is_missing(cluster, start_control_plane):
+    from datetime import datetime
+
     plane = start_control_plane(*cluster.plane_args(deploy_timeout=15))
     began = time.monotonic()
     result = create(plane, "huge", "--cpu-count", "64")
@@ -474,6 +476,16 @@ def test_unschedulable_request_fails_at_the_deadline_saying_what_is_missing(clus
     assert "insufficient resources: 1 replica(s) of 64 CPU(s) asked, the cluster has" in record["reason"]
     assert "of 4 CPU" in record["reason"] or "of 4" in record["reason"]
     assert 14 <= took < 90, took
+    # Failed at its deadline (15 s after the deploy, by the job's own events), not once Serve had deleted the
+    # application: a replica Ray never placed cannot answer Serve's graceful stop, which then ran its whole grace
+    # (36 s past the deadline in HAProxy mode). A wide bound: 20 s past the deadline.
+    logged = trainml(plane, "job", "logs", "huge", "--format", "json").stdout.splitlines()
+    events = [json.loads(line) for line in logged]
+
+    def when(said):
+        return next(datetime.fromisoformat(e["time"]) for e in events if e["message"].startswith(said))
+
+    assert (when("status: failed") - when("deployed Ray Serve application")).total_seconds() < 15 + 20, events
     wait_until(lambda: cluster.routed(f"/e/{record['id']}") is False, timeout=30, interval=0.5,
                message="the unschedulable application removed")
 
