@@ -53,6 +53,7 @@ log = logging.getLogger("trainml.server")
 
 POLL = 0.5  # seconds between status reads
 REMOVE_TIMEOUT = 60.0  # seconds to wait for Serve to delete an application
+REMOVE_POLL = 0.2  # seconds between status reads meanwhile: a stop returns as soon as Serve has deleted it
 
 
 class RayBackend:
@@ -157,7 +158,7 @@ class RayBackend:
                 present = await self.applications(max_age=0)
                 if not any(name in present for name in names):
                     return True
-                await asyncio.sleep(POLL)
+                await asyncio.sleep(REMOVE_POLL)
             return False
 
     # -- the seam -----------------------------------------------------------------------------------------
