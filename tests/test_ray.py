@@ -468,7 +468,9 @@ def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, st
 def test_unschedulable_request_fails_at_the_deadline_saying_what_is_missing(cluster, start_control_plane):
     from datetime import datetime
 
-    plane = start_control_plane(*cluster.plane_args(deploy_timeout=15))
+    # A short stop grace: the application's replica, never placed, is deleted only once its grace has passed (6 s at
+    # least: Serve's controller floor with the recipe's drain period).
+    plane = start_control_plane(*cluster.plane_args(deploy_timeout=15), "--stop-grace", "1")
     began = time.monotonic()
     result = create(plane, "huge", "--cpu-count", "64")
     took = time.monotonic() - began
