@@ -101,7 +101,13 @@ SLOT = "trainml_test_slot"  # a custom resource each node has one of
 # The tests share no token (token auth is Ray's own). The head's dashboard gets 5 minutes to start, not Ray's 60 s:
 # the suite runs its other tests beside the cluster (pytest-xdist), and on a loaded 2-core machine the dashboard
 # once took longer than 60 s, which ends `ray start` with "Failed to start the dashboard".
-TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled", "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300"}
+# A node told to stop (SIGTERM) ends at once rather than draining for up to 30 s first: the whole cluster goes away
+# with the module, and the head's drain (its Serve controller moving off it) outlasted the fixture's 15 s wait, so
+# every run's teardown took 16 s and ended the head with SIGKILL.
+# Ray's processes export their metrics every 2 s, not every 10 s: the test of a job's metrics summed over its replicas
+# waited 10-15 s for the first export.
+TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled", "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300",
+                  "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_metrics_report_interval_ms": "2000"}
 
 
 def readme_recipe() -> tuple[dict[str, str], list[str], list[str]]:
@@ -249,7 +255,7 @@ def test_replicas_answer_from_two_processes_with_the_same_contract(cluster, star
     url = record["url"]
     assert url == f"http://127.0.0.1:{cluster.serve_port}/e/{record['id']}"
     wait_until(lambda: (cluster.routes() or {}).get(f"/e/{record['id']}") == f"ep-{record['id']}", timeout=30,
-               interval=0.5, message="the proxy to route the job to its application")
+               interval=0.2, message="the proxy to route the job to its application")
 
     answered = []  # the pid of each call's replica
     deadline = time.monotonic() + 60
@@ -290,7 +296,7 @@ def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_
     plane = start_control_plane(*cluster.plane_args())
     record = json.loads(create(plane, "stopme").stdout)
     prefix = f"/e/{record['id']}"
-    wait_until(lambda: cluster.routed(prefix), timeout=30, interval=0.5, message="the proxy to route the job")
+    wait_until(lambda: cluster.routed(prefix), timeout=30, interval=0.2, message="the proxy to route the job")
     began = time.monotonic()
     stopped = trainml(plane, "job", "stop", "stopme")
     took = time.monotonic() - began
@@ -299,7 +305,7 @@ def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_
     assert took < 10, f"job stop took {took:.1f}s"
     assert job(plane, "stopme")["status"] == "stopped"
     # Stopped means the Serve application is gone (asked until the proxy answers).
-    wait_until(lambda: cluster.routed(prefix) is False, timeout=30, interval=0.5, message="the application gone")
+    wait_until(lambda: cluster.routed(prefix) is False, timeout=30, interval=0.2, message="the application gone")
     assert requests.post(record["url"] + "/predict", json={"text": "x"}, timeout=10).status_code in (404, 503)
 
     started = trainml(plane, "job", "start", "stopme")
@@ -311,7 +317,7 @@ def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_
     took = time.monotonic() - began
     assert removed.returncode == 0, removed.stderr
     assert took < 10, f"job remove took {took:.1f}s"
-    wait_until(lambda: cluster.routed(prefix) is False, timeout=30, interval=0.5, message="the application removed")
+    wait_until(lambda: cluster.routed(prefix) is False, timeout=30, interval=0.2, message="the application removed")
 
 
 SERVE_404 = "not found. Ping"  # Serve's own 404 text: `Path '/e/ID/predict' not found. Ping http://.../-/routes ...`
@@ -325,7 +331,7 @@ def test_callers_get_our_json_while_a_job_stops_and_our_404_once_it_is_gone(clus
     record = json.loads(created.stdout)
     url, prefix = record["url"], f"/e/{record['id']}"
     # The fallback application (deployed with the job, at /e) is routed too.
-    wait_until(lambda: cluster.routed(prefix) and cluster.routed("/e"), timeout=120, interval=0.5,
+    wait_until(lambda: cluster.routed(prefix) and cluster.routed("/e"), timeout=120, interval=0.2,
                message="the proxy to route the job and the fallback")
     nowhere = requests.get(f"http://127.0.0.1:{cluster.serve_port}/e/nosuchjob/predict", timeout=10)
     assert nowhere.status_code == 404 and nowhere.json()["message"] == "no job at this URL", nowhere.text
@@ -400,7 +406,7 @@ def test_an_endpoint_key_guards_the_replicas_and_a_rotated_key_replaces_it(clust
     assert rotated.returncode == 0, rotated.stderr
     new_key = json.loads(rotated.stdout)["key"]
     # Within seconds of rotate-key (a wide bound), in the fixture's HAProxy mode too.
-    wait_until(lambda: call(key).status_code == 401 and call(new_key).status_code == 200, timeout=15, interval=0.5,
+    wait_until(lambda: call(key).status_code == 401 and call(new_key).status_code == 200, timeout=15, interval=0.2,
                message="the new key to work and the old one to be refused")
     # The replica took the new key as it runs (Serve's reconfigure), as a local endpoint's workers re-read theirs:
     # not replaced, so nothing it held (a loaded model, calls in flight) was lost.
@@ -421,7 +427,7 @@ def test_job_update_turns_auth_on_and_off_on_the_replicas(cluster, start_control
         headers = {"Authorization": f"Bearer {with_key}"} if with_key else {}
         return requests.post(url + "/predict", json={"text": "hi"}, headers=headers, timeout=10)
 
-    wait_until(lambda: call().status_code == 200, timeout=60, interval=0.5, message="the proxy to route the job")
+    wait_until(lambda: call().status_code == 200, timeout=60, interval=0.2, message="the proxy to route the job")
     locked = trainml(plane, "job", "update", "locks", "--auth", "--format", "json", timeout=300)
     assert locked.returncode == 0, locked.stdout + locked.stderr
     key = json.loads(locked.stdout)["key"]
@@ -432,7 +438,7 @@ def test_job_update_turns_auth_on_and_off_on_the_replicas(cluster, start_control
     assert json.loads(trainml(plane, "job", "connect", "locks", "--format", "json").stdout)["key"] == key
     # rotate-key reaches the replicas of the revision that turned auth on.
     new_key = json.loads(trainml(plane, "job", "rotate-key", "locks", "--format", "json").stdout)["key"]
-    wait_until(lambda: call(key).status_code == 401 and call(new_key).status_code == 200, timeout=30, interval=0.5,
+    wait_until(lambda: call(key).status_code == 401 and call(new_key).status_code == 200, timeout=30, interval=0.2,
                message="the rotated key to work")
 
     opened = trainml(plane, "job", "update", "locks", "--no-auth", timeout=300)
@@ -455,12 +461,16 @@ def test_model_that_fails_to_import_fails_the_job_with_its_traceback(cluster, st
     assert "\x1b" not in record["reason"] and "\x1b" not in result.stderr, "no colour escapes (NO_COLOR=1)"
     logs = trainml(plane, "job", "logs", "broken").stdout
     assert "ModuleNotFoundError: No module named 'helper_that_does_not_exist'" in logs
-    wait_until(lambda: cluster.routed(f"/e/{record['id']}") is False, timeout=30, interval=0.5,
+    wait_until(lambda: cluster.routed(f"/e/{record['id']}") is False, timeout=30, interval=0.2,
                message="no route for the failed job")
 
 
 def test_unschedulable_request_fails_at_the_deadline_saying_what_is_missing(cluster, start_control_plane):
-    plane = start_control_plane(*cluster.plane_args(deploy_timeout=15))
+    from datetime import datetime
+
+    # A short stop grace: the application's replica, never placed, is deleted only once its grace has passed (6 s at
+    # least: Serve's controller floor with the recipe's drain period).
+    plane = start_control_plane(*cluster.plane_args(deploy_timeout=15), "--stop-grace", "1")
     began = time.monotonic()
     result = create(plane, "huge", "--cpu-count", "64")
     took = time.monotonic() - began
@@ -470,7 +480,17 @@ def test_unschedulable_request_fails_at_the_deadline_saying_what_is_missing(clus
     assert "insufficient resources: 1 replica(s) of 64 CPU(s) asked, the cluster has" in record["reason"]
     assert "of 4 CPU" in record["reason"] or "of 4" in record["reason"]
     assert 14 <= took < 90, took
-    wait_until(lambda: cluster.routed(f"/e/{record['id']}") is False, timeout=30, interval=0.5,
+    # Failed at its deadline (15 s after the deploy, by the job's own events), not once Serve had deleted the
+    # application: a replica Ray never placed cannot answer Serve's graceful stop, which then ran its whole grace
+    # (36 s past the deadline in HAProxy mode). A wide bound: 20 s past the deadline.
+    logged = trainml(plane, "job", "logs", "huge", "--format", "json").stdout.splitlines()
+    events = [json.loads(line) for line in logged]
+
+    def when(said):
+        return next(datetime.fromisoformat(e["time"]) for e in events if e["message"].startswith(said))
+
+    assert (when("status: failed") - when("deployed Ray Serve application")).total_seconds() < 15 + 20, events
+    wait_until(lambda: cluster.routed(f"/e/{record['id']}") is False, timeout=30, interval=0.2,
                message="the unschedulable application removed")
 
 
@@ -786,7 +806,7 @@ def test_an_update_under_load_fails_no_call_and_one_that_cannot_import_leaves_th
     assert created.returncode == 0, created.stderr + created.stdout
     url = json.loads(created.stdout)["url"]
     wait_until(lambda: requests.post(url + "/predict", json={"text": "x"}, timeout=10).status_code == 200,
-               timeout=30, interval=0.5, message="the proxy to route the job")
+               timeout=30, interval=0.2, message="the proxy to route the job")
     # Two keep-alive clients and two opening a connection per call, through Serve's proxy (HAProxy mode). A call
     # held 10 s fails (the longest pause between calls was 0.4 s; 30 s with Serve's default rollout, which stops
     # the old replica before the new one runs).
@@ -865,7 +885,7 @@ def test_streams_uploads_file_answers_and_request_ids_hold_through_serve(cluster
     assert created.returncode == 0, created.stderr + created.stdout
     url = json.loads(created.stdout)["url"]
     wait_until(lambda: requests.post(url + "/predict", json={"text": "x"}, timeout=10).status_code == 200,
-               timeout=30, interval=0.5, message="the proxy to route the job")
+               timeout=30, interval=0.2, message="the proxy to route the job")
 
     # 1. Streams through Serve's proxy (HAProxy mode): the first item arrives while the function still waits for
     # the gate, in both formats, for `def` and `async def` generators.
@@ -936,7 +956,7 @@ def test_log_lines_say_which_revisions_replica_printed_them(cluster, start_contr
     assert created.returncode == 0, created.stderr + created.stdout
     url = json.loads(created.stdout)["url"]
     wait_until(lambda: requests.post(url + "/predict", json={"text": "x"}, timeout=10).status_code == 200,
-               timeout=30, interval=0.5, message="the proxy to route the job")
+               timeout=30, interval=0.2, message="the proxy to route the job")
     # The same code again is a revision of its own too: its lines must not pass for revision 1's.
     for version in (2, 3):
         folder = write_printing_model(tmp_path / f"v{version}", 2)

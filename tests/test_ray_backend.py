@@ -63,6 +63,8 @@ class FakeHead:
         self.nodes: list[tuple[str, dict]] = [("node-a", {"CPU": 4.0, "memory": 8.0 * 1024**3})]
         self.actors: dict[str, dict] = {}  # actor id -> the state API's record (a test scripts deaths)
         self.actor_reads: list[str] = []
+        self.hold_deletes = False  # True: an application being deleted stays listed, DELETING, until set False
+        self.history: list[tuple[str, str]] = []  # ("deployed" | "deleted", application), in order
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = str(self.server.server_address[1])
@@ -87,7 +89,10 @@ class FakeHead:
     def _status(self, name: str) -> dict:
         app = self.apps[name]
         if app["status"] == "DELETING":
+            if self.hold_deletes:
+                return app
             del self.apps[name]
+            self.history.append(("deleted", name))
             return None
         self.reads[name] = self.reads.get(name, 0) + 1
         outcome = self.pending.get(name, self.outcome)
@@ -119,6 +124,7 @@ class FakeHead:
                                    "deployments": current["deployments"] if current else {}}
                 self.reads[name] = 0
                 self.deploys[name] = self.deploys.get(name, 0) + 1
+                self.history.append(("deployed", name))
                 if self.next_outcomes:
                     self.pending[name] = self.next_outcomes.pop(0)
                 else:
@@ -523,6 +529,42 @@ def test_an_application_deploying_past_the_deadline_fails_saying_what_is_missing
     assert failed["reason"] == ("insufficient resources: 2 replica(s) of 8 CPU(s) asked, "
                                 "the cluster has 3 CPU(s) free of 4")
     wait_until(lambda: f"ep-{job['id']}" not in head.apps, timeout=10, message="the stuck application removed")
+
+
+def test_a_job_that_never_served_fails_at_its_deadline_while_serve_still_deletes_its_application(
+        start_control_plane, head):
+    # Serve deletes an application whose replica was never placed only once the replica's stop grace has passed (it
+    # cannot answer the stop): the job said failed 36 s after its deadline. Now it fails at the deadline; the
+    # removal goes on, its URL answering 503 "stopping" meanwhile, and a start of the job waits for it.
+    head.outcome = "DEPLOYING"
+    head.hold_deletes = True
+    plane = ray_plane(start_control_plane, head, "--ray-deploy-timeout", "2")
+    job = create(plane, "huge", resources={"cpu_count": 8})
+    name = f"ep-{job['id']}"
+    failed = wait_status(plane, job["id"], "failed", timeout=30)  # REMOVE_TIMEOUT (60 s) without the removal behind
+    assert failed["reason"].startswith("insufficient resources: 1 replica(s) of 8 CPU(s) asked")
+    assert head.apps[name]["status"] == "DELETING" and name not in head.last_put()
+    assert _fallback_states(head.puts[-1]) == {job["id"]: "stopping"}
+
+    started = plane.api("POST", f"/api/jobs/{job['id']}/start")
+    assert started.status_code == 200, started.text
+    head.hold_deletes = False
+    wait_until(lambda: head.history.count(("deployed", name)) == 2, timeout=30, interval=0.1,
+               message="the job deployed again")
+    head.hold_deletes = True
+    assert [what for what, app in head.history if app == name] == ["deployed", "deleted", "deployed"], \
+        "deployed again once it was gone"
+    wait_status(plane, job["id"], "failed", timeout=30)  # at its deadline again (still unschedulable)
+
+    # A control plane that stops waits for the removal it left going on: nothing stays behind on the cluster.
+    wait_until(lambda: head.apps[name]["status"] == "DELETING", timeout=30, interval=0.1, message="the removal")
+    stopping = threading.Thread(target=plane.stop)
+    stopping.start()
+    wait_until(lambda: "stopping endpoints" in plane.log(), timeout=30, interval=0.1, message="the shutdown")
+    head.hold_deletes = False
+    stopping.join(60)
+    assert name not in head.apps
+    assert _fallback_states(head.puts[-1]) == {}, "the fallback told it is gone"
 
 
 @pytest.mark.parametrize("status, expected", [

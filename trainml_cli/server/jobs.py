@@ -396,3 +396,4 @@ class Jobs:
             else:
                 driver.end()
         await asyncio.gather(*(driver.wait() for driver in drivers))
+        await self.backend.settle()

@@ -8,6 +8,7 @@
     rayreplicas.py  replica deaths, counted and named raycaptures.py  captured calls drained from the nodes
     rayrollout.py   a job's application rolled over to a new revision (Serve's rolling update)
     rayfallback.py  the shared application at /e: our 503 or 404 at a job URL no application serves
+    rayremovals.py  removals of applications that never served, going on after their jobs failed
     switch.py       a local endpoint switched to a new revision on the same socket
     ports.py        a local endpoint's listening socket, on the job's old port while it is free
     scaling.py      local autoscaling: its checks, the runtime options it launches with, its scale file read back

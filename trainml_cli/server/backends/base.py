@@ -199,5 +199,9 @@ class Backend(Protocol):
     async def clean_up(self, jobs: list[JobRecord], adopted: dict) -> None:
         """End what the endpoints of jobs that were not adopted left behind."""
 
+    async def settle(self) -> None:
+        """Before the control plane exits: finish what ended jobs left going on (Ray: removals of applications that
+        never served, rayremovals.py)."""
+
     async def describe(self) -> dict:
         """The backend and its resources, for `trainml server status`."""

@@ -157,6 +157,9 @@ class LocalBackend:
         await asyncio.gather(*(reap_orphans(j.pid, j.pid_start, self.policy.stop_grace)
                                for j in jobs if j.pid and j.id not in adopted))
 
+    async def settle(self) -> None:
+        pass  # an endpoint's process is gone when its job ends
+
     async def describe(self) -> dict:
         import os
 

@@ -15,6 +15,7 @@ dashboard (see rayhead.py: the control plane never imports ray). A job's life:
   DELETE (DELETE shuts Serve down), and the list we PUT keeps every other application as Serve runs it. Replicas
   get our own stop grace for their calls, and Serve's 30 s HAProxy drain is cut short (rayapps.REPLICA_ENV).
   Every list holds our fallback application at `/e` too, which answers the job's URL meanwhile (rayfallback.py).
+  A job whose application never served fails without waiting for that: the removal goes on (rayremovals.py).
 - update, rollback: Serve's rolling update of the same application to the revision's package (rayrollout.py).
 - rotate-key: the new key in a package of its own, named in the deployment's user_config; the replicas read it
   in `reconfigure` and keep serving (runtime/serve_entry.py).
@@ -45,12 +46,14 @@ from .rayhead import RayHead, RayOptions
 from .raykeys import KeyPackage
 from .raylogs import ReplicaLogs
 from .raymetrics import ReplicaTotals
+from .rayremovals import Removals
 from .rayreplicas import ReplicaWatch
 
 log = logging.getLogger("trainml.server")
 
 POLL = 0.5  # seconds between status reads
 REMOVE_TIMEOUT = 60.0  # seconds to wait for Serve to delete an application
+REMOVE_POLL = 0.2  # seconds between status reads meanwhile: a stop returns as soon as Serve has deleted it
 
 
 class RayBackend:
@@ -62,6 +65,7 @@ class RayBackend:
         self.head = RayHead(options.address, options.token)
         self.replica_totals = ReplicaTotals(self.head)
         self.fallback = rayfallback.FallbackApp(self.head, options.stop_grace)
+        self.removals = Removals()  # of applications that never served, going on after their jobs failed
         self._lock = asyncio.Lock()
         self._cache: tuple[float, dict] | None = None
         self._reading: asyncio.Future | None = None
@@ -154,7 +158,7 @@ class RayBackend:
                 present = await self.applications(max_age=0)
                 if not any(name in present for name in names):
                     return True
-                await asyncio.sleep(POLL)
+                await asyncio.sleep(REMOVE_POLL)
             return False
 
     # -- the seam -----------------------------------------------------------------------------------------
@@ -203,6 +207,9 @@ class RayBackend:
         except TrainMLError as exc:
             log.warning("cannot remove Ray Serve applications of jobs that should not run: %s", exc)
 
+    async def settle(self) -> None:
+        await self.removals.settle()
+
     async def describe(self) -> dict:
         info: dict = {"backend": self.name, "ray_address": self.options.address, "serve_url": self.options.serve_url}
         try:
@@ -246,6 +253,7 @@ class RayEndpoint:
         # bring back an application that is being removed.
         self._deploying = asyncio.Lock()
         self._deployed = adopt is not None
+        self._served = adopt is not None  # callers got answers from it: its removal waits for their calls
         self.switching = False  # a new revision is rolling out (rayrollout.py), which watches the status meanwhile
         self.logs = ReplicaLogs(backend.head, listener)
         self.live_replicas: list[dict] | None = None  # as Serve reported them at the last poll (rayapps.live)
@@ -270,22 +278,32 @@ class RayEndpoint:
         self._stop.set()
 
     async def run(self) -> Outcome:
+        outcome = None
         try:
-            return await self._watch()
+            outcome = await self._watch()
+            return outcome
         finally:
             self.logs.close()
-            captures = self.captures
-            if not self._detached:
-                async with self._deploying:
-                    self._deployed = False
-                    try:
-                        if not await self.backend.remove([self.name]):
-                            self.listener.event(f"Ray Serve had not deleted application {self.name} after "
-                                                f"{REMOVE_TIMEOUT:g}s")
-                    except TrainMLError as exc:
-                        self.listener.event(f"could not remove Ray Serve application {self.name}: {exc}")
-            if captures is not None:  # once stopped, what the replicas sealed last; adopted later, drained on
-                await captures.finish(last=not self._detached)
+            if outcome is not None and outcome.failed and not self._served and not self._detached:
+                # Failed before it ever served: the job says so now, not once Serve has deleted it (rayremovals.py).
+                self.backend.removals.start(self.name, self._end())
+            else:
+                await self._end()
+
+    async def _end(self) -> None:
+        """Remove the application (unless detached: it serves on), then drain the replicas' last captures."""
+        captures = self.captures
+        if not self._detached:
+            async with self._deploying:
+                self._deployed = False
+                try:
+                    if not await self.backend.remove([self.name]):
+                        self.listener.event(f"Ray Serve had not deleted application {self.name} after "
+                                            f"{REMOVE_TIMEOUT:g}s")
+                except TrainMLError as exc:
+                    self.listener.event(f"could not remove Ray Serve application {self.name}: {exc}")
+        if captures is not None:  # once stopped, what the replicas sealed last; adopted later, drained on
+            await captures.finish(last=not self._detached)
 
     async def _watch(self) -> Outcome:
         timeout = self.backend.options.deploy_timeout
@@ -319,7 +337,7 @@ class RayEndpoint:
             elif status is JobStatus.RUNNING and not running:
                 # Serve says RUNNING before its proxies route the prefix: running means callers get answers.
                 if await self._answers():
-                    running = True
+                    running = self._served = True
                     self.listener.ready()
                 elif time.monotonic() > deadline:
                     return Outcome(True, f"Ray Serve runs application {self.name}, but {self.url}/ping did not "
@@ -350,6 +368,7 @@ class RayEndpoint:
         """Upload the job's package (of `launch`, a new revision) unless the cluster has it, and put its
         application in Serve's list."""
         launch = launch or self.launch
+        await self.backend.removals.wait(self.name)  # the same application, left failing: deleted before it returns
         packages = await asyncio.to_thread(rayapps.uv_packages, launch)  # a bad line fails before any upload
         name, data = await asyncio.to_thread(rayapps.package, launch)
         head = self.backend.head
