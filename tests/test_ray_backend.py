@@ -543,8 +543,9 @@ def test_a_job_that_never_served_fails_at_its_deadline_while_serve_still_deletes
     name = f"ep-{job['id']}"
     failed = wait_status(plane, job["id"], "failed", timeout=30)  # REMOVE_TIMEOUT (60 s) without the removal behind
     assert failed["reason"].startswith("insufficient resources: 1 replica(s) of 8 CPU(s) asked")
-    assert head.apps[name]["status"] == "DELETING" and name not in head.last_put()
-    assert _fallback_states(head.puts[-1]) == {job["id"]: "stopping"}
+    # The removal was registered before the job said failed; its request to Serve follows on the next loop turns.
+    wait_until(lambda: head.apps[name]["status"] == "DELETING", timeout=30, interval=0.05, message="the removal sent")
+    assert name not in head.last_put() and _fallback_states(head.puts[-1]) == {job["id"]: "stopping"}
 
     started = plane.api("POST", f"/api/jobs/{job['id']}/start")
     assert started.status_code == 200, started.text
