@@ -35,7 +35,7 @@ from .loader import load_routes
 from .metrics import UNMATCHED, Metrics, make_directory
 from .output import AccessLog, encoder
 from .ownpaths import HEALTH_MOVES, RETRY, Description, Health, answer
-from .replies import HEADER, Reply, RequestIds, send_failure, send_json, send_result
+from .replies import Reply, RequestIds, send_failure, send_json, send_result
 from .tracing import tracer_from
 
 # capture.py, uploads.py, streaming.py and docs.py load when an option or a route needs them, not at every start.
@@ -257,8 +257,6 @@ class EndpointApp:
         if send.trace is not None:
             self.tracer.end(send.trace, method, path, label, status, send.request_id)
 
-    http = __call__
-
     async def call(self, endpoint: Endpoint, scope, receive, send) -> int:
         if self.health is not Health.READY:
             self.metrics.reject("loading")
@@ -321,15 +319,10 @@ class EndpointApp:
                 payload, content_type = inline.run(endpoint.function, args, kwargs, endpoint.encode)
             except Exception as exc:
                 return await send_failure(send, exc, self.config.timeout)
-            if payload.__class__ is not bytes:
-                return await send_result(send, payload, content_type)
-            if send.whole is not None and send.whole(200, send.head(content_type, len(payload)), payload):
+            if (payload.__class__ is bytes and send.whole is not None
+                    and send.whole(200, send.head(content_type, len(payload)), payload)):
                 return 200
-            reply = send.send
-            await reply({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", content_type), (b"content-length", b"%d" % len(payload)), (HEADER, send.request_id)]})
-            await reply({"type": "http.response.body", "body": payload})
-            return 200
+            return await send_result(send, payload, content_type)  # a file, Ray Serve's send, a slow reader
         try:  # the files stay until the answer has gone (and the function has returned: `after`)
             return await self.answer(endpoint, args, kwargs, scope, receive, send, upload)
         finally:
