@@ -41,10 +41,11 @@ class Load:
     """Steady calls from `each` keep-alive clients and `each` that open a connection per call, each recording
     (time sent, version answered) or the failure."""
 
-    def __init__(self, url, each=1, timeout=30, headers=None):
+    def __init__(self, url, each=1, timeout=30, headers=None, pause=0.0):
         self.url = url + "/predict"
         self.headers = headers or {}  # e.g. the endpoint key
         self.timeout = timeout  # a call that waits longer failed, for its caller
+        self.pause = pause  # seconds between one thread's calls: spares the CPU where a call costs much of it
         self.done = threading.Event()
         self.answers: list[tuple[float, int]] = []
         self.failures: list[str] = []
@@ -80,8 +81,12 @@ class Load:
                     self.answers.append((sent, answer.json()["version"]))
             except requests.RequestException as exc:
                 self.failures.append(f"{type(exc).__name__}: {exc}")
+            if self.pause:
+                self.done.wait(self.pause)
 
     def count_since(self, since):
+        if not any(thread.is_alive() for thread in self.threads):  # else a wait for more calls times out, unsaid
+            raise AssertionError(f"the load stopped after {MAX_CALLS} calls a thread; {len(self.failures)} failed")
         return sum(1 for sent, _ in self.answers if sent > since)
 
 

@@ -131,16 +131,21 @@ async def test_calls_preempted_by_a_process_busy_on_the_same_core_stay_on_the_lo
     try:
         os.sched_setaffinity(hog.pid, {core})
         os.sched_setaffinity(0, {core})  # this thread only: the loop's, where the calls run
-        names, slow = [], 0
-        for _ in range(4000):  # until the core was taken away mid-request often enough (every few ms)
+        calls = []  # (thread, whether the kernel took the core away in its middle)
+        kept = 0  # preempted calls on the loop, and the next call still there: not counted against the function
+        for _ in range(4000):  # until enough preempted calls ran on the loop (the core is taken every few ms)
             started = time.perf_counter()
-            names += await threads(client, 1, "spin:0.0004")
-            slow += time.perf_counter() - started > 2 * STALL
-            if slow >= 20:
+            name = (await threads(client, 1, "spin:0.0004"))[0]
+            kept += bool(calls) and calls[-1] == (loop_thread, True) and name == loop_thread
+            calls.append((name, time.perf_counter() - started > 2 * STALL))
+            if kept >= 10:
                 break
     finally:
         os.sched_setaffinity(0, affinity)
         hog.kill()
         hog.wait()
-    assert slow >= 5, "the busy process never preempted the loop: nothing was shown"
-    assert names == [loop_thread] * len(names), f"{len(names) - names.count(loop_thread)} of {len(names)} on threads"
+    sent_back = sum(1 for (was, _), (now, _) in zip(calls, calls[1:]) if was == loop_thread != now)
+    slow = sum(slow for _, slow in calls)
+    assert kept >= 10, f"{kept} preempted calls kept on the loop of {slow} preempted in {len(calls)} calls"
+    # A stall the kernel does not count as waiting (a virtual machine's stolen time) may still cost one proof.
+    assert sent_back <= 1, f"sent back to the threads {sent_back} times in {len(calls)} calls ({slow} preempted)"
