@@ -807,10 +807,11 @@ def test_an_update_under_load_fails_no_call_and_one_that_cannot_import_leaves_th
     url = json.loads(created.stdout)["url"]
     wait_until(lambda: requests.post(url + "/predict", json={"text": "x"}, timeout=10).status_code == 200,
                timeout=30, interval=0.2, message="the proxy to route the job")
-    # Two keep-alive clients and two opening a connection per call, through Serve's proxy (HAProxy mode). A call
+    # Two keep-alive clients and two opening a connection per call, through Serve's proxy (HAProxy mode), each
+    # pausing 50 ms between calls (at full speed they spend a core and ran out of calls on a slow machine). A call
     # held 10 s fails (the longest pause between calls was 0.4 s; 30 s with Serve's default rollout, which stops
     # the old replica before the new one runs).
-    with Load(url, each=2, timeout=10) as load:
+    with Load(url, each=2, timeout=10, pause=0.05) as load:
         wait_until(lambda: load.count_since(0) >= 50, 60, message="calls before the update")
         updated = trainml(plane, "job", "update", "live", "--model-dir", str(write_model(tmp_path / "v2", 2)),
                           timeout=300)
