@@ -106,8 +106,11 @@ SLOT = "trainml_test_slot"  # a custom resource each node has one of
 # every run's teardown took 16 s and ended the head with SIGKILL.
 # Ray's processes export their metrics every 2 s, not every 10 s: the test of a job's metrics summed over its replicas
 # waited 10-15 s for the first export.
+# No worker processes started ahead of any task: each costs about 2 s of CPU, and the cluster shares the suite's two
+# cores (a replica runs in a worker of its job's own environment, never a prestarted one).
 TEST_OVERRIDES = {"RAY_AUTH_MODE": "disabled", "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300",
-                  "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_metrics_report_interval_ms": "2000"}
+                  "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_metrics_report_interval_ms": "2000",
+                  "RAY_enable_worker_prestart": "false", "RAY_prestart_worker_first_driver": "false"}
 
 
 def readme_recipe() -> tuple[dict[str, str], list[str], list[str]]:
