@@ -2,6 +2,7 @@
 
     probes.py       what both use to watch an endpoint: a minimal HTTP GET, the first of several events
     rayapps.py      a job as a Serve application, as data: package, config, status
+    rayendpoint.py  one job's application driven: deploy or adopt, watch until it runs or fails, remove
     rayhead.py      the head's HTTP API               raycluster.py   the cluster's nodes, GPUs and totals
     rayexposure.py  what listens where on the nodes   raykeys.py      a keyed job's key package
     raylogs.py      replica output in job logs        raymetrics.py   replica totals, summed

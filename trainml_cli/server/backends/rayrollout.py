@@ -32,7 +32,7 @@ from .base import Launch
 from .raykeys import KeyPackage
 
 if TYPE_CHECKING:
-    from .ray import RayEndpoint
+    from .rayendpoint import RayEndpoint
 
 POLL = 0.5
 
