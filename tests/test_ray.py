@@ -247,6 +247,19 @@ def job(plane, name) -> dict:
     return json.loads(trainml(plane, "job", "get", name, "--format", "json").stdout)
 
 
+# What a test polls for, it reads through the API: a `trainml` process per poll cost the cluster's shared cores
+# about 0.3 s of CPU each. What it then asserts, it reads as a user does, through the trainml command.
+def polled(plane, name) -> dict:
+    """The job's record, as `job get --format json` gives it."""
+    return plane.api("GET", f"/api/jobs/{name}").json()
+
+
+def logged(plane, name, text) -> int:
+    """How many of the job's newest 1000 log lines say `text`."""
+    lines = plane.api("GET", f"/api/jobs/{name}/logs", params={"limit": 1000}).json()["logs"]
+    return sum(text in line["message"] for line in lines)
+
+
 # The first test's bound covers the module's cluster start too (pytest-timeout times setup with the test), which
 # takes minutes on a loaded machine.
 @pytest.mark.timeout(480)
@@ -277,7 +290,7 @@ def test_replicas_answer_from_two_processes_with_the_same_contract(cluster, star
 
     # What the replicas print reaches `job logs`.
     requests.post(url + "/predict", json={"text": "find-me-in-the-log"}, timeout=10)
-    wait_until(lambda: "called with find-me-in-the-log" in trainml(plane, "job", "logs", "two").stdout,
+    wait_until(lambda: logged(plane, "two", "called with find-me-in-the-log"),
                timeout=30, interval=0.5, message="the replica's print in job logs")
     logs = trainml(plane, "job", "logs", "two").stdout
     assert "POST /predict 200" in logs and "replica model loaded" in logs
@@ -313,7 +326,8 @@ def test_stop_removes_the_application_and_start_deploys_it_again(cluster, start_
 
     started = trainml(plane, "job", "start", "stopme")
     assert started.returncode == 0, started.stderr
-    wait_until(lambda: job(plane, "stopme")["status"] == "running", timeout=90, interval=0.5, message="running again")
+    wait_until(lambda: polled(plane, "stopme")["status"] == "running", timeout=90, interval=0.5,
+               message="running again")
     assert requests.post(record["url"] + "/predict", json={"text": "x"}, timeout=10).status_code == 200
     began = time.monotonic()
     removed = trainml(plane, "job", "remove", "stopme", "--force")
@@ -506,12 +520,12 @@ def test_a_restarted_control_plane_adopts_the_running_application(cluster, start
     assert requests.post(url + "/predict", json={"text": "meanwhile"}, timeout=10).status_code == 200
 
     again = start_control_plane(*cluster.plane_args(), home=tmp_path / "adopt")
-    wait_until(lambda: job(again, "keep")["status"] == "running", timeout=30, interval=0.5, message="adopted")
+    wait_until(lambda: polled(again, "keep")["status"] == "running", timeout=30, interval=0.5, message="adopted")
     after = requests.post(url + "/predict", json={"text": "after"}, timeout=10).json()["pid"]
     assert after == before, "adopted, not deployed again"
     logs = trainml(again, "job", "logs", "keep").stdout
     assert "adopted Ray Serve application" in logs
-    wait_until(lambda: "called with after" in trainml(again, "job", "logs", "keep").stdout, timeout=30,
+    wait_until(lambda: logged(again, "keep", "called with after"), timeout=30,
                interval=0.5, message="logs followed after adoption")
     assert trainml(again, "job", "logs", "keep").stdout.count("called with before") == 1, "no line stored twice"
     status = trainml(again, "server", "status")
@@ -670,7 +684,7 @@ def test_autoscaling_settings_and_actor_options_reach_serve_and_every_replica_an
     assert "--capture-dir" not in app["deployed_app_config"]["args"]["argv"]
 
     # `job get` shows the configured replicas and the live ones.
-    live = wait_until(lambda: (r := job(plane, "tuned").get("replicas")) and len(r) == 2 and r, timeout=30,
+    live = wait_until(lambda: (r := polled(plane, "tuned").get("replicas")) and len(r) == 2 and r, timeout=30,
                       interval=0.5, message="two live replicas in the job's record")
     assert {r["state"] for r in live} == {"RUNNING"} and {r["pid"] for r in live} == pids
     shown = trainml(plane, "job", "get", "tuned").stdout
@@ -694,7 +708,7 @@ def test_min_zero_scales_to_zero_after_the_idle_timeout_and_calls_are_held_while
 
     # After the idle timeout Serve stops the last replica; the job stays running and says it is scaled to zero.
     def scaled_to_zero():
-        got = job(plane, "zero")
+        got = polled(plane, "zero")
         return got if got["replicas"] == [] else None
 
     got = wait_until(scaled_to_zero, timeout=120, interval=1, message="the job scaled to zero")
@@ -779,7 +793,7 @@ def test_a_killed_replica_is_counted_in_restarts_and_named_in_the_log(cluster, s
     assert job(plane, "crash")["restarts"] == 0
     os.kill(pid, signal.SIGKILL)  # the replica's process dies, as an out-of-memory kill would end it
 
-    wait_until(lambda: job(plane, "crash")["restarts"] == 1, timeout=90, interval=0.5,
+    wait_until(lambda: polled(plane, "crash")["restarts"] == 1, timeout=90, interval=0.5,
                message="the replica's death counted in the job's restarts")
 
     def answered_by_another():
@@ -790,7 +804,7 @@ def test_a_killed_replica_is_counted_in_restarts_and_named_in_the_log(cluster, s
         return answer.status_code == 200 and answer.json()["pid"] != pid
 
     wait_until(answered_by_another, timeout=90, interval=0.5, message="a new replica answering")
-    wait_until(lambda: "serving again" in trainml(plane, "job", "logs", "crash").stdout, timeout=60, interval=0.5,
+    wait_until(lambda: logged(plane, "crash", "serving again"), timeout=60, interval=0.5,
                message="the replacement named in job logs")
     logs = trainml(plane, "job", "logs", "crash").stdout
     died = [line for line in logs.splitlines() if f"(pid {pid})" in line and "died" in line]
@@ -945,7 +959,7 @@ def test_streams_uploads_file_answers_and_request_ids_hold_through_serve(cluster
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert png.content.startswith(b"\x89PNG\r\n\x1a\n") and len(png.content) == 8 + 1024
 
-    wait_until(lambda: "POST /predict 200" in trainml(plane, "job", "logs", "features").stdout, timeout=30,
+    wait_until(lambda: logged(plane, "features", "POST /predict 200"), timeout=30,
                interval=0.5, message="the replica's access lines in job logs")
     logs = trainml(plane, "job", "logs", "features").stdout
     assert any("POST /predict 200" in line and line.endswith(" ray-call-7") for line in logs.splitlines()), logs
@@ -973,7 +987,7 @@ def test_log_lines_say_which_revisions_replica_printed_them(cluster, start_contr
         assert result.returncode == 0, result.stderr
         return [json.loads(line) for line in result.stdout.splitlines()]
 
-    wait_until(lambda: sum(e["message"] == "answer from version 2" for e in printed()) >= 2, timeout=30,
+    wait_until(lambda: logged(plane, "printing", "answer from version 2") >= 2, timeout=30,
                interval=0.5, message="revision 3's answer in the log")
     entries = printed()
     tagged = {}
