@@ -171,5 +171,6 @@ def test_a_job_at_zero_gives_its_gpu_back_and_a_call_waits_for_it_then_503s_nami
     plane.api("POST", f"/api/jobs/{other['id']}/stop").raise_for_status()
     wait_until(lambda: job_record(plane, other["id"])["status"] == "stopped", timeout=60, message="the other job")
     answer = call(job["url"])  # the GPU is free again: handed back, and the call served on it
-    assert answer.status_code == 200 and answer.json()["pid"] in live_workers(record)
+    assert answer.status_code == 200, (answer.text, plane.api("GET", f"/api/jobs/{job['id']}/logs").text[-3000:])
+    assert answer.json()["pid"] in live_workers(record)
     assert [g["index"] for g in job_record(plane, job["id"])["gpus"]] == ["0"]

@@ -94,6 +94,32 @@ async def test_a_wake_whose_calls_gave_up_takes_no_gpu(tmp_path):
         await asyncio.gather(follow, return_exceptions=True)
 
 
+async def test_a_grant_thrown_away_as_stale_by_the_next_wake_is_handed_again(tmp_path):
+    # The GPU came free just as the held calls gave up, and a new call woke the leader before the control plane
+    # looked again: the leader threw the grant away (written for calls that had gone) and waits for one, while the
+    # pool counts the GPU as the job's. The wake must still get it, not wait out --cold-start-timeout.
+    pool = GpuPool([Gpu("0", "NVIDIA GeForce RTX 3090")])
+    scale = tmp_path / "scale.json"
+    launch = Launch("job", LaunchSpec(model_dir=str(tmp_path), scale_file=str(scale), min_workers=0), env={},
+                    resources=ONE)
+    pool.try_take("other", ONE)
+    job = Job()
+    follow = asyncio.create_task(gpulease.follow(pool, launch, job, adopted=True))
+    grant = tmp_path / GPU_GRANT_FILE
+    try:
+        write_scale(scale, ScaleState(workers=[], wants_gpus=True))
+        await until(lambda: any("waiting" in e for e in job.events), "the wake to wait")
+        await pool.release("other")
+        await until(grant.exists, "the GPU handed over once free")
+        assert take_grant(grant) == "0"  # the next wake throws it away as stale ...
+        write_scale(scale, ScaleState(workers=[], wants_gpus=True))  # ... and waits for a grant
+        await until(grant.exists, "the same GPU handed again")
+        assert take_grant(grant) == "0" and pool.holders == {"0": "job"}
+    finally:
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+
+
 def test_only_autoscaled_jobs_that_may_sleep_on_gpus_lease_them(tmp_path):
     def launch(min_workers, resources):
         spec = LaunchSpec(model_dir=str(tmp_path), scale_file=str(tmp_path / "s"), min_workers=min_workers)

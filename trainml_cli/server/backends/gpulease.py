@@ -54,6 +54,11 @@ async def follow(pool: res.GpuPool, launch: Launch, listener: EndpointListener, 
             await pool.release(job_id)
             listener.gpus([])
             listener.event(f"scaled to zero: GPU(s) {', '.join(holding)} back to the pool")
+        elif holding and state.wants_gpus and not state.workers and not grant.exists():
+            # The leader threw the grant away as stale: written as its last calls gave up, just before a new call
+            # woke it, while the pool still counts those GPUs as the job's. The same GPUs, handed again. (Once the
+            # leader has taken a grant, until it writes its new worker, this leaves one more: thrown away next time.)
+            write_grant(grant, ",".join(g.device for g in pool.gpus if g.index in holding))
         elif not holding and state.wants_gpus:
             gpus = pool.try_take(job_id, resources)
             if gpus is None:
