@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import pytest
 import requests
 
 from conftest import route, run, wait_until
@@ -273,8 +274,9 @@ def test_an_update_with_no_option_fetches_a_git_branchs_head_again_and_a_local_f
                                                                                          (2, "serving")]
 
 
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "killed-before-the-record"])
 def test_a_control_plane_killed_mid_update_leaves_no_process_behind_and_the_revision_failed(start_control_plane,
-                                                                                         tmp_path):
+                                                                                         tmp_path, recorded):
     plane = start_control_plane()
     url = create(plane, write_model(tmp_path / "v1", 1))
     pids_before = set(plane.endpoint_pids())
@@ -288,12 +290,44 @@ def test_a_control_plane_killed_mid_update_leaves_no_process_behind_and_the_revi
         plane.kill()
     finally:
         update.wait(timeout=60)
+    if not recorded:  # what a kill between starting the process and recording its pid leaves in the database
+        import sqlite3
+
+        with sqlite3.connect(plane.home / "trainml.db") as db:
+            source = json.loads(db.execute("SELECT source FROM revisions WHERE number = 2").fetchone()[0])
+            assert source.pop("pid") and source.pop("pid_start")
+            db.execute("UPDATE revisions SET source = ? WHERE number = 2", (json.dumps(source),))
     again = start_control_plane(home=plane.home)
     wait_until(lambda: set(again.endpoint_pids()) <= pids_before, 60, message="the new revision's process to end")
     rows = revisions(again)
     assert [(r["revision"], r["status"]) for r in rows] == [(1, "serving"), (2, "failed")]
     assert "control plane stopped" in rows[1]["reason"]
     assert requests.post(url + "/predict", json={"text": "x"}, timeout=10).json()["version"] == 1
+
+
+def test_a_revisions_process_started_but_never_recorded_is_found_by_its_model_folder_and_ended(tmp_path):
+    # A control plane killed between starting a new revision's process and recording its pid (the test above
+    # hit that window now and then): the next one finds the process by the revision's model folder.
+    import shutil
+
+    import endpoint_process
+    from trainml_cli.server.processes import process_start_time, reap_orphans, runtimes_naming
+
+    folders = [tmp_path / name / "model" for name in ("revisions-2", "other")]
+    for folder in folders:
+        shutil.copytree(endpoint_process.MODELS / "echo", folder)
+    echo = endpoint_process.route("/predict", "predict", [endpoint_process.param("text", "str")])
+    orphan, other = (endpoint_process.start(folder, [echo], tmp_path=tmp_path) for folder in folders)
+    try:
+        orphan.wait_ready()
+        other.wait_ready()
+        assert runtimes_naming(str(folders[0])) == [orphan.proc.pid]
+        run(reap_orphans(orphan.proc.pid, process_start_time(orphan.proc.pid), grace=10))
+        assert orphan.proc.wait(timeout=10) is not None and runtimes_naming(str(folders[0])) == []
+        assert other.proc.poll() is None and runtimes_naming(str(folders[1])) == [other.proc.pid]
+    finally:
+        orphan.stop()
+        other.stop()
 
 
 def test_stopping_the_job_during_an_update_fails_the_revision_and_ends_both_processes(control_plane, tmp_path):

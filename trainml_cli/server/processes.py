@@ -89,6 +89,26 @@ async def reap_orphans(pgid: int | None, pid_start: int | None, grace: float = S
     return True
 
 
+def runtimes_naming(model_dir: str) -> list[int]:
+    """Endpoint processes (group leaders) started on this model folder: `--model-dir` names it. How a control plane
+    finds one that its predecessor started but died before recording (between the spawn and the record)."""
+    wanted = os.fsencode(model_dir)
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        fields = _stat(int(entry))
+        if (fields and int(fields[2]) == int(entry) and b"trainml_cli.runtime" in argv
+                and any(a == b"--model-dir" and b == wanted for a, b in zip(argv, argv[1:]))):
+            found.append(int(entry))
+    return found
+
+
 class AdoptedProcess:
     """An endpoint process an earlier control plane started, with the face of an asyncio subprocess."""
 

@@ -370,7 +370,8 @@ class Revisions:
                     continue
                 source = row["source"]
                 if hasattr(self.jobs.backend, "end_unfinished"):
-                    await self.jobs.backend.end_unfinished(source.get("pid"), source.get("pid_start"))
+                    await self.jobs.backend.end_unfinished(source.get("pid"), source.get("pid_start"),
+                                                           self.folder(job.id, row["number"]) / "model")
                 self._move(job.id, row["number"], R.FAILED, "the control plane stopped while it was being deployed",
                            source={k: v for k, v in source.items() if k not in ("pid", "pid_start")})
                 self.jobs.logs.event(job.id, f"revision {row['number']} failed: the control plane stopped while it "

@@ -43,7 +43,15 @@ from ...errors import UsageError
 from ...launchspec import EXIT_LOAD_FAILED, EXIT_USAGE, KEY_RECHECK_SECONDS
 from .. import endpointkeys, resources as res
 from ..jobrecord import JobRecord
-from ..processes import AdoptedProcess, describe_exit, is_endpoint, kill_group, process_start_time, reap_orphans
+from ..processes import (
+    AdoptedProcess,
+    describe_exit,
+    is_endpoint,
+    kill_group,
+    process_start_time,
+    reap_orphans,
+    runtimes_naming,
+)
 from . import gpulease
 from .base import EndpointListener, Launch, Outcome, Policy, Say
 from .ports import bind_socket, rebind_socket
@@ -146,9 +154,14 @@ class LocalBackend:
 
     hold_socket = staticmethod(hold_socket)  # an adopted endpoint's socket, taken back before a switch
 
-    async def end_unfinished(self, pid: int | None, pid_start: int | None) -> None:
-        """End a new revision's process that an earlier control plane left starting (it died mid-switch)."""
-        await reap_orphans(pid, pid_start, self.policy.stop_grace)
+    async def end_unfinished(self, pid: int | None, pid_start: int | None, model_dir: Path) -> None:
+        """End a new revision's process that an earlier control plane left starting (it died mid-switch): the one
+        recorded, or, had it died before recording one, any started on the revision's model folder."""
+        if pid:
+            await reap_orphans(pid, pid_start, self.policy.stop_grace)
+            return
+        await asyncio.gather(*(reap_orphans(p, process_start_time(p), self.policy.stop_grace)
+                               for p in runtimes_naming(str(model_dir))))
 
     async def adoptable(self, jobs: list[JobRecord]) -> dict:
         return {j.id: Adoption(j.pid, j.pid_start) for j in jobs if is_endpoint(j.pid, j.pid_start)}
