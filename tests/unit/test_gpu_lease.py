@@ -33,6 +33,14 @@ class Job:
         self.shown = gpus
 
 
+def one_gpu_job(tmp_path):
+    """A machine with one GPU, and a job on it that may scale to zero: (the pool, its scale file, its launch)."""
+    scale = tmp_path / "scale.json"
+    launch = Launch("job", LaunchSpec(model_dir=str(tmp_path), scale_file=str(scale), min_workers=0), env={},
+                    resources=ONE)
+    return GpuPool([Gpu("0", "NVIDIA GeForce RTX 3090")]), scale, launch
+
+
 async def until(check, what: str):
     for _ in range(400):
         if check():
@@ -42,10 +50,7 @@ async def until(check, what: str):
 
 
 async def test_a_job_at_zero_gives_its_gpu_back_and_gets_one_when_a_call_wakes_it(tmp_path):
-    pool = GpuPool([Gpu("0", "NVIDIA GeForce RTX 3090")])
-    scale = tmp_path / "scale.json"
-    launch = Launch("job", LaunchSpec(model_dir=str(tmp_path), scale_file=str(scale), min_workers=0), env={},
-                    resources=ONE)
+    pool, scale, launch = one_gpu_job(tmp_path)
     assert gpulease.needs_lease(launch)
     pool.try_take("job", ONE)  # placed at launch, as any job
     job = Job()
@@ -74,10 +79,7 @@ async def test_a_job_at_zero_gives_its_gpu_back_and_gets_one_when_a_call_wakes_i
 
 
 async def test_a_wake_whose_calls_gave_up_takes_no_gpu(tmp_path):
-    pool = GpuPool([Gpu("0", "NVIDIA GeForce RTX 3090")])
-    scale = tmp_path / "scale.json"
-    launch = Launch("job", LaunchSpec(model_dir=str(tmp_path), scale_file=str(scale), min_workers=0), env={},
-                    resources=ONE)
+    pool, scale, launch = one_gpu_job(tmp_path)
     pool.try_take("other", ONE)
     job = Job()
     follow = asyncio.create_task(gpulease.follow(pool, launch, job, adopted=True))
@@ -98,10 +100,7 @@ async def test_a_grant_thrown_away_as_stale_by_the_next_wake_is_handed_again(tmp
     # The GPU came free just as the held calls gave up, and a new call woke the leader before the control plane
     # looked again: the leader threw the grant away (written for calls that had gone) and waits for one, while the
     # pool counts the GPU as the job's. The wake must still get it, not wait out --cold-start-timeout.
-    pool = GpuPool([Gpu("0", "NVIDIA GeForce RTX 3090")])
-    scale = tmp_path / "scale.json"
-    launch = Launch("job", LaunchSpec(model_dir=str(tmp_path), scale_file=str(scale), min_workers=0), env={},
-                    resources=ONE)
+    pool, scale, launch = one_gpu_job(tmp_path)
     pool.try_take("other", ONE)
     job = Job()
     follow = asyncio.create_task(gpulease.follow(pool, launch, job, adopted=True))
